@@ -1,0 +1,80 @@
+/* The event contract: one struct per event, read by internal/decode through
+ * the Go type bpf2go generates from it (-type event). Every field is
+ * explicitly placed; the file compiles with -Wpadded. */
+#pragma once
+
+#define PT_IFNAMSIZ 16
+#define PT_MAX_SNAPLEN 256
+#define PT_MAX_POD_IPS 16
+#define PT_MAX_VXLAN_PORTS 4
+
+/* What produced an event. Values are part of the recording format: never
+ * renumber, only add. */
+enum pathtrace_kind {
+	PT_EV_RX = 1,      /* net:netif_receive_skb: received on dev */
+	PT_EV_TX = 2,      /* net:net_dev_queue: queued for transmit on dev */
+	PT_EV_NF = 3,      /* netfilter hook (first or last priority slot) */
+	PT_EV_DROP = 4,    /* skb:kfree_skb: freed as a drop, with a reason */
+	PT_EV_CONSUME = 5, /* skb:consume_skb: freed after normal use */
+};
+
+enum pathtrace_slot {
+	PT_SLOT_NONE = 0,
+	PT_SLOT_FIRST = 1, /* netfilter program at the first priority */
+	PT_SLOT_LAST = 2,  /* netfilter program at the last priority */
+};
+
+enum pathtrace_flags {
+	PT_F_NEW = 1 << 0,   /* first event of a newly tracked packet on this skb */
+	PT_F_L3 = 1 << 1,    /* outer tuple holds a parsed IPv4 header */
+	PT_F_INNER = 1 << 2, /* inner tuple and vni hold a VXLAN payload */
+	PT_F_L4 = 1 << 3,    /* ports and tcp_flags of the outer tuple are valid */
+	PT_F_INNER_L4 = 1 << 4,
+	PT_F_REASON = 1 << 5, /* drop_reason comes from the kernel */
+};
+
+struct pt_tuple {
+	__u32 saddr; /* network byte order */
+	__u32 daddr; /* network byte order */
+	__u16 sport; /* host byte order; ICMP: type */
+	__u16 dport; /* host byte order; ICMP: code */
+	__u16 ip_id; /* host byte order */
+	__u8 proto;
+	__u8 tcp_flags;
+};
+
+/* Extra data of function hops (bridge, IPVS, netfilter verdicts); zero for
+ * the tracepoint and netfilter-link events. */
+struct pt_ext {
+	__u32 addr[2]; /* network byte order */
+	__u16 port[2]; /* host byte order */
+	__u32 val[3];
+	char name[16];
+};
+
+struct event {
+	__u64 skb;      /* struct sk_buff address: the packet's identity */
+	__u64 ts;       /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+	__u64 location; /* kfree_skb/consume_skb: the caller's address */
+	__u32 netns;    /* inode of the network namespace of dev (or the hook) */
+	__u32 ifindex;  /* dev's ifindex in that namespace */
+	__u32 len;      /* skb->len */
+	__u32 drop_reason; /* enum skb_drop_reason, numbered by the running kernel */
+	__u32 in_ifindex;  /* netfilter: state->in */
+	__u32 out_ifindex; /* netfilter: state->out */
+	__u32 vni;
+	__u16 cpu;
+	__u16 cap_len; /* valid bytes in data[] */
+	__u8 kind;     /* enum pathtrace_kind */
+	__u8 hook;     /* netfilter: enum nf_inet_hooks */
+	__u8 slot;     /* enum pathtrace_slot */
+	__u8 flags;    /* enum pathtrace_flags */
+	__u32 mark;    /* skb->mark */
+	char dev[PT_IFNAMSIZ];
+	char in_dev[PT_IFNAMSIZ];
+	char out_dev[PT_IFNAMSIZ];
+	struct pt_tuple outer;
+	struct pt_tuple inner;
+	struct pt_ext ext;
+	__u8 data[PT_MAX_SNAPLEN]; /* packet bytes from the network header */
+};

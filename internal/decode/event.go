@@ -1,0 +1,156 @@
+package decode
+
+import (
+	"fmt"
+	"net/netip"
+)
+
+// Kind says which kernel hook produced an event. The values are those of
+// enum pathtrace_kind in bpf/include/event.h and are part of the recording
+// format.
+type Kind uint8
+
+const (
+	KindRx      Kind = 1 // net:netif_receive_skb
+	KindTx      Kind = 2 // net:net_dev_queue
+	KindNF      Kind = 3 // a netfilter hook, first or last priority slot
+	KindDrop    Kind = 4 // skb:kfree_skb
+	KindConsume Kind = 5 // skb:consume_skb
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindRx:
+		return "rx"
+	case KindTx:
+		return "tx"
+	case KindNF:
+		return "netfilter"
+	case KindDrop:
+		return "drop"
+	case KindConsume:
+		return "consume"
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// Hook is an IPv4 netfilter hook (enum nf_inet_hooks).
+type Hook uint8
+
+const (
+	HookPrerouting  Hook = 0
+	HookInput       Hook = 1
+	HookForward     Hook = 2
+	HookOutput      Hook = 3
+	HookPostrouting Hook = 4
+)
+
+var hookNames = [...]string{"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"}
+
+func (h Hook) String() string {
+	if int(h) < len(hookNames) {
+		return hookNames[h]
+	}
+	return fmt.Sprintf("hook(%d)", uint8(h))
+}
+
+// Slot is the priority position of a netfilter program within its hook.
+type Slot uint8
+
+const (
+	SlotNone  Slot = 0
+	SlotFirst Slot = 1 // before every other hook function: before NAT
+	SlotLast  Slot = 2 // after every other hook function: after NAT
+)
+
+func (s Slot) String() string {
+	switch s {
+	case SlotFirst:
+		return "first"
+	case SlotLast:
+		return "last"
+	}
+	return ""
+}
+
+// Flags are the event's validity bits (enum pathtrace_flags).
+type Flags uint8
+
+const (
+	FlagNew     Flags = 1 << 0 // first event of a newly tracked packet on this skb
+	FlagL3      Flags = 1 << 1 // Outer holds a parsed IPv4 header
+	FlagInner   Flags = 1 << 2 // Inner and VNI hold a VXLAN payload
+	FlagL4      Flags = 1 << 3 // Outer ports and TCP flags are valid
+	FlagInnerL4 Flags = 1 << 4 // Inner ports and TCP flags are valid
+	FlagReason  Flags = 1 << 5 // DropReason was given by the kernel
+)
+
+// IP protocol numbers the decoder names.
+const (
+	ProtoICMP uint8 = 1
+	ProtoTCP  uint8 = 6
+	ProtoUDP  uint8 = 17
+)
+
+// Tuple is an IPv4 header and its ports as seen at one hop. For ICMP, the
+// ports hold the type (Src) and code (Dst).
+type Tuple struct {
+	Proto    uint8
+	Src, Dst netip.AddrPort
+	IPID     uint16
+	TCPFlags uint8
+	HasPorts bool
+}
+
+// Valid reports whether the tuple was parsed from a packet.
+func (t Tuple) Valid() bool { return t.Src.Addr().IsValid() }
+
+// Event is one hop of one packet, as the kernel saw it.
+type Event struct {
+	Kind  Kind
+	Flags Flags
+	SKB   uint64 // struct sk_buff address: the packet's identity while it lives
+	TS    uint64 // CLOCK_MONOTONIC nanoseconds
+	CPU   uint16
+
+	Netns   uint32 // network namespace inode
+	Ifindex uint32
+	Dev     string // device the packet is on ("" when unknown)
+
+	// Netfilter events.
+	Hook       Hook
+	Slot       Slot
+	In, Out    string
+	InIfindex  uint32
+	OutIfindex uint32
+
+	Len  uint32 // skb->len
+	Mark uint32 // skb->mark
+
+	Outer Tuple
+	Inner Tuple  // valid with FlagInner
+	VNI   uint32 // valid with FlagInner
+
+	DropReason uint32 // enum skb_drop_reason of the running kernel; valid with FlagReason
+	Location   uint64 // caller of kfree_skb/consume_skb
+
+	Ext Ext
+
+	// Data holds the first bytes of the packet from its network header, as
+	// captured (snaplen); empty when nothing was captured. It aliases the
+	// decoder's input: copy it to keep it past the next Decode.
+	Data []byte
+}
+
+// Ext carries the extra fields of function hops; zero for tracepoint and
+// netfilter-link events.
+type Ext struct {
+	Addr [2]netip.Addr
+	Port [2]uint16
+	Val  [3]uint32
+	Name string
+}
+
+// Encapsulated reports whether the event saw a VXLAN packet with an inner
+// IPv4 header.
+func (e *Event) Encapsulated() bool { return e.Flags&FlagInner != 0 }

@@ -1,0 +1,106 @@
+package stitch
+
+import (
+	"net/netip"
+	"time"
+)
+
+// HopKind names what happened at a hop. The strings are part of the JSON
+// output (docs/json.md): add kinds, never rename them.
+type HopKind string
+
+const (
+	HopTx        HopKind = "tx"        // queued for transmit on a device
+	HopRx        HopKind = "rx"        // received on a device
+	HopNetfilter HopKind = "netfilter" // passed a netfilter hook
+	HopNAT       HopKind = "nat"       // addresses changed within a netfilter hook
+	HopEncap     HopKind = "encap"     // wrapped in VXLAN on a tunnel device
+	HopDecap     HopKind = "decap"     // unwrapped from VXLAN on a tunnel device
+	HopDrop      HopKind = "drop"      // freed as a drop
+	HopConsume   HopKind = "consume"   // freed after normal use (delivered to a socket, ...)
+)
+
+// Verdict is how a packet's path ended.
+type Verdict string
+
+const (
+	VerdictDelivered Verdict = "delivered" // reached a pod or a local socket
+	VerdictDropped   Verdict = "dropped"   // a drop hop ended it
+	VerdictForwarded Verdict = "forwarded" // last seen leaving a node device
+	VerdictUnknown   Verdict = "unknown"   // the trace ends without telling
+)
+
+// NATType says which side of the tuple a NAT hop rewrote.
+type NATType string
+
+const (
+	NATDst NATType = "dnat"
+	NATSrc NATType = "snat"
+)
+
+// NAT is the change a hook made to one side of the tuple.
+type NAT struct {
+	Type     NATType
+	From, To netip.AddrPort
+}
+
+// Outer is the VXLAN outer header of an encapsulated packet.
+type Outer struct {
+	Src, Dst netip.Addr
+	DPort    uint16
+	VNI      uint32
+}
+
+// Hop is one step of a packet's path.
+type Hop struct {
+	T     time.Duration // since the packet's first hop
+	Delta time.Duration // since the previous hop
+	Kind  HopKind
+
+	Dev        string
+	Ifindex    uint32
+	Netns      string // resolved name; the inode in decimal when unknown
+	NetnsInode uint32
+	CPU        uint16
+	Len        uint32
+	Mark       uint32
+
+	// The packet's tuple at this hop; the inner one when encapsulated.
+	Proto    uint8
+	Src, Dst netip.AddrPort
+	TCPFlags uint8
+
+	// Netfilter hops.
+	Hook    string        // PREROUTING, INPUT, FORWARD, OUTPUT, POSTROUTING
+	In, Out string        // hook devices
+	Dur     time.Duration // between the first and last priority slots
+	Partial bool          // only one slot was seen (dropped or stolen in between)
+
+	NAT   *NAT   // nat hops
+	Outer *Outer // encap and decap hops, and hops of an encapsulated packet
+
+	// Drop hops.
+	Reason     string // the kernel's drop reason name, without the SKB_DROP_REASON_ prefix
+	ReasonCode uint32
+	Location   uint64 // kernel address of the freeing caller
+}
+
+// Path is the journey of one packet through the traced nodes.
+type Path struct {
+	ID    uint64    // 1, 2, ... in order of each packet's first event
+	SKB   uint64    // the sk_buff that carried it
+	Start time.Time // wall-clock time of the first hop
+	Mono  uint64    // CLOCK_MONOTONIC ns of the first hop
+
+	// The packet as first seen (inner header when first seen encapsulated).
+	Proto    uint8
+	Src, Dst netip.AddrPort
+	TCPFlags uint8
+	IPID     uint16
+	Len      uint32
+
+	Verdict Verdict
+	Hops    []Hop
+	Events  int  // events stitched into this path
+	Clipped bool // more hops than the stitcher keeps per path; the rest were counted, not kept
+}
