@@ -25,7 +25,11 @@ volatile const __u32 n_vxlan_ports;
 volatile const __u32 snaplen;                   /* bytes of packet to copy */
 
 struct tracked_skb {
-	__u64 head; /* skb->head when tracking began: a new head is a new packet */
+	/* Signature of the innermost IPv4 packet: IP id, total length and, for
+	 * TCP, sequence and acknowledgment numbers. NAT, TTL changes, VXLAN
+	 * encapsulation and a reallocated head (ip_forward's skb_cow on a TCP
+	 * clone) keep it; a different packet on a reused skb changes it. */
+	__u64 sig;
 };
 
 struct {
@@ -52,6 +56,7 @@ struct {
 
 struct pt_pkt {
 	unsigned char *head;
+	__u64 sig;
 	__u32 nh;   /* network header offset from head */
 	__u32 tail; /* end of linear data, offset from head */
 	__u32 vni;
@@ -70,7 +75,7 @@ struct pt_l4 {
  * header, or 0 when there is none to read (not IPv4, a later fragment). */
 static __always_inline __u32 parse_ipv4(unsigned char *head, __u32 off,
 					 struct pt_tuple *t, __u8 *flags,
-					 __u8 l3_flag, __u8 l4_flag)
+					 __u8 l3_flag, __u8 l4_flag, __u64 *sig)
 {
 	struct iphdr iph;
 
@@ -83,6 +88,7 @@ static __always_inline __u32 parse_ipv4(unsigned char *head, __u32 off,
 	t->proto = iph.protocol;
 	t->ip_id = bpf_ntohs(iph.id);
 	*flags |= l3_flag;
+	*sig = ((__u64)bpf_ntohs(iph.id) << 48) | ((__u64)bpf_ntohs(iph.tot_len) << 32);
 	if (iph.frag_off & bpf_htons(0x1fff))
 		return 0;
 
@@ -95,6 +101,7 @@ static __always_inline __u32 parse_ipv4(unsigned char *head, __u32 off,
 		t->sport = bpf_ntohs(th.source);
 		t->dport = bpf_ntohs(th.dest);
 		t->tcp_flags = ((__u8 *)&th)[13];
+		*sig |= th.seq ^ ((th.ack_seq << 7) | (th.ack_seq >> 25));
 		break;
 	}
 	case PT_IPPROTO_UDP: {
@@ -153,7 +160,7 @@ static __always_inline bool parse_skb(struct sk_buff *skb, struct pt_pkt *p)
 	if (p->nh == PT_NET_HEADER_UNSET || !p->head)
 		return false;
 
-	__u32 l4 = parse_ipv4(p->head, p->nh, &p->outer, &p->flags, PT_F_L3, PT_F_L4);
+	__u32 l4 = parse_ipv4(p->head, p->nh, &p->outer, &p->flags, PT_F_L3, PT_F_L4, &p->sig);
 	if (!(p->flags & PT_F_L3))
 		return false;
 	if (!l4 || p->outer.proto != PT_IPPROTO_UDP || !is_vxlan_port(p->outer.dport))
@@ -165,7 +172,7 @@ static __always_inline bool parse_skb(struct sk_buff *skb, struct pt_pkt *p)
 	if (!(vx.vx_flags & 0x08) || vx.eth_proto != ETH_P_IP_BE)
 		return true;
 	p->vni = ((__u32)vx.vni[0] << 16) | ((__u32)vx.vni[1] << 8) | vx.vni[2];
-	parse_ipv4(p->head, l4 + 8 + 14, &p->inner, &p->flags, PT_F_INNER, PT_F_INNER_L4);
+	parse_ipv4(p->head, l4 + 8 + sizeof(vx), &p->inner, &p->flags, PT_F_INNER, PT_F_INNER_L4, &p->sig);
 	return true;
 }
 
@@ -203,7 +210,7 @@ static __always_inline bool track(struct sk_buff *skb, struct pt_pkt *p)
 	struct tracked_skb *t = bpf_map_lookup_elem(&tracked, &key);
 
 	if (t) {
-		if (!parsed || t->head == (__u64)p->head)
+		if (!parsed || t->sig == p->sig)
 			return true;
 		/* The skb now carries another packet's data: it was freed
 		 * without a tracepoint and reused. */
@@ -211,13 +218,13 @@ static __always_inline bool track(struct sk_buff *skb, struct pt_pkt *p)
 			bpf_map_delete_elem(&tracked, &key);
 			return false;
 		}
-		t->head = (__u64)p->head;
+		t->sig = p->sig;
 		p->flags |= PT_F_NEW;
 		return true;
 	}
 	if (!match)
 		return false;
-	struct tracked_skb v = { .head = (__u64)p->head };
+	struct tracked_skb v = { .sig = p->sig };
 	bpf_map_update_elem(&tracked, &key, &v, BPF_ANY);
 	p->flags |= PT_F_NEW;
 	return true;
@@ -263,15 +270,19 @@ static __always_inline struct event *new_event(struct sk_buff *skb, struct pt_pk
 		bpf_core_read(e->dev, sizeof(e->dev), &dev->name);
 	}
 
-	__u32 cap = 0;
+	__u64 cap = 0;
 	if (snaplen && (p->flags & PT_F_L3) && p->tail > p->nh) {
 		cap = p->tail - p->nh;
 		if (cap > snaplen)
 			cap = snaplen;
-		if (cap > PT_MAX_SNAPLEN)
-			cap = PT_MAX_SNAPLEN;
-		if (bpf_probe_read_kernel(e->data, cap, p->head + p->nh))
+		/* Re-bound right at the call: the verifier needs 0 < cap <= size. */
+		asm volatile("" : "+r"(cap));
+		if (cap > 0 && cap <= PT_MAX_SNAPLEN) {
+			if (bpf_probe_read_kernel(e->data, cap, p->head + p->nh))
+				cap = 0;
+		} else {
 			cap = 0;
+		}
 	}
 	e->cap_len = cap;
 	return e;

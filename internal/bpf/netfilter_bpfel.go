@@ -14,8 +14,8 @@ import (
 )
 
 type NetfilterTrackedSkb struct {
-	_    structs.HostLayout
-	Head uint64
+	_   structs.HostLayout
+	Sig uint64
 }
 
 // Names of all BPF objects in the ELF.

@@ -95,8 +95,8 @@ const (
 )
 
 type TracepointTrackedSkb struct {
-	_    structs.HostLayout
-	Head uint64
+	_   structs.HostLayout
+	Sig uint64
 }
 
 // Names of all BPF objects in the ELF.

@@ -1,0 +1,37 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pathtrace/pathtrace/internal/demo"
+	"github.com/pathtrace/pathtrace/internal/trace"
+)
+
+func newDemoCmd() *cobra.Command {
+	var f outputFlags
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Trace a pod on a built-in two-node cluster (flannel VXLAN, kube-proxy iptables) made in network namespaces",
+		Long: `demo builds, in fresh network namespaces, two nodes joined by an underlay,
+each with a cni0 bridge, pods and a flannel.1 VXLAN device, and kube-proxy's
+iptables rules for ClusterIP 10.96.0.10:80 -> 10.244.2.7:8080. It traces pod
+10.244.1.5 while it talks to the ClusterIP (cross-node) and to 10.244.1.6
+(same node), prints the paths, and removes everything. Needs root.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			out, err := f.renderer()
+			if err != nil {
+				return err
+			}
+			opts := demo.Options{Trace: trace.Options{Log: f.logger()}, Log: os.Stderr}
+			sum, err := demo.Run(cmd.Context(), opts, out)
+			fmt.Fprintf(os.Stderr, "pathtrace: %s\n", sum)
+			return err
+		},
+	}
+	f.register(cmd)
+	return cmd
+}

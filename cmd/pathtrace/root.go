@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pathtrace/pathtrace/internal/loader"
+	"github.com/pathtrace/pathtrace/internal/render"
+	"github.com/pathtrace/pathtrace/internal/trace"
+)
+
+// outputFlags are the flags every command that renders paths shares.
+type outputFlags struct {
+	output string
+	color  render.ColorMode
+	debug  bool
+}
+
+func (o *outputFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVarP(&o.output, "output", "o", "text", "output format: text or json (JSON lines, one object per packet)")
+	cmd.Flags().Var(&o.color, "color", "colors in text output: auto, always or never (NO_COLOR is honoured in auto)")
+	cmd.Flags().BoolVar(&o.debug, "debug", false, "log what pathtrace does to stderr")
+}
+
+// renderer builds the renderer for stdout.
+func (o *outputFlags) renderer() (render.Renderer, error) {
+	switch o.output {
+	case "text":
+		return render.NewText(os.Stdout, render.TextOptions{Color: render.UseColor(o.color, os.Stdout, os.Getenv)}), nil
+	case "json":
+		return render.NewJSON(os.Stdout), nil
+	}
+	return nil, usageError{fmt.Errorf("--output %q is not text or json", o.output)}
+}
+
+func (o *outputFlags) logger() *slog.Logger {
+	level := slog.LevelWarn
+	if o.debug {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// traceFlags are the flags of a live trace.
+type traceFlags struct {
+	outputFlags
+	podIPs     []string
+	netns      []string
+	vxlanPorts []uint
+	count      int
+	duration   time.Duration
+	readyFile  string
+}
+
+func (f *traceFlags) register(cmd *cobra.Command) {
+	f.outputFlags.register(cmd)
+	fl := cmd.Flags()
+	fl.StringArrayVar(&f.podIPs, "pod-ip", nil, "IPv4 address of a pod to follow (repeatable); matches source or destination, outer or VXLAN-inner")
+	fl.StringArrayVar(&f.netns, "netns", nil, "node network namespace (name under /run/netns or path) to attach netfilter programs in (repeatable; default: pathtrace's own, as on a real node)")
+	fl.UintSliceVar(&f.vxlanPorts, "vxlan-port", []uint{8472, 4789}, "UDP destination ports carrying VXLAN")
+	fl.IntVarP(&f.count, "count", "c", 0, "stop after this many packets (0: until interrupted)")
+	fl.DurationVar(&f.duration, "duration", 0, "stop after this long (0: until interrupted)")
+	fl.StringVar(&f.readyFile, "ready-file", "", "write this file once everything is attached, so scripts can start traffic")
+}
+
+// options turns the flags into trace options: every check of user input
+// happens here, as a usage error.
+func (f *traceFlags) options() (trace.Options, error) {
+	var opts trace.Options
+	ips, err := trace.ParsePodIPs(f.podIPs)
+	if err != nil {
+		return opts, usageError{err}
+	}
+	if len(ips) > loader.MaxPodIPs {
+		return opts, usageError{fmt.Errorf("at most %d --pod-ip can be given, got %d", loader.MaxPodIPs, len(ips))}
+	}
+	if len(f.vxlanPorts) > loader.MaxVXLANPorts {
+		return opts, usageError{fmt.Errorf("at most %d --vxlan-port can be given, got %d", loader.MaxVXLANPorts, len(f.vxlanPorts))}
+	}
+	ports := make([]uint16, 0, len(f.vxlanPorts))
+	for _, p := range f.vxlanPorts {
+		if p == 0 || p > 65535 {
+			return opts, usageError{fmt.Errorf("--vxlan-port %s is not a UDP port", strconv.FormatUint(uint64(p), 10))}
+		}
+		ports = append(ports, uint16(p))
+	}
+	if f.count < 0 {
+		return opts, usageError{fmt.Errorf("--count %d is negative", f.count)}
+	}
+	if f.duration < 0 {
+		return opts, usageError{fmt.Errorf("--duration %s is negative", f.duration)}
+	}
+	opts.Loader = loader.Options{PodIPs: ips, VXLANPorts: ports, Netns: f.netns}
+	opts.Count = f.count
+	opts.ReadyFile = f.readyFile
+	opts.Log = f.logger()
+	return opts, nil
+}
+
+func newRootCmd() *cobra.Command {
+	var f traceFlags
+	cmd := &cobra.Command{
+		Use:   "pathtrace [--pod-ip IP]... [flags]",
+		Short: "Show each packet's path through a Kubernetes node's kernel, hop by hop",
+		Long: `pathtrace follows the packets of the pods you name through the node's kernel:
+the pod's veth, the bridge, every netfilter hook (with what NAT changed there),
+VXLAN encapsulation, the node's NIC, and back, with the time spent at each hop
+and where and why a packet was dropped.`,
+		Example: `  sudo pathtrace --pod-ip 10.244.1.5
+  sudo pathtrace --pod-ip 10.244.1.5 -o json -c 10
+  pathtrace demo`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Args:          cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts, err := f.options()
+			if err != nil {
+				return err
+			}
+			out, err := f.renderer()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			if f.duration > 0 {
+				var cancel func()
+				ctx, cancel = context.WithTimeout(ctx, f.duration)
+				defer cancel()
+			}
+			if len(opts.Loader.PodIPs) == 0 {
+				opts.Log.Warn("no --pod-ip given: following every IPv4 packet")
+			}
+			sum, err := trace.Run(ctx, opts, out)
+			fmt.Fprintf(os.Stderr, "pathtrace: %s\n", sum)
+			return err
+		},
+	}
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	f.register(cmd)
+	cmd.AddCommand(newDemoCmd())
+	return cmd
+}

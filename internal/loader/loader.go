@@ -1,0 +1,385 @@
+package loader
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/netip"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/pathtrace/pathtrace/internal/bpf"
+)
+
+// Netfilter priorities of the first and last programs of each hook. The
+// absolute extremes (NF_IP_PRI_FIRST, NF_IP_PRI_LAST) are reserved.
+const (
+	PriorityFirst = math.MinInt32 + 2
+	PriorityLast  = math.MaxInt32 - 1
+)
+
+// Limits of the runtime settings (bpf/include/event.h).
+const (
+	MaxPodIPs     = 16
+	MaxVXLANPorts = 4
+	MaxSnaplen    = 256
+)
+
+// DefaultVXLANPorts are flannel's and the IANA VXLAN port.
+var DefaultVXLANPorts = []uint16{8472, 4789}
+
+// Options say what to trace and where.
+type Options struct {
+	PodIPs     []netip.Addr // IPv4 addresses to follow; none follows every IPv4 packet
+	VXLANPorts []uint16     // UDP destination ports parsed as VXLAN
+	Snaplen    int          // packet bytes copied per event (0..MaxSnaplen)
+	// Netns are the node network namespaces (paths, or names under
+	// /run/netns) whose netfilter hooks get programs; none means the
+	// caller's own.
+	Netns []string
+	// RingSize is the ring buffer size in bytes (a power of two multiple
+	// of the page size); 0 keeps the default of 8 MiB.
+	RingSize int
+}
+
+// Node is a network namespace with netfilter programs attached.
+type Node struct {
+	Path  string // as given, or "" for the tracer's own
+	Inode uint32
+}
+
+// Tracer is the loaded and attached set of programs.
+type Tracer struct {
+	Nodes   []Node
+	Backend string // what shows the hops: "tracepoint+netfilter"
+
+	events  *ebpf.Map
+	tracked *ebpf.Map
+	lost    *ebpf.Map
+	progs   []*ebpf.Program
+	links   []link.Link
+	reader  *ringbuf.Reader
+	started time.Time
+}
+
+// Open loads the programs, sets the filter and attaches everything. On error
+// nothing stays loaded or attached.
+func Open(opts Options) (_ *Tracer, err error) {
+	if err := validate(&opts); err != nil {
+		return nil, err
+	}
+	t := &Tracer{Backend: "tracepoint+netfilter", started: time.Now()}
+	defer func() {
+		if err != nil {
+			t.Close()
+		}
+	}()
+
+	tpSpec, err := bpf.LoadTracepoint()
+	if err != nil {
+		return nil, fmt.Errorf("load tracepoint spec: %w", err)
+	}
+	nfSpec, err := bpf.LoadNetfilter()
+	if err != nil {
+		return nil, fmt.Errorf("load netfilter spec: %w", err)
+	}
+	for _, spec := range []*ebpf.CollectionSpec{tpSpec, nfSpec} {
+		if err := setVariables(spec, &opts); err != nil {
+			return nil, err
+		}
+	}
+	if opts.RingSize > 0 {
+		tpSpec.Maps["events"].MaxEntries = uint32(opts.RingSize)
+	}
+	if err := t.createMaps(tpSpec); err != nil {
+		return nil, err
+	}
+
+	// Device and free hops: global tracepoints, one program at a time so
+	// a missing one costs its hop only.
+	for _, tp := range []struct{ prog, name string }{
+		{"tp_netif_receive_skb", "netif_receive_skb"},
+		{"tp_net_dev_queue", "net_dev_queue"},
+		{"tp_consume_skb", "consume_skb"},
+	} {
+		if err := t.attachRawTP(tpSpec, tp.prog, tp.name); err != nil {
+			return nil, err
+		}
+	}
+	if err := t.attachRawTP(tpSpec, "tp_kfree_skb_reason", "kfree_skb"); err != nil {
+		// Before 5.17 kfree_skb has no reason argument.
+		slog.Debug("kfree_skb with reason unavailable, using the older form", "err", err)
+		if err2 := t.attachRawTP(tpSpec, "tp_kfree_skb", "kfree_skb"); err2 != nil {
+			return nil, errors.Join(err, err2)
+		}
+	}
+
+	first, err := t.loadProgram(nfSpec, "nf_first")
+	if err != nil {
+		return nil, err
+	}
+	last, err := t.loadProgram(nfSpec, "nf_last")
+	if err != nil {
+		return nil, err
+	}
+	paths := opts.Netns
+	if len(paths) == 0 {
+		paths = []string{""}
+	}
+	for _, p := range paths {
+		n, err := t.attachNetfilter(p, first, last)
+		if err != nil {
+			return nil, err
+		}
+		t.Nodes = append(t.Nodes, n)
+	}
+
+	t.reader, err = ringbuf.NewReader(t.events)
+	if err != nil {
+		return nil, fmt.Errorf("open ring buffer reader: %w", err)
+	}
+	return t, nil
+}
+
+func validate(opts *Options) error {
+	if len(opts.PodIPs) > MaxPodIPs {
+		return fmt.Errorf("at most %d pod IPs can be traced at once, got %d", MaxPodIPs, len(opts.PodIPs))
+	}
+	for _, ip := range opts.PodIPs {
+		if !ip.Unmap().Is4() {
+			return fmt.Errorf("pod IP %s is not an IPv4 address; pathtrace follows IPv4 only", ip)
+		}
+	}
+	if opts.VXLANPorts == nil {
+		opts.VXLANPorts = DefaultVXLANPorts
+	}
+	if len(opts.VXLANPorts) > MaxVXLANPorts {
+		return fmt.Errorf("at most %d VXLAN ports, got %d", MaxVXLANPorts, len(opts.VXLANPorts))
+	}
+	if opts.Snaplen < 0 || opts.Snaplen > MaxSnaplen {
+		return fmt.Errorf("snaplen %d is out of range 0..%d", opts.Snaplen, MaxSnaplen)
+	}
+	return nil
+}
+
+func setVariables(spec *ebpf.CollectionSpec, opts *Options) error {
+	var ips [MaxPodIPs]uint32
+	for i, ip := range opts.PodIPs {
+		b := ip.Unmap().As4()
+		// Network byte order in memory, as the kernel compares it.
+		ips[i] = binary.NativeEndian.Uint32(b[:])
+	}
+	var ports [MaxVXLANPorts]uint16
+	copy(ports[:], opts.VXLANPorts)
+	set := map[string]any{
+		"pod_ips":       ips,
+		"n_pod_ips":     uint32(len(opts.PodIPs)),
+		"vxlan_ports":   ports,
+		"n_vxlan_ports": uint32(len(opts.VXLANPorts)),
+		"snaplen":       uint32(opts.Snaplen),
+	}
+	for name, v := range set {
+		vs, ok := spec.Variables[name]
+		if !ok {
+			return fmt.Errorf("set %s: variable missing from the program object", name)
+		}
+		if err := vs.Set(v); err != nil {
+			return fmt.Errorf("set %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func (t *Tracer) createMaps(spec *ebpf.CollectionSpec) error {
+	var err error
+	if t.events, err = ebpf.NewMap(spec.Maps["events"]); err != nil {
+		return fmt.Errorf("create ring buffer: %w", err)
+	}
+	if t.tracked, err = ebpf.NewMap(spec.Maps["tracked"]); err != nil {
+		return fmt.Errorf("create tracked map: %w", err)
+	}
+	if t.lost, err = ebpf.NewMap(spec.Maps["lost"]); err != nil {
+		return fmt.Errorf("create lost counter: %w", err)
+	}
+	return nil
+}
+
+// loadProgram loads one program of spec on its own, sharing the tracer's
+// maps, so that a program the kernel refuses costs only its own hops.
+func (t *Tracer) loadProgram(spec *ebpf.CollectionSpec, name string) (*ebpf.Program, error) {
+	s := spec.Copy()
+	for n := range s.Programs {
+		if n != name {
+			delete(s.Programs, n)
+		}
+	}
+	coll, err := ebpf.NewCollectionWithOptions(s, ebpf.CollectionOptions{
+		MapReplacements: map[string]*ebpf.Map{
+			"events":  t.events,
+			"tracked": t.tracked,
+			"lost":    t.lost,
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load program %s: %w", name, err)
+	}
+	defer coll.Close()
+	p := coll.Programs[name]
+	delete(coll.Programs, name) // keep it open past coll.Close
+	t.progs = append(t.progs, p)
+	return p, nil
+}
+
+func (t *Tracer) attachRawTP(spec *ebpf.CollectionSpec, prog, tp string) error {
+	p, err := t.loadProgram(spec, prog)
+	if err != nil {
+		return err
+	}
+	l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: tp, Program: p})
+	if err != nil {
+		return fmt.Errorf("attach raw tracepoint %s: %w", tp, err)
+	}
+	t.links = append(t.links, l)
+	return nil
+}
+
+// attachNetfilter attaches first and last on every IPv4 hook of the network
+// namespace at path ("" for the caller's own). A netfilter link belongs to
+// the namespace of the thread that creates it.
+func (t *Tracer) attachNetfilter(path string, first, last *ebpf.Program) (Node, error) {
+	node := Node{Path: path}
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		return node, fmt.Errorf("get own network namespace: %w", err)
+	}
+	defer orig.Close()
+	target := orig
+	if path != "" {
+		target, err = openNetns(path)
+		if err != nil {
+			runtime.UnlockOSThread()
+			return node, err
+		}
+		defer target.Close()
+		if err := netns.Set(target); err != nil {
+			runtime.UnlockOSThread()
+			return node, fmt.Errorf("enter network namespace %s: %w", path, err)
+		}
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(target), &st); err == nil {
+		node.Inode = uint32(st.Ino)
+	}
+
+	var attachErr error
+	for hook := range 5 {
+		for _, slot := range []struct {
+			prog *ebpf.Program
+			prio int32
+		}{{first, PriorityFirst}, {last, PriorityLast}} {
+			l, err := link.AttachNetfilter(link.NetfilterOptions{
+				Program:        slot.prog,
+				ProtocolFamily: unix.NFPROTO_IPV4,
+				Hook:           link.NetfilterInetHook(hook),
+				Priority:       slot.prio,
+			})
+			if err != nil {
+				attachErr = fmt.Errorf("attach netfilter program to hook %d in %s: %w", hook, nsLabel(path), err)
+				break
+			}
+			t.links = append(t.links, l)
+		}
+		if attachErr != nil {
+			break
+		}
+	}
+	if path != "" {
+		if err := netns.Set(orig); err != nil {
+			// The thread is in the wrong namespace: leave it locked so
+			// the runtime retires it with this goroutine.
+			return node, fmt.Errorf("return to own network namespace: %w", err)
+		}
+	}
+	runtime.UnlockOSThread()
+	return node, attachErr
+}
+
+func nsLabel(path string) string {
+	if path == "" {
+		return "own network namespace"
+	}
+	return "network namespace " + path
+}
+
+// openNetns opens a namespace by path, or by name under /run/netns.
+func openNetns(path string) (netns.NsHandle, error) {
+	p := path
+	if _, err := os.Stat(p); err != nil && !strings.Contains(p, "/") {
+		p = "/run/netns/" + path
+	}
+	h, err := netns.GetFromPath(p)
+	if err != nil {
+		return 0, fmt.Errorf("open network namespace %s: %w", path, err)
+	}
+	return h, nil
+}
+
+
+// SetDeadline bounds the next Read; see ringbuf.Reader.SetDeadline.
+func (t *Tracer) SetDeadline(d time.Time) { t.reader.SetDeadline(d) }
+
+// Read waits for the next record and stores it in rec, reusing its buffer.
+// It returns os.ErrDeadlineExceeded when the deadline passes and
+// ringbuf.ErrClosed after Close.
+func (t *Tracer) Read(rec *ringbuf.Record) error { return t.reader.ReadInto(rec) }
+
+// Lost sums, over all CPUs, the events the kernel could not put in the
+// ring buffer because it was full.
+func (t *Tracer) Lost() (uint64, error) {
+	var perCPU []uint64
+	if err := t.lost.Lookup(uint32(0), &perCPU); err != nil {
+		return 0, fmt.Errorf("read lost counter: %w", err)
+	}
+	var n uint64
+	for _, v := range perCPU {
+		n += v
+	}
+	return n, nil
+}
+
+// Close detaches every program and frees the maps. It is safe to call more
+// than once.
+func (t *Tracer) Close() error {
+	var errs []error
+	if t.reader != nil {
+		errs = append(errs, t.reader.Close())
+		t.reader = nil
+	}
+	for _, l := range t.links {
+		errs = append(errs, l.Close())
+	}
+	t.links = nil
+	for _, p := range t.progs {
+		errs = append(errs, p.Close())
+	}
+	t.progs = nil
+	for _, m := range []**ebpf.Map{&t.events, &t.tracked, &t.lost} {
+		if *m != nil {
+			errs = append(errs, (*m).Close())
+			*m = nil
+		}
+	}
+	return errors.Join(errs...)
+}

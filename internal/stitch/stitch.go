@@ -1,0 +1,464 @@
+package stitch
+
+import (
+	"slices"
+	"time"
+
+	"github.com/pathtrace/pathtrace/internal/decode"
+)
+
+// Names resolves what events carry as numbers. Live, it asks the system and
+// remembers; in replay it answers from the recording, so both give the same
+// names.
+type Names interface {
+	// Netns names a network namespace by inode.
+	Netns(inode uint32) string
+	// IsNode reports whether the namespace is a traced node (where the
+	// netfilter programs are attached), as opposed to a pod.
+	IsNode(inode uint32) bool
+	// DropReason names a drop reason code of the recording kernel.
+	DropReason(code uint32) string
+}
+
+// Config tunes the stitcher. Zero fields take the defaults.
+type Config struct {
+	// Idle completes a path that saw no event for this long (in event
+	// time): the packet left the traced hooks without a free event.
+	Idle time.Duration
+	// Grace is how far behind "now" Flush looks, so that events still on
+	// their way from the kernel join their path before it is emitted.
+	Grace time.Duration
+	// MaxHops bounds the hops kept per path; further events are counted.
+	MaxHops int
+	// MaxActive bounds the packets followed at once; past it the least
+	// recently seen path is completed early.
+	MaxActive int
+	// WallOffset turns a monotonic timestamp into wall-clock time:
+	// wall = time.Unix(0, int64(mono)+WallOffset).
+	WallOffset int64
+	Names      Names
+}
+
+// Defaults of Config.
+const (
+	DefaultIdle      = time.Second
+	DefaultGrace     = 250 * time.Millisecond
+	DefaultMaxHops   = 96
+	DefaultMaxActive = 16384
+)
+
+// Stats counts what the stitcher did.
+type Stats struct {
+	Events  uint64 // events added
+	Paths   uint64 // paths emitted
+	Evicted uint64 // paths completed early because MaxActive was reached
+	Clipped uint64 // events counted but not kept because a path had MaxHops
+}
+
+// Stitcher joins events into paths and emits each path once, completed,
+// in a deterministic order: by completion time in event time, then by ID.
+// Live and replay feed it the same events and get the same output.
+// A Stitcher is not safe for concurrent use.
+type Stitcher struct {
+	cfg    Config
+	emit   func(*Path) error
+	active map[uint64]*track
+	lru    track // sentinel of the list of active paths, least recent first
+	done   []*track
+	nextID uint64
+	stats  Stats
+	err    error
+}
+
+// track is the state of one path being followed.
+type track struct {
+	path       *Path
+	prev, next *track
+	last       uint64 // monotonic ns of the newest event
+	final      uint64 // completion time, when completed
+
+	pending    decode.Event // a first-slot netfilter event awaiting its last slot
+	hasPending bool
+	encap      bool // the previous L3 event saw a VXLAN packet
+	outer      Outer
+	txDev      string // device of the newest tx hop
+	txNetns    uint32
+}
+
+// New returns a stitcher that passes each completed path to emit. An error
+// from emit stops further emission and is returned by Flush and Close.
+func New(cfg Config, emit func(*Path) error) *Stitcher {
+	if cfg.Idle <= 0 {
+		cfg.Idle = DefaultIdle
+	}
+	if cfg.Grace <= 0 {
+		cfg.Grace = DefaultGrace
+	}
+	if cfg.MaxHops <= 0 {
+		cfg.MaxHops = DefaultMaxHops
+	}
+	if cfg.MaxActive <= 0 {
+		cfg.MaxActive = DefaultMaxActive
+	}
+	s := &Stitcher{cfg: cfg, emit: emit, active: make(map[uint64]*track)}
+	s.lru.prev, s.lru.next = &s.lru, &s.lru
+	return s
+}
+
+// Stats returns the counters so far.
+func (s *Stitcher) Stats() Stats { return s.stats }
+
+// Active returns the number of packets being followed.
+func (s *Stitcher) Active() int { return len(s.active) }
+
+// Add stitches one event. ev is not retained.
+func (s *Stitcher) Add(ev *decode.Event) {
+	s.stats.Events++
+	idle := uint64(s.cfg.Idle)
+	t := s.active[ev.SKB]
+	if t != nil && (ev.Flags&decode.FlagNew != 0 || ev.TS > t.last+idle) {
+		// A new packet on a reused skb, or the same skb long after its
+		// packet went quiet: the old path ended without a free event.
+		s.complete(t, min(t.last+idle, ev.TS))
+		t = nil
+	}
+	if t == nil {
+		if len(s.active) >= s.cfg.MaxActive {
+			s.stats.Evicted++
+			s.complete(s.lru.next, ev.TS)
+		}
+		t = s.start(ev)
+	} else {
+		s.unlink(t)
+	}
+	s.pushBack(t)
+	t.last = max(t.last, ev.TS)
+	t.path.Events++
+	s.apply(t, ev)
+	if ev.Kind == decode.KindDrop || ev.Kind == decode.KindConsume {
+		s.complete(t, ev.TS)
+	}
+}
+
+// Flush completes paths idle at now (monotonic ns) and emits, in order,
+// every completed path that ended at least Grace before now.
+func (s *Stitcher) Flush(now uint64) error {
+	grace := uint64(s.cfg.Grace)
+	if now < grace {
+		return s.err
+	}
+	cutoff := now - grace
+	idle := uint64(s.cfg.Idle)
+	for t := s.lru.next; t != &s.lru && t.last+idle <= cutoff; t = s.lru.next {
+		s.complete(t, t.last+idle)
+	}
+	return s.emitUpTo(cutoff)
+}
+
+// Close completes every path and emits them all.
+func (s *Stitcher) Close() error {
+	idle := uint64(s.cfg.Idle)
+	for t := s.lru.next; t != &s.lru; t = s.lru.next {
+		s.complete(t, t.last+idle)
+	}
+	return s.emitUpTo(^uint64(0))
+}
+
+func (s *Stitcher) emitUpTo(cutoff uint64) error {
+	if len(s.done) == 0 {
+		return s.err
+	}
+	slices.SortFunc(s.done, func(a, b *track) int {
+		if a.final != b.final {
+			if a.final < b.final {
+				return -1
+			}
+			return 1
+		}
+		if a.path.ID < b.path.ID {
+			return -1
+		}
+		if a.path.ID > b.path.ID {
+			return 1
+		}
+		return 0
+	})
+	n := 0
+	for n < len(s.done) && s.done[n].final <= cutoff {
+		t := s.done[n]
+		n++
+		if s.err == nil {
+			s.stats.Paths++
+			s.err = s.emit(t.path)
+		}
+	}
+	clear(s.done[:n])
+	s.done = append(s.done[:0], s.done[n:]...)
+	return s.err
+}
+
+func (s *Stitcher) start(ev *decode.Event) *track {
+	s.nextID++
+	tup := ev.Outer
+	if ev.Encapsulated() {
+		tup = ev.Inner
+	}
+	p := &Path{
+		ID:       s.nextID,
+		SKB:      ev.SKB,
+		Start:    time.Unix(0, int64(ev.TS)+s.cfg.WallOffset).UTC(),
+		Mono:     ev.TS,
+		Proto:    tup.Proto,
+		Src:      tup.Src,
+		Dst:      tup.Dst,
+		TCPFlags: tup.TCPFlags,
+		IPID:     tup.IPID,
+		Len:      ev.Len,
+		Verdict:  VerdictUnknown,
+		Hops:     make([]Hop, 0, 16),
+	}
+	t := &track{path: p, last: ev.TS, encap: ev.Encapsulated()}
+	s.active[ev.SKB] = t
+	return t
+}
+
+func (s *Stitcher) complete(t *track, final uint64) {
+	s.flushPending(t)
+	s.unlink(t)
+	delete(s.active, t.path.SKB)
+	t.final = max(final, t.last)
+	t.path.Verdict = s.verdict(t.path)
+	s.done = append(s.done, t)
+}
+
+func (s *Stitcher) unlink(t *track) {
+	t.prev.next, t.next.prev = t.next, t.prev
+	t.prev, t.next = nil, nil
+}
+
+func (s *Stitcher) pushBack(t *track) {
+	t.prev, t.next = s.lru.prev, &s.lru
+	s.lru.prev.next = t
+	s.lru.prev = t
+}
+
+// apply turns one event into hops on its path.
+func (s *Stitcher) apply(t *track, ev *decode.Event) {
+	if ev.Kind == decode.KindNF {
+		s.applyNF(t, ev)
+		return
+	}
+	var dropHook string
+	if t.hasPending {
+		dropHook = t.pending.Hook.String()
+		s.flushPending(t)
+	}
+	s.transitions(t, ev)
+	h := s.hop(t, ev)
+	switch ev.Kind {
+	case decode.KindRx:
+		h.Kind = HopRx
+	case decode.KindTx:
+		h.Kind = HopTx
+		t.txDev, t.txNetns = ev.Dev, ev.Netns
+	case decode.KindDrop:
+		h.Kind = HopDrop
+		h.Hook = dropHook
+		h.ReasonCode = ev.DropReason
+		h.Location = ev.Location
+		if ev.Flags&decode.FlagReason != 0 && s.cfg.Names != nil {
+			h.Reason = s.cfg.Names.DropReason(ev.DropReason)
+		}
+	case decode.KindConsume:
+		h.Kind = HopConsume
+		h.Location = ev.Location
+	default:
+		h.Kind = HopKind(ev.Kind.String())
+	}
+	s.append(t, h)
+}
+
+func (s *Stitcher) applyNF(t *track, ev *decode.Event) {
+	switch ev.Slot {
+	case decode.SlotFirst:
+		s.flushPending(t)
+		s.transitions(t, ev)
+		t.pending = *ev
+		t.pending.Data = nil
+		t.hasPending = true
+	case decode.SlotLast:
+		if !t.hasPending || t.pending.Hook != ev.Hook || t.pending.Netns != ev.Netns {
+			s.flushPending(t)
+			s.transitions(t, ev)
+			h := s.nfHop(t, ev)
+			h.Partial = true
+			s.append(t, h)
+			return
+		}
+		first := &t.pending
+		t.hasPending = false
+		h := s.nfHop(t, first)
+		h.Dur = time.Duration(ev.TS - first.TS)
+		s.append(t, h)
+		s.nat(t, first, ev)
+		s.transitions(t, ev)
+	}
+}
+
+// nat appends the hops for what changed between the two slots of a hook.
+func (s *Stitcher) nat(t *track, before, after *decode.Event) {
+	b, a := before.Outer, after.Outer
+	if !b.Valid() || !a.Valid() {
+		return
+	}
+	if b.Dst != a.Dst {
+		h := s.hop(t, after)
+		h.Kind = HopNAT
+		h.Hook = after.Hook.String()
+		h.NAT = &NAT{Type: NATDst, From: b.Dst, To: a.Dst}
+		s.append(t, h)
+	}
+	if b.Src != a.Src {
+		h := s.hop(t, after)
+		h.Kind = HopNAT
+		h.Hook = after.Hook.String()
+		h.NAT = &NAT{Type: NATSrc, From: b.Src, To: a.Src}
+		s.append(t, h)
+	}
+}
+
+func (s *Stitcher) flushPending(t *track) {
+	if !t.hasPending {
+		return
+	}
+	t.hasPending = false
+	h := s.nfHop(t, &t.pending)
+	h.Partial = true
+	s.append(t, h)
+}
+
+func (s *Stitcher) nfHop(t *track, ev *decode.Event) Hop {
+	h := s.hop(t, ev)
+	h.Kind = HopNetfilter
+	h.Hook = ev.Hook.String()
+	h.In, h.Out = ev.In, ev.Out
+	return h
+}
+
+// transitions appends an encap or decap hop when the packet gains or loses
+// its VXLAN header between the previous event and ev.
+func (s *Stitcher) transitions(t *track, ev *decode.Event) {
+	if ev.Flags&decode.FlagL3 == 0 {
+		return
+	}
+	enc := ev.Encapsulated()
+	switch {
+	case enc && !t.encap:
+		t.outer = Outer{Src: ev.Outer.Src.Addr(), Dst: ev.Outer.Dst.Addr(), DPort: ev.Outer.Dst.Port(), VNI: ev.VNI}
+		h := s.hop(t, ev)
+		h.Kind = HopEncap
+		if t.txDev != "" {
+			h.Dev, h.Ifindex = t.txDev, 0
+			h.NetnsInode = t.txNetns
+			h.Netns = s.netns(t.txNetns)
+		}
+		s.append(t, h)
+	case !enc && t.encap:
+		h := s.hop(t, ev)
+		h.Kind = HopDecap
+		o := t.outer
+		h.Outer = &o
+		s.append(t, h)
+	case enc:
+		t.outer = Outer{Src: ev.Outer.Src.Addr(), Dst: ev.Outer.Dst.Addr(), DPort: ev.Outer.Dst.Port(), VNI: ev.VNI}
+	}
+	t.encap = enc
+}
+
+// hop fills the fields every hop kind shares.
+func (s *Stitcher) hop(t *track, ev *decode.Event) Hop {
+	h := Hop{
+		T:          time.Duration(ev.TS - t.path.Mono),
+		Dev:        ev.Dev,
+		Ifindex:    ev.Ifindex,
+		NetnsInode: ev.Netns,
+		Netns:      s.netns(ev.Netns),
+		CPU:        ev.CPU,
+		Len:        ev.Len,
+		Mark:       ev.Mark,
+	}
+	if ev.TS < t.path.Mono {
+		h.T = 0
+	}
+	tup := ev.Outer
+	if ev.Encapsulated() {
+		tup = ev.Inner
+		h.Outer = &Outer{Src: ev.Outer.Src.Addr(), Dst: ev.Outer.Dst.Addr(), DPort: ev.Outer.Dst.Port(), VNI: ev.VNI}
+	}
+	if tup.Valid() {
+		h.Proto, h.Src, h.Dst, h.TCPFlags = tup.Proto, tup.Src, tup.Dst, tup.TCPFlags
+	}
+	return h
+}
+
+func (s *Stitcher) append(t *track, h Hop) {
+	p := t.path
+	if len(p.Hops) >= s.cfg.MaxHops {
+		p.Clipped = true
+		s.stats.Clipped++
+		return
+	}
+	if n := len(p.Hops); n > 0 {
+		h.Delta = h.T - p.Hops[n-1].T
+	} else {
+		h.Delta = h.T
+	}
+	p.Hops = append(p.Hops, h)
+}
+
+func (s *Stitcher) netns(inode uint32) string {
+	if inode == 0 {
+		return ""
+	}
+	if s.cfg.Names == nil {
+		return ""
+	}
+	return s.cfg.Names.Netns(inode)
+}
+
+func (s *Stitcher) isNode(inode uint32) bool {
+	return s.cfg.Names != nil && s.cfg.Names.IsNode(inode)
+}
+
+// verdict decides how a completed path ended.
+func (s *Stitcher) verdict(p *Path) Verdict {
+	n := len(p.Hops)
+	if n == 0 {
+		return VerdictUnknown
+	}
+	last := &p.Hops[n-1]
+	switch last.Kind {
+	case HopDrop:
+		return VerdictDropped
+	case HopConsume:
+		return VerdictDelivered
+	}
+	if p.Clipped {
+		return VerdictUnknown
+	}
+	switch last.Kind {
+	case HopRx:
+		if last.NetnsInode != 0 && !s.isNode(last.NetnsInode) {
+			return VerdictDelivered // reached a pod
+		}
+	case HopNetfilter:
+		if last.Hook == decode.HookInput.String() {
+			return VerdictDelivered // to a local socket of the node
+		}
+	case HopTx:
+		if s.isNode(last.NetnsInode) {
+			return VerdictForwarded // left the node on this device
+		}
+	}
+	return VerdictUnknown
+}

@@ -1,0 +1,249 @@
+package topology
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// setupLinks creates and configures every link of the cluster, all inside the namespaces:
+// nothing is ever created in the caller's namespace.
+func (c *Cluster) setupLinks() error {
+	handles := map[string]*netlink.Handle{}
+	defer func() {
+		for _, h := range handles {
+			h.Close()
+		}
+	}()
+	for _, n := range c.Nodes {
+		h, err := n.NewHandle()
+		if err != nil {
+			return fmt.Errorf("node %s: open netlink: %w", n.Name, err)
+		}
+		handles[n.Name] = h
+	}
+
+	n1, n2 := c.Node(Node1), c.Node(Node2)
+	if err := addUnderlay(handles[n1.Name], n1, n2); err != nil {
+		return fmt.Errorf("underlay: %w", err)
+	}
+	for _, n := range c.Nodes {
+		h := handles[n.Name]
+		if err := setupNode(h, n); err != nil {
+			return fmt.Errorf("node %s: %w", n.Name, err)
+		}
+		for _, p := range n.Pods {
+			if err := setupPod(h, p); err != nil {
+				return fmt.Errorf("pod %s: %w", p.Name, err)
+			}
+		}
+	}
+	// flannel's per-peer state: route, neighbour and fdb entry for every other node.
+	for _, n := range c.Nodes {
+		for _, peer := range c.Nodes {
+			if peer == n {
+				continue
+			}
+			if err := addVXLANPeer(handles[n.Name], peer); err != nil {
+				return fmt.Errorf("node %s: peer %s: %w", n.Name, peer.Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// addUnderlay joins two nodes with a veth pair named eth0 on both ends, created in a and
+// with its peer created directly in b.
+func addUnderlay(h *netlink.Handle, a, b *Node) error {
+	veth := netlink.NewVeth(netlink.LinkAttrs{
+		Name:         UnderlayDev,
+		HardwareAddr: mac(macUnderlay, 0, a.UnderlayIP.As4()[3]),
+		TxQLen:       -1,
+	})
+	veth.PeerName = UnderlayDev
+	veth.PeerHardwareAddr = mac(macUnderlay, 0, b.UnderlayIP.As4()[3])
+	veth.PeerNamespace = netlink.NsFd(int(b.ns))
+	if err := h.LinkAdd(veth); err != nil {
+		return fmt.Errorf("add veth %s: %w", UnderlayDev, err)
+	}
+	return nil
+}
+
+// setupNode configures lo, eth0, cni0 and flannel.1 in a node.
+func setupNode(h *netlink.Handle, n *Node) error {
+	if err := linkUp(h, "lo"); err != nil {
+		return err
+	}
+	eth0, err := h.LinkByName(UnderlayDev)
+	if err != nil {
+		return fmt.Errorf("find %s: %w", UnderlayDev, err)
+	}
+	if err := addAddr(h, eth0, netip.PrefixFrom(n.UnderlayIP, UnderlayNet.Bits())); err != nil {
+		return err
+	}
+	if err := h.LinkSetUp(eth0); err != nil {
+		return fmt.Errorf("set %s up: %w", UnderlayDev, err)
+	}
+
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{
+		Name:         BridgeDev,
+		MTU:          PodMTU,
+		HardwareAddr: mac(macBridge, 0, n.PodCIDR.Addr().As4()[2]),
+		TxQLen:       -1,
+	}}
+	if err := h.LinkAdd(br); err != nil {
+		return fmt.Errorf("add bridge %s: %w", BridgeDev, err)
+	}
+	if err := addAddr(h, br, netip.PrefixFrom(n.BridgeIP, n.PodCIDR.Bits())); err != nil {
+		return err
+	}
+	if err := h.LinkSetUp(br); err != nil {
+		return fmt.Errorf("set %s up: %w", BridgeDev, err)
+	}
+
+	vx := &netlink.Vxlan{
+		LinkAttrs: netlink.LinkAttrs{
+			Name:         VXLANDev,
+			MTU:          PodMTU,
+			HardwareAddr: n.VXLANMAC,
+			TxQLen:       -1,
+		},
+		VxlanId:      VXLANID,
+		VtepDevIndex: eth0.Attrs().Index,
+		SrcAddr:      net.IP(n.UnderlayIP.AsSlice()),
+		Port:         VXLANPort,
+		Learning:     false,
+	}
+	if err := h.LinkAdd(vx); err != nil {
+		return fmt.Errorf("add vxlan %s: %w", VXLANDev, err)
+	}
+	if err := addAddr(h, vx, netip.PrefixFrom(n.VXLANIP, 32)); err != nil {
+		return err
+	}
+	if err := h.LinkSetUp(vx); err != nil {
+		return fmt.Errorf("set %s up: %w", VXLANDev, err)
+	}
+	return nil
+}
+
+// setupPod creates the pod's veth pair from the node (host end on cni0, eth0 in the pod) and
+// configures the pod side: address, default route via cni0, lo.
+func setupPod(h *netlink.Handle, p *Pod) error {
+	br, err := h.LinkByName(BridgeDev)
+	if err != nil {
+		return fmt.Errorf("find %s: %w", BridgeDev, err)
+	}
+	veth := netlink.NewVeth(netlink.LinkAttrs{
+		Name:         p.HostVeth,
+		MTU:          PodMTU,
+		HardwareAddr: mac(macHostVeth, p.Node.PodCIDR.Addr().As4()[2], p.IP.As4()[3]),
+		MasterIndex:  br.Attrs().Index,
+		TxQLen:       -1,
+	})
+	veth.PeerName = UnderlayDev
+	veth.PeerMTU = PodMTU
+	veth.PeerHardwareAddr = p.MAC
+	veth.PeerNamespace = netlink.NsFd(int(p.ns))
+	if err := h.LinkAdd(veth); err != nil {
+		return fmt.Errorf("add veth %s: %w", p.HostVeth, err)
+	}
+	if err := linkUp(h, p.HostVeth); err != nil {
+		return err
+	}
+
+	ph, err := p.NewHandle()
+	if err != nil {
+		return fmt.Errorf("open netlink: %w", err)
+	}
+	defer ph.Close()
+	if err := linkUp(ph, "lo"); err != nil {
+		return err
+	}
+	eth0, err := ph.LinkByName(UnderlayDev)
+	if err != nil {
+		return fmt.Errorf("find %s: %w", UnderlayDev, err)
+	}
+	if err := addAddr(ph, eth0, netip.PrefixFrom(p.IP, p.Node.PodCIDR.Bits())); err != nil {
+		return err
+	}
+	if err := ph.LinkSetUp(eth0); err != nil {
+		return fmt.Errorf("set %s up: %w", UnderlayDev, err)
+	}
+	def := &netlink.Route{
+		LinkIndex: eth0.Attrs().Index,
+		Dst:       &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)},
+		Gw:        net.IP(p.Node.BridgeIP.AsSlice()),
+	}
+	if err := ph.RouteAdd(def); err != nil {
+		return fmt.Errorf("add default route via %s: %w", p.Node.BridgeIP, err)
+	}
+	return nil
+}
+
+// addVXLANPeer installs what flanneld installs for a remote node: a route to its pod subnet
+// via its flannel.1 address (onlink), a permanent neighbour entry for that address and an fdb
+// entry sending its flannel.1 MAC to its underlay IP.
+func addVXLANPeer(h *netlink.Handle, peer *Node) error {
+	vx, err := h.LinkByName(VXLANDev)
+	if err != nil {
+		return fmt.Errorf("find %s: %w", VXLANDev, err)
+	}
+	idx := vx.Attrs().Index
+	route := &netlink.Route{
+		LinkIndex: idx,
+		Dst:       prefixNet(peer.PodCIDR),
+		Gw:        net.IP(peer.VXLANIP.AsSlice()),
+		Flags:     int(netlink.FLAG_ONLINK),
+	}
+	if err := h.RouteAdd(route); err != nil {
+		return fmt.Errorf("add route %s: %w", peer.PodCIDR, err)
+	}
+	neigh := &netlink.Neigh{
+		LinkIndex:    idx,
+		Family:       unix.AF_INET,
+		State:        netlink.NUD_PERMANENT,
+		IP:           net.IP(peer.VXLANIP.AsSlice()),
+		HardwareAddr: peer.VXLANMAC,
+	}
+	if err := h.NeighSet(neigh); err != nil {
+		return fmt.Errorf("add neighbour %s: %w", peer.VXLANIP, err)
+	}
+	fdb := &netlink.Neigh{
+		LinkIndex:    idx,
+		Family:       unix.AF_BRIDGE,
+		Flags:        netlink.NTF_SELF,
+		State:        netlink.NUD_PERMANENT,
+		IP:           net.IP(peer.UnderlayIP.AsSlice()),
+		HardwareAddr: peer.VXLANMAC,
+	}
+	if err := h.NeighSet(fdb); err != nil {
+		return fmt.Errorf("add fdb %s: %w", peer.VXLANMAC, err)
+	}
+	return nil
+}
+
+func linkUp(h *netlink.Handle, name string) error {
+	l, err := h.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("find %s: %w", name, err)
+	}
+	if err := h.LinkSetUp(l); err != nil {
+		return fmt.Errorf("set %s up: %w", name, err)
+	}
+	return nil
+}
+
+func addAddr(h *netlink.Handle, l netlink.Link, p netip.Prefix) error {
+	if err := h.AddrAdd(l, &netlink.Addr{IPNet: prefixNet(p)}); err != nil {
+		return fmt.Errorf("add address %s to %s: %w", p, l.Attrs().Name, err)
+	}
+	return nil
+}
+
+// prefixNet converts p to a *net.IPNet keeping the address bits (not masked).
+func prefixNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}

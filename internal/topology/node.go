@@ -1,0 +1,134 @@
+package topology
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// Run runs a command in the node's namespace (`ip netns exec`) and returns its combined
+// output.
+func (n *Node) Run(ctx context.Context, name string, args ...string) ([]byte, error) {
+	return runInNetns(ctx, n.NetnsName, nil, name, args...)
+}
+
+// Run runs a command in the pod's namespace (`ip netns exec`) and returns its combined
+// output.
+func (p *Pod) Run(ctx context.Context, name string, args ...string) ([]byte, error) {
+	return runInNetns(ctx, p.NetnsName, nil, name, args...)
+}
+
+func runInNetns(ctx context.Context, netnsName string, stdin []byte, name string, args ...string) ([]byte, error) {
+	argv := append([]string{"netns", "exec", netnsName, name}, args...)
+	cmd := exec.CommandContext(ctx, "ip", argv...)
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return out, fmt.Errorf("run %s in netns %s: %w: %s", name, netnsName, err, bytes.TrimSpace(out))
+	}
+	return out, nil
+}
+
+// SetSysctl writes a sysctl in the node's namespace. key is in sysctl's dotted form
+// ("net.ipv4.ip_forward") or, for names containing dots such as flannel.1, slash-separated
+// ("net/ipv4/conf/flannel.1/rp_filter").
+func (n *Node) SetSysctl(key, value string) error {
+	path := sysctlPath(key)
+	err := n.Do(func() error {
+		// /proc/sys/net follows the network namespace of the thread that opens the file.
+		return os.WriteFile(path, []byte(value), 0)
+	})
+	if err != nil {
+		return fmt.Errorf("set sysctl %s=%s: %w", key, value, err)
+	}
+	return nil
+}
+
+// Sysctl reads a sysctl in the node's namespace (key as for SetSysctl).
+func (n *Node) Sysctl(key string) (string, error) {
+	var b []byte
+	err := n.Do(func() (err error) {
+		b, err = os.ReadFile(sysctlPath(key))
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("read sysctl %s: %w", key, err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+func sysctlPath(key string) string {
+	if !strings.Contains(key, "/") {
+		key = strings.ReplaceAll(key, ".", "/")
+	}
+	return filepath.Join("/proc/sys", filepath.Clean("/"+key))
+}
+
+// IPTables runs iptables with args in the node's namespace, for example
+// n.IPTables("-I", "FORWARD", "-s", "10.244.1.5", "-j", "DROP").
+func (n *Node) IPTables(args ...string) error {
+	_, err := runInNetns(context.Background(), n.NetnsName, nil, "iptables", args...)
+	return err
+}
+
+// loadIPTables loads the rules kube-proxy (iptables mode) and flanneld would have installed,
+// in one iptables-restore call.
+func (n *Node) loadIPTables(ctx context.Context) error {
+	if _, err := runInNetns(ctx, n.NetnsName, []byte(iptablesRules()), "iptables-restore"); err != nil {
+		return fmt.Errorf("load iptables rules: %w", err)
+	}
+	return nil
+}
+
+// iptablesRules is the iptables-restore input for a node: kube-proxy's chains for the one
+// service (ClusterIP → ServerAddr) and flannel's masquerade and forward rules.
+func iptablesRules() string {
+	svc, sep := ServiceChain, EndpointChain
+	cidr := ClusterCIDR.String()
+	vip := ClusterIP.Addr().String() + "/32"
+	port := fmt.Sprint(ClusterIP.Port())
+	ep := ServerAddr.String()
+	epIP := ServerAddr.Addr().String() + "/32"
+	spn := ServicePortName
+
+	var b strings.Builder
+	w := func(format string, a ...any) { fmt.Fprintf(&b, format+"\n", a...) }
+	w("*nat")
+	w(":PREROUTING ACCEPT [0:0]")
+	w(":INPUT ACCEPT [0:0]")
+	w(":OUTPUT ACCEPT [0:0]")
+	w(":POSTROUTING ACCEPT [0:0]")
+	w(":KUBE-SERVICES - [0:0]")
+	w(":KUBE-POSTROUTING - [0:0]")
+	w(":KUBE-MARK-MASQ - [0:0]")
+	w(":%s - [0:0]", svc)
+	w(":%s - [0:0]", sep)
+	w(`-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES`)
+	w(`-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES`)
+	w(`-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING`)
+	w(`-A POSTROUTING -s %s ! -d %s -m comment --comment "flanneld masq" -j MASQUERADE`, cidr, cidr)
+	w(`-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000`)
+	w(`-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN`)
+	w(`-A KUBE-POSTROUTING -j MARK --set-xmark 0x4000/0x0`)
+	w(`-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE`)
+	w(`-A KUBE-SERVICES -d %s -p tcp -m comment --comment "%s cluster IP" -m tcp --dport %s -j %s`, vip, spn, port, svc)
+	w(`-A %s ! -s %s -d %s -p tcp -m comment --comment "%s cluster IP" -m tcp --dport %s -j KUBE-MARK-MASQ`, svc, cidr, vip, spn, port)
+	w(`-A %s -m comment --comment "%s -> %s" -j %s`, svc, spn, ep, sep)
+	w(`-A %s -s %s -m comment --comment "%s" -j KUBE-MARK-MASQ`, sep, epIP, spn)
+	w(`-A %s -p tcp -m comment --comment "%s" -m tcp -j DNAT --to-destination %s`, sep, spn, ep)
+	w("COMMIT")
+	w("*filter")
+	w(":INPUT ACCEPT [0:0]")
+	w(":FORWARD ACCEPT [0:0]")
+	w(":OUTPUT ACCEPT [0:0]")
+	w(`-A FORWARD -s %s -m comment --comment "flanneld forward" -j ACCEPT`, cidr)
+	w(`-A FORWARD -d %s -m comment --comment "flanneld forward" -j ACCEPT`, cidr)
+	w("COMMIT")
+	return b.String()
+}

@@ -1,0 +1,242 @@
+package topology
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"regexp"
+	"sync"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// Options configures Build. The zero value builds the cluster as a default flannel +
+// kube-proxy node would look.
+type Options struct {
+	// Prefix starts every namespace name ("<prefix>-node1", "<prefix>-client"). Empty means
+	// "pt" and 4 random hex characters.
+	Prefix string
+	// NoBridgeNF sets net.bridge.bridge-nf-call-iptables=0 on the nodes, so bridged same-node
+	// pod traffic skips iptables. By default it is 1, as kube-proxy requires.
+	NoBridgeNF bool
+}
+
+// Cluster is a built demo cluster. Close removes it.
+type Cluster struct {
+	Prefix string
+	Nodes  []*Node
+	Pods   []*Pod
+
+	mu     sync.Mutex
+	closed bool
+}
+
+// Node is a Kubernetes node: one network namespace with eth0 on the underlay, cni0 and
+// flannel.1.
+type Node struct {
+	Name       string
+	NetnsName  string // name under /run/netns, for `ip netns exec`
+	NetnsPath  string
+	UnderlayIP netip.Addr   // eth0 address
+	PodCIDR    netip.Prefix // this node's pod subnet
+	BridgeIP   netip.Addr   // cni0 address, the pods' default gateway
+	VXLANIP    netip.Addr   // flannel.1 address (the pod subnet's network address)
+	VXLANMAC   net.HardwareAddr
+	Pods       []*Pod
+
+	ns netns.NsHandle
+}
+
+// Pod is a pod: a network namespace with eth0, attached to its node's cni0 by a veth pair.
+type Pod struct {
+	Name      string
+	NetnsName string
+	NetnsPath string
+	IP        netip.Addr
+	MAC       net.HardwareAddr // eth0 inside the pod
+	HostVeth  string           // host end in the node, "veth" + 8 hex characters
+	Node      *Node
+
+	ns netns.NsHandle
+}
+
+var prefixRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$`)
+
+// Build creates the demo cluster in fresh network namespaces. On error everything it created
+// is removed again.
+func Build(ctx context.Context, opts Options) (_ *Cluster, err error) {
+	prefix := opts.Prefix
+	if prefix == "" {
+		var b [2]byte
+		rand.Read(b[:])
+		prefix = "pt" + hex.EncodeToString(b[:])
+	}
+	if !prefixRE.MatchString(prefix) {
+		return nil, fmt.Errorf("invalid prefix %q: want up to 32 letters, digits, '_', '.', '-'", prefix)
+	}
+
+	c := &Cluster{Prefix: prefix}
+	defer func() {
+		if err != nil {
+			c.Close()
+		}
+	}()
+
+	for _, s := range nodeSpecs {
+		n := &Node{
+			Name:       s.name,
+			NetnsName:  prefix + "-" + s.name,
+			UnderlayIP: s.underlayIP,
+			PodCIDR:    s.podCIDR,
+			BridgeIP:   s.podCIDR.Addr().Next(),
+			VXLANIP:    s.podCIDR.Addr(),
+			VXLANMAC:   mac(macVXLAN, 0, s.index),
+			ns:         netns.None(),
+		}
+		n.NetnsPath = filepath.Join(netnsDir, n.NetnsName)
+		if n.ns, err = createNamedNetns(n.NetnsName); err != nil {
+			return nil, fmt.Errorf("create node %s: %w", n.Name, err)
+		}
+		c.Nodes = append(c.Nodes, n)
+	}
+	for _, s := range podSpecs {
+		node := c.Node(s.node)
+		p := &Pod{
+			Name:      s.name,
+			NetnsName: prefix + "-" + s.name,
+			IP:        s.ip,
+			MAC:       mac(macPod, node.PodCIDR.Addr().As4()[2], s.ip.As4()[3]),
+			Node:      node,
+			ns:        netns.None(),
+		}
+		p.NetnsPath = filepath.Join(netnsDir, p.NetnsName)
+		sum := sha256.Sum256([]byte(p.NetnsName))
+		p.HostVeth = "veth" + hex.EncodeToString(sum[:4])
+		if p.ns, err = createNamedNetns(p.NetnsName); err != nil {
+			return nil, fmt.Errorf("create pod %s: %w", p.Name, err)
+		}
+		c.Pods = append(c.Pods, p)
+		node.Pods = append(node.Pods, p)
+	}
+
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := c.setupLinks(); err != nil {
+		return nil, err
+	}
+	for _, n := range c.Nodes {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		bridgeNF := "1"
+		if opts.NoBridgeNF {
+			bridgeNF = "0"
+		}
+		if err := n.SetSysctl("net.ipv4.ip_forward", "1"); err != nil {
+			return nil, fmt.Errorf("node %s: %w", n.Name, err)
+		}
+		if err := n.SetSysctl("net.bridge.bridge-nf-call-iptables", bridgeNF); err != nil {
+			return nil, fmt.Errorf("node %s: %w (is br_netfilter available?)", n.Name, err)
+		}
+		if err := n.loadIPTables(ctx); err != nil {
+			return nil, fmt.Errorf("node %s: %w", n.Name, err)
+		}
+	}
+	return c, nil
+}
+
+// Node returns the node with that name, or nil.
+func (c *Cluster) Node(name string) *Node {
+	for _, n := range c.Nodes {
+		if n.Name == name {
+			return n
+		}
+	}
+	return nil
+}
+
+// Pod returns the pod with that name, or nil.
+func (c *Cluster) Pod(name string) *Pod {
+	for _, p := range c.Pods {
+		if p.Name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// Close removes every namespace of the cluster, and with them every link in them. It is safe
+// to call more than once and on a partially built cluster.
+func (c *Cluster) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil
+	}
+	c.closed = true
+	var errs []error
+	// Pods first, so their veth pairs go before the bridges they are attached to.
+	for _, p := range c.Pods {
+		if p.ns.IsOpen() {
+			p.ns.Close()
+			p.ns = netns.None()
+		}
+		if err := deleteNamedNetns(p.NetnsName); err != nil {
+			errs = append(errs, fmt.Errorf("delete pod %s: %w", p.Name, err))
+		}
+	}
+	for _, n := range c.Nodes {
+		if n.ns.IsOpen() {
+			n.ns.Close()
+			n.ns = netns.None()
+		}
+		if err := deleteNamedNetns(n.NetnsName); err != nil {
+			errs = append(errs, fmt.Errorf("delete node %s: %w", n.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+var errClosed = errors.New("cluster closed")
+
+// Do runs fn with the calling goroutine's OS thread in the node's network namespace. Sockets
+// fn creates stay in the namespace; goroutines fn starts do not run in it.
+func (n *Node) Do(fn func() error) error {
+	if !n.ns.IsOpen() {
+		return fmt.Errorf("node %s: %w", n.Name, errClosed)
+	}
+	return doInNetns(n.ns, fn)
+}
+
+// Do runs fn with the calling goroutine's OS thread in the pod's network namespace, like
+// (*Node).Do.
+func (p *Pod) Do(fn func() error) error {
+	if !p.ns.IsOpen() {
+		return fmt.Errorf("pod %s: %w", p.Name, errClosed)
+	}
+	return doInNetns(p.ns, fn)
+}
+
+// NewHandle returns a netlink handle working in the node's namespace. The caller closes it.
+func (n *Node) NewHandle() (*netlink.Handle, error) {
+	if !n.ns.IsOpen() {
+		return nil, fmt.Errorf("node %s: %w", n.Name, errClosed)
+	}
+	return netlink.NewHandleAt(n.ns)
+}
+
+// NewHandle returns a netlink handle working in the pod's namespace. The caller closes it.
+func (p *Pod) NewHandle() (*netlink.Handle, error) {
+	if !p.ns.IsOpen() {
+		return nil, fmt.Errorf("pod %s: %w", p.Name, errClosed)
+	}
+	return netlink.NewHandleAt(p.ns)
+}

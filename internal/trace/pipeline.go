@@ -1,0 +1,95 @@
+package trace
+
+import (
+	"errors"
+	"net/netip"
+	"slices"
+
+	"github.com/pathtrace/pathtrace/internal/decode"
+	"github.com/pathtrace/pathtrace/internal/render"
+	"github.com/pathtrace/pathtrace/internal/stitch"
+)
+
+// errCountReached stops the pipeline once -c paths were rendered.
+var errCountReached = errors.New("count reached")
+
+// Stats counts what went through the pipeline.
+type Stats struct {
+	Events  uint64 // records decoded
+	Packets uint64 // paths rendered
+	Skipped uint64 // records that did not decode
+}
+
+// pipeline is decode → stitch → render, shared by live tracing and replay.
+type pipeline struct {
+	dec    decode.Decoder
+	ev     decode.Event
+	st     *stitch.Stitcher
+	out    render.Renderer
+	podIPs []netip.Addr // paths to render; none renders all
+	count  uint64       // stop after this many paths; 0 never
+	stats  Stats
+}
+
+func newPipeline(cfg stitch.Config, out render.Renderer, podIPs []netip.Addr, count int) *pipeline {
+	p := &pipeline{out: out, podIPs: podIPs, count: uint64(max(count, 0))}
+	p.st = stitch.New(cfg, p.emit)
+	return p
+}
+
+// add decodes one record and stitches it. A record that does not decode is
+// counted and skipped: one bad record must not end a trace.
+func (p *pipeline) add(rec []byte) *decode.Event {
+	if err := p.dec.Decode(rec, &p.ev); err != nil {
+		p.stats.Skipped++
+		return nil
+	}
+	p.stats.Events++
+	p.st.Add(&p.ev)
+	return &p.ev
+}
+
+func (p *pipeline) emit(path *stitch.Path) error {
+	if p.count > 0 && p.stats.Packets >= p.count {
+		return errCountReached
+	}
+	if len(p.podIPs) > 0 && !pathMatches(path, p.podIPs) {
+		return nil
+	}
+	p.stats.Packets++
+	if err := p.out.Render(path); err != nil {
+		return err
+	}
+	if p.count > 0 && p.stats.Packets >= p.count {
+		return errCountReached
+	}
+	return nil
+}
+
+// pathMatches reports whether any address of the path, at any hop, is one
+// of ips: the same rule the kernel filter applies, over the whole path.
+func pathMatches(p *stitch.Path, ips []netip.Addr) bool {
+	has := func(a netip.Addr) bool { return slices.Contains(ips, a) }
+	if has(p.Src.Addr()) || has(p.Dst.Addr()) {
+		return true
+	}
+	for i := range p.Hops {
+		h := &p.Hops[i]
+		if has(h.Src.Addr()) || has(h.Dst.Addr()) {
+			return true
+		}
+		if h.NAT != nil && (has(h.NAT.From.Addr()) || has(h.NAT.To.Addr())) {
+			return true
+		}
+	}
+	return false
+}
+
+// finish completes and renders every remaining path.
+func (p *pipeline) finish() error {
+	err := p.st.Close()
+	if errors.Is(err, errCountReached) {
+		err = nil
+	}
+	return errors.Join(err, p.out.Close())
+}
