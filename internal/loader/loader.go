@@ -336,7 +336,6 @@ func openNetns(path string) (netns.NsHandle, error) {
 	return h, nil
 }
 
-
 // SetDeadline bounds the next Read; see ringbuf.Reader.SetDeadline.
 func (t *Tracer) SetDeadline(d time.Time) { t.reader.SetDeadline(d) }
 

@@ -53,6 +53,11 @@ type Stats struct {
 	Paths   uint64 // paths emitted
 	Evicted uint64 // paths completed early because MaxActive was reached
 	Clipped uint64 // events counted but not kept because a path had MaxHops
+	// Freed is the number of paths not emitted because a free was all they
+	// showed: copies the kernel made and freed on the spot, such as the
+	// clone of a queued packet that neighbour resolution uses to send its
+	// ARP request.
+	Freed uint64
 }
 
 // Stitcher joins events into paths and emits each path once, completed,
@@ -227,6 +232,10 @@ func (s *Stitcher) complete(t *track, final uint64) {
 	s.unlink(t)
 	delete(s.active, t.path.SKB)
 	t.final = max(final, t.last)
+	if onlyConsumed(t.path) {
+		s.stats.Freed++
+		return
+	}
 	t.path.Verdict = s.verdict(t.path)
 	s.done = append(s.done, t)
 }
@@ -428,6 +437,15 @@ func (s *Stitcher) netns(inode uint32) string {
 
 func (s *Stitcher) isNode(inode uint32) bool {
 	return s.cfg.Names != nil && s.cfg.Names.IsNode(inode)
+}
+
+func onlyConsumed(p *Path) bool {
+	for i := range p.Hops {
+		if p.Hops[i].Kind != HopConsume {
+			return false
+		}
+	}
+	return !p.Clipped
 }
 
 // verdict decides how a completed path ended.

@@ -1,0 +1,162 @@
+package decode
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"net/netip"
+	"reflect"
+	"testing"
+
+	"github.com/pathtrace/pathtrace/internal/bpf"
+)
+
+func encode(t testing.TB, r *bpf.TracepointEvent) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := binary.Write(&buf, binary.NativeEndian, r); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func ip(s string) uint32 {
+	b := netip.MustParseAddr(s).As4()
+	return binary.NativeEndian.Uint32(b[:])
+}
+
+func name(s string) (n [16]int8) {
+	for i := range min(len(s), 15) {
+		n[i] = int8(s[i])
+	}
+	return n
+}
+
+func sampleRecord() bpf.TracepointEvent {
+	var r bpf.TracepointEvent
+	r.Skb = 0xffff888112345600
+	r.Ts = 123456789
+	r.Kind = uint8(KindNF)
+	r.Hook = uint8(HookPrerouting)
+	r.Slot = uint8(SlotLast)
+	r.Flags = uint8(FlagL3 | FlagL4 | FlagInner | FlagInnerL4)
+	r.Netns = 4026532177
+	r.Ifindex = 7
+	r.Dev = name("cni0")
+	r.InDev = name("cni0")
+	r.InIfindex = 7
+	r.Len = 60
+	r.Mark = 0x4000
+	r.Outer.Saddr, r.Outer.Daddr = ip("192.168.50.11"), ip("192.168.50.12")
+	r.Outer.Sport, r.Outer.Dport, r.Outer.Proto = 48748, 8472, ProtoUDP
+	r.Inner.Saddr, r.Inner.Daddr = ip("10.244.1.5"), ip("10.96.0.10")
+	r.Inner.Sport, r.Inner.Dport, r.Inner.Proto, r.Inner.TcpFlags, r.Inner.IpId = 40312, 80, ProtoTCP, 0x02, 777
+	r.Vni = 1
+	r.CapLen = 3
+	copy(r.Data[:], []byte{0x45, 0x00, 0x00})
+	return r
+}
+
+func TestDecode(t *testing.T) {
+	r := sampleRecord()
+	var d Decoder
+	var ev Event
+	if err := d.Decode(encode(t, &r), &ev); err != nil {
+		t.Fatal(err)
+	}
+	want := Event{
+		Kind: KindNF, Flags: FlagL3 | FlagL4 | FlagInner | FlagInnerL4,
+		SKB: 0xffff888112345600, TS: 123456789, Netns: 4026532177, Ifindex: 7, Dev: "cni0",
+		Hook: HookPrerouting, Slot: SlotLast, In: "cni0", InIfindex: 7, Len: 60, Mark: 0x4000,
+		Outer: Tuple{Proto: ProtoUDP, Src: netip.MustParseAddrPort("192.168.50.11:48748"),
+			Dst: netip.MustParseAddrPort("192.168.50.12:8472"), HasPorts: true},
+		Inner: Tuple{Proto: ProtoTCP, Src: netip.MustParseAddrPort("10.244.1.5:40312"),
+			Dst: netip.MustParseAddrPort("10.96.0.10:80"), IPID: 777, TCPFlags: 0x02, HasPorts: true},
+		VNI: 1,
+	}
+	got := ev
+	if !bytes.Equal(got.Data, []byte{0x45, 0, 0}) {
+		t.Errorf("Data = %x", got.Data)
+	}
+	got.Data = nil
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("decoded\n got %+v\nwant %+v", got, want)
+	}
+	if !ev.Encapsulated() {
+		t.Error("Encapsulated() = false")
+	}
+}
+
+func TestDecodeWithoutPorts(t *testing.T) {
+	r := sampleRecord()
+	r.Flags = uint8(FlagL3) // a later fragment: addresses, no ports
+	var d Decoder
+	var ev Event
+	if err := d.Decode(encode(t, &r), &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.Outer.Src.Port() != 0 || ev.Outer.HasPorts || ev.Inner.Valid() {
+		t.Errorf("got %+v / %+v", ev.Outer, ev.Inner)
+	}
+}
+
+func TestDecodeRejects(t *testing.T) {
+	r := sampleRecord()
+	b := encode(t, &r)
+	var d Decoder
+	var ev Event
+	if err := d.Decode(b[:RecordSize-1], &ev); !errors.Is(err, ErrShort) {
+		t.Errorf("short record: err = %v, want ErrShort", err)
+	}
+	r.CapLen = 300
+	if err := d.Decode(encode(t, &r), &ev); err == nil {
+		t.Error("captured length past the buffer was accepted")
+	}
+}
+
+func TestDecodeInternsNames(t *testing.T) {
+	r := sampleRecord()
+	b := encode(t, &r)
+	var d Decoder
+	var ev Event
+	if err := d.Decode(b, &ev); err != nil {
+		t.Fatal(err)
+	}
+	allocs := testing.AllocsPerRun(100, func() { _ = d.Decode(b, &ev) })
+	if allocs != 0 {
+		t.Errorf("Decode allocates %.1f times per record, want 0", allocs)
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	r := sampleRecord()
+	f.Add(encode(f, &r))
+	f.Add(make([]byte, RecordSize))
+	f.Add([]byte{1, 2, 3})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var d Decoder
+		var ev Event
+		if err := d.Decode(b, &ev); err != nil {
+			return
+		}
+		if len(ev.Data) > len(r.Data) {
+			t.Fatalf("Data has %d bytes", len(ev.Data))
+		}
+		_ = ev.Kind.String() + ev.Hook.String() + ev.Slot.String()
+	})
+}
+
+func BenchmarkDecode(b *testing.B) {
+	r := sampleRecord()
+	rec := encode(b, &r)
+	var d Decoder
+	var ev Event
+	b.ReportAllocs()
+	b.SetBytes(int64(len(rec)))
+	for b.Loop() {
+		if err := d.Decode(rec, &ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}

@@ -1,0 +1,209 @@
+package render
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/pathtrace/pathtrace/internal/stitch"
+)
+
+// Hand-built paths modelled on a two-node flannel (VXLAN) cluster:
+// node1 192.168.50.11 with pods in 10.244.1.0/24, node2 192.168.50.12 with
+// pods in 10.244.2.0/24, services in 10.96.0.0/12.
+
+var (
+	ap = netip.MustParseAddrPort
+	ip = netip.MustParseAddr
+
+	tcpSYN = uint8(0x02)
+
+	nsClient  = ns{"default/client-5f7c9", 4026532481}
+	nsNode1   = ns{"node1", 4026531840}
+	nsNode2   = ns{"node2", 4026531840}
+	nsWeb     = ns{"default/web-6c9f8", 4026532719}
+	nsCoreDNS = ns{"kube-system/coredns-76f75", 4026532390}
+
+	vxlan12 = &stitch.Outer{Src: ip("192.168.50.11"), Dst: ip("192.168.50.12"), DPort: 8472, VNI: 1}
+)
+
+type ns struct {
+	name  string
+	inode uint32
+}
+
+func (n ns) hop(kind stitch.HopKind, dev string, ifindex uint32, delta time.Duration) stitch.Hop {
+	return stitch.Hop{Kind: kind, Dev: dev, Ifindex: ifindex, Netns: n.name, NetnsInode: n.inode, Delta: delta}
+}
+
+func us(tenths int64) time.Duration { return time.Duration(tenths) * 100 * time.Nanosecond }
+
+// finish fills in each hop's cumulative time and, where a hop leaves them
+// zero, the tuple, protocol, flags, CPU and length of the hop before it.
+func finish(p *stitch.Path, cpu uint16) *stitch.Path {
+	var t time.Duration
+	src, dst, l := p.Src, p.Dst, p.Len
+	for i := range p.Hops {
+		h := &p.Hops[i]
+		if i == 0 {
+			h.Delta = 0
+		}
+		t += h.Delta
+		h.T = t
+		if h.CPU == 0 {
+			h.CPU = cpu
+		} else {
+			cpu = h.CPU
+		}
+		if h.Proto == 0 {
+			h.Proto = p.Proto
+		}
+		if h.TCPFlags == 0 {
+			h.TCPFlags = p.TCPFlags
+		}
+		if !h.Src.IsValid() {
+			h.Src, h.Dst = src, dst
+		}
+		src, dst = h.Src, h.Dst
+		if h.Len == 0 {
+			h.Len = l
+		}
+		l = h.Len
+	}
+	return p
+}
+
+func nf(h stitch.Hop, hook, in, out string, dur time.Duration) stitch.Hop {
+	h.Hook, h.In, h.Out, h.Dur = hook, in, out, dur
+	return h
+}
+
+func withOuter(h stitch.Hop, o *stitch.Outer, l uint32) stitch.Hop {
+	h.Outer, h.Len = o, l
+	return h
+}
+
+// crossNode is a TCP SYN from a pod on node1 to ClusterIP 10.96.0.10:80,
+// DNATed to a backend on node2 and carried there over flannel's VXLAN.
+func crossNode() *stitch.Path {
+	client, svc, web := ap("10.244.1.5:40312"), ap("10.96.0.10:80"), ap("10.244.2.7:8080")
+	nat := nsNode1.hop(stitch.HopNAT, "cni0", 5, us(120))
+	nat.Hook, nat.In = "PREROUTING", "cni0"
+	nat.NAT = &stitch.NAT{Type: stitch.NATDst, From: svc, To: web}
+	nat.Src, nat.Dst = client, web
+	decap := withOuter(nsNode2.hop(stitch.HopDecap, "flannel.1", 4, us(34)), vxlan12, 60)
+	rx2 := withOuter(nsNode2.hop(stitch.HopRx, "eth0", 2, us(1876)), vxlan12, 110)
+	rx2.CPU = 5
+	consume := nsWeb.hop(stitch.HopConsume, "eth0", 3, us(87))
+	return finish(&stitch.Path{
+		ID: 1, SKB: 0xffff8881047c2e00, Mono: 81234567890123,
+		Start: time.Date(2026, 11, 28, 3, 40, 1, 123456789, time.UTC),
+		Proto: protoTCP, Src: client, Dst: svc, TCPFlags: tcpSYN, IPID: 15386, Len: 60,
+		Verdict: stitch.VerdictDelivered, Events: 38,
+		Hops: []stitch.Hop{
+			nsClient.hop(stitch.HopTx, "eth0", 3, 0),
+			nsNode1.hop(stitch.HopRx, "veth3a1f2b9c", 7, us(31)),
+			nsNode1.hop(stitch.HopRx, "cni0", 5, us(12)),
+			nf(nsNode1.hop(stitch.HopNetfilter, "cni0", 5, us(8)), "PREROUTING", "cni0", "", us(120)),
+			nat,
+			nf(nsNode1.hop(stitch.HopNetfilter, "cni0", 5, us(24)), "FORWARD", "cni0", "flannel.1", us(43)),
+			nf(nsNode1.hop(stitch.HopNetfilter, "flannel.1", 4, us(46)), "POSTROUTING", "", "flannel.1", us(22)),
+			nsNode1.hop(stitch.HopTx, "flannel.1", 4, us(25)),
+			withOuter(nsNode1.hop(stitch.HopEncap, "flannel.1", 4, us(19)), vxlan12, 110),
+			withOuter(nf(nsNode1.hop(stitch.HopNetfilter, "eth0", 2, us(21)), "OUTPUT", "", "eth0", us(14)), vxlan12, 110),
+			withOuter(nf(nsNode1.hop(stitch.HopNetfilter, "eth0", 2, us(16)), "POSTROUTING", "", "eth0", us(11)), vxlan12, 110),
+			withOuter(nsNode1.hop(stitch.HopTx, "eth0", 2, us(13)), vxlan12, 110),
+			rx2,
+			withOuter(nf(nsNode2.hop(stitch.HopNetfilter, "eth0", 2, us(20)), "PREROUTING", "eth0", "", us(51)), vxlan12, 110),
+			withOuter(nf(nsNode2.hop(stitch.HopNetfilter, "eth0", 2, us(57)), "INPUT", "eth0", "", us(9)), vxlan12, 110),
+			decap,
+			nf(nsNode2.hop(stitch.HopNetfilter, "flannel.1", 4, us(26)), "PREROUTING", "flannel.1", "", us(68)),
+			nf(nsNode2.hop(stitch.HopNetfilter, "flannel.1", 4, us(71)), "FORWARD", "flannel.1", "cni0", us(39)),
+			nf(nsNode2.hop(stitch.HopNetfilter, "cni0", 5, us(42)), "POSTROUTING", "", "cni0", us(17)),
+			nsNode2.hop(stitch.HopTx, "veth9d0e4a1f", 9, us(23)),
+			nsWeb.hop(stitch.HopRx, "eth0", 3, us(48)),
+			consume,
+		},
+	}, 2)
+}
+
+// sameNode is a DNS query from a pod to the kube-dns ClusterIP, DNATed to a
+// CoreDNS pod on the same node and bridged back out of cni0.
+func sameNode() *stitch.Path {
+	client, svc, dns := ap("10.244.1.5:53211"), ap("10.96.0.10:53"), ap("10.244.1.9:53")
+	nat := nsNode1.hop(stitch.HopNAT, "cni0", 5, us(97))
+	nat.Hook, nat.In = "PREROUTING", "cni0"
+	nat.NAT = &stitch.NAT{Type: stitch.NATDst, From: svc, To: dns}
+	nat.Src, nat.Dst = client, dns
+	return finish(&stitch.Path{
+		ID: 2, SKB: 0xffff888103d1a900, Mono: 81234601234567,
+		Start: time.Date(2026, 11, 28, 3, 40, 1, 157000000, time.UTC),
+		Proto: protoUDP, Src: client, Dst: svc, IPID: 40211, Len: 71,
+		Verdict: stitch.VerdictDelivered, Events: 17,
+		Hops: []stitch.Hop{
+			nsClient.hop(stitch.HopTx, "eth0", 3, 0),
+			nsNode1.hop(stitch.HopRx, "veth3a1f2b9c", 7, us(29)),
+			nsNode1.hop(stitch.HopRx, "cni0", 5, us(11)),
+			nf(nsNode1.hop(stitch.HopNetfilter, "cni0", 5, us(7)), "PREROUTING", "cni0", "", us(97)),
+			nat,
+			nf(nsNode1.hop(stitch.HopNetfilter, "cni0", 5, us(21)), "FORWARD", "cni0", "cni0", us(32)),
+			nf(nsNode1.hop(stitch.HopNetfilter, "cni0", 5, us(38)), "POSTROUTING", "", "cni0", us(14)),
+			nsNode1.hop(stitch.HopTx, "vethb71c0d2e", 11, us(19)),
+			nsCoreDNS.hop(stitch.HopRx, "eth0", 3, us(44)),
+			nsCoreDNS.hop(stitch.HopConsume, "eth0", 3, us(152)),
+		},
+	}, 1)
+}
+
+// forwardDrop is a TCP SYN to a database pod that a NetworkPolicy rule drops
+// in FORWARD.
+func forwardDrop() *stitch.Path {
+	client, db := ap("10.244.1.5:51844"), ap("10.244.2.14:5432")
+	fwd := nf(nsNode1.hop(stitch.HopNetfilter, "cni0", 5, us(22)), "FORWARD", "cni0", "flannel.1", 0)
+	fwd.Partial = true
+	drop := nsNode1.hop(stitch.HopDrop, "cni0", 5, us(61))
+	drop.Reason, drop.ReasonCode, drop.Location, drop.Mark = "NETFILTER_DROP", 8, 0xffffffff81c3a5e0, 0x8000
+	return finish(&stitch.Path{
+		ID: 3, SKB: 0xffff88810a2b7400, Mono: 81234689012345,
+		Start: time.Date(2026, 11, 28, 3, 40, 1, 201030400, time.UTC),
+		Proto: protoTCP, Src: client, Dst: db, TCPFlags: tcpSYN, IPID: 8807, Len: 60,
+		Verdict: stitch.VerdictDropped, Events: 9,
+		Hops: []stitch.Hop{
+			nsClient.hop(stitch.HopTx, "eth0", 3, 0),
+			nsNode1.hop(stitch.HopRx, "veth3a1f2b9c", 7, us(33)),
+			nsNode1.hop(stitch.HopRx, "cni0", 5, us(12)),
+			nf(nsNode1.hop(stitch.HopNetfilter, "cni0", 5, us(9)), "PREROUTING", "cni0", "", us(81)),
+			fwd,
+			drop,
+		},
+	}, 3)
+}
+
+// icmpOut is a ping from a pod to the internet, masqueraded to the node's
+// address in POSTROUTING and last seen leaving eth0.
+func icmpOut() *stitch.Path {
+	client, dst := ap("10.244.1.5:4660"), ap("1.1.1.1:0")
+	nat := nsNode1.hop(stitch.HopNAT, "eth0", 2, us(52))
+	nat.Hook, nat.Out = "POSTROUTING", "eth0"
+	nat.NAT = &stitch.NAT{Type: stitch.NATSrc, From: client, To: ap("192.168.50.11:4660")}
+	nat.Src, nat.Dst = ap("192.168.50.11:4660"), dst
+	return finish(&stitch.Path{
+		ID: 4, SKB: 0xffff888104f0c300, Mono: 81235012345678,
+		Start: time.Date(2026, 11, 28, 3, 40, 2, 0, time.UTC),
+		Proto: protoICMP, Src: client, Dst: dst, IPID: 51022, Len: 84,
+		Verdict: stitch.VerdictForwarded, Events: 12,
+		Hops: []stitch.Hop{
+			nsClient.hop(stitch.HopTx, "eth0", 3, 0),
+			nsNode1.hop(stitch.HopRx, "veth3a1f2b9c", 7, us(30)),
+			nsNode1.hop(stitch.HopRx, "cni0", 5, us(11)),
+			nf(nsNode1.hop(stitch.HopNetfilter, "cni0", 5, us(8)), "PREROUTING", "cni0", "", us(64)),
+			nf(nsNode1.hop(stitch.HopNetfilter, "cni0", 5, us(19)), "FORWARD", "cni0", "eth0", us(27)),
+			nf(nsNode1.hop(stitch.HopNetfilter, "eth0", 2, us(33)), "POSTROUTING", "", "eth0", us(52)),
+			nat,
+			nsNode1.hop(stitch.HopTx, "eth0", 2, us(18)),
+		},
+	}, 0)
+}
+
+func fixtures() []*stitch.Path {
+	return []*stitch.Path{crossNode(), sameNode(), forwardDrop(), icmpOut()}
+}

@@ -1,0 +1,194 @@
+package render
+
+import (
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/pathtrace/pathtrace/internal/stitch"
+)
+
+// NewJSON returns a Renderer writing one JSON object per packet, one per
+// line (docs/json.md). The JSON is written by hand, not by reflection: keys
+// come in a fixed order and optional keys are left out when empty.
+func NewJSON(w io.Writer) Renderer {
+	return &jsonRenderer{sink: newSink(w)}
+}
+
+type jsonRenderer struct {
+	sink
+}
+
+func (r *jsonRenderer) Render(p *stitch.Path) error {
+	if r.closed {
+		return errClosed
+	}
+	if p == nil {
+		return errNilPath
+	}
+	r.buf = appendJSONPath(r.buf[:0], p)
+	return r.emit()
+}
+
+func (r *jsonRenderer) Close() error { return r.close() }
+
+// appendJSONPath appends p as one JSON line, newline included.
+func appendJSONPath(b []byte, p *stitch.Path) []byte {
+	b = append(b, `{"id":`...)
+	b = strconv.AppendUint(b, p.ID, 10)
+	b = append(b, `,"start":"`...)
+	b = p.Start.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, '"')
+	if p.SKB != 0 {
+		b = append(b, `,"skb":"`...)
+		b = appendHex(b, p.SKB)
+		b = append(b, '"')
+	}
+	b = append(b, `,"proto":"`...)
+	b = appendProto(b, p.Proto)
+	b = append(b, `","src":"`...)
+	b = appendEndpoint(b, p.Src, p.Proto)
+	b = append(b, `","dst":"`...)
+	b = appendEndpoint(b, p.Dst, p.Proto)
+	b = append(b, '"')
+	if p.Proto == protoTCP && p.TCPFlags != 0 {
+		b = append(b, `,"tcp_flags":"`...)
+		b = appendTCPFlags(b, p.TCPFlags)
+		b = append(b, '"')
+	}
+	if p.IPID != 0 {
+		b = append(b, `,"ip_id":`...)
+		b = strconv.AppendUint(b, uint64(p.IPID), 10)
+	}
+	if p.Len != 0 {
+		b = append(b, `,"len":`...)
+		b = strconv.AppendUint(b, uint64(p.Len), 10)
+	}
+	b = append(b, `,"verdict":`...)
+	b = appendJSONString(b, string(verdictOrUnknown(p.Verdict)))
+	if p.Events != 0 {
+		b = append(b, `,"events":`...)
+		b = strconv.AppendInt(b, int64(p.Events), 10)
+	}
+	if p.Clipped {
+		b = append(b, `,"clipped":true`...)
+	}
+	b = append(b, `,"hops":[`...)
+	for i := range p.Hops {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONHop(b, p, &p.Hops[i])
+	}
+	return append(b, "]}\n"...)
+}
+
+func appendJSONHop(b []byte, p *stitch.Path, h *stitch.Hop) []byte {
+	b = append(b, `{"t_ns":`...)
+	b = strconv.AppendInt(b, int64(h.T), 10)
+	b = append(b, `,"delta_ns":`...)
+	b = strconv.AppendInt(b, int64(h.Delta), 10)
+	b = append(b, `,"kind":`...)
+	b = appendJSONString(b, string(h.Kind))
+	b = append(b, `,"dev":`...)
+	b = appendJSONString(b, h.Dev)
+	if h.Ifindex != 0 {
+		b = append(b, `,"ifindex":`...)
+		b = strconv.AppendUint(b, uint64(h.Ifindex), 10)
+	}
+	b = append(b, `,"netns":`...)
+	b = appendJSONString(b, h.Netns)
+	if h.NetnsInode != 0 {
+		b = append(b, `,"netns_inode":`...)
+		b = strconv.AppendUint(b, uint64(h.NetnsInode), 10)
+	}
+	b = append(b, `,"cpu":`...)
+	b = strconv.AppendUint(b, uint64(h.CPU), 10)
+	if h.Len != 0 {
+		b = append(b, `,"len":`...)
+		b = strconv.AppendUint(b, uint64(h.Len), 10)
+	}
+	if h.Mark != 0 {
+		b = append(b, `,"mark":"`...)
+		b = appendHex(b, uint64(h.Mark))
+		b = append(b, '"')
+	}
+	proto := hopProto(p, h)
+	if proto != p.Proto {
+		b = append(b, `,"proto":"`...)
+		b = appendProto(b, proto)
+		b = append(b, '"')
+	}
+	b = append(b, `,"src":"`...)
+	b = appendEndpoint(b, h.Src, proto)
+	b = append(b, `","dst":"`...)
+	b = appendEndpoint(b, h.Dst, proto)
+	b = append(b, '"')
+	if proto == protoTCP && h.TCPFlags != 0 && h.TCPFlags != p.TCPFlags {
+		b = append(b, `,"tcp_flags":"`...)
+		b = appendTCPFlags(b, h.TCPFlags)
+		b = append(b, '"')
+	}
+	if h.Kind == stitch.HopNetfilter || h.Hook != "" {
+		b = append(b, `,"hook":`...)
+		b = appendJSONString(b, h.Hook)
+		b = append(b, `,"in":`...)
+		b = appendJSONString(b, h.In)
+		b = append(b, `,"out":`...)
+		b = appendJSONString(b, h.Out)
+	}
+	if h.Kind == stitch.HopNetfilter {
+		b = append(b, `,"dur_ns":`...)
+		b = strconv.AppendInt(b, int64(h.Dur), 10)
+	}
+	if h.Partial {
+		b = append(b, `,"partial":true`...)
+	}
+	if n := h.NAT; n != nil {
+		b = append(b, `,"nat":{"type":`...)
+		b = appendJSONString(b, string(n.Type))
+		b = append(b, `,"from":"`...)
+		b = appendAddrPort(b, n.From)
+		b = append(b, `","to":"`...)
+		b = appendAddrPort(b, n.To)
+		b = append(b, `"}`...)
+	}
+	if o := h.Outer; o != nil {
+		b = append(b, `,"outer":{"src":"`...)
+		if o.Src.IsValid() {
+			b = o.Src.AppendTo(b)
+		}
+		b = append(b, `","dst":"`...)
+		if o.Dst.IsValid() {
+			b = o.Dst.AppendTo(b)
+		}
+		b = append(b, `","dport":`...)
+		b = strconv.AppendUint(b, uint64(o.DPort), 10)
+		b = append(b, `,"vni":`...)
+		b = strconv.AppendUint(b, uint64(o.VNI), 10)
+		b = append(b, '}')
+	}
+	if h.Kind == stitch.HopDrop || h.Reason != "" {
+		b = append(b, `,"reason":`...)
+		b = appendJSONString(b, h.Reason)
+	}
+	if h.Kind == stitch.HopDrop || h.ReasonCode != 0 {
+		b = append(b, `,"reason_code":`...)
+		b = strconv.AppendUint(b, uint64(h.ReasonCode), 10)
+	}
+	if h.Location != 0 {
+		b = append(b, `,"location":"`...)
+		b = appendHex(b, h.Location)
+		b = append(b, '"')
+	}
+	return append(b, '}')
+}
+
+// verdictOrUnknown maps an empty verdict to unknown, so the field always
+// holds one of the documented values.
+func verdictOrUnknown(v stitch.Verdict) stitch.Verdict {
+	if v == "" {
+		return stitch.VerdictUnknown
+	}
+	return v
+}

@@ -1,0 +1,186 @@
+package render
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net/netip"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/pathtrace/pathtrace/internal/stitch"
+)
+
+// Renderer writes stitched paths to an io.Writer.
+//
+// Render writes one complete path and flushes it, so a live trace shows each
+// packet as soon as it is stitched. Close flushes what is left; it does not
+// close the underlying writer. A Renderer is not safe for concurrent use.
+type Renderer interface {
+	Render(p *stitch.Path) error
+	Close() error
+}
+
+var (
+	errClosed  = errors.New("render: renderer is closed")
+	errNilPath = errors.New("render: nil path")
+)
+
+// sink is the buffered output shared by the renderers: a path is appended
+// into buf (reused between paths), written through bw and flushed.
+type sink struct {
+	bw     *bufio.Writer
+	buf    []byte
+	closed bool
+}
+
+func newSink(w io.Writer) sink {
+	return sink{bw: bufio.NewWriterSize(w, 64<<10), buf: make([]byte, 0, 16<<10)}
+}
+
+func (s *sink) emit() error {
+	if _, err := s.bw.Write(s.buf); err != nil {
+		return err
+	}
+	return s.bw.Flush()
+}
+
+func (s *sink) close() error {
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	return s.bw.Flush()
+}
+
+// IP protocol numbers with names of their own.
+const (
+	protoICMP   = 1
+	protoTCP    = 6
+	protoUDP    = 17
+	protoICMPv6 = 58
+	protoSCTP   = 132
+)
+
+// appendProto appends the lower-case protocol name, or the number in decimal.
+func appendProto(b []byte, proto uint8) []byte {
+	switch proto {
+	case protoTCP:
+		return append(b, "tcp"...)
+	case protoUDP:
+		return append(b, "udp"...)
+	case protoICMP:
+		return append(b, "icmp"...)
+	case protoICMPv6:
+		return append(b, "icmpv6"...)
+	case protoSCTP:
+		return append(b, "sctp"...)
+	}
+	return strconv.AppendUint(b, uint64(proto), 10)
+}
+
+// hasPorts says whether the protocol's tuple carries ports worth showing.
+func hasPorts(proto uint8) bool {
+	return proto == protoTCP || proto == protoUDP || proto == protoSCTP
+}
+
+// appendEndpoint appends addr:port, or just the address when the protocol
+// has no ports. An invalid endpoint appends nothing.
+func appendEndpoint(b []byte, ap netip.AddrPort, proto uint8) []byte {
+	if !ap.Addr().IsValid() {
+		return b
+	}
+	if hasPorts(proto) {
+		return ap.AppendTo(b)
+	}
+	return ap.Addr().AppendTo(b)
+}
+
+// appendAddrPort appends addr:port whatever the protocol (NAT endpoints).
+func appendAddrPort(b []byte, ap netip.AddrPort) []byte {
+	if !ap.Addr().IsValid() {
+		return b
+	}
+	return ap.AppendTo(b)
+}
+
+var tcpFlagNames = [8]string{"FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"}
+
+// appendTCPFlags appends the set flags as "SYN,ACK", lowest bit first.
+func appendTCPFlags(b []byte, flags uint8) []byte {
+	first := true
+	for i, name := range tcpFlagNames {
+		if flags&(1<<i) == 0 {
+			continue
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = append(b, name...)
+	}
+	return b
+}
+
+// appendHex appends v as 0x-prefixed lower-case hex.
+func appendHex(b []byte, v uint64) []byte {
+	return strconv.AppendUint(append(b, "0x"...), v, 16)
+}
+
+// hopProto is the protocol of a hop's tuple, falling back to the packet's.
+func hopProto(p *stitch.Path, h *stitch.Hop) uint8 {
+	if h.Proto != 0 {
+		return h.Proto
+	}
+	return p.Proto
+}
+
+// appendJSONString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD,
+// control characters and U+2028/U+2029 are escaped, so the result is valid
+// JSON (and JavaScript) for any input.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}

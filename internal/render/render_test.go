@@ -1,0 +1,429 @@
+package render
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fatih/color"
+
+	"github.com/pathtrace/pathtrace/internal/stitch"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+func renderAll(t testing.TB, r Renderer, paths []*stitch.Path) {
+	t.Helper()
+	for _, p := range paths {
+		if err := r.Render(p); err != nil {
+			t.Fatalf("render path %d: %v", p.ID, err)
+		}
+	}
+	if err := r.Close(); err != nil {
+		t.Fatalf("close renderer: %v", err)
+	}
+}
+
+func TestGolden(t *testing.T) {
+	tests := []struct {
+		file string
+		new  func(io.Writer) Renderer
+	}{
+		{"text.golden", func(w io.Writer) Renderer { return NewText(w, TextOptions{}) }},
+		{"text_color.golden", func(w io.Writer) Renderer { return NewText(w, TextOptions{Color: true}) }},
+		{"text_verbose.golden", func(w io.Writer) Renderer { return NewText(w, TextOptions{Verbose: true}) }},
+		{"json.golden", NewJSON},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			var buf bytes.Buffer
+			renderAll(t, tt.new(&buf), fixtures())
+			golden := filepath.Join("testdata", tt.file)
+			if *update {
+				if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("read golden file (regenerate with -update): %v", err)
+			}
+			if got := buf.String(); got != string(want) {
+				t.Errorf("output differs from %s (regenerate with -update)\n--- got ---\n%s\n--- want ---\n%s", golden, got, want)
+			}
+		})
+	}
+}
+
+// TestRenderFlushes checks each Render leaves a complete block in the
+// writer without waiting for Close, as live use needs.
+func TestRenderFlushes(t *testing.T) {
+	for name, r := range map[string]func(io.Writer) Renderer{
+		"text": func(w io.Writer) Renderer { return NewText(w, TextOptions{}) },
+		"json": NewJSON,
+	} {
+		t.Run(name, func(t *testing.T) {
+			var buf bytes.Buffer
+			rr := r(&buf)
+			if err := rr.Render(sameNode()); err != nil {
+				t.Fatal(err)
+			}
+			if buf.Len() == 0 || buf.Bytes()[buf.Len()-1] != '\n' {
+				t.Fatalf("Render left %q in the writer, want one complete path", buf.String())
+			}
+			if err := rr.Render(nil); err == nil {
+				t.Error("Render(nil) succeeded, want an error")
+			}
+			if err := rr.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := rr.Close(); err != nil {
+				t.Errorf("second Close: %v", err)
+			}
+			if err := rr.Render(sameNode()); err == nil {
+				t.Error("Render after Close succeeded, want an error")
+			}
+		})
+	}
+}
+
+type failWriter struct{}
+
+func (failWriter) Write([]byte) (int, error) { return 0, os.ErrClosed }
+
+func TestRenderWriteError(t *testing.T) {
+	for _, r := range []Renderer{NewText(failWriter{}, TextOptions{}), NewJSON(failWriter{})} {
+		if err := r.Render(crossNode()); err == nil {
+			t.Errorf("%T: Render to a failing writer succeeded", r)
+		}
+	}
+}
+
+// TestColorPerRenderer checks a colored and a plain renderer do not affect
+// each other and ignore the global color.NoColor.
+func TestColorPerRenderer(t *testing.T) {
+	saved := color.NoColor
+	t.Cleanup(func() { color.NoColor = saved })
+	for _, global := range []bool{true, false} {
+		color.NoColor = global
+		var on, off bytes.Buffer
+		ron, roff := NewText(&on, TextOptions{Color: true}), NewText(&off, TextOptions{})
+		for _, p := range fixtures() {
+			if err := ron.Render(p); err != nil {
+				t.Fatal(err)
+			}
+			if err := roff.Render(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !strings.Contains(on.String(), "\x1b[") {
+			t.Errorf("color.NoColor=%v: colored renderer wrote no escape sequences", global)
+		}
+		if strings.Contains(off.String(), "\x1b") {
+			t.Errorf("color.NoColor=%v: plain renderer wrote escape sequences", global)
+		}
+		if got := stripANSI(on.String()); got != off.String() {
+			t.Errorf("color.NoColor=%v: colored output without escapes differs from plain:\n%s\n---\n%s", global, got, off.String())
+		}
+	}
+}
+
+func stripANSI(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == 0x1b && i+1 < len(s) && s[i+1] == '[' {
+			j := i + 2
+			for j < len(s) && s[j] != 'm' {
+				j++
+			}
+			i = j
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// awkward is a path whose strings would break naive JSON or text output.
+func awkward() *stitch.Path {
+	p := forwardDrop()
+	p.Clipped = true
+	p.Proto = 47 // GRE: no ports, no name in the text header
+	p.Hops[0].Dev = "eth\"0\\\x00\x1b[31m\n"
+	p.Hops[0].Proto = 47
+	p.Hops[1].Dev = "\xff\xfeveth\xc3"
+	p.Hops[1].Netns = "ns\u2028with\u2029seps\ttab\u0085"
+	p.Hops[2].Dev = "日本語-br"
+	p.Hops[3].Hook = "PRE\x7fROUTING"
+	p.Hops[5].Reason = "WEIRD \"reason\"\r\n"
+	p.Hops[5].Kind = "drop"
+	p.Verdict = ""
+	return p
+}
+
+func TestJSONLines(t *testing.T) {
+	var buf bytes.Buffer
+	paths := append(fixtures(), awkward())
+	renderAll(t, NewJSON(&buf), paths)
+
+	sc := bufio.NewScanner(&buf)
+	sc.Buffer(nil, 1<<20)
+	n := 0
+	for sc.Scan() {
+		p := paths[n]
+		n++
+		line := sc.Bytes()
+		var m map[string]any
+		if err := json.Unmarshal(line, &m); err != nil {
+			t.Fatalf("line %d is not JSON: %v\n%s", n, err, line)
+		}
+		checkTypes(t, n, m, map[string]string{
+			"id": "number", "start": "string", "proto": "string", "src": "string",
+			"dst": "string", "verdict": "string", "hops": "array",
+		})
+		if _, err := time.Parse(time.RFC3339Nano, m["start"].(string)); err != nil {
+			t.Errorf("line %d: start: %v", n, err)
+		}
+		if !strings.HasSuffix(m["start"].(string), "Z") {
+			t.Errorf("line %d: start %q is not UTC", n, m["start"])
+		}
+		switch m["verdict"] {
+		case "delivered", "dropped", "forwarded", "unknown":
+		default:
+			t.Errorf("line %d: verdict %q", n, m["verdict"])
+		}
+		hops := m["hops"].([]any)
+		if len(hops) != len(p.Hops) {
+			t.Fatalf("line %d: %d hops, want %d", n, len(hops), len(p.Hops))
+		}
+		for i, hv := range hops {
+			h, ok := hv.(map[string]any)
+			if !ok {
+				t.Fatalf("line %d hop %d: %T, want object", n, i, hv)
+			}
+			checkTypes(t, n, h, map[string]string{
+				"t_ns": "number", "kind": "string", "dev": "string", "netns": "string",
+				"src": "string", "dst": "string",
+			})
+			if got, want := h["dev"], validUTF8(p.Hops[i].Dev); got != want {
+				t.Errorf("line %d hop %d: dev %q, want %q", n, i, got, want)
+			}
+			if got, want := h["netns"], validUTF8(p.Hops[i].Netns); got != want {
+				t.Errorf("line %d hop %d: netns %q, want %q", n, i, got, want)
+			}
+			switch stitch.HopKind(h["kind"].(string)) {
+			case stitch.HopNetfilter:
+				checkTypes(t, n, h, map[string]string{"hook": "string", "in": "string", "out": "string", "dur_ns": "number"})
+			case stitch.HopNAT:
+				checkTypes(t, n, h, map[string]string{"nat": "object"})
+				checkTypes(t, n, h["nat"].(map[string]any), map[string]string{"type": "string", "from": "string", "to": "string"})
+			case stitch.HopEncap, stitch.HopDecap:
+				checkTypes(t, n, h, map[string]string{"outer": "object"})
+				checkTypes(t, n, h["outer"].(map[string]any), map[string]string{"src": "string", "dst": "string", "dport": "number", "vni": "number"})
+			case stitch.HopDrop:
+				checkTypes(t, n, h, map[string]string{"reason": "string", "reason_code": "number"})
+				if got, want := h["reason"], validUTF8(p.Hops[i].Reason); got != want {
+					t.Errorf("line %d hop %d: reason %q, want %q", n, i, got, want)
+				}
+			}
+		}
+	}
+	if n != len(paths) {
+		t.Errorf("%d lines, want %d", n, len(paths))
+	}
+}
+
+// validUTF8 is s as encoding/json decodes it after encoding.
+func validUTF8(s string) string {
+	b, _ := json.Marshal(s)
+	var out string
+	_ = json.Unmarshal(b, &out)
+	return out
+}
+
+func checkTypes(t *testing.T, line int, m map[string]any, want map[string]string) {
+	t.Helper()
+	for k, typ := range want {
+		v, ok := m[k]
+		if !ok {
+			t.Errorf("line %d: missing %q in %v", line, k, m)
+			continue
+		}
+		var got string
+		switch v.(type) {
+		case float64:
+			got = "number"
+		case string:
+			got = "string"
+		case []any:
+			got = "array"
+		case map[string]any:
+			got = "object"
+		case bool:
+			got = "bool"
+		default:
+			got = "null"
+		}
+		if got != typ {
+			t.Errorf("line %d: %q is %s, want %s", line, k, got, typ)
+		}
+	}
+}
+
+func TestTextAwkward(t *testing.T) {
+	var buf bytes.Buffer
+	renderAll(t, NewText(&buf, TextOptions{}), []*stitch.Path{awkward()})
+	out := buf.String()
+	for i, c := range []byte(out) {
+		if c < 0x20 && c != '\n' || c == 0x7f {
+			t.Fatalf("control byte %#x at %d in text output:\n%q", c, i, out)
+		}
+	}
+	if got := strings.Count(out, "\n"); got != len(awkward().Hops)+3 {
+		t.Errorf("%d lines, want header, %d hops, clipped note and blank line:\n%s", got, len(awkward().Hops), out)
+	}
+	for _, want := range []string{`eth"0\\\x00\x1b[31m\x0a`, `\xff\xfeveth\xc3`, "日本語-br", "proto=47", "unknown", "clipped"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("text output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestAppendJSONString(t *testing.T) {
+	for _, s := range []string{"", "plain", `q"b\s`, "\x00\x01\x1f\x7f", "\n\r\t", "\xff", "a\xc3", "\u2028\u2029", "é日本😀", "<&>"} {
+		got := appendJSONString(nil, s)
+		if !json.Valid(got) {
+			t.Errorf("appendJSONString(%q) = %s, not valid JSON", s, got)
+			continue
+		}
+		var dec string
+		if err := json.Unmarshal(got, &dec); err != nil || dec != validUTF8(s) {
+			t.Errorf("appendJSONString(%q) = %s, decodes to %q, want %q", s, got, dec, validUTF8(s))
+		}
+	}
+}
+
+func FuzzAppendJSONString(f *testing.F) {
+	f.Add("eth0")
+	f.Add("\xff\"\\\u2028\x00")
+	f.Fuzz(func(t *testing.T, s string) {
+		got := appendJSONString(nil, s)
+		var dec string
+		if err := json.Unmarshal(got, &dec); err != nil {
+			t.Fatalf("appendJSONString(%q) = %s: %v", s, got, err)
+		}
+		if dec != validUTF8(s) {
+			t.Fatalf("appendJSONString(%q) decodes to %q, want %q", s, dec, validUTF8(s))
+		}
+	})
+}
+
+func TestAppendDur(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		0:                      "0.0µs",
+		49:                     "0.0µs",
+		50:                     "0.1µs",
+		12345:                  "12.3µs",
+		-3100:                  "-3.1µs",
+		999999949:              "999999.9µs",
+		time.Second:            "1.000000s",
+		90*time.Second + 12345: "90.000012s",
+	} {
+		if got := string(appendDur(nil, d)); got != want {
+			t.Errorf("appendDur(%d) = %q, want %q", d, got, want)
+		}
+	}
+}
+
+func TestRenderAllocs(t *testing.T) {
+	p := crossNode()
+	for name, r := range map[string]Renderer{
+		"text":       NewText(io.Discard, TextOptions{}),
+		"text-color": NewText(io.Discard, TextOptions{Color: true, Verbose: true}),
+		"json":       NewJSON(io.Discard),
+	} {
+		allocs := testing.AllocsPerRun(100, func() {
+			if err := r.Render(p); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if allocs > 1 {
+			t.Errorf("%s: %.1f allocations per path, want at most 1", name, allocs)
+		}
+	}
+}
+
+func benchPath() *stitch.Path {
+	p := crossNode()
+	p.Hops = p.Hops[:20]
+	return p
+}
+
+func BenchmarkJSON(b *testing.B) {
+	benchRender(b, NewJSON(io.Discard))
+}
+
+func BenchmarkText(b *testing.B) {
+	benchRender(b, NewText(io.Discard, TextOptions{}))
+}
+
+func BenchmarkTextColor(b *testing.B) {
+	benchRender(b, NewText(io.Discard, TextOptions{Color: true}))
+}
+
+func benchRender(b *testing.B, r Renderer) {
+	p := benchPath()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := r.Render(p); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*len(p.Hops))/b.Elapsed().Seconds(), "hops/s")
+}
+
+// TestJSONFieldsDocumented checks every key the JSON renderer writes is
+// documented in docs/json.md.
+func TestJSONFieldsDocumented(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "json.md"))
+	if err != nil {
+		t.Fatalf("read field documentation: %v", err)
+	}
+	var buf bytes.Buffer
+	renderAll(t, NewJSON(&buf), append(fixtures(), awkward()))
+	keys := map[string]bool{}
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, x := range v {
+				keys[k] = true
+				walk(x)
+			}
+		case []any:
+			for _, x := range v {
+				walk(x)
+			}
+		}
+	}
+	for _, line := range bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n")) {
+		var m map[string]any
+		if err := json.Unmarshal(line, &m); err != nil {
+			t.Fatal(err)
+		}
+		walk(m)
+	}
+	for k := range keys {
+		if !bytes.Contains(doc, []byte("`"+k+"`")) && !bytes.Contains(doc, []byte(`"`+k+`"`)) {
+			t.Errorf("JSON field %q is not documented in docs/json.md", k)
+		}
+	}
+}

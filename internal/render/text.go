@@ -1,0 +1,565 @@
+package render
+
+import (
+	"io"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/fatih/color"
+
+	"github.com/pathtrace/pathtrace/internal/stitch"
+)
+
+// TextOptions configures the text timeline.
+type TextOptions struct {
+	// Color adds ANSI colors; decide it once with UseColor.
+	Color bool
+	// Verbose adds the CPU and length to each hop, the kernel address of the
+	// freeing caller to drops, and skb, IP ID and event count to the header.
+	Verbose bool
+}
+
+// NewText returns a Renderer writing one block per packet: a header line,
+// one aligned line per hop (time since the first hop, delta, kind, device,
+// netns, what happened and what changed) and a blank line. For example
+// (docs/output.md explains it, testdata/text.golden pins it):
+//
+//	#1 TCP 10.244.1.5:40312 → 10.96.0.10:80 [SYN] len=60 delivered  2026-11-28T03:40:01.123456789Z  (22 hops)
+//	    5.1µs   +0.8µs  netfilter  cni0          node1                 PREROUTING in=cni0 out=- (12.0µs in hook)
+//	   17.1µs  +12.0µs  nat        cni0          node1                 DNAT 10.96.0.10:80 → 10.244.2.7:8080
+//	   26.6µs   +2.5µs  tx         flannel.1     node1
+//	   28.5µs   +1.9µs  encap      flannel.1     node1                 VXLAN vni=1 192.168.50.11 → 192.168.50.12:8472
+//	...
+//	#3 TCP 10.244.1.5:51844 → 10.244.2.14:5432 [SYN] len=60 dropped  2026-11-28T03:40:01.201030400Z  (6 hops)
+//	   7.6µs +2.2µs  netfilter  cni0          node1                 FORWARD in=cni0 out=flannel.1 [partial]
+//	  13.7µs +6.1µs  drop       cni0          node1                 DROPPED reason=NETFILTER_DROP in FORWARD  mark=0x8000
+func NewText(w io.Writer, o TextOptions) Renderer {
+	return &textRenderer{sink: newSink(w), opts: o, pal: newPalette(o.Color)}
+}
+
+type textRenderer struct {
+	sink
+	opts TextOptions
+	pal  palette
+	tmp  []byte // scratch for measuring column widths
+}
+
+// style is the pair of escape sequences around a colored span; both are
+// empty when color is off.
+type style struct{ pre, post string }
+
+type palette struct {
+	id, tuple                       style
+	delivered, dropped, other       style
+	kindDev, kindNF, kindNAT        style
+	kindTunnel, kindDrop, kindUsed  style
+	natLine, dropLine, vxlan, faint style
+}
+
+// newPalette builds the escape sequences once from per-renderer color
+// objects; the global color.NoColor is never consulted.
+func newPalette(on bool) palette {
+	mk := func(attrs ...color.Attribute) style {
+		c := color.New(attrs...)
+		if on {
+			c.EnableColor()
+		} else {
+			c.DisableColor()
+		}
+		s := c.Sprint("\x00")
+		i := strings.IndexByte(s, 0)
+		return style{pre: s[:i], post: s[i+1:]}
+	}
+	return palette{
+		id:         mk(color.Bold),
+		tuple:      mk(color.Bold),
+		delivered:  mk(color.FgGreen, color.Bold),
+		dropped:    mk(color.FgRed, color.Bold),
+		other:      mk(color.FgYellow, color.Bold),
+		kindDev:    mk(color.FgCyan),
+		kindNF:     mk(color.FgBlue),
+		kindNAT:    mk(color.FgMagenta),
+		kindTunnel: mk(color.FgHiCyan),
+		kindDrop:   mk(color.FgRed, color.Bold),
+		kindUsed:   mk(color.FgGreen),
+		natLine:    mk(color.FgMagenta, color.Bold),
+		dropLine:   mk(color.FgRed, color.Bold),
+		vxlan:      mk(color.FgHiCyan),
+		faint:      mk(color.Faint),
+	}
+}
+
+func (pal *palette) verdict(v stitch.Verdict) style {
+	switch v {
+	case stitch.VerdictDelivered:
+		return pal.delivered
+	case stitch.VerdictDropped:
+		return pal.dropped
+	}
+	return pal.other
+}
+
+func (pal *palette) kind(k stitch.HopKind) style {
+	switch k {
+	case stitch.HopTx, stitch.HopRx:
+		return pal.kindDev
+	case stitch.HopNetfilter:
+		return pal.kindNF
+	case stitch.HopNAT:
+		return pal.kindNAT
+	case stitch.HopEncap, stitch.HopDecap:
+		return pal.kindTunnel
+	case stitch.HopDrop:
+		return pal.kindDrop
+	case stitch.HopConsume:
+		return pal.kindUsed
+	}
+	return style{}
+}
+
+func (r *textRenderer) Render(p *stitch.Path) error {
+	if r.closed {
+		return errClosed
+	}
+	if p == nil {
+		return errNilPath
+	}
+	r.buf = r.appendPath(r.buf[:0], p)
+	return r.emit()
+}
+
+func (r *textRenderer) Close() error { return r.close() }
+
+const headerTime = "2006-01-02T15:04:05.000000000Z07:00"
+
+// columns holds the display widths of one block's aligned columns.
+type columns struct{ t, delta, kind, dev, netns int }
+
+func (r *textRenderer) measure(p *stitch.Path) columns {
+	var c columns
+	for i := range p.Hops {
+		h := &p.Hops[i]
+		c.t = max(c.t, r.width(appendDur(r.tmp[:0], h.T)))
+		if i > 0 {
+			c.delta = max(c.delta, r.width(appendDelta(r.tmp[:0], h.Delta)))
+		}
+		c.kind = max(c.kind, r.width(appendText(r.tmp[:0], string(h.Kind))))
+		c.dev = max(c.dev, r.width(appendTextOr(r.tmp[:0], h.Dev)))
+		c.netns = max(c.netns, r.width(appendTextOr(r.tmp[:0], h.Netns)))
+	}
+	return c
+}
+
+// width keeps b as scratch for reuse and returns its display width.
+func (r *textRenderer) width(b []byte) int {
+	r.tmp = b
+	return utf8.RuneCount(b)
+}
+
+func (r *textRenderer) appendPath(b []byte, p *stitch.Path) []byte {
+	pal := &r.pal
+	b = r.appendHeader(b, p)
+
+	c := r.measure(p)
+	// The tuple, outer header and mark last shown, to print only changes.
+	lastSrc, lastDst, lastProto := p.Src, p.Dst, p.Proto
+	var lastOuter stitch.Outer
+	var lastMark uint32
+	for i := range p.Hops {
+		h := &p.Hops[i]
+		line := len(b)
+		b = append(b, "  "...)
+		start := len(b)
+		b = rightAlign(appendDur(b, h.T), start, c.t)
+		b = append(b, ' ')
+		start = len(b)
+		if i > 0 {
+			b = appendDelta(b, h.Delta)
+		}
+		b = rightAlign(b, start, c.delta)
+		b = append(b, "  "...)
+
+		ks := pal.kind(h.Kind)
+		b = append(b, ks.pre...)
+		start = len(b)
+		b = appendText(b, string(h.Kind))
+		n := utf8.RuneCount(b[start:])
+		b = append(b, ks.post...)
+		b = pad(b, c.kind-n+2)
+
+		start = len(b)
+		b = appendTextOr(b, h.Dev)
+		b = pad(b, c.dev-utf8.RuneCount(b[start:])+2)
+		start = len(b)
+		b = appendTextOr(b, h.Netns)
+		b = pad(b, c.netns-utf8.RuneCount(b[start:])+2)
+		what := len(b)
+
+		// What happened.
+		proto := hopProto(p, h)
+		tupleShown := false
+		switch h.Kind {
+		case stitch.HopNetfilter:
+			b = appendText(b, h.Hook)
+			b = append(b, " in="...)
+			b = appendTextOr(b, h.In)
+			b = append(b, " out="...)
+			b = appendTextOr(b, h.Out)
+			if h.Dur > 0 {
+				b = append(b, " ("...)
+				b = appendDur(b, h.Dur)
+				b = append(b, " in hook)"...)
+			}
+			if h.Partial {
+				b = append(b, " [partial]"...)
+			}
+		case stitch.HopNAT:
+			b = append(b, pal.natLine.pre...)
+			if h.NAT != nil {
+				b = appendUpper(b, string(h.NAT.Type))
+				b = append(b, ' ')
+				b = appendAddrPort(b, h.NAT.From)
+				b = append(b, " → "...)
+				b = appendAddrPort(b, h.NAT.To)
+			} else {
+				b = append(b, "NAT "...)
+				b = appendTuple(b, h.Src, h.Dst, proto)
+			}
+			b = append(b, pal.natLine.post...)
+			// The hook, unless the line above names it already.
+			if h.Hook != "" && (i == 0 || p.Hops[i-1].Kind != stitch.HopNetfilter || p.Hops[i-1].Hook != h.Hook) {
+				b = append(b, " in "...)
+				b = appendText(b, h.Hook)
+			}
+			tupleShown = true
+		case stitch.HopEncap, stitch.HopDecap:
+			if h.Outer != nil {
+				b = r.appendVXLAN(b, h.Outer)
+			}
+		case stitch.HopDrop:
+			b = append(b, pal.dropLine.pre...)
+			b = append(b, "DROPPED"...)
+			if h.Reason != "" {
+				b = append(b, " reason="...)
+				b = appendText(b, h.Reason)
+			} else if h.ReasonCode != 0 {
+				b = append(b, " reason=#"...)
+				b = strconv.AppendUint(b, uint64(h.ReasonCode), 10)
+			}
+			if i > 0 {
+				if prev := &p.Hops[i-1]; prev.Hook != "" &&
+					(prev.Kind == stitch.HopNetfilter || prev.Kind == stitch.HopNAT) {
+					b = append(b, " in "...)
+					b = appendText(b, prev.Hook)
+				}
+			}
+			b = append(b, pal.dropLine.post...)
+		case stitch.HopConsume:
+			b = append(b, "consumed"...)
+		}
+
+		if h.Src.Addr().IsValid() {
+			if !tupleShown && (h.Src != lastSrc || h.Dst != lastDst || proto != lastProto) {
+				b = sep(b, what)
+				b = append(b, pal.tuple.pre...)
+				b = appendTuple(b, h.Src, h.Dst, proto)
+				b = append(b, pal.tuple.post...)
+			}
+			lastSrc, lastDst, lastProto = h.Src, h.Dst, proto
+		}
+		if h.Outer != nil && *h.Outer != lastOuter && h.Kind != stitch.HopEncap && h.Kind != stitch.HopDecap {
+			b = sep(b, what)
+			b = append(b, "in "...)
+			b = r.appendVXLAN(b, h.Outer)
+		}
+		if h.Outer != nil {
+			lastOuter = *h.Outer
+		} else {
+			lastOuter = stitch.Outer{}
+		}
+		if h.Mark != lastMark && h.Mark != 0 {
+			b = sep(b, what)
+			b = append(b, "mark="...)
+			b = appendHex(b, uint64(h.Mark))
+		}
+		lastMark = h.Mark
+		if r.opts.Verbose {
+			b = sep(b, what)
+			b = append(b, pal.faint.pre...)
+			b = append(b, "cpu="...)
+			b = strconv.AppendUint(b, uint64(h.CPU), 10)
+			if h.Len != 0 {
+				b = append(b, " len="...)
+				b = strconv.AppendUint(b, uint64(h.Len), 10)
+			}
+			if h.Location != 0 {
+				b = append(b, " at "...)
+				b = appendHex(b, h.Location)
+			}
+			b = append(b, pal.faint.post...)
+		}
+		b = trimSpaces(b, line)
+		b = append(b, '\n')
+	}
+	if p.Clipped {
+		b = append(b, "  … more hops clipped"...)
+		if p.Events != 0 {
+			b = append(b, " ("...)
+			b = strconv.AppendInt(b, int64(p.Events), 10)
+			b = append(b, " events in all)"...)
+		}
+		b = append(b, '\n')
+	}
+	return append(b, '\n')
+}
+
+func (r *textRenderer) appendHeader(b []byte, p *stitch.Path) []byte {
+	pal := &r.pal
+	b = append(b, pal.id.pre...)
+	b = append(b, '#')
+	b = strconv.AppendUint(b, p.ID, 10)
+	b = append(b, pal.id.post...)
+	b = append(b, ' ')
+	if isNamedProto(p.Proto) {
+		start := len(b)
+		b = appendProto(b, p.Proto)
+		upper(b[start:])
+	} else {
+		b = append(b, "proto="...)
+		b = strconv.AppendUint(b, uint64(p.Proto), 10)
+	}
+	b = append(b, ' ')
+	b = appendTuple(b, p.Src, p.Dst, p.Proto)
+	if p.Proto == protoTCP && p.TCPFlags != 0 {
+		b = append(b, " ["...)
+		b = appendTCPFlags(b, p.TCPFlags)
+		b = append(b, ']')
+	}
+	if p.Len != 0 {
+		b = append(b, " len="...)
+		b = strconv.AppendUint(b, uint64(p.Len), 10)
+	}
+	v := verdictOrUnknown(p.Verdict)
+	vs := pal.verdict(v)
+	b = append(b, ' ')
+	b = append(b, vs.pre...)
+	b = appendText(b, string(v))
+	b = append(b, vs.post...)
+	b = append(b, "  "...)
+	b = p.Start.UTC().AppendFormat(b, headerTime)
+	b = append(b, "  ("...)
+	b = strconv.AppendInt(b, int64(len(p.Hops)), 10)
+	if len(p.Hops) == 1 {
+		b = append(b, " hop"...)
+	} else {
+		b = append(b, " hops"...)
+	}
+	if p.Clipped {
+		b = append(b, ", clipped"...)
+	}
+	b = append(b, ')')
+	if r.opts.Verbose {
+		b = append(b, pal.faint.pre...)
+		if p.SKB != 0 {
+			b = append(b, " skb="...)
+			b = appendHex(b, p.SKB)
+		}
+		if p.IPID != 0 {
+			b = append(b, " ip_id="...)
+			b = strconv.AppendUint(b, uint64(p.IPID), 10)
+		}
+		if p.Events != 0 {
+			b = append(b, " events="...)
+			b = strconv.AppendInt(b, int64(p.Events), 10)
+		}
+		b = append(b, pal.faint.post...)
+	}
+	return append(b, '\n')
+}
+
+// appendVXLAN appends "VXLAN vni=1 192.168.50.11 → 192.168.50.12:8472".
+func (r *textRenderer) appendVXLAN(b []byte, o *stitch.Outer) []byte {
+	b = append(b, r.pal.vxlan.pre...)
+	b = append(b, "VXLAN vni="...)
+	b = strconv.AppendUint(b, uint64(o.VNI), 10)
+	b = append(b, ' ')
+	if o.Src.IsValid() {
+		b = o.Src.AppendTo(b)
+	} else {
+		b = append(b, '?')
+	}
+	b = append(b, " → "...)
+	if o.Dst.IsValid() {
+		b = o.Dst.AppendTo(b)
+	} else {
+		b = append(b, '?')
+	}
+	if o.DPort != 0 {
+		b = append(b, ':')
+		b = strconv.AppendUint(b, uint64(o.DPort), 10)
+	}
+	return append(b, r.pal.vxlan.post...)
+}
+
+func isNamedProto(p uint8) bool {
+	switch p {
+	case protoTCP, protoUDP, protoICMP, protoICMPv6, protoSCTP:
+		return true
+	}
+	return false
+}
+
+// appendTuple appends "src → dst", "?" standing in for an unknown endpoint.
+func appendTuple(b []byte, src, dst netip.AddrPort, proto uint8) []byte {
+	b = appendEndpointOr(b, src, proto)
+	b = append(b, " → "...)
+	return appendEndpointOr(b, dst, proto)
+}
+
+func appendEndpointOr(b []byte, ap netip.AddrPort, proto uint8) []byte {
+	if !ap.Addr().IsValid() {
+		return append(b, '?')
+	}
+	return appendEndpoint(b, ap, proto)
+}
+
+// appendDur appends d in µs with one decimal ("12.3µs"), or in seconds with
+// µs precision from one second up ("1.234567s").
+func appendDur(b []byte, d time.Duration) []byte {
+	ns := int64(d)
+	if ns < 0 {
+		b = append(b, '-')
+		ns = -ns
+	}
+	if ns < int64(time.Second) {
+		t := (ns + 50) / 100 // tenths of a µs
+		b = strconv.AppendInt(b, t/10, 10)
+		b = append(b, '.', byte('0'+t%10))
+		return append(b, "µs"...)
+	}
+	us := (ns + 500) / 1000
+	b = strconv.AppendInt(b, us/1e6, 10)
+	b = append(b, '.')
+	frac := us % 1e6
+	for div := int64(1e5); div > 0; div /= 10 {
+		b = append(b, byte('0'+frac/div%10))
+	}
+	return append(b, 's')
+}
+
+// appendDelta appends d with a sign: "+3.2µs".
+func appendDelta(b []byte, d time.Duration) []byte {
+	if d >= 0 {
+		b = append(b, '+')
+	}
+	return appendDur(b, d)
+}
+
+// rightAlign right-aligns b[start:] to width w by shifting it right.
+func rightAlign(b []byte, start, w int) []byte {
+	sh := w - utf8.RuneCount(b[start:])
+	if sh <= 0 {
+		return b
+	}
+	n := len(b)
+	b = pad(b, sh)
+	copy(b[start+sh:], b[start:n])
+	for k := start; k < start+sh; k++ {
+		b[k] = ' '
+	}
+	return b
+}
+
+const spaces = "                                                                "
+
+func pad(b []byte, n int) []byte {
+	for n > len(spaces) {
+		b = append(b, spaces...)
+		n -= len(spaces)
+	}
+	if n > 0 {
+		b = append(b, spaces[:n]...)
+	}
+	return b
+}
+
+// sep appends the two spaces separating items of the what column, which
+// starts at offset what, unless the item is the column's first.
+func sep(b []byte, what int) []byte {
+	if len(b) == what {
+		return b
+	}
+	return append(b, "  "...)
+}
+
+// trimSpaces drops trailing spaces after offset line.
+func trimSpaces(b []byte, line int) []byte {
+	for len(b) > line && b[len(b)-1] == ' ' {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+func appendUpper(b []byte, s string) []byte {
+	start := len(b)
+	b = appendText(b, s)
+	upper(b[start:])
+	return b
+}
+
+func upper(b []byte) {
+	for i, c := range b {
+		if 'a' <= c && c <= 'z' {
+			b[i] = c - ('a' - 'A')
+		}
+	}
+}
+
+// appendTextOr appends s made safe for a terminal, or "-" when s is empty.
+func appendTextOr(b []byte, s string) []byte {
+	if s == "" {
+		return append(b, '-')
+	}
+	return appendText(b, s)
+}
+
+// appendText appends s made safe for a terminal: control characters,
+// non-printable runes and invalid UTF-8 are escaped as \xNN or \u{NNNN}, so a
+// device or namespace name can never move the cursor or change colors.
+func appendText(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c < 0x7f && c != '\\' {
+			b = append(b, c)
+			i++
+			continue
+		}
+		if c < utf8.RuneSelf {
+			if c == '\\' {
+				b = append(b, '\\', '\\')
+			} else {
+				b = append(b, '\\', 'x', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(b, '\\', 'x', hex[c>>4], hex[c&0xf])
+		case !unicode.IsPrint(r):
+			b = append(b, `\u{`...)
+			b = strconv.AppendUint(b, uint64(r), 16)
+			b = append(b, '}')
+		default:
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return b
+}

@@ -1,0 +1,314 @@
+package trace
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pathtrace/pathtrace/internal/decode"
+	"github.com/pathtrace/pathtrace/internal/loader"
+	"github.com/pathtrace/pathtrace/internal/stitch"
+	"github.com/pathtrace/pathtrace/internal/testutil"
+	"github.com/pathtrace/pathtrace/internal/topology"
+)
+
+// collector is a renderer that keeps the paths.
+type collector struct {
+	mu    sync.Mutex
+	paths []*stitch.Path
+}
+
+func (c *collector) Render(p *stitch.Path) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.paths = append(c.paths, p)
+	return nil
+}
+func (c *collector) Close() error { return nil }
+
+// cluster builds the demo topology for one test.
+func cluster(t *testing.T, opts topology.Options) *topology.Cluster {
+	t.Helper()
+	testutil.RequireRoot(t)
+	c, err := topology.Build(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("build cluster: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("close cluster: %v", err)
+		}
+	})
+	for _, name := range []string{topology.PodServer, topology.PodPeer} {
+		srv, err := topology.StartEchoServer(context.Background(), c.Pod(name), topology.ServerPort)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { srv.Close() })
+	}
+	return c
+}
+
+// tracing runs a live trace of ips on both nodes until the returned stop is
+// called; stop returns the paths and the summary.
+func tracing(t *testing.T, c *topology.Cluster, ips ...netip.Addr) func() ([]*stitch.Path, Summary) {
+	t.Helper()
+	out := &collector{}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	opts := Options{
+		Loader: loader.Options{
+			PodIPs: ips,
+			Netns:  []string{c.Node(topology.Node1).NetnsPath, c.Node(topology.Node2).NetnsPath},
+		},
+		OnReady: func() { close(ready) },
+	}
+	type result struct {
+		sum Summary
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		s, err := Run(ctx, opts, out)
+		done <- result{s, err}
+	}()
+	select {
+	case <-ready:
+	case r := <-done:
+		cancel()
+		t.Fatalf("trace ended before it was ready: %v", r.err)
+	}
+	var once sync.Once
+	var res result
+	stop := func() ([]*stitch.Path, Summary) {
+		once.Do(func() {
+			cancel()
+			select {
+			case res = <-done:
+			case <-time.After(5 * time.Second):
+				t.Fatal("trace did not stop within 5s of its context ending")
+			}
+			if res.err != nil {
+				t.Fatalf("trace: %v", res.err)
+			}
+		})
+		return out.paths, res.sum
+	}
+	t.Cleanup(func() { stop() })
+	return stop
+}
+
+func exchange(t *testing.T, from *topology.Pod, to netip.AddrPort) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := topology.TCPExchange(ctx, from, to, "ping"); err != nil {
+		t.Fatalf("TCP exchange %s → %s: %v", from.IP, to, err)
+	}
+}
+
+// hopMatch describes a hop to look for; empty fields match anything.
+type hopMatch struct {
+	kind        stitch.HopKind
+	dev, netns  string
+	hook        string
+	in, out     string
+	nat         *stitch.NAT
+	outer       *stitch.Outer
+	reason      string
+	description string
+}
+
+func (m hopMatch) matches(h *stitch.Hop) bool {
+	eq := func(want, got string) bool { return want == "" || want == got }
+	if h.Kind != m.kind || !eq(m.dev, h.Dev) || !eq(m.netns, h.Netns) || !eq(m.hook, h.Hook) ||
+		!eq(m.in, h.In) || !eq(m.out, h.Out) || !eq(m.reason, h.Reason) {
+		return false
+	}
+	if m.nat != nil && (h.NAT == nil || *h.NAT != *m.nat) {
+		return false
+	}
+	if m.outer != nil && (h.Outer == nil || *h.Outer != *m.outer) {
+		return false
+	}
+	return true
+}
+
+// requireHops checks that the path has the wanted hops in this order, other
+// hops in between allowed.
+func requireHops(t *testing.T, p *stitch.Path, want []hopMatch) {
+	t.Helper()
+	i := 0
+	for j := range p.Hops {
+		if i < len(want) && want[i].matches(&p.Hops[j]) {
+			i++
+		}
+	}
+	if i < len(want) {
+		t.Errorf("path #%d lacks, after the first %d expected hops, %s\n%s", p.ID, i, want[i].description, dump(p))
+	}
+}
+
+func dump(p *stitch.Path) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "#%d %s → %s flags=%#x %s\n", p.ID, p.Src, p.Dst, p.TCPFlags, p.Verdict)
+	for _, h := range p.Hops {
+		fmt.Fprintf(&b, "  %-9s %-13s %-14s %s in=%s out=%s %s→%s", h.Kind, h.Dev, h.Netns, h.Hook, h.In, h.Out, h.Src, h.Dst)
+		if h.NAT != nil {
+			fmt.Fprintf(&b, " nat %+v", *h.NAT)
+		}
+		if h.Outer != nil {
+			fmt.Fprintf(&b, " outer %+v", *h.Outer)
+		}
+		if h.Reason != "" {
+			fmt.Fprintf(&b, " reason %s", h.Reason)
+		}
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+const (
+	tcpSYN = 0x02
+	tcpACK = 0x10
+)
+
+// findPath returns the first path of a packet from src to dst with exactly
+// these TCP flags.
+func findPath(t *testing.T, paths []*stitch.Path, src, dst netip.Addr, flags uint8) *stitch.Path {
+	t.Helper()
+	for _, p := range paths {
+		if p.Src.Addr() == src && p.Dst.Addr() == dst && p.TCPFlags == flags && p.Proto == decode.ProtoTCP {
+			return p
+		}
+	}
+	var b strings.Builder
+	for _, p := range paths {
+		b.WriteString(dump(p))
+	}
+	t.Fatalf("no path %s → %s with TCP flags %#x among %d:\n%s", src, dst, flags, len(paths), b.String())
+	return nil
+}
+
+func TestLiveCrossNodeClusterIP(t *testing.T) {
+	c := cluster(t, topology.Options{})
+	before := testutil.LinkIDs(t)
+	stop := tracing(t, c, topology.ClientIP)
+	client, server := c.Pod(topology.PodClient), c.Pod(topology.PodServer)
+	n1, n2 := c.Node(topology.Node1).NetnsName, c.Node(topology.Node2).NetnsName
+
+	exchange(t, client, topology.ClusterIP)
+	paths, sum := stop()
+	if after := testutil.LinkIDs(t); !slices.Equal(before, after) {
+		t.Errorf("BPF links before the trace %v, after %v", before, after)
+	}
+	if sum.Lost != 0 {
+		t.Errorf("%d events lost", sum.Lost)
+	}
+
+	req := findPath(t, paths, topology.ClientIP, topology.ClusterIP.Addr(), tcpSYN)
+	requireHops(t, req, []hopMatch{
+		{kind: stitch.HopTx, dev: "eth0", netns: client.NetnsName, description: "tx on the client pod's eth0"},
+		{kind: stitch.HopRx, dev: client.HostVeth, netns: n1, description: "rx on the client's host veth"},
+		{kind: stitch.HopNAT, hook: "PREROUTING", netns: n1,
+			nat:         &stitch.NAT{Type: stitch.NATDst, From: topology.ClusterIP, To: topology.ServerAddr},
+			description: "DNAT 10.96.0.10:80 → 10.244.2.7:8080 at PREROUTING"},
+		{kind: stitch.HopNetfilter, hook: "FORWARD", in: "cni0", out: "flannel.1", netns: n1, description: "FORWARD cni0 → flannel.1"},
+		{kind: stitch.HopEncap, dev: "flannel.1", netns: n1,
+			outer:       &stitch.Outer{Src: topology.Node1UnderlayIP, Dst: topology.Node2UnderlayIP, DPort: topology.VXLANPort, VNI: topology.VXLANID},
+			description: "VXLAN encap on flannel.1"},
+		{kind: stitch.HopTx, dev: "eth0", netns: n1, description: "tx on node1 eth0"},
+		{kind: stitch.HopRx, dev: "eth0", netns: n2, description: "rx on node2 eth0"},
+		{kind: stitch.HopDecap, dev: "flannel.1", netns: n2, description: "VXLAN decap on node2 flannel.1"},
+		{kind: stitch.HopTx, dev: "cni0", netns: n2, description: "tx on node2 cni0"},
+		{kind: stitch.HopTx, dev: server.HostVeth, netns: n2, description: "tx on the server's host veth"},
+		{kind: stitch.HopRx, dev: "eth0", netns: server.NetnsName, description: "rx on the server pod's eth0"},
+	})
+	if req.Verdict != stitch.VerdictDelivered {
+		t.Errorf("request verdict %s, want delivered", req.Verdict)
+	}
+
+	reply := findPath(t, paths, topology.ServerIP, topology.ClientIP, tcpSYN|tcpACK)
+	requireHops(t, reply, []hopMatch{
+		{kind: stitch.HopTx, dev: "eth0", netns: server.NetnsName, description: "tx on the server pod's eth0"},
+		{kind: stitch.HopEncap, dev: "flannel.1", netns: n2, description: "VXLAN encap on node2"},
+		{kind: stitch.HopDecap, dev: "flannel.1", netns: n1, description: "VXLAN decap on node1"},
+		{kind: stitch.HopNAT, netns: n1,
+			nat:         &stitch.NAT{Type: stitch.NATSrc, From: topology.ServerAddr, To: topology.ClusterIP},
+			description: "reverse translation 10.244.2.7:8080 → 10.96.0.10:80 on node1"},
+		{kind: stitch.HopRx, dev: "eth0", netns: client.NetnsName, description: "rx on the client pod's eth0"},
+	})
+}
+
+func TestLiveSameNode(t *testing.T) {
+	c := cluster(t, topology.Options{})
+	stop := tracing(t, c, topology.ClientIP)
+	client, peer := c.Pod(topology.PodClient), c.Pod(topology.PodPeer)
+	n1 := c.Node(topology.Node1).NetnsName
+
+	exchange(t, client, topology.PeerAddr)
+	paths, _ := stop()
+	req := findPath(t, paths, topology.ClientIP, topology.PeerIP, tcpSYN)
+	requireHops(t, req, []hopMatch{
+		{kind: stitch.HopTx, dev: "eth0", netns: client.NetnsName, description: "tx on the client's eth0"},
+		{kind: stitch.HopRx, dev: client.HostVeth, netns: n1, description: "rx on the client's host veth"},
+		{kind: stitch.HopNetfilter, hook: "PREROUTING", in: "cni0", netns: n1, description: "br_netfilter PREROUTING on cni0"},
+		{kind: stitch.HopNetfilter, hook: "FORWARD", netns: n1, description: "br_netfilter FORWARD"},
+		{kind: stitch.HopTx, dev: peer.HostVeth, netns: n1, description: "tx on the peer's host veth"},
+		{kind: stitch.HopRx, dev: "eth0", netns: peer.NetnsName, description: "rx on the peer's eth0"},
+	})
+	for _, h := range req.Hops {
+		if h.Kind == stitch.HopEncap || h.Kind == stitch.HopNAT || (h.Kind == stitch.HopTx && h.Dev == "flannel.1") {
+			t.Errorf("same-node path has a %s hop on %s:\n%s", h.Kind, h.Dev, dump(req))
+		}
+	}
+	if req.Verdict != stitch.VerdictDelivered {
+		t.Errorf("verdict %s, want delivered", req.Verdict)
+	}
+}
+
+func TestLiveForwardDrop(t *testing.T) {
+	c := cluster(t, topology.Options{})
+	n1 := c.Node(topology.Node1)
+	if err := n1.IPTables("-I", "FORWARD", "-s", topology.ClientIP.String(), "-d", topology.ServerIP.String(), "-j", "DROP"); err != nil {
+		t.Fatal(err)
+	}
+	stop := tracing(t, c, topology.ClientIP)
+	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
+	_, err := topology.TCPExchange(ctx, c.Pod(topology.PodClient), topology.ClusterIP, "ping")
+	cancel()
+	if err == nil {
+		t.Fatal("the exchange went through a DROP rule")
+	}
+	paths, _ := stop()
+	req := findPath(t, paths, topology.ClientIP, topology.ClusterIP.Addr(), tcpSYN)
+	requireHops(t, req, []hopMatch{
+		{kind: stitch.HopNAT, hook: "PREROUTING", description: "DNAT at PREROUTING"},
+		{kind: stitch.HopNetfilter, hook: "FORWARD", netns: n1.NetnsName, description: "FORWARD"},
+		{kind: stitch.HopDrop, hook: "FORWARD", reason: "NETFILTER_DROP", description: "a drop in FORWARD with reason NETFILTER_DROP"},
+	})
+	if req.Verdict != stitch.VerdictDropped {
+		t.Errorf("verdict %s, want dropped", req.Verdict)
+	}
+	if last := req.Hops[len(req.Hops)-1]; last.Kind != stitch.HopDrop {
+		t.Errorf("path does not end in its drop:\n%s", dump(req))
+	}
+}
+
+func TestLiveUnrelatedTrafficMakesNoEvents(t *testing.T) {
+	c := cluster(t, topology.Options{})
+	stop := tracing(t, c, topology.ClientIP)
+	// Peer and server talk, over the service and directly: none of it
+	// involves the traced pod.
+	exchange(t, c.Pod(topology.PodPeer), topology.ClusterIP)
+	exchange(t, c.Pod(topology.PodPeer), topology.ServerAddr)
+	paths, sum := stop()
+	if sum.Events != 0 || len(paths) != 0 {
+		t.Errorf("tracing %s saw %d events and %d paths of other pods' traffic", topology.ClientIP, sum.Events, len(paths))
+	}
+}
