@@ -20,7 +20,7 @@ each with a cni0 bridge, pods and a flannel.1 VXLAN device, and kube-proxy's
 iptables rules for ClusterIP 10.96.0.10:80 -> 10.244.2.7:8080. It traces pod
 10.244.1.5 while it talks to the ClusterIP (cross-node) and to 10.244.1.6
 (same node), prints the paths, and removes everything. Needs root.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out, err := f.renderer()
 			if err != nil {
@@ -28,7 +28,9 @@ iptables rules for ClusterIP 10.96.0.10:80 -> 10.244.2.7:8080. It traces pod
 			}
 			opts := demo.Options{Trace: trace.Options{Log: f.logger()}, Log: os.Stderr}
 			sum, err := demo.Run(cmd.Context(), opts, out)
-			fmt.Fprintf(os.Stderr, "pathtrace: %s\n", sum)
+			if sum.Backend != "" { // it ran: say what it saw
+				fmt.Fprintf(os.Stderr, "pathtrace: %s\n", sum)
+			}
 			return err
 		},
 	}

@@ -117,7 +117,7 @@ and where and why a packet was dropped.`,
   pathtrace demo`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Args:          cobra.NoArgs,
+		Args:          noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts, err := f.options()
 			if err != nil {
@@ -137,7 +137,9 @@ and where and why a packet was dropped.`,
 				opts.Log.Warn("no --pod-ip given: following every IPv4 packet")
 			}
 			sum, err := trace.Run(ctx, opts, out)
-			fmt.Fprintf(os.Stderr, "pathtrace: %s\n", sum)
+			if sum.Backend != "" { // it ran: say what it saw
+				fmt.Fprintf(os.Stderr, "pathtrace: %s\n", sum)
+			}
 			return err
 		},
 	}
@@ -145,4 +147,12 @@ and where and why a packet was dropped.`,
 	f.register(cmd)
 	cmd.AddCommand(newDemoCmd())
 	return cmd
+}
+
+// noArgs rejects positional arguments as a usage error.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if err := cobra.NoArgs(cmd, args); err != nil {
+		return usageError{err}
+	}
+	return nil
 }

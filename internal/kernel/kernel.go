@@ -51,7 +51,7 @@ var DropReasons = sync.OnceValues(func() (map[uint32]string, error) {
 // the tracepoint + netfilter-link backend.
 func Check() error {
 	if os.Geteuid() != 0 {
-		return errors.New("pathtrace needs root to load its kernel programs (CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN); run it with sudo")
+		return errors.New("needs root to load its kernel programs (CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN); run it with sudo")
 	}
 	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
 		return fmt.Errorf("kernel %s has no BTF (/sys/kernel/btf/vmlinux is missing); pathtrace needs a kernel built with CONFIG_DEBUG_INFO_BTF=y", Release())

@@ -1,0 +1,42 @@
+# pathtrace — see README.md. Run as root for demo and the privileged tests.
+GO       ?= go
+export PATH := $(PATH):/usr/local/go/bin
+BIN      := bin/pathtrace
+GOFLAGS_TEST ?= -count=1 -p 1
+
+.PHONY: all build demo test test-unit deps generate vet fmt bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/pathtrace
+
+deps:
+	scripts/install-deps.sh
+
+# The built-in two-node cluster, traced.
+demo: deps build
+	./$(BIN) demo
+
+# Every test; the privileged ones (BPF, network namespaces) skip with a
+# reason unless run as root. -p 1: the privileged tests of different packages
+# build clusters with the same addresses and must not run at once.
+test: deps vet
+	$(GO) test $(GOFLAGS_TEST) ./...
+
+test-unit:
+	$(GO) test -count=1 ./...
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+
+# Rebuild the BPF objects and the Go types from bpf/ (needs clang, libbpf-dev).
+generate:
+	WITH_CLANG=1 scripts/install-deps.sh
+	$(GO) generate ./internal/bpf
+
+clean:
+	rm -rf bin
+
+include vm.mk

@@ -1,0 +1,262 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pathtrace/pathtrace/internal/testutil"
+	"github.com/pathtrace/pathtrace/internal/topology"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "pathtrace-test")
+	if err != nil {
+		panic(err)
+	}
+	// Readable by the unprivileged user TestNotRoot runs it as.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "pathtrace")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		os.Stderr.Write(out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func run(t *testing.T, cred *syscall.Credential, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	}
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return result{stdout.String(), stderr.String(), code}
+}
+
+// oneSentence checks that a failure is reported as one line, with no Go
+// panic or stack trace.
+func oneSentence(t *testing.T, r result, wantCode int, wantText string) {
+	t.Helper()
+	if r.code != wantCode {
+		t.Errorf("exit code %d, want %d (stderr %q)", r.code, wantCode, r.stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+	if len(lines) != 1 || !strings.HasPrefix(lines[0], "pathtrace: ") || !strings.Contains(lines[0], wantText) {
+		t.Errorf("stderr %q, want one line mentioning %q", r.stderr, wantText)
+	}
+	if strings.Contains(r.stderr, "goroutine ") || strings.Contains(r.stderr, "panic") {
+		t.Errorf("stderr has a stack trace: %s", r.stderr)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--pod-ip", "10.244.1"}, `--pod-ip "10.244.1" is not an IPv4 address`},
+		{[]string{"--pod-ip", "fe80::1"}, "not an IPv4 address"},
+		{[]string{"-o", "xml"}, `--output "xml" is not text or json`},
+		{[]string{"--color", "sometimes"}, "sometimes"},
+		{[]string{"--vxlan-port", "70000"}, "not a UDP port"},
+		{[]string{"--count", "-1"}, "negative"},
+		{[]string{"--no-such-flag"}, "unknown flag"},
+		{[]string{"extra-argument"}, "unknown command"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			oneSentence(t, run(t, nil, tc.args...), 2, tc.want)
+		})
+	}
+}
+
+func TestNotRoot(t *testing.T) {
+	testutil.RequireRoot(t) // to drop to another user
+	r := run(t, &syscall.Credential{Uid: 65534, Gid: 65534}, "--pod-ip", "10.244.1.5")
+	oneSentence(t, r, 1, "needs root")
+}
+
+func waitFile(t *testing.T, path string, done <-chan struct{}) {
+	t.Helper()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(30 * time.Second)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		select {
+		case <-tick.C:
+		case <-done:
+			t.Fatal("pathtrace exited before writing its ready file")
+		case <-deadline:
+			t.Fatal("no ready file after 30s")
+		}
+	}
+}
+
+// TestLiveJSON runs the binary as a user would: attach, wait for the ready
+// file, send traffic, interrupt, read the JSON lines.
+func TestLiveJSON(t *testing.T) {
+	testutil.RequireRoot(t)
+	c, err := topology.Build(context.Background(), topology.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	srv, err := topology.StartEchoServer(context.Background(), c.Pod(topology.PodServer), topology.ServerPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	linksBefore := testutil.LinkIDs(t)
+
+	ready := filepath.Join(t.TempDir(), "ready")
+	cmd := exec.Command(binary, "--pod-ip", topology.ClientIP.String(),
+		"--netns", c.Node(topology.Node1).NetnsName, "--netns", c.Node(topology.Node2).NetnsPath,
+		"-o", "json", "--ready-file", ready)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
+	waitFile(t, ready, exited)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	_, err = topology.TCPExchange(ctx, c.Pod(topology.PodClient), topology.ClusterIP, "ping")
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("pathtrace did not exit after SIGINT")
+	}
+	if waitErr != nil {
+		t.Fatalf("pathtrace: %v\n%s", waitErr, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), " packets, ") || !strings.Contains(stderr.String(), " 0 lost") {
+		t.Errorf("no summary on stderr: %q", stderr.String())
+	}
+	if after := testutil.LinkIDs(t); !slices.Equal(linksBefore, after) {
+		t.Errorf("BPF links left behind: before %v, after %v", linksBefore, after)
+	}
+
+	var sawDNAT bool
+	sc := bufio.NewScanner(&stdout)
+	sc.Buffer(nil, 1<<20)
+	n := 0
+	for sc.Scan() {
+		n++
+		var p struct {
+			ID      *uint64 `json:"id"`
+			Start   string  `json:"start"`
+			Proto   string  `json:"proto"`
+			Src     string  `json:"src"`
+			Dst     string  `json:"dst"`
+			Verdict string  `json:"verdict"`
+			Hops    []struct {
+				TNs   *int64 `json:"t_ns"`
+				Kind  string `json:"kind"`
+				Dev   string `json:"dev"`
+				Netns string `json:"netns"`
+				NAT   *struct {
+					Type, From, To string
+				} `json:"nat"`
+			} `json:"hops"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &p); err != nil {
+			t.Fatalf("line %d is not JSON: %v\n%s", n, err, sc.Text())
+		}
+		if p.ID == nil || p.Proto != "tcp" || p.Src == "" || p.Dst == "" || len(p.Hops) == 0 {
+			t.Errorf("line %d lacks required fields: %s", n, sc.Text())
+		}
+		if _, err := time.Parse(time.RFC3339Nano, p.Start); err != nil {
+			t.Errorf("line %d: start %q is not RFC 3339", n, p.Start)
+		}
+		if !slices.Contains([]string{"delivered", "dropped", "forwarded", "unknown"}, p.Verdict) {
+			t.Errorf("line %d: verdict %q", n, p.Verdict)
+		}
+		for _, h := range p.Hops {
+			if h.TNs == nil || h.Kind == "" {
+				t.Errorf("line %d: hop without t_ns or kind", n)
+			}
+			if h.NAT != nil && h.NAT.Type == "dnat" && h.NAT.From == "10.96.0.10:80" && h.NAT.To == "10.244.2.7:8080" {
+				sawDNAT = true
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("no JSON lines")
+	}
+	if !sawDNAT {
+		t.Errorf("no DNAT hop 10.96.0.10:80 → 10.244.2.7:8080 in %d packets", n)
+	}
+}
+
+func netnsNames(t *testing.T) []string {
+	entries, _ := os.ReadDir("/run/netns")
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+func TestDemo(t *testing.T) {
+	testutil.RequireRoot(t)
+	before := netnsNames(t)
+	r := run(t, nil, "demo", "-o", "json")
+	if r.code != 0 {
+		t.Fatalf("demo exited %d: %s", r.code, r.stderr)
+	}
+	for _, want := range []string{`"type":"dnat","from":"10.96.0.10:80","to":"10.244.2.7:8080"`, `"kind":"encap"`, `"dst":"10.244.1.6:8080"`} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("demo output lacks %s", want)
+		}
+	}
+	if after := netnsNames(t); !slices.Equal(before, after) {
+		t.Errorf("network namespaces before the demo %v, after %v", before, after)
+	}
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs, from Debian's packages, what the demo and the tests need on a
+# fresh machine: iptables and iproute2 (demo topology), tshark and tcpdump
+# (recordings), clang and libbpf-dev (only for `make generate`). Idempotent
+# and quick when everything is there; needs root to install.
+set -euo pipefail
+
+need=(iptables iproute2 tshark tcpdump)
+[ "${WITH_CLANG:-0}" = 1 ] && need+=(clang llvm libbpf-dev)
+
+missing=()
+for p in "${need[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" != 0 ]; then
+	echo "install-deps: missing Debian packages: ${missing[*]}; run as root (or: sudo apt-get install ${missing[*]})" >&2
+	exit 1
+fi
+echo "install-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
