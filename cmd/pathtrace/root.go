@@ -145,7 +145,7 @@ and where and why a packet was dropped.`,
 	}
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	f.register(cmd)
-	cmd.AddCommand(newDemoCmd())
+	cmd.AddCommand(newDemoCmd(), newDoctorCmd())
 	return cmd
 }
 

@@ -1,0 +1,71 @@
+package doctor
+
+import (
+	"io/fs"
+	"net/netip"
+)
+
+// Options select the namespace to inspect and, for tests, the sources.
+type Options struct {
+	// Netns is a name under /run/netns or a path to a netns file
+	// (/proc/PID/ns/net); "" inspects the caller's own namespace.
+	Netns string
+	// FS reads /proc, /sys, /boot and /lib/modules, with paths relative to
+	// "/" ("proc/sys/net/ipv4/ip_forward"). "proc/net/..." must show the
+	// inspected namespace. nil: the live filesystem, read from a thread that
+	// joined Netns, with proc/net mapped to /proc/thread-self/net.
+	FS fs.FS
+	// Net answers the netlink questions. nil: live netlink in Netns.
+	Net NetSource
+	// When both FS and Net are set (tests), Collect enters no namespace.
+}
+
+// NetSource answers the questions that need netlink or socket options, as
+// seen from the inspected namespace. Errors are reported as "unknown" items,
+// never as a Collect error.
+type NetSource interface {
+	// Links lists the namespace's network devices.
+	Links() ([]Link, error)
+	// NFTables lists nf_tables tables with their chain names.
+	NFTables() ([]NFTable, error)
+	// IPVS summarises IPVS virtual services; an error wrapping
+	// ErrIPVSUnavailable means the kernel has no IPVS.
+	IPVS() (IPVS, error)
+	// LegacyChains lists the chain names of a legacy x_tables table
+	// (iptables-legacy). Collect only asks for a table that
+	// /proc/net/ip_tables_names lists, so asking never creates it.
+	LegacyChains(table string) ([]string, error)
+}
+
+// Link is a network device as the report needs it.
+type Link struct {
+	Index int
+	Name  string
+	// Kind is the rtnetlink kind: "bridge", "veth", "vxlan", "ipip",
+	// "geneve", "device" (physical), ...
+	Kind        string
+	MTU         int
+	MasterIndex int
+	Addrs       []netip.Prefix
+	// DefaultRoute is set when an IPv4 or IPv6 default route leaves through
+	// this device.
+	DefaultRoute bool
+
+	// Tunnel attributes (vxlan, geneve, ipip).
+	VNI       uint32
+	Port      uint16
+	Learning  bool
+	FlowBased bool
+	// UnderlayIndex is the VXLAN vtep device or the ipip link; 0 if unset.
+	UnderlayIndex int
+	Local         netip.Addr
+	Remote        netip.Addr
+}
+
+// NFTable is one nf_tables table.
+type NFTable struct {
+	// Family is "ip", "ip6", "inet", "arp", "bridge" or "netdev".
+	Family string
+	Name   string
+	Chains []string
+}
