@@ -83,6 +83,10 @@ type Hop struct {
 	Reason     string // the kernel's drop reason name, without the SKB_DROP_REASON_ prefix
 	ReasonCode uint32
 	Location   uint64 // kernel address of the freeing caller
+
+	// Advice says, on a drop hop, what on the node likely caused it and how
+	// to check; filled by internal/diagnose from the node report.
+	Advice string
 }
 
 // Path is the journey of one packet through the traced nodes.
@@ -103,4 +107,9 @@ type Path struct {
 	Hops    []Hop
 	Events  int  // events stitched into this path
 	Clipped bool // more hops than the stitcher keeps per path; the rest were counted, not kept
+
+	// Warnings are things on the path worth knowing even without a drop
+	// (bridged traffic that netfilter cannot see, a packet larger than the
+	// overlay MTU, ...); filled by internal/diagnose.
+	Warnings []string
 }

@@ -20,8 +20,16 @@ type Stats struct {
 	Skipped uint64 // records that did not decode
 }
 
+// Annotator adds advice and warnings to a completed path before it is
+// rendered. It must depend only on the path and on state recorded with the
+// trace, so that replay annotates exactly as the live run did.
+type Annotator interface {
+	Annotate(p *stitch.Path)
+}
+
 // pipeline is decode → stitch → render, shared by live tracing and replay.
 type pipeline struct {
+	annotate Annotator // may be nil
 	dec    decode.Decoder
 	ev     decode.Event
 	st     *stitch.Stitcher
@@ -57,6 +65,9 @@ func (p *pipeline) emit(path *stitch.Path) error {
 		return nil
 	}
 	p.stats.Packets++
+	if p.annotate != nil {
+		p.annotate.Annotate(path)
+	}
 	if err := p.out.Render(path); err != nil {
 		return err
 	}
