@@ -1,0 +1,101 @@
+package record
+
+import (
+	"encoding/json"
+	"maps"
+	"net/netip"
+	"slices"
+	"time"
+)
+
+// FormatVersion is the recording format this package writes. It reads
+// every version up to this one.
+const FormatVersion = 1
+
+// marker starts the SHB comment holding the header, followed by the format
+// version, a space and the header as JSON: "pathtrace-recording/1 {...}".
+const marker = "pathtrace-recording/"
+
+// Meta is everything replay needs besides the records.
+type Meta struct {
+	// FormatVersion is the version the file was written in; the writer
+	// always writes FormatVersion, whatever is set here.
+	FormatVersion    int
+	PathtraceVersion string
+	Kernel           string // release of the recording kernel (uname -r)
+	Hostname         string
+	Arch             string // GOARCH of the recording machine; the writer fills it
+	Backend          string
+	Filter           Filter
+
+	// StartWall and StartMono are the same instant on the wall clock and on
+	// CLOCK_MONOTONIC: a record's time is StartWall + (ts - StartMono).
+	StartWall time.Time
+	StartMono uint64
+
+	// Names, learned as the recording goes. A reader has every name set
+	// before a record by the time Next returns that record.
+	Netns       map[uint32]string // network namespace name by inode
+	Nodes       []uint32          // inodes of the namespaces traced as nodes, in the order added
+	DropReasons map[uint32]string // enum skb_drop_reason names of the recording kernel
+
+	// Written at the end (Writer.Close), known to a reader after io.EOF.
+	EndWall    time.Time
+	Records    uint64          // number of records in the file
+	Lost       uint64          // events the kernel could not deliver
+	LostPerCPU []uint64        // the same, by CPU
+	Report     json.RawMessage // the node report, as the caller gave it
+}
+
+// Filter is what the recording traced.
+type Filter struct {
+	PodIPs     []netip.Addr `json:"pod_ips,omitempty"`
+	VXLANPorts []uint16     `json:"vxlan_ports,omitempty"`
+	Snaplen    int          `json:"snaplen"`
+}
+
+// clone returns a deep copy of m.
+func (m Meta) clone() Meta {
+	m.Filter.PodIPs = slices.Clone(m.Filter.PodIPs)
+	m.Filter.VXLANPorts = slices.Clone(m.Filter.VXLANPorts)
+	m.Netns = maps.Clone(m.Netns)
+	m.Nodes = slices.Clone(m.Nodes)
+	m.DropReasons = maps.Clone(m.DropReasons)
+	m.LostPerCPU = slices.Clone(m.LostPerCPU)
+	m.Report = slices.Clone(m.Report)
+	return m
+}
+
+// header is the JSON after the marker in the SHB comment.
+type header struct {
+	FormatVersion    int       `json:"format_version"`
+	PathtraceVersion string    `json:"pathtrace_version"`
+	Kernel           string    `json:"kernel"`
+	Hostname         string    `json:"hostname"`
+	Arch             string    `json:"arch"`
+	Backend          string    `json:"backend"`
+	Filter           Filter    `json:"filter"`
+	StartWall        time.Time `json:"start_wall"`
+	StartMono        uint64    `json:"start_mono"`
+	RecordSize       int       `json:"record_size"`   // bytes of one ring-buffer record
+	RecordPrefix     int       `json:"record_prefix"` // bytes before data[], kept in each EPB option
+}
+
+// names is the JSON of a names custom block. Entries add to (or replace)
+// what earlier blocks said.
+type names struct {
+	Netns       map[uint32]string `json:"netns,omitempty"`
+	Nodes       []uint32          `json:"nodes,omitempty"`
+	DropReasons map[uint32]string `json:"drop_reasons,omitempty"`
+}
+
+func (n *names) len() int { return len(n.Netns) + len(n.Nodes) + len(n.DropReasons) }
+
+// trailer is the JSON of the trailer custom block.
+type trailer struct {
+	EndWall    *time.Time      `json:"end_wall,omitempty"`
+	Records    uint64          `json:"records"`
+	Lost       uint64          `json:"lost"`
+	LostPerCPU []uint64        `json:"lost_per_cpu,omitempty"`
+	Report     json.RawMessage `json:"report,omitempty"`
+}

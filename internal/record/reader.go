@@ -1,0 +1,553 @@
+package record
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/bits"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// Errors of the reader. Every error it returns for bad input wraps one of
+// them, with the file offset and a description.
+var (
+	// ErrNotPathtrace: the file is not pcapng, or a pcapng file not
+	// written by pathtrace (tcpdump, Wireshark, ...).
+	ErrNotPathtrace = errors.New("not a pathtrace recording")
+	// ErrCorrupt: the file is a pathtrace recording, damaged.
+	ErrCorrupt = errors.New("corrupt recording")
+	// ErrTruncated: the recording ends early (pathtrace stopped before
+	// closing it, or the copy is incomplete). It wraps ErrCorrupt.
+	ErrTruncated = fmt.Errorf("%w: truncated", ErrCorrupt)
+	// ErrVersion: the recording is in a format this pathtrace cannot read;
+	// the error is a *VersionError when the version is newer.
+	ErrVersion = errors.New("unsupported recording format")
+	// ErrByteOrder: the recording was made on a machine of the other byte
+	// order; its records can only be replayed on such a machine.
+	ErrByteOrder = errors.New("recording byte order differs from this machine's")
+)
+
+// VersionError is returned for a recording newer than this package reads.
+// It matches ErrVersion with errors.Is.
+type VersionError struct{ Version int }
+
+func (e *VersionError) Error() string {
+	return fmt.Sprintf("recording format version %d is newer than this pathtrace supports (%d); upgrade pathtrace",
+		e.Version, FormatVersion)
+}
+
+func (e *VersionError) Is(target error) bool { return target == ErrVersion }
+
+// maxNames bounds the entries of the name tables a reader accepts.
+const maxNames = 1 << 20
+
+// Reader reads a recording as a stream: records in order, with the names
+// they need before them and the trailer after them. It is not safe for
+// concurrent use.
+type Reader struct {
+	br *bufio.Reader
+	c  io.Closer
+
+	meta   Meta
+	nodes  map[uint32]bool
+	prefix int // record prefix length in this file
+
+	off     int64 // file offset of the next block
+	hdr     [8]byte
+	blk     []byte
+	opt     ours
+	rec     []byte
+	nif     uint32
+	records uint64
+
+	pending bool // rec holds a record Open read ahead
+	done    bool // the trailer was read
+	err     error
+}
+
+// OpenFile opens the recording at path. Close closes the file.
+func OpenFile(path string) (*Reader, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open recording: %w", err)
+	}
+	r, err := open(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("open recording %s: %w", path, err)
+	}
+	r.c = f
+	return r, nil
+}
+
+// Open reads the header of the recording in in and the blocks up to its
+// first record, so that Meta has the start-up names.
+func Open(in io.Reader) (*Reader, error) {
+	r, err := open(in)
+	if err != nil {
+		return nil, fmt.Errorf("open recording: %w", err)
+	}
+	return r, nil
+}
+
+func open(in io.Reader) (*Reader, error) {
+	r := &Reader{
+		br:    bufio.NewReaderSize(in, 64<<10),
+		nodes: make(map[uint32]bool),
+		rec:   make([]byte, recordSize),
+		meta: Meta{
+			Netns:       make(map[uint32]string),
+			DropReasons: make(map[uint32]string),
+		},
+	}
+	if err := r.readSHB(); err != nil {
+		return nil, err
+	}
+	switch err := r.advance(); err {
+	case nil:
+		r.pending = true
+	case io.EOF:
+		r.err = io.EOF
+	default:
+		return nil, err
+	}
+	return r, nil
+}
+
+// Close closes the file opened by OpenFile; otherwise it does nothing.
+func (r *Reader) Close() error {
+	if r.c == nil {
+		return nil
+	}
+	c := r.c
+	r.c = nil
+	return c.Close()
+}
+
+// Meta returns a copy of the metadata read so far: the header and the
+// names before the last record returned. After Next returned io.EOF it is
+// complete, with the trailer (Records, Lost, LostPerCPU, Report, EndWall).
+func (r *Reader) Meta() Meta { return r.meta.clone() }
+
+// NetnsName returns the name of a network namespace, as known at the last
+// record returned.
+func (r *Reader) NetnsName(inode uint32) (string, bool) {
+	s, ok := r.meta.Netns[inode]
+	return s, ok
+}
+
+// IsNode reports whether a network namespace is a traced node, as known at
+// the last record returned.
+func (r *Reader) IsNode(inode uint32) bool { return r.nodes[inode] }
+
+// DropReason returns the recording kernel's name of a drop-reason code.
+func (r *Reader) DropReason(code uint32) (string, bool) {
+	s, ok := r.meta.DropReasons[code]
+	return s, ok
+}
+
+// Next returns the next record: decode.RecordSize bytes, as the ring buffer
+// delivered them, except that data[] past cap_len is zero. The slice is
+// valid until the next call to Next. At the end it returns io.EOF; any
+// other error is final.
+func (r *Reader) Next() ([]byte, error) {
+	if r.pending {
+		r.pending = false
+		return r.rec, nil
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	if err := r.advance(); err != nil {
+		if err != io.EOF {
+			err = fmt.Errorf("read recording: %w", err)
+		}
+		r.err = err
+		return nil, err
+	}
+	return r.rec, nil
+}
+
+func (r *Reader) corrupt(at int64, format string, args ...any) error {
+	return fmt.Errorf("offset %d: %w: %s", at, ErrCorrupt, fmt.Sprintf(format, args...))
+}
+
+func (r *Reader) truncated(at int64, format string, args ...any) error {
+	return fmt.Errorf("offset %d: %w: %s", at, ErrTruncated, fmt.Sprintf(format, args...))
+}
+
+func (r *Reader) notPathtrace(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrNotPathtrace, fmt.Sprintf(format, args...))
+}
+
+// readSHB reads and checks the section header and the pathtrace header in
+// its comment.
+func (r *Reader) readSHB() error {
+	var h [12]byte
+	n, err := io.ReadFull(r.br, h[:])
+	if n == 0 && err != nil {
+		if err == io.EOF {
+			return r.notPathtrace("empty file")
+		}
+		return fmt.Errorf("read header: %w", err)
+	}
+	var shb [4]byte
+	ne.PutUint32(shb[:], blockSHB)
+	if n < 4 {
+		if bytes.HasPrefix(shb[:], h[:n]) {
+			return r.truncated(0, "ends inside the section header")
+		}
+		return r.notPathtrace("not a pcapng file")
+	}
+	if typ := ne.Uint32(h[:]); typ != blockSHB {
+		switch typ {
+		case 0xa1b2c3d4, 0xd4c3b2a1, 0xa1b23c4d, 0x4d3cb2a1:
+			return r.notPathtrace("a pcap file, not pcapng")
+		}
+		return r.notPathtrace("not a pcapng file")
+	}
+	if err != nil {
+		return r.truncated(0, "ends inside the section header")
+	}
+	switch bom := ne.Uint32(h[8:]); bom {
+	case byteOrderMagic:
+	case bits.ReverseBytes32(byteOrderMagic):
+		return fmt.Errorf("%w: the section is in the other byte order than this machine's, and so are its records", ErrByteOrder)
+	default:
+		return r.notPathtrace("not a pcapng file (byte-order magic %#08x)", bom)
+	}
+	size := ne.Uint32(h[4:])
+	if err := checkSize(size); err != "" {
+		return r.corrupt(0, "section header: %s", err)
+	}
+	if size < 28 {
+		return r.corrupt(0, "section header of %d bytes is too short", size)
+	}
+	body, err := r.readRest(size, 12)
+	if err != nil {
+		return err
+	}
+	major, minor := ne.Uint16(body), ne.Uint16(body[2:])
+	if major != 1 {
+		return r.notPathtrace("pcapng version %d.%d", major, minor)
+	}
+	r.off = int64(size)
+
+	var hdr, appl string
+	opts := options{b: body[12:]}
+	for code, val, ok := opts.next(); ok; code, val, ok = opts.next() {
+		switch code {
+		case optComment:
+			if hdr == "" && strings.HasPrefix(string(val), marker) {
+				hdr = string(val)
+			}
+		case shbUserAppl:
+			appl = string(val)
+		case optCustom:
+			r.opt.add(val)
+		}
+	}
+	if opts.err != "" {
+		return r.corrupt(0, "section header: %s", opts.err)
+	}
+	if hdr == "" {
+		if appl == "" {
+			return r.notPathtrace("a pcapng file without pathtrace's header")
+		}
+		return r.notPathtrace("a pcapng file written by %q", appl)
+	}
+	if err := r.parseHeader(hdr[len(marker):]); err != nil {
+		return err
+	}
+	if r.opt.records != 0 || r.opt.hasTrailer {
+		return r.corrupt(0, "section header with a record or trailer")
+	}
+	return r.applyNames(0)
+}
+
+// parseHeader parses "<version> <json>".
+func (r *Reader) parseHeader(s string) error {
+	vs, js, ok := strings.Cut(s, " ")
+	v, err := strconv.Atoi(vs)
+	if !ok || err != nil || v < 1 || len(vs) > 9 {
+		return r.corrupt(0, "header: bad format version %q", vs)
+	}
+	if v > FormatVersion {
+		return &VersionError{Version: v}
+	}
+	var h header
+	if err := json.Unmarshal([]byte(js), &h); err != nil {
+		return r.corrupt(0, "header: %v", err)
+	}
+	if h.FormatVersion != v {
+		return r.corrupt(0, "header: format version %d in a version %d header", h.FormatVersion, v)
+	}
+	if h.RecordPrefix > recordPrefix {
+		return fmt.Errorf("%w: records carry %d bytes before their data, this pathtrace knows %d; upgrade pathtrace",
+			ErrVersion, h.RecordPrefix, recordPrefix)
+	}
+	if h.RecordPrefix < capLenOff+2 {
+		return r.corrupt(0, "header: record prefix of %d bytes", h.RecordPrefix)
+	}
+	r.prefix = h.RecordPrefix
+	m := &r.meta
+	m.FormatVersion = v
+	m.PathtraceVersion = h.PathtraceVersion
+	m.Kernel = h.Kernel
+	m.Hostname = h.Hostname
+	m.Arch = h.Arch
+	m.Backend = h.Backend
+	m.Filter = h.Filter
+	m.StartWall = h.StartWall
+	m.StartMono = h.StartMono
+	return nil
+}
+
+func checkSize(n uint32) string {
+	switch {
+	case n < minBlock || n%4 != 0:
+		return fmt.Sprintf("block length %d is not a multiple of 4 of at least %d", n, minBlock)
+	case n > maxBlock:
+		return fmt.Sprintf("block length %d exceeds the %d-byte limit", n, maxBlock)
+	}
+	return ""
+}
+
+// readRest reads a block of the given total size whose first have bytes
+// were read, checks its trailing length, and returns the bytes from have up
+// to the trailing length. The slice is reused by the next call.
+func (r *Reader) readRest(size uint32, have int) ([]byte, error) {
+	rest := int(size) - have
+	if cap(r.blk) < rest {
+		r.blk = make([]byte, rest, max(rest, 4096))
+	}
+	b := r.blk[:rest]
+	if _, err := io.ReadFull(r.br, b); err != nil {
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return nil, r.truncated(r.off, "ends inside a block of %d bytes", size)
+		}
+		return nil, fmt.Errorf("offset %d: %w", r.off, err)
+	}
+	if t := ne.Uint32(b[rest-4:]); t != size {
+		return nil, r.corrupt(r.off, "block length %d and trailing length %d differ", size, t)
+	}
+	return b[:rest-4], nil
+}
+
+// advance reads blocks until it has a record in r.rec, or the end.
+func (r *Reader) advance() error {
+	for {
+		at := r.off
+		n, err := io.ReadFull(r.br, r.hdr[:])
+		if err != nil {
+			switch {
+			case n == 0 && err == io.EOF && r.done:
+				return io.EOF
+			case n == 0 && err == io.EOF:
+				return r.truncated(at, "ends before its trailer")
+			case err == io.EOF || err == io.ErrUnexpectedEOF:
+				return r.truncated(at, "ends inside a block header")
+			}
+			return fmt.Errorf("offset %d: %w", at, err)
+		}
+		typ, size := ne.Uint32(r.hdr[:]), ne.Uint32(r.hdr[4:])
+		if e := checkSize(size); e != "" {
+			return r.corrupt(at, "%s", e)
+		}
+		body, err := r.readRest(size, 8)
+		if err != nil {
+			return err
+		}
+		r.off += int64(size)
+		if r.done {
+			return r.corrupt(at, "block of type %#x after the trailer", typ)
+		}
+		switch typ {
+		case blockEPB:
+			return r.readEPB(at, body)
+		case blockIDB:
+			if len(body) < 8 {
+				return r.corrupt(at, "interface block of %d bytes is too short", size)
+			}
+			r.nif++
+		case blockISB:
+			if err := r.readISB(at, body); err != nil {
+				return err
+			}
+		case blockSHB:
+			return r.corrupt(at, "a second section: a recording has one")
+		}
+		// Other blocks (name resolution, custom, ...) are skipped.
+	}
+}
+
+func (r *Reader) readEPB(at int64, b []byte) error {
+	if len(b) < 20 {
+		return r.corrupt(at, "packet block of %d bytes is too short", len(b)+12)
+	}
+	iface := ne.Uint32(b)
+	capLen := int(ne.Uint32(b[12:]))
+	if iface >= r.nif {
+		return r.corrupt(at, "packet on interface %d of %d", iface, r.nif)
+	}
+	if capLen > dataSize {
+		return r.corrupt(at, "packet of %d bytes, more than a record holds (%d)", capLen, dataSize)
+	}
+	if 20+pad4(capLen) > len(b) {
+		return r.corrupt(at, "packet data runs past the block")
+	}
+	data := b[20 : 20+capLen]
+
+	r.opt.reset()
+	opts := options{b: b[20+pad4(capLen):]}
+	for code, val, ok := opts.next(); ok; code, val, ok = opts.next() {
+		if code == optCustom {
+			r.opt.add(val)
+		}
+	}
+	if opts.err != "" {
+		return r.corrupt(at, "packet block: %s", opts.err)
+	}
+	prefix := r.opt.record
+	switch {
+	case r.opt.records == 0:
+		return r.corrupt(at, "packet without its pathtrace record")
+	case r.opt.records > 1:
+		return r.corrupt(at, "packet with %d pathtrace records", r.opt.records)
+	case r.opt.hasTrailer:
+		return r.corrupt(at, "packet with a trailer")
+	}
+	if len(prefix) != r.prefix {
+		return r.corrupt(at, "record of %d bytes, the header says %d", len(prefix), r.prefix)
+	}
+	rec := r.rec
+	copy(rec, prefix)
+	clear(rec[len(prefix):recordPrefix])
+	copy(rec[recordPrefix:], data)
+	clear(rec[recordPrefix+capLen:])
+	if c := int(ne.Uint16(rec[capLenOff:])); c != capLen {
+		return r.corrupt(at, "record captured length %d, packet holds %d bytes", c, capLen)
+	}
+	if err := r.applyNames(at); err != nil {
+		return err
+	}
+	r.records++
+	return nil
+}
+
+// ours collects the pathtrace custom options of one block. Its buffers
+// are reused from block to block.
+type ours struct {
+	record     []byte // value of the record option
+	records    int    // number of record options
+	names      []byte // JSON of the names options, joined
+	trailer    []byte // JSON of the trailer options, joined
+	hasTrailer bool
+}
+
+func (o *ours) reset() {
+	o.record, o.records, o.hasTrailer = nil, 0, false
+	o.names, o.trailer = o.names[:0], o.trailer[:0]
+}
+
+// add takes one custom option value; other vendors' and unknown kinds are
+// ignored (a newer pathtrace of the same format version may add kinds).
+func (o *ours) add(val []byte) {
+	if len(val) < 8 || ne.Uint32(val) != PEN {
+		return
+	}
+	data := val[8:]
+	switch ne.Uint32(val[4:]) {
+	case customRecord:
+		o.record = data
+		o.records++
+	case customNames:
+		o.names = append(o.names, data...)
+	case customTrailer:
+		o.trailer = append(o.trailer, data...)
+		o.hasTrailer = true
+	}
+}
+
+// applyNames merges the names of the current block into the tables.
+func (r *Reader) applyNames(at int64) error {
+	if len(r.opt.names) == 0 {
+		return nil
+	}
+	var nm names
+	if err := json.Unmarshal(r.opt.names, &nm); err != nil {
+		return r.corrupt(at, "names: %v", err)
+	}
+	if len(r.meta.Netns)+len(r.meta.Nodes)+len(r.meta.DropReasons)+nm.len() > maxNames {
+		return r.corrupt(at, "more than %d names", maxNames)
+	}
+	for k, v := range nm.Netns {
+		r.meta.Netns[k] = v
+	}
+	for _, ino := range nm.Nodes {
+		if !r.nodes[ino] {
+			r.nodes[ino] = true
+			r.meta.Nodes = append(r.meta.Nodes, ino)
+		}
+	}
+	for k, v := range nm.DropReasons {
+		r.meta.DropReasons[k] = v
+	}
+	return nil
+}
+
+// readISB reads an Interface Statistics Block: pathtrace's last block
+// carries the trailer (and the last names) in custom options; other
+// statistics are skipped.
+func (r *Reader) readISB(at int64, b []byte) error {
+	if len(b) < 12 {
+		return r.corrupt(at, "statistics block of %d bytes is too short", len(b)+12)
+	}
+	r.opt.reset()
+	opts := options{b: b[12:]}
+	for code, val, ok := opts.next(); ok; code, val, ok = opts.next() {
+		if code == optCustom {
+			r.opt.add(val)
+		}
+	}
+	if opts.err != "" {
+		return r.corrupt(at, "statistics block: %s", opts.err)
+	}
+	if !r.opt.hasTrailer && len(r.opt.names) == 0 && r.opt.records == 0 {
+		return nil // someone else's
+	}
+	if r.opt.records != 0 {
+		return r.corrupt(at, "statistics block with a record")
+	}
+	if iface := ne.Uint32(b); iface >= r.nif {
+		return r.corrupt(at, "statistics of interface %d of %d", iface, r.nif)
+	}
+	if err := r.applyNames(at); err != nil {
+		return err
+	}
+	if !r.opt.hasTrailer {
+		return nil
+	}
+	var t trailer
+	if err := json.Unmarshal(r.opt.trailer, &t); err != nil {
+		return r.corrupt(at, "trailer: %v", err)
+	}
+	if t.Records != r.records {
+		return r.corrupt(at, "trailer counts %d records, the file holds %d", t.Records, r.records)
+	}
+	m := &r.meta
+	m.Records = t.Records
+	m.Lost = t.Lost
+	m.LostPerCPU = t.LostPerCPU
+	m.Report = t.Report
+	if t.EndWall != nil {
+		m.EndWall = *t.EndWall
+	}
+	r.done = true
+	return nil
+}

@@ -1,0 +1,418 @@
+package record
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/pathtrace/pathtrace/internal/decode"
+)
+
+// maxComment bounds an EPB comment (pcapng options hold at most 65535 bytes).
+const maxComment = 4096
+
+// ErrClosed is returned by a Writer used after Close.
+var ErrClosed = errors.New("recording writer closed")
+
+// Writer writes one recording. It is not safe for concurrent use.
+type Writer struct {
+	w    *bufio.Writer
+	f    *os.File // set by Create; closed by Close
+	meta Meta
+
+	ifaces  map[ifaceKey]uint32
+	netns   map[uint32]string // names written so far
+	nodes   map[uint32]bool
+	reasons map[uint32]string
+	pend    names // names set since the last names block
+
+	buf     []byte
+	records uint64
+	err     error // sticky: the first error writing to w
+	closed  bool
+}
+
+type ifaceKey struct {
+	netns, ifindex uint32
+	dev            string
+}
+
+// Create creates (or truncates) the file at path with mode 0600, since it
+// holds packet bytes, and starts a recording in it. Close closes the file.
+func Create(path string, meta Meta) (*Writer, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("create recording: %w", err)
+	}
+	// An existing file keeps its mode through O_TRUNC; narrow it.
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("create recording: %w", err)
+	}
+	w, err := NewWriter(f, meta)
+	if err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, err
+	}
+	w.f = f
+	return w, nil
+}
+
+// NewWriter starts a recording on out: it writes the section header, with
+// the names in meta, and flushes it. meta.StartWall must be set.
+func NewWriter(out io.Writer, meta Meta) (*Writer, error) {
+	if meta.StartWall.IsZero() {
+		return nil, errors.New("start recording: meta has no start time")
+	}
+	meta = meta.clone()
+	meta.FormatVersion = FormatVersion
+	if meta.Arch == "" {
+		meta.Arch = runtime.GOARCH
+	}
+	w := &Writer{
+		w:       bufio.NewWriterSize(out, 64<<10),
+		meta:    meta,
+		ifaces:  make(map[ifaceKey]uint32),
+		netns:   make(map[uint32]string),
+		nodes:   make(map[uint32]bool),
+		reasons: make(map[uint32]string),
+		buf:     make([]byte, 0, 2048),
+	}
+	for ino, name := range meta.Netns {
+		w.SetNetnsName(ino, name)
+	}
+	for _, ino := range meta.Nodes {
+		w.AddNode(ino)
+	}
+	for code, name := range meta.DropReasons {
+		w.SetDropReason(code, name)
+	}
+	if err := w.writeSHB(); err != nil {
+		return nil, err
+	}
+	if err := w.Flush(); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+func (w *Writer) writeSHB() error {
+	m := &w.meta
+	h, err := json.Marshal(header{
+		FormatVersion:    FormatVersion,
+		PathtraceVersion: m.PathtraceVersion,
+		Kernel:           m.Kernel,
+		Hostname:         m.Hostname,
+		Arch:             m.Arch,
+		Backend:          m.Backend,
+		Filter:           m.Filter,
+		StartWall:        m.StartWall.UTC(),
+		StartMono:        m.StartMono,
+		RecordSize:       recordSize,
+		RecordPrefix:     recordPrefix,
+	})
+	if err != nil {
+		return fmt.Errorf("start recording: encode header: %w", err)
+	}
+	hdr := marker + strconv.Itoa(FormatVersion) + " " + string(h)
+	if len(hdr) > 0xffff {
+		return fmt.Errorf("start recording: header of %d bytes exceeds the 65535-byte option limit", len(hdr))
+	}
+
+	b, start := beginBlock(w.buf[:0], blockSHB)
+	b = ne.AppendUint32(b, byteOrderMagic)
+	b = ne.AppendUint16(b, 1) // major
+	b = ne.AppendUint16(b, 0) // minor
+	b = ne.AppendUint64(b, ^uint64(0))
+	b = appendOpt(b, optComment, "pathtrace recording: replay with `pathtrace replay FILE`; layout in docs/recording.md")
+	b = appendOpt(b, optComment, hdr)
+	b = appendOpt(b, shbHardware, clip(m.Arch))
+	b = appendOpt(b, shbOS, clip("Linux "+m.Kernel))
+	b = appendOpt(b, shbUserAppl, clip("pathtrace "+m.PathtraceVersion))
+	b, err = w.appendNames(b)
+	if err != nil {
+		return err
+	}
+	b = appendOptEnd(b)
+	b = endBlock(b, start)
+	w.buf = b
+	return w.emit(b)
+}
+
+// clip bounds s to what one option holds.
+func clip(s string) string {
+	if len(s) > maxComment {
+		s = s[:maxComment]
+	}
+	return strings.ToValidUTF8(s, "?")
+}
+
+func (w *Writer) emit(b []byte) error {
+	if w.err != nil {
+		return w.err
+	}
+	if len(b) > maxBlock {
+		return fmt.Errorf("write recording: block of %d bytes exceeds the %d-byte limit", len(b), maxBlock)
+	}
+	if _, err := w.w.Write(b); err != nil {
+		w.err = fmt.Errorf("write recording: %w", err)
+	}
+	return w.err
+}
+
+// SetNetnsName names a network namespace. The name reaches the file before
+// the next record, so call it before writing the first record that needs it.
+// Setting a name again replaces it from the next record on.
+func (w *Writer) SetNetnsName(inode uint32, name string) {
+	if old, ok := w.netns[inode]; ok && old == name {
+		return
+	}
+	w.netns[inode] = name
+	if w.pend.Netns == nil {
+		w.pend.Netns = make(map[uint32]string)
+	}
+	w.pend.Netns[inode] = name
+}
+
+// AddNode marks a network namespace as a traced node, from the next record on.
+func (w *Writer) AddNode(inode uint32) {
+	if w.nodes[inode] {
+		return
+	}
+	w.nodes[inode] = true
+	w.pend.Nodes = append(w.pend.Nodes, inode)
+}
+
+// SetDropReason names a drop-reason code of the recording kernel, from the
+// next record on.
+func (w *Writer) SetDropReason(code uint32, name string) {
+	if old, ok := w.reasons[code]; ok && old == name {
+		return
+	}
+	w.reasons[code] = name
+	if w.pend.DropReasons == nil {
+		w.pend.DropReasons = make(map[uint32]string)
+	}
+	w.pend.DropReasons[code] = name
+}
+
+// appendNames appends the names set since the last call as custom options.
+func (w *Writer) appendNames(b []byte) ([]byte, error) {
+	if w.pend.len() == 0 {
+		return b, nil
+	}
+	js, err := json.Marshal(&w.pend)
+	if err != nil {
+		return b, fmt.Errorf("write recording: encode names: %w", err)
+	}
+	w.pend = names{}
+	return appendJSONOpts(b, customNames, js), nil
+}
+
+// iface returns the interface of ev, writing its description block the
+// first time it is seen.
+func (w *Writer) iface(ev *decode.Event) (uint32, error) {
+	k := ifaceKey{ev.Netns, ev.Ifindex, ev.Dev}
+	if id, ok := w.ifaces[k]; ok {
+		return id, nil
+	}
+	id := uint32(len(w.ifaces))
+
+	ns, ok := w.netns[k.netns]
+	if !ok || ns == "" {
+		ns = "netns-" + strconv.FormatUint(uint64(k.netns), 10)
+	}
+	dev := k.dev
+	switch {
+	case dev == "" && k.ifindex != 0:
+		dev = "if" + strconv.FormatUint(uint64(k.ifindex), 10)
+	case dev == "":
+		dev = "-"
+	}
+	desc := fmt.Sprintf("netns %d (%s) ifindex %d device %q", k.netns, ns, k.ifindex, k.dev)
+
+	b, start := beginBlock(w.buf[:0], blockIDB)
+	b = ne.AppendUint16(b, linkTypeIPv4)
+	b = ne.AppendUint16(b, 0)
+	b = ne.AppendUint32(b, uint32(max(w.meta.Filter.Snaplen, 0)))
+	b = appendOpt(b, ifName, clip(ns+"/"+dev))
+	b = appendOpt(b, ifDescription, clip(desc))
+	b = appendOpt(b, ifTsresol, []byte{9}) // nanoseconds
+	b = appendOptEnd(b)
+	b = endBlock(b, start)
+	w.buf = b
+	if err := w.emit(b); err != nil {
+		return 0, err
+	}
+	w.ifaces[k] = id
+	return id, nil
+}
+
+// Write adds one record: rec is the record as read from the ring buffer
+// (decode.RecordSize bytes), ev its decoded form, comment a one-line
+// description of the hop for people reading the file in Wireshark. The
+// bytes of data[] past cap_len are not kept: a reader returns them as zero.
+func (w *Writer) Write(rec []byte, ev *decode.Event, comment string) error {
+	if w.closed {
+		return ErrClosed
+	}
+	if w.err != nil {
+		return w.err
+	}
+	if len(rec) != recordSize {
+		return fmt.Errorf("write record: %d bytes, want %d", len(rec), recordSize)
+	}
+	capLen := int(ne.Uint16(rec[capLenOff:]))
+	if capLen > dataSize {
+		return fmt.Errorf("write record: captured length %d exceeds %d", capLen, dataSize)
+	}
+	id, err := w.iface(ev)
+	if err != nil {
+		return err
+	}
+
+	b, start := beginBlock(w.buf[:0], blockEPB)
+	ts := w.wall(ev.TS)
+	b = ne.AppendUint32(b, id)
+	b = ne.AppendUint32(b, uint32(ts>>32))
+	b = ne.AppendUint32(b, uint32(ts))
+	b = ne.AppendUint32(b, uint32(capLen))
+	b = ne.AppendUint32(b, max(ev.Len, uint32(capLen)))
+	b = append(b, rec[recordPrefix:recordPrefix+capLen]...)
+	b = appendPad(b)
+	if comment != "" {
+		if len(comment) > maxComment || !utf8.ValidString(comment) {
+			comment = clip(comment)
+		}
+		b = appendOpt(b, optComment, comment)
+	}
+	switch ev.Kind {
+	case decode.KindRx:
+		b = appendOpt(b, epbFlags, []byte{1, 0, 0, 0}) // inbound
+	case decode.KindTx:
+		b = appendOpt(b, epbFlags, []byte{2, 0, 0, 0}) // outbound
+	}
+	b = ne.AppendUint16(b, optCustom)
+	b = ne.AppendUint16(b, uint16(8+recordPrefix))
+	b = ne.AppendUint32(b, PEN)
+	b = ne.AppendUint32(b, customRecord)
+	b = append(b, rec[:recordPrefix]...)
+	b = appendPad(b)
+	if b, err = w.appendNames(b); err != nil {
+		return err
+	}
+	b = appendOptEnd(b)
+	b = endBlock(b, start)
+	w.buf = b
+	if err := w.emit(b); err != nil {
+		return err
+	}
+	w.records++
+	return nil
+}
+
+// wall converts a CLOCK_MONOTONIC time to Unix nanoseconds.
+func (w *Writer) wall(mono uint64) uint64 {
+	ns := w.meta.StartWall.UnixNano() + int64(mono-w.meta.StartMono)
+	return uint64(max(ns, 0))
+}
+
+// Flush writes buffered blocks to the underlying writer.
+func (w *Writer) Flush() error {
+	if w.err != nil {
+		return w.err
+	}
+	if err := w.w.Flush(); err != nil {
+		w.err = fmt.Errorf("write recording: %w", err)
+	}
+	return w.err
+}
+
+// Close ends the recording: it writes the names in final not written yet,
+// then the trailer (final.EndWall, Lost, LostPerCPU, Report), and flushes.
+// Other fields of final are ignored. It closes the file opened by Create.
+func (w *Writer) Close(final Meta) error {
+	if w.closed {
+		return ErrClosed
+	}
+	w.closed = true
+	err := w.finish(final)
+	if w.f != nil {
+		if cerr := w.f.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("close recording: %w", cerr)
+		}
+	}
+	return err
+}
+
+func (w *Writer) finish(final Meta) error {
+	if w.err != nil {
+		return w.err
+	}
+	for _, k := range slices.Sorted(maps.Keys(final.Netns)) {
+		w.SetNetnsName(k, final.Netns[k])
+	}
+	for _, ino := range final.Nodes {
+		w.AddNode(ino)
+	}
+	for _, k := range slices.Sorted(maps.Keys(final.DropReasons)) {
+		w.SetDropReason(k, final.DropReasons[k])
+	}
+	if len(final.Report) > 0 && !json.Valid(final.Report) {
+		return errors.New("close recording: report is not valid JSON")
+	}
+	t := trailer{
+		Records:    w.records,
+		Lost:       final.Lost,
+		LostPerCPU: final.LostPerCPU,
+		Report:     final.Report,
+	}
+	if !final.EndWall.IsZero() {
+		end := final.EndWall.UTC()
+		t.EndWall = &end
+	}
+	js, err := json.Marshal(&t)
+	if err != nil {
+		return fmt.Errorf("close recording: encode trailer: %w", err)
+	}
+	// The trailer rides on statistics of interface 0, which therefore
+	// must exist; a recording without records gets a placeholder.
+	if len(w.ifaces) == 0 {
+		if _, err := w.iface(&decode.Event{}); err != nil {
+			return err
+		}
+	}
+	b, start := beginBlock(w.buf[:0], blockISB)
+	var end uint64 // unknown
+	if !final.EndWall.IsZero() {
+		end = uint64(max(final.EndWall.UnixNano(), 0))
+	}
+	b = ne.AppendUint32(b, 0)
+	b = ne.AppendUint32(b, uint32(end>>32))
+	b = ne.AppendUint32(b, uint32(end))
+	b = appendOpt(b, optComment, fmt.Sprintf("pathtrace trailer: %d records, %d events lost", w.records, final.Lost))
+	if end != 0 {
+		b = appendOpt(b, isbEndTime, ne.AppendUint32(ne.AppendUint32(nil, uint32(end>>32)), uint32(end)))
+	}
+	if b, err = w.appendNames(b); err != nil {
+		return err
+	}
+	b = appendJSONOpts(b, customTrailer, js)
+	b = appendOptEnd(b)
+	b = endBlock(b, start)
+	w.buf = b
+	if err := w.emit(b); err != nil {
+		return fmt.Errorf("close recording: %w", err)
+	}
+	return w.Flush()
+}
