@@ -7,11 +7,16 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pathtrace/pathtrace/internal/demo"
+	"github.com/pathtrace/pathtrace/internal/loader"
 	"github.com/pathtrace/pathtrace/internal/trace"
 )
 
 func newDemoCmd() *cobra.Command {
-	var f outputFlags
+	var (
+		f       outputFlags
+		write   string
+		snaplen int
+	)
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Trace a pod on a built-in two-node cluster (flannel VXLAN, kube-proxy iptables) made in network namespaces",
@@ -26,7 +31,13 @@ iptables rules for ClusterIP 10.96.0.10:80 -> 10.244.2.7:8080. It traces pod
 			if err != nil {
 				return err
 			}
-			opts := demo.Options{Trace: trace.Options{Log: f.logger()}, Log: os.Stderr}
+			if snaplen < 0 || snaplen > loader.MaxSnaplen {
+				return usageError{fmt.Errorf("--snaplen %d is out of range 0..%d", snaplen, loader.MaxSnaplen)}
+			}
+			opts := demo.Options{Trace: trace.Options{Log: f.logger(), Record: write}, Log: os.Stderr}
+			if write != "" {
+				opts.Trace.Loader.Snaplen = snaplen
+			}
 			sum, err := demo.Run(cmd.Context(), opts, out)
 			if sum.Backend != "" { // it ran: say what it saw
 				fmt.Fprintf(os.Stderr, "pathtrace: %s\n", sum)
@@ -35,5 +46,7 @@ iptables rules for ClusterIP 10.96.0.10:80 -> 10.244.2.7:8080. It traces pod
 		},
 	}
 	f.register(cmd)
+	cmd.Flags().StringVarP(&write, "write", "w", "", "also record the trace to this pcapng file, for `pathtrace replay`")
+	cmd.Flags().IntVar(&snaplen, "snaplen", 128, "bytes of each packet kept in the recording (0-256)")
 	return cmd
 }

@@ -56,6 +56,10 @@ type traceFlags struct {
 	count      int
 	duration   time.Duration
 	readyFile  string
+	write      string
+	quiet      bool
+	snaplen    int
+	read       string
 }
 
 func (f *traceFlags) register(cmd *cobra.Command) {
@@ -67,6 +71,10 @@ func (f *traceFlags) register(cmd *cobra.Command) {
 	fl.IntVarP(&f.count, "count", "c", 0, "stop after this many packets (0: until interrupted)")
 	fl.DurationVar(&f.duration, "duration", 0, "stop after this long (0: until interrupted)")
 	fl.StringVar(&f.readyFile, "ready-file", "", "write this file once everything is attached, so scripts can start traffic")
+	fl.StringVarP(&f.write, "write", "w", "", "record the trace to this pcapng file (mode 0600) for `pathtrace replay`")
+	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print no paths, only the closing summary (with -w)")
+	fl.IntVar(&f.snaplen, "snaplen", 128, "bytes of each packet, from its IP header, kept in a recording (0-256; headers only by default)")
+	fl.StringVarP(&f.read, "read", "r", "", "replay a recording instead of tracing (same as `pathtrace replay FILE`)")
 }
 
 // options turns the flags into trace options: every check of user input
@@ -96,7 +104,17 @@ func (f *traceFlags) options() (trace.Options, error) {
 	if f.duration < 0 {
 		return opts, usageError{fmt.Errorf("--duration %s is negative", f.duration)}
 	}
+	if f.snaplen < 0 || f.snaplen > loader.MaxSnaplen {
+		return opts, usageError{fmt.Errorf("--snaplen %d is out of range 0..%d", f.snaplen, loader.MaxSnaplen)}
+	}
+	if f.quiet && f.write == "" {
+		return opts, usageError{fmt.Errorf("-q prints nothing but the summary: it needs -w FILE to be of use")}
+	}
 	opts.Loader = loader.Options{PodIPs: ips, VXLANPorts: ports, Netns: f.netns}
+	if f.write != "" {
+		opts.Record = f.write
+		opts.Loader.Snaplen = f.snaplen
+	}
 	opts.Count = f.count
 	opts.ReadyFile = f.readyFile
 	opts.Log = f.logger()
@@ -119,6 +137,14 @@ and where and why a packet was dropped.`,
 		SilenceErrors: true,
 		Args:          noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if f.read != "" {
+				for _, name := range []string{"netns", "write", "quiet", "snaplen", "ready-file", "duration", "vxlan-port"} {
+					if cmd.Flags().Changed(name) {
+						return usageError{fmt.Errorf("--%s does not apply to a replay (-r)", name)}
+					}
+				}
+				return runReplay(cmd, &f.outputFlags, f.read, f.podIPs, f.count)
+			}
 			opts, err := f.options()
 			if err != nil {
 				return err
@@ -126,6 +152,9 @@ and where and why a packet was dropped.`,
 			out, err := f.renderer()
 			if err != nil {
 				return err
+			}
+			if f.quiet {
+				out = render.Discard()
 			}
 			ctx := cmd.Context()
 			if f.duration > 0 {
@@ -145,7 +174,7 @@ and where and why a packet was dropped.`,
 	}
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	f.register(cmd)
-	cmd.AddCommand(newDemoCmd(), newDoctorCmd())
+	cmd.AddCommand(newDemoCmd(), newDoctorCmd(), newReplayCmd())
 	return cmd
 }
 

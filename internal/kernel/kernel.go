@@ -76,20 +76,25 @@ type NetnsNames struct {
 	// OnName, when set, is called once for each inode the first time it is
 	// named, so a recording can keep the same names.
 	OnName func(inode uint32, name string)
-	given  map[uint32]bool
+	given  map[uint32]string
 }
 
 // NewNetnsNames scans the system once.
 func NewNetnsNames() *NetnsNames {
-	n := &NetnsNames{given: map[uint32]bool{}}
+	n := &NetnsNames{given: map[uint32]string{}}
 	n.scan()
 	return n
 }
 
-// Netns returns the name of the namespace with the given inode.
+// Netns returns the name of the namespace with the given inode. The first
+// answer for an inode is kept for the rest of the trace, so every hop of a
+// trace (and its replay) names a namespace the same way.
 func (n *NetnsNames) Netns(inode uint32) string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if name, ok := n.given[inode]; ok {
+		return name
+	}
 	name, ok := n.names[inode]
 	if !ok && time.Since(n.scanned) > time.Second {
 		n.scan()
@@ -98,11 +103,9 @@ func (n *NetnsNames) Netns(inode uint32) string {
 	if !ok {
 		name = fmt.Sprintf("netns:%d", inode)
 	}
-	if !n.given[inode] {
-		n.given[inode] = true
-		if n.OnName != nil {
-			n.OnName(inode, name)
-		}
+	n.given[inode] = name
+	if n.OnName != nil {
+		n.OnName(inode, name)
 	}
 	return name
 }

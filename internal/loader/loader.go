@@ -344,18 +344,14 @@ func (t *Tracer) SetDeadline(d time.Time) { t.reader.SetDeadline(d) }
 // ringbuf.ErrClosed after Close.
 func (t *Tracer) Read(rec *ringbuf.Record) error { return t.reader.ReadInto(rec) }
 
-// Lost sums, over all CPUs, the events the kernel could not put in the
+// LostPerCPU returns, by CPU, the events the kernel could not put in the
 // ring buffer because it was full.
-func (t *Tracer) Lost() (uint64, error) {
+func (t *Tracer) LostPerCPU() ([]uint64, error) {
 	var perCPU []uint64
 	if err := t.lost.Lookup(uint32(0), &perCPU); err != nil {
-		return 0, fmt.Errorf("read lost counter: %w", err)
+		return nil, fmt.Errorf("read lost counter: %w", err)
 	}
-	var n uint64
-	for _, v := range perCPU {
-		n += v
-	}
-	return n, nil
+	return perCPU, nil
 }
 
 // Close detaches every program and frees the maps. It is safe to call more

@@ -184,3 +184,11 @@ func appendJSONString(b []byte, s string) []byte {
 	b = append(b, s[start:]...)
 	return append(b, '"')
 }
+
+// Discard returns a renderer that renders nothing (pathtrace -q -w).
+func Discard() Renderer { return discard{} }
+
+type discard struct{}
+
+func (discard) Render(*stitch.Path) error { return nil }
+func (discard) Close() error              { return nil }

@@ -14,8 +14,10 @@ import (
 
 	"github.com/pathtrace/pathtrace/internal/kernel"
 	"github.com/pathtrace/pathtrace/internal/loader"
+	"github.com/pathtrace/pathtrace/internal/record"
 	"github.com/pathtrace/pathtrace/internal/render"
 	"github.com/pathtrace/pathtrace/internal/stitch"
+	"github.com/pathtrace/pathtrace/internal/version"
 )
 
 // Options configure a live trace.
@@ -24,7 +26,11 @@ type Options struct {
 	Count     int    // stop after this many packets; 0 runs until ctx ends
 	ReadyFile string // written once everything is attached
 	OnReady   func() // called once everything is attached
-	Stitch    stitch.Config
+	// Record, when set, is the path of a recording to write (pcapng, mode
+	// 0600) with every event of the trace; Loader.Snaplen bytes of each
+	// packet go with it.
+	Record string
+	Stitch stitch.Config
 	Log       *slog.Logger
 }
 
@@ -73,10 +79,39 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error
 	for _, n := range tr.Nodes {
 		nodes[n.Inode] = true
 	}
+	// One instant on both clocks: hop times become wall-clock times the
+	// same way live and in replay.
+	startMono, startWall := monotonicNow(), time.Now()
 	cfg := opts.Stitch
-	cfg.WallOffset = wallOffset()
+	cfg.WallOffset = startWall.UnixNano() - int64(startMono)
 	cfg.Names = &names{netns: netns.Netns, nodes: nodes, reasons: reasons}
 	p := newPipeline(cfg, out, nil, opts.Count)
+
+	var w *record.Writer
+	if opts.Record != "" {
+		w, err = record.Create(opts.Record, record.Meta{
+			PathtraceVersion: version.String(),
+			Kernel:           kernel.Release(),
+			Hostname:         hostname(),
+			Backend:          tr.Backend,
+			Filter: record.Filter{
+				PodIPs:     opts.Loader.PodIPs,
+				VXLANPorts: opts.Loader.VXLANPorts,
+				Snaplen:    opts.Loader.Snaplen,
+			},
+			StartWall:   startWall,
+			StartMono:   startMono,
+			DropReasons: reasons,
+		})
+		if err != nil {
+			return sum, fmt.Errorf("create recording: %w", err)
+		}
+		for _, n := range tr.Nodes {
+			w.AddNode(n.Inode)
+		}
+		netns.OnName = w.SetNetnsName
+		p.rec = &recorder{w: w, netns: netns.Netns, reasons: reasons}
+	}
 
 	if opts.ReadyFile != "" {
 		if err := os.WriteFile(opts.ReadyFile, []byte("ready\n"), 0o644); err != nil {
@@ -93,12 +128,26 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error
 	}
 	err = errors.Join(err, p.finish())
 	sum.Stats = p.stats
-	if lost, lerr := tr.Lost(); lerr == nil {
-		sum.Lost = lost
-	} else {
-		err = errors.Join(err, lerr)
+	perCPU, lerr := tr.LostPerCPU()
+	for _, n := range perCPU {
+		sum.Lost += n
+	}
+	err = errors.Join(err, lerr)
+	if w != nil {
+		final := record.Meta{Lost: sum.Lost, LostPerCPU: perCPU, EndWall: time.Now()}
+		if cerr := w.Close(final); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("close recording: %w", cerr))
+		}
 	}
 	return sum, errors.Join(err, tr.Close())
+}
+
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "unknown"
+	}
+	return h
 }
 
 func readLoop(ctx context.Context, tr *loader.Tracer, p *pipeline) error {
@@ -109,7 +158,9 @@ func readLoop(ctx context.Context, tr *loader.Tracer, p *pipeline) error {
 		err := tr.Read(&rec)
 		switch {
 		case err == nil:
-			p.add(rec.RawSample)
+			if err := p.add(rec.RawSample); err != nil {
+				return fmt.Errorf("write recording: %w", err)
+			}
 		case errors.Is(err, os.ErrDeadlineExceeded):
 		default:
 			return fmt.Errorf("read ring buffer: %w", err)
@@ -124,7 +175,9 @@ func readLoop(ctx context.Context, tr *loader.Tracer, p *pipeline) error {
 	// Take what is still in the ring before finishing.
 	tr.SetDeadline(time.Now())
 	for tr.Read(&rec) == nil {
-		p.add(rec.RawSample)
+		if err := p.add(rec.RawSample); err != nil {
+			return fmt.Errorf("write recording: %w", err)
+		}
 	}
 	return nil
 }
@@ -135,12 +188,6 @@ func monotonicNow() uint64 {
 		return 0
 	}
 	return uint64(ts.Nano())
-}
-
-// wallOffset is wall-clock minus monotonic time, in ns.
-func wallOffset() int64 {
-	mono := monotonicNow()
-	return time.Now().UnixNano() - int64(mono)
 }
 
 // ParsePodIPs parses --pod-ip values: IPv4 addresses.

@@ -34,6 +34,7 @@ type pipeline struct {
 	ev     decode.Event
 	st     *stitch.Stitcher
 	out    render.Renderer
+	rec    *recorder    // live with -w: every record is also written here
 	podIPs []netip.Addr // paths to render; none renders all
 	count  uint64       // stop after this many paths; 0 never
 	stats  Stats
@@ -45,16 +46,22 @@ func newPipeline(cfg stitch.Config, out render.Renderer, podIPs []netip.Addr, co
 	return p
 }
 
-// add decodes one record and stitches it. A record that does not decode is
-// counted and skipped: one bad record must not end a trace.
-func (p *pipeline) add(rec []byte) *decode.Event {
+// add decodes one record, records it when recording, and stitches it. A
+// record that does not decode is counted and skipped: one bad record must
+// not end a trace. The error is the recording's.
+func (p *pipeline) add(rec []byte) error {
 	if err := p.dec.Decode(rec, &p.ev); err != nil {
 		p.stats.Skipped++
 		return nil
 	}
 	p.stats.Events++
+	if p.rec != nil {
+		if err := p.rec.write(rec, &p.ev); err != nil {
+			return err
+		}
+	}
 	p.st.Add(&p.ev)
-	return &p.ev
+	return nil
 }
 
 func (p *pipeline) emit(path *stitch.Path) error {
