@@ -31,7 +31,7 @@ type Options struct {
 	// packet go with it.
 	Record string
 	Stitch stitch.Config
-	Log       *slog.Logger
+	Log    *slog.Logger
 }
 
 // Summary is what a trace did, for the closing line on stderr.

@@ -30,14 +30,14 @@ type Annotator interface {
 // pipeline is decode → stitch → render, shared by live tracing and replay.
 type pipeline struct {
 	annotate Annotator // may be nil
-	dec    decode.Decoder
-	ev     decode.Event
-	st     *stitch.Stitcher
-	out    render.Renderer
-	rec    *recorder    // live with -w: every record is also written here
-	podIPs []netip.Addr // paths to render; none renders all
-	count  uint64       // stop after this many paths; 0 never
-	stats  Stats
+	dec      decode.Decoder
+	ev       decode.Event
+	st       *stitch.Stitcher
+	out      render.Renderer
+	rec      *recorder    // live with -w: every record is also written here
+	podIPs   []netip.Addr // paths to render; none renders all
+	count    uint64       // stop after this many paths; 0 never
+	stats    Stats
 }
 
 func newPipeline(cfg stitch.Config, out render.Renderer, podIPs []netip.Addr, count int) *pipeline {
