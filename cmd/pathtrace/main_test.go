@@ -260,3 +260,69 @@ func TestDemo(t *testing.T) {
 		t.Errorf("network namespaces before the demo %v, after %v", before, after)
 	}
 }
+
+func TestReplayBadInput(t *testing.T) {
+	dir := t.TempDir()
+	good, err := os.ReadFile("../../testdata/pcaps/drop.pcapng")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{
+		"empty":     nil,
+		"text":      []byte("not a capture\n"),
+		"truncated": good[:len(good)/2],
+		"magic":     append([]byte{0xde, 0xad, 0xbe, 0xef}, good[4:]...),
+	}
+	for name, data := range files {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(dir, name)
+			if err := os.WriteFile(path, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			r := run(t, nil, "replay", path)
+			oneSentence(t, r, 1, "replay "+path)
+		})
+	}
+	t.Run("missing", func(t *testing.T) {
+		oneSentence(t, run(t, nil, "replay", filepath.Join(dir, "nope")), 1, "no such file")
+	})
+	t.Run("two files", func(t *testing.T) {
+		oneSentence(t, run(t, nil, "replay", "a", "b"), 2, "one recording file")
+	})
+	t.Run("-r with --netns", func(t *testing.T) {
+		oneSentence(t, run(t, nil, "-r", "x.pcapng", "--netns", "n1"), 2, "does not apply to a replay")
+	})
+}
+
+// TestReplayAsUser replays a committed recording without privileges.
+func TestReplayAsUser(t *testing.T) {
+	var cred *syscall.Credential
+	if os.Geteuid() == 0 {
+		cred = &syscall.Credential{Uid: 65534, Gid: 65534}
+	}
+	// t.TempDir's parent is private to root; nobody needs a readable path.
+	dir, err := os.MkdirTemp("", "pathtrace-replay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile("../../testdata/pcaps/clusterip.pcapng")
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "clusterip.pcapng")
+	if err := os.WriteFile(file, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile("../../testdata/pcaps/clusterip.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, cred, "replay", file, "-o", "json")
+	if r.code != 0 || r.stdout != string(want) {
+		t.Errorf("replay as nobody: exit %d, stderr %q, output equal to the golden file: %v", r.code, r.stderr, r.stdout == string(want))
+	}
+}

@@ -52,11 +52,9 @@ func runReplay(cmd *cobra.Command, f *outputFlags, file string, podIPs []string,
 		return err
 	}
 	sum, err := trace.Replay(cmd.Context(), file, trace.ReplayOptions{PodIPs: ips, Count: count}, out)
-	if sum.Backend != "" {
-		fmt.Fprintf(os.Stderr, "pathtrace: replayed %s\n", sum)
-	}
 	if err != nil {
 		return fmt.Errorf("replay %s: %w", file, err)
 	}
+	fmt.Fprintf(os.Stderr, "pathtrace: replayed %s\n", sum)
 	return nil
 }

@@ -1,0 +1,257 @@
+package trace
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pathtrace/pathtrace/internal/loader"
+	"github.com/pathtrace/pathtrace/internal/record"
+	"github.com/pathtrace/pathtrace/internal/render"
+	"github.com/pathtrace/pathtrace/internal/stitch"
+	"github.com/pathtrace/pathtrace/internal/topology"
+)
+
+var updatePcaps = flag.Bool("update-pcaps", false,
+	"re-record testdata/pcaps on this kernel (needs root) and rewrite their golden renderings")
+
+const pcapDir = "../../testdata/pcaps"
+
+// recorded are the demo exchanges kept as recordings in testdata/pcaps.
+var recorded = []struct {
+	name    string
+	setup   func(t *testing.T, c *topology.Cluster)
+	traffic func(t *testing.T, c *topology.Cluster)
+}{
+	{"clusterip", nil, func(t *testing.T, c *topology.Cluster) {
+		exchange(t, c.Pod(topology.PodClient), topology.ClusterIP)
+	}},
+	{"same-node", nil, func(t *testing.T, c *topology.Cluster) {
+		exchange(t, c.Pod(topology.PodClient), topology.PeerAddr)
+	}},
+	{"drop", func(t *testing.T, c *topology.Cluster) {
+		err := c.Node(topology.Node1).IPTables("-I", "FORWARD", "-s", topology.ClientIP.String(), "-d", topology.ServerIP.String(), "-j", "DROP")
+		if err != nil {
+			t.Fatal(err)
+		}
+	}, func(t *testing.T, c *topology.Cluster) {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		defer cancel()
+		if _, err := topology.TCPExchange(ctx, c.Pod(topology.PodClient), topology.ClusterIP, "ping"); err == nil {
+			t.Fatal("the exchange went through a DROP rule")
+		}
+	}},
+}
+
+// tee renders each path with every renderer: one live run, both formats.
+type tee []render.Renderer
+
+func (r tee) Render(p *stitch.Path) error {
+	for _, x := range r {
+		if err := x.Render(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r tee) Close() error {
+	var errs []error
+	for _, x := range r {
+		errs = append(errs, x.Close())
+	}
+	return errors.Join(errs...)
+}
+
+func replayTo(t *testing.T, file string, json bool) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	var out render.Renderer
+	if json {
+		out = render.NewJSON(&buf)
+	} else {
+		out = render.NewText(&buf, render.TextOptions{})
+	}
+	if _, err := Replay(context.Background(), file, ReplayOptions{}, out); err != nil {
+		t.Fatalf("replay %s: %v", file, err)
+	}
+	return buf.Bytes()
+}
+
+// TestRecordReplayParity records the demo exchanges while rendering them,
+// replays the recordings, and requires the same bytes in text and JSON.
+// With -update-pcaps it also refreshes testdata/pcaps.
+func TestRecordReplayParity(t *testing.T) {
+	for _, sc := range recorded {
+		t.Run(sc.name, func(t *testing.T) {
+			c := cluster(t, topology.Options{Prefix: "ptrec"})
+			if sc.setup != nil {
+				sc.setup(t, c)
+			}
+			file := filepath.Join(t.TempDir(), sc.name+".pcapng")
+			var liveJSON, liveText bytes.Buffer
+			out := tee{render.NewJSON(&liveJSON), render.NewText(&liveText, render.TextOptions{})}
+			ctx, cancel := context.WithCancel(context.Background())
+			ready := make(chan struct{})
+			done := make(chan error, 1)
+			go func() {
+				_, err := Run(ctx, Options{
+					Loader: loader.Options{
+						PodIPs:  []netip.Addr{topology.ClientIP},
+						Netns:   []string{c.Node(topology.Node1).NetnsPath, c.Node(topology.Node2).NetnsPath},
+						Snaplen: 128,
+					},
+					Record:  file,
+					OnReady: func() { close(ready) },
+				}, out)
+				done <- err
+			}()
+			select {
+			case <-ready:
+			case err := <-done:
+				cancel()
+				t.Fatalf("trace ended before it was ready: %v", err)
+			}
+			sc.traffic(t, c)
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatalf("trace: %v", err)
+			}
+			if liveJSON.Len() == 0 {
+				t.Fatal("the live run rendered nothing")
+			}
+			if fi, err := os.Stat(file); err != nil || fi.Mode().Perm() != 0o600 {
+				t.Errorf("recording mode: %v %v, want 0600", fi.Mode(), err)
+			}
+			if got := replayTo(t, file, true); !bytes.Equal(got, liveJSON.Bytes()) {
+				t.Errorf("replayed JSON differs from the live run\nlive:\n%s\nreplay:\n%s", liveJSON.Bytes(), got)
+			}
+			if got := replayTo(t, file, false); !bytes.Equal(got, liveText.Bytes()) {
+				t.Errorf("replayed text differs from the live run\nlive:\n%s\nreplay:\n%s", liveText.Bytes(), got)
+			}
+			if *updatePcaps && !t.Failed() {
+				rec, err := os.ReadFile(file)
+				if err != nil {
+					t.Fatal(err)
+				}
+				base := filepath.Join(pcapDir, sc.name)
+				for name, data := range map[string][]byte{".pcapng": rec, ".json": liveJSON.Bytes(), ".txt": liveText.Bytes()} {
+					if err := os.WriteFile(base+name, data, 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+		})
+	}
+}
+
+func pcaps(t *testing.T) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(pcapDir, "*.pcapng"))
+	if err != nil || len(files) < len(recorded) {
+		t.Fatalf("recordings in %s: %v (%v); regenerate with go test ./internal/trace -run TestRecordReplayParity -update-pcaps", pcapDir, files, err)
+	}
+	return files
+}
+
+// TestReplayGolden replays the committed recordings, made on a real kernel,
+// and compares with what the live run printed. It needs no privileges.
+func TestReplayGolden(t *testing.T) {
+	for _, file := range pcaps(t) {
+		base := strings.TrimSuffix(file, ".pcapng")
+		t.Run(filepath.Base(base), func(t *testing.T) {
+			for _, json := range []bool{true, false} {
+				golden := base + ".txt"
+				if json {
+					golden = base + ".json"
+				}
+				want, err := os.ReadFile(golden)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := replayTo(t, file, json); !bytes.Equal(got, want) {
+					t.Errorf("replay of %s differs from %s:\n%s", file, golden, got)
+				}
+			}
+		})
+	}
+}
+
+// TestReplayFilters narrows a replay by pod IP and count.
+func TestReplayFilters(t *testing.T) {
+	file := filepath.Join(pcapDir, "clusterip.pcapng")
+	var all, none, two bytes.Buffer
+	if _, err := Replay(context.Background(), file, ReplayOptions{}, render.NewJSON(&all)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Replay(context.Background(), file, ReplayOptions{PodIPs: []netip.Addr{topology.PeerIP}}, render.NewJSON(&none)); err != nil {
+		t.Fatal(err)
+	}
+	if none.Len() != 0 {
+		t.Errorf("--pod-ip %s matched packets of %s:\n%s", topology.PeerIP, topology.ClientIP, none.String())
+	}
+	sum, err := Replay(context.Background(), file, ReplayOptions{PodIPs: []netip.Addr{topology.ServerIP}, Count: 2}, render.NewJSON(&two))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := bytes.Count(two.Bytes(), []byte("\n")); n != 2 || sum.Packets != 2 {
+		t.Errorf("-c 2 rendered %d lines, %d packets", n, sum.Packets)
+	}
+	if bytes.Count(all.Bytes(), []byte("\n")) <= 2 {
+		t.Errorf("the recording has only %d packets", bytes.Count(all.Bytes(), []byte("\n")))
+	}
+}
+
+// TestTsharkReadsRecordings: Wireshark's reader opens every recording and
+// shows one frame per hop event, each with its comment.
+func TestTsharkReadsRecordings(t *testing.T) {
+	tshark, err := exec.LookPath("tshark")
+	if err != nil {
+		t.Skip("tshark is not installed (apt-get install tshark; scripts/install-deps.sh does it)")
+	}
+	for _, file := range pcaps(t) {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			r, err := record.OpenFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for {
+				if _, err := r.Next(); err != nil {
+					break
+				}
+			}
+			records := r.Meta().Records
+			r.Close()
+			cmd := exec.Command(tshark, "-r", file, "-T", "fields", "-e", "frame.number", "-e", "frame.comment", "-e", "ip.src")
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			if err := cmd.Run(); err != nil {
+				t.Fatalf("tshark: %v\n%s", err, stderr.String())
+			}
+			for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+				if line != "" && !strings.HasPrefix(line, "Running as user") {
+					t.Errorf("tshark complained: %s", line)
+				}
+			}
+			lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+			if uint64(len(lines)) != records || records == 0 {
+				t.Errorf("tshark shows %d frames, the recording has %d records", len(lines), records)
+			}
+			for _, l := range lines {
+				f := strings.Split(l, "\t")
+				if len(f) < 2 || f[1] == "" {
+					t.Errorf("frame without a comment: %q", l)
+					break
+				}
+			}
+		})
+	}
+}
