@@ -326,3 +326,49 @@ func TestReplayAsUser(t *testing.T) {
 		t.Errorf("replay as nobody: exit %d, stderr %q, output equal to the golden file: %v", r.code, r.stderr, r.stdout == string(want))
 	}
 }
+
+// TestDemoInterrupted stops the demo with SIGINT while it traces: it must
+// still remove every namespace it made.
+func TestDemoInterrupted(t *testing.T) {
+	testutil.RequireRoot(t)
+	before := netnsNames(t)
+	linksBefore := testutil.LinkIDs(t)
+	cmd := exec.Command(binary, "demo")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stderr)
+	var log []string
+	for sc.Scan() {
+		log = append(log, sc.Text())
+		if strings.HasPrefix(sc.Text(), "demo: tracing") {
+			cmd.Process.Signal(os.Interrupt)
+			break
+		}
+	}
+	go func() {
+		for sc.Scan() {
+		}
+	}()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("interrupted demo: %v (stderr so far %q)", err, log)
+		}
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("the demo did not stop after SIGINT")
+	}
+	if after := netnsNames(t); !slices.Equal(before, after) {
+		t.Errorf("network namespaces before %v, after an interrupted demo %v", before, after)
+	}
+	if after := testutil.LinkIDs(t); !slices.Equal(linksBefore, after) {
+		t.Errorf("BPF links left behind by an interrupted demo: %v → %v", linksBefore, after)
+	}
+}

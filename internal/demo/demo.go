@@ -98,5 +98,9 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (sum trace.Summ
 	}
 	stop()
 	r := <-done
+	if ctx.Err() != nil {
+		logf("interrupted; removing the cluster")
+		xerr = nil // the exchanges failed because the user stopped them
+	}
 	return r.sum, errors.Join(r.err, xerr)
 }
