@@ -1,0 +1,31 @@
+# QEMU kernel matrix: Debian kernels 5.10 / 6.1 / 6.12 under TCG (see vm/README.md).
+# Included from the Makefile.
+#   make vm-deps                                   install qemu, busybox-static, kmod ... (apt)
+#   make vm-kernels [VM_KERNELS='5.10 6.1 6.12']   resolve, fetch and prepare kernels (cached)
+#   make vm-run KERNEL=6.1 CMD='uname -r'          run CMD as root in a guest; exits with CMD's code
+#   make vm-test [VM_TEST_PKGS=./...] [VM_TEST_CMD='vm/gotest.sh --run -test.v']
+#                                                  smoke + Go test binaries on the three kernels
+# CMD is passed verbatim ($HOME stays $HOME); VM_TEST_CMD is a make variable (write $$ for $).
+
+VM_SCRIPTS    := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))/vm
+VM_KERNELS    ?= 5.10 6.1 6.12
+KERNEL        ?= 6.12
+VM_TEST_PKGS  ?= ./...
+VM_TEST_CMD   ?= vm/gotest.sh --run
+VM_SMOKE_CMD  ?= vm/smoke.sh
+vm_quote       = '$(subst ','\'',$(1))'
+
+.PHONY: vm-deps vm-kernels vm-run vm-test
+
+vm-deps:
+	$(VM_SCRIPTS)/install-deps.sh
+
+vm-kernels:
+	$(VM_SCRIPTS)/kernels.sh $(VM_KERNELS)
+
+vm-run:
+	@VM_CMD=$(call vm_quote,$(value CMD)) $(VM_SCRIPTS)/run.sh $(call vm_quote,$(KERNEL))
+
+vm-test:
+	@VM_TEST_PKGS=$(call vm_quote,$(VM_TEST_PKGS)) VM_TEST_CMD=$(call vm_quote,$(VM_TEST_CMD)) \
+	  VM_SMOKE_CMD=$(call vm_quote,$(VM_SMOKE_CMD)) $(VM_SCRIPTS)/matrix.sh $(VM_KERNELS)
