@@ -14,7 +14,9 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGPIPE too: `pathtrace ... | head` must stop cleanly (detach, remove
+	// the demo cluster) instead of dying on the first write to a closed pipe.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGPIPE)
 	err := newRootCmd().ExecuteContext(ctx)
 	stop()
 	if err != nil {
@@ -30,6 +32,9 @@ func (e usageError) Unwrap() error { return e.error }
 // report prints err as one sentence (a verifier log in full, since that is
 // the only way to act on it) and returns the exit code.
 func report(err error) int {
+	if errors.Is(err, syscall.EPIPE) {
+		return 0 // the reader went away (| head): nothing to say to it
+	}
 	var ve *ebpf.VerifierError
 	if errors.As(err, &ve) {
 		fmt.Fprintf(os.Stderr, "pathtrace: the kernel refused a program: %+v\n", ve)

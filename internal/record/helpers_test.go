@@ -43,6 +43,7 @@ func testMeta() Meta {
 		Netns:       map[uint32]string{nsNode: "node1"},
 		Nodes:       []uint32{nsNode},
 		DropReasons: map[uint32]string{2: "NOT_SPECIFIED", 5: "NETFILTER_DROP"},
+		Reports:     json.RawMessage(`{"4026531840":{"kernel_release":"6.1.0-18-amd64"}}`),
 	}
 }
 

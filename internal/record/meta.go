@@ -39,6 +39,11 @@ type Meta struct {
 	Nodes       []uint32          // inodes of the namespaces traced as nodes, in the order added
 	DropReasons map[uint32]string // enum skb_drop_reason names of the recording kernel
 
+	// Reports are the node reports taken when the trace started (JSON, as
+	// the caller gave them). They are in the section header, so a streaming
+	// reader has them before the first record.
+	Reports json.RawMessage
+
 	// Written at the end (Writer.Close), known to a reader after io.EOF.
 	EndWall    time.Time
 	Records    uint64          // number of records in the file
@@ -63,6 +68,7 @@ func (m Meta) clone() Meta {
 	m.DropReasons = maps.Clone(m.DropReasons)
 	m.LostPerCPU = slices.Clone(m.LostPerCPU)
 	m.Report = slices.Clone(m.Report)
+	m.Reports = slices.Clone(m.Reports)
 	return m
 }
 

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/bits"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -267,6 +268,12 @@ func (r *Reader) readSHB() error {
 	if r.opt.records != 0 || r.opt.hasTrailer {
 		return r.corrupt(0, "section header with a record or trailer")
 	}
+	if len(r.opt.reports) > 0 {
+		if !json.Valid(r.opt.reports) {
+			return r.corrupt(0, "node reports are not valid JSON")
+		}
+		r.meta.Reports = slices.Clone(r.opt.reports)
+	}
 	return r.applyNames(0)
 }
 
@@ -447,12 +454,13 @@ type ours struct {
 	records    int    // number of record options
 	names      []byte // JSON of the names options, joined
 	trailer    []byte // JSON of the trailer options, joined
+	reports    []byte // JSON of the reports options (section header only), joined
 	hasTrailer bool
 }
 
 func (o *ours) reset() {
 	o.record, o.records, o.hasTrailer = nil, 0, false
-	o.names, o.trailer = o.names[:0], o.trailer[:0]
+	o.names, o.trailer, o.reports = o.names[:0], o.trailer[:0], o.reports[:0]
 }
 
 // add takes one custom option value; other vendors' and unknown kinds are
@@ -471,6 +479,8 @@ func (o *ours) add(val []byte) {
 	case customTrailer:
 		o.trailer = append(o.trailer, data...)
 		o.hasTrailer = true
+	case customReports:
+		o.reports = append(o.reports, data...)
 	}
 }
 

@@ -326,3 +326,30 @@ func TestLargeJSON(t *testing.T) {
 		t.Errorf("netns 2999 is %q", m.Netns[2999])
 	}
 }
+
+// TestLargeReportsInHeader: node reports bigger than one option are split
+// over several in the section header and read back before the first
+// record.
+func TestLargeReportsInHeader(t *testing.T) {
+	var out bytes.Buffer
+	meta := testMeta()
+	meta.Reports = []byte(`{"1":{"blob":"` + strings.Repeat("r", 150_000) + `"}}`)
+	w, err := NewWriter(&out, meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(bytes.NewReader(out.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Meta().Reports; !bytes.Equal(got, meta.Reports) {
+		t.Errorf("reports read back: %d bytes, want %d", len(got), len(meta.Reports))
+	}
+	meta.Reports = []byte(`{"1":`)
+	if _, err := NewWriter(&bytes.Buffer{}, meta); err == nil {
+		t.Error("invalid reports JSON was written")
+	}
+}

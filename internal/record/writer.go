@@ -143,8 +143,17 @@ func (w *Writer) writeSHB() error {
 	if err != nil {
 		return err
 	}
+	if len(m.Reports) > 0 {
+		if !json.Valid(m.Reports) {
+			return fmt.Errorf("start recording: node reports are not valid JSON")
+		}
+		b = appendJSONOpts(b, customReports, m.Reports)
+	}
 	b = appendOptEnd(b)
 	b = endBlock(b, start)
+	if len(b) > maxBlock {
+		return fmt.Errorf("start recording: section header of %d bytes exceeds %d (node reports too large)", len(b), maxBlock)
+	}
 	w.buf = b
 	return w.emit(b)
 }
