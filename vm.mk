@@ -3,15 +3,19 @@
 #   make vm-deps                                   install qemu, busybox-static, kmod ... (apt)
 #   make vm-kernels [VM_KERNELS='5.10 6.1 6.12']   resolve, fetch and prepare kernels (cached)
 #   make vm-run KERNEL=6.1 CMD='uname -r'          run CMD as root in a guest; exits with CMD's code
-#   make vm-test [VM_TEST_PKGS=./...] [VM_TEST_CMD='vm/gotest.sh --run -test.v']
+#   make vm-test [VM_TEST_PKGS=./...] [VM_TEST_RUN=regexp] [VM_TEST_CMD='vm/gotest.sh --run -test.v']
 #                                                  smoke + Go test binaries on the three kernels
+#                                                  (default: the kernel-dependent privileged tests)
 # CMD is passed verbatim ($HOME stays $HOME); VM_TEST_CMD is a make variable (write $$ for $).
 
 VM_SCRIPTS    := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))/vm
 VM_KERNELS    ?= 5.10 6.1 6.12
 KERNEL        ?= 6.12
-VM_TEST_PKGS  ?= ./...
-VM_TEST_CMD   ?= vm/gotest.sh --run
+# The privileged tests that differ between kernels: loading and attaching per backend, the
+# live traces (IPVS, kprobe backend, recording), the topologies. Unit tests run on the host.
+VM_TEST_PKGS  ?= ./internal/features ./internal/loader ./internal/trace ./internal/topology
+VM_TEST_RUN   ?= TestProbes|TestLookup|TestLive|TestRecordReplayParity|TestFeatures|TestOpen|TestForced|TestKernelStruct|TestBuild|TestIPVS
+VM_TEST_CMD   ?= vm/gotest.sh --run -test.run '$(VM_TEST_RUN)'
 VM_SMOKE_CMD  ?= vm/smoke.sh
 vm_quote       = '$(subst ','\'',$(1))'
 

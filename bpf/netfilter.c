@@ -7,40 +7,58 @@
 
 #define PT_NF_ACCEPT 1
 
+/* Copies a device name: two 8-byte loads, no helper call. */
+static __always_inline void dev_name(char dst[PT_IFNAMSIZ], struct net_device *dev)
+{
+	__builtin_memcpy(dst, dev->name, PT_IFNAMSIZ);
+}
+
+/* ctx->skb and ctx->state are pointers the verifier knows the type of:
+ * their fields are read with plain loads, not bpf_probe_read_kernel. */
 static __always_inline void nf_event(struct bpf_nf_ctx *ctx, __u8 slot)
 {
 	struct sk_buff *skb = ctx->skb;
 	const struct nf_hook_state *state = ctx->state;
 	struct pt_pkt p = {};
 
-	if (!skb || !track(skb, &p))
+	if (!skb)
 		return;
+	struct pt_skb s = {
+		.head = skb->head,
+		.protocol = skb->protocol,
+		.nh = skb->network_header,
+		.tail = skb->tail,
+	};
+	if (!track_skb(skb, &s, &p))
+		return;
+	p.len = skb->len;
+	p.mark = skb->mark;
 	struct event *e = new_event(skb, &p, PT_EV_NF, NULL);
 	if (!e)
 		return;
-	struct net_device *in = BPF_CORE_READ(state, in);
-	struct net_device *out = BPF_CORE_READ(state, out);
+	struct net_device *in = state->in;
+	struct net_device *out = state->out;
 
-	e->hook = BPF_CORE_READ(state, hook);
+	e->hook = state->hook;
 	e->slot = slot;
-	e->netns = BPF_CORE_READ(state, net, ns.inum);
+	e->netns = state->net->ns.inum;
 	if (in) {
-		e->in_ifindex = BPF_CORE_READ(in, ifindex);
-		bpf_core_read(e->in_dev, sizeof(e->in_dev), &in->name);
+		e->in_ifindex = in->ifindex;
+		dev_name(e->in_dev, in);
 	}
 	if (out) {
-		e->out_ifindex = BPF_CORE_READ(out, ifindex);
-		bpf_core_read(e->out_dev, sizeof(e->out_dev), &out->name);
+		e->out_ifindex = out->ifindex;
+		dev_name(e->out_dev, out);
 	}
 	/* The hook's device: where the packet is at this point. */
 	if (in || out) {
 		struct net_device *dev = in ? in : out;
 		if (e->hook >= 3 && out) /* LOCAL_OUT, POST_ROUTING */
 			dev = out;
-		e->ifindex = BPF_CORE_READ(dev, ifindex);
-		bpf_core_read(e->dev, sizeof(e->dev), &dev->name);
+		e->ifindex = dev->ifindex;
+		dev_name(e->dev, dev);
 	}
-	bpf_ringbuf_submit(e, 0);
+	submit_event(e);
 }
 
 SEC("netfilter")

@@ -11,7 +11,7 @@ static __always_inline int dev_event(struct sk_buff *skb, __u8 kind)
 		return 0;
 	struct event *e = new_event(skb, &p, kind, BPF_CORE_READ(skb, dev));
 	if (e)
-		bpf_ringbuf_submit(e, 0);
+		submit_event(e);
 	return 0;
 }
 
@@ -41,7 +41,7 @@ static __always_inline int free_event(struct sk_buff *skb, __u8 kind, __u64 loca
 		e->drop_reason = reason;
 		if (has_reason)
 			e->flags |= PT_F_REASON;
-		bpf_ringbuf_submit(e, 0);
+		submit_event(e);
 	}
 	bpf_map_delete_elem(&tracked, &key);
 	return 0;

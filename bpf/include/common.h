@@ -59,6 +59,8 @@ struct pt_pkt {
 	__u64 sig;
 	__u32 nh;   /* network header offset from head */
 	__u32 tail; /* end of linear data, offset from head */
+	__u32 len;  /* skb->len, read once the event is kept */
+	__u32 mark; /* skb->mark, likewise */
 	__u32 vni;
 	struct pt_tuple outer;
 	struct pt_tuple inner;
@@ -66,65 +68,88 @@ struct pt_pkt {
 	__u8 pad[3];
 };
 
-struct pt_l4 {
-	__u16 sport;
-	__u16 dport;
+/* The sk_buff fields every event starts from. */
+struct pt_skb {
+	unsigned char *head;
+	__u16 protocol; /* __be16 */
+	__u16 nh;
+	__u32 tail;
 };
 
-/* Reads an IPv4 header at head+off into t; returns the offset of the L4
- * header, or 0 when there is none to read (not IPv4, a later fragment). */
-static __always_inline __u32 parse_ipv4(unsigned char *head, __u32 off,
-					 struct pt_tuple *t, __u8 *flags,
-					 __u8 l3_flag, __u8 l4_flag, __u64 *sig)
+/* An IPv4 header without options and the first 20 bytes after it: all of
+ * TCP's that the signature and the tuple need (ports, seq, ack, flags),
+ * UDP's ports, ICMP's type and code. One read for the common case. */
+struct pt_ip_l4 {
+	struct iphdr ip;
+	__u8 l4[20];
+};
+
+/* What follows the outer UDP header's source port, destination port and
+ * length of a VXLAN packet: read from the UDP checksum on, so that the
+ * inner IPv4 header lands 4-byte aligned. */
+struct pt_vxlan_pkt {
+	__u16 udp_check;
+	__u8 vx_flags;
+	__u8 vx_reserved[3];
+	__u8 vni[3];
+	__u8 vx_reserved2;
+	__u8 eth_dst[6];
+	__u8 eth_src[6];
+	__u16 eth_proto;
+	struct pt_ip_l4 ip;
+};
+
+/* Reads the IPv4 header at head+off and what follows it into b. Returns
+ * false when there is no IPv4 header there. Options (rare) cost a second
+ * read for the L4 bytes. */
+static __always_inline bool read_ipv4(unsigned char *head, __u32 off, struct pt_ip_l4 *b)
 {
-	struct iphdr iph;
+	if (bpf_probe_read_kernel(b, sizeof(*b), head + off))
+		return false;
+	if (b->ip.version != 4 || b->ip.ihl < 5)
+		return false;
+	if (b->ip.ihl > 5 &&
+	    bpf_probe_read_kernel(b->l4, sizeof(b->l4), head + off + b->ip.ihl * 4))
+		b->ip.frag_off |= bpf_htons(0x1fff); /* no L4: as for a later fragment */
+	return true;
+}
 
-	if (bpf_probe_read_kernel(&iph, sizeof(iph), head + off))
-		return 0;
-	if (iph.version != 4 || iph.ihl < 5)
-		return 0;
-	t->saddr = iph.saddr;
-	t->daddr = iph.daddr;
-	t->proto = iph.protocol;
-	t->ip_id = bpf_ntohs(iph.id);
+/* Fills t from an IPv4 header read by read_ipv4 and adds it to the
+ * signature. Returns whether the L4 fields are valid. */
+static __always_inline bool ipv4_tuple(struct pt_ip_l4 *b, struct pt_tuple *t, __u8 *flags,
+				       __u8 l3_flag, __u8 l4_flag, __u64 *sig)
+{
+	t->saddr = b->ip.saddr;
+	t->daddr = b->ip.daddr;
+	t->proto = b->ip.protocol;
+	t->ip_id = bpf_ntohs(b->ip.id);
 	*flags |= l3_flag;
-	*sig = ((__u64)bpf_ntohs(iph.id) << 48) | ((__u64)bpf_ntohs(iph.tot_len) << 32);
-	if (iph.frag_off & bpf_htons(0x1fff))
-		return 0;
-
-	__u32 l4 = off + iph.ihl * 4;
-	switch (iph.protocol) {
+	*sig = ((__u64)bpf_ntohs(b->ip.id) << 48) | ((__u64)bpf_ntohs(b->ip.tot_len) << 32);
+	if (b->ip.frag_off & bpf_htons(0x1fff))
+		return false;
+	switch (b->ip.protocol) {
 	case PT_IPPROTO_TCP: {
-		struct tcphdr th;
-		if (bpf_probe_read_kernel(&th, sizeof(th), head + l4))
-			return 0;
-		t->sport = bpf_ntohs(th.source);
-		t->dport = bpf_ntohs(th.dest);
-		t->tcp_flags = ((__u8 *)&th)[13];
-		*sig |= th.seq ^ ((th.ack_seq << 7) | (th.ack_seq >> 25));
+		__u32 seq = *(__u32 *)&b->l4[4];
+		__u32 ack = *(__u32 *)&b->l4[8];
+		t->sport = bpf_ntohs(*(__u16 *)&b->l4[0]);
+		t->dport = bpf_ntohs(*(__u16 *)&b->l4[2]);
+		t->tcp_flags = b->l4[13];
+		*sig |= seq ^ ((ack << 7) | (ack >> 25));
 		break;
 	}
-	case PT_IPPROTO_UDP: {
-		struct pt_l4 ports;
-		if (bpf_probe_read_kernel(&ports, sizeof(ports), head + l4))
-			return 0;
-		t->sport = bpf_ntohs(ports.sport);
-		t->dport = bpf_ntohs(ports.dport);
+	case PT_IPPROTO_UDP:
+		t->sport = bpf_ntohs(*(__u16 *)&b->l4[0]);
+		t->dport = bpf_ntohs(*(__u16 *)&b->l4[2]);
 		break;
-	}
-	case PT_IPPROTO_ICMP: {
-		__u8 tc[2];
-		if (bpf_probe_read_kernel(tc, sizeof(tc), head + l4))
-			return 0;
-		t->sport = tc[0];
-		t->dport = tc[1];
+	case PT_IPPROTO_ICMP:
+		t->sport = b->l4[0];
+		t->dport = b->l4[1];
 		break;
-	}
 	default:
-		return 0;
+		return false;
 	}
 	*flags |= l4_flag;
-	return l4;
+	return true;
 }
 
 static __always_inline bool is_vxlan_port(__u16 port)
@@ -138,44 +163,6 @@ static __always_inline bool is_vxlan_port(__u16 port)
 	return false;
 }
 
-struct pt_vxlan_eth {
-	__u8 vx_flags;
-	__u8 vx_reserved[3];
-	__u8 vni[3];
-	__u8 vx_reserved2;
-	__u8 eth_dst[6];
-	__u8 eth_src[6];
-	__u16 eth_proto;
-};
-
-/* Parses the packet at the skb's network header: the outer IPv4 tuple and,
- * for UDP to a VXLAN port, the VNI and the inner IPv4 tuple. */
-static __always_inline bool parse_skb(struct sk_buff *skb, struct pt_pkt *p)
-{
-	if (BPF_CORE_READ(skb, protocol) != ETH_P_IP_BE)
-		return false;
-	p->head = BPF_CORE_READ(skb, head);
-	p->nh = BPF_CORE_READ(skb, network_header);
-	p->tail = BPF_CORE_READ(skb, tail);
-	if (p->nh == PT_NET_HEADER_UNSET || !p->head)
-		return false;
-
-	__u32 l4 = parse_ipv4(p->head, p->nh, &p->outer, &p->flags, PT_F_L3, PT_F_L4, &p->sig);
-	if (!(p->flags & PT_F_L3))
-		return false;
-	if (!l4 || p->outer.proto != PT_IPPROTO_UDP || !is_vxlan_port(p->outer.dport))
-		return true;
-
-	struct pt_vxlan_eth vx;
-	if (bpf_probe_read_kernel(&vx, sizeof(vx), p->head + l4 + 8))
-		return true;
-	if (!(vx.vx_flags & 0x08) || vx.eth_proto != ETH_P_IP_BE)
-		return true;
-	p->vni = ((__u32)vx.vni[0] << 16) | ((__u32)vx.vni[1] << 8) | vx.vni[2];
-	parse_ipv4(p->head, l4 + 8 + sizeof(vx), &p->inner, &p->flags, PT_F_INNER, PT_F_INNER_L4, &p->sig);
-	return true;
-}
-
 static __always_inline bool addr_matches(__u32 a)
 {
 	for (int i = 0; i < PT_MAX_POD_IPS; i++) {
@@ -187,26 +174,93 @@ static __always_inline bool addr_matches(__u32 a)
 	return false;
 }
 
-static __always_inline bool filter_matches(struct pt_pkt *p)
+/* Parses the packet at the skb's network header: the outer IPv4 tuple and,
+ * for UDP to a VXLAN port, the VNI and the inner IPv4 tuple; sets *match
+ * when an address of either is a traced pod's. Two reads of packet memory
+ * at most. */
+static __always_inline bool parse_skb(struct pt_skb *s, struct pt_pkt *p, bool *match)
 {
-	if (n_pod_ips == 0)
+	struct pt_ip_l4 outer;
+
+	if (s->protocol != ETH_P_IP_BE || s->nh == PT_NET_HEADER_UNSET || !s->head)
+		return false;
+	p->head = s->head;
+	p->nh = s->nh;
+	p->tail = s->tail;
+	if (!read_ipv4(p->head, p->nh, &outer))
+		return false;
+	bool l4 = ipv4_tuple(&outer, &p->outer, &p->flags, PT_F_L3, PT_F_L4, &p->sig);
+	*match = n_pod_ips == 0 || addr_matches(outer.ip.saddr) || addr_matches(outer.ip.daddr);
+	if (!l4 || p->outer.proto != PT_IPPROTO_UDP || !is_vxlan_port(p->outer.dport))
 		return true;
-	if (addr_matches(p->outer.saddr) || addr_matches(p->outer.daddr))
+
+	struct pt_vxlan_pkt vx;
+	if (bpf_probe_read_kernel(&vx, sizeof(vx), p->head + p->nh + outer.ip.ihl * 4 + 6))
 		return true;
-	if (p->flags & PT_F_INNER)
-		return addr_matches(p->inner.saddr) || addr_matches(p->inner.daddr);
-	return false;
+	if (!(vx.vx_flags & 0x08) || vx.eth_proto != ETH_P_IP_BE ||
+	    vx.ip.ip.version != 4 || vx.ip.ip.ihl < 5)
+		return true;
+	if (vx.ip.ip.ihl > 5 &&
+	    bpf_probe_read_kernel(vx.ip.l4, sizeof(vx.ip.l4),
+				  p->head + p->nh + outer.ip.ihl * 4 + 8 + 22 + vx.ip.ip.ihl * 4))
+		vx.ip.ip.frag_off |= bpf_htons(0x1fff);
+	p->vni = ((__u32)vx.vni[0] << 16) | ((__u32)vx.vni[1] << 8) | vx.vni[2];
+	ipv4_tuple(&vx.ip, &p->inner, &p->flags, PT_F_INNER, PT_F_INNER_L4, &p->sig);
+	if (!*match)
+		*match = addr_matches(vx.ip.ip.saddr) || addr_matches(vx.ip.ip.daddr);
+	return true;
+}
+
+/* Reads protocol, network_header, tail and head. They lie within a few
+ * bytes of each other at the end of struct sk_buff, so one bpf_probe_read_kernel
+ * of the 32 bytes around them does where the running kernel's layout
+ * allows it (the offsets are CO-RE constants: the verifier keeps one
+ * branch); one read each otherwise. For programs whose skb the verifier
+ * cannot dereference: raw tracepoints, kprobes. */
+static __always_inline void skb_fields(struct sk_buff *skb, struct pt_skb *s)
+{
+	__u32 p_off = bpf_core_field_offset(skb->protocol);
+	__u32 n_off = bpf_core_field_offset(skb->network_header);
+	__u32 t_off = bpf_core_field_offset(skb->tail);
+	__u32 h_off = bpf_core_field_offset(skb->head);
+	__u32 start = p_off & ~7U;
+
+	if (n_off > start && t_off > start && h_off > start && h_off + 8 - start <= 32 &&
+	    n_off + 2 - start <= 32 && t_off + 4 - start <= 32 && !(h_off & 7) && !(t_off & 3) &&
+	    bpf_core_field_size(skb->tail) == 4) {
+		__u64 buf[4];
+		if (bpf_probe_read_kernel(buf, sizeof(buf), (void *)skb + start))
+			return; /* s stays zero: not parsed */
+		__u32 pi = (p_off - start) >> 1, ni = (n_off - start) >> 1;
+		__u32 ti = (t_off - start) >> 2, hi = (h_off - start) >> 3;
+		/* Hide what clang knows of the indexes, or it turns the
+		 * additions into ORs, which the verifier refuses on pointers. */
+		asm volatile("" : "+r"(pi), "+r"(ni), "+r"(ti), "+r"(hi));
+		__u16 *b16 = (__u16 *)buf;
+		__u32 *b32 = (__u32 *)buf;
+		s->protocol = b16[pi & 15];
+		s->nh = b16[ni & 15];
+		s->tail = b32[ti & 7];
+		s->head = (unsigned char *)buf[hi & 3];
+		return;
+	}
+	s->protocol = BPF_CORE_READ(skb, protocol);
+	s->nh = BPF_CORE_READ(skb, network_header);
+	s->tail = BPF_CORE_READ(skb, tail);
+	s->head = BPF_CORE_READ(skb, head);
 }
 
 /* Decides whether an event on skb is kept: it is when the packet matches the
  * filter, or when the skb matched earlier and still carries the same packet.
- * Sets PT_F_NEW when tracking (re)starts. Non-matching packets cost the
- * header reads, the compares and one map lookup. */
-static __always_inline bool track(struct sk_buff *skb, struct pt_pkt *p)
+ * Sets PT_F_NEW when tracking (re)starts. A packet of another pod costs the
+ * header reads of s (done by the caller), one read of packet memory (two for
+ * VXLAN), the compares and one map lookup; nothing else is read until the
+ * event is known to be kept. */
+static __always_inline bool track_skb(struct sk_buff *skb, struct pt_skb *s, struct pt_pkt *p)
 {
 	__u64 key = (__u64)skb;
-	bool parsed = parse_skb(skb, p);
-	bool match = parsed && filter_matches(p);
+	bool match = false;
+	bool parsed = parse_skb(s, p, &match);
 	struct tracked_skb *t = bpf_map_lookup_elem(&tracked, &key);
 
 	if (t) {
@@ -227,6 +281,19 @@ static __always_inline bool track(struct sk_buff *skb, struct pt_pkt *p)
 	struct tracked_skb v = { .sig = p->sig };
 	bpf_map_update_elem(&tracked, &key, &v, BPF_ANY);
 	p->flags |= PT_F_NEW;
+	return true;
+}
+
+/* track_skb for an skb the program can only read with helpers. */
+static __always_inline bool track(struct sk_buff *skb, struct pt_pkt *p)
+{
+	struct pt_skb s = {};
+
+	skb_fields(skb, &s);
+	if (!track_skb(skb, &s, p))
+		return false;
+	p->len = BPF_CORE_READ(skb, len);
+	p->mark = BPF_CORE_READ(skb, mark);
 	return true;
 }
 
@@ -259,8 +326,8 @@ static __always_inline struct event *new_event(struct sk_buff *skb, struct pt_pk
 	e->cpu = bpf_get_smp_processor_id();
 	e->kind = kind;
 	e->flags = p->flags;
-	e->len = BPF_CORE_READ(skb, len);
-	e->mark = BPF_CORE_READ(skb, mark);
+	e->len = p->len;
+	e->mark = p->mark;
 	e->outer = p->outer;
 	e->inner = p->inner;
 	e->vni = p->vni;
@@ -275,17 +342,39 @@ static __always_inline struct event *new_event(struct sk_buff *skb, struct pt_pk
 		cap = p->tail - p->nh;
 		if (cap > snaplen)
 			cap = snaplen;
-		/* Re-bound right at the call: the verifier needs 0 < cap <= size. */
-		asm volatile("" : "+r"(cap));
-		if (cap > 0 && cap <= PT_MAX_SNAPLEN) {
-			if (bpf_probe_read_kernel(e->data, cap, p->head + p->nh))
+		_Static_assert((PT_MAX_SNAPLEN & (PT_MAX_SNAPLEN - 1)) == 0, "PT_MAX_SNAPLEN: a power of two");
+		/* A size the verifier can bound on every kernel: the constant
+		 * PT_MAX_SNAPLEN, or a mask below it (6.1 and 6.12 refused the
+		 * compare-bounded form: "R2 unbounded memory access"). */
+		if (cap >= PT_MAX_SNAPLEN) {
+			cap = PT_MAX_SNAPLEN;
+			if (bpf_probe_read_kernel(e->data, PT_MAX_SNAPLEN, p->head + p->nh))
 				cap = 0;
 		} else {
-			cap = 0;
+			/* Keep clang from dropping the mask it can prove useless. */
+			asm volatile("" : "+r"(cap));
+			if (bpf_probe_read_kernel(e->data, cap & (PT_MAX_SNAPLEN - 1), p->head + p->nh))
+				cap = 0;
 		}
 	}
 	e->cap_len = cap;
 	return e;
+}
+
+/* Submits an event, waking the reader only when a batch is waiting: from a
+ * quarter of the ring on, at each further eighth. A wakeup per event (the
+ * default) costs every traced packet an interrupt and the reader a context
+ * switch; the reader polls on its own every few milliseconds
+ * (internal/trace), so a trickle of events arrives without wakeups. */
+static __always_inline void submit_event(struct event *e)
+{
+	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	__u64 step = bpf_ringbuf_query(&events, BPF_RB_RING_SIZE) / 8;
+	__u64 flags = BPF_RB_NO_WAKEUP;
+
+	if (avail >= 2 * step && (avail - sizeof(*e)) / step != avail / step)
+		flags = BPF_RB_FORCE_WAKEUP;
+	bpf_ringbuf_submit(e, flags);
 }
 
 /* Keep the contract's types in BTF for bpf2go -type. */

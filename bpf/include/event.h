@@ -16,6 +16,23 @@ enum pathtrace_kind {
 	PT_EV_NF = 3,      /* netfilter hook (first or last priority slot) */
 	PT_EV_DROP = 4,    /* skb:kfree_skb: freed as a drop, with a reason */
 	PT_EV_CONSUME = 5, /* skb:consume_skb: freed after normal use */
+	/* Function hops (fentry or kprobe, see PT_F_FENTRY / PT_F_KPROBE).
+	 * PT_EV_NF also comes from nf_hook_slow when the kernel has no
+	 * netfilter links: entry is the hook's FIRST view, a return with
+	 * NF_ACCEPT its LAST view. */
+	PT_EV_BRIDGE = 6, /* br_forward: dev = the bridge, in_dev/in_ifindex =
+			   * the ingress port (skb->dev), out_dev/out_ifindex =
+			   * the egress port; ext unused */
+	PT_EV_IPVS = 7,   /* IPVS transmit (ip_vs_nat_xmit): dev = skb->dev;
+			   * ext.addr[0]:ext.port[0] = the virtual service,
+			   * ext.addr[1]:ext.port[1] = the real server chosen,
+			   * ext.val[0] = cp->flags & IP_VS_CONN_F_FWD_MASK,
+			   * ext.val[1] = the IP protocol, ext.val[2] = 1 when
+			   * ext.name holds the scheduler's name */
+	PT_EV_VXLAN = 8,  /* vxlan_xmit: about to be encapsulated on dev (inner
+			   * tuple); ext.val[0] = VNI and ext.port[1] = UDP
+			   * destination port when ext.val[2] = 1 (readable
+			   * where the vxlan module has BTF) */
 };
 
 enum pathtrace_slot {
@@ -31,6 +48,10 @@ enum pathtrace_flags {
 	PT_F_L4 = 1 << 3,    /* ports and tcp_flags of the outer tuple are valid */
 	PT_F_INNER_L4 = 1 << 4,
 	PT_F_REASON = 1 << 5, /* drop_reason comes from the kernel */
+	/* The backend that made the event. Neither bit: a raw tracepoint or
+	 * a netfilter link (PT_EV_NF). */
+	PT_F_FENTRY = 1 << 6, /* fentry/fexit program */
+	PT_F_KPROBE = 1 << 7, /* kprobe/kretprobe program */
 };
 
 struct pt_tuple {
@@ -43,8 +64,9 @@ struct pt_tuple {
 	__u8 tcp_flags;
 };
 
-/* Extra data of function hops (bridge, IPVS, netfilter verdicts); zero for
- * the tracepoint and netfilter-link events. */
+/* Extra data of function hops (bridge, IPVS, VXLAN; see enum pathtrace_kind
+ * for what each field means per kind); zero for the tracepoint and
+ * netfilter-link events. */
 struct pt_ext {
 	__u32 addr[2]; /* network byte order */
 	__u16 port[2]; /* host byte order */
@@ -60,8 +82,8 @@ struct event {
 	__u32 ifindex;  /* dev's ifindex in that namespace */
 	__u32 len;      /* skb->len */
 	__u32 drop_reason; /* enum skb_drop_reason, numbered by the running kernel */
-	__u32 in_ifindex;  /* netfilter: state->in */
-	__u32 out_ifindex; /* netfilter: state->out */
+	__u32 in_ifindex;  /* netfilter: state->in; bridge: ingress port */
+	__u32 out_ifindex; /* netfilter: state->out; bridge: egress port */
 	__u32 vni;
 	__u16 cpu;
 	__u16 cap_len; /* valid bytes in data[] */

@@ -60,6 +60,7 @@ type traceFlags struct {
 	quiet      bool
 	snaplen    int
 	read       string
+	backend    string
 }
 
 func (f *traceFlags) register(cmd *cobra.Command) {
@@ -75,6 +76,7 @@ func (f *traceFlags) register(cmd *cobra.Command) {
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print no paths, only the closing summary (with -w)")
 	fl.IntVar(&f.snaplen, "snaplen", 128, "bytes of each packet, from its IP header, kept in a recording (0-256; headers only by default)")
 	fl.StringVarP(&f.read, "read", "r", "", "replay a recording instead of tracing (same as `pathtrace replay FILE`)")
+	fl.StringVar(&f.backend, "backend", string(loader.ChoiceAuto), backendHelp)
 }
 
 // options turns the flags into trace options: every check of user input
@@ -110,7 +112,11 @@ func (f *traceFlags) options() (trace.Options, error) {
 	if f.quiet && f.write == "" {
 		return opts, usageError{fmt.Errorf("-q prints nothing but the summary: it needs -w FILE to be of use")}
 	}
-	opts.Loader = loader.Options{PodIPs: ips, VXLANPorts: ports, Netns: f.netns}
+	backend, err := loader.ParseChoice(f.backend)
+	if err != nil {
+		return opts, usageError{fmt.Errorf("--backend: %w", err)}
+	}
+	opts.Loader = loader.Options{PodIPs: ips, VXLANPorts: ports, Netns: f.netns, Backend: backend}
 	if f.write != "" {
 		opts.Record = f.write
 		opts.Loader.Snaplen = f.snaplen
@@ -174,7 +180,7 @@ and where and why a packet was dropped.`,
 	}
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	f.register(cmd)
-	cmd.AddCommand(newDemoCmd(), newDoctorCmd(), newReplayCmd())
+	cmd.AddCommand(newDemoCmd(), newDoctorCmd(), newReplayCmd(), newFeaturesCmd())
 	return cmd
 }
 

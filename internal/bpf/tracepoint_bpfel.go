@@ -74,6 +74,8 @@ const (
 	TracepointPathtraceFlagsPT_F_L4       TracepointPathtraceFlags = 8
 	TracepointPathtraceFlagsPT_F_INNER_L4 TracepointPathtraceFlags = 16
 	TracepointPathtraceFlagsPT_F_REASON   TracepointPathtraceFlags = 32
+	TracepointPathtraceFlagsPT_F_FENTRY   TracepointPathtraceFlags = 64
+	TracepointPathtraceFlagsPT_F_KPROBE   TracepointPathtraceFlags = 128
 )
 
 type TracepointPathtraceKind uint32
@@ -84,6 +86,9 @@ const (
 	TracepointPathtraceKindPT_EV_NF      TracepointPathtraceKind = 3
 	TracepointPathtraceKindPT_EV_DROP    TracepointPathtraceKind = 4
 	TracepointPathtraceKindPT_EV_CONSUME TracepointPathtraceKind = 5
+	TracepointPathtraceKindPT_EV_BRIDGE  TracepointPathtraceKind = 6
+	TracepointPathtraceKindPT_EV_IPVS    TracepointPathtraceKind = 7
+	TracepointPathtraceKindPT_EV_VXLAN   TracepointPathtraceKind = 8
 )
 
 type TracepointPathtraceSlot uint32

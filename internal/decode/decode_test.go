@@ -160,3 +160,45 @@ func BenchmarkDecode(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
+
+func TestBackend(t *testing.T) {
+	for _, tt := range []struct {
+		ev   Event
+		want string
+	}{
+		{Event{Kind: KindRx}, "tracepoint"},
+		{Event{Kind: KindDrop}, "tracepoint"},
+		{Event{Kind: KindNF}, "netfilter-link"},
+		{Event{Kind: KindNF, Flags: FlagFentry}, "fentry"},
+		{Event{Kind: KindNF, Flags: FlagKprobe | FlagL3}, "kprobe"},
+		{Event{Kind: KindIPVS, Flags: FlagFentry}, "fentry"},
+		{Event{Kind: KindBridge}, ""},
+	} {
+		if got := tt.ev.Backend(); got != tt.want {
+			t.Errorf("%s flags %#x: backend %q, want %q", tt.ev.Kind, tt.ev.Flags, got, tt.want)
+		}
+	}
+	for m, want := range map[uint32]string{0: "masq", 1: "local", 2: "tunnel", 3: "route", 4: "bypass", 9: "method(9)"} {
+		ev := Event{Kind: KindIPVS}
+		ev.Ext.Val[0] = m
+		if got := ev.IPVSMethod(); got != want {
+			t.Errorf("method %d: %q, want %q", m, got, want)
+		}
+	}
+}
+
+// The kind and flag values are the kernel's (bpf/include/event.h).
+func TestFunctionKindsMatchContract(t *testing.T) {
+	for k, want := range map[Kind]bpf.TracepointPathtraceKind{
+		KindBridge: bpf.TracepointPathtraceKindPT_EV_BRIDGE,
+		KindIPVS:   bpf.TracepointPathtraceKindPT_EV_IPVS,
+		KindVXLAN:  bpf.TracepointPathtraceKindPT_EV_VXLAN,
+	} {
+		if uint32(k) != uint32(want) {
+			t.Errorf("%s = %d, event.h says %d", k, k, want)
+		}
+	}
+	if uint32(FlagFentry) != uint32(bpf.TracepointPathtraceFlagsPT_F_FENTRY) || uint32(FlagKprobe) != uint32(bpf.TracepointPathtraceFlagsPT_F_KPROBE) {
+		t.Errorf("backend flags differ from event.h")
+	}
+}

@@ -16,6 +16,9 @@ const (
 	KindNF      Kind = 3 // a netfilter hook, first or last priority slot
 	KindDrop    Kind = 4 // skb:kfree_skb
 	KindConsume Kind = 5 // skb:consume_skb
+	KindBridge  Kind = 6 // br_forward: bridged from In to Out on Dev
+	KindIPVS    Kind = 7 // IPVS transmit to a real server; Ext holds the connection
+	KindVXLAN   Kind = 8 // vxlan_xmit: about to be encapsulated on Dev
 )
 
 func (k Kind) String() string {
@@ -30,6 +33,12 @@ func (k Kind) String() string {
 		return "drop"
 	case KindConsume:
 		return "consume"
+	case KindBridge:
+		return "bridge"
+	case KindIPVS:
+		return "ipvs"
+	case KindVXLAN:
+		return "vxlan"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -83,7 +92,26 @@ const (
 	FlagL4      Flags = 1 << 3 // Outer ports and TCP flags are valid
 	FlagInnerL4 Flags = 1 << 4 // Inner ports and TCP flags are valid
 	FlagReason  Flags = 1 << 5 // DropReason was given by the kernel
+	FlagFentry  Flags = 1 << 6 // made by an fentry/fexit program
+	FlagKprobe  Flags = 1 << 7 // made by a kprobe/kretprobe program
 )
+
+// Backend names the kind of kernel program that made the event:
+// "tracepoint", "netfilter-link", "fentry" or "kprobe" (the loader's
+// Backend values).
+func (e *Event) Backend() string {
+	switch {
+	case e.Flags&FlagFentry != 0:
+		return "fentry"
+	case e.Flags&FlagKprobe != 0:
+		return "kprobe"
+	case e.Kind == KindNF:
+		return "netfilter-link"
+	case e.Kind >= KindRx && e.Kind <= KindConsume:
+		return "tracepoint"
+	}
+	return ""
+}
 
 // IP protocol numbers the decoder names.
 const (
@@ -143,12 +171,29 @@ type Event struct {
 }
 
 // Ext carries the extra fields of function hops; zero for tracepoint and
-// netfilter-link events.
+// netfilter-link events. What each field means depends on the kind
+// (bpf/include/event.h): for KindIPVS, Addr[0]:Port[0] is the virtual
+// service, Addr[1]:Port[1] the real server, Val[0] the forwarding method
+// (IPVSMethod), Val[1] the IP protocol, and Name the scheduler when Val[2]
+// is 1; for KindVXLAN, Val[0] is the VNI and Port[1] the UDP destination
+// port when Val[2] is 1.
 type Ext struct {
 	Addr [2]netip.Addr
 	Port [2]uint16
 	Val  [3]uint32
 	Name string
+}
+
+// IPVS forwarding methods (IP_VS_CONN_F_FWD_MASK values of cp->flags), as
+// ipvsadm names them.
+var ipvsMethods = [...]string{"masq", "local", "tunnel", "route", "bypass"}
+
+// IPVSMethod names the forwarding method of a KindIPVS event.
+func (e *Event) IPVSMethod() string {
+	if m := e.Ext.Val[0]; int(m) < len(ipvsMethods) {
+		return ipvsMethods[m]
+	}
+	return fmt.Sprintf("method(%d)", e.Ext.Val[0])
 }
 
 // Encapsulated reports whether the event saw a VXLAN packet with an inner

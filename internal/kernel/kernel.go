@@ -12,6 +12,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/features"
+
+	ptfeatures "github.com/pathtrace/pathtrace/internal/features"
 	"golang.org/x/sys/unix"
 )
 
@@ -48,7 +50,9 @@ var DropReasons = sync.OnceValues(func() (map[uint32]string, error) {
 })
 
 // Check returns one clear sentence when this process or kernel cannot run
-// the tracepoint + netfilter-link backend.
+// pathtrace: it needs root, BTF, raw tracepoints, and a way to see the
+// netfilter hooks (BPF netfilter links, else fentry or kprobes on
+// nf_hook_slow). Which hop each backend shows is the loader's business.
 func Check() error {
 	if os.Geteuid() != 0 {
 		return errors.New("needs root to load its kernel programs (CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN); run it with sudo")
@@ -59,10 +63,15 @@ func Check() error {
 	if err := features.HaveProgramType(ebpf.RawTracepoint); err != nil {
 		return fmt.Errorf("kernel %s cannot load raw tracepoint programs: %w", Release(), err)
 	}
-	if err := features.HaveProgramType(ebpf.Netfilter); err != nil {
-		return fmt.Errorf("kernel %s cannot attach BPF netfilter programs (they need Linux 6.4 or later): %w", Release(), err)
+	nf := ptfeatures.NetfilterLink()
+	if nf == nil {
+		return nil
 	}
-	return nil
+	fentry, kprobe := ptfeatures.Fentry(), ptfeatures.Kprobe()
+	if fentry == nil || kprobe == nil {
+		return nil
+	}
+	return fmt.Errorf("kernel %s can show no netfilter hook: %v, %v, %v", Release(), nf, fentry, kprobe)
 }
 
 // NetnsNames names network namespaces by inode: the names under /run/netns

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math"
 	"net/netip"
 	"os"
@@ -13,12 +12,12 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
-
-	"github.com/pathtrace/pathtrace/internal/bpf"
 )
 
 // Netfilter priorities of the first and last programs of each hook. The
@@ -50,6 +49,9 @@ type Options struct {
 	// RingSize is the ring buffer size in bytes (a power of two multiple
 	// of the page size); 0 keeps the default of 8 MiB.
 	RingSize int
+	// Backend chooses how hops that have a choice are shown (netfilter
+	// hooks, function hops); "" is ChoiceAuto.
+	Backend Choice
 }
 
 // Node is a network namespace with netfilter programs attached.
@@ -61,11 +63,15 @@ type Node struct {
 // Tracer is the loaded and attached set of programs.
 type Tracer struct {
 	Nodes   []Node
-	Backend string // what shows the hops: "tracepoint+netfilter"
+	Backend string // the backends in use: "tracepoint+netfilter-link"
+	// Hops says, per hop kind, which backend shows it or why none can.
+	Hops []HopSupport
 
 	events  *ebpf.Map
 	tracked *ebpf.Map
 	lost    *ebpf.Map
+	extra   map[string]*ebpf.Map // maps of one attach family (nf_stack)
+	btf     *btf.Cache           // kernel and module BTF, parsed once per Open
 	progs   []*ebpf.Program
 	links   []link.Link
 	reader  *ringbuf.Reader
@@ -78,71 +84,55 @@ func Open(opts Options) (_ *Tracer, err error) {
 	if err := validate(&opts); err != nil {
 		return nil, err
 	}
-	t := &Tracer{Backend: "tracepoint+netfilter", started: time.Now()}
+	// Before 5.11 BPF memory counts against RLIMIT_MEMLOCK; RemoveMemlock
+	// does nothing on kernels that account it to the memory cgroup.
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, fmt.Errorf("raise the memlock limit for BPF maps: %w", err)
+	}
+	t := &Tracer{started: time.Now(), btf: btf.NewCache(), extra: map[string]*ebpf.Map{}}
 	defer func() {
 		if err != nil {
 			t.Close()
 		}
 	}()
 
-	tpSpec, err := bpf.LoadTracepoint()
-	if err != nil {
-		return nil, fmt.Errorf("load tracepoint spec: %w", err)
-	}
-	nfSpec, err := bpf.LoadNetfilter()
-	if err != nil {
-		return nil, fmt.Errorf("load netfilter spec: %w", err)
-	}
-	for _, spec := range []*ebpf.CollectionSpec{tpSpec, nfSpec} {
-		if err := setVariables(spec, &opts); err != nil {
-			return nil, err
-		}
-	}
-	if opts.RingSize > 0 {
-		tpSpec.Maps["events"].MaxEntries = uint32(opts.RingSize)
-	}
-	if err := t.createMaps(tpSpec); err != nil {
-		return nil, err
-	}
-
-	// Device and free hops: global tracepoints, one program at a time so
-	// a missing one costs its hop only.
-	for _, tp := range []struct{ prog, name string }{
-		{"tp_netif_receive_skb", "netif_receive_skb"},
-		{"tp_net_dev_queue", "net_dev_queue"},
-		{"tp_consume_skb", "consume_skb"},
-	} {
-		if err := t.attachRawTP(tpSpec, tp.prog, tp.name); err != nil {
-			return nil, err
-		}
-	}
-	if err := t.attachRawTP(tpSpec, "tp_kfree_skb_reason", "kfree_skb"); err != nil {
-		// Before 5.17 kfree_skb has no reason argument.
-		slog.Debug("kfree_skb with reason unavailable, using the older form", "err", err)
-		if err2 := t.attachRawTP(tpSpec, "tp_kfree_skb", "kfree_skb"); err2 != nil {
-			return nil, errors.Join(err, err2)
-		}
-	}
-
-	first, err := t.loadProgram(nfSpec, "nf_first")
-	if err != nil {
-		return nil, err
-	}
-	last, err := t.loadProgram(nfSpec, "nf_last")
-	if err != nil {
-		return nil, err
-	}
 	paths := opts.Netns
 	if len(paths) == 0 {
 		paths = []string{""}
 	}
 	for _, p := range paths {
-		n, err := t.attachNetfilter(p, first, last)
+		n, err := nodeOf(p)
 		if err != nil {
 			return nil, err
 		}
 		t.Nodes = append(t.Nodes, n)
 	}
+	s, err := loadSpecs(&opts, t.Nodes)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.createMaps(s.tp); err != nil {
+		return nil, err
+	}
+
+	// Each hop on its own: a missing function or program type costs that
+	// hop, recorded in t.Hops, never the whole trace.
+	p := makePlan(opts.Backend)
+	hops := t.attachTracepoints(s.tp)
+	hops[HopNetfilter] = t.attachNetfilterHops(s, paths, p.netfilter)
+	for _, f := range funcHops {
+		hops[f.hop] = t.attachFuncHop(s, f, p.funcs[f.hop])
+	}
+	t.Hops = supportTable(hops)
+	t.Backend = backendSummary(t.Hops)
+	if len(t.links) == 0 {
+		var why []string
+		for _, h := range t.Hops {
+			why = append(why, h.String())
+		}
+		return nil, fmt.Errorf("%w: %s", errNothingObservable, strings.Join(why, "; "))
+	}
+	t.btf = nil
 
 	t.reader, err = ringbuf.NewReader(t.events)
 	if err != nil {
@@ -165,6 +155,15 @@ func validate(opts *Options) error {
 	}
 	if len(opts.VXLANPorts) > MaxVXLANPorts {
 		return fmt.Errorf("at most %d VXLAN ports, got %d", MaxVXLANPorts, len(opts.VXLANPorts))
+	}
+	if len(opts.Netns) > MaxNodes {
+		return fmt.Errorf("at most %d node network namespaces, got %d", MaxNodes, len(opts.Netns))
+	}
+	if opts.Backend == "" {
+		opts.Backend = ChoiceAuto
+	}
+	if _, err := ParseChoice(string(opts.Backend)); err != nil {
+		return err
 	}
 	if opts.Snaplen < 0 || opts.Snaplen > MaxSnaplen {
 		return fmt.Errorf("snaplen %d is out of range 0..%d", opts.Snaplen, MaxSnaplen)
@@ -223,12 +222,29 @@ func (t *Tracer) loadProgram(spec *ebpf.CollectionSpec, name string) (*ebpf.Prog
 			delete(s.Programs, n)
 		}
 	}
+	maps := map[string]*ebpf.Map{
+		"events":  t.events,
+		"tracked": t.tracked,
+		"lost":    t.lost,
+	}
+	// Maps of one attach family (the kprobe nf_hook_slow stack) are made
+	// once and shared by its programs, like the common ones.
+	for n, ms := range s.Maps {
+		if _, ok := maps[n]; ok || strings.HasPrefix(n, ".") {
+			continue
+		}
+		if t.extra[n] == nil {
+			m, err := ebpf.NewMap(ms)
+			if err != nil {
+				return nil, fmt.Errorf("create map %s: %w", n, err)
+			}
+			t.extra[n] = m
+		}
+		maps[n] = t.extra[n]
+	}
 	coll, err := ebpf.NewCollectionWithOptions(s, ebpf.CollectionOptions{
-		MapReplacements: map[string]*ebpf.Map{
-			"events":  t.events,
-			"tracked": t.tracked,
-			"lost":    t.lost,
-		},
+		MapReplacements: maps,
+		Cache:           t.btf,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("load program %s: %w", name, err)
@@ -375,6 +391,10 @@ func (t *Tracer) Close() error {
 			errs = append(errs, (*m).Close())
 			*m = nil
 		}
+	}
+	for n, m := range t.extra {
+		errs = append(errs, m.Close())
+		delete(t.extra, n)
 	}
 	return errors.Join(errs...)
 }

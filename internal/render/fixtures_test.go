@@ -204,6 +204,36 @@ func icmpOut() *stitch.Path {
 	}, 0)
 }
 
+// tooBig is a 1468-byte UDP datagram with DF set from a pod whose MTU is
+// larger than the overlay's, dropped by node1 when routing it, with the
+// advice and warnings internal/diagnose gives it.
+func tooBig() *stitch.Path {
+	client, web := ap("10.244.1.5:50658"), ap("10.244.2.7:9999")
+	drop := nsNode1.hop(stitch.HopDrop, "cni0", 5, us(73))
+	drop.Reason, drop.ReasonCode, drop.Location = "PKT_TOO_BIG", 93, 0xffffffff81ff8350
+	drop.Advice = "A 1468-byte packet with DF set does not fit the MTU 1450 of flannel.1 on node1: the kernel sent ICMP fragmentation-needed (mtu 1450) back to 10.244.1.5 and dropped it.\n" +
+		"$ ip route get 10.244.2.7\n" +
+		"$ ip -d link show flannel.1"
+	rx := nsNode1.hop(stitch.HopRx, "veth3a1f2b9c", 7, us(35))
+	rx.Len = 1468
+	return finish(&stitch.Path{
+		ID: 5, SKB: 0xffff888106a3b000, Mono: 81235112345678,
+		Start: time.Date(2026, 11, 28, 3, 40, 2, 100000000, time.UTC),
+		Proto: protoUDP, Src: client, Dst: web, IPID: 0, Len: 1482,
+		Verdict: stitch.VerdictDropped, Events: 6,
+		Warnings: []string{
+			"A 1468-byte packet on its way through flannel.1 on node1, whose MTU is 1450: with DF set it is dropped and ICMP fragmentation-needed is sent back, without DF it is fragmented. Pods should use an MTU ≤ 1450. Check: ip link show flannel.1",
+		},
+		Hops: []stitch.Hop{
+			nsClient.hop(stitch.HopTx, "eth0", 3, 0),
+			rx,
+			nf(nsNode1.hop(stitch.HopNetfilter, "cni0", 5, us(9)), "PREROUTING", "cni0", "", us(77)),
+			nsNode1.hop(stitch.HopRx, "cni0", 5, us(81)),
+			drop,
+		},
+	}, 1)
+}
+
 func fixtures() []*stitch.Path {
-	return []*stitch.Path{crossNode(), sameNode(), forwardDrop(), icmpOut()}
+	return []*stitch.Path{crossNode(), sameNode(), forwardDrop(), icmpOut(), tooBig(), ipvsLocal()}
 }

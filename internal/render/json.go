@@ -73,6 +73,16 @@ func appendJSONPath(b []byte, p *stitch.Path) []byte {
 	if p.Clipped {
 		b = append(b, `,"clipped":true`...)
 	}
+	if len(p.Warnings) > 0 {
+		b = append(b, `,"warnings":[`...)
+		for i, w := range p.Warnings {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, w)
+		}
+		b = append(b, ']')
+	}
 	b = append(b, `,"hops":[`...)
 	for i := range p.Hops {
 		if i > 0 {
@@ -168,6 +178,28 @@ func appendJSONHop(b []byte, p *stitch.Path, h *stitch.Hop) []byte {
 		b = strconv.AppendUint(b, uint64(o.VNI), 10)
 		b = append(b, '}')
 	}
+	if br := h.Bridge; br != nil {
+		b = append(b, `,"bridge":{"in":`...)
+		b = appendJSONString(b, br.In)
+		b = append(b, `,"out":`...)
+		b = appendJSONString(b, br.Out)
+		b = append(b, '}')
+	}
+	if v := h.IPVS; v != nil {
+		b = append(b, `,"ipvs":{"service":"`...)
+		b = appendAddrPort(b, v.Service)
+		b = append(b, `","real_server":"`...)
+		b = appendAddrPort(b, v.RealServer)
+		b = append(b, `","scheduler":`...)
+		b = appendJSONString(b, v.Scheduler)
+		b = append(b, `,"method":`...)
+		b = appendJSONString(b, v.Method)
+		b = append(b, '}')
+	}
+	if h.Backend != "" {
+		b = append(b, `,"backend":`...)
+		b = appendJSONString(b, h.Backend)
+	}
 	if h.Kind == stitch.HopDrop || h.Reason != "" {
 		b = append(b, `,"reason":`...)
 		b = appendJSONString(b, h.Reason)
@@ -180,6 +212,10 @@ func appendJSONHop(b []byte, p *stitch.Path, h *stitch.Hop) []byte {
 		b = append(b, `,"location":"`...)
 		b = appendHex(b, h.Location)
 		b = append(b, '"')
+	}
+	if h.Advice != "" {
+		b = append(b, `,"advice":`...)
+		b = appendJSONString(b, h.Advice)
 	}
 	return append(b, '}')
 }

@@ -165,6 +165,8 @@ func awkward() *stitch.Path {
 	p.Hops[3].Hook = "PRE\x7fROUTING"
 	p.Hops[5].Reason = "WEIRD \"reason\"\r\n"
 	p.Hops[5].Kind = "drop"
+	p.Hops[5].Advice = "why\x1b[31m \"quoted\"\n$ cmd\u2028\xff\n"
+	p.Warnings = []string{"warn\x00ing\nnext", ""}
 	p.Verdict = ""
 	return p
 }
@@ -287,8 +289,9 @@ func TestTextAwkward(t *testing.T) {
 			t.Fatalf("control byte %#x at %d in text output:\n%q", c, i, out)
 		}
 	}
-	if got := strings.Count(out, "\n"); got != len(awkward().Hops)+3 {
-		t.Errorf("%d lines, want header, %d hops, clipped note and blank line:\n%s", got, len(awkward().Hops), out)
+	// Header, 2 warnings, the hops, 2 lines of advice, clipped note, blank line.
+	if got := strings.Count(out, "\n"); got != len(awkward().Hops)+3+2+2 {
+		t.Errorf("%d lines, want header, 2 warnings, %d hops, 2 of advice, clipped note and blank line:\n%s", got, len(awkward().Hops), out)
 	}
 	for _, want := range []string{`eth"0\\\x00\x1b[31m\x0a`, `\xff\xfeveth\xc3`, "日本語-br", "proto=47", "unknown", "clipped"} {
 		if !strings.Contains(out, want) {

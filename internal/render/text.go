@@ -58,6 +58,7 @@ type palette struct {
 	kindDev, kindNF, kindNAT        style
 	kindTunnel, kindDrop, kindUsed  style
 	natLine, dropLine, vxlan, faint style
+	warning, advice                 style
 }
 
 // newPalette builds the escape sequences once from per-renderer color
@@ -90,6 +91,8 @@ func newPalette(on bool) palette {
 		dropLine:   mk(color.FgRed, color.Bold),
 		vxlan:      mk(color.FgHiCyan),
 		faint:      mk(color.Faint),
+		warning:    mk(color.FgYellow, color.Bold),
+		advice:     mk(color.FgRed),
 	}
 }
 
@@ -117,6 +120,10 @@ func (pal *palette) kind(k stitch.HopKind) style {
 		return pal.kindDrop
 	case stitch.HopConsume:
 		return pal.kindUsed
+	case stitch.HopBridge:
+		return pal.kindDev
+	case stitch.HopIPVS:
+		return pal.kindNAT
 	}
 	return style{}
 }
@@ -163,6 +170,15 @@ func (r *textRenderer) width(b []byte) int {
 func (r *textRenderer) appendPath(b []byte, p *stitch.Path) []byte {
 	pal := &r.pal
 	b = r.appendHeader(b, p)
+	for _, w := range p.Warnings {
+		b = append(b, "  "...)
+		b = append(b, pal.warning.pre...)
+		b = append(b, "warning:"...)
+		b = append(b, pal.warning.post...)
+		b = append(b, ' ')
+		b = appendText(b, w)
+		b = append(b, '\n')
+	}
 
 	c := r.measure(p)
 	// The tuple, outer header and mark last shown, to print only changes.
@@ -260,6 +276,28 @@ func (r *textRenderer) appendPath(b []byte, p *stitch.Path) []byte {
 			b = append(b, pal.dropLine.post...)
 		case stitch.HopConsume:
 			b = append(b, "consumed"...)
+		case stitch.HopBridge:
+			if br := h.Bridge; br != nil {
+				b = appendTextOr(b, br.In)
+				b = append(b, " → "...)
+				b = appendTextOr(b, br.Out)
+			}
+		case stitch.HopIPVS:
+			if v := h.IPVS; v != nil {
+				b = append(b, pal.natLine.pre...)
+				b = append(b, "IPVS "...)
+				b = appendAddrPort(b, v.Service)
+				b = append(b, " → "...)
+				b = appendAddrPort(b, v.RealServer)
+				b = append(b, pal.natLine.post...)
+				b = append(b, " ("...)
+				if v.Scheduler != "" {
+					b = appendText(b, v.Scheduler)
+					b = append(b, ", "...)
+				}
+				b = appendText(b, v.Method)
+				b = append(b, ')')
+			}
 		}
 
 		if h.Src.Addr().IsValid() {
@@ -300,10 +338,18 @@ func (r *textRenderer) appendPath(b []byte, p *stitch.Path) []byte {
 				b = append(b, " at "...)
 				b = appendHex(b, h.Location)
 			}
+			if h.Backend != "" {
+				b = append(b, " via "...)
+				b = appendText(b, h.Backend)
+			}
 			b = append(b, pal.faint.post...)
 		}
 		b = trimSpaces(b, line)
 		b = append(b, '\n')
+		if h.Advice != "" {
+			// Under the kind column: "advice: why", then "$ check" lines.
+			b = r.appendAdvice(b, h.Advice, 2+c.t+1+c.delta+2)
+		}
 	}
 	if p.Clipped {
 		b = append(b, "  … more hops clipped"...)
@@ -379,6 +425,30 @@ func (r *textRenderer) appendHeader(b []byte, p *stitch.Path) []byte {
 		b = append(b, pal.faint.post...)
 	}
 	return append(b, '\n')
+}
+
+// appendAdvice appends a drop's advice, one line per line of it, indented
+// by indent columns; lines after the first align with the first's text.
+func (r *textRenderer) appendAdvice(b []byte, advice string, indent int) []byte {
+	const label = "advice: "
+	first := true
+	for advice != "" {
+		line, rest, _ := strings.Cut(advice, "\n")
+		advice = rest
+		b = pad(b, indent)
+		if first {
+			b = append(b, r.pal.advice.pre...)
+			b = append(b, label[:len(label)-1]...)
+			b = append(b, r.pal.advice.post...)
+			b = append(b, ' ')
+			first = false
+		} else {
+			b = pad(b, len(label))
+		}
+		b = appendText(b, line)
+		b = append(b, '\n')
+	}
+	return b
 }
 
 // appendVXLAN appends "VXLAN vni=1 192.168.50.11 → 192.168.50.12:8472".

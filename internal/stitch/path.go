@@ -2,6 +2,7 @@ package stitch
 
 import (
 	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -18,6 +19,8 @@ const (
 	HopDecap     HopKind = "decap"     // unwrapped from VXLAN on a tunnel device
 	HopDrop      HopKind = "drop"      // freed as a drop
 	HopConsume   HopKind = "consume"   // freed after normal use (delivered to a socket, ...)
+	HopBridge    HopKind = "bridge"    // forwarded by a bridge from one port to another
+	HopIPVS      HopKind = "ipvs"      // sent by IPVS to the real server it chose
 )
 
 // Verdict is how a packet's path ended.
@@ -51,6 +54,19 @@ type Outer struct {
 	VNI      uint32
 }
 
+// Bridge is what a bridge hop forwarded: the bridge is the hop's Dev.
+type Bridge struct {
+	In, Out string // ingress and egress ports
+}
+
+// IPVS is the connection an IPVS hop sent the packet on.
+type IPVS struct {
+	Service    netip.AddrPort // the virtual service
+	RealServer netip.AddrPort // the real server chosen
+	Scheduler  string         // "rr", "wrr", ...; "" where the kernel does not let it be read
+	Method     string         // forwarding method: "masq", "local", "tunnel", "route", "bypass"
+}
+
 // Hop is one step of a packet's path.
 type Hop struct {
 	T     time.Duration // since the packet's first hop
@@ -78,6 +94,15 @@ type Hop struct {
 
 	NAT   *NAT   // nat hops
 	Outer *Outer // encap and decap hops, and hops of an encapsulated packet
+
+	Bridge *Bridge // bridge hops
+	IPVS   *IPVS   // ipvs hops
+
+	// Backend is the kind of kernel program that showed the hop:
+	// "tracepoint", "netfilter-link", "fentry", "kprobe", or "inferred"
+	// for encap and decap hops seen in what changed between two hops;
+	// "" when unknown.
+	Backend string
 
 	// Drop hops.
 	Reason     string // the kernel's drop reason name, without the SKB_DROP_REASON_ prefix
@@ -112,4 +137,28 @@ type Path struct {
 	// (bridged traffic that netfilter cannot see, a packet larger than the
 	// overlay MTU, ...); filled by internal/diagnose.
 	Warnings []string
+}
+
+// Clone returns a deep copy of p, for an emit function or renderer that
+// keeps paths while the stitcher recycles them (Config.Recycle).
+func (p *Path) Clone() *Path {
+	c := *p
+	c.Hops = slices.Clone(p.Hops)
+	c.Warnings = slices.Clone(p.Warnings)
+	for i := range c.Hops {
+		h := &c.Hops[i]
+		h.NAT = clonePtr(h.NAT)
+		h.Outer = clonePtr(h.Outer)
+		h.Bridge = clonePtr(h.Bridge)
+		h.IPVS = clonePtr(h.IPVS)
+	}
+	return &c
+}
+
+func clonePtr[T any](p *T) *T {
+	if p == nil {
+		return nil
+	}
+	c := *p
+	return &c
 }

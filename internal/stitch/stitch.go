@@ -1,6 +1,7 @@
 package stitch
 
 import (
+	"net/netip"
 	"slices"
 	"time"
 
@@ -33,6 +34,11 @@ type Config struct {
 	// MaxActive bounds the packets followed at once; past it the least
 	// recently seen path is completed early.
 	MaxActive int
+	// Recycle lets the stitcher reuse a path's memory once emit has
+	// returned for it: emit, and whatever it hands the path to, must not
+	// keep the path or anything it points to (Path.Clone makes a copy to
+	// keep). A steady stream of packets then allocates next to nothing.
+	Recycle bool
 	// WallOffset turns a monotonic timestamp into wall-clock time:
 	// wall = time.Unix(0, int64(mono)+WallOffset).
 	WallOffset int64
@@ -73,7 +79,15 @@ type Stitcher struct {
 	nextID uint64
 	stats  Stats
 	err    error
+
+	// Memory to reuse: tracks always (they never leave the stitcher),
+	// paths with Config.Recycle or when they were never emitted.
+	freeTracks []*track
+	freePaths  []*Path
 }
+
+// maxFree bounds the tracks and paths kept for reuse.
+const maxFree = 256
 
 // track is the state of one path being followed.
 type track struct {
@@ -88,6 +102,9 @@ type track struct {
 	outer      Outer
 	txDev      string // device of the newest tx hop
 	txNetns    uint32
+	// vxlanHop is the index of an encap hop a vxlan_xmit event made, whose
+	// outer header the next encapsulated event completes; -1 when none.
+	vxlanHop int
 }
 
 // New returns a stitcher that passes each completed path to emit. An error
@@ -192,10 +209,12 @@ func (s *Stitcher) emitUpTo(cutoff uint64) error {
 	for n < len(s.done) && s.done[n].final <= cutoff {
 		t := s.done[n]
 		n++
-		if s.err == nil {
+		emitted := s.err == nil
+		if emitted {
 			s.stats.Paths++
 			s.err = s.emit(t.path)
 		}
+		s.recycle(t, !emitted || s.cfg.Recycle)
 	}
 	clear(s.done[:n])
 	s.done = append(s.done[:0], s.done[n:]...)
@@ -208,7 +227,8 @@ func (s *Stitcher) start(ev *decode.Event) *track {
 	if ev.Encapsulated() {
 		tup = ev.Inner
 	}
-	p := &Path{
+	p := s.newPath()
+	*p = Path{
 		ID:       s.nextID,
 		SKB:      ev.SKB,
 		Start:    time.Unix(0, int64(ev.TS)+s.cfg.WallOffset).UTC(),
@@ -220,11 +240,46 @@ func (s *Stitcher) start(ev *decode.Event) *track {
 		IPID:     tup.IPID,
 		Len:      ev.Len,
 		Verdict:  VerdictUnknown,
-		Hops:     make([]Hop, 0, 16),
+		Hops:     p.Hops[:0],
 	}
-	t := &track{path: p, last: ev.TS, encap: ev.Encapsulated()}
+	t := s.newTrack()
+	*t = track{path: p, last: ev.TS, encap: ev.Encapsulated(), vxlanHop: -1}
 	s.active[ev.SKB] = t
 	return t
+}
+
+func (s *Stitcher) newTrack() *track {
+	if n := len(s.freeTracks); n > 0 {
+		t := s.freeTracks[n-1]
+		s.freeTracks = s.freeTracks[:n-1]
+		return t
+	}
+	return new(track)
+}
+
+// newPath returns a path whose Hops has room, its other fields unset.
+func (s *Stitcher) newPath() *Path {
+	if n := len(s.freePaths); n > 0 {
+		p := s.freePaths[n-1]
+		s.freePaths = s.freePaths[:n-1]
+		return p
+	}
+	return &Path{Hops: make([]Hop, 0, 16)}
+}
+
+// recycle keeps t, and its path when reusePath, for reuse.
+func (s *Stitcher) recycle(t *track, reusePath bool) {
+	p := t.path
+	*t = track{}
+	if len(s.freeTracks) < maxFree {
+		s.freeTracks = append(s.freeTracks, t)
+	}
+	if reusePath && len(s.freePaths) < maxFree {
+		// Drop what the hops point to, so the GC can take it.
+		clear(p.Hops)
+		*p = Path{Hops: p.Hops[:0]}
+		s.freePaths = append(s.freePaths, p)
+	}
 }
 
 func (s *Stitcher) complete(t *track, final uint64) {
@@ -234,6 +289,7 @@ func (s *Stitcher) complete(t *track, final uint64) {
 	t.final = max(final, t.last)
 	if onlyConsumed(t.path) {
 		s.stats.Freed++
+		s.recycle(t, true) // never emitted
 		return
 	}
 	t.path.Verdict = s.verdict(t.path)
@@ -281,6 +337,29 @@ func (s *Stitcher) apply(t *track, ev *decode.Event) {
 	case decode.KindConsume:
 		h.Kind = HopConsume
 		h.Location = ev.Location
+	case decode.KindBridge:
+		h.Kind = HopBridge
+		h.Bridge = &Bridge{In: ev.In, Out: ev.Out}
+	case decode.KindIPVS:
+		h.Kind = HopIPVS
+		h.IPVS = &IPVS{
+			Service:    netip.AddrPortFrom(ev.Ext.Addr[0], ev.Ext.Port[0]),
+			RealServer: netip.AddrPortFrom(ev.Ext.Addr[1], ev.Ext.Port[1]),
+			Method:     ev.IPVSMethod(),
+		}
+		if ev.Ext.Val[2] == 1 {
+			h.IPVS.Scheduler = ev.Ext.Name
+		}
+	case decode.KindVXLAN:
+		// vxlan_xmit: the encapsulation happens here; the outer header is
+		// known from the next event that carries it.
+		h.Kind = HopEncap
+		if ev.Ext.Val[2] == 1 {
+			h.Outer = &Outer{DPort: ev.Ext.Port[1], VNI: ev.Ext.Val[0]}
+		}
+		if len(t.path.Hops) < s.cfg.MaxHops {
+			t.vxlanHop = len(t.path.Hops)
+		}
 	default:
 		h.Kind = HopKind(ev.Kind.String())
 	}
@@ -362,9 +441,16 @@ func (s *Stitcher) transitions(t *track, ev *decode.Event) {
 	}
 	enc := ev.Encapsulated()
 	switch {
+	case enc && !t.encap && t.vxlanHop >= 0:
+		// A vxlan_xmit hop already marks the encapsulation: complete it.
+		t.outer = Outer{Src: ev.Outer.Src.Addr(), Dst: ev.Outer.Dst.Addr(), DPort: ev.Outer.Dst.Port(), VNI: ev.VNI}
+		o := t.outer
+		t.path.Hops[t.vxlanHop].Outer = &o
+		t.vxlanHop = -1
 	case enc && !t.encap:
 		t.outer = Outer{Src: ev.Outer.Src.Addr(), Dst: ev.Outer.Dst.Addr(), DPort: ev.Outer.Dst.Port(), VNI: ev.VNI}
 		h := s.hop(t, ev)
+		h.Backend = "inferred" // seen between two hops, whatever showed them
 		h.Kind = HopEncap
 		if t.txDev != "" {
 			h.Dev, h.Ifindex = t.txDev, 0
@@ -374,6 +460,7 @@ func (s *Stitcher) transitions(t *track, ev *decode.Event) {
 		s.append(t, h)
 	case !enc && t.encap:
 		h := s.hop(t, ev)
+		h.Backend = "inferred" // seen between two hops, whatever showed them
 		h.Kind = HopDecap
 		o := t.outer
 		h.Outer = &o
@@ -395,6 +482,7 @@ func (s *Stitcher) hop(t *track, ev *decode.Event) Hop {
 		CPU:        ev.CPU,
 		Len:        ev.Len,
 		Mark:       ev.Mark,
+		Backend:    ev.Backend(),
 	}
 	if ev.TS < t.path.Mono {
 		h.T = 0

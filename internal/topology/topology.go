@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sync"
 
 	"github.com/vishvananda/netlink"
@@ -26,6 +27,12 @@ type Options struct {
 	// NoBridgeNF sets net.bridge.bridge-nf-call-iptables=0 on the nodes, so bridged same-node
 	// pod traffic skips iptables. By default it is 1, as kube-proxy requires.
 	NoBridgeNF bool
+	// IPVS sets the service up as kube-proxy's IPVS mode does instead of its
+	// iptables DNAT rules: the ClusterIP on a kube-ipvs0 dummy device, an
+	// IPVS virtual service (rr) with real servers on both nodes (adding the
+	// server-local pod on node1) and kube-proxy's masquerade rules. Build
+	// fails with ErrNoIPVS where the kernel has no IPVS.
+	IPVS bool
 }
 
 // Cluster is a built demo cluster. Close removes it.
@@ -106,7 +113,11 @@ func Build(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		}
 		c.Nodes = append(c.Nodes, n)
 	}
-	for _, s := range podSpecs {
+	pods := podSpecs
+	if opts.IPVS {
+		pods = append(slices.Clip(pods), ipvsPodSpecs...)
+	}
+	for _, s := range pods {
 		node := c.Node(s.node)
 		p := &Pod{
 			Name:      s.name,
@@ -145,6 +156,12 @@ func Build(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		}
 		if err := n.SetSysctl("net.bridge.bridge-nf-call-iptables", bridgeNF); err != nil {
 			return nil, fmt.Errorf("node %s: %w (is br_netfilter available?)", n.Name, err)
+		}
+		if opts.IPVS {
+			if err := n.setupIPVS(ctx); err != nil {
+				return nil, fmt.Errorf("node %s: %w", n.Name, err)
+			}
+			continue
 		}
 		if err := n.loadIPTables(ctx); err != nil {
 			return nil, fmt.Errorf("node %s: %w", n.Name, err)

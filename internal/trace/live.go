@@ -2,16 +2,20 @@ package trace
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 
+	"github.com/pathtrace/pathtrace/internal/diagnose"
+	"github.com/pathtrace/pathtrace/internal/doctor"
 	"github.com/pathtrace/pathtrace/internal/kernel"
 	"github.com/pathtrace/pathtrace/internal/loader"
 	"github.com/pathtrace/pathtrace/internal/record"
@@ -32,6 +36,10 @@ type Options struct {
 	Record string
 	Stitch stitch.Config
 	Log    *slog.Logger
+	// OnReports, when set, is called once before OnReady with the node
+	// reports the advice is based on (see Summary.Reports), so a recording
+	// can store them for replay.
+	OnReports func(map[uint32]*doctor.Report)
 }
 
 // Summary is what a trace did, for the closing line on stderr.
@@ -40,19 +48,36 @@ type Summary struct {
 	Lost    uint64 // events the kernel could not deliver (ring buffer full)
 	Nodes   []loader.Node
 	Backend string
+	// Reports are the node reports (pathtrace doctor) taken at the start,
+	// by the inode of each node's network namespace; a node whose report
+	// could not be taken is missing. Drop advice and path warnings come
+	// from them (internal/diagnose).
+	Reports map[uint32]*doctor.Report
+	// Hops says per hop kind which backend showed it, or why none could.
+	Hops []loader.HopSupport
 }
 
 func (s Summary) String() string {
 	return fmt.Sprintf("%d packets, %d events, %d lost", s.Packets, s.Events, s.Lost)
 }
 
-// flushEvery is how often paths that completed are rendered when the ring
-// buffer is quiet.
-const flushEvery = 100 * time.Millisecond
+// flushEvery is how often paths that completed are rendered.
+const flushEvery = 5 * time.Millisecond
+
+// liveGrace is the stitcher's grace live. The ring buffer delivers events in
+// the order the programs reserved them, and each takes its timestamp right
+// after reserving: once the reader has an event stamped T, or found the ring
+// empty after T, no event stamped before T is still on its way (bar the
+// few nanoseconds between reserve and stamp, which this covers many times
+// over). Paths are rendered that soon after they end, instead of
+// stitch.DefaultGrace later, which keeps the paths held in memory few.
+const liveGrace = time.Millisecond
 
 // Run traces until ctx ends or Count packets were rendered, rendering each
 // packet's path to out. Everything it attached is detached before it
-// returns, whatever the outcome.
+// returns, whatever the outcome. Once out.Render returns, the path's memory
+// is reused for a later packet: a renderer that keeps paths must keep
+// copies (stitch.Path.Clone).
 func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error) {
 	log := opts.Log
 	if log == nil {
@@ -71,8 +96,18 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error
 		return sum, err
 	}
 	defer tr.Close()
-	sum.Nodes, sum.Backend = tr.Nodes, tr.Backend
+	sum.Nodes, sum.Backend, sum.Hops = tr.Nodes, tr.Backend, tr.Hops
 	log.Debug("attached", "backend", tr.Backend, "nodes", tr.Nodes)
+	var unseen []string
+	for _, h := range tr.Hops {
+		log.Debug("hop", "kind", h.Hop, "backend", h.Backend, "source", h.Source, "reason", h.Reason)
+		if !h.Observable() {
+			unseen = append(unseen, h.Hop)
+		}
+	}
+	if len(unseen) > 0 {
+		log.Warn("hops not observable on this kernel (pathtrace features says why)", "hops", strings.Join(unseen, ","))
+	}
 
 	netns := kernel.NewNetnsNames()
 	nodes := make(map[uint32]bool, len(tr.Nodes))
@@ -83,12 +118,28 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error
 	// same way live and in replay.
 	startMono, startWall := monotonicNow(), time.Now()
 	cfg := opts.Stitch
+	if cfg.Grace == 0 {
+		cfg.Grace = liveGrace
+	}
+	// See Run's doc: a path's memory serves a later packet once rendered.
+	cfg.Recycle = true
 	cfg.WallOffset = startWall.UnixNano() - int64(startMono)
 	cfg.Names = &names{netns: netns.Netns, nodes: nodes, reasons: reasons}
 	p := newPipeline(cfg, out, nil, opts.Count)
 
+	sum.Reports = nodeReports(ctx, tr.Nodes, log)
+	p.annotate = diagnose.New(sum.Reports)
+	if opts.OnReports != nil {
+		opts.OnReports(sum.Reports)
+	}
+
 	var w *record.Writer
 	if opts.Record != "" {
+		// Replay advises from the same reports: they go in the header.
+		reportsJSON, err := json.Marshal(sum.Reports)
+		if err != nil {
+			return sum, fmt.Errorf("encode node reports: %w", err)
+		}
 		w, err = record.Create(opts.Record, record.Meta{
 			PathtraceVersion: version.String(),
 			Kernel:           kernel.Release(),
@@ -102,6 +153,7 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error
 			StartWall:   startWall,
 			StartMono:   startMono,
 			DropReasons: reasons,
+			Reports:     reportsJSON,
 		})
 		if err != nil {
 			return sum, fmt.Errorf("create recording: %w", err)
@@ -142,6 +194,32 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error
 	return sum, errors.Join(err, tr.Close())
 }
 
+// nodeReports takes the doctor report of each traced node, once. A node
+// whose report fails is logged and left out: tracing goes on, and its drops
+// get advice from their reason alone.
+func nodeReports(ctx context.Context, nodes []loader.Node, log *slog.Logger) map[uint32]*doctor.Report {
+	reports := make(map[uint32]*doctor.Report, len(nodes))
+	for _, n := range nodes {
+		if n.Inode == 0 {
+			continue
+		}
+		r, err := doctor.Collect(ctx, doctor.Options{Netns: n.Path})
+		if err != nil {
+			log.Warn("no node report: drops in this namespace get advice from their reason only", "netns", nsOrOwn(n.Path), "err", err)
+			continue
+		}
+		reports[n.Inode] = r
+	}
+	return reports
+}
+
+func nsOrOwn(path string) string {
+	if path == "" {
+		return "own"
+	}
+	return path
+}
+
 func hostname() string {
 	h, err := os.Hostname()
 	if err != nil {
@@ -150,24 +228,58 @@ func hostname() string {
 	return h
 }
 
+// pollEvery is how long the reader sleeps on an empty ring. The kernel
+// programs do not wake it for each event, only once a batch is waiting
+// (submit_event in bpf/include/common.h): a quiet trace is read at this
+// pace, a busy one in batches.
+const pollEvery = 10 * time.Millisecond
+
+// checkEvery is how many records are read between looks at the clock and
+// the context while the ring is not empty.
+const checkEvery = 256
+
 func readLoop(ctx context.Context, tr *loader.Tracer, p *pipeline) error {
 	var rec ringbuf.Record
+	// seen is the time up to which every event has been read: the newest
+	// event's stamp, or when the ring was last found empty (see liveGrace).
+	var seen, before uint64
 	lastFlush := time.Now()
-	for ctx.Err() == nil {
-		tr.SetDeadline(time.Now().Add(flushEvery))
+	tr.SetDeadline(lastFlush.Add(pollEvery))
+	empty := true // the last read left the ring empty, as far as it knew
+	for n := 1; ; n++ {
+		if empty {
+			// Taken before the read: if it finds the ring empty, every
+			// event stamped before this was read.
+			before = monotonicNow()
+		}
 		err := tr.Read(&rec)
 		switch {
 		case err == nil:
 			if err := p.add(rec.RawSample); err != nil {
 				return fmt.Errorf("write recording: %w", err)
 			}
+			seen = max(seen, p.ev.TS)
+			empty = rec.Remaining == 0
+			if n%checkEvery != 0 {
+				continue
+			}
 		case errors.Is(err, os.ErrDeadlineExceeded):
+			seen = max(seen, before)
+			empty = true
 		default:
 			return fmt.Errorf("read ring buffer: %w", err)
 		}
-		if time.Since(lastFlush) >= flushEvery {
-			lastFlush = time.Now()
-			if err := p.st.Flush(monotonicNow()); err != nil {
+		if ctx.Err() != nil {
+			break
+		}
+		now := time.Now()
+		if err != nil {
+			// The ring is empty: sleep until the next poll.
+			tr.SetDeadline(now.Add(pollEvery))
+		}
+		if now.Sub(lastFlush) >= flushEvery {
+			lastFlush = now
+			if err := p.st.Flush(seen); err != nil {
 				return err
 			}
 		}

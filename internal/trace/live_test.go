@@ -26,7 +26,7 @@ type collector struct {
 func (c *collector) Render(p *stitch.Path) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.paths = append(c.paths, p)
+	c.paths = append(c.paths, p.Clone()) // Run recycles p once Render returns
 	return nil
 }
 func (c *collector) Close() error { return nil }
@@ -58,14 +58,18 @@ func cluster(t *testing.T, opts topology.Options) *topology.Cluster {
 // called; stop returns the paths and the summary.
 func tracing(t *testing.T, c *topology.Cluster, ips ...netip.Addr) func() ([]*stitch.Path, Summary) {
 	t.Helper()
+	return tracingWith(t, c, loader.Options{PodIPs: ips})
+}
+
+// tracingWith is tracing with more loader options; the nodes are set.
+func tracingWith(t *testing.T, c *topology.Cluster, lopts loader.Options) func() ([]*stitch.Path, Summary) {
+	t.Helper()
 	out := &collector{}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan struct{})
+	lopts.Netns = []string{c.Node(topology.Node1).NetnsPath, c.Node(topology.Node2).NetnsPath}
 	opts := Options{
-		Loader: loader.Options{
-			PodIPs: ips,
-			Netns:  []string{c.Node(topology.Node1).NetnsPath, c.Node(topology.Node2).NetnsPath},
-		},
+		Loader:  lopts,
 		OnReady: func() { close(ready) },
 	}
 	type result struct {
@@ -232,6 +236,7 @@ func TestLiveCrossNodeClusterIP(t *testing.T) {
 	if req.Verdict != stitch.VerdictDelivered {
 		t.Errorf("request verdict %s, want delivered", req.Verdict)
 	}
+	checkBackends(t, req, "")
 
 	reply := findPath(t, paths, topology.ServerIP, topology.ClientIP, tcpSYN|tcpACK)
 	requireHops(t, reply, []hopMatch{
@@ -243,6 +248,7 @@ func TestLiveCrossNodeClusterIP(t *testing.T) {
 			description: "reverse translation 10.244.2.7:8080 → 10.96.0.10:80 on node1"},
 		{kind: stitch.HopRx, dev: "eth0", netns: client.NetnsName, description: "rx on the client pod's eth0"},
 	})
+	checkBackends(t, reply, "")
 }
 
 func TestLiveSameNode(t *testing.T) {
@@ -270,6 +276,19 @@ func TestLiveSameNode(t *testing.T) {
 	if req.Verdict != stitch.VerdictDelivered {
 		t.Errorf("verdict %s, want delivered", req.Verdict)
 	}
+	if expectHop(stitch.HopBridge) {
+		requireHops(t, req, []hopMatch{
+			{kind: stitch.HopNetfilter, hook: "PREROUTING", in: "cni0", netns: n1, description: "br_netfilter PREROUTING on cni0"},
+			{kind: stitch.HopBridge, dev: "cni0", netns: n1, description: "the bridge forwarding the frame to the peer's veth"},
+			{kind: stitch.HopTx, dev: peer.HostVeth, netns: n1, description: "tx on the peer's host veth"},
+		})
+		for _, h := range req.Hops {
+			if h.Kind == stitch.HopBridge && (h.Bridge == nil || h.Bridge.In != client.HostVeth || h.Bridge.Out != peer.HostVeth) {
+				t.Errorf("bridge hop %+v, want %s → %s", h.Bridge, client.HostVeth, peer.HostVeth)
+			}
+		}
+	}
+	checkBackends(t, req, "")
 }
 
 func TestLiveForwardDrop(t *testing.T) {
@@ -290,7 +309,7 @@ func TestLiveForwardDrop(t *testing.T) {
 	requireHops(t, req, []hopMatch{
 		{kind: stitch.HopNAT, hook: "PREROUTING", description: "DNAT at PREROUTING"},
 		{kind: stitch.HopNetfilter, hook: "FORWARD", netns: n1.NetnsName, description: "FORWARD"},
-		{kind: stitch.HopDrop, hook: "FORWARD", reason: "NETFILTER_DROP", description: "a drop in FORWARD with reason NETFILTER_DROP"},
+		{kind: stitch.HopDrop, hook: "FORWARD", reason: wantReason("NETFILTER_DROP"), description: "a drop in FORWARD with reason " + wantReason("NETFILTER_DROP")},
 	})
 	if req.Verdict != stitch.VerdictDropped {
 		t.Errorf("verdict %s, want dropped", req.Verdict)

@@ -2,11 +2,14 @@ package trace
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/netip"
 
+	"github.com/pathtrace/pathtrace/internal/diagnose"
+	"github.com/pathtrace/pathtrace/internal/doctor"
 	"github.com/pathtrace/pathtrace/internal/record"
 	"github.com/pathtrace/pathtrace/internal/render"
 	"github.com/pathtrace/pathtrace/internal/stitch"
@@ -45,6 +48,13 @@ func replay(ctx context.Context, r *record.Reader, opts ReplayOptions, out rende
 	cfg.WallOffset = meta.StartWall.UnixNano() - int64(meta.StartMono)
 	cfg.Names = replayNames{r}
 	p := newPipeline(cfg, out, opts.PodIPs, opts.Count)
+	var reports map[uint32]*doctor.Report
+	if len(meta.Reports) > 0 {
+		if err := json.Unmarshal(meta.Reports, &reports); err != nil {
+			return sum, fmt.Errorf("read node reports: %w: %v", record.ErrCorrupt, err)
+		}
+	}
+	p.annotate = diagnose.New(reports)
 
 	var readErr error
 	var ts uint64

@@ -1,0 +1,159 @@
+package diagnose
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/pathtrace/pathtrace/internal/doctor"
+	"github.com/pathtrace/pathtrace/internal/stitch"
+)
+
+// Advisor fills Hop.Advice on drop hops and Path.Warnings from the node
+// reports taken when the trace started. It implements trace.Annotator.
+//
+// Its output is a pure function of the path and the reports: replay, given
+// the reports stored in a recording, prints the same advice. It never asks
+// the live system anything. An Advisor is safe for concurrent use once made.
+type Advisor struct {
+	nodes map[uint32]*node
+}
+
+// New returns an Advisor for the nodes whose reports are given, keyed by the
+// node's network namespace inode (stitch.Hop.NetnsInode of hops in that
+// node). A nil or empty map gives an Advisor that still explains drops by
+// their reason, without node facts.
+func New(reports map[uint32]*doctor.Report) *Advisor {
+	a := &Advisor{nodes: make(map[uint32]*node, len(reports))}
+	for inode, r := range reports {
+		if r != nil {
+			a.nodes[inode] = newNode(r)
+		}
+	}
+	return a
+}
+
+// Annotate sets the advice of every drop hop of p and adds the path's
+// warnings (each once, after any p already has).
+func (a *Advisor) Annotate(p *stitch.Path) {
+	for i := range p.Hops {
+		if p.Hops[i].Kind == stitch.HopDrop {
+			p.Hops[i].Advice = a.advise(p, i)
+		}
+	}
+	for _, w := range a.warnings(p) {
+		if !slices.Contains(p.Warnings, w) {
+			p.Warnings = append(p.Warnings, w)
+		}
+	}
+}
+
+// note builds a piece of advice: one or more sentences on the first line,
+// then one line per manual check, each starting with "$ ".
+type note struct {
+	b strings.Builder
+}
+
+func (n *note) say(format string, args ...any) {
+	if n.b.Len() > 0 {
+		n.b.WriteByte(' ')
+	}
+	fmt.Fprintf(&n.b, format, args...)
+}
+
+func (n *note) run(cmd string) {
+	n.b.WriteString("\n$ ")
+	n.b.WriteString(cmd)
+}
+
+func (n *note) String() string { return n.b.String() }
+
+// nodeLabel names a hop's namespace for people.
+func nodeLabel(h *stitch.Hop) string {
+	if h.Netns != "" {
+		return h.Netns
+	}
+	if h.NetnsInode != 0 {
+		return fmt.Sprintf("netns:%d", h.NetnsInode)
+	}
+	return "an unknown namespace"
+}
+
+// ipLen is the length of the packet's IP header and payload at hop i (the
+// outer packet when encapsulated), or 0 when the hop does not tell. At rx
+// and netfilter hops skb->len starts at the IP header; at tx on an Ethernet
+// device (veth, bridge, VXLAN, NICs) it includes the 14-byte Ethernet
+// header; a drop or consume hop has the length of the hop before it, since
+// where the kernel frees a packet says nothing about its headers.
+func (a *Advisor) ipLen(p *stitch.Path, i int) uint32 {
+	h := &p.Hops[i]
+	switch h.Kind {
+	case stitch.HopDrop, stitch.HopConsume:
+		if i > 0 {
+			return a.ipLen(p, i-1)
+		}
+		return 0
+	case stitch.HopTx:
+		if n := a.nodes[h.NetnsInode]; n != nil {
+			if o := n.overlay(h.Dev); o != nil && o.Kind == "ipip" {
+				return h.Len // no link-layer header on an IP tunnel
+			}
+		}
+		if h.Len <= ethHeader {
+			return 0
+		}
+		return h.Len - ethHeader
+	}
+	return h.Len
+}
+
+const ethHeader = 14
+
+// hookOf is the netfilter hook a drop happened in: the stitcher names it
+// when the hook's last slot never ran; otherwise a partial netfilter hop
+// right before the drop in the same namespace tells.
+func hookOf(p *stitch.Path, i int) (hook string, nf *stitch.Hop) {
+	h := &p.Hops[i]
+	for j := i - 1; j >= 0; j-- {
+		prev := &p.Hops[j]
+		if prev.NetnsInode != h.NetnsInode || (prev.Kind != stitch.HopNetfilter && prev.Kind != stitch.HopNAT) {
+			break
+		}
+		if prev.Kind == stitch.HopNetfilter && (h.Hook == "" || prev.Hook == h.Hook) {
+			nf = prev
+			break
+		}
+	}
+	switch {
+	case h.Hook != "":
+		return h.Hook, nf
+	case nf != nil && nf.Partial:
+		return nf.Hook, nf
+	}
+	return "", nil
+}
+
+// sameNetnsBefore reports whether a hop before i in the namespace of hop i
+// satisfies f.
+func sameNetnsBefore(p *stitch.Path, i int, f func(*stitch.Hop) bool) bool {
+	ns := p.Hops[i].NetnsInode
+	for j := range i {
+		if p.Hops[j].NetnsInode == ns && f(&p.Hops[j]) {
+			return true
+		}
+	}
+	return false
+}
+
+// podHop returns the first hop of the path when it is in a namespace that
+// is not a traced node: the pod that sent the packet.
+func (a *Advisor) podHop(p *stitch.Path) *stitch.Hop {
+	if len(p.Hops) == 0 {
+		return nil
+	}
+	h := &p.Hops[0]
+	if _, isNode := a.nodes[h.NetnsInode]; isNode || h.Kind != stitch.HopTx {
+		return nil
+	}
+	return h
+}

@@ -1,0 +1,554 @@
+package diagnose
+
+import (
+	"context"
+	"encoding/json"
+	"net/netip"
+	"reflect"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"github.com/pathtrace/pathtrace/internal/doctor"
+	"github.com/pathtrace/pathtrace/internal/stitch"
+)
+
+// The reports are made by doctor.Collect from canned sources, so a change of
+// the report's values that the advisor parses breaks these tests.
+
+type fakeNet struct{ links []doctor.Link }
+
+func (f *fakeNet) Links() ([]doctor.Link, error)         { return f.links, nil }
+func (f *fakeNet) NFTables() ([]doctor.NFTable, error)   { return nil, nil }
+func (f *fakeNet) IPVS() (doctor.IPVS, error)            { return doctor.IPVS{}, doctor.ErrIPVSUnavailable }
+func (f *fakeNet) LegacyChains(string) ([]string, error) { return nil, nil }
+
+func file(s string) *fstest.MapFile { return &fstest.MapFile{Data: []byte(s + "\n")} }
+
+// sysctls of a healthy flannel node; tests change some.
+func nodeFS() fstest.MapFS {
+	return fstest.MapFS{
+		"proc/sys/kernel/osrelease":                    file("6.18.0"),
+		"proc/sys/net/bridge/bridge-nf-call-iptables":  file("1"),
+		"proc/sys/net/bridge/bridge-nf-call-ip6tables": file("1"),
+		"proc/sys/net/ipv4/ip_forward":                 file("1"),
+		"proc/sys/net/netfilter/nf_conntrack_max":      file("1000"),
+		"proc/sys/net/netfilter/nf_conntrack_count":    file("10"),
+		"proc/sys/net/ipv4/conf/all/rp_filter":         file("0"),
+		"proc/sys/net/ipv4/conf/default/rp_filter":     file("0"),
+		"proc/sys/net/ipv4/conf/eth0/rp_filter":        file("0"),
+		"proc/sys/net/ipv4/conf/cni0/rp_filter":        file("0"),
+		"proc/sys/net/ipv4/conf/flannel.1/rp_filter":   file("0"),
+		"proc/net/ip_tables_names":                     file(""),
+	}
+}
+
+func flannelLinks() []doctor.Link {
+	return []doctor.Link{
+		{Index: 1, Name: "lo", Kind: "device", MTU: 65536},
+		{Index: 2, Name: "eth0", Kind: "veth", MTU: 1500, Addrs: []netip.Prefix{netip.MustParsePrefix("192.168.50.11/24")}},
+		{Index: 3, Name: "cni0", Kind: "bridge", MTU: 1450},
+		{Index: 4, Name: "flannel.1", Kind: "vxlan", MTU: 1450, VNI: 1, Port: 8472, UnderlayIndex: 2,
+			Local: netip.MustParseAddr("192.168.50.11")},
+		{Index: 5, Name: "vethaaaa", Kind: "veth", MTU: 1450, MasterIndex: 3},
+		{Index: 6, Name: "vethbbbb", Kind: "veth", MTU: 1450, MasterIndex: 3},
+	}
+}
+
+// report collects a report of a node reached as netns, with the sysctls
+// changed by set (path under proc/sys/ → value).
+func report(t *testing.T, netns string, set map[string]string, links ...doctor.Link) *doctor.Report {
+	t.Helper()
+	fsys := nodeFS()
+	for k, v := range set {
+		if v == "" {
+			delete(fsys, "proc/sys/"+k)
+			continue
+		}
+		fsys["proc/sys/"+k] = file(v)
+	}
+	if links == nil {
+		links = flannelLinks()
+	}
+	r, err := doctor.Collect(context.Background(), doctor.Options{Netns: netns, FS: fsys, Net: &fakeNet{links: links}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+const (
+	inoPod   = 4026532481
+	inoNode1 = 4026531840
+	inoNode2 = 4026531999
+	inoPeer  = 4026532500
+)
+
+var (
+	ap     = netip.MustParseAddrPort
+	client = ap("10.244.1.5:40000")
+	server = ap("10.244.2.7:8080")
+	vxlan  = &stitch.Outer{Src: netip.MustParseAddr("192.168.50.11"), Dst: netip.MustParseAddr("192.168.50.12"), DPort: 8472, VNI: 1}
+)
+
+func hop(kind stitch.HopKind, ns string, ino uint32, dev string, l uint32) stitch.Hop {
+	return stitch.Hop{Kind: kind, Netns: ns, NetnsInode: ino, Dev: dev, Len: l, Proto: 6, Src: client, Dst: server}
+}
+
+func nf(h stitch.Hop, hook, in, out string) stitch.Hop {
+	h.Kind, h.Hook, h.In, h.Out = stitch.HopNetfilter, hook, in, out
+	return h
+}
+
+func dropped(h stitch.Hop, reason string) stitch.Hop {
+	h.Kind, h.Reason = stitch.HopDrop, reason
+	return h
+}
+
+func path(hops ...stitch.Hop) *stitch.Path {
+	v := stitch.VerdictDelivered
+	if hops[len(hops)-1].Kind == stitch.HopDrop {
+		v = stitch.VerdictDropped
+	}
+	return &stitch.Path{ID: 1, Proto: 6, Src: client, Dst: server, Len: hops[0].Len, Verdict: v, Hops: hops}
+}
+
+// routed is a SYN from the client pod into node1, up to its routing.
+func routed(tail ...stitch.Hop) *stitch.Path {
+	hops := []stitch.Hop{
+		hop(stitch.HopTx, "client", inoPod, "eth0", 74),
+		hop(stitch.HopRx, "node1", inoNode1, "vethaaaa", 60),
+		nf(hop("", "node1", inoNode1, "cni0", 60), "PREROUTING", "cni0", ""),
+		hop(stitch.HopRx, "node1", inoNode1, "cni0", 60),
+	}
+	return path(append(hops, tail...)...)
+}
+
+func advice(a *Advisor, p *stitch.Path) string {
+	a.Annotate(p)
+	return p.Hops[len(p.Hops)-1].Advice
+}
+
+func contains(t *testing.T, what, got string, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(got, w) {
+			t.Errorf("%s lacks %q:\n%s", what, w, got)
+		}
+	}
+}
+
+func lacks(t *testing.T, what, got string, unwanted ...string) {
+	t.Helper()
+	for _, w := range unwanted {
+		if strings.Contains(got, w) {
+			t.Errorf("%s has %q:\n%s", what, w, got)
+		}
+	}
+}
+
+func TestNewReadsReport(t *testing.T) {
+	r := report(t, "node1", map[string]string{
+		"net/ipv4/ip_forward":                   "0",
+		"net/bridge/bridge-nf-call-iptables":    "0",
+		"net/netfilter/nf_conntrack_count":      "850",
+		"net/ipv4/conf/all/rp_filter":           "0",
+		"net/ipv4/conf/flannel.1/rp_filter":     "1",
+		"net/ipv4/conf/cni0/rp_filter":          "2",
+		"net/bridge/bridge-nf-call-ip6tables":   "",
+		"net/netfilter/nf_conntrack_tcp_max_xx": "",
+	})
+	n := newNode(r)
+	if n.ipForward != "0" || n.bridgeNF != "0" || !n.ctKnown || n.ctCount != 850 || n.ctMax != 1000 {
+		t.Errorf("ip_forward %q, bridge-nf %q, conntrack %v %d/%d", n.ipForward, n.bridgeNF, n.ctKnown, n.ctCount, n.ctMax)
+	}
+	if eff, known := n.rpFilter("flannel.1"); eff != 1 || !known {
+		t.Errorf("rp_filter flannel.1: %d %v, want 1 (strict) from the device", eff, known)
+	}
+	if eff, known := n.rpFilter("cni0"); eff != 2 || !known {
+		t.Errorf("rp_filter cni0: %d %v, want 2 (loose)", eff, known)
+	}
+	if eff, known := n.rpFilter("vethaaaa"); eff != 0 || known {
+		t.Errorf("rp_filter of an unreported device: %d %v, want all's 0, unknown", eff, known)
+	}
+	// The kernel applies max(all, device).
+	if eff, _ := newNode(report(t, "node1", map[string]string{"net/ipv4/conf/all/rp_filter": "2", "net/ipv4/conf/flannel.1/rp_filter": "1"})).rpFilter("flannel.1"); eff != 2 {
+		t.Errorf("rp_filter all=2 flannel.1=1: effective %d, want 2", eff)
+	}
+	if o := n.overlay("flannel.1"); o == nil || o.MTU != 1450 || o.Underlay != "eth0" || o.UnderlayMTU != 1500 || o.Overhead != 50 {
+		t.Errorf("overlay %+v", o)
+	}
+	if b := n.bridgeOf("vethbbbb"); b == nil || b.Name != "cni0" {
+		t.Errorf("bridge of vethbbbb: %+v", b)
+	}
+}
+
+func TestInNetns(t *testing.T) {
+	for _, tt := range []struct {
+		report *node
+		hop    string
+		want   string
+	}{
+		{&node{netns: ""}, "host", ""},
+		{&node{netns: "node1"}, "node1", "ip netns exec node1 "},
+		{&node{netns: "/run/netns/cni-1234"}, "cni-1234", "ip netns exec cni-1234 "},
+		{&node{netns: "/proc/42/ns/net"}, "netns:4026532000", "nsenter --net=/proc/42/ns/net "},
+		{nil, "host", ""},
+		{nil, "netns:4026532000", ""},
+		{nil, "default-web", "ip netns exec default-web "},
+	} {
+		if got := inNetns(tt.report, tt.hop); got != tt.want {
+			t.Errorf("inNetns(%+v, %q) = %q, want %q", tt.report, tt.hop, got, tt.want)
+		}
+	}
+}
+
+func TestAdviceForwardRule(t *testing.T) {
+	p := routed(
+		func() stitch.Hop {
+			h := nf(hop("", "node1", inoNode1, "cni0", 60), "FORWARD", "cni0", "flannel.1")
+			h.Partial = true
+			return h
+		}(),
+		func() stitch.Hop {
+			h := dropped(hop("", "node1", inoNode1, "cni0", 60), "NETFILTER_DROP")
+			h.Hook = "FORWARD"
+			return h
+		}(),
+	)
+	got := advice(New(map[uint32]*doctor.Report{inoNode1: report(t, "node1", nil)}), p)
+	contains(t, "advice", got,
+		"A netfilter rule in FORWARD on node1 (in=cni0 out=flannel.1)",
+		"\n$ ip netns exec node1 iptables -L FORWARD -v -n --line-numbers",
+		"\n$ ip netns exec node1 nft list ruleset")
+
+	// The tracer's own namespace: commands without a prefix.
+	p = routed(
+		func() stitch.Hop {
+			h := dropped(hop("", "node1", inoNode1, "cni0", 60), "NETFILTER_DROP")
+			h.Hook = "FORWARD"
+			return h
+		}(),
+	)
+	got = advice(New(map[uint32]*doctor.Report{inoNode1: report(t, "", nil)}), p)
+	contains(t, "advice", got, "\n$ iptables -L FORWARD -v -n --line-numbers")
+}
+
+func TestAdviceNetfilterHooks(t *testing.T) {
+	a := New(map[uint32]*doctor.Report{inoNode1: report(t, "node1", nil)})
+	for hook, want := range map[string]string{
+		"INPUT":       "iptables -L INPUT -v -n",
+		"OUTPUT":      "iptables -L OUTPUT -v -n",
+		"PREROUTING":  "iptables -t raw -L PREROUTING -v -n",
+		"POSTROUTING": "iptables -t nat -L POSTROUTING -v -n",
+		"":            "A netfilter hook on node1 dropped it",
+	} {
+		d := dropped(hop("", "node1", inoNode1, "cni0", 60), "NETFILTER_DROP")
+		d.Hook = hook
+		contains(t, "advice for "+hook, advice(a, routed(d)), want)
+	}
+}
+
+func TestAdviceConntrackFull(t *testing.T) {
+	full := report(t, "node1", map[string]string{"net/netfilter/nf_conntrack_count": "1000"})
+	half := report(t, "node1", map[string]string{"net/netfilter/nf_conntrack_count": "500"})
+	p := func() *stitch.Path {
+		pre := nf(hop("", "node1", inoNode1, "cni0", 60), "PREROUTING", "cni0", "")
+		pre.Partial = true
+		d := dropped(hop("", "node1", inoNode1, "cni0", 60), "NETFILTER_DROP")
+		d.Hook = "PREROUTING"
+		return path(hop(stitch.HopTx, "client", inoPod, "eth0", 74), hop(stitch.HopRx, "node1", inoNode1, "vethaaaa", 60), pre, d)
+	}
+
+	fp := p()
+	got := advice(New(map[uint32]*doctor.Report{inoNode1: full}), fp)
+	contains(t, "advice", got, "The conntrack table of node1 was 1000/1000 (100% full)", "nf_conntrack_max",
+		"\n$ ip netns exec node1 conntrack -C")
+	if len(fp.Warnings) != 1 || !strings.Contains(fp.Warnings[0], "The conntrack table of node1 was 100% full (1000/1000)") {
+		t.Errorf("warnings %q, want one on the full table", fp.Warnings)
+	}
+
+	hp := p()
+	got = advice(New(map[uint32]*doctor.Report{inoNode1: half}), hp)
+	contains(t, "advice at 50%", got, "A netfilter rule in PREROUTING on node1", "50% full (500/1000)")
+	lacks(t, "advice at 50%", got, "nf_conntrack: table full")
+	if len(hp.Warnings) != 0 {
+		t.Errorf("warnings %q at 50%%", hp.Warnings)
+	}
+
+	wp := p()
+	New(map[uint32]*doctor.Report{inoNode1: report(t, "node1", map[string]string{"net/netfilter/nf_conntrack_count": "850"})}).Annotate(wp)
+	if len(wp.Warnings) != 1 || !strings.Contains(wp.Warnings[0], "85% full") {
+		t.Errorf("warnings %q at 85%%", wp.Warnings)
+	}
+}
+
+func TestAdviceIPForward(t *testing.T) {
+	off := report(t, "node1", map[string]string{"net/ipv4/ip_forward": "0"})
+	on := report(t, "node1", nil)
+	for _, reason := range []string{"IP_INADDRERRORS", "IP_INNOROUTES", "NOT_SPECIFIED"} {
+		got := advice(New(map[uint32]*doctor.Report{inoNode1: off}), routed(dropped(hop("", "node1", inoNode1, "cni0", 60), reason)))
+		contains(t, reason+" advice", got, "net.ipv4.ip_forward=0 on node1: the node drops what it should route (10.244.1.5 → 10.244.2.7 arrived on cni0)",
+			"\n$ ip netns exec node1 sysctl net.ipv4.ip_forward")
+	}
+
+	got := advice(New(map[uint32]*doctor.Report{inoNode1: on}), routed(dropped(hop("", "node1", inoNode1, "cni0", 60), "IP_INADDRERRORS")))
+	contains(t, "advice with ip_forward=1", got, "10.244.2.7 is not a destination node1 accepts from cni0",
+		"ip route get 10.244.2.7 from 10.244.1.5 iif cni0")
+	lacks(t, "advice with ip_forward=1", got, "ip_forward=0")
+
+	// Past FORWARD the node did route it: ip_forward is not the cause.
+	p := routed(nf(hop("", "node1", inoNode1, "cni0", 60), "FORWARD", "cni0", "flannel.1"),
+		dropped(hop("", "node1", inoNode1, "flannel.1", 60), "NOT_SPECIFIED"))
+	lacks(t, "advice after FORWARD", advice(New(map[uint32]*doctor.Report{inoNode1: off}), p), "ip_forward=0")
+}
+
+func TestAdviceRPFilter(t *testing.T) {
+	p := func() *stitch.Path {
+		return path(
+			hop(stitch.HopRx, "node2", inoNode2, "eth0", 110),
+			hop(stitch.HopDecap, "node2", inoNode2, "flannel.1", 60),
+			hop(stitch.HopRx, "node2", inoNode2, "flannel.1", 60),
+			nf(hop("", "node2", inoNode2, "flannel.1", 60), "PREROUTING", "flannel.1", ""),
+			dropped(hop("", "node2", inoNode2, "flannel.1", 60), "IP_RPFILTER"),
+		)
+	}
+	for _, tt := range []struct {
+		set  map[string]string
+		want []string
+	}{
+		{map[string]string{"net/ipv4/conf/all/rp_filter": "1"}, []string{"Strict reverse-path filtering (rp_filter=1, from all) on node2", "does not leave through flannel.1", "asymmetric routing"}},
+		{map[string]string{"net/ipv4/conf/flannel.1/rp_filter": "1"}, []string{"(rp_filter=1, from flannel.1)"}},
+		{map[string]string{"net/ipv4/conf/flannel.1/rp_filter": "2"}, []string{"Loose reverse-path filtering (rp_filter=2) on node2: there is no route at all back to 10.244.1.5"}},
+		{map[string]string{"net/ipv4/conf/flannel.1/rp_filter": "", "net/ipv4/conf/all/rp_filter": ""}, []string{"the report does not show rp_filter"}},
+	} {
+		got := advice(New(map[uint32]*doctor.Report{inoNode2: report(t, "node2", tt.set)}), p())
+		contains(t, "rp_filter advice", got, tt.want...)
+		contains(t, "rp_filter advice", got, "\n$ ip netns exec node2 ip route get 10.244.1.5",
+			"net.ipv4.conf.all.rp_filter net.ipv4.conf.flannel/1.rp_filter")
+	}
+}
+
+func TestAdviceNoRoute(t *testing.T) {
+	got := advice(New(map[uint32]*doctor.Report{inoNode1: report(t, "node1", nil)}), routed(dropped(hop("", "node1", inoNode1, "cni0", 60), "IP_INNOROUTES")))
+	contains(t, "advice", got, "No route to 10.244.2.7 on node1: the kernel answers 10.244.1.5 with ICMP net unreachable",
+		"go through flannel.1", "\n$ ip netns exec node1 ip route get 10.244.2.7", "\n$ ip netns exec node1 ip route show dev flannel.1")
+}
+
+func TestAdviceTooBig(t *testing.T) {
+	p := path(
+		hop(stitch.HopTx, "client", inoPod, "eth0", 1482),
+		hop(stitch.HopRx, "node1", inoNode1, "vethaaaa", 1468),
+		nf(hop("", "node1", inoNode1, "cni0", 1468), "PREROUTING", "cni0", ""),
+		hop(stitch.HopRx, "node1", inoNode1, "cni0", 1468),
+		dropped(hop("", "node1", inoNode1, "cni0", 1468), "PKT_TOO_BIG"),
+	)
+	a := New(map[uint32]*doctor.Report{inoNode1: report(t, "node1", nil)})
+	got := advice(a, p)
+	contains(t, "advice", got, "A 1468-byte packet with DF set does not fit the MTU 1450 of flannel.1 on node1",
+		"ICMP fragmentation-needed (mtu 1450) back to 10.244.1.5", "(eth0 MTU 1500 − 50 bytes of VXLAN headers)",
+		"\n$ ip netns exec client ip link show eth0")
+	if len(p.Warnings) != 1 || !strings.Contains(p.Warnings[0], "A 1468-byte packet on its way through flannel.1 on node1, whose MTU is 1450") {
+		t.Errorf("warnings %q", p.Warnings)
+	}
+}
+
+func TestWarningMTU(t *testing.T) {
+	a := New(map[uint32]*doctor.Report{inoNode1: report(t, "node1", nil)})
+	through := func(l uint32) *stitch.Path {
+		enc := hop(stitch.HopEncap, "node1", inoNode1, "flannel.1", l+50)
+		enc.Outer = vxlan
+		out := nf(hop("", "node1", inoNode1, "eth0", l+50), "POSTROUTING", "flannel.1", "eth0")
+		out.Outer = vxlan
+		tx := hop(stitch.HopTx, "node1", inoNode1, "eth0", l+50+14)
+		tx.Outer = vxlan
+		return path(
+			hop(stitch.HopRx, "node1", inoNode1, "vethaaaa", l),
+			nf(hop("", "node1", inoNode1, "cni0", l), "FORWARD", "cni0", "flannel.1"),
+			hop(stitch.HopTx, "node1", inoNode1, "flannel.1", l+14), // Ethernet header included
+			enc, out, tx,
+		)
+	}
+	// 1450 bytes of IP fit exactly: the tx hop's 1464 include 14 of Ethernet.
+	fits := through(1450)
+	if a.Annotate(fits); len(fits.Warnings) != 0 {
+		t.Errorf("warnings %q for a packet that fits", fits.Warnings)
+	}
+	p := through(1451)
+	a.Annotate(p)
+	if len(p.Warnings) != 2 {
+		t.Fatalf("warnings %q, want the overlay's and the underlay's", p.Warnings)
+	}
+	contains(t, "warning", p.Warnings[0], "A 1451-byte packet on its way through flannel.1 on node1, whose MTU is 1450")
+	contains(t, "warning", p.Warnings[1], "The encapsulated packet (1501 bytes) is larger than the MTU 1500 of eth0, the underlay of flannel.1 on node1",
+		"flannel.1's MTU 1450 should be ≤ 1450")
+
+	// Not through the overlay (same-node traffic): no warning.
+	same := path(hop(stitch.HopRx, "node1", inoNode1, "vethaaaa", 1480), hop(stitch.HopTx, "node1", inoNode1, "vethbbbb", 1494))
+	if a.Annotate(same); slicesContain(same.Warnings, "whose MTU") {
+		t.Errorf("MTU warning on same-node traffic: %q", same.Warnings)
+	}
+}
+
+func slicesContain(ss []string, part string) bool {
+	for _, s := range ss {
+		if strings.Contains(s, part) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestWarningBridged(t *testing.T) {
+	bridged := func() *stitch.Path {
+		return path(
+			hop(stitch.HopTx, "client", inoPod, "eth0", 74),
+			hop(stitch.HopRx, "node1", inoNode1, "vethaaaa", 60),
+			hop(stitch.HopTx, "node1", inoNode1, "vethbbbb", 74),
+			hop(stitch.HopRx, "peer", inoPeer, "eth0", 60),
+		)
+	}
+	for _, tt := range []struct {
+		value string
+		want  string
+	}{
+		{"0", "net.bridge.bridge-nf-call-iptables=0, so netfilter rules, kube-proxy and NetworkPolicy do not see it"},
+		{"", "br_netfilter is not loaded (net.bridge.bridge-nf-call-iptables is absent)"},
+		{"1", ""},
+	} {
+		p := bridged()
+		New(map[uint32]*doctor.Report{inoNode1: report(t, "node1", map[string]string{"net/bridge/bridge-nf-call-iptables": tt.value})}).Annotate(p)
+		if tt.want == "" {
+			if len(p.Warnings) != 0 {
+				t.Errorf("bridge-nf-call-iptables=1: warnings %q", p.Warnings)
+			}
+			continue
+		}
+		if len(p.Warnings) != 1 {
+			t.Fatalf("bridge-nf-call-iptables %q: warnings %q, want one", tt.value, p.Warnings)
+		}
+		contains(t, "warning", p.Warnings[0], "Bridged pod-to-pod traffic on node1 (vethaaaa → vethbbbb through cni0) passed no netfilter hook", tt.want,
+			"Check: ip netns exec node1 sysctl net.bridge.bridge-nf-call-iptables")
+	}
+
+	// Routed through cni0 (rx on the bridge device), or seen by netfilter:
+	// not the bypass.
+	off := New(map[uint32]*doctor.Report{inoNode1: report(t, "node1", map[string]string{"net/bridge/bridge-nf-call-iptables": "0"})})
+	for _, p := range []*stitch.Path{
+		path(hop(stitch.HopRx, "node1", inoNode1, "vethaaaa", 60), hop(stitch.HopRx, "node1", inoNode1, "cni0", 60), hop(stitch.HopTx, "node1", inoNode1, "vethbbbb", 74)),
+		path(hop(stitch.HopRx, "node1", inoNode1, "vethaaaa", 60), nf(hop("", "node1", inoNode1, "cni0", 60), "FORWARD", "cni0", "cni0"), hop(stitch.HopTx, "node1", inoNode1, "vethbbbb", 74)),
+		path(hop(stitch.HopRx, "node1", inoNode1, "eth0", 110), hop(stitch.HopTx, "node1", inoNode1, "vethbbbb", 74)),
+	} {
+		if off.Annotate(p); len(p.Warnings) != 0 {
+			t.Errorf("warnings %q on a path that is not bridged past netfilter", p.Warnings)
+		}
+	}
+}
+
+func TestAdviceOthers(t *testing.T) {
+	a := New(map[uint32]*doctor.Report{inoNode1: report(t, "node1", nil)})
+
+	ns := dropped(hop("", "server", 4026532600, "eth0", 60), "NO_SOCKET")
+	contains(t, "NO_SOCKET advice", advice(a, path(hop(stitch.HopRx, "server", 4026532600, "eth0", 60), ns)),
+		"Nothing listens on 10.244.2.7 port 8080 in server", "TCP answers with a reset", "\n$ ip netns exec server ss -lntu")
+
+	neigh := dropped(hop("", "node1", inoNode1, "eth0", 110), "NEIGH_FAILED")
+	contains(t, "NEIGH_FAILED advice", advice(a, path(hop(stitch.HopRx, "node1", inoNode1, "cni0", 60), neigh)),
+		"The kernel dropped it at eth0 on node1 with reason NEIGH_FAILED.", "ARP for the next hop got no answer",
+		"\n$ ip netns exec node1 ip neigh show dev eth0", "\n$ ip netns exec node1 ip -s -s link show eth0", "nstat -az", "dropwatch")
+
+	odd := dropped(hop("", "node1", inoNode1, "cni0", 60), "")
+	odd.ReasonCode = 999
+	contains(t, "advice for an unnamed reason", advice(a, path(hop(stitch.HopRx, "node1", inoNode1, "cni0", 60), odd)), "with reason #999")
+
+	// A pod whose MTU exceeds its host veth's: veth frees it right after tx.
+	tx := hop(stitch.HopTx, "client", inoPod, "eth0", 1482)
+	contains(t, "veth advice", advice(a, path(tx, dropped(hop("", "client", inoPod, "eth0", 1482), "NOT_SPECIFIED"))),
+		"Freed right after it was queued on eth0 in client", "1468 bytes of IP", "The pod bridge cni0 has MTU 1450 on node1")
+}
+
+func TestWarningICMPError(t *testing.T) {
+	for _, tt := range []struct {
+		typ, code uint16
+		want      string
+	}{
+		{3, 0, "net unreachable"},
+		{3, 3, "port unreachable"},
+		{3, 4, "fragmentation needed"},
+		{3, 13, "administratively prohibited"},
+		{11, 0, "time exceeded"},
+	} {
+		p := &stitch.Path{Proto: 1, Src: netip.AddrPortFrom(netip.MustParseAddr("10.244.1.1"), tt.typ),
+			Dst: netip.AddrPortFrom(netip.MustParseAddr("10.244.1.5"), tt.code), Hops: []stitch.Hop{hop(stitch.HopTx, "node1", inoNode1, "cni0", 102)}}
+		New(nil).Annotate(p)
+		if len(p.Warnings) != 1 {
+			t.Fatalf("ICMP %d/%d: warnings %q", tt.typ, tt.code, p.Warnings)
+		}
+		contains(t, "ICMP warning", p.Warnings[0], "This is an ICMP error from 10.244.1.1", tt.want)
+	}
+	echo := &stitch.Path{Proto: 1, Src: ap("10.244.1.5:4660"), Dst: ap("1.1.1.1:0"), Hops: []stitch.Hop{hop(stitch.HopTx, "client", inoPod, "eth0", 98)}}
+	if New(nil).Annotate(echo); len(echo.Warnings) != 0 {
+		t.Errorf("warnings %q on an echo request", echo.Warnings)
+	}
+}
+
+func TestNoReports(t *testing.T) {
+	p := routed(func() stitch.Hop {
+		h := dropped(hop("", "host", inoNode1, "cni0", 60), "NETFILTER_DROP")
+		h.Hook = "FORWARD"
+		return h
+	}())
+	got := advice(New(nil), p)
+	contains(t, "advice without reports", got, "A netfilter rule in FORWARD", "\n$ iptables -L FORWARD -v -n --line-numbers")
+	if len(p.Warnings) != 0 {
+		t.Errorf("warnings %q without reports", p.Warnings)
+	}
+}
+
+// TestPure checks the advice depends only on the path and the reports: the
+// same after the reports went through JSON (as a recording stores them),
+// and once per warning however often Annotate runs.
+func TestPure(t *testing.T) {
+	reports := map[uint32]*doctor.Report{
+		inoNode1: report(t, "node1", map[string]string{"net/ipv4/ip_forward": "0", "net/netfilter/nf_conntrack_count": "990", "net/bridge/bridge-nf-call-iptables": "0"}),
+		inoNode2: report(t, "/run/netns/node2", map[string]string{"net/ipv4/conf/all/rp_filter": "1"}),
+	}
+	b, err := json.Marshal(reports)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back map[uint32]*doctor.Report
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	mk := func() []*stitch.Path {
+		return []*stitch.Path{
+			routed(dropped(hop("", "node1", inoNode1, "cni0", 60), "IP_INADDRERRORS")),
+			path(hop(stitch.HopRx, "node2", inoNode2, "flannel.1", 60), dropped(hop("", "node2", inoNode2, "flannel.1", 60), "IP_RPFILTER")),
+			path(hop(stitch.HopRx, "node1", inoNode1, "vethaaaa", 60), hop(stitch.HopTx, "node1", inoNode1, "vethbbbb", 74)),
+		}
+	}
+	live, replay := mk(), mk()
+	a, r := New(reports), New(back)
+	for i := range live {
+		a.Annotate(live[i])
+		a.Annotate(live[i])
+		r.Annotate(replay[i])
+	}
+	if !reflect.DeepEqual(live, replay) {
+		t.Errorf("annotations differ after the reports' JSON round trip")
+	}
+	for _, p := range live {
+		if len(p.Warnings) == 0 && p.Verdict != stitch.VerdictDropped {
+			t.Errorf("path %s has no warnings", p.Hops[0].Dev)
+		}
+		seen := map[string]bool{}
+		for _, w := range p.Warnings {
+			if seen[w] {
+				t.Errorf("warning twice: %q", w)
+			}
+			seen[w] = true
+		}
+	}
+	contains(t, "advice for a /run/netns path", live[1].Hops[1].Advice, "ip netns exec node2 ip route get")
+}

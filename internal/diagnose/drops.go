@@ -1,0 +1,396 @@
+package diagnose
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/pathtrace/pathtrace/internal/doctor"
+	"github.com/pathtrace/pathtrace/internal/stitch"
+)
+
+// Conntrack fill, in percent, from which a drop at conntrack's hooks is
+// blamed on a full table, and from which a path gets a warning. They match
+// doctor's bad and warn grades.
+const (
+	conntrackFullPercent = 95
+	conntrackWarnPercent = 80
+)
+
+// drop is one drop hop being explained.
+type drop struct {
+	a    *Advisor
+	p    *stitch.Path
+	i    int
+	h    *stitch.Hop
+	n    *node  // the report of the drop's node; nil when it has none
+	in   string // command prefix for the drop's namespace
+	ns   string // the namespace's name for people
+	hook string // the netfilter hook it died in, or ""
+	nf   *stitch.Hop
+}
+
+func (a *Advisor) advise(p *stitch.Path, i int) string {
+	h := &p.Hops[i]
+	d := &drop{a: a, p: p, i: i, h: h, n: a.nodes[h.NetnsInode], ns: nodeLabel(h)}
+	d.in = inNetns(d.n, h.Netns)
+	d.hook, d.nf = hookOf(p, i)
+
+	if h.Reason == "NETFILTER_DROP" {
+		return d.netfilter()
+	}
+	if d.forwardingOff() {
+		return d.ipForward()
+	}
+	switch h.Reason {
+	case "IP_RPFILTER":
+		return d.rpFilter()
+	case "IP_INNOROUTES", "IP_OUTNOROUTES":
+		return d.noRoute()
+	case "IP_INADDRERRORS":
+		return d.addrError()
+	case "PKT_TOO_BIG":
+		return d.tooBig()
+	case "NO_SOCKET":
+		return d.noSocket()
+	case "NOT_SPECIFIED", "":
+		if s := d.vethXmit(); s != "" {
+			return s
+		}
+	}
+	return d.generic()
+}
+
+// dst and src are the addresses at the drop (after any NAT).
+func (d *drop) dst() string { return addrOr(d.h.Dst.Addr().String(), d.p.Dst.Addr().String()) }
+func (d *drop) src() string { return addrOr(d.h.Src.Addr().String(), d.p.Src.Addr().String()) }
+
+func addrOr(a, b string) string {
+	if a != "" && a != "invalid IP" {
+		return a
+	}
+	return b
+}
+
+func (d *drop) netfilter() string {
+	var s note
+	if d.n != nil && d.n.ctKnown && d.n.ctPercent() >= conntrackFullPercent &&
+		(d.hook == "PREROUTING" || d.hook == "OUTPUT" || d.hook == "") {
+		s.say("The conntrack table of %s was %d/%d (%.0f%% full) when the trace started: nf_conntrack drops packets of new connections at %s before any rule sees them (dmesg: \"nf_conntrack: table full, dropping packet\").",
+			d.ns, d.n.ctCount, d.n.ctMax, d.n.ctPercent(), hookOr(d.hook, "PREROUTING/OUTPUT"))
+		s.say("Raise net.netfilter.nf_conntrack_max (in the host namespace: it is global, read-only in other namespaces) or find what fills the table.")
+		s.run(d.in + "sysctl net.netfilter.nf_conntrack_count net.netfilter.nf_conntrack_max")
+		s.run(d.in + "conntrack -C")
+		s.run(d.in + "conntrack -S   # drop, early_drop, insert_failed")
+		return s.String()
+	}
+	ipt := d.n.iptables()
+	where := d.ns
+	if d.nf != nil && (d.nf.In != "" || d.nf.Out != "") {
+		where = fmt.Sprintf("%s (in=%s out=%s)", d.ns, dashOr(d.nf.In), dashOr(d.nf.Out))
+	}
+	switch d.hook {
+	case "FORWARD":
+		s.say("A netfilter rule in FORWARD on %s dropped or rejected it: a NetworkPolicy chain (KUBE-FORWARD, KUBE-NWPLCY-*, cali-*, ...) or a firewall rule. Find the rule whose counters grow.", where)
+		if d.bridged() {
+			s.say("It was called by br_netfilter for a bridged packet.")
+		}
+		s.run(d.in + ipt + " -L FORWARD -v -n --line-numbers")
+		s.run(d.in + "nft list ruleset")
+	case "INPUT":
+		s.say("A netfilter rule in INPUT on %s dropped or rejected it: the node's firewall (KUBE-FIREWALL, a host firewall) for traffic to the node itself.", where)
+		s.run(d.in + ipt + " -L INPUT -v -n --line-numbers")
+		s.run(d.in + "nft list ruleset")
+	case "OUTPUT":
+		s.say("A netfilter rule in OUTPUT on %s dropped or rejected it (raw, mangle, nat or filter table), or conntrack refused it (an invalid or unroutable connection).", where)
+		s.run(d.in + ipt + " -L OUTPUT -v -n --line-numbers")
+		s.run(d.in + "nft list ruleset")
+		s.run(d.in + "conntrack -S")
+	case "PREROUTING":
+		s.say("A netfilter rule in PREROUTING on %s dropped it (raw, mangle or nat table), or conntrack refused it (table full, invalid packet).", where)
+		if d.n != nil && d.n.ctKnown {
+			s.say("The conntrack table was %.0f%% full (%d/%d) at the start.", d.n.ctPercent(), d.n.ctCount, d.n.ctMax)
+		}
+		s.run(d.in + ipt + " -t raw -L PREROUTING -v -n")
+		s.run(d.in + ipt + " -t mangle -L PREROUTING -v -n")
+		s.run(d.in + "conntrack -S")
+	case "POSTROUTING":
+		s.say("A netfilter rule in POSTROUTING on %s dropped it (mangle or nat table), or source NAT found no free port.", where)
+		s.run(d.in + ipt + " -t nat -L POSTROUTING -v -n")
+		s.run(d.in + "conntrack -S")
+	default:
+		s.say("A netfilter hook on %s dropped it; the trace does not tell which.", d.ns)
+		s.run(d.in + "nft list ruleset")
+		s.run(d.in + ipt + "-save -c")
+	}
+	return s.String()
+}
+
+func hookOr(h, or string) string {
+	if h == "" {
+		return or
+	}
+	return h
+}
+
+func dashOr(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// bridged reports whether the netfilter hop before the drop ran from the
+// bridge (br_netfilter): its input device is a pod bridge of the report.
+func (d *drop) bridged() bool {
+	return d.n != nil && d.nf != nil && d.n.bridge(d.nf.In) != nil && d.nf.In == d.nf.Out
+}
+
+// forwardingOff reports a routing drop on a node whose report says
+// ip_forward=0: received in the node, never reached FORWARD nor INPUT.
+func (d *drop) forwardingOff() bool {
+	if d.n == nil || d.n.ipForward != "0" {
+		return false
+	}
+	switch d.h.Reason {
+	case "IP_INADDRERRORS", "IP_INNOROUTES", "NOT_SPECIFIED", "":
+	default:
+		return false
+	}
+	received := sameNetnsBefore(d.p, d.i, func(h *stitch.Hop) bool {
+		return h.Kind == stitch.HopRx || (h.Kind == stitch.HopNetfilter && h.Hook == "PREROUTING")
+	})
+	passed := sameNetnsBefore(d.p, d.i, func(h *stitch.Hop) bool {
+		return h.Kind == stitch.HopNetfilter && (h.Hook == "FORWARD" || h.Hook == "INPUT")
+	})
+	return received && !passed
+}
+
+func (d *drop) ipForward() string {
+	var s note
+	s.say("net.ipv4.ip_forward=0 on %s: the node drops what it should route (%s → %s arrived on %s), without an ICMP error, so the sender only sees a timeout.",
+		d.ns, d.src(), d.dst(), dashOr(d.h.Dev))
+	s.say("Kubernetes nodes need 1; find what reset it (a sysctl.d file, a firewall package).")
+	s.run(d.in + "sysctl net.ipv4.ip_forward")
+	s.run(d.in + "sysctl -w net.ipv4.ip_forward=1")
+	return s.String()
+}
+
+func (d *drop) rpFilter() string {
+	var s note
+	dev := d.h.Dev
+	sysDev := strings.ReplaceAll(dev, ".", "/")
+	mode, known := -1, false
+	if d.n != nil {
+		mode, known = d.n.rpFilter(dev)
+	}
+	switch mode {
+	case 1:
+		from := "all"
+		if known && d.n.rp[dev] == 1 {
+			from = dev
+		}
+		s.say("Strict reverse-path filtering (rp_filter=1, from %s) on %s: the route back to %s does not leave through %s, where the packet came in. That is asymmetric routing: a pod CIDR routed via the underlay instead of the overlay, or a second NIC. The drop is silent (no ICMP).",
+			from, d.ns, d.src(), dashOr(dev))
+		s.say("Fix the route, or use loose mode (2).")
+	case 2:
+		s.say("Loose reverse-path filtering (rp_filter=2) on %s: there is no route at all back to %s.", d.ns, d.src())
+	default:
+		s.say("Reverse-path filtering on %s: the route back to %s does not leave through %s, where the packet came in (asymmetric routing); the report does not show rp_filter for it.", d.ns, d.src(), dashOr(dev))
+	}
+	s.run(d.in + "ip route get " + d.src() + "   # should leave through " + dashOr(dev))
+	s.run(d.in + "sysctl net.ipv4.conf.all.rp_filter net.ipv4.conf." + sysDev + ".rp_filter")
+	s.run(d.in + "nstat -az TcpExtIPReversePathFilter")
+	return s.String()
+}
+
+func (d *drop) noRoute() string {
+	var s note
+	if d.h.Reason == "IP_INNOROUTES" {
+		s.say("No route to %s on %s: the kernel answers %s with ICMP net unreachable.", d.dst(), d.ns, d.src())
+	} else {
+		s.say("No route to %s on %s for a packet the node sends itself.", d.dst(), d.ns)
+	}
+	if d.n != nil && len(d.n.overlays) > 0 {
+		o := d.n.overlays[0]
+		s.say("Routes to other nodes' pod CIDRs go through %s and are installed by the CNI (flanneld adds one per node): is the route for %s's node missing?", o.Name, d.dst())
+		s.run(d.in + "ip route get " + d.dst())
+		s.run(d.in + "ip route show dev " + o.Name)
+		return s.String()
+	}
+	s.run(d.in + "ip route get " + d.dst())
+	s.run(d.in + "ip route show")
+	return s.String()
+}
+
+func (d *drop) addrError() string {
+	var s note
+	dev := dashOr(d.h.Dev)
+	s.say("%s is not a destination %s accepts from %s: forwarding is off for the input device (net.ipv4.conf.%s.forwarding=0) or the address is not routable (martian, broadcast).",
+		d.dst(), d.ns, dev, strings.ReplaceAll(dev, ".", "/"))
+	s.run(d.in + "ip route get " + d.dst() + " from " + d.src() + " iif " + dev)
+	s.run(d.in + "sysctl net.ipv4.ip_forward net.ipv4.conf." + strings.ReplaceAll(dev, ".", "/") + ".forwarding")
+	return s.String()
+}
+
+func (d *drop) tooBig() string {
+	var s note
+	l := d.a.ipLen(d.p, d.i)
+	o := d.smallOverlay(l)
+	switch {
+	case o != nil:
+		s.say("A %d-byte packet with DF set does not fit the MTU %d of %s on %s: the kernel sent ICMP fragmentation-needed (mtu %d) back to %s and dropped it.",
+			l, o.MTU, o.Name, d.ns, o.MTU, d.src())
+		if o.UnderlayMTU > 0 {
+			s.say("Pods must use an MTU ≤ the overlay's %d (%s MTU %d − %d bytes of %s headers); this sender's is larger.",
+				o.MTU, o.Underlay, o.UnderlayMTU, o.Overhead, strings.ToUpper(o.Kind))
+		} else {
+			s.say("Pods must use an MTU ≤ the overlay's %d; this sender's is larger.", o.MTU)
+		}
+	case l > 0:
+		s.say("A %d-byte packet with DF set is larger than the MTU of its route on %s: the kernel sent ICMP fragmentation-needed back to %s and dropped it.", l, d.ns, d.src())
+	default:
+		s.say("A packet with DF set is larger than the MTU of its route on %s: the kernel sent ICMP fragmentation-needed back to %s and dropped it.", d.ns, d.src())
+	}
+	s.run(d.in + "ip route get " + d.dst())
+	if o != nil {
+		s.run(d.in + "ip -d link show " + o.Name)
+	}
+	if pod := d.a.podHop(d.p); pod != nil {
+		s.run(inNetns(nil, pod.Netns) + "ip link show " + dashOr(pod.Dev) + "   # the pod's MTU")
+	}
+	return s.String()
+}
+
+// smallOverlay is the overlay of the drop's node too small for l bytes:
+// the one FORWARD would have sent to, else the smallest.
+func (d *drop) smallOverlay(l uint32) *doctor.Overlay {
+	if d.n == nil || l == 0 {
+		return nil
+	}
+	var best *doctor.Overlay
+	for i := range d.n.overlays {
+		o := &d.n.overlays[i]
+		if o.MTU <= 0 || uint32(o.MTU) >= l {
+			continue
+		}
+		if best == nil || o.MTU < best.MTU {
+			best = o
+		}
+	}
+	return best
+}
+
+func (d *drop) noSocket() string {
+	var s note
+	what := "TCP answers with a reset"
+	switch d.p.Proto {
+	case 17:
+		what = "UDP answers with ICMP port unreachable"
+	case 1:
+		what = "nothing is sent back"
+	}
+	port := ""
+	if d.h.Dst.Port() != 0 {
+		port = fmt.Sprintf(" port %d", d.h.Dst.Port())
+	}
+	s.say("Nothing listens on %s%s in %s: the packet reached its destination, but no socket took it (%s).", d.dst(), port, d.ns, what)
+	s.run(d.in + "ss -lntu")
+	return s.String()
+}
+
+// vethXmit explains a drop right after the packet was queued on a device
+// in the same namespace: veth frees a frame its peer cannot take.
+func (d *drop) vethXmit() string {
+	if d.i == 0 {
+		return ""
+	}
+	prev := &d.p.Hops[d.i-1]
+	if prev.Kind != stitch.HopTx || prev.NetnsInode != d.h.NetnsInode || prev.Dev != d.h.Dev {
+		return ""
+	}
+	var s note
+	l := d.a.ipLen(d.p, d.i)
+	s.say("Freed right after it was queued on %s in %s, without a reason: a veth drops a frame larger than its peer's MTU (this packet: %d bytes of IP) or sent while the peer is down.", dashOr(d.h.Dev), d.ns, l)
+	if b, n := d.a.smallBridge(l); b != nil {
+		s.say("The pod bridge %s has MTU %d on %s: a pod with a larger MTU sends frames its host-side veth refuses.", b.Name, b.MTU, netnsLabel(n))
+	}
+	s.run(d.in + "ip -d link show " + dashOr(d.h.Dev) + "   # compare the MTU with the peer's, on the node")
+	return s.String()
+}
+
+// netnsLabel names a node by its report, for when no hop names it.
+func netnsLabel(n *node) string {
+	switch dir := filepath.Dir(n.netns); {
+	case n.netns == "":
+		return "the tracer's own namespace"
+	case dir == "/run/netns" || dir == "/var/run/netns":
+		return filepath.Base(n.netns)
+	}
+	return n.netns
+}
+
+func (d *drop) generic() string {
+	var s note
+	reason := d.h.Reason
+	if reason == "" {
+		reason = fmt.Sprintf("#%d", d.h.ReasonCode)
+	}
+	where := d.ns
+	if d.hook != "" {
+		where = "in " + d.hook + " on " + d.ns
+	} else if d.h.Dev != "" {
+		where = "at " + d.h.Dev + " on " + d.ns
+	}
+	s.say("The kernel dropped it %s with reason %s.", where, reason)
+	r, ok := reasons[d.h.Reason]
+	if ok {
+		s.say("%s", r.why)
+	}
+	dev := dashOr(d.h.Dev)
+	if ok && r.check != "" {
+		s.run(d.in + strings.ReplaceAll(r.check, "DEV", dev))
+	}
+	s.run(d.in + "ip -s -s link show " + dev)
+	s.run(d.in + "nstat -az | grep -iE 'drop|discard|err|fail'")
+	s.run("dropwatch -l kas   # or: perf record -e skb:kfree_skb -a -g")
+	return s.String()
+}
+
+// reasons explains drop reasons by name (enum skb_drop_reason without its
+// prefix, as the running kernel's BTF names them); numbers differ between
+// kernels, names do not.
+var reasons = map[string]struct{ why, check string }{
+	"NOT_SPECIFIED":            {"The freeing code gave no reason; the device and the hop before it tell where.", ""},
+	"OTHERHOST":                {"The frame was addressed to another MAC address (promiscuous device, stale neighbour entry).", "ip neigh show dev DEV"},
+	"IP_CSUM":                  {"The IPv4 header checksum is wrong: a device or tunnel corrupted it.", ""},
+	"IP_INHDR":                 {"The IPv4 header is invalid (length, version, options).", ""},
+	"IP_INVALID_SOURCE":        {"The source address is invalid here (martian): loopback, multicast or zero.", "sysctl net.ipv4.conf.all.log_martians"},
+	"IP_LOCAL_SOURCE":          {"The source address is one of this node's own: a loop or spoofing.", "ip addr"},
+	"IP_LOCALNET":              {"A 127.0.0.0/8 address arrived on a device that does not allow it (route_localnet=0).", "sysctl net.ipv4.conf.DEV.route_localnet"},
+	"IP_INVALID_DEST":          {"The destination address is invalid here (martian).", ""},
+	"IP_NOPROTO":               {"No local handler for the IP protocol.", ""},
+	"NEIGH_FAILED":             {"ARP for the next hop got no answer: the next hop is down or unreachable on that link.", "ip neigh show dev DEV"},
+	"NEIGH_QUEUEFULL":          {"Too many packets waited for ARP resolution of the next hop.", "ip neigh show dev DEV"},
+	"NEIGH_CREATEFAIL":         {"No neighbour entry could be made: the neighbour table is full (gc_thresh3).", "sysctl net.ipv4.neigh.default.gc_thresh3"},
+	"QDISC_DROP":               {"The device's queueing discipline dropped it (queue full).", "tc -s qdisc show dev DEV"},
+	"QDISC_OVERLIMIT":          {"The device's queueing discipline was over its limit.", "tc -s qdisc show dev DEV"},
+	"TC_INGRESS":               {"A tc ingress filter or BPF program (a CNI datapath, a policy agent) dropped it.", "tc filter show dev DEV ingress"},
+	"TC_EGRESS":                {"A tc egress filter or BPF program dropped it.", "tc filter show dev DEV egress"},
+	"CPU_BACKLOG":              {"The per-CPU backlog was full (net.core.netdev_max_backlog).", "sysctl net.core.netdev_max_backlog"},
+	"SOCKET_RCVBUFF":           {"The receiving socket's buffer was full: the application reads too slowly.", "ss -lmntu"},
+	"SOCKET_FILTER":            {"A socket filter (BPF on the socket) dropped it.", ""},
+	"TCP_LISTEN_OVERFLOW":      {"The listener's accept queue was full.", "nstat -az TcpExtListenOverflows"},
+	"VXLAN_VNI_NOT_FOUND":      {"A VXLAN packet arrived for a VNI no device here has: the nodes' overlays disagree on the VNI.", "ip -d link show type vxlan"},
+	"VXLAN_INVALID_HDR":        {"A packet on the VXLAN port had an invalid VXLAN header.", "ip -d link show type vxlan"},
+	"MAC_INVALID_SOURCE":       {"The source MAC address is invalid (multicast or zero).", ""},
+	"NO_TX_TARGET":             {"The tunnel had no destination for it: no fdb entry for the inner MAC.", "bridge fdb show dev DEV"},
+	"FRAG_REASM_TIMEOUT":       {"IP reassembly timed out: a fragment was lost.", "nstat -az IpReasmTimeout"},
+	"FRAG_TOO_FAR":             {"IP reassembly gave up: fragments too far out of order.", ""},
+	"DUP_FRAG":                 {"A duplicate IP fragment.", ""},
+	"QUEUE_PURGE":              {"Purged from a queue, usually when its socket closed or the device went down.", ""},
+	"BRIDGE_INGRESS_STP_STATE": {"The bridge port is not forwarding (STP state).", "bridge link show"},
+	"DEV_READY":                {"The device was not up or had no carrier.", "ip link show DEV"},
+	"UNHANDLED_PROTO":          {"No handler for the frame's protocol.", ""},
+	"RECURSION_LIMIT":          {"Too many nested transmits (a tunnel or routing loop).", ""},
+}

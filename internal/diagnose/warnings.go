@@ -1,0 +1,238 @@
+package diagnose
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/pathtrace/pathtrace/internal/doctor"
+	"github.com/pathtrace/pathtrace/internal/stitch"
+)
+
+// warnings lists what is worth knowing about p even without a drop, in a
+// fixed order: bridged traffic netfilter cannot see, packets too large for
+// the overlay or the underlay, a conntrack table filling up, ICMP errors.
+func (a *Advisor) warnings(p *stitch.Path) []string {
+	var ws []string
+	nodes := a.crossed(p)
+	for _, inode := range nodes {
+		ws = append(ws, a.bridgedBypass(p, inode)...)
+	}
+	for _, inode := range nodes {
+		ws = append(ws, a.mtu(p, inode)...)
+	}
+	for _, inode := range nodes {
+		n := a.nodes[inode]
+		if n.ctKnown && n.ctPercent() >= conntrackWarnPercent {
+			ws = append(ws, fmt.Sprintf("The conntrack table of %s was %.0f%% full (%d/%d) when the trace started: once full, packets of new connections are dropped. Check: %sconntrack -C",
+				a.label(p, inode), n.ctPercent(), n.ctCount, n.ctMax, inNetns(n, "")))
+		}
+	}
+	if w := icmpError(p); w != "" {
+		ws = append(ws, w)
+	}
+	return ws
+}
+
+// crossed lists the reported nodes the path has hops in, in order of the
+// first hop in each.
+func (a *Advisor) crossed(p *stitch.Path) []uint32 {
+	var out []uint32
+	for i := range p.Hops {
+		ino := p.Hops[i].NetnsInode
+		if _, ok := a.nodes[ino]; ok && !slices.Contains(out, ino) {
+			out = append(out, ino)
+		}
+	}
+	return out
+}
+
+// label names a node by the first hop of the path in it.
+func (a *Advisor) label(p *stitch.Path, inode uint32) string {
+	for i := range p.Hops {
+		if p.Hops[i].NetnsInode == inode {
+			return nodeLabel(&p.Hops[i])
+		}
+	}
+	return fmt.Sprintf("netns:%d", inode)
+}
+
+// bridgedBypass finds pod-to-pod traffic the node's bridge switched from one
+// port to another without netfilter hops in between (rx on a pod veth, then
+// tx on another, no rx on the bridge device itself: not routed), and warns
+// when the report says br_netfilter would not show it to iptables.
+func (a *Advisor) bridgedBypass(p *stitch.Path, inode uint32) []string {
+	n := a.nodes[inode]
+	if n.bridgeNF == "1" {
+		return nil
+	}
+	podPort := func(h *stitch.Hop) bool {
+		return h.Dev != "" && n.bridge(h.Dev) == nil && !n.isOverlay(h.Dev) && !n.isUnderlay(h.Dev)
+	}
+	for i := range p.Hops {
+		rx := &p.Hops[i]
+		if rx.NetnsInode != inode || rx.Kind != stitch.HopRx || !podPort(rx) {
+			continue
+		}
+		for j := i + 1; j < len(p.Hops); j++ {
+			h := &p.Hops[j]
+			if h.NetnsInode != inode || h.Kind == stitch.HopNetfilter || h.Kind == stitch.HopNAT ||
+				h.Kind == stitch.HopRx || h.Kind == stitch.HopDrop {
+				break
+			}
+			if h.Kind != stitch.HopTx {
+				continue
+			}
+			if !podPort(h) || h.Dev == rx.Dev {
+				break
+			}
+			br := "the pod bridge"
+			if b := n.bridgeOf(rx.Dev); b != nil {
+				br = b.Name
+			} else if b := n.bridgeOf(h.Dev); b != nil {
+				br = b.Name
+			} else if len(n.bridges) == 1 {
+				br = n.bridges[0].Name
+			}
+			why := "net.bridge.bridge-nf-call-iptables=" + n.bridgeNF
+			switch n.bridgeNF {
+			case "absent":
+				why = "br_netfilter is not loaded (net.bridge.bridge-nf-call-iptables is absent)"
+			case "":
+				why = "net.bridge.bridge-nf-call-iptables is not 1"
+			}
+			return []string{fmt.Sprintf("Bridged pod-to-pod traffic on %s (%s → %s through %s) passed no netfilter hook: %s, so netfilter rules, kube-proxy and NetworkPolicy do not see it. Check: %ssysctl net.bridge.bridge-nf-call-iptables",
+				nodeLabel(rx), rx.Dev, h.Dev, br, why, inNetns(n, rx.Netns))}
+		}
+	}
+	return nil
+}
+
+// mtu warns about a packet larger than an overlay's MTU on a path through
+// that overlay, and about an encapsulated packet larger than the underlay's
+// MTU.
+func (a *Advisor) mtu(p *stitch.Path, inode uint32) []string {
+	n := a.nodes[inode]
+	if len(n.overlays) == 0 {
+		return nil
+	}
+	var ws []string
+	in := inNetns(n, a.label(p, inode))
+	node := a.label(p, inode)
+
+	var inner uint32
+	for i := range p.Hops {
+		h := &p.Hops[i]
+		if h.NetnsInode != inode || h.Outer != nil || h.Kind == stitch.HopEncap || h.Kind == stitch.HopConsume {
+			continue
+		}
+		inner = max(inner, a.ipLen(p, i))
+	}
+	for k := range n.overlays {
+		o := &n.overlays[k]
+		if o.MTU <= 0 || inner <= uint32(o.MTU) || !a.uses(p, inode, o) {
+			continue
+		}
+		ws = append(ws, fmt.Sprintf("A %d-byte packet on its way through %s on %s, whose MTU is %d: with DF set it is dropped and ICMP fragmentation-needed is sent back, without DF it is fragmented. Pods should use an MTU ≤ %d. Check: %sip link show %s",
+			inner, o.Name, node, o.MTU, o.MTU, in, o.Name))
+	}
+
+	var outer uint32
+	var o *doctor.Overlay
+	for i := range p.Hops {
+		h := &p.Hops[i]
+		if h.NetnsInode != inode || h.Outer == nil || h.Kind == stitch.HopRx || h.Kind == stitch.HopDecap || h.Kind == stitch.HopConsume {
+			continue
+		}
+		if l := a.ipLen(p, i); l > outer {
+			outer = l
+			o = n.overlayFor(h.Outer)
+		}
+	}
+	if o != nil && o.UnderlayMTU > 0 && outer > uint32(o.UnderlayMTU) {
+		ws = append(ws, fmt.Sprintf("The encapsulated packet (%d bytes) is larger than the MTU %d of %s, the underlay of %s on %s: the outer packet is fragmented (the inner DF bit does not reach the outer header) or dropped. %s's MTU %d should be ≤ %d. Check: %sip -d link show %s",
+			outer, o.UnderlayMTU, o.Underlay, o.Name, node, o.Name, o.MTU, o.UnderlayMTU-o.Overhead, in, o.Name))
+	}
+	return ws
+}
+
+// uses reports whether the path goes through overlay o of the node: a hop
+// on it, a hook sending to it, or a drop for being too big in that node.
+func (a *Advisor) uses(p *stitch.Path, inode uint32, o *doctor.Overlay) bool {
+	for i := range p.Hops {
+		h := &p.Hops[i]
+		if h.NetnsInode != inode {
+			continue
+		}
+		if h.Dev == o.Name || h.Out == o.Name || (h.Kind == stitch.HopDrop && h.Reason == "PKT_TOO_BIG") {
+			return true
+		}
+	}
+	return false
+}
+
+// overlayFor picks the overlay an outer header belongs to: by UDP port,
+// else the only one.
+func (n *node) overlayFor(out *stitch.Outer) *doctor.Overlay {
+	for i := range n.overlays {
+		if n.overlays[i].Port != 0 && n.overlays[i].Port == out.DPort {
+			return &n.overlays[i]
+		}
+	}
+	if len(n.overlays) == 1 {
+		return &n.overlays[0]
+	}
+	return nil
+}
+
+// smallBridge returns a pod bridge of any reported node whose MTU is below
+// l, the first in inode order.
+func (a *Advisor) smallBridge(l uint32) (*doctor.Bridge, *node) {
+	for _, inode := range sortedInodes(a.nodes) {
+		n := a.nodes[inode]
+		for k := range n.bridges {
+			if b := &n.bridges[k]; b.MTU > 0 && uint32(b.MTU) < l {
+				return b, n
+			}
+		}
+	}
+	return nil, nil
+}
+
+func sortedInodes(m map[uint32]*node) []uint32 {
+	ks := make([]uint32, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}
+
+// icmpError explains a path that is itself an ICMP error, which answers an
+// earlier packet: for ICMP the tuple's ports carry the type and the code.
+func icmpError(p *stitch.Path) string {
+	if p.Proto != 1 {
+		return ""
+	}
+	typ, code := p.Src.Port(), p.Dst.Port()
+	var what string
+	switch {
+	case typ == 3 && code == 0:
+		what = "destination unreachable (net unreachable): it had no route for an earlier packet of " + p.Dst.Addr().String()
+	case typ == 3 && code == 1:
+		what = "destination unreachable (host unreachable): it could not reach the destination of an earlier packet of " + p.Dst.Addr().String()
+	case typ == 3 && code == 3:
+		what = "destination unreachable (port unreachable): nothing listened on the UDP port an earlier packet of " + p.Dst.Addr().String() + " was sent to"
+	case typ == 3 && code == 4:
+		what = "fragmentation needed: an earlier packet of " + p.Dst.Addr().String() + " had DF set and was larger than the MTU of its route; the sender should lower its path MTU"
+	case typ == 3 && (code == 9 || code == 10 || code == 13):
+		what = "destination unreachable (administratively prohibited): a REJECT rule refused an earlier packet of " + p.Dst.Addr().String()
+	case typ == 3:
+		what = fmt.Sprintf("destination unreachable (code %d) for an earlier packet of %s", code, p.Dst.Addr())
+	case typ == 11:
+		what = "time exceeded: an earlier packet of " + p.Dst.Addr().String() + " ran out of TTL (a routing loop?)"
+	default:
+		return ""
+	}
+	return strings.Join([]string{"This is an ICMP error from ", p.Src.Addr().String(), ", ", what, "."}, "")
+}

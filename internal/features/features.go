@@ -1,0 +1,330 @@
+package features
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/btf"
+	cfeatures "github.com/cilium/ebpf/features"
+	"golang.org/x/sys/unix"
+)
+
+// A probe returns nil when the feature is supported, an error wrapping
+// ebpf.ErrNotSupported (saying why) when it is not, and any other error when
+// the probe could not tell (inconclusive).
+
+// State names a probe result.
+type State string
+
+const (
+	Supported    State = "supported"
+	NotSupported State = "not supported"
+	Inconclusive State = "inconclusive"
+)
+
+// StateOf classifies a probe's error.
+func StateOf(err error) State {
+	switch {
+	case err == nil:
+		return Supported
+	case errors.Is(err, ebpf.ErrNotSupported):
+		return NotSupported
+	}
+	return Inconclusive
+}
+
+// notSupported wraps ebpf.ErrNotSupported with a reason users can act on.
+type notSupported struct{ why string }
+
+func (e *notSupported) Error() string { return e.why }
+func (e *notSupported) Is(target error) bool {
+	return target == ebpf.ErrNotSupported
+}
+
+// NotSupportedError returns an error that says why and wraps
+// ebpf.ErrNotSupported.
+func NotSupportedError(format string, a ...any) error {
+	return &notSupported{why: fmt.Sprintf(format, a...)}
+}
+
+// Why is the reason of a probe error in a few words: the text of a
+// NotSupportedError, or the error itself.
+func Why(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// RawTracepoint probes for raw tracepoint programs (4.17+).
+var RawTracepoint = sync.OnceValue(func() error {
+	return programType(ebpf.RawTracepoint, "raw tracepoint programs")
+})
+
+// NetfilterLink probes for BPF netfilter programs (6.4+).
+var NetfilterLink = sync.OnceValue(func() error {
+	err := programType(ebpf.Netfilter, "BPF netfilter links")
+	if errors.Is(err, ebpf.ErrNotSupported) {
+		return NotSupportedError("no BPF netfilter links (they need Linux 6.4)")
+	}
+	return err
+})
+
+func programType(pt ebpf.ProgramType, what string) error {
+	err := cfeatures.HaveProgramType(pt)
+	if errors.Is(err, ebpf.ErrNotSupported) {
+		return NotSupportedError("no %s: %v", what, err)
+	}
+	return err
+}
+
+// fentryProbeTarget is a core kernel function every kernel has in its BTF.
+const fentryProbeTarget = "netif_receive_skb"
+
+// Fentry probes for fentry/fexit programs (BPF trampolines, 5.5+) by loading
+// one against a core kernel function. Attaching can still fail for a given
+// function; that costs only its hop.
+var Fentry = sync.OnceValue(func() error {
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
+		return NotSupportedError("fentry needs kernel BTF (/sys/kernel/btf/vmlinux)")
+	}
+	prog, err := ebpf.NewProgramWithOptions(&ebpf.ProgramSpec{
+		Type:       ebpf.Tracing,
+		AttachType: ebpf.AttachTraceFEntry,
+		AttachTo:   fentryProbeTarget,
+		License:    "GPL",
+		Instructions: asm.Instructions{
+			asm.Mov.Imm(asm.R0, 0),
+			asm.Return(),
+		},
+	}, ebpf.ProgramOptions{LogDisabled: true})
+	if err == nil {
+		prog.Close()
+		return nil
+	}
+	switch {
+	case errors.Is(err, unix.EPERM):
+		why := "fentry refused (EPERM)"
+		if mode := Lockdown(); mode != "" && mode != "none" {
+			why = fmt.Sprintf("fentry refused (EPERM; kernel lockdown=%s)", mode)
+		}
+		return NotSupportedError("%s", why)
+	case errors.Is(err, ebpf.ErrNotSupported), errors.Is(err, unix.EINVAL),
+		errors.Is(err, unix.E2BIG), errors.Is(err, unix.Errno(524)): // ENOTSUPP
+		return NotSupportedError("no fentry programs: %v", err)
+	}
+	return fmt.Errorf("probe fentry: %w", err)
+})
+
+// Lockdown returns the active kernel lockdown mode (none, integrity,
+// confidentiality), or "" when it cannot be read.
+func Lockdown() string {
+	b, err := os.ReadFile("/sys/kernel/security/lockdown")
+	if err != nil {
+		return ""
+	}
+	// "none [integrity] confidentiality"
+	s := string(b)
+	if i := strings.IndexByte(s, '['); i >= 0 {
+		if j := strings.IndexByte(s[i:], ']'); j > 0 {
+			return s[i+1 : i+j]
+		}
+	}
+	return ""
+}
+
+// Kprobe probes for kprobes BPF programs can attach to: the kprobe program
+// type and the kernel's kprobe PMU or tracefs kprobe_events.
+var Kprobe = sync.OnceValue(func() error {
+	if err := programType(ebpf.Kprobe, "kprobe programs"); err != nil {
+		return err
+	}
+	if _, err := os.Stat("/sys/bus/event_source/devices/kprobe/type"); err == nil {
+		return nil
+	}
+	for _, p := range []string{"/sys/kernel/tracing/kprobe_events", "/sys/kernel/debug/tracing/kprobe_events"} {
+		if _, err := os.Stat(p); err == nil {
+			return nil
+		}
+	}
+	if v, ok := KernelConfig("CONFIG_KPROBES"); ok && v != "y" {
+		return NotSupportedError("kprobes not built in (CONFIG_KPROBES unset)")
+	}
+	if v, ok := KernelConfig("CONFIG_KPROBE_EVENTS"); ok && v != "y" {
+		return NotSupportedError("kprobes not usable by BPF (CONFIG_KPROBE_EVENTS unset)")
+	}
+	return NotSupportedError("kprobes not available (no kprobe PMU, no kprobe_events in tracefs)")
+})
+
+// KernelConfig returns the value of a kernel config option from
+// /proc/config.gz or /boot/config-<release>; ok is false when neither can
+// be read. An unset option has the value "".
+func KernelConfig(name string) (value string, ok bool) {
+	cfg := kernelConfig()
+	if cfg == nil {
+		return "", false
+	}
+	return cfg[name], true
+}
+
+var kernelConfig = sync.OnceValue(func() map[string]string {
+	var r io.Reader
+	if f, err := os.Open("/proc/config.gz"); err == nil {
+		defer f.Close()
+		if zr, err := gzip.NewReader(f); err == nil {
+			r = zr
+		}
+	}
+	if r == nil {
+		var u unix.Utsname
+		if err := unix.Uname(&u); err != nil {
+			return nil
+		}
+		f, err := os.Open("/boot/config-" + unix.ByteSliceToString(u.Release[:]))
+		if err != nil {
+			return nil
+		}
+		defer f.Close()
+		r = f
+	}
+	cfg := map[string]string{}
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), "=")
+		if ok && strings.HasPrefix(k, "CONFIG_") {
+			cfg[k] = v
+		}
+	}
+	return cfg
+})
+
+// kernelBTF is the vmlinux BTF, parsed once.
+var kernelBTF = sync.OnceValues(btf.LoadKernelSpec)
+
+// Function says where a kernel function is and how it can be reached.
+type Function struct {
+	Name   string
+	Module string // "" for vmlinux
+	// Loaded: the function is in the running kernel (kallsyms, or BTF).
+	Loaded bool
+	// BTF is nil when fentry can target the function (a BTF FUNC in
+	// vmlinux or in its module's BTF), or says why not.
+	BTF error
+	// Kallsyms is nil when a kprobe can target the function (a text
+	// symbol in /proc/kallsyms), or says why not.
+	Kallsyms error
+}
+
+// FuncRef names a kernel function and the module that has it ("" for the
+// core kernel).
+type FuncRef struct{ Name, Module string }
+
+// LookupFunctions finds each function in BTF and kallsyms (one scan for all).
+// It reads the system each time: modules come and go.
+func LookupFunctions(refs ...FuncRef) []Function {
+	names := make([]string, len(refs))
+	for i, r := range refs {
+		names[i] = r.Name
+	}
+	syms, symErr := Kallsyms(names...)
+	out := make([]Function, len(refs))
+	for i, r := range refs {
+		f := Function{Name: r.Name, Module: r.Module}
+		f.BTF = funcBTF(r.Name, r.Module)
+		switch _, ok := syms[r.Name]; {
+		case symErr != nil:
+			f.Kallsyms = symErr
+		case !ok:
+			f.Kallsyms = NotSupportedError("no %s in /proc/kallsyms", r.Name)
+		}
+		f.Loaded = f.BTF == nil || f.Kallsyms == nil
+		if !f.Loaded && r.Module != "" && !ModuleLoaded(r.Module) {
+			err := NotSupportedError("module %s not loaded", r.Module)
+			f.BTF, f.Kallsyms = err, err
+		}
+		out[i] = f
+	}
+	return out
+}
+
+// ModuleLoaded reports whether a kernel module is loaded (or built in).
+func ModuleLoaded(module string) bool {
+	_, err := os.Stat("/sys/module/" + module)
+	return err == nil
+}
+
+func funcBTF(name, module string) error {
+	spec, err := kernelBTF()
+	if err != nil {
+		return NotSupportedError("no kernel BTF: %v", err)
+	}
+	var fn *btf.Func
+	if err := spec.TypeByName(name, &fn); err == nil {
+		return nil
+	}
+	if module == "" {
+		return NotSupportedError("no BTF for %s", name)
+	}
+	mspec, err := btf.LoadKernelModuleSpec(module)
+	if errors.Is(err, fs.ErrNotExist) {
+		if !ModuleLoaded(module) {
+			return NotSupportedError("module %s not loaded", module)
+		}
+		return NotSupportedError("module %s has no BTF (CONFIG_DEBUG_INFO_BTF_MODULES)", module)
+	}
+	if err != nil {
+		return fmt.Errorf("load BTF of module %s: %w", module, err)
+	}
+	if err := mspec.TypeByName(name, &fn); err != nil {
+		return NotSupportedError("no BTF for %s in module %s", name, module)
+	}
+	return nil
+}
+
+// Kallsyms scans /proc/kallsyms for the named text symbols and returns the
+// module of each found ("" for vmlinux).
+func Kallsyms(names ...string) (map[string]string, error) {
+	f, err := os.Open("/proc/kallsyms")
+	if err != nil {
+		return nil, fmt.Errorf("read kallsyms: %w", err)
+	}
+	defer f.Close()
+	want := make(map[string]bool, len(names))
+	for _, n := range names {
+		want[n] = true
+	}
+	found := make(map[string]string, len(names))
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() && len(found) < len(want) {
+		// "ffffffffc03f4c80 T ip_vs_conn_new\t[ip_vs]"
+		line := sc.Bytes()
+		if len(line) < 19 || line[16] != ' ' || line[18] != ' ' {
+			continue
+		}
+		if t := line[17]; t != 't' && t != 'T' {
+			continue
+		}
+		rest := line[19:]
+		sym, mod, _ := bytes.Cut(rest, []byte{'\t'})
+		if !want[string(sym)] {
+			continue
+		}
+		mod = bytes.TrimSuffix(bytes.TrimPrefix(mod, []byte{'['}), []byte{']'})
+		found[string(sym)] = string(mod)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read kallsyms: %w", err)
+	}
+	return found, nil
+}

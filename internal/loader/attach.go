@@ -1,0 +1,284 @@
+package loader
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+
+	"github.com/pathtrace/pathtrace/internal/bpf"
+	"github.com/pathtrace/pathtrace/internal/features"
+)
+
+// MaxNodes bounds the node network namespaces (--netns) whose netfilter
+// hooks nf_hook_slow programs show (bpf/include/funcs.h).
+const MaxNodes = 16
+
+// specs are the collection specs of every attach family, with the runtime
+// settings written.
+type specs struct {
+	tp, nf, fentry, kprobe *ebpf.CollectionSpec
+}
+
+func loadSpecs(opts *Options, nodes []Node) (*specs, error) {
+	var s specs
+	var err error
+	if s.tp, err = loadSpec("tracepoint", bpf.LoadTracepoint); err != nil {
+		return nil, err
+	}
+	if s.nf, err = loadSpec("netfilter", bpf.LoadNetfilter); err != nil {
+		return nil, err
+	}
+	if s.fentry, err = loadSpec("fentry", bpf.LoadFentry); err != nil {
+		return nil, err
+	}
+	if s.kprobe, err = loadSpec("kprobe", bpf.LoadKprobe); err != nil {
+		return nil, err
+	}
+	var inodes [MaxNodes]uint32
+	for i, n := range nodes {
+		inodes[i] = n.Inode
+	}
+	for _, spec := range []*ebpf.CollectionSpec{s.tp, s.nf, s.fentry, s.kprobe} {
+		if err := setVariables(spec, opts); err != nil {
+			return nil, err
+		}
+	}
+	for _, spec := range []*ebpf.CollectionSpec{s.fentry, s.kprobe} {
+		for name, v := range map[string]any{"nf_netns": inodes, "n_nf_netns": uint32(len(nodes))} {
+			if err := spec.Variables[name].Set(v); err != nil {
+				return nil, fmt.Errorf("set %s: %w", name, err)
+			}
+		}
+	}
+	if opts.RingSize > 0 {
+		s.tp.Maps["events"].MaxEntries = uint32(opts.RingSize)
+	}
+	return &s, nil
+}
+
+func loadSpec(name string, load func() (*ebpf.CollectionSpec, error)) (*ebpf.CollectionSpec, error) {
+	spec, err := load()
+	if err != nil {
+		return nil, fmt.Errorf("load %s spec: %w", name, err)
+	}
+	return spec, nil
+}
+
+// attachTracepoints attaches the device and free hops, one program at a
+// time so that a missing one costs its hop only.
+func (t *Tracer) attachTracepoints(spec *ebpf.CollectionSpec) map[string]HopSupport {
+	hops := map[string]HopSupport{}
+	one := func(hop, prog, tp string) error {
+		if err := features.RawTracepoint(); err != nil {
+			return err
+		}
+		if err := t.attachRawTP(spec, prog, tp); err != nil {
+			return err
+		}
+		hops[hop] = HopSupport{Hop: hop, Backend: BackendTracepoint, Source: "raw_tracepoint/" + tp}
+		return nil
+	}
+	fail := func(hop string, err error) {
+		hops[hop] = HopSupport{Hop: hop, Reason: err.Error()}
+		slog.Debug("hop not observable", "hop", hop, "err", err)
+	}
+	for _, tp := range []struct{ hop, prog, name string }{
+		{HopRx, "tp_netif_receive_skb", "netif_receive_skb"},
+		{HopTx, "tp_net_dev_queue", "net_dev_queue"},
+		{HopConsume, "tp_consume_skb", "consume_skb"},
+	} {
+		if err := one(tp.hop, tp.prog, tp.name); err != nil {
+			fail(tp.hop, err)
+		}
+	}
+	if err := one(HopDrop, "tp_kfree_skb_reason", "kfree_skb"); err != nil {
+		// Before 5.17 kfree_skb has no reason argument.
+		slog.Debug("kfree_skb with reason unavailable, using the older form", "err", err)
+		if err2 := one(HopDrop, "tp_kfree_skb", "kfree_skb"); err2 != nil {
+			fail(HopDrop, errors.Join(err, err2))
+		}
+	}
+	return hops
+}
+
+// attachNetfilterHops shows the IPv4 netfilter hooks of the nodes with the
+// first candidate that attaches: netfilter links in each node namespace,
+// or programs on nf_hook_slow filtered to the nodes' namespaces.
+func (t *Tracer) attachNetfilterHops(s *specs, paths []string, cands []candidate) HopSupport {
+	for i := range cands {
+		c := &cands[i]
+		if c.err != nil {
+			continue
+		}
+		mark := len(t.links)
+		switch c.backend {
+		case BackendNetfilterLink:
+			c.err = t.attachNetfilterLinks(s.nf, paths)
+		case BackendFentry:
+			c.err = t.attachFentry(s.fentry, "fentry_nf_hook_slow", "fexit_nf_hook_slow")
+		case BackendKprobe:
+			c.err = t.attachKprobe(s.kprobe, nfHookSlow.Name, "kprobe_nf_hook_slow", "kretprobe_nf_hook_slow")
+		}
+		if c.err != nil {
+			// Half a hook is worse than none: detach this candidate's links.
+			t.closeLinksFrom(mark)
+			slog.Debug("netfilter backend failed", "backend", c.backend, "err", c.err)
+			continue
+		}
+		h := HopSupport{Hop: HopNetfilter, Backend: c.backend, Source: c.source, Reason: reasons(cands[:i])}
+		slog.Debug("netfilter hops", "backend", h.Backend, "source", h.Source, "skipped", h.Reason)
+		return h
+	}
+	h := HopSupport{Hop: HopNetfilter, Reason: reasons(cands)}
+	slog.Debug("netfilter hops not observable", "reason", h.Reason)
+	return h
+}
+
+func (t *Tracer) attachNetfilterLinks(spec *ebpf.CollectionSpec, paths []string) error {
+	first, err := t.loadProgram(spec, "nf_first")
+	if err != nil {
+		return err
+	}
+	last, err := t.loadProgram(spec, "nf_last")
+	if err != nil {
+		return err
+	}
+	for _, p := range paths {
+		if _, err := t.attachNetfilter(p, first, last); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// attachFuncHop shows a function hop with the first candidate that
+// attaches.
+func (t *Tracer) attachFuncHop(s *specs, f funcHop, cands []candidate) HopSupport {
+	for i := range cands {
+		c := &cands[i]
+		if c.err != nil {
+			continue
+		}
+		mark := len(t.links)
+		switch c.backend {
+		case BackendFentry:
+			c.err = t.attachFentry(s.fentry, f.fentry)
+		case BackendKprobe:
+			c.err = t.attachKprobe(s.kprobe, f.fn.Name, f.kprobe, "")
+		}
+		if c.err != nil {
+			t.closeLinksFrom(mark)
+			slog.Debug("function hop backend failed", "hop", f.hop, "backend", c.backend, "err", c.err)
+			continue
+		}
+		h := HopSupport{Hop: f.hop, Backend: c.backend, Source: c.source, Reason: reasons(cands[:i])}
+		slog.Debug("function hop", "hop", f.hop, "backend", h.Backend, "source", h.Source, "skipped", h.Reason)
+		return h
+	}
+	h := HopSupport{Hop: f.hop, Reason: reasons(cands)}
+	slog.Debug("function hop not observable", "hop", f.hop, "reason", h.Reason)
+	return h
+}
+
+// attachFentry loads and attaches fentry/fexit programs of spec, each on
+// the function its section names.
+func (t *Tracer) attachFentry(spec *ebpf.CollectionSpec, progs ...string) error {
+	for _, name := range progs {
+		p, err := t.loadProgram(spec, name)
+		if err != nil {
+			return err
+		}
+		l, err := link.AttachTracing(link.TracingOptions{Program: p})
+		if err != nil {
+			return fmt.Errorf("attach %s to %s: %w", name, spec.Programs[name].AttachTo, err)
+		}
+		t.links = append(t.links, l)
+	}
+	return nil
+}
+
+// attachKprobe loads entry (and ret, if not "") and attaches them as a
+// kprobe and a kretprobe on symbol. The kretprobe goes first: an entry
+// program whose return program is not there yet would push frames nobody
+// pops (bpf/kprobe.c), and every later return would pop the wrong one.
+func (t *Tracer) attachKprobe(spec *ebpf.CollectionSpec, symbol, entry, ret string) error {
+	for _, name := range []string{ret, entry} {
+		if name == "" {
+			continue
+		}
+		p, err := t.loadProgram(spec, name)
+		if err != nil {
+			return err
+		}
+		attach, what := link.Kprobe, "kprobe"
+		if name == ret {
+			attach, what = link.Kretprobe, "kretprobe"
+		}
+		var l link.Link
+		if name == ret {
+			l, err = attachKretprobe(symbol, p)
+		} else {
+			l, err = attach(symbol, p, nil)
+		}
+		if err != nil {
+			return fmt.Errorf("attach %s %s: %w", what, symbol, err)
+		}
+		t.links = append(t.links, l)
+	}
+	return nil
+}
+
+// retprobeMaxActive is how many calls of a function a kretprobe follows at
+// once (the kernel's maximum). The default the perf kprobe PMU gives,
+// max(10, 2 * CPUs), runs out on nf_hook_slow, which nests (br_netfilter,
+// softirqs) and holds an instance while a stolen packet's whole path runs
+// inside it: returns are then missed and hooks lose their last view.
+const retprobeMaxActive = 4096
+
+// attachKretprobe attaches a kretprobe with retprobeMaxActive instances,
+// which only tracefs can set, falling back to the PMU's default.
+func attachKretprobe(symbol string, p *ebpf.Program) (link.Link, error) {
+	l, err := link.Kretprobe(symbol, p, &link.KprobeOptions{RetprobeMaxActive: retprobeMaxActive})
+	if err == nil {
+		return l, nil
+	}
+	slog.Debug("kretprobe with maxactive through tracefs failed, using the perf PMU's default", "symbol", symbol, "err", err)
+	return link.Kretprobe(symbol, p, nil)
+}
+
+func (t *Tracer) closeLinksFrom(mark int) {
+	for _, l := range t.links[mark:] {
+		l.Close()
+	}
+	t.links = t.links[:mark]
+}
+
+// nodeOf returns the node for a network namespace path ("" for the
+// caller's own) with its inode.
+func nodeOf(path string) (Node, error) {
+	n := Node{Path: path}
+	p := "/proc/self/ns/net"
+	if path != "" {
+		h, err := openNetns(path)
+		if err != nil {
+			return n, err
+		}
+		defer h.Close()
+		var st unix.Stat_t
+		if err := unix.Fstat(int(h), &st); err != nil {
+			return n, fmt.Errorf("stat network namespace %s: %w", path, err)
+		}
+		n.Inode = uint32(st.Ino)
+		return n, nil
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(p, &st); err != nil {
+		return n, fmt.Errorf("stat own network namespace: %w", err)
+	}
+	n.Inode = uint32(st.Ino)
+	return n, nil
+}

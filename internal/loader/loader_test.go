@@ -1,0 +1,217 @@
+package loader
+
+import (
+	"bytes"
+	"errors"
+	"io/fs"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/pathtrace/pathtrace/internal/bpf"
+	"github.com/pathtrace/pathtrace/internal/features"
+	"github.com/pathtrace/pathtrace/internal/testutil"
+)
+
+func TestParseChoice(t *testing.T) {
+	for _, c := range Choices {
+		if got, err := ParseChoice(string(c)); err != nil || got != c {
+			t.Errorf("ParseChoice(%q) = %q, %v", c, got, err)
+		}
+	}
+	if _, err := ParseChoice("ebpf"); err == nil || !strings.Contains(err.Error(), "auto, tracepoint, fentry, kprobe") {
+		t.Errorf("ParseChoice(ebpf) error %v, want the list of choices", err)
+	}
+}
+
+// The modules whose functions the function hops attach to.
+var hopModules = []string{"bridge", "br_netfilter", "vxlan", "ip_vs"}
+
+// TestFeaturesMatchKernel checks what `pathtrace features` says against
+// what we know of each kernel we test on (testutil.ExpectedBackends).
+func TestFeaturesMatchKernel(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.Modprobe(hopModules...)
+	want := testutil.RequireExpectedBackends(t)
+	r := Features(testutil.Release(), ChoiceAuto)
+	var text bytes.Buffer
+	if err := r.WriteText(&text); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("pathtrace features:\n%s", text.String())
+	seen := map[string]bool{}
+	for _, h := range r.Hops {
+		seen[h.Hop] = true
+		w, ok := want[h.Hop]
+		if !ok {
+			t.Errorf("hop %s: no expectation", h.Hop)
+			continue
+		}
+		if string(h.Backend) != w {
+			t.Errorf("hop %s: backend %q (%s%s), want %q", h.Hop, h.Backend, h.Source, h.Reason, w)
+		}
+		if !h.Observable() && (h.Reason == "" || !strings.Contains(text.String(), "not observable: "+h.Reason)) {
+			t.Errorf("hop %s is not observable but the listing does not say why", h.Hop)
+		}
+	}
+	for hop := range want {
+		if !seen[hop] {
+			t.Errorf("hop %s missing from the listing", hop)
+		}
+	}
+}
+
+// TestOpenFollowsPlan attaches everything the plan says on this kernel and
+// checks that the tracer reports the same backends, and that closing it
+// leaves no link behind.
+func TestOpenFollowsPlan(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.Modprobe(hopModules...)
+	plan := Plan(ChoiceAuto)
+	tr, err := Open(Options{})
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	for i, h := range tr.Hops {
+		if p := plan[i]; h.Hop != p.Hop || h.Backend != p.Backend {
+			t.Errorf("hop %s: attached %q (%s), plan said %q (%s)", h.Hop, h.Backend, h.Reason, p.Backend, p.Reason)
+		}
+	}
+	if want, ok := testutil.ExpectedBackends(); ok {
+		for _, h := range tr.Hops {
+			if string(h.Backend) != want[h.Hop] {
+				t.Errorf("hop %s: attached %q, want %q on %s", h.Hop, h.Backend, want[h.Hop], testutil.Release())
+			}
+		}
+	}
+	var ours []link.ID
+	for _, l := range tr.links {
+		info, err := l.Info()
+		if errors.Is(err, ebpf.ErrNotSupported) {
+			continue // a perf event (kprobes before 5.15): not a BPF link
+		}
+		if err != nil {
+			t.Fatalf("link info: %v", err)
+		}
+		ours = append(ours, info.ID)
+	}
+	if err := tr.Close(); err != nil {
+		t.Errorf("close: %v", err)
+	}
+	// Other processes may attach links meanwhile: look for ours only.
+	for _, id := range testutil.LinkIDs(t) {
+		if slices.Contains(ours, id) {
+			t.Errorf("link %d still attached after Close", id)
+		}
+	}
+}
+
+// TestForcedBackend checks that --backend fentry and --backend kprobe show
+// the netfilter and function hops with that backend only, or not at all,
+// saying why.
+func TestForcedBackend(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.Modprobe(hopModules...)
+	for _, c := range []struct {
+		choice Choice
+		probe  func() error
+	}{{ChoiceFentry, features.Fentry}, {ChoiceKprobe, features.Kprobe}, {ChoiceTracepoint, features.NetfilterLink}} {
+		t.Run(string(c.choice), func(t *testing.T) {
+			testutil.SkipIfNotSupported(t, c.probe())
+			tr, err := Open(Options{Backend: c.choice})
+			if err != nil {
+				t.Fatalf("open: %v", err)
+			}
+			defer tr.Close()
+			for _, h := range tr.Hops {
+				switch h.Hop {
+				case HopRx, HopTx, HopDrop, HopConsume:
+					if h.Backend != BackendTracepoint {
+						t.Errorf("hop %s: %q, want tracepoint", h.Hop, h.Backend)
+					}
+				case HopDecap:
+				case HopEncap:
+					if h.Backend != BackendInferred && string(h.Backend) != string(c.choice) {
+						t.Errorf("hop %s: %q, want %s or inferred", h.Hop, h.Backend, c.choice)
+					}
+				case HopNetfilter, HopNAT:
+					want := Backend(c.choice)
+					if c.choice == ChoiceTracepoint {
+						want = BackendNetfilterLink
+					}
+					if h.Backend != want {
+						t.Errorf("hop %s: %q (%s), want %s", h.Hop, h.Backend, h.Reason, want)
+					}
+				default:
+					if h.Observable() && string(h.Backend) != string(c.choice) {
+						t.Errorf("hop %s: %q, want %s or not observable", h.Hop, h.Backend, c.choice)
+					}
+					if !h.Observable() && h.Reason == "" {
+						t.Errorf("hop %s: not observable, without a reason", h.Hop)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestKernelStructHeads compares the struct heads the kprobe programs read
+// at fixed offsets where a module has no BTF (bpf/include/ipvs.h,
+// funcs.h) with the BTF of the kernels that have it.
+func TestKernelStructHeads(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.Modprobe(hopModules...)
+	spec, err := bpf.LoadKprobe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		module, kernelType, ours string
+	}{
+		{"ip_vs", "ip_vs_conn", "pt_ip_vs_conn_head"},
+		{"bridge", "net_bridge_port", "pt_net_bridge_port_head"},
+	} {
+		t.Run(c.kernelType, func(t *testing.T) {
+			var kt *btf.Struct
+			err := func() error {
+				if ks, err := btf.LoadKernelSpec(); err == nil && ks.TypeByName(c.kernelType, &kt) == nil {
+					return nil
+				}
+				ms, err := btf.LoadKernelModuleSpec(c.module)
+				if errors.Is(err, fs.ErrNotExist) {
+					return features.NotSupportedError("no BTF for module %s", c.module)
+				}
+				if err != nil {
+					return err
+				}
+				return ms.TypeByName(c.kernelType, &kt)
+			}()
+			testutil.SkipIfNotSupported(t, err)
+			var ours *btf.Struct
+			if err := spec.Types.TypeByName(c.ours, &ours); err != nil {
+				t.Fatal(err)
+			}
+			offsets := map[string]btf.Bits{}
+			for _, m := range kt.Members {
+				offsets[m.Name] = m.Offset
+			}
+			for _, m := range ours.Members {
+				if m.Name == "c_list" || m.Name == "br" && c.kernelType == "net_bridge_port" {
+					continue
+				}
+				got, ok := offsets[m.Name]
+				if !ok {
+					t.Errorf("struct %s has no field %s", c.kernelType, m.Name)
+					continue
+				}
+				if got != m.Offset {
+					t.Errorf("%s.%s at bit %d, %s reads it at bit %d", c.kernelType, m.Name, got, c.ours, m.Offset)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,93 @@
+package loader
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/pathtrace/pathtrace/internal/features"
+)
+
+// Probe is one feature probe's result.
+type Probe struct {
+	Name  string         `json:"name"`
+	State features.State `json:"state"`
+	// Why says why it is not supported, or what made it inconclusive.
+	Why string `json:"why,omitempty"`
+}
+
+// Report is what `pathtrace features` shows: the probes, and per hop kind
+// the backend that shows it on this kernel or why none can.
+type Report struct {
+	Kernel  string       `json:"kernel"`
+	Backend Choice       `json:"backend"`
+	Probes  []Probe      `json:"probes"`
+	Hops    []HopSupport `json:"hops"`
+}
+
+// MarshalJSON writes a hop as {"hop", "backend", "source", "reason"}.
+func (h HopSupport) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		Hop        string  `json:"hop"`
+		Observable bool    `json:"observable"`
+		Backend    Backend `json:"backend,omitempty"`
+		Source     string  `json:"source,omitempty"`
+		Reason     string  `json:"reason,omitempty"`
+	}{h.Hop, h.Observable(), h.Backend, h.Source, h.Reason})
+}
+
+// Features runs the probes and plans the hops for choice, loading nothing
+// else.
+func Features(kernel string, choice Choice) Report {
+	if choice == "" {
+		choice = ChoiceAuto
+	}
+	r := Report{Kernel: kernel, Backend: choice}
+	for _, p := range []struct {
+		name  string
+		probe func() error
+	}{
+		{"raw tracepoint", features.RawTracepoint},
+		{"netfilter link", features.NetfilterLink},
+		{"fentry", features.Fentry},
+		{"kprobe", features.Kprobe},
+	} {
+		err := p.probe()
+		r.Probes = append(r.Probes, Probe{Name: p.name, State: features.StateOf(err), Why: features.Why(err)})
+	}
+	r.Hops = Plan(choice)
+	return r
+}
+
+// WriteText writes the report as a table.
+func (r Report) WriteText(w io.Writer) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "kernel %s, --backend %s\n", r.Kernel, r.Backend)
+	for _, p := range r.Probes {
+		fmt.Fprintf(&b, "  %-15s %s", p.Name+":", p.State)
+		if p.Why != "" {
+			fmt.Fprintf(&b, " (%s)", p.Why)
+		}
+		b.WriteByte('\n')
+	}
+	b.WriteByte('\n')
+	if _, err := io.WriteString(w, b.String()); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOP\tBACKEND\tSHOWN BY")
+	for _, h := range r.Hops {
+		if !h.Observable() {
+			fmt.Fprintf(tw, "%s\t-\tnot observable: %s\n", h.Hop, h.Reason)
+			continue
+		}
+		src := h.Source
+		if h.Reason != "" {
+			src += "  (" + h.Reason + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", h.Hop, h.Backend, src)
+	}
+	return tw.Flush()
+}

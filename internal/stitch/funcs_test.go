@@ -1,0 +1,106 @@
+package stitch
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/pathtrace/pathtrace/internal/decode"
+)
+
+// ipvsRemote is a request to a ClusterIP in kube-proxy's IPVS mode on a
+// kernel without netfilter links: hooks from fentry on nf_hook_slow, IPVS,
+// bridge and vxlan_xmit from fentry. IPVS takes the packet in INPUT (no
+// last view) and sends it to a real server on node2.
+func ipvsRemote(skb, ts uint64) *seq {
+	s := newSeq(skb, ts, tcp("10.244.1.5:40500", "10.96.0.10:80"))
+	fentry := func(ev decode.Event) decode.Event { ev.Flags |= decode.FlagFentry; return ev }
+	s.dev(decode.KindTx, nsClient, "eth0").
+		dev(decode.KindRx, nsNode1, "veth1a2b3c4d").
+		add(fentry(decode.Event{Kind: decode.KindNF, Hook: decode.HookPrerouting, Slot: decode.SlotFirst, Netns: nsNode1, Dev: "cni0", In: "cni0"})).
+		add(fentry(decode.Event{Kind: decode.KindNF, Hook: decode.HookPrerouting, Slot: decode.SlotLast, Netns: nsNode1, Dev: "cni0", In: "cni0"})).
+		dev(decode.KindRx, nsNode1, "cni0").
+		add(fentry(decode.Event{Kind: decode.KindNF, Hook: decode.HookInput, Slot: decode.SlotFirst, Netns: nsNode1, Dev: "cni0", In: "cni0"}))
+	ipvs := fentry(decode.Event{Kind: decode.KindIPVS, Netns: nsNode1, Dev: "cni0"})
+	ipvs.Ext = decode.Ext{
+		Addr: [2]netip.Addr{ap("10.96.0.10:80").Addr(), ap("10.244.2.7:8080").Addr()},
+		Port: [2]uint16{80, 8080},
+		Val:  [3]uint32{0, 6, 1},
+		Name: "rr",
+	}
+	s.add(ipvs)
+	s.tuple.Dst = ap("10.244.2.7:8080")
+	s.add(fentry(decode.Event{Kind: decode.KindNF, Hook: decode.HookOutput, Slot: decode.SlotFirst, Netns: nsNode1, Dev: "flannel.1", Out: "flannel.1"})).
+		add(fentry(decode.Event{Kind: decode.KindNF, Hook: decode.HookOutput, Slot: decode.SlotLast, Netns: nsNode1, Dev: "flannel.1", Out: "flannel.1"})).
+		dev(decode.KindTx, nsNode1, "flannel.1")
+	vx := fentry(decode.Event{Kind: decode.KindVXLAN, Netns: nsNode1, Dev: "flannel.1"})
+	vx.Ext.Val, vx.Ext.Port = [3]uint32{1, 0, 1}, [2]uint16{0, 8472}
+	s.add(vx).
+		encap("192.168.50.11:48748", "192.168.50.12:8472", 1).
+		dev(decode.KindTx, nsNode1, "eth0").
+		dev(decode.KindRx, nsNode2, "eth0").
+		decap().
+		dev(decode.KindRx, nsNode2, "flannel.1").
+		dev(decode.KindTx, nsNode2, "cni0")
+	br := fentry(decode.Event{Kind: decode.KindBridge, Netns: nsNode2, Dev: "cni0", In: "cni0", Out: "veth5e6f7a8b"})
+	s.add(br).
+		dev(decode.KindTx, nsNode2, "veth5e6f7a8b").
+		dev(decode.KindRx, nsServer, "eth0")
+	return s
+}
+
+func TestFunctionHops(t *testing.T) {
+	paths, _ := collect(t, Config{}, ipvsRemote(0xb00, 1e9).events)
+	if len(paths) != 1 {
+		t.Fatalf("got %d paths, want 1", len(paths))
+	}
+	p := paths[0]
+	want := "tx:eth0 rx:veth1a2b3c4d netfilter:PREROUTING rx:cni0 netfilter:INPUT ipvs:cni0 " +
+		"netfilter:OUTPUT tx:flannel.1 encap:flannel.1 tx:eth0 rx:eth0 decap:flannel.1 rx:flannel.1 " +
+		"tx:cni0 bridge:cni0 tx:veth5e6f7a8b rx:eth0"
+	if got := kinds(p); got != want {
+		t.Fatalf("hops\n got %s\nwant %s", got, want)
+	}
+	in := p.Hops[4]
+	if !in.Partial || in.Backend != "fentry" {
+		t.Errorf("INPUT hop partial=%v backend=%q, want a partial hop from fentry (IPVS took the packet)", in.Partial, in.Backend)
+	}
+	ipvs := p.Hops[5]
+	wantIPVS := IPVS{Service: ap("10.96.0.10:80"), RealServer: ap("10.244.2.7:8080"), Scheduler: "rr", Method: "masq"}
+	if ipvs.IPVS == nil || *ipvs.IPVS != wantIPVS || ipvs.Backend != "fentry" {
+		t.Errorf("ipvs hop %+v backend %q, want %+v from fentry", ipvs.IPVS, ipvs.Backend, wantIPVS)
+	}
+	enc := p.Hops[8]
+	wantOuter := Outer{Src: ap("192.168.50.11:1").Addr(), Dst: ap("192.168.50.12:1").Addr(), DPort: 8472, VNI: 1}
+	if enc.Outer == nil || *enc.Outer != wantOuter || enc.Backend != "fentry" || enc.Dev != "flannel.1" {
+		t.Errorf("encap hop outer %+v backend %q dev %s, want %+v from fentry on flannel.1", enc.Outer, enc.Backend, enc.Dev, wantOuter)
+	}
+	if dec := p.Hops[11]; dec.Backend != "inferred" {
+		t.Errorf("decap hop backend %q, want inferred", dec.Backend)
+	}
+	br := p.Hops[14]
+	if br.Bridge == nil || *br.Bridge != (Bridge{In: "cni0", Out: "veth5e6f7a8b"}) || br.Backend != "fentry" {
+		t.Errorf("bridge hop %+v backend %q", br.Bridge, br.Backend)
+	}
+	if tx := p.Hops[0]; tx.Backend != "tracepoint" {
+		t.Errorf("tx hop backend %q, want tracepoint", tx.Backend)
+	}
+	if p.Verdict != VerdictDelivered {
+		t.Errorf("verdict %s, want delivered", p.Verdict)
+	}
+}
+
+// A vxlan_xmit hop whose packet never shows encapsulated keeps what the
+// program read and no addresses.
+func TestVXLANHopWithoutOuter(t *testing.T) {
+	s := newSeq(0xc00, 1e9, tcp("10.244.1.5:1", "10.244.2.7:2"))
+	vx := decode.Event{Kind: decode.KindVXLAN, Flags: decode.FlagKprobe, Netns: nsNode1, Dev: "flannel.1"}
+	s.dev(decode.KindTx, nsNode1, "flannel.1").add(vx).
+		add(decode.Event{Kind: decode.KindDrop, Netns: nsNode1, Dev: "flannel.1"})
+	paths, _ := collect(t, Config{}, s.events)
+	if len(paths) != 1 || kinds(paths[0]) != "tx:flannel.1 encap:flannel.1 drop:flannel.1" {
+		t.Fatalf("paths %d, hops %s", len(paths), kinds(paths[0]))
+	}
+	if h := paths[0].Hops[1]; h.Outer != nil || h.Backend != "kprobe" {
+		t.Errorf("encap hop outer %+v backend %q, want none from kprobe", h.Outer, h.Backend)
+	}
+}

@@ -1,0 +1,139 @@
+package trace
+
+import (
+	"context"
+	"errors"
+	"os"
+	"slices"
+	"testing"
+
+	"github.com/pathtrace/pathtrace/internal/stitch"
+	"github.com/pathtrace/pathtrace/internal/testutil"
+	"github.com/pathtrace/pathtrace/internal/topology"
+)
+
+// ipvsCluster builds the demo cluster in kube-proxy IPVS mode with echo
+// servers on both real servers, or skips where the kernel has no IPVS.
+func ipvsCluster(t *testing.T) *topology.Cluster {
+	t.Helper()
+	testutil.RequireRoot(t)
+	c, err := topology.Build(context.Background(), topology.Options{IPVS: true})
+	if errors.Is(err, topology.ErrNoIPVS) {
+		t.Skipf("kernel %s: %v", testutil.Release(), err)
+	}
+	if err != nil {
+		t.Fatalf("build cluster: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("close cluster: %v", err)
+		}
+	})
+	for _, name := range []string{topology.PodServer, topology.PodServerLocal} {
+		srv, err := topology.StartEchoServer(context.Background(), c.Pod(name), topology.ServerPort)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { srv.Close() })
+	}
+	return c
+}
+
+// TestLiveIPVS traces two requests to a ClusterIP served by IPVS (rr over
+// a real server on each node): each request's path shows the IPVS hop with
+// the virtual service and the real server the kernel chose, as its
+// connection table says, then the path to that pod.
+func TestLiveIPVS(t *testing.T) {
+	c := ipvsCluster(t)
+	if !expectHop(stitch.HopIPVS) {
+		t.Skipf("kernel %s shows no IPVS hop (pathtrace features says why)", testutil.Release())
+	}
+	stop := tracing(t, c, topology.ClientIP)
+	client := c.Pod(topology.PodClient)
+	n1, n2 := c.Node(topology.Node1), c.Node(topology.Node2)
+	exchange(t, client, topology.ClusterIP)
+	exchange(t, client, topology.ClusterIP)
+	paths, sum := stop()
+	if sum.Lost != 0 {
+		t.Errorf("%d events lost", sum.Lost)
+	}
+	conns, err := n1.IPVSConns()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("IPVS connections of node1: %+v", conns)
+
+	// The scheduler's name is read from BTF: not on kernels without BTF for
+	// the ip_vs module (5.10).
+	_, modBTF := os.Stat("/sys/kernel/btf/ip_vs")
+	wantSched := topology.IPVSScheduler
+	if modBTF != nil {
+		wantSched = ""
+	}
+	var chosen []string
+	for _, p := range paths {
+		if p.Src.Addr() != topology.ClientIP || p.Dst != topology.ClusterIP || p.TCPFlags != tcpSYN {
+			continue
+		}
+		var ipvs *stitch.Hop
+		for i := range p.Hops {
+			if p.Hops[i].Kind == stitch.HopIPVS {
+				ipvs = &p.Hops[i]
+				break
+			}
+		}
+		if ipvs == nil || ipvs.IPVS == nil {
+			t.Errorf("request path has no IPVS hop\n%s", dump(p))
+			continue
+		}
+		v := ipvs.IPVS
+		if v.Service != topology.ClusterIP || v.Method != "masq" || v.Scheduler != wantSched || ipvs.Netns != n1.NetnsName {
+			t.Errorf("IPVS hop %+v in %s, want service %s, method masq, scheduler %q in %s", *v, ipvs.Netns, topology.ClusterIP, wantSched, n1.NetnsName)
+		}
+		i := slices.IndexFunc(conns, func(c topology.IPVSConn) bool { return c.Client == p.Src })
+		if i < 0 {
+			t.Errorf("no IPVS connection from %s in node1's table", p.Src)
+			continue
+		}
+		if conns[i].Real != v.RealServer || conns[i].Virtual != topology.ClusterIP {
+			t.Errorf("IPVS hop chose %s for %s, the kernel's connection %s → %s", v.RealServer, p.Src, conns[i].Virtual, conns[i].Real)
+		}
+		chosen = append(chosen, v.RealServer.String())
+
+		// Then the path to that pod.
+		switch v.RealServer {
+		case topology.ServerAddr:
+			server := c.Pod(topology.PodServer)
+			requireHops(t, p, []hopMatch{
+				{kind: stitch.HopIPVS, netns: n1.NetnsName, description: "the IPVS hop"},
+				{kind: stitch.HopEncap, dev: topology.VXLANDev, netns: n1.NetnsName,
+					outer:       &stitch.Outer{Src: topology.Node1UnderlayIP, Dst: topology.Node2UnderlayIP, DPort: topology.VXLANPort, VNI: topology.VXLANID},
+					description: "VXLAN encap on node1's flannel.1"},
+				{kind: stitch.HopRx, dev: "eth0", netns: n2.NetnsName, description: "rx on node2 eth0"},
+				{kind: stitch.HopDecap, dev: topology.VXLANDev, netns: n2.NetnsName, description: "decap on node2"},
+				{kind: stitch.HopTx, dev: server.HostVeth, netns: n2.NetnsName, description: "tx on the server's host veth"},
+				{kind: stitch.HopRx, dev: "eth0", netns: server.NetnsName, description: "rx on the server pod's eth0"},
+			})
+		case topology.ServerLocalAddr:
+			local := c.Pod(topology.PodServerLocal)
+			want := []hopMatch{{kind: stitch.HopIPVS, netns: n1.NetnsName, description: "the IPVS hop"}}
+			if expectHop(stitch.HopBridge) {
+				want = append(want, hopMatch{kind: stitch.HopBridge, dev: topology.BridgeDev, netns: n1.NetnsName, description: "cni0 forwarding to the local server's veth"})
+			}
+			want = append(want,
+				hopMatch{kind: stitch.HopTx, dev: local.HostVeth, netns: n1.NetnsName, description: "tx on the local server's host veth"},
+				hopMatch{kind: stitch.HopRx, dev: "eth0", netns: local.NetnsName, description: "rx on the local server pod's eth0"})
+			requireHops(t, p, want)
+		default:
+			t.Errorf("IPVS chose %s, not a real server of the service (%v)", v.RealServer, topology.IPVSRealServers)
+		}
+		if p.Verdict != stitch.VerdictDelivered {
+			t.Errorf("request verdict %s, want delivered\n%s", p.Verdict, dump(p))
+		}
+		checkBackends(t, p, "")
+	}
+	slices.Sort(chosen)
+	if want := []string{topology.ServerLocalAddr.String(), topology.ServerAddr.String()}; !slices.Equal(chosen, want) {
+		t.Errorf("real servers chosen for the two requests %v, want %v (rr over both)", chosen, want)
+	}
+}
