@@ -46,7 +46,7 @@ iptables rules for ClusterIP 10.96.0.10:80 -> 10.244.2.7:8080. It traces pod
 		},
 	}
 	f.register(cmd)
-	cmd.Flags().StringVarP(&write, "write", "w", "", "also record the trace to this pcapng file, for `pathtrace replay`")
+	cmd.Flags().StringVarP(&write, "write", "w", "", "also record the trace to this pcapng file, for pathtrace replay")
 	cmd.Flags().IntVar(&snaplen, "snaplen", 128, "bytes of each packet kept in the recording (0-256)")
 	return cmd
 }

@@ -72,10 +72,10 @@ func (f *traceFlags) register(cmd *cobra.Command) {
 	fl.IntVarP(&f.count, "count", "c", 0, "stop after this many packets (0: until interrupted)")
 	fl.DurationVar(&f.duration, "duration", 0, "stop after this long (0: until interrupted)")
 	fl.StringVar(&f.readyFile, "ready-file", "", "write this file once everything is attached, so scripts can start traffic")
-	fl.StringVarP(&f.write, "write", "w", "", "record the trace to this pcapng file (mode 0600) for `pathtrace replay`")
+	fl.StringVarP(&f.write, "write", "w", "", "record the trace to this pcapng file (mode 0600), for pathtrace replay")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print no paths, only the closing summary (with -w)")
 	fl.IntVar(&f.snaplen, "snaplen", 128, "bytes of each packet, from its IP header, kept in a recording (0-256; headers only by default)")
-	fl.StringVarP(&f.read, "read", "r", "", "replay a recording instead of tracing (same as `pathtrace replay FILE`)")
+	fl.StringVarP(&f.read, "read", "r", "", "replay a recording instead of tracing (same as: pathtrace replay FILE)")
 	fl.StringVar(&f.backend, "backend", string(loader.ChoiceAuto), backendHelp)
 }
 
