@@ -36,6 +36,16 @@ generate:
 	WITH_CLANG=1 scripts/install-deps.sh
 	$(GO) generate ./internal/bpf
 
+# What tracing costs and how fast events flow (docs/BENCHMARKS.md): prints
+# the ratios and rewrites the generated part of docs/BENCHMARKS.md. As root,
+# about 8 minutes; installs iperf3 and tcpdump from Debian if missing.
+# BENCHFLAGS go to bench/ptbench, e.g. BENCHFLAGS="-phases datapath -reps 8";
+# -bin-b OTHER_BINARY measures a change side by side.
+bench: build
+	bench/install-deps.sh
+	$(GO) build -o bin/ptbench ./bench/ptbench
+	./bin/ptbench -bin $(BIN) -go $(GO) $(BENCHFLAGS)
+
 clean:
 	rm -rf bin
 

@@ -43,7 +43,7 @@ static __always_inline int free_event(struct sk_buff *skb, __u8 kind, __u64 loca
 			e->flags |= PT_F_REASON;
 		submit_event(e);
 	}
-	bpf_map_delete_elem(&tracked, &key);
+	untrack(key);
 	return 0;
 }
 

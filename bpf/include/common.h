@@ -46,6 +46,27 @@ struct {
 	__type(value, struct tracked_skb);
 } tracked SEC(".maps");
 
+/* How many tracked skbs hash to each slot (see tracked_slot): a packet of
+ * another pod whose slot is zero cannot be tracked, and skips the lookup in
+ * tracked, the most expensive step of its filtering. Counted up before an
+ * insert into tracked and down after a delete; an LRU eviction leaves its
+ * count up, which costs lookups, never a missed event. */
+#define PT_HINT_SLOTS (1 << 16)
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PT_HINT_SLOTS);
+	__type(key, __u32);
+	__type(value, __u32);
+} tracked_hint SEC(".maps");
+
+/* A place to turn a pointer into a number (see ptr_value). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} pt_scratch SEC(".maps");
+
 /* Events that found the ring buffer full. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -74,6 +95,8 @@ struct pt_skb {
 	__u16 protocol; /* __be16 */
 	__u16 nh;
 	__u32 tail;
+	__u32 len;
+	__u32 mark;
 };
 
 /* An IPv4 header without options and the first 20 bytes after it: all of
@@ -211,56 +234,118 @@ static __always_inline bool parse_skb(struct pt_skb *s, struct pt_pkt *p, bool *
 	return true;
 }
 
-/* Reads protocol, network_header, tail and head. They lie within a few
- * bytes of each other at the end of struct sk_buff, so one bpf_probe_read_kernel
- * of the 32 bytes around them does where the running kernel's layout
- * allows it (the offsets are CO-RE constants: the verifier keeps one
- * branch); one read each otherwise. For programs whose skb the verifier
- * cannot dereference: raw tracepoints, kprobes. */
+/* Reads the sk_buff fields every event needs. They lie within 96 bytes of
+ * each other, from len to head, so one bpf_probe_read_kernel of that window
+ * does where the running kernel's layout allows it (the offsets are CO-RE
+ * constants: the verifier keeps one branch); one read each otherwise. For
+ * programs whose skb the verifier cannot dereference: raw tracepoints,
+ * kprobes. */
+#define PT_SKB_WINDOW 96
 static __always_inline void skb_fields(struct sk_buff *skb, struct pt_skb *s)
 {
+	__u32 l_off = bpf_core_field_offset(skb->len);
+	__u32 m_off = bpf_core_field_offset(skb->mark);
 	__u32 p_off = bpf_core_field_offset(skb->protocol);
 	__u32 n_off = bpf_core_field_offset(skb->network_header);
 	__u32 t_off = bpf_core_field_offset(skb->tail);
 	__u32 h_off = bpf_core_field_offset(skb->head);
-	__u32 start = p_off & ~7U;
+	__u32 start = l_off & ~7U;
 
-	if (n_off > start && t_off > start && h_off > start && h_off + 8 - start <= 32 &&
-	    n_off + 2 - start <= 32 && t_off + 4 - start <= 32 && !(h_off & 7) && !(t_off & 3) &&
-	    bpf_core_field_size(skb->tail) == 4) {
-		__u64 buf[4];
+	if (m_off > start && p_off > start && n_off > start && t_off > start && h_off > start &&
+	    m_off + 4 - start <= PT_SKB_WINDOW && p_off + 2 - start <= PT_SKB_WINDOW &&
+	    n_off + 2 - start <= PT_SKB_WINDOW && t_off + 4 - start <= PT_SKB_WINDOW &&
+	    h_off + 8 - start <= PT_SKB_WINDOW && !(l_off & 3) && !(m_off & 3) &&
+	    !(p_off & 1) && !(n_off & 1) && !(t_off & 3) && !(h_off & 7) &&
+	    bpf_core_field_size(skb->tail) == 4 && bpf_core_field_size(skb->mark) == 4) {
+		__u64 buf[PT_SKB_WINDOW / 8];
 		if (bpf_probe_read_kernel(buf, sizeof(buf), (void *)skb + start))
 			return; /* s stays zero: not parsed */
+		__u32 li = (l_off - start) >> 2, mi = (m_off - start) >> 2;
 		__u32 pi = (p_off - start) >> 1, ni = (n_off - start) >> 1;
 		__u32 ti = (t_off - start) >> 2, hi = (h_off - start) >> 3;
 		/* Hide what clang knows of the indexes, or it turns the
-		 * additions into ORs, which the verifier refuses on pointers. */
-		asm volatile("" : "+r"(pi), "+r"(ni), "+r"(ti), "+r"(hi));
+		 * additions into ORs, which the verifier refuses on pointers.
+		 * The verifier still knows them: constants after relocation. */
+		asm volatile("" : "+r"(li), "+r"(mi), "+r"(pi), "+r"(ni), "+r"(ti), "+r"(hi));
 		__u16 *b16 = (__u16 *)buf;
 		__u32 *b32 = (__u32 *)buf;
-		s->protocol = b16[pi & 15];
-		s->nh = b16[ni & 15];
-		s->tail = b32[ti & 7];
-		s->head = (unsigned char *)buf[hi & 3];
+		s->len = b32[li];
+		s->mark = b32[mi];
+		s->protocol = b16[pi];
+		s->nh = b16[ni];
+		s->tail = b32[ti];
+		s->head = (unsigned char *)buf[hi];
 		return;
 	}
 	s->protocol = BPF_CORE_READ(skb, protocol);
 	s->nh = BPF_CORE_READ(skb, network_header);
 	s->tail = BPF_CORE_READ(skb, tail);
 	s->head = BPF_CORE_READ(skb, head);
+	s->len = BPF_CORE_READ(skb, len);
+	s->mark = BPF_CORE_READ(skb, mark);
+}
+
+/* The address ptr holds, as a number: netfilter programs get skb as a
+ * typed pointer, on which the verifier allows no arithmetic, but it lets
+ * the value through memory. A few instructions, no helper call. */
+static __always_inline __u64 ptr_value(const void *ptr)
+{
+	__u32 zero = 0;
+	volatile __u64 *v = bpf_map_lookup_elem(&pt_scratch, &zero);
+
+	if (!v)
+		return 0;
+	*v = (__u64)ptr;
+	return *v;
+}
+
+/* The tracked_hint slot of an skb address (skbs are 256-byte slab
+ * objects: the low 8 bits say nothing). */
+static __always_inline __u32 *tracked_slot(__u64 key)
+{
+	__u32 slot = ((key >> 8) ^ (key >> 24)) & (PT_HINT_SLOTS - 1);
+	return bpf_map_lookup_elem(&tracked_hint, &slot);
+}
+
+/* Starts tracking skb with the packet's signature. */
+static __always_inline void track_insert(__u64 key, __u64 sig)
+{
+	__u32 *n = tracked_slot(key);
+	struct tracked_skb v = { .sig = sig };
+
+	if (n)
+		__sync_fetch_and_add(n, 1);
+	bpf_map_update_elem(&tracked, &key, &v, BPF_ANY);
+}
+
+/* Stops tracking skb. */
+static __always_inline void untrack(__u64 key)
+{
+	if (bpf_map_delete_elem(&tracked, &key) == 0) {
+		__u32 *n = tracked_slot(key);
+		if (n)
+			__sync_fetch_and_add(n, -1);
+	}
 }
 
 /* Decides whether an event on skb is kept: it is when the packet matches the
  * filter, or when the skb matched earlier and still carries the same packet.
  * Sets PT_F_NEW when tracking (re)starts. A packet of another pod costs the
  * header reads of s (done by the caller), one read of packet memory (two for
- * VXLAN), the compares and one map lookup; nothing else is read until the
- * event is known to be kept. */
+ * VXLAN), the compares and one array load (tracked_hint); the lookup in
+ * tracked only when its slot is shared with a tracked skb. Nothing else is
+ * read until the event is known to be kept. */
 static __always_inline bool track_skb(struct sk_buff *skb, struct pt_skb *s, struct pt_pkt *p)
 {
-	__u64 key = (__u64)skb;
+	__u64 key = ptr_value(skb);
 	bool match = false;
 	bool parsed = parse_skb(s, p, &match);
+	if (!match) {
+		/* Cheapest check first: most packets of other pods stop here. */
+		__u32 *n = tracked_slot(key);
+		if (n && *n == 0)
+			return false;
+	}
 	struct tracked_skb *t = bpf_map_lookup_elem(&tracked, &key);
 
 	if (t) {
@@ -269,7 +354,7 @@ static __always_inline bool track_skb(struct sk_buff *skb, struct pt_skb *s, str
 		/* The skb now carries another packet's data: it was freed
 		 * without a tracepoint and reused. */
 		if (!match) {
-			bpf_map_delete_elem(&tracked, &key);
+			untrack(key);
 			return false;
 		}
 		t->sig = p->sig;
@@ -278,8 +363,7 @@ static __always_inline bool track_skb(struct sk_buff *skb, struct pt_skb *s, str
 	}
 	if (!match)
 		return false;
-	struct tracked_skb v = { .sig = p->sig };
-	bpf_map_update_elem(&tracked, &key, &v, BPF_ANY);
+	track_insert(key, p->sig);
 	p->flags |= PT_F_NEW;
 	return true;
 }
@@ -292,8 +376,8 @@ static __always_inline bool track(struct sk_buff *skb, struct pt_pkt *p)
 	skb_fields(skb, &s);
 	if (!track_skb(skb, &s, p))
 		return false;
-	p->len = BPF_CORE_READ(skb, len);
-	p->mark = BPF_CORE_READ(skb, mark);
+	p->len = s.len;
+	p->mark = s.mark;
 	return true;
 }
 

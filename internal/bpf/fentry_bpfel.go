@@ -24,7 +24,9 @@ type FentryTrackedSkb struct {
 const (
 	FentryMapEvents               = "events"
 	FentryMapLost                 = "lost"
+	FentryMapPtScratch            = "pt_scratch"
 	FentryMapTracked              = "tracked"
+	FentryMapTrackedHint          = "tracked_hint"
 	FentryProgFentryBrForward     = "fentry_br_forward"
 	FentryProgFentryIpVsXmit      = "fentry_ip_vs_xmit"
 	FentryProgFentryNfHookSlow    = "fentry_nf_hook_slow"
@@ -98,9 +100,11 @@ type FentryProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type FentryMapSpecs struct {
-	Events  *ebpf.MapSpec `ebpf:"events"`
-	Lost    *ebpf.MapSpec `ebpf:"lost"`
-	Tracked *ebpf.MapSpec `ebpf:"tracked"`
+	Events      *ebpf.MapSpec `ebpf:"events"`
+	Lost        *ebpf.MapSpec `ebpf:"lost"`
+	PtScratch   *ebpf.MapSpec `ebpf:"pt_scratch"`
+	Tracked     *ebpf.MapSpec `ebpf:"tracked"`
+	TrackedHint *ebpf.MapSpec `ebpf:"tracked_hint"`
 }
 
 // FentryVariableSpecs contains global variables before they are loaded into the kernel.
@@ -142,16 +146,20 @@ func (o *FentryObjects) Close() error {
 //
 // It can be passed to LoadFentryObjects or ebpf.CollectionSpec.LoadAndAssign.
 type FentryMaps struct {
-	Events  *ebpf.Map `ebpf:"events"`
-	Lost    *ebpf.Map `ebpf:"lost"`
-	Tracked *ebpf.Map `ebpf:"tracked"`
+	Events      *ebpf.Map `ebpf:"events"`
+	Lost        *ebpf.Map `ebpf:"lost"`
+	PtScratch   *ebpf.Map `ebpf:"pt_scratch"`
+	Tracked     *ebpf.Map `ebpf:"tracked"`
+	TrackedHint *ebpf.Map `ebpf:"tracked_hint"`
 }
 
 func (m *FentryMaps) Close() error {
 	return _FentryClose(
 		m.Events,
 		m.Lost,
+		m.PtScratch,
 		m.Tracked,
+		m.TrackedHint,
 	)
 }
 

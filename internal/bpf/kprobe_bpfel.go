@@ -36,7 +36,9 @@ const (
 	KprobeMapEvents               = "events"
 	KprobeMapLost                 = "lost"
 	KprobeMapNfStack              = "nf_stack"
+	KprobeMapPtScratch            = "pt_scratch"
 	KprobeMapTracked              = "tracked"
+	KprobeMapTrackedHint          = "tracked_hint"
 	KprobeProgKprobeBrForward     = "kprobe_br_forward"
 	KprobeProgKprobeIpVsXmit      = "kprobe_ip_vs_xmit"
 	KprobeProgKprobeNfHookSlow    = "kprobe_nf_hook_slow"
@@ -110,10 +112,12 @@ type KprobeProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type KprobeMapSpecs struct {
-	Events  *ebpf.MapSpec `ebpf:"events"`
-	Lost    *ebpf.MapSpec `ebpf:"lost"`
-	NfStack *ebpf.MapSpec `ebpf:"nf_stack"`
-	Tracked *ebpf.MapSpec `ebpf:"tracked"`
+	Events      *ebpf.MapSpec `ebpf:"events"`
+	Lost        *ebpf.MapSpec `ebpf:"lost"`
+	NfStack     *ebpf.MapSpec `ebpf:"nf_stack"`
+	PtScratch   *ebpf.MapSpec `ebpf:"pt_scratch"`
+	Tracked     *ebpf.MapSpec `ebpf:"tracked"`
+	TrackedHint *ebpf.MapSpec `ebpf:"tracked_hint"`
 }
 
 // KprobeVariableSpecs contains global variables before they are loaded into the kernel.
@@ -155,10 +159,12 @@ func (o *KprobeObjects) Close() error {
 //
 // It can be passed to LoadKprobeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type KprobeMaps struct {
-	Events  *ebpf.Map `ebpf:"events"`
-	Lost    *ebpf.Map `ebpf:"lost"`
-	NfStack *ebpf.Map `ebpf:"nf_stack"`
-	Tracked *ebpf.Map `ebpf:"tracked"`
+	Events      *ebpf.Map `ebpf:"events"`
+	Lost        *ebpf.Map `ebpf:"lost"`
+	NfStack     *ebpf.Map `ebpf:"nf_stack"`
+	PtScratch   *ebpf.Map `ebpf:"pt_scratch"`
+	Tracked     *ebpf.Map `ebpf:"tracked"`
+	TrackedHint *ebpf.Map `ebpf:"tracked_hint"`
 }
 
 func (m *KprobeMaps) Close() error {
@@ -166,7 +172,9 @@ func (m *KprobeMaps) Close() error {
 		m.Events,
 		m.Lost,
 		m.NfStack,
+		m.PtScratch,
 		m.Tracked,
+		m.TrackedHint,
 	)
 }
 

@@ -24,7 +24,9 @@ type NetfilterTrackedSkb struct {
 const (
 	NetfilterMapEvents       = "events"
 	NetfilterMapLost         = "lost"
+	NetfilterMapPtScratch    = "pt_scratch"
 	NetfilterMapTracked      = "tracked"
+	NetfilterMapTrackedHint  = "tracked_hint"
 	NetfilterProgNfFirst     = "nf_first"
 	NetfilterProgNfLast      = "nf_last"
 	NetfilterVarN_podIps     = "n_pod_ips"
@@ -88,9 +90,11 @@ type NetfilterProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type NetfilterMapSpecs struct {
-	Events  *ebpf.MapSpec `ebpf:"events"`
-	Lost    *ebpf.MapSpec `ebpf:"lost"`
-	Tracked *ebpf.MapSpec `ebpf:"tracked"`
+	Events      *ebpf.MapSpec `ebpf:"events"`
+	Lost        *ebpf.MapSpec `ebpf:"lost"`
+	PtScratch   *ebpf.MapSpec `ebpf:"pt_scratch"`
+	Tracked     *ebpf.MapSpec `ebpf:"tracked"`
+	TrackedHint *ebpf.MapSpec `ebpf:"tracked_hint"`
 }
 
 // NetfilterVariableSpecs contains global variables before they are loaded into the kernel.
@@ -128,16 +132,20 @@ func (o *NetfilterObjects) Close() error {
 //
 // It can be passed to LoadNetfilterObjects or ebpf.CollectionSpec.LoadAndAssign.
 type NetfilterMaps struct {
-	Events  *ebpf.Map `ebpf:"events"`
-	Lost    *ebpf.Map `ebpf:"lost"`
-	Tracked *ebpf.Map `ebpf:"tracked"`
+	Events      *ebpf.Map `ebpf:"events"`
+	Lost        *ebpf.Map `ebpf:"lost"`
+	PtScratch   *ebpf.Map `ebpf:"pt_scratch"`
+	Tracked     *ebpf.Map `ebpf:"tracked"`
+	TrackedHint *ebpf.Map `ebpf:"tracked_hint"`
 }
 
 func (m *NetfilterMaps) Close() error {
 	return _NetfilterClose(
 		m.Events,
 		m.Lost,
+		m.PtScratch,
 		m.Tracked,
+		m.TrackedHint,
 	)
 }
 

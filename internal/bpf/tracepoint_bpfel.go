@@ -110,7 +110,9 @@ type TracepointTrackedSkb struct {
 const (
 	TracepointMapEvents             = "events"
 	TracepointMapLost               = "lost"
+	TracepointMapPtScratch          = "pt_scratch"
 	TracepointMapTracked            = "tracked"
+	TracepointMapTrackedHint        = "tracked_hint"
 	TracepointProgTpConsumeSkb      = "tp_consume_skb"
 	TracepointProgTpKfreeSkb        = "tp_kfree_skb"
 	TracepointProgTpKfreeSkbReason  = "tp_kfree_skb_reason"
@@ -180,9 +182,11 @@ type TracepointProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type TracepointMapSpecs struct {
-	Events  *ebpf.MapSpec `ebpf:"events"`
-	Lost    *ebpf.MapSpec `ebpf:"lost"`
-	Tracked *ebpf.MapSpec `ebpf:"tracked"`
+	Events      *ebpf.MapSpec `ebpf:"events"`
+	Lost        *ebpf.MapSpec `ebpf:"lost"`
+	PtScratch   *ebpf.MapSpec `ebpf:"pt_scratch"`
+	Tracked     *ebpf.MapSpec `ebpf:"tracked"`
+	TrackedHint *ebpf.MapSpec `ebpf:"tracked_hint"`
 }
 
 // TracepointVariableSpecs contains global variables before they are loaded into the kernel.
@@ -220,16 +224,20 @@ func (o *TracepointObjects) Close() error {
 //
 // It can be passed to LoadTracepointObjects or ebpf.CollectionSpec.LoadAndAssign.
 type TracepointMaps struct {
-	Events  *ebpf.Map `ebpf:"events"`
-	Lost    *ebpf.Map `ebpf:"lost"`
-	Tracked *ebpf.Map `ebpf:"tracked"`
+	Events      *ebpf.Map `ebpf:"events"`
+	Lost        *ebpf.Map `ebpf:"lost"`
+	PtScratch   *ebpf.Map `ebpf:"pt_scratch"`
+	Tracked     *ebpf.Map `ebpf:"tracked"`
+	TrackedHint *ebpf.Map `ebpf:"tracked_hint"`
 }
 
 func (m *TracepointMaps) Close() error {
 	return _TracepointClose(
 		m.Events,
 		m.Lost,
+		m.PtScratch,
 		m.Tracked,
+		m.TrackedHint,
 	)
 }
 

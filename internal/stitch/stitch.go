@@ -31,6 +31,12 @@ type Config struct {
 	Grace time.Duration
 	// MaxHops bounds the hops kept per path; further events are counted.
 	MaxHops int
+	// MaxHeldHops bounds the memory of the packets followed at once: the
+	// hops their paths have room for (a hop is about 330 bytes). Past it,
+	// as past MaxActive, the least recently seen path is completed early.
+	// A flood of packets the kernel frees without a tracepoint (their
+	// paths end only after Idle) stays within it.
+	MaxHeldHops int
 	// MaxActive bounds the packets followed at once; past it the least
 	// recently seen path is completed early.
 	MaxActive int
@@ -51,13 +57,16 @@ const (
 	DefaultGrace     = 250 * time.Millisecond
 	DefaultMaxHops   = 96
 	DefaultMaxActive = 16384
+	// DefaultMaxHeldHops is about 5 MiB of hops: hundreds of packets in
+	// flight at once on a busy node need a few thousand.
+	DefaultMaxHeldHops = 16384
 )
 
 // Stats counts what the stitcher did.
 type Stats struct {
 	Events  uint64 // events added
 	Paths   uint64 // paths emitted
-	Evicted uint64 // paths completed early because MaxActive was reached
+	Evicted uint64 // paths completed early because MaxActive or MaxHeldHops was reached
 	Clipped uint64 // events counted but not kept because a path had MaxHops
 	// Freed is the number of paths not emitted because a free was all they
 	// showed: copies the kernel made and freed on the spot, such as the
@@ -79,6 +88,7 @@ type Stitcher struct {
 	nextID uint64
 	stats  Stats
 	err    error
+	held   int // hops the active paths have room for (see MaxHeldHops)
 
 	// Memory to reuse: tracks always (they never leave the stitcher),
 	// paths with Config.Recycle or when they were never emitted.
@@ -122,6 +132,9 @@ func New(cfg Config, emit func(*Path) error) *Stitcher {
 	if cfg.MaxActive <= 0 {
 		cfg.MaxActive = DefaultMaxActive
 	}
+	if cfg.MaxHeldHops <= 0 {
+		cfg.MaxHeldHops = DefaultMaxHeldHops
+	}
 	s := &Stitcher{cfg: cfg, emit: emit, active: make(map[uint64]*track)}
 	s.lru.prev, s.lru.next = &s.lru, &s.lru
 	return s
@@ -159,6 +172,10 @@ func (s *Stitcher) Add(ev *decode.Event) {
 	s.apply(t, ev)
 	if ev.Kind == decode.KindDrop || ev.Kind == decode.KindConsume {
 		s.complete(t, ev.TS)
+	}
+	for s.held > s.cfg.MaxHeldHops && s.lru.next != &s.lru && s.lru.next != t {
+		s.stats.Evicted++
+		s.complete(s.lru.next, ev.TS)
 	}
 }
 
@@ -245,6 +262,7 @@ func (s *Stitcher) start(ev *decode.Event) *track {
 	t := s.newTrack()
 	*t = track{path: p, last: ev.TS, encap: ev.Encapsulated(), vxlanHop: -1}
 	s.active[ev.SKB] = t
+	s.held += cap(p.Hops)
 	return t
 }
 
@@ -286,6 +304,7 @@ func (s *Stitcher) complete(t *track, final uint64) {
 	s.flushPending(t)
 	s.unlink(t)
 	delete(s.active, t.path.SKB)
+	s.held -= cap(t.path.Hops)
 	t.final = max(final, t.last)
 	if onlyConsumed(t.path) {
 		s.stats.Freed++
@@ -510,7 +529,9 @@ func (s *Stitcher) append(t *track, h Hop) {
 	} else {
 		h.Delta = h.T
 	}
+	c := cap(p.Hops)
 	p.Hops = append(p.Hops, h)
+	s.held += cap(p.Hops) - c
 }
 
 func (s *Stitcher) netns(inode uint32) string {

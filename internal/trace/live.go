@@ -61,9 +61,6 @@ func (s Summary) String() string {
 	return fmt.Sprintf("%d packets, %d events, %d lost", s.Packets, s.Events, s.Lost)
 }
 
-// flushEvery is how often paths that completed are rendered.
-const flushEvery = 5 * time.Millisecond
-
 // liveGrace is the stitcher's grace live. The ring buffer delivers events in
 // the order the programs reserved them, and each takes its timestamp right
 // after reserving: once the reader has an event stamped T, or found the ring
@@ -234,8 +231,10 @@ func hostname() string {
 // pace, a busy one in batches.
 const pollEvery = 10 * time.Millisecond
 
-// checkEvery is how many records are read between looks at the clock and
-// the context while the ring is not empty.
+// checkEvery is how many records are read, while the ring is not empty,
+// between looks at the context and renderings of the paths that completed
+// (each emptying of the ring is one too). Rendering them this soon returns
+// their memory for the next packets (stitch.Config.Recycle).
 const checkEvery = 256
 
 func readLoop(ctx context.Context, tr *loader.Tracer, p *pipeline) error {
@@ -243,8 +242,7 @@ func readLoop(ctx context.Context, tr *loader.Tracer, p *pipeline) error {
 	// seen is the time up to which every event has been read: the newest
 	// event's stamp, or when the ring was last found empty (see liveGrace).
 	var seen, before uint64
-	lastFlush := time.Now()
-	tr.SetDeadline(lastFlush.Add(pollEvery))
+	tr.SetDeadline(time.Now().Add(pollEvery))
 	empty := true // the last read left the ring empty, as far as it knew
 	for n := 1; ; n++ {
 		if empty {
@@ -272,16 +270,12 @@ func readLoop(ctx context.Context, tr *loader.Tracer, p *pipeline) error {
 		if ctx.Err() != nil {
 			break
 		}
-		now := time.Now()
 		if err != nil {
 			// The ring is empty: sleep until the next poll.
-			tr.SetDeadline(now.Add(pollEvery))
+			tr.SetDeadline(time.Now().Add(pollEvery))
 		}
-		if now.Sub(lastFlush) >= flushEvery {
-			lastFlush = now
-			if err := p.st.Flush(seen); err != nil {
-				return err
-			}
+		if err := p.st.Flush(seen); err != nil {
+			return err
 		}
 	}
 	// Take what is still in the ring before finishing.

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/pathtrace/pathtrace/internal/topology"
+)
+
+// progStat is the kernel's run-time statistics of the programs of one name.
+type progStat struct {
+	Name  string
+	Count uint64 // runs
+	NS    uint64 // nanoseconds spent running
+}
+
+func (p progStat) perRun() float64 {
+	if p.Count == 0 {
+		return 0
+	}
+	return float64(p.NS) / float64(p.Count)
+}
+
+// bpfStats sums run_cnt and run_time_ns per program name over the programs
+// the process pid holds open (found through /proc/PID/fdinfo).
+func bpfStats(pid int) (map[string]progStat, error) {
+	dir := fmt.Sprintf("/proc/%d/fdinfo", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	stats := map[string]progStat{}
+	seen := map[uint64]bool{} // link fds name their program too
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			continue
+		}
+		_, rest, ok := strings.Cut(string(b), "\nprog_id:\t")
+		if !ok {
+			continue
+		}
+		idStr, _, _ := strings.Cut(rest, "\n")
+		id, err := strconv.ParseUint(idStr, 10, 32)
+		if err != nil || seen[id] {
+			continue
+		}
+		seen[id] = true
+		prog, err := ebpf.NewProgramFromID(ebpf.ProgramID(id))
+		if err != nil {
+			continue
+		}
+		info, err := prog.Info()
+		st, serr := prog.Stats()
+		prog.Close()
+		if err != nil || serr != nil {
+			continue
+		}
+		s := stats[info.Name]
+		s.Name = info.Name
+		s.Count += st.RunCount
+		s.NS += uint64(st.Runtime)
+		stats[info.Name] = s
+	}
+	return stats, nil
+}
+
+// withBPFStats turns kernel.bpf_stats_enabled on for the duration of fn.
+// The statistics cost every program two clock reads, so they are never on
+// while the datapath ratios are measured.
+func withBPFStats(fn func() error) error {
+	const path = "/proc/sys/kernel/bpf_stats_enabled"
+	old, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	if err := os.WriteFile(path, []byte("1"), 0); err != nil {
+		return fmt.Errorf("enable bpf stats: %w", err)
+	}
+	defer os.WriteFile(path, old, 0)
+	return fn()
+}
+
+// costRow is the kernel-side cost of one traced run, per program.
+type costRow struct {
+	Scenario string
+	Config   config
+	Packets  float64 // datagrams sent by iperf3 in the run
+	Progs    []progStat
+	Events   uint64
+	Lost     uint64
+}
+
+// benchCost runs each UDP scenario at full rate under pathtrace tracing
+// another pod and this flow, with bpf_stats on, and returns what each
+// program cost per run and per packet.
+func benchCost(ctx context.Context, c *cluster, bin string, dur time.Duration) ([]costRow, error) {
+	var rows []costRow
+	client := c.Pod(topology.PodClient)
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	err = withBPFStats(func() error {
+		for _, s := range scenarios {
+			if !s.UDP {
+				continue
+			}
+			for _, cfg := range []config{nullProgs, traceOther, traceFlow} {
+				b, args := bin, c.tracerArgs(s.Other)
+				switch cfg {
+				case traceFlow:
+					args = c.tracerArgs(client.IP.String())
+				case nullProgs:
+					b, args = self, append([]string{"null-tracer"}, c.tracerArgs()...)
+				}
+				null, err := devNull()
+				if err != nil {
+					return err
+				}
+				tr, err := startTracer(ctx, b, args, null)
+				null.Close()
+				if err != nil {
+					return err
+				}
+				pid := tr.cmd.Process.Pid
+				before, err := bpfStats(pid)
+				if err != nil {
+					tr.stop()
+					return err
+				}
+				ir, ierr := iperf(ctx, client.NetnsName, s.Dst, s.Port, true, dur)
+				after, err := bpfStats(pid)
+				res, serr := tr.stop()
+				if ierr != nil || err != nil || serr != nil {
+					return fmt.Errorf("cost of %s, %s: %v %v %v", s.Key, cfg, ierr, err, serr)
+				}
+				row := costRow{Scenario: s.Key, Config: cfg, Packets: ir.SentPPS * dur.Seconds(), Events: res.Events, Lost: res.Lost}
+				for name, a := range after {
+					b := before[name]
+					row.Progs = append(row.Progs, progStat{Name: name, Count: a.Count - b.Count, NS: a.NS - b.NS})
+				}
+				slices.SortFunc(row.Progs, func(a, b progStat) int { return strings.Compare(a.Name, b.Name) })
+				rows = append(rows, row)
+			}
+		}
+		return nil
+	})
+	return rows, err
+}
+
+// total sums the programs of a row.
+func (r costRow) total() progStat {
+	var t progStat
+	for _, p := range r.Progs {
+		t.Count += p.Count
+		t.NS += p.NS
+	}
+	return t
+}

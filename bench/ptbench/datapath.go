@@ -1,0 +1,233 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/pathtrace/pathtrace/internal/topology"
+)
+
+// scenario is one flow of the datapath benchmark.
+type scenario struct {
+	Key   string
+	Name  string
+	UDP   bool
+	Dst   string
+	Port  int
+	Other string   // a pod not in the flow: "tracing another pod"
+	Nodes []string // node names the flow crosses: where tcpdump runs
+}
+
+var scenarios = []scenario{
+	{Key: "xnode-tcp", Name: "cross-node TCP via ClusterIP (DNAT + VXLAN)", Dst: topology.ClusterIP.Addr().String(),
+		Port: int(topology.ClusterIP.Port()), Other: topology.PeerIP.String(), Nodes: []string{topology.Node1, topology.Node2}},
+	{Key: "xnode-udp", Name: "cross-node UDP 64 B to the server pod (VXLAN)", UDP: true, Dst: topology.ServerIP.String(),
+		Port: iperfUDPPort, Other: topology.PeerIP.String(), Nodes: []string{topology.Node1, topology.Node2}},
+	{Key: "node-tcp", Name: "same-node TCP to the peer pod (cni0 bridge)", Dst: topology.PeerIP.String(),
+		Port: iperfPeerPort, Other: topology.ServerIP.String(), Nodes: []string{topology.Node1}},
+	{Key: "node-udp", Name: "same-node UDP 64 B to the peer pod (cni0 bridge)", UDP: true, Dst: topology.PeerIP.String(),
+		Port: iperfPeerPort, Other: topology.ServerIP.String(), Nodes: []string{topology.Node1}},
+}
+
+// config is how the datapath is observed during a run.
+type config int
+
+const (
+	untraced config = iota
+	nullProgs
+	traceOther
+	traceFlow
+	traceFlowJSON
+	tcpdumpAny
+	// The same runs with a second binary (-bin-b), to measure a change
+	// side by side.
+	traceOtherB
+	traceFlowB
+	nConfigs
+)
+
+var configNames = [...]string{
+	untraced:      "untraced",
+	nullProgs:     "empty programs, same hooks",
+	traceOther:    "pathtrace, another pod",
+	traceFlow:     "pathtrace, this flow",
+	traceFlowJSON: "pathtrace -o json, this flow",
+	tcpdumpAny:    "tcpdump -i any -s 128",
+	traceOtherB:   "B: pathtrace, another pod",
+	traceFlowB:    "B: pathtrace, this flow",
+}
+
+func (c config) String() string { return configNames[c] }
+
+// run is one measurement.
+type run struct {
+	Value float64 // bits/s (TCP) or packets/s received (UDP)
+	// CPU is what the run cost: iperf3 client and server (the datapath
+	// runs in their context) and the observer process, per GB (TCP) or
+	// per datagram (UDP) received. Less noisy than Value on a shared
+	// machine: it counts work, not waiting.
+	CPUPerUnit float64
+	Tracer     tracerResult
+	Captured   uint64 // tcpdump
+	Dropped    uint64
+	CPU        time.Duration // of the observer process(es)
+}
+
+// datapathResult holds, per scenario and config, one run per repetition.
+type datapathResult struct {
+	Reps    int
+	Dur     time.Duration
+	Configs []config
+	Runs    map[string][][]run // scenario key → config → reps
+}
+
+// ratio returns, per repetition, cfg's value over the untraced value of the
+// same repetition.
+func (r *datapathResult) ratio(key string, cfg config) dist {
+	var d dist
+	runs := r.Runs[key]
+	for i := range runs[cfg] {
+		if i < len(runs[untraced]) && runs[untraced][i].Value > 0 {
+			d = append(d, runs[cfg][i].Value/runs[untraced][i].Value)
+		}
+	}
+	return d
+}
+
+// cpuRatio is like ratio for the CPU cost per unit.
+func (r *datapathResult) cpuRatio(key string, cfg config) dist {
+	var d dist
+	runs := r.Runs[key]
+	for i := range runs[cfg] {
+		if i < len(runs[untraced]) && runs[untraced][i].CPUPerUnit > 0 {
+			d = append(d, runs[cfg][i].CPUPerUnit/runs[untraced][i].CPUPerUnit)
+		}
+	}
+	return d
+}
+
+func (r *datapathResult) values(key string, cfg config) dist {
+	var d dist
+	for _, x := range r.Runs[key][cfg] {
+		d = append(d, x.Value)
+	}
+	return d
+}
+
+// benchDatapath runs every scenario under every config, reps times,
+// interleaved: within a repetition the configs of a scenario run back to
+// back in an order rotated each repetition, so slow drifts of the machine
+// hit every config alike.
+func benchDatapath(ctx context.Context, c *cluster, bin, binB string, reps int, dur time.Duration, configs []config) (*datapathResult, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	res := &datapathResult{Reps: reps, Dur: dur, Configs: configs, Runs: map[string][][]run{}}
+	for _, s := range scenarios {
+		res.Runs[s.Key] = make([][]run, nConfigs)
+	}
+	client := c.Pod(topology.PodClient)
+	for rep := range reps {
+		for sn, s := range scenarios {
+			for k := range configs {
+				cfg := configs[(k+rep+sn)%len(configs)]
+				b := bin
+				switch cfg {
+				case traceOtherB, traceFlowB:
+					b = binB
+				case nullProgs:
+					b = self
+				}
+				r, err := datapathRun(ctx, c, b, s, cfg, client, dur)
+				if err != nil {
+					return nil, fmt.Errorf("%s, %s: %w", s.Key, cfg, err)
+				}
+				slog.Debug("datapath", "rep", rep, "scenario", s.Key, "config", cfg.String(), "value", si(r.Value),
+					"events", r.Tracer.Events, "lost", r.Tracer.Lost)
+				res.Runs[s.Key][cfg] = append(res.Runs[s.Key][cfg], r)
+			}
+		}
+		slog.Info("datapath", "repetition", rep+1, "of", reps)
+	}
+	return res, nil
+}
+
+func datapathRun(ctx context.Context, c *cluster, bin string, s scenario, cfg config, client *topology.Pod, dur time.Duration) (run, error) {
+	var r run
+	var tr *tracer
+	var td *tcpdump
+	var err error
+	switch cfg {
+	case nullProgs:
+		var null *os.File
+		if null, err = devNull(); err != nil {
+			return r, err
+		}
+		defer null.Close()
+		tr, err = startTracer(ctx, bin, append([]string{"null-tracer"}, c.tracerArgs()...), null)
+	case traceOther, traceFlow, traceFlowJSON, traceOtherB, traceFlowB:
+		ip := s.Other
+		if cfg != traceOther && cfg != traceOtherB {
+			ip = client.IP.String()
+		}
+		args := c.tracerArgs(ip)
+		if cfg == traceFlowJSON {
+			args = append(args, "-o", "json")
+		}
+		var null *os.File
+		if null, err = devNull(); err != nil {
+			return r, err
+		}
+		defer null.Close()
+		tr, err = startTracer(ctx, bin, args, null)
+	case tcpdumpAny:
+		var ns []string
+		for _, n := range s.Nodes {
+			ns = append(ns, c.Node(n).NetnsName)
+		}
+		td, err = startTcpdump(ctx, ns)
+	}
+	if err != nil {
+		return r, err
+	}
+	ir, ierr := iperf(ctx, client.NetnsName, s.Dst, s.Port, s.UDP, dur)
+	if s.UDP {
+		r.Value = ir.PPS
+	} else {
+		r.Value = ir.BitsPerSec
+	}
+	if tr != nil {
+		r.Tracer, err = tr.stop()
+		r.CPU = r.Tracer.CPU
+	}
+	if td != nil {
+		r.Captured, r.Dropped, r.CPU = td.stop()
+	}
+	if ir.Units > 0 {
+		per := ir.Units
+		if !s.UDP {
+			per /= 1e9 // per GB
+		}
+		r.CPUPerUnit = (ir.CPU + r.CPU).Seconds() / per
+	}
+	if ierr != nil {
+		return r, ierr
+	}
+	return r, err
+}
+
+// devNull is where traced output goes.
+func devNull() (*os.File, error) { return os.OpenFile(os.DevNull, os.O_WRONLY, 0) }
+
+// cpu returns the CPU cost per unit of cfg's runs.
+func (r *datapathResult) cpu(key string, cfg config) dist {
+	var d dist
+	for _, x := range r.Runs[key][cfg] {
+		d = append(d, x.CPUPerUnit)
+	}
+	return d
+}

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/pathtrace/pathtrace/internal/decode"
+	"github.com/pathtrace/pathtrace/internal/record"
+)
+
+// seedRecording is the committed recording replay's throughput is measured
+// on, repeated: a real cross-node ClusterIP exchange.
+const seedRecording = "testdata/pcaps/clusterip.pcapng"
+
+// writeRecording makes a recording of n events by repeating seed with
+// shifted times and skb addresses (as internal/trace's BenchmarkReplayJSON
+// does), so that it holds real packets and paths.
+func writeRecording(seed, file string, n int) error {
+	src, err := record.OpenFile(seed)
+	if err != nil {
+		return err
+	}
+	var recs [][]byte
+	for {
+		r, err := src.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			src.Close()
+			return err
+		}
+		recs = append(recs, append([]byte(nil), r...))
+	}
+	meta := src.Meta()
+	src.Close()
+	if len(recs) == 0 {
+		return fmt.Errorf("%s holds no records", seed)
+	}
+	var d decode.Decoder
+	var first, last, ev decode.Event
+	if err := errors.Join(d.Decode(recs[0], &first), d.Decode(recs[len(recs)-1], &last)); err != nil {
+		return err
+	}
+	span := last.TS - first.TS + 2_000_000_000 // past the stitcher's idle time
+	w, err := record.Create(file, meta)
+	if err != nil {
+		return err
+	}
+	for inode, name := range meta.Netns {
+		w.SetNetnsName(inode, name)
+	}
+	buf := make([]byte, decode.RecordSize)
+	for i := range n {
+		round := uint64(i / len(recs))
+		copy(buf, recs[i%len(recs)])
+		// struct event: skb at offset 0, ts at 8.
+		binary.NativeEndian.PutUint64(buf[0:], binary.NativeEndian.Uint64(buf[0:])+round<<20)
+		binary.NativeEndian.PutUint64(buf[8:], binary.NativeEndian.Uint64(buf[8:])+round*span)
+		if err := d.Decode(buf, &ev); err != nil {
+			w.Close(meta)
+			return err
+		}
+		if err := w.Write(buf, &ev, "bench"); err != nil {
+			w.Close(meta)
+			return err
+		}
+	}
+	return w.Close(meta)
+}
+
+// replayRun is one replay and one tcpdump read of the same file.
+type replayRun struct {
+	Replay, Tcpdump       time.Duration // wall time
+	ReplayCPU, TcpdumpCPU time.Duration
+	Events                uint64
+}
+
+var replayedRE = regexp.MustCompile(`replayed (\d+) packets, (\d+) events`)
+
+// benchReplay replays an n-event recording to JSON (to /dev/null) and reads
+// it with tcpdump -r FILE -w /dev/null, reps times, interleaved.
+func benchReplay(ctx context.Context, bin, dir string, n, reps int) ([]replayRun, int64, error) {
+	file := filepath.Join(dir, "bench.pcapng")
+	if err := writeRecording(seedRecording, file, n); err != nil {
+		return nil, 0, fmt.Errorf("write the replay recording: %w", err)
+	}
+	defer os.Remove(file)
+	fi, err := os.Stat(file)
+	if err != nil {
+		return nil, 0, err
+	}
+	var runs []replayRun
+	for range reps {
+		var r replayRun
+		st, stderr, err := timed(ctx, bin, "replay", file, "-o", "json")
+		if err != nil {
+			return nil, 0, fmt.Errorf("pathtrace replay: %w: %s", err, stderr)
+		}
+		r.Replay, r.ReplayCPU = st.wall, st.cpu
+		if m := replayedRE.FindStringSubmatch(stderr); m != nil {
+			r.Events, _ = strconv.ParseUint(m[2], 10, 64)
+		}
+		st, stderr, err = timed(ctx, "tcpdump", "-r", file, "-w", "/dev/null")
+		if err != nil {
+			return nil, 0, fmt.Errorf("tcpdump -r: %w: %s", err, stderr)
+		}
+		r.Tcpdump, r.TcpdumpCPU = st.wall, st.cpu
+		runs = append(runs, r)
+	}
+	return runs, fi.Size(), nil
+}
+
+type procTime struct{ wall, cpu time.Duration }
+
+// timed runs a command with stdout to /dev/null and returns its wall and
+// CPU time and its stderr.
+func timed(ctx context.Context, name string, args ...string) (procTime, string, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	null, err := devNull()
+	if err != nil {
+		return procTime{}, "", err
+	}
+	defer null.Close()
+	cmd.Stdout = null
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	start := time.Now()
+	err = cmd.Run()
+	t := procTime{wall: time.Since(start)}
+	if st := cmd.ProcessState; st != nil {
+		t.cpu = st.UserTime() + st.SystemTime()
+	}
+	return t, stderr.String(), err
+}
