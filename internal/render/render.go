@@ -16,6 +16,9 @@ import (
 // Render writes one complete path and flushes it, so a live trace shows each
 // packet as soon as it is stitched. Close flushes what is left; it does not
 // close the underlying writer. A Renderer is not safe for concurrent use.
+// The path belongs to the caller: a live trace reuses its memory for later
+// packets once Render returns, so a Renderer must not keep it (copy it with
+// Path.Clone to keep it).
 type Renderer interface {
 	Render(p *stitch.Path) error
 	Close() error
