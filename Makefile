@@ -42,7 +42,7 @@ generate:
 # BENCHFLAGS go to bench/ptbench, e.g. BENCHFLAGS="-phases datapath -reps 8";
 # -bin-b OTHER_BINARY measures a change side by side.
 bench: build
-	bench/install-deps.sh
+	scripts/install-deps.sh iperf3
 	$(GO) build -o bin/ptbench ./bench/ptbench
 	./bin/ptbench -bin $(BIN) -go $(GO) $(BENCHFLAGS)
 

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs, from Debian's packages, what the demo and the tests need on a
 # fresh machine: iptables and iproute2 (demo topology), tshark and tcpdump
-# (recordings), clang and libbpf-dev (only for `make generate`). Idempotent
-# and quick when everything is there; needs root to install.
+# (recordings), clang and libbpf-dev (only for `make generate`), plus any
+# package named as an argument (make bench: iperf3). Idempotent and quick
+# when everything is there; needs root to install.
 set -euo pipefail
 
-need=(iptables iproute2 tshark tcpdump)
+need=(iptables iproute2 tshark tcpdump "$@")
 [ "${WITH_CLANG:-0}" = 1 ] && need+=(clang llvm libbpf-dev)
 
 missing=()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/pathtrace/pathtrace/internal/record"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -154,7 +155,7 @@ func mainErr(ctx context.Context, args []string) error {
 			fail("replay", err)
 		}
 		if phase("userspace") {
-			if err = writeRecording(seedRecording, file, replayEvents); err == nil {
+			if err = record.Repeat(seedRecording, file, replayEvents); err == nil {
 				res.UserSpace, err = benchUserSpace(file)
 			}
 			fail("userspace", err)

@@ -2,10 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/binary"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,70 +10,12 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/pathtrace/pathtrace/internal/decode"
 	"github.com/pathtrace/pathtrace/internal/record"
 )
 
 // seedRecording is the committed recording replay's throughput is measured
 // on, repeated: a real cross-node ClusterIP exchange.
 const seedRecording = "testdata/pcaps/clusterip.pcapng"
-
-// writeRecording makes a recording of n events by repeating seed with
-// shifted times and skb addresses (as internal/trace's BenchmarkReplayJSON
-// does), so that it holds real packets and paths.
-func writeRecording(seed, file string, n int) error {
-	src, err := record.OpenFile(seed)
-	if err != nil {
-		return err
-	}
-	var recs [][]byte
-	for {
-		r, err := src.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			src.Close()
-			return err
-		}
-		recs = append(recs, append([]byte(nil), r...))
-	}
-	meta := src.Meta()
-	src.Close()
-	if len(recs) == 0 {
-		return fmt.Errorf("%s holds no records", seed)
-	}
-	var d decode.Decoder
-	var first, last, ev decode.Event
-	if err := errors.Join(d.Decode(recs[0], &first), d.Decode(recs[len(recs)-1], &last)); err != nil {
-		return err
-	}
-	span := last.TS - first.TS + 2_000_000_000 // past the stitcher's idle time
-	w, err := record.Create(file, meta)
-	if err != nil {
-		return err
-	}
-	for inode, name := range meta.Netns {
-		w.SetNetnsName(inode, name)
-	}
-	buf := make([]byte, decode.RecordSize)
-	for i := range n {
-		round := uint64(i / len(recs))
-		copy(buf, recs[i%len(recs)])
-		// struct event: skb at offset 0, ts at 8.
-		binary.NativeEndian.PutUint64(buf[0:], binary.NativeEndian.Uint64(buf[0:])+round<<20)
-		binary.NativeEndian.PutUint64(buf[8:], binary.NativeEndian.Uint64(buf[8:])+round*span)
-		if err := d.Decode(buf, &ev); err != nil {
-			w.Close(meta)
-			return err
-		}
-		if err := w.Write(buf, &ev, "bench"); err != nil {
-			w.Close(meta)
-			return err
-		}
-	}
-	return w.Close(meta)
-}
 
 // replayRun is one replay and one tcpdump read of the same file.
 type replayRun struct {
@@ -91,7 +30,7 @@ var replayedRE = regexp.MustCompile(`replayed (\d+) packets, (\d+) events`)
 // it with tcpdump -r FILE -w /dev/null, reps times, interleaved.
 func benchReplay(ctx context.Context, bin, dir string, n, reps int) ([]replayRun, int64, error) {
 	file := filepath.Join(dir, "bench.pcapng")
-	if err := writeRecording(seedRecording, file, n); err != nil {
+	if err := record.Repeat(seedRecording, file, n); err != nil {
 		return nil, 0, fmt.Errorf("write the replay recording: %w", err)
 	}
 	defer os.Remove(file)
