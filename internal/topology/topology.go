@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -88,6 +90,8 @@ func Build(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if !prefixRE.MatchString(prefix) {
 		return nil, fmt.Errorf("invalid prefix %q: want up to 32 letters, digits, '_', '.', '-'", prefix)
 	}
+
+	loadModules(ctx, opts)
 
 	c := &Cluster{Prefix: prefix}
 	defer func() {
@@ -256,4 +260,21 @@ func (p *Pod) NewHandle() (*netlink.Handle, error) {
 		return nil, fmt.Errorf("pod %s: %w", p.Name, errClosed)
 	}
 	return netlink.NewHandleAt(p.ns)
+}
+
+// loadModules loads, where the kernel has modules, what the cluster is
+// made of (on a node they are loaded by the CNI plugin and kube-proxy). A
+// failure is not an error here: the module may be built in, and what is
+// truly missing fails the step that needs it, saying what.
+func loadModules(ctx context.Context, opts Options) {
+	if _, err := os.Stat("/proc/modules"); err != nil {
+		return // no module support: everything is built in or absent
+	}
+	mods := []string{"veth", "bridge", "br_netfilter", "vxlan"}
+	if opts.IPVS {
+		mods = append(mods, "dummy", "ip_vs", "ip_vs_rr")
+	}
+	for _, m := range mods {
+		exec.CommandContext(ctx, "modprobe", "-q", m).Run()
+	}
 }
