@@ -269,6 +269,10 @@ func (liveNet) IPVS() (IPVS, error) {
 		defer cl.Close()
 	}
 	svcs, err := c.Services()
+	if errors.Is(err, os.ErrNotExist) {
+		// cloudflare/ipvs answers an empty dump with os.ErrNotExist.
+		return IPVS{Available: true}, nil
+	}
 	if err != nil {
 		return IPVS{Available: true}, fmt.Errorf("list IPVS services: %w", err)
 	}
