@@ -47,6 +47,7 @@ func replay(ctx context.Context, r *record.Reader, opts ReplayOptions, out rende
 	cfg := opts.Stitch
 	cfg.WallOffset = meta.StartWall.UnixNano() - int64(meta.StartMono)
 	cfg.Names = replayNames{r}
+	cfg.Recycle = true // as live: renderers do not keep paths
 	p := newPipeline(cfg, out, opts.PodIPs, opts.Count)
 	var reports map[uint32]*doctor.Report
 	if len(meta.Reports) > 0 {
