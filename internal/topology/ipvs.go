@@ -113,35 +113,10 @@ func ipvsIPTablesRules() string {
 	cidr := ClusterCIDR.String()
 	vip := ClusterIP.Addr().String() + "/32"
 	port := fmt.Sprint(ClusterIP.Port())
-	var b strings.Builder
-	w := func(format string, a ...any) { fmt.Fprintf(&b, format+"\n", a...) }
-	w("*nat")
-	w(":PREROUTING ACCEPT [0:0]")
-	w(":INPUT ACCEPT [0:0]")
-	w(":OUTPUT ACCEPT [0:0]")
-	w(":POSTROUTING ACCEPT [0:0]")
-	w(":KUBE-SERVICES - [0:0]")
-	w(":KUBE-POSTROUTING - [0:0]")
-	w(":KUBE-MARK-MASQ - [0:0]")
-	w(`-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES`)
-	w(`-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES`)
-	w(`-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING`)
-	w(`-A POSTROUTING -s %s ! -d %s -m comment --comment "flanneld masq" -j MASQUERADE`, cidr, cidr)
-	w(`-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000`)
-	w(`-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN`)
-	w(`-A KUBE-POSTROUTING -j MARK --set-xmark 0x4000/0x0`)
-	w(`-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE`)
-	w(`-A KUBE-SERVICES ! -s %s -d %s -p tcp -m tcp --dport %s -m comment --comment "Kubernetes service cluster ip + port for masquerade purpose" -j KUBE-MARK-MASQ`, cidr, vip, port)
-	w(`-A KUBE-SERVICES -d %s -p tcp -m tcp --dport %s -j ACCEPT`, vip, port)
-	w("COMMIT")
-	w("*filter")
-	w(":INPUT ACCEPT [0:0]")
-	w(":FORWARD ACCEPT [0:0]")
-	w(":OUTPUT ACCEPT [0:0]")
-	w(`-A FORWARD -s %s -m comment --comment "flanneld forward" -j ACCEPT`, cidr)
-	w(`-A FORWARD -d %s -m comment --comment "flanneld forward" -j ACCEPT`, cidr)
-	w("COMMIT")
-	return b.String()
+	return nodeRules(nil,
+		fmt.Sprintf(`-A KUBE-SERVICES ! -s %s -d %s -p tcp -m tcp --dport %s -m comment --comment "Kubernetes service cluster ip + port for masquerade purpose" -j KUBE-MARK-MASQ`, cidr, vip, port),
+		fmt.Sprintf(`-A KUBE-SERVICES -d %s -p tcp -m tcp --dport %s -j ACCEPT`, vip, port),
+	)
 }
 
 // IPVSConn is one entry of the node's IPVS connection table.

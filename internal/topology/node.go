@@ -96,7 +96,20 @@ func iptablesRules() string {
 	ep := ServerAddr.String()
 	epIP := ServerAddr.Addr().String() + "/32"
 	spn := ServicePortName
+	return nodeRules([]string{svc, sep},
+		fmt.Sprintf(`-A KUBE-SERVICES -d %s -p tcp -m comment --comment "%s cluster IP" -m tcp --dport %s -j %s`, vip, spn, port, svc),
+		fmt.Sprintf(`-A %s ! -s %s -d %s -p tcp -m comment --comment "%s cluster IP" -m tcp --dport %s -j KUBE-MARK-MASQ`, svc, cidr, vip, spn, port),
+		fmt.Sprintf(`-A %s -m comment --comment "%s -> %s" -j %s`, svc, spn, ep, sep),
+		fmt.Sprintf(`-A %s -s %s -m comment --comment "%s" -j KUBE-MARK-MASQ`, sep, epIP, spn),
+		fmt.Sprintf(`-A %s -p tcp -m comment --comment "%s" -m tcp -j DNAT --to-destination %s`, sep, spn, ep),
+	)
+}
 
+// nodeRules is the iptables-restore input both kube-proxy modes share:
+// kube-proxy's entry and masquerade chains and flannel's masquerade and
+// forward rules, with the mode's own nat chains and service rules.
+func nodeRules(chains []string, serviceRules ...string) string {
+	cidr := ClusterCIDR.String()
 	var b strings.Builder
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format+"\n", a...) }
 	w("*nat")
@@ -107,8 +120,9 @@ func iptablesRules() string {
 	w(":KUBE-SERVICES - [0:0]")
 	w(":KUBE-POSTROUTING - [0:0]")
 	w(":KUBE-MARK-MASQ - [0:0]")
-	w(":%s - [0:0]", svc)
-	w(":%s - [0:0]", sep)
+	for _, c := range chains {
+		w(":%s - [0:0]", c)
+	}
 	w(`-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES`)
 	w(`-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES`)
 	w(`-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING`)
@@ -117,11 +131,9 @@ func iptablesRules() string {
 	w(`-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN`)
 	w(`-A KUBE-POSTROUTING -j MARK --set-xmark 0x4000/0x0`)
 	w(`-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE`)
-	w(`-A KUBE-SERVICES -d %s -p tcp -m comment --comment "%s cluster IP" -m tcp --dport %s -j %s`, vip, spn, port, svc)
-	w(`-A %s ! -s %s -d %s -p tcp -m comment --comment "%s cluster IP" -m tcp --dport %s -j KUBE-MARK-MASQ`, svc, cidr, vip, spn, port)
-	w(`-A %s -m comment --comment "%s -> %s" -j %s`, svc, spn, ep, sep)
-	w(`-A %s -s %s -m comment --comment "%s" -j KUBE-MARK-MASQ`, sep, epIP, spn)
-	w(`-A %s -p tcp -m comment --comment "%s" -m tcp -j DNAT --to-destination %s`, sep, spn, ep)
+	for _, r := range serviceRules {
+		w("%s", r)
+	}
 	w("COMMIT")
 	w("*filter")
 	w(":INPUT ACCEPT [0:0]")
