@@ -50,3 +50,65 @@ int BPF_PROG(fentry_vxlan_xmit, struct sk_buff *skb, struct net_device *dev)
 	vxlan_event(skb, dev);
 	return 0;
 }
+
+/* The other IPVS transmit functions (ip_vs_dr_xmit, ip_vs_tunnel_xmit,
+ * ...) share ip_vs_nat_xmit's arguments: the loader attaches
+ * fentry_ip_vs_xmit to each by name. */
+
+SEC("fentry/vxlan_rcv")
+int BPF_PROG(fentry_vxlan_rcv, struct sock *sk, struct sk_buff *skb)
+{
+	vxlan_rcv_event(skb);
+	return 0;
+}
+
+/* ipt_do_table(priv, skb, state) since "netfilter: iptables: allow use of
+ * ipt_do_table as hookfn" (Linux 5.16); ipt_do_table(skb, state, table)
+ * before. The loader picks the entry program by the function's BTF; the
+ * return program reads no argument. */
+SEC("fentry/ipt_do_table")
+int BPF_PROG(fentry_ipt_do_table, void *priv, struct sk_buff *skb, const struct nf_hook_state *state)
+{
+	xt_table_enter(skb, state, priv);
+	return 0;
+}
+
+SEC("fentry/ipt_do_table")
+int BPF_PROG(fentry_ipt_do_table_pre516, struct sk_buff *skb, const struct nf_hook_state *state,
+	     void *table)
+{
+	xt_table_enter(skb, state, table);
+	return 0;
+}
+
+SEC("fexit/ipt_do_table")
+int BPF_PROG(fexit_ipt_do_table, void *a0, void *a1, void *a2, unsigned int ret)
+{
+	table_exit(ret);
+	return 0;
+}
+
+SEC("fentry/nft_do_chain")
+int BPF_PROG(fentry_nft_do_chain, const void *pkt, void *priv)
+{
+	nft_chain_enter(nft_pkt_skb(pkt), nft_pkt_state(pkt), priv);
+	return 0;
+}
+
+SEC("fexit/nft_do_chain")
+int BPF_PROG(fexit_nft_do_chain, const void *pkt, void *priv, unsigned int ret)
+{
+	table_exit(ret);
+	return 0;
+}
+
+/* IPVS's netfilter hook function: ip_vs_in_hook, or on older kernels
+ * ip_vs_remote_request4 and ip_vs_local_request4 (attached by name, the
+ * same arguments). */
+SEC("fexit/ip_vs_in_hook")
+int BPF_PROG(fexit_ip_vs_hook, void *priv, struct sk_buff *skb,
+	     const struct nf_hook_state *state, unsigned int ret)
+{
+	ipvs_hook_event(skb, state, ret);
+	return 0;
+}

@@ -35,6 +35,8 @@ static __always_inline int free_event(struct sk_buff *skb, __u8 kind, __u64 loca
 
 	if (!track(skb, &p))
 		return 0;
+	if (kind == PT_EV_DROP)
+		table_freeing(skb, &p);
 	struct event *e = new_event(skb, &p, kind, BPF_CORE_READ(skb, dev));
 	if (e) {
 		e->location = location;

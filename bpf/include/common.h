@@ -461,6 +461,81 @@ static __always_inline void submit_event(struct event *e)
 	bpf_ringbuf_submit(e, flags);
 }
 
+/* The rule tables running on this CPU (ipt_do_table, nft_do_chain), one
+ * frame per call, innermost last: pushed at entry by the table programs
+ * (bpf/include/tables.h), popped at their return. Shared by every
+ * collection (the loader creates it once), so that the kfree_skb program can
+ * tell a table that frees the packet itself: nf_tables does since
+ * "netfilter: nf_tables: ... NF_DROP_REASON" (6.1 and 6.12 here), before it
+ * returns, so its return sees the packet already gone. */
+#define PT_TABLE_STACK 8 /* a power of two */
+
+struct pt_table_frame {
+	__u64 skb; /* 0: a call of no traced packet */
+	char table[16];
+	char chain[16];
+	__u32 netns;
+	__u32 family;
+	__u8 engine; /* PT_ENGINE_XTABLES, PT_ENGINE_NFTABLES */
+	__u8 hook;   /* 0xff: not readable */
+	__u8 reported; /* the kfree_skb program already showed its verdict */
+	__u8 backend;  /* PT_F_FENTRY or PT_F_KPROBE: what pushed the frame */
+	__u8 pad[4];
+};
+
+struct pt_table_stack {
+	__u32 depth;
+	__u32 pad;
+	struct pt_table_frame frames[PT_TABLE_STACK];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pt_table_stack);
+} table_stack SEC(".maps");
+
+#define PT_NF_DROP 0
+
+/* Sends the verdict of the table in frame f as a PT_EV_TABLE event. */
+static __always_inline void table_frame_event(struct sk_buff *skb, struct pt_pkt *p,
+					      const struct pt_table_frame *f, __u32 verdict)
+{
+	struct event *e = new_event(skb, p, PT_EV_TABLE, NULL);
+	if (!e)
+		return;
+	e->flags |= f->backend;
+	e->netns = f->netns;
+	e->hook = f->hook;
+	__builtin_memcpy(e->dev, f->chain, sizeof(e->dev));
+	__builtin_memcpy(e->ext.name, f->table, sizeof(e->ext.name));
+	e->ext.val[0] = verdict;
+	e->ext.val[1] = f->family;
+	e->ext.val[2] = f->engine;
+	submit_event(e);
+}
+
+/* Called by the kfree_skb program for a traced packet about to be shown
+ * dropped: when the innermost running table is freeing it, its verdict (a
+ * drop) is shown first. */
+static __always_inline void table_freeing(struct sk_buff *skb, struct pt_pkt *p)
+{
+	__u32 zero = 0;
+	struct pt_table_stack *st = bpf_map_lookup_elem(&table_stack, &zero);
+
+	if (!st || st->depth == 0 || st->depth > PT_TABLE_STACK)
+		return;
+	/* The mask keeps the index bounded for the verifier (the range
+	 * check above does not survive clang's rewrite). */
+	__u32 d = (st->depth - 1) & (PT_TABLE_STACK - 1);
+	struct pt_table_frame *f = &st->frames[d];
+	if (f->skb != (__u64)skb || f->reported)
+		return;
+	f->reported = 1;
+	table_frame_event(skb, p, f, PT_NF_DROP);
+}
+
 /* Keep the contract's types in BTF for bpf2go -type. */
 const struct event *unused_event __attribute__((unused));
 const enum pathtrace_kind *unused_kind __attribute__((unused));

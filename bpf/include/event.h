@@ -33,6 +33,25 @@ enum pathtrace_kind {
 			   * tuple); ext.val[0] = VNI and ext.port[1] = UDP
 			   * destination port when ext.val[2] = 1 (readable
 			   * where the vxlan module has BTF) */
+	PT_EV_TABLE = 9,  /* a rule table ran (ipt_do_table, nft_do_chain) and
+			   * returned a verdict: hook and netns as for PT_EV_NF
+			   * (hook 0xff: not readable), no devices (the hook's
+			   * are the netfilter event's); dev = the base
+			   * chain's name (nf_tables; empty for x_tables, whose
+			   * chain is the hook's), ext.name = the table's name,
+			   * ext.val[0] = the verdict as returned, ext.val[1] =
+			   * the table's family (NFPROTO_*, 0: not readable),
+			   * ext.val[2] = 1 x_tables (iptables-legacy), 2
+			   * nf_tables; a stolen packet is not shown, a drop
+			   * the table freed itself comes just before its
+			   * PT_EV_DROP */
+	PT_EV_IPVS_VERDICT = 10, /* IPVS's netfilter hook (ip_vs_in_hook, or
+				  * ip_vs_remote_request4/ip_vs_local_request4)
+				  * dropped the packet: hook, netns, in/out as
+				  * for PT_EV_NF, ext.val[0] = the verdict */
+	PT_EV_VXLAN_RCV = 11, /* vxlan_rcv: a VXLAN packet from dev (the
+			       * underlay device) is about to be decapsulated;
+			       * the tuples are the outer and inner headers */
 };
 
 enum pathtrace_slot {

@@ -231,7 +231,26 @@ static __always_inline void vxlan_event(struct sk_buff *skb, struct net_device *
 	submit_event(e);
 }
 
+/* vxlan_rcv(sk, skb): skb, still with its outer headers, arrived on dev (the
+ * underlay device) for a VXLAN socket and is about to be decapsulated. */
+static __always_inline void vxlan_rcv_event(struct sk_buff *skb)
+{
+	struct pt_pkt p = {};
+
+	if (!skb || !track(skb, &p))
+		return;
+	struct event *e = new_event(skb, &p, PT_EV_VXLAN_RCV, BPF_CORE_READ(skb, dev));
+	if (!e)
+		return;
+	e->flags |= PT_BACKEND_FLAG;
+	submit_event(e);
+}
+
+#include "tables.h"
+
 /* Keep the fixed-offset heads in BTF: TestKernelStructHeads compares them
  * with the kernel's. */
 const struct pt_net_bridge_port_head *unused_bridge_port_head __attribute__((unused));
 const struct pt_ip_vs_conn_head *unused_ip_vs_conn_head __attribute__((unused));
+const struct pt_xt_table_head *unused_xt_table_head __attribute__((unused));
+const struct pt_nft_chain_head *unused_nft_chain_head __attribute__((unused));

@@ -51,7 +51,7 @@ func TestFeaturesCommand(t *testing.T) {
 			t.Errorf("hop %+v: observable without a backend, or not observable without a reason", h)
 		}
 	}
-	if got, want := strings.Join(kinds, " "), "rx tx netfilter nat bridge ipvs encap decap drop consume"; got != want {
+	if got, want := strings.Join(kinds, " "), "rx tx netfilter nat table bridge ipvs ipvs-drop encap decap drop consume"; got != want {
 		t.Errorf("hops %q, want %q", got, want)
 	}
 	if len(rep.Probes) != 4 || rep.Kernel != testutil.Release() {

@@ -13,6 +13,25 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type FentryPtTableStack struct {
+	_      structs.HostLayout
+	Depth  uint32
+	Pad    uint32
+	Frames [8]struct {
+		_        structs.HostLayout
+		Skb      uint64
+		Table    [16]int8
+		Chain    [16]int8
+		Netns    uint32
+		Family   uint32
+		Engine   uint8
+		Hook     uint8
+		Reported uint8
+		Backend  uint8
+		Pad      [4]uint8
+	}
+}
+
 type FentryTrackedSkb struct {
 	_   structs.HostLayout
 	Sig uint64
@@ -22,29 +41,39 @@ type FentryTrackedSkb struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	FentryMapEvents               = "events"
-	FentryMapLost                 = "lost"
-	FentryMapPtScratch            = "pt_scratch"
-	FentryMapTracked              = "tracked"
-	FentryMapTrackedHint          = "tracked_hint"
-	FentryProgFentryBrForward     = "fentry_br_forward"
-	FentryProgFentryIpVsXmit      = "fentry_ip_vs_xmit"
-	FentryProgFentryNfHookSlow    = "fentry_nf_hook_slow"
-	FentryProgFentryVxlanXmit     = "fentry_vxlan_xmit"
-	FentryProgFexitNfHookSlow     = "fexit_nf_hook_slow"
-	FentryVarN_nfNetns            = "n_nf_netns"
-	FentryVarN_podIps             = "n_pod_ips"
-	FentryVarN_vxlanPorts         = "n_vxlan_ports"
-	FentryVarNfNetns              = "nf_netns"
-	FentryVarPodIps               = "pod_ips"
-	FentryVarSnaplen              = "snaplen"
-	FentryVarUnusedBridgePortHead = "unused_bridge_port_head"
-	FentryVarUnusedEvent          = "unused_event"
-	FentryVarUnusedFlags          = "unused_flags"
-	FentryVarUnusedIpVsConnHead   = "unused_ip_vs_conn_head"
-	FentryVarUnusedKind           = "unused_kind"
-	FentryVarUnusedSlot           = "unused_slot"
-	FentryVarVxlanPorts           = "vxlan_ports"
+	FentryMapEvents                  = "events"
+	FentryMapLost                    = "lost"
+	FentryMapPtScratch               = "pt_scratch"
+	FentryMapTableStack              = "table_stack"
+	FentryMapTracked                 = "tracked"
+	FentryMapTrackedHint             = "tracked_hint"
+	FentryProgFentryBrForward        = "fentry_br_forward"
+	FentryProgFentryIpVsXmit         = "fentry_ip_vs_xmit"
+	FentryProgFentryIptDoTable       = "fentry_ipt_do_table"
+	FentryProgFentryIptDoTablePre516 = "fentry_ipt_do_table_pre516"
+	FentryProgFentryNfHookSlow       = "fentry_nf_hook_slow"
+	FentryProgFentryNftDoChain       = "fentry_nft_do_chain"
+	FentryProgFentryVxlanRcv         = "fentry_vxlan_rcv"
+	FentryProgFentryVxlanXmit        = "fentry_vxlan_xmit"
+	FentryProgFexitIpVsHook          = "fexit_ip_vs_hook"
+	FentryProgFexitIptDoTable        = "fexit_ipt_do_table"
+	FentryProgFexitNfHookSlow        = "fexit_nf_hook_slow"
+	FentryProgFexitNftDoChain        = "fexit_nft_do_chain"
+	FentryVarN_nfNetns               = "n_nf_netns"
+	FentryVarN_podIps                = "n_pod_ips"
+	FentryVarN_vxlanPorts            = "n_vxlan_ports"
+	FentryVarNfNetns                 = "nf_netns"
+	FentryVarPodIps                  = "pod_ips"
+	FentryVarSnaplen                 = "snaplen"
+	FentryVarUnusedBridgePortHead    = "unused_bridge_port_head"
+	FentryVarUnusedEvent             = "unused_event"
+	FentryVarUnusedFlags             = "unused_flags"
+	FentryVarUnusedIpVsConnHead      = "unused_ip_vs_conn_head"
+	FentryVarUnusedKind              = "unused_kind"
+	FentryVarUnusedNftChainHead      = "unused_nft_chain_head"
+	FentryVarUnusedSlot              = "unused_slot"
+	FentryVarUnusedXtTableHead       = "unused_xt_table_head"
+	FentryVarVxlanPorts              = "vxlan_ports"
 )
 
 // LoadFentry returns the embedded CollectionSpec for Fentry.
@@ -89,11 +118,18 @@ type FentrySpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type FentryProgramSpecs struct {
-	FentryBrForward  *ebpf.ProgramSpec `ebpf:"fentry_br_forward"`
-	FentryIpVsXmit   *ebpf.ProgramSpec `ebpf:"fentry_ip_vs_xmit"`
-	FentryNfHookSlow *ebpf.ProgramSpec `ebpf:"fentry_nf_hook_slow"`
-	FentryVxlanXmit  *ebpf.ProgramSpec `ebpf:"fentry_vxlan_xmit"`
-	FexitNfHookSlow  *ebpf.ProgramSpec `ebpf:"fexit_nf_hook_slow"`
+	FentryBrForward        *ebpf.ProgramSpec `ebpf:"fentry_br_forward"`
+	FentryIpVsXmit         *ebpf.ProgramSpec `ebpf:"fentry_ip_vs_xmit"`
+	FentryIptDoTable       *ebpf.ProgramSpec `ebpf:"fentry_ipt_do_table"`
+	FentryIptDoTablePre516 *ebpf.ProgramSpec `ebpf:"fentry_ipt_do_table_pre516"`
+	FentryNfHookSlow       *ebpf.ProgramSpec `ebpf:"fentry_nf_hook_slow"`
+	FentryNftDoChain       *ebpf.ProgramSpec `ebpf:"fentry_nft_do_chain"`
+	FentryVxlanRcv         *ebpf.ProgramSpec `ebpf:"fentry_vxlan_rcv"`
+	FentryVxlanXmit        *ebpf.ProgramSpec `ebpf:"fentry_vxlan_xmit"`
+	FexitIpVsHook          *ebpf.ProgramSpec `ebpf:"fexit_ip_vs_hook"`
+	FexitIptDoTable        *ebpf.ProgramSpec `ebpf:"fexit_ipt_do_table"`
+	FexitNfHookSlow        *ebpf.ProgramSpec `ebpf:"fexit_nf_hook_slow"`
+	FexitNftDoChain        *ebpf.ProgramSpec `ebpf:"fexit_nft_do_chain"`
 }
 
 // FentryMapSpecs contains maps before they are loaded into the kernel.
@@ -103,6 +139,7 @@ type FentryMapSpecs struct {
 	Events      *ebpf.MapSpec `ebpf:"events"`
 	Lost        *ebpf.MapSpec `ebpf:"lost"`
 	PtScratch   *ebpf.MapSpec `ebpf:"pt_scratch"`
+	TableStack  *ebpf.MapSpec `ebpf:"table_stack"`
 	Tracked     *ebpf.MapSpec `ebpf:"tracked"`
 	TrackedHint *ebpf.MapSpec `ebpf:"tracked_hint"`
 }
@@ -122,7 +159,9 @@ type FentryVariableSpecs struct {
 	UnusedFlags          *ebpf.VariableSpec `ebpf:"unused_flags"`
 	UnusedIpVsConnHead   *ebpf.VariableSpec `ebpf:"unused_ip_vs_conn_head"`
 	UnusedKind           *ebpf.VariableSpec `ebpf:"unused_kind"`
+	UnusedNftChainHead   *ebpf.VariableSpec `ebpf:"unused_nft_chain_head"`
 	UnusedSlot           *ebpf.VariableSpec `ebpf:"unused_slot"`
+	UnusedXtTableHead    *ebpf.VariableSpec `ebpf:"unused_xt_table_head"`
 	VxlanPorts           *ebpf.VariableSpec `ebpf:"vxlan_ports"`
 }
 
@@ -149,6 +188,7 @@ type FentryMaps struct {
 	Events      *ebpf.Map `ebpf:"events"`
 	Lost        *ebpf.Map `ebpf:"lost"`
 	PtScratch   *ebpf.Map `ebpf:"pt_scratch"`
+	TableStack  *ebpf.Map `ebpf:"table_stack"`
 	Tracked     *ebpf.Map `ebpf:"tracked"`
 	TrackedHint *ebpf.Map `ebpf:"tracked_hint"`
 }
@@ -158,6 +198,7 @@ func (m *FentryMaps) Close() error {
 		m.Events,
 		m.Lost,
 		m.PtScratch,
+		m.TableStack,
 		m.Tracked,
 		m.TrackedHint,
 	)
@@ -178,7 +219,9 @@ type FentryVariables struct {
 	UnusedFlags          *ebpf.Variable `ebpf:"unused_flags"`
 	UnusedIpVsConnHead   *ebpf.Variable `ebpf:"unused_ip_vs_conn_head"`
 	UnusedKind           *ebpf.Variable `ebpf:"unused_kind"`
+	UnusedNftChainHead   *ebpf.Variable `ebpf:"unused_nft_chain_head"`
 	UnusedSlot           *ebpf.Variable `ebpf:"unused_slot"`
+	UnusedXtTableHead    *ebpf.Variable `ebpf:"unused_xt_table_head"`
 	VxlanPorts           *ebpf.Variable `ebpf:"vxlan_ports"`
 }
 
@@ -186,20 +229,34 @@ type FentryVariables struct {
 //
 // It can be passed to LoadFentryObjects or ebpf.CollectionSpec.LoadAndAssign.
 type FentryPrograms struct {
-	FentryBrForward  *ebpf.Program `ebpf:"fentry_br_forward"`
-	FentryIpVsXmit   *ebpf.Program `ebpf:"fentry_ip_vs_xmit"`
-	FentryNfHookSlow *ebpf.Program `ebpf:"fentry_nf_hook_slow"`
-	FentryVxlanXmit  *ebpf.Program `ebpf:"fentry_vxlan_xmit"`
-	FexitNfHookSlow  *ebpf.Program `ebpf:"fexit_nf_hook_slow"`
+	FentryBrForward        *ebpf.Program `ebpf:"fentry_br_forward"`
+	FentryIpVsXmit         *ebpf.Program `ebpf:"fentry_ip_vs_xmit"`
+	FentryIptDoTable       *ebpf.Program `ebpf:"fentry_ipt_do_table"`
+	FentryIptDoTablePre516 *ebpf.Program `ebpf:"fentry_ipt_do_table_pre516"`
+	FentryNfHookSlow       *ebpf.Program `ebpf:"fentry_nf_hook_slow"`
+	FentryNftDoChain       *ebpf.Program `ebpf:"fentry_nft_do_chain"`
+	FentryVxlanRcv         *ebpf.Program `ebpf:"fentry_vxlan_rcv"`
+	FentryVxlanXmit        *ebpf.Program `ebpf:"fentry_vxlan_xmit"`
+	FexitIpVsHook          *ebpf.Program `ebpf:"fexit_ip_vs_hook"`
+	FexitIptDoTable        *ebpf.Program `ebpf:"fexit_ipt_do_table"`
+	FexitNfHookSlow        *ebpf.Program `ebpf:"fexit_nf_hook_slow"`
+	FexitNftDoChain        *ebpf.Program `ebpf:"fexit_nft_do_chain"`
 }
 
 func (p *FentryPrograms) Close() error {
 	return _FentryClose(
 		p.FentryBrForward,
 		p.FentryIpVsXmit,
+		p.FentryIptDoTable,
+		p.FentryIptDoTablePre516,
 		p.FentryNfHookSlow,
+		p.FentryNftDoChain,
+		p.FentryVxlanRcv,
 		p.FentryVxlanXmit,
+		p.FexitIpVsHook,
+		p.FexitIptDoTable,
 		p.FexitNfHookSlow,
+		p.FexitNftDoChain,
 	)
 }
 

@@ -13,7 +13,7 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type KprobePtNfStack struct {
+type KprobePtStack struct {
 	_      structs.HostLayout
 	Depth  uint32
 	Pad    uint32
@@ -21,6 +21,26 @@ type KprobePtNfStack struct {
 		_     structs.HostLayout
 		Skb   uint64
 		State uint64
+		Obj   uint64
+	}
+}
+
+type KprobePtTableStack struct {
+	_      structs.HostLayout
+	Depth  uint32
+	Pad    uint32
+	Frames [8]struct {
+		_        structs.HostLayout
+		Skb      uint64
+		Table    [16]int8
+		Chain    [16]int8
+		Netns    uint32
+		Family   uint32
+		Engine   uint8
+		Hook     uint8
+		Reported uint8
+		Backend  uint8
+		Pad      [4]uint8
 	}
 }
 
@@ -33,30 +53,41 @@ type KprobeTrackedSkb struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	KprobeMapEvents               = "events"
-	KprobeMapLost                 = "lost"
-	KprobeMapNfStack              = "nf_stack"
-	KprobeMapPtScratch            = "pt_scratch"
-	KprobeMapTracked              = "tracked"
-	KprobeMapTrackedHint          = "tracked_hint"
-	KprobeProgKprobeBrForward     = "kprobe_br_forward"
-	KprobeProgKprobeIpVsXmit      = "kprobe_ip_vs_xmit"
-	KprobeProgKprobeNfHookSlow    = "kprobe_nf_hook_slow"
-	KprobeProgKprobeVxlanXmit     = "kprobe_vxlan_xmit"
-	KprobeProgKretprobeNfHookSlow = "kretprobe_nf_hook_slow"
-	KprobeVarN_nfNetns            = "n_nf_netns"
-	KprobeVarN_podIps             = "n_pod_ips"
-	KprobeVarN_vxlanPorts         = "n_vxlan_ports"
-	KprobeVarNfNetns              = "nf_netns"
-	KprobeVarPodIps               = "pod_ips"
-	KprobeVarSnaplen              = "snaplen"
-	KprobeVarUnusedBridgePortHead = "unused_bridge_port_head"
-	KprobeVarUnusedEvent          = "unused_event"
-	KprobeVarUnusedFlags          = "unused_flags"
-	KprobeVarUnusedIpVsConnHead   = "unused_ip_vs_conn_head"
-	KprobeVarUnusedKind           = "unused_kind"
-	KprobeVarUnusedSlot           = "unused_slot"
-	KprobeVarVxlanPorts           = "vxlan_ports"
+	KprobeMapEvents                  = "events"
+	KprobeMapIpvsStack               = "ipvs_stack"
+	KprobeMapLost                    = "lost"
+	KprobeMapNfStack                 = "nf_stack"
+	KprobeMapPtScratch               = "pt_scratch"
+	KprobeMapTableStack              = "table_stack"
+	KprobeMapTracked                 = "tracked"
+	KprobeMapTrackedHint             = "tracked_hint"
+	KprobeProgKprobeBrForward        = "kprobe_br_forward"
+	KprobeProgKprobeIpVsHook         = "kprobe_ip_vs_hook"
+	KprobeProgKprobeIpVsXmit         = "kprobe_ip_vs_xmit"
+	KprobeProgKprobeIptDoTable       = "kprobe_ipt_do_table"
+	KprobeProgKprobeIptDoTablePre516 = "kprobe_ipt_do_table_pre516"
+	KprobeProgKprobeNfHookSlow       = "kprobe_nf_hook_slow"
+	KprobeProgKprobeNftDoChain       = "kprobe_nft_do_chain"
+	KprobeProgKprobeVxlanRcv         = "kprobe_vxlan_rcv"
+	KprobeProgKprobeVxlanXmit        = "kprobe_vxlan_xmit"
+	KprobeProgKretprobeIpVsHook      = "kretprobe_ip_vs_hook"
+	KprobeProgKretprobeNfHookSlow    = "kretprobe_nf_hook_slow"
+	KprobeProgKretprobeTable         = "kretprobe_table"
+	KprobeVarN_nfNetns               = "n_nf_netns"
+	KprobeVarN_podIps                = "n_pod_ips"
+	KprobeVarN_vxlanPorts            = "n_vxlan_ports"
+	KprobeVarNfNetns                 = "nf_netns"
+	KprobeVarPodIps                  = "pod_ips"
+	KprobeVarSnaplen                 = "snaplen"
+	KprobeVarUnusedBridgePortHead    = "unused_bridge_port_head"
+	KprobeVarUnusedEvent             = "unused_event"
+	KprobeVarUnusedFlags             = "unused_flags"
+	KprobeVarUnusedIpVsConnHead      = "unused_ip_vs_conn_head"
+	KprobeVarUnusedKind              = "unused_kind"
+	KprobeVarUnusedNftChainHead      = "unused_nft_chain_head"
+	KprobeVarUnusedSlot              = "unused_slot"
+	KprobeVarUnusedXtTableHead       = "unused_xt_table_head"
+	KprobeVarVxlanPorts              = "vxlan_ports"
 )
 
 // LoadKprobe returns the embedded CollectionSpec for Kprobe.
@@ -101,11 +132,18 @@ type KprobeSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type KprobeProgramSpecs struct {
-	KprobeBrForward     *ebpf.ProgramSpec `ebpf:"kprobe_br_forward"`
-	KprobeIpVsXmit      *ebpf.ProgramSpec `ebpf:"kprobe_ip_vs_xmit"`
-	KprobeNfHookSlow    *ebpf.ProgramSpec `ebpf:"kprobe_nf_hook_slow"`
-	KprobeVxlanXmit     *ebpf.ProgramSpec `ebpf:"kprobe_vxlan_xmit"`
-	KretprobeNfHookSlow *ebpf.ProgramSpec `ebpf:"kretprobe_nf_hook_slow"`
+	KprobeBrForward        *ebpf.ProgramSpec `ebpf:"kprobe_br_forward"`
+	KprobeIpVsHook         *ebpf.ProgramSpec `ebpf:"kprobe_ip_vs_hook"`
+	KprobeIpVsXmit         *ebpf.ProgramSpec `ebpf:"kprobe_ip_vs_xmit"`
+	KprobeIptDoTable       *ebpf.ProgramSpec `ebpf:"kprobe_ipt_do_table"`
+	KprobeIptDoTablePre516 *ebpf.ProgramSpec `ebpf:"kprobe_ipt_do_table_pre516"`
+	KprobeNfHookSlow       *ebpf.ProgramSpec `ebpf:"kprobe_nf_hook_slow"`
+	KprobeNftDoChain       *ebpf.ProgramSpec `ebpf:"kprobe_nft_do_chain"`
+	KprobeVxlanRcv         *ebpf.ProgramSpec `ebpf:"kprobe_vxlan_rcv"`
+	KprobeVxlanXmit        *ebpf.ProgramSpec `ebpf:"kprobe_vxlan_xmit"`
+	KretprobeIpVsHook      *ebpf.ProgramSpec `ebpf:"kretprobe_ip_vs_hook"`
+	KretprobeNfHookSlow    *ebpf.ProgramSpec `ebpf:"kretprobe_nf_hook_slow"`
+	KretprobeTable         *ebpf.ProgramSpec `ebpf:"kretprobe_table"`
 }
 
 // KprobeMapSpecs contains maps before they are loaded into the kernel.
@@ -113,9 +151,11 @@ type KprobeProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type KprobeMapSpecs struct {
 	Events      *ebpf.MapSpec `ebpf:"events"`
+	IpvsStack   *ebpf.MapSpec `ebpf:"ipvs_stack"`
 	Lost        *ebpf.MapSpec `ebpf:"lost"`
 	NfStack     *ebpf.MapSpec `ebpf:"nf_stack"`
 	PtScratch   *ebpf.MapSpec `ebpf:"pt_scratch"`
+	TableStack  *ebpf.MapSpec `ebpf:"table_stack"`
 	Tracked     *ebpf.MapSpec `ebpf:"tracked"`
 	TrackedHint *ebpf.MapSpec `ebpf:"tracked_hint"`
 }
@@ -135,7 +175,9 @@ type KprobeVariableSpecs struct {
 	UnusedFlags          *ebpf.VariableSpec `ebpf:"unused_flags"`
 	UnusedIpVsConnHead   *ebpf.VariableSpec `ebpf:"unused_ip_vs_conn_head"`
 	UnusedKind           *ebpf.VariableSpec `ebpf:"unused_kind"`
+	UnusedNftChainHead   *ebpf.VariableSpec `ebpf:"unused_nft_chain_head"`
 	UnusedSlot           *ebpf.VariableSpec `ebpf:"unused_slot"`
+	UnusedXtTableHead    *ebpf.VariableSpec `ebpf:"unused_xt_table_head"`
 	VxlanPorts           *ebpf.VariableSpec `ebpf:"vxlan_ports"`
 }
 
@@ -160,9 +202,11 @@ func (o *KprobeObjects) Close() error {
 // It can be passed to LoadKprobeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type KprobeMaps struct {
 	Events      *ebpf.Map `ebpf:"events"`
+	IpvsStack   *ebpf.Map `ebpf:"ipvs_stack"`
 	Lost        *ebpf.Map `ebpf:"lost"`
 	NfStack     *ebpf.Map `ebpf:"nf_stack"`
 	PtScratch   *ebpf.Map `ebpf:"pt_scratch"`
+	TableStack  *ebpf.Map `ebpf:"table_stack"`
 	Tracked     *ebpf.Map `ebpf:"tracked"`
 	TrackedHint *ebpf.Map `ebpf:"tracked_hint"`
 }
@@ -170,9 +214,11 @@ type KprobeMaps struct {
 func (m *KprobeMaps) Close() error {
 	return _KprobeClose(
 		m.Events,
+		m.IpvsStack,
 		m.Lost,
 		m.NfStack,
 		m.PtScratch,
+		m.TableStack,
 		m.Tracked,
 		m.TrackedHint,
 	)
@@ -193,7 +239,9 @@ type KprobeVariables struct {
 	UnusedFlags          *ebpf.Variable `ebpf:"unused_flags"`
 	UnusedIpVsConnHead   *ebpf.Variable `ebpf:"unused_ip_vs_conn_head"`
 	UnusedKind           *ebpf.Variable `ebpf:"unused_kind"`
+	UnusedNftChainHead   *ebpf.Variable `ebpf:"unused_nft_chain_head"`
 	UnusedSlot           *ebpf.Variable `ebpf:"unused_slot"`
+	UnusedXtTableHead    *ebpf.Variable `ebpf:"unused_xt_table_head"`
 	VxlanPorts           *ebpf.Variable `ebpf:"vxlan_ports"`
 }
 
@@ -201,20 +249,34 @@ type KprobeVariables struct {
 //
 // It can be passed to LoadKprobeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type KprobePrograms struct {
-	KprobeBrForward     *ebpf.Program `ebpf:"kprobe_br_forward"`
-	KprobeIpVsXmit      *ebpf.Program `ebpf:"kprobe_ip_vs_xmit"`
-	KprobeNfHookSlow    *ebpf.Program `ebpf:"kprobe_nf_hook_slow"`
-	KprobeVxlanXmit     *ebpf.Program `ebpf:"kprobe_vxlan_xmit"`
-	KretprobeNfHookSlow *ebpf.Program `ebpf:"kretprobe_nf_hook_slow"`
+	KprobeBrForward        *ebpf.Program `ebpf:"kprobe_br_forward"`
+	KprobeIpVsHook         *ebpf.Program `ebpf:"kprobe_ip_vs_hook"`
+	KprobeIpVsXmit         *ebpf.Program `ebpf:"kprobe_ip_vs_xmit"`
+	KprobeIptDoTable       *ebpf.Program `ebpf:"kprobe_ipt_do_table"`
+	KprobeIptDoTablePre516 *ebpf.Program `ebpf:"kprobe_ipt_do_table_pre516"`
+	KprobeNfHookSlow       *ebpf.Program `ebpf:"kprobe_nf_hook_slow"`
+	KprobeNftDoChain       *ebpf.Program `ebpf:"kprobe_nft_do_chain"`
+	KprobeVxlanRcv         *ebpf.Program `ebpf:"kprobe_vxlan_rcv"`
+	KprobeVxlanXmit        *ebpf.Program `ebpf:"kprobe_vxlan_xmit"`
+	KretprobeIpVsHook      *ebpf.Program `ebpf:"kretprobe_ip_vs_hook"`
+	KretprobeNfHookSlow    *ebpf.Program `ebpf:"kretprobe_nf_hook_slow"`
+	KretprobeTable         *ebpf.Program `ebpf:"kretprobe_table"`
 }
 
 func (p *KprobePrograms) Close() error {
 	return _KprobeClose(
 		p.KprobeBrForward,
+		p.KprobeIpVsHook,
 		p.KprobeIpVsXmit,
+		p.KprobeIptDoTable,
+		p.KprobeIptDoTablePre516,
 		p.KprobeNfHookSlow,
+		p.KprobeNftDoChain,
+		p.KprobeVxlanRcv,
 		p.KprobeVxlanXmit,
+		p.KretprobeIpVsHook,
 		p.KretprobeNfHookSlow,
+		p.KretprobeTable,
 	)
 }
 

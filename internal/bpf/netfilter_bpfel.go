@@ -13,6 +13,25 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type NetfilterPtTableStack struct {
+	_      structs.HostLayout
+	Depth  uint32
+	Pad    uint32
+	Frames [8]struct {
+		_        structs.HostLayout
+		Skb      uint64
+		Table    [16]int8
+		Chain    [16]int8
+		Netns    uint32
+		Family   uint32
+		Engine   uint8
+		Hook     uint8
+		Reported uint8
+		Backend  uint8
+		Pad      [4]uint8
+	}
+}
+
 type NetfilterTrackedSkb struct {
 	_   structs.HostLayout
 	Sig uint64
@@ -25,6 +44,7 @@ const (
 	NetfilterMapEvents       = "events"
 	NetfilterMapLost         = "lost"
 	NetfilterMapPtScratch    = "pt_scratch"
+	NetfilterMapTableStack   = "table_stack"
 	NetfilterMapTracked      = "tracked"
 	NetfilterMapTrackedHint  = "tracked_hint"
 	NetfilterProgNfFirst     = "nf_first"
@@ -93,6 +113,7 @@ type NetfilterMapSpecs struct {
 	Events      *ebpf.MapSpec `ebpf:"events"`
 	Lost        *ebpf.MapSpec `ebpf:"lost"`
 	PtScratch   *ebpf.MapSpec `ebpf:"pt_scratch"`
+	TableStack  *ebpf.MapSpec `ebpf:"table_stack"`
 	Tracked     *ebpf.MapSpec `ebpf:"tracked"`
 	TrackedHint *ebpf.MapSpec `ebpf:"tracked_hint"`
 }
@@ -135,6 +156,7 @@ type NetfilterMaps struct {
 	Events      *ebpf.Map `ebpf:"events"`
 	Lost        *ebpf.Map `ebpf:"lost"`
 	PtScratch   *ebpf.Map `ebpf:"pt_scratch"`
+	TableStack  *ebpf.Map `ebpf:"table_stack"`
 	Tracked     *ebpf.Map `ebpf:"tracked"`
 	TrackedHint *ebpf.Map `ebpf:"tracked_hint"`
 }
@@ -144,6 +166,7 @@ func (m *NetfilterMaps) Close() error {
 		m.Events,
 		m.Lost,
 		m.PtScratch,
+		m.TableStack,
 		m.Tracked,
 		m.TrackedHint,
 	)

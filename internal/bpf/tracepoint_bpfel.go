@@ -81,14 +81,17 @@ const (
 type TracepointPathtraceKind uint32
 
 const (
-	TracepointPathtraceKindPT_EV_RX      TracepointPathtraceKind = 1
-	TracepointPathtraceKindPT_EV_TX      TracepointPathtraceKind = 2
-	TracepointPathtraceKindPT_EV_NF      TracepointPathtraceKind = 3
-	TracepointPathtraceKindPT_EV_DROP    TracepointPathtraceKind = 4
-	TracepointPathtraceKindPT_EV_CONSUME TracepointPathtraceKind = 5
-	TracepointPathtraceKindPT_EV_BRIDGE  TracepointPathtraceKind = 6
-	TracepointPathtraceKindPT_EV_IPVS    TracepointPathtraceKind = 7
-	TracepointPathtraceKindPT_EV_VXLAN   TracepointPathtraceKind = 8
+	TracepointPathtraceKindPT_EV_RX           TracepointPathtraceKind = 1
+	TracepointPathtraceKindPT_EV_TX           TracepointPathtraceKind = 2
+	TracepointPathtraceKindPT_EV_NF           TracepointPathtraceKind = 3
+	TracepointPathtraceKindPT_EV_DROP         TracepointPathtraceKind = 4
+	TracepointPathtraceKindPT_EV_CONSUME      TracepointPathtraceKind = 5
+	TracepointPathtraceKindPT_EV_BRIDGE       TracepointPathtraceKind = 6
+	TracepointPathtraceKindPT_EV_IPVS         TracepointPathtraceKind = 7
+	TracepointPathtraceKindPT_EV_VXLAN        TracepointPathtraceKind = 8
+	TracepointPathtraceKindPT_EV_TABLE        TracepointPathtraceKind = 9
+	TracepointPathtraceKindPT_EV_IPVS_VERDICT TracepointPathtraceKind = 10
+	TracepointPathtraceKindPT_EV_VXLAN_RCV    TracepointPathtraceKind = 11
 )
 
 type TracepointPathtraceSlot uint32
@@ -98,6 +101,25 @@ const (
 	TracepointPathtraceSlotPT_SLOT_FIRST TracepointPathtraceSlot = 1
 	TracepointPathtraceSlotPT_SLOT_LAST  TracepointPathtraceSlot = 2
 )
+
+type TracepointPtTableStack struct {
+	_      structs.HostLayout
+	Depth  uint32
+	Pad    uint32
+	Frames [8]struct {
+		_        structs.HostLayout
+		Skb      uint64
+		Table    [16]int8
+		Chain    [16]int8
+		Netns    uint32
+		Family   uint32
+		Engine   uint8
+		Hook     uint8
+		Reported uint8
+		Backend  uint8
+		Pad      [4]uint8
+	}
+}
 
 type TracepointTrackedSkb struct {
 	_   structs.HostLayout
@@ -111,6 +133,7 @@ const (
 	TracepointMapEvents             = "events"
 	TracepointMapLost               = "lost"
 	TracepointMapPtScratch          = "pt_scratch"
+	TracepointMapTableStack         = "table_stack"
 	TracepointMapTracked            = "tracked"
 	TracepointMapTrackedHint        = "tracked_hint"
 	TracepointProgTpConsumeSkb      = "tp_consume_skb"
@@ -185,6 +208,7 @@ type TracepointMapSpecs struct {
 	Events      *ebpf.MapSpec `ebpf:"events"`
 	Lost        *ebpf.MapSpec `ebpf:"lost"`
 	PtScratch   *ebpf.MapSpec `ebpf:"pt_scratch"`
+	TableStack  *ebpf.MapSpec `ebpf:"table_stack"`
 	Tracked     *ebpf.MapSpec `ebpf:"tracked"`
 	TrackedHint *ebpf.MapSpec `ebpf:"tracked_hint"`
 }
@@ -227,6 +251,7 @@ type TracepointMaps struct {
 	Events      *ebpf.Map `ebpf:"events"`
 	Lost        *ebpf.Map `ebpf:"lost"`
 	PtScratch   *ebpf.Map `ebpf:"pt_scratch"`
+	TableStack  *ebpf.Map `ebpf:"table_stack"`
 	Tracked     *ebpf.Map `ebpf:"tracked"`
 	TrackedHint *ebpf.Map `ebpf:"tracked_hint"`
 }
@@ -236,6 +261,7 @@ func (m *TracepointMaps) Close() error {
 		m.Events,
 		m.Lost,
 		m.PtScratch,
+		m.TableStack,
 		m.Tracked,
 		m.TrackedHint,
 	)

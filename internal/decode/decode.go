@@ -80,11 +80,30 @@ func (d *Decoder) Decode(b []byte, ev *Event) error {
 			Name: d.name(&r.Ext.Name),
 		}
 	}
+	if ev.Kind == KindTable || ev.Kind == KindIPVSVerdict {
+		hookDevice(ev)
+	}
 	if r.CapLen > 0 {
 		off := int(unsafe.Offsetof(r.Data))
 		ev.Data = b[off : off+int(r.CapLen)]
 	}
 	return nil
+}
+
+// hookDevice fills Dev of a table or IPVS verdict event from its hook
+// devices, as a netfilter event's: the input device before routing, the
+// output device after. A table event's Dev field carries the chain.
+func hookDevice(ev *Event) {
+	if ev.Kind == KindTable {
+		ev.Ext.Chain = ev.Dev
+		if ev.Ext.Chain == "" && ev.Hook <= HookPostrouting {
+			ev.Ext.Chain = ev.Hook.String() // x_tables: the hook's built-in chain
+		}
+	}
+	ev.Dev, ev.Ifindex = ev.In, ev.InIfindex
+	if ev.Out != "" && (ev.In == "" || ev.Hook == HookOutput || ev.Hook == HookPostrouting) {
+		ev.Dev, ev.Ifindex = ev.Out, ev.OutIfindex
+	}
 }
 
 // addr converts a network-byte-order IPv4 address read in host order.

@@ -19,6 +19,14 @@ const (
 	KindBridge  Kind = 6 // br_forward: bridged from In to Out on Dev
 	KindIPVS    Kind = 7 // IPVS transmit to a real server; Ext holds the connection
 	KindVXLAN   Kind = 8 // vxlan_xmit: about to be encapsulated on Dev
+	// KindTable: a rule table (ipt_do_table, nft_do_chain) returned a
+	// verdict; Ext holds the table, Ext.Chain the base chain.
+	KindTable Kind = 9
+	// KindIPVSVerdict: IPVS's netfilter hook dropped the packet.
+	KindIPVSVerdict Kind = 10
+	// KindVXLANRcv: vxlan_rcv, about to decapsulate a packet received on
+	// Dev (the underlay device).
+	KindVXLANRcv Kind = 11
 )
 
 func (k Kind) String() string {
@@ -39,6 +47,12 @@ func (k Kind) String() string {
 		return "ipvs"
 	case KindVXLAN:
 		return "vxlan"
+	case KindTable:
+		return "table"
+	case KindIPVSVerdict:
+		return "ipvs-verdict"
+	case KindVXLANRcv:
+		return "vxlan-rcv"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -52,6 +66,9 @@ const (
 	HookForward     Hook = 2
 	HookOutput      Hook = 3
 	HookPostrouting Hook = 4
+	// HookUnknown: the program could not read the hook (a table event
+	// without BTF for nf_tables).
+	HookUnknown Hook = 0xff
 )
 
 var hookNames = [...]string{"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"}
@@ -176,12 +193,16 @@ type Event struct {
 // service, Addr[1]:Port[1] the real server, Val[0] the forwarding method
 // (IPVSMethod), Val[1] the IP protocol, and Name the scheduler when Val[2]
 // is 1; for KindVXLAN, Val[0] is the VNI and Port[1] the UDP destination
-// port when Val[2] is 1.
+// port when Val[2] is 1; for KindTable, Name is the table, Chain the base
+// chain ("" where not readable), Val[0] the verdict (Verdict), Val[1] the
+// family (Family) and Val[2] the engine (Engine); for KindIPVSVerdict,
+// Val[0] is the verdict.
 type Ext struct {
-	Addr [2]netip.Addr
-	Port [2]uint16
-	Val  [3]uint32
-	Name string
+	Addr  [2]netip.Addr
+	Port  [2]uint16
+	Val   [3]uint32
+	Name  string
+	Chain string
 }
 
 // IPVS forwarding methods (IP_VS_CONN_F_FWD_MASK values of cp->flags), as
@@ -194,6 +215,51 @@ func (e *Event) IPVSMethod() string {
 		return ipvsMethods[m]
 	}
 	return fmt.Sprintf("method(%d)", e.Ext.Val[0])
+}
+
+// Netfilter verdicts (NF_DROP ...), as returned by hook functions and
+// tables; the bits above the low byte carry an errno with NF_DROP.
+var verdicts = [...]string{"drop", "accept", "stolen", "queue", "repeat", "stop"}
+
+// Verdict names the verdict of a KindTable or KindIPVSVerdict event.
+func (e *Event) Verdict() string {
+	if v := e.Ext.Val[0] & 0xff; int(v) < len(verdicts) {
+		return verdicts[v]
+	}
+	return fmt.Sprintf("verdict(%d)", e.Ext.Val[0]&0xff)
+}
+
+// Families as nft names them, by NFPROTO_* value.
+var families = map[uint32]string{1: "inet", 2: "ip", 3: "arp", 5: "netdev", 7: "bridge", 10: "ip6"}
+
+// Family names the family of a KindTable event's table ("" where not
+// readable).
+func (e *Event) Family() string {
+	if e.Ext.Val[1] == 0 {
+		return ""
+	}
+	if f, ok := families[e.Ext.Val[1]]; ok {
+		return f
+	}
+	return fmt.Sprintf("family(%d)", e.Ext.Val[1])
+}
+
+// Table engines (bpf/include/tables.h).
+const (
+	EngineXtables  = 1 // ipt_do_table: iptables-legacy
+	EngineNftables = 2 // nft_do_chain: nftables, iptables-nft
+)
+
+// Engine names what ran a KindTable event's table: "iptables-legacy" or
+// "nftables".
+func (e *Event) Engine() string {
+	switch e.Ext.Val[2] {
+	case EngineXtables:
+		return "iptables-legacy"
+	case EngineNftables:
+		return "nftables"
+	}
+	return fmt.Sprintf("engine(%d)", e.Ext.Val[2])
 }
 
 // Encapsulated reports whether the event saw a VXLAN packet with an inner

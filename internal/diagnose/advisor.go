@@ -116,7 +116,7 @@ func hookOf(p *stitch.Path, i int) (hook string, nf *stitch.Hop) {
 	h := &p.Hops[i]
 	for j := i - 1; j >= 0; j-- {
 		prev := &p.Hops[j]
-		if prev.NetnsInode != h.NetnsInode || (prev.Kind != stitch.HopNetfilter && prev.Kind != stitch.HopNAT) {
+		if prev.NetnsInode != h.NetnsInode || !inHook(prev) {
 			break
 		}
 		if prev.Kind == stitch.HopNetfilter && (h.Hook == "" || prev.Hook == h.Hook) {
@@ -131,6 +131,39 @@ func hookOf(p *stitch.Path, i int) (hook string, nf *stitch.Hop) {
 		return nf.Hook, nf
 	}
 	return "", nil
+}
+
+// inHook reports whether a hop belongs to a netfilter hook: the hook's own
+// hop, its NAT, the verdicts of the tables and of IPVS inside it.
+func inHook(h *stitch.Hop) bool {
+	switch h.Kind {
+	case stitch.HopNetfilter, stitch.HopNAT, stitch.HopTable:
+		return true
+	case stitch.HopIPVS:
+		return h.IPVS != nil && h.IPVS.Verdict != ""
+	}
+	return false
+}
+
+// verdictOf returns the table or IPVS hop that dropped the packet of drop
+// hop i inside its hook, or nil when none shows it.
+func verdictOf(p *stitch.Path, i int) *stitch.Hop {
+	h := &p.Hops[i]
+	for j := i - 1; j >= 0; j-- {
+		prev := &p.Hops[j]
+		if prev.NetnsInode != h.NetnsInode || !inHook(prev) {
+			return nil
+		}
+		switch {
+		case prev.Table != nil && prev.Table.Verdict == "drop":
+			return prev
+		case prev.IPVS != nil && prev.IPVS.Verdict == "drop":
+			return prev
+		case prev.Kind == stitch.HopNetfilter:
+			return nil
+		}
+	}
+	return nil
 }
 
 // sameNetnsBefore reports whether a hop before i in the namespace of hop i

@@ -552,3 +552,54 @@ func TestPure(t *testing.T) {
 	}
 	contains(t, "advice for a /run/netns path", live[1].Hops[1].Advice, "ip netns exec node2 ip route get")
 }
+
+// A drop whose table verdict the trace saw (function hops) names that
+// table's chain and the command that lists it.
+func TestAdviceTableVerdict(t *testing.T) {
+	a := New(map[uint32]*doctor.Report{inoNode1: report(t, "node1", nil)})
+	table := func(tb stitch.Table) stitch.Hop {
+		h := hop(stitch.HopTable, "node1", inoNode1, "cni0", 60)
+		h.Hook, h.Table = "FORWARD", &tb
+		return h
+	}
+	fwd := nf(hop("", "node1", inoNode1, "cni0", 60), "FORWARD", "cni0", "flannel.1")
+	fwd.Partial = true
+	drop := dropped(hop("", "node1", inoNode1, "cni0", 60), "NETFILTER_DROP")
+	for _, c := range []struct {
+		tb   stitch.Table
+		want []string
+	}{
+		{stitch.Table{Engine: "nftables", Family: "ip", Name: "filter", Chain: "FORWARD", Verdict: "drop"},
+			[]string{"The nftables chain FORWARD of table ip filter on node1 (in=cni0 out=flannel.1) returned drop",
+				"\n$ ip netns exec node1 nft -a list chain ip filter FORWARD",
+				"\n$ ip netns exec node1 iptables-nft -t filter -L FORWARD -v -n --line-numbers"}},
+		{stitch.Table{Engine: "nftables", Chain: "FORWARD", Verdict: "drop"}, // no BTF: the chain only
+			[]string{"chain FORWARD of table ? (name not readable)", "\n$ ip netns exec node1 nft -a list ruleset"}},
+		{stitch.Table{Engine: "iptables-legacy", Name: "filter", Chain: "FORWARD", Verdict: "drop"},
+			[]string{"The iptables-legacy table filter, chain FORWARD", "\n$ ip netns exec node1 iptables-legacy -t filter -L FORWARD -v -n --line-numbers"}},
+	} {
+		accept := table(stitch.Table{Engine: c.tb.Engine, Family: c.tb.Family, Name: "mangle", Chain: "FORWARD", Verdict: "accept"})
+		got := advice(a, routed(fwd, accept, table(c.tb), drop))
+		contains(t, "advice", got, c.want...)
+		lacks(t, "advice", got, "mangle")
+	}
+	// A table that accepted before a drop elsewhere in the hook is not
+	// blamed.
+	got := advice(a, routed(fwd, table(stitch.Table{Engine: "nftables", Family: "ip", Name: "filter", Chain: "FORWARD", Verdict: "accept"}), drop))
+	contains(t, "advice", got, "A netfilter rule in FORWARD on node1")
+}
+
+// A drop by IPVS's hook is a virtual service without real servers.
+func TestAdviceIPVSDrop(t *testing.T) {
+	a := New(map[uint32]*doctor.Report{inoNode1: report(t, "node1", nil)})
+	vip := netip.MustParseAddrPort("10.96.0.20:80")
+	in := nf(hop("", "node1", inoNode1, "cni0", 60), "INPUT", "cni0", "")
+	in.Partial = true
+	ipvs := hop(stitch.HopIPVS, "node1", inoNode1, "cni0", 60)
+	ipvs.Hook, ipvs.IPVS, ipvs.Dst = "INPUT", &stitch.IPVS{Verdict: "drop"}, vip
+	drop := dropped(hop("", "node1", inoNode1, "cni0", 60), "NETFILTER_DROP")
+	drop.Dst = vip
+	got := advice(a, routed(in, ipvs, drop))
+	contains(t, "advice", got, "IPVS dropped it in INPUT on node1: the virtual service 10.96.0.20:80 had no real server",
+		"\n$ ip netns exec node1 ipvsadm -Ln -t 10.96.0.20:80")
+}

@@ -28,6 +28,9 @@ type drop struct {
 	ns   string // the namespace's name for people
 	hook string // the netfilter hook it died in, or ""
 	nf   *stitch.Hop
+	// by is the table or IPVS hop that returned the drop, where the
+	// kernel lets it be seen (function hops).
+	by *stitch.Hop
 }
 
 func (a *Advisor) advise(p *stitch.Path, i int) string {
@@ -35,8 +38,12 @@ func (a *Advisor) advise(p *stitch.Path, i int) string {
 	d := &drop{a: a, p: p, i: i, h: h, n: a.nodes[h.NetnsInode], ns: nodeLabel(h)}
 	d.in = inNetns(d.n, h.Netns)
 	d.hook, d.nf = hookOf(p, i)
+	d.by = verdictOf(p, i)
 
-	if h.Reason == "NETFILTER_DROP" {
+	if d.by != nil && d.by.IPVS != nil {
+		return d.ipvs()
+	}
+	if d.by != nil || h.Reason == "NETFILTER_DROP" {
 		return d.netfilter()
 	}
 	if d.forwardingOff() {
@@ -89,6 +96,9 @@ func (d *drop) netfilter() string {
 	if d.nf != nil && (d.nf.In != "" || d.nf.Out != "") {
 		where = fmt.Sprintf("%s (in=%s out=%s)", d.ns, dashOr(d.nf.In), dashOr(d.nf.Out))
 	}
+	if d.by != nil {
+		return d.table(where)
+	}
 	switch d.hook {
 	case "FORWARD":
 		s.say("A netfilter rule in FORWARD on %s dropped or rejected it: a NetworkPolicy chain (KUBE-FORWARD, KUBE-NWPLCY-*, cali-*, ...) or a firewall rule. Find the rule whose counters grow.", where)
@@ -123,6 +133,53 @@ func (d *drop) netfilter() string {
 		s.run(d.in + "nft list ruleset")
 		s.run(d.in + ipt + "-save -c")
 	}
+	return s.String()
+}
+
+// table explains a drop whose table verdict the trace saw: that table's
+// chain is where to look.
+func (d *drop) table(where string) string {
+	var s note
+	tb := d.by.Table
+	chain := hookOr(tb.Chain, hookOr(d.hook, "?"))
+	name := tb.Name
+	switch tb.Engine {
+	case "iptables-legacy":
+		s.say("The iptables-legacy table %s, chain %s, on %s returned DROP: a rule in it or in a chain it jumps to, or the chain's policy.", hookOr(name, "(name not readable)"), chain, where)
+		if name != "" {
+			s.run(d.in + "iptables-legacy -t " + name + " -L " + chain + " -v -n --line-numbers")
+		} else {
+			s.run(d.in + "iptables-legacy-save -c")
+		}
+	default:
+		s.say("The nftables chain %s of table %s %s on %s returned drop: a rule in it or in a chain it jumps to, or the chain's policy (iptables-nft rules live here too).", chain, hookOr(tb.Family, "?"), hookOr(name, "(name not readable)"), where)
+		if name != "" && tb.Family != "" && tb.Chain != "" {
+			s.run(d.in + "nft -a list chain " + tb.Family + " " + name + " " + tb.Chain)
+		} else {
+			s.run(d.in + "nft -a list ruleset")
+		}
+		if tb.Family == "ip" && name != "" {
+			s.run(d.in + "iptables-nft -t " + name + " -L " + chain + " -v -n --line-numbers")
+		}
+	}
+	if d.bridged() {
+		s.say("It was called by br_netfilter for a bridged packet.")
+	}
+	return s.String()
+}
+
+// ipvs explains a drop by IPVS's own hook: a packet for a virtual service
+// that had no real server to send it to.
+func (d *drop) ipvs() string {
+	var s note
+	dst := d.h.Dst
+	if !dst.IsValid() {
+		dst = d.p.Dst
+	}
+	svc := dst.String()
+	s.say("IPVS dropped it in %s on %s: the virtual service %s had no real server to send it to (none configured, all with weight 0, or all over their connection limits), so IPVS answered with ICMP port unreachable. In Kubernetes: the Service has no ready endpoints.", hookOr(d.hook, "its hook"), d.ns, svc)
+	s.run(d.in + "ipvsadm -Ln -t " + svc)
+	s.run("kubectl get services -A -o wide | grep -w " + dst.Addr().String() + "   # then: kubectl get endpointslices -n NAMESPACE -l kubernetes.io/service-name=NAME")
 	return s.String()
 }
 

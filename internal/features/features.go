@@ -328,3 +328,48 @@ func Kallsyms(names ...string) (map[string]string, error) {
 	}
 	return found, nil
 }
+
+// FuncParams returns the parameter names of a kernel function from BTF
+// (vmlinux, else its module's).
+func FuncParams(ref FuncRef) ([]string, error) {
+	spec, err := kernelBTF()
+	if err != nil {
+		return nil, NotSupportedError("no kernel BTF: %v", err)
+	}
+	var fn *btf.Func
+	if err := spec.TypeByName(ref.Name, &fn); err != nil {
+		if ref.Module == "" {
+			return nil, NotSupportedError("no BTF for %s", ref.Name)
+		}
+		mspec, err := btf.LoadKernelModuleSpec(ref.Module)
+		if err != nil {
+			return nil, NotSupportedError("no BTF for module %s: %v", ref.Module, err)
+		}
+		if err := mspec.TypeByName(ref.Name, &fn); err != nil {
+			return nil, NotSupportedError("no BTF for %s in module %s", ref.Name, ref.Module)
+		}
+	}
+	proto, ok := fn.Type.(*btf.FuncProto)
+	if !ok {
+		return nil, fmt.Errorf("BTF of %s: %T is not a function prototype", ref.Name, fn.Type)
+	}
+	names := make([]string, len(proto.Params))
+	for i, p := range proto.Params {
+		names[i] = p.Name
+	}
+	return names, nil
+}
+
+// KernelVersionBelow reports whether the running kernel's release is below
+// major.minor; false when it cannot be read.
+func KernelVersionBelow(major, minor int) bool {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return false
+	}
+	var ma, mi int
+	if _, err := fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &ma, &mi); err != nil {
+		return false
+	}
+	return ma < major || (ma == major && mi < minor)
+}

@@ -156,26 +156,49 @@ func (t *Tracer) attachNetfilterLinks(spec *ebpf.CollectionSpec, paths []string)
 }
 
 // attachFuncHop shows a function hop with the first candidate that
-// attaches.
+// attaches to at least one of its targets.
 func (t *Tracer) attachFuncHop(s *specs, f funcHop, cands []candidate) HopSupport {
 	for i := range cands {
 		c := &cands[i]
 		if c.err != nil {
 			continue
 		}
-		mark := len(t.links)
-		switch c.backend {
-		case BackendFentry:
-			c.err = t.attachFentry(s.fentry, f.fentry)
-		case BackendKprobe:
-			c.err = t.attachKprobe(s.kprobe, f.fn.Name, f.kprobe, "")
+		var attached []string
+		var errs []error
+		for _, target := range c.targets {
+			mark := len(t.links)
+			entry, ret := target.programs(c.backend)
+			var err error
+			switch c.backend {
+			case BackendFentry:
+				// The return program first, as with kretprobes:
+				// entries whose return is not there yet would push
+				// frames nobody pops.
+				for _, prog := range []string{ret, entry} {
+					if prog != "" && err == nil {
+						err = t.attachFentryTo(s.fentry, prog, target.fn.Name)
+					}
+				}
+			case BackendKprobe:
+				err = t.attachKprobe(s.kprobe, target.fn.Name, entry, ret)
+			}
+			if err != nil {
+				t.closeLinksFrom(mark)
+				errs = append(errs, err)
+				slog.Debug("function hop target failed", "hop", f.hop, "backend", c.backend, "function", target.fn.Name, "err", err)
+				continue
+			}
+			attached = append(attached, target.fn.Name)
 		}
-		if c.err != nil {
-			t.closeLinksFrom(mark)
-			slog.Debug("function hop backend failed", "hop", f.hop, "backend", c.backend, "err", c.err)
+		if len(attached) == 0 {
+			c.err = errors.Join(errs...)
 			continue
 		}
-		h := HopSupport{Hop: f.hop, Backend: c.backend, Source: c.source, Reason: reasons(cands[:i])}
+		// The source names what was attached, which may be fewer
+		// functions than the plan had.
+		entry, ret := c.targets[0].programs(c.backend)
+		source := sourceOf(c.backend, entry, ret, attached)
+		h := HopSupport{Hop: f.hop, Backend: c.backend, Source: source, Reason: reasons(cands[:i])}
 		slog.Debug("function hop", "hop", f.hop, "backend", h.Backend, "source", h.Source, "skipped", h.Reason)
 		return h
 	}
@@ -188,16 +211,30 @@ func (t *Tracer) attachFuncHop(s *specs, f funcHop, cands []candidate) HopSuppor
 // the function its section names.
 func (t *Tracer) attachFentry(spec *ebpf.CollectionSpec, progs ...string) error {
 	for _, name := range progs {
-		p, err := t.loadProgram(spec, name)
-		if err != nil {
+		if err := t.attachFentryTo(spec, name, ""); err != nil {
 			return err
 		}
-		l, err := link.AttachTracing(link.TracingOptions{Program: p})
-		if err != nil {
-			return fmt.Errorf("attach %s to %s: %w", name, spec.Programs[name].AttachTo, err)
-		}
-		t.links = append(t.links, l)
 	}
+	return nil
+}
+
+// attachFentryTo loads fentry/fexit program name for function fn (its
+// section's function when ""), and attaches it. A BPF trampoline program
+// is verified for one function: each target loads its own copy.
+func (t *Tracer) attachFentryTo(spec *ebpf.CollectionSpec, name, fn string) error {
+	if fn != "" && spec.Programs[name] != nil && spec.Programs[name].AttachTo != fn {
+		spec = spec.Copy()
+		spec.Programs[name].AttachTo = fn
+	}
+	p, err := t.loadProgram(spec, name)
+	if err != nil {
+		return err
+	}
+	l, err := link.AttachTracing(link.TracingOptions{Program: p})
+	if err != nil {
+		return fmt.Errorf("attach %s to %s: %w", name, spec.Programs[name].AttachTo, err)
+	}
+	t.links = append(t.links, l)
 	return nil
 }
 
@@ -210,10 +247,20 @@ func (t *Tracer) attachKprobe(spec *ebpf.CollectionSpec, symbol, entry, ret stri
 		if name == "" {
 			continue
 		}
-		p, err := t.loadProgram(spec, name)
-		if err != nil {
-			return err
+		// A kprobe program is not tied to a function: load it once
+		// for every symbol it is attached to.
+		p := t.kprobes[name]
+		if p == nil {
+			var err error
+			if p, err = t.loadProgram(spec, name); err != nil {
+				return err
+			}
+			if t.kprobes == nil {
+				t.kprobes = map[string]*ebpf.Program{}
+			}
+			t.kprobes[name] = p
 		}
+		var err error
 		attach, what := link.Kprobe, "kprobe"
 		if name == ret {
 			attach, what = link.Kretprobe, "kretprobe"

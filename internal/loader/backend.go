@@ -1,6 +1,7 @@
 package loader
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"strings"
@@ -55,14 +56,17 @@ func ParseChoice(s string) (Choice, error) {
 	return "", fmt.Errorf("backend %q is not one of %s", s, strings.Join(names, ", "))
 }
 
-// Hop kinds as the stitcher names them (internal/stitch.HopKind).
+// Hop kinds as the stitcher names them (internal/stitch.HopKind), and
+// the rows of the features listing.
 const (
 	HopRx        = "rx"
 	HopTx        = "tx"
 	HopNetfilter = "netfilter"
 	HopNAT       = "nat"
+	HopTable     = "table"
 	HopBridge    = "bridge"
 	HopIPVS      = "ipvs"
+	HopIPVSDrop  = "ipvs-drop" // a drop by IPVS's hook: an ipvs hop with a verdict
 	HopEncap     = "encap"
 	HopDecap     = "decap"
 	HopDrop      = "drop"
@@ -96,20 +100,114 @@ type candidate struct {
 	backend Backend
 	source  string
 	err     error // why it cannot be used, from the probes; nil: try it
+	// targets are the functions of a function hop this backend can reach.
+	targets []funcTarget
 }
 
-// funcHop is a hop shown by a program on a kernel function.
+// funcHop is a hop shown by programs on kernel functions: every target the
+// running kernel has is attached, and the hop is observable when one is.
+// Alternatives for different kernels are targets too (ip_vs_in_hook on
+// newer kernels, ip_vs_remote_request4 and ip_vs_local_request4 on older
+// ones): the choice follows what the kernel has, not its version.
 type funcHop struct {
-	hop    string
+	hop     string
+	targets []funcTarget
+}
+
+// funcTarget is one kernel function and the programs that show it. A
+// program is attached to the target by name, so one program serves
+// functions with the same arguments.
+type funcTarget struct {
 	fn     features.FuncRef
-	fentry string // program in bpf/fentry.c
-	kprobe string // program in bpf/kprobe.c
+	fentry string // fentry program in bpf/fentry.c, "" when none
+	fexit  string // fexit program, "" when none
+	kprobe string // kprobe program in bpf/kprobe.c
+	kret   string // kretprobe program, "" when none
+	// abi, when set, picks other entry programs for the function's older
+	// arguments (ipt_do_table before 5.16).
+	abi func() (old bool)
+	// fentryOld and kprobeOld are the entry programs abi picks.
+	fentryOld, kprobeOld string
+}
+
+// programs returns the entry and return programs to attach for backend b
+// (either may be "").
+func (f funcTarget) programs(b Backend) (entry, ret string) {
+	old := f.abi != nil && f.abi()
+	switch b {
+	case BackendFentry:
+		if old {
+			return f.fentryOld, f.fexit
+		}
+		return f.fentry, f.fexit
+	case BackendKprobe:
+		if old {
+			return f.kprobeOld, f.kret
+		}
+		return f.kprobe, f.kret
+	}
+	return "", ""
+}
+
+// sourceOf names how programs show a function hop: "fentry/br_forward",
+// "fexit/ip_vs_in_hook", "kprobe/nft_do_chain+kretprobe".
+func sourceOf(b Backend, entry, ret string, names []string) string {
+	kind, suffix := string(b), ""
+	switch {
+	case b == BackendFentry && entry == "":
+		kind = "fexit"
+	case b == BackendFentry && ret != "":
+		suffix = "+fexit"
+	case b == BackendKprobe && ret != "":
+		suffix = "+kretprobe"
+	}
+	return kind + "/" + strings.Join(names, ",") + suffix
+}
+
+var (
+	iptDoTable = features.FuncRef{Name: "ipt_do_table", Module: "ip_tables"}
+	ipvsXmit   = funcTarget{fentry: "fentry_ip_vs_xmit", kprobe: "kprobe_ip_vs_xmit"}
+	ipvsHook   = funcTarget{fexit: "fexit_ip_vs_hook", kprobe: "kprobe_ip_vs_hook", kret: "kretprobe_ip_vs_hook"}
+)
+
+func with(t funcTarget, name, module string) funcTarget {
+	t.fn = features.FuncRef{Name: name, Module: module}
+	return t
 }
 
 var funcHops = []funcHop{
-	{HopBridge, features.FuncRef{Name: "br_forward", Module: "bridge"}, "fentry_br_forward", "kprobe_br_forward"},
-	{HopIPVS, features.FuncRef{Name: "ip_vs_nat_xmit", Module: "ip_vs"}, "fentry_ip_vs_xmit", "kprobe_ip_vs_xmit"},
-	{HopEncap, features.FuncRef{Name: "vxlan_xmit", Module: "vxlan"}, "fentry_vxlan_xmit", "kprobe_vxlan_xmit"},
+	{HopTable, []funcTarget{
+		{fn: iptDoTable, fentry: "fentry_ipt_do_table", fexit: "fexit_ipt_do_table", kprobe: "kprobe_ipt_do_table", kret: "kretprobe_table",
+			abi: iptDoTableOldABI, fentryOld: "fentry_ipt_do_table_pre516", kprobeOld: "kprobe_ipt_do_table_pre516"},
+		{fn: features.FuncRef{Name: "nft_do_chain", Module: "nf_tables"}, fentry: "fentry_nft_do_chain", fexit: "fexit_nft_do_chain", kprobe: "kprobe_nft_do_chain", kret: "kretprobe_table"},
+	}},
+	{HopBridge, []funcTarget{{fn: features.FuncRef{Name: "br_forward", Module: "bridge"}, fentry: "fentry_br_forward", kprobe: "kprobe_br_forward"}}},
+	{HopIPVS, []funcTarget{
+		with(ipvsXmit, "ip_vs_nat_xmit", "ip_vs"),
+		with(ipvsXmit, "ip_vs_dr_xmit", "ip_vs"),
+		with(ipvsXmit, "ip_vs_tunnel_xmit", "ip_vs"),
+	}},
+	// ip_vs_in itself is not a target: on some kernels only a compiler
+	// clone of it (ip_vs_in.part.0) exists, whose arguments are the
+	// compiler's choice. The hook functions that call it are stable.
+	{HopIPVSDrop, []funcTarget{
+		with(ipvsHook, "ip_vs_in_hook", "ip_vs"),
+		with(ipvsHook, "ip_vs_remote_request4", "ip_vs"),
+		with(ipvsHook, "ip_vs_local_request4", "ip_vs"),
+	}},
+	{HopEncap, []funcTarget{{fn: features.FuncRef{Name: "vxlan_xmit", Module: "vxlan"}, fentry: "fentry_vxlan_xmit", kprobe: "kprobe_vxlan_xmit"}}},
+	{HopDecap, []funcTarget{{fn: features.FuncRef{Name: "vxlan_rcv", Module: "vxlan"}, fentry: "fentry_vxlan_rcv", kprobe: "kprobe_vxlan_rcv"}}},
+}
+
+// iptDoTableOldABI reports whether ipt_do_table takes (skb, state, table),
+// as before "netfilter: iptables: allow use of ipt_do_table as hookfn"
+// (Linux 5.16), rather than (priv, skb, state): by its BTF where the
+// kernel has it, else by the kernel's version.
+func iptDoTableOldABI() bool {
+	if params, err := features.FuncParams(iptDoTable); err == nil && len(params) > 0 {
+		return params[0] == "skb"
+	}
+	return features.KernelVersionBelow(5, 16)
 }
 
 // nfHookSlow is the function that runs a netfilter hook's functions.
@@ -136,27 +234,15 @@ func makePlan(choice Choice) plan {
 	fentryErr, kprobeErr := features.Fentry(), features.Kprobe()
 	refs := []features.FuncRef{nfHookSlow}
 	for _, f := range funcHops {
-		refs = append(refs, f.fn)
+		for _, t := range f.targets {
+			refs = append(refs, t.fn)
+		}
 	}
 	fns := features.LookupFunctions(refs...)
 
-	fentry := func(fn features.Function, source string) candidate {
-		c := candidate{backend: BackendFentry, source: source, err: fentryErr}
-		if c.err == nil {
-			c.err = fn.BTF
-		}
-		return c
-	}
-	kprobe := func(fn features.Function, source string) candidate {
-		c := candidate{backend: BackendKprobe, source: source, err: kprobeErr}
-		if c.err == nil {
-			c.err = fn.Kallsyms
-		}
-		return c
-	}
 	link := candidate{backend: BackendNetfilterLink, source: "netfilter links, first and last priority", err: features.NetfilterLink()}
-	nfF := fentry(fns[0], "fentry/nf_hook_slow+fexit")
-	nfK := kprobe(fns[0], "kprobe/nf_hook_slow+kretprobe")
+	nfF := candidate{backend: BackendFentry, source: "fentry/nf_hook_slow+fexit", err: cmp.Or(fentryErr, fns[0].BTF)}
+	nfK := candidate{backend: BackendKprobe, source: "kprobe/nf_hook_slow+kretprobe", err: cmp.Or(kprobeErr, fns[0].Kallsyms)}
 	switch choice {
 	case ChoiceTracepoint:
 		p.netfilter = []candidate{link}
@@ -167,10 +253,12 @@ func makePlan(choice Choice) plan {
 	default:
 		p.netfilter = []candidate{link, nfF, nfK}
 	}
-	for i, f := range funcHops {
-		fn := fns[i+1]
-		cf := fentry(fn, "fentry/"+f.fn.Name)
-		ck := kprobe(fn, "kprobe/"+f.fn.Name)
+	i := 1
+	for _, f := range funcHops {
+		hopFns := fns[i : i+len(f.targets)]
+		i += len(f.targets)
+		cf := funcCandidate(BackendFentry, fentryErr, f.targets, hopFns, func(fn features.Function) error { return fn.BTF })
+		ck := funcCandidate(BackendKprobe, kprobeErr, f.targets, hopFns, func(fn features.Function) error { return fn.Kallsyms })
 		switch choice {
 		case ChoiceTracepoint:
 			p.funcs[f.hop] = []candidate{{err: features.NotSupportedError("function hops are off with --backend tracepoint")}}
@@ -183,6 +271,43 @@ func makePlan(choice Choice) plan {
 		}
 	}
 	return p
+}
+
+// funcCandidate is backend b for a function hop: the targets it can reach,
+// or, when none, why.
+func funcCandidate(b Backend, backendErr error, targets []funcTarget, fns []features.Function, reach func(features.Function) error) candidate {
+	c := candidate{backend: b, err: backendErr}
+	if c.err != nil {
+		return c
+	}
+	var errs []error
+	var names []string
+	for j, t := range targets {
+		if err := reach(fns[j]); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		c.targets = append(c.targets, t)
+		names = append(names, t.fn.Name)
+	}
+	if len(c.targets) == 0 {
+		c.err = joinWhy(errs)
+		return c
+	}
+	entry, ret := c.targets[0].programs(b)
+	c.source = sourceOf(b, entry, ret, names)
+	return c
+}
+
+// joinWhy joins the reasons of errs, each said once.
+func joinWhy(errs []error) error {
+	var parts []string
+	for _, err := range errs {
+		if s := features.Why(err); !contains(parts, s) {
+			parts = append(parts, s)
+		}
+	}
+	return features.NotSupportedError("%s", strings.Join(parts, "; "))
 }
 
 // reasons joins why candidates were not used, each said once, naming the
@@ -251,24 +376,30 @@ func planned(hop string, cs []candidate) HopSupport {
 }
 
 // supportTable orders the hops and adds the derived ones (nat from the
-// netfilter views, encap and decap inferred from headers).
+// netfilter views, encap and decap inferred from headers where no function
+// shows them).
 func supportTable(hops map[string]HopSupport) []HopSupport {
 	nf := hops[HopNetfilter]
 	nat := HopSupport{Hop: HopNAT, Backend: nf.Backend, Source: "the netfilter hook's first and last views", Reason: nf.Reason}
 	if !nf.Observable() {
 		nat.Source = ""
 	}
-	encap := hops[HopEncap]
-	if !encap.Observable() {
-		why := "vxlan_xmit: " + encap.Reason
-		encap = HopSupport{Hop: HopEncap, Backend: BackendInferred, Source: "the VXLAN header appears between two hops", Reason: why}
-	}
-	decap := HopSupport{Hop: HopDecap, Backend: BackendInferred, Source: "the VXLAN header disappears between two hops"}
+	encap := inferred(hops[HopEncap], "vxlan_xmit", "the VXLAN header appears between two hops")
+	decap := inferred(hops[HopDecap], "vxlan_rcv", "the VXLAN header disappears between two hops")
 	order := []HopSupport{
-		hops[HopRx], hops[HopTx], nf, nat, hops[HopBridge], hops[HopIPVS], encap, decap,
-		hops[HopDrop], hops[HopConsume],
+		hops[HopRx], hops[HopTx], nf, nat, hops[HopTable], hops[HopBridge], hops[HopIPVS], hops[HopIPVSDrop],
+		encap, decap, hops[HopDrop], hops[HopConsume],
 	}
 	return order
+}
+
+// inferred replaces a VXLAN function hop no backend shows by the same hop
+// seen in how the headers change.
+func inferred(h HopSupport, fn, source string) HopSupport {
+	if h.Observable() {
+		return h
+	}
+	return HopSupport{Hop: h.Hop, Backend: BackendInferred, Source: source, Reason: fn + ": " + h.Reason}
 }
 
 // backendSummary names the backends in use, "tracepoint+netfilter-link".

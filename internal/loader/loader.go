@@ -73,6 +73,7 @@ type Tracer struct {
 	extra   map[string]*ebpf.Map // maps of one attach family (nf_stack)
 	btf     *btf.Cache           // kernel and module BTF, parsed once per Open
 	progs   []*ebpf.Program
+	kprobes map[string]*ebpf.Program // loaded kprobe programs, by name (also in progs)
 	links   []link.Link
 	reader  *ringbuf.Reader
 	started time.Time
@@ -385,7 +386,7 @@ func (t *Tracer) Close() error {
 	for _, p := range t.progs {
 		errs = append(errs, p.Close())
 	}
-	t.progs = nil
+	t.progs, t.kprobes = nil, nil
 	for _, m := range []**ebpf.Map{&t.events, &t.tracked, &t.lost} {
 		if *m != nil {
 			errs = append(errs, (*m).Close())

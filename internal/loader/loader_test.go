@@ -29,7 +29,7 @@ func TestParseChoice(t *testing.T) {
 }
 
 // The modules whose functions the function hops attach to.
-var hopModules = []string{"bridge", "br_netfilter", "vxlan", "ip_vs"}
+var hopModules = []string{"bridge", "br_netfilter", "vxlan", "ip_vs", "ip_tables", "nf_tables"}
 
 // TestFeaturesMatchKernel checks what `pathtrace features` says against
 // what we know of each kernel we test on (testutil.ExpectedBackends).
@@ -133,8 +133,7 @@ func TestForcedBackend(t *testing.T) {
 					if h.Backend != BackendTracepoint {
 						t.Errorf("hop %s: %q, want tracepoint", h.Hop, h.Backend)
 					}
-				case HopDecap:
-				case HopEncap:
+				case HopEncap, HopDecap:
 					if h.Backend != BackendInferred && string(h.Backend) != string(c.choice) {
 						t.Errorf("hop %s: %q, want %s or inferred", h.Hop, h.Backend, c.choice)
 					}
@@ -161,7 +160,7 @@ func TestForcedBackend(t *testing.T) {
 
 // TestKernelStructHeads compares the struct heads the kprobe programs read
 // at fixed offsets where a module has no BTF (bpf/include/ipvs.h,
-// funcs.h) with the BTF of the kernels that have it.
+// funcs.h, tables.h) with the BTF of the kernels that have it.
 func TestKernelStructHeads(t *testing.T) {
 	testutil.RequireRoot(t)
 	testutil.Modprobe(hopModules...)
@@ -174,6 +173,8 @@ func TestKernelStructHeads(t *testing.T) {
 	}{
 		{"ip_vs", "ip_vs_conn", "pt_ip_vs_conn_head"},
 		{"bridge", "net_bridge_port", "pt_net_bridge_port_head"},
+		{"ip_tables", "xt_table", "pt_xt_table_head"},
+		{"nf_tables", "nft_chain", "pt_nft_chain_head"},
 	} {
 		t.Run(c.kernelType, func(t *testing.T) {
 			var kt *btf.Struct
@@ -200,7 +201,8 @@ func TestKernelStructHeads(t *testing.T) {
 				offsets[m.Name] = m.Offset
 			}
 			for _, m := range ours.Members {
-				if m.Name == "c_list" || m.Name == "br" && c.kernelType == "net_bridge_port" {
+				if m.Name == "c_list" || strings.HasPrefix(m.Name, "pad") ||
+					m.Name == "br" && c.kernelType == "net_bridge_port" {
 					continue
 				}
 				got, ok := offsets[m.Name]

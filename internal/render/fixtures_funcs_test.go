@@ -50,3 +50,63 @@ func ipvsLocal() *stitch.Path {
 		},
 	}, 1)
 }
+
+// tableDrop is a TCP SYN that a rule in FORWARD drops, as a kernel with
+// kprobes only shows it: nf_hook_slow for the hooks, nft_do_chain for the
+// tables (iptables-nft), each table's verdict inside its hook.
+func tableDrop() *stitch.Path {
+	client, web := ap("10.244.1.5:40620"), ap("10.244.2.7:8080")
+	table := func(h stitch.Hop, hook, family, name, verdict string) stitch.Hop {
+		h.Hook, h.In = hook, "cni0"
+		h.Table = &stitch.Table{Engine: "nftables", Family: family, Name: name, Chain: hook, Verdict: verdict}
+		return via(h, "kprobe")
+	}
+	fwd := nf(nsNode1.hop(stitch.HopNetfilter, "cni0", 5, us(21)), "FORWARD", "cni0", "flannel.1", 0)
+	fwd.Partial = true
+	drop := nsNode1.hop(stitch.HopDrop, "cni0", 5, us(30))
+	drop.Reason, drop.ReasonCode = "NETFILTER_DROP", 8
+	return finish(&stitch.Path{
+		ID: 7, SKB: 0xffff888104d2c600, Mono: 81236012345678,
+		Start: time.Date(2026, 11, 28, 3, 40, 4, 0, time.UTC),
+		Proto: protoTCP, Src: client, Dst: web, TCPFlags: tcpSYN, IPID: 30377, Len: 60,
+		Verdict: stitch.VerdictDropped, Events: 8,
+		Hops: []stitch.Hop{
+			via(nsClient.hop(stitch.HopTx, "eth0", 3, 0), "tracepoint"),
+			via(nsNode1.hop(stitch.HopRx, "veth3a1f2b9c", 7, us(31)), "tracepoint"),
+			via(nf(nsNode1.hop(stitch.HopNetfilter, "cni0", 5, us(12)), "PREROUTING", "cni0", "", us(40)), "kprobe"),
+			table(nsNode1.hop(stitch.HopTable, "cni0", 5, us(25)), "PREROUTING", "ip", "nat", "accept"),
+			via(nsNode1.hop(stitch.HopRx, "cni0", 5, us(36)), "tracepoint"),
+			via(fwd, "kprobe"),
+			table(nsNode1.hop(stitch.HopTable, "cni0", 5, us(27)), "FORWARD", "ip", "filter", "drop"),
+			via(drop, "tracepoint"),
+		},
+	}, 2)
+}
+
+// ipvsNoEndpoint is a TCP SYN to a virtual service without real servers:
+// IPVS's hook drops it in INPUT (after answering with an ICMP error).
+func ipvsNoEndpoint() *stitch.Path {
+	client, svc := ap("10.244.1.5:40700"), ap("10.96.0.20:80")
+	input := nf(nsNode1.hop(stitch.HopNetfilter, "cni0", 5, us(30)), "INPUT", "cni0", "", 0)
+	input.Partial = true
+	ipvs := nsNode1.hop(stitch.HopIPVS, "cni0", 5, us(52))
+	ipvs.Hook, ipvs.In = "INPUT", "cni0"
+	ipvs.IPVS = &stitch.IPVS{Verdict: "drop"}
+	drop := nsNode1.hop(stitch.HopDrop, "cni0", 5, us(9))
+	drop.Reason, drop.ReasonCode = "NETFILTER_DROP", 8
+	return finish(&stitch.Path{
+		ID: 8, SKB: 0xffff888104d2d000, Mono: 81237012345678,
+		Start: time.Date(2026, 11, 28, 3, 40, 5, 0, time.UTC),
+		Proto: protoTCP, Src: client, Dst: svc, TCPFlags: tcpSYN, IPID: 30412, Len: 60,
+		Verdict: stitch.VerdictDropped, Events: 8,
+		Hops: []stitch.Hop{
+			via(nsClient.hop(stitch.HopTx, "eth0", 3, 0), "tracepoint"),
+			via(nsNode1.hop(stitch.HopRx, "veth3a1f2b9c", 7, us(33)), "tracepoint"),
+			via(nf(nsNode1.hop(stitch.HopNetfilter, "cni0", 5, us(12)), "PREROUTING", "cni0", "", us(58)), "fentry"),
+			via(nsNode1.hop(stitch.HopRx, "cni0", 5, us(64)), "tracepoint"),
+			via(input, "fentry"),
+			via(ipvs, "fentry"),
+			via(drop, "tracepoint"),
+		},
+	}, 1)
+}

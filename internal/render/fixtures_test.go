@@ -235,5 +235,5 @@ func tooBig() *stitch.Path {
 }
 
 func fixtures() []*stitch.Path {
-	return []*stitch.Path{crossNode(), sameNode(), forwardDrop(), icmpOut(), tooBig(), ipvsLocal()}
+	return []*stitch.Path{crossNode(), sameNode(), forwardDrop(), icmpOut(), tooBig(), ipvsLocal(), tableDrop(), ipvsNoEndpoint()}
 }

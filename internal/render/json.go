@@ -194,6 +194,23 @@ func appendJSONHop(b []byte, p *stitch.Path, h *stitch.Hop) []byte {
 		b = appendJSONString(b, v.Scheduler)
 		b = append(b, `,"method":`...)
 		b = appendJSONString(b, v.Method)
+		if v.Verdict != "" {
+			b = append(b, `,"verdict":`...)
+			b = appendJSONString(b, v.Verdict)
+		}
+		b = append(b, '}')
+	}
+	if tb := h.Table; tb != nil {
+		b = append(b, `,"table":{"engine":`...)
+		b = appendJSONString(b, tb.Engine)
+		b = append(b, `,"family":`...)
+		b = appendJSONString(b, tb.Family)
+		b = append(b, `,"name":`...)
+		b = appendJSONString(b, tb.Name)
+		b = append(b, `,"chain":`...)
+		b = appendJSONString(b, tb.Chain)
+		b = append(b, `,"verdict":`...)
+		b = appendJSONString(b, tb.Verdict)
 		b = append(b, '}')
 	}
 	if h.Backend != "" {

@@ -124,6 +124,8 @@ func (pal *palette) kind(k stitch.HopKind) style {
 		return pal.kindDev
 	case stitch.HopIPVS:
 		return pal.kindNAT
+	case stitch.HopTable:
+		return pal.kindNF
 	}
 	return style{}
 }
@@ -268,7 +270,8 @@ func (r *textRenderer) appendPath(b []byte, p *stitch.Path) []byte {
 			}
 			if i > 0 {
 				if prev := &p.Hops[i-1]; prev.Hook != "" &&
-					(prev.Kind == stitch.HopNetfilter || prev.Kind == stitch.HopNAT) {
+					(prev.Kind == stitch.HopNetfilter || prev.Kind == stitch.HopNAT ||
+						prev.Kind == stitch.HopTable || prev.Kind == stitch.HopIPVS) {
 					b = append(b, " in "...)
 					b = appendText(b, prev.Hook)
 				}
@@ -282,8 +285,21 @@ func (r *textRenderer) appendPath(b []byte, p *stitch.Path) []byte {
 				b = append(b, " → "...)
 				b = appendTextOr(b, br.Out)
 			}
+		case stitch.HopTable:
+			if tb := h.Table; tb != nil {
+				b = r.appendTable(b, tb)
+			}
 		case stitch.HopIPVS:
-			if v := h.IPVS; v != nil {
+			if v := h.IPVS; v != nil && v.Verdict != "" {
+				b = append(b, pal.dropLine.pre...)
+				b = append(b, "IPVS verdict "...)
+				b = appendText(b, v.Verdict)
+				b = append(b, pal.dropLine.post...)
+				if h.Hook != "" {
+					b = append(b, " in "...)
+					b = appendText(b, h.Hook)
+				}
+			} else if v != nil {
 				b = append(b, pal.natLine.pre...)
 				b = append(b, "IPVS "...)
 				b = appendAddrPort(b, v.Service)
@@ -632,4 +648,30 @@ func appendText(b []byte, s string) []byte {
 		i += size
 	}
 	return b
+}
+
+// appendTable appends a table verdict as nft names its objects: "ip nat
+// PREROUTING: accept (nftables)"; a verdict other than accept stands out.
+func (r *textRenderer) appendTable(b []byte, tb *stitch.Table) []byte {
+	pal := &r.pal
+	for _, part := range []string{tb.Family, tb.Name, tb.Chain} {
+		if part != "" {
+			b = appendText(b, part)
+			b = append(b, ' ')
+		}
+	}
+	if n := len(b); n > 0 && b[n-1] == ' ' {
+		b = b[:n-1]
+	}
+	b = append(b, ": "...)
+	if tb.Verdict != "accept" {
+		b = append(b, pal.dropLine.pre...)
+		b = appendText(b, tb.Verdict)
+		b = append(b, pal.dropLine.post...)
+	} else {
+		b = appendText(b, tb.Verdict)
+	}
+	b = append(b, " ("...)
+	b = appendText(b, tb.Engine)
+	return append(b, ')')
 }

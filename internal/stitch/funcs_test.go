@@ -104,3 +104,88 @@ func TestVXLANHopWithoutOuter(t *testing.T) {
 		t.Errorf("encap hop outer %+v backend %q, want none from kprobe", h.Outer, h.Backend)
 	}
 }
+
+// Table verdicts come inside their hook, between its two views: they
+// follow the hook's hop (and come before its NAT hop); a hook that never
+// returns (a drop) still gets them, in order, before the drop.
+func TestTableHops(t *testing.T) {
+	kprobe := func(ev decode.Event) decode.Event { ev.Flags |= decode.FlagKprobe; return ev }
+	table := func(hook decode.Hook, name string, verdict uint32) decode.Event {
+		ev := kprobe(decode.Event{Kind: decode.KindTable, Hook: hook, Netns: nsNode1, Dev: "cni0", In: "cni0"})
+		ev.Ext = decode.Ext{Name: name, Chain: hook.String(), Val: [3]uint32{verdict, 2, decode.EngineNftables}}
+		return ev
+	}
+	s := newSeq(0xd00, 1e9, tcp("10.244.1.5:40312", "10.96.0.10:80"))
+	s.dev(decode.KindTx, nsClient, "eth0").
+		add(kprobe(decode.Event{Kind: decode.KindNF, Hook: decode.HookPrerouting, Slot: decode.SlotFirst, Netns: nsNode1, Dev: "cni0", In: "cni0"})).
+		add(table(decode.HookPrerouting, "raw", 1))
+	s.tuple.Dst = ap("10.244.2.7:8080")
+	// An nftables event without BTF: no hook, no devices, no table.
+	noBTF := kprobe(decode.Event{Kind: decode.KindTable, Hook: decode.HookUnknown, Netns: nsNode1})
+	noBTF.Ext = decode.Ext{Chain: "PREROUTING", Val: [3]uint32{1, 0, decode.EngineNftables}}
+	s.add(noBTF).
+		add(kprobe(decode.Event{Kind: decode.KindNF, Hook: decode.HookPrerouting, Slot: decode.SlotLast, Netns: nsNode1, Dev: "cni0", In: "cni0"})).
+		add(kprobe(decode.Event{Kind: decode.KindNF, Hook: decode.HookForward, Slot: decode.SlotFirst, Netns: nsNode1, Dev: "cni0", In: "cni0", Out: "flannel.1"})).
+		add(table(decode.HookForward, "filter", 0)).
+		add(decode.Event{Kind: decode.KindDrop, Netns: nsNode1, Dev: "cni0"})
+	paths, _ := collect(t, Config{}, s.events)
+	if len(paths) != 1 {
+		t.Fatalf("got %d paths, want 1", len(paths))
+	}
+	p := paths[0]
+	want := "tx:eth0 netfilter:PREROUTING table:cni0 table:cni0 nat:PREROUTING netfilter:FORWARD table:cni0 drop:cni0"
+	if got := kinds(p); got != want {
+		t.Fatalf("hops\n got %s\nwant %s", got, want)
+	}
+	for i, w := range []Table{
+		{Engine: "nftables", Family: "ip", Name: "raw", Chain: "PREROUTING", Verdict: "accept"},
+		{Engine: "nftables", Chain: "PREROUTING", Verdict: "accept"},
+		{},
+		{},
+		{Engine: "nftables", Family: "ip", Name: "filter", Chain: "FORWARD", Verdict: "drop"},
+	} {
+		h := p.Hops[2+i]
+		if h.Kind != HopTable {
+			continue
+		}
+		if h.Table == nil || *h.Table != w || h.Backend != "kprobe" {
+			t.Errorf("hop %d: table %+v backend %q, want %+v from kprobe", 2+i, h.Table, h.Backend, w)
+		}
+	}
+	if h := p.Hops[3]; h.Hook != "PREROUTING" || h.Dev != "cni0" {
+		t.Errorf("table hop without BTF: hook %q dev %q, want the pending hook's PREROUTING on cni0", h.Hook, h.Dev)
+	}
+	if nf := p.Hops[1]; nf.Partial || nf.Dur == 0 {
+		t.Errorf("PREROUTING hop partial=%v dur=%v: the tables inside must not split the hook", nf.Partial, nf.Dur)
+	}
+	for i := 1; i < len(p.Hops); i++ {
+		if p.Hops[i].T < p.Hops[i-1].T {
+			t.Errorf("hop %d at %v before hop %d at %v", i, p.Hops[i].T, i-1, p.Hops[i-1].T)
+		}
+	}
+}
+
+// A vxlan_rcv event makes the decap hop (with its backend), the next event
+// names the VXLAN device; no inferred decap hop follows.
+func TestVXLANRcvHop(t *testing.T) {
+	s := newSeq(0xe00, 1e9, tcp("10.244.1.5:1", "10.244.2.7:2"))
+	s.encap("192.168.50.11:48748", "192.168.50.12:8472", 1).
+		dev(decode.KindRx, nsNode2, "eth0").
+		add(decode.Event{Kind: decode.KindVXLANRcv, Flags: decode.FlagFentry, Netns: nsNode2, Dev: "eth0"}).
+		decap().
+		dev(decode.KindRx, nsNode2, "flannel.1").
+		dev(decode.KindTx, nsNode2, "cni0")
+	paths, _ := collect(t, Config{}, s.events)
+	if len(paths) != 1 {
+		t.Fatalf("got %d paths, want 1", len(paths))
+	}
+	p := paths[0]
+	if got, want := kinds(p), "rx:eth0 decap:flannel.1 rx:flannel.1 tx:cni0"; got != want {
+		t.Fatalf("hops\n got %s\nwant %s", got, want)
+	}
+	d := p.Hops[1]
+	wantOuter := Outer{Src: ap("192.168.50.11:1").Addr(), Dst: ap("192.168.50.12:1").Addr(), DPort: 8472, VNI: 1}
+	if d.Backend != "fentry" || d.Outer == nil || *d.Outer != wantOuter || d.NetnsInode != nsNode2 {
+		t.Errorf("decap hop backend %q outer %+v netns %d, want fentry, %+v, node2", d.Backend, d.Outer, d.NetnsInode, wantOuter)
+	}
+}

@@ -20,7 +20,8 @@ const (
 	HopDrop      HopKind = "drop"      // freed as a drop
 	HopConsume   HopKind = "consume"   // freed after normal use (delivered to a socket, ...)
 	HopBridge    HopKind = "bridge"    // forwarded by a bridge from one port to another
-	HopIPVS      HopKind = "ipvs"      // sent by IPVS to the real server it chose
+	HopIPVS      HopKind = "ipvs"      // sent by IPVS to the real server it chose, or dropped by IPVS
+	HopTable     HopKind = "table"     // a rule table (iptables, nftables) returned a verdict
 )
 
 // Verdict is how a packet's path ended.
@@ -65,6 +66,20 @@ type IPVS struct {
 	RealServer netip.AddrPort // the real server chosen
 	Scheduler  string         // "rr", "wrr", ...; "" where the kernel does not let it be read
 	Method     string         // forwarding method: "masq", "local", "tunnel", "route", "bypass"
+	// Verdict is "drop" on a hop from IPVS's netfilter hook, which
+	// dropped the packet before any connection sent it (no real server
+	// available, ...): Service, RealServer and Method are then unset.
+	// "" on transmit hops.
+	Verdict string
+}
+
+// Table is a rule table's verdict on the packet.
+type Table struct {
+	Engine  string // "nftables" (nf_tables, also under iptables-nft) or "iptables-legacy" (x_tables)
+	Family  string // "ip", "inet", "bridge", ...; "" where the kernel does not let it be read
+	Name    string // the table: "filter", "nat", ...; "" where not readable
+	Chain   string // the base chain the hook entered; "" where not readable
+	Verdict string // "accept", "drop", "queue", ...
 }
 
 // Hop is one step of a packet's path.
@@ -86,7 +101,7 @@ type Hop struct {
 	Src, Dst netip.AddrPort
 	TCPFlags uint8
 
-	// Netfilter hops.
+	// Netfilter hops, and the table and ipvs hops inside a hook.
 	Hook    string        // PREROUTING, INPUT, FORWARD, OUTPUT, POSTROUTING
 	In, Out string        // hook devices
 	Dur     time.Duration // between the first and last priority slots
@@ -97,6 +112,7 @@ type Hop struct {
 
 	Bridge *Bridge // bridge hops
 	IPVS   *IPVS   // ipvs hops
+	Table  *Table  // table hops
 
 	// Backend is the kind of kernel program that showed the hop:
 	// "tracepoint", "netfilter-link", "fentry", "kprobe", or "inferred"
@@ -151,6 +167,7 @@ func (p *Path) Clone() *Path {
 		h.Outer = clonePtr(h.Outer)
 		h.Bridge = clonePtr(h.Bridge)
 		h.IPVS = clonePtr(h.IPVS)
+		h.Table = clonePtr(h.Table)
 	}
 	return &c
 }

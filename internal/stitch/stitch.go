@@ -108,13 +108,20 @@ type track struct {
 
 	pending    decode.Event // a first-slot netfilter event awaiting its last slot
 	hasPending bool
-	encap      bool // the previous L3 event saw a VXLAN packet
-	outer      Outer
-	txDev      string // device of the newest tx hop
-	txNetns    uint32
+	// inHook holds the hops seen inside the pending hook (table verdicts,
+	// IPVS's), appended after the hook's own hop.
+	inHook  []Hop
+	encap   bool // the previous L3 event saw a VXLAN packet
+	outer   Outer
+	txDev   string // device of the newest tx hop
+	txNetns uint32
 	// vxlanHop is the index of an encap hop a vxlan_xmit event made, whose
 	// outer header the next encapsulated event completes; -1 when none.
 	vxlanHop int
+	// decapHop is the index of a decap hop a vxlan_rcv event made, whose
+	// device (the VXLAN device) the next unencapsulated event tells; -1
+	// when none.
+	decapHop int
 }
 
 // New returns a stitcher that passes each completed path to emit. An error
@@ -260,7 +267,7 @@ func (s *Stitcher) start(ev *decode.Event) *track {
 		Hops:     p.Hops[:0],
 	}
 	t := s.newTrack()
-	*t = track{path: p, last: ev.TS, encap: ev.Encapsulated(), vxlanHop: -1}
+	*t = track{path: p, last: ev.TS, encap: ev.Encapsulated(), vxlanHop: -1, decapHop: -1, inHook: t.inHook[:0]}
 	s.active[ev.SKB] = t
 	s.held += cap(p.Hops)
 	return t
@@ -328,8 +335,12 @@ func (s *Stitcher) pushBack(t *track) {
 
 // apply turns one event into hops on its path.
 func (s *Stitcher) apply(t *track, ev *decode.Event) {
-	if ev.Kind == decode.KindNF {
+	switch ev.Kind {
+	case decode.KindNF:
 		s.applyNF(t, ev)
+		return
+	case decode.KindTable, decode.KindIPVSVerdict:
+		s.applyInHook(t, ev)
 		return
 	}
 	var dropHook string
@@ -379,6 +390,14 @@ func (s *Stitcher) apply(t *track, ev *decode.Event) {
 		if len(t.path.Hops) < s.cfg.MaxHops {
 			t.vxlanHop = len(t.path.Hops)
 		}
+	case decode.KindVXLANRcv:
+		// vxlan_rcv: the decapsulation happens here, on the underlay
+		// device's packet; the VXLAN device is the next event's.
+		h.Kind = HopDecap
+		t.encap = false
+		if len(t.path.Hops) < s.cfg.MaxHops {
+			t.decapHop = len(t.path.Hops)
+		}
 	default:
 		h.Kind = HopKind(ev.Kind.String())
 	}
@@ -407,6 +426,7 @@ func (s *Stitcher) applyNF(t *track, ev *decode.Event) {
 		h := s.nfHop(t, first)
 		h.Dur = time.Duration(ev.TS - first.TS)
 		s.append(t, h)
+		s.flushInHook(t)
 		s.nat(t, first, ev)
 		s.transitions(t, ev)
 	}
@@ -442,6 +462,54 @@ func (s *Stitcher) flushPending(t *track) {
 	h := s.nfHop(t, &t.pending)
 	h.Partial = true
 	s.append(t, h)
+	s.flushInHook(t)
+}
+
+// applyInHook turns a verdict from inside a netfilter hook (a table's,
+// IPVS's) into a hop. Inside the pending hook it waits for the hook's own
+// hop, which starts earlier; elsewhere (no netfilter view of the hook) it
+// is appended at once.
+func (s *Stitcher) applyInHook(t *track, ev *decode.Event) {
+	h := s.hop(t, ev)
+	hook := ev.Hook
+	inPending := t.hasPending && (ev.Netns == t.pending.Netns || ev.Netns == 0)
+	if inPending {
+		if hook == decode.HookUnknown {
+			hook = t.pending.Hook
+		}
+		if h.Dev == "" {
+			h.Dev, h.Ifindex = t.pending.Dev, t.pending.Ifindex
+			h.NetnsInode, h.Netns = t.pending.Netns, s.netns(t.pending.Netns)
+		}
+	}
+	if hook != decode.HookUnknown {
+		h.Hook = hook.String()
+	}
+	h.In, h.Out = ev.In, ev.Out
+	if ev.Kind == decode.KindTable {
+		h.Kind = HopTable
+		chain := ev.Ext.Chain
+		if chain == "" && ev.Ext.Val[2] == decode.EngineXtables && hook != decode.HookUnknown {
+			chain = hook.String() // x_tables: the hook's built-in chain
+		}
+		h.Table = &Table{Engine: ev.Engine(), Family: ev.Family(), Name: ev.Ext.Name, Chain: chain, Verdict: ev.Verdict()}
+	} else {
+		h.Kind = HopIPVS
+		h.IPVS = &IPVS{Verdict: ev.Verdict()}
+	}
+	if inPending {
+		t.inHook = append(t.inHook, h)
+		return
+	}
+	s.append(t, h)
+}
+
+func (s *Stitcher) flushInHook(t *track) {
+	for i := range t.inHook {
+		s.append(t, t.inHook[i])
+		t.inHook[i] = Hop{}
+	}
+	t.inHook = t.inHook[:0]
 }
 
 func (s *Stitcher) nfHop(t *track, ev *decode.Event) Hop {
@@ -459,6 +527,14 @@ func (s *Stitcher) transitions(t *track, ev *decode.Event) {
 		return
 	}
 	enc := ev.Encapsulated()
+	if !enc && t.decapHop >= 0 {
+		// A vxlan_rcv hop marks the decapsulation: this event tells
+		// the VXLAN device.
+		d := &t.path.Hops[t.decapHop]
+		d.Dev, d.Ifindex = ev.Dev, ev.Ifindex
+		d.NetnsInode, d.Netns = ev.Netns, s.netns(ev.Netns)
+		t.decapHop = -1
+	}
 	switch {
 	case enc && !t.encap && t.vxlanHop >= 0:
 		// A vxlan_xmit hop already marks the encapsulation: complete it.

@@ -62,8 +62,8 @@ const (
 )
 
 // expected holds, per kernel series we test on, the backend that must show
-// each hop kind with --backend auto, with the bridge, ip_vs and vxlan
-// modules loaded: the QEMU matrix (Debian 5.10, 6.1, 6.12, vm/) and the
+// each hop kind with --backend auto, with the bridge, ip_vs, vxlan,
+// ip_tables and nf_tables modules loaded: the QEMU matrix (Debian 5.10, 6.1, 6.12, vm/) and the
 // development VM (6.18: kprobes not built in, fentry refused by lockdown,
 // no IPVS). Facts in /work/shared/KERNEL-NOTES.md.
 var expected = map[string]map[string]string{
@@ -74,14 +74,14 @@ var expected = map[string]map[string]string{
 }
 
 func hops(netfilter, funcs string) map[string]string {
-	encap := funcs
+	vxlan := funcs
 	if funcs == None {
-		encap = Inferred
+		vxlan = Inferred
 	}
 	return map[string]string{
 		"rx": Tracepoint, "tx": Tracepoint, "drop": Tracepoint, "consume": Tracepoint,
-		"netfilter": netfilter, "nat": netfilter,
-		"bridge": funcs, "ipvs": funcs, "encap": encap, "decap": Inferred,
+		"netfilter": netfilter, "nat": netfilter, "table": funcs,
+		"bridge": funcs, "ipvs": funcs, "ipvs-drop": funcs, "encap": vxlan, "decap": vxlan,
 	}
 }
 

@@ -55,42 +55,7 @@ func (n *Node) setupIPVS(ctx context.Context) error {
 	if err := h.LinkAdd(dummy); err != nil {
 		return fmt.Errorf("%w: add dummy device %s: %v", ErrNoIPVS, IPVSDev, err)
 	}
-	if err := addAddr(h, dummy, netip.PrefixFrom(ClusterIP.Addr(), 32)); err != nil {
-		return err
-	}
-
-	svc := ipvs.Service{
-		Address:   ClusterIP.Addr(),
-		Port:      ClusterIP.Port(),
-		Netmask:   netmask.MaskFrom(32, 32),
-		Family:    ipvs.INET,
-		Protocol:  ipvs.TCP,
-		Scheduler: IPVSScheduler,
-	}
-	err = n.Do(func() error {
-		// The generic netlink socket belongs to this namespace.
-		c, err := ipvs.New()
-		if err != nil {
-			return fmt.Errorf("%w: open IPVS netlink: %v", ErrNoIPVS, err)
-		}
-		if err := c.CreateService(svc); err != nil {
-			return fmt.Errorf("create IPVS service %s: %w", ClusterIP, err)
-		}
-		for _, rs := range IPVSRealServers {
-			d := ipvs.Destination{
-				Address:   rs.Addr(),
-				Port:      rs.Port(),
-				Family:    ipvs.INET,
-				FwdMethod: ipvs.Masquerade,
-				Weight:    1,
-			}
-			if err := c.CreateDestination(svc, d); err != nil {
-				return fmt.Errorf("add IPVS real server %s: %w", rs, err)
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	if err := n.AddIPVSService(ClusterIP, IPVSRealServers...); err != nil {
 		return err
 	}
 	// kube-proxy's sysctls for IPVS mode; vs.conntrack exists once ip_vs is
@@ -104,6 +69,56 @@ func (n *Node) setupIPVS(ctx context.Context) error {
 		return fmt.Errorf("load iptables rules: %w", err)
 	}
 	return nil
+}
+
+// AddIPVSService does on a node in IPVS mode what kube-proxy does for a
+// Service: the service address on kube-ipvs0 and an IPVS virtual service
+// (TCP, round-robin) with the given real servers, NAT forwarding; none for
+// a Service without ready endpoints.
+func (n *Node) AddIPVSService(svc netip.AddrPort, reals ...netip.AddrPort) error {
+	h, err := n.NewHandle()
+	if err != nil {
+		return fmt.Errorf("open netlink: %w", err)
+	}
+	defer h.Close()
+	dummy, err := h.LinkByName(IPVSDev)
+	if err != nil {
+		return fmt.Errorf("find %s on %s: %w", IPVSDev, n.Name, err)
+	}
+	if err := addAddr(h, dummy, netip.PrefixFrom(svc.Addr(), 32)); err != nil {
+		return err
+	}
+	vs := ipvs.Service{
+		Address:   svc.Addr(),
+		Port:      svc.Port(),
+		Netmask:   netmask.MaskFrom(32, 32),
+		Family:    ipvs.INET,
+		Protocol:  ipvs.TCP,
+		Scheduler: IPVSScheduler,
+	}
+	return n.Do(func() error {
+		// The generic netlink socket belongs to this namespace.
+		c, err := ipvs.New()
+		if err != nil {
+			return fmt.Errorf("%w: open IPVS netlink: %v", ErrNoIPVS, err)
+		}
+		if err := c.CreateService(vs); err != nil {
+			return fmt.Errorf("create IPVS service %s: %w", svc, err)
+		}
+		for _, rs := range reals {
+			d := ipvs.Destination{
+				Address:   rs.Addr(),
+				Port:      rs.Port(),
+				Family:    ipvs.INET,
+				FwdMethod: ipvs.Masquerade,
+				Weight:    1,
+			}
+			if err := c.CreateDestination(vs, d); err != nil {
+				return fmt.Errorf("add IPVS real server %s: %w", rs, err)
+			}
+		}
+		return nil
+	})
 }
 
 // ipvsIPTablesRules is the iptables-restore input for a node in IPVS mode:

@@ -23,12 +23,16 @@ func checkBackends(t *testing.T, p *stitch.Path, forced loader.Choice) {
 	}
 	for i := range p.Hops {
 		h := &p.Hops[i]
-		w, known := want[string(h.Kind)]
+		kind := string(h.Kind)
+		if h.Kind == stitch.HopIPVS && h.IPVS != nil && h.IPVS.Verdict != "" {
+			kind = loader.HopIPVSDrop
+		}
+		w, known := want[kind]
 		if forced != "" {
 			switch h.Kind {
-			case stitch.HopNetfilter, stitch.HopNAT, stitch.HopBridge, stitch.HopIPVS:
+			case stitch.HopNetfilter, stitch.HopNAT, stitch.HopBridge, stitch.HopIPVS, stitch.HopTable:
 				w, known = string(forced), true
-			case stitch.HopEncap:
+			case stitch.HopEncap, stitch.HopDecap:
 				if h.Backend != testutil.Inferred {
 					w, known = string(forced), true
 				}
@@ -43,7 +47,7 @@ func checkBackends(t *testing.T, p *stitch.Path, forced loader.Choice) {
 
 // expectHop reports whether hops of this kind are expected on this kernel
 // (true on kernels outside the table: the test then asks the loader).
-func expectHop(kind stitch.HopKind) bool {
+func expectHop[K ~string](kind K) bool {
 	want, ok := testutil.ExpectedBackends()
 	if !ok {
 		for _, h := range loader.Plan(loader.ChoiceAuto) {

@@ -3,10 +3,14 @@ package trace
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/pathtrace/pathtrace/internal/loader"
 	"github.com/pathtrace/pathtrace/internal/stitch"
 	"github.com/pathtrace/pathtrace/internal/testutil"
 	"github.com/pathtrace/pathtrace/internal/topology"
@@ -136,4 +140,52 @@ func TestLiveIPVS(t *testing.T) {
 	if want := []string{topology.ServerLocalAddr.String(), topology.ServerAddr.String()}; !slices.Equal(chosen, want) {
 		t.Errorf("real servers chosen for the two requests %v, want %v (rr over both)", chosen, want)
 	}
+}
+
+// TestLiveIPVSNoRealServer traces a connection to a virtual service
+// without real servers (a Service without ready endpoints): IPVS's hook
+// drops the SYN in INPUT, answering with ICMP port unreachable; the path
+// shows IPVS's verdict, then the drop, with advice naming the service.
+func TestLiveIPVSNoRealServer(t *testing.T) {
+	c := ipvsCluster(t)
+	if !expectHop(loader.HopIPVSDrop) {
+		t.Skipf("kernel %s shows no IPVS verdict (pathtrace features says why)", testutil.Release())
+	}
+	n1 := c.Node(topology.Node1)
+	empty := netip.MustParseAddrPort("10.96.0.20:80")
+	if err := n1.AddIPVSService(empty); err != nil {
+		t.Fatal(err)
+	}
+	stop := tracing(t, c, topology.ClientIP)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	_, err := topology.TCPExchange(ctx, c.Pod(topology.PodClient), empty, "ping")
+	cancel()
+	if err == nil {
+		t.Fatalf("a connection to %s, a virtual service without real servers, went through", empty)
+	}
+	paths, _ := stop()
+	req := findPath(t, paths, topology.ClientIP, empty.Addr(), tcpSYN)
+	requireHops(t, req, []hopMatch{
+		{kind: stitch.HopNetfilter, hook: "INPUT", netns: n1.NetnsName, description: "INPUT on node1"},
+		{kind: stitch.HopIPVS, hook: "INPUT", netns: n1.NetnsName, description: "IPVS's verdict in INPUT"},
+		{kind: stitch.HopDrop, netns: n1.NetnsName, description: "the drop"},
+	})
+	var verdict *stitch.Hop
+	for i := range req.Hops {
+		if req.Hops[i].Kind == stitch.HopIPVS {
+			verdict = &req.Hops[i]
+		}
+	}
+	if verdict == nil || verdict.IPVS == nil || verdict.IPVS.Verdict != "drop" {
+		t.Errorf("IPVS hop is not a drop verdict\n%s", dump(req))
+	}
+	if req.Verdict != stitch.VerdictDropped {
+		t.Errorf("verdict %s, want dropped\n%s", req.Verdict, dump(req))
+	}
+	last := req.Hops[len(req.Hops)-1]
+	if last.Kind != stitch.HopDrop || !strings.Contains(last.Advice, "IPVS dropped it in INPUT") ||
+		!strings.Contains(last.Advice, "ipvsadm -Ln -t "+empty.String()) {
+		t.Errorf("drop advice %q, want IPVS's, naming %s\n%s", last.Advice, empty, dump(req))
+	}
+	checkBackends(t, req, "")
 }

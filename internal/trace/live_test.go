@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -124,6 +125,7 @@ type hopMatch struct {
 	in, out     string
 	nat         *stitch.NAT
 	outer       *stitch.Outer
+	table       *stitch.Table // empty fields match anything
 	reason      string
 	description string
 }
@@ -140,8 +142,34 @@ func (m hopMatch) matches(h *stitch.Hop) bool {
 	if m.outer != nil && (h.Outer == nil || *h.Outer != *m.outer) {
 		return false
 	}
+	if w := m.table; w != nil {
+		g := h.Table
+		if g == nil || !eq(w.Engine, g.Engine) || !eq(w.Family, g.Family) || !eq(w.Name, g.Name) ||
+			!eq(w.Chain, g.Chain) || !eq(w.Verdict, g.Verdict) {
+			return false
+		}
+	}
 	return true
 }
+
+// tableHop is the table hop to expect on kernels that show table verdicts
+// (none elsewhere): the topology's rules are iptables-nft's, so nftables
+// chains of family ip; the table's name where nf_tables has BTF.
+func tableHop(netns, name, chain, verdict string) []hopMatch {
+	if !expectHop(stitch.HopTable) {
+		return nil
+	}
+	family := "ip"
+	if _, err := os.Stat("/sys/kernel/btf/nf_tables"); err != nil {
+		name, family = "", "" // read from BTF only (bpf/include/tables.h)
+	}
+	return []hopMatch{{kind: stitch.HopTable, netns: netns, hook: chain,
+		table:       &stitch.Table{Engine: "nftables", Family: family, Name: name, Chain: chain, Verdict: verdict},
+		description: fmt.Sprintf("table %s %s %s: %s", family, name, chain, verdict)}}
+}
+
+// hops joins hop expectations.
+func hops(parts ...[]hopMatch) []hopMatch { return slices.Concat(parts...) }
 
 // requireHops checks that the path has the wanted hops in this order, other
 // hops in between allowed.
@@ -216,9 +244,10 @@ func TestLiveCrossNodeClusterIP(t *testing.T) {
 	}
 
 	req := findPath(t, paths, topology.ClientIP, topology.ClusterIP.Addr(), tcpSYN)
-	requireHops(t, req, []hopMatch{
+	requireHops(t, req, hops([]hopMatch{
 		{kind: stitch.HopTx, dev: "eth0", netns: client.NetnsName, description: "tx on the client pod's eth0"},
 		{kind: stitch.HopRx, dev: client.HostVeth, netns: n1, description: "rx on the client's host veth"},
+	}, tableHop(n1, "nat", "PREROUTING", "accept"), []hopMatch{
 		{kind: stitch.HopNAT, hook: "PREROUTING", netns: n1,
 			nat:         &stitch.NAT{Type: stitch.NATDst, From: topology.ClusterIP, To: topology.ServerAddr},
 			description: "DNAT 10.96.0.10:80 → 10.244.2.7:8080 at PREROUTING"},
@@ -232,7 +261,7 @@ func TestLiveCrossNodeClusterIP(t *testing.T) {
 		{kind: stitch.HopTx, dev: "cni0", netns: n2, description: "tx on node2 cni0"},
 		{kind: stitch.HopTx, dev: server.HostVeth, netns: n2, description: "tx on the server's host veth"},
 		{kind: stitch.HopRx, dev: "eth0", netns: server.NetnsName, description: "rx on the server pod's eth0"},
-	})
+	}))
 	if req.Verdict != stitch.VerdictDelivered {
 		t.Errorf("request verdict %s, want delivered", req.Verdict)
 	}
@@ -306,11 +335,12 @@ func TestLiveForwardDrop(t *testing.T) {
 	}
 	paths, _ := stop()
 	req := findPath(t, paths, topology.ClientIP, topology.ClusterIP.Addr(), tcpSYN)
-	requireHops(t, req, []hopMatch{
+	requireHops(t, req, hops([]hopMatch{
 		{kind: stitch.HopNAT, hook: "PREROUTING", description: "DNAT at PREROUTING"},
 		{kind: stitch.HopNetfilter, hook: "FORWARD", netns: n1.NetnsName, description: "FORWARD"},
+	}, tableHop(n1.NetnsName, "filter", "FORWARD", "drop"), []hopMatch{
 		{kind: stitch.HopDrop, hook: "FORWARD", reason: wantReason("NETFILTER_DROP"), description: "a drop in FORWARD with reason " + wantReason("NETFILTER_DROP")},
-	})
+	}))
 	if req.Verdict != stitch.VerdictDropped {
 		t.Errorf("verdict %s, want dropped", req.Verdict)
 	}
