@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"runtime"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"github.com/pathtrace/pathtrace/internal/record"
 	"github.com/pathtrace/pathtrace/internal/render"
 	"github.com/pathtrace/pathtrace/internal/stitch"
+	"github.com/pathtrace/pathtrace/internal/trace"
 )
 
 // userRow is user space alone on recorded events: the pipeline pathtrace
@@ -20,23 +20,6 @@ type userRow struct {
 	Stage    string
 	EPS      float64 // events per second
 	BytesPer float64 // allocated per event
-}
-
-// recNames answers stitch.Names from a recording, like replay does.
-type recNames struct{ r *record.Reader }
-
-func (n recNames) Netns(inode uint32) string {
-	if s, ok := n.r.NetnsName(inode); ok {
-		return s
-	}
-	return fmt.Sprintf("netns:%d", inode)
-}
-func (n recNames) IsNode(inode uint32) bool { return n.r.IsNode(inode) }
-func (n recNames) DropReason(code uint32) string {
-	if s, ok := n.r.DropReason(code); ok {
-		return s
-	}
-	return fmt.Sprintf("reason(%d)", code)
 }
 
 // benchUserSpace reads an n-event recording into memory and times, over
@@ -90,7 +73,7 @@ func benchUserSpace(file string) ([]userRow, error) {
 				adv.Annotate(p)
 				return out.Render(p)
 			}
-			s := stitch.New(stitch.Config{Recycle: true, Grace: time.Millisecond, WallOffset: wall, Names: recNames{r}}, emit)
+			s := stitch.New(stitch.Config{Recycle: true, Grace: time.Millisecond, WallOffset: wall, Names: trace.RecordingNames(r)}, emit)
 			var d decode.Decoder
 			var ev decode.Event
 			runtime.GC()

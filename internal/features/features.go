@@ -373,3 +373,19 @@ func KernelVersionBelow(major, minor int) bool {
 	}
 	return ma < major || (ma == major && mi < minor)
 }
+
+// DropReasons probes whether the kfree_skb tracepoint carries a drop reason:
+// the reason (enum skb_drop_reason) came in Linux 5.17 with the tracepoint's
+// reason argument and the kfree_skb_reason function together, so a kernel
+// without it has no other place to read one from.
+func DropReasons() error {
+	spec, err := kernelBTF()
+	if err != nil {
+		return NotSupportedError("no kernel BTF: %v", err)
+	}
+	var e *btf.Enum
+	if err := spec.TypeByName("skb_drop_reason", &e); err != nil {
+		return NotSupportedError("no drop reasons before Linux 5.17 (no enum skb_drop_reason, no kfree_skb_reason)")
+	}
+	return nil
+}

@@ -100,6 +100,10 @@ func (t *Tracer) attachTracepoints(spec *ebpf.CollectionSpec) map[string]HopSupp
 		slog.Debug("kfree_skb with reason unavailable, using the older form", "err", err)
 		if err2 := one(HopDrop, "tp_kfree_skb", "kfree_skb"); err2 != nil {
 			fail(HopDrop, errors.Join(err, err2))
+		} else {
+			h := hops[HopDrop]
+			h.Reason = noDropReason()
+			hops[HopDrop] = h
 		}
 	}
 	return hops

@@ -355,6 +355,8 @@ func Plan(choice Choice) []HopSupport {
 		h := HopSupport{Hop: tp.hop, Backend: BackendTracepoint, Source: "raw_tracepoint/" + tp.tp}
 		if err := features.RawTracepoint(); err != nil {
 			h = HopSupport{Hop: tp.hop, Reason: features.Why(err)}
+		} else if tp.hop == HopDrop {
+			h.Reason = noDropReason()
 		}
 		hops[tp.hop] = h
 	}
@@ -363,6 +365,15 @@ func Plan(choice Choice) []HopSupport {
 		hops[hop] = planned(hop, cs)
 	}
 	return supportTable(hops)
+}
+
+// noDropReason says, on a kernel without drop reasons, what drop hops show
+// instead; "" where they have reasons.
+func noDropReason() string {
+	if err := features.DropReasons(); err != nil {
+		return features.Why(err) + "; drops show the function that freed the packet"
+	}
+	return ""
 }
 
 // planned takes the first candidate the probes allow.

@@ -43,6 +43,7 @@ func testMeta() Meta {
 		Netns:       map[uint32]string{nsNode: "node1"},
 		Nodes:       []uint32{nsNode},
 		DropReasons: map[uint32]string{2: "NOT_SPECIFIED", 5: "NETFILTER_DROP"},
+		Symbols:     map[uint64]string{0xffffffff81c3a400: "nf_hook_slow+0x0"},
 		Reports:     json.RawMessage(`{"4026531840":{"kernel_release":"6.1.0-18-amd64"}}`),
 	}
 }
@@ -52,6 +53,7 @@ func testFinal() Meta {
 		Netns:       map[uint32]string{nsNode: "node1", nsClient: "default/client", nsServer: "default/server"},
 		Nodes:       []uint32{nsNode},
 		DropReasons: map[uint32]string{2: "NOT_SPECIFIED", 5: "NETFILTER_DROP", 6: "OTHERHOST"},
+		Symbols:     map[uint64]string{0xffffffff81c3a400: "nf_hook_slow+0x0", 0xffffffff81c3a5e0: "nf_hook_slow+0x1e0"},
 		EndWall:     time.Date(2025, 3, 14, 9, 27, 3, 0, time.UTC),
 		Lost:        3,
 		LostPerCPU:  []uint64{1, 2},
@@ -67,6 +69,7 @@ func wantMeta(n int) Meta {
 	m.Arch = runtime.GOARCH
 	m.Netns = f.Netns
 	m.DropReasons = f.DropReasons
+	m.Symbols = f.Symbols
 	m.EndWall = f.EndWall
 	m.Records = uint64(n)
 	m.Lost = f.Lost
@@ -214,6 +217,7 @@ func writeRecording(tb testing.TB, n int, garbage bool) ([]byte, [][]byte) {
 		}
 		if ev.Kind == decode.KindDrop {
 			w.SetDropReason(6, "OTHERHOST")
+			w.SetSymbol(0xffffffff81c3a5e0, "nf_hook_slow+0x1e0")
 		}
 		if err := w.Write(rec, &ev, comment(&ev)); err != nil {
 			tb.Fatal(err)

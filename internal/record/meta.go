@@ -38,6 +38,7 @@ type Meta struct {
 	Netns       map[uint32]string // network namespace name by inode
 	Nodes       []uint32          // inodes of the namespaces traced as nodes, in the order added
 	DropReasons map[uint32]string // enum skb_drop_reason names of the recording kernel
+	Symbols     map[uint64]string // kernel text addresses of the recording kernel, named
 
 	// Reports are the node reports taken when the trace started (JSON, as
 	// the caller gave them). They are in the section header, so a streaming
@@ -66,6 +67,7 @@ func (m Meta) clone() Meta {
 	m.Netns = maps.Clone(m.Netns)
 	m.Nodes = slices.Clone(m.Nodes)
 	m.DropReasons = maps.Clone(m.DropReasons)
+	m.Symbols = maps.Clone(m.Symbols)
 	m.LostPerCPU = slices.Clone(m.LostPerCPU)
 	m.Report = slices.Clone(m.Report)
 	m.Reports = slices.Clone(m.Reports)
@@ -93,9 +95,12 @@ type names struct {
 	Netns       map[uint32]string `json:"netns,omitempty"`
 	Nodes       []uint32          `json:"nodes,omitempty"`
 	DropReasons map[uint32]string `json:"drop_reasons,omitempty"`
+	Symbols     map[uint64]string `json:"symbols,omitempty"`
 }
 
-func (n *names) len() int { return len(n.Netns) + len(n.Nodes) + len(n.DropReasons) }
+func (n *names) len() int {
+	return len(n.Netns) + len(n.Nodes) + len(n.DropReasons) + len(n.Symbols)
+}
 
 // trailer is the JSON of the trailer custom block.
 type trailer struct {

@@ -104,6 +104,7 @@ func open(in io.Reader) (*Reader, error) {
 		meta: Meta{
 			Netns:       make(map[uint32]string),
 			DropReasons: make(map[uint32]string),
+			Symbols:     make(map[uint64]string),
 		},
 	}
 	if err := r.readSHB(); err != nil {
@@ -149,6 +150,13 @@ func (r *Reader) IsNode(inode uint32) bool { return r.nodes[inode] }
 // DropReason returns the recording kernel's name of a drop-reason code.
 func (r *Reader) DropReason(code uint32) (string, bool) {
 	s, ok := r.meta.DropReasons[code]
+	return s, ok
+}
+
+// Symbol returns the name of a kernel text address, as known at the last
+// record returned.
+func (r *Reader) Symbol(addr uint64) (string, bool) {
+	s, ok := r.meta.Symbols[addr]
 	return s, ok
 }
 
@@ -493,7 +501,7 @@ func (r *Reader) applyNames(at int64) error {
 	if err := json.Unmarshal(r.opt.names, &nm); err != nil {
 		return r.corrupt(at, "names: %v", err)
 	}
-	if len(r.meta.Netns)+len(r.meta.Nodes)+len(r.meta.DropReasons)+nm.len() > maxNames {
+	if len(r.meta.Netns)+len(r.meta.Nodes)+len(r.meta.DropReasons)+len(r.meta.Symbols)+nm.len() > maxNames {
 		return r.corrupt(at, "more than %d names", maxNames)
 	}
 	for k, v := range nm.Netns {
@@ -507,6 +515,9 @@ func (r *Reader) applyNames(at int64) error {
 	}
 	for k, v := range nm.DropReasons {
 		r.meta.DropReasons[k] = v
+	}
+	for k, v := range nm.Symbols {
+		r.meta.Symbols[k] = v
 	}
 	return nil
 }

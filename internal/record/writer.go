@@ -33,6 +33,7 @@ type Writer struct {
 	netns   map[uint32]string // names written so far
 	nodes   map[uint32]bool
 	reasons map[uint32]string
+	symbols map[uint64]string
 	pend    names // names set since the last names block
 
 	buf     []byte
@@ -86,6 +87,7 @@ func NewWriter(out io.Writer, meta Meta) (*Writer, error) {
 		netns:   make(map[uint32]string),
 		nodes:   make(map[uint32]bool),
 		reasons: make(map[uint32]string),
+		symbols: make(map[uint64]string),
 		buf:     make([]byte, 0, 2048),
 	}
 	for ino, name := range meta.Netns {
@@ -96,6 +98,9 @@ func NewWriter(out io.Writer, meta Meta) (*Writer, error) {
 	}
 	for code, name := range meta.DropReasons {
 		w.SetDropReason(code, name)
+	}
+	for addr, name := range meta.Symbols {
+		w.SetSymbol(addr, name)
 	}
 	if err := w.writeSHB(); err != nil {
 		return nil, err
@@ -213,6 +218,19 @@ func (w *Writer) SetDropReason(code uint32, name string) {
 		w.pend.DropReasons = make(map[uint32]string)
 	}
 	w.pend.DropReasons[code] = name
+}
+
+// SetSymbol names a kernel text address (a drop location) of the recording
+// kernel, from the next record on.
+func (w *Writer) SetSymbol(addr uint64, name string) {
+	if old, ok := w.symbols[addr]; ok && old == name {
+		return
+	}
+	w.symbols[addr] = name
+	if w.pend.Symbols == nil {
+		w.pend.Symbols = make(map[uint64]string)
+	}
+	w.pend.Symbols[addr] = name
 }
 
 // appendNames appends the names set since the last call as custom options.
@@ -376,6 +394,9 @@ func (w *Writer) finish(final Meta) error {
 	}
 	for _, k := range slices.Sorted(maps.Keys(final.DropReasons)) {
 		w.SetDropReason(k, final.DropReasons[k])
+	}
+	for _, k := range slices.Sorted(maps.Keys(final.Symbols)) {
+		w.SetSymbol(k, final.Symbols[k])
 	}
 	if len(final.Report) > 0 && !json.Valid(final.Report) {
 		return errors.New("close recording: report is not valid JSON")

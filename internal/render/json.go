@@ -230,6 +230,10 @@ func appendJSONHop(b []byte, p *stitch.Path, h *stitch.Hop) []byte {
 		b = appendHex(b, h.Location)
 		b = append(b, '"')
 	}
+	if h.Func != "" {
+		b = append(b, `,"function":`...)
+		b = appendJSONString(b, h.Func)
+	}
 	if h.Advice != "" {
 		b = append(b, `,"advice":`...)
 		b = appendJSONString(b, h.Advice)

@@ -277,6 +277,10 @@ func (r *textRenderer) appendPath(b []byte, p *stitch.Path) []byte {
 				}
 			}
 			b = append(b, pal.dropLine.post...)
+			if fn := funcName(h.Func); fn != "" {
+				b = append(b, " by "...)
+				b = appendText(b, fn)
+			}
 		case stitch.HopConsume:
 			b = append(b, "consumed"...)
 		case stitch.HopBridge:
@@ -350,7 +354,10 @@ func (r *textRenderer) appendPath(b []byte, p *stitch.Path) []byte {
 				b = append(b, " len="...)
 				b = strconv.AppendUint(b, uint64(h.Len), 10)
 			}
-			if h.Location != 0 {
+			if h.Func != "" {
+				b = append(b, " at "...)
+				b = appendText(b, h.Func)
+			} else if h.Location != 0 {
 				b = append(b, " at "...)
 				b = appendHex(b, h.Location)
 			}
@@ -674,4 +681,13 @@ func (r *textRenderer) appendTable(b []byte, tb *stitch.Table) []byte {
 	b = append(b, " ("...)
 	b = appendText(b, tb.Engine)
 	return append(b, ')')
+}
+
+// funcName is the function of a symbol, "nf_hook_slow" of
+// "nf_hook_slow+0x9e [module]".
+func funcName(sym string) string {
+	if i := strings.IndexByte(sym, '+'); i >= 0 {
+		return sym[:i]
+	}
+	return sym
 }

@@ -124,6 +124,9 @@ type Hop struct {
 	Reason     string // the kernel's drop reason name, without the SKB_DROP_REASON_ prefix
 	ReasonCode uint32
 	Location   uint64 // kernel address of the freeing caller
+	// Func names Location ("nf_hook_slow+0x9e", "... [module]" in a
+	// module) where the kernel's symbols were readable when tracing.
+	Func string
 
 	// Advice says, on a drop hop, what on the node likely caused it and how
 	// to check; filled by internal/diagnose from the node report.

@@ -19,6 +19,9 @@ type Names interface {
 	IsNode(inode uint32) bool
 	// DropReason names a drop reason code of the recording kernel.
 	DropReason(code uint32) string
+	// Symbol names a kernel text address of the recording kernel
+	// ("nf_hook_slow+0x9e"); "" when unknown.
+	Symbol(addr uint64) string
 }
 
 // Config tunes the stitcher. Zero fields take the defaults.
@@ -361,6 +364,9 @@ func (s *Stitcher) apply(t *track, ev *decode.Event) {
 		h.Hook = dropHook
 		h.ReasonCode = ev.DropReason
 		h.Location = ev.Location
+		if ev.Location != 0 && s.cfg.Names != nil {
+			h.Func = s.cfg.Names.Symbol(ev.Location)
+		}
 		if ev.Flags&decode.FlagReason != 0 && s.cfg.Names != nil {
 			h.Reason = s.cfg.Names.DropReason(ev.DropReason)
 		}

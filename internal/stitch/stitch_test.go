@@ -26,6 +26,12 @@ func (testNames) Netns(inode uint32) string {
 	return map[uint32]string{nsClient: "client", nsNode1: "node1", nsNode2: "node2", nsServer: "server"}[inode]
 }
 func (testNames) IsNode(inode uint32) bool { return inode == nsNode1 || inode == nsNode2 }
+func (testNames) Symbol(addr uint64) string {
+	if addr == 0xffffffff81c3a49e {
+		return "nf_hook_slow+0x9e"
+	}
+	return ""
+}
 func (testNames) DropReason(code uint32) string {
 	if code == 12 {
 		return "NETFILTER_DROP"

@@ -88,6 +88,15 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error
 	if err != nil {
 		log.Warn("drop reasons will show as numbers", "err", err)
 	}
+	// Kernel symbols name drop locations; read while the programs load.
+	go kernel.KernelSymbols()
+	symbol := func(addr uint64) string {
+		syms, err := kernel.KernelSymbols()
+		if err != nil {
+			return ""
+		}
+		return syms.Lookup(addr)
+	}
 	tr, err := loader.Open(opts.Loader)
 	if err != nil {
 		return sum, err
@@ -121,7 +130,7 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error
 	// See Run's doc: a path's memory serves a later packet once rendered.
 	cfg.Recycle = true
 	cfg.WallOffset = startWall.UnixNano() - int64(startMono)
-	cfg.Names = &names{netns: netns.Netns, nodes: nodes, reasons: reasons}
+	cfg.Names = &names{netns: netns.Netns, nodes: nodes, reasons: reasons, symbol: symbol}
 	p := newPipeline(cfg, out, nil, opts.Count)
 
 	sum.Reports = nodeReports(ctx, tr.Nodes, log)
@@ -159,7 +168,7 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error
 			w.AddNode(n.Inode)
 		}
 		netns.OnName = w.SetNetnsName
-		p.rec = &recorder{w: w, netns: netns.Netns, reasons: reasons}
+		p.rec = &recorder{w: w, netns: netns.Netns, reasons: reasons, symbol: symbol}
 	}
 
 	if opts.ReadyFile != "" {

@@ -7,6 +7,14 @@ type names struct {
 	netns   func(uint32) string
 	nodes   map[uint32]bool
 	reasons map[uint32]string
+	symbol  func(uint64) string // nil: no symbols
+}
+
+func (n *names) Symbol(addr uint64) string {
+	if n.symbol == nil {
+		return ""
+	}
+	return n.symbol(addr)
 }
 
 func (n *names) Netns(inode uint32) string {

@@ -13,6 +13,7 @@ type recorder struct {
 	w       *record.Writer
 	netns   func(uint32) string
 	reasons map[uint32]string
+	symbol  func(uint64) string
 	buf     []byte
 }
 
@@ -22,6 +23,11 @@ func (r *recorder) write(rec []byte, ev *decode.Event) error {
 	ns := ""
 	if ev.Netns != 0 {
 		ns = r.netns(ev.Netns)
+	}
+	if ev.Kind == decode.KindDrop && ev.Location != 0 && r.symbol != nil {
+		if s := r.symbol(ev.Location); s != "" {
+			r.w.SetSymbol(ev.Location, s)
+		}
 	}
 	r.buf = appendComment(r.buf[:0], ev, ns, r.reasons)
 	return r.w.Write(rec, ev, string(r.buf))
@@ -44,6 +50,21 @@ func appendComment(b []byte, ev *decode.Event, ns string, reasons map[uint32]str
 		if ev.Out != "" {
 			b = append(b, " out="...)
 			b = append(b, ev.Out...)
+		}
+	case decode.KindTable, decode.KindIPVSVerdict:
+		if ev.Kind == decode.KindTable {
+			for _, s := range []string{ev.Family(), ev.Ext.Name, ev.Ext.Chain} {
+				if s != "" {
+					b = append(b, ' ')
+					b = append(b, s...)
+				}
+			}
+		}
+		b = append(b, ' ')
+		b = append(b, ev.Verdict()...)
+		if ev.Dev != "" {
+			b = append(b, " on "...)
+			b = append(b, ev.Dev...)
 		}
 	case decode.KindDrop:
 		if ev.Flags&decode.FlagReason != 0 {

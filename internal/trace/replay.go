@@ -46,7 +46,7 @@ func replay(ctx context.Context, r *record.Reader, opts ReplayOptions, out rende
 	sum := Summary{Backend: meta.Backend}
 	cfg := opts.Stitch
 	cfg.WallOffset = meta.StartWall.UnixNano() - int64(meta.StartMono)
-	cfg.Names = replayNames{r}
+	cfg.Names = RecordingNames(r)
 	cfg.Recycle = true // as live: renderers do not keep paths
 	p := newPipeline(cfg, out, opts.PodIPs, opts.Count)
 	var reports map[uint32]*doctor.Report
@@ -91,9 +91,16 @@ func replay(ctx context.Context, r *record.Reader, opts ReplayOptions, out rende
 	return sum, errors.Join(readErr, err)
 }
 
-// replayNames answers name lookups from the recording, as the live run
-// answered them.
+// RecordingNames answers the stitcher's name lookups from a recording, as
+// the live run that made it answered them.
+func RecordingNames(r *record.Reader) stitch.Names { return replayNames{r} }
+
 type replayNames struct{ r *record.Reader }
+
+func (n replayNames) Symbol(addr uint64) string {
+	s, _ := n.r.Symbol(addr)
+	return s
+}
 
 func (n replayNames) Netns(inode uint32) string {
 	if s, ok := n.r.NetnsName(inode); ok {
