@@ -188,14 +188,7 @@ func (w *Writer) emit(b []byte) error {
 // the next record, so call it before writing the first record that needs it.
 // Setting a name again replaces it from the next record on.
 func (w *Writer) SetNetnsName(inode uint32, name string) {
-	if old, ok := w.netns[inode]; ok && old == name {
-		return
-	}
-	w.netns[inode] = name
-	if w.pend.Netns == nil {
-		w.pend.Netns = make(map[uint32]string)
-	}
-	w.pend.Netns[inode] = name
+	setName(w.netns, &w.pend.Netns, inode, name)
 }
 
 // AddNode marks a network namespace as a traced node, from the next record on.
@@ -210,27 +203,26 @@ func (w *Writer) AddNode(inode uint32) {
 // SetDropReason names a drop-reason code of the recording kernel, from the
 // next record on.
 func (w *Writer) SetDropReason(code uint32, name string) {
-	if old, ok := w.reasons[code]; ok && old == name {
-		return
-	}
-	w.reasons[code] = name
-	if w.pend.DropReasons == nil {
-		w.pend.DropReasons = make(map[uint32]string)
-	}
-	w.pend.DropReasons[code] = name
+	setName(w.reasons, &w.pend.DropReasons, code, name)
 }
 
 // SetSymbol names a kernel text address (a drop location) of the recording
 // kernel, from the next record on.
 func (w *Writer) SetSymbol(addr uint64, name string) {
-	if old, ok := w.symbols[addr]; ok && old == name {
+	setName(w.symbols, &w.pend.Symbols, addr, name)
+}
+
+// setName records a name in known and, when new or changed, in the names
+// pending for the next block.
+func setName[K comparable](known map[K]string, pend *map[K]string, k K, name string) {
+	if old, ok := known[k]; ok && old == name {
 		return
 	}
-	w.symbols[addr] = name
-	if w.pend.Symbols == nil {
-		w.pend.Symbols = make(map[uint64]string)
+	known[k] = name
+	if *pend == nil {
+		*pend = make(map[K]string)
 	}
-	w.pend.Symbols[addr] = name
+	(*pend)[k] = name
 }
 
 // appendNames appends the names set since the last call as custom options.
