@@ -77,6 +77,14 @@ func (n *Node) IPTables(args ...string) error {
 	return err
 }
 
+// IPTablesLegacy runs iptables-legacy (x_tables, the ip_tables module)
+// with args in the node's namespace, as on nodes that never moved to
+// nf_tables.
+func (n *Node) IPTablesLegacy(args ...string) error {
+	_, err := runInNetns(context.Background(), n.NetnsName, nil, "iptables-legacy", args...)
+	return err
+}
+
 // loadIPTables loads the rules kube-proxy (iptables mode) and flanneld would have installed,
 // in one iptables-restore call.
 func (n *Node) loadIPTables(ctx context.Context) error {

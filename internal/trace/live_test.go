@@ -357,6 +357,41 @@ func TestLiveForwardDrop(t *testing.T) {
 	}
 }
 
+// TestLiveLegacyTableDrop drops the request with an iptables-legacy rule
+// (x_tables, next to the nftables rules the node already has): the path
+// shows that table's verdict, ipt_do_table's, before the drop.
+func TestLiveLegacyTableDrop(t *testing.T) {
+	c := cluster(t, topology.Options{})
+	if !expectHop(stitch.HopTable) {
+		t.Skipf("kernel %s shows no table verdicts (pathtrace features says why)", testutil.Release())
+	}
+	n1 := c.Node(topology.Node1)
+	if err := n1.IPTablesLegacy("-I", "FORWARD", "-s", topology.ClientIP.String(), "-d", topology.ServerIP.String(), "-j", "DROP"); err != nil {
+		t.Fatal(err)
+	}
+	stop := tracing(t, c, topology.ClientIP)
+	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
+	_, err := topology.TCPExchange(ctx, c.Pod(topology.PodClient), topology.ClusterIP, "ping")
+	cancel()
+	if err == nil {
+		t.Fatal("the exchange went through an iptables-legacy DROP rule")
+	}
+	paths, _ := stop()
+	req := findPath(t, paths, topology.ClientIP, topology.ClusterIP.Addr(), tcpSYN)
+	requireHops(t, req, []hopMatch{
+		{kind: stitch.HopNetfilter, hook: "FORWARD", netns: n1.NetnsName, description: "FORWARD"},
+		{kind: stitch.HopTable, hook: "FORWARD", netns: n1.NetnsName,
+			table:       &stitch.Table{Engine: "iptables-legacy", Family: "ip", Name: "filter", Chain: "FORWARD", Verdict: "drop"},
+			description: "the iptables-legacy filter table's drop in FORWARD"},
+		{kind: stitch.HopDrop, hook: "FORWARD", netns: n1.NetnsName, description: "the drop in FORWARD"},
+	})
+	last := req.Hops[len(req.Hops)-1]
+	if !strings.Contains(last.Advice, "iptables-legacy -t filter -L FORWARD") {
+		t.Errorf("drop advice does not point at the legacy table:\n%s", last.Advice)
+	}
+	checkBackends(t, req, "")
+}
+
 func TestLiveUnrelatedTrafficMakesNoEvents(t *testing.T) {
 	c := cluster(t, topology.Options{})
 	stop := tracing(t, c, topology.ClientIP)
