@@ -55,7 +55,7 @@ func (n *Node) setupIPVS(ctx context.Context) error {
 	if err := h.LinkAdd(dummy); err != nil {
 		return fmt.Errorf("%w: add dummy device %s: %v", ErrNoIPVS, IPVSDev, err)
 	}
-	if err := n.AddIPVSService(ClusterIP, IPVSRealServers...); err != nil {
+	if err := n.AddIPVSService(ClusterIP, IPVSMasq, IPVSRealServers...); err != nil {
 		return err
 	}
 	// kube-proxy's sysctls for IPVS mode; vs.conntrack exists once ip_vs is
@@ -71,11 +71,18 @@ func (n *Node) setupIPVS(ctx context.Context) error {
 	return nil
 }
 
+// IPVS forwarding methods (ipvsadm -m, -g, -i). kube-proxy uses masq.
+const (
+	IPVSMasq   = ipvs.Masquerade
+	IPVSRoute  = ipvs.DirectRoute
+	IPVSTunnel = ipvs.Tunnel
+)
+
 // AddIPVSService does on a node in IPVS mode what kube-proxy does for a
 // Service: the service address on kube-ipvs0 and an IPVS virtual service
-// (TCP, round-robin) with the given real servers, NAT forwarding; none for
-// a Service without ready endpoints.
-func (n *Node) AddIPVSService(svc netip.AddrPort, reals ...netip.AddrPort) error {
+// (TCP, round-robin) with the given real servers, forwarded by method;
+// none for a Service without ready endpoints.
+func (n *Node) AddIPVSService(svc netip.AddrPort, method ipvs.ForwardType, reals ...netip.AddrPort) error {
 	h, err := n.NewHandle()
 	if err != nil {
 		return fmt.Errorf("open netlink: %w", err)
@@ -110,7 +117,7 @@ func (n *Node) AddIPVSService(svc netip.AddrPort, reals ...netip.AddrPort) error
 				Address:   rs.Addr(),
 				Port:      rs.Port(),
 				Family:    ipvs.INET,
-				FwdMethod: ipvs.Masquerade,
+				FwdMethod: method,
 				Weight:    1,
 			}
 			if err := c.CreateDestination(vs, d); err != nil {

@@ -153,7 +153,7 @@ func TestLiveIPVSNoRealServer(t *testing.T) {
 	}
 	n1 := c.Node(topology.Node1)
 	empty := netip.MustParseAddrPort("10.96.0.20:80")
-	if err := n1.AddIPVSService(empty); err != nil {
+	if err := n1.AddIPVSService(empty, topology.IPVSMasq); err != nil {
 		t.Fatal(err)
 	}
 	stop := tracing(t, c, topology.ClientIP)
@@ -188,4 +188,59 @@ func TestLiveIPVSNoRealServer(t *testing.T) {
 		t.Errorf("drop advice %q, want IPVS's, naming %s\n%s", last.Advice, empty, dump(req))
 	}
 	checkBackends(t, req, "")
+}
+
+// TestLiveIPVSMethods sends a SYN to a virtual service forwarding by direct
+// routing (to the local server pod) and one forwarding by IPIP tunnel (to
+// the server on node2): each shows an IPVS hop from that method's transmit
+// function, with the real server and the method. Neither real server has
+// the service address, so no connection is made; the hop is what counts.
+func TestLiveIPVSMethods(t *testing.T) {
+	c := ipvsCluster(t)
+	if !expectHop(stitch.HopIPVS) {
+		t.Skipf("kernel %s shows no IPVS hop (pathtrace features says why)", testutil.Release())
+	}
+	n1 := c.Node(topology.Node1)
+	services := []struct {
+		svc    netip.AddrPort
+		method string
+		real   netip.AddrPort
+	}{
+		{netip.MustParseAddrPort("10.96.0.31:80"), "route", topology.ServerLocalAddr},
+		{netip.MustParseAddrPort("10.96.0.32:80"), "tunnel", topology.ServerAddr},
+	}
+	for _, s := range services {
+		m := topology.IPVSRoute
+		if s.method == "tunnel" {
+			m = topology.IPVSTunnel
+		}
+		if err := n1.AddIPVSService(s.svc, m, s.real); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop := tracing(t, c, topology.ClientIP)
+	for _, s := range services {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		_, _ = topology.TCPExchange(ctx, c.Pod(topology.PodClient), s.svc, "ping") // no answer: see above
+		cancel()
+	}
+	paths, _ := stop()
+	for _, s := range services {
+		req := findPath(t, paths, topology.ClientIP, s.svc.Addr(), tcpSYN)
+		var hop *stitch.Hop
+		for i := range req.Hops {
+			if h := &req.Hops[i]; h.Kind == stitch.HopIPVS && h.IPVS != nil && h.IPVS.Verdict == "" {
+				hop = h
+				break
+			}
+		}
+		if hop == nil {
+			t.Errorf("no IPVS transmit hop for %s\n%s", s.svc, dump(req))
+			continue
+		}
+		if v := hop.IPVS; v.Service != s.svc || v.RealServer != s.real || v.Method != s.method || hop.Netns != n1.NetnsName {
+			t.Errorf("IPVS hop %+v in %s, want %s → %s by %s in %s", *v, hop.Netns, s.svc, s.real, s.method, n1.NetnsName)
+		}
+		checkBackends(t, req, "")
+	}
 }
