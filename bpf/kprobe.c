@@ -8,16 +8,16 @@
 
 #define PT_STACK 8
 
-/* A function's arguments, kept from entry to return: a kretprobe sees only
- * the return value. One stack per CPU and function, as calls nest on a CPU
- * (a bridge hook running the IPv4 hooks through br_netfilter, softirqs, a
- * REJECT sending its reply through the output hooks) and return in reverse
- * order. Every call is pushed, wanted or not (skb 0), so that returns pop
- * the right frame. */
+/* A hook function's arguments, kept from entry to return: a kretprobe
+ * sees only the return value. One stack per CPU and function, as calls nest
+ * on a CPU (a bridge hook running the IPv4 hooks through br_netfilter,
+ * softirqs, a REJECT sending its reply through the output hooks) and return
+ * in reverse order. Every call is pushed, wanted or not (skb 0), so that
+ * returns pop the right frame. The rule tables keep their own frames
+ * (common.h, table_stack). */
 struct pt_frame {
 	__u64 skb;
 	__u64 state;
-	__u64 obj; /* the table, the chain, ... */
 };
 
 struct pt_stack {
@@ -37,8 +37,7 @@ struct pt_stack {
 PT_STACK_MAP(nf_stack);
 PT_STACK_MAP(ipvs_stack);
 
-static __always_inline void stack_push(void *map, bool wanted, void *skb, const void *state,
-				       const void *obj)
+static __always_inline void stack_push(void *map, bool wanted, void *skb, const void *state)
 {
 	__u32 zero = 0;
 	struct pt_stack *st = bpf_map_lookup_elem(map, &zero);
@@ -54,7 +53,6 @@ static __always_inline void stack_push(void *map, bool wanted, void *skb, const 
 	if (d < PT_STACK) {
 		st->frames[d].skb = wanted ? (__u64)skb : 0;
 		st->frames[d].state = (__u64)state;
-		st->frames[d].obj = (__u64)obj;
 	}
 	st->depth = d + 1;
 }
@@ -81,7 +79,7 @@ int BPF_KPROBE(kprobe_nf_hook_slow, struct sk_buff *skb, struct nf_hook_state *s
 {
 	bool wanted = nf_state_wanted(skb, state);
 
-	stack_push(&nf_stack, wanted, skb, state, NULL);
+	stack_push(&nf_stack, wanted, skb, state);
 	if (wanted)
 		nf_func_event(skb, state, PT_SLOT_FIRST);
 	return 0;
@@ -164,7 +162,7 @@ int BPF_KRETPROBE(kretprobe_table, unsigned int ret)
 SEC("kprobe/ip_vs_in_hook")
 int BPF_KPROBE(kprobe_ip_vs_hook, void *priv, struct sk_buff *skb, const struct nf_hook_state *state)
 {
-	stack_push(&ipvs_stack, table_wanted(skb, state), skb, state, NULL);
+	stack_push(&ipvs_stack, table_wanted(skb, state), skb, state);
 	return 0;
 }
 

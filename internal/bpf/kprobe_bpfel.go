@@ -21,7 +21,6 @@ type KprobePtStack struct {
 		_     structs.HostLayout
 		Skb   uint64
 		State uint64
-		Obj   uint64
 	}
 }
 

@@ -188,4 +188,19 @@ func TestVXLANRcvHop(t *testing.T) {
 	if d.Backend != "fentry" || d.Outer == nil || *d.Outer != wantOuter || d.NetnsInode != nsNode2 {
 		t.Errorf("decap hop backend %q outer %+v netns %d, want fentry, %+v, node2", d.Backend, d.Outer, d.NetnsInode, wantOuter)
 	}
+
+	// vxlan_rcv dropping the packet (no device for its VNI): the drop
+	// still sees the outer headers; no encap hop appears.
+	s = newSeq(0xe01, 2e9, tcp("10.244.1.5:1", "10.244.2.7:2"))
+	s.encap("192.168.50.11:48748", "192.168.50.12:8472", 9).
+		dev(decode.KindRx, nsNode2, "eth0").
+		add(decode.Event{Kind: decode.KindVXLANRcv, Flags: decode.FlagFentry, Netns: nsNode2, Dev: "eth0"}).
+		add(decode.Event{Kind: decode.KindDrop, Netns: nsNode2, Dev: "eth0"})
+	paths, _ = collect(t, Config{}, s.events)
+	if len(paths) != 1 {
+		t.Fatalf("got %d paths, want 1", len(paths))
+	}
+	if got, want := kinds(paths[0]), "rx:eth0 decap:eth0 drop:eth0"; got != want {
+		t.Errorf("hops of a packet vxlan_rcv dropped\n got %s\nwant %s", got, want)
+	}
 }

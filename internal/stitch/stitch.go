@@ -400,7 +400,6 @@ func (s *Stitcher) apply(t *track, ev *decode.Event) {
 		// vxlan_rcv: the decapsulation happens here, on the underlay
 		// device's packet; the VXLAN device is the next event's.
 		h.Kind = HopDecap
-		t.encap = false
 		if len(t.path.Hops) < s.cfg.MaxHops {
 			t.decapHop = len(t.path.Hops)
 		}
@@ -503,12 +502,16 @@ func (s *Stitcher) applyInHook(t *track, ev *decode.Event) {
 		h.Kind = HopIPVS
 		h.IPVS = &IPVS{Verdict: ev.Verdict()}
 	}
-	if inPending {
+	if inPending && len(t.inHook) < maxInHook {
 		t.inHook = append(t.inHook, h)
 		return
 	}
 	s.append(t, h)
 }
+
+// maxInHook bounds the verdicts held for one hook (a hook runs a few
+// tables); past it they are appended at once.
+const maxInHook = 16
 
 func (s *Stitcher) flushInHook(t *track) {
 	for i := range t.inHook {
@@ -540,6 +543,8 @@ func (s *Stitcher) transitions(t *track, ev *decode.Event) {
 		d.Dev, d.Ifindex = ev.Dev, ev.Ifindex
 		d.NetnsInode, d.Netns = ev.Netns, s.netns(ev.Netns)
 		t.decapHop = -1
+		t.encap = false
+		return
 	}
 	switch {
 	case enc && !t.encap && t.vxlanHop >= 0:
