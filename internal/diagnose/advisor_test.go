@@ -603,3 +603,19 @@ func TestAdviceIPVSDrop(t *testing.T) {
 	contains(t, "advice", got, "IPVS dropped it in INPUT on node1: the virtual service 10.96.0.20:80 had no real server",
 		"\n$ ip netns exec node1 ipvsadm -Ln -t 10.96.0.20:80")
 }
+
+// Before 5.17 a drop has no reason: the function that freed it tells a
+// netfilter drop, and the generic advice says where it died.
+func TestAdviceWithoutReason(t *testing.T) {
+	a := New(map[uint32]*doctor.Report{inoNode1: report(t, "node1", nil)})
+	fwd := nf(hop("", "node1", inoNode1, "cni0", 60), "FORWARD", "cni0", "flannel.1")
+	fwd.Partial = true
+	drop := dropped(hop("", "node1", inoNode1, "cni0", 60), "")
+	drop.Func = "nf_hook_slow+0xa0"
+	contains(t, "advice", advice(a, routed(fwd, drop)), "A netfilter rule in FORWARD on node1")
+
+	drop.Func = "tcp_v4_rcv+0x2c"
+	got := advice(a, routed(drop))
+	contains(t, "advice", got, "The kernel dropped it at cni0 on node1, in tcp_v4_rcv (it gives no drop reason before Linux 5.17).")
+	lacks(t, "advice", got, "#0")
+}

@@ -43,7 +43,7 @@ func (a *Advisor) advise(p *stitch.Path, i int) string {
 	if d.by != nil && d.by.IPVS != nil {
 		return d.ipvs()
 	}
-	if d.by != nil || h.Reason == "NETFILTER_DROP" {
+	if d.by != nil || h.Reason == "NETFILTER_DROP" || (noReason(h) && netfilterFunc(h.Func)) {
 		return d.netfilter()
 	}
 	if d.forwardingOff() {
@@ -399,7 +399,16 @@ func (d *drop) generic() string {
 	} else if d.h.Dev != "" {
 		where = "at " + d.h.Dev + " on " + d.ns
 	}
-	s.say("The kernel dropped it %s with reason %s.", where, reason)
+	switch fn := funcOf(d.h.Func); {
+	case noReason(d.h) && fn != "":
+		s.say("The kernel dropped it %s, in %s (it gives no drop reason before Linux 5.17).", where, fn)
+	case noReason(d.h):
+		s.say("The kernel dropped it %s (it gives no drop reason before Linux 5.17).", where)
+	case fn != "":
+		s.say("The kernel dropped it %s with reason %s, in %s.", where, reason, fn)
+	default:
+		s.say("The kernel dropped it %s with reason %s.", where, reason)
+	}
 	r, ok := reasons[d.h.Reason]
 	if ok {
 		s.say("%s", r.why)
@@ -450,4 +459,26 @@ var reasons = map[string]struct{ why, check string }{
 	"DEV_READY":                {"The device was not up or had no carrier.", "ip link show DEV"},
 	"UNHANDLED_PROTO":          {"No handler for the frame's protocol.", ""},
 	"RECURSION_LIMIT":          {"Too many nested transmits (a tunnel or routing loop).", ""},
+}
+
+// noReason reports whether a drop hop has no reason: the kernel has none
+// (before 5.17).
+func noReason(h *stitch.Hop) bool { return h.Reason == "" && h.ReasonCode == 0 }
+
+// funcOf is the function of a symbol: "nf_hook_slow" of
+// "nf_hook_slow+0xa0 [module]".
+func funcOf(sym string) string {
+	fn, _, _ := strings.Cut(sym, "+")
+	return fn
+}
+
+// netfilterFunc reports whether a packet freed in this function was
+// dropped by a netfilter hook: nf_hook_slow frees what a hook function
+// dropped; nf_tables frees what its rules drop itself on newer kernels.
+func netfilterFunc(sym string) bool {
+	switch funcOf(sym) {
+	case "nf_hook_slow", "nft_do_chain":
+		return true
+	}
+	return false
 }

@@ -355,6 +355,11 @@ func TestLiveForwardDrop(t *testing.T) {
 	if fn != "nf_hook_slow" && fn != "nft_do_chain" {
 		t.Errorf("drop freed by %q (location %#x), want nf_hook_slow or nft_do_chain", last.Func, last.Location)
 	}
+	// The advice points at FORWARD's rules on every kernel: from the
+	// reason, the table's verdict, or (before 5.17) the freeing function.
+	if !strings.Contains(last.Advice, "FORWARD") || !strings.Contains(last.Advice, n1.NetnsName) {
+		t.Errorf("drop advice does not point at FORWARD on %s:\n%s", n1.NetnsName, last.Advice)
+	}
 }
 
 // TestLiveLegacyTableDrop drops the request with an iptables-legacy rule
