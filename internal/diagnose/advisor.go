@@ -37,8 +37,11 @@ func New(reports map[uint32]*doctor.Report) *Advisor {
 // warnings (each once, after any p already has).
 func (a *Advisor) Annotate(p *stitch.Path) {
 	for i := range p.Hops {
-		if p.Hops[i].Kind == stitch.HopDrop {
-			p.Hops[i].Advice = a.advise(p, i)
+		switch h := &p.Hops[i]; h.Kind {
+		case stitch.HopDrop:
+			h.Advice = a.advise(p, i)
+		case stitch.HopIPVS:
+			a.scheduler(p, h)
 		}
 	}
 	for _, w := range a.warnings(p) {
@@ -189,4 +192,21 @@ func (a *Advisor) podHop(p *stitch.Path) *stitch.Hop {
 		return nil
 	}
 	return h
+}
+
+// scheduler names the scheduler of an IPVS hop whose program could not
+// read it (no BTF for the ip_vs module) from the virtual service in the
+// node's report.
+func (a *Advisor) scheduler(p *stitch.Path, h *stitch.Hop) {
+	v := h.IPVS
+	if v == nil || v.Scheduler != "" || !v.Service.IsValid() {
+		return
+	}
+	proto := h.Proto
+	if proto == 0 {
+		proto = p.Proto
+	}
+	if vs, ok := a.nodes[h.NetnsInode].virtualService(proto, v.Service); ok {
+		v.Scheduler = vs.Scheduler
+	}
 }

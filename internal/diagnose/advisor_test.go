@@ -16,11 +16,19 @@ import (
 // The reports are made by doctor.Collect from canned sources, so a change of
 // the report's values that the advisor parses breaks these tests.
 
-type fakeNet struct{ links []doctor.Link }
+type fakeNet struct {
+	links []doctor.Link
+	ipvs  *doctor.IPVS // nil: no IPVS on the node
+}
 
-func (f *fakeNet) Links() ([]doctor.Link, error)         { return f.links, nil }
-func (f *fakeNet) NFTables() ([]doctor.NFTable, error)   { return nil, nil }
-func (f *fakeNet) IPVS() (doctor.IPVS, error)            { return doctor.IPVS{}, doctor.ErrIPVSUnavailable }
+func (f *fakeNet) Links() ([]doctor.Link, error)       { return f.links, nil }
+func (f *fakeNet) NFTables() ([]doctor.NFTable, error) { return nil, nil }
+func (f *fakeNet) IPVS() (doctor.IPVS, error) {
+	if f.ipvs == nil {
+		return doctor.IPVS{}, doctor.ErrIPVSUnavailable
+	}
+	return *f.ipvs, nil
+}
 func (f *fakeNet) LegacyChains(string) ([]string, error) { return nil, nil }
 
 func file(s string) *fstest.MapFile { return &fstest.MapFile{Data: []byte(s + "\n")} }
@@ -589,9 +597,43 @@ func TestAdviceTableVerdict(t *testing.T) {
 	contains(t, "advice", got, "A netfilter rule in FORWARD on node1")
 }
 
+// ipvsReport is node1's report on an IPVS-mode node with a service without
+// real servers.
+func ipvsReport(t *testing.T) *doctor.Report {
+	t.Helper()
+	st := &doctor.IPVS{Available: true, Services: 2, RealServers: 2, Schedulers: []string{"rr"},
+		VirtualServices: []doctor.VirtualService{
+			{Protocol: "TCP", Address: "10.96.0.10:80", Scheduler: "rr", RealServers: 2},
+			{Protocol: "TCP", Address: "10.96.0.20:80", Scheduler: "wrr", RealServers: 0},
+		}}
+	r, err := doctor.Collect(context.Background(), doctor.Options{Netns: "node1", FS: nodeFS(), Net: &fakeNet{links: flannelLinks(), ipvs: st}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// The scheduler an IPVS hop could not read comes from the node's report;
+// one the hop has stays.
+func TestIPVSSchedulerFromReport(t *testing.T) {
+	a := New(map[uint32]*doctor.Report{inoNode1: ipvsReport(t)})
+	ipvs := func(svc string, sched string) stitch.Hop {
+		h := hop(stitch.HopIPVS, "node1", inoNode1, "cni0", 60)
+		h.IPVS = &stitch.IPVS{Service: netip.MustParseAddrPort(svc), RealServer: server, Scheduler: sched, Method: "masq"}
+		return h
+	}
+	p := routed(ipvs("10.96.0.10:80", ""), ipvs("10.96.0.10:80", "sh"), ipvs("10.96.0.99:80", ""))
+	a.Annotate(p)
+	for i, want := range []string{"rr", "sh", ""} {
+		if got := p.Hops[4+i].IPVS.Scheduler; got != want {
+			t.Errorf("hop %d: scheduler %q, want %q", 4+i, got, want)
+		}
+	}
+}
+
 // A drop by IPVS's hook is a virtual service without real servers.
 func TestAdviceIPVSDrop(t *testing.T) {
-	a := New(map[uint32]*doctor.Report{inoNode1: report(t, "node1", nil)})
+	a := New(map[uint32]*doctor.Report{inoNode1: ipvsReport(t)})
 	vip := netip.MustParseAddrPort("10.96.0.20:80")
 	in := nf(hop("", "node1", inoNode1, "cni0", 60), "INPUT", "cni0", "")
 	in.Partial = true
@@ -601,6 +643,7 @@ func TestAdviceIPVSDrop(t *testing.T) {
 	drop.Dst = vip
 	got := advice(a, routed(in, ipvs, drop))
 	contains(t, "advice", got, "IPVS dropped it in INPUT on node1: the virtual service 10.96.0.20:80 had no real server",
+		"When the trace started it had 0 real servers (scheduler wrr).",
 		"\n$ ip netns exec node1 ipvsadm -Ln -t 10.96.0.20:80")
 }
 

@@ -178,6 +178,13 @@ func (d *drop) ipvs() string {
 	}
 	svc := dst.String()
 	s.say("IPVS dropped it in %s on %s: the virtual service %s had no real server to send it to (none configured, all with weight 0, or all over their connection limits), so IPVS answered with ICMP port unreachable. In Kubernetes: the Service has no ready endpoints.", hookOr(d.hook, "its hook"), d.ns, svc)
+	proto := d.h.Proto
+	if proto == 0 {
+		proto = d.p.Proto
+	}
+	if vs, ok := d.n.virtualService(proto, dst); ok {
+		s.say("When the trace started it had %s (scheduler %s).", plural(vs.RealServers, "real server", "real servers"), vs.Scheduler)
+	}
 	s.run(d.in + "ipvsadm -Ln -t " + svc)
 	s.run("kubectl get services -A -o wide | grep -w " + dst.Addr().String() + "   # then: kubectl get endpointslices -n NAMESPACE -l kubernetes.io/service-name=NAME")
 	return s.String()
@@ -481,4 +488,12 @@ func netfilterFunc(sym string) bool {
 		return true
 	}
 	return false
+}
+
+// plural says "1 real server", "0 real servers".
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }

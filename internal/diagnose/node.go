@@ -2,6 +2,7 @@ package diagnose
 
 import (
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -26,6 +27,20 @@ type node struct {
 	overlays  []doctor.Overlay
 	bridges   []doctor.Bridge
 	legacyIPT bool // kube-proxy's rules are in legacy x_tables
+	// ipvs holds the IPVS virtual services by "PROTO addr:port" ("TCP
+	// 10.96.0.10:80"); nil when the report has none.
+	ipvs map[string]doctor.VirtualService
+}
+
+// virtualService returns the IPVS virtual service at addr for protocol
+// proto (an IP protocol number), as the report saw it.
+func (n *node) virtualService(proto uint8, addr netip.AddrPort) (doctor.VirtualService, bool) {
+	if n == nil || n.ipvs == nil {
+		return doctor.VirtualService{}, false
+	}
+	name := map[uint8]string{6: "TCP", 17: "UDP", 132: "SCTP"}[proto]
+	vs, ok := n.ipvs[name+" "+addr.String()]
+	return vs, ok
 }
 
 func newNode(r *doctor.Report) *node {
@@ -66,6 +81,12 @@ func newNode(r *doctor.Report) *node {
 	n.overlays = r.Network.Overlays
 	n.bridges = r.Network.Bridges
 	n.legacyIPT = r.KubeProxy.KubeServicesLegacy == doctor.Present && r.KubeProxy.KubeServicesNFT != doctor.Present
+	for _, vs := range r.KubeProxy.IPVS.VirtualServices {
+		if n.ipvs == nil {
+			n.ipvs = make(map[string]doctor.VirtualService)
+		}
+		n.ipvs[vs.Protocol+" "+vs.Address] = vs
+	}
 	return n
 }
 

@@ -289,6 +289,17 @@ func TestKubeProxyMode(t *testing.T) {
 		n := &fakeNet{ipvs: IPVS{Available: true, Services: 2, RealServers: 3, Schedulers: []string{"rr", "sh"}}}
 		r := collectFake(t, fstest.MapFS{}, n)
 		wantStatus(t, r, "kube_proxy.ipvs", StatusInfo, "2 services, 3 real servers (rr, sh)")
+		// A service without real servers is a warning, named.
+		n = &fakeNet{ipvs: IPVS{Available: true, Services: 2, RealServers: 3, Schedulers: []string{"rr"},
+			VirtualServices: []VirtualService{
+				{Protocol: "TCP", Address: "10.96.0.10:80", Scheduler: "rr", RealServers: 3},
+				{Protocol: "UDP", Address: "10.96.0.20:53", Scheduler: "rr"},
+			}}}
+		r = collectFake(t, fstest.MapFS{}, n)
+		wantStatus(t, r, "kube_proxy.ipvs", StatusWarn, "2 services, 3 real servers (rr); without real servers: UDP 10.96.0.20:53")
+		if vs := r.KubeProxy.IPVS.VirtualServices; len(vs) != 2 || vs[1].Address != "10.96.0.20:53" {
+			t.Errorf("virtual services %+v", vs)
+		}
 		n = &fakeNet{ipvsErr: ErrIPVSUnavailable}
 		r = collectFake(t, fstest.MapFS{}, n)
 		wantStatus(t, r, "kube_proxy.ipvs", StatusInfo, "ip_vs not available")

@@ -2,6 +2,7 @@ package doctor
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 )
@@ -87,6 +88,20 @@ func (c *collector) kubeProxy() (KubeProxy, []Item) {
 			ipvsItem.Value += " (" + strings.Join(st.Schedulers, ", ") + ")"
 		}
 		ipvsItem.Explain = "IPVS picks a real server per connection for kube-proxy IPVS mode"
+		var empty []string
+		for _, vs := range st.VirtualServices {
+			if vs.RealServers == 0 {
+				empty = append(empty, vs.Protocol+" "+vs.Address)
+			}
+		}
+		if len(empty) > 0 {
+			ipvsItem.Status = StatusWarn
+			ipvsItem.Value += "; without real servers: " + strings.Join(empty[:min(len(empty), 5)], ", ")
+			if len(empty) > 5 {
+				ipvsItem.Value += fmt.Sprintf(" and %d more", len(empty)-5)
+			}
+			ipvsItem.Explain = "IPVS drops connections to a virtual service without real servers (ICMP port unreachable): a Service without ready endpoints"
+		}
 	}
 
 	kp.Mode = kubeProxyMode(kp, ipvsUnknown)

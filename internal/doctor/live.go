@@ -1,6 +1,7 @@
 package doctor
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -282,12 +283,25 @@ func (liveNet) IPVS() (IPVS, error) {
 			res.Schedulers = append(res.Schedulers, s.Scheduler)
 		}
 		dests, err := c.Destinations(s.Service)
-		if err != nil {
+		if err != nil && !errors.Is(err, os.ErrNotExist) { // ErrNotExist: none
 			return res, fmt.Errorf("list IPVS real servers: %w", err)
 		}
 		res.RealServers += len(dests)
+		vs := VirtualService{Protocol: s.Protocol.String(), Scheduler: s.Scheduler, RealServers: len(dests)}
+		if s.FWMark != 0 {
+			vs.Address = fmt.Sprintf("fwmark:%d", s.FWMark)
+		} else {
+			vs.Address = netip.AddrPortFrom(s.Address, s.Port).String()
+		}
+		res.VirtualServices = append(res.VirtualServices, vs)
 	}
 	slices.Sort(res.Schedulers)
+	slices.SortFunc(res.VirtualServices, func(a, b VirtualService) int {
+		return cmp.Or(cmp.Compare(a.Address, b.Address), cmp.Compare(a.Protocol, b.Protocol))
+	})
+	if len(res.VirtualServices) > MaxVirtualServices {
+		res.VirtualServices = res.VirtualServices[:MaxVirtualServices]
+	}
 	return res, nil
 }
 

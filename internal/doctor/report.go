@@ -93,7 +93,24 @@ type IPVS struct {
 	Services    int      `json:"services"`
 	RealServers int      `json:"real_servers"`
 	Schedulers  []string `json:"schedulers,omitempty"`
-	Error       string   `json:"error,omitempty"`
+	// VirtualServices lists the services, the first MaxVirtualServices
+	// of them (sorted), for pathtrace to name a connection's scheduler
+	// where the kernel does not let its programs read it, and to tell a
+	// service without real servers.
+	VirtualServices []VirtualService `json:"virtual_services,omitempty"`
+	Error           string           `json:"error,omitempty"`
+}
+
+// MaxVirtualServices bounds IPVS.VirtualServices: a node report travels in
+// every recording.
+const MaxVirtualServices = 4096
+
+// VirtualService is one IPVS virtual service.
+type VirtualService struct {
+	Protocol    string `json:"protocol"` // "TCP", "UDP", "SCTP"
+	Address     string `json:"address"`  // "10.96.0.10:80"; "fwmark:N" for a firewall-mark service
+	Scheduler   string `json:"scheduler"`
+	RealServers int    `json:"real_servers"`
 }
 
 // Network is the structured overlay and bridge view.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"runtime"
@@ -347,5 +348,20 @@ func TestLiveIPVSLayout(t *testing.T) {
 	}
 	if !kp.IPVS.Available || kp.IPVS.Services != 1 || kp.IPVS.RealServers != 2 || !slices.Contains(kp.IPVS.Schedulers, "rr") {
 		t.Errorf("IPVS %+v, want 1 rr service with 2 real servers", kp.IPVS)
+	}
+	want := []VirtualService{{Protocol: "TCP", Address: topology.ClusterIP.String(), Scheduler: "rr", RealServers: 2}}
+	if !slices.Equal(kp.IPVS.VirtualServices, want) {
+		t.Errorf("IPVS virtual services %+v, want %+v", kp.IPVS.VirtualServices, want)
+	}
+
+	// A Service whose endpoints are gone: its virtual service stays,
+	// without real servers, and the report warns.
+	if err := c.Node(topology.Node1).AddIPVSService(netip.MustParseAddrPort("10.96.0.20:80"), topology.IPVSMasq); err != nil {
+		t.Fatal(err)
+	}
+	r = collectLive(t, c.Node(topology.Node1).NetnsName)
+	it := r.Item("kube_proxy.ipvs")
+	if it == nil || it.Status != StatusWarn || !strings.Contains(it.Value, "without real servers: TCP 10.96.0.20:80") {
+		t.Errorf("IPVS item %+v, want a warning naming TCP 10.96.0.20:80", it)
 	}
 }
