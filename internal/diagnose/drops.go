@@ -43,7 +43,7 @@ func (a *Advisor) advise(p *stitch.Path, i int) string {
 	if d.by != nil && d.by.IPVS != nil {
 		return d.ipvs()
 	}
-	if d.by != nil || h.Reason == "NETFILTER_DROP" || (noReason(h) && netfilterFunc(h.Func)) {
+	if d.by != nil || h.Reason == "NETFILTER_DROP" || (noReason(h) && netfilterFunc(h)) {
 		return d.netfilter()
 	}
 	if d.forwardingOff() {
@@ -406,7 +406,7 @@ func (d *drop) generic() string {
 	} else if d.h.Dev != "" {
 		where = "at " + d.h.Dev + " on " + d.ns
 	}
-	switch fn := funcOf(d.h.Func); {
+	switch fn := d.h.FuncName(); {
 	case noReason(d.h) && fn != "":
 		s.say("The kernel dropped it %s, in %s (it gives no drop reason before Linux 5.17).", where, fn)
 	case noReason(d.h):
@@ -472,18 +472,11 @@ var reasons = map[string]struct{ why, check string }{
 // (before 5.17).
 func noReason(h *stitch.Hop) bool { return h.Reason == "" && h.ReasonCode == 0 }
 
-// funcOf is the function of a symbol: "nf_hook_slow" of
-// "nf_hook_slow+0xa0 [module]".
-func funcOf(sym string) string {
-	fn, _, _ := strings.Cut(sym, "+")
-	return fn
-}
-
 // netfilterFunc reports whether a packet freed in this function was
 // dropped by a netfilter hook: nf_hook_slow frees what a hook function
 // dropped; nf_tables frees what its rules drop itself on newer kernels.
-func netfilterFunc(sym string) bool {
-	switch funcOf(sym) {
+func netfilterFunc(h *stitch.Hop) bool {
+	switch h.FuncName() {
 	case "nf_hook_slow", "nft_do_chain":
 		return true
 	}

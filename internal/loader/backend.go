@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/pathtrace/pathtrace/internal/features"
 )
@@ -202,13 +203,14 @@ var funcHops = []funcHop{
 // iptDoTableOldABI reports whether ipt_do_table takes (skb, state, table),
 // as before "netfilter: iptables: allow use of ipt_do_table as hookfn"
 // (Linux 5.16), rather than (priv, skb, state): by its BTF where the
-// kernel has it, else by the kernel's version.
-func iptDoTableOldABI() bool {
+// kernel has it, else by the kernel's version. Asked once: the answer
+// does not change while the kernel runs.
+var iptDoTableOldABI = sync.OnceValue(func() bool {
 	if params, err := features.FuncParams(iptDoTable); err == nil && len(params) > 0 {
 		return params[0] == "skb"
 	}
 	return features.KernelVersionBelow(5, 16)
-}
+})
 
 // nfHookSlow is the function that runs a netfilter hook's functions.
 var nfHookSlow = features.FuncRef{Name: "nf_hook_slow"}

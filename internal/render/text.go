@@ -277,7 +277,7 @@ func (r *textRenderer) appendPath(b []byte, p *stitch.Path) []byte {
 				}
 			}
 			b = append(b, pal.dropLine.post...)
-			if fn := funcName(h.Func); fn != "" {
+			if fn := h.FuncName(); fn != "" {
 				b = append(b, " by "...)
 				b = appendText(b, fn)
 			}
@@ -681,13 +681,4 @@ func (r *textRenderer) appendTable(b []byte, tb *stitch.Table) []byte {
 	b = append(b, " ("...)
 	b = appendText(b, tb.Engine)
 	return append(b, ')')
-}
-
-// funcName is the function of a symbol, "nf_hook_slow" of
-// "nf_hook_slow+0x9e [module]".
-func funcName(sym string) string {
-	if i := strings.IndexByte(sym, '+'); i >= 0 {
-		return sym[:i]
-	}
-	return sym
 }

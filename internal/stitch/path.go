@@ -3,6 +3,7 @@ package stitch
 import (
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -131,6 +132,13 @@ type Hop struct {
 	// Advice says, on a drop hop, what on the node likely caused it and how
 	// to check; filled by internal/diagnose from the node report.
 	Advice string
+}
+
+// FuncName is the function of Func, without offset or module:
+// "nf_hook_slow" of "nf_hook_slow+0xa0"; "" when unknown.
+func (h *Hop) FuncName() string {
+	fn, _, _ := strings.Cut(h.Func, "+")
+	return fn
 }
 
 // Path is the journey of one packet through the traced nodes.

@@ -493,11 +493,7 @@ func (s *Stitcher) applyInHook(t *track, ev *decode.Event) {
 	h.In, h.Out = ev.In, ev.Out
 	if ev.Kind == decode.KindTable {
 		h.Kind = HopTable
-		chain := ev.Ext.Chain
-		if chain == "" && ev.Ext.Val[2] == decode.EngineXtables && hook != decode.HookUnknown {
-			chain = hook.String() // x_tables: the hook's built-in chain
-		}
-		h.Table = &Table{Engine: ev.Engine(), Family: ev.Family(), Name: ev.Ext.Name, Chain: chain, Verdict: ev.Verdict()}
+		h.Table = &Table{Engine: ev.Engine(), Family: ev.Family(), Name: ev.Ext.Name, Chain: ev.Ext.Chain, Verdict: ev.Verdict()}
 	} else {
 		h.Kind = HopIPVS
 		h.IPVS = &IPVS{Verdict: ev.Verdict()}

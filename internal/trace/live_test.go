@@ -351,8 +351,7 @@ func TestLiveForwardDrop(t *testing.T) {
 	// The freeing function, named from kallsyms: netfilter frees a packet
 	// a rule dropped in nf_hook_slow, or (nf_tables on newer kernels) in
 	// nft_do_chain itself.
-	fn, _, _ := strings.Cut(last.Func, "+")
-	if fn != "nf_hook_slow" && fn != "nft_do_chain" {
+	if fn := last.FuncName(); fn != "nf_hook_slow" && fn != "nft_do_chain" {
 		t.Errorf("drop freed by %q (location %#x), want nf_hook_slow or nft_do_chain", last.Func, last.Location)
 	}
 	// The advice points at FORWARD's rules on every kernel: from the
