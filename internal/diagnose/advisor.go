@@ -114,13 +114,18 @@ const ethHeader = 14
 
 // hookOf is the netfilter hook a drop happened in: the stitcher names it
 // when the hook's last slot never ran; otherwise a partial netfilter hop
-// right before the drop in the same namespace tells.
-func hookOf(p *stitch.Path, i int) (hook string, nf *stitch.Hop) {
+// right before the drop in the same namespace tells. by is the table or
+// IPVS hop inside that hook that returned the drop, where one shows it.
+func hookOf(p *stitch.Path, i int) (hook string, nf, by *stitch.Hop) {
 	h := &p.Hops[i]
 	for j := i - 1; j >= 0; j-- {
 		prev := &p.Hops[j]
 		if prev.NetnsInode != h.NetnsInode || !inHook(prev) {
 			break
+		}
+		if by == nil && ((prev.Table != nil && prev.Table.Verdict == "drop") ||
+			(prev.IPVS != nil && prev.IPVS.Verdict == "drop")) {
+			by = prev
 		}
 		if prev.Kind == stitch.HopNetfilter && (h.Hook == "" || prev.Hook == h.Hook) {
 			nf = prev
@@ -129,11 +134,11 @@ func hookOf(p *stitch.Path, i int) (hook string, nf *stitch.Hop) {
 	}
 	switch {
 	case h.Hook != "":
-		return h.Hook, nf
+		return h.Hook, nf, by
 	case nf != nil && nf.Partial:
-		return nf.Hook, nf
+		return nf.Hook, nf, by
 	}
-	return "", nil
+	return "", nil, by
 }
 
 // inHook reports whether a hop belongs to a netfilter hook: the hook's own
@@ -146,27 +151,6 @@ func inHook(h *stitch.Hop) bool {
 		return h.IPVS != nil && h.IPVS.Verdict != ""
 	}
 	return false
-}
-
-// verdictOf returns the table or IPVS hop that dropped the packet of drop
-// hop i inside its hook, or nil when none shows it.
-func verdictOf(p *stitch.Path, i int) *stitch.Hop {
-	h := &p.Hops[i]
-	for j := i - 1; j >= 0; j-- {
-		prev := &p.Hops[j]
-		if prev.NetnsInode != h.NetnsInode || !inHook(prev) {
-			return nil
-		}
-		switch {
-		case prev.Table != nil && prev.Table.Verdict == "drop":
-			return prev
-		case prev.IPVS != nil && prev.IPVS.Verdict == "drop":
-			return prev
-		case prev.Kind == stitch.HopNetfilter:
-			return nil
-		}
-	}
-	return nil
 }
 
 // sameNetnsBefore reports whether a hop before i in the namespace of hop i

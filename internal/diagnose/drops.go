@@ -37,8 +37,7 @@ func (a *Advisor) advise(p *stitch.Path, i int) string {
 	h := &p.Hops[i]
 	d := &drop{a: a, p: p, i: i, h: h, n: a.nodes[h.NetnsInode], ns: nodeLabel(h)}
 	d.in = inNetns(d.n, h.Netns)
-	d.hook, d.nf = hookOf(p, i)
-	d.by = verdictOf(p, i)
+	d.hook, d.nf, d.by = hookOf(p, i)
 
 	if d.by != nil && d.by.IPVS != nil {
 		return d.ipvs()
