@@ -320,10 +320,13 @@ func TestLiveSameNode(t *testing.T) {
 	checkBackends(t, req, "")
 }
 
-func TestLiveForwardDrop(t *testing.T) {
-	c := cluster(t, topology.Options{})
+// forwardDropped inserts, with iptables (a func of the node: IPTables,
+// IPTablesLegacy), a FORWARD DROP of the client's packets to the server on
+// node1, traces a request to the ClusterIP, and returns the request's path.
+func forwardDropped(t *testing.T, c *topology.Cluster, iptables func(n *topology.Node, args ...string) error) *stitch.Path {
+	t.Helper()
 	n1 := c.Node(topology.Node1)
-	if err := n1.IPTables("-I", "FORWARD", "-s", topology.ClientIP.String(), "-d", topology.ServerIP.String(), "-j", "DROP"); err != nil {
+	if err := iptables(n1, "-I", "FORWARD", "-s", topology.ClientIP.String(), "-d", topology.ServerIP.String(), "-j", "DROP"); err != nil {
 		t.Fatal(err)
 	}
 	stop := tracing(t, c, topology.ClientIP)
@@ -334,7 +337,13 @@ func TestLiveForwardDrop(t *testing.T) {
 		t.Fatal("the exchange went through a DROP rule")
 	}
 	paths, _ := stop()
-	req := findPath(t, paths, topology.ClientIP, topology.ClusterIP.Addr(), tcpSYN)
+	return findPath(t, paths, topology.ClientIP, topology.ClusterIP.Addr(), tcpSYN)
+}
+
+func TestLiveForwardDrop(t *testing.T) {
+	c := cluster(t, topology.Options{})
+	n1 := c.Node(topology.Node1)
+	req := forwardDropped(t, c, (*topology.Node).IPTables)
 	requireHops(t, req, hops([]hopMatch{
 		{kind: stitch.HopNAT, hook: "PREROUTING", description: "DNAT at PREROUTING"},
 		{kind: stitch.HopNetfilter, hook: "FORWARD", netns: n1.NetnsName, description: "FORWARD"},
@@ -365,23 +374,13 @@ func TestLiveForwardDrop(t *testing.T) {
 // (x_tables, next to the nftables rules the node already has): the path
 // shows that table's verdict, ipt_do_table's, before the drop.
 func TestLiveLegacyTableDrop(t *testing.T) {
-	c := cluster(t, topology.Options{})
+	testutil.RequireRoot(t)
 	if !expectHop(stitch.HopTable) {
 		t.Skipf("kernel %s shows no table verdicts (pathtrace features says why)", testutil.Release())
 	}
+	c := cluster(t, topology.Options{})
 	n1 := c.Node(topology.Node1)
-	if err := n1.IPTablesLegacy("-I", "FORWARD", "-s", topology.ClientIP.String(), "-d", topology.ServerIP.String(), "-j", "DROP"); err != nil {
-		t.Fatal(err)
-	}
-	stop := tracing(t, c, topology.ClientIP)
-	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
-	_, err := topology.TCPExchange(ctx, c.Pod(topology.PodClient), topology.ClusterIP, "ping")
-	cancel()
-	if err == nil {
-		t.Fatal("the exchange went through an iptables-legacy DROP rule")
-	}
-	paths, _ := stop()
-	req := findPath(t, paths, topology.ClientIP, topology.ClusterIP.Addr(), tcpSYN)
+	req := forwardDropped(t, c, (*topology.Node).IPTablesLegacy)
 	requireHops(t, req, []hopMatch{
 		{kind: stitch.HopNetfilter, hook: "FORWARD", netns: n1.NetnsName, description: "FORWARD"},
 		{kind: stitch.HopTable, hook: "FORWARD", netns: n1.NetnsName,
