@@ -28,7 +28,7 @@ root for the probes to be conclusive.`,
 			if err != nil {
 				return usageError{fmt.Errorf("--backend: %w", err)}
 			}
-			r := loader.Features(kernel.Release(), choice)
+			r := loader.Features(kernel.Release(), choice, loader.KernelProbes)
 			switch output {
 			case "text":
 				return r.WriteText(os.Stdout)

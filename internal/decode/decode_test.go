@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/pathtrace/pathtrace/internal/bpf"
+	"github.com/pathtrace/pathtrace/internal/hop"
 )
 
 func encode(t testing.TB, r *bpf.TracepointEvent) []byte {
@@ -37,7 +38,7 @@ func sampleRecord() bpf.TracepointEvent {
 	r.Skb = 0xffff888112345600
 	r.Ts = 123456789
 	r.Kind = uint8(KindNF)
-	r.Hook = uint8(HookPrerouting)
+	r.Hook = 0 // NF_INET_PRE_ROUTING
 	r.Slot = uint8(SlotLast)
 	r.Flags = uint8(FlagL3 | FlagL4 | FlagInner | FlagInnerL4)
 	r.Netns = 4026532177
@@ -67,7 +68,7 @@ func TestDecode(t *testing.T) {
 	want := Event{
 		Kind: KindNF, Flags: FlagL3 | FlagL4 | FlagInner | FlagInnerL4,
 		SKB: 0xffff888112345600, TS: 123456789, Netns: 4026532177, Ifindex: 7, Dev: "cni0",
-		Hook: HookPrerouting, Slot: SlotLast, In: "cni0", InIfindex: 7, Len: 60, Mark: 0x4000,
+		Backend: hop.NetfilterLink, Hook: hop.Prerouting, Slot: SlotLast, In: "cni0", InIfindex: 7, Len: 60, Mark: 0x4000,
 		Outer: Tuple{Proto: ProtoUDP, Src: netip.MustParseAddrPort("192.168.50.11:48748"),
 			Dst: netip.MustParseAddrPort("192.168.50.12:8472"), HasPorts: true},
 		Inner: Tuple{Proto: ProtoTCP, Src: netip.MustParseAddrPort("10.244.1.5:40312"),
@@ -159,46 +160,4 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
-}
-
-func TestBackend(t *testing.T) {
-	for _, tt := range []struct {
-		ev   Event
-		want string
-	}{
-		{Event{Kind: KindRx}, "tracepoint"},
-		{Event{Kind: KindDrop}, "tracepoint"},
-		{Event{Kind: KindNF}, "netfilter-link"},
-		{Event{Kind: KindNF, Flags: FlagFentry}, "fentry"},
-		{Event{Kind: KindNF, Flags: FlagKprobe | FlagL3}, "kprobe"},
-		{Event{Kind: KindIPVS, Flags: FlagFentry}, "fentry"},
-		{Event{Kind: KindBridge}, ""},
-	} {
-		if got := tt.ev.Backend(); got != tt.want {
-			t.Errorf("%s flags %#x: backend %q, want %q", tt.ev.Kind, tt.ev.Flags, got, tt.want)
-		}
-	}
-	for m, want := range map[uint32]string{0: "masq", 1: "local", 2: "tunnel", 3: "route", 4: "bypass", 9: "method(9)"} {
-		ev := Event{Kind: KindIPVS}
-		ev.Ext.Val[0] = m
-		if got := ev.IPVSMethod(); got != want {
-			t.Errorf("method %d: %q, want %q", m, got, want)
-		}
-	}
-}
-
-// The kind and flag values are the kernel's (bpf/include/event.h).
-func TestFunctionKindsMatchContract(t *testing.T) {
-	for k, want := range map[Kind]bpf.TracepointPathtraceKind{
-		KindBridge: bpf.TracepointPathtraceKindPT_EV_BRIDGE,
-		KindIPVS:   bpf.TracepointPathtraceKindPT_EV_IPVS,
-		KindVXLAN:  bpf.TracepointPathtraceKindPT_EV_VXLAN,
-	} {
-		if uint32(k) != uint32(want) {
-			t.Errorf("%s = %d, event.h says %d", k, k, want)
-		}
-	}
-	if uint32(FlagFentry) != uint32(bpf.TracepointPathtraceFlagsPT_F_FENTRY) || uint32(FlagKprobe) != uint32(bpf.TracepointPathtraceFlagsPT_F_KPROBE) {
-		t.Errorf("backend flags differ from event.h")
-	}
 }

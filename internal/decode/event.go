@@ -3,6 +3,8 @@ package decode
 import (
 	"fmt"
 	"net/netip"
+
+	"github.com/pathtrace/pathtrace/internal/hop"
 )
 
 // Kind says which kernel hook produced an event. The values are those of
@@ -17,10 +19,10 @@ const (
 	KindDrop    Kind = 4 // skb:kfree_skb
 	KindConsume Kind = 5 // skb:consume_skb
 	KindBridge  Kind = 6 // br_forward: bridged from In to Out on Dev
-	KindIPVS    Kind = 7 // IPVS transmit to a real server; Ext holds the connection
+	KindIPVS    Kind = 7 // IPVS transmit to a real server; IPVS holds the connection
 	KindVXLAN   Kind = 8 // vxlan_xmit: about to be encapsulated on Dev
 	// KindTable: a rule table (ipt_do_table, nft_do_chain) returned a
-	// verdict; Ext holds the table, Ext.Chain the base chain.
+	// verdict; Table holds the table, Verdict the verdict.
 	KindTable Kind = 9
 	// KindIPVSVerdict: IPVS's netfilter hook dropped the packet.
 	KindIPVSVerdict Kind = 10
@@ -29,55 +31,52 @@ const (
 	KindVXLANRcv Kind = 11
 )
 
+// kindInfo is the event contract's table: per event kind its name (in
+// recording comments), the hop kind a path shows it as, and the backend
+// that made it when neither backend flag is set.
+var kindInfo = [...]struct {
+	name    string
+	hop     hop.Kind
+	backend hop.Backend
+}{
+	KindRx:          {"rx", hop.Rx, hop.Tracepoint},
+	KindTx:          {"tx", hop.Tx, hop.Tracepoint},
+	KindNF:          {"netfilter", hop.Netfilter, hop.NetfilterLink},
+	KindDrop:        {"drop", hop.Drop, hop.Tracepoint},
+	KindConsume:     {"consume", hop.Consume, hop.Tracepoint},
+	KindBridge:      {"bridge", hop.Bridge, hop.NoBackend},
+	KindIPVS:        {"ipvs", hop.IPVS, hop.NoBackend},
+	KindVXLAN:       {"vxlan", hop.Encap, hop.NoBackend},
+	KindTable:       {"table", hop.Table, hop.NoBackend},
+	KindIPVSVerdict: {"ipvs-verdict", hop.IPVS, hop.NoBackend},
+	KindVXLANRcv:    {"vxlan-rcv", hop.Decap, hop.NoBackend},
+}
+
+// Kinds lists every event kind of the contract.
+func Kinds() []Kind {
+	var ks []Kind
+	for k, info := range kindInfo {
+		if info.name != "" {
+			ks = append(ks, Kind(k))
+		}
+	}
+	return ks
+}
+
 func (k Kind) String() string {
-	switch k {
-	case KindRx:
-		return "rx"
-	case KindTx:
-		return "tx"
-	case KindNF:
-		return "netfilter"
-	case KindDrop:
-		return "drop"
-	case KindConsume:
-		return "consume"
-	case KindBridge:
-		return "bridge"
-	case KindIPVS:
-		return "ipvs"
-	case KindVXLAN:
-		return "vxlan"
-	case KindTable:
-		return "table"
-	case KindIPVSVerdict:
-		return "ipvs-verdict"
-	case KindVXLANRcv:
-		return "vxlan-rcv"
+	if int(k) < len(kindInfo) && kindInfo[k].name != "" {
+		return kindInfo[k].name
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
 
-// Hook is an IPv4 netfilter hook (enum nf_inet_hooks).
-type Hook uint8
-
-const (
-	HookPrerouting  Hook = 0
-	HookInput       Hook = 1
-	HookForward     Hook = 2
-	HookOutput      Hook = 3
-	HookPostrouting Hook = 4
-	// HookUnknown: the program could not read the hook (a table event
-	// without BTF for nf_tables).
-	HookUnknown Hook = 0xff
-)
-
-var hookNames = [...]string{"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"}
-
-func (h Hook) String() string {
-	if int(h) < len(hookNames) {
-		return hookNames[h]
+// Hop is the kind of hop a path shows the event as; hop.NoKind for a kind
+// the contract does not have.
+func (k Kind) Hop() hop.Kind {
+	if int(k) < len(kindInfo) {
+		return kindInfo[k].hop
 	}
-	return fmt.Sprintf("hook(%d)", uint8(h))
+	return hop.NoKind
 }
 
 // Slot is the priority position of a netfilter program within its hook.
@@ -113,21 +112,18 @@ const (
 	FlagKprobe  Flags = 1 << 7 // made by a kprobe/kretprobe program
 )
 
-// Backend names the kind of kernel program that made the event:
-// "tracepoint", "netfilter-link", "fentry" or "kprobe" (the loader's
-// Backend values).
-func (e *Event) Backend() string {
+// BackendOf is the kind of kernel program that made an event of kind k with
+// flags f.
+func BackendOf(k Kind, f Flags) hop.Backend {
 	switch {
-	case e.Flags&FlagFentry != 0:
-		return "fentry"
-	case e.Flags&FlagKprobe != 0:
-		return "kprobe"
-	case e.Kind == KindNF:
-		return "netfilter-link"
-	case e.Kind >= KindRx && e.Kind <= KindConsume:
-		return "tracepoint"
+	case f&FlagFentry != 0:
+		return hop.Fentry
+	case f&FlagKprobe != 0:
+		return hop.Kprobe
+	case int(k) < len(kindInfo):
+		return kindInfo[k].backend
 	}
-	return ""
+	return hop.NoBackend
 }
 
 // IP protocol numbers the decoder names.
@@ -152,18 +148,20 @@ func (t Tuple) Valid() bool { return t.Src.Addr().IsValid() }
 
 // Event is one hop of one packet, as the kernel saw it.
 type Event struct {
-	Kind  Kind
-	Flags Flags
-	SKB   uint64 // struct sk_buff address: the packet's identity while it lives
-	TS    uint64 // CLOCK_MONOTONIC nanoseconds
-	CPU   uint16
+	Kind    Kind
+	Flags   Flags
+	Backend hop.Backend // the kind of kernel program that made the event
+	SKB     uint64      // struct sk_buff address: the packet's identity while it lives
+	TS      uint64      // CLOCK_MONOTONIC nanoseconds
+	CPU     uint16
 
 	Netns   uint32 // network namespace inode
 	Ifindex uint32
 	Dev     string // device the packet is on ("" when unknown)
 
-	// Netfilter events.
-	Hook       Hook
+	// Netfilter events, and the table and IPVS verdict events inside a
+	// hook (whose Hook may be hop.HookUnknown).
+	Hook       hop.Hook
 	Slot       Slot
 	In, Out    string
 	InIfindex  uint32
@@ -179,7 +177,12 @@ type Event struct {
 	DropReason uint32 // enum skb_drop_reason of the running kernel; valid with FlagReason
 	Location   uint64 // caller of kfree_skb/consume_skb
 
-	Ext Ext
+	// What function hops carry, decoded from the record's ext by kind
+	// (bpf/include/event.h); zero for other kinds.
+	Verdict hop.Verdict // KindTable, KindIPVSVerdict: the verdict returned
+	Table   Table       // KindTable
+	IPVS    IPVS        // KindIPVS
+	VXLAN   VXLAN       // KindVXLAN
 
 	// Data holds the first bytes of the packet from its network header, as
 	// captured (snaplen); empty when nothing was captured. It aliases the
@@ -187,79 +190,28 @@ type Event struct {
 	Data []byte
 }
 
-// Ext carries the extra fields of function hops; zero for tracepoint and
-// netfilter-link events. What each field means depends on the kind
-// (bpf/include/event.h): for KindIPVS, Addr[0]:Port[0] is the virtual
-// service, Addr[1]:Port[1] the real server, Val[0] the forwarding method
-// (IPVSMethod), Val[1] the IP protocol, and Name the scheduler when Val[2]
-// is 1; for KindVXLAN, Val[0] is the VNI and Port[1] the UDP destination
-// port when Val[2] is 1; for KindTable, Name is the table, Chain the base
-// chain ("" where not readable), Val[0] the verdict (Verdict), Val[1] the
-// family (Family) and Val[2] the engine (Engine); for KindIPVSVerdict,
-// Val[0] is the verdict.
-type Ext struct {
-	Addr  [2]netip.Addr
-	Port  [2]uint16
-	Val   [3]uint32
-	Name  string
-	Chain string
+// Table is the rule table of a KindTable event.
+type Table struct {
+	Engine hop.Engine
+	Family hop.Family // hop.NoFamily where not readable
+	Name   string     // "" where not readable
+	Chain  string     // the base chain; "" where not readable
 }
 
-// IPVS forwarding methods (IP_VS_CONN_F_FWD_MASK values of cp->flags), as
-// ipvsadm names them.
-var ipvsMethods = [...]string{"masq", "local", "tunnel", "route", "bypass"}
-
-// IPVSMethod names the forwarding method of a KindIPVS event.
-func (e *Event) IPVSMethod() string {
-	if m := e.Ext.Val[0]; int(m) < len(ipvsMethods) {
-		return ipvsMethods[m]
-	}
-	return fmt.Sprintf("method(%d)", e.Ext.Val[0])
+// IPVS is the connection of a KindIPVS event.
+type IPVS struct {
+	Service    netip.AddrPort // the virtual service
+	RealServer netip.AddrPort // the real server chosen
+	Method     hop.Method
+	Proto      uint8  // the IP protocol
+	Scheduler  string // "" where the program could not read it
 }
 
-// Netfilter verdicts (NF_DROP ...), as returned by hook functions and
-// tables; the bits above the low byte carry an errno with NF_DROP.
-var verdicts = [...]string{"drop", "accept", "stolen", "queue", "repeat", "stop"}
-
-// Verdict names the verdict of a KindTable or KindIPVSVerdict event.
-func (e *Event) Verdict() string {
-	if v := e.Ext.Val[0] & 0xff; int(v) < len(verdicts) {
-		return verdicts[v]
-	}
-	return fmt.Sprintf("verdict(%d)", e.Ext.Val[0]&0xff)
-}
-
-// Families as nft names them, by NFPROTO_* value.
-var families = map[uint32]string{1: "inet", 2: "ip", 3: "arp", 5: "netdev", 7: "bridge", 10: "ip6"}
-
-// Family names the family of a KindTable event's table ("" where not
-// readable).
-func (e *Event) Family() string {
-	if e.Ext.Val[1] == 0 {
-		return ""
-	}
-	if f, ok := families[e.Ext.Val[1]]; ok {
-		return f
-	}
-	return fmt.Sprintf("family(%d)", e.Ext.Val[1])
-}
-
-// Table engines (bpf/include/tables.h).
-const (
-	EngineXtables  = 1 // ipt_do_table: iptables-legacy
-	EngineNftables = 2 // nft_do_chain: nftables, iptables-nft
-)
-
-// Engine names what ran a KindTable event's table: "iptables-legacy" or
-// "nftables".
-func (e *Event) Engine() string {
-	switch e.Ext.Val[2] {
-	case EngineXtables:
-		return "iptables-legacy"
-	case EngineNftables:
-		return "nftables"
-	}
-	return fmt.Sprintf("engine(%d)", e.Ext.Val[2])
+// VXLAN is what a KindVXLAN event knows of the encapsulation ahead.
+type VXLAN struct {
+	Known bool // the vxlan module's BTF let the program read VNI and DPort
+	VNI   uint32
+	DPort uint16 // UDP destination port
 }
 
 // Encapsulated reports whether the event saw a VXLAN packet with an inner

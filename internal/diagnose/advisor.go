@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/pathtrace/pathtrace/internal/doctor"
+	"github.com/pathtrace/pathtrace/internal/hop"
 	"github.com/pathtrace/pathtrace/internal/stitch"
 )
 
@@ -38,9 +39,9 @@ func New(reports map[uint32]*doctor.Report) *Advisor {
 func (a *Advisor) Annotate(p *stitch.Path) {
 	for i := range p.Hops {
 		switch h := &p.Hops[i]; h.Kind {
-		case stitch.HopDrop:
+		case hop.Drop:
 			h.Advice = a.advise(p, i)
-		case stitch.HopIPVS:
+		case hop.IPVS:
 			a.scheduler(p, h)
 		}
 	}
@@ -91,12 +92,12 @@ func nodeLabel(h *stitch.Hop) string {
 func (a *Advisor) ipLen(p *stitch.Path, i int) uint32 {
 	h := &p.Hops[i]
 	switch h.Kind {
-	case stitch.HopDrop, stitch.HopConsume:
+	case hop.Drop, hop.Consume:
 		if i > 0 {
 			return a.ipLen(p, i-1)
 		}
 		return 0
-	case stitch.HopTx:
+	case hop.Tx:
 		if n := a.nodes[h.NetnsInode]; n != nil {
 			if o := n.overlay(h.Dev); o != nil && o.Kind == "ipip" {
 				return h.Len // no link-layer header on an IP tunnel
@@ -116,39 +117,39 @@ const ethHeader = 14
 // when the hook's last slot never ran; otherwise a partial netfilter hop
 // right before the drop in the same namespace tells. by is the table or
 // IPVS hop inside that hook that returned the drop, where one shows it.
-func hookOf(p *stitch.Path, i int) (hook string, nf, by *stitch.Hop) {
+func hookOf(p *stitch.Path, i int) (hook hop.Hook, nf, by *stitch.Hop) {
 	h := &p.Hops[i]
 	for j := i - 1; j >= 0; j-- {
 		prev := &p.Hops[j]
 		if prev.NetnsInode != h.NetnsInode || !inHook(prev) {
 			break
 		}
-		if by == nil && ((prev.Table != nil && prev.Table.Verdict == "drop") ||
-			(prev.IPVS != nil && prev.IPVS.Verdict == "drop")) {
+		if by == nil && ((prev.Table != nil && prev.Table.Verdict == hop.VerdictDrop) ||
+			(prev.IPVS != nil && prev.IPVS.Verdict == hop.VerdictDrop)) {
 			by = prev
 		}
-		if prev.Kind == stitch.HopNetfilter && (h.Hook == "" || prev.Hook == h.Hook) {
+		if prev.Kind == hop.Netfilter && (h.Hook == hop.NoHook || prev.Hook == h.Hook) {
 			nf = prev
 			break
 		}
 	}
 	switch {
-	case h.Hook != "":
+	case h.Hook != hop.NoHook:
 		return h.Hook, nf, by
 	case nf != nil && nf.Partial:
 		return nf.Hook, nf, by
 	}
-	return "", nil, by
+	return hop.NoHook, nil, by
 }
 
 // inHook reports whether a hop belongs to a netfilter hook: the hook's own
 // hop, its NAT, the verdicts of the tables and of IPVS inside it.
 func inHook(h *stitch.Hop) bool {
 	switch h.Kind {
-	case stitch.HopNetfilter, stitch.HopNAT, stitch.HopTable:
+	case hop.Netfilter, hop.NAT, hop.Table:
 		return true
-	case stitch.HopIPVS:
-		return h.IPVS != nil && h.IPVS.Verdict != ""
+	case hop.IPVS:
+		return h.IPVS != nil && h.IPVS.Verdict != hop.NoVerdict
 	}
 	return false
 }
@@ -172,7 +173,7 @@ func (a *Advisor) podHop(p *stitch.Path) *stitch.Hop {
 		return nil
 	}
 	h := &p.Hops[0]
-	if _, isNode := a.nodes[h.NetnsInode]; isNode || h.Kind != stitch.HopTx {
+	if _, isNode := a.nodes[h.NetnsInode]; isNode || h.Kind != hop.Tx {
 		return nil
 	}
 	return h

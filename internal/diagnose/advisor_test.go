@@ -10,6 +10,7 @@ import (
 	"testing/fstest"
 
 	"github.com/pathtrace/pathtrace/internal/doctor"
+	"github.com/pathtrace/pathtrace/internal/hop"
 	"github.com/pathtrace/pathtrace/internal/stitch"
 )
 
@@ -96,26 +97,26 @@ var (
 	ap     = netip.MustParseAddrPort
 	client = ap("10.244.1.5:40000")
 	server = ap("10.244.2.7:8080")
-	vxlan  = &stitch.Outer{Src: netip.MustParseAddr("192.168.50.11"), Dst: netip.MustParseAddr("192.168.50.12"), DPort: 8472, VNI: 1}
+	vxlan  = &stitch.Outer{Tunnel: hop.TunnelVXLAN, Src: netip.MustParseAddr("192.168.50.11"), Dst: netip.MustParseAddr("192.168.50.12"), DPort: 8472, VNI: 1}
 )
 
-func hop(kind stitch.HopKind, ns string, ino uint32, dev string, l uint32) stitch.Hop {
+func mkHop(kind hop.Kind, ns string, ino uint32, dev string, l uint32) stitch.Hop {
 	return stitch.Hop{Kind: kind, Netns: ns, NetnsInode: ino, Dev: dev, Len: l, Proto: 6, Src: client, Dst: server}
 }
 
-func nf(h stitch.Hop, hook, in, out string) stitch.Hop {
-	h.Kind, h.Hook, h.In, h.Out = stitch.HopNetfilter, hook, in, out
+func nf(h stitch.Hop, hook hop.Hook, in, out string) stitch.Hop {
+	h.Kind, h.Hook, h.In, h.Out = hop.Netfilter, hook, in, out
 	return h
 }
 
 func dropped(h stitch.Hop, reason string) stitch.Hop {
-	h.Kind, h.Reason = stitch.HopDrop, reason
+	h.Kind, h.Reason = hop.Drop, reason
 	return h
 }
 
 func path(hops ...stitch.Hop) *stitch.Path {
 	v := stitch.VerdictDelivered
-	if hops[len(hops)-1].Kind == stitch.HopDrop {
+	if hops[len(hops)-1].Kind == hop.Drop {
 		v = stitch.VerdictDropped
 	}
 	return &stitch.Path{ID: 1, Proto: 6, Src: client, Dst: server, Len: hops[0].Len, Verdict: v, Hops: hops}
@@ -124,10 +125,10 @@ func path(hops ...stitch.Hop) *stitch.Path {
 // routed is a SYN from the client pod into node1, up to its routing.
 func routed(tail ...stitch.Hop) *stitch.Path {
 	hops := []stitch.Hop{
-		hop(stitch.HopTx, "client", inoPod, "eth0", 74),
-		hop(stitch.HopRx, "node1", inoNode1, "vethaaaa", 60),
-		nf(hop("", "node1", inoNode1, "cni0", 60), "PREROUTING", "cni0", ""),
-		hop(stitch.HopRx, "node1", inoNode1, "cni0", 60),
+		mkHop(hop.Tx, "client", inoPod, "eth0", 74),
+		mkHop(hop.Rx, "node1", inoNode1, "vethaaaa", 60),
+		nf(mkHop(hop.NoKind, "node1", inoNode1, "cni0", 60), hop.Prerouting, "cni0", ""),
+		mkHop(hop.Rx, "node1", inoNode1, "cni0", 60),
 	}
 	return path(append(hops, tail...)...)
 }
@@ -214,13 +215,13 @@ func TestInNetns(t *testing.T) {
 func TestAdviceForwardRule(t *testing.T) {
 	p := routed(
 		func() stitch.Hop {
-			h := nf(hop("", "node1", inoNode1, "cni0", 60), "FORWARD", "cni0", "flannel.1")
+			h := nf(mkHop(hop.NoKind, "node1", inoNode1, "cni0", 60), hop.Forward, "cni0", "flannel.1")
 			h.Partial = true
 			return h
 		}(),
 		func() stitch.Hop {
-			h := dropped(hop("", "node1", inoNode1, "cni0", 60), "NETFILTER_DROP")
-			h.Hook = "FORWARD"
+			h := dropped(mkHop(hop.NoKind, "node1", inoNode1, "cni0", 60), "NETFILTER_DROP")
+			h.Hook = hop.Forward
 			return h
 		}(),
 	)
@@ -233,8 +234,8 @@ func TestAdviceForwardRule(t *testing.T) {
 	// The tracer's own namespace: commands without a prefix.
 	p = routed(
 		func() stitch.Hop {
-			h := dropped(hop("", "node1", inoNode1, "cni0", 60), "NETFILTER_DROP")
-			h.Hook = "FORWARD"
+			h := dropped(mkHop(hop.NoKind, "node1", inoNode1, "cni0", 60), "NETFILTER_DROP")
+			h.Hook = hop.Forward
 			return h
 		}(),
 	)
@@ -244,16 +245,16 @@ func TestAdviceForwardRule(t *testing.T) {
 
 func TestAdviceNetfilterHooks(t *testing.T) {
 	a := New(map[uint32]*doctor.Report{inoNode1: report(t, "node1", nil)})
-	for hook, want := range map[string]string{
-		"INPUT":       "iptables -L INPUT -v -n",
-		"OUTPUT":      "iptables -L OUTPUT -v -n",
-		"PREROUTING":  "iptables -t raw -L PREROUTING -v -n",
-		"POSTROUTING": "iptables -t nat -L POSTROUTING -v -n",
-		"":            "A netfilter hook on node1 dropped it",
+	for hook, want := range map[hop.Hook]string{
+		hop.Input:       "iptables -L INPUT -v -n",
+		hop.Output:      "iptables -L OUTPUT -v -n",
+		hop.Prerouting:  "iptables -t raw -L PREROUTING -v -n",
+		hop.Postrouting: "iptables -t nat -L POSTROUTING -v -n",
+		hop.NoHook:      "A netfilter hook on node1 dropped it",
 	} {
-		d := dropped(hop("", "node1", inoNode1, "cni0", 60), "NETFILTER_DROP")
+		d := dropped(mkHop(hop.NoKind, "node1", inoNode1, "cni0", 60), "NETFILTER_DROP")
 		d.Hook = hook
-		contains(t, "advice for "+hook, advice(a, routed(d)), want)
+		contains(t, "advice for "+hook.String(), advice(a, routed(d)), want)
 	}
 }
 
@@ -261,11 +262,11 @@ func TestAdviceConntrackFull(t *testing.T) {
 	full := report(t, "node1", map[string]string{"net/netfilter/nf_conntrack_count": "1000"})
 	half := report(t, "node1", map[string]string{"net/netfilter/nf_conntrack_count": "500"})
 	p := func() *stitch.Path {
-		pre := nf(hop("", "node1", inoNode1, "cni0", 60), "PREROUTING", "cni0", "")
+		pre := nf(mkHop(hop.NoKind, "node1", inoNode1, "cni0", 60), hop.Prerouting, "cni0", "")
 		pre.Partial = true
-		d := dropped(hop("", "node1", inoNode1, "cni0", 60), "NETFILTER_DROP")
-		d.Hook = "PREROUTING"
-		return path(hop(stitch.HopTx, "client", inoPod, "eth0", 74), hop(stitch.HopRx, "node1", inoNode1, "vethaaaa", 60), pre, d)
+		d := dropped(mkHop(hop.NoKind, "node1", inoNode1, "cni0", 60), "NETFILTER_DROP")
+		d.Hook = hop.Prerouting
+		return path(mkHop(hop.Tx, "client", inoPod, "eth0", 74), mkHop(hop.Rx, "node1", inoNode1, "vethaaaa", 60), pre, d)
 	}
 
 	fp := p()
@@ -295,30 +296,30 @@ func TestAdviceIPForward(t *testing.T) {
 	off := report(t, "node1", map[string]string{"net/ipv4/ip_forward": "0"})
 	on := report(t, "node1", nil)
 	for _, reason := range []string{"IP_INADDRERRORS", "IP_INNOROUTES", "NOT_SPECIFIED"} {
-		got := advice(New(map[uint32]*doctor.Report{inoNode1: off}), routed(dropped(hop("", "node1", inoNode1, "cni0", 60), reason)))
+		got := advice(New(map[uint32]*doctor.Report{inoNode1: off}), routed(dropped(mkHop(hop.NoKind, "node1", inoNode1, "cni0", 60), reason)))
 		contains(t, reason+" advice", got, "net.ipv4.ip_forward=0 on node1: the node drops what it should route (10.244.1.5 → 10.244.2.7 arrived on cni0)",
 			"\n$ ip netns exec node1 sysctl net.ipv4.ip_forward")
 	}
 
-	got := advice(New(map[uint32]*doctor.Report{inoNode1: on}), routed(dropped(hop("", "node1", inoNode1, "cni0", 60), "IP_INADDRERRORS")))
+	got := advice(New(map[uint32]*doctor.Report{inoNode1: on}), routed(dropped(mkHop(hop.NoKind, "node1", inoNode1, "cni0", 60), "IP_INADDRERRORS")))
 	contains(t, "advice with ip_forward=1", got, "10.244.2.7 is not a destination node1 accepts from cni0",
 		"ip route get 10.244.2.7 from 10.244.1.5 iif cni0")
 	lacks(t, "advice with ip_forward=1", got, "ip_forward=0")
 
 	// Past FORWARD the node did route it: ip_forward is not the cause.
-	p := routed(nf(hop("", "node1", inoNode1, "cni0", 60), "FORWARD", "cni0", "flannel.1"),
-		dropped(hop("", "node1", inoNode1, "flannel.1", 60), "NOT_SPECIFIED"))
+	p := routed(nf(mkHop(hop.NoKind, "node1", inoNode1, "cni0", 60), hop.Forward, "cni0", "flannel.1"),
+		dropped(mkHop(hop.NoKind, "node1", inoNode1, "flannel.1", 60), "NOT_SPECIFIED"))
 	lacks(t, "advice after FORWARD", advice(New(map[uint32]*doctor.Report{inoNode1: off}), p), "ip_forward=0")
 }
 
 func TestAdviceRPFilter(t *testing.T) {
 	p := func() *stitch.Path {
 		return path(
-			hop(stitch.HopRx, "node2", inoNode2, "eth0", 110),
-			hop(stitch.HopDecap, "node2", inoNode2, "flannel.1", 60),
-			hop(stitch.HopRx, "node2", inoNode2, "flannel.1", 60),
-			nf(hop("", "node2", inoNode2, "flannel.1", 60), "PREROUTING", "flannel.1", ""),
-			dropped(hop("", "node2", inoNode2, "flannel.1", 60), "IP_RPFILTER"),
+			mkHop(hop.Rx, "node2", inoNode2, "eth0", 110),
+			mkHop(hop.Decap, "node2", inoNode2, "flannel.1", 60),
+			mkHop(hop.Rx, "node2", inoNode2, "flannel.1", 60),
+			nf(mkHop(hop.NoKind, "node2", inoNode2, "flannel.1", 60), hop.Prerouting, "flannel.1", ""),
+			dropped(mkHop(hop.NoKind, "node2", inoNode2, "flannel.1", 60), "IP_RPFILTER"),
 		)
 	}
 	for _, tt := range []struct {
@@ -338,18 +339,18 @@ func TestAdviceRPFilter(t *testing.T) {
 }
 
 func TestAdviceNoRoute(t *testing.T) {
-	got := advice(New(map[uint32]*doctor.Report{inoNode1: report(t, "node1", nil)}), routed(dropped(hop("", "node1", inoNode1, "cni0", 60), "IP_INNOROUTES")))
+	got := advice(New(map[uint32]*doctor.Report{inoNode1: report(t, "node1", nil)}), routed(dropped(mkHop(hop.NoKind, "node1", inoNode1, "cni0", 60), "IP_INNOROUTES")))
 	contains(t, "advice", got, "No route to 10.244.2.7 on node1: the kernel answers 10.244.1.5 with ICMP net unreachable",
 		"go through flannel.1", "\n$ ip netns exec node1 ip route get 10.244.2.7", "\n$ ip netns exec node1 ip route show dev flannel.1")
 }
 
 func TestAdviceTooBig(t *testing.T) {
 	p := path(
-		hop(stitch.HopTx, "client", inoPod, "eth0", 1482),
-		hop(stitch.HopRx, "node1", inoNode1, "vethaaaa", 1468),
-		nf(hop("", "node1", inoNode1, "cni0", 1468), "PREROUTING", "cni0", ""),
-		hop(stitch.HopRx, "node1", inoNode1, "cni0", 1468),
-		dropped(hop("", "node1", inoNode1, "cni0", 1468), "PKT_TOO_BIG"),
+		mkHop(hop.Tx, "client", inoPod, "eth0", 1482),
+		mkHop(hop.Rx, "node1", inoNode1, "vethaaaa", 1468),
+		nf(mkHop(hop.NoKind, "node1", inoNode1, "cni0", 1468), hop.Prerouting, "cni0", ""),
+		mkHop(hop.Rx, "node1", inoNode1, "cni0", 1468),
+		dropped(mkHop(hop.NoKind, "node1", inoNode1, "cni0", 1468), "PKT_TOO_BIG"),
 	)
 	a := New(map[uint32]*doctor.Report{inoNode1: report(t, "node1", nil)})
 	got := advice(a, p)
@@ -364,16 +365,16 @@ func TestAdviceTooBig(t *testing.T) {
 func TestWarningMTU(t *testing.T) {
 	a := New(map[uint32]*doctor.Report{inoNode1: report(t, "node1", nil)})
 	through := func(l uint32) *stitch.Path {
-		enc := hop(stitch.HopEncap, "node1", inoNode1, "flannel.1", l+50)
+		enc := mkHop(hop.Encap, "node1", inoNode1, "flannel.1", l+50)
 		enc.Outer = vxlan
-		out := nf(hop("", "node1", inoNode1, "eth0", l+50), "POSTROUTING", "flannel.1", "eth0")
+		out := nf(mkHop(hop.NoKind, "node1", inoNode1, "eth0", l+50), hop.Postrouting, "flannel.1", "eth0")
 		out.Outer = vxlan
-		tx := hop(stitch.HopTx, "node1", inoNode1, "eth0", l+50+14)
+		tx := mkHop(hop.Tx, "node1", inoNode1, "eth0", l+50+14)
 		tx.Outer = vxlan
 		return path(
-			hop(stitch.HopRx, "node1", inoNode1, "vethaaaa", l),
-			nf(hop("", "node1", inoNode1, "cni0", l), "FORWARD", "cni0", "flannel.1"),
-			hop(stitch.HopTx, "node1", inoNode1, "flannel.1", l+14), // Ethernet header included
+			mkHop(hop.Rx, "node1", inoNode1, "vethaaaa", l),
+			nf(mkHop(hop.NoKind, "node1", inoNode1, "cni0", l), hop.Forward, "cni0", "flannel.1"),
+			mkHop(hop.Tx, "node1", inoNode1, "flannel.1", l+14), // Ethernet header included
 			enc, out, tx,
 		)
 	}
@@ -392,7 +393,7 @@ func TestWarningMTU(t *testing.T) {
 		"flannel.1's MTU 1450 should be ≤ 1450")
 
 	// Not through the overlay (same-node traffic): no warning.
-	same := path(hop(stitch.HopRx, "node1", inoNode1, "vethaaaa", 1480), hop(stitch.HopTx, "node1", inoNode1, "vethbbbb", 1494))
+	same := path(mkHop(hop.Rx, "node1", inoNode1, "vethaaaa", 1480), mkHop(hop.Tx, "node1", inoNode1, "vethbbbb", 1494))
 	if a.Annotate(same); slicesContain(same.Warnings, "whose MTU") {
 		t.Errorf("MTU warning on same-node traffic: %q", same.Warnings)
 	}
@@ -410,10 +411,10 @@ func slicesContain(ss []string, part string) bool {
 func TestWarningBridged(t *testing.T) {
 	bridged := func() *stitch.Path {
 		return path(
-			hop(stitch.HopTx, "client", inoPod, "eth0", 74),
-			hop(stitch.HopRx, "node1", inoNode1, "vethaaaa", 60),
-			hop(stitch.HopTx, "node1", inoNode1, "vethbbbb", 74),
-			hop(stitch.HopRx, "peer", inoPeer, "eth0", 60),
+			mkHop(hop.Tx, "client", inoPod, "eth0", 74),
+			mkHop(hop.Rx, "node1", inoNode1, "vethaaaa", 60),
+			mkHop(hop.Tx, "node1", inoNode1, "vethbbbb", 74),
+			mkHop(hop.Rx, "peer", inoPeer, "eth0", 60),
 		)
 	}
 	for _, tt := range []struct {
@@ -443,9 +444,9 @@ func TestWarningBridged(t *testing.T) {
 	// not the bypass.
 	off := New(map[uint32]*doctor.Report{inoNode1: report(t, "node1", map[string]string{"net/bridge/bridge-nf-call-iptables": "0"})})
 	for _, p := range []*stitch.Path{
-		path(hop(stitch.HopRx, "node1", inoNode1, "vethaaaa", 60), hop(stitch.HopRx, "node1", inoNode1, "cni0", 60), hop(stitch.HopTx, "node1", inoNode1, "vethbbbb", 74)),
-		path(hop(stitch.HopRx, "node1", inoNode1, "vethaaaa", 60), nf(hop("", "node1", inoNode1, "cni0", 60), "FORWARD", "cni0", "cni0"), hop(stitch.HopTx, "node1", inoNode1, "vethbbbb", 74)),
-		path(hop(stitch.HopRx, "node1", inoNode1, "eth0", 110), hop(stitch.HopTx, "node1", inoNode1, "vethbbbb", 74)),
+		path(mkHop(hop.Rx, "node1", inoNode1, "vethaaaa", 60), mkHop(hop.Rx, "node1", inoNode1, "cni0", 60), mkHop(hop.Tx, "node1", inoNode1, "vethbbbb", 74)),
+		path(mkHop(hop.Rx, "node1", inoNode1, "vethaaaa", 60), nf(mkHop(hop.NoKind, "node1", inoNode1, "cni0", 60), hop.Forward, "cni0", "cni0"), mkHop(hop.Tx, "node1", inoNode1, "vethbbbb", 74)),
+		path(mkHop(hop.Rx, "node1", inoNode1, "eth0", 110), mkHop(hop.Tx, "node1", inoNode1, "vethbbbb", 74)),
 	} {
 		if off.Annotate(p); len(p.Warnings) != 0 {
 			t.Errorf("warnings %q on a path that is not bridged past netfilter", p.Warnings)
@@ -456,22 +457,22 @@ func TestWarningBridged(t *testing.T) {
 func TestAdviceOthers(t *testing.T) {
 	a := New(map[uint32]*doctor.Report{inoNode1: report(t, "node1", nil)})
 
-	ns := dropped(hop("", "server", 4026532600, "eth0", 60), "NO_SOCKET")
-	contains(t, "NO_SOCKET advice", advice(a, path(hop(stitch.HopRx, "server", 4026532600, "eth0", 60), ns)),
+	ns := dropped(mkHop(hop.NoKind, "server", 4026532600, "eth0", 60), "NO_SOCKET")
+	contains(t, "NO_SOCKET advice", advice(a, path(mkHop(hop.Rx, "server", 4026532600, "eth0", 60), ns)),
 		"Nothing listens on 10.244.2.7 port 8080 in server", "TCP answers with a reset", "\n$ ip netns exec server ss -lntu")
 
-	neigh := dropped(hop("", "node1", inoNode1, "eth0", 110), "NEIGH_FAILED")
-	contains(t, "NEIGH_FAILED advice", advice(a, path(hop(stitch.HopRx, "node1", inoNode1, "cni0", 60), neigh)),
+	neigh := dropped(mkHop(hop.NoKind, "node1", inoNode1, "eth0", 110), "NEIGH_FAILED")
+	contains(t, "NEIGH_FAILED advice", advice(a, path(mkHop(hop.Rx, "node1", inoNode1, "cni0", 60), neigh)),
 		"The kernel dropped it at eth0 on node1 with reason NEIGH_FAILED.", "ARP for the next hop got no answer",
 		"\n$ ip netns exec node1 ip neigh show dev eth0", "\n$ ip netns exec node1 ip -s -s link show eth0", "nstat -az", "dropwatch")
 
-	odd := dropped(hop("", "node1", inoNode1, "cni0", 60), "")
+	odd := dropped(mkHop(hop.NoKind, "node1", inoNode1, "cni0", 60), "")
 	odd.ReasonCode = 999
-	contains(t, "advice for an unnamed reason", advice(a, path(hop(stitch.HopRx, "node1", inoNode1, "cni0", 60), odd)), "with reason #999")
+	contains(t, "advice for an unnamed reason", advice(a, path(mkHop(hop.Rx, "node1", inoNode1, "cni0", 60), odd)), "with reason #999")
 
 	// A pod whose MTU exceeds its host veth's: veth frees it right after tx.
-	tx := hop(stitch.HopTx, "client", inoPod, "eth0", 1482)
-	contains(t, "veth advice", advice(a, path(tx, dropped(hop("", "client", inoPod, "eth0", 1482), "NOT_SPECIFIED"))),
+	tx := mkHop(hop.Tx, "client", inoPod, "eth0", 1482)
+	contains(t, "veth advice", advice(a, path(tx, dropped(mkHop(hop.NoKind, "client", inoPod, "eth0", 1482), "NOT_SPECIFIED"))),
 		"Freed right after it was queued on eth0 in client", "1468 bytes of IP", "The pod bridge cni0 has MTU 1450 on node1")
 }
 
@@ -487,14 +488,14 @@ func TestWarningICMPError(t *testing.T) {
 		{11, 0, "time exceeded"},
 	} {
 		p := &stitch.Path{Proto: 1, Src: netip.AddrPortFrom(netip.MustParseAddr("10.244.1.1"), tt.typ),
-			Dst: netip.AddrPortFrom(netip.MustParseAddr("10.244.1.5"), tt.code), Hops: []stitch.Hop{hop(stitch.HopTx, "node1", inoNode1, "cni0", 102)}}
+			Dst: netip.AddrPortFrom(netip.MustParseAddr("10.244.1.5"), tt.code), Hops: []stitch.Hop{mkHop(hop.Tx, "node1", inoNode1, "cni0", 102)}}
 		New(nil).Annotate(p)
 		if len(p.Warnings) != 1 {
 			t.Fatalf("ICMP %d/%d: warnings %q", tt.typ, tt.code, p.Warnings)
 		}
 		contains(t, "ICMP warning", p.Warnings[0], "This is an ICMP error from 10.244.1.1", tt.want)
 	}
-	echo := &stitch.Path{Proto: 1, Src: ap("10.244.1.5:4660"), Dst: ap("1.1.1.1:0"), Hops: []stitch.Hop{hop(stitch.HopTx, "client", inoPod, "eth0", 98)}}
+	echo := &stitch.Path{Proto: 1, Src: ap("10.244.1.5:4660"), Dst: ap("1.1.1.1:0"), Hops: []stitch.Hop{mkHop(hop.Tx, "client", inoPod, "eth0", 98)}}
 	if New(nil).Annotate(echo); len(echo.Warnings) != 0 {
 		t.Errorf("warnings %q on an echo request", echo.Warnings)
 	}
@@ -502,8 +503,8 @@ func TestWarningICMPError(t *testing.T) {
 
 func TestNoReports(t *testing.T) {
 	p := routed(func() stitch.Hop {
-		h := dropped(hop("", "host", inoNode1, "cni0", 60), "NETFILTER_DROP")
-		h.Hook = "FORWARD"
+		h := dropped(mkHop(hop.NoKind, "host", inoNode1, "cni0", 60), "NETFILTER_DROP")
+		h.Hook = hop.Forward
 		return h
 	}())
 	got := advice(New(nil), p)
@@ -531,9 +532,9 @@ func TestPure(t *testing.T) {
 	}
 	mk := func() []*stitch.Path {
 		return []*stitch.Path{
-			routed(dropped(hop("", "node1", inoNode1, "cni0", 60), "IP_INADDRERRORS")),
-			path(hop(stitch.HopRx, "node2", inoNode2, "flannel.1", 60), dropped(hop("", "node2", inoNode2, "flannel.1", 60), "IP_RPFILTER")),
-			path(hop(stitch.HopRx, "node1", inoNode1, "vethaaaa", 60), hop(stitch.HopTx, "node1", inoNode1, "vethbbbb", 74)),
+			routed(dropped(mkHop(hop.NoKind, "node1", inoNode1, "cni0", 60), "IP_INADDRERRORS")),
+			path(mkHop(hop.Rx, "node2", inoNode2, "flannel.1", 60), dropped(mkHop(hop.NoKind, "node2", inoNode2, "flannel.1", 60), "IP_RPFILTER")),
+			path(mkHop(hop.Rx, "node1", inoNode1, "vethaaaa", 60), mkHop(hop.Tx, "node1", inoNode1, "vethbbbb", 74)),
 		}
 	}
 	live, replay := mk(), mk()
@@ -566,34 +567,34 @@ func TestPure(t *testing.T) {
 func TestAdviceTableVerdict(t *testing.T) {
 	a := New(map[uint32]*doctor.Report{inoNode1: report(t, "node1", nil)})
 	table := func(tb stitch.Table) stitch.Hop {
-		h := hop(stitch.HopTable, "node1", inoNode1, "cni0", 60)
-		h.Hook, h.Table = "FORWARD", &tb
+		h := mkHop(hop.Table, "node1", inoNode1, "cni0", 60)
+		h.Hook, h.Table = hop.Forward, &tb
 		return h
 	}
-	fwd := nf(hop("", "node1", inoNode1, "cni0", 60), "FORWARD", "cni0", "flannel.1")
+	fwd := nf(mkHop(hop.NoKind, "node1", inoNode1, "cni0", 60), hop.Forward, "cni0", "flannel.1")
 	fwd.Partial = true
-	drop := dropped(hop("", "node1", inoNode1, "cni0", 60), "NETFILTER_DROP")
+	drop := dropped(mkHop(hop.NoKind, "node1", inoNode1, "cni0", 60), "NETFILTER_DROP")
 	for _, c := range []struct {
 		tb   stitch.Table
 		want []string
 	}{
-		{stitch.Table{Engine: "nftables", Family: "ip", Name: "filter", Chain: "FORWARD", Verdict: "drop"},
+		{stitch.Table{Engine: hop.EngineNFTables, Family: hop.FamilyIPv4, Name: "filter", Chain: "FORWARD", Verdict: hop.VerdictDrop},
 			[]string{"The nftables chain FORWARD of table ip filter on node1 (in=cni0 out=flannel.1) returned drop",
 				"\n$ ip netns exec node1 nft -a list chain ip filter FORWARD",
 				"\n$ ip netns exec node1 iptables-nft -t filter -L FORWARD -v -n --line-numbers"}},
-		{stitch.Table{Engine: "nftables", Chain: "FORWARD", Verdict: "drop"}, // no BTF: the chain only
+		{stitch.Table{Engine: hop.EngineNFTables, Chain: "FORWARD", Verdict: hop.VerdictDrop}, // no BTF: the chain only
 			[]string{"chain FORWARD of table ? (name not readable)", "\n$ ip netns exec node1 nft -a list ruleset"}},
-		{stitch.Table{Engine: "iptables-legacy", Name: "filter", Chain: "FORWARD", Verdict: "drop"},
+		{stitch.Table{Engine: hop.EngineXTables, Name: "filter", Chain: "FORWARD", Verdict: hop.VerdictDrop},
 			[]string{"The iptables-legacy table filter, chain FORWARD", "\n$ ip netns exec node1 iptables-legacy -t filter -L FORWARD -v -n --line-numbers"}},
 	} {
-		accept := table(stitch.Table{Engine: c.tb.Engine, Family: c.tb.Family, Name: "mangle", Chain: "FORWARD", Verdict: "accept"})
+		accept := table(stitch.Table{Engine: c.tb.Engine, Family: c.tb.Family, Name: "mangle", Chain: "FORWARD", Verdict: hop.VerdictAccept})
 		got := advice(a, routed(fwd, accept, table(c.tb), drop))
 		contains(t, "advice", got, c.want...)
 		lacks(t, "advice", got, "mangle")
 	}
 	// A table that accepted before a drop elsewhere in the hook is not
 	// blamed.
-	got := advice(a, routed(fwd, table(stitch.Table{Engine: "nftables", Family: "ip", Name: "filter", Chain: "FORWARD", Verdict: "accept"}), drop))
+	got := advice(a, routed(fwd, table(stitch.Table{Engine: hop.EngineNFTables, Family: hop.FamilyIPv4, Name: "filter", Chain: "FORWARD", Verdict: hop.VerdictAccept}), drop))
 	contains(t, "advice", got, "A netfilter rule in FORWARD on node1")
 }
 
@@ -618,8 +619,8 @@ func ipvsReport(t *testing.T) *doctor.Report {
 func TestIPVSSchedulerFromReport(t *testing.T) {
 	a := New(map[uint32]*doctor.Report{inoNode1: ipvsReport(t)})
 	ipvs := func(svc string, sched string) stitch.Hop {
-		h := hop(stitch.HopIPVS, "node1", inoNode1, "cni0", 60)
-		h.IPVS = &stitch.IPVS{Service: netip.MustParseAddrPort(svc), RealServer: server, Scheduler: sched, Method: "masq"}
+		h := mkHop(hop.IPVS, "node1", inoNode1, "cni0", 60)
+		h.IPVS = &stitch.IPVS{Service: netip.MustParseAddrPort(svc), RealServer: server, Scheduler: sched, Method: hop.MethodMasq}
 		return h
 	}
 	p := routed(ipvs("10.96.0.10:80", ""), ipvs("10.96.0.10:80", "sh"), ipvs("10.96.0.99:80", ""))
@@ -635,11 +636,11 @@ func TestIPVSSchedulerFromReport(t *testing.T) {
 func TestAdviceIPVSDrop(t *testing.T) {
 	a := New(map[uint32]*doctor.Report{inoNode1: ipvsReport(t)})
 	vip := netip.MustParseAddrPort("10.96.0.20:80")
-	in := nf(hop("", "node1", inoNode1, "cni0", 60), "INPUT", "cni0", "")
+	in := nf(mkHop(hop.NoKind, "node1", inoNode1, "cni0", 60), hop.Input, "cni0", "")
 	in.Partial = true
-	ipvs := hop(stitch.HopIPVS, "node1", inoNode1, "cni0", 60)
-	ipvs.Hook, ipvs.IPVS, ipvs.Dst = "INPUT", &stitch.IPVS{Verdict: "drop"}, vip
-	drop := dropped(hop("", "node1", inoNode1, "cni0", 60), "NETFILTER_DROP")
+	ipvs := mkHop(hop.IPVS, "node1", inoNode1, "cni0", 60)
+	ipvs.Hook, ipvs.IPVS, ipvs.Dst = hop.Input, &stitch.IPVS{Verdict: hop.VerdictDrop}, vip
+	drop := dropped(mkHop(hop.NoKind, "node1", inoNode1, "cni0", 60), "NETFILTER_DROP")
 	drop.Dst = vip
 	got := advice(a, routed(in, ipvs, drop))
 	contains(t, "advice", got, "IPVS dropped it in INPUT on node1: the virtual service 10.96.0.20:80 had no real server",
@@ -651,9 +652,9 @@ func TestAdviceIPVSDrop(t *testing.T) {
 // netfilter drop, and the generic advice says where it died.
 func TestAdviceWithoutReason(t *testing.T) {
 	a := New(map[uint32]*doctor.Report{inoNode1: report(t, "node1", nil)})
-	fwd := nf(hop("", "node1", inoNode1, "cni0", 60), "FORWARD", "cni0", "flannel.1")
+	fwd := nf(mkHop(hop.NoKind, "node1", inoNode1, "cni0", 60), hop.Forward, "cni0", "flannel.1")
 	fwd.Partial = true
-	drop := dropped(hop("", "node1", inoNode1, "cni0", 60), "")
+	drop := dropped(mkHop(hop.NoKind, "node1", inoNode1, "cni0", 60), "")
 	drop.Func = "nf_hook_slow+0xa0"
 	contains(t, "advice", advice(a, routed(fwd, drop)), "A netfilter rule in FORWARD on node1")
 

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/pathtrace/pathtrace/internal/doctor"
+	"github.com/pathtrace/pathtrace/internal/hop"
 	"github.com/pathtrace/pathtrace/internal/stitch"
 )
 
@@ -23,10 +24,10 @@ type drop struct {
 	p    *stitch.Path
 	i    int
 	h    *stitch.Hop
-	n    *node  // the report of the drop's node; nil when it has none
-	in   string // command prefix for the drop's namespace
-	ns   string // the namespace's name for people
-	hook string // the netfilter hook it died in, or ""
+	n    *node    // the report of the drop's node; nil when it has none
+	in   string   // command prefix for the drop's namespace
+	ns   string   // the namespace's name for people
+	hook hop.Hook // the netfilter hook it died in, or hop.NoHook
 	nf   *stitch.Hop
 	// by is the table or IPVS hop that returned the drop, where the
 	// kernel lets it be seen (function hops).
@@ -81,9 +82,9 @@ func addrOr(a, b string) string {
 func (d *drop) netfilter() string {
 	var s note
 	if d.n != nil && d.n.ctKnown && d.n.ctPercent() >= conntrackFullPercent &&
-		(d.hook == "PREROUTING" || d.hook == "OUTPUT" || d.hook == "") {
+		(d.hook == hop.Prerouting || d.hook == hop.Output || d.hook == hop.NoHook) {
 		s.say("The conntrack table of %s was %d/%d (%.0f%% full) when the trace started: nf_conntrack drops packets of new connections at %s before any rule sees them (dmesg: \"nf_conntrack: table full, dropping packet\").",
-			d.ns, d.n.ctCount, d.n.ctMax, d.n.ctPercent(), hookOr(d.hook, "PREROUTING/OUTPUT"))
+			d.ns, d.n.ctCount, d.n.ctMax, d.n.ctPercent(), hookOr(d.hook.String(), "PREROUTING/OUTPUT"))
 		s.say("Raise net.netfilter.nf_conntrack_max (in the host namespace: it is global, read-only in other namespaces) or find what fills the table.")
 		s.run(d.in + "sysctl net.netfilter.nf_conntrack_count net.netfilter.nf_conntrack_max")
 		s.run(d.in + "conntrack -C")
@@ -99,23 +100,23 @@ func (d *drop) netfilter() string {
 		return d.table(where)
 	}
 	switch d.hook {
-	case "FORWARD":
+	case hop.Forward:
 		s.say("A netfilter rule in FORWARD on %s dropped or rejected it: a NetworkPolicy chain (KUBE-FORWARD, KUBE-NWPLCY-*, cali-*, ...) or a firewall rule. Find the rule whose counters grow.", where)
 		if d.bridged() {
 			s.say("It was called by br_netfilter for a bridged packet.")
 		}
 		s.run(d.in + ipt + " -L FORWARD -v -n --line-numbers")
 		s.run(d.in + "nft list ruleset")
-	case "INPUT":
+	case hop.Input:
 		s.say("A netfilter rule in INPUT on %s dropped or rejected it: the node's firewall (KUBE-FIREWALL, a host firewall) for traffic to the node itself.", where)
 		s.run(d.in + ipt + " -L INPUT -v -n --line-numbers")
 		s.run(d.in + "nft list ruleset")
-	case "OUTPUT":
+	case hop.Output:
 		s.say("A netfilter rule in OUTPUT on %s dropped or rejected it (raw, mangle, nat or filter table), or conntrack refused it (an invalid or unroutable connection).", where)
 		s.run(d.in + ipt + " -L OUTPUT -v -n --line-numbers")
 		s.run(d.in + "nft list ruleset")
 		s.run(d.in + "conntrack -S")
-	case "PREROUTING":
+	case hop.Prerouting:
 		s.say("A netfilter rule in PREROUTING on %s dropped it (raw, mangle or nat table), or conntrack refused it (table full, invalid packet).", where)
 		if d.n != nil && d.n.ctKnown {
 			s.say("The conntrack table was %.0f%% full (%d/%d) at the start.", d.n.ctPercent(), d.n.ctCount, d.n.ctMax)
@@ -123,7 +124,7 @@ func (d *drop) netfilter() string {
 		s.run(d.in + ipt + " -t raw -L PREROUTING -v -n")
 		s.run(d.in + ipt + " -t mangle -L PREROUTING -v -n")
 		s.run(d.in + "conntrack -S")
-	case "POSTROUTING":
+	case hop.Postrouting:
 		s.say("A netfilter rule in POSTROUTING on %s dropped it (mangle or nat table), or source NAT found no free port.", where)
 		s.run(d.in + ipt + " -t nat -L POSTROUTING -v -n")
 		s.run(d.in + "conntrack -S")
@@ -140,10 +141,10 @@ func (d *drop) netfilter() string {
 func (d *drop) table(where string) string {
 	var s note
 	tb := d.by.Table
-	chain := hookOr(tb.Chain, hookOr(d.hook, "?"))
+	chain := hookOr(tb.Chain, hookOr(d.hook.String(), "?"))
 	name := tb.Name
 	switch tb.Engine {
-	case "iptables-legacy":
+	case hop.EngineXTables:
 		s.say("The iptables-legacy table %s, chain %s, on %s returned DROP: a rule in it or in a chain it jumps to, or the chain's policy.", hookOr(name, "(name not readable)"), chain, where)
 		if name != "" {
 			s.run(d.in + "iptables-legacy -t " + name + " -L " + chain + " -v -n --line-numbers")
@@ -151,13 +152,13 @@ func (d *drop) table(where string) string {
 			s.run(d.in + "iptables-legacy-save -c")
 		}
 	default:
-		s.say("The nftables chain %s of table %s %s on %s returned drop: a rule in it or in a chain it jumps to, or the chain's policy (iptables-nft rules live here too).", chain, hookOr(tb.Family, "?"), hookOr(name, "(name not readable)"), where)
-		if name != "" && tb.Family != "" && tb.Chain != "" {
-			s.run(d.in + "nft -a list chain " + tb.Family + " " + name + " " + tb.Chain)
+		s.say("The nftables chain %s of table %s %s on %s returned drop: a rule in it or in a chain it jumps to, or the chain's policy (iptables-nft rules live here too).", chain, hookOr(tb.Family.String(), "?"), hookOr(name, "(name not readable)"), where)
+		if name != "" && tb.Family != hop.NoFamily && tb.Chain != "" {
+			s.run(d.in + "nft -a list chain " + tb.Family.String() + " " + name + " " + tb.Chain)
 		} else {
 			s.run(d.in + "nft -a list ruleset")
 		}
-		if tb.Family == "ip" && name != "" {
+		if tb.Family == hop.FamilyIPv4 && name != "" {
 			s.run(d.in + "iptables-nft -t " + name + " -L " + chain + " -v -n --line-numbers")
 		}
 	}
@@ -176,7 +177,7 @@ func (d *drop) ipvs() string {
 		dst = d.p.Dst
 	}
 	svc := dst.String()
-	s.say("IPVS dropped it in %s on %s: the virtual service %s had no real server to send it to (none configured, all with weight 0, or all over their connection limits), so IPVS answered with ICMP port unreachable. In Kubernetes: the Service has no ready endpoints.", hookOr(d.hook, "its hook"), d.ns, svc)
+	s.say("IPVS dropped it in %s on %s: the virtual service %s had no real server to send it to (none configured, all with weight 0, or all over their connection limits), so IPVS answered with ICMP port unreachable. In Kubernetes: the Service has no ready endpoints.", hookOr(d.hook.String(), "its hook"), d.ns, svc)
 	proto := d.h.Proto
 	if proto == 0 {
 		proto = d.p.Proto
@@ -221,10 +222,10 @@ func (d *drop) forwardingOff() bool {
 		return false
 	}
 	received := sameNetnsBefore(d.p, d.i, func(h *stitch.Hop) bool {
-		return h.Kind == stitch.HopRx || (h.Kind == stitch.HopNetfilter && h.Hook == "PREROUTING")
+		return h.Kind == hop.Rx || (h.Kind == hop.Netfilter && h.Hook == hop.Prerouting)
 	})
 	passed := sameNetnsBefore(d.p, d.i, func(h *stitch.Hop) bool {
-		return h.Kind == stitch.HopNetfilter && (h.Hook == "FORWARD" || h.Hook == "INPUT")
+		return h.Kind == hop.Netfilter && (h.Hook == hop.Forward || h.Hook == hop.Input)
 	})
 	return received && !passed
 }
@@ -369,7 +370,7 @@ func (d *drop) vethXmit() string {
 		return ""
 	}
 	prev := &d.p.Hops[d.i-1]
-	if prev.Kind != stitch.HopTx || prev.NetnsInode != d.h.NetnsInode || prev.Dev != d.h.Dev {
+	if prev.Kind != hop.Tx || prev.NetnsInode != d.h.NetnsInode || prev.Dev != d.h.Dev {
 		return ""
 	}
 	var s note
@@ -400,8 +401,8 @@ func (d *drop) generic() string {
 		reason = fmt.Sprintf("#%d", d.h.ReasonCode)
 	}
 	where := d.ns
-	if d.hook != "" {
-		where = "in " + d.hook + " on " + d.ns
+	if d.hook != hop.NoHook {
+		where = "in " + d.hook.String() + " on " + d.ns
 	} else if d.h.Dev != "" {
 		where = "at " + d.h.Dev + " on " + d.ns
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/pathtrace/pathtrace/internal/doctor"
+	"github.com/pathtrace/pathtrace/internal/hop"
 	"github.com/pathtrace/pathtrace/internal/stitch"
 )
 
@@ -71,16 +72,16 @@ func (a *Advisor) bridgedBypass(p *stitch.Path, inode uint32) []string {
 	}
 	for i := range p.Hops {
 		rx := &p.Hops[i]
-		if rx.NetnsInode != inode || rx.Kind != stitch.HopRx || !podPort(rx) {
+		if rx.NetnsInode != inode || rx.Kind != hop.Rx || !podPort(rx) {
 			continue
 		}
 		for j := i + 1; j < len(p.Hops); j++ {
 			h := &p.Hops[j]
-			if h.NetnsInode != inode || h.Kind == stitch.HopNetfilter || h.Kind == stitch.HopNAT ||
-				h.Kind == stitch.HopRx || h.Kind == stitch.HopDrop {
+			if h.NetnsInode != inode || h.Kind == hop.Netfilter || h.Kind == hop.NAT ||
+				h.Kind == hop.Rx || h.Kind == hop.Drop {
 				break
 			}
-			if h.Kind != stitch.HopTx {
+			if h.Kind != hop.Tx {
 				continue
 			}
 			if !podPort(h) || h.Dev == rx.Dev {
@@ -123,7 +124,7 @@ func (a *Advisor) mtu(p *stitch.Path, inode uint32) []string {
 	var inner uint32
 	for i := range p.Hops {
 		h := &p.Hops[i]
-		if h.NetnsInode != inode || h.Outer != nil || h.Kind == stitch.HopEncap || h.Kind == stitch.HopConsume {
+		if h.NetnsInode != inode || h.Outer != nil || h.Kind == hop.Encap || h.Kind == hop.Consume {
 			continue
 		}
 		inner = max(inner, a.ipLen(p, i))
@@ -141,7 +142,7 @@ func (a *Advisor) mtu(p *stitch.Path, inode uint32) []string {
 	var o *doctor.Overlay
 	for i := range p.Hops {
 		h := &p.Hops[i]
-		if h.NetnsInode != inode || h.Outer == nil || h.Kind == stitch.HopRx || h.Kind == stitch.HopDecap || h.Kind == stitch.HopConsume {
+		if h.NetnsInode != inode || h.Outer == nil || h.Kind == hop.Rx || h.Kind == hop.Decap || h.Kind == hop.Consume {
 			continue
 		}
 		if l := a.ipLen(p, i); l > outer {
@@ -164,7 +165,7 @@ func (a *Advisor) uses(p *stitch.Path, inode uint32, o *doctor.Overlay) bool {
 		if h.NetnsInode != inode {
 			continue
 		}
-		if h.Dev == o.Name || h.Out == o.Name || (h.Kind == stitch.HopDrop && h.Reason == "PKT_TOO_BIG") {
+		if h.Dev == o.Name || h.Out == o.Name || (h.Kind == hop.Drop && h.Reason == "PKT_TOO_BIG") {
 			return true
 		}
 	}

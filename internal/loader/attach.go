@@ -3,14 +3,13 @@ package loader
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
 	"github.com/pathtrace/pathtrace/internal/bpf"
-	"github.com/pathtrace/pathtrace/internal/features"
+	"github.com/pathtrace/pathtrace/internal/hop"
 )
 
 // MaxNodes bounds the node network namespaces (--netns) whose netfilter
@@ -70,41 +69,29 @@ func loadSpec(name string, load func() (*ebpf.CollectionSpec, error)) (*ebpf.Col
 
 // attachTracepoints attaches the device and free hops, one program at a
 // time so that a missing one costs its hop only.
-func (t *Tracer) attachTracepoints(spec *ebpf.CollectionSpec) map[string]HopSupport {
-	hops := map[string]HopSupport{}
-	one := func(hop, prog, tp string) error {
-		if err := features.RawTracepoint(); err != nil {
-			return err
+func (t *Tracer) attachTracepoints(spec *ebpf.CollectionSpec, pr Probes) map[hop.Kind]HopSupport {
+	hops := map[hop.Kind]HopSupport{}
+	for _, tp := range tpHops {
+		h := HopSupport{Hop: tp.hop, Backend: hop.Tracepoint, Source: "raw_tracepoint/" + tp.tp}
+		err := pr.RawTracepoint()
+		if err == nil {
+			err = t.attachRawTP(spec, tp.prog, tp.tp)
 		}
-		if err := t.attachRawTP(spec, prog, tp); err != nil {
-			return err
+		if err != nil && tp.fallback != "" {
+			// Before 5.17 kfree_skb has no reason argument.
+			t.log.Debug("tracepoint program unavailable, using the older form", "hop", tp.hop, "program", tp.prog, "err", err)
+			if err2 := t.attachRawTP(spec, tp.fallback, tp.tp); err2 != nil {
+				err = errors.Join(err, err2)
+			} else {
+				err = nil
+				h.Reason = noDropReason(pr)
+			}
 		}
-		hops[hop] = HopSupport{Hop: hop, Backend: BackendTracepoint, Source: "raw_tracepoint/" + tp}
-		return nil
-	}
-	fail := func(hop string, err error) {
-		hops[hop] = HopSupport{Hop: hop, Reason: err.Error()}
-		slog.Debug("hop not observable", "hop", hop, "err", err)
-	}
-	for _, tp := range []struct{ hop, prog, name string }{
-		{HopRx, "tp_netif_receive_skb", "netif_receive_skb"},
-		{HopTx, "tp_net_dev_queue", "net_dev_queue"},
-		{HopConsume, "tp_consume_skb", "consume_skb"},
-	} {
-		if err := one(tp.hop, tp.prog, tp.name); err != nil {
-			fail(tp.hop, err)
+		if err != nil {
+			h = HopSupport{Hop: tp.hop, Reason: err.Error()}
+			t.log.Debug("hop not observable", "hop", tp.hop, "err", err)
 		}
-	}
-	if err := one(HopDrop, "tp_kfree_skb_reason", "kfree_skb"); err != nil {
-		// Before 5.17 kfree_skb has no reason argument.
-		slog.Debug("kfree_skb with reason unavailable, using the older form", "err", err)
-		if err2 := one(HopDrop, "tp_kfree_skb", "kfree_skb"); err2 != nil {
-			fail(HopDrop, errors.Join(err, err2))
-		} else {
-			h := hops[HopDrop]
-			h.Reason = noDropReason()
-			hops[HopDrop] = h
-		}
+		hops[tp.hop] = h
 	}
 	return hops
 }
@@ -120,25 +107,25 @@ func (t *Tracer) attachNetfilterHops(s *specs, paths []string, cands []candidate
 		}
 		mark := len(t.links)
 		switch c.backend {
-		case BackendNetfilterLink:
+		case hop.NetfilterLink:
 			c.err = t.attachNetfilterLinks(s.nf, paths)
-		case BackendFentry:
+		case hop.Fentry:
 			c.err = t.attachFentry(s.fentry, "fentry_nf_hook_slow", "fexit_nf_hook_slow")
-		case BackendKprobe:
+		case hop.Kprobe:
 			c.err = t.attachKprobe(s.kprobe, nfHookSlow.Name, "kprobe_nf_hook_slow", "kretprobe_nf_hook_slow")
 		}
 		if c.err != nil {
 			// Half a hook is worse than none: detach this candidate's links.
 			t.closeLinksFrom(mark)
-			slog.Debug("netfilter backend failed", "backend", c.backend, "err", c.err)
+			t.log.Debug("netfilter backend failed", "backend", c.backend, "err", c.err)
 			continue
 		}
-		h := HopSupport{Hop: HopNetfilter, Backend: c.backend, Source: c.source, Reason: reasons(cands[:i])}
-		slog.Debug("netfilter hops", "backend", h.Backend, "source", h.Source, "skipped", h.Reason)
+		h := HopSupport{Hop: hop.Netfilter, Backend: c.backend, Source: c.source, Reason: reasons(cands[:i])}
+		t.log.Debug("netfilter hops", "backend", h.Backend, "source", h.Source, "skipped", h.Reason)
 		return h
 	}
-	h := HopSupport{Hop: HopNetfilter, Reason: reasons(cands)}
-	slog.Debug("netfilter hops not observable", "reason", h.Reason)
+	h := HopSupport{Hop: hop.Netfilter, Reason: reasons(cands)}
+	t.log.Debug("netfilter hops not observable", "reason", h.Reason)
 	return h
 }
 
@@ -174,7 +161,7 @@ func (t *Tracer) attachFuncHop(s *specs, f funcHop, cands []candidate) HopSuppor
 			entry, ret := target.programs(c.backend)
 			var err error
 			switch c.backend {
-			case BackendFentry:
+			case hop.Fentry:
 				// The return program first, as with kretprobes:
 				// entries whose return is not there yet would push
 				// frames nobody pops.
@@ -183,13 +170,13 @@ func (t *Tracer) attachFuncHop(s *specs, f funcHop, cands []candidate) HopSuppor
 						err = t.attachFentryTo(s.fentry, prog, target.fn.Name)
 					}
 				}
-			case BackendKprobe:
+			case hop.Kprobe:
 				err = t.attachKprobe(s.kprobe, target.fn.Name, entry, ret)
 			}
 			if err != nil {
 				t.closeLinksFrom(mark)
 				errs = append(errs, err)
-				slog.Debug("function hop target failed", "hop", f.hop, "backend", c.backend, "function", target.fn.Name, "err", err)
+				t.log.Debug("function hop target failed", "hop", f.hop, "backend", c.backend, "function", target.fn.Name, "err", err)
 				continue
 			}
 			attached = append(attached, target.fn.Name)
@@ -203,11 +190,11 @@ func (t *Tracer) attachFuncHop(s *specs, f funcHop, cands []candidate) HopSuppor
 		entry, ret := c.targets[0].programs(c.backend)
 		source := sourceOf(c.backend, entry, ret, attached)
 		h := HopSupport{Hop: f.hop, Backend: c.backend, Source: source, Reason: reasons(cands[:i])}
-		slog.Debug("function hop", "hop", f.hop, "backend", h.Backend, "source", h.Source, "skipped", h.Reason)
+		t.log.Debug("function hop", "hop", f.hop, "backend", h.Backend, "source", h.Source, "skipped", h.Reason)
 		return h
 	}
 	h := HopSupport{Hop: f.hop, Reason: reasons(cands)}
-	slog.Debug("function hop not observable", "hop", f.hop, "reason", h.Reason)
+	t.log.Debug("function hop not observable", "hop", f.hop, "reason", h.Reason)
 	return h
 }
 
@@ -271,7 +258,7 @@ func (t *Tracer) attachKprobe(spec *ebpf.CollectionSpec, symbol, entry, ret stri
 		}
 		var l link.Link
 		if name == ret {
-			l, err = attachKretprobe(symbol, p)
+			l, err = t.attachKretprobe(symbol, p)
 		} else {
 			l, err = attach(symbol, p, nil)
 		}
@@ -292,12 +279,12 @@ const retprobeMaxActive = 4096
 
 // attachKretprobe attaches a kretprobe with retprobeMaxActive instances,
 // which only tracefs can set, falling back to the PMU's default.
-func attachKretprobe(symbol string, p *ebpf.Program) (link.Link, error) {
+func (t *Tracer) attachKretprobe(symbol string, p *ebpf.Program) (link.Link, error) {
 	l, err := link.Kretprobe(symbol, p, &link.KprobeOptions{RetprobeMaxActive: retprobeMaxActive})
 	if err == nil {
 		return l, nil
 	}
-	slog.Debug("kretprobe with maxactive through tracefs failed, using the perf PMU's default", "symbol", symbol, "err", err)
+	t.log.Debug("kretprobe with maxactive through tracefs failed, using the perf PMU's default", "symbol", symbol, "err", err)
 	return link.Kretprobe(symbol, p, nil)
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"net/netip"
 	"os"
@@ -18,6 +19,8 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/pathtrace/pathtrace/internal/hop"
 )
 
 // Netfilter priorities of the first and last programs of each hook. The
@@ -52,6 +55,11 @@ type Options struct {
 	// Backend chooses how hops that have a choice are shown (netfilter
 	// hooks, function hops); "" is ChoiceAuto.
 	Backend Choice
+	// Log receives the debug lines that say which backend shows each hop
+	// and why each target failed; nil logs nowhere.
+	Log *slog.Logger
+	// Probes says what the kernel allows; nil is KernelProbes.
+	Probes Probes
 }
 
 // Node is a network namespace with netfilter programs attached.
@@ -67,11 +75,9 @@ type Tracer struct {
 	// Hops says, per hop kind, which backend shows it or why none can.
 	Hops []HopSupport
 
-	events  *ebpf.Map
-	tracked *ebpf.Map
-	lost    *ebpf.Map
-	extra   map[string]*ebpf.Map // maps of one attach family (nf_stack)
-	btf     *btf.Cache           // kernel and module BTF, parsed once per Open
+	log     *slog.Logger
+	maps    sharedMaps
+	btf     *btf.Cache // kernel and module BTF, parsed once per Open
 	progs   []*ebpf.Program
 	kprobes map[string]*ebpf.Program // loaded kprobe programs, by name (also in progs)
 	links   []link.Link
@@ -90,7 +96,13 @@ func Open(opts Options) (_ *Tracer, err error) {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("raise the memlock limit for BPF maps: %w", err)
 	}
-	t := &Tracer{started: time.Now(), btf: btf.NewCache(), extra: map[string]*ebpf.Map{}}
+	t := &Tracer{started: time.Now(), btf: btf.NewCache(), log: opts.Log}
+	if t.log == nil {
+		t.log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Probes == nil {
+		opts.Probes = KernelProbes
+	}
 	defer func() {
 		if err != nil {
 			t.Close()
@@ -112,15 +124,15 @@ func Open(opts Options) (_ *Tracer, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := t.createMaps(s.tp); err != nil {
+	if err := t.maps.create(s); err != nil {
 		return nil, err
 	}
 
 	// Each hop on its own: a missing function or program type costs that
 	// hop, recorded in t.Hops, never the whole trace.
-	p := makePlan(opts.Backend)
-	hops := t.attachTracepoints(s.tp)
-	hops[HopNetfilter] = t.attachNetfilterHops(s, paths, p.netfilter)
+	p := makePlan(opts.Backend, opts.Probes)
+	hops := t.attachTracepoints(s.tp, opts.Probes)
+	hops[hop.Netfilter] = t.attachNetfilterHops(s, paths, p.netfilter)
 	for _, f := range funcHops {
 		hops[f.hop] = t.attachFuncHop(s, f, p.funcs[f.hop])
 	}
@@ -135,7 +147,7 @@ func Open(opts Options) (_ *Tracer, err error) {
 	}
 	t.btf = nil
 
-	t.reader, err = ringbuf.NewReader(t.events)
+	t.reader, err = ringbuf.NewReader(t.maps.Events)
 	if err != nil {
 		return nil, fmt.Errorf("open ring buffer reader: %w", err)
 	}
@@ -200,22 +212,9 @@ func setVariables(spec *ebpf.CollectionSpec, opts *Options) error {
 	return nil
 }
 
-func (t *Tracer) createMaps(spec *ebpf.CollectionSpec) error {
-	var err error
-	if t.events, err = ebpf.NewMap(spec.Maps["events"]); err != nil {
-		return fmt.Errorf("create ring buffer: %w", err)
-	}
-	if t.tracked, err = ebpf.NewMap(spec.Maps["tracked"]); err != nil {
-		return fmt.Errorf("create tracked map: %w", err)
-	}
-	if t.lost, err = ebpf.NewMap(spec.Maps["lost"]); err != nil {
-		return fmt.Errorf("create lost counter: %w", err)
-	}
-	return nil
-}
-
-// loadProgram loads one program of spec on its own, sharing the tracer's
-// maps, so that a program the kernel refuses costs only its own hops.
+// loadProgram loads one program of spec on its own with the maps every
+// program object shares, so that a program the kernel refuses costs only
+// its own hops.
 func (t *Tracer) loadProgram(spec *ebpf.CollectionSpec, name string) (*ebpf.Program, error) {
 	s := spec.Copy()
 	for n := range s.Programs {
@@ -223,28 +222,8 @@ func (t *Tracer) loadProgram(spec *ebpf.CollectionSpec, name string) (*ebpf.Prog
 			delete(s.Programs, n)
 		}
 	}
-	maps := map[string]*ebpf.Map{
-		"events":  t.events,
-		"tracked": t.tracked,
-		"lost":    t.lost,
-	}
-	// Maps of one attach family (the kprobe nf_hook_slow stack) are made
-	// once and shared by its programs, like the common ones.
-	for n, ms := range s.Maps {
-		if _, ok := maps[n]; ok || strings.HasPrefix(n, ".") {
-			continue
-		}
-		if t.extra[n] == nil {
-			m, err := ebpf.NewMap(ms)
-			if err != nil {
-				return nil, fmt.Errorf("create map %s: %w", n, err)
-			}
-			t.extra[n] = m
-		}
-		maps[n] = t.extra[n]
-	}
 	coll, err := ebpf.NewCollectionWithOptions(s, ebpf.CollectionOptions{
-		MapReplacements: maps,
+		MapReplacements: t.maps.replacements(s),
 		Cache:           t.btf,
 	})
 	if err != nil {
@@ -365,7 +344,7 @@ func (t *Tracer) Read(rec *ringbuf.Record) error { return t.reader.ReadInto(rec)
 // ring buffer because it was full.
 func (t *Tracer) LostPerCPU() ([]uint64, error) {
 	var perCPU []uint64
-	if err := t.lost.Lookup(uint32(0), &perCPU); err != nil {
+	if err := t.maps.Lost.Lookup(uint32(0), &perCPU); err != nil {
 		return nil, fmt.Errorf("read lost counter: %w", err)
 	}
 	return perCPU, nil
@@ -387,15 +366,6 @@ func (t *Tracer) Close() error {
 		errs = append(errs, p.Close())
 	}
 	t.progs, t.kprobes = nil, nil
-	for _, m := range []**ebpf.Map{&t.events, &t.tracked, &t.lost} {
-		if *m != nil {
-			errs = append(errs, (*m).Close())
-			*m = nil
-		}
-	}
-	for n, m := range t.extra {
-		errs = append(errs, m.Close())
-		delete(t.extra, n)
-	}
+	errs = append(errs, t.maps.close())
 	return errors.Join(errs...)
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/pathtrace/pathtrace/internal/bpf"
 	"github.com/pathtrace/pathtrace/internal/features"
+	"github.com/pathtrace/pathtrace/internal/hop"
 	"github.com/pathtrace/pathtrace/internal/testutil"
 )
 
@@ -37,13 +38,13 @@ func TestFeaturesMatchKernel(t *testing.T) {
 	testutil.RequireRoot(t)
 	testutil.Modprobe(hopModules...)
 	want := testutil.RequireExpectedBackends(t)
-	r := Features(testutil.Release(), ChoiceAuto)
+	r := Features(testutil.Release(), ChoiceAuto, KernelProbes)
 	var text bytes.Buffer
 	if err := r.WriteText(&text); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("pathtrace features:\n%s", text.String())
-	seen := map[string]bool{}
+	seen := map[hop.Kind]bool{}
 	for _, h := range r.Hops {
 		seen[h.Hop] = true
 		w, ok := want[h.Hop]
@@ -51,16 +52,16 @@ func TestFeaturesMatchKernel(t *testing.T) {
 			t.Errorf("hop %s: no expectation", h.Hop)
 			continue
 		}
-		if string(h.Backend) != w {
+		if h.Backend != w {
 			t.Errorf("hop %s: backend %q (%s%s), want %q", h.Hop, h.Backend, h.Source, h.Reason, w)
 		}
 		if !h.Observable() && (h.Reason == "" || !strings.Contains(text.String(), "not observable: "+h.Reason)) {
 			t.Errorf("hop %s is not observable but the listing does not say why", h.Hop)
 		}
 	}
-	for hop := range want {
-		if !seen[hop] {
-			t.Errorf("hop %s missing from the listing", hop)
+	for k := range want {
+		if !seen[k] {
+			t.Errorf("hop %s missing from the listing", k)
 		}
 	}
 }
@@ -71,7 +72,7 @@ func TestFeaturesMatchKernel(t *testing.T) {
 func TestOpenFollowsPlan(t *testing.T) {
 	testutil.RequireRoot(t)
 	testutil.Modprobe(hopModules...)
-	plan := Plan(ChoiceAuto)
+	plan := Plan(ChoiceAuto, KernelProbes)
 	tr, err := Open(Options{})
 	if err != nil {
 		t.Fatalf("open: %v", err)
@@ -83,7 +84,7 @@ func TestOpenFollowsPlan(t *testing.T) {
 	}
 	if want, ok := testutil.ExpectedBackends(); ok {
 		for _, h := range tr.Hops {
-			if string(h.Backend) != want[h.Hop] {
+			if h.Backend != want[h.Hop] {
 				t.Errorf("hop %s: attached %q, want %q on %s", h.Hop, h.Backend, want[h.Hop], testutil.Release())
 			}
 		}
@@ -129,24 +130,27 @@ func TestForcedBackend(t *testing.T) {
 			defer tr.Close()
 			for _, h := range tr.Hops {
 				switch h.Hop {
-				case HopRx, HopTx, HopDrop, HopConsume:
-					if h.Backend != BackendTracepoint {
+				case hop.Rx, hop.Tx, hop.Drop, hop.Consume:
+					if h.Backend != hop.Tracepoint {
 						t.Errorf("hop %s: %q, want tracepoint", h.Hop, h.Backend)
 					}
-				case HopEncap, HopDecap:
-					if h.Backend != BackendInferred && string(h.Backend) != string(c.choice) {
+				case hop.Encap, hop.Decap:
+					if h.Backend != hop.Inferred && h.Backend.String() != string(c.choice) {
 						t.Errorf("hop %s: %q, want %s or inferred", h.Hop, h.Backend, c.choice)
 					}
-				case HopNetfilter, HopNAT:
-					want := Backend(c.choice)
+				case hop.Netfilter, hop.NAT:
+					var want hop.Backend
+					if err := want.UnmarshalText([]byte(c.choice)); err != nil {
+						t.Fatal(err)
+					}
 					if c.choice == ChoiceTracepoint {
-						want = BackendNetfilterLink
+						want = hop.NetfilterLink
 					}
 					if h.Backend != want {
 						t.Errorf("hop %s: %q (%s), want %s", h.Hop, h.Backend, h.Reason, want)
 					}
 				default:
-					if h.Observable() && string(h.Backend) != string(c.choice) {
+					if h.Observable() && h.Backend.String() != string(c.choice) {
 						t.Errorf("hop %s: %q, want %s or not observable", h.Hop, h.Backend, c.choice)
 					}
 					if !h.Observable() && h.Reason == "" {

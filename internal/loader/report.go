@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/pathtrace/pathtrace/internal/features"
+	"github.com/pathtrace/pathtrace/internal/hop"
 )
 
 // Probe is one feature probe's result.
@@ -27,20 +28,22 @@ type Report struct {
 	Hops    []HopSupport `json:"hops"`
 }
 
-// MarshalJSON writes a hop as {"hop", "backend", "source", "reason"}.
+// MarshalJSON writes a hop as {"hop", "what", "observable", "backend",
+// "source", "reason"}.
 func (h HopSupport) MarshalJSON() ([]byte, error) {
 	return json.Marshal(struct {
-		Hop        string  `json:"hop"`
-		Observable bool    `json:"observable"`
-		Backend    Backend `json:"backend,omitempty"`
-		Source     string  `json:"source,omitempty"`
-		Reason     string  `json:"reason,omitempty"`
-	}{h.Hop, h.Observable(), h.Backend, h.Source, h.Reason})
+		Hop        hop.Kind    `json:"hop"`
+		What       string      `json:"what"`
+		Observable bool        `json:"observable"`
+		Backend    hop.Backend `json:"backend,omitempty"`
+		Source     string      `json:"source,omitempty"`
+		Reason     string      `json:"reason,omitempty"`
+	}{h.Hop, h.Hop.Desc().What, h.Observable(), h.Backend, h.Source, h.Reason})
 }
 
 // Features runs the probes and plans the hops for choice, loading nothing
 // else.
-func Features(kernel string, choice Choice) Report {
+func Features(kernel string, choice Choice, pr Probes) Report {
 	if choice == "" {
 		choice = ChoiceAuto
 	}
@@ -49,15 +52,15 @@ func Features(kernel string, choice Choice) Report {
 		name  string
 		probe func() error
 	}{
-		{"raw tracepoint", features.RawTracepoint},
-		{"netfilter link", features.NetfilterLink},
-		{"fentry", features.Fentry},
-		{"kprobe", features.Kprobe},
+		{"raw tracepoint", pr.RawTracepoint},
+		{"netfilter link", pr.NetfilterLink},
+		{"fentry", pr.Fentry},
+		{"kprobe", pr.Kprobe},
 	} {
 		err := p.probe()
 		r.Probes = append(r.Probes, Probe{Name: p.name, State: features.StateOf(err), Why: features.Why(err)})
 	}
-	r.Hops = Plan(choice)
+	r.Hops = Plan(choice, pr)
 	return r
 }
 

@@ -141,7 +141,7 @@ func testRecord(tb testing.TB, i int, garbage bool) []byte {
 		e.Kind, e.Netns, e.Ifindex, e.Dev = uint8(decode.KindRx), nsNode, 7, devName("veth1a2b3c4d")
 	case 2:
 		e.Kind, e.Netns, e.Ifindex, e.Dev = uint8(decode.KindNF), nsNode, 7, devName("veth1a2b3c4d")
-		e.Hook, e.Slot, e.InIfindex, e.InDev = uint8(decode.HookPrerouting), uint8(decode.SlotFirst), 4, devName("cni0")
+		e.Hook, e.Slot, e.InIfindex, e.InDev = 0 /* NF_INET_PRE_ROUTING */, uint8(decode.SlotFirst), 4, devName("cni0")
 	case 3:
 		e.Kind, e.Netns, e.Ifindex, e.Dev = uint8(decode.KindTx), nsNode, 4, devName("cni0")
 		dst = netip.AddrPortFrom(serverIP, 8080)

@@ -3,13 +3,14 @@ package render
 import (
 	"time"
 
+	"github.com/pathtrace/pathtrace/internal/hop"
 	"github.com/pathtrace/pathtrace/internal/stitch"
 )
 
 var nsServerLocal = ns{"default/server-local-7d4b8", 4026532805}
 
 // via sets the backend that showed a hop.
-func via(h stitch.Hop, backend string) stitch.Hop {
+func via(h stitch.Hop, backend hop.Backend) stitch.Hop {
 	h.Backend = backend
 	return h
 }
@@ -21,13 +22,13 @@ func via(h stitch.Hop, backend string) stitch.Hop {
 // through OUTPUT; the bridge forwards it to the pod's veth.
 func ipvsLocal() *stitch.Path {
 	client, svc, real := ap("10.244.1.5:40500"), ap("10.96.0.10:80"), ap("10.244.1.8:8080")
-	input := nf(nsNode1.hop(stitch.HopNetfilter, "cni0", 5, us(31)), "INPUT", "cni0", "", 0)
+	input := nf(nsNode1.hop(hop.Netfilter, "cni0", 5, us(31)), hop.Input, "cni0", "", 0)
 	input.Partial = true
-	ipvs := nsNode1.hop(stitch.HopIPVS, "cni0", 5, us(18))
-	ipvs.IPVS = &stitch.IPVS{Service: svc, RealServer: real, Scheduler: "rr", Method: "masq"}
-	out := nf(nsNode1.hop(stitch.HopNetfilter, "cni0", 5, us(96)), "OUTPUT", "", "cni0", us(41))
+	ipvs := nsNode1.hop(hop.IPVS, "cni0", 5, us(18))
+	ipvs.IPVS = &stitch.IPVS{Service: svc, RealServer: real, Scheduler: "rr", Method: hop.MethodMasq}
+	out := nf(nsNode1.hop(hop.Netfilter, "cni0", 5, us(96)), hop.Output, "", "cni0", us(41))
 	out.Src, out.Dst = client, real
-	br := nsNode1.hop(stitch.HopBridge, "cni0", 5, us(24))
+	br := nsNode1.hop(hop.Bridge, "cni0", 5, us(24))
 	br.Bridge = &stitch.Bridge{In: "cni0", Out: "veth5c2e81aa"}
 	return finish(&stitch.Path{
 		ID: 6, SKB: 0xffff888104d2b100, Mono: 81235012345678,
@@ -35,18 +36,18 @@ func ipvsLocal() *stitch.Path {
 		Proto: protoTCP, Src: client, Dst: svc, TCPFlags: tcpSYN, IPID: 30211, Len: 60,
 		Verdict: stitch.VerdictDelivered, Events: 14,
 		Hops: []stitch.Hop{
-			via(nsClient.hop(stitch.HopTx, "eth0", 3, 0), "tracepoint"),
-			via(nsNode1.hop(stitch.HopRx, "veth3a1f2b9c", 7, us(33)), "tracepoint"),
-			via(nf(nsNode1.hop(stitch.HopNetfilter, "cni0", 5, us(12)), "PREROUTING", "cni0", "", us(58)), "fentry"),
-			via(nsNode1.hop(stitch.HopRx, "cni0", 5, us(64)), "tracepoint"),
-			via(input, "fentry"),
-			via(ipvs, "fentry"),
-			via(out, "fentry"),
-			via(nf(nsNode1.hop(stitch.HopNetfilter, "cni0", 5, us(47)), "POSTROUTING", "", "cni0", us(22)), "fentry"),
-			via(nsNode1.hop(stitch.HopTx, "cni0", 5, us(26)), "tracepoint"),
-			via(br, "fentry"),
-			via(nsNode1.hop(stitch.HopTx, "veth5c2e81aa", 12, us(15)), "tracepoint"),
-			via(nsServerLocal.hop(stitch.HopRx, "eth0", 3, us(39)), "tracepoint"),
+			via(nsClient.hop(hop.Tx, "eth0", 3, 0), hop.Tracepoint),
+			via(nsNode1.hop(hop.Rx, "veth3a1f2b9c", 7, us(33)), hop.Tracepoint),
+			via(nf(nsNode1.hop(hop.Netfilter, "cni0", 5, us(12)), hop.Prerouting, "cni0", "", us(58)), hop.Fentry),
+			via(nsNode1.hop(hop.Rx, "cni0", 5, us(64)), hop.Tracepoint),
+			via(input, hop.Fentry),
+			via(ipvs, hop.Fentry),
+			via(out, hop.Fentry),
+			via(nf(nsNode1.hop(hop.Netfilter, "cni0", 5, us(47)), hop.Postrouting, "", "cni0", us(22)), hop.Fentry),
+			via(nsNode1.hop(hop.Tx, "cni0", 5, us(26)), hop.Tracepoint),
+			via(br, hop.Fentry),
+			via(nsNode1.hop(hop.Tx, "veth5c2e81aa", 12, us(15)), hop.Tracepoint),
+			via(nsServerLocal.hop(hop.Rx, "eth0", 3, us(39)), hop.Tracepoint),
 		},
 	}, 1)
 }
@@ -56,14 +57,14 @@ func ipvsLocal() *stitch.Path {
 // tables (iptables-nft), each table's verdict inside its hook.
 func tableDrop() *stitch.Path {
 	client, web := ap("10.244.1.5:40620"), ap("10.244.2.7:8080")
-	table := func(h stitch.Hop, hook, family, name, verdict string) stitch.Hop {
+	table := func(h stitch.Hop, hook hop.Hook, family hop.Family, name string, verdict hop.Verdict) stitch.Hop {
 		h.Hook, h.In = hook, "cni0"
-		h.Table = &stitch.Table{Engine: "nftables", Family: family, Name: name, Chain: hook, Verdict: verdict}
-		return via(h, "kprobe")
+		h.Table = &stitch.Table{Engine: hop.EngineNFTables, Family: family, Name: name, Chain: hook.String(), Verdict: verdict}
+		return via(h, hop.Kprobe)
 	}
-	fwd := nf(nsNode1.hop(stitch.HopNetfilter, "cni0", 5, us(21)), "FORWARD", "cni0", "flannel.1", 0)
+	fwd := nf(nsNode1.hop(hop.Netfilter, "cni0", 5, us(21)), hop.Forward, "cni0", "flannel.1", 0)
 	fwd.Partial = true
-	drop := nsNode1.hop(stitch.HopDrop, "cni0", 5, us(30))
+	drop := nsNode1.hop(hop.Drop, "cni0", 5, us(30))
 	drop.Reason, drop.ReasonCode = "NETFILTER_DROP", 8
 	return finish(&stitch.Path{
 		ID: 7, SKB: 0xffff888104d2c600, Mono: 81236012345678,
@@ -71,14 +72,14 @@ func tableDrop() *stitch.Path {
 		Proto: protoTCP, Src: client, Dst: web, TCPFlags: tcpSYN, IPID: 30377, Len: 60,
 		Verdict: stitch.VerdictDropped, Events: 8,
 		Hops: []stitch.Hop{
-			via(nsClient.hop(stitch.HopTx, "eth0", 3, 0), "tracepoint"),
-			via(nsNode1.hop(stitch.HopRx, "veth3a1f2b9c", 7, us(31)), "tracepoint"),
-			via(nf(nsNode1.hop(stitch.HopNetfilter, "cni0", 5, us(12)), "PREROUTING", "cni0", "", us(40)), "kprobe"),
-			table(nsNode1.hop(stitch.HopTable, "cni0", 5, us(25)), "PREROUTING", "ip", "nat", "accept"),
-			via(nsNode1.hop(stitch.HopRx, "cni0", 5, us(36)), "tracepoint"),
-			via(fwd, "kprobe"),
-			table(nsNode1.hop(stitch.HopTable, "cni0", 5, us(27)), "FORWARD", "ip", "filter", "drop"),
-			via(drop, "tracepoint"),
+			via(nsClient.hop(hop.Tx, "eth0", 3, 0), hop.Tracepoint),
+			via(nsNode1.hop(hop.Rx, "veth3a1f2b9c", 7, us(31)), hop.Tracepoint),
+			via(nf(nsNode1.hop(hop.Netfilter, "cni0", 5, us(12)), hop.Prerouting, "cni0", "", us(40)), hop.Kprobe),
+			table(nsNode1.hop(hop.Table, "cni0", 5, us(25)), hop.Prerouting, hop.FamilyIPv4, "nat", hop.VerdictAccept),
+			via(nsNode1.hop(hop.Rx, "cni0", 5, us(36)), hop.Tracepoint),
+			via(fwd, hop.Kprobe),
+			table(nsNode1.hop(hop.Table, "cni0", 5, us(27)), hop.Forward, hop.FamilyIPv4, "filter", hop.VerdictDrop),
+			via(drop, hop.Tracepoint),
 		},
 	}, 2)
 }
@@ -87,12 +88,12 @@ func tableDrop() *stitch.Path {
 // IPVS's hook drops it in INPUT (after answering with an ICMP error).
 func ipvsNoEndpoint() *stitch.Path {
 	client, svc := ap("10.244.1.5:40700"), ap("10.96.0.20:80")
-	input := nf(nsNode1.hop(stitch.HopNetfilter, "cni0", 5, us(30)), "INPUT", "cni0", "", 0)
+	input := nf(nsNode1.hop(hop.Netfilter, "cni0", 5, us(30)), hop.Input, "cni0", "", 0)
 	input.Partial = true
-	ipvs := nsNode1.hop(stitch.HopIPVS, "cni0", 5, us(52))
-	ipvs.Hook, ipvs.In = "INPUT", "cni0"
-	ipvs.IPVS = &stitch.IPVS{Verdict: "drop"}
-	drop := nsNode1.hop(stitch.HopDrop, "cni0", 5, us(9))
+	ipvs := nsNode1.hop(hop.IPVS, "cni0", 5, us(52))
+	ipvs.Hook, ipvs.In = hop.Input, "cni0"
+	ipvs.IPVS = &stitch.IPVS{Verdict: hop.VerdictDrop}
+	drop := nsNode1.hop(hop.Drop, "cni0", 5, us(9))
 	drop.Reason, drop.ReasonCode = "NETFILTER_DROP", 8
 	return finish(&stitch.Path{
 		ID: 8, SKB: 0xffff888104d2d000, Mono: 81237012345678,
@@ -100,13 +101,13 @@ func ipvsNoEndpoint() *stitch.Path {
 		Proto: protoTCP, Src: client, Dst: svc, TCPFlags: tcpSYN, IPID: 30412, Len: 60,
 		Verdict: stitch.VerdictDropped, Events: 8,
 		Hops: []stitch.Hop{
-			via(nsClient.hop(stitch.HopTx, "eth0", 3, 0), "tracepoint"),
-			via(nsNode1.hop(stitch.HopRx, "veth3a1f2b9c", 7, us(33)), "tracepoint"),
-			via(nf(nsNode1.hop(stitch.HopNetfilter, "cni0", 5, us(12)), "PREROUTING", "cni0", "", us(58)), "fentry"),
-			via(nsNode1.hop(stitch.HopRx, "cni0", 5, us(64)), "tracepoint"),
-			via(input, "fentry"),
-			via(ipvs, "fentry"),
-			via(drop, "tracepoint"),
+			via(nsClient.hop(hop.Tx, "eth0", 3, 0), hop.Tracepoint),
+			via(nsNode1.hop(hop.Rx, "veth3a1f2b9c", 7, us(33)), hop.Tracepoint),
+			via(nf(nsNode1.hop(hop.Netfilter, "cni0", 5, us(12)), hop.Prerouting, "cni0", "", us(58)), hop.Fentry),
+			via(nsNode1.hop(hop.Rx, "cni0", 5, us(64)), hop.Tracepoint),
+			via(input, hop.Fentry),
+			via(ipvs, hop.Fentry),
+			via(drop, hop.Tracepoint),
 		},
 	}, 1)
 }

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/pathtrace/pathtrace/internal/hop"
 	"github.com/pathtrace/pathtrace/internal/stitch"
 )
 
@@ -99,7 +100,7 @@ func appendJSONHop(b []byte, p *stitch.Path, h *stitch.Hop) []byte {
 	b = append(b, `,"delta_ns":`...)
 	b = strconv.AppendInt(b, int64(h.Delta), 10)
 	b = append(b, `,"kind":`...)
-	b = appendJSONString(b, string(h.Kind))
+	b = appendJSONString(b, h.Kind.String())
 	b = append(b, `,"dev":`...)
 	b = appendJSONString(b, h.Dev)
 	if h.Ifindex != 0 {
@@ -139,15 +140,15 @@ func appendJSONHop(b []byte, p *stitch.Path, h *stitch.Hop) []byte {
 		b = appendTCPFlags(b, h.TCPFlags)
 		b = append(b, '"')
 	}
-	if h.Kind == stitch.HopNetfilter || h.Hook != "" {
+	if h.Kind == hop.Netfilter || h.Hook != hop.NoHook {
 		b = append(b, `,"hook":`...)
-		b = appendJSONString(b, h.Hook)
+		b = appendJSONString(b, h.Hook.String())
 		b = append(b, `,"in":`...)
 		b = appendJSONString(b, h.In)
 		b = append(b, `,"out":`...)
 		b = appendJSONString(b, h.Out)
 	}
-	if h.Kind == stitch.HopNetfilter {
+	if h.Kind == hop.Netfilter {
 		b = append(b, `,"dur_ns":`...)
 		b = strconv.AppendInt(b, int64(h.Dur), 10)
 	}
@@ -156,7 +157,7 @@ func appendJSONHop(b []byte, p *stitch.Path, h *stitch.Hop) []byte {
 	}
 	if n := h.NAT; n != nil {
 		b = append(b, `,"nat":{"type":`...)
-		b = appendJSONString(b, string(n.Type))
+		b = appendJSONString(b, n.Type.String())
 		b = append(b, `,"from":"`...)
 		b = appendAddrPort(b, n.From)
 		b = append(b, `","to":"`...)
@@ -193,35 +194,35 @@ func appendJSONHop(b []byte, p *stitch.Path, h *stitch.Hop) []byte {
 		b = append(b, `","scheduler":`...)
 		b = appendJSONString(b, v.Scheduler)
 		b = append(b, `,"method":`...)
-		b = appendJSONString(b, v.Method)
-		if v.Verdict != "" {
+		b = appendJSONString(b, v.Method.String())
+		if v.Verdict != hop.NoVerdict {
 			b = append(b, `,"verdict":`...)
-			b = appendJSONString(b, v.Verdict)
+			b = appendJSONString(b, v.Verdict.String())
 		}
 		b = append(b, '}')
 	}
 	if tb := h.Table; tb != nil {
 		b = append(b, `,"table":{"engine":`...)
-		b = appendJSONString(b, tb.Engine)
+		b = appendJSONString(b, tb.Engine.String())
 		b = append(b, `,"family":`...)
-		b = appendJSONString(b, tb.Family)
+		b = appendJSONString(b, tb.Family.String())
 		b = append(b, `,"name":`...)
 		b = appendJSONString(b, tb.Name)
 		b = append(b, `,"chain":`...)
 		b = appendJSONString(b, tb.Chain)
 		b = append(b, `,"verdict":`...)
-		b = appendJSONString(b, tb.Verdict)
+		b = appendJSONString(b, tb.Verdict.String())
 		b = append(b, '}')
 	}
-	if h.Backend != "" {
+	if h.Backend != hop.NoBackend {
 		b = append(b, `,"backend":`...)
-		b = appendJSONString(b, h.Backend)
+		b = appendJSONString(b, h.Backend.String())
 	}
-	if h.Kind == stitch.HopDrop || h.Reason != "" {
+	if h.Kind == hop.Drop || h.Reason != "" {
 		b = append(b, `,"reason":`...)
 		b = appendJSONString(b, h.Reason)
 	}
-	if h.Kind == stitch.HopDrop || h.ReasonCode != 0 {
+	if h.Kind == hop.Drop || h.ReasonCode != 0 {
 		b = append(b, `,"reason_code":`...)
 		b = strconv.AppendUint(b, uint64(h.ReasonCode), 10)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/fatih/color"
 
+	"github.com/pathtrace/pathtrace/internal/hop"
 	"github.com/pathtrace/pathtrace/internal/stitch"
 )
 
@@ -162,9 +163,9 @@ func awkward() *stitch.Path {
 	p.Hops[1].Dev = "\xff\xfeveth\xc3"
 	p.Hops[1].Netns = "ns\u2028with\u2029seps\ttab\u0085"
 	p.Hops[2].Dev = "日本語-br"
-	p.Hops[3].Hook = "PRE\x7fROUTING"
+	p.Hops[3].Hook = hop.Hook(42) // no such hook
 	p.Hops[5].Reason = "WEIRD \"reason\"\r\n"
-	p.Hops[5].Kind = "drop"
+	p.Hops[5].Kind = hop.Drop
 	p.Hops[5].Advice = "why\x1b[31m \"quoted\"\n$ cmd\u2028\xff\n"
 	p.Warnings = []string{"warn\x00ing\nnext", ""}
 	p.Verdict = ""
@@ -221,16 +222,20 @@ func TestJSONLines(t *testing.T) {
 			if got, want := h["netns"], validUTF8(p.Hops[i].Netns); got != want {
 				t.Errorf("line %d hop %d: netns %q, want %q", n, i, got, want)
 			}
-			switch stitch.HopKind(h["kind"].(string)) {
-			case stitch.HopNetfilter:
+			var kind hop.Kind
+			if err := kind.UnmarshalText([]byte(h["kind"].(string))); err != nil {
+				t.Errorf("line %d hop %d: %v", n, i, err)
+			}
+			switch kind {
+			case hop.Netfilter:
 				checkTypes(t, n, h, map[string]string{"hook": "string", "in": "string", "out": "string", "dur_ns": "number"})
-			case stitch.HopNAT:
+			case hop.NAT:
 				checkTypes(t, n, h, map[string]string{"nat": "object"})
 				checkTypes(t, n, h["nat"].(map[string]any), map[string]string{"type": "string", "from": "string", "to": "string"})
-			case stitch.HopEncap, stitch.HopDecap:
+			case hop.Encap, hop.Decap:
 				checkTypes(t, n, h, map[string]string{"outer": "object"})
 				checkTypes(t, n, h["outer"].(map[string]any), map[string]string{"src": "string", "dst": "string", "dport": "number", "vni": "number"})
-			case stitch.HopDrop:
+			case hop.Drop:
 				checkTypes(t, n, h, map[string]string{"reason": "string", "reason_code": "number"})
 				if got, want := h["reason"], validUTF8(p.Hops[i].Reason); got != want {
 					t.Errorf("line %d hop %d: reason %q, want %q", n, i, got, want)

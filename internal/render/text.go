@@ -11,6 +11,7 @@ import (
 
 	"github.com/fatih/color"
 
+	"github.com/pathtrace/pathtrace/internal/hop"
 	"github.com/pathtrace/pathtrace/internal/stitch"
 )
 
@@ -106,26 +107,21 @@ func (pal *palette) verdict(v stitch.Verdict) style {
 	return pal.other
 }
 
-func (pal *palette) kind(k stitch.HopKind) style {
-	switch k {
-	case stitch.HopTx, stitch.HopRx:
+// kind is the style of a hop kind, by its class.
+func (pal *palette) kind(k hop.Kind) style {
+	switch k.Desc().Class {
+	case hop.ClassDevice:
 		return pal.kindDev
-	case stitch.HopNetfilter:
+	case hop.ClassNetfilter:
 		return pal.kindNF
-	case stitch.HopNAT:
+	case hop.ClassNAT:
 		return pal.kindNAT
-	case stitch.HopEncap, stitch.HopDecap:
+	case hop.ClassTunnel:
 		return pal.kindTunnel
-	case stitch.HopDrop:
+	case hop.ClassDrop:
 		return pal.kindDrop
-	case stitch.HopConsume:
+	case hop.ClassConsume:
 		return pal.kindUsed
-	case stitch.HopBridge:
-		return pal.kindDev
-	case stitch.HopIPVS:
-		return pal.kindNAT
-	case stitch.HopTable:
-		return pal.kindNF
 	}
 	return style{}
 }
@@ -156,7 +152,7 @@ func (r *textRenderer) measure(p *stitch.Path) columns {
 		if i > 0 {
 			c.delta = max(c.delta, r.width(appendDelta(r.tmp[:0], h.Delta)))
 		}
-		c.kind = max(c.kind, r.width(appendText(r.tmp[:0], string(h.Kind))))
+		c.kind = max(c.kind, r.width(appendText(r.tmp[:0], h.Kind.String())))
 		c.dev = max(c.dev, r.width(appendTextOr(r.tmp[:0], h.Dev)))
 		c.netns = max(c.netns, r.width(appendTextOr(r.tmp[:0], h.Netns)))
 	}
@@ -204,7 +200,7 @@ func (r *textRenderer) appendPath(b []byte, p *stitch.Path) []byte {
 		ks := pal.kind(h.Kind)
 		b = append(b, ks.pre...)
 		start = len(b)
-		b = appendText(b, string(h.Kind))
+		b = appendText(b, h.Kind.String())
 		n := utf8.RuneCount(b[start:])
 		b = append(b, ks.post...)
 		b = pad(b, c.kind-n+2)
@@ -221,8 +217,8 @@ func (r *textRenderer) appendPath(b []byte, p *stitch.Path) []byte {
 		proto := hopProto(p, h)
 		tupleShown := false
 		switch h.Kind {
-		case stitch.HopNetfilter:
-			b = appendText(b, h.Hook)
+		case hop.Netfilter:
+			b = appendText(b, h.Hook.String())
 			b = append(b, " in="...)
 			b = appendTextOr(b, h.In)
 			b = append(b, " out="...)
@@ -235,10 +231,10 @@ func (r *textRenderer) appendPath(b []byte, p *stitch.Path) []byte {
 			if h.Partial {
 				b = append(b, " [partial]"...)
 			}
-		case stitch.HopNAT:
+		case hop.NAT:
 			b = append(b, pal.natLine.pre...)
 			if h.NAT != nil {
-				b = appendUpper(b, string(h.NAT.Type))
+				b = appendUpper(b, h.NAT.Type.String())
 				b = append(b, ' ')
 				b = appendAddrPort(b, h.NAT.From)
 				b = append(b, " → "...)
@@ -249,16 +245,16 @@ func (r *textRenderer) appendPath(b []byte, p *stitch.Path) []byte {
 			}
 			b = append(b, pal.natLine.post...)
 			// The hook, unless the line above names it already.
-			if h.Hook != "" && (i == 0 || p.Hops[i-1].Kind != stitch.HopNetfilter || p.Hops[i-1].Hook != h.Hook) {
+			if h.Hook != hop.NoHook && (i == 0 || p.Hops[i-1].Kind != hop.Netfilter || p.Hops[i-1].Hook != h.Hook) {
 				b = append(b, " in "...)
-				b = appendText(b, h.Hook)
+				b = appendText(b, h.Hook.String())
 			}
 			tupleShown = true
-		case stitch.HopEncap, stitch.HopDecap:
+		case hop.Encap, hop.Decap:
 			if h.Outer != nil {
 				b = r.appendVXLAN(b, h.Outer)
 			}
-		case stitch.HopDrop:
+		case hop.Drop:
 			b = append(b, pal.dropLine.pre...)
 			b = append(b, "DROPPED"...)
 			if h.Reason != "" {
@@ -269,11 +265,11 @@ func (r *textRenderer) appendPath(b []byte, p *stitch.Path) []byte {
 				b = strconv.AppendUint(b, uint64(h.ReasonCode), 10)
 			}
 			if i > 0 {
-				if prev := &p.Hops[i-1]; prev.Hook != "" &&
-					(prev.Kind == stitch.HopNetfilter || prev.Kind == stitch.HopNAT ||
-						prev.Kind == stitch.HopTable || prev.Kind == stitch.HopIPVS) {
+				if prev := &p.Hops[i-1]; prev.Hook != hop.NoHook &&
+					(prev.Kind == hop.Netfilter || prev.Kind == hop.NAT ||
+						prev.Kind == hop.Table || prev.Kind == hop.IPVS) {
 					b = append(b, " in "...)
-					b = appendText(b, prev.Hook)
+					b = appendText(b, prev.Hook.String())
 				}
 			}
 			b = append(b, pal.dropLine.post...)
@@ -281,27 +277,27 @@ func (r *textRenderer) appendPath(b []byte, p *stitch.Path) []byte {
 				b = append(b, " by "...)
 				b = appendText(b, fn)
 			}
-		case stitch.HopConsume:
+		case hop.Consume:
 			b = append(b, "consumed"...)
-		case stitch.HopBridge:
+		case hop.Bridge:
 			if br := h.Bridge; br != nil {
 				b = appendTextOr(b, br.In)
 				b = append(b, " → "...)
 				b = appendTextOr(b, br.Out)
 			}
-		case stitch.HopTable:
+		case hop.Table:
 			if tb := h.Table; tb != nil {
 				b = r.appendTable(b, tb)
 			}
-		case stitch.HopIPVS:
-			if v := h.IPVS; v != nil && v.Verdict != "" {
+		case hop.IPVS:
+			if v := h.IPVS; v != nil && v.Verdict != hop.NoVerdict {
 				b = append(b, pal.dropLine.pre...)
 				b = append(b, "IPVS verdict "...)
-				b = appendText(b, v.Verdict)
+				b = appendText(b, v.Verdict.String())
 				b = append(b, pal.dropLine.post...)
-				if h.Hook != "" {
+				if h.Hook != hop.NoHook {
 					b = append(b, " in "...)
-					b = appendText(b, h.Hook)
+					b = appendText(b, h.Hook.String())
 				}
 			} else if v != nil {
 				b = append(b, pal.natLine.pre...)
@@ -315,7 +311,7 @@ func (r *textRenderer) appendPath(b []byte, p *stitch.Path) []byte {
 					b = appendText(b, v.Scheduler)
 					b = append(b, ", "...)
 				}
-				b = appendText(b, v.Method)
+				b = appendText(b, v.Method.String())
 				b = append(b, ')')
 			}
 		}
@@ -329,7 +325,7 @@ func (r *textRenderer) appendPath(b []byte, p *stitch.Path) []byte {
 			}
 			lastSrc, lastDst, lastProto = h.Src, h.Dst, proto
 		}
-		if h.Outer != nil && *h.Outer != lastOuter && h.Kind != stitch.HopEncap && h.Kind != stitch.HopDecap {
+		if h.Outer != nil && *h.Outer != lastOuter && h.Kind != hop.Encap && h.Kind != hop.Decap {
 			b = sep(b, what)
 			b = append(b, "in "...)
 			b = r.appendVXLAN(b, h.Outer)
@@ -361,9 +357,9 @@ func (r *textRenderer) appendPath(b []byte, p *stitch.Path) []byte {
 				b = append(b, " at "...)
 				b = appendHex(b, h.Location)
 			}
-			if h.Backend != "" {
+			if h.Backend != hop.NoBackend {
 				b = append(b, " via "...)
-				b = appendText(b, h.Backend)
+				b = appendText(b, h.Backend.String())
 			}
 			b = append(b, pal.faint.post...)
 		}
@@ -477,7 +473,8 @@ func (r *textRenderer) appendAdvice(b []byte, advice string, indent int) []byte 
 // appendVXLAN appends "VXLAN vni=1 192.168.50.11 → 192.168.50.12:8472".
 func (r *textRenderer) appendVXLAN(b []byte, o *stitch.Outer) []byte {
 	b = append(b, r.pal.vxlan.pre...)
-	b = append(b, "VXLAN vni="...)
+	b = appendUpper(b, o.Tunnel.String())
+	b = append(b, " vni="...)
 	b = strconv.AppendUint(b, uint64(o.VNI), 10)
 	b = append(b, ' ')
 	if o.Src.IsValid() {
@@ -661,7 +658,7 @@ func appendText(b []byte, s string) []byte {
 // PREROUTING: accept (nftables)"; a verdict other than accept stands out.
 func (r *textRenderer) appendTable(b []byte, tb *stitch.Table) []byte {
 	pal := &r.pal
-	for _, part := range []string{tb.Family, tb.Name, tb.Chain} {
+	for _, part := range []string{tb.Family.String(), tb.Name, tb.Chain} {
 		if part != "" {
 			b = appendText(b, part)
 			b = append(b, ' ')
@@ -671,14 +668,14 @@ func (r *textRenderer) appendTable(b []byte, tb *stitch.Table) []byte {
 		b = b[:n-1]
 	}
 	b = append(b, ": "...)
-	if tb.Verdict != "accept" {
+	if tb.Verdict != hop.VerdictAccept {
 		b = append(b, pal.dropLine.pre...)
-		b = appendText(b, tb.Verdict)
+		b = appendText(b, tb.Verdict.String())
 		b = append(b, pal.dropLine.post...)
 	} else {
-		b = appendText(b, tb.Verdict)
+		b = appendText(b, tb.Verdict.String())
 	}
 	b = append(b, " ("...)
-	b = appendText(b, tb.Engine)
+	b = appendText(b, tb.Engine.String())
 	return append(b, ')')
 }

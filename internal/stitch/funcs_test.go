@@ -1,10 +1,10 @@
 package stitch
 
 import (
-	"net/netip"
 	"testing"
 
 	"github.com/pathtrace/pathtrace/internal/decode"
+	"github.com/pathtrace/pathtrace/internal/hop"
 )
 
 // ipvsRemote is a request to a ClusterIP in kube-proxy's IPVS mode on a
@@ -16,24 +16,19 @@ func ipvsRemote(skb, ts uint64) *seq {
 	fentry := func(ev decode.Event) decode.Event { ev.Flags |= decode.FlagFentry; return ev }
 	s.dev(decode.KindTx, nsClient, "eth0").
 		dev(decode.KindRx, nsNode1, "veth1a2b3c4d").
-		add(fentry(decode.Event{Kind: decode.KindNF, Hook: decode.HookPrerouting, Slot: decode.SlotFirst, Netns: nsNode1, Dev: "cni0", In: "cni0"})).
-		add(fentry(decode.Event{Kind: decode.KindNF, Hook: decode.HookPrerouting, Slot: decode.SlotLast, Netns: nsNode1, Dev: "cni0", In: "cni0"})).
+		add(fentry(decode.Event{Kind: decode.KindNF, Hook: hop.Prerouting, Slot: decode.SlotFirst, Netns: nsNode1, Dev: "cni0", In: "cni0"})).
+		add(fentry(decode.Event{Kind: decode.KindNF, Hook: hop.Prerouting, Slot: decode.SlotLast, Netns: nsNode1, Dev: "cni0", In: "cni0"})).
 		dev(decode.KindRx, nsNode1, "cni0").
-		add(fentry(decode.Event{Kind: decode.KindNF, Hook: decode.HookInput, Slot: decode.SlotFirst, Netns: nsNode1, Dev: "cni0", In: "cni0"}))
+		add(fentry(decode.Event{Kind: decode.KindNF, Hook: hop.Input, Slot: decode.SlotFirst, Netns: nsNode1, Dev: "cni0", In: "cni0"}))
 	ipvs := fentry(decode.Event{Kind: decode.KindIPVS, Netns: nsNode1, Dev: "cni0"})
-	ipvs.Ext = decode.Ext{
-		Addr: [2]netip.Addr{ap("10.96.0.10:80").Addr(), ap("10.244.2.7:8080").Addr()},
-		Port: [2]uint16{80, 8080},
-		Val:  [3]uint32{0, 6, 1},
-		Name: "rr",
-	}
+	ipvs.IPVS = decode.IPVS{Service: ap("10.96.0.10:80"), RealServer: ap("10.244.2.7:8080"), Method: hop.MethodMasq, Proto: 6, Scheduler: "rr"}
 	s.add(ipvs)
 	s.tuple.Dst = ap("10.244.2.7:8080")
-	s.add(fentry(decode.Event{Kind: decode.KindNF, Hook: decode.HookOutput, Slot: decode.SlotFirst, Netns: nsNode1, Dev: "flannel.1", Out: "flannel.1"})).
-		add(fentry(decode.Event{Kind: decode.KindNF, Hook: decode.HookOutput, Slot: decode.SlotLast, Netns: nsNode1, Dev: "flannel.1", Out: "flannel.1"})).
+	s.add(fentry(decode.Event{Kind: decode.KindNF, Hook: hop.Output, Slot: decode.SlotFirst, Netns: nsNode1, Dev: "flannel.1", Out: "flannel.1"})).
+		add(fentry(decode.Event{Kind: decode.KindNF, Hook: hop.Output, Slot: decode.SlotLast, Netns: nsNode1, Dev: "flannel.1", Out: "flannel.1"})).
 		dev(decode.KindTx, nsNode1, "flannel.1")
 	vx := fentry(decode.Event{Kind: decode.KindVXLAN, Netns: nsNode1, Dev: "flannel.1"})
-	vx.Ext.Val, vx.Ext.Port = [3]uint32{1, 0, 1}, [2]uint16{0, 8472}
+	vx.VXLAN = decode.VXLAN{Known: true, VNI: 1, DPort: 8472}
 	s.add(vx).
 		encap("192.168.50.11:48748", "192.168.50.12:8472", 1).
 		dev(decode.KindTx, nsNode1, "eth0").
@@ -61,27 +56,27 @@ func TestFunctionHops(t *testing.T) {
 		t.Fatalf("hops\n got %s\nwant %s", got, want)
 	}
 	in := p.Hops[4]
-	if !in.Partial || in.Backend != "fentry" {
+	if !in.Partial || in.Backend != hop.Fentry {
 		t.Errorf("INPUT hop partial=%v backend=%q, want a partial hop from fentry (IPVS took the packet)", in.Partial, in.Backend)
 	}
 	ipvs := p.Hops[5]
-	wantIPVS := IPVS{Service: ap("10.96.0.10:80"), RealServer: ap("10.244.2.7:8080"), Scheduler: "rr", Method: "masq"}
-	if ipvs.IPVS == nil || *ipvs.IPVS != wantIPVS || ipvs.Backend != "fentry" {
+	wantIPVS := IPVS{Service: ap("10.96.0.10:80"), RealServer: ap("10.244.2.7:8080"), Scheduler: "rr", Method: hop.MethodMasq}
+	if ipvs.IPVS == nil || *ipvs.IPVS != wantIPVS || ipvs.Backend != hop.Fentry {
 		t.Errorf("ipvs hop %+v backend %q, want %+v from fentry", ipvs.IPVS, ipvs.Backend, wantIPVS)
 	}
 	enc := p.Hops[8]
-	wantOuter := Outer{Src: ap("192.168.50.11:1").Addr(), Dst: ap("192.168.50.12:1").Addr(), DPort: 8472, VNI: 1}
-	if enc.Outer == nil || *enc.Outer != wantOuter || enc.Backend != "fentry" || enc.Dev != "flannel.1" {
+	wantOuter := Outer{Tunnel: hop.TunnelVXLAN, Src: ap("192.168.50.11:1").Addr(), Dst: ap("192.168.50.12:1").Addr(), DPort: 8472, VNI: 1}
+	if enc.Outer == nil || *enc.Outer != wantOuter || enc.Backend != hop.Fentry || enc.Dev != "flannel.1" {
 		t.Errorf("encap hop outer %+v backend %q dev %s, want %+v from fentry on flannel.1", enc.Outer, enc.Backend, enc.Dev, wantOuter)
 	}
-	if dec := p.Hops[11]; dec.Backend != "inferred" {
+	if dec := p.Hops[11]; dec.Backend != hop.Inferred {
 		t.Errorf("decap hop backend %q, want inferred", dec.Backend)
 	}
 	br := p.Hops[14]
-	if br.Bridge == nil || *br.Bridge != (Bridge{In: "cni0", Out: "veth5e6f7a8b"}) || br.Backend != "fentry" {
+	if br.Bridge == nil || *br.Bridge != (Bridge{In: "cni0", Out: "veth5e6f7a8b"}) || br.Backend != hop.Fentry {
 		t.Errorf("bridge hop %+v backend %q", br.Bridge, br.Backend)
 	}
-	if tx := p.Hops[0]; tx.Backend != "tracepoint" {
+	if tx := p.Hops[0]; tx.Backend != hop.Tracepoint {
 		t.Errorf("tx hop backend %q, want tracepoint", tx.Backend)
 	}
 	if p.Verdict != VerdictDelivered {
@@ -100,7 +95,7 @@ func TestVXLANHopWithoutOuter(t *testing.T) {
 	if len(paths) != 1 || kinds(paths[0]) != "tx:flannel.1 encap:flannel.1 drop:flannel.1" {
 		t.Fatalf("paths %d, hops %s", len(paths), kinds(paths[0]))
 	}
-	if h := paths[0].Hops[1]; h.Outer != nil || h.Backend != "kprobe" {
+	if h := paths[0].Hops[1]; h.Outer != nil || h.Backend != hop.Kprobe {
 		t.Errorf("encap hop outer %+v backend %q, want none from kprobe", h.Outer, h.Backend)
 	}
 }
@@ -110,23 +105,23 @@ func TestVXLANHopWithoutOuter(t *testing.T) {
 // returns (a drop) still gets them, in order, before the drop.
 func TestTableHops(t *testing.T) {
 	kprobe := func(ev decode.Event) decode.Event { ev.Flags |= decode.FlagKprobe; return ev }
-	table := func(hook decode.Hook, name string, verdict uint32) decode.Event {
-		ev := kprobe(decode.Event{Kind: decode.KindTable, Hook: hook, Netns: nsNode1, Dev: "cni0", In: "cni0"})
-		ev.Ext = decode.Ext{Name: name, Chain: hook.String(), Val: [3]uint32{verdict, 2, decode.EngineNftables}}
+	table := func(hook hop.Hook, name string, verdict hop.Verdict) decode.Event {
+		ev := kprobe(decode.Event{Kind: decode.KindTable, Hook: hook, Netns: nsNode1, Dev: "cni0", In: "cni0", Verdict: verdict})
+		ev.Table = decode.Table{Engine: hop.EngineNFTables, Family: hop.FamilyIPv4, Name: name, Chain: hook.String()}
 		return ev
 	}
 	s := newSeq(0xd00, 1e9, tcp("10.244.1.5:40312", "10.96.0.10:80"))
 	s.dev(decode.KindTx, nsClient, "eth0").
-		add(kprobe(decode.Event{Kind: decode.KindNF, Hook: decode.HookPrerouting, Slot: decode.SlotFirst, Netns: nsNode1, Dev: "cni0", In: "cni0"})).
-		add(table(decode.HookPrerouting, "raw", 1))
+		add(kprobe(decode.Event{Kind: decode.KindNF, Hook: hop.Prerouting, Slot: decode.SlotFirst, Netns: nsNode1, Dev: "cni0", In: "cni0"})).
+		add(table(hop.Prerouting, "raw", hop.VerdictAccept))
 	s.tuple.Dst = ap("10.244.2.7:8080")
 	// An nftables event without BTF: no hook, no devices, no table.
-	noBTF := kprobe(decode.Event{Kind: decode.KindTable, Hook: decode.HookUnknown, Netns: nsNode1})
-	noBTF.Ext = decode.Ext{Chain: "PREROUTING", Val: [3]uint32{1, 0, decode.EngineNftables}}
+	noBTF := kprobe(decode.Event{Kind: decode.KindTable, Hook: hop.HookUnknown, Netns: nsNode1})
+	noBTF.Table, noBTF.Verdict = decode.Table{Engine: hop.EngineNFTables, Chain: "PREROUTING"}, hop.VerdictAccept
 	s.add(noBTF).
-		add(kprobe(decode.Event{Kind: decode.KindNF, Hook: decode.HookPrerouting, Slot: decode.SlotLast, Netns: nsNode1, Dev: "cni0", In: "cni0"})).
-		add(kprobe(decode.Event{Kind: decode.KindNF, Hook: decode.HookForward, Slot: decode.SlotFirst, Netns: nsNode1, Dev: "cni0", In: "cni0", Out: "flannel.1"})).
-		add(table(decode.HookForward, "filter", 0)).
+		add(kprobe(decode.Event{Kind: decode.KindNF, Hook: hop.Prerouting, Slot: decode.SlotLast, Netns: nsNode1, Dev: "cni0", In: "cni0"})).
+		add(kprobe(decode.Event{Kind: decode.KindNF, Hook: hop.Forward, Slot: decode.SlotFirst, Netns: nsNode1, Dev: "cni0", In: "cni0", Out: "flannel.1"})).
+		add(table(hop.Forward, "filter", hop.VerdictDrop)).
 		add(decode.Event{Kind: decode.KindDrop, Netns: nsNode1, Dev: "cni0"})
 	paths, _ := collect(t, Config{}, s.events)
 	if len(paths) != 1 {
@@ -138,21 +133,21 @@ func TestTableHops(t *testing.T) {
 		t.Fatalf("hops\n got %s\nwant %s", got, want)
 	}
 	for i, w := range []Table{
-		{Engine: "nftables", Family: "ip", Name: "raw", Chain: "PREROUTING", Verdict: "accept"},
-		{Engine: "nftables", Chain: "PREROUTING", Verdict: "accept"},
+		{Engine: hop.EngineNFTables, Family: hop.FamilyIPv4, Name: "raw", Chain: "PREROUTING", Verdict: hop.VerdictAccept},
+		{Engine: hop.EngineNFTables, Chain: "PREROUTING", Verdict: hop.VerdictAccept},
 		{},
 		{},
-		{Engine: "nftables", Family: "ip", Name: "filter", Chain: "FORWARD", Verdict: "drop"},
+		{Engine: hop.EngineNFTables, Family: hop.FamilyIPv4, Name: "filter", Chain: "FORWARD", Verdict: hop.VerdictDrop},
 	} {
 		h := p.Hops[2+i]
-		if h.Kind != HopTable {
+		if h.Kind != hop.Table {
 			continue
 		}
-		if h.Table == nil || *h.Table != w || h.Backend != "kprobe" {
+		if h.Table == nil || *h.Table != w || h.Backend != hop.Kprobe {
 			t.Errorf("hop %d: table %+v backend %q, want %+v from kprobe", 2+i, h.Table, h.Backend, w)
 		}
 	}
-	if h := p.Hops[3]; h.Hook != "PREROUTING" || h.Dev != "cni0" {
+	if h := p.Hops[3]; h.Hook != hop.Prerouting || h.Dev != "cni0" {
 		t.Errorf("table hop without BTF: hook %q dev %q, want the pending hook's PREROUTING on cni0", h.Hook, h.Dev)
 	}
 	if nf := p.Hops[1]; nf.Partial || nf.Dur == 0 {
@@ -184,8 +179,8 @@ func TestVXLANRcvHop(t *testing.T) {
 		t.Fatalf("hops\n got %s\nwant %s", got, want)
 	}
 	d := p.Hops[1]
-	wantOuter := Outer{Src: ap("192.168.50.11:1").Addr(), Dst: ap("192.168.50.12:1").Addr(), DPort: 8472, VNI: 1}
-	if d.Backend != "fentry" || d.Outer == nil || *d.Outer != wantOuter || d.NetnsInode != nsNode2 {
+	wantOuter := Outer{Tunnel: hop.TunnelVXLAN, Src: ap("192.168.50.11:1").Addr(), Dst: ap("192.168.50.12:1").Addr(), DPort: 8472, VNI: 1}
+	if d.Backend != hop.Fentry || d.Outer == nil || *d.Outer != wantOuter || d.NetnsInode != nsNode2 {
 		t.Errorf("decap hop backend %q outer %+v netns %d, want fentry, %+v, node2", d.Backend, d.Outer, d.NetnsInode, wantOuter)
 	}
 

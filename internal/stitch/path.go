@@ -5,24 +5,8 @@ import (
 	"slices"
 	"strings"
 	"time"
-)
 
-// HopKind names what happened at a hop. The strings are part of the JSON
-// output (docs/json.md): add kinds, never rename them.
-type HopKind string
-
-const (
-	HopTx        HopKind = "tx"        // queued for transmit on a device
-	HopRx        HopKind = "rx"        // received on a device
-	HopNetfilter HopKind = "netfilter" // passed a netfilter hook
-	HopNAT       HopKind = "nat"       // addresses changed within a netfilter hook
-	HopEncap     HopKind = "encap"     // wrapped in VXLAN on a tunnel device
-	HopDecap     HopKind = "decap"     // unwrapped from VXLAN on a tunnel device
-	HopDrop      HopKind = "drop"      // freed as a drop
-	HopConsume   HopKind = "consume"   // freed after normal use (delivered to a socket, ...)
-	HopBridge    HopKind = "bridge"    // forwarded by a bridge from one port to another
-	HopIPVS      HopKind = "ipvs"      // sent by IPVS to the real server it chose, or dropped by IPVS
-	HopTable     HopKind = "table"     // a rule table (iptables, nftables) returned a verdict
+	"github.com/pathtrace/pathtrace/internal/hop"
 )
 
 // Verdict is how a packet's path ended.
@@ -35,22 +19,15 @@ const (
 	VerdictUnknown   Verdict = "unknown"   // the trace ends without telling
 )
 
-// NATType says which side of the tuple a NAT hop rewrote.
-type NATType string
-
-const (
-	NATDst NATType = "dnat"
-	NATSrc NATType = "snat"
-)
-
 // NAT is the change a hook made to one side of the tuple.
 type NAT struct {
-	Type     NATType
+	Type     hop.NATType
 	From, To netip.AddrPort
 }
 
-// Outer is the VXLAN outer header of an encapsulated packet.
+// Outer is the outer header of a tunneled packet.
 type Outer struct {
+	Tunnel   hop.Tunnel
 	Src, Dst netip.Addr
 	DPort    uint16
 	VNI      uint32
@@ -66,28 +43,28 @@ type IPVS struct {
 	Service    netip.AddrPort // the virtual service
 	RealServer netip.AddrPort // the real server chosen
 	Scheduler  string         // "rr", "wrr", ...; "" where the kernel does not let it be read
-	Method     string         // forwarding method: "masq", "local", "tunnel", "route", "bypass"
-	// Verdict is "drop" on a hop from IPVS's netfilter hook, which
-	// dropped the packet before any connection sent it (no real server
-	// available, ...): Service, RealServer and Method are then unset.
-	// "" on transmit hops.
-	Verdict string
+	Method     hop.Method     // forwarding method
+	// Verdict is hop.VerdictDrop on a hop from IPVS's netfilter hook,
+	// which dropped the packet before any connection sent it (no real
+	// server available, ...): Service, RealServer and Method are then
+	// unset. hop.NoVerdict on transmit hops.
+	Verdict hop.Verdict
 }
 
 // Table is a rule table's verdict on the packet.
 type Table struct {
-	Engine  string // "nftables" (nf_tables, also under iptables-nft) or "iptables-legacy" (x_tables)
-	Family  string // "ip", "inet", "bridge", ...; "" where the kernel does not let it be read
-	Name    string // the table: "filter", "nat", ...; "" where not readable
-	Chain   string // the base chain the hook entered; "" where not readable
-	Verdict string // "accept", "drop", "queue", ...
+	Engine  hop.Engine  // nftables (nf_tables, also under iptables-nft) or iptables-legacy (x_tables)
+	Family  hop.Family  // hop.NoFamily where the kernel does not let it be read
+	Name    string      // the table: "filter", "nat", ...; "" where not readable
+	Chain   string      // the base chain the hook entered; "" where not readable
+	Verdict hop.Verdict // what the table returned
 }
 
 // Hop is one step of a packet's path.
 type Hop struct {
 	T     time.Duration // since the packet's first hop
 	Delta time.Duration // since the previous hop
-	Kind  HopKind
+	Kind  hop.Kind
 
 	Dev        string
 	Ifindex    uint32
@@ -103,7 +80,7 @@ type Hop struct {
 	TCPFlags uint8
 
 	// Netfilter hops, and the table and ipvs hops inside a hook.
-	Hook    string        // PREROUTING, INPUT, FORWARD, OUTPUT, POSTROUTING
+	Hook    hop.Hook      // hop.NoHook outside a hook
 	In, Out string        // hook devices
 	Dur     time.Duration // between the first and last priority slots
 	Partial bool          // only one slot was seen (dropped or stolen in between)
@@ -115,11 +92,10 @@ type Hop struct {
 	IPVS   *IPVS   // ipvs hops
 	Table  *Table  // table hops
 
-	// Backend is the kind of kernel program that showed the hop:
-	// "tracepoint", "netfilter-link", "fentry", "kprobe", or "inferred"
-	// for encap and decap hops seen in what changed between two hops;
-	// "" when unknown.
-	Backend string
+	// Backend is the kind of kernel program that showed the hop, or
+	// hop.Inferred for encap and decap hops seen in what changed between
+	// two hops; hop.NoBackend when unknown.
+	Backend hop.Backend
 
 	// Drop hops.
 	Reason     string // the kernel's drop reason name, without the SKB_DROP_REASON_ prefix

@@ -1,11 +1,11 @@
 package stitch
 
 import (
-	"net/netip"
 	"slices"
 	"time"
 
 	"github.com/pathtrace/pathtrace/internal/decode"
+	"github.com/pathtrace/pathtrace/internal/hop"
 )
 
 // Names resolves what events carry as numbers. Live, it asks the system and
@@ -346,21 +346,18 @@ func (s *Stitcher) apply(t *track, ev *decode.Event) {
 		s.applyInHook(t, ev)
 		return
 	}
-	var dropHook string
+	var dropHook hop.Hook
 	if t.hasPending {
-		dropHook = t.pending.Hook.String()
+		dropHook = t.pending.Hook
 		s.flushPending(t)
 	}
 	s.transitions(t, ev)
 	h := s.hop(t, ev)
+	h.Kind = ev.Kind.Hop()
 	switch ev.Kind {
-	case decode.KindRx:
-		h.Kind = HopRx
 	case decode.KindTx:
-		h.Kind = HopTx
 		t.txDev, t.txNetns = ev.Dev, ev.Netns
 	case decode.KindDrop:
-		h.Kind = HopDrop
 		h.Hook = dropHook
 		h.ReasonCode = ev.DropReason
 		h.Location = ev.Location
@@ -371,27 +368,21 @@ func (s *Stitcher) apply(t *track, ev *decode.Event) {
 			h.Reason = s.cfg.Names.DropReason(ev.DropReason)
 		}
 	case decode.KindConsume:
-		h.Kind = HopConsume
 		h.Location = ev.Location
 	case decode.KindBridge:
-		h.Kind = HopBridge
 		h.Bridge = &Bridge{In: ev.In, Out: ev.Out}
 	case decode.KindIPVS:
-		h.Kind = HopIPVS
 		h.IPVS = &IPVS{
-			Service:    netip.AddrPortFrom(ev.Ext.Addr[0], ev.Ext.Port[0]),
-			RealServer: netip.AddrPortFrom(ev.Ext.Addr[1], ev.Ext.Port[1]),
-			Method:     ev.IPVSMethod(),
-		}
-		if ev.Ext.Val[2] == 1 {
-			h.IPVS.Scheduler = ev.Ext.Name
+			Service:    ev.IPVS.Service,
+			RealServer: ev.IPVS.RealServer,
+			Method:     ev.IPVS.Method,
+			Scheduler:  ev.IPVS.Scheduler,
 		}
 	case decode.KindVXLAN:
 		// vxlan_xmit: the encapsulation happens here; the outer header is
 		// known from the next event that carries it.
-		h.Kind = HopEncap
-		if ev.Ext.Val[2] == 1 {
-			h.Outer = &Outer{DPort: ev.Ext.Port[1], VNI: ev.Ext.Val[0]}
+		if ev.VXLAN.Known {
+			h.Outer = &Outer{Tunnel: hop.TunnelVXLAN, DPort: ev.VXLAN.DPort, VNI: ev.VXLAN.VNI}
 		}
 		if len(t.path.Hops) < s.cfg.MaxHops {
 			t.vxlanHop = len(t.path.Hops)
@@ -399,12 +390,9 @@ func (s *Stitcher) apply(t *track, ev *decode.Event) {
 	case decode.KindVXLANRcv:
 		// vxlan_rcv: the decapsulation happens here, on the underlay
 		// device's packet; the VXLAN device is the next event's.
-		h.Kind = HopDecap
 		if len(t.path.Hops) < s.cfg.MaxHops {
 			t.decapHop = len(t.path.Hops)
 		}
-	default:
-		h.Kind = HopKind(ev.Kind.String())
 	}
 	s.append(t, h)
 }
@@ -445,16 +433,16 @@ func (s *Stitcher) nat(t *track, before, after *decode.Event) {
 	}
 	if b.Dst != a.Dst {
 		h := s.hop(t, after)
-		h.Kind = HopNAT
-		h.Hook = after.Hook.String()
-		h.NAT = &NAT{Type: NATDst, From: b.Dst, To: a.Dst}
+		h.Kind = hop.NAT
+		h.Hook = after.Hook
+		h.NAT = &NAT{Type: hop.DNAT, From: b.Dst, To: a.Dst}
 		s.append(t, h)
 	}
 	if b.Src != a.Src {
 		h := s.hop(t, after)
-		h.Kind = HopNAT
-		h.Hook = after.Hook.String()
-		h.NAT = &NAT{Type: NATSrc, From: b.Src, To: a.Src}
+		h.Kind = hop.NAT
+		h.Hook = after.Hook
+		h.NAT = &NAT{Type: hop.SNAT, From: b.Src, To: a.Src}
 		s.append(t, h)
 	}
 }
@@ -479,7 +467,7 @@ func (s *Stitcher) applyInHook(t *track, ev *decode.Event) {
 	hook := ev.Hook
 	inPending := t.hasPending && (ev.Netns == t.pending.Netns || ev.Netns == 0)
 	if inPending {
-		if hook == decode.HookUnknown {
+		if hook == hop.HookUnknown {
 			hook = t.pending.Hook
 		}
 		if h.Dev == "" {
@@ -487,16 +475,15 @@ func (s *Stitcher) applyInHook(t *track, ev *decode.Event) {
 			h.NetnsInode, h.Netns = t.pending.Netns, s.netns(t.pending.Netns)
 		}
 	}
-	if hook != decode.HookUnknown {
-		h.Hook = hook.String()
+	if hook.Known() {
+		h.Hook = hook
 	}
 	h.In, h.Out = ev.In, ev.Out
+	h.Kind = ev.Kind.Hop()
 	if ev.Kind == decode.KindTable {
-		h.Kind = HopTable
-		h.Table = &Table{Engine: ev.Engine(), Family: ev.Family(), Name: ev.Ext.Name, Chain: ev.Ext.Chain, Verdict: ev.Verdict()}
+		h.Table = &Table{Engine: ev.Table.Engine, Family: ev.Table.Family, Name: ev.Table.Name, Chain: ev.Table.Chain, Verdict: ev.Verdict}
 	} else {
-		h.Kind = HopIPVS
-		h.IPVS = &IPVS{Verdict: ev.Verdict()}
+		h.IPVS = &IPVS{Verdict: ev.Verdict}
 	}
 	if inPending && len(t.inHook) < maxInHook {
 		t.inHook = append(t.inHook, h)
@@ -519,8 +506,8 @@ func (s *Stitcher) flushInHook(t *track) {
 
 func (s *Stitcher) nfHop(t *track, ev *decode.Event) Hop {
 	h := s.hop(t, ev)
-	h.Kind = HopNetfilter
-	h.Hook = ev.Hook.String()
+	h.Kind = hop.Netfilter
+	h.Hook = ev.Hook
 	h.In, h.Out = ev.In, ev.Out
 	return h
 }
@@ -545,15 +532,15 @@ func (s *Stitcher) transitions(t *track, ev *decode.Event) {
 	switch {
 	case enc && !t.encap && t.vxlanHop >= 0:
 		// A vxlan_xmit hop already marks the encapsulation: complete it.
-		t.outer = Outer{Src: ev.Outer.Src.Addr(), Dst: ev.Outer.Dst.Addr(), DPort: ev.Outer.Dst.Port(), VNI: ev.VNI}
+		t.outer = outerOf(ev)
 		o := t.outer
 		t.path.Hops[t.vxlanHop].Outer = &o
 		t.vxlanHop = -1
 	case enc && !t.encap:
-		t.outer = Outer{Src: ev.Outer.Src.Addr(), Dst: ev.Outer.Dst.Addr(), DPort: ev.Outer.Dst.Port(), VNI: ev.VNI}
+		t.outer = outerOf(ev)
 		h := s.hop(t, ev)
-		h.Backend = "inferred" // seen between two hops, whatever showed them
-		h.Kind = HopEncap
+		h.Backend = hop.Inferred // seen between two hops, whatever showed them
+		h.Kind = hop.Encap
 		if t.txDev != "" {
 			h.Dev, h.Ifindex = t.txDev, 0
 			h.NetnsInode = t.txNetns
@@ -562,15 +549,20 @@ func (s *Stitcher) transitions(t *track, ev *decode.Event) {
 		s.append(t, h)
 	case !enc && t.encap:
 		h := s.hop(t, ev)
-		h.Backend = "inferred" // seen between two hops, whatever showed them
-		h.Kind = HopDecap
+		h.Backend = hop.Inferred // seen between two hops, whatever showed them
+		h.Kind = hop.Decap
 		o := t.outer
 		h.Outer = &o
 		s.append(t, h)
 	case enc:
-		t.outer = Outer{Src: ev.Outer.Src.Addr(), Dst: ev.Outer.Dst.Addr(), DPort: ev.Outer.Dst.Port(), VNI: ev.VNI}
+		t.outer = outerOf(ev)
 	}
 	t.encap = enc
+}
+
+// outerOf is the outer header of an event that saw an encapsulated packet.
+func outerOf(ev *decode.Event) Outer {
+	return Outer{Tunnel: hop.TunnelVXLAN, Src: ev.Outer.Src.Addr(), Dst: ev.Outer.Dst.Addr(), DPort: ev.Outer.Dst.Port(), VNI: ev.VNI}
 }
 
 // hop fills the fields every hop kind shares.
@@ -584,7 +576,7 @@ func (s *Stitcher) hop(t *track, ev *decode.Event) Hop {
 		CPU:        ev.CPU,
 		Len:        ev.Len,
 		Mark:       ev.Mark,
-		Backend:    ev.Backend(),
+		Backend:    ev.Backend,
 	}
 	if ev.TS < t.path.Mono {
 		h.T = 0
@@ -592,7 +584,8 @@ func (s *Stitcher) hop(t *track, ev *decode.Event) Hop {
 	tup := ev.Outer
 	if ev.Encapsulated() {
 		tup = ev.Inner
-		h.Outer = &Outer{Src: ev.Outer.Src.Addr(), Dst: ev.Outer.Dst.Addr(), DPort: ev.Outer.Dst.Port(), VNI: ev.VNI}
+		o := outerOf(ev)
+		h.Outer = &o
 	}
 	if tup.Valid() {
 		h.Proto, h.Src, h.Dst, h.TCPFlags = tup.Proto, tup.Src, tup.Dst, tup.TCPFlags
@@ -633,7 +626,7 @@ func (s *Stitcher) isNode(inode uint32) bool {
 
 func onlyConsumed(p *Path) bool {
 	for i := range p.Hops {
-		if p.Hops[i].Kind != HopConsume {
+		if p.Hops[i].Kind != hop.Consume {
 			return false
 		}
 	}
@@ -648,24 +641,24 @@ func (s *Stitcher) verdict(p *Path) Verdict {
 	}
 	last := &p.Hops[n-1]
 	switch last.Kind {
-	case HopDrop:
+	case hop.Drop:
 		return VerdictDropped
-	case HopConsume:
+	case hop.Consume:
 		return VerdictDelivered
 	}
 	if p.Clipped {
 		return VerdictUnknown
 	}
 	switch last.Kind {
-	case HopRx:
+	case hop.Rx:
 		if last.NetnsInode != 0 && !s.isNode(last.NetnsInode) {
 			return VerdictDelivered // reached a pod
 		}
-	case HopNetfilter:
-		if last.Hook == decode.HookInput.String() {
+	case hop.Netfilter:
+		if last.Hook == hop.Input {
 			return VerdictDelivered // to a local socket of the node
 		}
-	case HopTx:
+	case hop.Tx:
 		if s.isNode(last.NetnsInode) {
 			return VerdictForwarded // left the node on this device
 		}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pathtrace/pathtrace/internal/decode"
+	"github.com/pathtrace/pathtrace/internal/hop"
 )
 
 // Namespace inodes of the synthetic cluster.
@@ -69,6 +70,7 @@ func (s *seq) add(ev decode.Event) *seq {
 		ev.Outer, ev.Inner, ev.VNI = *s.outer, s.tuple, s.vni
 		ev.Flags |= decode.FlagInner | decode.FlagInnerL4
 	}
+	ev.Backend = decode.BackendOf(ev.Kind, ev.Flags)
 	s.events = append(s.events, ev)
 	return s
 }
@@ -79,9 +81,9 @@ func (s *seq) dev(k decode.Kind, netns uint32, dev string) *seq {
 
 // hook adds both slots of a netfilter hook; nat, when set, rewrites the
 // tuple between them.
-func (s *seq) hook(h decode.Hook, netns uint32, in, out string, nat func(*decode.Tuple)) *seq {
+func (s *seq) hook(h hop.Hook, netns uint32, in, out string, nat func(*decode.Tuple)) *seq {
 	dev := in
-	if h >= decode.HookOutput || dev == "" {
+	if h >= hop.Output || dev == "" {
 		dev = out
 	}
 	s.add(decode.Event{Kind: decode.KindNF, Hook: h, Slot: decode.SlotFirst, Netns: netns, Dev: dev, In: in, Out: out})
@@ -109,23 +111,23 @@ func crossNode(skb, ts uint64) *seq {
 	s := newSeq(skb, ts, tcp("10.244.1.5:40312", "10.96.0.10:80"))
 	s.dev(decode.KindTx, nsClient, "eth0").
 		dev(decode.KindRx, nsNode1, "veth1a2b3c4d").
-		hook(decode.HookPrerouting, nsNode1, "cni0", "", func(t *decode.Tuple) { t.Dst = ap("10.244.2.7:8080") }).
+		hook(hop.Prerouting, nsNode1, "cni0", "", func(t *decode.Tuple) { t.Dst = ap("10.244.2.7:8080") }).
 		dev(decode.KindRx, nsNode1, "cni0").
-		hook(decode.HookForward, nsNode1, "cni0", "flannel.1", nil).
-		hook(decode.HookPostrouting, nsNode1, "cni0", "flannel.1", nil).
+		hook(hop.Forward, nsNode1, "cni0", "flannel.1", nil).
+		hook(hop.Postrouting, nsNode1, "cni0", "flannel.1", nil).
 		dev(decode.KindTx, nsNode1, "flannel.1").
 		encap("192.168.50.11:48748", "192.168.50.12:8472", 1).
-		hook(decode.HookOutput, nsNode1, "", "eth0", nil).
-		hook(decode.HookPostrouting, nsNode1, "flannel.1", "eth0", nil).
+		hook(hop.Output, nsNode1, "", "eth0", nil).
+		hook(hop.Postrouting, nsNode1, "flannel.1", "eth0", nil).
 		dev(decode.KindTx, nsNode1, "eth0").
 		dev(decode.KindRx, nsNode2, "eth0").
-		hook(decode.HookPrerouting, nsNode2, "eth0", "", nil).
-		hook(decode.HookInput, nsNode2, "eth0", "", nil).
+		hook(hop.Prerouting, nsNode2, "eth0", "", nil).
+		hook(hop.Input, nsNode2, "eth0", "", nil).
 		decap().
 		dev(decode.KindRx, nsNode2, "flannel.1").
-		hook(decode.HookPrerouting, nsNode2, "flannel.1", "", nil).
-		hook(decode.HookForward, nsNode2, "flannel.1", "cni0", nil).
-		hook(decode.HookPostrouting, nsNode2, "flannel.1", "cni0", nil).
+		hook(hop.Prerouting, nsNode2, "flannel.1", "", nil).
+		hook(hop.Forward, nsNode2, "flannel.1", "cni0", nil).
+		hook(hop.Postrouting, nsNode2, "flannel.1", "cni0", nil).
 		dev(decode.KindTx, nsNode2, "cni0").
 		dev(decode.KindTx, nsNode2, "veth5e6f7a8b").
 		dev(decode.KindRx, nsServer, "eth0")
@@ -154,10 +156,10 @@ func kinds(p *Path) string {
 		if i > 0 {
 			b.WriteByte(' ')
 		}
-		b.WriteString(string(h.Kind))
+		b.WriteString(h.Kind.String())
 		switch h.Kind {
-		case HopNetfilter, HopNAT:
-			b.WriteString(":" + h.Hook)
+		case hop.Netfilter, hop.NAT:
+			b.WriteString(":" + h.Hook.String())
 		default:
 			b.WriteString(":" + h.Dev)
 		}
@@ -185,7 +187,7 @@ func TestCrossNodePathIsOnePath(t *testing.T) {
 		t.Errorf("path tuple %s → %s", p.Src, p.Dst)
 	}
 	nat := p.Hops[3].NAT
-	if nat == nil || *nat != (NAT{Type: NATDst, From: ap("10.96.0.10:80"), To: ap("10.244.2.7:8080")}) {
+	if nat == nil || *nat != (NAT{Type: hop.DNAT, From: ap("10.96.0.10:80"), To: ap("10.244.2.7:8080")}) {
 		t.Errorf("nat hop = %+v", nat)
 	}
 	enc := p.Hops[8]
@@ -216,7 +218,7 @@ func TestDropInsideHook(t *testing.T) {
 	s := newSeq(0xb00, 1e9, tcp("10.244.1.5:40312", "10.244.2.7:8080"))
 	s.dev(decode.KindTx, nsClient, "eth0").
 		dev(decode.KindRx, nsNode1, "veth1a2b3c4d").
-		add(decode.Event{Kind: decode.KindNF, Hook: decode.HookForward, Slot: decode.SlotFirst, Netns: nsNode1, Dev: "cni0", In: "cni0", Out: "flannel.1"}).
+		add(decode.Event{Kind: decode.KindNF, Hook: hop.Forward, Slot: decode.SlotFirst, Netns: nsNode1, Dev: "cni0", In: "cni0", Out: "flannel.1"}).
 		add(decode.Event{Kind: decode.KindDrop, Netns: nsNode1, Dev: "cni0", DropReason: 12, Flags: decode.FlagReason})
 	paths, _ := collect(t, Config{}, s.events)
 	if len(paths) != 1 {
@@ -230,7 +232,7 @@ func TestDropInsideHook(t *testing.T) {
 	if !nf.Partial {
 		t.Error("FORWARD hop without its last slot is not marked partial")
 	}
-	if drop.Reason != "NETFILTER_DROP" || drop.Hook != "FORWARD" || drop.ReasonCode != 12 {
+	if drop.Reason != "NETFILTER_DROP" || drop.Hook != hop.Forward || drop.ReasonCode != 12 {
 		t.Errorf("drop hop = %+v", drop)
 	}
 	if p.Verdict != VerdictDropped {
@@ -241,11 +243,11 @@ func TestDropInsideHook(t *testing.T) {
 func TestReplySNAT(t *testing.T) {
 	s := newSeq(0xc00, 1e9, tcp("10.244.2.7:8080", "10.244.1.5:40312"))
 	s.dev(decode.KindRx, nsNode1, "flannel.1").
-		hook(decode.HookPostrouting, nsNode1, "flannel.1", "cni0", func(t *decode.Tuple) { t.Src = ap("10.96.0.10:80") }).
+		hook(hop.Postrouting, nsNode1, "flannel.1", "cni0", func(t *decode.Tuple) { t.Src = ap("10.96.0.10:80") }).
 		dev(decode.KindTx, nsNode1, "cni0")
 	paths, _ := collect(t, Config{}, s.events)
 	nat := paths[0].Hops[2].NAT
-	if nat == nil || *nat != (NAT{Type: NATSrc, From: ap("10.244.2.7:8080"), To: ap("10.96.0.10:80")}) {
+	if nat == nil || *nat != (NAT{Type: hop.SNAT, From: ap("10.244.2.7:8080"), To: ap("10.96.0.10:80")}) {
 		t.Fatalf("reply nat = %+v (hops %s)", nat, kinds(paths[0]))
 	}
 	if paths[0].Verdict != VerdictForwarded {

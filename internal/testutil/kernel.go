@@ -8,6 +8,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/pathtrace/pathtrace/internal/hop"
 )
 
 // SkipIfNotSupported skips the test, saying why, when err says the kernel
@@ -51,50 +53,42 @@ func Modprobe(modules ...string) {
 	}
 }
 
-// Backends, as internal/loader names them.
-const (
-	Tracepoint    = "tracepoint"
-	NetfilterLink = "netfilter-link"
-	Fentry        = "fentry"
-	Kprobe        = "kprobe"
-	Inferred      = "inferred"
-	None          = "" // not observable
-)
-
 // expected holds, per kernel series we test on, the backend that must show
 // each hop kind with --backend auto, with the bridge, ip_vs, vxlan,
 // ip_tables and nf_tables modules loaded: the QEMU matrix (Debian 5.10, 6.1, 6.12, vm/) and the
 // development VM (6.18: kprobes not built in, fentry refused by lockdown,
 // no IPVS). Facts in /work/shared/KERNEL-NOTES.md.
-var expected = map[string]map[string]string{
-	"5.10": hops(Fentry, Kprobe),
-	"6.1":  hops(Fentry, Fentry),
-	"6.12": hops(NetfilterLink, Fentry),
-	"6.18": hops(NetfilterLink, None),
+var expected = map[string]map[hop.Kind]hop.Backend{
+	"5.10": hops(hop.Fentry, hop.Kprobe),
+	"6.1":  hops(hop.Fentry, hop.Fentry),
+	"6.12": hops(hop.NetfilterLink, hop.Fentry),
+	"6.18": hops(hop.NetfilterLink, hop.NoBackend),
 }
 
-func hops(netfilter, funcs string) map[string]string {
+// hops is the expectation of a kernel whose netfilter hooks netfilter
+// shows and whose function hops funcs shows (hop.NoBackend: none).
+func hops(netfilter, funcs hop.Backend) map[hop.Kind]hop.Backend {
 	vxlan := funcs
-	if funcs == None {
-		vxlan = Inferred
+	if funcs == hop.NoBackend {
+		vxlan = hop.Inferred
 	}
-	return map[string]string{
-		"rx": Tracepoint, "tx": Tracepoint, "drop": Tracepoint, "consume": Tracepoint,
-		"netfilter": netfilter, "nat": netfilter, "table": funcs,
-		"bridge": funcs, "ipvs": funcs, "ipvs-drop": funcs, "encap": vxlan, "decap": vxlan,
+	return map[hop.Kind]hop.Backend{
+		hop.Rx: hop.Tracepoint, hop.Tx: hop.Tracepoint, hop.Drop: hop.Tracepoint, hop.Consume: hop.Tracepoint,
+		hop.Netfilter: netfilter, hop.NAT: netfilter, hop.Table: funcs,
+		hop.Bridge: funcs, hop.IPVS: funcs, hop.IPVSDrop: funcs, hop.Encap: vxlan, hop.Decap: vxlan,
 	}
 }
 
 // ExpectedBackends returns, for the running kernel, the backend expected
 // per hop kind; ok is false on kernels not in the table.
-func ExpectedBackends() (map[string]string, bool) {
+func ExpectedBackends() (map[hop.Kind]hop.Backend, bool) {
 	m, ok := expected[Series()]
 	return m, ok
 }
 
 // RequireExpectedBackends returns ExpectedBackends or skips the test,
 // saying which kernel has no expectations.
-func RequireExpectedBackends(tb testing.TB) map[string]string {
+func RequireExpectedBackends(tb testing.TB) map[hop.Kind]hop.Backend {
 	tb.Helper()
 	m, ok := ExpectedBackends()
 	if !ok {

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/pathtrace/pathtrace/internal/features"
+	"github.com/pathtrace/pathtrace/internal/hop"
 	"github.com/pathtrace/pathtrace/internal/kernel"
 	"github.com/pathtrace/pathtrace/internal/loader"
 	"github.com/pathtrace/pathtrace/internal/stitch"
@@ -23,18 +24,20 @@ func checkBackends(t *testing.T, p *stitch.Path, forced loader.Choice) {
 	}
 	for i := range p.Hops {
 		h := &p.Hops[i]
-		kind := string(h.Kind)
-		if h.Kind == stitch.HopIPVS && h.IPVS != nil && h.IPVS.Verdict != "" {
-			kind = loader.HopIPVSDrop
+		kind := h.Kind
+		if h.Kind == hop.IPVS && h.IPVS != nil && h.IPVS.Verdict != hop.NoVerdict {
+			kind = hop.IPVSDrop
 		}
 		w, known := want[kind]
+		var f hop.Backend
+		f.UnmarshalText([]byte(forced)) // the choices fentry and kprobe are backends
 		if forced != "" {
 			switch h.Kind {
-			case stitch.HopNetfilter, stitch.HopNAT, stitch.HopBridge, stitch.HopIPVS, stitch.HopTable:
-				w, known = string(forced), true
-			case stitch.HopEncap, stitch.HopDecap:
-				if h.Backend != testutil.Inferred {
-					w, known = string(forced), true
+			case hop.Netfilter, hop.NAT, hop.Bridge, hop.IPVS, hop.Table:
+				w, known = f, true
+			case hop.Encap, hop.Decap:
+				if h.Backend != hop.Inferred {
+					w, known = f, true
 				}
 			}
 		}
@@ -47,17 +50,17 @@ func checkBackends(t *testing.T, p *stitch.Path, forced loader.Choice) {
 
 // expectHop reports whether hops of this kind are expected on this kernel
 // (true on kernels outside the table: the test then asks the loader).
-func expectHop[K ~string](kind K) bool {
+func expectHop(kind hop.Kind) bool {
 	want, ok := testutil.ExpectedBackends()
 	if !ok {
-		for _, h := range loader.Plan(loader.ChoiceAuto) {
-			if h.Hop == string(kind) {
+		for _, h := range loader.Plan(loader.ChoiceAuto, loader.KernelProbes) {
+			if h.Hop == kind {
 				return h.Observable()
 			}
 		}
 		return false
 	}
-	return want[string(kind)] != testutil.None
+	return want[kind] != hop.NoBackend
 }
 
 // TestLiveKprobeBackend runs the cross-node exchange with every hop that
@@ -77,16 +80,16 @@ func TestLiveKprobeBackend(t *testing.T) {
 	}
 	req := findPath(t, paths, topology.ClientIP, topology.ClusterIP.Addr(), tcpSYN)
 	requireHops(t, req, []hopMatch{
-		{kind: stitch.HopNAT, hook: "PREROUTING", netns: n1,
-			nat:         &stitch.NAT{Type: stitch.NATDst, From: topology.ClusterIP, To: topology.ServerAddr},
+		{kind: hop.NAT, hook: hop.Prerouting, netns: n1,
+			nat:         &stitch.NAT{Type: hop.DNAT, From: topology.ClusterIP, To: topology.ServerAddr},
 			description: "DNAT at PREROUTING, from the kprobe views of nf_hook_slow"},
-		{kind: stitch.HopNetfilter, hook: "FORWARD", in: "cni0", out: "flannel.1", netns: n1, description: "FORWARD cni0 → flannel.1"},
-		{kind: stitch.HopEncap, netns: n1, description: "VXLAN encap on node1"},
-		{kind: stitch.HopNetfilter, hook: "POSTROUTING", netns: n2, description: "POSTROUTING on node2"},
-		{kind: stitch.HopRx, dev: "eth0", netns: c.Pod(topology.PodServer).NetnsName, description: "rx on the server pod's eth0"},
+		{kind: hop.Netfilter, hook: hop.Forward, in: "cni0", out: "flannel.1", netns: n1, description: "FORWARD cni0 → flannel.1"},
+		{kind: hop.Encap, netns: n1, description: "VXLAN encap on node1"},
+		{kind: hop.Netfilter, hook: hop.Postrouting, netns: n2, description: "POSTROUTING on node2"},
+		{kind: hop.Rx, dev: "eth0", netns: c.Pod(topology.PodServer).NetnsName, description: "rx on the server pod's eth0"},
 	})
 	for _, h := range req.Hops {
-		if h.Kind == stitch.HopNetfilter && h.Partial {
+		if h.Kind == hop.Netfilter && h.Partial {
 			t.Errorf("a %s hop has only one view: the kretprobe lost its frame\n%s", h.Hook, dump(req))
 			break
 		}
@@ -94,8 +97,8 @@ func TestLiveKprobeBackend(t *testing.T) {
 	checkBackends(t, req, loader.ChoiceKprobe)
 	reply := findPath(t, paths, topology.ServerIP, topology.ClientIP, tcpSYN|tcpACK)
 	requireHops(t, reply, []hopMatch{
-		{kind: stitch.HopNAT, netns: n1,
-			nat:         &stitch.NAT{Type: stitch.NATSrc, From: topology.ServerAddr, To: topology.ClusterIP},
+		{kind: hop.NAT, netns: n1,
+			nat:         &stitch.NAT{Type: hop.SNAT, From: topology.ServerAddr, To: topology.ClusterIP},
 			description: "reverse translation on node1"},
 	})
 	checkBackends(t, reply, loader.ChoiceKprobe)

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pathtrace/pathtrace/internal/decode"
+	"github.com/pathtrace/pathtrace/internal/hop"
 	"github.com/pathtrace/pathtrace/internal/loader"
 	"github.com/pathtrace/pathtrace/internal/render"
 	"github.com/pathtrace/pathtrace/internal/stitch"
@@ -114,7 +115,7 @@ func show(t *testing.T, p *stitch.Path) {
 func lastDrop(t *testing.T, p *stitch.Path) *stitch.Hop {
 	t.Helper()
 	show(t, p)
-	if p.Verdict != stitch.VerdictDropped || len(p.Hops) == 0 || p.Hops[len(p.Hops)-1].Kind != stitch.HopDrop {
+	if p.Verdict != stitch.VerdictDropped || len(p.Hops) == 0 || p.Hops[len(p.Hops)-1].Kind != hop.Drop {
 		t.Fatalf("path does not end in a drop:\n%s", dump(p))
 	}
 	return &p.Hops[len(p.Hops)-1]
@@ -172,8 +173,8 @@ func TestDiagnoseForwardDrop(t *testing.T) {
 
 	req := findPath(t, paths, topology.ClientIP, topology.ClusterIP.Addr(), tcpSYN)
 	requireHops(t, req, []hopMatch{
-		{kind: stitch.HopNetfilter, hook: "FORWARD", netns: n1.NetnsName, out: "flannel.1", description: "FORWARD cni0 → flannel.1"},
-		{kind: stitch.HopDrop, hook: "FORWARD", netns: n1.NetnsName, reason: "NETFILTER_DROP", description: "a NETFILTER_DROP in FORWARD"},
+		{kind: hop.Netfilter, hook: hop.Forward, netns: n1.NetnsName, out: "flannel.1", description: "FORWARD cni0 → flannel.1"},
+		{kind: hop.Drop, hook: hop.Forward, netns: n1.NetnsName, reason: "NETFILTER_DROP", description: "a NETFILTER_DROP in FORWARD"},
 	})
 	requireAdvice(t, lastDrop(t, req),
 		"A netfilter rule in FORWARD on "+n1.NetnsName+" (in=cni0 out=flannel.1)", "NetworkPolicy",
@@ -197,12 +198,12 @@ func TestDiagnoseIPForwardOff(t *testing.T) {
 	// sends no ICMP error.
 	req := findPath(t, paths, topology.ClientIP, topology.ServerIP, tcpSYN)
 	requireHops(t, req, []hopMatch{
-		{kind: stitch.HopNetfilter, hook: "PREROUTING", netns: n1.NetnsName, description: "PREROUTING on node1"},
-		{kind: stitch.HopRx, dev: "cni0", netns: n1.NetnsName, description: "rx on cni0"},
-		{kind: stitch.HopDrop, dev: "cni0", netns: n1.NetnsName, reason: "IP_INADDRERRORS", description: "an IP_INADDRERRORS drop on cni0"},
+		{kind: hop.Netfilter, hook: hop.Prerouting, netns: n1.NetnsName, description: "PREROUTING on node1"},
+		{kind: hop.Rx, dev: "cni0", netns: n1.NetnsName, description: "rx on cni0"},
+		{kind: hop.Drop, dev: "cni0", netns: n1.NetnsName, reason: "IP_INADDRERRORS", description: "an IP_INADDRERRORS drop on cni0"},
 	})
 	for _, h := range req.Hops {
-		if h.Hook == "FORWARD" {
+		if h.Hook == hop.Forward {
 			t.Errorf("a FORWARD hop although ip_forward=0:\n%s", dump(req))
 		}
 	}
@@ -228,9 +229,9 @@ func TestDiagnoseRPFilterStrict(t *testing.T) {
 
 	req := findPath(t, paths, topology.ClientIP, topology.ServerIP, tcpSYN)
 	requireHops(t, req, []hopMatch{
-		{kind: stitch.HopDecap, dev: "flannel.1", netns: n2.NetnsName, description: "decap on node2"},
-		{kind: stitch.HopNetfilter, hook: "PREROUTING", in: "flannel.1", netns: n2.NetnsName, description: "PREROUTING on node2 flannel.1"},
-		{kind: stitch.HopDrop, dev: "flannel.1", netns: n2.NetnsName, reason: "IP_RPFILTER", description: "an IP_RPFILTER drop on flannel.1"},
+		{kind: hop.Decap, dev: "flannel.1", netns: n2.NetnsName, description: "decap on node2"},
+		{kind: hop.Netfilter, hook: hop.Prerouting, in: "flannel.1", netns: n2.NetnsName, description: "PREROUTING on node2 flannel.1"},
+		{kind: hop.Drop, dev: "flannel.1", netns: n2.NetnsName, reason: "IP_RPFILTER", description: "an IP_RPFILTER drop on flannel.1"},
 	})
 	requireAdvice(t, lastDrop(t, req),
 		"Strict reverse-path filtering (rp_filter=1, from all) on "+n2.NetnsName,
@@ -250,8 +251,8 @@ func TestDiagnoseNoRoute(t *testing.T) {
 
 	req := findPath(t, paths, topology.ClientIP, topology.ServerIP, tcpSYN)
 	requireHops(t, req, []hopMatch{
-		{kind: stitch.HopRx, dev: "cni0", netns: n1.NetnsName, description: "rx on cni0"},
-		{kind: stitch.HopDrop, dev: "cni0", netns: n1.NetnsName, reason: "IP_INNOROUTES", description: "an IP_INNOROUTES drop on cni0"},
+		{kind: hop.Rx, dev: "cni0", netns: n1.NetnsName, description: "rx on cni0"},
+		{kind: hop.Drop, dev: "cni0", netns: n1.NetnsName, reason: "IP_INNOROUTES", description: "an IP_INNOROUTES drop on cni0"},
 	})
 	requireAdvice(t, lastDrop(t, req),
 		"No route to "+topology.ServerIP.String()+" on "+n1.NetnsName, "ICMP net unreachable",
@@ -277,10 +278,10 @@ func TestDiagnoseConntrackFull(t *testing.T) {
 	// the hook's last priority.
 	req := findPath(t, paths, topology.ClientIP, topology.PeerIP, tcpSYN)
 	requireHops(t, req, []hopMatch{
-		{kind: stitch.HopNetfilter, hook: "PREROUTING", in: "cni0", netns: n1.NetnsName, description: "PREROUTING on cni0"},
-		{kind: stitch.HopDrop, hook: "PREROUTING", netns: n1.NetnsName, reason: "NETFILTER_DROP", description: "a NETFILTER_DROP in PREROUTING"},
+		{kind: hop.Netfilter, hook: hop.Prerouting, in: "cni0", netns: n1.NetnsName, description: "PREROUTING on cni0"},
+		{kind: hop.Drop, hook: hop.Prerouting, netns: n1.NetnsName, reason: "NETFILTER_DROP", description: "a NETFILTER_DROP in PREROUTING"},
 	})
-	if nf := req.Hops[len(req.Hops)-2]; nf.Kind != stitch.HopNetfilter || !nf.Partial {
+	if nf := req.Hops[len(req.Hops)-2]; nf.Kind != hop.Netfilter || !nf.Partial {
 		t.Errorf("the PREROUTING hop before the drop is not partial:\n%s", dump(req))
 	}
 	requireAdvice(t, lastDrop(t, req),
@@ -450,8 +451,8 @@ func TestDiagnoseTooBigDF(t *testing.T) {
 
 	fits := pathWhere(t, paths, "of the 1400-byte datagram", udpTo(topology.ClientIP, to, 1400+28))
 	requireHops(t, fits, []hopMatch{
-		{kind: stitch.HopEncap, dev: "flannel.1", netns: n1.NetnsName, description: "VXLAN encap on node1"},
-		{kind: stitch.HopRx, dev: "eth0", netns: server.NetnsName, description: "rx on the server pod"},
+		{kind: hop.Encap, dev: "flannel.1", netns: n1.NetnsName, description: "VXLAN encap on node1"},
+		{kind: hop.Rx, dev: "eth0", netns: server.NetnsName, description: "rx on the server pod"},
 	})
 	if fits.Verdict != stitch.VerdictDelivered || len(fits.Warnings) != 0 {
 		t.Errorf("the 1428-byte packet fits the overlay, want it delivered without warnings: %q\n%s", fits.Warnings, dump(fits))
@@ -459,8 +460,8 @@ func TestDiagnoseTooBigDF(t *testing.T) {
 
 	big := pathWhere(t, paths, "of the 1440-byte datagram", udpTo(topology.ClientIP, to, 1440+28))
 	requireHops(t, big, []hopMatch{
-		{kind: stitch.HopRx, dev: "cni0", netns: n1.NetnsName, description: "rx on cni0"},
-		{kind: stitch.HopDrop, dev: "cni0", netns: n1.NetnsName, reason: "PKT_TOO_BIG", description: "a PKT_TOO_BIG drop on cni0"},
+		{kind: hop.Rx, dev: "cni0", netns: n1.NetnsName, description: "rx on cni0"},
+		{kind: hop.Drop, dev: "cni0", netns: n1.NetnsName, reason: "PKT_TOO_BIG", description: "a PKT_TOO_BIG drop on cni0"},
 	})
 	requireAdvice(t, lastDrop(t, big),
 		"A 1468-byte packet with DF set does not fit the MTU 1450 of flannel.1 on "+n1.NetnsName,
@@ -487,8 +488,8 @@ func TestDiagnoseVethMTU(t *testing.T) {
 
 	p := pathWhere(t, paths, "of the 1440-byte datagram", udpTo(topology.ClientIP, to, 1440+28))
 	requireHops(t, p, []hopMatch{
-		{kind: stitch.HopTx, dev: "eth0", netns: client.NetnsName, description: "tx on the client's eth0"},
-		{kind: stitch.HopDrop, dev: "eth0", netns: client.NetnsName, reason: "NOT_SPECIFIED", description: "a NOT_SPECIFIED drop on the client's eth0"},
+		{kind: hop.Tx, dev: "eth0", netns: client.NetnsName, description: "tx on the client's eth0"},
+		{kind: hop.Drop, dev: "eth0", netns: client.NetnsName, reason: "NOT_SPECIFIED", description: "a NOT_SPECIFIED drop on the client's eth0"},
 	})
 	requireAdvice(t, lastDrop(t, p),
 		"Freed right after it was queued on eth0 in "+client.NetnsName, "larger than its peer's MTU (this packet: 1468 bytes of IP)",
@@ -517,13 +518,13 @@ func TestDiagnoseUnderlayMTU(t *testing.T) {
 		return udpTo(topology.ClientIP, to, 1400+28)(p) && len(p.Hops) > 0 && p.Hops[0].Netns == c.Pod(topology.PodClient).NetnsName
 	})
 	requireHops(t, p, []hopMatch{
-		{kind: stitch.HopEncap, dev: "flannel.1", netns: n1.NetnsName, description: "VXLAN encap on node1"},
-		{kind: stitch.HopNetfilter, hook: "POSTROUTING", out: "eth0", netns: n1.NetnsName, description: "POSTROUTING out eth0"},
+		{kind: hop.Encap, dev: "flannel.1", netns: n1.NetnsName, description: "VXLAN encap on node1"},
+		{kind: hop.Netfilter, hook: hop.Postrouting, out: "eth0", netns: n1.NetnsName, description: "POSTROUTING out eth0"},
 	})
 	requireWarning(t, p, "The encapsulated packet (1478 bytes) is larger than the MTU 1400 of eth0, the underlay of flannel.1 on "+n1.NetnsName,
 		"fragmented", "should be ≤ 1350")
 	for _, h := range p.Hops {
-		if h.Kind == stitch.HopDrop {
+		if h.Kind == hop.Drop {
 			t.Errorf("the kernel dropped it (want fragmented):\n%s", dump(p))
 		}
 	}
@@ -540,12 +541,12 @@ func TestDiagnoseBridgeNFOff(t *testing.T) {
 
 	req := findPath(t, paths, topology.ClientIP, topology.PeerIP, tcpSYN)
 	requireHops(t, req, []hopMatch{
-		{kind: stitch.HopRx, dev: client.HostVeth, netns: n1.NetnsName, description: "rx on the client's host veth"},
-		{kind: stitch.HopTx, dev: peer.HostVeth, netns: n1.NetnsName, description: "tx on the peer's host veth"},
-		{kind: stitch.HopRx, dev: "eth0", netns: peer.NetnsName, description: "rx in the peer pod"},
+		{kind: hop.Rx, dev: client.HostVeth, netns: n1.NetnsName, description: "rx on the client's host veth"},
+		{kind: hop.Tx, dev: peer.HostVeth, netns: n1.NetnsName, description: "tx on the peer's host veth"},
+		{kind: hop.Rx, dev: "eth0", netns: peer.NetnsName, description: "rx in the peer pod"},
 	})
 	for _, h := range req.Hops {
-		if h.Kind == stitch.HopNetfilter || h.Kind == stitch.HopNAT {
+		if h.Kind == hop.Netfilter || h.Kind == hop.NAT {
 			t.Errorf("a %s hop on a bridged path with bridge-nf-call-iptables=0:\n%s", h.Kind, dump(req))
 		}
 	}

@@ -84,54 +84,20 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error
 	if err := kernel.Check(); err != nil {
 		return sum, err
 	}
-	reasons, err := kernel.DropReasons()
-	if err != nil {
-		log.Warn("drop reasons will show as numbers", "err", err)
-	}
-	// Kernel symbols name drop locations; read while the programs load.
-	go kernel.KernelSymbols()
-	symbol := func(addr uint64) string {
-		syms, err := kernel.KernelSymbols()
-		if err != nil {
-			return ""
-		}
-		return syms.Lookup(addr)
-	}
-	tr, err := loader.Open(opts.Loader)
+	k := loadKernelNames(log)
+	lopts := opts.Loader
+	lopts.Log = log
+	tr, err := loader.Open(lopts)
 	if err != nil {
 		return sum, err
 	}
 	defer tr.Close()
 	sum.Nodes, sum.Backend, sum.Hops = tr.Nodes, tr.Backend, tr.Hops
-	log.Debug("attached", "backend", tr.Backend, "nodes", tr.Nodes)
-	var unseen []string
-	for _, h := range tr.Hops {
-		log.Debug("hop", "kind", h.Hop, "backend", h.Backend, "source", h.Source, "reason", h.Reason)
-		if !h.Observable() {
-			unseen = append(unseen, h.Hop)
-		}
-	}
-	if len(unseen) > 0 {
-		log.Warn("hops not observable on this kernel (pathtrace features says why)", "hops", strings.Join(unseen, ","))
-	}
+	warnUnobservable(log, tr)
 
 	netns := kernel.NewNetnsNames()
-	nodes := make(map[uint32]bool, len(tr.Nodes))
-	for _, n := range tr.Nodes {
-		nodes[n.Inode] = true
-	}
-	// One instant on both clocks: hop times become wall-clock times the
-	// same way live and in replay.
-	startMono, startWall := monotonicNow(), time.Now()
-	cfg := opts.Stitch
-	if cfg.Grace == 0 {
-		cfg.Grace = liveGrace
-	}
-	// See Run's doc: a path's memory serves a later packet once rendered.
-	cfg.Recycle = true
-	cfg.WallOffset = startWall.UnixNano() - int64(startMono)
-	cfg.Names = &names{netns: netns.Netns, nodes: nodes, reasons: reasons, symbol: symbol}
-	p := newPipeline(cfg, out, nil, opts.Count)
+	startMono, startWall := clockNow()
+	p := newPipeline(liveStitchConfig(opts.Stitch, tr.Nodes, netns, k, startMono, startWall), out, nil, opts.Count)
 
 	sum.Reports = nodeReports(ctx, tr.Nodes, log)
 	p.annotate = diagnose.New(sum.Reports)
@@ -141,43 +107,14 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error
 
 	var w *record.Writer
 	if opts.Record != "" {
-		// Replay advises from the same reports: they go in the header.
-		reportsJSON, err := json.Marshal(sum.Reports)
-		if err != nil {
-			return sum, fmt.Errorf("encode node reports: %w", err)
-		}
-		w, err = record.Create(opts.Record, record.Meta{
-			PathtraceVersion: version.String(),
-			Kernel:           kernel.Release(),
-			Hostname:         hostname(),
-			Backend:          tr.Backend,
-			Filter: record.Filter{
-				PodIPs:     opts.Loader.PodIPs,
-				VXLANPorts: opts.Loader.VXLANPorts,
-				Snaplen:    opts.Loader.Snaplen,
-			},
-			StartWall:   startWall,
-			StartMono:   startMono,
-			DropReasons: reasons,
-			Reports:     reportsJSON,
-		})
-		if err != nil {
-			return sum, fmt.Errorf("create recording: %w", err)
-		}
-		for _, n := range tr.Nodes {
-			w.AddNode(n.Inode)
+		if w, err = createRecording(opts, tr, sum.Reports, k, startMono, startWall); err != nil {
+			return sum, err
 		}
 		netns.OnName = w.SetNetnsName
-		p.rec = &recorder{w: w, netns: netns.Netns, reasons: reasons, symbol: symbol}
+		p.rec = &recorder{w: w, netns: netns.Netns, reasons: k.reasons, symbol: k.symbol}
 	}
-
-	if opts.ReadyFile != "" {
-		if err := os.WriteFile(opts.ReadyFile, []byte("ready\n"), 0o644); err != nil {
-			return sum, fmt.Errorf("write ready file: %w", err)
-		}
-	}
-	if opts.OnReady != nil {
-		opts.OnReady()
+	if err := signalReady(opts); err != nil {
+		return sum, err
 	}
 
 	err = readLoop(ctx, tr, p)
@@ -198,6 +135,115 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error
 		}
 	}
 	return sum, errors.Join(err, tr.Close())
+}
+
+// kernelNames names what events carry as numbers on the running kernel:
+// drop reasons from its BTF, code addresses from its symbols.
+type kernelNames struct {
+	reasons map[uint32]string
+	symbol  func(addr uint64) string
+}
+
+// loadKernelNames reads the drop reasons now and the kernel symbols in the
+// background, while the programs load; a missing source leaves numbers.
+func loadKernelNames(log *slog.Logger) kernelNames {
+	reasons, err := kernel.DropReasons()
+	if err != nil {
+		log.Warn("drop reasons will show as numbers", "err", err)
+	}
+	go kernel.KernelSymbols()
+	return kernelNames{reasons: reasons, symbol: func(addr uint64) string {
+		syms, err := kernel.KernelSymbols()
+		if err != nil {
+			return ""
+		}
+		return syms.Lookup(addr)
+	}}
+}
+
+// warnUnobservable logs which backend shows each hop kind, and warns once
+// about the kinds nothing shows on this kernel.
+func warnUnobservable(log *slog.Logger, tr *loader.Tracer) {
+	log.Debug("attached", "backend", tr.Backend, "nodes", tr.Nodes)
+	var unseen []string
+	for _, h := range tr.Hops {
+		log.Debug("hop", "kind", h.Hop, "backend", h.Backend, "source", h.Source, "reason", h.Reason)
+		if !h.Observable() {
+			unseen = append(unseen, h.Hop.String())
+		}
+	}
+	if len(unseen) > 0 {
+		log.Warn("hops not observable on this kernel (pathtrace features says why)", "hops", strings.Join(unseen, ","))
+	}
+}
+
+// clockNow reads one instant on both clocks, so that hop times become
+// wall-clock times the same way live and in replay.
+func clockNow() (mono uint64, wall time.Time) {
+	return monotonicNow(), time.Now()
+}
+
+// liveStitchConfig is the stitcher's configuration live: names from the
+// system, the traced nodes, and memory reused once a path is rendered (see
+// Run's doc).
+func liveStitchConfig(cfg stitch.Config, nodes []loader.Node, netns *kernel.NetnsNames, k kernelNames, startMono uint64, startWall time.Time) stitch.Config {
+	isNode := make(map[uint32]bool, len(nodes))
+	for _, n := range nodes {
+		isNode[n.Inode] = true
+	}
+	if cfg.Grace == 0 {
+		cfg.Grace = liveGrace
+	}
+	cfg.Recycle = true
+	cfg.WallOffset = startWall.UnixNano() - int64(startMono)
+	cfg.Names = &names{netns: netns.Netns, nodes: isNode, reasons: k.reasons, symbol: k.symbol}
+	return cfg
+}
+
+// createRecording starts the recording of -w with everything replay needs
+// to show the trace as it was shown live: the node reports (replay advises
+// from them), the drop reasons, the clocks and the traced nodes.
+func createRecording(opts Options, tr *loader.Tracer, reports map[uint32]*doctor.Report, k kernelNames, startMono uint64, startWall time.Time) (*record.Writer, error) {
+	reportsJSON, err := json.Marshal(reports)
+	if err != nil {
+		return nil, fmt.Errorf("encode node reports: %w", err)
+	}
+	w, err := record.Create(opts.Record, record.Meta{
+		PathtraceVersion: version.String(),
+		Kernel:           kernel.Release(),
+		Hostname:         hostname(),
+		Backend:          tr.Backend,
+		Filter: record.Filter{
+			PodIPs:     opts.Loader.PodIPs,
+			VXLANPorts: opts.Loader.VXLANPorts,
+			Snaplen:    opts.Loader.Snaplen,
+		},
+		StartWall:   startWall,
+		StartMono:   startMono,
+		DropReasons: k.reasons,
+		Reports:     reportsJSON,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create recording: %w", err)
+	}
+	for _, n := range tr.Nodes {
+		w.AddNode(n.Inode)
+	}
+	return w, nil
+}
+
+// signalReady tells whoever waits that everything is attached: the ready
+// file, then the callback.
+func signalReady(opts Options) error {
+	if opts.ReadyFile != "" {
+		if err := os.WriteFile(opts.ReadyFile, []byte("ready\n"), 0o644); err != nil {
+			return fmt.Errorf("write ready file: %w", err)
+		}
+	}
+	if opts.OnReady != nil {
+		opts.OnReady()
+	}
+	return nil
 }
 
 // nodeReports takes the doctor report of each traced node, once. A node

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pathtrace/pathtrace/internal/loader"
+	"github.com/pathtrace/pathtrace/internal/hop"
 	"github.com/pathtrace/pathtrace/internal/stitch"
 	"github.com/pathtrace/pathtrace/internal/testutil"
 	"github.com/pathtrace/pathtrace/internal/topology"
@@ -48,7 +48,7 @@ func ipvsCluster(t *testing.T) *topology.Cluster {
 // connection table says, then the path to that pod.
 func TestLiveIPVS(t *testing.T) {
 	c := ipvsCluster(t)
-	if !expectHop(stitch.HopIPVS) {
+	if !expectHop(hop.IPVS) {
 		t.Skipf("kernel %s shows no IPVS hop (pathtrace features says why)", testutil.Release())
 	}
 	stop := tracing(t, c, topology.ClientIP)
@@ -77,7 +77,7 @@ func TestLiveIPVS(t *testing.T) {
 		}
 		var ipvs *stitch.Hop
 		for i := range p.Hops {
-			if p.Hops[i].Kind == stitch.HopIPVS {
+			if p.Hops[i].Kind == hop.IPVS {
 				ipvs = &p.Hops[i]
 				break
 			}
@@ -87,7 +87,7 @@ func TestLiveIPVS(t *testing.T) {
 			continue
 		}
 		v := ipvs.IPVS
-		if v.Service != topology.ClusterIP || v.Method != "masq" || v.Scheduler != wantSched || ipvs.Netns != n1.NetnsName {
+		if v.Service != topology.ClusterIP || v.Method != hop.MethodMasq || v.Scheduler != wantSched || ipvs.Netns != n1.NetnsName {
 			t.Errorf("IPVS hop %+v in %s, want service %s, method masq, scheduler %q in %s", *v, ipvs.Netns, topology.ClusterIP, wantSched, n1.NetnsName)
 		}
 		i := slices.IndexFunc(conns, func(c topology.IPVSConn) bool { return c.Client == p.Src })
@@ -105,24 +105,24 @@ func TestLiveIPVS(t *testing.T) {
 		case topology.ServerAddr:
 			server := c.Pod(topology.PodServer)
 			requireHops(t, p, []hopMatch{
-				{kind: stitch.HopIPVS, netns: n1.NetnsName, description: "the IPVS hop"},
-				{kind: stitch.HopEncap, dev: topology.VXLANDev, netns: n1.NetnsName,
-					outer:       &stitch.Outer{Src: topology.Node1UnderlayIP, Dst: topology.Node2UnderlayIP, DPort: topology.VXLANPort, VNI: topology.VXLANID},
+				{kind: hop.IPVS, netns: n1.NetnsName, description: "the IPVS hop"},
+				{kind: hop.Encap, dev: topology.VXLANDev, netns: n1.NetnsName,
+					outer:       &stitch.Outer{Tunnel: hop.TunnelVXLAN, Src: topology.Node1UnderlayIP, Dst: topology.Node2UnderlayIP, DPort: topology.VXLANPort, VNI: topology.VXLANID},
 					description: "VXLAN encap on node1's flannel.1"},
-				{kind: stitch.HopRx, dev: "eth0", netns: n2.NetnsName, description: "rx on node2 eth0"},
-				{kind: stitch.HopDecap, dev: topology.VXLANDev, netns: n2.NetnsName, description: "decap on node2"},
-				{kind: stitch.HopTx, dev: server.HostVeth, netns: n2.NetnsName, description: "tx on the server's host veth"},
-				{kind: stitch.HopRx, dev: "eth0", netns: server.NetnsName, description: "rx on the server pod's eth0"},
+				{kind: hop.Rx, dev: "eth0", netns: n2.NetnsName, description: "rx on node2 eth0"},
+				{kind: hop.Decap, dev: topology.VXLANDev, netns: n2.NetnsName, description: "decap on node2"},
+				{kind: hop.Tx, dev: server.HostVeth, netns: n2.NetnsName, description: "tx on the server's host veth"},
+				{kind: hop.Rx, dev: "eth0", netns: server.NetnsName, description: "rx on the server pod's eth0"},
 			})
 		case topology.ServerLocalAddr:
 			local := c.Pod(topology.PodServerLocal)
-			want := []hopMatch{{kind: stitch.HopIPVS, netns: n1.NetnsName, description: "the IPVS hop"}}
-			if expectHop(stitch.HopBridge) {
-				want = append(want, hopMatch{kind: stitch.HopBridge, dev: topology.BridgeDev, netns: n1.NetnsName, description: "cni0 forwarding to the local server's veth"})
+			want := []hopMatch{{kind: hop.IPVS, netns: n1.NetnsName, description: "the IPVS hop"}}
+			if expectHop(hop.Bridge) {
+				want = append(want, hopMatch{kind: hop.Bridge, dev: topology.BridgeDev, netns: n1.NetnsName, description: "cni0 forwarding to the local server's veth"})
 			}
 			want = append(want,
-				hopMatch{kind: stitch.HopTx, dev: local.HostVeth, netns: n1.NetnsName, description: "tx on the local server's host veth"},
-				hopMatch{kind: stitch.HopRx, dev: "eth0", netns: local.NetnsName, description: "rx on the local server pod's eth0"})
+				hopMatch{kind: hop.Tx, dev: local.HostVeth, netns: n1.NetnsName, description: "tx on the local server's host veth"},
+				hopMatch{kind: hop.Rx, dev: "eth0", netns: local.NetnsName, description: "rx on the local server pod's eth0"})
 			requireHops(t, p, want)
 		default:
 			t.Errorf("IPVS chose %s, not a real server of the service (%v)", v.RealServer, topology.IPVSRealServers)
@@ -144,7 +144,7 @@ func TestLiveIPVS(t *testing.T) {
 // shows IPVS's verdict, then the drop, with advice naming the service.
 func TestLiveIPVSNoRealServer(t *testing.T) {
 	c := ipvsCluster(t)
-	if !expectHop(loader.HopIPVSDrop) {
+	if !expectHop(hop.IPVSDrop) {
 		t.Skipf("kernel %s shows no IPVS verdict (pathtrace features says why)", testutil.Release())
 	}
 	n1 := c.Node(topology.Node1)
@@ -162,24 +162,24 @@ func TestLiveIPVSNoRealServer(t *testing.T) {
 	paths, _ := stop()
 	req := findPath(t, paths, topology.ClientIP, empty.Addr(), tcpSYN)
 	requireHops(t, req, []hopMatch{
-		{kind: stitch.HopNetfilter, hook: "INPUT", netns: n1.NetnsName, description: "INPUT on node1"},
-		{kind: stitch.HopIPVS, hook: "INPUT", netns: n1.NetnsName, description: "IPVS's verdict in INPUT"},
-		{kind: stitch.HopDrop, netns: n1.NetnsName, description: "the drop"},
+		{kind: hop.Netfilter, hook: hop.Input, netns: n1.NetnsName, description: "INPUT on node1"},
+		{kind: hop.IPVS, hook: hop.Input, netns: n1.NetnsName, description: "IPVS's verdict in INPUT"},
+		{kind: hop.Drop, netns: n1.NetnsName, description: "the drop"},
 	})
 	var verdict *stitch.Hop
 	for i := range req.Hops {
-		if req.Hops[i].Kind == stitch.HopIPVS {
+		if req.Hops[i].Kind == hop.IPVS {
 			verdict = &req.Hops[i]
 		}
 	}
-	if verdict == nil || verdict.IPVS == nil || verdict.IPVS.Verdict != "drop" {
+	if verdict == nil || verdict.IPVS == nil || verdict.IPVS.Verdict != hop.VerdictDrop {
 		t.Errorf("IPVS hop is not a drop verdict\n%s", dump(req))
 	}
 	if req.Verdict != stitch.VerdictDropped {
 		t.Errorf("verdict %s, want dropped\n%s", req.Verdict, dump(req))
 	}
 	last := req.Hops[len(req.Hops)-1]
-	if last.Kind != stitch.HopDrop || !strings.Contains(last.Advice, "IPVS dropped it in INPUT") ||
+	if last.Kind != hop.Drop || !strings.Contains(last.Advice, "IPVS dropped it in INPUT") ||
 		!strings.Contains(last.Advice, "it had 0 real servers (scheduler rr)") ||
 		!strings.Contains(last.Advice, "ipvsadm -Ln -t "+empty.String()) {
 		t.Errorf("drop advice %q, want IPVS's, naming %s\n%s", last.Advice, empty, dump(req))
@@ -194,7 +194,7 @@ func TestLiveIPVSNoRealServer(t *testing.T) {
 // the service address, so no connection is made; the hop is what counts.
 func TestLiveIPVSMethods(t *testing.T) {
 	c := ipvsCluster(t)
-	if !expectHop(stitch.HopIPVS) {
+	if !expectHop(hop.IPVS) {
 		t.Skipf("kernel %s shows no IPVS hop (pathtrace features says why)", testutil.Release())
 	}
 	n1 := c.Node(topology.Node1)
@@ -224,19 +224,19 @@ func TestLiveIPVSMethods(t *testing.T) {
 	paths, _ := stop()
 	for _, s := range services {
 		req := findPath(t, paths, topology.ClientIP, s.svc.Addr(), tcpSYN)
-		var hop *stitch.Hop
+		var xmit *stitch.Hop
 		for i := range req.Hops {
-			if h := &req.Hops[i]; h.Kind == stitch.HopIPVS && h.IPVS != nil && h.IPVS.Verdict == "" {
-				hop = h
+			if h := &req.Hops[i]; h.Kind == hop.IPVS && h.IPVS != nil && h.IPVS.Verdict == hop.NoVerdict {
+				xmit = h
 				break
 			}
 		}
-		if hop == nil {
+		if xmit == nil {
 			t.Errorf("no IPVS transmit hop for %s\n%s", s.svc, dump(req))
 			continue
 		}
-		if v := hop.IPVS; v.Service != s.svc || v.RealServer != s.real || v.Method != s.method || hop.Netns != n1.NetnsName {
-			t.Errorf("IPVS hop %+v in %s, want %s → %s by %s in %s", *v, hop.Netns, s.svc, s.real, s.method, n1.NetnsName)
+		if v := xmit.IPVS; v.Service != s.svc || v.RealServer != s.real || v.Method.String() != s.method || xmit.Netns != n1.NetnsName {
+			t.Errorf("IPVS hop %+v in %s, want %s → %s by %s in %s", *v, xmit.Netns, s.svc, s.real, s.method, n1.NetnsName)
 		}
 		checkBackends(t, req, "")
 	}

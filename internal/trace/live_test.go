@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pathtrace/pathtrace/internal/decode"
+	"github.com/pathtrace/pathtrace/internal/hop"
 	"github.com/pathtrace/pathtrace/internal/loader"
 	"github.com/pathtrace/pathtrace/internal/stitch"
 	"github.com/pathtrace/pathtrace/internal/testutil"
@@ -119,9 +120,9 @@ func exchange(t *testing.T, from *topology.Pod, to netip.AddrPort) {
 
 // hopMatch describes a hop to look for; empty fields match anything.
 type hopMatch struct {
-	kind        stitch.HopKind
+	kind        hop.Kind
 	dev, netns  string
-	hook        string
+	hook        hop.Hook
 	in, out     string
 	nat         *stitch.NAT
 	outer       *stitch.Outer
@@ -132,7 +133,7 @@ type hopMatch struct {
 
 func (m hopMatch) matches(h *stitch.Hop) bool {
 	eq := func(want, got string) bool { return want == "" || want == got }
-	if h.Kind != m.kind || !eq(m.dev, h.Dev) || !eq(m.netns, h.Netns) || !eq(m.hook, h.Hook) ||
+	if h.Kind != m.kind || !eq(m.dev, h.Dev) || !eq(m.netns, h.Netns) || (m.hook != hop.NoHook && m.hook != h.Hook) ||
 		!eq(m.in, h.In) || !eq(m.out, h.Out) || !eq(m.reason, h.Reason) {
 		return false
 	}
@@ -144,8 +145,8 @@ func (m hopMatch) matches(h *stitch.Hop) bool {
 	}
 	if w := m.table; w != nil {
 		g := h.Table
-		if g == nil || !eq(w.Engine, g.Engine) || !eq(w.Family, g.Family) || !eq(w.Name, g.Name) ||
-			!eq(w.Chain, g.Chain) || !eq(w.Verdict, g.Verdict) {
+		if g == nil || !eq(w.Engine.String(), g.Engine.String()) || !eq(w.Family.String(), g.Family.String()) || !eq(w.Name, g.Name) ||
+			!eq(w.Chain, g.Chain) || !eq(w.Verdict.String(), g.Verdict.String()) {
 			return false
 		}
 	}
@@ -155,16 +156,16 @@ func (m hopMatch) matches(h *stitch.Hop) bool {
 // tableHop is the table hop to expect on kernels that show table verdicts
 // (none elsewhere): the topology's rules are iptables-nft's, so nftables
 // chains of family ip; the table's name where nf_tables has BTF.
-func tableHop(netns, name, chain, verdict string) []hopMatch {
-	if !expectHop(stitch.HopTable) {
+func tableHop(netns, name string, chain hop.Hook, verdict hop.Verdict) []hopMatch {
+	if !expectHop(hop.Table) {
 		return nil
 	}
-	family := "ip"
+	family := hop.FamilyIPv4
 	if _, err := os.Stat("/sys/kernel/btf/nf_tables"); err != nil {
-		name, family = "", "" // read from BTF only (bpf/include/tables.h)
+		name, family = "", hop.NoFamily // read from BTF only (bpf/include/tables.h)
 	}
-	return []hopMatch{{kind: stitch.HopTable, netns: netns, hook: chain,
-		table:       &stitch.Table{Engine: "nftables", Family: family, Name: name, Chain: chain, Verdict: verdict},
+	return []hopMatch{{kind: hop.Table, netns: netns, hook: chain,
+		table:       &stitch.Table{Engine: hop.EngineNFTables, Family: family, Name: name, Chain: chain.String(), Verdict: verdict},
 		description: fmt.Sprintf("table %s %s %s: %s", family, name, chain, verdict)}}
 }
 
@@ -245,22 +246,22 @@ func TestLiveCrossNodeClusterIP(t *testing.T) {
 
 	req := findPath(t, paths, topology.ClientIP, topology.ClusterIP.Addr(), tcpSYN)
 	requireHops(t, req, hops([]hopMatch{
-		{kind: stitch.HopTx, dev: "eth0", netns: client.NetnsName, description: "tx on the client pod's eth0"},
-		{kind: stitch.HopRx, dev: client.HostVeth, netns: n1, description: "rx on the client's host veth"},
-	}, tableHop(n1, "nat", "PREROUTING", "accept"), []hopMatch{
-		{kind: stitch.HopNAT, hook: "PREROUTING", netns: n1,
-			nat:         &stitch.NAT{Type: stitch.NATDst, From: topology.ClusterIP, To: topology.ServerAddr},
+		{kind: hop.Tx, dev: "eth0", netns: client.NetnsName, description: "tx on the client pod's eth0"},
+		{kind: hop.Rx, dev: client.HostVeth, netns: n1, description: "rx on the client's host veth"},
+	}, tableHop(n1, "nat", hop.Prerouting, hop.VerdictAccept), []hopMatch{
+		{kind: hop.NAT, hook: hop.Prerouting, netns: n1,
+			nat:         &stitch.NAT{Type: hop.DNAT, From: topology.ClusterIP, To: topology.ServerAddr},
 			description: "DNAT 10.96.0.10:80 → 10.244.2.7:8080 at PREROUTING"},
-		{kind: stitch.HopNetfilter, hook: "FORWARD", in: "cni0", out: "flannel.1", netns: n1, description: "FORWARD cni0 → flannel.1"},
-		{kind: stitch.HopEncap, dev: "flannel.1", netns: n1,
-			outer:       &stitch.Outer{Src: topology.Node1UnderlayIP, Dst: topology.Node2UnderlayIP, DPort: topology.VXLANPort, VNI: topology.VXLANID},
+		{kind: hop.Netfilter, hook: hop.Forward, in: "cni0", out: "flannel.1", netns: n1, description: "FORWARD cni0 → flannel.1"},
+		{kind: hop.Encap, dev: "flannel.1", netns: n1,
+			outer:       &stitch.Outer{Tunnel: hop.TunnelVXLAN, Src: topology.Node1UnderlayIP, Dst: topology.Node2UnderlayIP, DPort: topology.VXLANPort, VNI: topology.VXLANID},
 			description: "VXLAN encap on flannel.1"},
-		{kind: stitch.HopTx, dev: "eth0", netns: n1, description: "tx on node1 eth0"},
-		{kind: stitch.HopRx, dev: "eth0", netns: n2, description: "rx on node2 eth0"},
-		{kind: stitch.HopDecap, dev: "flannel.1", netns: n2, description: "VXLAN decap on node2 flannel.1"},
-		{kind: stitch.HopTx, dev: "cni0", netns: n2, description: "tx on node2 cni0"},
-		{kind: stitch.HopTx, dev: server.HostVeth, netns: n2, description: "tx on the server's host veth"},
-		{kind: stitch.HopRx, dev: "eth0", netns: server.NetnsName, description: "rx on the server pod's eth0"},
+		{kind: hop.Tx, dev: "eth0", netns: n1, description: "tx on node1 eth0"},
+		{kind: hop.Rx, dev: "eth0", netns: n2, description: "rx on node2 eth0"},
+		{kind: hop.Decap, dev: "flannel.1", netns: n2, description: "VXLAN decap on node2 flannel.1"},
+		{kind: hop.Tx, dev: "cni0", netns: n2, description: "tx on node2 cni0"},
+		{kind: hop.Tx, dev: server.HostVeth, netns: n2, description: "tx on the server's host veth"},
+		{kind: hop.Rx, dev: "eth0", netns: server.NetnsName, description: "rx on the server pod's eth0"},
 	}))
 	if req.Verdict != stitch.VerdictDelivered {
 		t.Errorf("request verdict %s, want delivered", req.Verdict)
@@ -269,13 +270,13 @@ func TestLiveCrossNodeClusterIP(t *testing.T) {
 
 	reply := findPath(t, paths, topology.ServerIP, topology.ClientIP, tcpSYN|tcpACK)
 	requireHops(t, reply, []hopMatch{
-		{kind: stitch.HopTx, dev: "eth0", netns: server.NetnsName, description: "tx on the server pod's eth0"},
-		{kind: stitch.HopEncap, dev: "flannel.1", netns: n2, description: "VXLAN encap on node2"},
-		{kind: stitch.HopDecap, dev: "flannel.1", netns: n1, description: "VXLAN decap on node1"},
-		{kind: stitch.HopNAT, netns: n1,
-			nat:         &stitch.NAT{Type: stitch.NATSrc, From: topology.ServerAddr, To: topology.ClusterIP},
+		{kind: hop.Tx, dev: "eth0", netns: server.NetnsName, description: "tx on the server pod's eth0"},
+		{kind: hop.Encap, dev: "flannel.1", netns: n2, description: "VXLAN encap on node2"},
+		{kind: hop.Decap, dev: "flannel.1", netns: n1, description: "VXLAN decap on node1"},
+		{kind: hop.NAT, netns: n1,
+			nat:         &stitch.NAT{Type: hop.SNAT, From: topology.ServerAddr, To: topology.ClusterIP},
 			description: "reverse translation 10.244.2.7:8080 → 10.96.0.10:80 on node1"},
-		{kind: stitch.HopRx, dev: "eth0", netns: client.NetnsName, description: "rx on the client pod's eth0"},
+		{kind: hop.Rx, dev: "eth0", netns: client.NetnsName, description: "rx on the client pod's eth0"},
 	})
 	checkBackends(t, reply, "")
 }
@@ -290,29 +291,29 @@ func TestLiveSameNode(t *testing.T) {
 	paths, _ := stop()
 	req := findPath(t, paths, topology.ClientIP, topology.PeerIP, tcpSYN)
 	requireHops(t, req, []hopMatch{
-		{kind: stitch.HopTx, dev: "eth0", netns: client.NetnsName, description: "tx on the client's eth0"},
-		{kind: stitch.HopRx, dev: client.HostVeth, netns: n1, description: "rx on the client's host veth"},
-		{kind: stitch.HopNetfilter, hook: "PREROUTING", in: "cni0", netns: n1, description: "br_netfilter PREROUTING on cni0"},
-		{kind: stitch.HopNetfilter, hook: "FORWARD", netns: n1, description: "br_netfilter FORWARD"},
-		{kind: stitch.HopTx, dev: peer.HostVeth, netns: n1, description: "tx on the peer's host veth"},
-		{kind: stitch.HopRx, dev: "eth0", netns: peer.NetnsName, description: "rx on the peer's eth0"},
+		{kind: hop.Tx, dev: "eth0", netns: client.NetnsName, description: "tx on the client's eth0"},
+		{kind: hop.Rx, dev: client.HostVeth, netns: n1, description: "rx on the client's host veth"},
+		{kind: hop.Netfilter, hook: hop.Prerouting, in: "cni0", netns: n1, description: "br_netfilter PREROUTING on cni0"},
+		{kind: hop.Netfilter, hook: hop.Forward, netns: n1, description: "br_netfilter FORWARD"},
+		{kind: hop.Tx, dev: peer.HostVeth, netns: n1, description: "tx on the peer's host veth"},
+		{kind: hop.Rx, dev: "eth0", netns: peer.NetnsName, description: "rx on the peer's eth0"},
 	})
 	for _, h := range req.Hops {
-		if h.Kind == stitch.HopEncap || h.Kind == stitch.HopNAT || (h.Kind == stitch.HopTx && h.Dev == "flannel.1") {
+		if h.Kind == hop.Encap || h.Kind == hop.NAT || (h.Kind == hop.Tx && h.Dev == "flannel.1") {
 			t.Errorf("same-node path has a %s hop on %s:\n%s", h.Kind, h.Dev, dump(req))
 		}
 	}
 	if req.Verdict != stitch.VerdictDelivered {
 		t.Errorf("verdict %s, want delivered", req.Verdict)
 	}
-	if expectHop(stitch.HopBridge) {
+	if expectHop(hop.Bridge) {
 		requireHops(t, req, []hopMatch{
-			{kind: stitch.HopNetfilter, hook: "PREROUTING", in: "cni0", netns: n1, description: "br_netfilter PREROUTING on cni0"},
-			{kind: stitch.HopBridge, dev: "cni0", netns: n1, description: "the bridge forwarding the frame to the peer's veth"},
-			{kind: stitch.HopTx, dev: peer.HostVeth, netns: n1, description: "tx on the peer's host veth"},
+			{kind: hop.Netfilter, hook: hop.Prerouting, in: "cni0", netns: n1, description: "br_netfilter PREROUTING on cni0"},
+			{kind: hop.Bridge, dev: "cni0", netns: n1, description: "the bridge forwarding the frame to the peer's veth"},
+			{kind: hop.Tx, dev: peer.HostVeth, netns: n1, description: "tx on the peer's host veth"},
 		})
 		for _, h := range req.Hops {
-			if h.Kind == stitch.HopBridge && (h.Bridge == nil || h.Bridge.In != client.HostVeth || h.Bridge.Out != peer.HostVeth) {
+			if h.Kind == hop.Bridge && (h.Bridge == nil || h.Bridge.In != client.HostVeth || h.Bridge.Out != peer.HostVeth) {
 				t.Errorf("bridge hop %+v, want %s → %s", h.Bridge, client.HostVeth, peer.HostVeth)
 			}
 		}
@@ -345,16 +346,16 @@ func TestLiveForwardDrop(t *testing.T) {
 	n1 := c.Node(topology.Node1)
 	req := forwardDropped(t, c, (*topology.Node).IPTables)
 	requireHops(t, req, hops([]hopMatch{
-		{kind: stitch.HopNAT, hook: "PREROUTING", description: "DNAT at PREROUTING"},
-		{kind: stitch.HopNetfilter, hook: "FORWARD", netns: n1.NetnsName, description: "FORWARD"},
-	}, tableHop(n1.NetnsName, "filter", "FORWARD", "drop"), []hopMatch{
-		{kind: stitch.HopDrop, hook: "FORWARD", reason: wantReason("NETFILTER_DROP"), description: "a drop in FORWARD with reason " + wantReason("NETFILTER_DROP")},
+		{kind: hop.NAT, hook: hop.Prerouting, description: "DNAT at PREROUTING"},
+		{kind: hop.Netfilter, hook: hop.Forward, netns: n1.NetnsName, description: "FORWARD"},
+	}, tableHop(n1.NetnsName, "filter", hop.Forward, hop.VerdictDrop), []hopMatch{
+		{kind: hop.Drop, hook: hop.Forward, reason: wantReason("NETFILTER_DROP"), description: "a drop in FORWARD with reason " + wantReason("NETFILTER_DROP")},
 	}))
 	if req.Verdict != stitch.VerdictDropped {
 		t.Errorf("verdict %s, want dropped", req.Verdict)
 	}
 	last := req.Hops[len(req.Hops)-1]
-	if last.Kind != stitch.HopDrop {
+	if last.Kind != hop.Drop {
 		t.Fatalf("path does not end in its drop:\n%s", dump(req))
 	}
 	// The freeing function, named from kallsyms: netfilter frees a packet
@@ -375,18 +376,18 @@ func TestLiveForwardDrop(t *testing.T) {
 // shows that table's verdict, ipt_do_table's, before the drop.
 func TestLiveLegacyTableDrop(t *testing.T) {
 	testutil.RequireRoot(t)
-	if !expectHop(stitch.HopTable) {
+	if !expectHop(hop.Table) {
 		t.Skipf("kernel %s shows no table verdicts (pathtrace features says why)", testutil.Release())
 	}
 	c := cluster(t, topology.Options{})
 	n1 := c.Node(topology.Node1)
 	req := forwardDropped(t, c, (*topology.Node).IPTablesLegacy)
 	requireHops(t, req, []hopMatch{
-		{kind: stitch.HopNetfilter, hook: "FORWARD", netns: n1.NetnsName, description: "FORWARD"},
-		{kind: stitch.HopTable, hook: "FORWARD", netns: n1.NetnsName,
-			table:       &stitch.Table{Engine: "iptables-legacy", Family: "ip", Name: "filter", Chain: "FORWARD", Verdict: "drop"},
+		{kind: hop.Netfilter, hook: hop.Forward, netns: n1.NetnsName, description: "FORWARD"},
+		{kind: hop.Table, hook: hop.Forward, netns: n1.NetnsName,
+			table:       &stitch.Table{Engine: hop.EngineXTables, Family: hop.FamilyIPv4, Name: "filter", Chain: "FORWARD", Verdict: hop.VerdictDrop},
 			description: "the iptables-legacy filter table's drop in FORWARD"},
-		{kind: stitch.HopDrop, hook: "FORWARD", netns: n1.NetnsName, description: "the drop in FORWARD"},
+		{kind: hop.Drop, hook: hop.Forward, netns: n1.NetnsName, description: "the drop in FORWARD"},
 	})
 	last := req.Hops[len(req.Hops)-1]
 	if !strings.Contains(last.Advice, "iptables-legacy -t filter -L FORWARD") {

@@ -53,7 +53,7 @@ func appendComment(b []byte, ev *decode.Event, ns string, reasons map[uint32]str
 		}
 	case decode.KindTable, decode.KindIPVSVerdict:
 		if ev.Kind == decode.KindTable {
-			for _, s := range []string{ev.Family(), ev.Ext.Name, ev.Ext.Chain} {
+			for _, s := range []string{ev.Table.Family.String(), ev.Table.Name, ev.Table.Chain} {
 				if s != "" {
 					b = append(b, ' ')
 					b = append(b, s...)
@@ -61,7 +61,7 @@ func appendComment(b []byte, ev *decode.Event, ns string, reasons map[uint32]str
 			}
 		}
 		b = append(b, ' ')
-		b = append(b, ev.Verdict()...)
+		b = append(b, ev.Verdict.String()...)
 		if ev.Dev != "" {
 			b = append(b, " on "...)
 			b = append(b, ev.Dev...)

@@ -1,0 +1,192 @@
+package loader
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/pathtrace/pathtrace/internal/features"
+	"github.com/pathtrace/pathtrace/internal/hop"
+)
+
+// fakeKernel is a made-up kernel for the plan: what its probes answer, and
+// where its functions are.
+type fakeKernel struct {
+	rawTP, nfLink, fentry, kprobe, dropReasons error
+	// btf and kallsyms say, per function, why fentry or a kprobe cannot
+	// reach it; a function in neither map is reachable both ways.
+	btf, kallsyms map[string]error
+	oldIptABI     bool
+}
+
+func (k fakeKernel) RawTracepoint() error { return k.rawTP }
+func (k fakeKernel) NetfilterLink() error { return k.nfLink }
+func (k fakeKernel) Fentry() error        { return k.fentry }
+func (k fakeKernel) Kprobe() error        { return k.kprobe }
+func (k fakeKernel) DropReasons() error   { return k.dropReasons }
+func (k fakeKernel) OldIptDoTableABI() bool {
+	return k.oldIptABI
+}
+func (k fakeKernel) LookupFunctions(refs ...features.FuncRef) []features.Function {
+	fns := make([]features.Function, len(refs))
+	for i, r := range refs {
+		fns[i] = features.Function{Name: r.Name, Module: r.Module, BTF: k.btf[r.Name], Kallsyms: k.kallsyms[r.Name]}
+		fns[i].Loaded = fns[i].BTF == nil || fns[i].Kallsyms == nil
+	}
+	return fns
+}
+
+var (
+	errLockdown  = features.NotSupportedError("fentry refused (EPERM; kernel lockdown=integrity)")
+	errNoKprobes = features.NotSupportedError("kprobes not built in (CONFIG_KPROBES unset)")
+	errNoLinks   = features.NotSupportedError("no BPF netfilter links (they need Linux 6.4)")
+	errNoReasons = features.NotSupportedError("no drop reasons before Linux 5.17")
+)
+
+// noModuleBTF says every module function has no BTF (Linux 5.10).
+func noModuleBTF() map[string]error {
+	m := map[string]error{}
+	for _, f := range funcHops {
+		for _, t := range f.targets {
+			m[t.fn.Name] = features.NotSupportedError("module %s has no BTF", t.fn.Module)
+		}
+	}
+	return m
+}
+
+func planOf(t *testing.T, choice Choice, k fakeKernel) map[hop.Kind]HopSupport {
+	t.Helper()
+	got := map[hop.Kind]HopSupport{}
+	hops := Plan(choice, k)
+	for i, d := range hop.Kinds() {
+		if i >= len(hops) || hops[i].Hop != d.Kind {
+			t.Fatalf("plan lists %v, want every hop kind in order", hops)
+		}
+		got[d.Kind] = hops[i]
+	}
+	return got
+}
+
+func wantBackends(t *testing.T, got map[hop.Kind]HopSupport, want map[hop.Kind]hop.Backend) {
+	t.Helper()
+	for k, b := range want {
+		if got[k].Backend != b {
+			t.Errorf("%s: %s (%s; %s), want %s", k, got[k].Backend, got[k].Source, got[k].Reason, b)
+		}
+		if !got[k].Observable() && got[k].Reason == "" {
+			t.Errorf("%s: not observable, without a reason", k)
+		}
+	}
+}
+
+// The plan picks per hop the best backend the kernel allows and says why
+// it did not pick the better ones: the kernels of the matrix and the host,
+// made up.
+func TestPlan(t *testing.T) {
+	funcs := []hop.Kind{hop.Table, hop.Bridge, hop.IPVS, hop.IPVSDrop}
+	expect := func(nf, fn, vxlan hop.Backend) map[hop.Kind]hop.Backend {
+		m := map[hop.Kind]hop.Backend{hop.Rx: hop.Tracepoint, hop.Tx: hop.Tracepoint, hop.Drop: hop.Tracepoint,
+			hop.Consume: hop.Tracepoint, hop.Netfilter: nf, hop.NAT: nf, hop.Encap: vxlan, hop.Decap: vxlan}
+		for _, k := range funcs {
+			m[k] = fn
+		}
+		return m
+	}
+	t.Run("host 6.18", func(t *testing.T) {
+		got := planOf(t, ChoiceAuto, fakeKernel{fentry: errLockdown, kprobe: errNoKprobes})
+		wantBackends(t, got, expect(hop.NetfilterLink, hop.NoBackend, hop.Inferred))
+		if r := got[hop.Bridge].Reason; !strings.Contains(r, "lockdown") || !strings.Contains(r, "CONFIG_KPROBES") {
+			t.Errorf("bridge: reason %q does not say why fentry and kprobes are out", r)
+		}
+		if r := got[hop.Encap].Reason; !strings.HasPrefix(r, "vxlan_xmit: ") {
+			t.Errorf("encap inferred, reason %q", r)
+		}
+		if got[hop.Netfilter].Reason != "" || got[hop.Drop].Reason != "" {
+			t.Errorf("best backends carry reasons: %+v, %+v", got[hop.Netfilter], got[hop.Drop])
+		}
+	})
+	t.Run("5.10", func(t *testing.T) {
+		k := fakeKernel{nfLink: errNoLinks, dropReasons: errNoReasons, btf: noModuleBTF(), oldIptABI: true}
+		got := planOf(t, ChoiceAuto, k)
+		wantBackends(t, got, expect(hop.Fentry, hop.Kprobe, hop.Kprobe))
+		if r := got[hop.Netfilter].Reason; !strings.Contains(r, "netfilter links") {
+			t.Errorf("netfilter from fentry, reason %q", r)
+		}
+		if r := got[hop.Drop].Reason; !strings.Contains(r, "drops show the function that freed the packet") {
+			t.Errorf("drop reason %q", r)
+		}
+		// ipt_do_table with its arguments before 5.16.
+		p := makePlan(ChoiceAuto, k)
+		if e, _ := p.funcs[hop.Table][1].targets[0].programs(hop.Kprobe); e != "kprobe_ipt_do_table_pre516" {
+			t.Errorf("ipt_do_table before 5.16 attaches %s", e)
+		}
+	})
+	t.Run("6.1", func(t *testing.T) {
+		got := planOf(t, ChoiceAuto, fakeKernel{nfLink: errNoLinks})
+		wantBackends(t, got, expect(hop.Fentry, hop.Fentry, hop.Fentry))
+		if s := got[hop.Table].Source; s != "fentry/ipt_do_table,nft_do_chain+fexit" {
+			t.Errorf("table source %q", s)
+		}
+	})
+	t.Run("6.12 without ip_vs_in_hook", func(t *testing.T) {
+		k := fakeKernel{kallsyms: map[string]error{"ip_vs_in_hook": errors.New("gone")}, btf: map[string]error{"ip_vs_in_hook": features.NotSupportedError("no BTF")}}
+		got := planOf(t, ChoiceAuto, k)
+		wantBackends(t, got, expect(hop.NetfilterLink, hop.Fentry, hop.Fentry))
+		if s := got[hop.IPVSDrop].Source; s != "fexit/ip_vs_remote_request4,ip_vs_local_request4" {
+			t.Errorf("ipvs-drop source %q: the targets the kernel has", s)
+		}
+	})
+	t.Run("forced kprobe without kprobes", func(t *testing.T) {
+		got := planOf(t, ChoiceKprobe, fakeKernel{fentry: errLockdown, kprobe: errNoKprobes})
+		wantBackends(t, got, expect(hop.NoBackend, hop.NoBackend, hop.Inferred))
+		if r := got[hop.Netfilter].Reason; !strings.Contains(r, "CONFIG_KPROBES") {
+			t.Errorf("netfilter: reason %q", r)
+		}
+	})
+	t.Run("tracepoint", func(t *testing.T) {
+		got := planOf(t, ChoiceTracepoint, fakeKernel{})
+		wantBackends(t, got, expect(hop.NetfilterLink, hop.NoBackend, hop.Inferred))
+		if r := got[hop.IPVS].Reason; !strings.Contains(r, "--backend tracepoint") {
+			t.Errorf("ipvs: reason %q", r)
+		}
+	})
+	t.Run("no raw tracepoints", func(t *testing.T) {
+		got := planOf(t, ChoiceAuto, fakeKernel{rawTP: features.NotSupportedError("no raw tracepoint programs")})
+		for _, k := range []hop.Kind{hop.Rx, hop.Tx, hop.Drop, hop.Consume} {
+			if got[k].Observable() || got[k].Reason != "no raw tracepoint programs" {
+				t.Errorf("%s: %+v", k, got[k])
+			}
+		}
+	})
+}
+
+// Every program object has the shared maps and no other but the kprobe
+// object's own: a map added in C must be added to sharedMaps, or each
+// program would get a map of its own.
+func TestObjectMaps(t *testing.T) {
+	s, err := loadSpecs(&Options{VXLANPorts: DefaultVXLANPorts}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m sharedMaps
+	for name, spec := range map[string]*ebpf.CollectionSpec{"tracepoint": s.tp, "netfilter": s.nf, "fentry": s.fentry, "kprobe": s.kprobe} {
+		var got []string
+		for n := range spec.Maps {
+			if !strings.HasPrefix(n, ".") { // the object's own variables
+				got = append(got, n)
+			}
+		}
+		slices.Sort(got)
+		var shared []string
+		for n := range m.replacements(spec) {
+			shared = append(shared, n)
+		}
+		slices.Sort(shared)
+		if !slices.Equal(got, shared) {
+			t.Errorf("%s object: maps %v, shared %v", name, got, shared)
+		}
+	}
+}
