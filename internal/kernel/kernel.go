@@ -9,11 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
-	"github.com/cilium/ebpf/features"
-
-	ptfeatures "github.com/pathtrace/pathtrace/internal/features"
 	"golang.org/x/sys/unix"
 )
 
@@ -48,31 +44,6 @@ var DropReasons = sync.OnceValues(func() (map[uint32]string, error) {
 	}
 	return names, nil
 })
-
-// Check returns one clear sentence when this process or kernel cannot run
-// pathtrace: it needs root, BTF, raw tracepoints, and a way to see the
-// netfilter hooks (BPF netfilter links, else fentry or kprobes on
-// nf_hook_slow). Which hop each backend shows is the loader's business.
-func Check() error {
-	if os.Geteuid() != 0 {
-		return errors.New("needs root to load its kernel programs (CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN); run it with sudo")
-	}
-	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
-		return fmt.Errorf("kernel %s has no BTF (/sys/kernel/btf/vmlinux is missing); pathtrace needs a kernel built with CONFIG_DEBUG_INFO_BTF=y", Release())
-	}
-	if err := features.HaveProgramType(ebpf.RawTracepoint); err != nil {
-		return fmt.Errorf("kernel %s cannot load raw tracepoint programs: %w", Release(), err)
-	}
-	nf := ptfeatures.NetfilterLink()
-	if nf == nil {
-		return nil
-	}
-	fentry, kprobe := ptfeatures.Fentry(), ptfeatures.Kprobe()
-	if fentry == nil || kprobe == nil {
-		return nil
-	}
-	return fmt.Errorf("kernel %s can show no netfilter hook: %v, %v, %v", Release(), nf, fentry, kprobe)
-}
 
 // NetnsNames names network namespaces by inode: the names under /run/netns
 // (ip netns, CNI plugins), and the tracer's own namespace as "host". Unknown
