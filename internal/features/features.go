@@ -2,7 +2,6 @@ package features
 
 import (
 	"bufio"
-	"bytes"
 	"compress/gzip"
 	"errors"
 	"fmt"
@@ -17,6 +16,8 @@ import (
 	"github.com/cilium/ebpf/btf"
 	cfeatures "github.com/cilium/ebpf/features"
 	"golang.org/x/sys/unix"
+
+	"github.com/pathtrace/pathtrace/internal/kernel"
 )
 
 // A probe returns nil when the feature is supported, an error wrapping
@@ -236,7 +237,7 @@ func LookupFunctions(refs ...FuncRef) []Function {
 	for i, r := range refs {
 		names[i] = r.Name
 	}
-	syms, symErr := Kallsyms(names...)
+	syms, symErr := kernel.KallsymsModules(names...)
 	out := make([]Function, len(refs))
 	for i, r := range refs {
 		f := Function{Name: r.Name, Module: r.Module}
@@ -289,44 +290,6 @@ func funcBTF(name, module string) error {
 		return NotSupportedError("no BTF for %s in module %s", name, module)
 	}
 	return nil
-}
-
-// Kallsyms scans /proc/kallsyms for the named text symbols and returns the
-// module of each found ("" for vmlinux).
-func Kallsyms(names ...string) (map[string]string, error) {
-	f, err := os.Open("/proc/kallsyms")
-	if err != nil {
-		return nil, fmt.Errorf("read kallsyms: %w", err)
-	}
-	defer f.Close()
-	want := make(map[string]bool, len(names))
-	for _, n := range names {
-		want[n] = true
-	}
-	found := make(map[string]string, len(names))
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() && len(found) < len(want) {
-		// "ffffffffc03f4c80 T ip_vs_conn_new\t[ip_vs]"
-		line := sc.Bytes()
-		if len(line) < 19 || line[16] != ' ' || line[18] != ' ' {
-			continue
-		}
-		if t := line[17]; t != 't' && t != 'T' {
-			continue
-		}
-		rest := line[19:]
-		sym, mod, _ := bytes.Cut(rest, []byte{'\t'})
-		if !want[string(sym)] {
-			continue
-		}
-		mod = bytes.TrimSuffix(bytes.TrimPrefix(mod, []byte{'['}), []byte{']'})
-		found[string(sym)] = string(mod)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read kallsyms: %w", err)
-	}
-	return found, nil
 }
 
 // FuncParams returns the parameter names of a kernel function from BTF
