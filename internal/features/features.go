@@ -1,14 +1,10 @@
 package features
 
 import (
-	"bufio"
-	"compress/gzip"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
-	"strings"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -116,7 +112,7 @@ var Fentry = sync.OnceValue(func() error {
 	switch {
 	case errors.Is(err, unix.EPERM):
 		why := "fentry refused (EPERM)"
-		if mode := Lockdown(); mode != "" && mode != "none" {
+		if mode, err := kernel.ReadLockdown(hostFS); err == nil && mode != "" && mode != "none" {
 			why = fmt.Sprintf("fentry refused (EPERM; kernel lockdown=%s)", mode)
 		}
 		return NotSupportedError("%s", why)
@@ -127,86 +123,25 @@ var Fentry = sync.OnceValue(func() error {
 	return fmt.Errorf("probe fentry: %w", err)
 })
 
-// Lockdown returns the active kernel lockdown mode (none, integrity,
-// confidentiality), or "" when it cannot be read.
-func Lockdown() string {
-	b, err := os.ReadFile("/sys/kernel/security/lockdown")
-	if err != nil {
-		return ""
-	}
-	// "none [integrity] confidentiality"
-	s := string(b)
-	if i := strings.IndexByte(s, '['); i >= 0 {
-		if j := strings.IndexByte(s[i:], ']'); j > 0 {
-			return s[i+1 : i+j]
-		}
-	}
-	return ""
-}
-
 // Kprobe probes for kprobes BPF programs can attach to: the kprobe program
-// type and the kernel's kprobe PMU or tracefs kprobe_events.
+// type, then the kernel's kprobe PMU or tracefs kprobe_events (with the
+// kernel config to say why not).
 var Kprobe = sync.OnceValue(func() error {
 	if err := programType(ebpf.Kprobe, "kprobe programs"); err != nil {
 		return err
 	}
-	if _, err := os.Stat("/sys/bus/event_source/devices/kprobe/type"); err == nil {
-		return nil
+	if k := kernel.DetectKprobes(hostFS, kernelConfig()); !k.Available() {
+		return NotSupportedError("%s", k.Why)
 	}
-	for _, p := range []string{"/sys/kernel/tracing/kprobe_events", "/sys/kernel/debug/tracing/kprobe_events"} {
-		if _, err := os.Stat(p); err == nil {
-			return nil
-		}
-	}
-	if v, ok := KernelConfig("CONFIG_KPROBES"); ok && v != "y" {
-		return NotSupportedError("kprobes not built in (CONFIG_KPROBES unset)")
-	}
-	if v, ok := KernelConfig("CONFIG_KPROBE_EVENTS"); ok && v != "y" {
-		return NotSupportedError("kprobes not usable by BPF (CONFIG_KPROBE_EVENTS unset)")
-	}
-	return NotSupportedError("kprobes not available (no kprobe PMU, no kprobe_events in tracefs)")
+	return nil
 })
 
-// KernelConfig returns the value of a kernel config option from
-// /proc/config.gz or /boot/config-<release>; ok is false when neither can
-// be read. An unset option has the value "".
-func KernelConfig(name string) (value string, ok bool) {
-	cfg := kernelConfig()
-	if cfg == nil {
-		return "", false
-	}
-	return cfg[name], true
-}
+// hostFS is the running system's filesystem, as the kernel package reads it.
+var hostFS = os.DirFS("/")
 
-var kernelConfig = sync.OnceValue(func() map[string]string {
-	var r io.Reader
-	if f, err := os.Open("/proc/config.gz"); err == nil {
-		defer f.Close()
-		if zr, err := gzip.NewReader(f); err == nil {
-			r = zr
-		}
-	}
-	if r == nil {
-		var u unix.Utsname
-		if err := unix.Uname(&u); err != nil {
-			return nil
-		}
-		f, err := os.Open("/boot/config-" + unix.ByteSliceToString(u.Release[:]))
-		if err != nil {
-			return nil
-		}
-		defer f.Close()
-		r = f
-	}
-	cfg := map[string]string{}
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), "=")
-		if ok && strings.HasPrefix(k, "CONFIG_") {
-			cfg[k] = v
-		}
-	}
-	return cfg
+// kernelConfig is the running kernel's build config, read once.
+var kernelConfig = sync.OnceValue(func() kernel.Config {
+	return kernel.LoadConfig(hostFS, kernel.Release())
 })
 
 // kernelBTF is the vmlinux BTF, parsed once.
