@@ -258,20 +258,6 @@ func FuncParams(ref FuncRef) ([]string, error) {
 	return names, nil
 }
 
-// KernelVersionBelow reports whether the running kernel's release is below
-// major.minor; false when it cannot be read.
-func KernelVersionBelow(major, minor int) bool {
-	var u unix.Utsname
-	if err := unix.Uname(&u); err != nil {
-		return false
-	}
-	var ma, mi int
-	if _, err := fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &ma, &mi); err != nil {
-		return false
-	}
-	return ma < major || (ma == major && mi < minor)
-}
-
 // DropReasons probes whether the kfree_skb tracepoint carries a drop reason:
 // the reason (enum skb_drop_reason) came in Linux 5.17 with the tracepoint's
 // reason argument and the kfree_skb_reason function together, so a kernel

@@ -133,3 +133,25 @@ func TestDetectKprobes(t *testing.T) {
 		})
 	}
 }
+
+func TestParseVersion(t *testing.T) {
+	for release, want := range map[string]Version{
+		"6.1.0-28-amd64": {6, 1}, "6.12-rc1": {6, 12}, "5.4": {5, 4}, "5.15.0": {5, 15}, "4.19.0+": {4, 19},
+	} {
+		if got, err := ParseVersion(release); err != nil || got != want {
+			t.Errorf("ParseVersion(%q) = %v, %v, want %v", release, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "unknown", "6", "6.x", "v6.1"} {
+		if got, err := ParseVersion(bad); err == nil {
+			t.Errorf("ParseVersion(%q) = %v, no error", bad, got)
+		}
+	}
+	v := Version{5, 15}
+	if !v.Below(5, 16) || !v.Below(6, 0) || v.Below(5, 15) || v.Below(4, 19) || v.String() != "5.15" {
+		t.Errorf("%v: Below or String wrong", v)
+	}
+	if _, err := ParseVersion(Release()); err != nil {
+		t.Errorf("running kernel: %v", err)
+	}
+}

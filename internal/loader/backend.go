@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/pathtrace/pathtrace/internal/features"
+	"github.com/pathtrace/pathtrace/internal/kernel"
 )
 
 // Backend is the kind of kernel program that shows a hop.
@@ -209,7 +210,7 @@ var iptDoTableOldABI = sync.OnceValue(func() bool {
 	if params, err := features.FuncParams(iptDoTable); err == nil && len(params) > 0 {
 		return params[0] == "skb"
 	}
-	return features.KernelVersionBelow(5, 16)
+	return kernel.VersionBelow(5, 16)
 })
 
 // nfHookSlow is the function that runs a netfilter hook's functions.
