@@ -28,11 +28,7 @@ func Collect(ctx context.Context, opts Options) (*Report, error) {
 	run := func() error { return c.collect(ctx, r) }
 	var err error
 	if live {
-		path := ""
-		if opts.Netns != "" {
-			path = netnsPath(opts.Netns)
-		}
-		err = inNetns(path, run)
+		err = inNetns(opts.Netns, run)
 	} else {
 		err = run()
 	}

@@ -155,3 +155,24 @@ func TestParseVersion(t *testing.T) {
 		t.Errorf("running kernel: %v", err)
 	}
 }
+
+func TestNetnsSpec(t *testing.T) {
+	for spec, want := range map[string]struct{ path, exec string }{
+		"":                        {"", ""},
+		"node1":                   {"/run/netns/node1", "ip netns exec node1 "},
+		"/run/netns/cni-1234":     {"/run/netns/cni-1234", "ip netns exec cni-1234 "},
+		"/var/run/netns/cni-1234": {"/var/run/netns/cni-1234", "ip netns exec cni-1234 "},
+		"/proc/42/ns/net":         {"/proc/42/ns/net", "nsenter --net=/proc/42/ns/net "},
+		"./ns":                    {"./ns", "nsenter --net=./ns "},
+	} {
+		if got := NetnsPath(spec); got != want.path {
+			t.Errorf("NetnsPath(%q) = %q, want %q", spec, got, want.path)
+		}
+		if got := NetnsExec(spec); got != want.exec {
+			t.Errorf("NetnsExec(%q) = %q, want %q", spec, got, want.exec)
+		}
+	}
+	if _, err := OpenNetns("pathtrace-no-such-netns"); err == nil {
+		t.Error("opened a namespace that does not exist")
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
-	"os"
 	"runtime"
 	"strings"
 	"time"
@@ -18,6 +17,8 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/pathtrace/pathtrace/internal/kernel"
 )
 
 // Netfilter priorities of the first and last programs of each hook. The
@@ -284,7 +285,7 @@ func (t *Tracer) attachNetfilter(path string, first, last *ebpf.Program) (Node, 
 	defer orig.Close()
 	target := orig
 	if path != "" {
-		target, err = openNetns(path)
+		target, err = kernel.OpenNetns(path)
 		if err != nil {
 			runtime.UnlockOSThread()
 			return node, err
@@ -338,19 +339,6 @@ func nsLabel(path string) string {
 		return "own network namespace"
 	}
 	return "network namespace " + path
-}
-
-// openNetns opens a namespace by path, or by name under /run/netns.
-func openNetns(path string) (netns.NsHandle, error) {
-	p := path
-	if _, err := os.Stat(p); err != nil && !strings.Contains(p, "/") {
-		p = "/run/netns/" + path
-	}
-	h, err := netns.GetFromPath(p)
-	if err != nil {
-		return 0, fmt.Errorf("open network namespace %s: %w", path, err)
-	}
-	return h, nil
 }
 
 // SetDeadline bounds the next Read; see ringbuf.Reader.SetDeadline.
