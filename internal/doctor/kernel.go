@@ -85,7 +85,7 @@ func (c *collector) lockdownItem(mounts kernel.Mounts) Item {
 		e string
 	}{
 		"none":            {StatusOK, "no lockdown restrictions on BPF or tracing"},
-		"integrity":       {StatusWarn, "BPF writes to user memory are blocked; on our 6.18 machines fentry/fexit loads failed with EPERM"},
+		"integrity":       {StatusWarn, "BPF writes to user memory are blocked; fentry/fexit programs may be refused (EPERM)"},
 		"confidentiality": {StatusBad, "BPF reads of kernel memory, kprobes and perf tracing are blocked"},
 	}
 	if mode, err := kernel.ReadLockdown(c.fsys); err == nil {
