@@ -43,7 +43,7 @@ it. It needs no ipvsadm, conntrack or iptables binary.`,
 			return rep.WriteText(os.Stdout, render.UseColor(color, os.Stdout, os.Getenv))
 		},
 	}
-	cmd.Flags().StringVar(&netns, "netns", "", "node network namespace to inspect (name under /run/netns or path; default: pathtrace's own)")
+	cmd.Flags().StringVar(&netns, "netns", "", "node network namespace to inspect (a name under /run/netns, or a path if it has a /; default: pathtrace's own)")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
 	cmd.Flags().Var(&color, "color", "colors: auto, always or never")
 	return cmd

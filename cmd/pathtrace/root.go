@@ -67,7 +67,7 @@ func (f *traceFlags) register(cmd *cobra.Command) {
 	f.outputFlags.register(cmd)
 	fl := cmd.Flags()
 	fl.StringArrayVar(&f.podIPs, "pod-ip", nil, "IPv4 address of a pod to follow (repeatable); matches source or destination, outer or VXLAN-inner")
-	fl.StringArrayVar(&f.netns, "netns", nil, "node network namespace (name under /run/netns or path) to attach netfilter programs in (repeatable; default: pathtrace's own, as on a real node)")
+	fl.StringArrayVar(&f.netns, "netns", nil, "node network namespace (a name under /run/netns, or a path if it has a /) to attach netfilter programs in (repeatable; default: pathtrace's own, as on a real node)")
 	fl.UintSliceVar(&f.vxlanPorts, "vxlan-port", []uint{8472, 4789}, "UDP destination ports carrying VXLAN")
 	fl.IntVarP(&f.count, "count", "c", 0, "stop after this many packets (0: until interrupted)")
 	fl.DurationVar(&f.duration, "duration", 0, "stop after this long (0: until interrupted)")

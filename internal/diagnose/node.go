@@ -3,11 +3,11 @@ package diagnose
 import (
 	"fmt"
 	"net/netip"
-	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/pathtrace/pathtrace/internal/doctor"
+	"github.com/pathtrace/pathtrace/internal/kernel"
 )
 
 // node is what the advisor needs from one node report, parsed once. The
@@ -166,13 +166,5 @@ func inNetns(n *node, hopName string) string {
 		// prefix that would work.
 		spec = ""
 	}
-	switch {
-	case spec == "":
-		return ""
-	case !strings.ContainsRune(spec, '/'):
-		return "ip netns exec " + spec + " "
-	case filepath.Dir(spec) == "/run/netns" || filepath.Dir(spec) == "/var/run/netns":
-		return "ip netns exec " + filepath.Base(spec) + " "
-	}
-	return "nsenter --net=" + spec + " "
+	return kernel.NetnsExec(spec)
 }

@@ -1,13 +1,12 @@
 package doctor
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
 	"fmt"
-	"io"
 	"io/fs"
 	"strings"
+
+	"github.com/pathtrace/pathtrace/internal/kernel"
 )
 
 // Collect builds the report for the namespace in opts.Netns. Facts that
@@ -29,11 +28,7 @@ func Collect(ctx context.Context, opts Options) (*Report, error) {
 	run := func() error { return c.collect(ctx, r) }
 	var err error
 	if live {
-		path := ""
-		if opts.Netns != "" {
-			path = netnsPath(opts.Netns)
-		}
-		err = inNetns(path, run)
+		err = inNetns(opts.Netns, run)
 	} else {
 		err = run()
 	}
@@ -48,7 +43,7 @@ type collector struct {
 	net  NetSource
 
 	release string
-	config  kconfig
+	config  kernel.Config
 	links   []Link
 	linkErr error
 }
@@ -56,7 +51,7 @@ type collector struct {
 func (c *collector) collect(ctx context.Context, r *Report) error {
 	c.release = c.readTrim("proc/sys/kernel/osrelease")
 	r.Kernel = c.release
-	c.config = c.loadConfig()
+	c.config = kernel.LoadConfig(c.fsys, c.release)
 	c.links, c.linkErr = c.net.Links()
 
 	r.Network = c.network()
@@ -95,48 +90,6 @@ func (c *collector) readTrim(name string) string {
 func (c *collector) exists(name string) bool {
 	_, err := fs.Stat(c.fsys, name)
 	return err == nil
-}
-
-// kconfig holds the kernel build configuration, when the node exposes it.
-type kconfig struct {
-	source string // "/proc/config.gz", "/boot/config-R" or ""
-	vals   map[string]string
-}
-
-// get returns "y", "m" or "" (not set), and whether the config is known.
-func (k kconfig) get(sym string) (string, bool) {
-	if k.vals == nil {
-		return "", false
-	}
-	return k.vals[sym], true
-}
-
-func (c *collector) loadConfig() kconfig {
-	if b, err := c.read("proc/config.gz"); err == nil {
-		if zr, err := gzip.NewReader(bytes.NewReader(b)); err == nil {
-			if raw, err := io.ReadAll(zr); err == nil {
-				return kconfig{source: "/proc/config.gz", vals: parseKconfig(raw)}
-			}
-		}
-	}
-	if c.release != "" {
-		name := "boot/config-" + c.release
-		if b, err := c.read(name); err == nil {
-			return kconfig{source: "/" + name, vals: parseKconfig(b)}
-		}
-	}
-	return kconfig{}
-}
-
-func parseKconfig(b []byte) map[string]string {
-	m := map[string]string{}
-	for line := range strings.Lines(string(b)) {
-		line = strings.TrimSpace(line)
-		if k, v, ok := strings.Cut(line, "="); ok && strings.HasPrefix(k, "CONFIG_") {
-			m[k] = strings.Trim(v, `"`)
-		}
-	}
-	return m
 }
 
 func (c *collector) linkByIndex(idx int) *Link {

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+
+	"github.com/pathtrace/pathtrace/internal/kernel"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -224,7 +226,7 @@ func TestKernelItems(t *testing.T) {
 			fsys := fakeNodeFS()
 			fsys["sys/kernel/security/lockdown"] = file(content + "\n")
 			r := collectFake(t, fsys, fakeFlannelNet())
-			wantStatus(t, r, "tracing.lockdown", want, lockdownMode(content))
+			wantStatus(t, r, "tracing.lockdown", want, kernel.ParseLockdown(content))
 		}
 	})
 	t.Run("lockdown unknown without securityfs or config", func(t *testing.T) {

@@ -1,9 +1,12 @@
 package doctor
 
 import (
+	"cmp"
 	"fmt"
 	"path"
 	"strings"
+
+	"github.com/pathtrace/pathtrace/internal/kernel"
 )
 
 func (c *collector) kernelItems() []Item {
@@ -31,15 +34,15 @@ func (c *collector) kernelItems() []Item {
 	cfg := Item{ID: "kernel.config", Name: "kernel build config", Status: StatusInfo,
 		Explain: "tells built-in from absent features when /proc/modules and /sys/module cannot",
 		Check:   "zcat /proc/config.gz | grep CONFIG_BRIDGE=; grep CONFIG_BRIDGE= /boot/config-$(uname -r)"}
-	if c.config.vals != nil {
-		cfg.Value, cfg.Source = c.config.source, c.config.source
+	if c.config.Known() {
+		cfg.Value, cfg.Source = c.config.Source, c.config.Source
 	} else {
 		cfg.Value, cfg.Status, cfg.Source = "not found", StatusUnknown, "no /proc/config.gz, no /boot/config-"+c.release
 	}
 	items = append(items, cfg)
 
-	mounts := c.mounts()
-	tracefs := mounts.first("tracefs", "/sys/kernel/tracing")
+	mounts := kernel.ReadMounts(c.fsys)
+	tracefs := mounts.First("tracefs", "/sys/kernel/tracing")
 	tf := Item{ID: "tracing.tracefs", Name: "tracefs", Check: "grep tracefs /proc/mounts",
 		Source: "/proc/mounts"}
 	if tracefs != "" {
@@ -52,20 +55,22 @@ func (c *collector) kernelItems() []Item {
 	items = append(items, tf)
 
 	kp := Item{ID: "tracing.kprobes", Name: "kprobes", Explain: "the kprobe backend attaches to kernel functions through kprobe_events"}
-	kcfg, known := c.config.get("CONFIG_KPROBES")
-	switch {
-	case tracefs != "" && c.exists(strings.TrimPrefix(path.Join(tracefs, "kprobe_events"), "/")):
-		kp.Value, kp.Status, kp.Source = "available", StatusOK, path.Join(tracefs, "kprobe_events")
-	case tracefs != "":
-		kp.Value, kp.Status, kp.Source = "not available", StatusWarn, "no "+path.Join(tracefs, "kprobe_events")
-		kp.Explain = "no kprobe backend: the kernel is built without CONFIG_KPROBES"
-	case known && kcfg == "y":
-		kp.Value, kp.Status, kp.Source = "built (tracefs not mounted)", StatusInfo, c.config.source+": CONFIG_KPROBES=y"
-	case known:
-		kp.Value, kp.Status, kp.Source = "not built", StatusWarn, c.config.source+": CONFIG_KPROBES unset"
-		kp.Explain = "no kprobe backend: the kernel is built without CONFIG_KPROBES"
+	kprobes := kernel.DetectKprobes(c.fsys, c.config)
+	kp.Source = kprobes.Source
+	switch kprobes.State {
+	case kernel.KprobesAvailable:
+		kp.Value, kp.Status = "available", StatusOK
+	case kernel.KprobesMissing:
+		kp.Value, kp.Status = "not available", StatusWarn
+	case kernel.KprobesBuilt:
+		kp.Value, kp.Status = "built (tracefs not mounted)", StatusInfo
+	case kernel.KprobesNotBuilt:
+		kp.Value, kp.Status = "not built", StatusWarn
 	default:
-		kp.Value, kp.Status, kp.Source = "unknown", StatusUnknown, "tracefs not mounted and no kernel config"
+		kp.Value, kp.Status = "unknown", StatusUnknown
+	}
+	if kp.Status == StatusWarn {
+		kp.Explain = "no kprobe backend: the kernel is built without " + cmp.Or(kprobes.Unset, "CONFIG_KPROBES")
 	}
 	kp.Check = "ls /sys/kernel/tracing/kprobe_events"
 	items = append(items, kp)
@@ -73,19 +78,18 @@ func (c *collector) kernelItems() []Item {
 	return append(items, c.lockdownItem(mounts))
 }
 
-func (c *collector) lockdownItem(mounts mountTable) Item {
+func (c *collector) lockdownItem(mounts kernel.Mounts) Item {
 	it := Item{ID: "tracing.lockdown", Name: "kernel lockdown", Check: "cat /sys/kernel/security/lockdown"}
 	explain := map[string]struct {
 		s Status
 		e string
 	}{
 		"none":            {StatusOK, "no lockdown restrictions on BPF or tracing"},
-		"integrity":       {StatusWarn, "BPF writes to user memory are blocked; on our 6.18 machines fentry/fexit loads failed with EPERM"},
+		"integrity":       {StatusWarn, "BPF writes to user memory are blocked; fentry/fexit programs may be refused (EPERM)"},
 		"confidentiality": {StatusBad, "BPF reads of kernel memory, kprobes and perf tracing are blocked"},
 	}
-	if b, err := c.read("sys/kernel/security/lockdown"); err == nil {
-		mode := lockdownMode(string(b))
-		it.Value, it.Source = mode, "/sys/kernel/security/lockdown"
+	if mode, err := kernel.ReadLockdown(c.fsys); err == nil {
+		it.Value, it.Source = mode, kernel.LockdownPath
 		if e, ok := explain[mode]; ok {
 			it.Status, it.Explain = e.s, e.e
 		} else {
@@ -93,11 +97,11 @@ func (c *collector) lockdownItem(mounts mountTable) Item {
 		}
 		return it
 	}
-	securityfs := mounts.first("securityfs", "/sys/kernel/security") != ""
-	lsm, known := c.config.get("CONFIG_SECURITY_LOCKDOWN_LSM")
+	securityfs := mounts.First("securityfs", "/sys/kernel/security") != ""
+	lsm, known := c.config.Get("CONFIG_SECURITY_LOCKDOWN_LSM")
 	switch {
 	case known && lsm == "":
-		it.Value, it.Source = "none", c.config.source+": CONFIG_SECURITY_LOCKDOWN_LSM unset"
+		it.Value, it.Source = "none", c.config.Source+": CONFIG_SECURITY_LOCKDOWN_LSM unset"
 	case securityfs:
 		it.Value, it.Source = "none", "securityfs mounted without a lockdown file: lockdown LSM not active"
 	default:
@@ -105,64 +109,19 @@ func (c *collector) lockdownItem(mounts mountTable) Item {
 		it.Value, it.Status, it.Source = "unknown", StatusUnknown, "securityfs not mounted"
 		it.Explain = "mount -t securityfs securityfs /sys/kernel/security to read it"
 		it.Check = "mount -t securityfs securityfs /sys/kernel/security; cat /sys/kernel/security/lockdown"
-		if v, _ := c.config.get("CONFIG_LOCK_DOWN_KERNEL_FORCE_CONFIDENTIALITY"); v == "y" {
+		if v, _ := c.config.Get("CONFIG_LOCK_DOWN_KERNEL_FORCE_CONFIDENTIALITY"); v == "y" {
 			it.Value, it.Status = "confidentiality", StatusBad
-			it.Source += "; " + c.config.source + ": CONFIG_LOCK_DOWN_KERNEL_FORCE_CONFIDENTIALITY=y"
+			it.Source += "; " + c.config.Source + ": CONFIG_LOCK_DOWN_KERNEL_FORCE_CONFIDENTIALITY=y"
 			it.Explain = explain["confidentiality"].e
-		} else if v, _ := c.config.get("CONFIG_LOCK_DOWN_KERNEL_FORCE_INTEGRITY"); v == "y" {
+		} else if v, _ := c.config.Get("CONFIG_LOCK_DOWN_KERNEL_FORCE_INTEGRITY"); v == "y" {
 			it.Value, it.Status = "integrity or stricter", StatusWarn
-			it.Source += "; " + c.config.source + ": CONFIG_LOCK_DOWN_KERNEL_FORCE_INTEGRITY=y"
+			it.Source += "; " + c.config.Source + ": CONFIG_LOCK_DOWN_KERNEL_FORCE_INTEGRITY=y"
 			it.Explain = explain["integrity"].e
 		}
 		return it
 	}
 	it.Status, it.Explain = explain["none"].s, explain["none"].e
 	return it
-}
-
-// lockdownMode picks the bracketed mode from "none [integrity] confidentiality".
-func lockdownMode(s string) string {
-	for _, f := range strings.Fields(s) {
-		if strings.HasPrefix(f, "[") && strings.HasSuffix(f, "]") {
-			return strings.Trim(f, "[]")
-		}
-	}
-	return strings.TrimSpace(s)
-}
-
-type mountTable [][2]string // {fstype, mountpoint}
-
-func (c *collector) mounts() mountTable {
-	b, err := c.read("proc/mounts")
-	if err != nil {
-		return nil
-	}
-	var m mountTable
-	for line := range strings.Lines(string(b)) {
-		f := strings.Fields(line)
-		if len(f) >= 3 {
-			m = append(m, [2]string{f[2], f[1]})
-		}
-	}
-	return m
-}
-
-// first returns the preferred mount point of fstype if mounted there, else
-// the first one, else "".
-func (m mountTable) first(fstype, preferred string) string {
-	found := ""
-	for _, e := range m {
-		if e[0] != fstype {
-			continue
-		}
-		if e[1] == preferred {
-			return preferred
-		}
-		if found == "" {
-			found = e[1]
-		}
-	}
-	return found
 }
 
 // moduleSpec describes one module the report checks.
@@ -222,8 +181,8 @@ func (c *collector) moduleItems() []Item {
 		Explain: "without module support every feature below is either built in or missing"}
 	if procErr == nil {
 		support.Value, support.Source = "enabled", "/proc/modules"
-	} else if v, known := c.config.get("CONFIG_MODULES"); known && v == "" {
-		support.Value, support.Source = "disabled", c.config.source+": CONFIG_MODULES unset"
+	} else if v, known := c.config.Get("CONFIG_MODULES"); known && v == "" {
+		support.Value, support.Source = "disabled", c.config.Source+": CONFIG_MODULES unset"
 	} else {
 		support.Value, support.Source = "disabled or hidden", "no /proc/modules"
 	}
@@ -269,13 +228,13 @@ func (c *collector) moduleState(m moduleSpec, haveProc bool, loaded, builtin, av
 	if builtin[m.name] {
 		return modBuiltin, modDir + "/modules.builtin"
 	}
-	cfg, known := c.config.get(m.config)
+	cfg, known := c.config.Get(m.config)
 	if known {
 		switch cfg {
 		case "y":
-			return modBuiltin, c.config.source + ": " + m.config + "=y"
+			return modBuiltin, c.config.Source + ": " + m.config + "=y"
 		case "m":
-			return modAvailable, c.config.source + ": " + m.config + "=m"
+			return modAvailable, c.config.Source + ": " + m.config + "=m"
 		}
 	}
 	if c.exists("sys/module/" + m.name) {
@@ -285,7 +244,7 @@ func (c *collector) moduleState(m moduleSpec, haveProc bool, loaded, builtin, av
 		return modBuiltin, "/sys/module/" + m.name + " (no module support)"
 	}
 	if known {
-		return modAbsent, c.config.source + ": " + m.config + " unset"
+		return modAbsent, c.config.Source + ": " + m.config + " unset"
 	}
 	if available[m.name] {
 		return modAvailable, modDir + "/modules.dep"

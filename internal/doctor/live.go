@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -19,40 +18,34 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/pathtrace/pathtrace/internal/kernel"
 )
 
 // ErrIPVSUnavailable is returned by NetSource.IPVS when the kernel has no
 // IPVS (the "IPVS" generic netlink family does not exist).
 var ErrIPVSUnavailable = errors.New("ip_vs not available")
 
-// netnsPath turns Options.Netns into a path: a bare name is looked up under
-// /run/netns, as `ip netns` does.
-func netnsPath(name string) string {
-	if strings.ContainsRune(name, '/') {
-		return name
-	}
-	return filepath.Join("/run/netns", name)
-}
-
-// inNetns runs fn on a locked OS thread that joined the network namespace at
-// path ("" = stay in the caller's). Sockets fn opens and the /proc/sys/net
-// and /proc/thread-self/net files it reads belong to that namespace. If the
-// thread cannot return to its original namespace it stays locked, so the
-// runtime ends it instead of reusing it.
-func inNetns(path string, fn func() error) error {
+// inNetns runs fn on a locked OS thread that joined the network namespace
+// spec names (a name or a path, see kernel.NetnsPath; "" = stay in the
+// caller's). Sockets fn opens and the /proc/sys/net and /proc/thread-self/net
+// files it reads belong to that namespace. If the thread cannot return to its
+// original namespace it stays locked, so the runtime ends it instead of
+// reusing it.
+func inNetns(spec string, fn func() error) error {
 	var target netns.NsHandle = -1
-	if path != "" {
+	if spec != "" {
 		var err error
-		target, err = netns.GetFromPath(path)
+		target, err = kernel.OpenNetns(spec)
 		if err != nil {
-			return fmt.Errorf("open netns %s: %w", path, err)
+			return err
 		}
 		defer target.Close()
 	}
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		if path == "" {
+		if spec == "" {
 			err := fn()
 			runtime.UnlockOSThread()
 			errc <- err
@@ -67,7 +60,7 @@ func inNetns(path string, fn func() error) error {
 		defer orig.Close()
 		if err := netns.Set(target); err != nil {
 			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter netns %s: %w", path, err)
+			errc <- fmt.Errorf("enter netns %s: %w", spec, err)
 			return
 		}
 		ferr := fn()

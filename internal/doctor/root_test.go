@@ -286,7 +286,7 @@ func TestLiveProcNetIsThreadGroupWide(t *testing.T) {
 	nsExec(t, ns, "iptables-legacy", "-t", "mangle", "-N", "X")
 	var self, thread []byte
 	mainThread := false
-	err := inNetns(netnsPath(ns), func() error {
+	err := inNetns(ns, func() error {
 		mainThread = unix.Gettid() == unix.Getpid()
 		var err error
 		if self, err = os.ReadFile("/proc/self/net/ip_tables_names"); err != nil {

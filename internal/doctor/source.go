@@ -7,8 +7,8 @@ import (
 
 // Options select the namespace to inspect and, for tests, the sources.
 type Options struct {
-	// Netns is a name under /run/netns or a path to a netns file
-	// (/proc/PID/ns/net); "" inspects the caller's own namespace.
+	// Netns is a name under /run/netns or, if it has a "/", a path to a
+	// netns file (/proc/PID/ns/net); "" inspects the caller's own namespace.
 	Netns string
 	// FS reads /proc, /sys, /boot and /lib/modules, with paths relative to
 	// "/" ("proc/sys/net/ipv4/ip_forward"). "proc/net/..." must show the

@@ -1,15 +1,10 @@
 package features
 
 import (
-	"bufio"
-	"bytes"
-	"compress/gzip"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
-	"strings"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -17,6 +12,8 @@ import (
 	"github.com/cilium/ebpf/btf"
 	cfeatures "github.com/cilium/ebpf/features"
 	"golang.org/x/sys/unix"
+
+	"github.com/pathtrace/pathtrace/internal/kernel"
 )
 
 // A probe returns nil when the feature is supported, an error wrapping
@@ -115,7 +112,7 @@ var Fentry = sync.OnceValue(func() error {
 	switch {
 	case errors.Is(err, unix.EPERM):
 		why := "fentry refused (EPERM)"
-		if mode := Lockdown(); mode != "" && mode != "none" {
+		if mode, err := kernel.ReadLockdown(hostFS); err == nil && mode != "" && mode != "none" {
 			why = fmt.Sprintf("fentry refused (EPERM; kernel lockdown=%s)", mode)
 		}
 		return NotSupportedError("%s", why)
@@ -126,86 +123,25 @@ var Fentry = sync.OnceValue(func() error {
 	return fmt.Errorf("probe fentry: %w", err)
 })
 
-// Lockdown returns the active kernel lockdown mode (none, integrity,
-// confidentiality), or "" when it cannot be read.
-func Lockdown() string {
-	b, err := os.ReadFile("/sys/kernel/security/lockdown")
-	if err != nil {
-		return ""
-	}
-	// "none [integrity] confidentiality"
-	s := string(b)
-	if i := strings.IndexByte(s, '['); i >= 0 {
-		if j := strings.IndexByte(s[i:], ']'); j > 0 {
-			return s[i+1 : i+j]
-		}
-	}
-	return ""
-}
-
 // Kprobe probes for kprobes BPF programs can attach to: the kprobe program
-// type and the kernel's kprobe PMU or tracefs kprobe_events.
+// type, then the kernel's kprobe PMU or tracefs kprobe_events (with the
+// kernel config to say why not).
 var Kprobe = sync.OnceValue(func() error {
 	if err := programType(ebpf.Kprobe, "kprobe programs"); err != nil {
 		return err
 	}
-	if _, err := os.Stat("/sys/bus/event_source/devices/kprobe/type"); err == nil {
-		return nil
+	if k := kernel.DetectKprobes(hostFS, kernelConfig()); !k.Available() {
+		return NotSupportedError("%s", k.Why)
 	}
-	for _, p := range []string{"/sys/kernel/tracing/kprobe_events", "/sys/kernel/debug/tracing/kprobe_events"} {
-		if _, err := os.Stat(p); err == nil {
-			return nil
-		}
-	}
-	if v, ok := KernelConfig("CONFIG_KPROBES"); ok && v != "y" {
-		return NotSupportedError("kprobes not built in (CONFIG_KPROBES unset)")
-	}
-	if v, ok := KernelConfig("CONFIG_KPROBE_EVENTS"); ok && v != "y" {
-		return NotSupportedError("kprobes not usable by BPF (CONFIG_KPROBE_EVENTS unset)")
-	}
-	return NotSupportedError("kprobes not available (no kprobe PMU, no kprobe_events in tracefs)")
+	return nil
 })
 
-// KernelConfig returns the value of a kernel config option from
-// /proc/config.gz or /boot/config-<release>; ok is false when neither can
-// be read. An unset option has the value "".
-func KernelConfig(name string) (value string, ok bool) {
-	cfg := kernelConfig()
-	if cfg == nil {
-		return "", false
-	}
-	return cfg[name], true
-}
+// hostFS is the running system's filesystem, as the kernel package reads it.
+var hostFS = os.DirFS("/")
 
-var kernelConfig = sync.OnceValue(func() map[string]string {
-	var r io.Reader
-	if f, err := os.Open("/proc/config.gz"); err == nil {
-		defer f.Close()
-		if zr, err := gzip.NewReader(f); err == nil {
-			r = zr
-		}
-	}
-	if r == nil {
-		var u unix.Utsname
-		if err := unix.Uname(&u); err != nil {
-			return nil
-		}
-		f, err := os.Open("/boot/config-" + unix.ByteSliceToString(u.Release[:]))
-		if err != nil {
-			return nil
-		}
-		defer f.Close()
-		r = f
-	}
-	cfg := map[string]string{}
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), "=")
-		if ok && strings.HasPrefix(k, "CONFIG_") {
-			cfg[k] = v
-		}
-	}
-	return cfg
+// kernelConfig is the running kernel's build config, read once.
+var kernelConfig = sync.OnceValue(func() kernel.Config {
+	return kernel.LoadConfig(hostFS, kernel.Release())
 })
 
 // kernelBTF is the vmlinux BTF, parsed once.
@@ -236,7 +172,7 @@ func LookupFunctions(refs ...FuncRef) []Function {
 	for i, r := range refs {
 		names[i] = r.Name
 	}
-	syms, symErr := Kallsyms(names...)
+	syms, symErr := kernel.KallsymsModules(names...)
 	out := make([]Function, len(refs))
 	for i, r := range refs {
 		f := Function{Name: r.Name, Module: r.Module}
@@ -291,44 +227,6 @@ func funcBTF(name, module string) error {
 	return nil
 }
 
-// Kallsyms scans /proc/kallsyms for the named text symbols and returns the
-// module of each found ("" for vmlinux).
-func Kallsyms(names ...string) (map[string]string, error) {
-	f, err := os.Open("/proc/kallsyms")
-	if err != nil {
-		return nil, fmt.Errorf("read kallsyms: %w", err)
-	}
-	defer f.Close()
-	want := make(map[string]bool, len(names))
-	for _, n := range names {
-		want[n] = true
-	}
-	found := make(map[string]string, len(names))
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() && len(found) < len(want) {
-		// "ffffffffc03f4c80 T ip_vs_conn_new\t[ip_vs]"
-		line := sc.Bytes()
-		if len(line) < 19 || line[16] != ' ' || line[18] != ' ' {
-			continue
-		}
-		if t := line[17]; t != 't' && t != 'T' {
-			continue
-		}
-		rest := line[19:]
-		sym, mod, _ := bytes.Cut(rest, []byte{'\t'})
-		if !want[string(sym)] {
-			continue
-		}
-		mod = bytes.TrimSuffix(bytes.TrimPrefix(mod, []byte{'['}), []byte{']'})
-		found[string(sym)] = string(mod)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read kallsyms: %w", err)
-	}
-	return found, nil
-}
-
 // FuncParams returns the parameter names of a kernel function from BTF
 // (vmlinux, else its module's).
 func FuncParams(ref FuncRef) ([]string, error) {
@@ -358,20 +256,6 @@ func FuncParams(ref FuncRef) ([]string, error) {
 		names[i] = p.Name
 	}
 	return names, nil
-}
-
-// KernelVersionBelow reports whether the running kernel's release is below
-// major.minor; false when it cannot be read.
-func KernelVersionBelow(major, minor int) bool {
-	var u unix.Utsname
-	if err := unix.Uname(&u); err != nil {
-		return false
-	}
-	var ma, mi int
-	if _, err := fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &ma, &mi); err != nil {
-		return false
-	}
-	return ma < major || (ma == major && mi < minor)
 }
 
 // DropReasons probes whether the kfree_skb tracepoint carries a drop reason:

@@ -1,4 +1,4 @@
-// Package kernel reads facts of the running system that events carry only
-// as numbers: drop-reason names from the kernel's BTF and network namespace
-// names from /run/netns, and checks the requirements of tracing.
+// Package kernel is the one place that reads facts of the running system: the
+// release, build config, lockdown, kprobes, /proc/kallsyms, drop-reason names
+// and network namespaces (by name or path). It imports no other pathtrace package.
 package kernel

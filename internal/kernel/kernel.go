@@ -3,27 +3,54 @@ package kernel
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
-	"time"
 
-	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
-	"github.com/cilium/ebpf/features"
-
-	ptfeatures "github.com/pathtrace/pathtrace/internal/features"
 	"golang.org/x/sys/unix"
 )
 
-// Release returns the running kernel's release (uname -r).
+// Release returns the running kernel's release (uname -r), or "unknown".
 func Release() string {
 	var u unix.Utsname
 	if err := unix.Uname(&u); err != nil {
 		return "unknown"
 	}
 	return unix.ByteSliceToString(u.Release[:])
+}
+
+// Version is a kernel's major.minor version: the series ("6.12").
+type Version struct{ Major, Minor int }
+
+// ParseVersion reads the version at the start of a release
+// ("6.1.0-28-amd64", "6.12-rc1", "5.4").
+func ParseVersion(release string) (Version, error) {
+	major, rest, _ := strings.Cut(release, ".")
+	minor := rest
+	if i := strings.IndexFunc(rest, func(r rune) bool { return r < '0' || r > '9' }); i >= 0 {
+		minor = rest[:i]
+	}
+	ma, err1 := strconv.Atoi(major)
+	mi, err2 := strconv.Atoi(minor)
+	if err1 != nil || err2 != nil || ma < 0 || mi < 0 {
+		return Version{}, fmt.Errorf("parse kernel release %q: not major.minor", release)
+	}
+	return Version{ma, mi}, nil
+}
+
+// Below reports whether v is older than major.minor.
+func (v Version) Below(major, minor int) bool {
+	return v.Major < major || (v.Major == major && v.Minor < minor)
+}
+
+func (v Version) String() string { return fmt.Sprintf("%d.%d", v.Major, v.Minor) }
+
+// VersionBelow reports whether the running kernel is older than
+// major.minor; false when its release cannot be read.
+func VersionBelow(major, minor int) bool {
+	v, err := ParseVersion(Release())
+	return err == nil && v.Below(major, minor)
 }
 
 // DropReasons reads enum skb_drop_reason from the running kernel's BTF and
@@ -48,96 +75,3 @@ var DropReasons = sync.OnceValues(func() (map[uint32]string, error) {
 	}
 	return names, nil
 })
-
-// Check returns one clear sentence when this process or kernel cannot run
-// pathtrace: it needs root, BTF, raw tracepoints, and a way to see the
-// netfilter hooks (BPF netfilter links, else fentry or kprobes on
-// nf_hook_slow). Which hop each backend shows is the loader's business.
-func Check() error {
-	if os.Geteuid() != 0 {
-		return errors.New("needs root to load its kernel programs (CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN); run it with sudo")
-	}
-	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
-		return fmt.Errorf("kernel %s has no BTF (/sys/kernel/btf/vmlinux is missing); pathtrace needs a kernel built with CONFIG_DEBUG_INFO_BTF=y", Release())
-	}
-	if err := features.HaveProgramType(ebpf.RawTracepoint); err != nil {
-		return fmt.Errorf("kernel %s cannot load raw tracepoint programs: %w", Release(), err)
-	}
-	nf := ptfeatures.NetfilterLink()
-	if nf == nil {
-		return nil
-	}
-	fentry, kprobe := ptfeatures.Fentry(), ptfeatures.Kprobe()
-	if fentry == nil || kprobe == nil {
-		return nil
-	}
-	return fmt.Errorf("kernel %s can show no netfilter hook: %v, %v, %v", Release(), nf, fentry, kprobe)
-}
-
-// NetnsNames names network namespaces by inode: the names under /run/netns
-// (ip netns, CNI plugins), and the tracer's own namespace as "host". Unknown
-// inodes are named "netns:<inode>". It rescans at most once a second on a
-// miss, so a pod created during the trace is named. Safe for concurrent use.
-type NetnsNames struct {
-	mu      sync.Mutex
-	names   map[uint32]string
-	scanned time.Time
-	// OnName, when set, is called once for each inode the first time it is
-	// named, so a recording can keep the same names.
-	OnName func(inode uint32, name string)
-	given  map[uint32]string
-}
-
-// NewNetnsNames scans the system once.
-func NewNetnsNames() *NetnsNames {
-	n := &NetnsNames{given: map[uint32]string{}}
-	n.scan()
-	return n
-}
-
-// Netns returns the name of the namespace with the given inode. The first
-// answer for an inode is kept for the rest of the trace, so every hop of a
-// trace (and its replay) names a namespace the same way.
-func (n *NetnsNames) Netns(inode uint32) string {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if name, ok := n.given[inode]; ok {
-		return name
-	}
-	name, ok := n.names[inode]
-	if !ok && time.Since(n.scanned) > time.Second {
-		n.scan()
-		name, ok = n.names[inode]
-	}
-	if !ok {
-		name = fmt.Sprintf("netns:%d", inode)
-	}
-	n.given[inode] = name
-	if n.OnName != nil {
-		n.OnName(inode, name)
-	}
-	return name
-}
-
-func (n *NetnsNames) scan() {
-	n.scanned = time.Now()
-	names := map[uint32]string{}
-	if ino, err := inode("/proc/self/ns/net"); err == nil {
-		names[ino] = "host"
-	}
-	entries, _ := os.ReadDir("/run/netns")
-	for _, e := range entries {
-		if ino, err := inode(filepath.Join("/run/netns", e.Name())); err == nil {
-			names[ino] = e.Name()
-		}
-	}
-	n.names = names
-}
-
-func inode(path string) (uint32, error) {
-	var st unix.Stat_t
-	if err := unix.Stat(path, &st); err != nil {
-		return 0, err
-	}
-	return uint32(st.Ino), nil
-}

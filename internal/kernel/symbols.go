@@ -1,12 +1,9 @@
 package kernel
 
 import (
-	"bufio"
-	"bytes"
+	"cmp"
 	"errors"
-	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -27,14 +24,7 @@ type Symbols struct {
 var ErrSymbolsHidden = errors.New("kernel symbol addresses are hidden (kptr_restrict, or not root)")
 
 // LoadSymbols reads the text symbols of /proc/kallsyms.
-func LoadSymbols() (*Symbols, error) {
-	f, err := os.Open("/proc/kallsyms")
-	if err != nil {
-		return nil, fmt.Errorf("read kallsyms: %w", err)
-	}
-	defer f.Close()
-	return parseSymbols(f)
-}
+func LoadSymbols() (*Symbols, error) { return readKallsyms(parseSymbols) }
 
 // kernelSymbols loads the running kernel's symbols once, when first needed.
 var kernelSymbols = sync.OnceValues(LoadSymbols)
@@ -49,44 +39,24 @@ type symbol struct {
 
 func parseSymbols(r io.Reader) (*Symbols, error) {
 	var syms []symbol
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	hidden := true
-	for sc.Scan() {
-		// "ffffffffc03f4c80 t ip_vs_conn_new\t[ip_vs]"
-		fields := bytes.Fields(sc.Bytes())
-		if len(fields) < 3 || len(fields[1]) != 1 || (fields[1][0] != 't' && fields[1][0] != 'T') {
-			continue
+	err := scanKallsyms(r, func(s ksym) bool {
+		if !s.text() || s.addr == 0 {
+			return true
 		}
-		addr, err := strconv.ParseUint(string(fields[0]), 16, 64)
-		if err != nil {
-			continue
+		name := string(s.name)
+		if len(s.module) > 0 {
+			name += " [" + string(s.module) + "]"
 		}
-		if addr == 0 {
-			continue
-		}
-		hidden = false
-		name := string(fields[2])
-		if len(fields) > 3 {
-			name += " " + string(fields[3])
-		}
-		syms = append(syms, symbol{addr, name})
+		syms = append(syms, symbol{s.addr, name})
+		return true
+	})
+	if err != nil {
+		return nil, err
 	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read kallsyms: %w", err)
-	}
-	if hidden {
+	if len(syms) == 0 {
 		return nil, ErrSymbolsHidden
 	}
-	slices.SortFunc(syms, func(a, b symbol) int {
-		switch {
-		case a.addr < b.addr:
-			return -1
-		case a.addr > b.addr:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(syms, func(a, b symbol) int { return cmp.Compare(a.addr, b.addr) })
 	s := &Symbols{addrs: make([]uint64, len(syms)), ends: make([]uint32, len(syms))}
 	var names strings.Builder
 	for i, sym := range syms {

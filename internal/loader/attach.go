@@ -10,6 +10,7 @@ import (
 
 	"github.com/pathtrace/pathtrace/internal/bpf"
 	"github.com/pathtrace/pathtrace/internal/hop"
+	"github.com/pathtrace/pathtrace/internal/kernel"
 )
 
 // MaxNodes bounds the node network namespaces (--netns) whose netfilter
@@ -295,13 +296,13 @@ func (t *Tracer) closeLinksFrom(mark int) {
 	t.links = t.links[:mark]
 }
 
-// nodeOf returns the node for a network namespace path ("" for the
-// caller's own) with its inode.
+// nodeOf returns the node for a network namespace given as a name or a path
+// ("" for the caller's own) with its inode.
 func nodeOf(path string) (Node, error) {
 	n := Node{Path: path}
 	p := "/proc/self/ns/net"
 	if path != "" {
-		h, err := openNetns(path)
+		h, err := kernel.OpenNetns(path)
 		if err != nil {
 			return n, err
 		}

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math"
 	"net/netip"
-	"os"
 	"runtime"
 	"strings"
 	"time"
@@ -21,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pathtrace/pathtrace/internal/hop"
+	"github.com/pathtrace/pathtrace/internal/kernel"
 )
 
 // Netfilter priorities of the first and last programs of each hook. The
@@ -263,7 +263,7 @@ func (t *Tracer) attachNetfilter(path string, first, last *ebpf.Program) (Node, 
 	defer orig.Close()
 	target := orig
 	if path != "" {
-		target, err = openNetns(path)
+		target, err = kernel.OpenNetns(path)
 		if err != nil {
 			runtime.UnlockOSThread()
 			return node, err
@@ -317,19 +317,6 @@ func nsLabel(path string) string {
 		return "own network namespace"
 	}
 	return "network namespace " + path
-}
-
-// openNetns opens a namespace by path, or by name under /run/netns.
-func openNetns(path string) (netns.NsHandle, error) {
-	p := path
-	if _, err := os.Stat(p); err != nil && !strings.Contains(p, "/") {
-		p = "/run/netns/" + path
-	}
-	h, err := netns.GetFromPath(p)
-	if err != nil {
-		return 0, fmt.Errorf("open network namespace %s: %w", path, err)
-	}
-	return h, nil
 }
 
 // SetDeadline bounds the next Read; see ringbuf.Reader.SetDeadline.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/pathtrace/pathtrace/internal/features"
 	"github.com/pathtrace/pathtrace/internal/hop"
+	"github.com/pathtrace/pathtrace/internal/kernel"
 )
 
 // Probes says what the running kernel allows. The plan asks nothing else
@@ -52,7 +53,7 @@ var iptDoTableOldABI = sync.OnceValue(func() bool {
 	if params, err := features.FuncParams(iptDoTable); err == nil && len(params) > 0 {
 		return params[0] == "skb"
 	}
-	return features.KernelVersionBelow(5, 16)
+	return kernel.VersionBelow(5, 16)
 })
 
 // tpHops are the hops raw tracepoints show, with their programs; kfree_skb

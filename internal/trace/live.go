@@ -16,6 +16,7 @@ import (
 
 	"github.com/pathtrace/pathtrace/internal/diagnose"
 	"github.com/pathtrace/pathtrace/internal/doctor"
+	"github.com/pathtrace/pathtrace/internal/features"
 	"github.com/pathtrace/pathtrace/internal/kernel"
 	"github.com/pathtrace/pathtrace/internal/loader"
 	"github.com/pathtrace/pathtrace/internal/record"
@@ -81,7 +82,7 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error
 		log = slog.Default()
 	}
 	var sum Summary
-	if err := kernel.Check(); err != nil {
+	if err := features.Check(); err != nil {
 		return sum, err
 	}
 	k := loadKernelNames(log)
