@@ -8,7 +8,7 @@
 #   VM_TEST_CMD   guest test command          (default: vm/gotest.sh --run)
 #   VM_TIMEOUT, VM_MEM, VM_SMP ... as for vm/run.sh; VM_LOGDIR: where logs go (default: a temp dir)
 #   VM_VERBOSE=1  print the whole output of every guest (default: whole output of failed
-#                 guests only; for the others the smoke section and "ok"/"FAIL" lines)
+#                 guests only; for the others the smoke section, "skip" and "ok"/"FAIL" lines)
 # Prints each guest's output, then a table; exits 1 if any kernel failed.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -67,9 +67,9 @@ for s in "${series_list[@]}"; do
   echo "================ $s ================"
   if [ "${VM_VERBOSE:-0}" = 1 ] || [ "$(cat "$logdir/$s/rc" 2>/dev/null)" != 0 ]; then
     cat "$logdir/$s/output" 2>/dev/null
-  else  # passed: the smoke section and the per-package / failure lines only
+  else  # passed: the smoke section and the per-package / skip / failure lines only
     sed -n -e '/^### smoke$/,/^### smoke exit/p' \
-      -e '/^### smoke exit/,${/^\(###\|ok \|FAIL\|--- FAIL\|panic:\)/p}' "$logdir/$s/output" | uniq
+      -e '/^### smoke exit/,${/^\(###\|ok \|skip \|FAIL\|--- FAIL\|panic:\)/p}' "$logdir/$s/output" | uniq
   fi
   grep -v '^\[vm\] .*: exit [0-9]* in ' "$logdir/$s.stderr" || true
 done

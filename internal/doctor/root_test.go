@@ -117,9 +117,7 @@ func addVXLAN(t *testing.T, h *netlink.Handle, name string, vni, port, under, mt
 
 func nsExec(t *testing.T, ns string, args ...string) {
 	t.Helper()
-	if _, err := exec.LookPath(args[0]); err != nil {
-		t.Skipf("%s not installed", args[0])
-	}
+	testutil.Require(t, testutil.Tool(args[0]))
 	out, err := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("ip netns exec %s %v: %v\n%s", ns, args, err, out)
@@ -335,7 +333,7 @@ func TestLiveIPVSLayout(t *testing.T) {
 			t.Errorf("the cluster could not use IPVS (%v) but the report says IPVS is available", err)
 		}
 		wantStatus(t, r, "kube_proxy.ipvs", StatusInfo, "ip_vs not available")
-		t.Skipf("IPVS half not run: %v", err)
+		testutil.Missing(t, testutil.IPVS, fmt.Errorf("IPVS half not run: %w", err))
 	}
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package features
 import (
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 
@@ -35,9 +34,7 @@ func TestStateOf(t *testing.T) {
 
 func TestLookupFunctions(t *testing.T) {
 	testutil.RequireRoot(t)
-	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
-		t.Skip("no kernel BTF")
-	}
+	testutil.Require(t, testutil.KernelBTF)
 	fns := LookupFunctions(
 		FuncRef{Name: "netif_receive_skb"},
 		FuncRef{Name: "pathtrace_no_such_function", Module: "pathtrace_no_such_module"},

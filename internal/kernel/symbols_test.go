@@ -4,8 +4,6 @@ import (
 	"errors"
 	"strings"
 	"testing"
-
-	"github.com/pathtrace/pathtrace/internal/testutil"
 )
 
 const kallsyms = `ffffffff81000000 T _stext
@@ -44,33 +42,5 @@ func TestSymbolsHidden(t *testing.T) {
 	_, err := parseSymbols(strings.NewReader("0000000000000000 T _stext\n0000000000000000 t nf_hook_slow\n"))
 	if !errors.Is(err, ErrSymbolsHidden) {
 		t.Errorf("all-zero kallsyms: %v, want ErrSymbolsHidden", err)
-	}
-}
-
-// The running kernel's symbols name a function pathtrace attaches to.
-func TestKernelSymbols(t *testing.T) {
-	testutil.RequireRoot(t) // kallsyms shows addresses to root only
-	s, err := KernelSymbols()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(s.addrs) < 1000 {
-		t.Fatalf("%d symbols", len(s.addrs))
-	}
-	i := 0
-	for ; i < len(s.addrs); i++ {
-		start := uint32(0)
-		if i > 0 {
-			start = s.ends[i-1]
-		}
-		if s.names[start:s.ends[i]] == "nf_hook_slow" {
-			break
-		}
-	}
-	if i == len(s.addrs) {
-		t.Fatal("no nf_hook_slow in kallsyms")
-	}
-	if got := s.Lookup(s.addrs[i] + 4); got != "nf_hook_slow+0x4" {
-		t.Errorf("Lookup(nf_hook_slow+4) = %q", got)
 	}
 }

@@ -120,9 +120,14 @@ func TestForcedBackend(t *testing.T) {
 	for _, c := range []struct {
 		choice Choice
 		probe  func() error
-	}{{ChoiceFentry, features.Fentry}, {ChoiceKprobe, features.Kprobe}, {ChoiceTracepoint, features.NetfilterLink}} {
+		fact   testutil.Fact
+	}{
+		{ChoiceFentry, features.Fentry, testutil.FentryPrograms},
+		{ChoiceKprobe, features.Kprobe, testutil.Kprobes},
+		{ChoiceTracepoint, features.NetfilterLink, testutil.NetfilterLinks},
+	} {
 		t.Run(string(c.choice), func(t *testing.T) {
-			testutil.SkipIfNotSupported(t, c.probe())
+			testutil.RequireSupported(t, c.fact, c.probe())
 			tr, err := Open(Options{Backend: c.choice})
 			if err != nil {
 				t.Fatalf("open: %v", err)
@@ -181,6 +186,9 @@ func TestKernelStructHeads(t *testing.T) {
 		{"nf_tables", "nft_chain", "pt_nft_chain_head"},
 	} {
 		t.Run(c.kernelType, func(t *testing.T) {
+			if c.module == "ip_vs" {
+				testutil.Require(t, testutil.IPVS)
+			}
 			var kt *btf.Struct
 			err := func() error {
 				if ks, err := btf.LoadKernelSpec(); err == nil && ks.TypeByName(c.kernelType, &kt) == nil {
@@ -195,7 +203,7 @@ func TestKernelStructHeads(t *testing.T) {
 				}
 				return ms.TypeByName(c.kernelType, &kt)
 			}()
-			testutil.SkipIfNotSupported(t, err)
+			testutil.RequireSupported(t, testutil.ModuleBTF, err)
 			var ours *btf.Struct
 			if err := spec.Types.TypeByName(c.ours, &ours); err != nil {
 				t.Fatal(err)

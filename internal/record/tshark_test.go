@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pathtrace/pathtrace/internal/testutil"
 )
 
 // Wireshark's command-line reader opens a recording without complaint:
@@ -14,7 +16,7 @@ import (
 func TestTshark(t *testing.T) {
 	tshark, err := exec.LookPath("tshark")
 	if err != nil {
-		t.Skip("tshark is not installed (apt-get install tshark): cannot check that Wireshark reads recordings")
+		testutil.Missing(t, testutil.Tshark, err)
 	}
 	const n = 10
 	data, _ := writeRecording(t, n, true)

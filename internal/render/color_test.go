@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/pathtrace/pathtrace/internal/testutil"
 )
 
 func TestParseColorMode(t *testing.T) {
@@ -40,7 +42,7 @@ func openPTY(t *testing.T) *os.File {
 	t.Helper()
 	f, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
 	if err != nil {
-		t.Skipf("no pseudo-terminal to test with: %v", err)
+		testutil.Missing(t, testutil.PTY, err)
 	}
 	t.Cleanup(func() { f.Close() })
 	return f

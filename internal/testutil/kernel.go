@@ -1,47 +1,26 @@
 package testutil
 
 import (
-	"errors"
+	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
 
-	"github.com/cilium/ebpf"
-	"golang.org/x/sys/unix"
-
 	"github.com/pathtrace/pathtrace/internal/hop"
+	"github.com/pathtrace/pathtrace/internal/kernel"
 )
 
-// SkipIfNotSupported skips the test, saying why, when err says the kernel
-// lacks a feature (it wraps ebpf.ErrNotSupported); any other error fails
-// it.
-func SkipIfNotSupported(tb testing.TB, err error) {
-	tb.Helper()
-	if err == nil {
-		return
-	}
-	if errors.Is(err, ebpf.ErrNotSupported) {
-		tb.Skipf("not supported by kernel %s: %v", Release(), err)
-	}
-	tb.Fatal(err)
-}
-
 // Release is the running kernel's release (uname -r).
-func Release() string {
-	var u unix.Utsname
-	if err := unix.Uname(&u); err != nil {
-		return "unknown"
-	}
-	return unix.ByteSliceToString(u.Release[:])
-}
+func Release() string { return kernel.Release() }
 
 // Series is the running kernel's "major.minor" ("6.12").
 func Series() string {
-	r := Release()
-	major, rest, _ := strings.Cut(r, ".")
-	minor, _, _ := strings.Cut(rest, ".")
-	minor, _, _ = strings.Cut(minor, "-")
-	return major + "." + minor
+	v, err := kernel.ParseVersion(Release())
+	if err != nil {
+		return Release()
+	}
+	return v.String()
 }
 
 // Modprobe loads kernel modules, ignoring failures (a module may be built
@@ -87,12 +66,16 @@ func ExpectedBackends() (map[hop.Kind]hop.Backend, bool) {
 }
 
 // RequireExpectedBackends returns ExpectedBackends or skips the test,
-// saying which kernel has no expectations.
+// saying which kernel has no expectations; under StrictEnv it fails it.
 func RequireExpectedBackends(tb testing.TB) map[hop.Kind]hop.Backend {
 	tb.Helper()
 	m, ok := ExpectedBackends()
 	if !ok {
-		tb.Skipf("no expected backends for kernel %s (series %s); known: 5.10, 6.1, 6.12, 6.18", Release(), Series())
+		msg := fmt.Sprintf("no expected backends for kernel %s (series %s); known: %s", Release(), Series(), strings.Join(knownSeries(), ", "))
+		if os.Getenv(StrictEnv) == "1" {
+			tb.Fatalf("%s; under %s=1 every kernel must be known", msg, StrictEnv)
+		}
+		tb.Skip(msg)
 	}
 	return m
 }

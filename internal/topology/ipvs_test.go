@@ -38,7 +38,7 @@ func TestIPVSMode(t *testing.T) {
 	testutil.RequireRoot(t)
 	c, err := Build(context.Background(), Options{IPVS: true})
 	if errors.Is(err, ErrNoIPVS) {
-		t.Skipf("kernel %s: %v", testutil.Release(), err)
+		testutil.Missing(t, testutil.IPVS, err)
 	}
 	if err != nil {
 		t.Fatalf("build cluster: %v", err)

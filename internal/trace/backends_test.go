@@ -68,7 +68,7 @@ func expectHop(kind hop.Kind) bool {
 // kernel has kprobes: the same hops, NAT included, as the default backend.
 func TestLiveKprobeBackend(t *testing.T) {
 	testutil.RequireRoot(t)
-	testutil.SkipIfNotSupported(t, features.Kprobe())
+	testutil.RequireSupported(t, testutil.Kprobes, features.Kprobe())
 	c := cluster(t, topology.Options{})
 	stop := tracingWith(t, c, loader.Options{PodIPs: []netip.Addr{topology.ClientIP}, Backend: loader.ChoiceKprobe})
 	client := c.Pod(topology.PodClient)

@@ -22,7 +22,7 @@ func ipvsCluster(t *testing.T) *topology.Cluster {
 	testutil.RequireRoot(t)
 	c, err := topology.Build(context.Background(), topology.Options{IPVS: true})
 	if errors.Is(err, topology.ErrNoIPVS) {
-		t.Skipf("kernel %s: %v", testutil.Release(), err)
+		testutil.Missing(t, testutil.IPVS, err)
 	}
 	if err != nil {
 		t.Fatalf("build cluster: %v", err)
@@ -49,7 +49,7 @@ func ipvsCluster(t *testing.T) *topology.Cluster {
 func TestLiveIPVS(t *testing.T) {
 	c := ipvsCluster(t)
 	if !expectHop(hop.IPVS) {
-		t.Skipf("kernel %s shows no IPVS hop (pathtrace features says why)", testutil.Release())
+		testutil.Missing(t, testutil.FuncHops, errors.New("no IPVS hop (pathtrace features says why)"))
 	}
 	stop := tracing(t, c, topology.ClientIP)
 	client := c.Pod(topology.PodClient)
@@ -145,7 +145,7 @@ func TestLiveIPVS(t *testing.T) {
 func TestLiveIPVSNoRealServer(t *testing.T) {
 	c := ipvsCluster(t)
 	if !expectHop(hop.IPVSDrop) {
-		t.Skipf("kernel %s shows no IPVS verdict (pathtrace features says why)", testutil.Release())
+		testutil.Missing(t, testutil.FuncHops, errors.New("no IPVS verdict (pathtrace features says why)"))
 	}
 	n1 := c.Node(topology.Node1)
 	empty := netip.MustParseAddrPort("10.96.0.20:80")
@@ -195,7 +195,7 @@ func TestLiveIPVSNoRealServer(t *testing.T) {
 func TestLiveIPVSMethods(t *testing.T) {
 	c := ipvsCluster(t)
 	if !expectHop(hop.IPVS) {
-		t.Skipf("kernel %s shows no IPVS hop (pathtrace features says why)", testutil.Release())
+		testutil.Missing(t, testutil.FuncHops, errors.New("no IPVS hop (pathtrace features says why)"))
 	}
 	n1 := c.Node(topology.Node1)
 	services := []struct {

@@ -2,6 +2,7 @@ package trace
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -377,7 +378,7 @@ func TestLiveForwardDrop(t *testing.T) {
 func TestLiveLegacyTableDrop(t *testing.T) {
 	testutil.RequireRoot(t)
 	if !expectHop(hop.Table) {
-		t.Skipf("kernel %s shows no table verdicts (pathtrace features says why)", testutil.Release())
+		testutil.Missing(t, testutil.FuncHops, errors.New("no table verdicts (pathtrace features says why)"))
 	}
 	c := cluster(t, topology.Options{})
 	n1 := c.Node(topology.Node1)

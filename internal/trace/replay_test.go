@@ -17,6 +17,7 @@ import (
 	"github.com/pathtrace/pathtrace/internal/record"
 	"github.com/pathtrace/pathtrace/internal/render"
 	"github.com/pathtrace/pathtrace/internal/stitch"
+	"github.com/pathtrace/pathtrace/internal/testutil"
 	"github.com/pathtrace/pathtrace/internal/topology"
 )
 
@@ -215,7 +216,7 @@ func TestReplayFilters(t *testing.T) {
 func TestTsharkReadsRecordings(t *testing.T) {
 	tshark, err := exec.LookPath("tshark")
 	if err != nil {
-		t.Skip("tshark is not installed (apt-get install tshark; scripts/install-deps.sh does it)")
+		testutil.Missing(t, testutil.Tshark, err)
 	}
 	for _, file := range pcaps(t) {
 		t.Run(filepath.Base(file), func(t *testing.T) {
