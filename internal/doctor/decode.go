@@ -185,7 +185,7 @@ func itemValue(name, v string) (Sysctl, string) {
 	num, _, _ := strings.Cut(v, " ")
 	n, err := strconv.ParseInt(strings.TrimSuffix(num, "s"), 10, 64)
 	if err != nil {
-		return Sysctl{State: Unsure, Text: v}, fmt.Sprintf("%s is %q, not a number", name, v)
+		return Sysctl{State: Unsure, Text: v}, fmt.Sprintf("%s is %q, not a number", name, clipValue(v))
 	}
 	return present(n), ""
 }
@@ -217,5 +217,14 @@ func conntrackValue(v string) (Conntrack, string) {
 			return Conntrack{Count: present(count), Max: present(limit)}, ""
 		}
 	}
-	return Conntrack{}, fmt.Sprintf("%s is %q, not a count and a maximum", name, v)
+	return Conntrack{}, fmt.Sprintf("%s is %q, not a count and a maximum", name, clipValue(v))
+}
+
+// clipValue shortens a damaged value for a problem: a sentence, not a dump.
+func clipValue(v string) string {
+	const most = 40
+	if len(v) <= most {
+		return v
+	}
+	return v[:most] + "..."
 }

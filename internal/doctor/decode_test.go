@@ -102,6 +102,8 @@ func TestDecodeDamagedReports(t *testing.T) {
 			"net.netfilter.nf_conntrack_usage is empty", func(f *Facts) Sysctl { return f.Conntrack.Max }},
 		{"conntrack garbled", edit(good, `"value":"111412 / 131072 (85.0% full)"`, `"value":"111412 of 131072"`),
 			`net.netfilter.nf_conntrack_usage is "111412 of 131072", not a count and a maximum`, func(f *Facts) Sysctl { return f.Conntrack.Count }},
+		{"long value", edit(good, `"value":"86400s"`, `"value":"`+strings.Repeat("x", 1000)+`"`),
+			`net.netfilter.nf_conntrack_tcp_timeout_established is "` + strings.Repeat("x", 40) + `...", not a number`, func(f *Facts) Sysctl { return f.ConntrackTCPEstablished }},
 		{"item gone", edit(good, item("net.ipv4.vs.conntrack"), item("net.ipv4.vs.kontrack")),
 			"it has no net.ipv4.vs.conntrack item", func(f *Facts) Sysctl { return f.IPVSConntrack }},
 		{"section gone", edit(good, `"id":"sysctls"`, `"id":"sysctlz"`),
