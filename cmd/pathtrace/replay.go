@@ -51,7 +51,7 @@ func runReplay(cmd *cobra.Command, f *outputFlags, file string, podIPs []string,
 	if err != nil {
 		return err
 	}
-	sum, err := trace.Replay(cmd.Context(), file, trace.ReplayOptions{PodIPs: ips, Count: count}, out)
+	sum, err := trace.Replay(cmd.Context(), file, trace.ReplayOptions{PodIPs: ips, Count: count, Log: f.logger()}, out)
 	if err != nil {
 		return fmt.Errorf("replay %s: %w", file, err)
 	}

@@ -168,20 +168,22 @@ func TestNewReadsReport(t *testing.T) {
 		"net/netfilter/nf_conntrack_tcp_max_xx": "",
 	})
 	n := newNode(r)
-	if n.ipForward != "0" || n.bridgeNF != "0" || !n.ctKnown || n.ctCount != 850 || n.ctMax != 1000 {
-		t.Errorf("ip_forward %q, bridge-nf %q, conntrack %v %d/%d", n.ipForward, n.bridgeNF, n.ctKnown, n.ctCount, n.ctMax)
+	count, limit, _, ok := n.conntrack()
+	if !n.facts.IPForward.Is(0) || !n.facts.BridgeNFCallIPTables.Is(0) || !ok || count != 850 || limit != 1000 {
+		t.Errorf("ip_forward %s, bridge-nf %s, conntrack %v %d/%d", n.facts.IPForward, n.facts.BridgeNFCallIPTables, ok, count, limit)
 	}
-	if eff, known := n.rpFilter("flannel.1"); eff != 1 || !known {
+	rp := n.facts.RPFilter
+	if eff, known := rp.Effective("flannel.1"); eff != 1 || !known || !rp.Devices["flannel.1"].Is(1) {
 		t.Errorf("rp_filter flannel.1: %d %v, want 1 (strict) from the device", eff, known)
 	}
-	if eff, known := n.rpFilter("cni0"); eff != 2 || !known {
+	if eff, known := rp.Effective("cni0"); eff != 2 || !known {
 		t.Errorf("rp_filter cni0: %d %v, want 2 (loose)", eff, known)
 	}
-	if eff, known := n.rpFilter("vethaaaa"); eff != 0 || known {
-		t.Errorf("rp_filter of an unreported device: %d %v, want all's 0, unknown", eff, known)
+	if eff, known := rp.Effective("vethaaaa"); eff != 0 || !known || rp.Devices["vethaaaa"].State != "" {
+		t.Errorf("rp_filter of an unreported device: %d %v, want all's 0", eff, known)
 	}
 	// The kernel applies max(all, device).
-	if eff, _ := newNode(report(t, "node1", map[string]string{"net/ipv4/conf/all/rp_filter": "2", "net/ipv4/conf/flannel.1/rp_filter": "1"})).rpFilter("flannel.1"); eff != 2 {
+	if eff, _ := newNode(report(t, "node1", map[string]string{"net/ipv4/conf/all/rp_filter": "2", "net/ipv4/conf/flannel.1/rp_filter": "1"})).facts.RPFilter.Effective("flannel.1"); eff != 2 {
 		t.Errorf("rp_filter all=2 flannel.1=1: effective %d, want 2", eff)
 	}
 	if o := n.overlay("flannel.1"); o == nil || o.MTU != 1450 || o.Underlay != "eth0" || o.UnderlayMTU != 1500 || o.Overhead != 50 {

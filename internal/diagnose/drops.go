@@ -10,14 +10,6 @@ import (
 	"github.com/pathtrace/pathtrace/internal/stitch"
 )
 
-// Conntrack fill, in percent, from which a drop at conntrack's hooks is
-// blamed on a full table, and from which a path gets a warning. They match
-// doctor's bad and warn grades.
-const (
-	conntrackFullPercent = 95
-	conntrackWarnPercent = 80
-)
-
 // drop is one drop hop being explained.
 type drop struct {
 	a    *Advisor
@@ -81,10 +73,13 @@ func addrOr(a, b string) string {
 
 func (d *drop) netfilter() string {
 	var s note
-	if d.n != nil && d.n.ctKnown && d.n.ctPercent() >= conntrackFullPercent &&
+	// A table graded bad is (nearly) full: conntrack drops at its hooks
+	// are blamed on it.
+	if d.n != nil && d.n.facts.Conntrack.Grade() == doctor.StatusBad &&
 		(d.hook == hop.Prerouting || d.hook == hop.Output || d.hook == hop.NoHook) {
+		count, limit, pct, _ := d.n.conntrack()
 		s.say("The conntrack table of %s was %d/%d (%.0f%% full) when the trace started: nf_conntrack drops packets of new connections at %s before any rule sees them (dmesg: \"nf_conntrack: table full, dropping packet\").",
-			d.ns, d.n.ctCount, d.n.ctMax, d.n.ctPercent(), hookOr(d.hook.String(), "PREROUTING/OUTPUT"))
+			d.ns, count, limit, pct, hookOr(d.hook.String(), "PREROUTING/OUTPUT"))
 		s.say("Raise net.netfilter.nf_conntrack_max (in the host namespace: it is global, read-only in other namespaces) or find what fills the table.")
 		s.run(d.in + "sysctl net.netfilter.nf_conntrack_count net.netfilter.nf_conntrack_max")
 		s.run(d.in + "conntrack -C")
@@ -118,8 +113,10 @@ func (d *drop) netfilter() string {
 		s.run(d.in + "conntrack -S")
 	case hop.Prerouting:
 		s.say("A netfilter rule in PREROUTING on %s dropped it (raw, mangle or nat table), or conntrack refused it (table full, invalid packet).", where)
-		if d.n != nil && d.n.ctKnown {
-			s.say("The conntrack table was %.0f%% full (%d/%d) at the start.", d.n.ctPercent(), d.n.ctCount, d.n.ctMax)
+		if d.n != nil {
+			if count, limit, pct, ok := d.n.conntrack(); ok {
+				s.say("The conntrack table was %.0f%% full (%d/%d) at the start.", pct, count, limit)
+			}
 		}
 		s.run(d.in + ipt + " -t raw -L PREROUTING -v -n")
 		s.run(d.in + ipt + " -t mangle -L PREROUTING -v -n")
@@ -213,7 +210,7 @@ func (d *drop) bridged() bool {
 // forwardingOff reports a routing drop on a node whose report says
 // ip_forward=0: received in the node, never reached FORWARD nor INPUT.
 func (d *drop) forwardingOff() bool {
-	if d.n == nil || d.n.ipForward != "0" {
+	if d.n == nil || !d.n.facts.IPForward.Is(0) {
 		return false
 	}
 	switch d.h.Reason {
@@ -244,14 +241,19 @@ func (d *drop) rpFilter() string {
 	var s note
 	dev := d.h.Dev
 	sysDev := strings.ReplaceAll(dev, ".", "/")
-	mode, known := -1, false
+	// The mode the kernel applied, max(all, dev), as far as the report
+	// tells it; -1 when it does not.
+	mode, own := int64(-1), doctor.Sysctl{}
 	if d.n != nil {
-		mode, known = d.n.rpFilter(dev)
+		if m, ok := d.n.facts.RPFilter.Effective(dev); ok {
+			mode = m
+		}
+		own = d.n.facts.RPFilter.Devices[dev]
 	}
 	switch mode {
 	case 1:
 		from := "all"
-		if known && d.n.rp[dev] == 1 {
+		if own.Is(1) {
 			from = dev
 		}
 		s.say("Strict reverse-path filtering (rp_filter=1, from %s) on %s: the route back to %s does not leave through %s, where the packet came in. That is asymmetric routing: a pod CIDR routed via the underlay instead of the overlay, or a second NIC. The drop is silent (no ICMP).",

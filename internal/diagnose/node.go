@@ -1,29 +1,20 @@
 package diagnose
 
 import (
-	"fmt"
 	"net/netip"
-	"strconv"
 	"strings"
 
 	"github.com/pathtrace/pathtrace/internal/doctor"
 	"github.com/pathtrace/pathtrace/internal/kernel"
 )
 
-// node is what the advisor needs from one node report, parsed once. The
-// values come from the report items by their stable ids (docs/doctor.md);
-// a fact the report lacks stays unknown and the advice says less.
+// node is what the advisor needs from one node report, read once. Its
+// facts come from the report's Facts; a fact the report lacks stays
+// unknown and the advice says less.
 type node struct {
 	netns string // the report's Netns: "", a name under /run/netns, or a path
 
-	ipForward string // net.ipv4.ip_forward: "0", "1" or "" (unknown)
-	bridgeNF  string // net.bridge.bridge-nf-call-iptables: "0", "1", "absent" or ""
-
-	ctKnown        bool
-	ctCount, ctMax uint64
-
-	rpAll     int            // net.ipv4.conf.all.rp_filter; -1 unknown
-	rp        map[string]int // per device as reported (not yet max'ed with all)
+	facts     doctor.Facts // all unknown when the report has none
 	overlays  []doctor.Overlay
 	bridges   []doctor.Bridge
 	legacyIPT bool // kube-proxy's rules are in legacy x_tables
@@ -44,39 +35,9 @@ func (n *node) virtualService(proto uint8, addr netip.AddrPort) (doctor.VirtualS
 }
 
 func newNode(r *doctor.Report) *node {
-	n := &node{netns: r.Netns, rpAll: -1, rp: map[string]int{}}
-	if it := r.Item("sysctl.net.ipv4.ip_forward"); it != nil && (it.Value == "0" || it.Value == "1") {
-		n.ipForward = it.Value
-	}
-	if it := r.Item("sysctl.net.bridge.bridge-nf-call-iptables"); it != nil {
-		n.bridgeNF = it.Value
-	}
-	if it := r.Item("sysctl.net.netfilter.nf_conntrack_usage"); it != nil {
-		// "count / max (p% full)"
-		var c, m uint64
-		if k, _ := fmt.Sscanf(it.Value, "%d / %d", &c, &m); k == 2 && m > 0 {
-			n.ctKnown, n.ctCount, n.ctMax = true, c, m
-		}
-	}
-	const rpPrefix, rpSuffix = "sysctl.net.ipv4.conf.", ".rp_filter"
-	for _, s := range r.Sections {
-		for _, it := range s.Items {
-			if !strings.HasPrefix(it.ID, rpPrefix) || !strings.HasSuffix(it.ID, rpSuffix) {
-				continue
-			}
-			dev := strings.TrimSuffix(strings.TrimPrefix(it.ID, rpPrefix), rpSuffix)
-			// "1 (strict)", "0 (effective 1: strict, from all)": the
-			// device's own value comes first.
-			v, err := strconv.Atoi(strings.Fields(it.Value + " ")[0])
-			if err != nil {
-				continue
-			}
-			if dev == "all" {
-				n.rpAll = v
-			} else {
-				n.rp[dev] = v
-			}
-		}
+	n := &node{netns: r.Netns}
+	if r.Facts != nil {
+		n.facts = *r.Facts
 	}
 	n.overlays = r.Network.Overlays
 	n.bridges = r.Network.Bridges
@@ -90,19 +51,14 @@ func newNode(r *doctor.Report) *node {
 	return n
 }
 
-// ctPercent is how full the conntrack table is, in percent.
-func (n *node) ctPercent() float64 {
-	return float64(n.ctCount) * 100 / float64(n.ctMax)
-}
-
-// rpFilter returns the effective rp_filter of dev (the kernel applies
-// max(all, dev)) and whether the report told it.
-func (n *node) rpFilter(dev string) (eff int, devKnown bool) {
-	v, ok := n.rp[dev]
-	if !ok {
-		return n.rpAll, false
-	}
-	return max(v, n.rpAll), true
+// conntrack is the conntrack table's count, maximum and fill in percent
+// when the report tells them.
+func (n *node) conntrack() (count, limit int64, pct float64, ok bool) {
+	ct := n.facts.Conntrack
+	count, _ = ct.Count.Int()
+	limit, _ = ct.Max.Int()
+	pct, ok = ct.Percent()
+	return count, limit, pct, ok
 }
 
 func (n *node) overlay(name string) *doctor.Overlay {

@@ -24,9 +24,11 @@ func (a *Advisor) warnings(p *stitch.Path) []string {
 	}
 	for _, inode := range nodes {
 		n := a.nodes[inode]
-		if n.ctKnown && n.ctPercent() >= conntrackWarnPercent {
+		// From doctor's warn grade on, the table is filling up.
+		if g := n.facts.Conntrack.Grade(); g == doctor.StatusWarn || g == doctor.StatusBad {
+			count, limit, pct, _ := n.conntrack()
 			ws = append(ws, fmt.Sprintf("The conntrack table of %s was %.0f%% full (%d/%d) when the trace started: once full, packets of new connections are dropped. Check: %sconntrack -C",
-				a.label(p, inode), n.ctPercent(), n.ctCount, n.ctMax, inNetns(n, "")))
+				a.label(p, inode), pct, count, limit, inNetns(n, "")))
 		}
 	}
 	if w := icmpError(p); w != "" {
@@ -64,7 +66,8 @@ func (a *Advisor) label(p *stitch.Path, inode uint32) string {
 // when the report says br_netfilter would not show it to iptables.
 func (a *Advisor) bridgedBypass(p *stitch.Path, inode uint32) []string {
 	n := a.nodes[inode]
-	if n.bridgeNF == "1" {
+	bnf := n.facts.BridgeNFCallIPTables
+	if bnf.Is(1) {
 		return nil
 	}
 	podPort := func(h *stitch.Hop) bool {
@@ -95,12 +98,12 @@ func (a *Advisor) bridgedBypass(p *stitch.Path, inode uint32) []string {
 			} else if len(n.bridges) == 1 {
 				br = n.bridges[0].Name
 			}
-			why := "net.bridge.bridge-nf-call-iptables=" + n.bridgeNF
-			switch n.bridgeNF {
-			case "absent":
+			why := "net.bridge.bridge-nf-call-iptables is not 1"
+			switch _, known := bnf.Int(); {
+			case bnf.State == doctor.Absent:
 				why = "br_netfilter is not loaded (net.bridge.bridge-nf-call-iptables is absent)"
-			case "":
-				why = "net.bridge.bridge-nf-call-iptables is not 1"
+			case known:
+				why = "net.bridge.bridge-nf-call-iptables=" + bnf.String()
 			}
 			return []string{fmt.Sprintf("Bridged pod-to-pod traffic on %s (%s → %s through %s) passed no netfilter hook: %s, so netfilter rules, kube-proxy and NetworkPolicy do not see it. Check: %ssysctl net.bridge.bridge-nf-call-iptables",
 				nodeLabel(rx), rx.Dev, h.Dev, br, why, inNetns(n, rx.Netns))}

@@ -63,11 +63,12 @@ func (c *collector) collect(ctx context.Context, r *Report) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	r.Facts = c.facts(r.Network)
 	r.Sections = []Section{
 		{ID: SectionKernel, Title: "Kernel and tracing", Items: c.kernelItems()},
 		{ID: SectionBackends, Title: "BPF backends"},
 		{ID: SectionModules, Title: "Kernel modules", Items: c.moduleItems()},
-		{ID: SectionSysctls, Title: "Sysctls (in the inspected netns)", Items: c.sysctlItems(r.Network, kp.Mode)},
+		{ID: SectionSysctls, Title: "Sysctls (in the inspected netns)", Items: sysctlItems(r.Facts, kp.Mode)},
 		{ID: SectionKubeProxy, Title: "kube-proxy", Items: kpItems},
 		{ID: SectionNetwork, Title: "Overlay and bridge devices", Items: c.networkItems(r.Network)},
 	}

@@ -52,7 +52,7 @@ func wantStatus(t *testing.T, r *Report, id string, want Status, value string) {
 
 func TestConntrackUsage(t *testing.T) {
 	for _, tc := range []struct {
-		count, limit uint64
+		count, limit int64
 		want         Status
 	}{
 		{0, 262144, StatusOK},
@@ -65,10 +65,21 @@ func TestConntrackUsage(t *testing.T) {
 		{100, 100, StatusBad},
 		{120, 100, StatusBad},
 		{5, 0, StatusUnknown},
+		{-1, 100, StatusUnknown},
 	} {
-		_, got, _ := conntrackUsage(tc.count, tc.limit)
-		if got != tc.want {
-			t.Errorf("conntrackUsage(%d, %d) = %s, want %s", tc.count, tc.limit, got, tc.want)
+		ct := Conntrack{Count: present(tc.count), Max: present(tc.limit)}
+		if got := ct.Grade(); got != tc.want {
+			t.Errorf("Conntrack{%d, %d}.Grade() = %s, want %s", tc.count, tc.limit, got, tc.want)
+		}
+	}
+	for _, ct := range []Conntrack{
+		{},
+		{Count: present(5), Max: Sysctl{State: Absent}},
+		{Count: Sysctl{State: Unsure, Text: "lots"}, Max: present(100)},
+		{Count: Sysctl{State: Present}, Max: present(100)}, // no value: damaged
+	} {
+		if got := ct.Grade(); got != StatusUnknown {
+			t.Errorf("%+v.Grade() = %s, want unknown", ct, got)
 		}
 	}
 }

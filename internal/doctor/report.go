@@ -169,6 +169,10 @@ type Report struct {
 	Sections  []Section `json:"sections"`
 	KubeProxy KubeProxy `json:"kube_proxy"`
 	Network   Network   `json:"network"`
+	// Facts are the settings the sysctls section shows, as values. A
+	// report written before they existed has none in its JSON:
+	// DecodeReports makes them from its items.
+	Facts *Facts `json:"facts,omitempty"`
 }
 
 // Section returns the section with the given ID, or nil.

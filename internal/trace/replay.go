@@ -2,11 +2,15 @@ package trace
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"maps"
 	"net/netip"
+	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/pathtrace/pathtrace/internal/diagnose"
 	"github.com/pathtrace/pathtrace/internal/doctor"
@@ -20,6 +24,9 @@ type ReplayOptions struct {
 	PodIPs []netip.Addr // render only paths with one of these addresses; none renders all
 	Count  int          // stop after this many packets; 0 renders all
 	Stitch stitch.Config
+	// Log gets a warning for each damaged node report in the recording;
+	// nil: slog.Default().
+	Log *slog.Logger
 }
 
 // replayFlushEvery is how many records replay reads between flushes of
@@ -49,13 +56,7 @@ func replay(ctx context.Context, r *record.Reader, opts ReplayOptions, out rende
 	cfg.Names = RecordingNames(r)
 	cfg.Recycle = true // as live: renderers do not keep paths
 	p := newPipeline(cfg, out, opts.PodIPs, opts.Count)
-	var reports map[uint32]*doctor.Report
-	if len(meta.Reports) > 0 {
-		if err := json.Unmarshal(meta.Reports, &reports); err != nil {
-			return sum, fmt.Errorf("read node reports: %w: %v", record.ErrCorrupt, err)
-		}
-	}
-	p.annotate = diagnose.New(reports)
+	p.annotate = diagnose.New(replayReports(r, opts.Log))
 
 	var readErr error
 	var ts uint64
@@ -89,6 +90,44 @@ func replay(ctx context.Context, r *record.Reader, opts ReplayOptions, out rende
 	final := r.Meta()
 	sum.Lost = final.Lost
 	return sum, errors.Join(readErr, err)
+}
+
+// replayReports decodes the recording's node reports. A damaged report
+// costs a warning, never the replay: drops on its node get advice without
+// what it lacks, or from their reason alone.
+func replayReports(r *record.Reader, log *slog.Logger) map[uint32]*doctor.Report {
+	raw := r.Meta().Reports
+	if len(raw) == 0 {
+		return nil
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	reports, problems, err := doctor.DecodeReports(raw)
+	if err != nil {
+		log.Warn(fmt.Sprintf("the node reports in the recording are damaged (%v): drops get advice from their reason alone", err))
+		return nil
+	}
+	for _, inode := range slices.Sorted(maps.Keys(problems)) {
+		log.Warn(fmt.Sprintf("the report of node %s in the recording is damaged: %s; drops there get advice without what it lacks",
+			reportNode(r, inode, reports[inode]), strings.Join(problems[inode], "; ")))
+	}
+	return reports
+}
+
+// reportNode names the node of a report for people: by the recording's
+// name for its namespace, else by the report's, else by inode.
+func reportNode(r *record.Reader, inode uint32, rep *doctor.Report) string {
+	if name, ok := r.NetnsName(inode); ok {
+		return name
+	}
+	if rep != nil && rep.Netns != "" {
+		if dir := filepath.Dir(rep.Netns); dir == "/run/netns" || dir == "/var/run/netns" {
+			return filepath.Base(rep.Netns)
+		}
+		return rep.Netns
+	}
+	return fmt.Sprintf("netns:%d", inode)
 }
 
 // RecordingNames answers the stitcher's name lookups from a recording, as

@@ -1,0 +1,56 @@
+// Package recordtest helps tests build recordings that a live trace would not
+// write (damaged ones, for the readers).
+package recordtest
+
+import (
+	"errors"
+	"io"
+	"testing"
+
+	"github.com/pathtrace/pathtrace/internal/decode"
+	"github.com/pathtrace/pathtrace/internal/record"
+)
+
+// RewriteReports writes to dst a copy of the recording src whose node
+// reports (the JSON as stored) are edit's result on those of src: a
+// recording with damaged reports, for tests of the readers.
+func RewriteReports(tb testing.TB, src, dst string, edit func(reports []byte) []byte) {
+	tb.Helper()
+	r, err := record.OpenFile(src)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer r.Close()
+	var recs [][]byte
+	for {
+		rec, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			tb.Fatalf("read %s: %v", src, err)
+		}
+		recs = append(recs, append([]byte(nil), rec...))
+	}
+	// After io.EOF the meta has every name of the recording: the copy
+	// holds them all in its header.
+	meta := r.Meta()
+	meta.Reports = edit(meta.Reports)
+	w, err := record.Create(dst, meta)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var d decode.Decoder
+	var ev decode.Event
+	for _, rec := range recs {
+		if err := d.Decode(rec, &ev); err != nil {
+			tb.Fatalf("decode a record of %s: %v", src, err)
+		}
+		if err := w.Write(rec, &ev, "copied"); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if err := w.Close(meta); err != nil {
+		tb.Fatal(err)
+	}
+}
