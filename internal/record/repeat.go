@@ -22,24 +22,10 @@ var (
 // (past the stitcher's idle time), so that it holds real packets and paths
 // in quantity. It is for measuring replay.
 func Repeat(seed, file string, n int) error {
-	src, err := OpenFile(seed)
+	recs, meta, err := ReadAll(seed)
 	if err != nil {
 		return err
 	}
-	var recs [][]byte
-	for {
-		r, err := src.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			src.Close()
-			return err
-		}
-		recs = append(recs, append([]byte(nil), r...))
-	}
-	meta := src.Meta()
-	src.Close()
 	if len(recs) == 0 {
 		return fmt.Errorf("%s holds no records", seed)
 	}
@@ -73,4 +59,26 @@ func Repeat(seed, file string, n int) error {
 		}
 	}
 	return w.Close(meta)
+}
+
+// ReadAll reads every record of the recording in file into memory, with
+// the recording's metadata as known at its end (every name it holds, the
+// trailer).
+func ReadAll(file string) ([][]byte, Meta, error) {
+	r, err := OpenFile(file)
+	if err != nil {
+		return nil, Meta{}, err
+	}
+	defer r.Close()
+	var recs [][]byte
+	for {
+		rec, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return recs, r.Meta(), nil
+		}
+		if err != nil {
+			return nil, Meta{}, err
+		}
+		recs = append(recs, append([]byte(nil), rec...))
+	}
 }

@@ -3,8 +3,6 @@
 package recordtest
 
 import (
-	"errors"
-	"io"
 	"testing"
 
 	"github.com/pathtrace/pathtrace/internal/decode"
@@ -16,25 +14,12 @@ import (
 // recording with damaged reports, for tests of the readers.
 func RewriteReports(tb testing.TB, src, dst string, edit func(reports []byte) []byte) {
 	tb.Helper()
-	r, err := record.OpenFile(src)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer r.Close()
-	var recs [][]byte
-	for {
-		rec, err := r.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			tb.Fatalf("read %s: %v", src, err)
-		}
-		recs = append(recs, append([]byte(nil), rec...))
-	}
-	// After io.EOF the meta has every name of the recording: the copy
+	// The meta of the whole recording has every name it holds: the copy
 	// holds them all in its header.
-	meta := r.Meta()
+	recs, meta, err := record.ReadAll(src)
+	if err != nil {
+		tb.Fatalf("read %s: %v", src, err)
+	}
 	meta.Reports = edit(meta.Reports)
 	w, err := record.Create(dst, meta)
 	if err != nil {
