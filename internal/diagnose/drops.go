@@ -2,11 +2,11 @@ package diagnose
 
 import (
 	"fmt"
-	"path/filepath"
 	"strings"
 
 	"github.com/pathtrace/pathtrace/internal/doctor"
 	"github.com/pathtrace/pathtrace/internal/hop"
+	"github.com/pathtrace/pathtrace/internal/kernel"
 	"github.com/pathtrace/pathtrace/internal/stitch"
 )
 
@@ -387,11 +387,11 @@ func (d *drop) vethXmit() string {
 
 // netnsLabel names a node by its report, for when no hop names it.
 func netnsLabel(n *node) string {
-	switch dir := filepath.Dir(n.netns); {
-	case n.netns == "":
+	if n.netns == "" {
 		return "the tracer's own namespace"
-	case dir == "/run/netns" || dir == "/var/run/netns":
-		return filepath.Base(n.netns)
+	}
+	if name, ok := kernel.NetnsName(n.netns); ok {
+		return name
 	}
 	return n.netns
 }
