@@ -135,7 +135,7 @@ func ipvsIPTablesRules() string {
 	cidr := ClusterCIDR.String()
 	vip := ClusterIP.Addr().String() + "/32"
 	port := fmt.Sprint(ClusterIP.Port())
-	return nodeRules(nil,
+	return nodeRules(nil, nil,
 		fmt.Sprintf(`-A KUBE-SERVICES ! -s %s -d %s -p tcp -m tcp --dport %s -m comment --comment "Kubernetes service cluster ip + port for masquerade purpose" -j KUBE-MARK-MASQ`, cidr, vip, port),
 		fmt.Sprintf(`-A KUBE-SERVICES -d %s -p tcp -m tcp --dport %s -j ACCEPT`, vip, port),
 	)

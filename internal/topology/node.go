@@ -86,17 +86,23 @@ func (n *Node) IPTablesLegacy(args ...string) error {
 }
 
 // loadIPTables loads the rules kube-proxy (iptables mode) and flanneld would have installed,
-// in one iptables-restore call.
-func (n *Node) loadIPTables(ctx context.Context) error {
-	if _, err := runInNetns(ctx, n.NetnsName, []byte(iptablesRules()), "iptables-restore"); err != nil {
+// in one iptables-restore call; with noEndpoints, also kube-proxy's rules for the Service
+// without endpoints.
+func (n *Node) loadIPTables(ctx context.Context, noEndpoints bool) error {
+	var filter []string
+	if noEndpoints {
+		filter = noEndpointsFilter()
+	}
+	if _, err := runInNetns(ctx, n.NetnsName, []byte(iptablesRules(filter)), "iptables-restore"); err != nil {
 		return fmt.Errorf("load iptables rules: %w", err)
 	}
 	return nil
 }
 
 // iptablesRules is the iptables-restore input for a node: kube-proxy's chains for the one
-// service (ClusterIP → ServerAddr) and flannel's masquerade and forward rules.
-func iptablesRules() string {
+// service (ClusterIP → ServerAddr), filter are more filter table lines, and flannel's
+// masquerade and forward rules.
+func iptablesRules(filter []string) string {
 	svc, sep := ServiceChain, EndpointChain
 	cidr := ClusterCIDR.String()
 	vip := ClusterIP.Addr().String() + "/32"
@@ -104,7 +110,7 @@ func iptablesRules() string {
 	ep := ServerAddr.String()
 	epIP := ServerAddr.Addr().String() + "/32"
 	spn := ServicePortName
-	return nodeRules([]string{svc, sep},
+	return nodeRules([]string{svc, sep}, filter,
 		fmt.Sprintf(`-A KUBE-SERVICES -d %s -p tcp -m comment --comment "%s cluster IP" -m tcp --dport %s -j %s`, vip, spn, port, svc),
 		fmt.Sprintf(`-A %s ! -s %s -d %s -p tcp -m comment --comment "%s cluster IP" -m tcp --dport %s -j KUBE-MARK-MASQ`, svc, cidr, vip, spn, port),
 		fmt.Sprintf(`-A %s -m comment --comment "%s -> %s" -j %s`, svc, spn, ep, sep),
@@ -115,8 +121,9 @@ func iptablesRules() string {
 
 // nodeRules is the iptables-restore input both kube-proxy modes share:
 // kube-proxy's entry and masquerade chains and flannel's masquerade and
-// forward rules, with the mode's own nat chains and service rules.
-func nodeRules(chains []string, serviceRules ...string) string {
+// forward rules, with the mode's own nat chains and service rules, and
+// filter table lines (chains, then rules) before flannel's.
+func nodeRules(chains, filter []string, serviceRules ...string) string {
 	cidr := ClusterCIDR.String()
 	var b strings.Builder
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format+"\n", a...) }
@@ -147,6 +154,9 @@ func nodeRules(chains []string, serviceRules ...string) string {
 	w(":INPUT ACCEPT [0:0]")
 	w(":FORWARD ACCEPT [0:0]")
 	w(":OUTPUT ACCEPT [0:0]")
+	for _, l := range filter {
+		w("%s", l)
+	}
 	w(`-A FORWARD -s %s -m comment --comment "flanneld forward" -j ACCEPT`, cidr)
 	w(`-A FORWARD -d %s -m comment --comment "flanneld forward" -j ACCEPT`, cidr)
 	w("COMMIT")

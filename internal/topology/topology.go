@@ -35,6 +35,14 @@ type Options struct {
 	// server-local pod on node1) and kube-proxy's masquerade rules. Build
 	// fails with ErrNoIPVS where the kernel has no IPVS.
 	IPVS bool
+	// NoEndpoints adds a second Service, NoEndpointsService, with a
+	// ClusterIP (NoEndpointsAddr) and a NodePort (NoEndpointsNodePort) but
+	// no endpoints, written as kube-proxy writes one in the mode given
+	// (KubeProxyIPTables, KubeProxyNFTables; the rest of kube-proxy's rules
+	// stay iptables-nft's), and routes ServiceCIDR through eth0. Not with
+	// IPVS, whose Service without endpoints is a virtual service without
+	// real servers (Node.AddIPVSService).
+	NoEndpoints KubeProxyMode
 }
 
 // Cluster is a built demo cluster. Close removes it.
@@ -89,6 +97,9 @@ func Build(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	}
 	if !prefixRE.MatchString(prefix) {
 		return nil, fmt.Errorf("invalid prefix %q: want up to 32 letters, digits, '_', '.', '-'", prefix)
+	}
+	if opts.IPVS && opts.NoEndpoints != NoService {
+		return nil, errors.New("a Service without endpoints in IPVS mode is a virtual service without real servers: use Node.AddIPVSService")
 	}
 
 	loadModules(ctx, opts)
@@ -167,7 +178,10 @@ func Build(ctx context.Context, opts Options) (_ *Cluster, err error) {
 			}
 			continue
 		}
-		if err := n.loadIPTables(ctx); err != nil {
+		if err := n.loadIPTables(ctx, opts.NoEndpoints == KubeProxyIPTables); err != nil {
+			return nil, fmt.Errorf("node %s: %w", n.Name, err)
+		}
+		if err := n.addNoEndpoints(opts.NoEndpoints); err != nil {
 			return nil, fmt.Errorf("node %s: %w", n.Name, err)
 		}
 	}
