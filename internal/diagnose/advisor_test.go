@@ -31,6 +31,11 @@ func (f *fakeNet) IPVS() (doctor.IPVS, error) {
 	return *f.ipvs, nil
 }
 func (f *fakeNet) LegacyChains(string) ([]string, error) { return nil, nil }
+func (f *fakeNet) NFTRules(string, string, []string) ([]doctor.Rule, error) {
+	return nil, nil
+}
+func (f *fakeNet) NFTMap(string, string, string) ([]doctor.MapElement, error) { return nil, nil }
+func (f *fakeNet) LegacyRules(string) ([]doctor.Rule, error)                  { return nil, nil }
 
 func file(s string) *fstest.MapFile { return &fstest.MapFile{Data: []byte(s + "\n")} }
 

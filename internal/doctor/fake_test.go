@@ -2,6 +2,7 @@ package doctor
 
 import (
 	"net/netip"
+	"slices"
 	"testing/fstest"
 )
 
@@ -15,6 +16,12 @@ type fakeNet struct {
 	ipvsErr   error
 	legacy    map[string][]string
 	legacyErr error
+	// Rules by "FAMILY TABLE" for nf_tables, by table for legacy; map
+	// elements by "FAMILY TABLE MAP".
+	nftRules    map[string][]Rule
+	legacyRules map[string][]Rule
+	maps        map[string][]MapElement
+	rulesErr    error
 
 	legacyAsked []string
 }
@@ -26,6 +33,20 @@ func (f *fakeNet) LegacyChains(table string) ([]string, error) {
 	f.legacyAsked = append(f.legacyAsked, table)
 	return f.legacy[table], f.legacyErr
 }
+
+func (f *fakeNet) NFTRules(family, table string, chains []string) ([]Rule, error) {
+	var out []Rule
+	for _, r := range f.nftRules[family+" "+table] {
+		if slices.Contains(chains, r.Chain) {
+			out = append(out, r)
+		}
+	}
+	return out, f.rulesErr
+}
+func (f *fakeNet) NFTMap(family, table, name string) ([]MapElement, error) {
+	return f.maps[family+" "+table+" "+name], f.rulesErr
+}
+func (f *fakeNet) LegacyRules(table string) ([]Rule, error) { return f.legacyRules[table], f.rulesErr }
 
 func file(s string) *fstest.MapFile { return &fstest.MapFile{Data: []byte(s)} }
 

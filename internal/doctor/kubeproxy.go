@@ -25,8 +25,8 @@ func (c *collector) kubeProxy() (KubeProxy, []Item) {
 		Check: "nft list chain ip nat KUBE-SERVICES | head", Status: StatusInfo}
 	tblItem := Item{ID: "kube_proxy.nftables_table", Name: "nftables table kube-proxy",
 		Check: "nft list tables | grep kube-proxy", Status: StatusInfo}
-	tables, err := c.net.NFTables()
-	if err != nil {
+	tables, tablesErr := c.net.NFTables()
+	if err := tablesErr; err != nil {
 		for _, it := range []*Item{&nftItem, &tblItem} {
 			it.Value, it.Status, it.Source = "unknown", StatusUnknown, err.Error()
 			it.Explain = "cannot list nf_tables over netlink (needs CAP_NET_ADMIN)"
@@ -104,6 +104,9 @@ func (c *collector) kubeProxy() (KubeProxy, []Item) {
 		}
 	}
 
+	var noEndpoints Item
+	kp.NoEndpoints, noEndpoints = c.noEndpoints(tables, tablesErr, kp.NFTablesFamilies)
+
 	kp.Mode = kubeProxyMode(kp, ipvsUnknown)
 	mode := Item{ID: "kube_proxy.mode", Name: "kube-proxy mode", Value: kp.Mode, Status: StatusInfo,
 		Check:  "curl -s localhost:10249/proxyMode",
@@ -125,7 +128,7 @@ func (c *collector) kubeProxy() (KubeProxy, []Item) {
 		mode.Status = StatusWarn
 		mode.Explain = "rules of more than one mode (" + mixed + "): leftovers of a mode switch can still catch Service traffic"
 	}
-	items = append(items, mode, nftItem, legItem, tblItem, ipvsDev, ipvsItem)
+	items = append(items, mode, nftItem, legItem, tblItem, ipvsDev, ipvsItem, noEndpoints)
 	return kp, items
 }
 

@@ -315,6 +315,14 @@ func (liveNet) LegacyChains(table string) ([]string, error) {
 	return parseIPTablesSave(out), nil
 }
 
+func (liveNet) LegacyRules(table string) ([]Rule, error) {
+	b, err := iptLegacyEntries(table)
+	if err != nil {
+		return nil, err
+	}
+	return parseIPTRules(b)
+}
+
 // parseIPTablesSave returns the chain names declared (":NAME POLICY ...") in
 // iptables-save output.
 func parseIPTablesSave(out []byte) []string {

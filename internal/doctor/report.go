@@ -1,5 +1,7 @@
 package doctor
 
+import "strings"
+
 // SchemaVersion is the version of the Report JSON shape. It changes only when
 // a field is removed or changes meaning; new fields do not bump it.
 const SchemaVersion = 1
@@ -84,6 +86,49 @@ type KubeProxy struct {
 	// KubeIPVS0: the kube-ipvs0 dummy device that holds IPVS service IPs.
 	KubeIPVS0 Presence `json:"kube_ipvs0"`
 	IPVS      IPVS     `json:"ipvs"`
+	// NoEndpoints lists kube-proxy's rules for Service ports without
+	// endpoints, which reject or drop every packet sent to them: the first
+	// MaxVirtualServices of them (sorted), read from the iptables filter
+	// table (iptables-nft and iptables-legacy) and from the nftables
+	// kube-proxy table's no-endpoint maps.
+	NoEndpoints []NoEndpointsRule `json:"no_endpoints,omitempty"`
+}
+
+// NoEndpointsRule is one rule kube-proxy writes for a Service port that has
+// no endpoints: packets to its address and port are rejected (ICMP port
+// unreachable) or dropped before any DNAT.
+type NoEndpointsRule struct {
+	// Service is the Service port as kube-proxy names it in the rule:
+	// "NAMESPACE/NAME", with ":PORT-NAME" for a named port.
+	Service string `json:"service"`
+	// Address is the ClusterIP, external IP or load-balancer IP; "" for a
+	// NodePort, which the rule matches on every local address.
+	Address  string `json:"address"`
+	Protocol string `json:"protocol"` // "TCP", "UDP", "SCTP"
+	Port     uint16 `json:"port"`     // the Service port, or the NodePort
+	NodePort bool   `json:"node_port,omitempty"`
+	// Action is "reject" (kube-proxy's answer when the Service has no
+	// endpoints at all) or "drop" (it has endpoints, but its traffic
+	// policy is Local and none is on this node).
+	Action string `json:"action"`
+	// Rule says where the rule is, in the words of the tool that lists
+	// it: "iptables-nft filter KUBE-SERVICES", "iptables-legacy filter
+	// KUBE-EXTERNAL-SERVICES", "nftables ip kube-proxy no-endpoint-services".
+	Rule string `json:"rule"`
+}
+
+// NoEndpoints actions.
+const (
+	ActionReject = "reject"
+	ActionDrop   = "drop"
+)
+
+// NamespaceName splits Service into the Service's namespace and name
+// (without the port name); ok is false when it is not "NAMESPACE/NAME".
+func (r NoEndpointsRule) NamespaceName() (ns, name string, ok bool) {
+	ns, name, ok = strings.Cut(r.Service, "/")
+	name, _, _ = strings.Cut(name, ":")
+	return ns, name, ok && ns != "" && name != ""
 }
 
 // IPVS summarises the kernel's IPVS virtual services.

@@ -363,3 +363,66 @@ func TestLiveIPVSLayout(t *testing.T) {
 		t.Errorf("IPVS item %+v, want a warning naming TCP 10.96.0.20:80", it)
 	}
 }
+
+// TestLiveNoEndpoints builds the demo cluster with a Service without
+// endpoints as kube-proxy's iptables mode (iptables-nft) and its nftables
+// mode write it, and checks that node1's report reads the rules from the
+// kernel: the ClusterIP and the NodePort, both rejected.
+func TestLiveNoEndpoints(t *testing.T) {
+	testutil.RequireRoot(t)
+	for _, tc := range []struct {
+		mode       topology.KubeProxyMode
+		svc, nport string
+	}{
+		{topology.KubeProxyIPTables, "iptables-nft filter KUBE-SERVICES", "iptables-nft filter KUBE-EXTERNAL-SERVICES"},
+		{topology.KubeProxyNFTables, "nftables ip kube-proxy no-endpoint-services", "nftables ip kube-proxy no-endpoint-nodeports"},
+	} {
+		t.Run(tc.mode.String(), func(t *testing.T) {
+			c, err := topology.Build(context.Background(), topology.Options{NoEndpoints: tc.mode})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Close() })
+			r := collectLive(t, c.Node(topology.Node1).NetnsName)
+			want := []NoEndpointsRule{
+				{Service: topology.NoEndpointsService, Protocol: "TCP", Port: topology.NoEndpointsNodePort, NodePort: true, Action: ActionReject, Rule: tc.nport},
+				{Service: topology.NoEndpointsService, Address: topology.NoEndpointsAddr.Addr().String(), Protocol: "TCP",
+					Port: topology.NoEndpointsAddr.Port(), Action: ActionReject, Rule: tc.svc},
+			}
+			if got := r.KubeProxy.NoEndpoints; !slices.Equal(got, want) {
+				t.Errorf("no-endpoint rules %+v, want %+v", got, want)
+			}
+			wantStatus(t, r, "kube_proxy.no_endpoints", StatusWarn, "2 Service ports: default/nosvc:http NodePort 30081/TCP reject, default/nosvc:http 10.96.0.11:80/TCP reject")
+		})
+	}
+}
+
+// TestLiveNoEndpointsLegacy reads kube-proxy's REJECT rules from a legacy
+// filter table with getsockopt.
+func TestLiveNoEndpointsLegacy(t *testing.T) {
+	ns, _, _ := testNetns(t, "nelegacy")
+	testutil.Require(t, testutil.Tool("iptables-legacy-restore"))
+	rules := `*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:KUBE-SERVICES - [0:0]
+-A FORWARD -m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-A KUBE-SERVICES -d 10.96.0.11/32 -p tcp -m comment --comment "default/nosvc:http has no endpoints" -m tcp --dport 80 -j REJECT --reject-with icmp-port-unreachable
+-A KUBE-SERVICES -d 10.96.0.12/32 -p udp -m comment --comment "kube-system/dns:dns has no local endpoints" -m udp --dport 53 -j DROP
+COMMIT
+`
+	cmd := exec.Command("ip", "netns", "exec", ns, "iptables-legacy-restore")
+	cmd.Stdin = strings.NewReader(rules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("iptables-legacy-restore: %v\n%s", err, out)
+	}
+	r := collectLive(t, ns)
+	want := []NoEndpointsRule{
+		{Service: "default/nosvc:http", Address: "10.96.0.11", Protocol: "TCP", Port: 80, Action: ActionReject, Rule: "iptables-legacy filter KUBE-SERVICES"},
+		{Service: "kube-system/dns:dns", Address: "10.96.0.12", Protocol: "UDP", Port: 53, Action: ActionDrop, Rule: "iptables-legacy filter KUBE-SERVICES"},
+	}
+	if got := r.KubeProxy.NoEndpoints; !slices.Equal(got, want) {
+		t.Errorf("no-endpoint rules %+v, want %+v", got, want)
+	}
+}

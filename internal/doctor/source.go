@@ -35,6 +35,56 @@ type NetSource interface {
 	// (iptables-legacy). Collect only asks for a table that
 	// /proc/net/ip_tables_names lists, so asking never creates it.
 	LegacyChains(table string) ([]string, error)
+	// NFTRules lists the rules of the named chains of an nf_tables table
+	// (iptables-nft's rules live in these tables too); a chain the table
+	// does not have has none.
+	NFTRules(family, table string, chains []string) ([]Rule, error)
+	// NFTMap lists the elements of a verdict map of an nf_tables table
+	// whose key is an address, a protocol and a port, or a protocol and a
+	// port; a map that does not exist has none.
+	NFTMap(family, table, name string) ([]MapElement, error)
+	// LegacyRules lists the rules of a legacy x_tables table. Collect only
+	// asks for a table that /proc/net/ip_tables_names lists.
+	LegacyRules(table string) ([]Rule, error)
+}
+
+// Rule is a firewall rule as far as the report reads rules: the matches of
+// kube-proxy's rules for Services without endpoints, and the verdict.
+type Rule struct {
+	// Chain is the chain the rule is in; "" for a built-in chain of a
+	// legacy table.
+	Chain   string
+	Comment string       // -m comment
+	Dst     netip.Prefix // -d; invalid when the rule does not match the destination
+	// DstLocal is -m addrtype --dst-type LOCAL: any address of the node.
+	DstLocal bool
+	Proto    uint8  // -p; 0 when any
+	DPort    uint16 // --dport of one port; 0 when any
+	// Verdict is VerdictReject, VerdictDrop, VerdictAccept, "jump CHAIN",
+	// "goto CHAIN", or another target's name ("DNAT", "MARK", ...).
+	Verdict string
+	// Other is set when the rule also matches on something else (a
+	// source, an interface, an inverted match, a range of ports, ...): it
+	// applies only to some of the packets the fields above describe.
+	Other bool
+}
+
+// Verdicts of Rule and MapElement.
+const (
+	VerdictAccept = "accept"
+	VerdictDrop   = "drop"
+	VerdictReject = "reject"
+)
+
+// MapElement is one element of an nf_tables verdict map keyed by address,
+// protocol and port.
+type MapElement struct {
+	Addr    netip.Addr // invalid when the key has no address
+	Proto   uint8
+	Port    uint16
+	Comment string
+	// Verdict is VerdictDrop, VerdictAccept, "goto CHAIN" or "jump CHAIN".
+	Verdict string
 }
 
 // Link is a network device as the report needs it.
