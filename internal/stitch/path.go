@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pathtrace/pathtrace/internal/decode"
 	"github.com/pathtrace/pathtrace/internal/hop"
 )
 
@@ -136,6 +137,11 @@ type Path struct {
 	Events  int  // events stitched into this path
 	Clipped bool // more hops than the stitcher keeps per path; the rest were counted, not kept
 
+	// Answers is, on the path of an ICMP error, the packet the error
+	// answers as the error quotes it, read from the bytes captured of it;
+	// nil when none were (no snaplen) or the path is no ICMP error.
+	Answers *decode.Tuple
+
 	// Warnings are things on the path worth knowing even without a drop
 	// (bridged traffic that netfilter cannot see, a packet larger than the
 	// overlay MTU, ...); filled by internal/diagnose.
@@ -148,6 +154,7 @@ func (p *Path) Clone() *Path {
 	c := *p
 	c.Hops = slices.Clone(p.Hops)
 	c.Warnings = slices.Clone(p.Warnings)
+	c.Answers = clonePtr(p.Answers)
 	for i := range c.Hops {
 		h := &c.Hops[i]
 		h.NAT = clonePtr(h.NAT)

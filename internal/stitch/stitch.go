@@ -180,6 +180,7 @@ func (s *Stitcher) Add(ev *decode.Event) {
 	t.last = max(t.last, ev.TS)
 	t.path.Events++
 	s.apply(t, ev)
+	quote(t.path, ev)
 	if ev.Kind == decode.KindDrop || ev.Kind == decode.KindConsume {
 		s.complete(t, ev.TS)
 	}
