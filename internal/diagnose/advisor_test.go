@@ -20,10 +20,23 @@ import (
 type fakeNet struct {
 	links []doctor.Link
 	ipvs  *doctor.IPVS // nil: no IPVS on the node
+	// kube-proxy's filter rules (in iptables-nft's ip filter table) and
+	// nftables mode's maps by name (in its ip kube-proxy table).
+	rules []doctor.Rule
+	maps  map[string][]doctor.MapElement
 }
 
-func (f *fakeNet) Links() ([]doctor.Link, error)       { return f.links, nil }
-func (f *fakeNet) NFTables() ([]doctor.NFTable, error) { return nil, nil }
+func (f *fakeNet) Links() ([]doctor.Link, error) { return f.links, nil }
+func (f *fakeNet) NFTables() ([]doctor.NFTable, error) {
+	var ts []doctor.NFTable
+	if f.rules != nil {
+		ts = append(ts, doctor.NFTable{Family: "ip", Name: "filter", Chains: []string{"FORWARD", "KUBE-EXTERNAL-SERVICES", "KUBE-SERVICES"}})
+	}
+	if f.maps != nil {
+		ts = append(ts, doctor.NFTable{Family: "ip", Name: "kube-proxy"})
+	}
+	return ts, nil
+}
 func (f *fakeNet) IPVS() (doctor.IPVS, error) {
 	if f.ipvs == nil {
 		return doctor.IPVS{}, doctor.ErrIPVSUnavailable
@@ -32,10 +45,10 @@ func (f *fakeNet) IPVS() (doctor.IPVS, error) {
 }
 func (f *fakeNet) LegacyChains(string) ([]string, error) { return nil, nil }
 func (f *fakeNet) NFTRules(string, string, []string) ([]doctor.Rule, error) {
-	return nil, nil
+	return f.rules, nil
 }
-func (f *fakeNet) NFTMap(string, string, string) ([]doctor.MapElement, error) { return nil, nil }
-func (f *fakeNet) LegacyRules(string) ([]doctor.Rule, error)                  { return nil, nil }
+func (f *fakeNet) NFTMap(_, _, name string) ([]doctor.MapElement, error) { return f.maps[name], nil }
+func (f *fakeNet) LegacyRules(string) ([]doctor.Rule, error)             { return nil, nil }
 
 func file(s string) *fstest.MapFile { return &fstest.MapFile{Data: []byte(s + "\n")} }
 

@@ -36,6 +36,9 @@ func (a *Advisor) advise(p *stitch.Path, i int) string {
 		return d.ipvs()
 	}
 	if d.by != nil || h.Reason == "NETFILTER_DROP" || (noReason(h) && netfilterFunc(h)) {
+		if s := d.noEndpoints(); s != "" {
+			return s
+		}
 		return d.netfilter()
 	}
 	if d.forwardingOff() {

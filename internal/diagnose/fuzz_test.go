@@ -37,6 +37,12 @@ func FuzzReports(f *testing.F) {
 	f.Add(bytes.Replace(v1, []byte(`"value":"0 (off)"`), []byte(`"value":""`), 1))
 	f.Add(bytes.Replace(fresh, []byte(`"state":"present","value":1`), []byte(`"state":"present"`), 1))
 	f.Add([]byte(`{"4026531840":{"facts":{"conntrack":{"count":{"state":"present","value":5},"max":{"state":"present","value":0}}}}}`))
+	kp, err := doctor.Collect(context.Background(), doctor.Options{Netns: "node1", FS: nodeFS(), Net: &fakeNet{links: flannelLinks(), rules: kubeProxyRules()}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	withRules, _ := json.Marshal(map[uint32]*doctor.Report{inoNode1: kp})
+	f.Add(withRules)
 	// The reports of the committed recordings, made on a real kernel.
 	files, _ := filepath.Glob("../../testdata/pcaps/*.pcapng")
 	for _, file := range files {
@@ -84,5 +90,18 @@ func pathsThrough(inode uint32) []*stitch.Path {
 	ipvs := at(hop.IPVS, "cni0", 60)
 	ipvs.IPVS = &stitch.IPVS{Service: netip.MustParseAddrPort("10.96.0.10:80"), RealServer: server}
 	ps = append(ps, path(rx, ipvs))
+	// Packets to Services without endpoints, and the errors answering them.
+	for _, hook := range []hop.Hook{hop.Forward, hop.Input} {
+		for _, dst := range []netip.AddrPort{noSvc, nodePortSv} {
+			p := synTo(dst, 6, hook, "NETFILTER_DROP")
+			for i := range p.Hops {
+				p.Hops[i].NetnsInode = inode
+			}
+			ps = append(ps, p)
+			q := portUnreachable(dst.Addr(), quoted(6, dst))
+			q.Hops[0].NetnsInode = inode
+			ps = append(ps, q)
+		}
+	}
 	return ps
 }

@@ -1,6 +1,7 @@
 package diagnose
 
 import (
+	"fmt"
 	"net/netip"
 	"strings"
 
@@ -21,6 +22,37 @@ type node struct {
 	// ipvs holds the IPVS virtual services by "PROTO addr:port" ("TCP
 	// 10.96.0.10:80"); nil when the report has none.
 	ipvs map[string]doctor.VirtualService
+	// noEndpoints holds kube-proxy's rules for Service ports without
+	// endpoints by noEndpointsKey; nil when the report has none.
+	noEndpoints map[string]doctor.NoEndpointsRule
+}
+
+// noEndpointsKey is "PROTO addr:port" ("TCP 10.96.0.11:80") for a Service
+// address, "PROTO NodePort port" for a NodePort.
+func noEndpointsKey(proto string, addr netip.Addr, port uint16, nodePort bool) string {
+	if nodePort {
+		return fmt.Sprintf("%s NodePort %d", proto, port)
+	}
+	return proto + " " + netip.AddrPortFrom(addr, port).String()
+}
+
+// noEndpointsRule returns kube-proxy's rule for packets of protocol proto
+// to dst, as the report saw it: the rule for the Service address dst, else,
+// when dst is (or may be) an address of the node itself (local), the rule
+// for a NodePort.
+func (n *node) noEndpointsRule(proto uint8, dst netip.AddrPort, local bool) (doctor.NoEndpointsRule, bool) {
+	name := doctor.ProtocolName(proto)
+	if n == nil || n.noEndpoints == nil || name == "" || !dst.IsValid() {
+		return doctor.NoEndpointsRule{}, false
+	}
+	if r, ok := n.noEndpoints[noEndpointsKey(name, dst.Addr(), dst.Port(), false)]; ok {
+		return r, true
+	}
+	if !local {
+		return doctor.NoEndpointsRule{}, false
+	}
+	r, ok := n.noEndpoints[noEndpointsKey(name, netip.Addr{}, dst.Port(), true)]
+	return r, ok
 }
 
 // virtualService returns the IPVS virtual service at addr for protocol
@@ -42,6 +74,16 @@ func newNode(r *doctor.Report) *node {
 	n.overlays = r.Network.Overlays
 	n.bridges = r.Network.Bridges
 	n.legacyIPT = r.KubeProxy.KubeServicesLegacy == doctor.Present && r.KubeProxy.KubeServicesNFT != doctor.Present
+	for _, r := range r.KubeProxy.NoEndpoints {
+		addr, err := netip.ParseAddr(r.Address)
+		if err != nil && !r.NodePort {
+			continue
+		}
+		if n.noEndpoints == nil {
+			n.noEndpoints = make(map[string]doctor.NoEndpointsRule)
+		}
+		n.noEndpoints[noEndpointsKey(r.Protocol, addr, r.Port, r.NodePort)] = r
+	}
 	for _, vs := range r.KubeProxy.IPVS.VirtualServices {
 		if n.ipvs == nil {
 			n.ipvs = make(map[string]doctor.VirtualService)

@@ -3,7 +3,6 @@ package diagnose
 import (
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/pathtrace/pathtrace/internal/doctor"
 	"github.com/pathtrace/pathtrace/internal/hop"
@@ -31,7 +30,7 @@ func (a *Advisor) warnings(p *stitch.Path) []string {
 				a.label(p, inode), pct, count, limit, inNetns(n, "")))
 		}
 	}
-	if w := icmpError(p); w != "" {
+	if w := a.icmpError(p); w != "" {
 		ws = append(ws, w)
 	}
 	return ws
@@ -214,29 +213,48 @@ func sortedInodes(m map[uint32]*node) []uint32 {
 
 // icmpError explains a path that is itself an ICMP error, which answers an
 // earlier packet: for ICMP the tuple's ports carry the type and the code.
-func icmpError(p *stitch.Path) string {
+// Where the error's quote was captured (Path.Answers) it names the packet
+// it answers, and explains a port unreachable by it.
+func (a *Advisor) icmpError(p *stitch.Path) string {
 	if p.Proto != 1 {
 		return ""
 	}
 	typ, code := p.Src.Port(), p.Dst.Port()
-	var what string
+	q := p.Answers
+	if q != nil && !q.Valid() {
+		q = nil
+	}
+	// head names the error; why explains it, %s standing for the packet it
+	// answers.
+	var head, why string
 	switch {
-	case typ == 3 && code == 0:
-		what = "destination unreachable (net unreachable): it had no route for an earlier packet of " + p.Dst.Addr().String()
-	case typ == 3 && code == 1:
-		what = "destination unreachable (host unreachable): it could not reach the destination of an earlier packet of " + p.Dst.Addr().String()
 	case typ == 3 && code == 3:
-		what = "destination unreachable (port unreachable): nothing listened on the UDP port an earlier packet of " + p.Dst.Addr().String() + " was sent to"
+		return "This is an ICMP error from " + p.Src.Addr().String() + ", " + a.icmpUnreachablePort(p, q)
+	case typ == 3 && code == 0:
+		head, why = "destination unreachable (net unreachable)", "it had no route for %s"
+	case typ == 3 && code == 1:
+		head, why = "destination unreachable (host unreachable)", "it could not reach the destination of %s"
 	case typ == 3 && code == 4:
-		what = "fragmentation needed: an earlier packet of " + p.Dst.Addr().String() + " had DF set and was larger than the MTU of its route; the sender should lower its path MTU"
+		head, why = "fragmentation needed", "%s had DF set and was larger than the MTU of its route; the sender should lower its path MTU"
 	case typ == 3 && (code == 9 || code == 10 || code == 13):
-		what = "destination unreachable (administratively prohibited): a REJECT rule refused an earlier packet of " + p.Dst.Addr().String()
+		head, why = "destination unreachable (administratively prohibited)", "a REJECT rule refused %s"
 	case typ == 3:
-		what = fmt.Sprintf("destination unreachable (code %d) for an earlier packet of %s", code, p.Dst.Addr())
+		head, why = fmt.Sprintf("destination unreachable (code %d)", code), ""
 	case typ == 11:
-		what = "time exceeded: an earlier packet of " + p.Dst.Addr().String() + " ran out of TTL (a routing loop?)"
+		head, why = "time exceeded", "%s ran out of TTL (a routing loop?)"
 	default:
 		return ""
 	}
-	return strings.Join([]string{"This is an ICMP error from ", p.Src.Addr().String(), ", ", what, "."}, "")
+	it := "an earlier packet of " + p.Dst.Addr().String()
+	if q != nil {
+		head += " answering " + answered(q)
+		it = "it"
+	}
+	switch {
+	case why != "":
+		head += ": " + fmt.Sprintf(why, it)
+	case q == nil:
+		head += " for " + it
+	}
+	return "This is an ICMP error from " + p.Src.Addr().String() + ", " + head + "."
 }
