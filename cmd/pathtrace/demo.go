@@ -35,9 +35,7 @@ iptables rules for ClusterIP 10.96.0.10:80 -> 10.244.2.7:8080. It traces pod
 				return usageError{fmt.Errorf("--snaplen %d is out of range 0..%d", snaplen, loader.MaxSnaplen)}
 			}
 			opts := demo.Options{Trace: trace.Options{Log: f.logger(), Record: write}, Log: os.Stderr}
-			if write != "" {
-				opts.Trace.Loader.Snaplen = snaplen
-			}
+			opts.Trace.Loader.Snaplen = snaplen
 			sum, err := demo.Run(cmd.Context(), opts, out)
 			if sum.Backend != "" { // it ran: say what it saw
 				fmt.Fprintf(os.Stderr, "pathtrace: %s\n", sum)
@@ -47,6 +45,6 @@ iptables rules for ClusterIP 10.96.0.10:80 -> 10.244.2.7:8080. It traces pod
 	}
 	f.register(cmd)
 	cmd.Flags().StringVarP(&write, "write", "w", "", "also record the trace to this pcapng file, for pathtrace replay")
-	cmd.Flags().IntVar(&snaplen, "snaplen", 128, "bytes of each packet kept in the recording (0-256)")
+	cmd.Flags().IntVar(&snaplen, "snaplen", 128, "bytes of each packet captured and kept in the recording (0-256)")
 	return cmd
 }

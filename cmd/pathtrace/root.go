@@ -74,7 +74,7 @@ func (f *traceFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.readyFile, "ready-file", "", "write this file once everything is attached, so scripts can start traffic")
 	fl.StringVarP(&f.write, "write", "w", "", "record the trace to this pcapng file (mode 0600), for pathtrace replay")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print no paths, only the closing summary (with -w)")
-	fl.IntVar(&f.snaplen, "snaplen", 128, "bytes of each packet, from its IP header, kept in a recording (0-256; headers only by default)")
+	fl.IntVar(&f.snaplen, "snaplen", 128, "bytes of each packet, from its IP header, captured (an ICMP error is explained by the headers it quotes) and kept in a recording (0-256; headers only by default)")
 	fl.StringVarP(&f.read, "read", "r", "", "replay a recording instead of tracing (same as: pathtrace replay FILE)")
 	fl.StringVar(&f.backend, "backend", string(loader.ChoiceAuto), backendHelp)
 }
@@ -116,11 +116,9 @@ func (f *traceFlags) options() (trace.Options, error) {
 	if err != nil {
 		return opts, usageError{fmt.Errorf("--backend: %w", err)}
 	}
-	opts.Loader = loader.Options{PodIPs: ips, VXLANPorts: ports, Netns: f.netns, Backend: backend}
-	if f.write != "" {
-		opts.Record = f.write
-		opts.Loader.Snaplen = f.snaplen
-	}
+	// Live output and the replay of a recording see the same bytes.
+	opts.Loader = loader.Options{PodIPs: ips, VXLANPorts: ports, Netns: f.netns, Backend: backend, Snaplen: f.snaplen}
+	opts.Record = f.write
 	opts.Count = f.count
 	opts.ReadyFile = f.readyFile
 	opts.Log = f.logger()
