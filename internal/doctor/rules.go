@@ -23,16 +23,25 @@ func nftFamilyByName(name string) (nftables.TableFamily, error) {
 	return 0, fmt.Errorf("unknown nftables family %q", name)
 }
 
-func (liveNet) NFTRules(family, table string, chains []string) ([]Rule, error) {
+// nftTable opens nf_tables netlink in the calling thread's namespace for
+// a table of the family nft names family.
+func nftTable(family, table string) (*nftables.Conn, *nftables.Table, error) {
 	fam, err := nftFamilyByName(family)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	c, err := nftables.New()
 	if err != nil {
-		return nil, fmt.Errorf("open nftables netlink: %w", err)
+		return nil, nil, fmt.Errorf("open nftables netlink: %w", err)
 	}
-	t := &nftables.Table{Name: table, Family: fam}
+	return c, &nftables.Table{Name: table, Family: fam}, nil
+}
+
+func (liveNet) NFTRules(family, table string, chains []string) ([]Rule, error) {
+	c, t, err := nftTable(family, table)
+	if err != nil {
+		return nil, err
+	}
 	var out []Rule
 	for _, ch := range chains {
 		rules, err := c.GetRules(t, &nftables.Chain{Name: ch, Table: t})
@@ -43,22 +52,18 @@ func (liveNet) NFTRules(family, table string, chains []string) ([]Rule, error) {
 			return nil, fmt.Errorf("list nftables rules of %s %s %s: %w", family, table, ch, err)
 		}
 		for _, r := range rules {
-			out = append(out, nftRule(ch, fam, r.Exprs, r.UserData))
+			out = append(out, nftRule(ch, t.Family, r.Exprs, r.UserData))
 		}
 	}
 	return out, nil
 }
 
 func (liveNet) NFTMap(family, table, name string) ([]MapElement, error) {
-	fam, err := nftFamilyByName(family)
+	c, t, err := nftTable(family, table)
 	if err != nil {
 		return nil, err
 	}
-	c, err := nftables.New()
-	if err != nil {
-		return nil, fmt.Errorf("open nftables netlink: %w", err)
-	}
-	s, err := c.GetSetByName(&nftables.Table{Name: table, Family: fam}, name)
+	s, err := c.GetSetByName(t, name)
 	if errors.Is(err, unix.ENOENT) {
 		return nil, nil
 	}
