@@ -139,11 +139,15 @@ func (a *Advisor) icmpUnreachablePort(p *stitch.Path, q *decode.Tuple) string {
 		return fmt.Sprintf("%s: the Service %s has no ready endpoints, and kube-proxy's rule for it (%s) rejects its packets. Check: %s",
 			about, serviceName(r), r.Rule, serviceChecks(r, q.Dst, false)[0])
 	}
+	if vs, ok := a.answeredVirtualService(p, q); ok {
+		return fmt.Sprintf("%s: IPVS had no real server for the virtual service %s (%s when the trace started): in Kubernetes, the Service has no ready endpoints. Check: ipvsadm -Ln -t %s",
+			about, vs.Address, plural(vs.RealServers, "real server", "real servers"), vs.Address)
+	}
 	switch q.Proto {
 	case decode.ProtoUDP:
 		return fmt.Sprintf("%s: nothing listened on UDP port %d at %s, or a REJECT rule refused the datagram.", about, q.Dst.Port(), q.Dst.Addr())
 	case decode.ProtoTCP:
-		return about + ": a REJECT rule refused it (TCP itself answers a closed port with a reset, not with ICMP)."
+		return about + ": a REJECT rule refused it, or IPVS for a virtual service without real servers (TCP itself answers a closed port with a reset, not with ICMP)."
 	}
 	return about + ": nothing took it at that port, or a REJECT rule refused it."
 }
@@ -175,16 +179,35 @@ func (a *Advisor) answeredRule(p *stitch.Path, q *decode.Tuple) (doctor.NoEndpoi
 		return doctor.NoEndpointsRule{}, false
 	}
 	local := p.Src.Addr() == q.Dst.Addr()
+	for _, ino := range a.inodesFor(p) {
+		if r, ok := a.nodes[ino].noEndpointsRule(q.Proto, q.Dst, local); ok {
+			return r, true
+		}
+	}
+	return doctor.NoEndpointsRule{}, false
+}
+
+// answeredVirtualService finds the IPVS virtual service the packet an ICMP
+// error answers was sent to, in the reports as answeredRule looks.
+func (a *Advisor) answeredVirtualService(p *stitch.Path, q *decode.Tuple) (doctor.VirtualService, bool) {
+	if !q.HasPorts {
+		return doctor.VirtualService{}, false
+	}
+	for _, ino := range a.inodesFor(p) {
+		if vs, ok := a.nodes[ino].virtualService(q.Proto, q.Dst); ok {
+			return vs, true
+		}
+	}
+	return doctor.VirtualService{}, false
+}
+
+// inodesFor lists the reported nodes, those p crossed first.
+func (a *Advisor) inodesFor(p *stitch.Path) []uint32 {
 	inodes := a.crossed(p)
 	for _, ino := range sortedInodes(a.nodes) {
 		if !slices.Contains(inodes, ino) {
 			inodes = append(inodes, ino)
 		}
 	}
-	for _, ino := range inodes {
-		if r, ok := a.nodes[ino].noEndpointsRule(q.Proto, q.Dst, local); ok {
-			return r, true
-		}
-	}
-	return doctor.NoEndpointsRule{}, false
+	return inodes
 }

@@ -168,8 +168,14 @@ func TestWarningICMPAnswers(t *testing.T) {
 	lacks(t, "port unreachable for another node's port", got, "no ready endpoints")
 
 	got = warn(portUnreachable(bridge, quoted(6, ap("10.244.2.7:81"))))
-	contains(t, "port unreachable for TCP", got, "answering TCP 10.244.2.7:81 from 10.244.1.5:40312: a REJECT rule refused it (TCP itself answers a closed port with a reset")
+	contains(t, "port unreachable for TCP", got, "answering TCP 10.244.2.7:81 from 10.244.1.5:40312: a REJECT rule refused it", "(TCP itself answers a closed port with a reset, not with ICMP)")
 	lacks(t, "port unreachable for TCP", got, "UDP", "no ready endpoints")
+
+	ipvs := New(map[uint32]*doctor.Report{inoNode1: ipvsReport(t)})
+	vsp := portUnreachable(netip.MustParseAddr("10.96.0.20"), quoted(6, ap("10.96.0.20:80")))
+	ipvs.Annotate(vsp)
+	contains(t, "port unreachable from IPVS", vsp.Warnings[0], "answering TCP 10.96.0.20:80 from 10.244.1.5:40312: IPVS had no real server for the virtual service 10.96.0.20:80 (0 real servers when the trace started)",
+		"the Service has no ready endpoints. Check: ipvsadm -Ln -t 10.96.0.20:80")
 
 	got = warn(portUnreachable(netip.MustParseAddr("10.244.2.7"), quoted(17, ap("10.244.2.7:9999"))))
 	contains(t, "port unreachable for UDP", got, "answering UDP 10.244.2.7:9999 from 10.244.1.5:40312: nothing listened on UDP port 9999 at 10.244.2.7, or a REJECT rule refused the datagram")
