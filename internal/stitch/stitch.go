@@ -76,6 +76,10 @@ type Stats struct {
 	// clone of a queued packet that neighbour resolution uses to send its
 	// ARP request.
 	Freed uint64
+	// Foreign is the number of events not stitched because they showed
+	// another packet than the one followed on their skb: a frame that is
+	// not IPv4 (ARP, IPv6) on a reused skb, or a free of another packet.
+	Foreign uint64
 }
 
 // Stitcher joins events into paths and emits each path once, completed,
@@ -125,6 +129,12 @@ type track struct {
 	// device (the VXLAN device) the next unencapsulated event tells; -1
 	// when none.
 	decapHop int
+
+	// The packet's identity (identity.go): its innermost tuple at the
+	// newest event, whether a netfilter hop or an IPVS hop was seen.
+	cur   decode.Tuple
+	sawNF bool
+	ipvs  bool
 }
 
 // New returns a stitcher that passes each completed path to emit. An error
@@ -167,6 +177,22 @@ func (s *Stitcher) Add(ev *decode.Event) {
 		s.complete(t, min(t.last+idle, ev.TS))
 		t = nil
 	}
+	if s.foreign(t, ev) {
+		// Another packet's frame or free: not this path's, and no path
+		// of its own (identity.go). A free tells that the followed
+		// packet is gone.
+		s.stats.Foreign++
+		if t != nil && isFree(ev.Kind) {
+			s.complete(t, min(t.last+idle, ev.TS))
+		}
+		return
+	}
+	if t != nil && !s.continues(t, ev) {
+		// Another packet on the skb, which the kernel could not tell:
+		// the followed one was freed without a tracepoint.
+		s.complete(t, min(t.last+idle, ev.TS))
+		t = nil
+	}
 	if t == nil {
 		if len(s.active) >= s.cfg.MaxActive {
 			s.stats.Evicted++
@@ -180,6 +206,7 @@ func (s *Stitcher) Add(ev *decode.Event) {
 	t.last = max(t.last, ev.TS)
 	t.path.Events++
 	s.apply(t, ev)
+	t.follow(ev)
 	if ev.Kind == decode.KindDrop || ev.Kind == decode.KindConsume {
 		s.complete(t, ev.TS)
 	}
@@ -270,7 +297,7 @@ func (s *Stitcher) start(ev *decode.Event) *track {
 		Hops:     p.Hops[:0],
 	}
 	t := s.newTrack()
-	*t = track{path: p, last: ev.TS, encap: ev.Encapsulated(), vxlanHop: -1, decapHop: -1, inHook: t.inHook[:0]}
+	*t = track{path: p, last: ev.TS, encap: ev.Encapsulated(), vxlanHop: -1, decapHop: -1, inHook: t.inHook[:0], cur: tup}
 	s.active[ev.SKB] = t
 	s.held += cap(p.Hops)
 	return t
@@ -367,8 +394,13 @@ func (s *Stitcher) apply(t *track, ev *decode.Event) {
 		if ev.Flags&decode.FlagReason != 0 && s.cfg.Names != nil {
 			h.Reason = s.cfg.Names.DropReason(ev.DropReason)
 		}
+		freeDevice(t.path, &h)
 	case decode.KindConsume:
 		h.Location = ev.Location
+		if ev.Location != 0 && s.cfg.Names != nil {
+			h.Func = s.cfg.Names.Symbol(ev.Location)
+		}
+		freeDevice(t.path, &h)
 	case decode.KindBridge:
 		h.Bridge = &Bridge{In: ev.In, Out: ev.Out}
 	case decode.KindIPVS:
