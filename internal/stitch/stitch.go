@@ -348,6 +348,7 @@ func (s *Stitcher) complete(t *track, final uint64) {
 		s.recycle(t, true) // never emitted
 		return
 	}
+	s.classifyFree(t.path)
 	t.path.Verdict = s.verdict(t.path)
 	s.done = append(s.done, t)
 }

@@ -24,6 +24,9 @@ import (
 var updatePcaps = flag.Bool("update-pcaps", false,
 	"re-record testdata/pcaps on this kernel (needs root) and rewrite their golden renderings")
 
+var updateGolden = flag.Bool("update", false,
+	"rewrite the golden renderings of testdata/pcaps from the recordings there, which stay as they are")
+
 const pcapDir = "../../testdata/pcaps"
 
 // recorded are the demo exchanges kept as recordings in testdata/pcaps.
@@ -164,7 +167,10 @@ func pcaps(t *testing.T) []string {
 }
 
 // TestReplayGolden replays the committed recordings, made on a real kernel,
-// and compares with what the live run printed. It needs no privileges.
+// and compares with what the live run printed. It needs no privileges. With
+// -update it rewrites the renderings from the recordings instead: for a
+// change of the stitcher or renderers, whose diff then shows only what the
+// change does to the same events.
 func TestReplayGolden(t *testing.T) {
 	for _, file := range pcaps(t) {
 		base := strings.TrimSuffix(file, ".pcapng")
@@ -178,7 +184,14 @@ func TestReplayGolden(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if got := replayTo(t, file, json); !bytes.Equal(got, want) {
+				got := replayTo(t, file, json)
+				if *updateGolden {
+					if err := os.WriteFile(golden, got, 0o644); err != nil {
+						t.Fatal(err)
+					}
+					continue
+				}
+				if !bytes.Equal(got, want) {
 					t.Errorf("replay of %s differs from %s:\n%s", file, golden, got)
 				}
 			}
