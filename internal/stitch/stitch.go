@@ -1,7 +1,6 @@
 package stitch
 
 import (
-	"slices"
 	"time"
 
 	"github.com/pathtrace/pathtrace/internal/decode"
@@ -83,19 +82,23 @@ type Stats struct {
 }
 
 // Stitcher joins events into paths and emits each path once, completed,
-// in a deterministic order: by completion time in event time, then by ID.
-// Live and replay feed it the same events and get the same output.
+// in a deterministic order: by the time of its first hop (order.go), with
+// IDs 1, 2, 3, ... in that order. Live and replay feed it the same events
+// and get the same output.
 // A Stitcher is not safe for concurrent use.
 type Stitcher struct {
 	cfg    Config
 	emit   func(*Path) error
 	active map[uint64]*track
 	lru    track // sentinel of the list of active paths, least recent first
-	done   []*track
-	nextID uint64
-	stats  Stats
-	err    error
-	held   int // hops the active paths have room for (see MaxHeldHops)
+	// queue holds the paths not yet emitted, in start order (order.go);
+	// waiting of them completed, with waitHops hops of room.
+	queue    track
+	waiting  int
+	waitHops int
+	stats    Stats
+	err      error
+	held     int // hops the active paths have room for (see MaxHeldHops)
 
 	// Memory to reuse: tracks always (they never leave the stitcher),
 	// paths with Config.Recycle or when they were never emitted.
@@ -112,6 +115,9 @@ type track struct {
 	prev, next *track
 	last       uint64 // monotonic ns of the newest event
 	final      uint64 // completion time, when completed
+	done       bool   // completed, waiting to be emitted
+
+	qprev, qnext *track // the links in Stitcher.queue
 
 	pending    decode.Event // a first-slot netfilter event awaiting its last slot
 	hasPending bool
@@ -157,6 +163,7 @@ func New(cfg Config, emit func(*Path) error) *Stitcher {
 	}
 	s := &Stitcher{cfg: cfg, emit: emit, active: make(map[uint64]*track)}
 	s.lru.prev, s.lru.next = &s.lru, &s.lru
+	s.queue.qprev, s.queue.qnext = &s.queue, &s.queue
 	return s
 }
 
@@ -214,6 +221,7 @@ func (s *Stitcher) Add(ev *decode.Event) {
 		s.stats.Evicted++
 		s.complete(s.lru.next, ev.TS)
 	}
+	s.unblock(ev.TS, t)
 }
 
 // Flush completes paths idle at now (monotonic ns) and emits, in order,
@@ -240,50 +248,13 @@ func (s *Stitcher) Close() error {
 	return s.emitUpTo(^uint64(0))
 }
 
-func (s *Stitcher) emitUpTo(cutoff uint64) error {
-	if len(s.done) == 0 {
-		return s.err
-	}
-	slices.SortFunc(s.done, func(a, b *track) int {
-		if a.final != b.final {
-			if a.final < b.final {
-				return -1
-			}
-			return 1
-		}
-		if a.path.ID < b.path.ID {
-			return -1
-		}
-		if a.path.ID > b.path.ID {
-			return 1
-		}
-		return 0
-	})
-	n := 0
-	for n < len(s.done) && s.done[n].final <= cutoff {
-		t := s.done[n]
-		n++
-		emitted := s.err == nil
-		if emitted {
-			s.stats.Paths++
-			s.err = s.emit(t.path)
-		}
-		s.recycle(t, !emitted || s.cfg.Recycle)
-	}
-	clear(s.done[:n])
-	s.done = append(s.done[:0], s.done[n:]...)
-	return s.err
-}
-
 func (s *Stitcher) start(ev *decode.Event) *track {
-	s.nextID++
 	tup := ev.Outer
 	if ev.Encapsulated() {
 		tup = ev.Inner
 	}
 	p := s.newPath()
 	*p = Path{
-		ID:       s.nextID,
 		SKB:      ev.SKB,
 		Start:    time.Unix(0, int64(ev.TS)+s.cfg.WallOffset).UTC(),
 		Mono:     ev.TS,
@@ -300,6 +271,7 @@ func (s *Stitcher) start(ev *decode.Event) *track {
 	*t = track{path: p, last: ev.TS, encap: ev.Encapsulated(), vxlanHop: -1, decapHop: -1, inHook: t.inHook[:0], cur: tup}
 	s.active[ev.SKB] = t
 	s.held += cap(p.Hops)
+	s.enqueue(t)
 	return t
 }
 
@@ -345,12 +317,13 @@ func (s *Stitcher) complete(t *track, final uint64) {
 	t.final = max(final, t.last)
 	if onlyConsumed(t.path) {
 		s.stats.Freed++
+		s.dequeue(t)
 		s.recycle(t, true) // never emitted
 		return
 	}
 	s.classifyFree(t.path)
 	t.path.Verdict = s.verdict(t.path)
-	s.done = append(s.done, t)
+	s.wait(t)
 }
 
 func (s *Stitcher) unlink(t *track) {

@@ -3,6 +3,7 @@ package trace
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"net/netip"
@@ -218,6 +219,24 @@ func TestReplayFilters(t *testing.T) {
 	}
 	if n := bytes.Count(two.Bytes(), []byte("\n")); n != 2 || sum.Packets != 2 {
 		t.Errorf("-c 2 rendered %d lines, %d packets", n, sum.Packets)
+	}
+	for name, out := range map[string][]byte{"all": all.Bytes(), "--pod-ip -c 2": two.Bytes()} {
+		// Printed packets are numbered 1, 2, 3, ... in the order of their
+		// first hop, whatever was filtered out.
+		var last time.Time
+		for i, line := range bytes.Split(bytes.TrimSpace(out), []byte("\n")) {
+			var p struct {
+				ID    int       `json:"id"`
+				Start time.Time `json:"start"`
+			}
+			if err := json.Unmarshal(line, &p); err != nil {
+				t.Fatal(err)
+			}
+			if p.ID != i+1 || p.Start.Before(last) {
+				t.Errorf("%s: packet %d has id %d, start %s after %s", name, i+1, p.ID, p.Start, last)
+			}
+			last = p.Start
+		}
 	}
 	if bytes.Count(all.Bytes(), []byte("\n")) <= 2 {
 		t.Errorf("the recording has only %d packets", bytes.Count(all.Bytes(), []byte("\n")))
