@@ -416,7 +416,10 @@ func (s *Stitcher) applyNF(t *track, ev *decode.Event) {
 			s.flushPending(t)
 			s.transitions(t, ev)
 			h := s.nfHop(t, ev)
-			h.Partial = true
+			// Partial: the first view was missed, though the packet was
+			// followed. A path that starts here was not: it matched the
+			// filter only after the hook's NAT, which it passed whole.
+			h.Partial = t.path.Events > 1
 			s.append(t, h)
 			return
 		}
