@@ -32,11 +32,7 @@ func Ping(ctx context.Context, from *Pod, addr netip.Addr, id, seq uint16) error
 		return fmt.Errorf("open raw ICMP socket in pod %s: %w", from.Name, err)
 	}
 	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
-	defer stop()
-	if deadline, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(deadline)
-	}
+	defer bound(ctx, conn)()
 
 	msg := []byte{echo, 0, 0, 0, 0, 0, 0, 0, 'p', 'a', 't', 'h', 't', 'r', 'a', 'c', 'e'}
 	binary.BigEndian.PutUint16(msg[4:], id)
@@ -121,18 +117,11 @@ func (s *UDPEchoServer) Close() error {
 // UDPExchange sends payload in one datagram from the pod to addr and
 // returns the reply, bounded by ctx and a 5 s timeout.
 func UDPExchange(ctx context.Context, from *Pod, to netip.AddrPort, payload string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, ioTimeout)
-	defer cancel()
-	conn, err := from.Dial(ctx, "udp4", to.String())
+	conn, done, err := dial(ctx, from, "udp4", to)
 	if err != nil {
-		return "", fmt.Errorf("dial udp %s from pod %s: %w", to, from.Name, err)
+		return "", err
 	}
-	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
-	defer stop()
-	if deadline, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(deadline)
-	}
+	defer done()
 	if _, err := conn.Write([]byte(payload)); err != nil {
 		return "", fmt.Errorf("send to udp %s: %w", to, err)
 	}
@@ -142,4 +131,26 @@ func UDPExchange(ctx context.Context, from *Pod, to netip.AddrPort, payload stri
 		return "", fmt.Errorf("read reply from udp %s: %w", to, err)
 	}
 	return strings.TrimSpace(string(b[:n])), nil
+}
+
+// dial connects from the pod to addr for one exchange, bounded by ctx and
+// a 5 s timeout; done closes the connection.
+func dial(ctx context.Context, from *Pod, network string, to netip.AddrPort) (conn net.Conn, done func(), err error) {
+	ctx, cancel := context.WithTimeout(ctx, ioTimeout)
+	conn, err = from.Dial(ctx, network, to.String())
+	if err != nil {
+		cancel()
+		return nil, nil, fmt.Errorf("dial %s %s from pod %s: %w", network, to, from.Name, err)
+	}
+	stop := bound(ctx, conn)
+	return conn, func() { stop(); conn.Close(); cancel() }, nil
+}
+
+// bound makes conn's reads and writes end with ctx: at its deadline, or at
+// once when it is canceled. The returned func undoes the latter.
+func bound(ctx context.Context, conn interface{ SetDeadline(time.Time) error }) (stop func() bool) {
+	if deadline, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(deadline)
+	}
+	return context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
 }
