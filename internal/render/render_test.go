@@ -435,3 +435,33 @@ func TestJSONFieldsDocumented(t *testing.T) {
 		}
 	}
 }
+
+// A consume hop that was a kernel drop reason at the packet's destination
+// (stitch: normal frees) shows its function and reason, in text and JSON.
+func TestConsumeWithReason(t *testing.T) {
+	p := finish(&stitch.Path{
+		ID: 1, Proto: protoTCP, Src: ap("10.244.1.5:40312"), Dst: ap("10.244.2.7:8080"), TCPFlags: 0x10, Len: 52,
+		Verdict: stitch.VerdictDelivered,
+		Hops: []stitch.Hop{
+			nsWeb.hop(hop.Rx, "eth0", 3, 0),
+			func() stitch.Hop {
+				h := nsWeb.hop(hop.Consume, "eth0", 3, us(35))
+				h.Reason, h.ReasonCode, h.Location, h.Func = "NOT_SPECIFIED", 2, 0xffffffff81a2b3c4, "tcp_rcv_state_process+0x1a4"
+				return h
+			}(),
+		},
+	}, 0)
+	var text, js bytes.Buffer
+	renderAll(t, NewText(&text, TextOptions{}), []*stitch.Path{p})
+	if want := "consume  eth0  default/web-6c9f8  consumed by tcp_rcv_state_process (NOT_SPECIFIED)\n"; !strings.Contains(text.String(), want) {
+		t.Errorf("text lacks %q:\n%s", want, text.String())
+	}
+	renderAll(t, NewJSON(&js), []*stitch.Path{p})
+	if want := `"kind":"consume"`; !strings.Contains(js.String(), want) ||
+		!strings.Contains(js.String(), `"reason":"NOT_SPECIFIED","reason_code":2,"location":"0xffffffff81a2b3c4","function":"tcp_rcv_state_process+0x1a4"}`) {
+		t.Errorf("JSON consume hop lacks its reason and function:\n%s", js.String())
+	}
+	if strings.Contains(text.String(), "advice") || strings.Contains(js.String(), "advice") {
+		t.Error("a consume hop has advice")
+	}
+}

@@ -279,6 +279,15 @@ func (r *textRenderer) appendPath(b []byte, p *stitch.Path) []byte {
 			}
 		case hop.Consume:
 			b = append(b, "consumed"...)
+			if fn := h.FuncName(); fn != "" {
+				b = append(b, " by "...)
+				b = appendText(b, fn)
+			}
+			if h.Reason != "" {
+				b = append(b, " ("...)
+				b = appendText(b, h.Reason)
+				b = append(b, ')')
+			}
 		case hop.Bridge:
 			if br := h.Bridge; br != nil {
 				b = appendTextOr(b, br.In)

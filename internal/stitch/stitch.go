@@ -1,7 +1,6 @@
 package stitch
 
 import (
-	"slices"
 	"time"
 
 	"github.com/pathtrace/pathtrace/internal/decode"
@@ -76,22 +75,30 @@ type Stats struct {
 	// clone of a queued packet that neighbour resolution uses to send its
 	// ARP request.
 	Freed uint64
+	// Foreign is the number of events not stitched because they showed
+	// another packet than the one followed on their skb: a frame that is
+	// not IPv4 (ARP, IPv6) on a reused skb, or a free of another packet.
+	Foreign uint64
 }
 
 // Stitcher joins events into paths and emits each path once, completed,
-// in a deterministic order: by completion time in event time, then by ID.
-// Live and replay feed it the same events and get the same output.
+// in a deterministic order: by the time of its first hop (order.go), with
+// IDs 1, 2, 3, ... in that order. Live and replay feed it the same events
+// and get the same output.
 // A Stitcher is not safe for concurrent use.
 type Stitcher struct {
 	cfg    Config
 	emit   func(*Path) error
 	active map[uint64]*track
 	lru    track // sentinel of the list of active paths, least recent first
-	done   []*track
-	nextID uint64
-	stats  Stats
-	err    error
-	held   int // hops the active paths have room for (see MaxHeldHops)
+	// queue holds the paths not yet emitted, in start order (order.go);
+	// waiting of them completed, with waitHops hops of room.
+	queue    track
+	waiting  int
+	waitHops int
+	stats    Stats
+	err      error
+	held     int // hops the active paths have room for (see MaxHeldHops)
 
 	// Memory to reuse: tracks always (they never leave the stitcher),
 	// paths with Config.Recycle or when they were never emitted.
@@ -108,6 +115,9 @@ type track struct {
 	prev, next *track
 	last       uint64 // monotonic ns of the newest event
 	final      uint64 // completion time, when completed
+	done       bool   // completed, waiting to be emitted
+
+	qprev, qnext *track // the links in Stitcher.queue
 
 	pending    decode.Event // a first-slot netfilter event awaiting its last slot
 	hasPending bool
@@ -125,6 +135,12 @@ type track struct {
 	// device (the VXLAN device) the next unencapsulated event tells; -1
 	// when none.
 	decapHop int
+
+	// The packet's identity (identity.go): its innermost tuple at the
+	// newest event, whether a netfilter hop or an IPVS hop was seen.
+	cur   decode.Tuple
+	sawNF bool
+	ipvs  bool
 }
 
 // New returns a stitcher that passes each completed path to emit. An error
@@ -147,6 +163,7 @@ func New(cfg Config, emit func(*Path) error) *Stitcher {
 	}
 	s := &Stitcher{cfg: cfg, emit: emit, active: make(map[uint64]*track)}
 	s.lru.prev, s.lru.next = &s.lru, &s.lru
+	s.queue.qprev, s.queue.qnext = &s.queue, &s.queue
 	return s
 }
 
@@ -167,6 +184,22 @@ func (s *Stitcher) Add(ev *decode.Event) {
 		s.complete(t, min(t.last+idle, ev.TS))
 		t = nil
 	}
+	if s.foreign(t, ev) {
+		// Another packet's frame or free: not this path's, and no path
+		// of its own (identity.go). A free tells that the followed
+		// packet is gone.
+		s.stats.Foreign++
+		if t != nil && isFree(ev.Kind) {
+			s.complete(t, min(t.last+idle, ev.TS))
+		}
+		return
+	}
+	if t != nil && !s.continues(t, ev) {
+		// Another packet on the skb, which the kernel could not tell:
+		// the followed one was freed without a tracepoint.
+		s.complete(t, min(t.last+idle, ev.TS))
+		t = nil
+	}
 	if t == nil {
 		if len(s.active) >= s.cfg.MaxActive {
 			s.stats.Evicted++
@@ -181,6 +214,7 @@ func (s *Stitcher) Add(ev *decode.Event) {
 	t.path.Events++
 	s.apply(t, ev)
 	quote(t.path, ev)
+	t.follow(ev)
 	if ev.Kind == decode.KindDrop || ev.Kind == decode.KindConsume {
 		s.complete(t, ev.TS)
 	}
@@ -188,6 +222,7 @@ func (s *Stitcher) Add(ev *decode.Event) {
 		s.stats.Evicted++
 		s.complete(s.lru.next, ev.TS)
 	}
+	s.unblock(ev.TS, t)
 }
 
 // Flush completes paths idle at now (monotonic ns) and emits, in order,
@@ -214,50 +249,13 @@ func (s *Stitcher) Close() error {
 	return s.emitUpTo(^uint64(0))
 }
 
-func (s *Stitcher) emitUpTo(cutoff uint64) error {
-	if len(s.done) == 0 {
-		return s.err
-	}
-	slices.SortFunc(s.done, func(a, b *track) int {
-		if a.final != b.final {
-			if a.final < b.final {
-				return -1
-			}
-			return 1
-		}
-		if a.path.ID < b.path.ID {
-			return -1
-		}
-		if a.path.ID > b.path.ID {
-			return 1
-		}
-		return 0
-	})
-	n := 0
-	for n < len(s.done) && s.done[n].final <= cutoff {
-		t := s.done[n]
-		n++
-		emitted := s.err == nil
-		if emitted {
-			s.stats.Paths++
-			s.err = s.emit(t.path)
-		}
-		s.recycle(t, !emitted || s.cfg.Recycle)
-	}
-	clear(s.done[:n])
-	s.done = append(s.done[:0], s.done[n:]...)
-	return s.err
-}
-
 func (s *Stitcher) start(ev *decode.Event) *track {
-	s.nextID++
 	tup := ev.Outer
 	if ev.Encapsulated() {
 		tup = ev.Inner
 	}
 	p := s.newPath()
 	*p = Path{
-		ID:       s.nextID,
 		SKB:      ev.SKB,
 		Start:    time.Unix(0, int64(ev.TS)+s.cfg.WallOffset).UTC(),
 		Mono:     ev.TS,
@@ -271,9 +269,10 @@ func (s *Stitcher) start(ev *decode.Event) *track {
 		Hops:     p.Hops[:0],
 	}
 	t := s.newTrack()
-	*t = track{path: p, last: ev.TS, encap: ev.Encapsulated(), vxlanHop: -1, decapHop: -1, inHook: t.inHook[:0]}
+	*t = track{path: p, last: ev.TS, encap: ev.Encapsulated(), vxlanHop: -1, decapHop: -1, inHook: t.inHook[:0], cur: tup}
 	s.active[ev.SKB] = t
 	s.held += cap(p.Hops)
+	s.enqueue(t)
 	return t
 }
 
@@ -319,11 +318,13 @@ func (s *Stitcher) complete(t *track, final uint64) {
 	t.final = max(final, t.last)
 	if onlyConsumed(t.path) {
 		s.stats.Freed++
+		s.dequeue(t)
 		s.recycle(t, true) // never emitted
 		return
 	}
+	s.classifyFree(t.path)
 	t.path.Verdict = s.verdict(t.path)
-	s.done = append(s.done, t)
+	s.wait(t)
 }
 
 func (s *Stitcher) unlink(t *track) {
@@ -368,8 +369,13 @@ func (s *Stitcher) apply(t *track, ev *decode.Event) {
 		if ev.Flags&decode.FlagReason != 0 && s.cfg.Names != nil {
 			h.Reason = s.cfg.Names.DropReason(ev.DropReason)
 		}
+		freeDevice(t.path, &h)
 	case decode.KindConsume:
 		h.Location = ev.Location
+		if ev.Location != 0 && s.cfg.Names != nil {
+			h.Func = s.cfg.Names.Symbol(ev.Location)
+		}
+		freeDevice(t.path, &h)
 	case decode.KindBridge:
 		h.Bridge = &Bridge{In: ev.In, Out: ev.Out}
 	case decode.KindIPVS:
@@ -411,7 +417,10 @@ func (s *Stitcher) applyNF(t *track, ev *decode.Event) {
 			s.flushPending(t)
 			s.transitions(t, ev)
 			h := s.nfHop(t, ev)
-			h.Partial = true
+			// Partial: the first view was missed, though the packet was
+			// followed. A path that starts here was not: it matched the
+			// filter only after the hook's NAT, which it passed whole.
+			h.Partial = t.path.Events > 1
 			s.append(t, h)
 			return
 		}

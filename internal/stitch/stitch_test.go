@@ -334,10 +334,11 @@ func TestOrderIndependentOfFlushSchedule(t *testing.T) {
 		evs = append(evs, s.events...)
 	}
 	slices.SortStableFunc(evs, func(a, b decode.Event) int { return int(int64(a.TS) - int64(b.TS)) })
-	run := func(flushEvery int) []uint64 {
-		var ids []uint64
+	type key struct{ id, mono, skb uint64 }
+	run := func(flushEvery int) []key {
+		var ids []key
 		s := New(Config{Names: testNames{}, Idle: 2 * time.Millisecond, Grace: time.Millisecond},
-			func(p *Path) error { ids = append(ids, p.ID); return nil })
+			func(p *Path) error { ids = append(ids, key{p.ID, p.Mono, p.SKB}); return nil })
 		for i := range evs {
 			s.Add(&evs[i])
 			if flushEvery > 0 && rand.IntN(flushEvery) == 0 {

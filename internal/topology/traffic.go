@@ -109,18 +109,11 @@ func (s *EchoServer) Close() error {
 // TCPExchange connects from a pod to addr, sends payload as one line, and returns the reply
 // line without its newline. The whole exchange is bounded by ctx and a 5 s timeout.
 func TCPExchange(ctx context.Context, from *Pod, to netip.AddrPort, payload string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, ioTimeout)
-	defer cancel()
-	conn, err := from.Dial(ctx, "tcp4", to.String())
+	conn, done, err := dial(ctx, from, "tcp4", to)
 	if err != nil {
-		return "", fmt.Errorf("dial %s from pod %s: %w", to, from.Name, err)
+		return "", err
 	}
-	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
-	defer stop()
-	if deadline, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(deadline)
-	}
+	defer done()
 	if !strings.HasSuffix(payload, "\n") {
 		payload += "\n"
 	}

@@ -71,7 +71,10 @@ func (p *pipeline) emit(path *stitch.Path) error {
 	if len(p.podIPs) > 0 && !pathMatches(path, p.podIPs) {
 		return nil
 	}
+	// Numbered among the printed packets: 1, 2, 3, ... without the gaps
+	// of paths filtered out. The stitcher emits in start order.
 	p.stats.Packets++
+	path.ID = p.stats.Packets
 	if p.annotate != nil {
 		p.annotate.Annotate(path)
 	}

@@ -3,6 +3,7 @@ package trace
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"net/netip"
@@ -23,6 +24,9 @@ import (
 
 var updatePcaps = flag.Bool("update-pcaps", false,
 	"re-record testdata/pcaps on this kernel (needs root) and rewrite their golden renderings")
+
+var updateGolden = flag.Bool("update", false,
+	"rewrite the golden renderings of testdata/pcaps from the recordings there, which stay as they are")
 
 const pcapDir = "../../testdata/pcaps"
 
@@ -164,7 +168,10 @@ func pcaps(t *testing.T) []string {
 }
 
 // TestReplayGolden replays the committed recordings, made on a real kernel,
-// and compares with what the live run printed. It needs no privileges.
+// and compares with what the live run printed. It needs no privileges. With
+// -update it rewrites the renderings from the recordings instead: for a
+// change of the stitcher or renderers, whose diff then shows only what the
+// change does to the same events.
 func TestReplayGolden(t *testing.T) {
 	for _, file := range pcaps(t) {
 		base := strings.TrimSuffix(file, ".pcapng")
@@ -178,7 +185,14 @@ func TestReplayGolden(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if got := replayTo(t, file, json); !bytes.Equal(got, want) {
+				got := replayTo(t, file, json)
+				if *updateGolden {
+					if err := os.WriteFile(golden, got, 0o644); err != nil {
+						t.Fatal(err)
+					}
+					continue
+				}
+				if !bytes.Equal(got, want) {
 					t.Errorf("replay of %s differs from %s:\n%s", file, golden, got)
 				}
 			}
@@ -205,6 +219,24 @@ func TestReplayFilters(t *testing.T) {
 	}
 	if n := bytes.Count(two.Bytes(), []byte("\n")); n != 2 || sum.Packets != 2 {
 		t.Errorf("-c 2 rendered %d lines, %d packets", n, sum.Packets)
+	}
+	for name, out := range map[string][]byte{"all": all.Bytes(), "--pod-ip -c 2": two.Bytes()} {
+		// Printed packets are numbered 1, 2, 3, ... in the order of their
+		// first hop, whatever was filtered out.
+		var last time.Time
+		for i, line := range bytes.Split(bytes.TrimSpace(out), []byte("\n")) {
+			var p struct {
+				ID    int       `json:"id"`
+				Start time.Time `json:"start"`
+			}
+			if err := json.Unmarshal(line, &p); err != nil {
+				t.Fatal(err)
+			}
+			if p.ID != i+1 || p.Start.Before(last) {
+				t.Errorf("%s: packet %d has id %d, start %s after %s", name, i+1, p.ID, p.Start, last)
+			}
+			last = p.Start
+		}
 	}
 	if bytes.Count(all.Bytes(), []byte("\n")) <= 2 {
 		t.Errorf("the recording has only %d packets", bytes.Count(all.Bytes(), []byte("\n")))

@@ -1,0 +1,106 @@
+package stitch
+
+import (
+	"testing"
+
+	"github.com/pathtrace/pathtrace/internal/decode"
+	"github.com/pathtrace/pathtrace/internal/hop"
+)
+
+func TestIsNormalFree(t *testing.T) {
+	for _, tc := range []struct {
+		reason, fn string
+		want       bool
+	}{
+		{"NOT_SPECIFIED", "tcp_rcv_state_process", true},
+		{"NOT_SPECIFIED", "nf_hook_slow", false},
+		{"NOT_SPECIFIED", "", false},
+		{"QUEUE_PURGE", "sk_stream_kill_queues", true},
+		{"QUEUE_PURGE", "", true},
+		{"TCP_OLD_DATA", "tcp_data_queue", true},
+		{"TCP_OLD_ACK", "tcp_ack", true},
+		{"TCP_OLD_DATA", "", false},
+		{"NO_SOCKET", "ping_rcv", true},
+		{"NO_SOCKET", "__udp4_lib_rcv", false},
+		{"NO_SOCKET", "tcp_v4_rcv", false},
+		{"NETFILTER_DROP", "nf_hook_slow", false},
+		{"SOCKET_RCVBUFF", "sock_queue_rcv_skb_reason", false},
+		{"TCP_LISTEN_OVERFLOW", "tcp_conn_request", false},
+		{"", "tcp_rcv_state_process", false},
+	} {
+		if got := isNormalFree(tc.reason, tc.fn); got != tc.want {
+			t.Errorf("isNormalFree(%q, %q) = %v, want %v", tc.reason, tc.fn, got, tc.want)
+		}
+	}
+}
+
+// freeNames names the reasons and functions of the free tests.
+type freeNames struct{ testNames }
+
+var (
+	freeReasons = map[uint32]string{2: "NOT_SPECIFIED", 3: "NO_SOCKET", 12: "NETFILTER_DROP", 60: "QUEUE_PURGE", 70: "TCP_OLD_DATA"}
+	freeFuncs   = map[uint64]string{
+		0x1000: "tcp_rcv_state_process+0x1a4", 0x2000: "sk_stream_kill_queues+0x57", 0x3000: "ping_rcv+0xb3",
+		0x4000: "__udp4_lib_rcv+0x9c2", 0x5000: "nf_hook_slow+0x9e", 0x6000: "tcp_data_queue+0x88",
+	}
+)
+
+func (freeNames) DropReason(code uint32) string { return freeReasons[code] }
+func (freeNames) Symbol(addr uint64) string     { return freeFuncs[addr] }
+
+func TestNormalFreesAreDelivered(t *testing.T) {
+	drop := func(netns uint32, dev string, reason uint32, at uint64) decode.Event {
+		return decode.Event{Kind: decode.KindDrop, Netns: netns, Dev: dev, DropReason: reason, Location: at, Flags: decode.FlagReason}
+	}
+	toPod := func(s *seq) *seq {
+		return s.dev(decode.KindTx, nsClient, "eth0").dev(decode.KindRx, nsNode1, "veth1a2b3c4d").
+			dev(decode.KindTx, nsNode1, "veth5e6f7a8b").dev(decode.KindRx, nsServer, "eth0")
+	}
+	toNode := func(s *seq) *seq {
+		return s.dev(decode.KindTx, nsClient, "eth0").dev(decode.KindRx, nsNode1, "veth1a2b3c4d").
+			hook(hop.Prerouting, nsNode1, "cni0", "", nil).hook(hop.Input, nsNode1, "cni0", "", nil)
+	}
+	for _, tc := range []struct {
+		name string
+		path func(*seq) *seq
+		free decode.Event
+		want hop.Kind
+	}{
+		{"FIN purged at close in the pod", toPod, drop(0, "", 60, 0x2000), hop.Consume},
+		{"ACK in FIN_WAIT at a node socket", toNode, drop(0, "", 2, 0x1000), hop.Consume},
+		{"old data in the pod", toPod, drop(nsServer, "eth0", 70, 0x6000), hop.Consume},
+		{"echo reply to a raw socket", toPod, drop(nsServer, "eth0", 3, 0x3000), hop.Consume},
+		{"UDP to a closed port", toPod, drop(nsServer, "eth0", 3, 0x4000), hop.Drop},
+		{"netfilter drop at INPUT", toNode, drop(nsNode1, "cni0", 12, 0x5000), hop.Drop},
+		{"purged before reaching its destination", func(s *seq) *seq {
+			return s.dev(decode.KindTx, nsClient, "eth0").dev(decode.KindRx, nsNode1, "veth1a2b3c4d").
+				hook(hop.Forward, nsNode1, "cni0", "flannel.1", nil).dev(decode.KindTx, nsNode1, "flannel.1")
+		}, drop(nsNode1, "flannel.1", 60, 0x2000), hop.Drop},
+		{"freed in another namespace than the pod's", toPod, drop(nsClient, "eth0", 60, 0x2000), hop.Drop},
+		{"without the function", toNode, drop(0, "", 2, 0), hop.Drop},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := tc.path(newSeq(0x6100, 1e9, ack("10.244.1.5:40312", "10.244.1.6:8080")))
+			s.add(tc.free)
+			paths, _ := collect(t, Config{Names: freeNames{}}, s.events)
+			if len(paths) != 1 {
+				t.Fatalf("got %d paths", len(paths))
+			}
+			p := paths[0]
+			last := p.Hops[len(p.Hops)-1]
+			if last.Kind != tc.want {
+				t.Fatalf("free hop %s (%s by %s), want %s:\n%s", last.Kind, last.Reason, last.Func, tc.want, kinds(p))
+			}
+			want := VerdictDelivered
+			if tc.want == hop.Drop {
+				want = VerdictDropped
+			}
+			if p.Verdict != want {
+				t.Errorf("verdict %s, want %s", p.Verdict, want)
+			}
+			if last.Reason != freeReasons[tc.free.DropReason] || last.Func != freeFuncs[tc.free.Location] || last.Dev == "" || last.Netns == "" {
+				t.Errorf("free hop reason %q function %q on %q in %q", last.Reason, last.Func, last.Dev, last.Netns)
+			}
+		})
+	}
+}

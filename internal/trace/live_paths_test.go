@@ -1,0 +1,234 @@
+package trace
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pathtrace/pathtrace/internal/decode"
+	"github.com/pathtrace/pathtrace/internal/hop"
+	"github.com/pathtrace/pathtrace/internal/stitch"
+	"github.com/pathtrace/pathtrace/internal/topology"
+)
+
+// udpPort is where the live tests run a UDP echo server.
+const udpPort = 5353
+
+// requireOwnPacket checks that every hop of p continues its packet: the
+// hop's tuple is the path's as last translated by a NAT hop (VXLAN hops
+// show the inner tuple, which VXLAN keeps).
+func requireOwnPacket(t *testing.T, p *stitch.Path) {
+	t.Helper()
+	src, dst := p.Src, p.Dst
+	for i := range p.Hops {
+		h := &p.Hops[i]
+		if !h.Src.Addr().IsValid() {
+			t.Errorf("path #%d: hop %d (%s on %s) has no tuple\n%s", p.ID, i, h.Kind, h.Dev, dump(p))
+			return
+		}
+		if h.Kind == hop.NAT {
+			src, dst = h.Src, h.Dst
+			continue
+		}
+		if (h.Proto != 0 && h.Proto != p.Proto) || h.Src != src || h.Dst != dst {
+			t.Errorf("path #%d %s → %s: hop %d (%s on %s) carries another packet: %s → %s\n%s",
+				p.ID, p.Src, p.Dst, i, h.Kind, h.Dev, h.Src, h.Dst, dump(p))
+			return
+		}
+	}
+}
+
+// requireStartOrder checks that the paths came numbered 1, 2, 3, ... in
+// the order of their first hop.
+func requireStartOrder(t *testing.T, paths []*stitch.Path) {
+	t.Helper()
+	for i, p := range paths {
+		if p.ID != uint64(i+1) {
+			t.Errorf("path %d of %d has id %d", i+1, len(paths), p.ID)
+		}
+		if i > 0 && p.Mono < paths[i-1].Mono {
+			t.Errorf("path #%d started %v before #%d, printed after it", p.ID, time.Duration(paths[i-1].Mono-p.Mono), paths[i-1].ID)
+		}
+	}
+}
+
+// requireNoDrop checks that no path was dropped; a consume hop with a
+// reason is allowed (a normal free at the destination).
+func requireNoDrop(t *testing.T, paths []*stitch.Path) {
+	t.Helper()
+	for _, p := range paths {
+		if p.Verdict == stitch.VerdictDropped {
+			t.Errorf("a packet of a completed exchange was dropped:\n%s", dump(p))
+		}
+		for _, h := range p.Hops {
+			if h.Kind == hop.Drop || h.Advice != "" {
+				t.Errorf("path #%d has a drop hop (%s by %s) or advice:\n%s", p.ID, h.Reason, h.Func, dump(p))
+			}
+		}
+	}
+}
+
+// TestLiveConnectionsDelivered: TCP connections through the ClusterIP,
+// opened, data sent both ways and closed by both sides, and pings: none of
+// their packets is dropped. The frees TCP teardown and raw socket delivery
+// make (QUEUE_PURGE, NO_SOCKET by ping_rcv, ...) are consume hops.
+func TestLiveConnectionsDelivered(t *testing.T) {
+	c := cluster(t, topology.Options{})
+	stop := tracing(t, c, topology.ClientIP)
+	client := c.Pod(topology.PodClient)
+	for range 3 {
+		exchange(t, client, topology.ClusterIP)
+	}
+	for i, to := range []netip.Addr{topology.ServerIP, topology.PeerIP} {
+		if err := topology.Ping(context.Background(), client, to, 0x7074, uint16(i+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // the last frees of the teardown
+	paths, _ := stop()
+	requireNoDrop(t, paths)
+	requireStartOrder(t, paths)
+	reasons := map[string]bool{}
+	for _, p := range paths {
+		requireOwnPacket(t, p)
+		if last := p.Hops[len(p.Hops)-1]; last.Kind == hop.Consume && last.Reason != "" {
+			reasons[last.Reason+" by "+last.FuncName()] = true
+			if p.Verdict != stitch.VerdictDelivered || last.Dev == "" || last.Netns == "" {
+				t.Errorf("path #%d ends in a normal free but is %s (free on %q in %q)\n%s", p.ID, p.Verdict, last.Dev, last.Netns, dump(p))
+			}
+		}
+	}
+	if !reasons["NO_SOCKET by ping_rcv"] || !reasons["QUEUE_PURGE by sk_stream_kill_queues"] {
+		t.Errorf("normal frees seen: %v, want the echo replies' NO_SOCKET by ping_rcv and the FIN purged at close", reasons)
+	}
+	for _, want := range []struct {
+		src, dst netip.Addr
+		flags    uint8
+	}{
+		{topology.ClientIP, topology.ClusterIP.Addr(), tcpSYN},
+		{topology.ServerIP, topology.ClientIP, tcpSYN | tcpACK},
+	} {
+		if p := findPath(t, paths, want.src, want.dst, want.flags); p.Verdict != stitch.VerdictDelivered {
+			t.Errorf("path #%d verdict %s, want delivered\n%s", p.ID, p.Verdict, dump(p))
+		}
+	}
+}
+
+// TestLiveMixedTraffic traces the client pod while it runs, at once, TCP
+// connections through the ClusterIP, pings, UDP, IPv6 multicast pings and
+// ARP (its neighbours flushed): every path holds only its own packet's
+// hops, no packet of a completed exchange is dropped, and the paths come
+// numbered 1..N in the order of their first hop.
+func TestLiveMixedTraffic(t *testing.T) {
+	c := cluster(t, topology.Options{})
+	client := c.Pod(topology.PodClient)
+	for _, p := range []*topology.Pod{c.Pod(topology.PodServer), c.Pod(topology.PodPeer)} {
+		srv, err := topology.StartUDPEchoServer(p, udpPort)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { srv.Close() })
+	}
+	// IPv6 between the pods on node1: link-local addresses usable at once
+	// (the ones the kernel made are tentative until DAD is done).
+	for name, a := range map[string]string{topology.PodClient: "fe80::5/64", topology.PodPeer: "fe80::6/64"} {
+		if _, err := c.Pod(name).Run(context.Background(), "ip", "-6", "addr", "add", a, "dev", topology.UnderlayDev, "nodad"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop := tracing(t, c, topology.ClientIP)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	run := func(what string, n int, fn func(i int) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range n {
+				if err := fn(i); err != nil {
+					errs <- fmt.Errorf("%s %d: %w", what, i, err)
+					return
+				}
+			}
+		}()
+	}
+	const conns = 8
+	for w := range 2 {
+		run("tcp", conns/2, func(int) error {
+			_, err := topology.TCPExchange(ctx, client, topology.ClusterIP, fmt.Sprintf("worker %d", w))
+			return err
+		})
+	}
+	run("ping", 6, func(i int) error {
+		to := []netip.Addr{topology.ServerIP, topology.PeerIP}[i%2]
+		return topology.Ping(ctx, client, to, 0x7075, uint16(i))
+	})
+	run("udp", 6, func(i int) error {
+		to := []netip.AddrPort{netip.AddrPortFrom(topology.ServerIP, udpPort), netip.AddrPortFrom(topology.PeerIP, udpPort)}[i%2]
+		_, err := topology.UDPExchange(ctx, client, to, "hello")
+		return err
+	})
+	run("ipv6 ping", 6, func(i int) error {
+		return topology.Ping(ctx, client, netip.MustParseAddr("ff02::1").WithZone(topology.UnderlayDev), 0x7076, uint16(i))
+	})
+	run("arp", 3, func(int) error {
+		_, err := client.Run(ctx, "ip", "neigh", "flush", "all")
+		time.Sleep(20 * time.Millisecond)
+		return err
+	})
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	paths, _ := stop()
+
+	requireStartOrder(t, paths)
+	requireNoDrop(t, paths)
+	kinds := map[uint8]int{}
+	syns := 0
+	for _, p := range paths {
+		requireOwnPacket(t, p)
+		kinds[p.Proto]++
+		if p.Proto == decode.ProtoTCP && p.TCPFlags == tcpSYN && p.Dst == topology.ClusterIP {
+			syns++
+		}
+	}
+	if syns != conns || kinds[decode.ProtoICMP] < 12 || kinds[decode.ProtoUDP] < 12 {
+		var b strings.Builder
+		for _, p := range paths {
+			fmt.Fprintf(&b, "#%d %d %s → %s %#x %s\n", p.ID, p.Proto, p.Src, p.Dst, p.TCPFlags, p.Verdict)
+		}
+		t.Errorf("%d SYNs to the ClusterIP (want %d), %d ICMP and %d UDP packets (want 12 each):\n%s",
+			syns, conns, kinds[decode.ProtoICMP], kinds[decode.ProtoUDP], b.String())
+	}
+}
+
+// TestLiveFirstSeenAfterNAT traces the backend: the client's requests to
+// the ClusterIP match only after PREROUTING's DNAT. Their paths start there,
+// and nothing of the healthy exchange is partial.
+func TestLiveFirstSeenAfterNAT(t *testing.T) {
+	c := cluster(t, topology.Options{})
+	stop := tracing(t, c, topology.ServerIP)
+	exchange(t, c.Pod(topology.PodClient), topology.ClusterIP)
+	paths, _ := stop()
+	req := findPath(t, paths, topology.ClientIP, topology.ServerIP, tcpSYN)
+	requireHops(t, req, []hopMatch{
+		{kind: hop.Netfilter, hook: hop.Prerouting, netns: c.Node(topology.Node1).NetnsName, description: "PREROUTING on node1"},
+		{kind: hop.Rx, dev: "eth0", netns: c.Pod(topology.PodServer).NetnsName, description: "rx on the server pod's eth0"},
+	})
+	for _, p := range paths {
+		for _, h := range p.Hops {
+			if h.Partial {
+				t.Errorf("path #%d: %s hop partial in a healthy exchange\n%s", p.ID, h.Hook, dump(p))
+			}
+		}
+	}
+	requireStartOrder(t, paths)
+}
