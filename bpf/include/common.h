@@ -330,7 +330,9 @@ static __always_inline void untrack(__u64 key)
 
 /* Decides whether an event on skb is kept: it is when the packet matches the
  * filter, or when the skb matched earlier and still carries the same packet.
- * Sets PT_F_NEW when tracking (re)starts. A packet of another pod costs the
+ * A tracked skb that carries no IPv4 packet any more (ARP, IPv6: it was
+ * freed without a tracepoint and reused) carries another packet: it is
+ * untracked and nothing is shown. Sets PT_F_NEW when tracking (re)starts. A packet of another pod costs the
  * header reads of s (done by the caller), one read of packet memory (two for
  * VXLAN), the compares and one array load (tracked_hint); the lookup in
  * tracked only when its slot is shared with a tracked skb. Nothing else is
@@ -349,7 +351,11 @@ static __always_inline bool track_skb(struct sk_buff *skb, struct pt_skb *s, str
 	struct tracked_skb *t = bpf_map_lookup_elem(&tracked, &key);
 
 	if (t) {
-		if (!parsed || t->sig == p->sig)
+		if (!parsed) {
+			untrack(key);
+			return false;
+		}
+		if (t->sig == p->sig)
 			return true;
 		/* The skb now carries another packet's data: it was freed
 		 * without a tracepoint and reused. */

@@ -133,3 +133,68 @@ func TCPExchange(ctx context.Context, from *Pod, to netip.AddrPort, payload stri
 	}
 	return strings.TrimRight(reply, "\r\n"), nil
 }
+
+// ICMP echo types of ICMPv4 and ICMPv6.
+const (
+	icmpEcho        = 8
+	icmpEchoReply   = 0
+	icmpv6Echo      = 128
+	icmpv6EchoReply = 129
+)
+
+// Ping sends one ICMP echo request (ICMPv6 for an IPv6 dst) with id and
+// seq from the pod over a raw socket, and waits for its reply; bounded by
+// ctx and a 5 s timeout. The id is ours, not the kernel's: tests know the
+// echo id to look for.
+func Ping(ctx context.Context, from *Pod, dst netip.Addr, id, seq uint16) error {
+	network, local, req, reply := "ip4:icmp", "0.0.0.0", byte(icmpEcho), byte(icmpEchoReply)
+	if dst.Is6() && !dst.Is4In6() {
+		network, local, req, reply = "ip6:ipv6-icmp", "::", icmpv6Echo, icmpv6EchoReply
+	}
+	ctx, cancel := context.WithTimeout(ctx, ioTimeout)
+	defer cancel()
+	pc, err := from.ListenPacket(network, local)
+	if err != nil {
+		return fmt.Errorf("open raw socket in %s: %w", from.Name, err)
+	}
+	defer pc.Close()
+	stop := context.AfterFunc(ctx, func() { pc.SetDeadline(time.Now()) })
+	defer stop()
+	if deadline, ok := ctx.Deadline(); ok {
+		pc.SetDeadline(deadline)
+	}
+	msg := []byte{req, 0, 0, 0, byte(id >> 8), byte(id), byte(seq >> 8), byte(seq), 'p', 't', 'p', 'i', 'n', 'g', 0, 0}
+	if req == icmpEcho { // the kernel sums ICMPv6 itself
+		sum := icmpChecksum(msg)
+		msg[2], msg[3] = byte(sum>>8), byte(sum)
+	}
+	if _, err := pc.WriteTo(msg, &net.IPAddr{IP: dst.AsSlice()}); err != nil {
+		return fmt.Errorf("send echo request to %s: %w", dst, err)
+	}
+	buf := make([]byte, 1500)
+	for {
+		n, _, err := pc.ReadFrom(buf)
+		if err != nil {
+			return fmt.Errorf("read echo reply from %s: %w", dst, err)
+		}
+		if b := buf[:n]; n >= 8 && b[0] == reply && b[4] == byte(id>>8) && b[5] == byte(id) &&
+			b[6] == byte(seq>>8) && b[7] == byte(seq) {
+			return nil
+		}
+	}
+}
+
+// icmpChecksum is the Internet checksum of b (RFC 1071).
+func icmpChecksum(b []byte) uint16 {
+	var s uint32
+	for i := 0; i+1 < len(b); i += 2 {
+		s += uint32(b[i])<<8 | uint32(b[i+1])
+	}
+	if len(b)%2 == 1 {
+		s += uint32(b[len(b)-1]) << 8
+	}
+	for s > 0xffff {
+		s = s>>16 + s&0xffff
+	}
+	return ^uint16(s)
+}
