@@ -33,6 +33,11 @@ static __always_inline void nf_event(struct bpf_nf_ctx *ctx, __u8 slot)
 		return;
 	p.len = skb->len;
 	p.mark = skb->mark;
+	__u64 nfct = 0;
+	if (bpf_core_field_exists(skb->_nfct))
+		nfct = skb->_nfct;
+	if (slot == PT_SLOT_LAST)
+		conns_add(nfct);
 	struct event *e = new_event(skb, &p, PT_EV_NF, NULL);
 	if (!e)
 		return;
@@ -41,6 +46,7 @@ static __always_inline void nf_event(struct bpf_nf_ctx *ctx, __u8 slot)
 
 	e->hook = state->hook;
 	e->slot = slot;
+	e->ext.val[0] = ct_info(nfct);
 	e->netns = state->net->ns.inum;
 	if (in) {
 		e->in_ifindex = in->ifindex;

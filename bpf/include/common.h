@@ -59,6 +59,58 @@ struct {
 	__type(value, __u32);
 } tracked_hint SEC(".maps");
 
+/* The connections of traced packets, as conntrack tuples: a packet whose
+ * tuple (or VXLAN inner tuple) is one of them is followed as if it matched
+ * the filter, so that every packet of a traced connection, both directions
+ * and each NAT form, is followed from its first hop on the node (see
+ * conns_add). Four keys a connection and a translation: conntrack's
+ * original tuple, its reply tuple and the reverse of each. Keys are never
+ * deleted: LRU bounds the map, and evictions are counted in user space
+ * (inserted, conn_stats, less live). 65536 keys hold 16384 connections
+ * translated twice (NodePort: DNAT + masquerade), twice as many with one
+ * NAT or none, in about 5 MiB of kernel memory. */
+struct pt_conn_key {
+	__u32 saddr; /* network byte order */
+	__u32 daddr;
+	__u16 sport; /* network byte order; ICMP echo: the echo id */
+	__u16 dport; /* ICMP echo: the echo id too, so request and reply share keys */
+	__u8 proto;
+	__u8 pad[3];
+};
+
+#define PT_CONNS (1 << 16)
+#define PT_CONN_ORIG 1  /* value: conntrack's original tuple */
+#define PT_CONN_OTHER 2 /* value: the others */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, PT_CONNS);
+	__type(key, struct pt_conn_key);
+	__type(value, __u32);
+} conns SEC(".maps");
+
+/* Whether a key of conns hashes to each slot (see conn_slot): a packet of
+ * another pod whose slot is zero costs one array load, not a lookup in
+ * conns. Set on insert, never cleared (an evicted key leaves its slot
+ * set: a lookup, never a missed packet). */
+#define PT_CONN_HINT_SLOTS (1 << 16)
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PT_CONN_HINT_SLOTS);
+	__type(key, __u32);
+	__type(value, __u32);
+} conns_hint SEC(".maps");
+
+/* Per CPU: keys inserted into conns, and connections (original tuples)
+ * among them. */
+#define PT_CONN_STAT_KEYS 0
+#define PT_CONN_STAT_CONNS 1
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u64);
+} conn_stats SEC(".maps");
+
 /* A place to turn a pointer into a number (see ptr_value). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -85,9 +137,24 @@ struct pt_pkt {
 	__u32 vni;
 	struct pt_tuple outer;
 	struct pt_tuple inner;
+	/* ICMP echo ids (network byte order) of the outer and inner headers,
+	 * valid with PT_ECHO_OUTER / PT_ECHO_INNER in echo. */
+	__u16 outer_id;
+	__u16 inner_id;
+	/* Bytes from the network header to the end of the ICMP header, for an
+	 * ICMP packet (the inner one when encapsulated): what an event
+	 * captures when snaplen is 0, so that decode can read the echo id. */
+	__u16 icmp_cap;
+	__u8 echo;
 	__u8 flags;
-	__u8 pad[3];
+	__u8 pad[4];
 };
+
+#define PT_ECHO_OUTER 1
+#define PT_ECHO_INNER 2
+#define PT_ICMP_ECHOREPLY 0
+#define PT_ICMP_ECHO 8
+#define PT_ICMP_HDR 8
 
 /* The sk_buff fields every event starts from. */
 struct pt_skb {
@@ -138,9 +205,11 @@ static __always_inline bool read_ipv4(unsigned char *head, __u32 off, struct pt_
 }
 
 /* Fills t from an IPv4 header read by read_ipv4 and adds it to the
- * signature. Returns whether the L4 fields are valid. */
+ * signature; *echo_id gets an ICMP echo's id (network byte order), and
+ * *echo echo_flag. Returns whether the L4 fields are valid. */
 static __always_inline bool ipv4_tuple(struct pt_ip_l4 *b, struct pt_tuple *t, __u8 *flags,
-				       __u8 l3_flag, __u8 l4_flag, __u64 *sig)
+				       __u8 l3_flag, __u8 l4_flag, __u64 *sig,
+				       __u16 *echo_id, __u8 *echo, __u8 echo_flag)
 {
 	t->saddr = b->ip.saddr;
 	t->daddr = b->ip.daddr;
@@ -167,6 +236,10 @@ static __always_inline bool ipv4_tuple(struct pt_ip_l4 *b, struct pt_tuple *t, _
 	case PT_IPPROTO_ICMP:
 		t->sport = b->l4[0];
 		t->dport = b->l4[1];
+		if (b->l4[0] == PT_ICMP_ECHO || b->l4[0] == PT_ICMP_ECHOREPLY) {
+			*echo_id = *(__u16 *)&b->l4[4];
+			*echo |= echo_flag;
+		}
 		break;
 	default:
 		return false;
@@ -197,10 +270,40 @@ static __always_inline bool addr_matches(__u32 a)
 	return false;
 }
 
+/* The conns_hint slot of a key. */
+static __always_inline __u32 *conn_slot(const struct pt_conn_key *k)
+{
+	__u32 h = k->saddr ^ k->daddr ^ (((__u32)k->sport << 16) | k->dport) ^ k->proto;
+	__u32 slot = (h * 0x9e3779b1U) >> 16;
+	return bpf_map_lookup_elem(&conns_hint, &slot);
+}
+
+/* Whether tuple t (echo_id: its ICMP echo id, when echo) is a connection
+ * in conns. Only an echo of ICMP has one. One array load when its hint
+ * slot is empty. */
+static __always_inline bool conn_known(const struct pt_tuple *t, __u16 echo_id, bool echo)
+{
+	struct pt_conn_key k = { .saddr = t->saddr, .daddr = t->daddr, .proto = t->proto };
+
+	if (t->proto == PT_IPPROTO_ICMP) {
+		if (!echo)
+			return false;
+		k.sport = echo_id;
+		k.dport = echo_id;
+	} else {
+		k.sport = bpf_htons(t->sport);
+		k.dport = bpf_htons(t->dport);
+	}
+	__u32 *n = conn_slot(&k);
+	if (!n || *n == 0)
+		return false;
+	return bpf_map_lookup_elem(&conns, &k) != NULL;
+}
+
 /* Parses the packet at the skb's network header: the outer IPv4 tuple and,
  * for UDP to a VXLAN port, the VNI and the inner IPv4 tuple; sets *match
- * when an address of either is a traced pod's. Two reads of packet memory
- * at most. */
+ * when an address of either is a traced pod's, or either tuple is a
+ * connection in conns. Two reads of packet memory at most. */
 static __always_inline bool parse_skb(struct pt_skb *s, struct pt_pkt *p, bool *match)
 {
 	struct pt_ip_l4 outer;
@@ -212,10 +315,16 @@ static __always_inline bool parse_skb(struct pt_skb *s, struct pt_pkt *p, bool *
 	p->tail = s->tail;
 	if (!read_ipv4(p->head, p->nh, &outer))
 		return false;
-	bool l4 = ipv4_tuple(&outer, &p->outer, &p->flags, PT_F_L3, PT_F_L4, &p->sig);
+	bool l4 = ipv4_tuple(&outer, &p->outer, &p->flags, PT_F_L3, PT_F_L4, &p->sig,
+			     &p->outer_id, &p->echo, PT_ECHO_OUTER);
 	*match = n_pod_ips == 0 || addr_matches(outer.ip.saddr) || addr_matches(outer.ip.daddr);
-	if (!l4 || p->outer.proto != PT_IPPROTO_UDP || !is_vxlan_port(p->outer.dport))
+	if (l4 && p->outer.proto == PT_IPPROTO_ICMP)
+		p->icmp_cap = outer.ip.ihl * 4 + PT_ICMP_HDR;
+	if (!l4 || p->outer.proto != PT_IPPROTO_UDP || !is_vxlan_port(p->outer.dport)) {
+		if (!*match && l4)
+			*match = conn_known(&p->outer, p->outer_id, p->echo & PT_ECHO_OUTER);
 		return true;
+	}
 
 	struct pt_vxlan_pkt vx;
 	if (bpf_probe_read_kernel(&vx, sizeof(vx), p->head + p->nh + outer.ip.ihl * 4 + 6))
@@ -228,9 +337,14 @@ static __always_inline bool parse_skb(struct pt_skb *s, struct pt_pkt *p, bool *
 				  p->head + p->nh + outer.ip.ihl * 4 + 8 + 22 + vx.ip.ip.ihl * 4))
 		vx.ip.ip.frag_off |= bpf_htons(0x1fff);
 	p->vni = ((__u32)vx.vni[0] << 16) | ((__u32)vx.vni[1] << 8) | vx.vni[2];
-	ipv4_tuple(&vx.ip, &p->inner, &p->flags, PT_F_INNER, PT_F_INNER_L4, &p->sig);
+	bool inner_l4 = ipv4_tuple(&vx.ip, &p->inner, &p->flags, PT_F_INNER, PT_F_INNER_L4, &p->sig,
+				   &p->inner_id, &p->echo, PT_ECHO_INNER);
+	if (inner_l4 && p->inner.proto == PT_IPPROTO_ICMP)
+		p->icmp_cap = outer.ip.ihl * 4 + 8 + 8 + 14 + vx.ip.ip.ihl * 4 + PT_ICMP_HDR;
 	if (!*match)
 		*match = addr_matches(vx.ip.ip.saddr) || addr_matches(vx.ip.ip.daddr);
+	if (!*match && inner_l4)
+		*match = conn_known(&p->inner, p->inner_id, p->echo & PT_ECHO_INNER);
 	return true;
 }
 
@@ -330,10 +444,13 @@ static __always_inline void untrack(__u64 key)
 
 /* Decides whether an event on skb is kept: it is when the packet matches the
  * filter, or when the skb matched earlier and still carries the same packet.
- * Sets PT_F_NEW when tracking (re)starts. A packet of another pod costs the
- * header reads of s (done by the caller), one read of packet memory (two for
- * VXLAN), the compares and one array load (tracked_hint); the lookup in
- * tracked only when its slot is shared with a tracked skb. Nothing else is
+ * A tracked skb that carries no IPv4 packet any more (ARP, IPv6: it was
+ * freed without a tracepoint and reused) carries another packet: it is
+ * untracked and nothing is shown. Sets PT_F_NEW when tracking (re)starts. A
+ * packet of another pod costs the header reads of s (done by the caller),
+ * one read of packet memory (two for VXLAN), the compares and two array
+ * loads (conns_hint, tracked_hint); a lookup in conns or tracked only when
+ * its slot is shared with a connection or a tracked skb. Nothing else is
  * read until the event is known to be kept. */
 static __always_inline bool track_skb(struct sk_buff *skb, struct pt_skb *s, struct pt_pkt *p)
 {
@@ -349,7 +466,11 @@ static __always_inline bool track_skb(struct sk_buff *skb, struct pt_skb *s, str
 	struct tracked_skb *t = bpf_map_lookup_elem(&tracked, &key);
 
 	if (t) {
-		if (!parsed || t->sig == p->sig)
+		if (!parsed) {
+			untrack(key);
+			return false;
+		}
+		if (t->sig == p->sig)
 			return true;
 		/* The skb now carries another packet's data: it was freed
 		 * without a tracepoint and reused. */
@@ -379,6 +500,158 @@ static __always_inline bool track(struct sk_buff *skb, struct pt_pkt *p)
 	p->len = s.len;
 	p->mark = s.mark;
 	return true;
+}
+
+/* conntrack's view of a packet, skb->_nfct: the connection's struct
+ * nf_conn address, with the packet's enum ip_conntrack_info in the low
+ * bits (NFCT_INFOMASK). */
+#define PT_NFCT_INFOMASK 7UL
+#define PT_AF_INET 2
+
+/* struct nf_conntrack_tuple (and nf_conntrack_man, nf_conntrack_tuple_hash):
+ * unchanged since long before 5.10. TestKernelStructHeads checks them
+ * against BTF. */
+struct pt_ct_man {
+	__u32 u3[4]; /* union nf_inet_addr: IPv4 in u3[0], network byte order */
+	__u16 u;     /* union nf_conntrack_man_proto: port, ICMP id (network byte order) */
+	__u16 l3num;
+};
+
+struct pt_ct_dst {
+	__u32 u3[4];
+	__u16 u; /* port (network byte order); ICMP: type, code */
+	__u8 protonum;
+	__u8 dir;
+};
+
+struct pt_ct_tuple {
+	struct pt_ct_man src;
+	struct pt_ct_dst dst;
+};
+
+struct pt_ct_tuple_hash {
+	__u64 hnnode[2];
+	struct pt_ct_tuple tuple;
+};
+
+/* The head of struct nf_conn up to its tuples: ct_general (a refcount),
+ * lock (a spinlock without lock debugging), timeout and zone
+ * (CONFIG_NF_CONNTRACK_ZONES, as Debian builds it), the same in the 5.10,
+ * 6.1 and 6.12 sources. Read this way only where nf_conn has no BTF (the
+ * nf_conntrack module of 5.10); TestKernelStructHeads checks it against
+ * the BTF of kernels that have it. */
+struct pt_nf_conn_head {
+	__u32 pad_head[4];
+	struct pt_ct_tuple_hash tuplehash[2];
+};
+
+/* The packet's conntrack state as a PT_EV_NF event carries it (ext.val[0]):
+ * enum ip_conntrack_info + 1; 0 when the packet has none (yet). */
+static __always_inline __u32 ct_info(__u64 nfct)
+{
+	return nfct ? (__u32)(nfct & PT_NFCT_INFOMASK) + 1 : 0;
+}
+
+/* Reads the original and reply tuples of connection ct. */
+static __always_inline bool ct_tuples(__u64 ct, struct pt_ct_tuple *orig, struct pt_ct_tuple *reply)
+{
+	__u64 base, step;
+
+	if (bpf_core_type_exists(struct nf_conn)) {
+		base = ct + bpf_core_field_offset(struct nf_conn, tuplehash) +
+		       bpf_core_field_offset(struct nf_conntrack_tuple_hash, tuple);
+		step = bpf_core_type_size(struct nf_conntrack_tuple_hash);
+	} else {
+		base = ct + __builtin_offsetof(struct pt_nf_conn_head, tuplehash) +
+		       __builtin_offsetof(struct pt_ct_tuple_hash, tuple);
+		step = sizeof(struct pt_ct_tuple_hash);
+	}
+	return !bpf_probe_read_kernel(orig, sizeof(*orig), (void *)base) &&
+	       !bpf_probe_read_kernel(reply, sizeof(*reply), (void *)(base + step));
+}
+
+/* The conns key of a conntrack tuple: IPv4 TCP, UDP and ICMP echo only. */
+static __always_inline bool ct_key(const struct pt_ct_tuple *t, struct pt_conn_key *k)
+{
+	if (t->src.l3num != PT_AF_INET)
+		return false;
+	k->saddr = t->src.u3[0];
+	k->daddr = t->dst.u3[0];
+	k->proto = t->dst.protonum;
+	switch (k->proto) {
+	case PT_IPPROTO_TCP:
+	case PT_IPPROTO_UDP:
+		k->sport = t->src.u;
+		k->dport = t->dst.u;
+		return true;
+	case PT_IPPROTO_ICMP: {
+		__u8 type = bpf_ntohs(t->dst.u) >> 8;
+		if (type != PT_ICMP_ECHO && type != PT_ICMP_ECHOREPLY)
+			return false;
+		k->sport = t->src.u;
+		k->dport = t->src.u;
+		return true;
+	}
+	}
+	return false;
+}
+
+static __always_inline void reverse_key(const struct pt_conn_key *k, struct pt_conn_key *r)
+{
+	r->saddr = k->daddr;
+	r->daddr = k->saddr;
+	r->sport = k->dport;
+	r->dport = k->sport;
+	r->proto = k->proto;
+}
+
+/* Inserts k unless present; returns 1 when it was inserted. */
+static __always_inline __u64 conn_insert(const struct pt_conn_key *k, __u32 role)
+{
+	if (bpf_map_update_elem(&conns, k, &role, BPF_NOEXIST))
+		return 0;
+	__u32 *n = conn_slot(k);
+	if (n)
+		*n = 1;
+	return 1;
+}
+
+static __always_inline void conn_count(__u32 stat, __u64 n)
+{
+	__u64 *c = bpf_map_lookup_elem(&conn_stats, &stat);
+	if (c && n)
+		*c += n;
+}
+
+/* Adds the connection of a traced packet leaving a netfilter hook (its
+ * last priority slot: conntrack and NAT have run) to conns: the original
+ * tuple, the reply tuple (which holds every translation set up so far) and
+ * the reverse of each. From then on every packet of the connection, in
+ * either direction and before or after any NAT, matches from its first
+ * hop. nfct is skb->_nfct. Costs a lookup once the reply tuple is in. */
+static __always_inline void conns_add(__u64 nfct)
+{
+	__u64 ct = nfct & ~PT_NFCT_INFOMASK;
+	struct pt_ct_tuple orig_t, reply_t;
+	struct pt_conn_key orig = {}, reply = {}, rev = {};
+
+	if (!ct || n_pod_ips == 0) /* without a filter every packet matches */
+		return;
+	if (!ct_tuples(ct, &orig_t, &reply_t) || !ct_key(&reply_t, &reply))
+		return;
+	if (bpf_map_lookup_elem(&conns, &reply))
+		return;
+	if (!ct_key(&orig_t, &orig))
+		return;
+	__u64 conn = conn_insert(&orig, PT_CONN_ORIG);
+	__u64 keys = conn;
+	reverse_key(&orig, &rev);
+	keys += conn_insert(&rev, PT_CONN_OTHER);
+	keys += conn_insert(&reply, PT_CONN_OTHER);
+	reverse_key(&reply, &rev);
+	keys += conn_insert(&rev, PT_CONN_OTHER);
+	conn_count(PT_CONN_STAT_KEYS, keys);
+	conn_count(PT_CONN_STAT_CONNS, conn);
 }
 
 static __always_inline void count_lost(void)
@@ -421,11 +694,14 @@ static __always_inline struct event *new_event(struct sk_buff *skb, struct pt_pk
 		bpf_core_read(e->dev, sizeof(e->dev), &dev->name);
 	}
 
+	/* Without a snaplen, an ICMP packet's headers: decode reads the
+	 * echo id from them. */
 	__u64 cap = 0;
-	if (snaplen && (p->flags & PT_F_L3) && p->tail > p->nh) {
+	__u32 want = snaplen ? snaplen : p->icmp_cap;
+	if (want && (p->flags & PT_F_L3) && p->tail > p->nh) {
 		cap = p->tail - p->nh;
-		if (cap > snaplen)
-			cap = snaplen;
+		if (cap > want)
+			cap = want;
 		_Static_assert((PT_MAX_SNAPLEN & (PT_MAX_SNAPLEN - 1)) == 0, "PT_MAX_SNAPLEN: a power of two");
 		/* A size the verifier can bound on every kernel: the constant
 		 * PT_MAX_SNAPLEN, or a mask below it (6.1 and 6.12 refused the

@@ -13,7 +13,11 @@
 enum pathtrace_kind {
 	PT_EV_RX = 1,      /* net:netif_receive_skb: received on dev */
 	PT_EV_TX = 2,      /* net:net_dev_queue: queued for transmit on dev */
-	PT_EV_NF = 3,      /* netfilter hook (first or last priority slot) */
+	PT_EV_NF = 3,      /* netfilter hook (first or last priority slot);
+			    * ext.val[0] = the packet's conntrack state,
+			    * enum ip_conntrack_info (skb->_nfct & 7) + 1, 0
+			    * when it has none (added later: recordings made
+			    * before have 0) */
 	PT_EV_DROP = 4,    /* skb:kfree_skb: freed as a drop, with a reason */
 	PT_EV_CONSUME = 5, /* skb:consume_skb: freed after normal use */
 	/* Function hops (fentry or kprobe, see PT_F_FENTRY / PT_F_KPROBE).
@@ -84,8 +88,8 @@ struct pt_tuple {
 };
 
 /* Extra data of function hops (bridge, IPVS, VXLAN; see enum pathtrace_kind
- * for what each field means per kind); zero for the tracepoint and
- * netfilter-link events. */
+ * for what each field means per kind) and of netfilter events (val[0]);
+ * zero for the tracepoint events. */
 struct pt_ext {
 	__u32 addr[2]; /* network byte order */
 	__u16 port[2]; /* host byte order */
@@ -105,7 +109,9 @@ struct event {
 	__u32 out_ifindex; /* netfilter: state->out; bridge: egress port */
 	__u32 vni;
 	__u16 cpu;
-	__u16 cap_len; /* valid bytes in data[] */
+	__u16 cap_len; /* valid bytes in data[]: up to the snaplen; with none,
+			* an ICMP packet's headers up to the end of its ICMP
+			* header (the inner one's when encapsulated) */
 	__u8 kind;     /* enum pathtrace_kind */
 	__u8 hook;     /* netfilter: enum nf_inet_hooks */
 	__u8 slot;     /* enum pathtrace_slot */

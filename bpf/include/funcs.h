@@ -109,6 +109,11 @@ static __always_inline void nf_func_event(struct sk_buff *skb, const struct nf_h
 
 	if (!skb || !track(skb, &p))
 		return;
+	__u64 nfct = 0;
+	if (bpf_core_field_exists(skb->_nfct))
+		nfct = BPF_CORE_READ(skb, _nfct);
+	if (slot == PT_SLOT_LAST)
+		conns_add(nfct);
 	struct event *e = new_event(skb, &p, PT_EV_NF, NULL);
 	if (!e)
 		return;
@@ -118,6 +123,7 @@ static __always_inline void nf_func_event(struct sk_buff *skb, const struct nf_h
 	e->flags |= PT_BACKEND_FLAG;
 	e->hook = nf_state_hook(state);
 	e->slot = slot;
+	e->ext.val[0] = ct_info(nfct);
 	e->netns = BPF_CORE_READ(state, net, ns.inum);
 	if (in)
 		read_dev(in, e->in_dev, &e->in_ifindex);
@@ -254,3 +260,4 @@ const struct pt_net_bridge_port_head *unused_bridge_port_head __attribute__((unu
 const struct pt_ip_vs_conn_head *unused_ip_vs_conn_head __attribute__((unused));
 const struct pt_xt_table_head *unused_xt_table_head __attribute__((unused));
 const struct pt_nft_chain_head *unused_nft_chain_head __attribute__((unused));
+const struct pt_nf_conn_head *unused_nf_conn_head __attribute__((unused));

@@ -13,6 +13,16 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type FentryPtConnKey struct {
+	_     structs.HostLayout
+	Saddr uint32
+	Daddr uint32
+	Sport uint16
+	Dport uint16
+	Proto uint8
+	Pad   [3]uint8
+}
+
 type FentryPtTableStack struct {
 	_      structs.HostLayout
 	Depth  uint32
@@ -41,6 +51,9 @@ type FentryTrackedSkb struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	FentryMapConnStats               = "conn_stats"
+	FentryMapConns                   = "conns"
+	FentryMapConnsHint               = "conns_hint"
 	FentryMapEvents                  = "events"
 	FentryMapLost                    = "lost"
 	FentryMapPtScratch               = "pt_scratch"
@@ -70,6 +83,7 @@ const (
 	FentryVarUnusedFlags             = "unused_flags"
 	FentryVarUnusedIpVsConnHead      = "unused_ip_vs_conn_head"
 	FentryVarUnusedKind              = "unused_kind"
+	FentryVarUnusedNfConnHead        = "unused_nf_conn_head"
 	FentryVarUnusedNftChainHead      = "unused_nft_chain_head"
 	FentryVarUnusedSlot              = "unused_slot"
 	FentryVarUnusedXtTableHead       = "unused_xt_table_head"
@@ -136,6 +150,9 @@ type FentryProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type FentryMapSpecs struct {
+	ConnStats   *ebpf.MapSpec `ebpf:"conn_stats"`
+	Conns       *ebpf.MapSpec `ebpf:"conns"`
+	ConnsHint   *ebpf.MapSpec `ebpf:"conns_hint"`
 	Events      *ebpf.MapSpec `ebpf:"events"`
 	Lost        *ebpf.MapSpec `ebpf:"lost"`
 	PtScratch   *ebpf.MapSpec `ebpf:"pt_scratch"`
@@ -159,6 +176,7 @@ type FentryVariableSpecs struct {
 	UnusedFlags          *ebpf.VariableSpec `ebpf:"unused_flags"`
 	UnusedIpVsConnHead   *ebpf.VariableSpec `ebpf:"unused_ip_vs_conn_head"`
 	UnusedKind           *ebpf.VariableSpec `ebpf:"unused_kind"`
+	UnusedNfConnHead     *ebpf.VariableSpec `ebpf:"unused_nf_conn_head"`
 	UnusedNftChainHead   *ebpf.VariableSpec `ebpf:"unused_nft_chain_head"`
 	UnusedSlot           *ebpf.VariableSpec `ebpf:"unused_slot"`
 	UnusedXtTableHead    *ebpf.VariableSpec `ebpf:"unused_xt_table_head"`
@@ -185,6 +203,9 @@ func (o *FentryObjects) Close() error {
 //
 // It can be passed to LoadFentryObjects or ebpf.CollectionSpec.LoadAndAssign.
 type FentryMaps struct {
+	ConnStats   *ebpf.Map `ebpf:"conn_stats"`
+	Conns       *ebpf.Map `ebpf:"conns"`
+	ConnsHint   *ebpf.Map `ebpf:"conns_hint"`
 	Events      *ebpf.Map `ebpf:"events"`
 	Lost        *ebpf.Map `ebpf:"lost"`
 	PtScratch   *ebpf.Map `ebpf:"pt_scratch"`
@@ -195,6 +216,9 @@ type FentryMaps struct {
 
 func (m *FentryMaps) Close() error {
 	return _FentryClose(
+		m.ConnStats,
+		m.Conns,
+		m.ConnsHint,
 		m.Events,
 		m.Lost,
 		m.PtScratch,
@@ -219,6 +243,7 @@ type FentryVariables struct {
 	UnusedFlags          *ebpf.Variable `ebpf:"unused_flags"`
 	UnusedIpVsConnHead   *ebpf.Variable `ebpf:"unused_ip_vs_conn_head"`
 	UnusedKind           *ebpf.Variable `ebpf:"unused_kind"`
+	UnusedNfConnHead     *ebpf.Variable `ebpf:"unused_nf_conn_head"`
 	UnusedNftChainHead   *ebpf.Variable `ebpf:"unused_nft_chain_head"`
 	UnusedSlot           *ebpf.Variable `ebpf:"unused_slot"`
 	UnusedXtTableHead    *ebpf.Variable `ebpf:"unused_xt_table_head"`

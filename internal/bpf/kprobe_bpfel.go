@@ -13,6 +13,16 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type KprobePtConnKey struct {
+	_     structs.HostLayout
+	Saddr uint32
+	Daddr uint32
+	Sport uint16
+	Dport uint16
+	Proto uint8
+	Pad   [3]uint8
+}
+
 type KprobePtStack struct {
 	_      structs.HostLayout
 	Depth  uint32
@@ -52,6 +62,9 @@ type KprobeTrackedSkb struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	KprobeMapConnStats               = "conn_stats"
+	KprobeMapConns                   = "conns"
+	KprobeMapConnsHint               = "conns_hint"
 	KprobeMapEvents                  = "events"
 	KprobeMapIpvsStack               = "ipvs_stack"
 	KprobeMapLost                    = "lost"
@@ -83,6 +96,7 @@ const (
 	KprobeVarUnusedFlags             = "unused_flags"
 	KprobeVarUnusedIpVsConnHead      = "unused_ip_vs_conn_head"
 	KprobeVarUnusedKind              = "unused_kind"
+	KprobeVarUnusedNfConnHead        = "unused_nf_conn_head"
 	KprobeVarUnusedNftChainHead      = "unused_nft_chain_head"
 	KprobeVarUnusedSlot              = "unused_slot"
 	KprobeVarUnusedXtTableHead       = "unused_xt_table_head"
@@ -149,6 +163,9 @@ type KprobeProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type KprobeMapSpecs struct {
+	ConnStats   *ebpf.MapSpec `ebpf:"conn_stats"`
+	Conns       *ebpf.MapSpec `ebpf:"conns"`
+	ConnsHint   *ebpf.MapSpec `ebpf:"conns_hint"`
 	Events      *ebpf.MapSpec `ebpf:"events"`
 	IpvsStack   *ebpf.MapSpec `ebpf:"ipvs_stack"`
 	Lost        *ebpf.MapSpec `ebpf:"lost"`
@@ -174,6 +191,7 @@ type KprobeVariableSpecs struct {
 	UnusedFlags          *ebpf.VariableSpec `ebpf:"unused_flags"`
 	UnusedIpVsConnHead   *ebpf.VariableSpec `ebpf:"unused_ip_vs_conn_head"`
 	UnusedKind           *ebpf.VariableSpec `ebpf:"unused_kind"`
+	UnusedNfConnHead     *ebpf.VariableSpec `ebpf:"unused_nf_conn_head"`
 	UnusedNftChainHead   *ebpf.VariableSpec `ebpf:"unused_nft_chain_head"`
 	UnusedSlot           *ebpf.VariableSpec `ebpf:"unused_slot"`
 	UnusedXtTableHead    *ebpf.VariableSpec `ebpf:"unused_xt_table_head"`
@@ -200,6 +218,9 @@ func (o *KprobeObjects) Close() error {
 //
 // It can be passed to LoadKprobeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type KprobeMaps struct {
+	ConnStats   *ebpf.Map `ebpf:"conn_stats"`
+	Conns       *ebpf.Map `ebpf:"conns"`
+	ConnsHint   *ebpf.Map `ebpf:"conns_hint"`
 	Events      *ebpf.Map `ebpf:"events"`
 	IpvsStack   *ebpf.Map `ebpf:"ipvs_stack"`
 	Lost        *ebpf.Map `ebpf:"lost"`
@@ -212,6 +233,9 @@ type KprobeMaps struct {
 
 func (m *KprobeMaps) Close() error {
 	return _KprobeClose(
+		m.ConnStats,
+		m.Conns,
+		m.ConnsHint,
 		m.Events,
 		m.IpvsStack,
 		m.Lost,
@@ -238,6 +262,7 @@ type KprobeVariables struct {
 	UnusedFlags          *ebpf.Variable `ebpf:"unused_flags"`
 	UnusedIpVsConnHead   *ebpf.Variable `ebpf:"unused_ip_vs_conn_head"`
 	UnusedKind           *ebpf.Variable `ebpf:"unused_kind"`
+	UnusedNfConnHead     *ebpf.Variable `ebpf:"unused_nf_conn_head"`
 	UnusedNftChainHead   *ebpf.Variable `ebpf:"unused_nft_chain_head"`
 	UnusedSlot           *ebpf.Variable `ebpf:"unused_slot"`
 	UnusedXtTableHead    *ebpf.Variable `ebpf:"unused_xt_table_head"`

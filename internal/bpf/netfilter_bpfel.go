@@ -13,6 +13,16 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type NetfilterPtConnKey struct {
+	_     structs.HostLayout
+	Saddr uint32
+	Daddr uint32
+	Sport uint16
+	Dport uint16
+	Proto uint8
+	Pad   [3]uint8
+}
+
 type NetfilterPtTableStack struct {
 	_      structs.HostLayout
 	Depth  uint32
@@ -41,6 +51,9 @@ type NetfilterTrackedSkb struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	NetfilterMapConnStats    = "conn_stats"
+	NetfilterMapConns        = "conns"
+	NetfilterMapConnsHint    = "conns_hint"
 	NetfilterMapEvents       = "events"
 	NetfilterMapLost         = "lost"
 	NetfilterMapPtScratch    = "pt_scratch"
@@ -110,6 +123,9 @@ type NetfilterProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type NetfilterMapSpecs struct {
+	ConnStats   *ebpf.MapSpec `ebpf:"conn_stats"`
+	Conns       *ebpf.MapSpec `ebpf:"conns"`
+	ConnsHint   *ebpf.MapSpec `ebpf:"conns_hint"`
 	Events      *ebpf.MapSpec `ebpf:"events"`
 	Lost        *ebpf.MapSpec `ebpf:"lost"`
 	PtScratch   *ebpf.MapSpec `ebpf:"pt_scratch"`
@@ -153,6 +169,9 @@ func (o *NetfilterObjects) Close() error {
 //
 // It can be passed to LoadNetfilterObjects or ebpf.CollectionSpec.LoadAndAssign.
 type NetfilterMaps struct {
+	ConnStats   *ebpf.Map `ebpf:"conn_stats"`
+	Conns       *ebpf.Map `ebpf:"conns"`
+	ConnsHint   *ebpf.Map `ebpf:"conns_hint"`
 	Events      *ebpf.Map `ebpf:"events"`
 	Lost        *ebpf.Map `ebpf:"lost"`
 	PtScratch   *ebpf.Map `ebpf:"pt_scratch"`
@@ -163,6 +182,9 @@ type NetfilterMaps struct {
 
 func (m *NetfilterMaps) Close() error {
 	return _NetfilterClose(
+		m.ConnStats,
+		m.Conns,
+		m.ConnsHint,
 		m.Events,
 		m.Lost,
 		m.PtScratch,

@@ -102,6 +102,16 @@ const (
 	TracepointPathtraceSlotPT_SLOT_LAST  TracepointPathtraceSlot = 2
 )
 
+type TracepointPtConnKey struct {
+	_     structs.HostLayout
+	Saddr uint32
+	Daddr uint32
+	Sport uint16
+	Dport uint16
+	Proto uint8
+	Pad   [3]uint8
+}
+
 type TracepointPtTableStack struct {
 	_      structs.HostLayout
 	Depth  uint32
@@ -130,6 +140,9 @@ type TracepointTrackedSkb struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	TracepointMapConnStats          = "conn_stats"
+	TracepointMapConns              = "conns"
+	TracepointMapConnsHint          = "conns_hint"
 	TracepointMapEvents             = "events"
 	TracepointMapLost               = "lost"
 	TracepointMapPtScratch          = "pt_scratch"
@@ -205,6 +218,9 @@ type TracepointProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type TracepointMapSpecs struct {
+	ConnStats   *ebpf.MapSpec `ebpf:"conn_stats"`
+	Conns       *ebpf.MapSpec `ebpf:"conns"`
+	ConnsHint   *ebpf.MapSpec `ebpf:"conns_hint"`
 	Events      *ebpf.MapSpec `ebpf:"events"`
 	Lost        *ebpf.MapSpec `ebpf:"lost"`
 	PtScratch   *ebpf.MapSpec `ebpf:"pt_scratch"`
@@ -248,6 +264,9 @@ func (o *TracepointObjects) Close() error {
 //
 // It can be passed to LoadTracepointObjects or ebpf.CollectionSpec.LoadAndAssign.
 type TracepointMaps struct {
+	ConnStats   *ebpf.Map `ebpf:"conn_stats"`
+	Conns       *ebpf.Map `ebpf:"conns"`
+	ConnsHint   *ebpf.Map `ebpf:"conns_hint"`
 	Events      *ebpf.Map `ebpf:"events"`
 	Lost        *ebpf.Map `ebpf:"lost"`
 	PtScratch   *ebpf.Map `ebpf:"pt_scratch"`
@@ -258,6 +277,9 @@ type TracepointMaps struct {
 
 func (m *TracepointMaps) Close() error {
 	return _TracepointClose(
+		m.ConnStats,
+		m.Conns,
+		m.ConnsHint,
 		m.Events,
 		m.Lost,
 		m.PtScratch,

@@ -135,15 +135,7 @@ func TestBackend(t *testing.T) {
 
 // Function hops' ext fields decode by kind into typed values.
 func TestDecodeExt(t *testing.T) {
-	decodeKind := func(t *testing.T, r bpf.TracepointEvent) Event {
-		t.Helper()
-		var d Decoder
-		var ev Event
-		if err := d.Decode(encode(t, &r), &ev); err != nil {
-			t.Fatal(err)
-		}
-		return ev
-	}
+	decodeKind := decodeRecord
 	t.Run("ipvs", func(t *testing.T) {
 		var r bpf.TracepointEvent
 		r.Kind, r.Flags = uint8(KindIPVS), uint8(FlagFentry)
@@ -198,6 +190,31 @@ func TestDecodeExt(t *testing.T) {
 		r.Hook = 0xff
 		if ev := decodeKind(t, r); ev.Hook != hop.HookUnknown || ev.Table.Chain != "" {
 			t.Errorf("unknown hook: %s chain %q", ev.Hook, ev.Table.Chain)
+		}
+	})
+	t.Run("netfilter-ct", func(t *testing.T) {
+		var r bpf.TracepointEvent
+		r.Kind = uint8(KindNF)
+		for val, want := range map[uint32]struct {
+			ct    CT
+			reply bool
+		}{
+			0: {NoCT, false}, // no conntrack, or a recording made before
+			1: {CTEstablished, false},
+			3: {CTNew, false},
+			4: {CTEstablishedReply, true},
+			5: {CTRelatedReply, true},
+			8: {CTUntracked, false},
+		} {
+			r.Ext.Val[0] = val
+			ev := decodeKind(t, r)
+			if ev.CT != want.ct || ev.CT.Reply() != want.reply {
+				t.Errorf("val[0]=%d: ct %d reply %v, want %d %v", val, ev.CT, ev.CT.Reply(), want.ct, want.reply)
+			}
+		}
+		r.Kind, r.Ext.Val[0] = uint8(KindRx), 4 // only netfilter events carry it
+		if ev := decodeKind(t, r); ev.CT != NoCT {
+			t.Errorf("rx event with ct %d", ev.CT)
 		}
 	})
 	t.Run("ipvs-verdict", func(t *testing.T) {

@@ -79,8 +79,48 @@ func (d *Decoder) Decode(b []byte, ev *Event) error {
 	if r.CapLen > 0 {
 		off := int(unsafe.Offsetof(r.Data))
 		ev.Data = b[off : off+int(r.CapLen)]
+		echoIDs(ev)
 	}
 	return nil
+}
+
+// ICMP echo types, whose header holds the echo id.
+const (
+	icmpEchoReply = 0
+	icmpEcho      = 8
+)
+
+// echoIDs reads the echo id of an ICMP echo from the captured bytes: after
+// the IPv4 header, or for a VXLAN packet after the outer IPv4, UDP, VXLAN
+// and Ethernet headers and the inner IPv4 header.
+func echoIDs(ev *Event) {
+	outer := ev.Flags&FlagL3 != 0 && ev.Flags&FlagL4 != 0 && ev.Outer.Proto == ProtoICMP
+	inner := ev.Flags&FlagInner != 0 && ev.Flags&FlagInnerL4 != 0 && ev.Inner.Proto == ProtoICMP
+	if !outer && !inner {
+		return
+	}
+	ihl, ok := ipv4HeaderLen(ev.Data)
+	if !ok {
+		return
+	}
+	if outer {
+		echoID(ev.Data[ihl:], &ev.Outer)
+		return
+	}
+	const vxlanHeaders = 8 + 8 + 14 // UDP, VXLAN, Ethernet
+	in := ev.Data[min(ihl+vxlanHeaders, len(ev.Data)):]
+	if ihl, ok := ipv4HeaderLen(in); ok {
+		echoID(in[ihl:], &ev.Inner)
+	}
+}
+
+// echoID sets t's echo id from the ICMP header b starts with, when it is
+// an echo request or reply.
+func echoID(b []byte, t *Tuple) {
+	if len(b) < 8 || (b[0] != icmpEcho && b[0] != icmpEchoReply) {
+		return
+	}
+	t.HasICMPID, t.ICMPID = true, binary.BigEndian.Uint16(b[4:6])
 }
 
 // ext decodes the extra fields of function hops (struct pt_ext), whose
@@ -88,6 +128,8 @@ func (d *Decoder) Decode(b []byte, ev *Event) error {
 func (d *Decoder) ext(ev *Event) {
 	x := &d.raw.Ext
 	switch ev.Kind {
+	case KindNF:
+		ev.CT = CT(min(x.Val[0], 0xff))
 	case KindIPVS:
 		ev.IPVS = IPVS{
 			Service:    netip.AddrPortFrom(addr(x.Addr[0]), x.Port[0]),

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/netip"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/pathtrace/pathtrace/internal/bpf"
@@ -101,6 +102,74 @@ func TestDecodeWithoutPorts(t *testing.T) {
 	}
 }
 
+// icmpEchoRecord is a ping request from 10.244.1.5 with echo id 0x1234,
+// its bytes captured from the IPv4 header on; vxlan puts it in VXLAN.
+func icmpEchoRecord(vxlan bool) bpf.TracepointEvent {
+	var r bpf.TracepointEvent
+	r.Kind = uint8(KindTx)
+	ipHdr := []byte{0x45, 0, 0, 84, 0, 1, 0x40, 0, 64, ProtoICMP, 0, 0, 10, 244, 1, 5, 10, 244, 2, 7}
+	pkt := append(slices.Clone(ipHdr), icmpEcho, 0, 0, 0, 0x12, 0x34, 0, 1)
+	if !vxlan {
+		r.Flags = uint8(FlagL3 | FlagL4)
+		r.Outer.Saddr, r.Outer.Daddr, r.Outer.Sport, r.Outer.Proto = ip("10.244.1.5"), ip("10.244.2.7"), icmpEcho, ProtoICMP
+	} else {
+		r.Flags = uint8(FlagL3 | FlagL4 | FlagInner | FlagInnerL4)
+		r.Outer.Saddr, r.Outer.Daddr, r.Outer.Sport, r.Outer.Dport, r.Outer.Proto = ip("192.168.50.11"), ip("192.168.50.12"), 40000, 8472, ProtoUDP
+		r.Inner.Saddr, r.Inner.Daddr, r.Inner.Sport, r.Inner.Proto = ip("10.244.1.5"), ip("10.244.2.7"), icmpEcho, ProtoICMP
+		r.Vni = 1
+		outer := []byte{0x45, 0, 0, 134, 0, 2, 0, 0, 64, ProtoUDP, 0, 0, 192, 168, 50, 11, 192, 168, 50, 12}
+		udp := []byte{0x9c, 0x40, 0x21, 0x18, 0, 114, 0, 0}
+		vx := []byte{0x08, 0, 0, 0, 0, 0, 1, 0}
+		eth := make([]byte, 14)
+		eth[12] = 0x08
+		pkt = slices.Concat(outer, udp, vx, eth, pkt)
+	}
+	r.CapLen = uint16(copy(r.Data[:], pkt))
+	return r
+}
+
+// decodeRecord decodes one record.
+func decodeRecord(t *testing.T, r bpf.TracepointEvent) Event {
+	t.Helper()
+	var d Decoder
+	var ev Event
+	if err := d.Decode(encode(t, &r), &ev); err != nil {
+		t.Fatal(err)
+	}
+	return ev
+}
+
+func TestDecodeICMPEchoID(t *testing.T) {
+	ev := decodeRecord(t, icmpEchoRecord(false))
+	if !ev.Outer.HasICMPID || ev.Outer.ICMPID != 0x1234 || ev.Outer.Src.Port() != icmpEcho {
+		t.Errorf("outer %+v: want echo id 0x1234, type 8 as the source port", ev.Outer)
+	}
+	ev = decodeRecord(t, icmpEchoRecord(true))
+	if !ev.Inner.HasICMPID || ev.Inner.ICMPID != 0x1234 || ev.Outer.HasICMPID {
+		t.Errorf("vxlan: inner %+v outer %+v: want the inner echo id 0x1234", ev.Inner, ev.Outer)
+	}
+
+	for name, change := range map[string]func(r *bpf.TracepointEvent){
+		"not an echo": func(r *bpf.TracepointEvent) { r.Data[20] = 3 }, // destination unreachable
+		"short":       func(r *bpf.TracepointEvent) { r.CapLen = 25 },
+		"none":        func(r *bpf.TracepointEvent) { r.CapLen = 0 },
+		"no ports":    func(r *bpf.TracepointEvent) { r.Flags = uint8(FlagL3) },
+		"not ipv4":    func(r *bpf.TracepointEvent) { r.Data[0] = 0x60 },
+		"bad ihl":     func(r *bpf.TracepointEvent) { r.Data[0] = 0x4f },
+	} {
+		r := icmpEchoRecord(false)
+		change(&r)
+		if ev := decodeRecord(t, r); ev.Outer.HasICMPID {
+			t.Errorf("%s: echo id %d", name, ev.Outer.ICMPID)
+		}
+	}
+	r := icmpEchoRecord(true)
+	r.CapLen = 60 // ends inside the inner IPv4 header
+	if ev := decodeRecord(t, r); ev.Inner.HasICMPID {
+		t.Errorf("vxlan, short: echo id %d", ev.Inner.ICMPID)
+	}
+}
+
 func TestDecodeRejects(t *testing.T) {
 	r := sampleRecord()
 	b := encode(t, &r)
@@ -134,6 +203,10 @@ func FuzzDecode(f *testing.F) {
 	f.Add(encode(f, &r))
 	f.Add(make([]byte, RecordSize))
 	f.Add([]byte{1, 2, 3})
+	for _, vxlan := range []bool{false, true} {
+		r := icmpEchoRecord(vxlan)
+		f.Add(encode(f, &r))
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var d Decoder
 		var ev Event

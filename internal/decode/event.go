@@ -141,7 +141,32 @@ type Tuple struct {
 	IPID     uint16
 	TCPFlags uint8
 	HasPorts bool
+	// HasICMPID says the tuple is an ICMP echo (request or reply) whose
+	// header was captured: ICMPID is its echo id, the one conntrack tracks
+	// it by.
+	HasICMPID bool
+	ICMPID    uint16
 }
+
+// CT is a packet's conntrack state at a netfilter event: enum
+// ip_conntrack_info plus one, NoCT where the packet had none or the event
+// does not say (recordings made before it was recorded).
+type CT uint8
+
+const (
+	NoCT               CT = 0
+	CTEstablished      CT = 1 // IP_CT_ESTABLISHED
+	CTRelated          CT = 2 // IP_CT_RELATED
+	CTNew              CT = 3 // IP_CT_NEW
+	CTEstablishedReply CT = 4 // IP_CT_ESTABLISHED_REPLY
+	CTRelatedReply     CT = 5 // IP_CT_RELATED_REPLY
+	CTUntracked        CT = 8 // IP_CT_UNTRACKED
+)
+
+// Reply reports whether the packet goes in the reply direction of its
+// connection (IP_CT_IS_REPLY): conntrack undoes the connection's
+// translations on it.
+func (c CT) Reply() bool { return c >= CTEstablishedReply && c < CTUntracked }
 
 // Valid reports whether the tuple was parsed from a packet.
 func (t Tuple) Valid() bool { return t.Src.Addr().IsValid() }
@@ -177,8 +202,9 @@ type Event struct {
 	DropReason uint32 // enum skb_drop_reason of the running kernel; valid with FlagReason
 	Location   uint64 // caller of kfree_skb/consume_skb
 
-	// What function hops carry, decoded from the record's ext by kind
-	// (bpf/include/event.h); zero for other kinds.
+	// What function hops and netfilter events carry, decoded from the
+	// record's ext by kind (bpf/include/event.h); zero for other kinds.
+	CT      CT          // KindNF: the packet's conntrack state
 	Verdict hop.Verdict // KindTable, KindIPVSVerdict: the verdict returned
 	Table   Table       // KindTable
 	IPVS    IPVS        // KindIPVS

@@ -19,6 +19,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/pathtrace/pathtrace/internal/bpf"
 	"github.com/pathtrace/pathtrace/internal/hop"
 	"github.com/pathtrace/pathtrace/internal/kernel"
 )
@@ -336,6 +337,54 @@ func (t *Tracer) LostPerCPU() ([]uint64, error) {
 	}
 	return perCPU, nil
 }
+
+// ConnStats counts the connections the kernel followed whole (the conns
+// table of bpf/include/common.h).
+type ConnStats struct {
+	Connections uint64 // connections added, by their original tuple
+	// Evicted counts the connections whose original tuple the table, full,
+	// evicted (least recently used first): their packets are no longer
+	// followed before NAT, unless they match the filter.
+	Evicted uint64
+	Keys    uint64 // keys added (four a connection and translation)
+	Live    uint64 // keys in the table now
+}
+
+// Conns reads the connection counters and counts the table's keys, in one
+// pass over it.
+func (t *Tracer) Conns() (ConnStats, error) {
+	var s ConnStats
+	for i, dst := range []*uint64{&s.Keys, &s.Connections} {
+		var perCPU []uint64
+		if err := t.maps.ConnStats.Lookup(uint32(i), &perCPU); err != nil {
+			return s, fmt.Errorf("read connection counters: %w", err)
+		}
+		for _, n := range perCPU {
+			*dst += n
+		}
+	}
+	var k bpf.TracepointPtConnKey
+	var role uint32
+	var live uint64 // original tuples
+	it := t.maps.Conns.Iterate()
+	for it.Next(&k, &role) {
+		s.Live++
+		if role == connOrig {
+			live++
+		}
+	}
+	if err := it.Err(); err != nil {
+		return s, fmt.Errorf("count connections: %w", err)
+	}
+	if s.Connections > live {
+		s.Evicted = s.Connections - live
+	}
+	return s, nil
+}
+
+// connOrig is the conns value of a connection's original tuple
+// (PT_CONN_ORIG).
+const connOrig = 1
 
 // Close detaches every program and frees the maps. It is safe to call more
 // than once.

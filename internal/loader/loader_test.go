@@ -30,7 +30,7 @@ func TestParseChoice(t *testing.T) {
 }
 
 // The modules whose functions the function hops attach to.
-var hopModules = []string{"bridge", "br_netfilter", "vxlan", "ip_vs", "ip_tables", "nf_tables"}
+var hopModules = []string{"bridge", "br_netfilter", "vxlan", "ip_vs", "ip_tables", "nf_tables", "nf_conntrack"}
 
 // TestFeaturesMatchKernel checks what `pathtrace features` says against
 // what we know of each kernel we test on (testutil.ExpectedBackends).
@@ -169,7 +169,7 @@ func TestForcedBackend(t *testing.T) {
 
 // TestKernelStructHeads compares the struct heads the kprobe programs read
 // at fixed offsets where a module has no BTF (bpf/include/ipvs.h,
-// funcs.h, tables.h) with the BTF of the kernels that have it.
+// funcs.h, tables.h, common.h) with the BTF of the kernels that have it.
 func TestKernelStructHeads(t *testing.T) {
 	testutil.RequireRoot(t)
 	testutil.Modprobe(hopModules...)
@@ -184,6 +184,10 @@ func TestKernelStructHeads(t *testing.T) {
 		{"bridge", "net_bridge_port", "pt_net_bridge_port_head"},
 		{"ip_tables", "xt_table", "pt_xt_table_head"},
 		{"nf_tables", "nft_chain", "pt_nft_chain_head"},
+		{"nf_conntrack", "nf_conn", "pt_nf_conn_head"},
+		{"nf_conntrack", "nf_conntrack_tuple_hash", "pt_ct_tuple_hash"},
+		{"nf_conntrack", "nf_conntrack_tuple", "pt_ct_tuple"},
+		{"nf_conntrack", "nf_conntrack_man", "pt_ct_man"},
 	} {
 		t.Run(c.kernelType, func(t *testing.T) {
 			if c.module == "ip_vs" {

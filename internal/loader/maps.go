@@ -11,7 +11,8 @@ import (
 
 // sharedMaps are the maps the programs of every object share
 // (bpf/include/common.h: the ring buffer, the lost counter, the packets
-// followed and their hint, the per-CPU scratch and table frames), and the
+// followed and their hint, the connections followed, their hint and
+// counters, the per-CPU scratch and table frames), and the
 // ones only the kprobe programs have (their per-CPU return stacks). They
 // are created once per tracer, from the tracepoint and kprobe objects, and
 // handed to every program loaded; TestObjectMaps checks that no object has
@@ -49,6 +50,9 @@ func (m *sharedMaps) replacements(spec *ebpf.CollectionSpec) map[string]*ebpf.Ma
 		"table_stack":  m.TableStack,
 		"tracked":      m.Tracked,
 		"tracked_hint": m.TrackedHint,
+		"conns":        m.Conns,
+		"conns_hint":   m.ConnsHint,
+		"conn_stats":   m.ConnStats,
 		"nf_stack":     m.kprobe.NfStack,
 		"ipvs_stack":   m.kprobe.IpvsStack,
 	}
@@ -63,7 +67,7 @@ func (m *sharedMaps) replacements(spec *ebpf.CollectionSpec) map[string]*ebpf.Ma
 
 func (m *sharedMaps) close() error {
 	var errs []error
-	for _, mp := range []**ebpf.Map{&m.Events, &m.Lost, &m.PtScratch, &m.TableStack, &m.Tracked, &m.TrackedHint, &m.kprobe.NfStack, &m.kprobe.IpvsStack} {
+	for _, mp := range []**ebpf.Map{&m.Events, &m.Lost, &m.PtScratch, &m.TableStack, &m.Tracked, &m.TrackedHint, &m.Conns, &m.ConnsHint, &m.ConnStats, &m.kprobe.NfStack, &m.kprobe.IpvsStack} {
 		if *mp != nil {
 			errs = append(errs, (*mp).Close())
 			*mp = nil

@@ -58,6 +58,7 @@ func testFinal() Meta {
 		Lost:        3,
 		LostPerCPU:  []uint64{1, 2},
 		Report:      json.RawMessage(`{"node":"node1","devices":["eth0","cni0"]}`),
+		Connections: &Connections{Followed: 7, Evicted: 1},
 	}
 }
 
@@ -75,6 +76,7 @@ func wantMeta(n int) Meta {
 	m.Lost = f.Lost
 	m.LostPerCPU = f.LostPerCPU
 	m.Report = f.Report
+	m.Connections = f.Connections
 	return m
 }
 

@@ -51,6 +51,15 @@ type Meta struct {
 	Lost       uint64          // events the kernel could not deliver
 	LostPerCPU []uint64        // the same, by CPU
 	Report     json.RawMessage // the node report, as the caller gave it
+	// Connections are what the kernel's connection table did; nil in
+	// recordings made before it was counted.
+	Connections *Connections
+}
+
+// Connections counts the connections a trace followed whole.
+type Connections struct {
+	Followed uint64 `json:"followed"` // connections added to the kernel's table
+	Evicted  uint64 `json:"evicted"`  // of those, evicted by its size bound
 }
 
 // Filter is what the recording traced.
@@ -71,6 +80,10 @@ func (m Meta) clone() Meta {
 	m.LostPerCPU = slices.Clone(m.LostPerCPU)
 	m.Report = slices.Clone(m.Report)
 	m.Reports = slices.Clone(m.Reports)
+	if m.Connections != nil {
+		c := *m.Connections
+		m.Connections = &c
+	}
 	return m
 }
 
@@ -104,9 +117,10 @@ func (n *names) len() int {
 
 // trailer is the JSON of the trailer custom block.
 type trailer struct {
-	EndWall    *time.Time      `json:"end_wall,omitempty"`
-	Records    uint64          `json:"records"`
-	Lost       uint64          `json:"lost"`
-	LostPerCPU []uint64        `json:"lost_per_cpu,omitempty"`
-	Report     json.RawMessage `json:"report,omitempty"`
+	EndWall     *time.Time      `json:"end_wall,omitempty"`
+	Records     uint64          `json:"records"`
+	Lost        uint64          `json:"lost"`
+	LostPerCPU  []uint64        `json:"lost_per_cpu,omitempty"`
+	Report      json.RawMessage `json:"report,omitempty"`
+	Connections *Connections    `json:"connections,omitempty"`
 }

@@ -133,7 +133,8 @@ func (r *Reader) Close() error {
 
 // Meta returns a copy of the metadata read so far: the header and the
 // names before the last record returned. After Next returned io.EOF it is
-// complete, with the trailer (Records, Lost, LostPerCPU, Report, EndWall).
+// complete, with the trailer (Records, Lost, LostPerCPU, Report, Connections,
+// EndWall).
 func (r *Reader) Meta() Meta { return r.meta.clone() }
 
 // NetnsName returns the name of a network namespace, as known at the last
@@ -566,6 +567,7 @@ func (r *Reader) readISB(at int64, b []byte) error {
 	m.Lost = t.Lost
 	m.LostPerCPU = t.LostPerCPU
 	m.Report = t.Report
+	m.Connections = t.Connections
 	if t.EndWall != nil {
 		m.EndWall = *t.EndWall
 	}

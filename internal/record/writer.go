@@ -358,7 +358,8 @@ func (w *Writer) Flush() error {
 }
 
 // Close ends the recording: it writes the names in final not written yet,
-// then the trailer (final.EndWall, Lost, LostPerCPU, Report), and flushes.
+// then the trailer (final.EndWall, Lost, LostPerCPU, Report, Connections),
+// and flushes.
 // Other fields of final are ignored. It closes the file opened by Create.
 func (w *Writer) Close(final Meta) error {
 	if w.closed {
@@ -398,6 +399,10 @@ func (w *Writer) finish(final Meta) error {
 		Lost:       final.Lost,
 		LostPerCPU: final.LostPerCPU,
 		Report:     final.Report,
+	}
+	if final.Connections != nil {
+		c := *final.Connections
+		t.Connections = &c
 	}
 	if !final.EndWall.IsZero() {
 		end := final.EndWall.UTC()

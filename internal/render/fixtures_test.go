@@ -64,6 +64,9 @@ func finish(p *stitch.Path, cpu uint16) *stitch.Path {
 		if !h.Src.IsValid() {
 			h.Src, h.Dst = src, dst
 		}
+		if !h.HasICMPID {
+			h.HasICMPID, h.ICMPID = p.HasICMPID, p.ICMPID
+		}
 		src, dst = h.Src, h.Dst
 		if h.Len == 0 {
 			h.Len = l
@@ -183,15 +186,15 @@ func forwardDrop() *stitch.Path {
 // icmpOut is a ping from a pod to the internet, masqueraded to the node's
 // address in POSTROUTING and last seen leaving eth0.
 func icmpOut() *stitch.Path {
-	client, dst := ap("10.244.1.5:4660"), ap("1.1.1.1:0")
+	client, dst := ap("10.244.1.5:8"), ap("1.1.1.1:0") // ICMP ports: type 8, code 0
 	nat := nsNode1.hop(hop.NAT, "eth0", 2, us(52))
 	nat.Hook, nat.Out = hop.Postrouting, "eth0"
-	nat.NAT = &stitch.NAT{Type: hop.SNAT, From: client, To: ap("192.168.50.11:4660")}
-	nat.Src, nat.Dst = ap("192.168.50.11:4660"), dst
+	nat.NAT = &stitch.NAT{Type: hop.SNAT, From: ap("10.244.1.5:4660"), To: ap("192.168.50.11:4660")} // ports: echo ids
+	nat.Src, nat.Dst = ap("192.168.50.11:8"), dst
 	return finish(&stitch.Path{
 		ID: 4, SKB: 0xffff888104f0c300, Mono: 81235012345678,
 		Start: time.Date(2026, 11, 28, 3, 40, 2, 0, time.UTC),
-		Proto: protoICMP, Src: client, Dst: dst, IPID: 51022, Len: 84,
+		Proto: protoICMP, Src: client, Dst: dst, IPID: 51022, Len: 84, HasICMPID: true, ICMPID: 4660,
 		Verdict: stitch.VerdictForwarded, Events: 12,
 		Hops: []stitch.Hop{
 			nsClient.hop(hop.Tx, "eth0", 3, 0),
@@ -237,5 +240,6 @@ func tooBig() *stitch.Path {
 }
 
 func fixtures() []*stitch.Path {
-	return []*stitch.Path{crossNode(), sameNode(), forwardDrop(), icmpOut(), tooBig(), ipvsLocal(), tableDrop(), ipvsNoEndpoint()}
+	return append([]*stitch.Path{crossNode(), sameNode(), forwardDrop(), icmpOut(), tooBig(), ipvsLocal(), tableDrop(), ipvsNoEndpoint()},
+		connFixtures()...)
 }

@@ -57,6 +57,10 @@ func appendJSONPath(b []byte, p *stitch.Path) []byte {
 		b = appendTCPFlags(b, p.TCPFlags)
 		b = append(b, '"')
 	}
+	if p.HasICMPID {
+		b = append(b, `,"icmp_id":`...)
+		b = strconv.AppendUint(b, uint64(p.ICMPID), 10)
+	}
 	if p.IPID != 0 {
 		b = append(b, `,"ip_id":`...)
 		b = strconv.AppendUint(b, uint64(p.IPID), 10)
@@ -67,6 +71,10 @@ func appendJSONPath(b []byte, p *stitch.Path) []byte {
 	}
 	b = append(b, `,"verdict":`...)
 	b = appendJSONString(b, string(verdictOrUnknown(p.Verdict)))
+	if p.FirstSeen != "" {
+		b = append(b, `,"first_seen":`...)
+		b = appendJSONString(b, string(p.FirstSeen))
+	}
 	if p.Events != 0 {
 		b = append(b, `,"events":`...)
 		b = strconv.AppendInt(b, int64(p.Events), 10)
@@ -140,6 +148,10 @@ func appendJSONHop(b []byte, p *stitch.Path, h *stitch.Hop) []byte {
 		b = appendTCPFlags(b, h.TCPFlags)
 		b = append(b, '"')
 	}
+	if h.HasICMPID && (!p.HasICMPID || h.ICMPID != p.ICMPID) {
+		b = append(b, `,"icmp_id":`...)
+		b = strconv.AppendUint(b, uint64(h.ICMPID), 10)
+	}
 	if h.Kind == hop.Netfilter || h.Hook != hop.NoHook {
 		b = append(b, `,"hook":`...)
 		b = appendJSONString(b, h.Hook.String())
@@ -162,7 +174,11 @@ func appendJSONHop(b []byte, p *stitch.Path, h *stitch.Hop) []byte {
 		b = appendAddrPort(b, n.From)
 		b = append(b, `","to":"`...)
 		b = appendAddrPort(b, n.To)
-		b = append(b, `"}`...)
+		b = append(b, '"')
+		if n.Reverse {
+			b = append(b, `,"reverse":true`...)
+		}
+		b = append(b, '}')
 	}
 	if o := h.Outer; o != nil {
 		b = append(b, `,"outer":{"src":"`...)

@@ -181,6 +181,7 @@ func (r *textRenderer) appendPath(b []byte, p *stitch.Path) []byte {
 	c := r.measure(p)
 	// The tuple, outer header and mark last shown, to print only changes.
 	lastSrc, lastDst, lastProto := p.Src, p.Dst, p.Proto
+	lastID := echoID{p.HasICMPID, p.ICMPID}
 	var lastOuter stitch.Outer
 	var lastMark uint32
 	for i := range p.Hops {
@@ -234,11 +235,7 @@ func (r *textRenderer) appendPath(b []byte, p *stitch.Path) []byte {
 		case hop.NAT:
 			b = append(b, pal.natLine.pre...)
 			if h.NAT != nil {
-				b = appendUpper(b, h.NAT.Type.String())
-				b = append(b, ' ')
-				b = appendAddrPort(b, h.NAT.From)
-				b = append(b, " → "...)
-				b = appendAddrPort(b, h.NAT.To)
+				b = appendNAT(b, h.NAT, proto, h.HasICMPID)
 			} else {
 				b = append(b, "NAT "...)
 				b = appendTuple(b, h.Src, h.Dst, proto)
@@ -326,13 +323,15 @@ func (r *textRenderer) appendPath(b []byte, p *stitch.Path) []byte {
 		}
 
 		if h.Src.Addr().IsValid() {
-			if !tupleShown && (h.Src != lastSrc || h.Dst != lastDst || proto != lastProto) {
+			id := echoID{h.HasICMPID, h.ICMPID}
+			if !tupleShown && (h.Src != lastSrc || h.Dst != lastDst || proto != lastProto || id != lastID) {
 				b = sep(b, what)
 				b = append(b, pal.tuple.pre...)
 				b = appendTuple(b, h.Src, h.Dst, proto)
+				b = id.append(b)
 				b = append(b, pal.tuple.post...)
 			}
-			lastSrc, lastDst, lastProto = h.Src, h.Dst, proto
+			lastSrc, lastDst, lastProto, lastID = h.Src, h.Dst, proto, id
 		}
 		if h.Outer != nil && *h.Outer != lastOuter && h.Kind != hop.Encap && h.Kind != hop.Decap {
 			b = sep(b, what)
@@ -408,6 +407,7 @@ func (r *textRenderer) appendHeader(b []byte, p *stitch.Path) []byte {
 	}
 	b = append(b, ' ')
 	b = appendTuple(b, p.Src, p.Dst, p.Proto)
+	b = echoID{p.HasICMPID, p.ICMPID}.append(b)
 	if p.Proto == protoTCP && p.TCPFlags != 0 {
 		b = append(b, " ["...)
 		b = appendTCPFlags(b, p.TCPFlags)
@@ -434,6 +434,9 @@ func (r *textRenderer) appendHeader(b []byte, p *stitch.Path) []byte {
 	}
 	if p.Clipped {
 		b = append(b, ", clipped"...)
+	}
+	if p.FirstSeen == stitch.FirstSeenAfterNAT {
+		b = append(b, ", first seen after NAT"...)
 	}
 	b = append(b, ')')
 	if r.opts.Verbose {
@@ -477,6 +480,50 @@ func (r *textRenderer) appendAdvice(b []byte, advice string, indent int) []byte 
 		b = append(b, '\n')
 	}
 	return b
+}
+
+// echoID is an ICMP echo's id, where known.
+type echoID struct {
+	known bool
+	id    uint16
+}
+
+// append appends " id=N" when the id is known.
+func (e echoID) append(b []byte) []byte {
+	if !e.known {
+		return b
+	}
+	b = append(b, " id="...)
+	return strconv.AppendUint(b, uint64(e.id), 10)
+}
+
+// appendNAT appends a translation: "DNAT 10.96.0.10:80 → 10.244.2.7:8080",
+// "un-DNAT ..." for a reverse one; for ICMP the addresses and the echo id
+// (idKnown), "SNAT 10.244.1.5 → 192.168.50.11 id=7", or each end's id when
+// conntrack changed it.
+func appendNAT(b []byte, n *stitch.NAT, proto uint8, idKnown bool) []byte {
+	switch {
+	case n.Reverse && n.Type == hop.SNAT:
+		b = append(b, "un-DNAT"...)
+	case n.Reverse && n.Type == hop.DNAT:
+		b = append(b, "un-SNAT"...)
+	default:
+		b = appendUpper(b, n.Type.String())
+	}
+	b = append(b, ' ')
+	if proto != protoICMP {
+		b = appendAddrPort(b, n.From)
+		b = append(b, " → "...)
+		return appendAddrPort(b, n.To)
+	}
+	from, to := echoID{idKnown, n.From.Port()}, echoID{idKnown, n.To.Port()}
+	b = appendEndpointOr(b, n.From, proto)
+	if from != to {
+		b = from.append(b)
+	}
+	b = append(b, " → "...)
+	b = appendEndpointOr(b, n.To, proto)
+	return to.append(b)
 }
 
 // appendVXLAN appends "VXLAN vni=1 192.168.50.11 → 192.168.50.12:8472".

@@ -25,6 +25,11 @@ import (
 type normalFree struct {
 	reason string
 	funcs  []string
+	// queued: the reason itself says the packet was in a socket's queue,
+	// so it reached a socket wherever it was seen before: a copy the
+	// kernel queued to a raw or packet socket (ping without ping sockets,
+	// tcpdump) is freed so at close with no hop before.
+	queued bool
 }
 
 // tcpFuncs are the TCP receive functions (tcp_rcv_state_process,
@@ -34,49 +39,49 @@ var tcpFuncs = []string{"tcp_"}
 var normalFrees = []normalFree{
 	// TCP teardown: an ACK or FIN reaching a socket in FIN_WAIT, CLOSING
 	// or LAST_ACK, processed and freed without a reason.
-	{"NOT_SPECIFIED", []string{"tcp_rcv_state_process"}},
+	{"NOT_SPECIFIED", []string{"tcp_rcv_state_process"}, false},
 	// A socket's queues purged at close: an unread FIN or data.
-	{"QUEUE_PURGE", nil},
-	{"SOCKET_CLOSE", nil},
+	{"QUEUE_PURGE", nil, true},
+	{"SOCKET_CLOSE", nil, true},
 	// Old, duplicate or out-of-window segments (retransmissions the
 	// receiver already has, PAWS), and segments of a closing or reset
 	// connection: TCP answers or ignores them by design.
-	{"TCP_OLD_DATA", tcpFuncs},
-	{"TCP_OLD_ACK", tcpFuncs},
-	{"TCP_TOO_OLD_ACK", tcpFuncs},
-	{"TCP_OLD_SEQUENCE", tcpFuncs},
-	{"TCP_INVALID_SEQUENCE", tcpFuncs},
-	{"TCP_INVALID_END_SEQUENCE", tcpFuncs},
-	{"TCP_OVERWINDOW", tcpFuncs},
-	{"TCP_OFOMERGE", tcpFuncs},
-	{"TCP_RFC7323_PAWS", tcpFuncs},
-	{"TCP_RFC7323_PAWS_ACK", tcpFuncs},
-	{"TCP_RFC7323_TW_PAWS", tcpFuncs},
-	{"TCP_CLOSE", tcpFuncs},
-	{"TCP_RESET", tcpFuncs},
-	{"TCP_ABORT_ON_DATA", tcpFuncs},
+	{"TCP_OLD_DATA", tcpFuncs, false},
+	{"TCP_OLD_ACK", tcpFuncs, false},
+	{"TCP_TOO_OLD_ACK", tcpFuncs, false},
+	{"TCP_OLD_SEQUENCE", tcpFuncs, false},
+	{"TCP_INVALID_SEQUENCE", tcpFuncs, false},
+	{"TCP_INVALID_END_SEQUENCE", tcpFuncs, false},
+	{"TCP_OVERWINDOW", tcpFuncs, false},
+	{"TCP_OFOMERGE", tcpFuncs, false},
+	{"TCP_RFC7323_PAWS", tcpFuncs, false},
+	{"TCP_RFC7323_PAWS_ACK", tcpFuncs, false},
+	{"TCP_RFC7323_TW_PAWS", tcpFuncs, false},
+	{"TCP_CLOSE", tcpFuncs, false},
+	{"TCP_RESET", tcpFuncs, false},
+	{"TCP_ABORT_ON_DATA", tcpFuncs, false},
 	// An ICMP echo reply: raw sockets (ping without ping sockets) got a
 	// copy; the kernel's own ping socket lookup then finds none.
-	{"NO_SOCKET", []string{"ping_rcv", "icmp_rcv"}},
+	{"NO_SOCKET", []string{"ping_rcv", "icmp_rcv"}, false},
 }
 
-// isNormalFree reports whether a free with this reason, by this function,
-// is normal protocol operation (a row of normalFrees).
-func isNormalFree(reason, fn string) bool {
+// normalFreeOf returns the row of normalFrees a free with this reason, by
+// this function, is; ok is false when it is none.
+func normalFreeOf(reason, fn string) (normalFree, bool) {
 	for _, f := range normalFrees {
 		if f.reason != reason {
 			continue
 		}
 		if len(f.funcs) == 0 {
-			return true
+			return f, true
 		}
 		for _, prefix := range f.funcs {
 			if fn != "" && strings.HasPrefix(fn, prefix) {
-				return true
+				return f, true
 			}
 		}
 	}
-	return false
+	return normalFree{}, false
 }
 
 // reachedDestination reports whether the packet of p, before its hop i (a
@@ -113,10 +118,11 @@ func (s *Stitcher) classifyFree(p *Path) {
 		return
 	}
 	h := &p.Hops[n-1]
-	if h.Kind != hop.Drop || h.Hook != hop.NoHook || !isNormalFree(h.Reason, h.FuncName()) {
+	if h.Kind != hop.Drop || h.Hook != hop.NoHook {
 		return
 	}
-	if s.reachedDestination(p, n-1) {
+	f, ok := normalFreeOf(h.Reason, h.FuncName())
+	if ok && (s.reachedDestination(p, n-1) || (f.queued && n == 1)) {
 		h.Kind = hop.Consume
 	}
 }

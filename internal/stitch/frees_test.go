@@ -7,7 +7,7 @@ import (
 	"github.com/pathtrace/pathtrace/internal/hop"
 )
 
-func TestIsNormalFree(t *testing.T) {
+func TestNormalFreeOf(t *testing.T) {
 	for _, tc := range []struct {
 		reason, fn string
 		want       bool
@@ -28,8 +28,8 @@ func TestIsNormalFree(t *testing.T) {
 		{"TCP_LISTEN_OVERFLOW", "tcp_conn_request", false},
 		{"", "tcp_rcv_state_process", false},
 	} {
-		if got := isNormalFree(tc.reason, tc.fn); got != tc.want {
-			t.Errorf("isNormalFree(%q, %q) = %v, want %v", tc.reason, tc.fn, got, tc.want)
+		if _, got := normalFreeOf(tc.reason, tc.fn); got != tc.want {
+			t.Errorf("normalFreeOf(%q, %q) = %v, want %v", tc.reason, tc.fn, got, tc.want)
 		}
 	}
 }
@@ -102,5 +102,25 @@ func TestNormalFreesAreDelivered(t *testing.T) {
 				t.Errorf("free hop reason %q function %q on %q in %q", last.Reason, last.Func, last.Dev, last.Netns)
 			}
 		})
+	}
+}
+
+// A copy the kernel queued to a raw socket (every raw ICMP socket of a pod
+// gets one of each ICMP packet) is seen only when the socket purges it at
+// close: a path of one free, which the queue purge shows was delivered. It
+// is a copy freed where it was made, not a packet of its own: not shown.
+// A lone free of another reason is shown, a drop.
+func TestQueuedCopyFreed(t *testing.T) {
+	lone := func(reason uint32, at uint64) []decode.Event {
+		return newSeq(0x6200, 1e9, ack("10.244.1.6:0", "10.244.1.5:0")).
+			add(decode.Event{Kind: decode.KindDrop, Netns: nsClient, DropReason: reason, Location: at, Flags: decode.FlagReason}).events
+	}
+	paths, st := collect(t, Config{Names: freeNames{}}, lone(60, 0x2000))
+	if len(paths) != 0 || st.Stats().Freed != 1 {
+		t.Errorf("a purged copy: %d paths, %d freed; want none shown, one freed", len(paths), st.Stats().Freed)
+	}
+	paths, _ = collect(t, Config{Names: freeNames{}}, lone(3, 0x4000))
+	if len(paths) != 1 || paths[0].Verdict != VerdictDropped {
+		t.Errorf("a lone NO_SOCKET free: %d paths, want one dropped", len(paths))
 	}
 }

@@ -20,11 +20,32 @@ const (
 	VerdictUnknown   Verdict = "unknown"   // the trace ends without telling
 )
 
-// NAT is the change a hook made to one side of the tuple.
+// NAT is the change a hook made to one side of the tuple. For ICMP the
+// ports of From and To are the echo ids (0 where the ICMP header was not
+// captured).
 type NAT struct {
 	Type     hop.NATType
 	From, To netip.AddrPort
+	// Reverse says the change undoes the connection's translation on a
+	// reply (conntrack's view of the packet was the reply direction): a
+	// changed source (SNAT) is an un-DNAT, the reply's source restored
+	// from the endpoint to the Service; a changed destination (DNAT) an
+	// un-SNAT, its destination restored from the masquerade address.
+	Reverse bool
 }
+
+// FirstSeen says where a path starts when that is not the packet's first
+// hop on the node.
+type FirstSeen string
+
+// FirstSeenAfterNAT: the path's first event is the last view of a
+// netfilter hook with no first view before it. The packet matched the
+// filter (or a connection the kernel follows) only once a function of that
+// hook changed it: the first packet of a connection traced by the address
+// it is translated to (a NodePort's backend). Its path starts there, whole
+// from then on; the translation itself is not seen (the tuple before it
+// was never sent).
+const FirstSeenAfterNAT FirstSeen = "after_nat"
 
 // Outer is the outer header of a tunneled packet.
 type Outer struct {
@@ -79,6 +100,9 @@ type Hop struct {
 	Proto    uint8
 	Src, Dst netip.AddrPort
 	TCPFlags uint8
+	// An ICMP echo's id at this hop, where its header was captured.
+	HasICMPID bool
+	ICMPID    uint16
 
 	// Netfilter hops, and the table and ipvs hops inside a hook.
 	Hook    hop.Hook      // hop.NoHook outside a hook
@@ -131,6 +155,12 @@ type Path struct {
 	TCPFlags uint8
 	IPID     uint16
 	Len      uint32
+	// An ICMP echo's id as first seen, where its header was captured.
+	HasICMPID bool
+	ICMPID    uint16
+	// FirstSeen is FirstSeenAfterNAT when the path starts after a
+	// translation; "" when it starts at the packet's first hop.
+	FirstSeen FirstSeen
 
 	Verdict Verdict
 	Hops    []Hop

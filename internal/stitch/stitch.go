@@ -1,6 +1,7 @@
 package stitch
 
 import (
+	"net/netip"
 	"time"
 
 	"github.com/pathtrace/pathtrace/internal/decode"
@@ -267,6 +268,9 @@ func (s *Stitcher) start(ev *decode.Event) *track {
 		Len:      ev.Len,
 		Verdict:  VerdictUnknown,
 		Hops:     p.Hops[:0],
+
+		HasICMPID: tup.HasICMPID,
+		ICMPID:    tup.ICMPID,
 	}
 	t := s.newTrack()
 	*t = track{path: p, last: ev.TS, encap: ev.Encapsulated(), vxlanHop: -1, decapHop: -1, inHook: t.inHook[:0], cur: tup}
@@ -316,13 +320,13 @@ func (s *Stitcher) complete(t *track, final uint64) {
 	delete(s.active, t.path.SKB)
 	s.held -= cap(t.path.Hops)
 	t.final = max(final, t.last)
+	s.classifyFree(t.path)
 	if onlyConsumed(t.path) {
 		s.stats.Freed++
 		s.dequeue(t)
 		s.recycle(t, true) // never emitted
 		return
 	}
-	s.classifyFree(t.path)
 	t.path.Verdict = s.verdict(t.path)
 	s.wait(t)
 }
@@ -417,10 +421,14 @@ func (s *Stitcher) applyNF(t *track, ev *decode.Event) {
 			s.flushPending(t)
 			s.transitions(t, ev)
 			h := s.nfHop(t, ev)
-			// Partial: the first view was missed, though the packet was
-			// followed. A path that starts here was not: it matched the
-			// filter only after the hook's NAT, which it passed whole.
-			h.Partial = t.path.Events > 1
+			if firstSeenHere(t.path, ev) {
+				// Not a packet stolen from the hook's first
+				// view: one that matched only after a
+				// translation in it.
+				t.path.FirstSeen = FirstSeenAfterNAT
+			} else {
+				h.Partial = true
+			}
 			s.append(t, h)
 			return
 		}
@@ -435,26 +443,53 @@ func (s *Stitcher) applyNF(t *track, ev *decode.Event) {
 	}
 }
 
-// nat appends the hops for what changed between the two slots of a hook.
+// nat appends the hops for what changed between the two slots of a hook: a
+// reverse translation when conntrack saw a reply (recordings made before
+// the events carried conntrack's view have none).
 func (s *Stitcher) nat(t *track, before, after *decode.Event) {
 	b, a := before.Outer, after.Outer
 	if !b.Valid() || !a.Valid() {
 		return
 	}
+	reverse := before.CT.Reply() || after.CT.Reply()
 	if b.Dst != a.Dst {
 		h := s.hop(t, after)
 		h.Kind = hop.NAT
 		h.Hook = after.Hook
-		h.NAT = &NAT{Type: hop.DNAT, From: b.Dst, To: a.Dst}
+		h.NAT = &NAT{Type: hop.DNAT, From: natEnd(b.Dst, b), To: natEnd(a.Dst, a), Reverse: reverse}
 		s.append(t, h)
 	}
 	if b.Src != a.Src {
 		h := s.hop(t, after)
 		h.Kind = hop.NAT
 		h.Hook = after.Hook
-		h.NAT = &NAT{Type: hop.SNAT, From: b.Src, To: a.Src}
+		h.NAT = &NAT{Type: hop.SNAT, From: natEnd(b.Src, b), To: natEnd(a.Src, a), Reverse: reverse}
 		s.append(t, h)
 	}
+}
+
+// natEnd is an endpoint of a translation of tuple t: for ICMP the echo id
+// conntrack translates with the address (0 where not captured) in place of
+// the type or code the tuple's ports hold.
+func natEnd(ap netip.AddrPort, t decode.Tuple) netip.AddrPort {
+	if t.Proto != decode.ProtoICMP {
+		return ap
+	}
+	return netip.AddrPortFrom(ap.Addr(), t.ICMPID)
+}
+
+// firstSeenHere reports whether a hook's last view ev, without its first,
+// is where path p starts: p has no hop yet but the verdicts of tables
+// that ran in that hook after the translation (nat before filter in
+// OUTPUT).
+func firstSeenHere(p *Path, ev *decode.Event) bool {
+	for i := range p.Hops {
+		h := &p.Hops[i]
+		if (h.Kind != hop.Table && h.Kind != hop.IPVS) || h.Hook != ev.Hook || h.NetnsInode != ev.Netns {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Stitcher) flushPending(t *track) {
@@ -599,6 +634,7 @@ func (s *Stitcher) hop(t *track, ev *decode.Event) Hop {
 	}
 	if tup.Valid() {
 		h.Proto, h.Src, h.Dst, h.TCPFlags = tup.Proto, tup.Src, tup.Dst, tup.TCPFlags
+		h.HasICMPID, h.ICMPID = tup.HasICMPID, tup.ICMPID
 	}
 	return h
 }

@@ -27,8 +27,17 @@ func (c *Cluster) setupLinks() error {
 	}
 
 	n1, n2 := c.Node(Node1), c.Node(Node2)
-	if err := addUnderlay(handles[n1.Name], n1, n2); err != nil {
-		return fmt.Errorf("underlay: %w", err)
+	if c.External == nil {
+		if err := addUnderlay(handles[n1.Name], n1, n2); err != nil {
+			return fmt.Errorf("underlay: %w", err)
+		}
+	} else {
+		if err := c.addSwitch(); err != nil {
+			return fmt.Errorf("underlay switch: %w", err)
+		}
+		if err := setupExternal(c.External); err != nil {
+			return fmt.Errorf("host %s: %w", c.External.Name, err)
+		}
 	}
 	for _, n := range c.Nodes {
 		h := handles[n.Name]
@@ -72,20 +81,29 @@ func addUnderlay(h *netlink.Handle, a, b *Node) error {
 	return nil
 }
 
-// setupNode configures lo, eth0, cni0 and flannel.1 in a node.
-func setupNode(h *netlink.Handle, n *Node) error {
+// upEth0 sets lo up, and eth0 up with address a; it returns eth0.
+func upEth0(h *netlink.Handle, a netip.Prefix) (netlink.Link, error) {
 	if err := linkUp(h, "lo"); err != nil {
-		return err
+		return nil, err
 	}
 	eth0, err := h.LinkByName(UnderlayDev)
 	if err != nil {
-		return fmt.Errorf("find %s: %w", UnderlayDev, err)
+		return nil, fmt.Errorf("find %s: %w", UnderlayDev, err)
 	}
-	if err := addAddr(h, eth0, netip.PrefixFrom(n.UnderlayIP, UnderlayNet.Bits())); err != nil {
-		return err
+	if err := addAddr(h, eth0, a); err != nil {
+		return nil, err
 	}
 	if err := h.LinkSetUp(eth0); err != nil {
-		return fmt.Errorf("set %s up: %w", UnderlayDev, err)
+		return nil, fmt.Errorf("set %s up: %w", UnderlayDev, err)
+	}
+	return eth0, nil
+}
+
+// setupNode configures lo, eth0, cni0 and flannel.1 in a node.
+func setupNode(h *netlink.Handle, n *Node) error {
+	eth0, err := upEth0(h, netip.PrefixFrom(n.UnderlayIP, UnderlayNet.Bits()))
+	if err != nil {
+		return err
 	}
 
 	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{
@@ -159,18 +177,9 @@ func setupPod(h *netlink.Handle, p *Pod) error {
 		return fmt.Errorf("open netlink: %w", err)
 	}
 	defer ph.Close()
-	if err := linkUp(ph, "lo"); err != nil {
-		return err
-	}
-	eth0, err := ph.LinkByName(UnderlayDev)
+	eth0, err := upEth0(ph, netip.PrefixFrom(p.IP, p.Node.PodCIDR.Bits()))
 	if err != nil {
-		return fmt.Errorf("find %s: %w", UnderlayDev, err)
-	}
-	if err := addAddr(ph, eth0, netip.PrefixFrom(p.IP, p.Node.PodCIDR.Bits())); err != nil {
 		return err
-	}
-	if err := ph.LinkSetUp(eth0); err != nil {
-		return fmt.Errorf("set %s up: %w", UnderlayDev, err)
 	}
 	def := &netlink.Route{
 		LinkIndex: eth0.Attrs().Index,

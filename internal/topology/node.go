@@ -86,23 +86,23 @@ func (n *Node) IPTablesLegacy(args ...string) error {
 }
 
 // loadIPTables loads the rules kube-proxy (iptables mode) and flanneld would have installed,
-// in one iptables-restore call; with noEndpoints, also kube-proxy's rules for the Service
-// without endpoints.
-func (n *Node) loadIPTables(ctx context.Context, noEndpoints bool) error {
+// in one iptables-restore call; with Options.NoEndpoints in iptables mode, also
+// kube-proxy's rules for the Service without endpoints.
+func (n *Node) loadIPTables(ctx context.Context, opts Options) error {
 	var filter []string
-	if noEndpoints {
+	if opts.NoEndpoints == KubeProxyIPTables {
 		filter = noEndpointsFilter()
 	}
-	if _, err := runInNetns(ctx, n.NetnsName, []byte(iptablesRules(filter)), "iptables-restore"); err != nil {
+	if _, err := runInNetns(ctx, n.NetnsName, []byte(iptablesRules(opts, filter)), "iptables-restore"); err != nil {
 		return fmt.Errorf("load iptables rules: %w", err)
 	}
 	return nil
 }
 
 // iptablesRules is the iptables-restore input for a node: kube-proxy's chains for the one
-// service (ClusterIP → ServerAddr), filter are more filter table lines, and flannel's
-// masquerade and forward rules.
-func iptablesRules(filter []string) string {
+// service (ClusterIP → ServerAddr; its NodePort with Options.External), filter are more
+// filter table lines, and flannel's masquerade and forward rules.
+func iptablesRules(opts Options, filter []string) string {
 	svc, sep := ServiceChain, EndpointChain
 	cidr := ClusterCIDR.String()
 	vip := ClusterIP.Addr().String() + "/32"
@@ -110,13 +110,19 @@ func iptablesRules(filter []string) string {
 	ep := ServerAddr.String()
 	epIP := ServerAddr.Addr().String() + "/32"
 	spn := ServicePortName
-	return nodeRules([]string{svc, sep}, filter,
+	chains := []string{svc, sep}
+	rules := []string{
 		fmt.Sprintf(`-A KUBE-SERVICES -d %s -p tcp -m comment --comment "%s cluster IP" -m tcp --dport %s -j %s`, vip, spn, port, svc),
 		fmt.Sprintf(`-A %s ! -s %s -d %s -p tcp -m comment --comment "%s cluster IP" -m tcp --dport %s -j KUBE-MARK-MASQ`, svc, cidr, vip, spn, port),
 		fmt.Sprintf(`-A %s -m comment --comment "%s -> %s" -j %s`, svc, spn, ep, sep),
 		fmt.Sprintf(`-A %s -s %s -m comment --comment "%s" -j KUBE-MARK-MASQ`, sep, epIP, spn),
 		fmt.Sprintf(`-A %s -p tcp -m comment --comment "%s" -m tcp -j DNAT --to-destination %s`, sep, spn, ep),
-	)
+	}
+	if opts.External {
+		c, r := nodePortRules()
+		chains, rules = append(chains, c...), append(rules, r...)
+	}
+	return nodeRules(chains, filter, rules...)
 }
 
 // nodeRules is the iptables-restore input both kube-proxy modes share:

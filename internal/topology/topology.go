@@ -43,6 +43,14 @@ type Options struct {
 	// IPVS, whose Service without endpoints is a virtual service without
 	// real servers (Node.AddIPVSService).
 	NoEndpoints KubeProxyMode
+	// External adds a host outside the cluster (Cluster.External, at
+	// ExternalIP) on the underlay, which becomes a switch (a bridge in a
+	// namespace of its own) joining the nodes' eth0 and the host's, and
+	// kube-proxy's NodePort rules for the service (NodePort, iptables
+	// mode only: reached on NodePortAddr, DNAT to the server and
+	// masquerade). The host is a client of the NodePort and a server for
+	// pods going out through flanneld's masquerade.
+	External bool
 }
 
 // Cluster is a built demo cluster. Close removes it.
@@ -50,9 +58,13 @@ type Cluster struct {
 	Prefix string
 	Nodes  []*Node
 	Pods   []*Pod
+	// External is the host outside the cluster (Options.External): a
+	// Pod without a Node, whose IP is on the underlay; nil without it.
+	External *Pod
 
-	mu     sync.Mutex
-	closed bool
+	switchNs netns.NsHandle // the underlay switch's namespace, with External
+	mu       sync.Mutex
+	closed   bool
 }
 
 // Node is a Kubernetes node: one network namespace with eth0 on the underlay, cni0 and
@@ -101,10 +113,13 @@ func Build(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if opts.IPVS && opts.NoEndpoints != NoService {
 		return nil, errors.New("a Service without endpoints in IPVS mode is a virtual service without real servers: use Node.AddIPVSService")
 	}
+	if opts.External && opts.IPVS {
+		return nil, errors.New("build cluster: the external host's NodePort rules are kube-proxy's iptables mode, not IPVS")
+	}
 
 	loadModules(ctx, opts)
 
-	c := &Cluster{Prefix: prefix}
+	c := &Cluster{Prefix: prefix, switchNs: netns.None()}
 	defer func() {
 		if err != nil {
 			c.Close()
@@ -152,6 +167,12 @@ func Build(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		node.Pods = append(node.Pods, p)
 	}
 
+	if opts.External {
+		if err := c.createExternal(); err != nil {
+			return nil, err
+		}
+	}
+
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -178,7 +199,7 @@ func Build(ctx context.Context, opts Options) (_ *Cluster, err error) {
 			}
 			continue
 		}
-		if err := n.loadIPTables(ctx, opts.NoEndpoints == KubeProxyIPTables); err != nil {
+		if err := n.loadIPTables(ctx, opts); err != nil {
 			return nil, fmt.Errorf("node %s: %w", n.Name, err)
 		}
 		if err := n.addNoEndpoints(opts.NoEndpoints); err != nil {
@@ -186,6 +207,22 @@ func Build(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		}
 	}
 	return c, nil
+}
+
+// createExternal creates the namespaces of the external host and of the
+// underlay switch.
+func (c *Cluster) createExternal() (err error) {
+	e := &Pod{Name: HostExternal, NetnsName: c.Prefix + "-" + HostExternal, IP: ExternalIP, ns: netns.None()}
+	e.NetnsPath = filepath.Join(netnsDir, e.NetnsName)
+	e.MAC = mac(macUnderlay, 0, ExternalIP.As4()[3])
+	c.External = e
+	if e.ns, err = createNamedNetns(e.NetnsName); err != nil {
+		return fmt.Errorf("create host %s: %w", e.Name, err)
+	}
+	if c.switchNs, err = createNamedNetns(c.Prefix + "-" + SwitchName); err != nil {
+		return fmt.Errorf("create switch: %w", err)
+	}
+	return nil
 }
 
 // Node returns the node with that name, or nil.
@@ -226,6 +263,22 @@ func (c *Cluster) Close() error {
 		}
 		if err := deleteNamedNetns(p.NetnsName); err != nil {
 			errs = append(errs, fmt.Errorf("delete pod %s: %w", p.Name, err))
+		}
+	}
+	if e := c.External; e != nil {
+		if e.ns.IsOpen() {
+			e.ns.Close()
+			e.ns = netns.None()
+		}
+		if err := deleteNamedNetns(e.NetnsName); err != nil {
+			errs = append(errs, fmt.Errorf("delete host %s: %w", e.Name, err))
+		}
+		if c.switchNs.IsOpen() {
+			c.switchNs.Close()
+			c.switchNs = netns.None()
+		}
+		if err := deleteNamedNetns(c.Prefix + "-" + SwitchName); err != nil {
+			errs = append(errs, fmt.Errorf("delete switch: %w", err))
 		}
 	}
 	for _, n := range c.Nodes {

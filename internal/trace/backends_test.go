@@ -98,8 +98,8 @@ func TestLiveKprobeBackend(t *testing.T) {
 	reply := findPath(t, paths, topology.ServerIP, topology.ClientIP, tcpSYN|tcpACK)
 	requireHops(t, reply, []hopMatch{
 		{kind: hop.NAT, netns: n1,
-			nat:         &stitch.NAT{Type: hop.SNAT, From: topology.ServerAddr, To: topology.ClusterIP},
-			description: "reverse translation on node1"},
+			nat:         &stitch.NAT{Type: hop.SNAT, From: topology.ServerAddr, To: topology.ClusterIP, Reverse: true},
+			description: "un-DNAT on node1, from conntrack's view of the reply in the kprobe views"},
 	})
 	checkBackends(t, reply, loader.ChoiceKprobe)
 }

@@ -56,10 +56,18 @@ type Summary struct {
 	Reports map[uint32]*doctor.Report
 	// Hops says per hop kind which backend showed it, or why none could.
 	Hops []loader.HopSupport
+	// Conns are the connections the kernel followed whole (every packet,
+	// both directions, each NAT form): nil where not known (a replay of a
+	// recording made before they were counted).
+	Conns *record.Connections
 }
 
 func (s Summary) String() string {
-	return fmt.Sprintf("%d packets, %d events, %d lost", s.Packets, s.Events, s.Lost)
+	str := fmt.Sprintf("%d packets, %d events, %d lost", s.Packets, s.Events, s.Lost)
+	if c := s.Conns; c != nil {
+		str += fmt.Sprintf(", %d connections (%d evicted)", c.Followed, c.Evicted)
+	}
+	return str
 }
 
 // liveGrace is the stitcher's grace live. The ring buffer delivers events in
@@ -129,8 +137,13 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error
 		sum.Lost += n
 	}
 	err = errors.Join(err, lerr)
+	conns, cerr := tr.Conns()
+	if cerr == nil {
+		sum.Conns = &record.Connections{Followed: conns.Connections, Evicted: conns.Evicted}
+	}
+	err = errors.Join(err, cerr)
 	if w != nil {
-		final := record.Meta{Lost: sum.Lost, LostPerCPU: perCPU, EndWall: time.Now()}
+		final := record.Meta{Lost: sum.Lost, LostPerCPU: perCPU, EndWall: time.Now(), Connections: sum.Conns}
 		if cerr := w.Close(final); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("close recording: %w", cerr))
 		}

@@ -275,8 +275,8 @@ func TestLiveCrossNodeClusterIP(t *testing.T) {
 		{kind: hop.Encap, dev: "flannel.1", netns: n2, description: "VXLAN encap on node2"},
 		{kind: hop.Decap, dev: "flannel.1", netns: n1, description: "VXLAN decap on node1"},
 		{kind: hop.NAT, netns: n1,
-			nat:         &stitch.NAT{Type: hop.SNAT, From: topology.ServerAddr, To: topology.ClusterIP},
-			description: "reverse translation 10.244.2.7:8080 → 10.96.0.10:80 on node1"},
+			nat:         &stitch.NAT{Type: hop.SNAT, From: topology.ServerAddr, To: topology.ClusterIP, Reverse: true},
+			description: "un-DNAT 10.244.2.7:8080 → 10.96.0.10:80 on node1"},
 		{kind: hop.Rx, dev: "eth0", netns: client.NetnsName, description: "rx on the client pod's eth0"},
 	})
 	checkBackends(t, reply, "")

@@ -89,6 +89,7 @@ func replay(ctx context.Context, r *record.Reader, opts ReplayOptions, out rende
 	sum.Stats = p.stats
 	final := r.Meta()
 	sum.Lost = final.Lost
+	sum.Conns = final.Connections
 	return sum, errors.Join(readErr, err)
 }
 
