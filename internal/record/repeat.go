@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"unsafe"
 
 	"github.com/pathtrace/pathtrace/internal/bpf"
@@ -22,24 +21,10 @@ var (
 // (past the stitcher's idle time), so that it holds real packets and paths
 // in quantity. It is for measuring replay.
 func Repeat(seed, file string, n int) error {
-	src, err := OpenFile(seed)
+	recs, meta, err := readFile(seed)
 	if err != nil {
 		return err
 	}
-	var recs [][]byte
-	for {
-		r, err := src.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			src.Close()
-			return err
-		}
-		recs = append(recs, append([]byte(nil), r...))
-	}
-	meta := src.Meta()
-	src.Close()
 	if len(recs) == 0 {
 		return fmt.Errorf("%s holds no records", seed)
 	}
