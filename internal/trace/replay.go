@@ -84,10 +84,18 @@ func replay(ctx context.Context, r *record.Reader, opts ReplayOptions, out rende
 			}
 		}
 	}
-	err := p.finish()
-	sum.Stats = p.stats
 	final := r.Meta()
 	sum.Lost = final.Lost
+	podIPs := opts.PodIPs
+	if len(podIPs) == 0 {
+		podIPs = meta.Filter.PodIPs
+	}
+	describeTrace(out, render.TraceInfo{
+		Backend: meta.Backend, Kernel: meta.Kernel, Hostname: meta.Hostname, Start: meta.StartWall,
+		PodIPs: podIPs, Events: p.stats.Events, Lost: final.Lost, LostPerCPU: final.LostPerCPU,
+	}, cfg.Names, final.Nodes, reports)
+	err := p.finish()
+	sum.Stats = p.stats
 	return sum, errors.Join(readErr, err)
 }
 
