@@ -24,12 +24,12 @@ const (
 	mapMargin   = 16.0
 	groupPad    = 12.0
 	groupTitleH = 22.0
-	groupGap    = 80.0
+	groupGap    = 64.0
 	laneTitleH  = 18.0
 	lanePad     = 8.0
 	laneGap     = 56.0 // between the pods' row and the node's own lane
 	podGap      = 16.0
-	colW        = 172.0
+	colW        = 184.0
 	devW, devH  = 128.0, 40.0
 	chipW       = 120.0
 	chipH       = 24.0
@@ -443,8 +443,8 @@ func (pg *page) appendMap(b []byte, m *mapLayout, o svgOptions) []byte {
 	return b
 }
 
-const mapStyle = `<defs><marker id="m-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto"><path d="M0,1 L10,5 L0,9 z" fill="#5f6b7a"/></marker>` +
-	`<marker id="m-arrow-on" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto"><path d="M0,1 L10,5 L0,9 z" fill="#e8590c"/></marker></defs>
+const mapStyle = `<defs><marker id="m-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="9" markerHeight="9" markerUnits="userSpaceOnUse" orient="auto"><path d="M0,1 L10,5 L0,9 z" fill="#5f6b7a"/></marker>` +
+	`<marker id="m-arrow-on" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="9" markerHeight="9" markerUnits="userSpaceOnUse" orient="auto"><path d="M0,1 L10,5 L0,9 z" fill="#e8590c"/></marker></defs>
 <style>
 .m-group>rect{fill:#f3f4f6;stroke:#9aa3ad}
 .m-others>rect{fill:#fbfbfb;stroke-dasharray:4 3}
@@ -763,7 +763,7 @@ func appendEdgeOpen(b []byte, cls string, e *edge) []byte {
 }
 
 func edgeWidth(n uint64) float64 {
-	return min(1.2+math.Log2(float64(max(n, 1)))*0.5, 4.5)
+	return min(1.2+math.Log2(float64(max(n, 1)))*0.3, 3.2)
 }
 
 // edgeLabel is the label of an arrow: "10× 3.6µs" over "p99 20.0µs"; a
