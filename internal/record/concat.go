@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"slices"
 	"strconv"
 	"unsafe"
 
@@ -90,7 +91,7 @@ func Concat(file string, seeds ...string) error {
 			if unnamed(ino) {
 				continue
 			}
-			if to := mapIno(ino); !containsU32(out.Nodes, to) {
+			if to := mapIno(ino); !slices.Contains(out.Nodes, to) {
 				out.Nodes = append(out.Nodes, to)
 			}
 		}
@@ -159,8 +160,8 @@ func Concat(file string, seeds ...string) error {
 	return w.Close(out)
 }
 
-// readFile reads every record of a recording (copied), and its meta as
-// known at the end.
+// readFile reads every record of a recording into memory (copied), and
+// its meta as known at the end.
 func readFile(file string) ([][]byte, Meta, error) {
 	r, err := OpenFile(file)
 	if err != nil {
@@ -179,13 +180,4 @@ func readFile(file string) ([][]byte, Meta, error) {
 		recs = append(recs, append([]byte(nil), rec...))
 	}
 	return recs, r.Meta(), nil
-}
-
-func containsU32(s []uint32, v uint32) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }

@@ -34,11 +34,7 @@ func appendHopWhat(b []byte, p *stitch.Path, i int) []byte {
 		}
 	case hop.NAT:
 		if h.NAT != nil {
-			b = appendUpper(b, h.NAT.Type.String())
-			b = append(b, ' ')
-			b = appendAddrPort(b, h.NAT.From)
-			b = append(b, " → "...)
-			b = appendAddrPort(b, h.NAT.To)
+			b = appendNATText(b, h.NAT)
 		} else {
 			b = append(b, "NAT "...)
 			b = appendTuple(b, h.Src, h.Dst, proto)
@@ -127,6 +123,15 @@ func appendHopWhat(b []byte, p *stitch.Path, i int) []byte {
 		b = appendHex(b, uint64(h.Mark))
 	}
 	return b
+}
+
+// appendNATText appends "DNAT 10.96.0.10:80 → 10.244.2.7:8080".
+func appendNATText(b []byte, n *stitch.NAT) []byte {
+	b = appendUpper(b, n.Type.String())
+	b = append(b, ' ')
+	b = appendAddrPort(b, n.From)
+	b = append(b, " → "...)
+	return appendAddrPort(b, n.To)
 }
 
 // appendOuter appends "VXLAN vni=1 192.168.50.11 → 192.168.50.12:8472".

@@ -396,11 +396,7 @@ func (pg *page) markHop(p *stitch.Path, i, pt int) {
 	case hop.NAT:
 		m.kind = markNAT
 		if h.NAT != nil {
-			b = appendUpper(b, h.NAT.Type.String())
-			b = append(b, ' ')
-			b = appendAddrPort(b, h.NAT.From)
-			b = append(b, " → "...)
-			b = appendAddrPort(b, h.NAT.To)
+			b = appendNATText(b, h.NAT)
 		} else {
 			b = append(b, "NAT"...)
 		}
