@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"html/template"
 	"io"
+	"net/netip"
 	"slices"
 	"strconv"
 	"time"
@@ -191,7 +192,7 @@ func (pg *page) pointViews() []pointGroup {
 	order = append(order, others...)
 	var gs []pointGroup
 	for _, ns := range order {
-		g := pointGroup{Title: "netns " + clean(pg.ns[ns].name)}
+		g := pointGroup{Title: "netns " + clean(pg.nsLabel(ns))}
 		if pg.ns[ns].node {
 			g.Title = "node " + clean(pg.nodeName(ns))
 		}
@@ -281,6 +282,10 @@ func (pg *page) appendData(b []byte) []byte {
 		}
 		b = append(b, `{"name":`...)
 		b = appendJSONString(b, clean(n.name))
+		if l := pg.info.Names[n.name]; l != "" {
+			b = append(b, `,"label":`...)
+			b = appendJSONString(b, clean(l))
+		}
 		if n.node {
 			b = append(b, `,"node":true`...)
 		}
@@ -357,6 +362,15 @@ func (pg *page) appendPacketJSON(b []byte, k *packet) []byte {
 	if k.len != 0 {
 		b = append(b, `,"len":`...)
 		b = strconv.AppendUint(b, uint64(k.len), 10)
+	}
+	for _, e := range [...]struct {
+		key string
+		ap  netip.AddrPort
+	}{{`,"src_name":`, k.src}, {`,"dst_name":`, k.dst}} {
+		if name := pg.info.AddrNames[e.ap.Addr()]; name != "" {
+			b = append(b, e.key...)
+			b = appendJSONString(b, clean(name))
+		}
 	}
 	b = append(b, `,"verdict":`...)
 	b = appendJSONString(b, string(k.verdict))

@@ -412,3 +412,38 @@ func TestLatencyQuantile(t *testing.T) {
 		t.Errorf("one sample: %v", got)
 	}
 }
+
+// TestHTMLNames checks the names of pods and Services the trace knows show
+// beside the namespaces and addresses.
+func TestHTMLNames(t *testing.T) {
+	info := fixtureInfo()
+	info.Names = map[string]string{nsClient.name: "default/client"}
+	info.AddrNames = map[netip.Addr]string{ip("10.96.0.10"): "default/web (Service)"}
+	doc := renderHTML(t, fixtures(), &info)
+	if !strings.Contains(doc, "netns default/client (default/client-5f7c9)") {
+		t.Error("the map does not name the client's namespace")
+	}
+	d := dataOf(t, doc)
+	if got := d["packets"].([]any)[0].(map[string]any)["dst_name"]; got != "default/web (Service)" {
+		t.Errorf("packet 1's destination is named %v", got)
+	}
+	found := false
+	for _, n := range d["ns"].([]any) {
+		if n.(map[string]any)["label"] == "default/client" {
+			found = true
+		}
+	}
+	if !found {
+		t.Error("no namespace labelled default/client in the data")
+	}
+}
+
+// TestHTMLEmpty checks a trace without packets still makes a report.
+func TestHTMLEmpty(t *testing.T) {
+	doc := renderHTML(t, nil, nil)
+	if !strings.Contains(doc, "<b>0</b> packets") || len(dataOf(t, doc)["packets"].([]any)) != 0 {
+		t.Errorf("empty report:\n%s", elideAssets(doc))
+	}
+	i, j := strings.Index(doc, "<svg"), strings.Index(doc, "</svg>")
+	checkXML(t, doc[i:j+len("</svg>")])
+}

@@ -301,6 +301,16 @@ func (pg *page) nodeName(ns int) string {
 	return pg.ns[ns].name
 }
 
+// nsLabel names a namespace for people: "default/web-6c9f8 (netns
+// cni-1234)" where its pod's name is known, else its name.
+func (pg *page) nsLabel(ns int) string {
+	n := pg.ns[ns]
+	if l := pg.info.Names[n.name]; l != "" && l != n.name {
+		return l + " (" + n.name + ")"
+	}
+	return n.name
+}
+
 // pointLabel names a point within its namespace: "cni0", "PREROUTING at cni0".
 func (pg *page) pointLabel(pt *point) string {
 	dev := pt.key.dev
@@ -351,9 +361,6 @@ func markTag(m mark) string {
 		t, _, _ := strings.Cut(m.text, " ")
 		return t
 	case markIPVS:
-		if m.bad {
-			return "IPVS drop"
-		}
 		return "IPVS"
 	case markTable:
 		if m.bad {
@@ -427,7 +434,7 @@ func (pg *page) appendMap(b []byte, m *mapLayout, o svgOptions) []byte {
 		b = append(b, cls...)
 		b = append(b, `">`...)
 		b = appendRect(b, l.box, 6, "")
-		title := "netns " + pg.ns[l.ns].name
+		title := "netns " + pg.nsLabel(l.ns)
 		if l.node {
 			title = "host namespace " + pg.ns[l.ns].name
 		}

@@ -23,6 +23,13 @@ type TraceInfo struct {
 	Lost       uint64
 	LostPerCPU []uint64
 	Nodes      []NodeInfo
+	// Names are what people call the namespaces (a pod's
+	// "namespace/name"), by the name paths give them (stitch.Hop.Netns),
+	// and AddrNames the pods and Services by address, where pathtrace
+	// knows them; the report shows them beside the namespaces and the
+	// tuples.
+	Names     map[string]string
+	AddrNames map[netip.Addr]string
 }
 
 // NodeInfo is one traced node: a network namespace where netfilter programs

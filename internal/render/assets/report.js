@@ -31,15 +31,19 @@
     while (frac.length < 6) frac = "0" + frac;
     return neg + Math.floor(us / 1e6) + "." + frac + "s";
   }
+  // A namespace as the paths name it, and as people do where the report
+  // knows (a pod's name).
   function nsName(i) { return i >= 0 && NS[i] ? NS[i].name : "-"; }
+  function nsLabel(i) { return i >= 0 && NS[i] && NS[i].label ? NS[i].label : nsName(i); }
   function names(p) {
-    var a = nsName(p.from), b = nsName(p.to);
+    var a = nsLabel(p.from), b = nsLabel(p.to);
     return a === b ? a : a + " → " + b;
   }
+  function endpoint(addr, name) { return name ? addr + " (" + name + ")" : addr; }
   function clock(p) { return p.start.slice(11, 26); }
   function search(p) {
     if (p.q === undefined) {
-      var seen = {}, parts = ["#" + p.id, p.proto, p.src, p.dst, p.flags || "", p.verdict, names(p)];
+      var seen = {}, parts = ["#" + p.id, p.proto, endpoint(p.src, p.src_name), endpoint(p.dst, p.dst_name), p.flags || "", p.verdict, names(p)];
       p.hops.forEach(function (h) {
         var k = nsName(h[3]) + " " + S[h[2]];
         if (!seen[k]) { seen[k] = 1; parts.push(k); }
@@ -79,7 +83,7 @@
   function row(p) {
     return '<tr data-id="' + p.id + '"' + (p.id === current ? ' class="sel"' : "") + '><td class="num">' + p.id +
       "</td><td class=mono>" + esc(clock(p)) + "</td><td>" + esc(p.proto) + (p.flags ? " [" + esc(p.flags) + "]" : "") +
-      "</td><td class=mono>" + esc(p.src) + "</td><td class=mono>" + esc(p.dst) + "</td><td>" + esc(names(p)) +
+      "</td><td class=mono>" + esc(endpoint(p.src, p.src_name)) + "</td><td class=mono>" + esc(endpoint(p.dst, p.dst_name)) + "</td><td>" + esc(names(p)) +
       '</td><td class="v-' + esc(p.verdict) + '">' + esc(p.verdict) + '</td><td class="num">' + dur(p.total) +
       '</td><td class="num">' + p.hops.length + (p.clipped ? "+" : "") + "</td></tr>";
   }
@@ -137,12 +141,12 @@
       if (d > slowD) { slowD = d; slow = i; }
     });
     var out = ['<div class="pv-side"><h3><span class="role">' + esc(role) + "</span> #" + p.id + " " +
-      esc(p.proto.toUpperCase()) + " " + esc(p.src) + " → " + esc(p.dst) + (p.flags ? " [" + esc(p.flags) + "]" : "") +
+      esc(p.proto.toUpperCase()) + " " + esc(endpoint(p.src, p.src_name)) + " → " + esc(endpoint(p.dst, p.dst_name)) + (p.flags ? " [" + esc(p.flags) + "]" : "") +
       ' <span class="v-' + esc(p.verdict) + '">' + esc(p.verdict) + "</span> " + dur(p.total) + "</h3>"];
     (p.warnings || []).forEach(function (w) { out.push('<div class="pv-warn">warning: ' + esc(w) + "</div>"); });
     out.push('<table class="swim" data-packet="' + p.id + '"><thead><tr><th>time</th><th>Δ</th>');
     L.lanes.forEach(function (n) {
-      out.push('<th class="' + (n >= 0 && NS[n].node ? "lane-node" : "lane-pod") + '">' + esc(nsName(n)) + "</th>");
+      out.push('<th class="' + (n >= 0 && NS[n].node ? "lane-node" : "lane-pod") + '">' + esc(nsLabel(n)) + "</th>");
     });
     out.push("</tr></thead><tbody>");
     p.hops.forEach(function (h, i) {
