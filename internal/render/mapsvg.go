@@ -386,8 +386,9 @@ type svgOptions struct {
 	single bool // one packet: arrows show its time, not counts
 }
 
-// appendSVGOpen appends the opening tag of an SVG document w×h.
-func appendSVGOpen(b []byte, w, h float64) []byte {
+// appendSVGOpen appends the opening tag of an SVG document w×h, with
+// style as its style attribute unless empty, and the map's style sheet.
+func appendSVGOpen(b []byte, w, h float64, style string) []byte {
 	b = append(b, `<svg xmlns="http://www.w3.org/2000/svg" class="m-map" width="`...)
 	b = appendNum(b, w)
 	b = append(b, `" height="`...)
@@ -396,14 +397,26 @@ func appendSVGOpen(b []byte, w, h float64) []byte {
 	b = appendNum(b, w)
 	b = append(b, ' ')
 	b = appendNum(b, h)
-	b = append(b, `" font-family="sans-serif" font-size="11">`+"\n"...)
+	b = append(b, `" font-family="sans-serif" font-size="11"`...)
+	if style != "" {
+		b = append(b, ` style="`...)
+		b = append(b, style...)
+		b = append(b, '"')
+	}
+	b = append(b, ">\n"...)
 	return append(b, mapStyle...)
 }
 
 // appendMapSVG appends the map as an <svg> element.
 func (pg *page) appendMapSVG(b []byte, o svgOptions) []byte {
 	m := pg.layout(o)
-	b = appendSVGOpen(b, m.w, m.h)
+	style := ""
+	if o.links {
+		// The report shrinks a wide map to the page, down to 60%: below
+		// that it scrolls.
+		style = "min-width:" + string(appendNum(nil, math.Round(m.w*0.6))) + "px"
+	}
+	b = appendSVGOpen(b, m.w, m.h, style)
 	b = pg.appendMap(b, m, o)
 	return append(b, "</svg>"...)
 }
