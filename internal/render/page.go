@@ -119,7 +119,6 @@ type point struct {
 	first   order
 	packets int    // packets that passed it
 	last    uint64 // the ID of the last packet counted
-	hops    int    // hops seen at it (a packet passing twice counts twice)
 	marks   map[mark]int
 }
 
@@ -143,7 +142,6 @@ type packet struct {
 	verdict  stitch.Verdict
 	total    time.Duration
 	clipped  bool
-	events   int
 	hops     []pageHop
 	warnings []string
 	advice   []hopText
@@ -320,7 +318,6 @@ func (pg *page) add(p *stitch.Path) {
 	runStart := 0
 	for i, pt := range pg.hopPoint {
 		po := pg.points[pt]
-		po.hops++
 		if po.last != p.ID || po.packets == 0 {
 			po.packets++
 			po.last = p.ID
@@ -469,7 +466,7 @@ func appendReason(b []byte, h *stitch.Hop) []byte {
 func (pg *page) packetOf(p *stitch.Path) *packet {
 	k := &packet{
 		id: p.ID, start: p.Start, proto: p.Proto, src: p.Src, dst: p.Dst, flags: p.TCPFlags,
-		len: p.Len, verdict: verdictOrUnknown(p.Verdict), clipped: p.Clipped, events: p.Events,
+		len: p.Len, verdict: verdictOrUnknown(p.Verdict), clipped: p.Clipped,
 		fromNS: -1, toNS: -1,
 		warnings: cleanAll(p.Warnings),
 		hops:     make([]pageHop, len(p.Hops)),
