@@ -90,7 +90,12 @@ func TestBadInput(t *testing.T) {
 	}{
 		{[]string{"--pod-ip", "10.244.1"}, `--pod-ip "10.244.1" is not an IPv4 address`},
 		{[]string{"--pod-ip", "fe80::1"}, "not an IPv4 address"},
-		{[]string{"-o", "xml"}, `--output "xml" is not text or json`},
+		{[]string{"-o", "xml"}, `--output "xml" is not text, json, html or svg`},
+		{[]string{"-o", "svg"}, "-o svg draws one packet: name it with --packet N"},
+		{[]string{"-o", "json", "--packet", "3"}, "--packet chooses the packet of -o svg, not of -o json"},
+		{[]string{"replay", "x.pcapng", "-o", "html", "--packet", "3"}, "--packet chooses the packet of -o svg, not of -o html"},
+		{[]string{"replay", "x.pcapng", "-o", "svg"}, "-o svg draws one packet"},
+		{[]string{"--packet", "-1", "-o", "svg"}, "invalid argument"},
 		{[]string{"--color", "sometimes"}, "sometimes"},
 		{[]string{"--vxlan-port", "70000"}, "not a UDP port"},
 		{[]string{"--count", "-1"}, "negative"},
@@ -288,6 +293,9 @@ func TestReplayBadInput(t *testing.T) {
 	})
 	t.Run("two files", func(t *testing.T) {
 		oneSentence(t, run(t, nil, "replay", "a", "b"), 2, "one recording file")
+	})
+	t.Run("svg of a missing packet", func(t *testing.T) {
+		oneSentence(t, run(t, nil, "replay", "../../testdata/pcaps/drop.pcapng", "-o", "svg", "--packet", "99"), 1, "no packet #99 in the trace")
 	})
 	t.Run("-r with --netns", func(t *testing.T) {
 		oneSentence(t, run(t, nil, "-r", "x.pcapng", "--netns", "n1"), 2, "does not apply to a replay")

@@ -19,10 +19,13 @@ func newReplayCmd() *cobra.Command {
 		Use:   "replay FILE",
 		Short: "Render a recording made with -w, offline, without root",
 		Long: `replay reads a recording made with 'pathtrace ... -w FILE' and prints the same
-timelines or JSON the live run printed, byte for byte. --pod-ip narrows the
-output further. It needs no root, no BPF and no access to the traced system.`,
+timelines, JSON or HTML report the live run printed, byte for byte. --pod-ip
+narrows the output further. It needs no root, no BPF and no access to the
+traced system.`,
 		Example: `  pathtrace replay trace.pcapng
-  pathtrace replay trace.pcapng -o json --pod-ip 10.244.1.5`,
+  pathtrace replay trace.pcapng -o json --pod-ip 10.244.1.5
+  pathtrace replay trace.pcapng -o html > trace.html
+  pathtrace replay trace.pcapng -o svg --packet 2 > packet2.svg`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
 				return usageError{fmt.Errorf("replay takes one recording file, got %d arguments", len(args))}

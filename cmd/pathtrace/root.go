@@ -20,23 +20,35 @@ type outputFlags struct {
 	output string
 	color  render.ColorMode
 	debug  bool
+	packet uint64
 }
 
 func (o *outputFlags) register(cmd *cobra.Command) {
-	cmd.Flags().StringVarP(&o.output, "output", "o", "text", "output format: text or json (JSON lines, one object per packet)")
+	cmd.Flags().StringVarP(&o.output, "output", "o", "text", "output format: text, json (JSON lines, one object per packet), html (a report of the whole trace, written when it ends) or svg (one packet's path, with --packet)")
 	cmd.Flags().Var(&o.color, "color", "colors in text output: auto, always or never (NO_COLOR is honoured in auto)")
 	cmd.Flags().BoolVar(&o.debug, "debug", false, "log what pathtrace does to stderr")
+	cmd.Flags().Uint64Var(&o.packet, "packet", 0, "with -o svg: the packet to draw, by its #id in the text output")
 }
 
 // renderer builds the renderer for stdout.
 func (o *outputFlags) renderer() (render.Renderer, error) {
+	if o.packet != 0 && o.output != "svg" {
+		return nil, usageError{fmt.Errorf("--packet chooses the packet of -o svg, not of -o %s", o.output)}
+	}
 	switch o.output {
 	case "text":
 		return render.NewText(os.Stdout, render.TextOptions{Color: render.UseColor(o.color, os.Stdout, os.Getenv)}), nil
 	case "json":
 		return render.NewJSON(os.Stdout), nil
+	case "html":
+		return render.NewHTML(os.Stdout, render.HTMLOptions{}), nil
+	case "svg":
+		if o.packet == 0 {
+			return nil, usageError{fmt.Errorf("-o svg draws one packet: name it with --packet N (its #id in the text output)")}
+		}
+		return render.NewSVG(os.Stdout, render.SVGOptions{Packet: o.packet}), nil
 	}
-	return nil, usageError{fmt.Errorf("--output %q is not text or json", o.output)}
+	return nil, usageError{fmt.Errorf("--output %q is not text, json, html or svg", o.output)}
 }
 
 func (o *outputFlags) logger() *slog.Logger {
@@ -136,6 +148,7 @@ VXLAN encapsulation, the node's NIC, and back, with the time spent at each hop
 and where and why a packet was dropped.`,
 		Example: `  sudo pathtrace --pod-ip 10.244.1.5
   sudo pathtrace --pod-ip 10.244.1.5 -o json -c 10
+  sudo pathtrace --pod-ip 10.244.1.5 -o html > trace.html   # written when it stops (Ctrl-C)
   pathtrace demo`,
 		SilenceUsage:  true,
 		SilenceErrors: true,

@@ -96,6 +96,7 @@ var tools = map[string]string{
 	"iptables-legacy": "iptables",
 	"ip":              "iproute2",
 	"sysctl":          "procps",
+	"chromium":        "chromium",
 }
 
 // Tool is the fact that command is installed.

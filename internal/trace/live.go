@@ -106,7 +106,8 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error
 
 	netns := kernel.NewNetnsNames()
 	startMono, startWall := clockNow()
-	p := newPipeline(liveStitchConfig(opts.Stitch, tr.Nodes, netns, k, startMono, startWall), out, nil, opts.Count)
+	cfg := liveStitchConfig(opts.Stitch, tr.Nodes, netns, k, startMono, startWall)
+	p := newPipeline(cfg, out, nil, opts.Count)
 
 	sum.Reports = nodeReports(ctx, tr.Nodes, log)
 	p.annotate = diagnose.New(sum.Reports)
@@ -130,12 +131,20 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error
 	if errors.Is(err, errCountReached) {
 		err = nil
 	}
-	err = errors.Join(err, p.finish())
-	sum.Stats = p.stats
 	perCPU, lerr := tr.LostPerCPU()
 	for _, n := range perCPU {
 		sum.Lost += n
 	}
+	nodes := make([]uint32, 0, len(tr.Nodes))
+	for _, n := range tr.Nodes {
+		nodes = append(nodes, n.Inode)
+	}
+	describeTrace(out, render.TraceInfo{
+		Backend: tr.Backend, Kernel: kernel.Release(), Hostname: hostname(), Start: startWall,
+		PodIPs: opts.Loader.PodIPs, Events: p.stats.Events, Lost: sum.Lost, LostPerCPU: perCPU,
+	}, cfg.Names, nodes, sum.Reports)
+	err = errors.Join(err, p.finish())
+	sum.Stats = p.stats
 	err = errors.Join(err, lerr)
 	conns, cerr := tr.Conns()
 	if cerr == nil {

@@ -56,7 +56,8 @@ func replay(ctx context.Context, r *record.Reader, opts ReplayOptions, out rende
 	cfg.Names = RecordingNames(r)
 	cfg.Recycle = true // as live: renderers do not keep paths
 	p := newPipeline(cfg, out, opts.PodIPs, opts.Count)
-	p.annotate = diagnose.New(replayReports(r, opts.Log))
+	reports := replayReports(r, opts.Log)
+	p.annotate = diagnose.New(reports)
 
 	var readErr error
 	var ts uint64
@@ -85,11 +86,19 @@ func replay(ctx context.Context, r *record.Reader, opts ReplayOptions, out rende
 			}
 		}
 	}
-	err := p.finish()
-	sum.Stats = p.stats
 	final := r.Meta()
 	sum.Lost = final.Lost
 	sum.Conns = final.Connections
+	podIPs := opts.PodIPs
+	if len(podIPs) == 0 {
+		podIPs = meta.Filter.PodIPs
+	}
+	describeTrace(out, render.TraceInfo{
+		Backend: meta.Backend, Kernel: meta.Kernel, Hostname: meta.Hostname, Start: meta.StartWall,
+		PodIPs: podIPs, Events: p.stats.Events, Lost: final.Lost, LostPerCPU: final.LostPerCPU,
+	}, cfg.Names, final.Nodes, reports)
+	err := p.finish()
+	sum.Stats = p.stats
 	return sum, errors.Join(readErr, err)
 }
 

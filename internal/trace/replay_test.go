@@ -6,10 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -68,6 +71,16 @@ func (r tee) Render(p *stitch.Path) error {
 	return nil
 }
 
+// DescribeTrace passes the trace's description on to the renderers that
+// show it.
+func (r tee) DescribeTrace(info render.TraceInfo) {
+	for _, x := range r {
+		if d, ok := x.(render.TraceDescriber); ok {
+			d.DescribeTrace(info)
+		}
+	}
+}
+
 func (r tee) Close() error {
 	var errs []error
 	for _, x := range r {
@@ -78,13 +91,16 @@ func (r tee) Close() error {
 
 func replayTo(t *testing.T, file string, json bool) []byte {
 	t.Helper()
-	var buf bytes.Buffer
-	var out render.Renderer
 	if json {
-		out = render.NewJSON(&buf)
-	} else {
-		out = render.NewText(&buf, render.TextOptions{})
+		return replayWith(t, file, render.NewJSON)
 	}
+	return replayWith(t, file, func(w io.Writer) render.Renderer { return render.NewText(w, render.TextOptions{}) })
+}
+
+func replayWith(t *testing.T, file string, newRenderer func(io.Writer) render.Renderer) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	out := newRenderer(&buf)
 	if _, err := Replay(context.Background(), file, ReplayOptions{}, out); err != nil {
 		t.Fatalf("replay %s: %v", file, err)
 	}
@@ -102,8 +118,8 @@ func TestRecordReplayParity(t *testing.T) {
 				sc.setup(t, c)
 			}
 			file := filepath.Join(t.TempDir(), sc.name+".pcapng")
-			var liveJSON, liveText bytes.Buffer
-			out := tee{render.NewJSON(&liveJSON), render.NewText(&liveText, render.TextOptions{})}
+			var liveJSON, liveText, liveHTML bytes.Buffer
+			out := tee{render.NewJSON(&liveJSON), render.NewText(&liveText, render.TextOptions{}), newHTML(&liveHTML)}
 			ctx, cancel := context.WithCancel(context.Background())
 			ready := make(chan struct{})
 			done := make(chan error, 1)
@@ -142,6 +158,9 @@ func TestRecordReplayParity(t *testing.T) {
 			if got := replayTo(t, file, false); !bytes.Equal(got, liveText.Bytes()) {
 				t.Errorf("replayed text differs from the live run\nlive:\n%s\nreplay:\n%s", liveText.Bytes(), got)
 			}
+			if got := replayWith(t, file, newHTML); !bytes.Equal(got, liveHTML.Bytes()) {
+				t.Errorf("replayed HTML report differs from the live run's\n%s", firstDiff(liveHTML.String(), string(got)))
+			}
 			if *updatePcaps && !t.Failed() {
 				rec, err := os.ReadFile(file)
 				if err != nil {
@@ -155,6 +174,54 @@ func TestRecordReplayParity(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func newHTML(w io.Writer) render.Renderer { return render.NewHTML(w, render.HTMLOptions{}) }
+
+// firstDiff shows where two long texts first differ.
+func firstDiff(a, b string) string {
+	i := 0
+	for i < len(a) && i < len(b) && a[i] == b[i] {
+		i++
+	}
+	from := max(i-200, 0)
+	return fmt.Sprintf("at byte %d:\n--- a ---\n%.400s\n--- b ---\n%.400s", i, a[from:], b[from:])
+}
+
+// describer keeps what a trace says of itself.
+type describer struct {
+	render.Renderer
+	info *render.TraceInfo
+}
+
+func (d describer) DescribeTrace(info render.TraceInfo) { *d.info = info }
+
+// TestReplayDescribes checks a replay tells a report what the recording
+// says of the trace: its nodes, named, with their reports, the filter, the
+// counts.
+func TestReplayDescribes(t *testing.T) {
+	var info render.TraceInfo
+	sum, err := Replay(context.Background(), filepath.Join(pcapDir, "clusterip.pcapng"), ReplayOptions{},
+		describer{render.Discard(), &info})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Events != sum.Events || info.Events == 0 || info.Lost != sum.Lost || info.Backend == "" || info.Start.IsZero() {
+		t.Errorf("info %+v does not match the replay's summary %+v", info, sum)
+	}
+	if len(info.PodIPs) != 1 || info.PodIPs[0] != topology.ClientIP {
+		t.Errorf("filter %v, want the recording's --pod-ip %v", info.PodIPs, topology.ClientIP)
+	}
+	var names []string
+	for _, n := range info.Nodes {
+		names = append(names, n.Netns)
+		if n.Report == nil || n.Report.Item("sysctl.net.ipv4.ip_forward") == nil {
+			t.Errorf("node %s: no report with ip_forward", n.Netns)
+		}
+	}
+	if want := []string{"ptrec-node1", "ptrec-node2"}; !slices.Equal(names, want) {
+		t.Errorf("nodes %v, want %v", names, want)
 	}
 }
 
