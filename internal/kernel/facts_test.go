@@ -207,3 +207,19 @@ func TestOpenNetnsChecksType(t *testing.T) {
 		}
 	}
 }
+
+// TestPrintableName: a namespace's file name reaches terminals and
+// recordings with its control characters and invalid bytes replaced.
+func TestPrintableName(t *testing.T) {
+	for name, want := range map[string]string{
+		"cni-1234":        "cni-1234",
+		"pod\x1b[31mred":  "pod?[31mred",
+		"two\nlines":      "two?lines",
+		"bad\xffutf8":     "bad?utf8",
+		"naïve namespace": "naïve namespace",
+	} {
+		if got := printableName(name); got != want {
+			t.Errorf("printableName(%q) = %q, want %q", name, got, want)
+		}
+	}
+}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -158,7 +160,7 @@ func (n *NetnsNames) scan() {
 	entries, _ := os.ReadDir(NetnsDir)
 	for _, e := range entries {
 		if ino, err := inode(filepath.Join(NetnsDir, e.Name())); err == nil {
-			names[ino] = e.Name()
+			names[ino] = printableName(e.Name())
 		}
 	}
 	n.names = names
@@ -170,4 +172,16 @@ func inode(path string) (uint32, error) {
 		return 0, err
 	}
 	return uint32(st.Ino), nil
+}
+
+// printableName replaces each character of a namespace's file name that is
+// not printable (a control character, invalid UTF-8) by '?': the names go
+// to terminals and into recordings.
+func printableName(name string) string {
+	return strings.Map(func(c rune) rune {
+		if c == utf8.RuneError || !unicode.IsPrint(c) {
+			return '?'
+		}
+		return c
+	}, name)
 }

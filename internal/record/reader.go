@@ -57,6 +57,7 @@ type Reader struct {
 	meta   Meta
 	nodes  map[uint32]bool
 	prefix int // record prefix length in this file
+	data   int // size of a record's data[] in this file
 
 	off     int64 // file offset of the next block
 	hdr     [8]byte
@@ -309,7 +310,18 @@ func (r *Reader) parseHeader(s string) error {
 	if h.RecordPrefix < capLenOff+2 {
 		return r.corrupt(0, "header: record prefix of %d bytes", h.RecordPrefix)
 	}
-	r.prefix = h.RecordPrefix
+	data := h.RecordSize - h.RecordPrefix // bytes of data[] in a record
+	switch {
+	case h.RecordSize <= 0 || data < 0:
+		return r.corrupt(0, "header: record size %d with a record prefix of %d bytes", h.RecordSize, h.RecordPrefix)
+	case data > dataSize:
+		return fmt.Errorf("%w: records carry up to %d bytes of packet, this pathtrace knows %d; upgrade pathtrace",
+			ErrVersion, data, dataSize)
+	}
+	if err := h.check(data); err != "" {
+		return r.corrupt(0, "header: %s", err)
+	}
+	r.prefix, r.data = h.RecordPrefix, data
 	m := &r.meta
 	m.FormatVersion = v
 	m.PathtraceVersion = h.PathtraceVersion
@@ -320,6 +332,7 @@ func (r *Reader) parseHeader(s string) error {
 	m.Filter = h.Filter
 	m.StartWall = h.StartWall
 	m.StartMono = h.StartMono
+	m.FileIndex = h.FileIndex
 	return nil
 }
 
@@ -410,8 +423,8 @@ func (r *Reader) readEPB(at int64, b []byte) error {
 	if iface >= r.nif {
 		return r.corrupt(at, "packet on interface %d of %d", iface, r.nif)
 	}
-	if capLen > dataSize {
-		return r.corrupt(at, "packet of %d bytes, more than a record holds (%d)", capLen, dataSize)
+	if capLen > r.data {
+		return r.corrupt(at, "packet of %d bytes, more than a record holds (%d)", capLen, r.data)
 	}
 	if 20+pad4(capLen) > len(b) {
 		return r.corrupt(at, "packet data runs past the block")
@@ -501,6 +514,9 @@ func (r *Reader) applyNames(at int64) error {
 	if err := json.Unmarshal(r.opt.names, &nm); err != nil {
 		return r.corrupt(at, "names: %v", err)
 	}
+	if err := nm.check(); err != "" {
+		return r.corrupt(at, "names: %s", err)
+	}
 	if len(r.meta.Netns)+len(r.meta.Nodes)+len(r.meta.DropReasons)+len(r.meta.Symbols)+nm.len() > maxNames {
 		return r.corrupt(at, "more than %d names", maxNames)
 	}
@@ -560,6 +576,9 @@ func (r *Reader) readISB(at int64, b []byte) error {
 	}
 	if t.Records != r.records {
 		return r.corrupt(at, "trailer counts %d records, the file holds %d", t.Records, r.records)
+	}
+	if err := t.check(); err != "" {
+		return r.corrupt(at, "trailer: %s", err)
 	}
 	m := &r.meta
 	m.Records = t.Records

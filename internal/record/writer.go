@@ -115,16 +115,17 @@ func (w *Writer) writeSHB() error {
 	m := &w.meta
 	h, err := json.Marshal(header{
 		FormatVersion:    FormatVersion,
-		PathtraceVersion: m.PathtraceVersion,
-		Kernel:           m.Kernel,
-		Hostname:         m.Hostname,
-		Arch:             m.Arch,
-		Backend:          m.Backend,
+		PathtraceVersion: printable(m.PathtraceVersion, maxText),
+		Kernel:           printable(m.Kernel, maxText),
+		Hostname:         printable(m.Hostname, maxText),
+		Arch:             printable(m.Arch, maxText),
+		Backend:          printable(m.Backend, maxText),
 		Filter:           m.Filter,
 		StartWall:        m.StartWall.UTC(),
 		StartMono:        m.StartMono,
 		RecordSize:       recordSize,
 		RecordPrefix:     recordPrefix,
+		FileIndex:        m.FileIndex,
 	})
 	if err != nil {
 		return fmt.Errorf("start recording: encode header: %w", err)
@@ -188,12 +189,12 @@ func (w *Writer) emit(b []byte) error {
 // the next record, so call it before writing the first record that needs it.
 // Setting a name again replaces it from the next record on.
 func (w *Writer) SetNetnsName(inode uint32, name string) {
-	setName(w.netns, &w.pend.Netns, inode, name)
+	setName(w.netns, &w.pend.Netns, inode, printable(name, maxName))
 }
 
 // AddNode marks a network namespace as a traced node, from the next record on.
 func (w *Writer) AddNode(inode uint32) {
-	if w.nodes[inode] {
+	if inode == 0 || w.nodes[inode] {
 		return
 	}
 	w.nodes[inode] = true
@@ -203,19 +204,19 @@ func (w *Writer) AddNode(inode uint32) {
 // SetDropReason names a drop-reason code of the recording kernel, from the
 // next record on.
 func (w *Writer) SetDropReason(code uint32, name string) {
-	setName(w.reasons, &w.pend.DropReasons, code, name)
+	setName(w.reasons, &w.pend.DropReasons, code, printable(name, maxText))
 }
 
 // SetSymbol names a kernel text address (a drop location) of the recording
 // kernel, from the next record on.
 func (w *Writer) SetSymbol(addr uint64, name string) {
-	setName(w.symbols, &w.pend.Symbols, addr, name)
+	setName(w.symbols, &w.pend.Symbols, addr, printable(name, maxSymbolName))
 }
 
 // setName records a name in known and, when new or changed, in the names
-// pending for the next block.
+// pending for the next block. An empty name is no name.
 func setName[K comparable](known map[K]string, pend *map[K]string, k K, name string) {
-	if old, ok := known[k]; ok && old == name {
+	if old, ok := known[k]; name == "" || ok && old == name {
 		return
 	}
 	known[k] = name
