@@ -282,6 +282,8 @@ func (w *Writer) iface(ev *decode.Event) (uint32, error) {
 // (decode.RecordSize bytes), ev its decoded form, comment a one-line
 // description of the hop for people reading the file in Wireshark. The
 // bytes of data[] past cap_len are not kept: a reader returns them as zero.
+// With Filter.HeadersOnly, cap_len is cut to the packet's headers
+// (HeaderLen) first.
 func (w *Writer) Write(rec []byte, ev *decode.Event, comment string) error {
 	if w.closed {
 		return ErrClosed
@@ -295,6 +297,9 @@ func (w *Writer) Write(rec []byte, ev *decode.Event, comment string) error {
 	capLen := int(ne.Uint16(rec[capLenOff:]))
 	if capLen > dataSize {
 		return fmt.Errorf("write record: captured length %d exceeds %d", capLen, dataSize)
+	}
+	if w.meta.Filter.HeadersOnly {
+		capLen = HeaderLen(rec[recordPrefix:recordPrefix+capLen], w.meta.Filter.VXLANPorts)
 	}
 	id, err := w.iface(ev)
 	if err != nil {
@@ -327,6 +332,7 @@ func (w *Writer) Write(rec []byte, ev *decode.Event, comment string) error {
 	b = ne.AppendUint32(b, PEN)
 	b = ne.AppendUint32(b, customRecord)
 	b = append(b, rec[:recordPrefix]...)
+	ne.PutUint16(b[len(b)-recordPrefix+capLenOff:], uint16(capLen)) // less, with HeadersOnly
 	b = appendPad(b)
 	if b, err = w.appendNames(b); err != nil {
 		return err
