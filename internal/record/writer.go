@@ -6,8 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
-	"os"
 	"runtime"
 	"slices"
 	"strconv"
@@ -25,16 +25,20 @@ var ErrClosed = errors.New("recording writer closed")
 
 // Writer writes one recording. It is not safe for concurrent use.
 type Writer struct {
-	w    *bufio.Writer
-	f    *os.File // set by Create; closed by Close
-	meta Meta
+	w     *bufio.Writer
+	files *Files // set by Files.Start; closed by Close
+	meta  Meta
 
-	ifaces  map[ifaceKey]uint32
-	netns   map[uint32]string // names written so far
-	nodes   map[uint32]bool
-	reasons map[uint32]string
-	symbols map[uint64]string
-	pend    names // names set since the last names block
+	ifaces    map[ifaceKey]uint32 // of the current file
+	netns     map[uint32]string   // names written so far
+	nodes     map[uint32]bool
+	nodeOrder []uint32 // nodes in the order added
+	reasons   map[uint32]string
+	symbols   map[uint64]string
+	pend      names // names set since the last names block
+
+	fileStart uint64   // CLOCK_MONOTONIC time the current file started
+	lostBase  []uint64 // lost events by CPU when the current file started
 
 	buf     []byte
 	records uint64
@@ -47,31 +51,23 @@ type ifaceKey struct {
 	dev            string
 }
 
-// Create creates (or truncates) the file at path with mode 0600, since it
-// holds packet bytes, and starts a recording in it. Close closes the file.
+// Create starts a recording in one file at path (see Prepare and Start).
+// Close closes the file.
 func Create(path string, meta Meta) (*Writer, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	fs, err := Prepare(path, Rotation{})
 	if err != nil {
-		return nil, fmt.Errorf("create recording: %w", err)
-	}
-	// An existing file keeps its mode through O_TRUNC; narrow it.
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("create recording: %w", err)
-	}
-	w, err := NewWriter(f, meta)
-	if err != nil {
-		f.Close()
-		os.Remove(path)
 		return nil, err
 	}
-	w.f = f
-	return w, nil
+	return fs.Start(meta)
 }
 
 // NewWriter starts a recording on out: it writes the section header, with
 // the names in meta, and flushes it. meta.StartWall must be set.
 func NewWriter(out io.Writer, meta Meta) (*Writer, error) {
+	return newWriter(out, meta, nil)
+}
+
+func newWriter(out io.Writer, meta Meta, files *Files) (*Writer, error) {
 	if meta.StartWall.IsZero() {
 		return nil, errors.New("start recording: meta has no start time")
 	}
@@ -89,6 +85,9 @@ func NewWriter(out io.Writer, meta Meta) (*Writer, error) {
 		reasons: make(map[uint32]string),
 		symbols: make(map[uint64]string),
 		buf:     make([]byte, 0, 2048),
+
+		files:     files,
+		fileStart: meta.StartMono,
 	}
 	for ino, name := range meta.Netns {
 		w.SetNetnsName(ino, name)
@@ -172,6 +171,24 @@ func clip(s string) string {
 	return strings.ToValidUTF8(s, "?")
 }
 
+// label names the file being written in errors: " NAME", or "" when the
+// writer writes to an io.Writer.
+func (w *Writer) label() string {
+	if w.files == nil || w.files.f == nil {
+		return ""
+	}
+	return " " + w.files.Name()
+}
+
+// unwrapPath drops the path of an *fs.PathError: label names the file.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
 func (w *Writer) emit(b []byte) error {
 	if w.err != nil {
 		return w.err
@@ -180,7 +197,7 @@ func (w *Writer) emit(b []byte) error {
 		return fmt.Errorf("write recording: block of %d bytes exceeds the %d-byte limit", len(b), maxBlock)
 	}
 	if _, err := w.w.Write(b); err != nil {
-		w.err = fmt.Errorf("write recording: %w", err)
+		w.err = fmt.Errorf("write recording%s: %w", w.label(), unwrapPath(err))
 	}
 	return w.err
 }
@@ -198,6 +215,7 @@ func (w *Writer) AddNode(inode uint32) {
 		return
 	}
 	w.nodes[inode] = true
+	w.nodeOrder = append(w.nodeOrder, inode)
 	w.pend.Nodes = append(w.pend.Nodes, inode)
 }
 
@@ -301,6 +319,11 @@ func (w *Writer) Write(rec []byte, ev *decode.Event, comment string) error {
 	if w.meta.Filter.HeadersOnly {
 		capLen = HeaderLen(rec[recordPrefix:recordPrefix+capLen], w.meta.Filter.VXLANPorts)
 	}
+	if w.rotateDue(ev.TS) {
+		if err := w.rotate(ev.TS); err != nil {
+			return err
+		}
+	}
 	id, err := w.iface(ev)
 	if err != nil {
 		return err
@@ -359,7 +382,7 @@ func (w *Writer) Flush() error {
 		return w.err
 	}
 	if err := w.w.Flush(); err != nil {
-		w.err = fmt.Errorf("write recording: %w", err)
+		w.err = fmt.Errorf("write recording%s: %w", w.label(), unwrapPath(err))
 	}
 	return w.err
 }
@@ -373,9 +396,9 @@ func (w *Writer) Close(final Meta) error {
 	}
 	w.closed = true
 	err := w.finish(final)
-	if w.f != nil {
-		if cerr := w.f.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("close recording: %w", cerr)
+	if w.files != nil {
+		if cerr := w.files.close(); err == nil {
+			err = cerr
 		}
 	}
 	return err
@@ -400,12 +423,8 @@ func (w *Writer) finish(final Meta) error {
 	if len(final.Report) > 0 && !json.Valid(final.Report) {
 		return errors.New("close recording: report is not valid JSON")
 	}
-	t := trailer{
-		Records:    w.records,
-		Lost:       final.Lost,
-		LostPerCPU: final.LostPerCPU,
-		Report:     final.Report,
-	}
+	t := trailer{Records: w.records, Report: final.Report}
+	t.Lost, t.LostPerCPU = lostSince(final, w.lostBase)
 	if !final.EndWall.IsZero() {
 		end := final.EndWall.UTC()
 		t.EndWall = &end
@@ -429,7 +448,7 @@ func (w *Writer) finish(final Meta) error {
 	b = ne.AppendUint32(b, 0)
 	b = ne.AppendUint32(b, uint32(end>>32))
 	b = ne.AppendUint32(b, uint32(end))
-	b = appendOpt(b, optComment, fmt.Sprintf("pathtrace trailer: %d records, %d events lost", w.records, final.Lost))
+	b = appendOpt(b, optComment, fmt.Sprintf("pathtrace trailer: %d records, %d events lost", w.records, t.Lost))
 	if end != 0 {
 		b = appendOpt(b, isbEndTime, ne.AppendUint32(ne.AppendUint32(nil, uint32(end>>32)), uint32(end)))
 	}
