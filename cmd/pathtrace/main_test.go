@@ -280,14 +280,18 @@ func TestReplayBadInput(t *testing.T) {
 				t.Fatal(err)
 			}
 			r := run(t, nil, "replay", path)
-			oneSentence(t, r, 1, "replay "+path)
+			oneSentence(t, r, 2, "recording "+path+": ")
 		})
 	}
 	t.Run("missing", func(t *testing.T) {
-		oneSentence(t, run(t, nil, "replay", filepath.Join(dir, "nope")), 1, "no such file")
+		oneSentence(t, run(t, nil, "replay", filepath.Join(dir, "nope")), 2, "open recording "+filepath.Join(dir, "nope")+": no such file or directory")
 	})
-	t.Run("two files", func(t *testing.T) {
-		oneSentence(t, run(t, nil, "replay", "a", "b"), 2, "one recording file")
+	t.Run("no file", func(t *testing.T) {
+		oneSentence(t, run(t, nil, "replay"), 2, "replay takes the recording's files, got none")
+	})
+	t.Run("two traces", func(t *testing.T) {
+		oneSentence(t, run(t, nil, "replay", "../../testdata/pcaps/drop.pcapng", "../../testdata/pcaps/clusterip.pcapng"), 2,
+			"not consecutive files of one trace: ../../testdata/pcaps/drop.pcapng and ../../testdata/pcaps/clusterip.pcapng were recorded by different traces")
 	})
 	t.Run("-r with --netns", func(t *testing.T) {
 		oneSentence(t, run(t, nil, "-r", "x.pcapng", "--netns", "n1"), 2, "does not apply to a replay")

@@ -25,10 +25,6 @@ type Rotation struct {
 	// Keep keeps the last Keep files (tcpdump -W): their names are reused
 	// in turn, each new file replacing the oldest. 0 keeps every file.
 	Keep int
-	// Lost returns, when a file ends, the events lost by CPU since the
-	// trace started, so that each file's trailer counts its own; nil
-	// counts none until Close.
-	Lost func() []uint64
 }
 
 // Rotates reports whether the recording may go on in more than one file.
@@ -152,8 +148,8 @@ func (w *Writer) rotateDue(ts uint64) bool {
 // at ts, with every name known so far in its header.
 func (w *Writer) rotate(ts uint64) error {
 	var final Meta
-	if lost := w.files.rot.Lost; lost != nil {
-		final.LostPerCPU = lost()
+	if w.lost != nil {
+		final.LostPerCPU = w.lost()
 		for _, n := range final.LostPerCPU {
 			final.Lost += n
 		}
@@ -194,6 +190,12 @@ func (w *Writer) rotate(ts uint64) error {
 	}
 	return nil
 }
+
+// CountLost gives the writer the events lost by CPU since the trace
+// started. It asks when a file of a rotated recording ends, so that the
+// file's trailer counts its own; without it, every loss is counted in the
+// last file, from what Close is given.
+func (w *Writer) CountLost(lost func() []uint64) { w.lost = lost }
 
 // fail makes err the writer's sticky error.
 func (w *Writer) fail(err error) error {

@@ -43,11 +43,6 @@ func TestFileName(t *testing.T) {
 // of a file, and returns the records.
 func writeRotated(t *testing.T, base string, rot Rotation, n int) [][]byte {
 	t.Helper()
-	lost := []uint64{0, 0}
-	rot.Lost = func() []uint64 {
-		lost[0]++
-		return slices.Clone(lost)
-	}
 	fs, err := Prepare(base, rot)
 	if err != nil {
 		t.Fatal(err)
@@ -56,6 +51,11 @@ func writeRotated(t *testing.T, base string, rot Rotation, n int) [][]byte {
 	if err != nil {
 		t.Fatal(err)
 	}
+	lost := []uint64{0, 0}
+	w.CountLost(func() []uint64 {
+		lost[0]++
+		return slices.Clone(lost)
+	})
 	var d decode.Decoder
 	var ev decode.Event
 	recs := make([][]byte, n)

@@ -39,6 +39,7 @@ type Writer struct {
 
 	fileStart uint64   // CLOCK_MONOTONIC time the current file started
 	lostBase  []uint64 // lost events by CPU when the current file started
+	lost      func() []uint64
 
 	buf     []byte
 	records uint64
