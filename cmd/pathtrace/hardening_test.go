@@ -300,14 +300,13 @@ func TestHeadersOnlyByDefault(t *testing.T) {
 	}
 }
 
-// TestRotateByTime records with -G 1 over several seconds: each file is a
-// complete recording, and the files replayed together, in any order, give
-// what the live run printed.
-func TestRotateByTime(t *testing.T) {
+// rotatedTrace traces the demo cluster with args (-G 1 and more) during n
+// exchanges a little more than a second apart, and stops.
+func rotatedTrace(t *testing.T, n int, args ...string) *tracer {
+	t.Helper()
 	c := demoCluster(t)
-	base := filepath.Join(t.TempDir(), "rec.pcapng")
-	tr := startTrace(t, nil, traceArgs(c, "-o", "json", "-w", base, "-G", "1")...)
-	for i := range 3 {
+	tr := startTrace(t, nil, traceArgs(c, args...)...)
+	for i := range n {
 		if i > 0 {
 			time.Sleep(1100 * time.Millisecond)
 		}
@@ -317,6 +316,15 @@ func TestRotateByTime(t *testing.T) {
 	if tr.err != nil {
 		t.Fatalf("exit: %v\n%s", tr.err, tr.stderr.String())
 	}
+	return tr
+}
+
+// TestRotateByTime records with -G 1 over several seconds: each file is a
+// complete recording, and the files replayed together, in any order, give
+// what the live run printed.
+func TestRotateByTime(t *testing.T) {
+	base := filepath.Join(t.TempDir(), "rec.pcapng")
+	tr := rotatedTrace(t, 3, "-o", "json", "-w", base, "-G", "1")
 	files, _ := filepath.Glob(base + "*")
 	if len(files) < 3 {
 		t.Fatalf("files %v, want at least 3", files)
@@ -339,19 +347,8 @@ func TestRotateByTime(t *testing.T) {
 
 // TestRotateKeep keeps the last -W files.
 func TestRotateKeep(t *testing.T) {
-	c := demoCluster(t)
 	base := filepath.Join(t.TempDir(), "rec.pcapng")
-	tr := startTrace(t, nil, traceArgs(c, "-q", "-w", base, "-G", "1", "-W", "2")...)
-	for i := range 4 {
-		if i > 0 {
-			time.Sleep(1100 * time.Millisecond)
-		}
-		clientExchange(t, c)
-	}
-	tr.stop(t, syscall.SIGINT)
-	if tr.err != nil {
-		t.Fatalf("exit: %v\n%s", tr.err, tr.stderr.String())
-	}
+	rotatedTrace(t, 4, "-q", "-w", base, "-G", "1", "-W", "2")
 	files, _ := filepath.Glob(base + "*")
 	if !slices.Equal(files, []string{base + "0", base + "1"}) {
 		t.Fatalf("files %v, want %s0 and %s1", files, base, base)

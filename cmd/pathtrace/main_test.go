@@ -131,17 +131,7 @@ func waitFile(t *testing.T, path string, done <-chan struct{}) {
 // TestLiveJSON runs the binary as a user would: attach, wait for the ready
 // file, send traffic, interrupt, read the JSON lines.
 func TestLiveJSON(t *testing.T) {
-	testutil.RequireRoot(t)
-	c, err := topology.Build(context.Background(), topology.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	srv, err := topology.StartEchoServer(context.Background(), c.Pod(topology.PodServer), topology.ServerPort)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	c := demoCluster(t)
 	linksBefore := testutil.LinkIDs(t)
 
 	ready := filepath.Join(t.TempDir(), "ready")
@@ -159,7 +149,7 @@ func TestLiveJSON(t *testing.T) {
 	waitFile(t, ready, exited)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	_, err = topology.TCPExchange(ctx, c.Pod(topology.PodClient), topology.ClusterIP, "ping")
+	_, err := topology.TCPExchange(ctx, c.Pod(topology.PodClient), topology.ClusterIP, "ping")
 	cancel()
 	if err != nil {
 		t.Fatal(err)

@@ -189,18 +189,7 @@ func copyRecording(tb testing.TB, src string, n int, edit func(*Meta)) []byte {
 		// The names the reader has now are those the live run had by
 		// this record: give the writer the new ones.
 		now := r.Meta()
-		for _, ino := range slices.Sorted(maps.Keys(now.Netns)) {
-			w.SetNetnsName(ino, now.Netns[ino])
-		}
-		for _, ino := range now.Nodes {
-			w.AddNode(ino)
-		}
-		for _, code := range slices.Sorted(maps.Keys(now.DropReasons)) {
-			w.SetDropReason(code, now.DropReasons[code])
-		}
-		for _, addr := range slices.Sorted(maps.Keys(now.Symbols)) {
-			w.SetSymbol(addr, now.Symbols[addr])
-		}
+		w.setNames(&now)
 		if err := d.Decode(rec, &ev); err != nil {
 			tb.Fatal(err)
 		}

@@ -405,22 +405,27 @@ func (w *Writer) Close(final Meta) error {
 	return err
 }
 
+// setNames sets every name of m, in a fixed order.
+func (w *Writer) setNames(m *Meta) {
+	for _, k := range slices.Sorted(maps.Keys(m.Netns)) {
+		w.SetNetnsName(k, m.Netns[k])
+	}
+	for _, ino := range m.Nodes {
+		w.AddNode(ino)
+	}
+	for _, k := range slices.Sorted(maps.Keys(m.DropReasons)) {
+		w.SetDropReason(k, m.DropReasons[k])
+	}
+	for _, k := range slices.Sorted(maps.Keys(m.Symbols)) {
+		w.SetSymbol(k, m.Symbols[k])
+	}
+}
+
 func (w *Writer) finish(final Meta) error {
 	if w.err != nil {
 		return w.err
 	}
-	for _, k := range slices.Sorted(maps.Keys(final.Netns)) {
-		w.SetNetnsName(k, final.Netns[k])
-	}
-	for _, ino := range final.Nodes {
-		w.AddNode(ino)
-	}
-	for _, k := range slices.Sorted(maps.Keys(final.DropReasons)) {
-		w.SetDropReason(k, final.DropReasons[k])
-	}
-	for _, k := range slices.Sorted(maps.Keys(final.Symbols)) {
-		w.SetSymbol(k, final.Symbols[k])
-	}
+	w.setNames(&final)
 	if len(final.Report) > 0 && !json.Valid(final.Report) {
 		return errors.New("close recording: report is not valid JSON")
 	}
