@@ -432,7 +432,7 @@ func TestBadPaths(t *testing.T) {
 		{[]string{"-w", fifo}, "-w: create " + fifo + ": it is a FIFO that no process reads"},
 		{[]string{"-w", kept, "--ready-file", filepath.Join(dir, "missing", "ready")}, "--ready-file: create " + filepath.Join(dir, "missing", "ready") + ": no such file or directory"},
 		{[]string{"-w", "x.pcapng", "-W", "3"}, "-W keeps the last files of a recording that -C or -G rotates"},
-		{[]string{"-G", "10"}, "-G starts new recording files: it needs -w FILE"},
+		{[]string{"-G", "10"}, "-G rotates recording files: it needs -w FILE"},
 		{[]string{"-w", "x.pcapng", "-C", "-1"}, "-C -1 is negative"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

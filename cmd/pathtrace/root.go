@@ -183,7 +183,7 @@ func (f *traceFlags) rotation() (record.Rotation, error) {
 		case v.value < 0:
 			return rot, usageError{fmt.Errorf("%s %d is negative", v.flag, v.value)}
 		case v.value > 0 && f.write == "":
-			return rot, usageError{fmt.Errorf("%s starts new recording files: it needs -w FILE", v.flag)}
+			return rot, usageError{fmt.Errorf("%s rotates recording files: it needs -w FILE", v.flag)}
 		}
 	}
 	if f.fileCount > 0 && f.fileSize == 0 && f.fileTime == 0 {
@@ -191,6 +191,9 @@ func (f *traceFlags) rotation() (record.Rotation, error) {
 	}
 	if f.fileSize > math.MaxInt64/1_000_000 {
 		return rot, usageError{fmt.Errorf("-C %d megabytes is too large", f.fileSize)}
+	}
+	if int64(f.fileTime) > math.MaxInt64/int64(time.Second) {
+		return rot, usageError{fmt.Errorf("-G %d seconds is too long", f.fileTime)}
 	}
 	rot.Size = int64(f.fileSize) * 1_000_000
 	rot.Every = time.Duration(f.fileTime) * time.Second
