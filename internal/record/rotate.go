@@ -141,7 +141,9 @@ func (w *Writer) rotateDue(ts uint64) bool {
 	if r.Size > 0 && w.files.w.n+int64(w.w.Buffered()) >= r.Size {
 		return true
 	}
-	return r.Every > 0 && ts-w.fileStart >= uint64(r.Every)
+	// An event may be stamped before the trace's start (the programs run
+	// before the clocks are read): it is in the first file's time.
+	return r.Every > 0 && ts > w.fileStart && ts-w.fileStart >= uint64(r.Every)
 }
 
 // rotate ends the current file with its trailer and starts the next one

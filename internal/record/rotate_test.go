@@ -182,6 +182,39 @@ func TestRotateByTime(t *testing.T) {
 	}
 }
 
+// TestRotateEarlyEvent: an event stamped before the trace's start clocks
+// does not start a new file.
+func TestRotateEarlyEvent(t *testing.T) {
+	base := filepath.Join(t.TempDir(), "t.pcapng")
+	meta := testMeta()
+	meta.StartMono += 5 * 12345 // records 0 to 4 were stamped before it
+	fs, err := Prepare(base, Rotation{Every: 10 * 12345})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := fs.Start(meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d decode.Decoder
+	var ev decode.Event
+	for i := range 12 {
+		rec := testRecord(t, i, false)
+		if err := d.Decode(rec, &ev); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Write(rec, &ev, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if files := glob(t, base+"*"); len(files) != 1 {
+		t.Errorf("files %v, want one", files)
+	}
+}
+
 // TestRotateKeep keeps the last Keep files, reusing their names in turn;
 // what is left replays together, the oldest files missing.
 func TestRotateKeep(t *testing.T) {
