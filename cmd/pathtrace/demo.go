@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
 
@@ -27,24 +26,32 @@ iptables rules for ClusterIP 10.96.0.10:80 -> 10.244.2.7:8080. It traces pod
 (same node), prints the paths, and removes everything. Needs root.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			out, err := f.renderer()
-			if err != nil {
+			if err := f.check(); err != nil {
 				return err
 			}
 			if snaplen < 0 || snaplen > loader.MaxSnaplen {
 				return usageError{fmt.Errorf("--snaplen %d is out of range 0..%d", snaplen, loader.MaxSnaplen)}
 			}
-			opts := demo.Options{Trace: trace.Options{Log: f.logger(), Record: write}, Log: os.Stderr}
-			opts.Trace.Loader.Snaplen = snaplen
-			sum, err := demo.Run(cmd.Context(), opts, out)
+			opts := demo.Options{Trace: trace.Options{Log: f.logger(), Record: write}, Log: stderr}
+			switch {
+			case cmd.Flags().Changed("snaplen"):
+				opts.Trace.Loader.Snaplen = snaplen
+			case write != "": // headers only, as a trace
+				opts.Trace.Loader.Snaplen, opts.Trace.HeadersOnly = loader.MaxSnaplen, true
+			default:
+				opts.Trace.Loader.Snaplen = liveSnaplen
+			}
+			stdout := newStdout(cmd.Context())
+			sum, err := demo.Run(cmd.Context(), opts, f.renderer(stdout))
+			dropped := stdout.close()
 			if sum.Backend != "" { // it ran: say what it saw
-				fmt.Fprintf(os.Stderr, "pathtrace: %s\n", sum)
+				fmt.Fprintf(stderr, "pathtrace: %s%s\n", sum, dropped)
 			}
 			return err
 		},
 	}
 	f.register(cmd)
 	cmd.Flags().StringVarP(&write, "write", "w", "", "also record the trace to this pcapng file, for pathtrace replay")
-	cmd.Flags().IntVar(&snaplen, "snaplen", 128, "bytes of each packet captured and kept in the recording (0-256)")
+	cmd.Flags().IntVar(&snaplen, "snaplen", 0, "bytes of each packet, from its IP header, captured and kept in the recording (0-256; default: its headers in the recording, 128 bytes live)")
 	return cmd
 }

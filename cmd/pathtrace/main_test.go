@@ -136,17 +136,7 @@ func waitFile(t *testing.T, path string, done <-chan struct{}) {
 // TestLiveJSON runs the binary as a user would: attach, wait for the ready
 // file, send traffic, interrupt, read the JSON lines.
 func TestLiveJSON(t *testing.T) {
-	testutil.RequireRoot(t)
-	c, err := topology.Build(context.Background(), topology.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	srv, err := topology.StartEchoServer(context.Background(), c.Pod(topology.PodServer), topology.ServerPort)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	c := demoCluster(t)
 	linksBefore := testutil.LinkIDs(t)
 
 	ready := filepath.Join(t.TempDir(), "ready")
@@ -164,7 +154,7 @@ func TestLiveJSON(t *testing.T) {
 	waitFile(t, ready, exited)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	_, err = topology.TCPExchange(ctx, c.Pod(topology.PodClient), topology.ClusterIP, "ping")
+	_, err := topology.TCPExchange(ctx, c.Pod(topology.PodClient), topology.ClusterIP, "ping")
 	cancel()
 	if err != nil {
 		t.Fatal(err)
@@ -285,14 +275,18 @@ func TestReplayBadInput(t *testing.T) {
 				t.Fatal(err)
 			}
 			r := run(t, nil, "replay", path)
-			oneSentence(t, r, 1, "replay "+path)
+			oneSentence(t, r, 2, "recording "+path+": ")
 		})
 	}
 	t.Run("missing", func(t *testing.T) {
-		oneSentence(t, run(t, nil, "replay", filepath.Join(dir, "nope")), 1, "no such file")
+		oneSentence(t, run(t, nil, "replay", filepath.Join(dir, "nope")), 2, "open recording "+filepath.Join(dir, "nope")+": no such file or directory")
 	})
-	t.Run("two files", func(t *testing.T) {
-		oneSentence(t, run(t, nil, "replay", "a", "b"), 2, "one recording file")
+	t.Run("no file", func(t *testing.T) {
+		oneSentence(t, run(t, nil, "replay"), 2, "replay takes the recording's files, got none")
+	})
+	t.Run("two traces", func(t *testing.T) {
+		oneSentence(t, run(t, nil, "replay", "../../testdata/pcaps/drop.pcapng", "../../testdata/pcaps/clusterip.pcapng"), 2,
+			"not consecutive files of one trace: ../../testdata/pcaps/drop.pcapng and ../../testdata/pcaps/clusterip.pcapng were recorded by different traces")
 	})
 	t.Run("svg of a missing packet", func(t *testing.T) {
 		oneSentence(t, run(t, nil, "replay", "../../testdata/pcaps/drop.pcapng", "-o", "svg", "--packet", "99"), 1, "no packet #99 in the trace")

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
 
@@ -16,24 +15,27 @@ func newReplayCmd() *cobra.Command {
 		count  int
 	)
 	cmd := &cobra.Command{
-		Use:   "replay FILE",
+		Use:   "replay FILE...",
 		Short: "Render a recording made with -w, offline, without root",
 		Long: `replay reads a recording made with 'pathtrace ... -w FILE' and prints the same
 timelines, JSON or HTML report the live run printed, byte for byte. --pod-ip
 narrows the output further. It needs no root, no BPF and no access to the
-traced system.`,
+traced system. The files of a recording that -C or -G split replay alone, or
+together as one recording, given in any order (FILE*): they must follow each
+other.`,
 		Example: `  pathtrace replay trace.pcapng
   pathtrace replay trace.pcapng -o json --pod-ip 10.244.1.5
   pathtrace replay trace.pcapng -o html > trace.html
-  pathtrace replay trace.pcapng -o svg --packet 2 > packet2.svg`,
+  pathtrace replay trace.pcapng -o svg --packet 2 > packet2.svg
+  pathtrace replay trace.pcapng*`,
 		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) != 1 {
-				return usageError{fmt.Errorf("replay takes one recording file, got %d arguments", len(args))}
+			if len(args) == 0 {
+				return usageError{fmt.Errorf("replay takes the recording's files, got none")}
 			}
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runReplay(cmd, &f, args[0], podIPs, count)
+			return runReplay(cmd, &f, args, podIPs, count)
 		},
 	}
 	f.register(cmd)
@@ -42,7 +44,7 @@ traced system.`,
 	return cmd
 }
 
-func runReplay(cmd *cobra.Command, f *outputFlags, file string, podIPs []string, count int) error {
+func runReplay(cmd *cobra.Command, f *outputFlags, files []string, podIPs []string, count int) error {
 	ips, err := trace.ParsePodIPs(podIPs)
 	if err != nil {
 		return usageError{err}
@@ -50,14 +52,15 @@ func runReplay(cmd *cobra.Command, f *outputFlags, file string, podIPs []string,
 	if count < 0 {
 		return usageError{fmt.Errorf("--count %d is negative", count)}
 	}
-	out, err := f.renderer()
-	if err != nil {
+	if err := f.check(); err != nil {
 		return err
 	}
-	sum, err := trace.Replay(cmd.Context(), file, trace.ReplayOptions{PodIPs: ips, Count: count, Log: f.logger()}, out)
+	stdout := newStdout(cmd.Context())
+	sum, err := trace.ReplayFiles(cmd.Context(), files, trace.ReplayOptions{PodIPs: ips, Count: count, Log: f.logger()}, f.renderer(stdout))
+	dropped := stdout.close()
 	if err != nil {
-		return fmt.Errorf("replay %s: %w", file, err)
+		return err // it names the file
 	}
-	fmt.Fprintf(os.Stderr, "pathtrace: replayed %s\n", sum)
+	fmt.Fprintf(stderr, "pathtrace: replayed %s%s\n", sum, dropped)
 	return nil
 }

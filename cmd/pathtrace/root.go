@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
+	"math"
 	"os"
 	"strconv"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pathtrace/pathtrace/internal/loader"
+	"github.com/pathtrace/pathtrace/internal/record"
 	"github.com/pathtrace/pathtrace/internal/render"
 	"github.com/pathtrace/pathtrace/internal/trace"
 )
@@ -30,25 +33,35 @@ func (o *outputFlags) register(cmd *cobra.Command) {
 	cmd.Flags().Uint64Var(&o.packet, "packet", 0, "with -o svg: the packet to draw, by its #id in the text output")
 }
 
-// renderer builds the renderer for stdout.
-func (o *outputFlags) renderer() (render.Renderer, error) {
-	if o.packet != 0 && o.output != "svg" {
-		return nil, usageError{fmt.Errorf("--packet chooses the packet of -o svg, not of -o %s", o.output)}
+// liveSnaplen is what a live trace without -w and --snaplen captures of
+// each packet: an ICMP error and the headers it quotes.
+const liveSnaplen = 128
+
+// check checks the output flags.
+func (o *outputFlags) check() error {
+	switch {
+	case o.packet != 0 && o.output != "svg":
+		return usageError{fmt.Errorf("--packet chooses the packet of -o svg, not of -o %s", o.output)}
+	case o.output == "svg" && o.packet == 0:
+		return usageError{fmt.Errorf("-o svg draws one packet: name it with --packet N (its #id in the text output)")}
+	case o.output != "text" && o.output != "json" && o.output != "html" && o.output != "svg":
+		return usageError{fmt.Errorf("--output %q is not text, json, html or svg", o.output)}
 	}
+	return nil
+}
+
+// renderer builds the renderer for w, stdout (check first): colors are
+// decided by stdout.
+func (o *outputFlags) renderer(w io.Writer) render.Renderer {
 	switch o.output {
-	case "text":
-		return render.NewText(os.Stdout, render.TextOptions{Color: render.UseColor(o.color, os.Stdout, os.Getenv)}), nil
 	case "json":
-		return render.NewJSON(os.Stdout), nil
+		return render.NewJSON(w)
 	case "html":
-		return render.NewHTML(os.Stdout, render.HTMLOptions{}), nil
+		return render.NewHTML(w, render.HTMLOptions{})
 	case "svg":
-		if o.packet == 0 {
-			return nil, usageError{fmt.Errorf("-o svg draws one packet: name it with --packet N (its #id in the text output)")}
-		}
-		return render.NewSVG(os.Stdout, render.SVGOptions{Packet: o.packet}), nil
+		return render.NewSVG(w, render.SVGOptions{Packet: o.packet})
 	}
-	return nil, usageError{fmt.Errorf("--output %q is not text, json, html or svg", o.output)}
+	return render.NewText(w, render.TextOptions{Color: render.UseColor(o.color, os.Stdout, os.Getenv)})
 }
 
 func (o *outputFlags) logger() *slog.Logger {
@@ -56,7 +69,27 @@ func (o *outputFlags) logger() *slog.Logger {
 	if o.debug {
 		level = slog.LevelDebug
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// stdout is os.Stdout through an Output that a signal stops: a stdout
+// nobody reads never holds the end of a command (see trace.Output).
+type stdout struct{ *trace.Output }
+
+func newStdout(ctx context.Context) stdout {
+	o := trace.NewOutput(os.Stdout)
+	context.AfterFunc(ctx, o.Stop)
+	return stdout{o}
+}
+
+// close writes out what is left, and returns the summary line's note on
+// what could not be written ("" when everything was).
+func (o stdout) close() string {
+	dropped, _ := o.Close(outputGrace) // a write error ended the command already
+	if dropped == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; %d bytes of output dropped: stdout was not read when pathtrace stopped", dropped)
 }
 
 // traceFlags are the flags of a live trace.
@@ -71,6 +104,10 @@ type traceFlags struct {
 	write      string
 	quiet      bool
 	snaplen    int
+	snaplenSet bool // --snaplen was given: no cut at the headers
+	fileSize   int
+	fileTime   int
+	fileCount  int
 	read       string
 	backend    string
 }
@@ -86,7 +123,10 @@ func (f *traceFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.readyFile, "ready-file", "", "write this file once everything is attached, so scripts can start traffic")
 	fl.StringVarP(&f.write, "write", "w", "", "record the trace to this pcapng file (mode 0600), for pathtrace replay")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print no paths, only the closing summary (with -w)")
-	fl.IntVar(&f.snaplen, "snaplen", 128, "bytes of each packet, from its IP header, captured (an ICMP error is explained by the headers it quotes) and kept in a recording (0-256; headers only by default)")
+	fl.IntVar(&f.snaplen, "snaplen", 0, "bytes of each packet, from its IP header, captured and kept in a recording (0-256; default: its headers, up to the innermost transport header, never payload, in a recording; 128 bytes live, which hold the headers an ICMP error quotes)")
+	fl.IntVarP(&f.fileSize, "file-size", "C", 0, "with -w: start a new file once the recording file holds this many megabytes (1,000,000 bytes), as tcpdump -C: FILE, FILE1, FILE2, ...")
+	fl.IntVarP(&f.fileTime, "rotate-seconds", "G", 0, "with -w: start a new file every this many seconds, as tcpdump -G (numbered as with -C)")
+	fl.IntVarP(&f.fileCount, "file-count", "W", 0, "with -C or -G: keep the last COUNT files, named FILE0 to FILE<COUNT-1> in turn, as tcpdump -W")
 	fl.StringVarP(&f.read, "read", "r", "", "replay a recording instead of tracing (same as: pathtrace replay FILE)")
 	fl.StringVar(&f.backend, "backend", string(loader.ChoiceAuto), backendHelp)
 }
@@ -124,17 +164,62 @@ func (f *traceFlags) options() (trace.Options, error) {
 	if f.quiet && f.write == "" {
 		return opts, usageError{fmt.Errorf("-q prints nothing but the summary: it needs -w FILE to be of use")}
 	}
+	rot, err := f.rotation()
+	if err != nil {
+		return opts, err
+	}
 	backend, err := loader.ParseChoice(f.backend)
 	if err != nil {
 		return opts, usageError{fmt.Errorf("--backend: %w", err)}
 	}
-	// Live output and the replay of a recording see the same bytes.
 	opts.Loader = loader.Options{PodIPs: ips, VXLANPorts: ports, Netns: f.netns, Backend: backend, Snaplen: f.snaplen}
-	opts.Record = f.write
+	switch {
+	case f.snaplenSet:
+	case f.write != "":
+		// Headers only: the kernel copies what a packet's headers can
+		// take, the recording keeps the headers.
+		opts.Loader.Snaplen, opts.HeadersOnly = loader.MaxSnaplen, true
+	default:
+		// Live, the headers an ICMP error quotes explain it; replay of
+		// a recording sees at least as much.
+		opts.Loader.Snaplen = liveSnaplen
+	}
+	if f.write != "" {
+		opts.Record, opts.Rotate = f.write, rot
+	}
 	opts.Count = f.count
 	opts.ReadyFile = f.readyFile
 	opts.Log = f.logger()
 	return opts, nil
+}
+
+// rotation checks -C, -G and -W.
+func (f *traceFlags) rotation() (record.Rotation, error) {
+	var rot record.Rotation
+	for _, v := range []struct {
+		flag  string
+		value int
+	}{{"-C", f.fileSize}, {"-G", f.fileTime}, {"-W", f.fileCount}} {
+		switch {
+		case v.value < 0:
+			return rot, usageError{fmt.Errorf("%s %d is negative", v.flag, v.value)}
+		case v.value > 0 && f.write == "":
+			return rot, usageError{fmt.Errorf("%s rotates recording files: it needs -w FILE", v.flag)}
+		}
+	}
+	if f.fileCount > 0 && f.fileSize == 0 && f.fileTime == 0 {
+		return rot, usageError{fmt.Errorf("-W keeps the last files of a recording that -C or -G rotates: give one of them")}
+	}
+	if f.fileSize > math.MaxInt64/1_000_000 {
+		return rot, usageError{fmt.Errorf("-C %d megabytes is too large", f.fileSize)}
+	}
+	if int64(f.fileTime) > math.MaxInt64/int64(time.Second) {
+		return rot, usageError{fmt.Errorf("-G %d seconds is too long", f.fileTime)}
+	}
+	rot.Size = int64(f.fileSize) * 1_000_000
+	rot.Every = time.Duration(f.fileTime) * time.Second
+	rot.Keep = f.fileCount
+	return rot, nil
 }
 
 func newRootCmd() *cobra.Command {
@@ -155,21 +240,23 @@ and where and why a packet was dropped.`,
 		Args:          noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if f.read != "" {
-				for _, name := range []string{"netns", "write", "quiet", "snaplen", "ready-file", "duration", "vxlan-port"} {
+				for _, name := range []string{"netns", "write", "quiet", "snaplen", "ready-file", "duration", "vxlan-port", "file-size", "rotate-seconds", "file-count"} {
 					if cmd.Flags().Changed(name) {
 						return usageError{fmt.Errorf("--%s does not apply to a replay (-r)", name)}
 					}
 				}
-				return runReplay(cmd, &f.outputFlags, f.read, f.podIPs, f.count)
+				return runReplay(cmd, &f.outputFlags, []string{f.read}, f.podIPs, f.count)
 			}
+			f.snaplenSet = cmd.Flags().Changed("snaplen")
 			opts, err := f.options()
 			if err != nil {
 				return err
 			}
-			out, err := f.renderer()
-			if err != nil {
+			if err := f.check(); err != nil {
 				return err
 			}
+			stdout := newStdout(cmd.Context())
+			out := f.renderer(stdout)
 			if f.quiet {
 				out = render.Discard()
 			}
@@ -179,12 +266,10 @@ and where and why a packet was dropped.`,
 				ctx, cancel = context.WithTimeout(ctx, f.duration)
 				defer cancel()
 			}
-			if len(opts.Loader.PodIPs) == 0 {
-				opts.Log.Warn("no --pod-ip given: following every IPv4 packet")
-			}
 			sum, err := trace.Run(ctx, opts, out)
+			dropped := stdout.close()
 			if sum.Backend != "" { // it ran: say what it saw
-				fmt.Fprintf(os.Stderr, "pathtrace: %s\n", sum)
+				fmt.Fprintf(stderr, "pathtrace: %s%s\n", sum, dropped)
 			}
 			return err
 		},

@@ -203,7 +203,15 @@ func (d *Decoder) name(raw *[16]int8) string {
 	for n < len(b) && b[n] != 0 {
 		n++
 	}
-	s := string(b[:n])
+	// The kernel allows control bytes in device names, and a recording
+	// may hold anything: what reaches a terminal is printable ASCII.
+	p := b
+	for i := range n {
+		if p[i] < 0x21 || p[i] > 0x7e {
+			p[i] = '?'
+		}
+	}
+	s := string(p[:n])
 	if d.names == nil {
 		d.names = make(map[[16]byte]string)
 	}

@@ -198,6 +198,22 @@ func TestDecodeInternsNames(t *testing.T) {
 	}
 }
 
+// TestDecodeNamesPrintable: control bytes and bytes past ASCII in a name
+// (a device named by a pod, a hostile recording) decode as '?'.
+func TestDecodeNamesPrintable(t *testing.T) {
+	r := sampleRecord()
+	r.Dev = name("eth\x1b[2J\x9b\xff")
+	r.InDev = name("cni0")
+	var d Decoder
+	var ev Event
+	if err := d.Decode(encode(t, &r), &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.Dev != "eth?[2J??" || ev.In != "cni0" {
+		t.Errorf("names %q %q", ev.Dev, ev.In)
+	}
+}
+
 func FuzzDecode(f *testing.F) {
 	r := sampleRecord()
 	f.Add(encode(f, &r))
@@ -217,6 +233,13 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("Data has %d bytes", len(ev.Data))
 		}
 		_ = ev.Kind.String() + ev.Hook.String() + ev.Slot.String()
+		for _, s := range []string{ev.Dev, ev.In, ev.Out, ev.Table.Name, ev.IPVS.Scheduler} {
+			for _, c := range []byte(s) {
+				if c < 0x21 || c > 0x7e {
+					t.Fatalf("name %q is not printable ASCII", s)
+				}
+			}
+		}
 	})
 }
 

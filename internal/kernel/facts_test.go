@@ -3,8 +3,13 @@ package kernel
 import (
 	"bytes"
 	"compress/gzip"
+	"errors"
+	"path/filepath"
+	"strings"
 	"testing"
 	"testing/fstest"
+
+	"golang.org/x/sys/unix"
 )
 
 func file(s string) *fstest.MapFile { return &fstest.MapFile{Data: []byte(s)} }
@@ -174,5 +179,47 @@ func TestNetnsSpec(t *testing.T) {
 	}
 	if _, err := OpenNetns("pathtrace-no-such-netns"); err == nil {
 		t.Error("opened a namespace that does not exist")
+	}
+}
+
+// TestOpenNetnsChecksType: only a network namespace opens; other files and
+// other namespaces are refused with one sentence saying what they are.
+func TestOpenNetnsChecksType(t *testing.T) {
+	h, err := OpenNetns("/proc/self/ns/net")
+	if err != nil {
+		t.Fatalf("own network namespace: %v", err)
+	}
+	h.Close()
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{
+		"/etc/passwd":        "/etc/passwd is not a network namespace",
+		"/proc/self/ns/mnt":  "/proc/self/ns/mnt is not a network namespace but a mount namespace",
+		"/proc/self/ns/uts":  "but a UTS namespace",
+		fifo:                 fifo + " is not a network namespace", // and does not wait for a writer
+		"/proc/self/ns/user": "but a user namespace",
+	} {
+		_, err := OpenNetns(path)
+		if !errors.Is(err, ErrNotNetns) || !strings.Contains(err.Error(), want) {
+			t.Errorf("OpenNetns(%s) = %v, want ErrNotNetns saying %q", path, err, want)
+		}
+	}
+}
+
+// TestPrintableName: a namespace's file name reaches terminals and
+// recordings with its control characters and invalid bytes replaced.
+func TestPrintableName(t *testing.T) {
+	for name, want := range map[string]string{
+		"cni-1234":        "cni-1234",
+		"pod\x1b[31mred":  "pod?[31mred",
+		"two\nlines":      "two?lines",
+		"bad\xffutf8":     "bad?utf8",
+		"naïve namespace": "naïve namespace",
+	} {
+		if got := printableName(name); got != want {
+			t.Errorf("printableName(%q) = %q, want %q", name, got, want)
+		}
 	}
 }

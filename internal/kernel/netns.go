@@ -1,12 +1,15 @@
 package kernel
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -28,14 +31,52 @@ func NetnsPath(spec string) string {
 	return NetnsDir + "/" + spec
 }
 
-// OpenNetns opens the network namespace given as a name or a path (not "").
+// ErrNotNetns is returned by OpenNetns for a file that is not a network
+// namespace: a regular file, a FIFO, another kind of namespace.
+var ErrNotNetns = errors.New("not a network namespace")
+
+// nsGetNstype is NS_GET_NSTYPE (linux/nsfs.h, Linux 4.11): the CLONE_NEW*
+// type of a namespace file.
+const nsGetNstype = 0xb703
+
+// nsTypes names the namespace types NS_GET_NSTYPE returns.
+var nsTypes = map[int]string{
+	unix.CLONE_NEWNS: "mount", unix.CLONE_NEWUTS: "UTS", unix.CLONE_NEWIPC: "IPC", unix.CLONE_NEWUSER: "user",
+	unix.CLONE_NEWPID: "PID", unix.CLONE_NEWCGROUP: "cgroup", unix.CLONE_NEWTIME: "time",
+}
+
+// OpenNetns opens the network namespace given as a name or a path (not ""),
+// and checks that it is one: anything else (a regular file, another kind of
+// namespace) is an error wrapping ErrNotNetns. A FIFO does not block it.
 func OpenNetns(spec string) (netns.NsHandle, error) {
 	path := NetnsPath(spec)
-	h, err := netns.GetFromPath(path)
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return 0, fmt.Errorf("open network namespace %s: %w", path, err)
 	}
-	return h, nil
+	if err := checkNetns(fd); err != nil {
+		unix.Close(fd)
+		return 0, fmt.Errorf("%s is %w", path, err)
+	}
+	return netns.NsHandle(fd), nil
+}
+
+// checkNetns asks the kernel the namespace type of an open file.
+func checkNetns(fd int) error {
+	typ, err := unix.IoctlRetInt(fd, nsGetNstype)
+	switch {
+	case err == unix.ENOTTY || err == unix.EINVAL:
+		return ErrNotNetns // not a namespace file at all
+	case err != nil:
+		return fmt.Errorf("%w (the namespace type could not be read: %v)", ErrNotNetns, err)
+	case typ == unix.CLONE_NEWNET:
+		return nil
+	}
+	name, ok := nsTypes[typ]
+	if !ok {
+		name = fmt.Sprintf("type %#x", typ)
+	}
+	return fmt.Errorf("%w but a %s namespace", ErrNotNetns, name)
 }
 
 // NetnsName returns the `ip netns` name of a namespace given as a name or a
@@ -119,7 +160,7 @@ func (n *NetnsNames) scan() {
 	entries, _ := os.ReadDir(NetnsDir)
 	for _, e := range entries {
 		if ino, err := inode(filepath.Join(NetnsDir, e.Name())); err == nil {
-			names[ino] = e.Name()
+			names[ino] = printableName(e.Name())
 		}
 	}
 	n.names = names
@@ -131,4 +172,16 @@ func inode(path string) (uint32, error) {
 		return 0, err
 	}
 	return uint32(st.Ino), nil
+}
+
+// printableName replaces each character of a namespace's file name that is
+// not printable (a control character, invalid UTF-8) by '?': the names go
+// to terminals and into recordings.
+func printableName(name string) string {
+	return strings.Map(func(c rune) rune {
+		if c == utf8.RuneError || !unicode.IsPrint(c) {
+			return '?'
+		}
+		return c
+	}, name)
 }

@@ -3,6 +3,8 @@ package loader
 import (
 	"errors"
 	"fmt"
+	"log/slog"
+	"slices"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -99,8 +101,11 @@ func (t *Tracer) attachTracepoints(spec *ebpf.CollectionSpec, pr Probes) map[hop
 
 // attachNetfilterHops shows the IPv4 netfilter hooks of the nodes with the
 // first candidate that attaches: netfilter links in each node namespace,
-// or programs on nf_hook_slow filtered to the nodes' namespaces.
-func (t *Tracer) attachNetfilterHops(s *specs, paths []string, cands []candidate) HopSupport {
+// or programs on nf_hook_slow filtered to the nodes' namespaces. When a
+// backend the kernel supports fails to attach and no other does, that is
+// an error, not a hop the kernel cannot show.
+func (t *Tracer) attachNetfilterHops(s *specs, paths []string, cands []candidate) (HopSupport, error) {
+	var attachErr error // of the first supported backend that failed
 	for i := range cands {
 		c := &cands[i]
 		if c.err != nil {
@@ -119,15 +124,21 @@ func (t *Tracer) attachNetfilterHops(s *specs, paths []string, cands []candidate
 			// Half a hook is worse than none: detach this candidate's links.
 			t.closeLinksFrom(mark)
 			t.log.Debug("netfilter backend failed", "backend", c.backend, "err", c.err)
+			if attachErr == nil {
+				attachErr = c.err
+			}
 			continue
 		}
 		h := HopSupport{Hop: hop.Netfilter, Backend: c.backend, Source: c.source, Reason: reasons(cands[:i])}
 		t.log.Debug("netfilter hops", "backend", h.Backend, "source", h.Source, "skipped", h.Reason)
-		return h
+		return h, nil
+	}
+	if attachErr != nil {
+		return HopSupport{}, fmt.Errorf("show netfilter hooks: %w", attachErr)
 	}
 	h := HopSupport{Hop: hop.Netfilter, Reason: reasons(cands)}
 	t.log.Debug("netfilter hops not observable", "reason", h.Reason)
-	return h
+	return h, nil
 }
 
 func (t *Tracer) attachNetfilterLinks(spec *ebpf.CollectionSpec, paths []string) error {
@@ -294,6 +305,28 @@ func (t *Tracer) closeLinksFrom(mark int) {
 		l.Close()
 	}
 	t.links = t.links[:mark]
+}
+
+// nodesOf returns the nodes of the network namespaces given as names or
+// paths (none: the caller's own). A namespace given twice, by the same or
+// another name, is one node, under its first name.
+func nodesOf(specs []string, log *slog.Logger) ([]Node, error) {
+	if len(specs) == 0 {
+		specs = []string{""}
+	}
+	var nodes []Node
+	for _, spec := range specs {
+		n, err := nodeOf(spec)
+		if err != nil {
+			return nil, err
+		}
+		if i := slices.IndexFunc(nodes, func(m Node) bool { return m.Inode == n.Inode }); i >= 0 {
+			log.Debug("network namespace given again: traced once", "netns", spec, "as", nodes[i].Path)
+			continue
+		}
+		nodes = append(nodes, n)
+	}
+	return nodes, nil
 }
 
 // nodeOf returns the node for a network namespace given as a name or a path

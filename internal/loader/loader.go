@@ -110,16 +110,12 @@ func Open(opts Options) (_ *Tracer, err error) {
 		}
 	}()
 
-	paths := opts.Netns
-	if len(paths) == 0 {
-		paths = []string{""}
+	if t.Nodes, err = nodesOf(opts.Netns, t.log); err != nil {
+		return nil, err
 	}
-	for _, p := range paths {
-		n, err := nodeOf(p)
-		if err != nil {
-			return nil, err
-		}
-		t.Nodes = append(t.Nodes, n)
+	paths := make([]string, len(t.Nodes))
+	for i, n := range t.Nodes {
+		paths[i] = n.Path
 	}
 	s, err := loadSpecs(&opts, t.Nodes)
 	if err != nil {
@@ -133,7 +129,9 @@ func Open(opts Options) (_ *Tracer, err error) {
 	// hop, recorded in t.Hops, never the whole trace.
 	p := makePlan(opts.Backend, opts.Probes)
 	hops := t.attachTracepoints(s.tp, opts.Probes)
-	hops[hop.Netfilter] = t.attachNetfilterHops(s, paths, p.netfilter)
+	if hops[hop.Netfilter], err = t.attachNetfilterHops(s, paths, p.netfilter); err != nil {
+		return nil, err
+	}
 	for _, f := range funcHops {
 		hops[f.hop] = t.attachFuncHop(s, f, p.funcs[f.hop])
 	}
@@ -280,28 +278,7 @@ func (t *Tracer) attachNetfilter(path string, first, last *ebpf.Program) (Node, 
 		node.Inode = uint32(st.Ino)
 	}
 
-	var attachErr error
-	for hook := range 5 {
-		for _, slot := range []struct {
-			prog *ebpf.Program
-			prio int32
-		}{{first, PriorityFirst}, {last, PriorityLast}} {
-			l, err := link.AttachNetfilter(link.NetfilterOptions{
-				Program:        slot.prog,
-				ProtocolFamily: unix.NFPROTO_IPV4,
-				Hook:           link.NetfilterInetHook(hook),
-				Priority:       slot.prio,
-			})
-			if err != nil {
-				attachErr = fmt.Errorf("attach netfilter program to hook %d in %s: %w", hook, nsLabel(path), err)
-				break
-			}
-			t.links = append(t.links, l)
-		}
-		if attachErr != nil {
-			break
-		}
-	}
+	attachErr := t.attachHooks(path, first, last)
 	if path != "" {
 		if err := netns.Set(orig); err != nil {
 			// The thread is in the wrong namespace: leave it locked so
@@ -311,6 +288,65 @@ func (t *Tracer) attachNetfilter(path string, first, last *ebpf.Program) (Node, 
 	}
 	runtime.UnlockOSThread()
 	return node, attachErr
+}
+
+// priorityTries bounds the priorities tried for each slot: the first
+// program takes PriorityFirst or the next free one above it, the last
+// PriorityLast or the next free one below it. The kernel refuses (EBUSY) a
+// second BPF netfilter program at a priority of the hook taken by one:
+// another pathtrace, or another BPF tool.
+const priorityTries = 32
+
+// attachHooks attaches first and last on every IPv4 hook of the current
+// network namespace, each at the free priority nearest its end, and logs
+// the priorities taken.
+func (t *Tracer) attachHooks(path string, first, last *ebpf.Program) error {
+	for hook := range 5 {
+		var prios [2]int32
+		for i, slot := range []struct {
+			prog       *ebpf.Program
+			prio, step int32
+		}{{first, PriorityFirst, 1}, {last, PriorityLast, -1}} {
+			l, prio, err := attachFree(slot.prog, link.NetfilterInetHook(hook), slot.prio, slot.step)
+			if err != nil {
+				return fmt.Errorf("attach netfilter program to %s in %s: %w", hookName(hook), nsLabel(path), err)
+			}
+			t.links = append(t.links, l)
+			prios[i] = prio
+		}
+		t.log.Debug("netfilter priorities", "netns", nsLabel(path), "hook", hookName(hook), "first", prios[0], "last", prios[1])
+	}
+	return nil
+}
+
+// attachFree attaches prog to hook at prio, or, while the kernel says a
+// priority is taken, at the next one step away, up to priorityTries.
+func attachFree(prog *ebpf.Program, hook link.NetfilterInetHook, prio, step int32) (link.Link, int32, error) {
+	for i := range int32(priorityTries) {
+		p := prio + i*step
+		l, err := link.AttachNetfilter(link.NetfilterOptions{
+			Program:        prog,
+			ProtocolFamily: unix.NFPROTO_IPV4,
+			Hook:           hook,
+			Priority:       p,
+		})
+		if err == nil {
+			return l, p, nil
+		}
+		if !errors.Is(err, unix.EBUSY) {
+			return nil, 0, fmt.Errorf("priority %d: %w", p, err)
+		}
+	}
+	return nil, 0, fmt.Errorf("priorities %d to %d are all taken by other BPF netfilter programs (other pathtrace runs?): %w",
+		prio, prio+(priorityTries-1)*step, unix.EBUSY)
+}
+
+// hookName names an IPv4 netfilter hook by its number.
+func hookName(hook int) string {
+	if h := hop.HookFromKernel(uint8(hook)); h.Known() {
+		return h.String()
+	}
+	return fmt.Sprintf("hook %d", hook)
 }
 
 func nsLabel(path string) string {

@@ -3,14 +3,18 @@ package loader
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 
 	"github.com/pathtrace/pathtrace/internal/bpf"
 	"github.com/pathtrace/pathtrace/internal/features"
@@ -231,5 +235,76 @@ func TestKernelStructHeads(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestTwoTracersShareHooks opens two tracers of the same namespace, the
+// second given it twice: both show the netfilter hooks with links, the
+// second at the free priorities next to the first's, and the namespace
+// given twice is one node.
+func TestTwoTracersShareHooks(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireSupported(t, testutil.NetfilterLinks, features.NetfilterLink())
+	var log bytes.Buffer
+	first, err := Open(Options{Backend: ChoiceTracepoint})
+	if err != nil {
+		t.Fatalf("first tracer: %v", err)
+	}
+	defer first.Close()
+	second, err := Open(Options{Backend: ChoiceTracepoint, Netns: []string{"/proc/self/ns/net", "/proc/self/ns/net"},
+		Log: slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatalf("second tracer: %v", err)
+	}
+	defer second.Close()
+	for _, tr := range []*Tracer{first, second} {
+		for _, h := range tr.Hops {
+			if h.Hop == hop.Netfilter && h.Backend != hop.NetfilterLink {
+				t.Errorf("netfilter hops: %q (%s), want netfilter links", h.Backend, h.Reason)
+			}
+		}
+	}
+	if len(second.Nodes) != 1 || second.Nodes[0].Inode != first.Nodes[0].Inode {
+		t.Errorf("nodes %+v, want one: the own namespace (%+v)", second.Nodes, first.Nodes)
+	}
+	for _, want := range []string{
+		fmt.Sprintf("hook=PREROUTING first=%d last=%d", PriorityFirst+1, PriorityLast-1),
+		fmt.Sprintf("hook=POSTROUTING first=%d last=%d", PriorityFirst+1, PriorityLast-1),
+		"network namespace given again: traced once",
+	} {
+		if !strings.Contains(log.String(), want) {
+			t.Errorf("debug log lacks %q:\n%s", want, log.String())
+		}
+	}
+}
+
+// TestPrioritiesExhausted: when every priority tried is taken, attaching
+// fails with an error that says so, not a hop the kernel cannot show.
+func TestPrioritiesExhausted(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireSupported(t, testutil.NetfilterLinks, features.NetfilterLink())
+	accept, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type: ebpf.Netfilter, AttachType: ebpf.AttachNetfilter, License: "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 1), asm.Return()}, // NF_ACCEPT
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer accept.Close()
+	for i := range int32(priorityTries) {
+		l, err := link.AttachNetfilter(link.NetfilterOptions{Program: accept, ProtocolFamily: unix.NFPROTO_IPV4,
+			Hook: link.NetfilterInetHook(unix.NF_INET_PRE_ROUTING), Priority: PriorityFirst + i})
+		if err != nil {
+			t.Fatalf("take priority %d: %v", PriorityFirst+i, err)
+		}
+		defer l.Close()
+	}
+	tr, err := Open(Options{Backend: ChoiceTracepoint})
+	if err == nil {
+		tr.Close()
+	}
+	if err == nil || !errors.Is(err, unix.EBUSY) || !strings.Contains(err.Error(), "PREROUTING") ||
+		!strings.Contains(err.Error(), "all taken by other BPF netfilter programs") {
+		t.Fatalf("open: %v, want an error saying PREROUTING's priorities are taken", err)
 	}
 }

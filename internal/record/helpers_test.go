@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/pathtrace/pathtrace/internal/bpf"
 	"github.com/pathtrace/pathtrace/internal/decode"
 )
@@ -266,3 +268,5 @@ func blocks(tb testing.TB, data []byte) []int {
 	}
 	return offs
 }
+
+func mkfifo(path string) error { return unix.Mkfifo(path, 0o600) }

@@ -33,6 +33,11 @@ type Meta struct {
 	StartWall time.Time
 	StartMono uint64
 
+	// FileIndex is the place of this file among the files of one trace
+	// (Rotation): 0 for the first or only one. The files of one trace share
+	// Hostname, StartWall and StartMono.
+	FileIndex int
+
 	// Names, learned as the recording goes. A reader has every name set
 	// before a record by the time Next returns that record.
 	Netns       map[uint32]string // network namespace name by inode
@@ -67,6 +72,9 @@ type Filter struct {
 	PodIPs     []netip.Addr `json:"pod_ips,omitempty"`
 	VXLANPorts []uint16     `json:"vxlan_ports,omitempty"`
 	Snaplen    int          `json:"snaplen"`
+	// HeadersOnly: each record's packet bytes end at its innermost
+	// transport header (HeaderLen); Snaplen bounds them still.
+	HeadersOnly bool `json:"headers_only,omitempty"`
 }
 
 // clone returns a deep copy of m.
@@ -100,6 +108,7 @@ type header struct {
 	StartMono        uint64    `json:"start_mono"`
 	RecordSize       int       `json:"record_size"`   // bytes of one ring-buffer record
 	RecordPrefix     int       `json:"record_prefix"` // bytes before data[], kept in each EPB option
+	FileIndex        int       `json:"file_index,omitempty"`
 }
 
 // names is the JSON of a names custom block. Entries add to (or replace)

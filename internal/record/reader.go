@@ -3,15 +3,18 @@ package record
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/bits"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Errors of the reader. Every error it returns for bad input wraps one of
@@ -48,15 +51,21 @@ func (e *VersionError) Is(target error) bool { return target == ErrVersion }
 const maxNames = 1 << 20
 
 // Reader reads a recording as a stream: records in order, with the names
-// they need before them and the trailer after them. It is not safe for
-// concurrent use.
+// they need before them and the trailer after them; a recording in several
+// files (Rotation) is read as one. It is not safe for concurrent use.
 type Reader struct {
 	br *bufio.Reader
 	c  io.Closer
 
+	ctx   context.Context
+	stop  func() bool // stops ctx's interruption of the current file
+	name  string      // of the current file; "" for Open's reader
+	files []string    // the files after the current one, in order
+
 	meta   Meta
 	nodes  map[uint32]bool
 	prefix int // record prefix length in this file
+	data   int // size of a record's data[] in this file
 
 	off     int64 // file offset of the next block
 	hdr     [8]byte
@@ -73,17 +82,114 @@ type Reader struct {
 
 // OpenFile opens the recording at path. Close closes the file.
 func OpenFile(path string) (*Reader, error) {
-	f, err := os.Open(path)
+	return OpenFiles(context.Background(), path)
+}
+
+// ErrNotOneTrace: files given together are not consecutive files of one
+// trace.
+var ErrNotOneTrace = errors.New("not consecutive files of one trace")
+
+// OpenFiles opens a recording in one file or in several: files of one
+// trace (Rotation), in any order; they are read in the order they were
+// written, as one recording, and must follow each other (the oldest may be
+// gone). Each of several files is opened twice: first for its header. When
+// ctx ends, an open or a read that waits (a FIFO, a stalled pipe) returns
+// with an error. Close closes the file being read.
+func OpenFiles(ctx context.Context, paths ...string) (*Reader, error) {
+	switch len(paths) {
+	case 0:
+		return nil, errors.New("open recording: no file")
+	case 1:
+		return openFile(ctx, paths[0])
+	}
+	type file struct {
+		path string
+		meta Meta
+	}
+	files := make([]file, 0, len(paths))
+	for _, p := range paths {
+		r, err := openFile(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, file{p, r.Meta()})
+		r.Close()
+	}
+	slices.SortStableFunc(files, func(a, b file) int { return a.meta.FileIndex - b.meta.FileIndex })
+	for i := 1; i < len(files); i++ {
+		a, b := &files[i-1], &files[i]
+		switch {
+		case !sameTrace(&a.meta, &b.meta):
+			return nil, fmt.Errorf("open recording: %w: %s and %s were recorded by different traces", ErrNotOneTrace, a.path, b.path)
+		case b.meta.FileIndex == a.meta.FileIndex:
+			return nil, fmt.Errorf("open recording: %w: %s and %s are the same file %d of the trace", ErrNotOneTrace, a.path, b.path, a.meta.FileIndex)
+		case b.meta.FileIndex != a.meta.FileIndex+1:
+			return nil, fmt.Errorf("open recording: %w: %s is file %d of the trace, %s file %d: the files between are missing",
+				ErrNotOneTrace, a.path, a.meta.FileIndex, b.path, b.meta.FileIndex)
+		}
+	}
+	r, err := openFile(ctx, files[0].path)
 	if err != nil {
-		return nil, fmt.Errorf("open recording: %w", err)
+		return nil, err
+	}
+	for _, f := range files[1:] {
+		r.files = append(r.files, f.path)
+	}
+	return r, nil
+}
+
+// sameTrace reports whether two files' headers are of one trace.
+func sameTrace(a, b *Meta) bool {
+	return a.Hostname == b.Hostname && a.StartWall.Equal(b.StartWall) && a.StartMono == b.StartMono
+}
+
+func openFile(ctx context.Context, path string) (*Reader, error) {
+	f, stop, err := openCtx(ctx, path)
+	if err != nil {
+		return nil, fmt.Errorf("open recording %s: %w", path, err)
 	}
 	r, err := open(f)
 	if err != nil {
+		stop()
 		f.Close()
 		return nil, fmt.Errorf("open recording %s: %w", path, err)
 	}
-	r.c = f
+	r.c, r.stop, r.ctx, r.name = f, stop, ctx, path
 	return r, nil
+}
+
+// openCtx opens path for reading. When ctx ends, an open that waits (a
+// FIFO without a writer) returns, and so does a read that waits on the
+// file (a FIFO or pipe: Go's poller reads those); stop ends that.
+func openCtx(ctx context.Context, path string) (*os.File, func() bool, error) {
+	type opened struct {
+		f   *os.File
+		err error
+	}
+	ch := make(chan opened, 1)
+	go func() {
+		f, err := os.Open(path)
+		ch <- opened{f, err}
+	}()
+	select {
+	case o := <-ch:
+		if o.err != nil {
+			var pe *fs.PathError
+			if errors.As(o.err, &pe) {
+				o.err = pe.Err // the caller names the file
+			}
+			return nil, nil, o.err
+		}
+		stop := context.AfterFunc(ctx, func() { o.f.SetReadDeadline(time.Now()) })
+		return o.f, stop, nil
+	case <-ctx.Done():
+		go func() {
+			if o := <-ch; o.f != nil {
+				o.f.Close()
+			}
+		}()
+		return nil, nil, ctx.Err()
+	}
 }
 
 // Open reads the header of the recording in in and the blocks up to its
@@ -121,14 +227,45 @@ func open(in io.Reader) (*Reader, error) {
 	return r, nil
 }
 
-// Close closes the file opened by OpenFile; otherwise it does nothing.
+// Close closes the file opened by OpenFile or OpenFiles; otherwise it does
+// nothing.
 func (r *Reader) Close() error {
+	if r.stop != nil {
+		r.stop()
+		r.stop = nil
+	}
 	if r.c == nil {
 		return nil
 	}
 	c := r.c
 	r.c = nil
 	return c.Close()
+}
+
+// nextFile goes on to the next file of the recording: it reads its header,
+// with every name known when it started, and checks that it follows.
+func (r *Reader) nextFile() error {
+	prev := r.meta.clone()
+	name := r.files[0]
+	r.files = r.files[1:]
+	r.Close()
+	f, stop, err := openCtx(r.ctx, name)
+	if err != nil {
+		return fmt.Errorf("open recording %s: %w", name, err)
+	}
+	r.c, r.stop, r.name = f, stop, name
+	r.br.Reset(f)
+	r.off, r.nif, r.records, r.done = 0, 0, 0, false
+	r.opt.reset()
+	if err := r.readSHB(); err != nil {
+		return fmt.Errorf("open recording %s: %w", name, err)
+	}
+	if !sameTrace(&prev, &r.meta) || r.meta.FileIndex != prev.FileIndex+1 {
+		return fmt.Errorf("open recording %s: %w: it is not the file after file %d of the trace", name, ErrNotOneTrace, prev.FileIndex)
+	}
+	// The totals of the files read so far go on.
+	r.meta.Records, r.meta.Lost, r.meta.LostPerCPU = prev.Records, prev.Lost, prev.LostPerCPU
+	return nil
 }
 
 // Meta returns a copy of the metadata read so far: the header and the
@@ -175,12 +312,20 @@ func (r *Reader) Next() ([]byte, error) {
 	}
 	if err := r.advance(); err != nil {
 		if err != io.EOF {
-			err = fmt.Errorf("read recording: %w", err)
+			err = fmt.Errorf("read recording%s: %w", r.label(), err)
 		}
 		r.err = err
 		return nil, err
 	}
 	return r.rec, nil
+}
+
+// label names the file being read in errors: " NAME", or "".
+func (r *Reader) label() string {
+	if r.name == "" {
+		return ""
+	}
+	return " " + r.name
 }
 
 func (r *Reader) corrupt(at int64, format string, args ...any) error {
@@ -310,7 +455,18 @@ func (r *Reader) parseHeader(s string) error {
 	if h.RecordPrefix < capLenOff+2 {
 		return r.corrupt(0, "header: record prefix of %d bytes", h.RecordPrefix)
 	}
-	r.prefix = h.RecordPrefix
+	data := h.RecordSize - h.RecordPrefix // bytes of data[] in a record
+	switch {
+	case h.RecordSize <= 0 || data < 0:
+		return r.corrupt(0, "header: record size %d with a record prefix of %d bytes", h.RecordSize, h.RecordPrefix)
+	case data > dataSize:
+		return fmt.Errorf("%w: records carry up to %d bytes of packet, this pathtrace knows %d; upgrade pathtrace",
+			ErrVersion, data, dataSize)
+	}
+	if err := h.check(data); err != "" {
+		return r.corrupt(0, "header: %s", err)
+	}
+	r.prefix, r.data = h.RecordPrefix, data
 	m := &r.meta
 	m.FormatVersion = v
 	m.PathtraceVersion = h.PathtraceVersion
@@ -321,6 +477,7 @@ func (r *Reader) parseHeader(s string) error {
 	m.Filter = h.Filter
 	m.StartWall = h.StartWall
 	m.StartMono = h.StartMono
+	m.FileIndex = h.FileIndex
 	return nil
 }
 
@@ -362,6 +519,11 @@ func (r *Reader) advance() error {
 		n, err := io.ReadFull(r.br, r.hdr[:])
 		if err != nil {
 			switch {
+			case n == 0 && err == io.EOF && r.done && len(r.files) > 0:
+				if err := r.nextFile(); err != nil {
+					return err
+				}
+				continue
 			case n == 0 && err == io.EOF && r.done:
 				return io.EOF
 			case n == 0 && err == io.EOF:
@@ -411,8 +573,8 @@ func (r *Reader) readEPB(at int64, b []byte) error {
 	if iface >= r.nif {
 		return r.corrupt(at, "packet on interface %d of %d", iface, r.nif)
 	}
-	if capLen > dataSize {
-		return r.corrupt(at, "packet of %d bytes, more than a record holds (%d)", capLen, dataSize)
+	if capLen > r.data {
+		return r.corrupt(at, "packet of %d bytes, more than a record holds (%d)", capLen, r.data)
 	}
 	if 20+pad4(capLen) > len(b) {
 		return r.corrupt(at, "packet data runs past the block")
@@ -502,6 +664,9 @@ func (r *Reader) applyNames(at int64) error {
 	if err := json.Unmarshal(r.opt.names, &nm); err != nil {
 		return r.corrupt(at, "names: %v", err)
 	}
+	if err := nm.check(); err != "" {
+		return r.corrupt(at, "names: %s", err)
+	}
 	if len(r.meta.Netns)+len(r.meta.Nodes)+len(r.meta.DropReasons)+len(r.meta.Symbols)+nm.len() > maxNames {
 		return r.corrupt(at, "more than %d names", maxNames)
 	}
@@ -562,10 +727,19 @@ func (r *Reader) readISB(at int64, b []byte) error {
 	if t.Records != r.records {
 		return r.corrupt(at, "trailer counts %d records, the file holds %d", t.Records, r.records)
 	}
+	if err := t.check(); err != "" {
+		return r.corrupt(at, "trailer: %s", err)
+	}
+	// The totals of every file read: one recording may be several.
 	m := &r.meta
-	m.Records = t.Records
-	m.Lost = t.Lost
-	m.LostPerCPU = t.LostPerCPU
+	m.Records += t.Records
+	m.Lost += t.Lost
+	for i, n := range t.LostPerCPU {
+		if i == len(m.LostPerCPU) {
+			m.LostPerCPU = append(m.LostPerCPU, 0)
+		}
+		m.LostPerCPU[i] += n
+	}
 	m.Report = t.Report
 	m.Connections = t.Connections
 	if t.EndWall != nil {

@@ -6,8 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
-	"os"
 	"runtime"
 	"slices"
 	"strconv"
@@ -25,16 +25,21 @@ var ErrClosed = errors.New("recording writer closed")
 
 // Writer writes one recording. It is not safe for concurrent use.
 type Writer struct {
-	w    *bufio.Writer
-	f    *os.File // set by Create; closed by Close
-	meta Meta
+	w     *bufio.Writer
+	files *Files // set by Files.Start; closed by Close
+	meta  Meta
 
-	ifaces  map[ifaceKey]uint32
-	netns   map[uint32]string // names written so far
-	nodes   map[uint32]bool
-	reasons map[uint32]string
-	symbols map[uint64]string
-	pend    names // names set since the last names block
+	ifaces    map[ifaceKey]uint32 // of the current file
+	netns     map[uint32]string   // names written so far
+	nodes     map[uint32]bool
+	nodeOrder []uint32 // nodes in the order added
+	reasons   map[uint32]string
+	symbols   map[uint64]string
+	pend      names // names set since the last names block
+
+	fileStart uint64   // CLOCK_MONOTONIC time the current file started
+	lostBase  []uint64 // lost events by CPU when the current file started
+	lost      func() []uint64
 
 	buf     []byte
 	records uint64
@@ -47,31 +52,23 @@ type ifaceKey struct {
 	dev            string
 }
 
-// Create creates (or truncates) the file at path with mode 0600, since it
-// holds packet bytes, and starts a recording in it. Close closes the file.
+// Create starts a recording in one file at path (see Prepare and Start).
+// Close closes the file.
 func Create(path string, meta Meta) (*Writer, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	fs, err := Prepare(path, Rotation{})
 	if err != nil {
-		return nil, fmt.Errorf("create recording: %w", err)
-	}
-	// An existing file keeps its mode through O_TRUNC; narrow it.
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("create recording: %w", err)
-	}
-	w, err := NewWriter(f, meta)
-	if err != nil {
-		f.Close()
-		os.Remove(path)
 		return nil, err
 	}
-	w.f = f
-	return w, nil
+	return fs.Start(meta)
 }
 
 // NewWriter starts a recording on out: it writes the section header, with
 // the names in meta, and flushes it. meta.StartWall must be set.
 func NewWriter(out io.Writer, meta Meta) (*Writer, error) {
+	return newWriter(out, meta, nil)
+}
+
+func newWriter(out io.Writer, meta Meta, files *Files) (*Writer, error) {
 	if meta.StartWall.IsZero() {
 		return nil, errors.New("start recording: meta has no start time")
 	}
@@ -89,6 +86,9 @@ func NewWriter(out io.Writer, meta Meta) (*Writer, error) {
 		reasons: make(map[uint32]string),
 		symbols: make(map[uint64]string),
 		buf:     make([]byte, 0, 2048),
+
+		files:     files,
+		fileStart: meta.StartMono,
 	}
 	for ino, name := range meta.Netns {
 		w.SetNetnsName(ino, name)
@@ -115,16 +115,17 @@ func (w *Writer) writeSHB() error {
 	m := &w.meta
 	h, err := json.Marshal(header{
 		FormatVersion:    FormatVersion,
-		PathtraceVersion: m.PathtraceVersion,
-		Kernel:           m.Kernel,
-		Hostname:         m.Hostname,
-		Arch:             m.Arch,
-		Backend:          m.Backend,
+		PathtraceVersion: printable(m.PathtraceVersion, maxText),
+		Kernel:           printable(m.Kernel, maxText),
+		Hostname:         printable(m.Hostname, maxText),
+		Arch:             printable(m.Arch, maxText),
+		Backend:          printable(m.Backend, maxText),
 		Filter:           m.Filter,
 		StartWall:        m.StartWall.UTC(),
 		StartMono:        m.StartMono,
 		RecordSize:       recordSize,
 		RecordPrefix:     recordPrefix,
+		FileIndex:        m.FileIndex,
 	})
 	if err != nil {
 		return fmt.Errorf("start recording: encode header: %w", err)
@@ -171,6 +172,24 @@ func clip(s string) string {
 	return strings.ToValidUTF8(s, "?")
 }
 
+// label names the file being written in errors: " NAME", or "" when the
+// writer writes to an io.Writer.
+func (w *Writer) label() string {
+	if w.files == nil || w.files.f == nil {
+		return ""
+	}
+	return " " + w.files.Name()
+}
+
+// unwrapPath drops the path of an *fs.PathError: label names the file.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
 func (w *Writer) emit(b []byte) error {
 	if w.err != nil {
 		return w.err
@@ -179,7 +198,7 @@ func (w *Writer) emit(b []byte) error {
 		return fmt.Errorf("write recording: block of %d bytes exceeds the %d-byte limit", len(b), maxBlock)
 	}
 	if _, err := w.w.Write(b); err != nil {
-		w.err = fmt.Errorf("write recording: %w", err)
+		w.err = fmt.Errorf("write recording%s: %w", w.label(), unwrapPath(err))
 	}
 	return w.err
 }
@@ -188,34 +207,35 @@ func (w *Writer) emit(b []byte) error {
 // the next record, so call it before writing the first record that needs it.
 // Setting a name again replaces it from the next record on.
 func (w *Writer) SetNetnsName(inode uint32, name string) {
-	setName(w.netns, &w.pend.Netns, inode, name)
+	setName(w.netns, &w.pend.Netns, inode, printable(name, maxName))
 }
 
 // AddNode marks a network namespace as a traced node, from the next record on.
 func (w *Writer) AddNode(inode uint32) {
-	if w.nodes[inode] {
+	if inode == 0 || w.nodes[inode] {
 		return
 	}
 	w.nodes[inode] = true
+	w.nodeOrder = append(w.nodeOrder, inode)
 	w.pend.Nodes = append(w.pend.Nodes, inode)
 }
 
 // SetDropReason names a drop-reason code of the recording kernel, from the
 // next record on.
 func (w *Writer) SetDropReason(code uint32, name string) {
-	setName(w.reasons, &w.pend.DropReasons, code, name)
+	setName(w.reasons, &w.pend.DropReasons, code, printable(name, maxText))
 }
 
 // SetSymbol names a kernel text address (a drop location) of the recording
 // kernel, from the next record on.
 func (w *Writer) SetSymbol(addr uint64, name string) {
-	setName(w.symbols, &w.pend.Symbols, addr, name)
+	setName(w.symbols, &w.pend.Symbols, addr, printable(name, maxSymbolName))
 }
 
 // setName records a name in known and, when new or changed, in the names
-// pending for the next block.
+// pending for the next block. An empty name is no name.
 func setName[K comparable](known map[K]string, pend *map[K]string, k K, name string) {
-	if old, ok := known[k]; ok && old == name {
+	if old, ok := known[k]; name == "" || ok && old == name {
 		return
 	}
 	known[k] = name
@@ -281,6 +301,8 @@ func (w *Writer) iface(ev *decode.Event) (uint32, error) {
 // (decode.RecordSize bytes), ev its decoded form, comment a one-line
 // description of the hop for people reading the file in Wireshark. The
 // bytes of data[] past cap_len are not kept: a reader returns them as zero.
+// With Filter.HeadersOnly, cap_len is cut to the packet's headers
+// (HeaderLen) first.
 func (w *Writer) Write(rec []byte, ev *decode.Event, comment string) error {
 	if w.closed {
 		return ErrClosed
@@ -294,6 +316,14 @@ func (w *Writer) Write(rec []byte, ev *decode.Event, comment string) error {
 	capLen := int(ne.Uint16(rec[capLenOff:]))
 	if capLen > dataSize {
 		return fmt.Errorf("write record: captured length %d exceeds %d", capLen, dataSize)
+	}
+	if w.meta.Filter.HeadersOnly {
+		capLen = HeaderLen(rec[recordPrefix:recordPrefix+capLen], w.meta.Filter.VXLANPorts)
+	}
+	if w.rotateDue(ev.TS) {
+		if err := w.rotate(ev.TS); err != nil {
+			return err
+		}
 	}
 	id, err := w.iface(ev)
 	if err != nil {
@@ -326,6 +356,7 @@ func (w *Writer) Write(rec []byte, ev *decode.Event, comment string) error {
 	b = ne.AppendUint32(b, PEN)
 	b = ne.AppendUint32(b, customRecord)
 	b = append(b, rec[:recordPrefix]...)
+	ne.PutUint16(b[len(b)-recordPrefix+capLenOff:], uint16(capLen)) // less, with HeadersOnly
 	b = appendPad(b)
 	if b, err = w.appendNames(b); err != nil {
 		return err
@@ -352,7 +383,7 @@ func (w *Writer) Flush() error {
 		return w.err
 	}
 	if err := w.w.Flush(); err != nil {
-		w.err = fmt.Errorf("write recording: %w", err)
+		w.err = fmt.Errorf("write recording%s: %w", w.label(), unwrapPath(err))
 	}
 	return w.err
 }
@@ -367,39 +398,40 @@ func (w *Writer) Close(final Meta) error {
 	}
 	w.closed = true
 	err := w.finish(final)
-	if w.f != nil {
-		if cerr := w.f.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("close recording: %w", cerr)
+	if w.files != nil {
+		if cerr := w.files.close(); err == nil {
+			err = cerr
 		}
 	}
 	return err
+}
+
+// setNames sets every name of m, in a fixed order.
+func (w *Writer) setNames(m *Meta) {
+	for _, k := range slices.Sorted(maps.Keys(m.Netns)) {
+		w.SetNetnsName(k, m.Netns[k])
+	}
+	for _, ino := range m.Nodes {
+		w.AddNode(ino)
+	}
+	for _, k := range slices.Sorted(maps.Keys(m.DropReasons)) {
+		w.SetDropReason(k, m.DropReasons[k])
+	}
+	for _, k := range slices.Sorted(maps.Keys(m.Symbols)) {
+		w.SetSymbol(k, m.Symbols[k])
+	}
 }
 
 func (w *Writer) finish(final Meta) error {
 	if w.err != nil {
 		return w.err
 	}
-	for _, k := range slices.Sorted(maps.Keys(final.Netns)) {
-		w.SetNetnsName(k, final.Netns[k])
-	}
-	for _, ino := range final.Nodes {
-		w.AddNode(ino)
-	}
-	for _, k := range slices.Sorted(maps.Keys(final.DropReasons)) {
-		w.SetDropReason(k, final.DropReasons[k])
-	}
-	for _, k := range slices.Sorted(maps.Keys(final.Symbols)) {
-		w.SetSymbol(k, final.Symbols[k])
-	}
+	w.setNames(&final)
 	if len(final.Report) > 0 && !json.Valid(final.Report) {
 		return errors.New("close recording: report is not valid JSON")
 	}
-	t := trailer{
-		Records:    w.records,
-		Lost:       final.Lost,
-		LostPerCPU: final.LostPerCPU,
-		Report:     final.Report,
-	}
+	t := trailer{Records: w.records, Report: final.Report}
+	t.Lost, t.LostPerCPU = lostSince(final, w.lostBase)
 	if final.Connections != nil {
 		c := *final.Connections
 		t.Connections = &c
@@ -427,7 +459,7 @@ func (w *Writer) finish(final Meta) error {
 	b = ne.AppendUint32(b, 0)
 	b = ne.AppendUint32(b, uint32(end>>32))
 	b = ne.AppendUint32(b, uint32(end))
-	b = appendOpt(b, optComment, fmt.Sprintf("pathtrace trailer: %d records, %d events lost", w.records, final.Lost))
+	b = appendOpt(b, optComment, fmt.Sprintf("pathtrace trailer: %d records, %d events lost", w.records, t.Lost))
 	if end != 0 {
 		b = appendOpt(b, isbEndTime, ne.AppendUint32(ne.AppendUint32(nil, uint32(end>>32)), uint32(end)))
 	}

@@ -33,10 +33,13 @@ type Options struct {
 	OnReady   func() // called once everything is attached
 	// Record, when set, is the path of a recording to write (pcapng, mode
 	// 0600) with every event of the trace; Loader.Snaplen bytes of each
-	// packet go with it.
-	Record string
-	Stitch stitch.Config
-	Log    *slog.Logger
+	// packet go with it, cut at the packet's headers with HeadersOnly.
+	// Rotate says when it goes on in a new file.
+	Record      string
+	Rotate      record.Rotation
+	HeadersOnly bool
+	Stitch      stitch.Config
+	Log         *slog.Logger
 	// OnReports, when set, is called once before OnReady with the node
 	// reports the advice is based on (see Summary.Reports), so a recording
 	// can store them for replay.
@@ -93,6 +96,14 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error
 	if err := features.Check(); err != nil {
 		return sum, err
 	}
+	in, err := openInputs(&opts)
+	if err != nil {
+		return sum, err
+	}
+	defer in.discard()
+	if len(opts.Loader.PodIPs) == 0 {
+		log.Warn("no --pod-ip given: following every IPv4 packet")
+	}
 	k := loadKernelNames(log)
 	lopts := opts.Loader
 	lopts.Log = log
@@ -116,14 +127,19 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error
 	}
 
 	var w *record.Writer
-	if opts.Record != "" {
-		if w, err = createRecording(opts, tr, sum.Reports, k, startMono, startWall); err != nil {
+	if in.rec != nil {
+		w, err = startRecording(in.rec, opts, tr, sum.Reports, k, startMono, startWall)
+		in.rec = nil // the writer has it, or it was removed
+		if err != nil {
 			return sum, err
 		}
 		netns.OnName = w.SetNetnsName
 		p.rec = &recorder{w: w, netns: netns.Netns, reasons: k.reasons, symbol: k.symbol}
 	}
-	if err := signalReady(opts); err != nil {
+	if err := signalReady(in, opts); err != nil {
+		if w != nil {
+			w.Close(record.Meta{EndWall: time.Now()})
+		}
 		return sum, err
 	}
 
@@ -153,8 +169,10 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error
 	err = errors.Join(err, cerr)
 	if w != nil {
 		final := record.Meta{Lost: sum.Lost, LostPerCPU: perCPU, EndWall: time.Now(), Connections: sum.Conns}
-		if cerr := w.Close(final); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("close recording: %w", cerr))
+		// A recording that failed says so once: its writer's error is
+		// sticky, and the read loop returned it already.
+		if cerr := w.Close(final); cerr != nil && !errors.Is(err, cerr) {
+			err = errors.Join(err, cerr)
 		}
 	}
 	return sum, errors.Join(err, tr.Close())
@@ -223,23 +241,31 @@ func liveStitchConfig(cfg stitch.Config, nodes []loader.Node, netns *kernel.Netn
 	return cfg
 }
 
-// createRecording starts the recording of -w with everything replay needs
-// to show the trace as it was shown live: the node reports (replay advises
-// from them), the drop reasons, the clocks and the traced nodes.
-func createRecording(opts Options, tr *loader.Tracer, reports map[uint32]*doctor.Report, k kernelNames, startMono uint64, startWall time.Time) (*record.Writer, error) {
+// startRecording starts the recording of -w, in the file made before
+// anything was attached, with everything replay needs to show the trace as
+// it was shown live: the node reports (replay advises from them), the drop
+// reasons, the clocks and the traced nodes. Each file of a rotated
+// recording counts the events lost while it was written.
+func startRecording(files *record.Files, opts Options, tr *loader.Tracer, reports map[uint32]*doctor.Report, k kernelNames, startMono uint64, startWall time.Time) (*record.Writer, error) {
 	reportsJSON, err := json.Marshal(reports)
 	if err != nil {
+		files.Discard()
 		return nil, fmt.Errorf("encode node reports: %w", err)
 	}
-	w, err := record.Create(opts.Record, record.Meta{
+	ports := opts.Loader.VXLANPorts
+	if ports == nil {
+		ports = loader.DefaultVXLANPorts
+	}
+	w, err := files.Start(record.Meta{
 		PathtraceVersion: version.String(),
 		Kernel:           kernel.Release(),
 		Hostname:         hostname(),
 		Backend:          tr.Backend,
 		Filter: record.Filter{
-			PodIPs:     opts.Loader.PodIPs,
-			VXLANPorts: opts.Loader.VXLANPorts,
-			Snaplen:    opts.Loader.Snaplen,
+			PodIPs:      opts.Loader.PodIPs,
+			VXLANPorts:  ports,
+			Snaplen:     opts.Loader.Snaplen,
+			HeadersOnly: opts.HeadersOnly,
 		},
 		StartWall:   startWall,
 		StartMono:   startMono,
@@ -247,21 +273,23 @@ func createRecording(opts Options, tr *loader.Tracer, reports map[uint32]*doctor
 		Reports:     reportsJSON,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("create recording: %w", err)
+		return nil, err
 	}
 	for _, n := range tr.Nodes {
 		w.AddNode(n.Inode)
 	}
+	w.CountLost(func() []uint64 {
+		perCPU, _ := tr.LostPerCPU()
+		return perCPU
+	})
 	return w, nil
 }
 
 // signalReady tells whoever waits that everything is attached: the ready
 // file, then the callback.
-func signalReady(opts Options) error {
-	if opts.ReadyFile != "" {
-		if err := os.WriteFile(opts.ReadyFile, []byte("ready\n"), 0o644); err != nil {
-			return fmt.Errorf("write ready file: %w", err)
-		}
+func signalReady(in *inputs, opts Options) error {
+	if err := in.writeReady(); err != nil {
+		return err
 	}
 	if opts.OnReady != nil {
 		opts.OnReady()
@@ -332,7 +360,7 @@ func readLoop(ctx context.Context, tr *loader.Tracer, p *pipeline) error {
 		switch {
 		case err == nil:
 			if err := p.add(rec.RawSample); err != nil {
-				return fmt.Errorf("write recording: %w", err)
+				return err // the recording's, which names it
 			}
 			seen = max(seen, p.ev.TS)
 			empty = rec.Remaining == 0
@@ -360,7 +388,7 @@ func readLoop(ctx context.Context, tr *loader.Tracer, p *pipeline) error {
 	tr.SetDeadline(time.Now())
 	for tr.Read(&rec) == nil {
 		if err := p.add(rec.RawSample); err != nil {
-			return fmt.Errorf("write recording: %w", err)
+			return err
 		}
 	}
 	return nil

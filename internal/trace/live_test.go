@@ -64,13 +64,16 @@ func tracing(t *testing.T, c *topology.Cluster, ips ...netip.Addr) func() ([]*st
 	return tracingWith(t, c, loader.Options{PodIPs: ips})
 }
 
-// tracingWith is tracing with more loader options; the nodes are set.
+// tracingWith is tracing with more loader options; the nodes are set
+// unless lopts has some.
 func tracingWith(t *testing.T, c *topology.Cluster, lopts loader.Options) func() ([]*stitch.Path, Summary) {
 	t.Helper()
 	out := &collector{}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan struct{})
-	lopts.Netns = []string{c.Node(topology.Node1).NetnsPath, c.Node(topology.Node2).NetnsPath}
+	if lopts.Netns == nil {
+		lopts.Netns = []string{c.Node(topology.Node1).NetnsPath, c.Node(topology.Node2).NetnsPath}
+	}
 	opts := Options{
 		Loader:  lopts,
 		OnReady: func() { close(ready) },

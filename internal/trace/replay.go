@@ -38,10 +38,23 @@ const replayFlushEvery = 4096
 // node list the live run had, so the output is the same byte for byte. No
 // privileges, BPF or netlink are needed.
 func Replay(ctx context.Context, path string, opts ReplayOptions, out render.Renderer) (Summary, error) {
+	return ReplayFiles(ctx, []string{path}, opts, out)
+}
+
+// ReplayFiles renders a recording in one file or in several: consecutive
+// files of one trace (record.Rotation), given in any order, replay as one
+// recording. When ctx ends, the replay stops, also while it waits for a
+// FIFO or a stalled pipe, and renders what it read. A recording that
+// cannot be read is an InputError, after the paths read before the
+// damage were rendered.
+func ReplayFiles(ctx context.Context, paths []string, opts ReplayOptions, out render.Renderer) (Summary, error) {
 	var sum Summary
-	r, err := record.OpenFile(path)
+	r, err := record.OpenFiles(ctx, paths...)
 	if err != nil {
-		return sum, err
+		if ctx.Err() != nil {
+			return sum, nil // stopped before there was anything to show
+		}
+		return sum, badInput(err)
 	}
 	defer r.Close()
 	sum, err = replay(ctx, r, opts, out)
@@ -63,12 +76,12 @@ func replay(ctx context.Context, r *record.Reader, opts ReplayOptions, out rende
 	var ts uint64
 	for n := 1; ctx.Err() == nil; n++ {
 		rec, err := r.Next()
-		if err == io.EOF {
-			break
+		if err == io.EOF || err != nil && ctx.Err() != nil {
+			break // the end, or stopped while waiting for input
 		}
 		if err != nil {
 			// Render what was read before the damage, then say what it was.
-			readErr = fmt.Errorf("read recording after %d records: %w", p.stats.Events, err)
+			readErr = badInput(fmt.Errorf("%w; the %d records before it were replayed", err, p.stats.Events+p.stats.Skipped))
 			break
 		}
 		if err := p.add(rec); err != nil {

@@ -1,0 +1,107 @@
+package record
+
+import (
+	"encoding/binary"
+	"slices"
+)
+
+// HeaderLen returns how many bytes of pkt, a packet from its IPv4 header
+// as the kernel programs capture it, are headers: up to the end of the
+// innermost transport header. Tunnels keep their outer and inner headers:
+// VXLAN (UDP to one of vxlanPorts: UDP, VXLAN, the inner Ethernet header
+// with its VLAN tags, then the inner packet's headers) and IPIP. An ICMP
+// error keeps the header of the packet it is about and that packet's first
+// 8 bytes (RFC 792: its ports). A fragment after the first keeps its IP
+// header only; an unknown protocol, its IP header. A packet cut short keeps
+// what there is. Anything that is not IPv4 keeps nothing.
+func HeaderLen(pkt []byte, vxlanPorts []uint16) int {
+	return min(headersEnd(pkt, 0, vxlanPorts, 0), len(pkt))
+}
+
+// Protocol numbers and types HeaderLen reads.
+const (
+	ipprotoICMP = 1
+	ipprotoIPIP = 4
+	ipprotoTCP  = 6
+	ipprotoUDP  = 17
+
+	etherTypeIPv4 = 0x0800
+	etherTypeVLAN = 0x8100
+	etherTypeQinQ = 0x88a8
+
+	vxlanLen = 8
+	udpLen   = 8
+	icmpLen  = 8
+	tcpMin   = 20
+	ipv4Min  = 20
+
+	maxTunnels = 2 // tunnels inside tunnels followed
+)
+
+var be = binary.BigEndian
+
+// headersEnd returns the end of the headers of the IPv4 packet at off,
+// which may lie past the end of b.
+func headersEnd(b []byte, off int, vxlanPorts []uint16, depth int) int {
+	if len(b) < off+ipv4Min {
+		return len(b)
+	}
+	if b[off]>>4 != 4 || int(b[off]&0x0f)*4 < ipv4Min {
+		return off // not IPv4: not a header pathtrace knows
+	}
+	l4 := off + int(b[off]&0x0f)*4
+	if be.Uint16(b[off+6:])&0x1fff != 0 {
+		return l4 // a later fragment: no transport header
+	}
+	switch b[off+9] {
+	case ipprotoTCP:
+		if len(b) < l4+13 {
+			return len(b)
+		}
+		return l4 + max(int(b[l4+12]>>4)*4, tcpMin)
+	case ipprotoUDP:
+		end := l4 + udpLen
+		if len(b) < end || depth >= maxTunnels || !slices.Contains(vxlanPorts, be.Uint16(b[l4+2:])) {
+			return end
+		}
+		return etherEnd(b, end+vxlanLen, vxlanPorts, depth+1)
+	case ipprotoICMP:
+		end := l4 + icmpLen
+		if len(b) < end {
+			return len(b)
+		}
+		switch b[l4] {
+		case 3, 4, 5, 11, 12: // unreachable, source quench, redirect, time exceeded, parameter problem
+			if len(b) >= end+ipv4Min && b[end]>>4 == 4 && int(b[end]&0x0f)*4 >= ipv4Min {
+				return end + int(b[end]&0x0f)*4 + 8
+			}
+		}
+		return end
+	case ipprotoIPIP:
+		if depth >= maxTunnels {
+			return l4
+		}
+		return headersEnd(b, l4, vxlanPorts, depth+1)
+	}
+	return l4
+}
+
+// etherEnd returns the end of the headers of the Ethernet frame at off
+// (inside VXLAN).
+func etherEnd(b []byte, off int, vxlanPorts []uint16, depth int) int {
+	typ := off + 12
+	for range 3 { // the type, behind up to two VLAN tags
+		if len(b) < typ+2 {
+			return typ + 2
+		}
+		switch be.Uint16(b[typ:]) {
+		case etherTypeVLAN, etherTypeQinQ:
+			typ += 4
+			continue
+		case etherTypeIPv4:
+			return headersEnd(b, typ+2, vxlanPorts, depth)
+		}
+		return typ + 2
+	}
+	return typ
+}

@@ -1,0 +1,114 @@
+package trace
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Output is what the renderers write to stdout through, so that a reader
+// that does not read (a full pipe, a stopped terminal) can slow a trace
+// down but never hold its end. Writes are queued and written by a
+// goroutine. While the queue is full, Write waits, until Stop: from then on
+// what does not fit is dropped, and counted. Close waits until everything
+// is written, or, once stopped, at most a grace period; what is left then
+// is dropped too.
+type Output struct {
+	w       io.Writer
+	q       chan []byte
+	stopped chan struct{}
+	done    chan struct{}
+	stop    sync.Once
+
+	mu  sync.Mutex
+	err error // the first error of w
+
+	pending atomic.Int64 // bytes queued, not yet written
+	dropped atomic.Int64 // bytes dropped
+	closed  atomic.Bool
+}
+
+// outputQueue is how many writes (a rendered path each) wait at most.
+const outputQueue = 256
+
+// ErrOutputClosed is returned by a Write after Close.
+var ErrOutputClosed = errors.New("output closed")
+
+// NewOutput starts writing to w.
+func NewOutput(w io.Writer) *Output {
+	o := &Output{w: w, q: make(chan []byte, outputQueue), stopped: make(chan struct{}), done: make(chan struct{})}
+	go o.run()
+	return o
+}
+
+func (o *Output) run() {
+	defer close(o.done)
+	for b := range o.q {
+		if o.error() == nil {
+			if _, err := o.w.Write(b); err != nil {
+				o.mu.Lock()
+				o.err = err
+				o.mu.Unlock()
+			}
+		}
+		o.pending.Add(-int64(len(b)))
+	}
+}
+
+func (o *Output) error() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.err
+}
+
+// Write queues a copy of b. It returns the error of an earlier write (the
+// reader went away: EPIPE), so that the writer stops.
+func (o *Output) Write(b []byte) (int, error) {
+	if o.closed.Load() {
+		return 0, ErrOutputClosed
+	}
+	if err := o.error(); err != nil {
+		return 0, err
+	}
+	c := bytes.Clone(b)
+	o.pending.Add(int64(len(c)))
+	select {
+	case o.q <- c:
+		return len(b), nil
+	default:
+	}
+	select {
+	case o.q <- c:
+	case <-o.stopped:
+		o.pending.Add(-int64(len(c)))
+		o.dropped.Add(int64(len(c)))
+	}
+	return len(b), nil
+}
+
+// Stop makes Write drop what does not fit in the queue instead of waiting,
+// and Close wait at most its grace period. Safe for concurrent use.
+func (o *Output) Stop() { o.stop.Do(func() { close(o.stopped) }) }
+
+// Close waits until everything queued is written, or, once stopped, for
+// at most grace; it returns the bytes dropped, and the first write error.
+// The writer goroutine may still be blocked in a write when it returns.
+func (o *Output) Close(grace time.Duration) (dropped int64, err error) {
+	if !o.closed.Swap(true) {
+		close(o.q)
+	}
+	select {
+	case <-o.done:
+	case <-o.stopped:
+		t := time.NewTimer(grace)
+		defer t.Stop()
+		select {
+		case <-o.done:
+		case <-t.C:
+		}
+	}
+	return o.dropped.Load() + max(o.pending.Load(), 0), o.error()
+}
