@@ -3,6 +3,7 @@
  * function (no BTF for its module) or is refused. Arguments come from
  * registers (x86-64 calling convention, bpf_tracing.h). */
 #define PT_BACKEND_FLAG PT_F_KPROBE
+#define PT_SKB_SCALAR 1 /* common.h, track: no ptr_value */
 #include "funcs.h"
 #include <bpf/bpf_tracing.h>
 

@@ -29,7 +29,7 @@ static __always_inline void nf_event(struct bpf_nf_ctx *ctx, __u8 slot)
 		.nh = skb->network_header,
 		.tail = skb->tail,
 	};
-	if (!track_skb(skb, &s, &p))
+	if (!track_skb(ptr_value(skb), &s, &p))
 		return;
 	p.len = skb->len;
 	p.mark = skb->mark;

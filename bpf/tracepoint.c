@@ -1,13 +1,15 @@
 // SPDX-License-Identifier: (MIT OR GPL-2.0)
 /* Device and free hops from raw tracepoints: no tracefs needed, attached by
- * name. args[0] is the struct sk_buff * on all of them. */
+ * name. args[0] is the struct sk_buff * on all of them, a scalar: it is the
+ * tracked map's key as it is. */
 #include "common.h"
 
-static __always_inline int dev_event(struct sk_buff *skb, __u8 kind)
+static __always_inline int dev_event(__u64 key, __u8 kind)
 {
+	struct sk_buff *skb = (struct sk_buff *)key;
 	struct pt_pkt p = {};
 
-	if (!track(skb, &p))
+	if (!track_key(skb, key, &p))
 		return 0;
 	struct event *e = new_event(skb, &p, kind, BPF_CORE_READ(skb, dev));
 	if (e)
@@ -18,22 +20,29 @@ static __always_inline int dev_event(struct sk_buff *skb, __u8 kind)
 SEC("raw_tracepoint/netif_receive_skb")
 int tp_netif_receive_skb(struct bpf_raw_tracepoint_args *ctx)
 {
-	return dev_event((struct sk_buff *)ctx->args[0], PT_EV_RX);
+	return dev_event(ctx->args[0], PT_EV_RX);
 }
 
 SEC("raw_tracepoint/net_dev_queue")
 int tp_net_dev_queue(struct bpf_raw_tracepoint_args *ctx)
 {
-	return dev_event((struct sk_buff *)ctx->args[0], PT_EV_TX);
+	return dev_event(ctx->args[0], PT_EV_TX);
 }
 
-static __always_inline int free_event(struct sk_buff *skb, __u8 kind, __u64 location,
+/* A freed skb is shown only when it is tracked: a packet is always seen at
+ * a hop before it is freed (its device or netfilter hop tracks it). So the
+ * hint is checked first, before anything is read: most frees of the
+ * machine (every skb of every other pod) stop after one array load. */
+static __always_inline int free_event(__u64 key, __u8 kind, __u64 location,
 				      __u32 reason, bool has_reason)
 {
+	struct sk_buff *skb = (struct sk_buff *)key;
 	struct pt_pkt p = {};
-	__u64 key = (__u64)skb;
+	__u32 *n = tracked_slot(key);
 
-	if (!track(skb, &p))
+	if (!n || *n == 0)
+		return 0;
+	if (!track_key(skb, key, &p))
 		return 0;
 	if (kind == PT_EV_DROP)
 		table_freeing(skb, &p);
@@ -53,7 +62,7 @@ static __always_inline int free_event(struct sk_buff *skb, __u8 kind, __u64 loca
 SEC("raw_tracepoint/kfree_skb")
 int tp_kfree_skb_reason(struct bpf_raw_tracepoint_args *ctx)
 {
-	return free_event((struct sk_buff *)ctx->args[0], PT_EV_DROP, ctx->args[1],
+	return free_event(ctx->args[0], PT_EV_DROP, ctx->args[1],
 			  (__u32)ctx->args[2], true);
 }
 
@@ -61,11 +70,11 @@ int tp_kfree_skb_reason(struct bpf_raw_tracepoint_args *ctx)
 SEC("raw_tracepoint/kfree_skb")
 int tp_kfree_skb(struct bpf_raw_tracepoint_args *ctx)
 {
-	return free_event((struct sk_buff *)ctx->args[0], PT_EV_DROP, ctx->args[1], 0, false);
+	return free_event(ctx->args[0], PT_EV_DROP, ctx->args[1], 0, false);
 }
 
 SEC("raw_tracepoint/consume_skb")
 int tp_consume_skb(struct bpf_raw_tracepoint_args *ctx)
 {
-	return free_event((struct sk_buff *)ctx->args[0], PT_EV_CONSUME, 0, 0, false);
+	return free_event(ctx->args[0], PT_EV_CONSUME, 0, 0, false);
 }

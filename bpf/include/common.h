@@ -23,6 +23,11 @@ volatile const __u32 n_pod_ips;                 /* 0: every IPv4 packet */
 volatile const __u16 vxlan_ports[PT_MAX_VXLAN_PORTS]; /* host byte order */
 volatile const __u32 n_vxlan_ports;
 volatile const __u32 snaplen;                   /* bytes of packet to copy */
+/* 1: copy the snaplen's bytes only where a packet's headers are new or
+ * changed (its first event on an skb, NAT, encapsulation and
+ * decapsulation); other events carry an ICMP packet's headers only (the
+ * echo ids). 0: at every event. */
+volatile const __u32 snap_changed;
 
 struct tracked_skb {
 	/* Signature of the innermost IPv4 packet: IP id, total length and, for
@@ -30,6 +35,9 @@ struct tracked_skb {
 	 * encapsulation and a reallocated head (ip_forward's skb_cow on a TCP
 	 * clone) keep it; a different packet on a reused skb changes it. */
 	__u64 sig;
+	/* Hash of the headers the last event showed (see hdr_hash): a
+	 * different one means NAT, encapsulation or decapsulation. */
+	__u64 hdr;
 };
 
 struct {
@@ -147,7 +155,8 @@ struct pt_pkt {
 	__u16 icmp_cap;
 	__u8 echo;
 	__u8 flags;
-	__u8 pad[4];
+	__u8 snap; /* headers new or changed: copy the snaplen's bytes */
+	__u8 pad[3];
 };
 
 #define PT_ECHO_OUTER 1
@@ -413,6 +422,22 @@ static __always_inline __u64 ptr_value(const void *ptr)
 	return *v;
 }
 
+/* A hash of what an event shows of the packet's headers: both tuples, the
+ * VNI, the echo ids and which headers there are. NAT, encapsulation and
+ * decapsulation change it; a hop that changes nothing keeps it. */
+static __always_inline __u64 hdr_hash(const struct pt_pkt *p)
+{
+	const __u64 k = 0x9e3779b97f4a7c15ULL;
+	__u64 h = ((__u64)p->outer.saddr << 32) | p->outer.daddr;
+
+	h = (h ^ (((__u64)p->outer.sport << 48) | ((__u64)p->outer.dport << 32) |
+		  ((__u64)p->outer.proto << 24) | (p->flags & (PT_F_L3 | PT_F_INNER | PT_F_L4 | PT_F_INNER_L4)))) * k;
+	h = (h ^ (((__u64)p->inner.saddr << 32) | p->inner.daddr)) * k;
+	h = (h ^ (((__u64)p->inner.sport << 48) | ((__u64)p->inner.dport << 32) |
+		  ((__u64)p->outer_id << 16) | p->inner_id)) * k;
+	return h ^ p->vni;
+}
+
 /* The tracked_hint slot of an skb address (skbs are 256-byte slab
  * objects: the low 8 bits say nothing). */
 static __always_inline __u32 *tracked_slot(__u64 key)
@@ -422,10 +447,10 @@ static __always_inline __u32 *tracked_slot(__u64 key)
 }
 
 /* Starts tracking skb with the packet's signature. */
-static __always_inline void track_insert(__u64 key, __u64 sig)
+static __always_inline void track_insert(__u64 key, __u64 sig, __u64 hdr)
 {
 	__u32 *n = tracked_slot(key);
-	struct tracked_skb v = { .sig = sig };
+	struct tracked_skb v = { .sig = sig, .hdr = hdr };
 
 	if (n)
 		__sync_fetch_and_add(n, 1);
@@ -452,9 +477,8 @@ static __always_inline void untrack(__u64 key)
  * loads (conns_hint, tracked_hint); a lookup in conns or tracked only when
  * its slot is shared with a connection or a tracked skb. Nothing else is
  * read until the event is known to be kept. */
-static __always_inline bool track_skb(struct sk_buff *skb, struct pt_skb *s, struct pt_pkt *p)
+static __always_inline bool track_skb(__u64 key, struct pt_skb *s, struct pt_pkt *p)
 {
-	__u64 key = ptr_value(skb);
 	bool match = false;
 	bool parsed = parse_skb(s, p, &match);
 	if (!match) {
@@ -470,8 +494,14 @@ static __always_inline bool track_skb(struct sk_buff *skb, struct pt_skb *s, str
 			untrack(key);
 			return false;
 		}
-		if (t->sig == p->sig)
+		if (t->sig == p->sig) {
+			__u64 h = hdr_hash(p);
+			if (t->hdr != h) {
+				t->hdr = h;
+				p->snap = 1;
+			}
 			return true;
+		}
 		/* The skb now carries another packet's data: it was freed
 		 * without a tracepoint and reused. */
 		if (!match) {
@@ -479,27 +509,43 @@ static __always_inline bool track_skb(struct sk_buff *skb, struct pt_skb *s, str
 			return false;
 		}
 		t->sig = p->sig;
+		t->hdr = hdr_hash(p);
 		p->flags |= PT_F_NEW;
+		p->snap = 1;
 		return true;
 	}
 	if (!match)
 		return false;
-	track_insert(key, p->sig);
+	track_insert(key, p->sig, hdr_hash(p));
 	p->flags |= PT_F_NEW;
+	p->snap = 1;
 	return true;
 }
 
-/* track_skb for an skb the program can only read with helpers. */
-static __always_inline bool track(struct sk_buff *skb, struct pt_pkt *p)
+/* track_skb for an skb the program can only read with helpers, whose
+ * address is key. */
+static __always_inline bool track_key(struct sk_buff *skb, __u64 key, struct pt_pkt *p)
 {
 	struct pt_skb s = {};
 
 	skb_fields(skb, &s);
-	if (!track_skb(skb, &s, p))
+	if (!track_skb(key, &s, p))
 		return false;
 	p->len = s.len;
 	p->mark = s.mark;
 	return true;
+}
+
+/* track_key for a typed skb pointer (fentry, BTF arguments): its address
+ * goes through ptr_value. Programs whose skb is a scalar already (raw
+ * tracepoints, kprobes) call track_key with it and skip the map lookup. */
+static __always_inline bool track(struct sk_buff *skb, struct pt_pkt *p)
+{
+#ifdef PT_SKB_SCALAR /* kprobe.c: arguments come from registers, scalars */
+	return track_key(skb, (__u64)skb, p);
+#else
+	return track_key(skb, ptr_value(skb), p);
+#endif
 }
 
 /* conntrack's view of a packet, skb->_nfct: the connection's struct
@@ -698,6 +744,8 @@ static __always_inline struct event *new_event(struct sk_buff *skb, struct pt_pk
 	 * echo id from them. */
 	__u64 cap = 0;
 	__u32 want = snaplen ? snaplen : p->icmp_cap;
+	if (snap_changed && !p->snap)
+		want = p->icmp_cap;
 	if (want && (p->flags & PT_F_L3) && p->tail > p->nh) {
 		cap = p->tail - p->nh;
 		if (cap > want)

@@ -77,11 +77,16 @@ static __always_inline struct pt_table_frame *table_push(struct sk_buff *skb,
 	if (d >= PT_TABLE_STACK)
 		return NULL;
 	struct pt_table_frame *f = &st->frames[d & (PT_TABLE_STACK - 1)];
-	__builtin_memset(f, 0, sizeof(*f));
-
-	struct pt_pkt p = {};
-	if (!table_wanted(skb, state) || !track(skb, &p))
+	/* An empty frame is one with skb 0: nothing else of it is read.
+	 * The namespace first, then the packet, and the frame filled only
+	 * for a traced packet. */
+	f->skb = 0;
+	if (!table_wanted(skb, state))
 		return NULL;
+	struct pt_pkt p = {};
+	if (!track(skb, &p))
+		return NULL;
+	__builtin_memset(f, 0, sizeof(*f));
 	f->skb = (__u64)skb;
 	f->engine = engine;
 	f->backend = PT_BACKEND_FLAG;
@@ -152,6 +157,8 @@ static __always_inline void table_exit(unsigned int verdict)
 	st->depth = d;
 	if (d >= PT_TABLE_STACK)
 		return;
+	if (!st->frames[d & (PT_TABLE_STACK - 1)].skb)
+		return; /* a call of no traced packet: nothing copied */
 	struct pt_table_frame f = st->frames[d & (PT_TABLE_STACK - 1)];
 	if (!f.skb || f.reported || (verdict & PT_NF_VERDICT_MASK) == PT_NF_STOLEN)
 		return;

@@ -181,8 +181,11 @@ func (f *traceFlags) options() (trace.Options, error) {
 		opts.Loader.Snaplen, opts.HeadersOnly = loader.MaxSnaplen, true
 	default:
 		// Live, the headers an ICMP error quotes explain it; replay of
-		// a recording sees at least as much.
-		opts.Loader.Snaplen = liveSnaplen
+		// a recording sees at least as much. The stitcher reads them at
+		// the first hop that has them (and the echo ids, which the
+		// kernel copies at every hop): copied where the headers are new
+		// or changed only.
+		opts.Loader.Snaplen, opts.Loader.SnapChanged = liveSnaplen, true
 	}
 	if f.write != "" {
 		opts.Record, opts.Rotate = f.write, rot

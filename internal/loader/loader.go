@@ -46,6 +46,11 @@ type Options struct {
 	PodIPs     []netip.Addr // IPv4 addresses to follow; none follows every IPv4 packet
 	VXLANPorts []uint16     // UDP destination ports parsed as VXLAN
 	Snaplen    int          // packet bytes copied per event (0..MaxSnaplen)
+	// SnapChanged copies the Snaplen bytes only at the events where a
+	// packet's headers are new or changed (its first event on an skb,
+	// NAT, encapsulation, decapsulation); the others carry an ICMP
+	// packet's headers only, as with Snaplen 0.
+	SnapChanged bool
 	// Netns are the node network namespaces (paths, or names under
 	// /run/netns) whose netfilter hooks get programs; none means the
 	// caller's own.
@@ -198,6 +203,7 @@ func setVariables(spec *ebpf.CollectionSpec, opts *Options) error {
 		"vxlan_ports":   ports,
 		"n_vxlan_ports": uint32(len(opts.VXLANPorts)),
 		"snaplen":       uint32(opts.Snaplen),
+		"snap_changed":  boolU32(opts.SnapChanged),
 	}
 	for name, v := range set {
 		vs, ok := spec.Variables[name]
@@ -209,6 +215,13 @@ func setVariables(spec *ebpf.CollectionSpec, opts *Options) error {
 		}
 	}
 	return nil
+}
+
+func boolU32(b bool) uint32 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // loadProgram loads one program of spec on its own with the maps every
