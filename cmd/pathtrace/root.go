@@ -110,6 +110,7 @@ type traceFlags struct {
 	fileCount  int
 	read       string
 	backend    string
+	hops       string
 }
 
 func (f *traceFlags) register(cmd *cobra.Command) {
@@ -129,7 +130,14 @@ func (f *traceFlags) register(cmd *cobra.Command) {
 	fl.IntVarP(&f.fileCount, "file-count", "W", 0, "with -C or -G: keep the last COUNT files, named FILE0 to FILE<COUNT-1> in turn, as tcpdump -W")
 	fl.StringVarP(&f.read, "read", "r", "", "replay a recording instead of tracing (same as: pathtrace replay FILE)")
 	fl.StringVar(&f.backend, "backend", string(loader.ChoiceAuto), backendHelp)
+	fl.StringVar(&f.hops, "hops", "", hopsHelp)
 }
+
+// hopsHelp says what --hops attaches.
+var hopsHelp = "attach only the programs of these hop kinds, comma-separated (" + loader.HopNames() + "; default: all). " +
+	"drop and consume are always attached: they end a packet's path and its tracking. nat attaches the netfilter programs, " +
+	"encap and decap the device hops (rx, tx) they are inferred from where no function shows them. " +
+	"Without netfilter (or nat) the connection table is not fed from conntrack: packets are followed by --pod-ip address only"
 
 // options turns the flags into trace options: every check of user input
 // happens here, as a usage error.
@@ -173,6 +181,11 @@ func (f *traceFlags) options() (trace.Options, error) {
 		return opts, usageError{fmt.Errorf("--backend: %w", err)}
 	}
 	opts.Loader = loader.Options{PodIPs: ips, VXLANPorts: ports, Netns: f.netns, Backend: backend, Snaplen: f.snaplen}
+	if f.hops != "" {
+		if opts.Loader.Hops, err = loader.ParseHops(f.hops); err != nil {
+			return opts, usageError{fmt.Errorf("--hops: %w", err)}
+		}
+	}
 	switch {
 	case f.snaplenSet:
 	case f.write != "":

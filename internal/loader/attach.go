@@ -70,11 +70,14 @@ func loadSpec(name string, load func() (*ebpf.CollectionSpec, error)) (*ebpf.Col
 	return spec, nil
 }
 
-// attachTracepoints attaches the device and free hops, one program at a
-// time so that a missing one costs its hop only.
-func (t *Tracer) attachTracepoints(spec *ebpf.CollectionSpec, pr Probes) map[hop.Kind]HopSupport {
+// attachTracepoints attaches the device and free hops want asks for, one
+// program at a time so that a missing one costs its hop only.
+func (t *Tracer) attachTracepoints(spec *ebpf.CollectionSpec, pr Probes, want func(hop.Kind) bool) map[hop.Kind]HopSupport {
 	hops := map[hop.Kind]HopSupport{}
 	for _, tp := range tpHops {
+		if !want(tp.hop) {
+			continue
+		}
 		h := HopSupport{Hop: tp.hop, Backend: hop.Tracepoint, Source: "raw_tracepoint/" + tp.tp}
 		err := pr.RawTracepoint()
 		if err == nil {

@@ -66,6 +66,10 @@ type Options struct {
 	Log *slog.Logger
 	// Probes says what the kernel allows; nil is KernelProbes.
 	Probes Probes
+	// Hops, when not empty, are the hop kinds to attach programs for
+	// (--hops); the free hops (drop, consume) are always attached, see
+	// AlwaysAttached.
+	Hops []hop.Kind
 }
 
 // Node is a network namespace with netfilter programs attached.
@@ -133,14 +137,19 @@ func Open(opts Options) (_ *Tracer, err error) {
 	// Each hop on its own: a missing function or program type costs that
 	// hop, recorded in t.Hops, never the whole trace.
 	p := makePlan(opts.Backend, opts.Probes)
-	hops := t.attachTracepoints(s.tp, opts.Probes)
-	if hops[hop.Netfilter], err = t.attachNetfilterHops(s, paths, p.netfilter); err != nil {
-		return nil, err
+	want := wanted(opts.Hops)
+	hops := t.attachTracepoints(s.tp, opts.Probes, want)
+	if want(hop.Netfilter) || want(hop.NAT) {
+		if hops[hop.Netfilter], err = t.attachNetfilterHops(s, paths, p.netfilter); err != nil {
+			return nil, err
+		}
 	}
 	for _, f := range funcHops {
-		hops[f.hop] = t.attachFuncHop(s, f, p.funcs[f.hop])
+		if want(f.hop) {
+			hops[f.hop] = t.attachFuncHop(s, f, p.funcs[f.hop])
+		}
 	}
-	t.Hops = supportTable(hops)
+	t.Hops = notAsked(supportTable(hops), want)
 	t.Backend = backendSummary(t.Hops)
 	if len(t.links) == 0 {
 		var why []string

@@ -209,7 +209,7 @@ func warnUnobservable(log *slog.Logger, tr *loader.Tracer) {
 	var unseen []string
 	for _, h := range tr.Hops {
 		log.Debug("hop", "kind", h.Hop, "backend", h.Backend, "source", h.Source, "reason", h.Reason)
-		if !h.Observable() {
+		if !h.Observable() && h.Reason != loader.ReasonNotAsked {
 			unseen = append(unseen, h.Hop.String())
 		}
 	}
