@@ -99,6 +99,8 @@ func TestBadInput(t *testing.T) {
 		{[]string{"--color", "sometimes"}, "sometimes"},
 		{[]string{"--vxlan-port", "70000"}, "not a UDP port"},
 		{[]string{"--count", "-1"}, "negative"},
+		{[]string{"--max-per-conn", "-1"}, "negative"},
+		{[]string{"--hops", "drops"}, `hop kind "drops" is not one of`},
 		{[]string{"--no-such-flag"}, "unknown flag"},
 		{[]string{"extra-argument"}, "unknown command"},
 	} {

@@ -111,6 +111,7 @@ type traceFlags struct {
 	read       string
 	backend    string
 	hops       string
+	maxPerConn int
 }
 
 func (f *traceFlags) register(cmd *cobra.Command) {
@@ -131,6 +132,7 @@ func (f *traceFlags) register(cmd *cobra.Command) {
 	fl.StringVarP(&f.read, "read", "r", "", "replay a recording instead of tracing (same as: pathtrace replay FILE)")
 	fl.StringVar(&f.backend, "backend", string(loader.ChoiceAuto), backendHelp)
 	fl.StringVar(&f.hops, "hops", "", hopsHelp)
+	fl.IntVar(&f.maxPerConn, "max-per-conn", 0, "print only the first N packets of each connection, say the handshake (0: all); a connection is the protocol and the two endpoints a packet is first seen with, either direction. Counted in user space: the kernel still traces every packet")
 }
 
 // hopsHelp says what --hops attaches.
@@ -204,6 +206,10 @@ func (f *traceFlags) options() (trace.Options, error) {
 		opts.Record, opts.Rotate = f.write, rot
 	}
 	opts.Count = f.count
+	if f.maxPerConn < 0 {
+		return opts, usageError{fmt.Errorf("--max-per-conn %d is negative", f.maxPerConn)}
+	}
+	opts.MaxPerConn = f.maxPerConn
 	opts.ReadyFile = f.readyFile
 	opts.Log = f.logger()
 	return opts, nil

@@ -44,6 +44,10 @@ type Options struct {
 	// reports the advice is based on (see Summary.Reports), so a recording
 	// can store them for replay.
 	OnReports func(map[uint32]*doctor.Report)
+
+	// MaxPerConn renders only the first this many packets of each
+	// connection (0: all); see connLimit.
+	MaxPerConn int
 }
 
 // Summary is what a trace did, for the closing line on stderr.
@@ -119,6 +123,7 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error
 	startMono, startWall := clockNow()
 	cfg := liveStitchConfig(opts.Stitch, tr.Nodes, netns, k, startMono, startWall)
 	p := newPipeline(cfg, out, nil, opts.Count)
+	p.perConn.max = uint32(max(opts.MaxPerConn, 0))
 
 	sum.Reports = nodeReports(ctx, tr.Nodes, log)
 	p.annotate = diagnose.New(sum.Reports)

@@ -37,6 +37,7 @@ type pipeline struct {
 	rec      *recorder    // live with -w: every record is also written here
 	podIPs   []netip.Addr // paths to render; none renders all
 	count    uint64       // stop after this many paths; 0 never
+	perConn  connLimit    // --max-per-conn
 	stats    Stats
 }
 
@@ -69,6 +70,9 @@ func (p *pipeline) emit(path *stitch.Path) error {
 		return errCountReached
 	}
 	if len(p.podIPs) > 0 && !pathMatches(path, p.podIPs) {
+		return nil
+	}
+	if !p.perConn.allow(path) {
 		return nil
 	}
 	// Numbered among the printed packets: 1, 2, 3, ... without the gaps
@@ -113,4 +117,49 @@ func (p *pipeline) finish() error {
 		err = nil
 	}
 	return errors.Join(err, p.out.Close())
+}
+
+// connLimit renders only the first max paths of each connection
+// (--max-per-conn), in user space: the kernel still traces every packet
+// (its connection table, fed from conntrack, holds no per-connection
+// counter yet, and a connection's first packets are seen before conntrack
+// knows it). A connection is the path's protocol and its two endpoints as
+// first seen, in either order (an ICMP echo's id stands for the ports):
+// request and reply share it, a translated form (the ClusterIP before
+// DNAT, the pod after) is another. The count of at most connLimitKeys
+// connections is kept; past that the counts start over.
+type connLimit struct {
+	max    uint32 // 0: no limit
+	counts map[connKey]uint32
+}
+
+const connLimitKeys = 1 << 16
+
+type connKey struct {
+	proto uint8
+	a, b  netip.AddrPort
+}
+
+func (c *connLimit) allow(p *stitch.Path) bool {
+	if c.max == 0 {
+		return true
+	}
+	a, b := p.Src, p.Dst
+	if p.HasICMPID {
+		a = netip.AddrPortFrom(a.Addr(), p.ICMPID)
+		b = netip.AddrPortFrom(b.Addr(), p.ICMPID)
+	}
+	if b.Compare(a) < 0 {
+		a, b = b, a
+	}
+	k := connKey{proto: p.Proto, a: a, b: b}
+	if c.counts == nil || len(c.counts) >= connLimitKeys {
+		c.counts = make(map[connKey]uint32)
+	}
+	n := c.counts[k]
+	if n >= c.max {
+		return false
+	}
+	c.counts[k] = n + 1
+	return true
 }
