@@ -35,6 +35,9 @@ type normalFree struct {
 	// notSYN: only for a segment without SYN; a SYN freed so found no
 	// connection to open.
 	notSYN bool
+	// teardown: only for a segment that carries no data by its flags
+	// (ACK, FIN, RST; no SYN, no PSH).
+	teardown bool
 }
 
 // noReason are the reasons of a free the kernel gave no specific reason
@@ -54,6 +57,10 @@ var normalFrees = []normalFree{
 	// reason), or, before 5.17, no socket any more (answered with a
 	// reset, freed without a reason).
 	{reasons: noReason, funcs: []string{"tcp_v4_rcv", "tcp_v6_rcv"}, notSYN: true},
+	// A late ACK, FIN or RST of a connection whose socket is gone
+	// altogether (closed abortively, or no TIME_WAIT bucket left),
+	// answered with a reset. A SYN or data freed so is a drop.
+	{reasons: []string{"NO_SOCKET"}, funcs: []string{"tcp_v4_rcv", "tcp_v6_rcv"}, teardown: true},
 	// A socket's queues purged at close: an unread FIN or data.
 	{reasons: []string{"QUEUE_PURGE", "SOCKET_CLOSE"}, queued: true},
 	{reasons: noReason, funcs: []string{"sk_stream_kill_queues", "inet_sock_destruct", "__skb_queue_purge", "skb_queue_purge"}, queued: true},
@@ -115,10 +122,11 @@ func (s *Stitcher) reachedDestination(p *Path, i int) bool {
 	return false
 }
 
-// TCP, and the SYN flag, as the free's tuple carries them.
+// TCP, and its SYN and PSH flags, as the free's tuple carries them.
 const (
 	protoTCP = 6
 	tcpSYN   = 0x02
+	tcpPSH   = 0x08
 )
 
 // classifyFree turns the drop hop that ends p into a consume hop when it is
@@ -133,7 +141,8 @@ func (s *Stitcher) classifyFree(p *Path) {
 		return
 	}
 	f, ok := normalFreeOf(h.Reason, h.FuncName())
-	if !ok || (f.notSYN && p.Proto == protoTCP && h.TCPFlags&tcpSYN != 0) {
+	if !ok || (f.notSYN && p.Proto == protoTCP && h.TCPFlags&tcpSYN != 0) ||
+		(f.teardown && (p.Proto != protoTCP || h.TCPFlags&(tcpSYN|tcpPSH) != 0)) {
 		return
 	}
 	if s.reachedDestination(p, n-1) || (f.queued && n == 1) {

@@ -22,7 +22,7 @@ func TestNormalFreeOf(t *testing.T) {
 		{"TCP_OLD_DATA", "", false},
 		{"NO_SOCKET", "ping_rcv", true},
 		{"NO_SOCKET", "__udp4_lib_rcv", false},
-		{"NO_SOCKET", "tcp_v4_rcv", false},
+		{"NO_SOCKET", "tcp_v4_rcv", true}, // a row for teardown segments only (TestNormalFreesAreDelivered)
 		{"NETFILTER_DROP", "nf_hook_slow", false},
 		{"SOCKET_RCVBUFF", "sock_queue_rcv_skb_reason", false},
 		{"TCP_LISTEN_OVERFLOW", "tcp_conn_request", false},
@@ -81,6 +81,8 @@ func TestNormalFreesAreDelivered(t *testing.T) {
 		{"echo reply to a raw socket", toPod, drop(nsServer, "eth0", 3, 0x3000), hop.Consume, false},
 		{"UDP to a closed port", toPod, drop(nsServer, "eth0", 3, 0x4000), hop.Drop, false},
 		{"late ACK at a TIME_WAIT socket", toPod, drop(nsServer, "eth0", 2, 0x7000), hop.Consume, false},
+		{"late ACK of a connection without a socket", toPod, drop(nsServer, "eth0", 3, 0x7000), hop.Consume, false},
+		{"SYN without a listener", toPod, drop(nsServer, "eth0", 3, 0x7000), hop.Drop, true},
 		{"SYN without a listener, before 5.17", toPod, decode.Event{Kind: decode.KindDrop, Netns: nsServer, Dev: "eth0", Location: 0x7000}, hop.Drop, true},
 		{"netfilter drop at INPUT", toNode, drop(nsNode1, "cni0", 12, 0x5000), hop.Drop, false},
 		{"purged before reaching its destination", func(s *seq) *seq {
