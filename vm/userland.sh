@@ -2,7 +2,8 @@
 # Builds (once, cached) the userland a foreign-architecture guest runs, and prints its root dir.
 #   vm/userland.sh ARCH          ARCH: arm64
 # The x86 guests use the host's / over 9p; an arm64 guest cannot run the host's binaries, so it
-# gets a root of Debian trixie packages for ARCH unpacked with dpkg-deb (no maintainer scripts):
+# gets a root of Debian bookworm packages for ARCH (the host's release: the same iptables as
+# the x86 guests, which use the host's) unpacked with dpkg-deb (no maintainer scripts):
 # static busybox (the initramfs and every applet the packages below do not bring), bash,
 # iproute2 (ip, ss, bridge: busybox ip cannot create veth/bridge/vxlan links), iptables
 # (nft backend by default, as on the host, and the legacy one), kmod, procps, netbase, and
@@ -13,7 +14,7 @@ set -euo pipefail
 
 arch="${1:-}"
 case "$arch" in arm64) ;; *) die "usage: vm/userland.sh arm64" ;; esac
-suite=trixie
+suite=bookworm
 packages="busybox-static bash iproute2 iptables kmod procps netbase"
 key="$( (echo "$suite $arch $packages"; cat "$VM_DIR/userland.sh") | sha256sum | cut -c1-12)"
 root="$VM_CACHE/userland/$arch-$suite-$key"
