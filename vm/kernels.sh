@@ -25,7 +25,7 @@ done
 for t in apt-get apt-cache dpkg-deb depmod cpio xz zstd gzip; do
   command -v "$t" >/dev/null || die "$t missing: run vm/install-deps.sh"
 done
-[ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx insmod ||
+[ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -x insmod >/dev/null ||
   die "static busybox missing: run vm/install-deps.sh"
 
 INITRD_MODULES="virtio_pci 9pnet_virtio 9p overlay"
