@@ -6,12 +6,13 @@
 #                                                  resolve, fetch and prepare kernels (cached)
 #   make vm-run KERNEL=6.1 CMD='uname -r'          run CMD as root in a guest; exits with CMD's code
 #   make vm-test [VM_TEST_PKGS=./...] [VM_TEST_RUN=regexp] [VM_TEST_CMD='vm/gotest.sh --run -test.v']
-#                                                  smoke + Go test binaries on the five kernels
+#                                                  smoke + Go test binaries on the x86 kernels
+#                                                  (VM_KERNELS='6.1-arm64 6.12-arm64': the arm64 ones)
 #                                                  (default: the kernel-dependent privileged tests)
 # CMD is passed verbatim ($HOME stays $HOME); VM_TEST_CMD is a make variable (write $$ for $).
 
 VM_SCRIPTS    := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))/vm
-VM_KERNELS    ?= 5.10 6.1 6.12 6.1-arm64 6.12-arm64
+VM_KERNELS    ?= 5.10 6.1 6.12
 KERNEL        ?= 6.12
 # The privileged tests that differ between kernels: loading and attaching per backend, the
 # live traces (IPVS, kprobe backend, recording), the topologies. Unit tests run on the host.
