@@ -1,7 +1,6 @@
 package render
 
 import (
-
 	"github.com/pathtrace/pathtrace/internal/hop"
 	"github.com/pathtrace/pathtrace/internal/stitch"
 )
