@@ -4,12 +4,24 @@ export PATH := $(PATH):/usr/local/go/bin
 BIN      := bin/pathtrace
 GOFLAGS_TEST ?= -count=1 -p 1
 
-.PHONY: all build demo test test-unit deps generate vet fmt bench clean
+.PHONY: all build release demo test test-unit deps generate vet fmt bench clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/pathtrace
+
+# Static release binaries (no cgo, no clang: the BPF objects of both
+# architectures are committed) with their checksums:
+# dist/pathtrace-linux-amd64, dist/pathtrace-linux-arm64, dist/SHA256SUMS.
+RELEASE_ARCHES ?= amd64 arm64
+release:
+	@mkdir -p dist
+	@for a in $(RELEASE_ARCHES); do \
+	  echo "dist/pathtrace-linux-$$a"; \
+	  CGO_ENABLED=0 GOOS=linux GOARCH=$$a $(GO) build -trimpath -o dist/pathtrace-linux-$$a ./cmd/pathtrace || exit 1; \
+	done
+	cd dist && sha256sum $(RELEASE_ARCHES:%=pathtrace-linux-%) >SHA256SUMS
 
 deps:
 	scripts/install-deps.sh
@@ -49,6 +61,6 @@ bench: build
 	./bin/ptbench -bin $(BIN) -go $(GO) $(BENCHFLAGS)
 
 clean:
-	rm -rf bin
+	rm -rf bin dist
 
 include vm.mk

@@ -1,10 +1,13 @@
-# QEMU kernel matrix: Debian kernels 5.10 / 6.1 / 6.12 under TCG (see vm/README.md).
+# QEMU kernel matrix: Debian kernels 5.10 / 6.1 / 6.12 on x86, 6.1 / 6.12 on arm64, under TCG
+# (see vm/README.md).
 # Included from the Makefile.
 #   make vm-deps                                   install qemu, busybox-static, kmod ... (apt)
-#   make vm-kernels [VM_KERNELS='5.10 6.1 6.12']   resolve, fetch and prepare kernels (cached)
+#   make vm-kernels [VM_KERNELS='5.10 6.1 6.12 6.1-arm64 6.12-arm64']
+#                                                  resolve, fetch and prepare kernels (cached)
 #   make vm-run KERNEL=6.1 CMD='uname -r'          run CMD as root in a guest; exits with CMD's code
 #   make vm-test [VM_TEST_PKGS=./...] [VM_TEST_RUN=regexp] [VM_TEST_CMD='vm/gotest.sh --run -test.v']
-#                                                  smoke + Go test binaries on the three kernels
+#                                                  smoke + Go test binaries on the x86 kernels
+#                                                  (VM_KERNELS='6.1-arm64 6.12-arm64': the arm64 ones)
 #                                                  (default: the kernel-dependent privileged tests)
 # CMD is passed verbatim ($HOME stays $HOME); VM_TEST_CMD is a make variable (write $$ for $).
 

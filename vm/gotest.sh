@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Go tests in the QEMU guests: compile on the host (CGO_ENABLED=0 go test -c), run in the guest.
 #   vm/gotest.sh [-k SERIES] PKG [TEST FLAGS...]
-#       host: build PKG's test binary and run it in a guest (SERIES: -k, else $KERNEL, else 6.12),
+#       host: build PKG's test binary and run it in a guest (SERIES: -k, else $KERNEL, else 6.12;
+#       GOARCH=arm64 for an arm64 series),
 #       from the package's directory. Flags may be go-test style (-run X -v -count 1) or -test.*.
 #   vm/gotest.sh --build DIR [PKG...]
-#       host: build the test binaries of PKG... (default ./...) into DIR, listed in DIR/manifest.
+#       host: build the test binaries of PKG... (default ./...) into DIR, listed in DIR/manifest
+#       (for $GOARCH when set).
 #   vm/gotest.sh --run [DIR] [TEST FLAGS...]
 #       guest: run every binary of DIR/manifest (DIR defaults to $VM_TESTBIN) from its package
 #       directory, with PATHTRACE_TEST_STRICT=1 (a skip internal/testutil does not expect on
@@ -101,7 +103,7 @@ case "${1:-}" in
     . "$VM_DIR/lib.sh"; mkdir -p "$VM_CACHE/tmp"
     tb="$(mktemp -d "$VM_CACHE/tmp/testbin.XXXXXX")"  # host /tmp is hidden in the guest
     trap 'rm -rf "$tb"' EXIT
-    build "$tb" "$pkg" || exit 1
+    GOARCH="$(arch_of "$series")" build "$tb" "$pkg" || exit 1
     printf -v guestcmd '%q ' "$VM_DIR/gotest.sh" --run "$tb" "$@"
     "$VM_DIR/run.sh" "$series" "$guestcmd"
     ;;

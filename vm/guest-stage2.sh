@@ -20,6 +20,11 @@ m tracefs  defaults            tracefs  /sys/kernel/tracing
 m debugfs  defaults            debugfs  /sys/kernel/debug
 m bpf      mode=700            bpf      /sys/fs/bpf
 m cgroup2  nsdelegate          cgroup2  /sys/fs/cgroup
+# a guest with its own userland (vm/userland.sh) sees the host's root at /host: bind the
+# repo and the cache (kernel modules, test binaries) at their host paths
+for p in ${VM_BINDS:-}; do
+  mkdir -p "$p" && mount --bind "/host$p" "$p" || echo "vm-stage2: bind of $p failed"
+done
 mkdir -p /run/netns /run/lock "/lib/modules/$VM_KVER"
 mount --bind "$VM_MODDIR" "/lib/modules/$VM_KVER" || echo "vm-stage2: module bind failed"
 [ -f "$VM_KCONFIG" ] && mkdir -p /boot && cp "$VM_KCONFIG" "/boot/config-$VM_KVER"

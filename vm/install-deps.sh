@@ -5,6 +5,6 @@ if [ "$(id -u)" != 0 ]; then echo "install-deps.sh: run as root" >&2; exit 1; fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
-  qemu-system-x86 busybox-static kmod cpio xz-utils zstd gzip \
+  qemu-system-x86 qemu-system-arm busybox-static kmod cpio xz-utils zstd gzip \
   debian-archive-keyring ca-certificates coreutils findutils util-linux >/dev/null
 echo "vm deps installed: $(qemu-system-x86_64 --version | head -1)"

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Fetches and prepares Debian kernels for the QEMU matrix (cached).
-#   vm/kernels.sh [--if-missing] [SERIES...]     SERIES: 5.10 6.1 6.12 (default: all)
-# Each run resolves the newest linux-image-<series>*-amd64-unsigned of the series'
+#   vm/kernels.sh [--if-missing] [SERIES...]     SERIES: 5.10 6.1 6.12 6.1-arm64 6.12-arm64
+#                                                 (default: all)
+# Each run resolves the newest linux-image-<series>*-<arch>-unsigned of the series'
 # Debian suite (bullseye / bookworm / trixie, with -updates and -security) with a
-# private apt state under the cache dir; downloads, extracts and prepares it once.
+# private apt state per suite and architecture under the cache dir (never the system's
+# dpkg architectures); downloads, extracts and prepares it once. An arm64 series also
+# gets the arm64 userland its guest runs (vm/userland.sh, cached).
 # --if-missing: do nothing for a series that already has a prepared kernel.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -22,40 +25,19 @@ done
 for t in apt-get apt-cache dpkg-deb depmod cpio xz zstd gzip; do
   command -v "$t" >/dev/null || die "$t missing: run vm/install-deps.sh"
 done
-[ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx insmod ||
+[ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -x insmod >/dev/null ||
   die "static busybox missing: run vm/install-deps.sh"
 
-KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 INITRD_MODULES="virtio_pci 9pnet_virtio 9p overlay"
 
-apt_opts() { # private apt state for suite $1
-  local d="$VM_CACHE/apt/$1"
-  echo "-o Dir::Etc::sourcelist=$d/sources.list -o Dir::Etc::sourceparts=$d/empty.d
-        -o Dir::Etc::preferences=$d/empty.pref -o Dir::Etc::preferencesparts=$d/empty.d
-        -o Dir::State=$d/state -o Dir::State::status=$d/status -o Dir::Cache=$d/cache
-        -o APT::Architecture=amd64 -o APT::Architectures=amd64 -o Acquire::Languages=none
-        -o APT::Sandbox::User=root -o Debug::NoLocking=1"
-}
-
-setup_apt() { # $1 suite
-  local d="$VM_CACHE/apt/$1" archive security
-  read -r archive security < <(detect_mirrors)
-  mkdir -p "$d/empty.d" "$d/state/lists/partial" "$d/cache/archives/partial"
-  : >"$d/status"; : >"$d/empty.pref"
-  cat >"$d/sources.list" <<SRC
-deb [signed-by=$KEYRING] $archive $1 main
-deb [signed-by=$KEYRING] $archive $1-updates main
-deb [signed-by=$KEYRING] $security $1-security main
-SRC
-}
-
-# Newest "pkg version" of the series in its suite.
+# Newest "pkg version" of the series in its suite, for the series' architecture.
 resolve() { # $1 series $2 suite
-  local re best="" bestv="" p v
-  re="^linux-image-${1//./\\.}\\.[0-9]+(-[0-9]+|\\+deb[0-9.]+)-amd64-unsigned\$"
+  local re best="" bestv="" p v ks arch
+  ks="$(kseries_of "$1")"; arch="$(arch_of "$1")"
+  re="^linux-image-${ks//./\\.}\\.[0-9]+(-[0-9]+|\\+deb[0-9.]+)-$arch-unsigned\$"
   # shellcheck disable=SC2046
-  for p in $(apt-cache $(apt_opts "$2") pkgnames linux-image- | grep -E "$re" || true); do
-    v="$(apt-cache $(apt_opts "$2") policy "$p" | awk '/Candidate:/ {print $2}')"
+  for p in $(apt-cache $(apt_opts "$2" "$arch") pkgnames linux-image- | grep -E "$re" || true); do
+    v="$(apt-cache $(apt_opts "$2" "$arch") policy "$p" | awk '/Candidate:/ {print $2}')"
     [ -n "$v" ] && [ "$v" != "(none)" ] || continue
     if [ -z "$bestv" ] || dpkg --compare-versions "$v" gt "$bestv"; then best="$p"; bestv="$v"; fi
   done
@@ -80,7 +62,11 @@ build_initrd() { # $1 kdir
   kver="$(cat "$kdir/kver")"; mdir="$kdir/lib/modules/$kver"
   tmp="$(mktemp -d)"
   mkdir -p "$tmp"/{bin,dev,proc,sys,mods,ro,rw,newroot,out}
-  cp /bin/busybox "$tmp/bin/busybox"
+  if [ "$(kernel_arch "$kdir")" = amd64 ]; then
+    cp /bin/busybox "$tmp/bin/busybox"
+  else
+    cp "$("$VM_DIR/userland.sh" "$(kernel_arch "$kdir")")/bin/busybox" "$tmp/bin/busybox"
+  fi
   cp "$VM_DIR/initramfs-init.sh" "$tmp/init"; chmod 755 "$tmp/init"
   add() { # module path relative to $mdir; deps first (modules.dep lists them transitively)
     local p="$1" x
@@ -113,22 +99,21 @@ build_initrd() { # $1 kdir
 }
 
 prepare() { # $1 series
-  local s="$1" suite pkg ver kdir deb tmp kver mroot
-  suite="$(suite_of "$s")"
+  local s="$1" suite pkg ver kdir deb tmp kver mroot arch ks
+  suite="$(suite_of "$s")"; arch="$(arch_of "$s")"; ks="$(kseries_of "$s")"
+  [ "$arch" = amd64 ] || "$VM_DIR/userland.sh" "$arch" >/dev/null
   if [ "$if_missing" = 1 ] && kdir="$(kernel_dir "$s")" && [ -n "$kdir" ]; then
     [ -f "$(initrd_of "$kdir")" ] || build_initrd "$kdir"
     return 0
   fi
-  setup_apt "$suite"
-  # shellcheck disable=SC2046
-  if ! apt-get $(apt_opts "$suite") -qq update >"$VM_CACHE/apt/$suite/update.log" 2>&1; then
-    cat "$VM_CACHE/apt/$suite/update.log" >&2
+  setup_apt "$suite" "$arch"
+  if ! update_apt "$suite" "$arch"; then
     if kdir="$(kernel_dir "$s")" && [ -n "$kdir" ]; then
       log "$s: apt update failed; keeping the cached kernel $(cat "$kdir/pkg")"; return 0
     fi
     die "$s: apt update for $suite failed"
   fi
-  read -r pkg ver < <(resolve "$s" "$suite") || die "$s: no linux-image-$s*-amd64-unsigned in $suite"
+  read -r pkg ver < <(resolve "$s" "$suite") || die "$s: no linux-image-$ks*-$arch-unsigned in $suite"
   kdir="$VM_CACHE/kernels/${pkg}_${ver}"
   if [ -f "$kdir/.done" ]; then
     [ -f "$(initrd_of "$kdir")" ] || build_initrd "$kdir"
@@ -140,7 +125,7 @@ prepare() { # $1 series
   deb="$(ls "$VM_CACHE/debs/${pkg}_${ver/:/%3a}"_*.deb 2>/dev/null | head -1 || true)"
   if [ -z "$deb" ]; then
     # shellcheck disable=SC2046
-    (cd "$VM_CACHE/debs" && apt-get $(apt_opts "$suite") -qq download "$pkg=$ver") ||
+    (cd "$VM_CACHE/debs" && apt-get $(apt_opts "$suite" "$arch") -qq download "$pkg=$ver") ||
       die "$s: download of $pkg=$ver failed"
     deb="$(ls "$VM_CACHE/debs/${pkg}_"*.deb | head -1)"
   fi
@@ -154,7 +139,7 @@ prepare() { # $1 series
   cp "$tmp/boot/config-$kver" "$kdir/config" 2>/dev/null || true
   mv "$mroot" "$kdir/lib/modules/$kver"
   rm -rf "$tmp"
-  echo "$kver" >"$kdir/kver"; echo "$pkg" >"$kdir/pkg"; echo "$ver" >"$kdir/version"
+  echo "$kver" >"$kdir/kver"; echo "$pkg" >"$kdir/pkg"; echo "$ver" >"$kdir/version"; echo "$arch" >"$kdir/arch"
   # modules.dep & co for modprobe in the guest (depmod of kmod 30 reads .ko.xz/.ko.zst)
   depmod -b "$kdir" "$kver"
   build_initrd "$kdir"
@@ -162,11 +147,11 @@ prepare() { # $1 series
   echo "$kdir" >"$VM_CACHE/kernels/$s.current"
   # prune older kernels / debs of this series
   local old
-  for old in "$VM_CACHE"/kernels/linux-image-"$s".*-amd64-unsigned_*; do
-    case "$old" in "$kdir") ;; *) [ -d "$old" ] && [[ "$(basename "$old")" =~ ^linux-image-${s//./\\.}\.[0-9] ]] && rm -rf "$old" ;; esac
+  for old in "$VM_CACHE"/kernels/linux-image-"$ks".*-"$arch"-unsigned_*; do
+    case "$old" in "$kdir") ;; *) [ -d "$old" ] && [[ "$(basename "$old")" =~ ^linux-image-${ks//./\\.}\.[0-9] ]] && rm -rf "$old" ;; esac
   done
-  for old in "$VM_CACHE"/debs/linux-image-"$s".*.deb; do
-    [ -e "$old" ] && [ "$old" != "$deb" ] && [[ "$(basename "$old")" =~ ^linux-image-${s//./\\.}\.[0-9] ]] && rm -f "$old"
+  for old in "$VM_CACHE"/debs/linux-image-"$ks".*-"$arch"-unsigned_*.deb; do
+    [ -e "$old" ] && [ "$old" != "$deb" ] && [[ "$(basename "$old")" =~ ^linux-image-${ks//./\\.}\.[0-9] ]] && rm -f "$old"
   done
   log "$s: ready: $pkg $ver (kernel $kver) in $kdir"
 }

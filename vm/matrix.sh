@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs the smoke check and the Go tests on each kernel series, guests in parallel.
-#   vm/matrix.sh [SERIES...]              (default: 5.10 6.1 6.12)
+#   vm/matrix.sh [SERIES...]              (default: 5.10 6.1 6.12 6.1-arm64 6.12-arm64)
 # Environment:
 #   VM_SMOKE_CMD  guest smoke command         (default: vm/smoke.sh)
 #   VM_TEST_PKGS  packages whose test binaries are built on the host first (default ./...;
-#                 "none" to skip); in the guest $VM_TESTBIN is their directory
+#                 "none" to skip), once per architecture (GOARCH=arm64 for the arm64 guests);
+#                 in the guest $VM_TESTBIN is their directory
 #   VM_TEST_CMD   guest test command          (default: vm/gotest.sh --run)
 #   VM_TIMEOUT, VM_MEM, VM_SMP ... as for vm/run.sh; VM_LOGDIR: where logs go (default: a temp dir)
 #   VM_VERBOSE=1  print the whole output of every guest (default: whole output of failed
@@ -25,14 +26,18 @@ t0=$(date +%s)
 logdir="${VM_LOGDIR:-$(mktemp -d "${TMPDIR:-/tmp}/pathtrace-vm-logs.XXXXXX")}"
 mkdir -p "$logdir"; : >"$logdir/results"
 mkdir -p "$VM_CACHE/tmp"   # not /tmp: the guest mounts its own tmpfs there
-testbin="$(mktemp -d "$VM_CACHE/tmp/testbin.XXXXXX")"
+testbin="$(mktemp -d "$VM_CACHE/tmp/testbin.XXXXXX")"   # one subdir per architecture
 trap 'rm -rf "$testbin"' EXIT
-if [ -n "$pkgs" ] && [ "$pkgs" != none ]; then
-  # shellcheck disable=SC2086
-  "$VM_DIR/gotest.sh" --build "$testbin" $pkgs || { log "building test binaries failed"; exit 1; }
-else
-  : >"$testbin/manifest"
-fi
+for arch in $(for s in "${series_list[@]}"; do arch_of "$s"; done | sort -u); do
+  mkdir -p "$testbin/$arch"
+  if [ -n "$pkgs" ] && [ "$pkgs" != none ]; then
+    # shellcheck disable=SC2086
+    GOARCH="$arch" "$VM_DIR/gotest.sh" --build "$testbin/$arch" $pkgs ||
+      { log "building test binaries ($arch) failed"; exit 1; }
+  else
+    : >"$testbin/$arch/manifest"
+  fi
+done
 tbuild=$(date +%s)
 
 # One boot per kernel: smoke, then tests; each step's exit code goes to $VM_OUT/*.rc.
@@ -55,7 +60,7 @@ G3
 
 pids=()
 for s in "${series_list[@]}"; do
-  VM_LOGDIR="$logdir" VM_RESULT="$logdir/results" VM_STREAM=0 VM_ENV="VM_TESTBIN=$testbin" \
+  VM_LOGDIR="$logdir" VM_RESULT="$logdir/results" VM_STREAM=0 VM_ENV="VM_TESTBIN=$testbin/$(arch_of "$s")" \
     "$VM_DIR/run.sh" "$s" "$guestcmd" 2>"$logdir/$s.stderr" &
   pids+=($!)
 done
@@ -74,16 +79,16 @@ for s in "${series_list[@]}"; do
   grep -v '^\[vm\] .*: exit [0-9]* in ' "$logdir/$s.stderr" || true
 done
 echo
-printf '%-6s %-44s %-16s %-6s %-6s %-7s %s\n' KERNEL PACKAGE VERSION SMOKE TESTS RESULT SECONDS
+printf '%-10s %-44s %-16s %-6s %-6s %-7s %s\n' KERNEL PACKAGE VERSION SMOKE TESTS RESULT SECONDS
 for s in "${series_list[@]}"; do
   line="$(awk -v s="$s" '$1 == s' "$logdir/results" | tail -1)"
   if [ -z "$line" ]; then
-    printf '%-6s %-44s %-16s %-6s %-6s %-7s %s\n' "$s" "?" "?" "-" "-" "ERROR" "-"; fail=1; continue
+    printf '%-10s %-44s %-16s %-6s %-6s %-7s %s\n' "$s" "?" "?" "-" "-" "ERROR" "-"; fail=1; continue
   fi
   read -r _ pkg ver _ rc secs <<<"$line"
   sm="$(cat "$logdir/$s/smoke.rc" 2>/dev/null || echo -)"; te="$(cat "$logdir/$s/test.rc" 2>/dev/null || echo -)"
   case "$rc" in 0) res=ok ;; 124) res=TIMEOUT; fail=1 ;; 125) res=NOBOOT; fail=1 ;; *) res=FAIL; fail=1 ;; esac
-  printf '%-6s %-44s %-16s %-6s %-6s %-7s %s\n' "$s" "$pkg" "$ver" "$sm" "$te" "$res" "$secs"
+  printf '%-10s %-44s %-16s %-6s %-6s %-7s %s\n' "$s" "$pkg" "$ver" "$sm" "$te" "$res" "$secs"
 done
 echo "wall: $((t1 - t0))s total (host test build $((tbuild - t0))s, guests in parallel $((t1 - tbuild))s); logs: $logdir"
 exit $fail

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Boots a Debian kernel in QEMU (TCG) and runs a shell command as root in the guest.
-#   vm/run.sh SERIES [CMD...]        SERIES: 5.10 | 6.1 | 6.12; CMD defaults to $VM_CMD
+#   vm/run.sh SERIES [CMD...]        SERIES: 5.10 | 6.1 | 6.12 | 6.1-arm64 | 6.12-arm64;
+#                                    CMD defaults to $VM_CMD
 # The guest sees the host's / read-only (9p) under a RAM overlay, so the repo is at the
-# same absolute path; the command runs there with bash. Exit code: the command's, or
+# same absolute path; the command runs there with bash. An arm64 guest (qemu-system-aarch64,
+# TCG) runs an arm64 userland (vm/userland.sh) instead, with the repo and the cache dir bound
+# at their host paths. Exit code: the command's, or
 # 124 on timeout / 125 when the guest failed before reporting one.
 # Environment:
 #   VM_TIMEOUT  seconds before the guest is killed (default 900)
@@ -23,7 +26,6 @@ series="$1"; shift
 suite_of "$series" >/dev/null
 cmd="${*:-${VM_CMD:-}}"
 [ -n "$cmd" ] || die "no command (give CMD or set VM_CMD)"
-command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing: run vm/install-deps.sh"
 
 kdir="$(kernel_dir "$series" || true)"
 if [ -z "$kdir" ] || [ ! -f "$(initrd_of "$kdir")" ]; then
@@ -31,6 +33,22 @@ if [ -z "$kdir" ] || [ ! -f "$(initrd_of "$kdir")" ]; then
   kdir="$(kernel_dir "$series")"
 fi
 kver="$(cat "$kdir/kver")"; pkg="$(cat "$kdir/pkg")"; ver="$(cat "$kdir/version")"
+arch="$(kernel_arch "$kdir")"
+case "$arch" in
+  amd64)
+    qemu=(qemu-system-x86_64 -accel tcg,thread=multi -cpu max -machine pc)
+    console=ttyS0; binds=""; guestroot=() ;;
+  arm64)
+    # pauth-impdef: QEMU's cheap pointer-authentication hash (the architected one makes TCG
+    # about four times slower)
+    qemu=(qemu-system-aarch64 -accel tcg,thread=multi -cpu max,pauth-impdef=on -machine virt)
+    console=ttyAMA0; binds="$REPO_DIR $VM_CACHE"
+    root="$("$VM_DIR/userland.sh" arm64)"
+    guestroot=(-fsdev "local,id=guestroot,path=$root,security_model=none,readonly=on,multidevs=remap"
+      -device virtio-9p-pci,fsdev=guestroot,mount_tag=guestroot) ;;
+  *) die "$series: no QEMU setup for $arch" ;;
+esac
+command -v "${qemu[0]}" >/dev/null || die "${qemu[0]} missing: run vm/install-deps.sh"
 
 out="$(mktemp -d "${TMPDIR:-/tmp}/pathtrace-vm.$series.XXXXXX")"
 chmod 755 "$out"
@@ -44,7 +62,9 @@ VM_MODDIR=$(q "$kdir/lib/modules/$kver")
 VM_REPO=$(q "$REPO_DIR")
 VM_KCONFIG=$(q "$kdir/config")
 VM_MODULES=$(q "${VM_MODULES:-}")
-export VM_SERIES VM_KVER VM_MODDIR VM_REPO VM_KCONFIG
+VM_BINDS=$(q "$binds")
+VM_ARCH=$(q "$arch")
+export VM_SERIES VM_KVER VM_MODDIR VM_REPO VM_KCONFIG VM_ARCH
 ENV
 while IFS= read -r l; do
   [[ "$l" =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] && printf 'export %s=%q\n' "${l%%=*}" "${l#*=}" >>"$out/env"
@@ -61,16 +81,17 @@ fi
 start=$(date +%s.%N)
 set +e
 timeout --kill-after=10 "${VM_TIMEOUT:-900}" \
-  qemu-system-x86_64 -accel tcg,thread=multi -cpu max -machine pc \
+  "${qemu[@]}" -nic none \
     -smp "${VM_SMP:-1}" -m "${VM_MEM:-2G}" \
     -nodefaults -no-user-config -display none -no-reboot \
     -serial "file:$out/console.log" -monitor none \
     -kernel "$kdir/vmlinuz" -initrd "$(initrd_of "$kdir")" \
-    -append "console=ttyS0 panic=-1 oops=panic loglevel=4 random.trust_cpu=on mitigations=off ${VM_APPEND:-}" \
+    -append "console=$console ${guestroot:+vm.root=guestroot }panic=-1 oops=panic loglevel=4 random.trust_cpu=on mitigations=off ${VM_APPEND:-}" \
     -fsdev local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap \
     -device virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot \
     -fsdev local,id=out,path="$out",security_model=none,multidevs=remap \
     -device virtio-9p-pci,fsdev=out,mount_tag=out \
+    "${guestroot[@]}" \
     -device virtio-rng-pci \
     >"$out/qemu.log" 2>&1 &
 qpid=$!

@@ -8,11 +8,10 @@
 
 #if defined(__TARGET_ARCH_x86)
 #include "vmlinux_x86.h"
+#elif defined(__TARGET_ARCH_arm64)
+#include "vmlinux_arm64.h"
 #else
-/* Only x86_64 headers are committed. The programs read no
- * architecture-specific structure (no pt_regs), so the x86 types serve
- * little-endian targets as well; generate a per-arch file if that changes. */
-#include "vmlinux_x86.h"
+#error "no kernel types for this architecture: add bpf/include/vmlinux_<arch>.h (README.md)"
 #endif
 
 #pragma clang diagnostic pop

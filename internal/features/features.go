@@ -11,6 +11,7 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
 	cfeatures "github.com/cilium/ebpf/features"
+	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
 	"github.com/pathtrace/pathtrace/internal/kernel"
@@ -89,8 +90,10 @@ func programType(pt ebpf.ProgramType, what string) error {
 const fentryProbeTarget = "netif_receive_skb"
 
 // Fentry probes for fentry/fexit programs (BPF trampolines, 5.5+) by loading
-// one against a core kernel function. Attaching can still fail for a given
-// function; that costs only its hop.
+// one against a core kernel function and attaching it (a no-op, detached at
+// once): arm64 before 6.4 loads them but cannot attach them to kernel
+// functions. Attaching can still fail for a given function; that costs only
+// its hop.
 var Fentry = sync.OnceValue(func() error {
 	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
 		return NotSupportedError("fentry needs kernel BTF (/sys/kernel/btf/vmlinux)")
@@ -106,8 +109,13 @@ var Fentry = sync.OnceValue(func() error {
 		},
 	}, ebpf.ProgramOptions{LogDisabled: true})
 	if err == nil {
-		prog.Close()
-		return nil
+		defer prog.Close()
+		l, aerr := link.AttachTracing(link.TracingOptions{Program: prog})
+		if aerr == nil {
+			l.Close()
+			return nil
+		}
+		err = fmt.Errorf("attach to %s: %w", fentryProbeTarget, aerr)
 	}
 	switch {
 	case errors.Is(err, unix.EPERM):

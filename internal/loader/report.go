@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
 	"text/tabwriter"
 
@@ -22,7 +23,10 @@ type Probe struct {
 // Report is what `pathtrace features` shows: the probes, and per hop kind
 // the backend that shows it on this kernel or why none can.
 type Report struct {
-	Kernel  string       `json:"kernel"`
+	Kernel string `json:"kernel"`
+	// Arch is the architecture (GOARCH) of this build and so of the kernel:
+	// the function hops' kprobes read their arguments from its registers.
+	Arch    string       `json:"arch"`
 	Backend Choice       `json:"backend"`
 	Probes  []Probe      `json:"probes"`
 	Hops    []HopSupport `json:"hops"`
@@ -47,7 +51,7 @@ func Features(kernel string, choice Choice, pr Probes) Report {
 	if choice == "" {
 		choice = ChoiceAuto
 	}
-	r := Report{Kernel: kernel, Backend: choice}
+	r := Report{Kernel: kernel, Arch: runtime.GOARCH, Backend: choice}
 	for _, p := range []struct {
 		name  string
 		probe func() error
@@ -67,7 +71,7 @@ func Features(kernel string, choice Choice, pr Probes) Report {
 // WriteText writes the report as a table.
 func (r Report) WriteText(w io.Writer) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "kernel %s, --backend %s\n", r.Kernel, r.Backend)
+	fmt.Fprintf(&b, "kernel %s (%s), --backend %s\n", r.Kernel, r.Arch, r.Backend)
 	for _, p := range r.Probes {
 		fmt.Fprintf(&b, "  %-15s %s", p.Name+":", p.State)
 		if p.Why != "" {

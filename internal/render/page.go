@@ -393,7 +393,7 @@ func (pg *page) markHop(p *stitch.Path, i, pt int) {
 	case hop.NAT:
 		m.kind = markNAT
 		if h.NAT != nil {
-			b = appendNATText(b, h.NAT)
+			b = appendNAT(b, h.NAT, hopProto(p, h), h.HasICMPID)
 		} else {
 			b = append(b, "NAT"...)
 		}
@@ -404,7 +404,7 @@ func (pg *page) markHop(p *stitch.Path, i, pt int) {
 			b = appendText(b, v.Verdict.String())
 			m.bad = v.Verdict != hop.VerdictAccept
 		} else if v != nil {
-			b = appendIPVS(b, v)
+			b = plain.appendIPVS(b, v)
 		} else {
 			b = append(b, "IPVS"...)
 		}
@@ -413,7 +413,7 @@ func (pg *page) markHop(p *stitch.Path, i, pt int) {
 			return
 		}
 		m.kind = markTable
-		b = appendTableText(b, h.Table)
+		b = plain.appendTable(b, h.Table)
 		m.bad = h.Table.Verdict != hop.VerdictAccept
 	case hop.Encap, hop.Decap:
 		m.kind = markTunnel

@@ -216,111 +216,8 @@ func (r *textRenderer) appendPath(b []byte, p *stitch.Path) []byte {
 
 		// What happened.
 		proto := hopProto(p, h)
-		tupleShown := false
-		switch h.Kind {
-		case hop.Netfilter:
-			b = appendText(b, h.Hook.String())
-			b = append(b, " in="...)
-			b = appendTextOr(b, h.In)
-			b = append(b, " out="...)
-			b = appendTextOr(b, h.Out)
-			if h.Dur > 0 {
-				b = append(b, " ("...)
-				b = appendDur(b, h.Dur)
-				b = append(b, " in hook)"...)
-			}
-			if h.Partial {
-				b = append(b, " [partial]"...)
-			}
-		case hop.NAT:
-			b = append(b, pal.natLine.pre...)
-			if h.NAT != nil {
-				b = appendNAT(b, h.NAT, proto, h.HasICMPID)
-			} else {
-				b = append(b, "NAT "...)
-				b = appendTuple(b, h.Src, h.Dst, proto)
-			}
-			b = append(b, pal.natLine.post...)
-			// The hook, unless the line above names it already.
-			if h.Hook != hop.NoHook && (i == 0 || p.Hops[i-1].Kind != hop.Netfilter || p.Hops[i-1].Hook != h.Hook) {
-				b = append(b, " in "...)
-				b = appendText(b, h.Hook.String())
-			}
-			tupleShown = true
-		case hop.Encap, hop.Decap:
-			if h.Outer != nil {
-				b = r.appendVXLAN(b, h.Outer)
-			}
-		case hop.Drop:
-			b = append(b, pal.dropLine.pre...)
-			b = append(b, "DROPPED"...)
-			if h.Reason != "" {
-				b = append(b, " reason="...)
-				b = appendText(b, h.Reason)
-			} else if h.ReasonCode != 0 {
-				b = append(b, " reason=#"...)
-				b = strconv.AppendUint(b, uint64(h.ReasonCode), 10)
-			}
-			if i > 0 {
-				if prev := &p.Hops[i-1]; prev.Hook != hop.NoHook &&
-					(prev.Kind == hop.Netfilter || prev.Kind == hop.NAT ||
-						prev.Kind == hop.Table || prev.Kind == hop.IPVS) {
-					b = append(b, " in "...)
-					b = appendText(b, prev.Hook.String())
-				}
-			}
-			b = append(b, pal.dropLine.post...)
-			if fn := h.FuncName(); fn != "" {
-				b = append(b, " by "...)
-				b = appendText(b, fn)
-			}
-		case hop.Consume:
-			b = append(b, "consumed"...)
-			if fn := h.FuncName(); fn != "" {
-				b = append(b, " by "...)
-				b = appendText(b, fn)
-			}
-			if h.Reason != "" {
-				b = append(b, " ("...)
-				b = appendText(b, h.Reason)
-				b = append(b, ')')
-			}
-		case hop.Bridge:
-			if br := h.Bridge; br != nil {
-				b = appendTextOr(b, br.In)
-				b = append(b, " → "...)
-				b = appendTextOr(b, br.Out)
-			}
-		case hop.Table:
-			if tb := h.Table; tb != nil {
-				b = r.appendTable(b, tb)
-			}
-		case hop.IPVS:
-			if v := h.IPVS; v != nil && v.Verdict != hop.NoVerdict {
-				b = append(b, pal.dropLine.pre...)
-				b = append(b, "IPVS verdict "...)
-				b = appendText(b, v.Verdict.String())
-				b = append(b, pal.dropLine.post...)
-				if h.Hook != hop.NoHook {
-					b = append(b, " in "...)
-					b = appendText(b, h.Hook.String())
-				}
-			} else if v != nil {
-				b = append(b, pal.natLine.pre...)
-				b = append(b, "IPVS "...)
-				b = appendAddrPort(b, v.Service)
-				b = append(b, " → "...)
-				b = appendAddrPort(b, v.RealServer)
-				b = append(b, pal.natLine.post...)
-				b = append(b, " ("...)
-				if v.Scheduler != "" {
-					b = appendText(b, v.Scheduler)
-					b = append(b, ", "...)
-				}
-				b = appendText(b, v.Method.String())
-				b = append(b, ')')
-			}
-		}
+		var tupleShown bool
+		b, tupleShown = pal.appendWhat(b, p, i, proto)
 
 		if h.Src.Addr().IsValid() {
 			id := echoID{h.HasICMPID, h.ICMPID}
@@ -336,7 +233,7 @@ func (r *textRenderer) appendPath(b []byte, p *stitch.Path) []byte {
 		if h.Outer != nil && *h.Outer != lastOuter && h.Kind != hop.Encap && h.Kind != hop.Decap {
 			b = sep(b, what)
 			b = append(b, "in "...)
-			b = r.appendVXLAN(b, h.Outer)
+			b = pal.appendOuter(b, h.Outer)
 		}
 		if h.Outer != nil {
 			lastOuter = *h.Outer
@@ -388,6 +285,124 @@ func (r *textRenderer) appendPath(b []byte, p *stitch.Path) []byte {
 		b = append(b, '\n')
 	}
 	return append(b, '\n')
+}
+
+// appendWhat appends what happened at hop i of p, the "what" column of the
+// text timeline (docs/output.md) before what changed since the hop above,
+// styled by pal (the zero palette: plain text, as the HTML report and the
+// SVG use it). tupleShown says it showed the hop's tuple (a NAT hop).
+func (pal *palette) appendWhat(b []byte, p *stitch.Path, i int, proto uint8) (_ []byte, tupleShown bool) {
+	h := &p.Hops[i]
+	switch h.Kind {
+	case hop.Netfilter:
+		b = appendText(b, h.Hook.String())
+		b = append(b, " in="...)
+		b = appendTextOr(b, h.In)
+		b = append(b, " out="...)
+		b = appendTextOr(b, h.Out)
+		if h.Dur > 0 {
+			b = append(b, " ("...)
+			b = appendDur(b, h.Dur)
+			b = append(b, " in hook)"...)
+		}
+		if h.Partial {
+			b = append(b, " [partial]"...)
+		}
+	case hop.NAT:
+		b = append(b, pal.natLine.pre...)
+		if h.NAT != nil {
+			b = appendNAT(b, h.NAT, proto, h.HasICMPID)
+		} else {
+			b = append(b, "NAT "...)
+			b = appendTuple(b, h.Src, h.Dst, proto)
+		}
+		b = append(b, pal.natLine.post...)
+		// The hook, unless the line above names it already.
+		if h.Hook != hop.NoHook && (i == 0 || p.Hops[i-1].Kind != hop.Netfilter || p.Hops[i-1].Hook != h.Hook) {
+			b = append(b, " in "...)
+			b = appendText(b, h.Hook.String())
+		}
+		tupleShown = true
+	case hop.Encap, hop.Decap:
+		if h.Outer != nil {
+			b = pal.appendOuter(b, h.Outer)
+		}
+	case hop.Drop:
+		b = append(b, pal.dropLine.pre...)
+		b = append(b, "DROPPED"...)
+		if h.Reason != "" {
+			b = append(b, " reason="...)
+			b = appendText(b, h.Reason)
+		} else if h.ReasonCode != 0 {
+			b = append(b, " reason=#"...)
+			b = strconv.AppendUint(b, uint64(h.ReasonCode), 10)
+		}
+		if i > 0 {
+			if prev := &p.Hops[i-1]; prev.Hook != hop.NoHook &&
+				(prev.Kind == hop.Netfilter || prev.Kind == hop.NAT ||
+					prev.Kind == hop.Table || prev.Kind == hop.IPVS) {
+				b = append(b, " in "...)
+				b = appendText(b, prev.Hook.String())
+			}
+		}
+		b = append(b, pal.dropLine.post...)
+		if fn := h.FuncName(); fn != "" {
+			b = append(b, " by "...)
+			b = appendText(b, fn)
+		}
+	case hop.Consume:
+		b = append(b, "consumed"...)
+		if fn := h.FuncName(); fn != "" {
+			b = append(b, " by "...)
+			b = appendText(b, fn)
+		}
+		if h.Reason != "" {
+			b = append(b, " ("...)
+			b = appendText(b, h.Reason)
+			b = append(b, ')')
+		}
+	case hop.Bridge:
+		if br := h.Bridge; br != nil {
+			b = appendTextOr(b, br.In)
+			b = append(b, " → "...)
+			b = appendTextOr(b, br.Out)
+		}
+	case hop.Table:
+		if tb := h.Table; tb != nil {
+			b = pal.appendTable(b, tb)
+		}
+	case hop.IPVS:
+		if v := h.IPVS; v != nil && v.Verdict != hop.NoVerdict {
+			b = append(b, pal.dropLine.pre...)
+			b = append(b, "IPVS verdict "...)
+			b = appendText(b, v.Verdict.String())
+			b = append(b, pal.dropLine.post...)
+			if h.Hook != hop.NoHook {
+				b = append(b, " in "...)
+				b = appendText(b, h.Hook.String())
+			}
+		} else if v != nil {
+			b = pal.appendIPVS(b, v)
+		}
+	}
+	return b, tupleShown
+}
+
+// appendIPVS appends "IPVS 10.96.0.10:80 → 10.244.1.8:8080 (rr, masq)".
+func (pal *palette) appendIPVS(b []byte, v *stitch.IPVS) []byte {
+	b = append(b, pal.natLine.pre...)
+	b = append(b, "IPVS "...)
+	b = appendAddrPort(b, v.Service)
+	b = append(b, " → "...)
+	b = appendAddrPort(b, v.RealServer)
+	b = append(b, pal.natLine.post...)
+	b = append(b, " ("...)
+	if v.Scheduler != "" {
+		b = appendText(b, v.Scheduler)
+		b = append(b, ", "...)
+	}
+	b = appendText(b, v.Method.String())
+	return append(b, ')')
 }
 
 func (r *textRenderer) appendHeader(b []byte, p *stitch.Path) []byte {
@@ -526,9 +541,9 @@ func appendNAT(b []byte, n *stitch.NAT, proto uint8, idKnown bool) []byte {
 	return to.append(b)
 }
 
-// appendVXLAN appends "VXLAN vni=1 192.168.50.11 → 192.168.50.12:8472".
-func (r *textRenderer) appendVXLAN(b []byte, o *stitch.Outer) []byte {
-	b = append(b, r.pal.vxlan.pre...)
+// appendOuter appends "VXLAN vni=1 192.168.50.11 → 192.168.50.12:8472".
+func (pal *palette) appendOuter(b []byte, o *stitch.Outer) []byte {
+	b = append(b, pal.vxlan.pre...)
 	b = appendUpper(b, o.Tunnel.String())
 	b = append(b, " vni="...)
 	b = strconv.AppendUint(b, uint64(o.VNI), 10)
@@ -548,7 +563,7 @@ func (r *textRenderer) appendVXLAN(b []byte, o *stitch.Outer) []byte {
 		b = append(b, ':')
 		b = strconv.AppendUint(b, uint64(o.DPort), 10)
 	}
-	return append(b, r.pal.vxlan.post...)
+	return append(b, pal.vxlan.post...)
 }
 
 func isNamedProto(p uint8) bool {
@@ -712,8 +727,7 @@ func appendText(b []byte, s string) []byte {
 
 // appendTable appends a table verdict as nft names its objects: "ip nat
 // PREROUTING: accept (nftables)"; a verdict other than accept stands out.
-func (r *textRenderer) appendTable(b []byte, tb *stitch.Table) []byte {
-	pal := &r.pal
+func (pal *palette) appendTable(b []byte, tb *stitch.Table) []byte {
 	for _, part := range []string{tb.Family.String(), tb.Name, tb.Chain} {
 		if part != "" {
 			b = appendText(b, part)

@@ -1,6 +1,7 @@
 package stitch
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/pathtrace/pathtrace/internal/hop"
@@ -20,17 +21,28 @@ import (
 // Every other free with a reason stays a drop, with advice.
 
 // normalFree is a free that is normal protocol operation once the packet
-// reached its destination: the drop reason (without SKB_DROP_REASON_) and
-// the prefixes of the functions that free with it; none: any function.
+// reached its destination: the drop reasons (without SKB_DROP_REASON_; ""
+// is a free without one, as every free before Linux 5.17 is) and the
+// prefixes of the functions that free with them; no functions: any.
 type normalFree struct {
-	reason string
-	funcs  []string
-	// queued: the reason itself says the packet was in a socket's queue,
-	// so it reached a socket wherever it was seen before: a copy the
-	// kernel queued to a raw or packet socket (ping without ping sockets,
+	reasons []string
+	funcs   []string
+	// queued: the free says the packet was in a socket's queue, so it
+	// reached a socket wherever it was seen before: a copy the kernel
+	// queued to a raw or packet socket (ping without ping sockets,
 	// tcpdump) is freed so at close with no hop before.
 	queued bool
+	// notSYN: only for a segment without SYN; a SYN freed so found no
+	// connection to open.
+	notSYN bool
+	// teardown: only for a segment that carries no data by its flags
+	// (ACK, FIN, RST; no SYN, no PSH).
+	teardown bool
 }
+
+// noReason are the reasons of a free the kernel gave no specific reason
+// for: NOT_SPECIFIED, or none at all before Linux 5.17.
+var noReason = []string{"NOT_SPECIFIED", ""}
 
 // tcpFuncs are the TCP receive functions (tcp_rcv_state_process,
 // tcp_validate_incoming, tcp_data_queue, tcp_ack, tcp_v4_rcv, ...).
@@ -39,37 +51,37 @@ var tcpFuncs = []string{"tcp_"}
 var normalFrees = []normalFree{
 	// TCP teardown: an ACK or FIN reaching a socket in FIN_WAIT, CLOSING
 	// or LAST_ACK, processed and freed without a reason.
-	{"NOT_SPECIFIED", []string{"tcp_rcv_state_process"}, false},
+	{reasons: noReason, funcs: []string{"tcp_rcv_state_process"}},
+	// A late segment of a closed connection: reaching its socket in
+	// TIME_WAIT (answered, or ignored, then freed by tcp_v4_rcv without a
+	// reason), or, before 5.17, no socket any more (answered with a
+	// reset, freed without a reason).
+	{reasons: noReason, funcs: []string{"tcp_v4_rcv", "tcp_v6_rcv"}, notSYN: true},
+	// A late ACK, FIN or RST of a connection whose socket is gone
+	// altogether (closed abortively, or no TIME_WAIT bucket left),
+	// answered with a reset. A SYN or data freed so is a drop.
+	{reasons: []string{"NO_SOCKET"}, funcs: []string{"tcp_v4_rcv", "tcp_v6_rcv"}, teardown: true},
 	// A socket's queues purged at close: an unread FIN or data.
-	{"QUEUE_PURGE", nil, true},
-	{"SOCKET_CLOSE", nil, true},
+	{reasons: []string{"QUEUE_PURGE", "SOCKET_CLOSE"}, queued: true},
+	{reasons: noReason, funcs: []string{"sk_stream_kill_queues", "inet_sock_destruct", "__skb_queue_purge", "skb_queue_purge"}, queued: true},
 	// Old, duplicate or out-of-window segments (retransmissions the
 	// receiver already has, PAWS), and segments of a closing or reset
 	// connection: TCP answers or ignores them by design.
-	{"TCP_OLD_DATA", tcpFuncs, false},
-	{"TCP_OLD_ACK", tcpFuncs, false},
-	{"TCP_TOO_OLD_ACK", tcpFuncs, false},
-	{"TCP_OLD_SEQUENCE", tcpFuncs, false},
-	{"TCP_INVALID_SEQUENCE", tcpFuncs, false},
-	{"TCP_INVALID_END_SEQUENCE", tcpFuncs, false},
-	{"TCP_OVERWINDOW", tcpFuncs, false},
-	{"TCP_OFOMERGE", tcpFuncs, false},
-	{"TCP_RFC7323_PAWS", tcpFuncs, false},
-	{"TCP_RFC7323_PAWS_ACK", tcpFuncs, false},
-	{"TCP_RFC7323_TW_PAWS", tcpFuncs, false},
-	{"TCP_CLOSE", tcpFuncs, false},
-	{"TCP_RESET", tcpFuncs, false},
-	{"TCP_ABORT_ON_DATA", tcpFuncs, false},
+	{reasons: []string{"TCP_OLD_DATA", "TCP_OLD_ACK", "TCP_TOO_OLD_ACK", "TCP_OLD_SEQUENCE",
+		"TCP_INVALID_SEQUENCE", "TCP_INVALID_END_SEQUENCE", "TCP_OVERWINDOW", "TCP_OFOMERGE",
+		"TCP_RFC7323_PAWS", "TCP_RFC7323_PAWS_ACK", "TCP_RFC7323_TW_PAWS", "TCP_CLOSE", "TCP_RESET",
+		"TCP_ABORT_ON_DATA"}, funcs: tcpFuncs},
 	// An ICMP echo reply: raw sockets (ping without ping sockets) got a
-	// copy; the kernel's own ping socket lookup then finds none.
-	{"NO_SOCKET", []string{"ping_rcv", "icmp_rcv"}, false},
+	// copy; the kernel's own ping socket lookup then finds none (no
+	// reason before 5.17).
+	{reasons: []string{"NO_SOCKET", ""}, funcs: []string{"ping_rcv", "icmp_rcv"}},
 }
 
 // normalFreeOf returns the row of normalFrees a free with this reason, by
 // this function, is; ok is false when it is none.
 func normalFreeOf(reason, fn string) (normalFree, bool) {
 	for _, f := range normalFrees {
-		if f.reason != reason {
+		if !slices.Contains(f.reasons, reason) {
 			continue
 		}
 		if len(f.funcs) == 0 {
@@ -110,6 +122,13 @@ func (s *Stitcher) reachedDestination(p *Path, i int) bool {
 	return false
 }
 
+// TCP, and its SYN and PSH flags, as the free's tuple carries them.
+const (
+	protoTCP = 6
+	tcpSYN   = 0x02
+	tcpPSH   = 0x08
+)
+
 // classifyFree turns the drop hop that ends p into a consume hop when it is
 // a normal free at the packet's destination.
 func (s *Stitcher) classifyFree(p *Path) {
@@ -122,7 +141,11 @@ func (s *Stitcher) classifyFree(p *Path) {
 		return
 	}
 	f, ok := normalFreeOf(h.Reason, h.FuncName())
-	if ok && (s.reachedDestination(p, n-1) || (f.queued && n == 1)) {
+	if !ok || (f.notSYN && p.Proto == protoTCP && h.TCPFlags&tcpSYN != 0) ||
+		(f.teardown && (p.Proto != protoTCP || h.TCPFlags&(tcpSYN|tcpPSH) != 0)) {
+		return
+	}
+	if s.reachedDestination(p, n-1) || (f.queued && n == 1) {
 		h.Kind = hop.Consume
 	}
 }

@@ -22,11 +22,18 @@ func TestNormalFreeOf(t *testing.T) {
 		{"TCP_OLD_DATA", "", false},
 		{"NO_SOCKET", "ping_rcv", true},
 		{"NO_SOCKET", "__udp4_lib_rcv", false},
-		{"NO_SOCKET", "tcp_v4_rcv", false},
+		{"NO_SOCKET", "tcp_v4_rcv", true}, // a row for teardown segments only (TestNormalFreesAreDelivered)
 		{"NETFILTER_DROP", "nf_hook_slow", false},
 		{"SOCKET_RCVBUFF", "sock_queue_rcv_skb_reason", false},
 		{"TCP_LISTEN_OVERFLOW", "tcp_conn_request", false},
-		{"", "tcp_rcv_state_process", false},
+		{"", "tcp_rcv_state_process", true}, // before 5.17: no reason at all
+		{"", "sk_stream_kill_queues", true},
+		{"NOT_SPECIFIED", "sk_stream_kill_queues", true}, // 6.1
+		{"NOT_SPECIFIED", "tcp_v4_rcv", true},            // TIME_WAIT
+		{"", "tcp_v4_rcv", true},
+		{"", "icmp_rcv", true},
+		{"", "__udp4_lib_rcv", false},
+		{"NOT_SPECIFIED", "ip_rcv_finish", false},
 	} {
 		if _, got := normalFreeOf(tc.reason, tc.fn); got != tc.want {
 			t.Errorf("normalFreeOf(%q, %q) = %v, want %v", tc.reason, tc.fn, got, tc.want)
@@ -42,6 +49,7 @@ var (
 	freeFuncs   = map[uint64]string{
 		0x1000: "tcp_rcv_state_process+0x1a4", 0x2000: "sk_stream_kill_queues+0x57", 0x3000: "ping_rcv+0xb3",
 		0x4000: "__udp4_lib_rcv+0x9c2", 0x5000: "nf_hook_slow+0x9e", 0x6000: "tcp_data_queue+0x88",
+		0x7000: "tcp_v4_rcv+0x81",
 	}
 )
 
@@ -65,22 +73,31 @@ func TestNormalFreesAreDelivered(t *testing.T) {
 		path func(*seq) *seq
 		free decode.Event
 		want hop.Kind
+		syn  bool
 	}{
-		{"FIN purged at close in the pod", toPod, drop(0, "", 60, 0x2000), hop.Consume},
-		{"ACK in FIN_WAIT at a node socket", toNode, drop(0, "", 2, 0x1000), hop.Consume},
-		{"old data in the pod", toPod, drop(nsServer, "eth0", 70, 0x6000), hop.Consume},
-		{"echo reply to a raw socket", toPod, drop(nsServer, "eth0", 3, 0x3000), hop.Consume},
-		{"UDP to a closed port", toPod, drop(nsServer, "eth0", 3, 0x4000), hop.Drop},
-		{"netfilter drop at INPUT", toNode, drop(nsNode1, "cni0", 12, 0x5000), hop.Drop},
+		{"FIN purged at close in the pod", toPod, drop(0, "", 60, 0x2000), hop.Consume, false},
+		{"ACK in FIN_WAIT at a node socket", toNode, drop(0, "", 2, 0x1000), hop.Consume, false},
+		{"old data in the pod", toPod, drop(nsServer, "eth0", 70, 0x6000), hop.Consume, false},
+		{"echo reply to a raw socket", toPod, drop(nsServer, "eth0", 3, 0x3000), hop.Consume, false},
+		{"UDP to a closed port", toPod, drop(nsServer, "eth0", 3, 0x4000), hop.Drop, false},
+		{"late ACK at a TIME_WAIT socket", toPod, drop(nsServer, "eth0", 2, 0x7000), hop.Consume, false},
+		{"late ACK of a connection without a socket", toPod, drop(nsServer, "eth0", 3, 0x7000), hop.Consume, false},
+		{"SYN without a listener", toPod, drop(nsServer, "eth0", 3, 0x7000), hop.Drop, true},
+		{"SYN without a listener, before 5.17", toPod, decode.Event{Kind: decode.KindDrop, Netns: nsServer, Dev: "eth0", Location: 0x7000}, hop.Drop, true},
+		{"netfilter drop at INPUT", toNode, drop(nsNode1, "cni0", 12, 0x5000), hop.Drop, false},
 		{"purged before reaching its destination", func(s *seq) *seq {
 			return s.dev(decode.KindTx, nsClient, "eth0").dev(decode.KindRx, nsNode1, "veth1a2b3c4d").
 				hook(hop.Forward, nsNode1, "cni0", "flannel.1", nil).dev(decode.KindTx, nsNode1, "flannel.1")
-		}, drop(nsNode1, "flannel.1", 60, 0x2000), hop.Drop},
-		{"freed in another namespace than the pod's", toPod, drop(nsClient, "eth0", 60, 0x2000), hop.Drop},
-		{"without the function", toNode, drop(0, "", 2, 0), hop.Drop},
+		}, drop(nsNode1, "flannel.1", 60, 0x2000), hop.Drop, false},
+		{"freed in another namespace than the pod's", toPod, drop(nsClient, "eth0", 60, 0x2000), hop.Drop, false},
+		{"without the function", toNode, drop(0, "", 2, 0), hop.Drop, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := tc.path(newSeq(0x6100, 1e9, ack("10.244.1.5:40312", "10.244.1.6:8080")))
+			tup := ack("10.244.1.5:40312", "10.244.1.6:8080")
+			if tc.syn {
+				tup = tcp("10.244.1.5:40312", "10.244.1.6:8080")
+			}
+			s := tc.path(newSeq(0x6100, 1e9, tup))
 			s.add(tc.free)
 			paths, _ := collect(t, Config{Names: freeNames{}}, s.events)
 			if len(paths) != 1 {
@@ -98,7 +115,7 @@ func TestNormalFreesAreDelivered(t *testing.T) {
 			if p.Verdict != want {
 				t.Errorf("verdict %s, want %s", p.Verdict, want)
 			}
-			if last.Reason != freeReasons[tc.free.DropReason] || last.Func != freeFuncs[tc.free.Location] || last.Dev == "" || last.Netns == "" {
+			if last.Reason != freeReasons[tc.free.DropReason] && tc.free.Flags&decode.FlagReason != 0 || last.Func != freeFuncs[tc.free.Location] || last.Dev == "" || last.Netns == "" {
 				t.Errorf("free hop reason %q function %q on %q in %q", last.Reason, last.Func, last.Dev, last.Netns)
 			}
 		})

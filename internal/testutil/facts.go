@@ -48,13 +48,15 @@ var (
 	}}
 	// FentryPrograms: fentry programs load and attach (features.Fentry).
 	FentryPrograms = Fact{name: "fentry programs", absent: map[string]string{
-		"6.18": "lockdown on the 6.18 host refuses them (EPERM)",
+		"6.18":      "lockdown on the 6.18 host refuses them (EPERM)",
+		"6.1-arm64": "arm64 attaches fentry to kernel functions from 6.4 on (ftrace direct calls)",
 	}}
 	// NetfilterLinks: BPF programs attach to netfilter hooks as links
 	// (features.NetfilterLink).
 	NetfilterLinks = Fact{name: "netfilter BPF links", absent: map[string]string{
-		"5.10": "netfilter links came in kernel 6.4",
-		"6.1":  "netfilter links came in kernel 6.4",
+		"5.10":      "netfilter links came in kernel 6.4",
+		"6.1":       "netfilter links came in kernel 6.4",
+		"6.1-arm64": "netfilter links came in kernel 6.4",
 	}}
 	// FuncHops: the hops read from kernel functions (bridge, IPVS, table
 	// verdicts, VXLAN) have a backend, fentry or kprobes (the expected

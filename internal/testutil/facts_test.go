@@ -28,7 +28,7 @@ func TestVerdict(t *testing.T) {
 			[]string{"missing only on 5.10, 6.1", "as root this fails"}},
 		{"a fact every kernel has", KernelBTF, with(host, true, false), true, []string{"missing nowhere"}},
 		{"unknown kernel skips as root", Kprobes, with(other, true, false), false,
-			[]string{"testutil knows nothing of kernel series 6.8 (it knows 5.10, 6.1, 6.12, 6.18)", "under PATHTRACE_TEST_STRICT=1 this fails"}},
+			[]string{"testutil knows nothing of kernel series 6.8 (it knows 5.10, 6.1, 6.1-arm64, 6.12, 6.12-arm64, 6.18)", "under PATHTRACE_TEST_STRICT=1 this fails"}},
 		{"unknown kernel fails under the strict env", Kprobes, with(other, true, true), true, []string{"add its facts"}},
 		{"a tool skips as root", Tshark, with(vm, true, false), false,
 			[]string{"tshark is not installed: probe says no; scripts/install-deps.sh installs it (Debian package tshark)"}},

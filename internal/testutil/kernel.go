@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -14,13 +15,19 @@ import (
 // Release is the running kernel's release (uname -r).
 func Release() string { return kernel.Release() }
 
-// Series is the running kernel's "major.minor" ("6.12").
+// Series is the running kernel's "major.minor" ("6.12"), with the
+// architecture on other than amd64 ("6.12-arm64"): the expectations and
+// facts are keyed by it, as the matrix names its guests (vm/).
 func Series() string {
 	v, err := kernel.ParseVersion(Release())
-	if err != nil {
-		return Release()
+	s := Release()
+	if err == nil {
+		s = v.String()
 	}
-	return v.String()
+	if runtime.GOARCH != "amd64" {
+		s += "-" + runtime.GOARCH
+	}
+	return s
 }
 
 // Modprobe loads kernel modules, ignoring failures (a module may be built
@@ -34,14 +41,19 @@ func Modprobe(modules ...string) {
 
 // expected holds, per kernel series we test on, the backend that must show
 // each hop kind with --backend auto, with the bridge, ip_vs, vxlan,
-// ip_tables and nf_tables modules loaded: the QEMU matrix (Debian 5.10, 6.1, 6.12, vm/) and the
-// development VM (6.18: kprobes not built in, fentry refused by lockdown,
-// no IPVS). Facts in /work/shared/KERNEL-NOTES.md.
+// ip_tables and nf_tables modules loaded: the QEMU matrix (Debian 5.10, 6.1, 6.12 on x86,
+// 6.1 and 6.12 on arm64, vm/) and the development VM (6.18: kprobes not built in, fentry
+// refused by lockdown, no IPVS). Facts in /work/shared/KERNEL-NOTES.md.
 var expected = map[string]map[hop.Kind]hop.Backend{
 	"5.10": hops(hop.Fentry, hop.Kprobe),
 	"6.1":  hops(hop.Fentry, hop.Fentry),
 	"6.12": hops(hop.NetfilterLink, hop.Fentry),
 	"6.18": hops(hop.NetfilterLink, hop.NoBackend),
+	// arm64 attaches fentry to kernel functions from 6.4 on (ftrace direct
+	// calls, commit 2aa6ac03516d): 6.1 loads fentry programs but cannot
+	// attach them (ENOTSUPP).
+	"6.1-arm64":  hops(hop.Kprobe, hop.Kprobe),
+	"6.12-arm64": hops(hop.NetfilterLink, hop.Fentry),
 }
 
 // hops is the expectation of a kernel whose netfilter hooks netfilter
