@@ -29,19 +29,26 @@ int tp_net_dev_queue(struct bpf_raw_tracepoint_args *ctx)
 	return dev_event(ctx->args[0], PT_EV_TX);
 }
 
-/* A freed skb is shown only when it is tracked: a packet is always seen at
- * a hop before it is freed (its device or netfilter hop tracks it). So the
- * hint is checked first, before anything is read: most frees of the
- * machine (every skb of every other pod) stop after one array load. */
+/* A consumed skb is shown only when it is tracked: a packet is seen at a
+ * hop before it is freed after normal use (its device or netfilter hop
+ * tracks it), so the hint is checked first, before anything is read: most
+ * frees of the machine (every skb of every other pod) stop after one array
+ * load. A drop is different: a packet can die before its first hop (in a
+ * pod's namespace, which has no netfilter programs: its own OUTPUT rules,
+ * a neighbour that never answers), and a copy queued to a raw socket is
+ * purged at close with no hop before. So an untracked drop is still parsed
+ * and matched by address, as at any hop; drops are rare next to consumes. */
 static __always_inline int free_event(__u64 key, __u8 kind, __u64 location,
 				      __u32 reason, bool has_reason)
 {
 	struct sk_buff *skb = (struct sk_buff *)key;
 	struct pt_pkt p = {};
-	__u32 *n = tracked_slot(key);
 
-	if (!n || *n == 0)
-		return 0;
+	if (kind == PT_EV_CONSUME) {
+		__u32 *n = tracked_slot(key);
+		if (!n || *n == 0)
+			return 0;
+	}
 	if (!track_key(skb, key, &p))
 		return 0;
 	if (kind == PT_EV_DROP)

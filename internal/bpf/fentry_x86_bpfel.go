@@ -45,6 +45,7 @@ type FentryPtTableStack struct {
 type FentryTrackedSkb struct {
 	_   structs.HostLayout
 	Sig uint64
+	Hdr uint64
 }
 
 // Names of all BPF objects in the ELF.
@@ -77,6 +78,7 @@ const (
 	FentryVarN_vxlanPorts            = "n_vxlan_ports"
 	FentryVarNfNetns                 = "nf_netns"
 	FentryVarPodIps                  = "pod_ips"
+	FentryVarSnapChanged             = "snap_changed"
 	FentryVarSnaplen                 = "snaplen"
 	FentryVarUnusedBridgePortHead    = "unused_bridge_port_head"
 	FentryVarUnusedEvent             = "unused_event"
@@ -170,6 +172,7 @@ type FentryVariableSpecs struct {
 	N_vxlanPorts         *ebpf.VariableSpec `ebpf:"n_vxlan_ports"`
 	NfNetns              *ebpf.VariableSpec `ebpf:"nf_netns"`
 	PodIps               *ebpf.VariableSpec `ebpf:"pod_ips"`
+	SnapChanged          *ebpf.VariableSpec `ebpf:"snap_changed"`
 	Snaplen              *ebpf.VariableSpec `ebpf:"snaplen"`
 	UnusedBridgePortHead *ebpf.VariableSpec `ebpf:"unused_bridge_port_head"`
 	UnusedEvent          *ebpf.VariableSpec `ebpf:"unused_event"`
@@ -237,6 +240,7 @@ type FentryVariables struct {
 	N_vxlanPorts         *ebpf.Variable `ebpf:"n_vxlan_ports"`
 	NfNetns              *ebpf.Variable `ebpf:"nf_netns"`
 	PodIps               *ebpf.Variable `ebpf:"pod_ips"`
+	SnapChanged          *ebpf.Variable `ebpf:"snap_changed"`
 	Snaplen              *ebpf.Variable `ebpf:"snaplen"`
 	UnusedBridgePortHead *ebpf.Variable `ebpf:"unused_bridge_port_head"`
 	UnusedEvent          *ebpf.Variable `ebpf:"unused_event"`

@@ -56,6 +56,7 @@ type KprobePtTableStack struct {
 type KprobeTrackedSkb struct {
 	_   structs.HostLayout
 	Sig uint64
+	Hdr uint64
 }
 
 // Names of all BPF objects in the ELF.
@@ -90,6 +91,7 @@ const (
 	KprobeVarN_vxlanPorts            = "n_vxlan_ports"
 	KprobeVarNfNetns                 = "nf_netns"
 	KprobeVarPodIps                  = "pod_ips"
+	KprobeVarSnapChanged             = "snap_changed"
 	KprobeVarSnaplen                 = "snaplen"
 	KprobeVarUnusedBridgePortHead    = "unused_bridge_port_head"
 	KprobeVarUnusedEvent             = "unused_event"
@@ -185,6 +187,7 @@ type KprobeVariableSpecs struct {
 	N_vxlanPorts         *ebpf.VariableSpec `ebpf:"n_vxlan_ports"`
 	NfNetns              *ebpf.VariableSpec `ebpf:"nf_netns"`
 	PodIps               *ebpf.VariableSpec `ebpf:"pod_ips"`
+	SnapChanged          *ebpf.VariableSpec `ebpf:"snap_changed"`
 	Snaplen              *ebpf.VariableSpec `ebpf:"snaplen"`
 	UnusedBridgePortHead *ebpf.VariableSpec `ebpf:"unused_bridge_port_head"`
 	UnusedEvent          *ebpf.VariableSpec `ebpf:"unused_event"`
@@ -256,6 +259,7 @@ type KprobeVariables struct {
 	N_vxlanPorts         *ebpf.Variable `ebpf:"n_vxlan_ports"`
 	NfNetns              *ebpf.Variable `ebpf:"nf_netns"`
 	PodIps               *ebpf.Variable `ebpf:"pod_ips"`
+	SnapChanged          *ebpf.Variable `ebpf:"snap_changed"`
 	Snaplen              *ebpf.Variable `ebpf:"snaplen"`
 	UnusedBridgePortHead *ebpf.Variable `ebpf:"unused_bridge_port_head"`
 	UnusedEvent          *ebpf.Variable `ebpf:"unused_event"`

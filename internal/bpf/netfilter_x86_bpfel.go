@@ -45,6 +45,7 @@ type NetfilterPtTableStack struct {
 type NetfilterTrackedSkb struct {
 	_   structs.HostLayout
 	Sig uint64
+	Hdr uint64
 }
 
 // Names of all BPF objects in the ELF.
@@ -65,6 +66,7 @@ const (
 	NetfilterVarN_podIps     = "n_pod_ips"
 	NetfilterVarN_vxlanPorts = "n_vxlan_ports"
 	NetfilterVarPodIps       = "pod_ips"
+	NetfilterVarSnapChanged  = "snap_changed"
 	NetfilterVarSnaplen      = "snaplen"
 	NetfilterVarUnusedEvent  = "unused_event"
 	NetfilterVarUnusedFlags  = "unused_flags"
@@ -141,6 +143,7 @@ type NetfilterVariableSpecs struct {
 	N_podIps     *ebpf.VariableSpec `ebpf:"n_pod_ips"`
 	N_vxlanPorts *ebpf.VariableSpec `ebpf:"n_vxlan_ports"`
 	PodIps       *ebpf.VariableSpec `ebpf:"pod_ips"`
+	SnapChanged  *ebpf.VariableSpec `ebpf:"snap_changed"`
 	Snaplen      *ebpf.VariableSpec `ebpf:"snaplen"`
 	UnusedEvent  *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedFlags  *ebpf.VariableSpec `ebpf:"unused_flags"`
@@ -201,6 +204,7 @@ type NetfilterVariables struct {
 	N_podIps     *ebpf.Variable `ebpf:"n_pod_ips"`
 	N_vxlanPorts *ebpf.Variable `ebpf:"n_vxlan_ports"`
 	PodIps       *ebpf.Variable `ebpf:"pod_ips"`
+	SnapChanged  *ebpf.Variable `ebpf:"snap_changed"`
 	Snaplen      *ebpf.Variable `ebpf:"snaplen"`
 	UnusedEvent  *ebpf.Variable `ebpf:"unused_event"`
 	UnusedFlags  *ebpf.Variable `ebpf:"unused_flags"`

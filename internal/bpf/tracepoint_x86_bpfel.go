@@ -134,6 +134,7 @@ type TracepointPtTableStack struct {
 type TracepointTrackedSkb struct {
 	_   structs.HostLayout
 	Sig uint64
+	Hdr uint64
 }
 
 // Names of all BPF objects in the ELF.
@@ -157,6 +158,7 @@ const (
 	TracepointVarN_podIps           = "n_pod_ips"
 	TracepointVarN_vxlanPorts       = "n_vxlan_ports"
 	TracepointVarPodIps             = "pod_ips"
+	TracepointVarSnapChanged        = "snap_changed"
 	TracepointVarSnaplen            = "snaplen"
 	TracepointVarUnusedEvent        = "unused_event"
 	TracepointVarUnusedFlags        = "unused_flags"
@@ -236,6 +238,7 @@ type TracepointVariableSpecs struct {
 	N_podIps     *ebpf.VariableSpec `ebpf:"n_pod_ips"`
 	N_vxlanPorts *ebpf.VariableSpec `ebpf:"n_vxlan_ports"`
 	PodIps       *ebpf.VariableSpec `ebpf:"pod_ips"`
+	SnapChanged  *ebpf.VariableSpec `ebpf:"snap_changed"`
 	Snaplen      *ebpf.VariableSpec `ebpf:"snaplen"`
 	UnusedEvent  *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedFlags  *ebpf.VariableSpec `ebpf:"unused_flags"`
@@ -296,6 +299,7 @@ type TracepointVariables struct {
 	N_podIps     *ebpf.Variable `ebpf:"n_pod_ips"`
 	N_vxlanPorts *ebpf.Variable `ebpf:"n_vxlan_ports"`
 	PodIps       *ebpf.Variable `ebpf:"pod_ips"`
+	SnapChanged  *ebpf.Variable `ebpf:"snap_changed"`
 	Snaplen      *ebpf.Variable `ebpf:"snaplen"`
 	UnusedEvent  *ebpf.Variable `ebpf:"unused_event"`
 	UnusedFlags  *ebpf.Variable `ebpf:"unused_flags"`
