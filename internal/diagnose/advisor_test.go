@@ -481,6 +481,23 @@ func TestAdviceOthers(t *testing.T) {
 	contains(t, "NO_SOCKET advice", advice(a, path(mkHop(hop.Rx, "server", 4026532600, "eth0", 60), ns)),
 		"Nothing listens on 10.244.2.7 port 8080 in server", "TCP answers with a reset", "\n$ ip netns exec server ss -lntu")
 
+	// A SYN freed by tcp_v4_rcv: NOT_SPECIFIED (5.17+) is a TIME_WAIT
+	// socket's answer; no reason (older) is that or no listener.
+	for _, reason := range []string{"NOT_SPECIFIED", ""} {
+		syn := dropped(mkHop(hop.NoKind, "server", 4026532600, "eth0", 60), reason)
+		syn.Func, syn.TCPFlags = "tcp_v4_rcv+0x90", 0x02
+		got := advice(a, path(mkHop(hop.Rx, "server", 4026532600, "eth0", 60), syn))
+		contains(t, "SYN at TIME_WAIT advice", got, "TIME_WAIT socket of an earlier connection", "after about 1 s",
+			"\n$ ip netns exec server ss -tan state time-wait '( sport = :8080 )'")
+		if reason == "" {
+			contains(t, "SYN before 5.17", got, "no drop reason before Linux 5.17", "nothing listens on 10.244.2.7 port 8080")
+		}
+		syn.TCPFlags = 0x10 // an ACK so freed is not explained so
+		if got := advice(a, path(mkHop(hop.Rx, "server", 4026532600, "eth0", 60), syn)); strings.Contains(got, "TIME_WAIT") {
+			t.Errorf("advice for an ACK speaks of a SYN:\n%s", got)
+		}
+	}
+
 	neigh := dropped(mkHop(hop.NoKind, "node1", inoNode1, "eth0", 110), "NEIGH_FAILED")
 	contains(t, "NEIGH_FAILED advice", advice(a, path(mkHop(hop.Rx, "node1", inoNode1, "cni0", 60), neigh)),
 		"The kernel dropped it at eth0 on node1 with reason NEIGH_FAILED.", "ARP for the next hop got no answer",

@@ -59,6 +59,9 @@ func (a *Advisor) advise(p *stitch.Path, i int) string {
 		if s := d.vethXmit(); s != "" {
 			return s
 		}
+		if s := d.synTimeWait(); s != "" {
+			return s
+		}
 	}
 	return d.generic()
 }
@@ -365,6 +368,30 @@ func (d *drop) noSocket() string {
 	}
 	s.say("Nothing listens on %s%s in %s: the packet reached its destination, but no socket took it (%s).", d.dst(), port, d.ns, what)
 	s.run(d.in + "ss -lntu")
+	return s.String()
+}
+
+// synTimeWait explains a TCP SYN that TCP's receive function freed without
+// a specific reason: since Linux 5.17 a SYN without a listener is freed
+// with NO_SOCKET, so one freed with NOT_SPECIFIED met the TIME_WAIT socket
+// of an earlier connection with the same addresses and ports, which
+// answered it with an ACK (tcp_timewait_state_process); before 5.17 the
+// kernel names no reason, and it is that or no listener.
+func (d *drop) synTimeWait() string {
+	fn := d.h.FuncName()
+	if d.p.Proto != 6 || d.h.TCPFlags&0x12 != 0x02 ||
+		!(strings.HasPrefix(fn, "tcp_v4_rcv") || strings.HasPrefix(fn, "tcp_v6_rcv")) {
+		return ""
+	}
+	var s note
+	tw := fmt.Sprintf("This SYN reached %s but met the TIME_WAIT socket of an earlier connection with the same addresses and ports, which answered it with an ACK: the client resets and sends the SYN again after about 1 s, its retransmission timeout (a slow connect, not a refused one). A client port is reused while the server still holds the old connection, which is common behind SNAT (NodePort, masquerade), where many clients share one source address.", d.ns)
+	if d.h.Reason == "" {
+		s.say("TCP freed this SYN in %s, in %s (no drop reason before Linux 5.17): either nothing listens on %s port %d (answered with a reset), or it met the TIME_WAIT socket of an earlier connection with the same addresses and ports (answered with an ACK; the client resets and sends the SYN again after about 1 s).", d.ns, fn, d.dst(), d.h.Dst.Port())
+	} else {
+		s.say("%s", tw)
+	}
+	s.run(d.in + fmt.Sprintf("ss -tan state time-wait '( sport = :%d )'", d.h.Dst.Port()))
+	s.run(d.in + "ss -lnt")
 	return s.String()
 }
 

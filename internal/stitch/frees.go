@@ -38,6 +38,8 @@ type normalFree struct {
 	// teardown: only for a segment that carries no data by its flags
 	// (ACK, FIN, RST; no SYN, no PSH).
 	teardown bool
+	// synACK: only for a SYN-ACK; a SYN freed so is a drop.
+	synACK bool
 }
 
 // noReason are the reasons of a free the kernel gave no specific reason
@@ -71,6 +73,12 @@ var normalFrees = []normalFree{
 		"TCP_INVALID_SEQUENCE", "TCP_INVALID_END_SEQUENCE", "TCP_OVERWINDOW", "TCP_OFOMERGE",
 		"TCP_RFC7323_PAWS", "TCP_RFC7323_PAWS_ACK", "TCP_RFC7323_TW_PAWS", "TCP_CLOSE", "TCP_RESET",
 		"TCP_ABORT_ON_DATA"}, funcs: tcpFuncs},
+	// A SYN-ACK reaching a connection that is already established: the
+	// server sent it again because the client's ACK was late, and the
+	// client answers it with an ACK (RFC 5961's challenge ACK). A SYN
+	// freed so hit an established connection with the same ports (a
+	// NAT port collision): a drop.
+	{reasons: []string{"TCP_INVALID_SYN"}, funcs: tcpFuncs, synACK: true},
 	// An ICMP echo reply: raw sockets (ping without ping sockets) got a
 	// copy; the kernel's own ping socket lookup then finds none (no
 	// reason before 5.17).
@@ -127,6 +135,7 @@ const (
 	protoTCP = 6
 	tcpSYN   = 0x02
 	tcpPSH   = 0x08
+	tcpACK   = 0x10
 )
 
 // classifyFree turns the drop hop that ends p into a consume hop when it is
@@ -142,7 +151,8 @@ func (s *Stitcher) classifyFree(p *Path) {
 	}
 	f, ok := normalFreeOf(h.Reason, h.FuncName())
 	if !ok || (f.notSYN && p.Proto == protoTCP && h.TCPFlags&tcpSYN != 0) ||
-		(f.teardown && (p.Proto != protoTCP || h.TCPFlags&(tcpSYN|tcpPSH) != 0)) {
+		(f.teardown && (p.Proto != protoTCP || h.TCPFlags&(tcpSYN|tcpPSH) != 0)) ||
+		(f.synACK && (p.Proto != protoTCP || h.TCPFlags&(tcpSYN|tcpACK) != tcpSYN|tcpACK)) {
 		return
 	}
 	if s.reachedDestination(p, n-1) || (f.queued && n == 1) {

@@ -45,11 +45,11 @@ func TestNormalFreeOf(t *testing.T) {
 type freeNames struct{ testNames }
 
 var (
-	freeReasons = map[uint32]string{2: "NOT_SPECIFIED", 3: "NO_SOCKET", 12: "NETFILTER_DROP", 60: "QUEUE_PURGE", 70: "TCP_OLD_DATA"}
+	freeReasons = map[uint32]string{2: "NOT_SPECIFIED", 3: "NO_SOCKET", 12: "NETFILTER_DROP", 60: "QUEUE_PURGE", 70: "TCP_OLD_DATA", 80: "TCP_INVALID_SYN"}
 	freeFuncs   = map[uint64]string{
 		0x1000: "tcp_rcv_state_process+0x1a4", 0x2000: "sk_stream_kill_queues+0x57", 0x3000: "ping_rcv+0xb3",
 		0x4000: "__udp4_lib_rcv+0x9c2", 0x5000: "nf_hook_slow+0x9e", 0x6000: "tcp_data_queue+0x88",
-		0x7000: "tcp_v4_rcv+0x81",
+		0x7000: "tcp_v4_rcv+0x81", 0x8000: "tcp_validate_incoming+0x180",
 	}
 )
 
@@ -74,28 +74,35 @@ func TestNormalFreesAreDelivered(t *testing.T) {
 		free decode.Event
 		want hop.Kind
 		syn  bool
+		// flags, when set, are the segment's TCP flags instead.
+		flags uint8
 	}{
-		{"FIN purged at close in the pod", toPod, drop(0, "", 60, 0x2000), hop.Consume, false},
-		{"ACK in FIN_WAIT at a node socket", toNode, drop(0, "", 2, 0x1000), hop.Consume, false},
-		{"old data in the pod", toPod, drop(nsServer, "eth0", 70, 0x6000), hop.Consume, false},
-		{"echo reply to a raw socket", toPod, drop(nsServer, "eth0", 3, 0x3000), hop.Consume, false},
-		{"UDP to a closed port", toPod, drop(nsServer, "eth0", 3, 0x4000), hop.Drop, false},
-		{"late ACK at a TIME_WAIT socket", toPod, drop(nsServer, "eth0", 2, 0x7000), hop.Consume, false},
-		{"late ACK of a connection without a socket", toPod, drop(nsServer, "eth0", 3, 0x7000), hop.Consume, false},
-		{"SYN without a listener", toPod, drop(nsServer, "eth0", 3, 0x7000), hop.Drop, true},
-		{"SYN without a listener, before 5.17", toPod, decode.Event{Kind: decode.KindDrop, Netns: nsServer, Dev: "eth0", Location: 0x7000}, hop.Drop, true},
-		{"netfilter drop at INPUT", toNode, drop(nsNode1, "cni0", 12, 0x5000), hop.Drop, false},
+		{"FIN purged at close in the pod", toPod, drop(0, "", 60, 0x2000), hop.Consume, false, 0},
+		{"ACK in FIN_WAIT at a node socket", toNode, drop(0, "", 2, 0x1000), hop.Consume, false, 0},
+		{"old data in the pod", toPod, drop(nsServer, "eth0", 70, 0x6000), hop.Consume, false, 0},
+		{"echo reply to a raw socket", toPod, drop(nsServer, "eth0", 3, 0x3000), hop.Consume, false, 0},
+		{"UDP to a closed port", toPod, drop(nsServer, "eth0", 3, 0x4000), hop.Drop, false, 0},
+		{"late ACK at a TIME_WAIT socket", toPod, drop(nsServer, "eth0", 2, 0x7000), hop.Consume, false, 0},
+		{"late ACK of a connection without a socket", toPod, drop(nsServer, "eth0", 3, 0x7000), hop.Consume, false, 0},
+		{"SYN without a listener", toPod, drop(nsServer, "eth0", 3, 0x7000), hop.Drop, true, 0},
+		{"SYN without a listener, before 5.17", toPod, decode.Event{Kind: decode.KindDrop, Netns: nsServer, Dev: "eth0", Location: 0x7000}, hop.Drop, true, 0},
+		{"SYN-ACK sent again to an established connection", toPod, drop(nsServer, "eth0", 80, 0x8000), hop.Consume, false, 0x12},
+		{"SYN to an established connection", toPod, drop(nsServer, "eth0", 80, 0x8000), hop.Drop, true, 0},
+		{"netfilter drop at INPUT", toNode, drop(nsNode1, "cni0", 12, 0x5000), hop.Drop, false, 0},
 		{"purged before reaching its destination", func(s *seq) *seq {
 			return s.dev(decode.KindTx, nsClient, "eth0").dev(decode.KindRx, nsNode1, "veth1a2b3c4d").
 				hook(hop.Forward, nsNode1, "cni0", "flannel.1", nil).dev(decode.KindTx, nsNode1, "flannel.1")
-		}, drop(nsNode1, "flannel.1", 60, 0x2000), hop.Drop, false},
-		{"freed in another namespace than the pod's", toPod, drop(nsClient, "eth0", 60, 0x2000), hop.Drop, false},
-		{"without the function", toNode, drop(0, "", 2, 0), hop.Drop, false},
+		}, drop(nsNode1, "flannel.1", 60, 0x2000), hop.Drop, false, 0},
+		{"freed in another namespace than the pod's", toPod, drop(nsClient, "eth0", 60, 0x2000), hop.Drop, false, 0},
+		{"without the function", toNode, drop(0, "", 2, 0), hop.Drop, false, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tup := ack("10.244.1.5:40312", "10.244.1.6:8080")
 			if tc.syn {
 				tup = tcp("10.244.1.5:40312", "10.244.1.6:8080")
+			}
+			if tc.flags != 0 {
+				tup.TCPFlags = tc.flags
 			}
 			s := tc.path(newSeq(0x6100, 1e9, tup))
 			s.add(tc.free)

@@ -89,7 +89,10 @@ func retriedSYN(p *stitch.Path, paths []*stitch.Path) bool {
 		return false
 	}
 	for _, q := range paths {
-		if q != p && q.Proto == p.Proto && q.TCPFlags == tcpSYN && q.Src == p.Src && q.Dst == p.Dst &&
+		// By the client's address and port only: one SYN may be
+		// followed from the client, the other first seen after the
+		// DNAT (a connection table entry of the old connection).
+		if q != p && q.Proto == p.Proto && q.TCPFlags == tcpSYN && q.Src == p.Src &&
 			q.Start.After(p.Start) && q.Verdict != stitch.VerdictDropped {
 			return true
 		}
