@@ -6,7 +6,7 @@ echo "kernel: $(uname -r)"
 ls -l /sys/kernel/btf/vmlinux || rc=1
 mount | grep -E 'tracefs|bpf' || rc=1
 # load, check module BTF, unload again: the tests start from a clean module state
-mods="ip_vs vxlan bridge br_netfilter veth"
+mods="ip_vs vxlan bridge br_netfilter veth ipip geneve"
 loaded() { awk '{ print $1 }' /proc/modules | sort; }
 before="$(loaded)"
 for m in $mods; do

@@ -1,5 +1,5 @@
-/* Shared by every attach family: the runtime settings, the maps, IPv4/VXLAN
- * parsing, the pod-IP filter, skb tracking and event emission. */
+/* Shared by every attach family: the runtime settings, the maps, IPv4 and
+ * tunnel (VXLAN, Geneve, IPIP) parsing, the pod-IP filter, skb tracking and event emission. */
 #pragma once
 
 #include "vmlinux.h"
@@ -11,9 +11,14 @@
 
 #define ETH_P_IP_BE 0x0008 /* htons(ETH_P_IP) */
 #define PT_IPPROTO_ICMP 1
+#define PT_IPPROTO_IPIP 4
 #define PT_IPPROTO_TCP 6
 #define PT_IPPROTO_UDP 17
 #define PT_NET_HEADER_UNSET 0xffff
+#define ETH_P_TEB_BE 0x5865 /* htons(ETH_P_TEB): Ethernet inside a tunnel */
+#define PT_GENEVE_PORT 6081 /* IANA: OVN-Kubernetes, Antrea */
+#define PT_UDP_HDR 8
+#define PT_ETH_HDR 14
 
 char __license[] SEC("license") = "Dual MIT/GPL";
 
@@ -156,7 +161,8 @@ struct pt_pkt {
 	__u8 echo;
 	__u8 flags;
 	__u8 snap; /* headers new or changed: copy the snaplen's bytes */
-	__u8 pad[3];
+	__u8 tunnel; /* enum pathtrace_tunnel, with PT_F_INNER */
+	__u8 pad[2];
 };
 
 #define PT_ECHO_OUTER 1
@@ -183,19 +189,27 @@ struct pt_ip_l4 {
 	__u8 l4[20];
 };
 
-/* What follows the outer UDP header's source port, destination port and
- * length of a VXLAN packet: read from the UDP checksum on, so that the
- * inner IPv4 header lands 4-byte aligned. */
-struct pt_vxlan_pkt {
-	__u16 udp_check;
-	__u8 vx_flags;
-	__u8 vx_reserved[3];
+/* The 8 bytes after a UDP tunnel's UDP header (VXLAN's header, Geneve's
+ * fixed header) and the 14 after them: the inner Ethernet header of VXLAN,
+ * and of Geneve without options. One read. */
+struct pt_udp_tun_hdr {
+	__u8 b0;       /* VXLAN: flags (0x08: VNI valid); Geneve: version, options length */
+	__u8 b1;
+	__u16 proto;   /* Geneve: the payload's protocol (__be16) */
 	__u8 vni[3];
-	__u8 vx_reserved2;
+	__u8 reserved;
 	__u8 eth_dst[6];
 	__u8 eth_src[6];
 	__u16 eth_proto;
-	struct pt_ip_l4 ip;
+};
+
+/* Where a tunnel's payload starts, found by tunnel_inner. */
+struct pt_tun {
+	__u32 off;   /* the inner network header, from head */
+	__u32 vni;
+	__u16 proto; /* the inner packet's ethertype (__be16): ETH_P_IP_BE, ... */
+	__u8 kind;   /* enum pathtrace_tunnel */
+	__u8 pad;
 };
 
 /* Reads the IPv4 header at head+off and what follows it into b. Returns
@@ -309,10 +323,67 @@ static __always_inline bool conn_known(const struct pt_tuple *t, __u16 echo_id, 
 	return bpf_map_lookup_elem(&conns, &k) != NULL;
 }
 
+/* The tunnel step after the outer IPv4 header: whether the packet is a
+ * tunnel's (IPIP: protocol 4; VXLAN: UDP to a VXLAN port; Geneve: UDP to
+ * 6081), and where its payload starts, in *t. The payload's own header is
+ * the caller's (IPv4 today: t->proto says which). One read of packet memory
+ * for VXLAN and Geneve, two for Geneve with options and Ethernet inside,
+ * none for IPIP. */
+static __always_inline bool tunnel_inner(const struct pt_pkt *p, const struct pt_ip_l4 *outer,
+					 bool l4, struct pt_tun *t)
+{
+	__u32 l4off = p->nh + outer->ip.ihl * 4;
+
+	if (outer->ip.protocol == PT_IPPROTO_IPIP) {
+		if (outer->ip.frag_off & bpf_htons(0x1fff))
+			return false; /* a later fragment: no inner header */
+		t->kind = PT_TUNNEL_IPIP;
+		t->off = l4off;
+		t->proto = ETH_P_IP_BE;
+		return true;
+	}
+	if (!l4 || p->outer.proto != PT_IPPROTO_UDP)
+		return false;
+	bool vxlan = is_vxlan_port(p->outer.dport);
+	if (!vxlan && p->outer.dport != PT_GENEVE_PORT)
+		return false;
+	struct pt_udp_tun_hdr h;
+	if (bpf_probe_read_kernel(&h, sizeof(h), p->head + l4off + PT_UDP_HDR))
+		return false;
+	t->vni = ((__u32)h.vni[0] << 16) | ((__u32)h.vni[1] << 8) | h.vni[2];
+	if (vxlan) {
+		if (!(h.b0 & 0x08))
+			return false;
+		t->kind = PT_TUNNEL_VXLAN;
+		t->off = l4off + PT_UDP_HDR + 8 + PT_ETH_HDR;
+		t->proto = h.eth_proto;
+		return true;
+	}
+	if (h.b0 >> 6) /* Geneve version 0 only */
+		return false;
+	__u32 opts = (h.b0 & 0x3f) * 4;
+	t->kind = PT_TUNNEL_GENEVE;
+	t->off = l4off + PT_UDP_HDR + 8 + opts;
+	t->proto = h.proto;
+	if (h.proto != ETH_P_TEB_BE)
+		return true;
+	if (opts == 0) {
+		t->proto = h.eth_proto;
+	} else {
+		__u16 proto;
+		if (bpf_probe_read_kernel(&proto, sizeof(proto), p->head + t->off + 12))
+			return false;
+		t->proto = proto;
+	}
+	t->off += PT_ETH_HDR;
+	return true;
+}
+
 /* Parses the packet at the skb's network header: the outer IPv4 tuple and,
- * for UDP to a VXLAN port, the VNI and the inner IPv4 tuple; sets *match
- * when an address of either is a traced pod's, or either tuple is a
- * connection in conns. Two reads of packet memory at most. */
+ * for a tunnel's packet (tunnel_inner), the tunnel, its VNI and the inner
+ * IPv4 tuple; sets *match when an address of either is a traced pod's, or
+ * either tuple is a connection in conns. Two or three reads of packet
+ * memory for a tunnel's packet, one otherwise. */
 static __always_inline bool parse_skb(struct pt_skb *s, struct pt_pkt *p, bool *match)
 {
 	struct pt_ip_l4 outer;
@@ -329,29 +400,23 @@ static __always_inline bool parse_skb(struct pt_skb *s, struct pt_pkt *p, bool *
 	*match = n_pod_ips == 0 || addr_matches(outer.ip.saddr) || addr_matches(outer.ip.daddr);
 	if (l4 && p->outer.proto == PT_IPPROTO_ICMP)
 		p->icmp_cap = outer.ip.ihl * 4 + PT_ICMP_HDR;
-	if (!l4 || p->outer.proto != PT_IPPROTO_UDP || !is_vxlan_port(p->outer.dport)) {
+
+	struct pt_tun tun = {};
+	struct pt_ip_l4 in;
+	if (!tunnel_inner(p, &outer, l4, &tun) || tun.proto != ETH_P_IP_BE ||
+	    !read_ipv4(p->head, tun.off, &in)) {
 		if (!*match && l4)
 			*match = conn_known(&p->outer, p->outer_id, p->echo & PT_ECHO_OUTER);
 		return true;
 	}
-
-	struct pt_vxlan_pkt vx;
-	if (bpf_probe_read_kernel(&vx, sizeof(vx), p->head + p->nh + outer.ip.ihl * 4 + 6))
-		return true;
-	if (!(vx.vx_flags & 0x08) || vx.eth_proto != ETH_P_IP_BE ||
-	    vx.ip.ip.version != 4 || vx.ip.ip.ihl < 5)
-		return true;
-	if (vx.ip.ip.ihl > 5 &&
-	    bpf_probe_read_kernel(vx.ip.l4, sizeof(vx.ip.l4),
-				  p->head + p->nh + outer.ip.ihl * 4 + 8 + 22 + vx.ip.ip.ihl * 4))
-		vx.ip.ip.frag_off |= bpf_htons(0x1fff);
-	p->vni = ((__u32)vx.vni[0] << 16) | ((__u32)vx.vni[1] << 8) | vx.vni[2];
-	bool inner_l4 = ipv4_tuple(&vx.ip, &p->inner, &p->flags, PT_F_INNER, PT_F_INNER_L4, &p->sig,
+	p->tunnel = tun.kind;
+	p->vni = tun.vni;
+	bool inner_l4 = ipv4_tuple(&in, &p->inner, &p->flags, PT_F_INNER, PT_F_INNER_L4, &p->sig,
 				   &p->inner_id, &p->echo, PT_ECHO_INNER);
 	if (inner_l4 && p->inner.proto == PT_IPPROTO_ICMP)
-		p->icmp_cap = outer.ip.ihl * 4 + 8 + 8 + 14 + vx.ip.ip.ihl * 4 + PT_ICMP_HDR;
+		p->icmp_cap = tun.off - p->nh + in.ip.ihl * 4 + PT_ICMP_HDR;
 	if (!*match)
-		*match = addr_matches(vx.ip.ip.saddr) || addr_matches(vx.ip.ip.daddr);
+		*match = addr_matches(in.ip.saddr) || addr_matches(in.ip.daddr);
 	if (!*match && inner_l4)
 		*match = conn_known(&p->inner, p->inner_id, p->echo & PT_ECHO_INNER);
 	return true;
@@ -734,6 +799,7 @@ static __always_inline struct event *new_event(struct sk_buff *skb, struct pt_pk
 	e->outer = p->outer;
 	e->inner = p->inner;
 	e->vni = p->vni;
+	e->tunnel = p->tunnel;
 	if (dev) {
 		e->ifindex = BPF_CORE_READ(dev, ifindex);
 		e->netns = dev_netns(dev);
@@ -865,3 +931,4 @@ const struct event *unused_event __attribute__((unused));
 const enum pathtrace_kind *unused_kind __attribute__((unused));
 const enum pathtrace_slot *unused_slot __attribute__((unused));
 const enum pathtrace_flags *unused_flags __attribute__((unused));
+const enum pathtrace_tunnel *unused_tunnel __attribute__((unused));

@@ -67,7 +67,9 @@ enum pathtrace_slot {
 enum pathtrace_flags {
 	PT_F_NEW = 1 << 0,   /* first event of a newly tracked packet on this skb */
 	PT_F_L3 = 1 << 1,    /* outer tuple holds a parsed IPv4 header */
-	PT_F_INNER = 1 << 2, /* inner tuple and vni hold a VXLAN payload */
+	PT_F_INNER = 1 << 2, /* inner tuple (and vni where the tunnel has one)
+			      * hold a tunnel's payload; event.tunnel says
+			      * which tunnel */
 	PT_F_L4 = 1 << 3,    /* ports and tcp_flags of the outer tuple are valid */
 	PT_F_INNER_L4 = 1 << 4,
 	PT_F_REASON = 1 << 5, /* drop_reason comes from the kernel */
@@ -75,6 +77,15 @@ enum pathtrace_flags {
 	 * a netfilter link (PT_EV_NF). */
 	PT_F_FENTRY = 1 << 6, /* fentry/fexit program */
 	PT_F_KPROBE = 1 << 7, /* kprobe/kretprobe program */
+};
+
+/* The tunnel of an encapsulated packet (event.tunnel, valid with PT_F_INNER).
+ * Recordings made before the field carry 0: they knew VXLAN only. */
+enum pathtrace_tunnel {
+	PT_TUNNEL_VXLAN = 0,  /* UDP to a VXLAN port, VXLAN, Ethernet */
+	PT_TUNNEL_GENEVE = 1, /* UDP to 6081, Geneve with its options, then
+			       * Ethernet (protocol 0x6558) or IPv4 */
+	PT_TUNNEL_IPIP = 2,   /* IPv4 in IPv4 (protocol 4); no vni */
 };
 
 struct pt_tuple {
@@ -123,5 +134,8 @@ struct event {
 	struct pt_tuple outer;
 	struct pt_tuple inner;
 	struct pt_ext ext;
+	/* Added later: recordings made before have none (read as 0). */
+	__u8 tunnel;      /* enum pathtrace_tunnel, valid with PT_F_INNER */
+	__u8 reserved[7]; /* zero */
 	__u8 data[PT_MAX_SNAPLEN]; /* packet bytes from the network header */
 };

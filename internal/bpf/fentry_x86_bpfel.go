@@ -88,6 +88,7 @@ const (
 	FentryVarUnusedNfConnHead        = "unused_nf_conn_head"
 	FentryVarUnusedNftChainHead      = "unused_nft_chain_head"
 	FentryVarUnusedSlot              = "unused_slot"
+	FentryVarUnusedTunnel            = "unused_tunnel"
 	FentryVarUnusedXtTableHead       = "unused_xt_table_head"
 	FentryVarVxlanPorts              = "vxlan_ports"
 )
@@ -182,6 +183,7 @@ type FentryVariableSpecs struct {
 	UnusedNfConnHead     *ebpf.VariableSpec `ebpf:"unused_nf_conn_head"`
 	UnusedNftChainHead   *ebpf.VariableSpec `ebpf:"unused_nft_chain_head"`
 	UnusedSlot           *ebpf.VariableSpec `ebpf:"unused_slot"`
+	UnusedTunnel         *ebpf.VariableSpec `ebpf:"unused_tunnel"`
 	UnusedXtTableHead    *ebpf.VariableSpec `ebpf:"unused_xt_table_head"`
 	VxlanPorts           *ebpf.VariableSpec `ebpf:"vxlan_ports"`
 }
@@ -250,6 +252,7 @@ type FentryVariables struct {
 	UnusedNfConnHead     *ebpf.Variable `ebpf:"unused_nf_conn_head"`
 	UnusedNftChainHead   *ebpf.Variable `ebpf:"unused_nft_chain_head"`
 	UnusedSlot           *ebpf.Variable `ebpf:"unused_slot"`
+	UnusedTunnel         *ebpf.Variable `ebpf:"unused_tunnel"`
 	UnusedXtTableHead    *ebpf.Variable `ebpf:"unused_xt_table_head"`
 	VxlanPorts           *ebpf.Variable `ebpf:"vxlan_ports"`
 }

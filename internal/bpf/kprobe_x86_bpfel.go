@@ -101,6 +101,7 @@ const (
 	KprobeVarUnusedNfConnHead        = "unused_nf_conn_head"
 	KprobeVarUnusedNftChainHead      = "unused_nft_chain_head"
 	KprobeVarUnusedSlot              = "unused_slot"
+	KprobeVarUnusedTunnel            = "unused_tunnel"
 	KprobeVarUnusedXtTableHead       = "unused_xt_table_head"
 	KprobeVarVxlanPorts              = "vxlan_ports"
 )
@@ -197,6 +198,7 @@ type KprobeVariableSpecs struct {
 	UnusedNfConnHead     *ebpf.VariableSpec `ebpf:"unused_nf_conn_head"`
 	UnusedNftChainHead   *ebpf.VariableSpec `ebpf:"unused_nft_chain_head"`
 	UnusedSlot           *ebpf.VariableSpec `ebpf:"unused_slot"`
+	UnusedTunnel         *ebpf.VariableSpec `ebpf:"unused_tunnel"`
 	UnusedXtTableHead    *ebpf.VariableSpec `ebpf:"unused_xt_table_head"`
 	VxlanPorts           *ebpf.VariableSpec `ebpf:"vxlan_ports"`
 }
@@ -269,6 +271,7 @@ type KprobeVariables struct {
 	UnusedNfConnHead     *ebpf.Variable `ebpf:"unused_nf_conn_head"`
 	UnusedNftChainHead   *ebpf.Variable `ebpf:"unused_nft_chain_head"`
 	UnusedSlot           *ebpf.Variable `ebpf:"unused_slot"`
+	UnusedTunnel         *ebpf.Variable `ebpf:"unused_tunnel"`
 	UnusedXtTableHead    *ebpf.Variable `ebpf:"unused_xt_table_head"`
 	VxlanPorts           *ebpf.Variable `ebpf:"vxlan_ports"`
 }

@@ -72,6 +72,7 @@ const (
 	NetfilterVarUnusedFlags  = "unused_flags"
 	NetfilterVarUnusedKind   = "unused_kind"
 	NetfilterVarUnusedSlot   = "unused_slot"
+	NetfilterVarUnusedTunnel = "unused_tunnel"
 	NetfilterVarVxlanPorts   = "vxlan_ports"
 )
 
@@ -149,6 +150,7 @@ type NetfilterVariableSpecs struct {
 	UnusedFlags  *ebpf.VariableSpec `ebpf:"unused_flags"`
 	UnusedKind   *ebpf.VariableSpec `ebpf:"unused_kind"`
 	UnusedSlot   *ebpf.VariableSpec `ebpf:"unused_slot"`
+	UnusedTunnel *ebpf.VariableSpec `ebpf:"unused_tunnel"`
 	VxlanPorts   *ebpf.VariableSpec `ebpf:"vxlan_ports"`
 }
 
@@ -210,6 +212,7 @@ type NetfilterVariables struct {
 	UnusedFlags  *ebpf.Variable `ebpf:"unused_flags"`
 	UnusedKind   *ebpf.Variable `ebpf:"unused_kind"`
 	UnusedSlot   *ebpf.Variable `ebpf:"unused_slot"`
+	UnusedTunnel *ebpf.Variable `ebpf:"unused_tunnel"`
 	VxlanPorts   *ebpf.Variable `ebpf:"vxlan_ports"`
 }
 

@@ -62,7 +62,9 @@ type TracepointEvent struct {
 		Val  [3]uint32
 		Name [16]int8
 	}
-	Data [256]uint8
+	Tunnel   uint8
+	Reserved [7]uint8
+	Data     [256]uint8
 }
 
 type TracepointPathtraceFlags uint32
@@ -164,6 +166,7 @@ const (
 	TracepointVarUnusedFlags        = "unused_flags"
 	TracepointVarUnusedKind         = "unused_kind"
 	TracepointVarUnusedSlot         = "unused_slot"
+	TracepointVarUnusedTunnel       = "unused_tunnel"
 	TracepointVarVxlanPorts         = "vxlan_ports"
 )
 
@@ -244,6 +247,7 @@ type TracepointVariableSpecs struct {
 	UnusedFlags  *ebpf.VariableSpec `ebpf:"unused_flags"`
 	UnusedKind   *ebpf.VariableSpec `ebpf:"unused_kind"`
 	UnusedSlot   *ebpf.VariableSpec `ebpf:"unused_slot"`
+	UnusedTunnel *ebpf.VariableSpec `ebpf:"unused_tunnel"`
 	VxlanPorts   *ebpf.VariableSpec `ebpf:"vxlan_ports"`
 }
 
@@ -305,6 +309,7 @@ type TracepointVariables struct {
 	UnusedFlags  *ebpf.Variable `ebpf:"unused_flags"`
 	UnusedKind   *ebpf.Variable `ebpf:"unused_kind"`
 	UnusedSlot   *ebpf.Variable `ebpf:"unused_slot"`
+	UnusedTunnel *ebpf.Variable `ebpf:"unused_tunnel"`
 	VxlanPorts   *ebpf.Variable `ebpf:"vxlan_ports"`
 }
 

@@ -27,7 +27,8 @@ var (
 		"PT_F_INNER_L4": FlagInnerL4, "PT_F_REASON": FlagReason, "PT_F_FENTRY": FlagFentry,
 		"PT_F_KPROBE": FlagKprobe,
 	}
-	contractSlots = map[string]Slot{"PT_SLOT_NONE": SlotNone, "PT_SLOT_FIRST": SlotFirst, "PT_SLOT_LAST": SlotLast}
+	contractSlots   = map[string]Slot{"PT_SLOT_NONE": SlotNone, "PT_SLOT_FIRST": SlotFirst, "PT_SLOT_LAST": SlotLast}
+	contractTunnels = map[string]TunnelKind{"PT_TUNNEL_VXLAN": TunnelVXLAN, "PT_TUNNEL_GENEVE": TunnelGeneve, "PT_TUNNEL_IPIP": TunnelIPIP}
 )
 
 // contractEnum returns the values of a C enum of the compiled objects, by
@@ -83,6 +84,12 @@ func TestContract(t *testing.T) {
 	}
 	checkContract(t, "pathtrace_flags", contractFlags, flags)
 	checkContract(t, "pathtrace_slot", contractSlots, []Slot{SlotNone, SlotFirst, SlotLast})
+	checkContract(t, "pathtrace_tunnel", contractTunnels, TunnelKinds)
+	for _, k := range TunnelKinds {
+		if k.Hop() == hop.NoTunnel {
+			t.Errorf("tunnel kind %d has no hop tunnel", k)
+		}
+	}
 	for _, k := range Kinds() {
 		if k.Hop() == hop.NoKind || k.String() == "kind("+strconv.Itoa(int(k))+")" {
 			t.Errorf("event kind %d has no name or hop kind", k)

@@ -72,6 +72,7 @@ func (d *Decoder) Decode(b []byte, ev *Event) error {
 	}
 	if flags&FlagInner != 0 {
 		ev.VNI = r.Vni
+		ev.Tunnel = TunnelKind(r.Tunnel).Hop()
 		ev.Inner = tuple(r.Inner.Saddr, r.Inner.Daddr, r.Inner.Sport, r.Inner.Dport,
 			r.Inner.IpId, r.Inner.Proto, r.Inner.TcpFlags, flags&FlagInnerL4 != 0)
 	}
@@ -91,8 +92,8 @@ const (
 )
 
 // echoIDs reads the echo id of an ICMP echo from the captured bytes: after
-// the IPv4 header, or for a VXLAN packet after the outer IPv4, UDP, VXLAN
-// and Ethernet headers and the inner IPv4 header.
+// the IPv4 header, or for a tunnel's packet after the outer headers
+// (innerOffset) and the inner IPv4 header.
 func echoIDs(ev *Event) {
 	outer := ev.Flags&FlagL3 != 0 && ev.Flags&FlagL4 != 0 && ev.Outer.Proto == ProtoICMP
 	inner := ev.Flags&FlagInner != 0 && ev.Flags&FlagInnerL4 != 0 && ev.Inner.Proto == ProtoICMP
@@ -107,11 +108,46 @@ func echoIDs(ev *Event) {
 		echoID(ev.Data[ihl:], &ev.Outer)
 		return
 	}
-	const vxlanHeaders = 8 + 8 + 14 // UDP, VXLAN, Ethernet
-	in := ev.Data[min(ihl+vxlanHeaders, len(ev.Data)):]
+	off, ok := innerOffset(ev.Data, ihl, ev.Tunnel)
+	if !ok {
+		return
+	}
+	in := ev.Data[min(off, len(ev.Data)):]
 	if ihl, ok := ipv4HeaderLen(in); ok {
 		echoID(in[ihl:], &ev.Inner)
 	}
+}
+
+// Tunnel header sizes and types innerOffset reads.
+const (
+	udpHdr       = 8
+	vxlanHdr     = 8
+	geneveHdr    = 8
+	ethHdr       = 14
+	etherTypeTEB = 0x6558 // Ethernet inside the tunnel
+)
+
+// innerOffset is where the inner IPv4 header of a tunnel's packet starts in
+// b, whose outer IPv4 header is ihl bytes long: as the kernel programs find
+// it (bpf/include/common.h, tunnel_inner).
+func innerOffset(b []byte, ihl int, t hop.Tunnel) (int, bool) {
+	switch t {
+	case hop.TunnelIPIP:
+		return ihl, true
+	case hop.TunnelVXLAN:
+		return ihl + udpHdr + vxlanHdr + ethHdr, true
+	case hop.TunnelGeneve:
+		g := ihl + udpHdr
+		if len(b) < g+geneveHdr {
+			return 0, false
+		}
+		off := g + geneveHdr + int(b[g]&0x3f)*4
+		if binary.BigEndian.Uint16(b[g+2:]) == etherTypeTEB {
+			off += ethHdr
+		}
+		return off, true
+	}
+	return 0, false
 }
 
 // echoID sets t's echo id from the ICMP header b starts with, when it is

@@ -74,7 +74,7 @@ func TestDecode(t *testing.T) {
 			Dst: netip.MustParseAddrPort("192.168.50.12:8472"), HasPorts: true},
 		Inner: Tuple{Proto: ProtoTCP, Src: netip.MustParseAddrPort("10.244.1.5:40312"),
 			Dst: netip.MustParseAddrPort("10.96.0.10:80"), IPID: 777, TCPFlags: 0x02, HasPorts: true},
-		VNI: 1,
+		VNI: 1, Tunnel: hop.TunnelVXLAN,
 	}
 	got := ev
 	if !bytes.Equal(got.Data, []byte{0x45, 0, 0}) {
@@ -256,4 +256,57 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// The tunnel an encapsulated record names, and the inner echo id found
+// behind each tunnel's headers: IPIP's outer IPv4 header only, Geneve's
+// variable options and its optional Ethernet header.
+func TestDecodeTunnels(t *testing.T) {
+	echo := ipv4(ProtoICMP, "10.244.1.5", "10.244.2.7", 9, 0, nil, []byte{icmpEcho, 0, 0, 0, 0x12, 0x34, 0, 1})
+	eth := make([]byte, 14)
+	eth[12] = 0x08
+	udp := func(dport uint16, payload []byte) []byte {
+		return ipv4(ProtoUDP, "192.168.50.11", "192.168.50.12", 2, 0, nil,
+			slices.Concat([]byte{0x9c, 0x40, byte(dport >> 8), byte(dport), 0, 0, 0, 0}, payload))
+	}
+	geneve := func(opts int, proto uint16) []byte {
+		return append([]byte{byte(opts / 4), 0, byte(proto >> 8), byte(proto), 0, 0, 7, 0}, make([]byte, opts)...)
+	}
+	for _, tt := range []struct {
+		name   string
+		kind   TunnelKind
+		outer  []byte
+		tunnel hop.Tunnel
+	}{
+		{"recorded before the field: vxlan", TunnelVXLAN, udp(8472, slices.Concat([]byte{0x08, 0, 0, 0, 0, 0, 1, 0}, eth, echo)), hop.TunnelVXLAN},
+		{"ipip", TunnelIPIP, ipv4(4, "192.168.50.11", "192.168.50.12", 2, 0, nil, echo), hop.TunnelIPIP},
+		{"geneve ethernet", TunnelGeneve, udp(6081, slices.Concat(geneve(0, etherTypeTEB), eth, echo)), hop.TunnelGeneve},
+		{"geneve options, ethernet", TunnelGeneve, udp(6081, slices.Concat(geneve(12, etherTypeTEB), eth, echo)), hop.TunnelGeneve},
+		{"geneve options, ipv4", TunnelGeneve, udp(6081, slices.Concat(geneve(8, 0x0800), echo)), hop.TunnelGeneve},
+		{"unknown tunnel", TunnelKind(9), ipv4(4, "192.168.50.11", "192.168.50.12", 2, 0, nil, echo), hop.NoTunnel},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var r bpf.TracepointEvent
+			r.Kind = uint8(KindRx)
+			r.Flags = uint8(FlagL3 | FlagInner | FlagInnerL4)
+			r.Tunnel = uint8(tt.kind)
+			r.Outer.Saddr, r.Outer.Daddr, r.Outer.Proto = ip("192.168.50.11"), ip("192.168.50.12"), tt.outer[9]
+			r.Inner.Saddr, r.Inner.Daddr, r.Inner.Sport, r.Inner.Proto = ip("10.244.1.5"), ip("10.244.2.7"), icmpEcho, ProtoICMP
+			r.CapLen = uint16(copy(r.Data[:], tt.outer))
+			ev := decodeRecord(t, r)
+			if ev.Tunnel != tt.tunnel || !ev.Encapsulated() {
+				t.Errorf("tunnel %s encapsulated %v, want %s", ev.Tunnel, ev.Encapsulated(), tt.tunnel)
+			}
+			wantID := tt.tunnel != hop.NoTunnel
+			if ev.Inner.HasICMPID != wantID || (wantID && ev.Inner.ICMPID != 0x1234) {
+				t.Errorf("inner echo id %v %#x, want %v 0x1234", ev.Inner.HasICMPID, ev.Inner.ICMPID, wantID)
+			}
+		})
+	}
+	// Not encapsulated: no tunnel, whatever the field holds.
+	r := sampleRecord()
+	r.Flags, r.Tunnel = uint8(FlagL3|FlagL4), uint8(TunnelIPIP)
+	if ev := decodeRecord(t, r); ev.Tunnel != hop.NoTunnel {
+		t.Errorf("tunnel %s without FlagInner", ev.Tunnel)
+	}
 }

@@ -104,7 +104,7 @@ type Flags uint8
 const (
 	FlagNew     Flags = 1 << 0 // first event of a newly tracked packet on this skb
 	FlagL3      Flags = 1 << 1 // Outer holds a parsed IPv4 header
-	FlagInner   Flags = 1 << 2 // Inner and VNI hold a VXLAN payload
+	FlagInner   Flags = 1 << 2 // Inner (and VNI) hold a tunnel's payload; Tunnel says which
 	FlagL4      Flags = 1 << 3 // Outer ports and TCP flags are valid
 	FlagInnerL4 Flags = 1 << 4 // Inner ports and TCP flags are valid
 	FlagReason  Flags = 1 << 5 // DropReason was given by the kernel
@@ -124,6 +124,34 @@ func BackendOf(k Kind, f Flags) hop.Backend {
 		return kindInfo[k].backend
 	}
 	return hop.NoBackend
+}
+
+// TunnelKind is the tunnel of an encapsulated packet as the kernel
+// programs number it (enum pathtrace_tunnel). Recordings made before the
+// field carry 0, VXLAN: the only tunnel they knew.
+type TunnelKind uint8
+
+const (
+	TunnelVXLAN  TunnelKind = 0
+	TunnelGeneve TunnelKind = 1
+	TunnelIPIP   TunnelKind = 2
+)
+
+// TunnelKinds lists the tunnel kinds of the contract.
+var TunnelKinds = []TunnelKind{TunnelVXLAN, TunnelGeneve, TunnelIPIP}
+
+// Hop is the tunnel's hop vocabulary value; hop.NoTunnel for a value the
+// contract does not have.
+func (k TunnelKind) Hop() hop.Tunnel {
+	switch k {
+	case TunnelVXLAN:
+		return hop.TunnelVXLAN
+	case TunnelGeneve:
+		return hop.TunnelGeneve
+	case TunnelIPIP:
+		return hop.TunnelIPIP
+	}
+	return hop.NoTunnel
 }
 
 // IP protocol numbers the decoder names.
@@ -195,9 +223,10 @@ type Event struct {
 	Len  uint32 // skb->len
 	Mark uint32 // skb->mark
 
-	Outer Tuple
-	Inner Tuple  // valid with FlagInner
-	VNI   uint32 // valid with FlagInner
+	Outer  Tuple
+	Inner  Tuple      // valid with FlagInner
+	VNI    uint32     // valid with FlagInner, for a tunnel that has one
+	Tunnel hop.Tunnel // with FlagInner: the tunnel; hop.NoTunnel otherwise
 
 	DropReason uint32 // enum skb_drop_reason of the running kernel; valid with FlagReason
 	Location   uint64 // caller of kfree_skb/consume_skb
@@ -240,6 +269,6 @@ type VXLAN struct {
 	DPort uint16 // UDP destination port
 }
 
-// Encapsulated reports whether the event saw a VXLAN packet with an inner
-// IPv4 header.
+// Encapsulated reports whether the event saw a tunnel's packet (VXLAN,
+// Geneve, IPIP) with an inner IPv4 header.
 func (e *Event) Encapsulated() bool { return e.Flags&FlagInner != 0 }

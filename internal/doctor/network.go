@@ -277,5 +277,10 @@ func overlayMTUItem(o Overlay) Item {
 		it.Status = StatusOK
 		it.Explain = fmt.Sprintf("encapsulated packets (+%d bytes) fit the underlay MTU", o.Overhead)
 	}
+	if o.Kind == "geneve" {
+		// Options ride in each packet's header, not in the device's
+		// configuration: what the OVS or eBPF datapath adds is not seen here.
+		it.Explain += "; Geneve options, which the datapath adds per packet (4 to 252 bytes), come on top"
+	}
 	return it
 }

@@ -305,11 +305,17 @@ func (t *NATType) UnmarshalText(b []byte) error { return unmarshal(&natNames, b,
 type Tunnel uint8
 
 const (
-	NoTunnel    Tunnel = iota
-	TunnelVXLAN        // UDP, flannel 8472, IANA 4789
+	NoTunnel     Tunnel = iota
+	TunnelVXLAN         // UDP, flannel 8472, IANA 4789 (Calico's vxlan.calico)
+	TunnelGeneve        // UDP 6081 (OVN-Kubernetes, Antrea), variable options
+	TunnelIPIP          // IPv4 in IPv4, protocol 4 (Calico's tunl0): no port, no VNI
 )
 
-var tunnelNames = enum{what: "tunnel", names: []string{TunnelVXLAN: "vxlan"}}
+var tunnelNames = enum{what: "tunnel", names: []string{TunnelVXLAN: "vxlan", TunnelGeneve: "geneve", TunnelIPIP: "ipip"}}
+
+// HasVNI reports whether the tunnel's header carries a VNI (and its outer
+// header a UDP destination port).
+func (t Tunnel) HasVNI() bool { return t == TunnelVXLAN || t == TunnelGeneve }
 
 func (t Tunnel) String() string                { return tunnelNames.name(int(t)) }
 func (t Tunnel) MarshalText() ([]byte, error)  { return []byte(t.String()), nil }

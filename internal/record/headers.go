@@ -9,7 +9,9 @@ import (
 // as the kernel programs capture it, are headers: up to the end of the
 // innermost transport header. Tunnels keep their outer and inner headers:
 // VXLAN (UDP to one of vxlanPorts: UDP, VXLAN, the inner Ethernet header
-// with its VLAN tags, then the inner packet's headers) and IPIP. An ICMP
+// with its VLAN tags, then the inner packet's headers), Geneve (UDP to 6081:
+// UDP, Geneve with its options, the inner Ethernet header or none, then the
+// inner packet's headers) and IPIP. An ICMP
 // error keeps the header of the packet it is about and that packet's first
 // 8 bytes (RFC 792: its ports). A fragment after the first keeps its IP
 // header only; an unknown protocol, its IP header. A packet cut short keeps
@@ -26,14 +28,17 @@ const (
 	ipprotoUDP  = 17
 
 	etherTypeIPv4 = 0x0800
+	etherTypeTEB  = 0x6558 // Ethernet inside a tunnel
 	etherTypeVLAN = 0x8100
 	etherTypeQinQ = 0x88a8
 
-	vxlanLen = 8
-	udpLen   = 8
-	icmpLen  = 8
-	tcpMin   = 20
-	ipv4Min  = 20
+	vxlanLen   = 8
+	geneveLen  = 8
+	genevePort = 6081
+	udpLen     = 8
+	icmpLen    = 8
+	tcpMin     = 20
+	ipv4Min    = 20
 
 	maxTunnels = 2 // tunnels inside tunnels followed
 )
@@ -61,10 +66,16 @@ func headersEnd(b []byte, off int, vxlanPorts []uint16, depth int) int {
 		return l4 + max(int(b[l4+12]>>4)*4, tcpMin)
 	case ipprotoUDP:
 		end := l4 + udpLen
-		if len(b) < end || depth >= maxTunnels || !slices.Contains(vxlanPorts, be.Uint16(b[l4+2:])) {
+		if len(b) < end || depth >= maxTunnels {
 			return end
 		}
-		return etherEnd(b, end+vxlanLen, vxlanPorts, depth+1)
+		switch dport := be.Uint16(b[l4+2:]); {
+		case slices.Contains(vxlanPorts, dport):
+			return etherEnd(b, end+vxlanLen, vxlanPorts, depth+1)
+		case dport == genevePort:
+			return geneveEnd(b, end, vxlanPorts, depth+1)
+		}
+		return end
 	case ipprotoICMP:
 		end := l4 + icmpLen
 		if len(b) < end {
@@ -86,8 +97,26 @@ func headersEnd(b []byte, off int, vxlanPorts []uint16, depth int) int {
 	return l4
 }
 
+// geneveEnd returns the end of the headers of the Geneve packet at off.
+func geneveEnd(b []byte, off int, vxlanPorts []uint16, depth int) int {
+	if len(b) < off+geneveLen {
+		return off + geneveLen
+	}
+	if b[off]>>6 != 0 {
+		return off // a version pathtrace does not know
+	}
+	end := off + geneveLen + int(b[off]&0x3f)*4
+	switch be.Uint16(b[off+2:]) {
+	case etherTypeTEB:
+		return etherEnd(b, end, vxlanPorts, depth)
+	case etherTypeIPv4:
+		return headersEnd(b, end, vxlanPorts, depth)
+	}
+	return end
+}
+
 // etherEnd returns the end of the headers of the Ethernet frame at off
-// (inside VXLAN).
+// (inside VXLAN or Geneve).
 func etherEnd(b []byte, off int, vxlanPorts []uint16, depth int) int {
 	typ := off + 12
 	for range 3 { // the type, behind up to two VLAN tags

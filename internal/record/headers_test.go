@@ -55,6 +55,20 @@ func TestHeaderLen(t *testing.T) {
 	frag := bytes.Clone(udpPkt)
 	frag[6], frag[7] = 0, 3 // fragment offset 24 bytes
 	ipip := serialize(t, ip4(layers.IPProtocolIPv4), gopacket.Payload(inner))
+	// Geneve with opts bytes of options, then Ethernet or IPv4 directly.
+	geneve := func(opts int, eth bool) []byte {
+		g := make([]byte, 8+opts)
+		g[0], g[2], g[3], g[6] = byte(opts/4), 0x08, 0x00, 7
+		if eth {
+			g[2], g[3] = 0x65, 0x58
+			e := make([]byte, 14)
+			e[12] = 0x08
+			g = append(g, e...)
+		}
+		ip, u := ip4(layers.IPProtocolUDP), &layers.UDP{SrcPort: 33000, DstPort: 6081}
+		u.SetNetworkLayerForChecksum(ip)
+		return serialize(t, ip, u, gopacket.Payload(append(g, inner...)))
+	}
 
 	for _, tc := range []struct {
 		name string
@@ -67,6 +81,9 @@ func TestHeaderLen(t *testing.T) {
 		{"vxlan with a vlan tag", vxlan(true), 20 + 8 + 8 + 14 + 4 + 20 + 24},
 		{"vxlan on another port", vxlan(false), 20 + 8},
 		{"ipip", ipip, 20 + 20 + 24},
+		{"geneve", geneve(0, true), 20 + 8 + 8 + 14 + 20 + 24},
+		{"geneve with options", geneve(12, true), 20 + 8 + 8 + 12 + 14 + 20 + 24},
+		{"geneve with options, ipv4 inside", geneve(8, false), 20 + 8 + 8 + 8 + 20 + 24},
 		{"icmp echo", serialize(t, ip4(layers.IPProtocolICMPv4), &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(8, 0)}, gopacket.Payload(payload)), 20 + 8},
 		{"icmp unreachable", serialize(t, ip4(layers.IPProtocolICMPv4), &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(3, 4)}, gopacket.Payload(udpPkt)), 20 + 8 + 20 + 8},
 		{"later fragment", frag, 20},

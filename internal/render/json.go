@@ -181,7 +181,9 @@ func appendJSONHop(b []byte, p *stitch.Path, h *stitch.Hop) []byte {
 		b = append(b, '}')
 	}
 	if o := h.Outer; o != nil {
-		b = append(b, `,"outer":{"src":"`...)
+		b = append(b, `,"outer":{"tunnel":`...)
+		b = appendJSONString(b, o.Tunnel.String())
+		b = append(b, `,"src":"`...)
 		if o.Src.IsValid() {
 			b = o.Src.AppendTo(b)
 		}
@@ -189,10 +191,13 @@ func appendJSONHop(b []byte, p *stitch.Path, h *stitch.Hop) []byte {
 		if o.Dst.IsValid() {
 			b = o.Dst.AppendTo(b)
 		}
-		b = append(b, `","dport":`...)
-		b = strconv.AppendUint(b, uint64(o.DPort), 10)
-		b = append(b, `,"vni":`...)
-		b = strconv.AppendUint(b, uint64(o.VNI), 10)
+		b = append(b, '"')
+		if o.Tunnel.HasVNI() {
+			b = append(b, `,"dport":`...)
+			b = strconv.AppendUint(b, uint64(o.DPort), 10)
+			b = append(b, `,"vni":`...)
+			b = strconv.AppendUint(b, uint64(o.VNI), 10)
+		}
 		b = append(b, '}')
 	}
 	if br := h.Bridge; br != nil {

@@ -419,8 +419,10 @@ func (pg *page) markHop(p *stitch.Path, i, pt int) {
 		m.kind = markTunnel
 		if h.Outer != nil {
 			b = appendUpper(b, h.Outer.Tunnel.String())
-			b = append(b, " vni="...)
-			b = strconv.AppendUint(b, uint64(h.Outer.VNI), 10)
+			if h.Outer.Tunnel.HasVNI() {
+				b = append(b, " vni="...)
+				b = strconv.AppendUint(b, uint64(h.Outer.VNI), 10)
+			}
 		} else {
 			b = append(b, "tunnel"...)
 		}

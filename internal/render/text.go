@@ -545,8 +545,10 @@ func appendNAT(b []byte, n *stitch.NAT, proto uint8, idKnown bool) []byte {
 func (pal *palette) appendOuter(b []byte, o *stitch.Outer) []byte {
 	b = append(b, pal.vxlan.pre...)
 	b = appendUpper(b, o.Tunnel.String())
-	b = append(b, " vni="...)
-	b = strconv.AppendUint(b, uint64(o.VNI), 10)
+	if o.Tunnel.HasVNI() {
+		b = append(b, " vni="...)
+		b = strconv.AppendUint(b, uint64(o.VNI), 10)
+	}
 	b = append(b, ' ')
 	if o.Src.IsValid() {
 		b = o.Src.AppendTo(b)

@@ -558,7 +558,8 @@ func (s *Stitcher) nfHop(t *track, ev *decode.Event) Hop {
 }
 
 // transitions appends an encap or decap hop when the packet gains or loses
-// its VXLAN header between the previous event and ev.
+// its tunnel header (VXLAN, Geneve, IPIP) between the previous event and
+// ev.
 func (s *Stitcher) transitions(t *track, ev *decode.Event) {
 	if ev.Flags&decode.FlagL3 == 0 {
 		return
@@ -605,9 +606,15 @@ func (s *Stitcher) transitions(t *track, ev *decode.Event) {
 	t.encap = enc
 }
 
-// outerOf is the outer header of an event that saw an encapsulated packet.
+// outerOf is the outer header of an event that saw an encapsulated packet:
+// addresses, and the UDP destination port and VNI of a tunnel that has
+// them.
 func outerOf(ev *decode.Event) Outer {
-	return Outer{Tunnel: hop.TunnelVXLAN, Src: ev.Outer.Src.Addr(), Dst: ev.Outer.Dst.Addr(), DPort: ev.Outer.Dst.Port(), VNI: ev.VNI}
+	o := Outer{Tunnel: ev.Tunnel, Src: ev.Outer.Src.Addr(), Dst: ev.Outer.Dst.Addr()}
+	if ev.Tunnel.HasVNI() {
+		o.DPort, o.VNI = ev.Outer.Dst.Port(), ev.VNI
+	}
+	return o
 }
 
 // hop fills the fields every hop kind shares.

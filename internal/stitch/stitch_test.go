@@ -53,6 +53,7 @@ type seq struct {
 	tuple  decode.Tuple
 	outer  *decode.Tuple
 	vni    uint32
+	tunnel hop.Tunnel
 	events []decode.Event
 }
 
@@ -67,7 +68,7 @@ func (s *seq) add(ev decode.Event) *seq {
 	ev.Flags |= decode.FlagL3 | decode.FlagL4
 	ev.Outer = s.tuple
 	if s.outer != nil {
-		ev.Outer, ev.Inner, ev.VNI = *s.outer, s.tuple, s.vni
+		ev.Outer, ev.Inner, ev.VNI, ev.Tunnel = *s.outer, s.tuple, s.vni, s.tunnel
 		ev.Flags |= decode.FlagInner | decode.FlagInnerL4
 	}
 	ev.Backend = decode.BackendOf(ev.Kind, ev.Flags)
@@ -99,7 +100,22 @@ func (s *seq) hook(h hop.Hook, netns uint32, in, out string, nat func(*decode.Tu
 
 func (s *seq) encap(src, dst string, vni uint32) *seq {
 	o := decode.Tuple{Proto: decode.ProtoUDP, Src: ap(src), Dst: ap(dst), HasPorts: true}
-	s.outer, s.vni = &o, vni
+	s.outer, s.vni, s.tunnel = &o, vni, hop.TunnelVXLAN
+	return s
+}
+
+// encapIPIP wraps the packet in an outer IPv4 header (protocol 4, no
+// ports), as tunl0 does.
+func (s *seq) encapIPIP(src, dst string) *seq {
+	o := decode.Tuple{Proto: 4, Src: netip.AddrPortFrom(netip.MustParseAddr(src), 0), Dst: netip.AddrPortFrom(netip.MustParseAddr(dst), 0)}
+	s.outer, s.vni, s.tunnel = &o, 0, hop.TunnelIPIP
+	return s
+}
+
+// encapGeneve wraps the packet in UDP to 6081 and Geneve with vni.
+func (s *seq) encapGeneve(src, dst string, vni uint32) *seq {
+	s.encap(src, dst, vni)
+	s.tunnel = hop.TunnelGeneve
 	return s
 }
 
@@ -386,4 +402,57 @@ func BenchmarkStitch(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// IPIP (Calico's tunl0, routed veths) and Geneve keep one path across the
+// nodes as VXLAN does, with encap and decap hops carrying their outer
+// header: no port or VNI for IPIP.
+func TestTunnelsAcrossNodes(t *testing.T) {
+	for _, tt := range []struct {
+		name, dev string
+		encap     func(*seq) *seq
+		want      Outer
+	}{
+		{"ipip", "tunl0", func(s *seq) *seq { return s.encapIPIP("192.168.50.11", "192.168.50.12") },
+			Outer{Tunnel: hop.TunnelIPIP, Src: ap("192.168.50.11:0").Addr(), Dst: ap("192.168.50.12:0").Addr()}},
+		{"geneve", "genev_sys_6081", func(s *seq) *seq { return s.encapGeneve("192.168.50.11:51000", "192.168.50.12:6081", 7) },
+			Outer{Tunnel: hop.TunnelGeneve, Src: ap("192.168.50.11:0").Addr(), Dst: ap("192.168.50.12:0").Addr(), DPort: 6081, VNI: 7}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newSeq(0xb00, 1e9, tcp("10.244.1.5:40312", "10.244.2.7:8080"))
+			s.dev(decode.KindTx, nsClient, "eth0").
+				dev(decode.KindRx, nsNode1, "cali1a2b3c4d").
+				hook(hop.Forward, nsNode1, "cali1a2b3c4d", tt.dev, nil).
+				dev(decode.KindTx, nsNode1, tt.dev)
+			tt.encap(s).
+				dev(decode.KindTx, nsNode1, "eth0").
+				dev(decode.KindRx, nsNode2, "eth0").
+				decap().
+				dev(decode.KindRx, nsNode2, tt.dev).
+				dev(decode.KindTx, nsNode2, "cali5e6f7a8b").
+				dev(decode.KindRx, nsServer, "eth0")
+			paths, _ := collect(t, Config{}, s.events)
+			if len(paths) != 1 {
+				t.Fatalf("got %d paths, want 1", len(paths))
+			}
+			p := paths[0]
+			want := "tx:eth0 rx:cali1a2b3c4d netfilter:FORWARD tx:" + tt.dev + " encap:" + tt.dev + " tx:eth0 rx:eth0 decap:" + tt.dev +
+				" rx:" + tt.dev + " tx:cali5e6f7a8b rx:eth0"
+			if got := kinds(p); got != want {
+				t.Errorf("hops\n got %s\nwant %s", got, want)
+			}
+			for _, i := range []int{4, 5, 6, 7} {
+				h := p.Hops[i]
+				if h.Outer == nil || *h.Outer != tt.want {
+					t.Errorf("hop %d %s outer %+v, want %+v", i, h.Kind, h.Outer, tt.want)
+				}
+				if h.Src != ap("10.244.1.5:40312") || h.Dst != ap("10.244.2.7:8080") {
+					t.Errorf("hop %d carries %s → %s, want the inner tuple", i, h.Src, h.Dst)
+				}
+			}
+			if p.Verdict != VerdictDelivered {
+				t.Errorf("verdict %s", p.Verdict)
+			}
+		})
+	}
 }

@@ -42,6 +42,14 @@ var (
 	IPVS = Fact{name: "IPVS", probe: probeIPVS, absent: map[string]string{
 		"6.18": "the 6.18 host kernel has neither ip_vs nor dummy built in and loads no modules",
 	}}
+	// IPIP: the ipip module's tunl0 (topology's Calico IPIP mode).
+	IPIP = Fact{name: "IPIP (tunl0)", absent: map[string]string{
+		"6.18": "the 6.18 host kernel has no ipip built in and loads no modules",
+	}}
+	// Geneve: geneve devices (topology's Geneve mode).
+	Geneve = Fact{name: "Geneve", absent: map[string]string{
+		"6.18": "the 6.18 host kernel has no geneve built in and loads no modules",
+	}}
 	// Kprobes: kprobes attach (features.Kprobe).
 	Kprobes = Fact{name: "kprobes", absent: map[string]string{
 		"6.18": "the 6.18 host kernel is built without CONFIG_KPROBES",

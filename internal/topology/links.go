@@ -41,22 +41,27 @@ func (c *Cluster) setupLinks() error {
 	}
 	for _, n := range c.Nodes {
 		h := handles[n.Name]
-		if err := setupNode(h, n); err != nil {
+		if err := setupNode(h, n, c.CNI); err != nil {
 			return fmt.Errorf("node %s: %w", n.Name, err)
 		}
 		for _, p := range n.Pods {
-			if err := setupPod(h, p); err != nil {
+			setup := setupPod
+			if c.CNI.Routed() {
+				setup = setupRoutedPod
+			}
+			if err := setup(h, p); err != nil {
 				return fmt.Errorf("pod %s: %w", p.Name, err)
 			}
 		}
 	}
-	// flannel's per-peer state: route, neighbour and fdb entry for every other node.
+	// The CNI's per-peer state: for flannel route, neighbour and fdb entry
+	// for every other node.
 	for _, n := range c.Nodes {
 		for _, peer := range c.Nodes {
 			if peer == n {
 				continue
 			}
-			if err := addVXLANPeer(handles[n.Name], peer); err != nil {
+			if err := addTunnelPeer(handles[n.Name], peer, c.CNI); err != nil {
 				return fmt.Errorf("node %s: peer %s: %w", n.Name, peer.Name, err)
 			}
 		}
@@ -99,11 +104,15 @@ func upEth0(h *netlink.Handle, a netip.Prefix) (netlink.Link, error) {
 	return eth0, nil
 }
 
-// setupNode configures lo, eth0, cni0 and flannel.1 in a node.
-func setupNode(h *netlink.Handle, n *Node) error {
+// setupNode configures lo, eth0, cni0 (not with routed veths) and the
+// CNI's tunnel device (flannel.1 by default) in a node.
+func setupNode(h *netlink.Handle, n *Node, cni CNI) error {
 	eth0, err := upEth0(h, netip.PrefixFrom(n.UnderlayIP, UnderlayNet.Bits()))
 	if err != nil {
 		return err
+	}
+	if cni.Routed() {
+		return setupTunnel(h, n, eth0, cni)
 	}
 
 	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{
@@ -121,30 +130,7 @@ func setupNode(h *netlink.Handle, n *Node) error {
 	if err := h.LinkSetUp(br); err != nil {
 		return fmt.Errorf("set %s up: %w", BridgeDev, err)
 	}
-
-	vx := &netlink.Vxlan{
-		LinkAttrs: netlink.LinkAttrs{
-			Name:         VXLANDev,
-			MTU:          PodMTU,
-			HardwareAddr: n.VXLANMAC,
-			TxQLen:       -1,
-		},
-		VxlanId:      VXLANID,
-		VtepDevIndex: eth0.Attrs().Index,
-		SrcAddr:      net.IP(n.UnderlayIP.AsSlice()),
-		Port:         VXLANPort,
-		Learning:     false,
-	}
-	if err := h.LinkAdd(vx); err != nil {
-		return fmt.Errorf("add vxlan %s: %w", VXLANDev, err)
-	}
-	if err := addAddr(h, vx, netip.PrefixFrom(n.VXLANIP, 32)); err != nil {
-		return err
-	}
-	if err := h.LinkSetUp(vx); err != nil {
-		return fmt.Errorf("set %s up: %w", VXLANDev, err)
-	}
-	return nil
+	return setupTunnel(h, n, eth0, cni)
 }
 
 // setupPod creates the pod's veth pair from the node (host end on cni0, eth0 in the pod) and
@@ -192,13 +178,14 @@ func setupPod(h *netlink.Handle, p *Pod) error {
 	return nil
 }
 
-// addVXLANPeer installs what flanneld installs for a remote node: a route to its pod subnet
-// via its flannel.1 address (onlink), a permanent neighbour entry for that address and an fdb
-// entry sending its flannel.1 MAC to its underlay IP.
-func addVXLANPeer(h *netlink.Handle, peer *Node) error {
-	vx, err := h.LinkByName(VXLANDev)
+// addVXLANPeer installs what flanneld installs for a remote node on the tunnel device dev
+// (flannel.1): a route to its pod subnet via its tunnel address (onlink), a permanent
+// neighbour entry for that address and, with fdb, an fdb entry sending its tunnel MAC to its
+// underlay IP (a point-to-point Geneve device has its one remote instead).
+func addVXLANPeer(h *netlink.Handle, peer *Node, dev string, fdb bool) error {
+	vx, err := h.LinkByName(dev)
 	if err != nil {
-		return fmt.Errorf("find %s: %w", VXLANDev, err)
+		return fmt.Errorf("find %s: %w", dev, err)
 	}
 	idx := vx.Attrs().Index
 	route := &netlink.Route{
@@ -220,7 +207,10 @@ func addVXLANPeer(h *netlink.Handle, peer *Node) error {
 	if err := h.NeighSet(neigh); err != nil {
 		return fmt.Errorf("add neighbour %s: %w", peer.VXLANIP, err)
 	}
-	fdb := &netlink.Neigh{
+	if !fdb {
+		return nil
+	}
+	entry := &netlink.Neigh{
 		LinkIndex:    idx,
 		Family:       unix.AF_BRIDGE,
 		Flags:        netlink.NTF_SELF,
@@ -228,7 +218,7 @@ func addVXLANPeer(h *netlink.Handle, peer *Node) error {
 		IP:           net.IP(peer.UnderlayIP.AsSlice()),
 		HardwareAddr: peer.VXLANMAC,
 	}
-	if err := h.NeighSet(fdb); err != nil {
+	if err := h.NeighSet(entry); err != nil {
 		return fmt.Errorf("add fdb %s: %w", peer.VXLANMAC, err)
 	}
 	return nil

@@ -51,11 +51,16 @@ type Options struct {
 	// masquerade). The host is a client of the NodePort and a server for
 	// pods going out through flanneld's masquerade.
 	External bool
+	// CNI is the pod network: flannel VXLAN (the zero value), Calico
+	// IPIP or VXLAN with routed veths, or Geneve. The others than flannel
+	// do not go with IPVS or External.
+	CNI CNI
 }
 
 // Cluster is a built demo cluster. Close removes it.
 type Cluster struct {
 	Prefix string
+	CNI    CNI // the pod network it was built with
 	Nodes  []*Node
 	Pods   []*Pod
 	// External is the host outside the cluster (Options.External): a
@@ -68,17 +73,21 @@ type Cluster struct {
 }
 
 // Node is a Kubernetes node: one network namespace with eth0 on the underlay, cni0 and
-// flannel.1.
+// flannel.1 (or what Options.CNI makes of it: no bridge with routed veths, another tunnel
+// device).
 type Node struct {
 	Name       string
 	NetnsName  string // name under /run/netns, for `ip netns exec`
 	NetnsPath  string
 	UnderlayIP netip.Addr   // eth0 address
 	PodCIDR    netip.Prefix // this node's pod subnet
-	BridgeIP   netip.Addr   // cni0 address, the pods' default gateway
-	VXLANIP    netip.Addr   // flannel.1 address (the pod subnet's network address)
+	BridgeIP   netip.Addr   // cni0 address, the pods' default gateway (none with routed veths)
+	VXLANIP    netip.Addr   // tunnel device's address (the pod subnet's network address)
 	VXLANMAC   net.HardwareAddr
+	TunnelDev  string // the overlay device: flannel.1, tunl0, vxlan.calico or genev_sys_6081
 	Pods       []*Pod
+
+	peerUnderlay netip.Addr // the other node's underlay address (a Geneve device's remote)
 
 	ns netns.NsHandle
 }
@@ -90,7 +99,7 @@ type Pod struct {
 	NetnsPath string
 	IP        netip.Addr
 	MAC       net.HardwareAddr // eth0 inside the pod
-	HostVeth  string           // host end in the node, "veth" + 8 hex characters
+	HostVeth  string           // host end in the node, "veth" + 8 hex characters ("cali" + 11 with routed veths)
 	Node      *Node
 
 	ns netns.NsHandle
@@ -116,10 +125,13 @@ func Build(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if opts.External && opts.IPVS {
 		return nil, errors.New("build cluster: the external host's NodePort rules are kube-proxy's iptables mode, not IPVS")
 	}
+	if opts.CNI != CNIFlannel && (opts.External || opts.IPVS) {
+		return nil, fmt.Errorf("build cluster: %s goes without External and IPVS", opts.CNI)
+	}
 
 	loadModules(ctx, opts)
 
-	c := &Cluster{Prefix: prefix, switchNs: netns.None()}
+	c := &Cluster{Prefix: prefix, CNI: opts.CNI, switchNs: netns.None()}
 	defer func() {
 		if err != nil {
 			c.Close()
@@ -135,13 +147,24 @@ func Build(ctx context.Context, opts Options) (_ *Cluster, err error) {
 			BridgeIP:   s.podCIDR.Addr().Next(),
 			VXLANIP:    s.podCIDR.Addr(),
 			VXLANMAC:   mac(macVXLAN, 0, s.index),
+			TunnelDev:  opts.CNI.TunnelDev(),
 			ns:         netns.None(),
+		}
+		if opts.CNI.Routed() {
+			n.BridgeIP = netip.Addr{}
 		}
 		n.NetnsPath = filepath.Join(netnsDir, n.NetnsName)
 		if n.ns, err = createNamedNetns(n.NetnsName); err != nil {
 			return nil, fmt.Errorf("create node %s: %w", n.Name, err)
 		}
 		c.Nodes = append(c.Nodes, n)
+	}
+	for _, n := range c.Nodes {
+		for _, peer := range c.Nodes {
+			if peer != n {
+				n.peerUnderlay = peer.UnderlayIP
+			}
+		}
 	}
 	pods := podSpecs
 	if opts.IPVS {
@@ -159,7 +182,7 @@ func Build(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		}
 		p.NetnsPath = filepath.Join(netnsDir, p.NetnsName)
 		sum := sha256.Sum256([]byte(p.NetnsName))
-		p.HostVeth = "veth" + hex.EncodeToString(sum[:4])
+		p.HostVeth = hostVethName(opts.CNI, sum)
 		if p.ns, err = createNamedNetns(p.NetnsName); err != nil {
 			return nil, fmt.Errorf("create pod %s: %w", p.Name, err)
 		}
@@ -337,7 +360,7 @@ func loadModules(ctx context.Context, opts Options) {
 	if _, err := os.Stat("/proc/modules"); err != nil {
 		return // no module support: everything is built in or absent
 	}
-	mods := []string{"veth", "bridge", "br_netfilter", "vxlan"}
+	mods := opts.CNI.modules()
 	if opts.IPVS {
 		mods = append(mods, "dummy", "ip_vs", "ip_vs_rr")
 	}

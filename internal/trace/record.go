@@ -2,6 +2,7 @@ package trace
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/pathtrace/pathtrace/internal/decode"
 	"github.com/pathtrace/pathtrace/internal/record"
@@ -96,8 +97,12 @@ func appendComment(b []byte, ev *decode.Event, ns string, reasons map[uint32]str
 		b = appendTuple(b, t)
 	}
 	if ev.Encapsulated() {
-		b = append(b, " in VXLAN vni "...)
-		b = strconv.AppendUint(b, uint64(ev.VNI), 10)
+		b = append(b, " in "...)
+		b = append(b, strings.ToUpper(ev.Tunnel.String())...)
+		if ev.Tunnel.HasVNI() {
+			b = append(b, " vni "...)
+			b = strconv.AppendUint(b, uint64(ev.VNI), 10)
+		}
 		b = append(b, ' ')
 		b = ev.Outer.Src.Addr().AppendTo(b)
 		b = append(b, " → "...)

@@ -1,0 +1,157 @@
+package trace
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/pathtrace/pathtrace/internal/hop"
+	"github.com/pathtrace/pathtrace/internal/stitch"
+	"github.com/pathtrace/pathtrace/internal/testutil"
+	"github.com/pathtrace/pathtrace/internal/topology"
+)
+
+// cniCluster is cluster with another CNI than flannel, or ends the test
+// where the kernel lacks the CNI's tunnel (testutil says where that is
+// expected: IPIP and Geneve run in the QEMU guests, not on the host).
+func cniCluster(t *testing.T, cni topology.CNI) *topology.Cluster {
+	t.Helper()
+	testutil.RequireRoot(t)
+	c, err := topology.Build(context.Background(), topology.Options{CNI: cni})
+	switch {
+	case errors.Is(err, topology.ErrNoIPIP):
+		testutil.Missing(t, testutil.IPIP, err)
+	case errors.Is(err, topology.ErrNoGeneve):
+		testutil.Missing(t, testutil.Geneve, err)
+	case err != nil:
+		t.Fatalf("build %s cluster: %v", cni, err)
+	}
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("close cluster: %v", err)
+		}
+	})
+	for _, name := range []string{topology.PodServer, topology.PodPeer} {
+		srv, err := topology.StartEchoServer(context.Background(), c.Pod(name), topology.ServerPort)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { srv.Close() })
+	}
+	return c
+}
+
+// tunnelOuter is the outer header a cluster's tunnel puts on a packet from
+// the node with underlay address src to the one with dst.
+func tunnelOuter(cni topology.CNI, src, dst *topology.Node) *stitch.Outer {
+	o := &stitch.Outer{Src: src.UnderlayIP, Dst: dst.UnderlayIP}
+	switch cni {
+	case topology.CNICalicoIPIP:
+		o.Tunnel = hop.TunnelIPIP
+	case topology.CNICalicoVXLAN:
+		o.Tunnel, o.DPort, o.VNI = hop.TunnelVXLAN, topology.CalicoVXLANPort, topology.CalicoVXLANID
+	case topology.CNIGeneve:
+		o.Tunnel, o.DPort, o.VNI = hop.TunnelGeneve, topology.GenevePort, topology.GeneveID
+	default:
+		o.Tunnel, o.DPort, o.VNI = hop.TunnelVXLAN, topology.VXLANPort, topology.VXLANID
+	}
+	return o
+}
+
+// Pod to pod across nodes over Calico VXLAN (vxlan.calico, 4789) and IPIP
+// (tunl0) with routed veths, and over Geneve (6081): each packet is one
+// path, matched on its inner header, with encap and decap hops carrying
+// the tunnel's outer header and the inner tuple; the reply likewise.
+func TestLiveTunnels(t *testing.T) {
+	for _, cni := range []topology.CNI{topology.CNICalicoVXLAN, topology.CNICalicoIPIP, topology.CNIGeneve} {
+		t.Run(cni.String(), func(t *testing.T) {
+			c := cniCluster(t, cni)
+			stop := tracing(t, c, topology.ClientIP)
+			client, server := c.Pod(topology.PodClient), c.Pod(topology.PodServer)
+			node1, node2 := c.Node(topology.Node1), c.Node(topology.Node2)
+			n1, n2, dev := node1.NetnsName, node2.NetnsName, node1.TunnelDev
+
+			exchange(t, client, topology.ServerAddr)
+			paths, sum := stop()
+			if sum.Lost != 0 {
+				t.Errorf("%d events lost", sum.Lost)
+			}
+			forward := hopMatch{kind: hop.Netfilter, hook: hop.Forward, out: dev, netns: n1, description: "FORWARD → " + dev}
+			if cni.Routed() {
+				forward.in = client.HostVeth
+				forward.description = "FORWARD " + client.HostVeth + " → " + dev + " (routed veth, no bridge)"
+			}
+			req := findPath(t, paths, topology.ClientIP, topology.ServerIP, tcpSYN)
+			requireHops(t, req, []hopMatch{
+				{kind: hop.Tx, dev: "eth0", netns: client.NetnsName, description: "tx on the client pod's eth0"},
+				{kind: hop.Rx, dev: client.HostVeth, netns: n1, description: "rx on the client's host veth"},
+				forward,
+				{kind: hop.Tx, dev: dev, netns: n1, description: "tx on node1 " + dev},
+				{kind: hop.Encap, dev: dev, netns: n1, outer: tunnelOuter(cni, node1, node2), description: "encap on node1 " + dev},
+				{kind: hop.Tx, dev: "eth0", netns: n1, outer: tunnelOuter(cni, node1, node2), description: "tx on node1 eth0, encapsulated"},
+				{kind: hop.Rx, dev: "eth0", netns: n2, outer: tunnelOuter(cni, node1, node2), description: "rx on node2 eth0, encapsulated"},
+				{kind: hop.Decap, dev: dev, netns: n2, outer: tunnelOuter(cni, node1, node2), description: "decap on node2 " + dev},
+				{kind: hop.Tx, dev: server.HostVeth, netns: n2, description: "tx on the server's host veth"},
+				{kind: hop.Rx, dev: "eth0", netns: server.NetnsName, description: "rx on the server pod's eth0"},
+			})
+			for i := range req.Hops {
+				if h := &req.Hops[i]; h.Src.Addr() != topology.ClientIP || h.Dst != topology.ServerAddr {
+					t.Errorf("hop %d (%s on %s) carries %s → %s, want the inner tuple\n%s", i, h.Kind, h.Dev, h.Src, h.Dst, dump(req))
+					break
+				}
+			}
+			if req.Verdict != stitch.VerdictDelivered {
+				t.Errorf("request verdict %s, want delivered", req.Verdict)
+			}
+			if cni == topology.CNICalicoVXLAN {
+				checkBackends(t, req, "") // vxlan_xmit and vxlan_rcv where the kernel shows them
+			}
+
+			reply := findPath(t, paths, topology.ServerIP, topology.ClientIP, tcpSYN|tcpACK)
+			requireHops(t, reply, []hopMatch{
+				{kind: hop.Tx, dev: "eth0", netns: server.NetnsName, description: "tx on the server pod's eth0"},
+				{kind: hop.Encap, dev: dev, netns: n2, outer: tunnelOuter(cni, node2, node1), description: "encap on node2"},
+				{kind: hop.Decap, dev: dev, netns: n1, outer: tunnelOuter(cni, node2, node1), description: "decap on node1"},
+				{kind: hop.Tx, dev: client.HostVeth, netns: n1, description: "tx on the client's host veth"},
+				{kind: hop.Rx, dev: "eth0", netns: client.NetnsName, description: "rx on the client pod's eth0"},
+			})
+		})
+	}
+}
+
+// A hostNetwork pod (a socket in the node's namespace) to a pod on the
+// other node over Calico's routed veths and VXLAN, traced by the pod's
+// address: the path starts in the node's OUTPUT hook and crosses the
+// tunnel to the pod.
+func TestLiveHostNetworkPod(t *testing.T) {
+	c := cniCluster(t, topology.CNICalicoVXLAN)
+	stop := tracing(t, c, topology.ServerIP)
+	node1, node2, server := c.Node(topology.Node1), c.Node(topology.Node2), c.Pod(topology.PodServer)
+	host := node1.HostNetworkPod()
+
+	exchange(t, host, topology.ServerAddr)
+	paths, _ := stop()
+	var req *stitch.Path
+	for _, p := range paths {
+		if p.Dst == topology.ServerAddr && p.TCPFlags == tcpSYN && p.Src.Addr() != topology.ClientIP {
+			req = p
+			break
+		}
+	}
+	if req == nil {
+		t.Fatalf("no SYN from node1's namespace to %s among %d paths", topology.ServerAddr, len(paths))
+	}
+	if req.Src.Addr() != node1.VXLANIP {
+		t.Errorf("source %s, want %s's address %s (the route's)", req.Src, node1.TunnelDev, node1.VXLANIP)
+	}
+	requireHops(t, req, []hopMatch{
+		{kind: hop.Netfilter, hook: hop.Output, netns: node1.NetnsName, description: "OUTPUT in node1 (a local socket)"},
+		{kind: hop.Encap, dev: node1.TunnelDev, netns: node1.NetnsName, outer: tunnelOuter(c.CNI, node1, node2), description: "encap on node1"},
+		{kind: hop.Decap, dev: node2.TunnelDev, netns: node2.NetnsName, outer: tunnelOuter(c.CNI, node1, node2), description: "decap on node2"},
+		{kind: hop.Tx, dev: server.HostVeth, netns: node2.NetnsName, description: "tx on the server's host veth"},
+		{kind: hop.Rx, dev: "eth0", netns: server.NetnsName, description: "rx on the server pod's eth0"},
+	})
+	if req.Verdict != stitch.VerdictDelivered {
+		t.Errorf("verdict %s, want delivered", req.Verdict)
+	}
+}
