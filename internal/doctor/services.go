@@ -7,9 +7,11 @@ import (
 
 // kube-proxy names every Service port in its rules: iptables mode in the
 // comments of the nat table's KUBE-SERVICES rules ("default/web:http
-// cluster IP"), nftables mode in the comments of the elements of its
-// service maps ("default/web:http"); the rules for ports without endpoints
-// name them too (noEndpoints).
+// cluster IP"), nftables mode in the chains its service maps' elements go
+// to ("goto service-SUSTUHLJ-default/web/tcp/http", "goto
+// external-SUSTUHLJ-default/web/tcp/http"; kube-proxy 1.37 gives these
+// elements no comment); the rules for ports without endpoints name them
+// too (noEndpoints).
 const (
 	serviceIPsMap       = "service-ips"
 	serviceNodePortsMap = "service-nodeports"
@@ -69,7 +71,11 @@ func (c *collector) services(tables []NFTable, families []string, noEndpoints []
 				continue
 			}
 			for _, el := range els {
-				add(strings.Trim(el.Comment, `"`))
+				if el.Comment != "" {
+					add(strings.Trim(el.Comment, `"`))
+				} else {
+					add(serviceOfChain(el.Verdict))
+				}
 			}
 		}
 	}
@@ -96,4 +102,23 @@ func (c *collector) services(tables []NFTable, families []string, noEndpoints []
 func firstField(comment string) string {
 	f, _, _ := strings.Cut(strings.TrimSpace(strings.Trim(comment, `"`)), " ")
 	return f
+}
+
+// serviceOfChain is the Service ("namespace/name") of an nftables-mode
+// service chain a verdict goes to: "goto service-HASH-NS/NAME/PROTO/PORT"
+// or "goto external-HASH-NS/NAME/PROTO/PORT"; "" for other verdicts.
+func serviceOfChain(verdict string) string {
+	_, chain, ok := strings.Cut(verdict, " ")
+	if !ok {
+		return ""
+	}
+	for _, prefix := range []string{"service-", "external-"} {
+		if rest, ok := strings.CutPrefix(chain, prefix); ok {
+			_, svcPort, ok := strings.Cut(rest, "-")
+			if f := strings.Split(svcPort, "/"); ok && len(f) == 4 {
+				return f[0] + "/" + f[1]
+			}
+		}
+	}
+	return ""
 }

@@ -8,8 +8,9 @@ import (
 
 // TestServices counts the Services kube-proxy's rules name, in the layouts
 // kube-proxy 1.37 writes (the lab tests check them on real rules): iptables
-// mode's nat KUBE-SERVICES comments, nftables mode's service map comments,
-// and the Services without endpoints, each Service once whatever its ports.
+// mode's nat KUBE-SERVICES comments, the chains nftables mode's service maps
+// go to, and the Services without endpoints, each Service once whatever its
+// ports.
 func TestServices(t *testing.T) {
 	iptables := &fakeNet{ipvsErr: ErrIPVSUnavailable,
 		tables: []NFTable{kubeFilter, {Family: "ip", Name: "nat", Chains: []string{"KUBE-SERVICES", "KUBE-NODEPORTS"}}},
@@ -34,11 +35,12 @@ func TestServices(t *testing.T) {
 		tables: []NFTable{{Family: "ip", Name: "kube-proxy"}},
 		maps: map[string][]MapElement{
 			"ip kube-proxy service-ips": {
-				{Addr: netip.MustParseAddr("10.97.0.1"), Proto: 6, Port: 443, Comment: "default/kubernetes:https", Verdict: "goto service-A"},
-				{Addr: netip.MustParseAddr("10.97.0.80"), Proto: 6, Port: 80, Comment: "default/web:http", Verdict: "goto service-B"},
+				{Addr: netip.MustParseAddr("10.97.0.1"), Proto: 6, Port: 443, Verdict: "goto service-2QRHZV4L-default/kubernetes/tcp/https"},
+				{Addr: netip.MustParseAddr("10.97.0.80"), Proto: 6, Port: 80, Verdict: "goto service-SUSTUHLJ-default/web/tcp/http"},
+				{Addr: netip.MustParseAddr("10.97.0.82"), Proto: 6, Port: 80, Verdict: "goto somewhere-else"},
 			},
 			"ip kube-proxy service-nodeports": {
-				{Proto: 6, Port: 30080, Comment: "default/web:http", Verdict: "goto external-B"},
+				{Proto: 6, Port: 30080, Verdict: "goto external-SUSTUHLJ-default/web/tcp/http"},
 			},
 			"ip kube-proxy no-endpoint-services": {
 				{Addr: netip.MustParseAddr("10.97.0.81"), Proto: 6, Port: 80, Comment: "default/idle:http", Verdict: "goto reject-chain"},
