@@ -12,7 +12,7 @@ import (
 // startControlPlane makes the underlay bridge in the root namespace, the
 // PKI, and starts etcd and kube-apiserver on the bridge's address.
 func (l *Lab) startControlPlane(ctx context.Context) error {
-	if _, err := run(ctx, l.bins.IP, "link", "add", underlayBridge, "type", "bridge"); err != nil {
+	if _, err := run(ctx, l.Bins.IP, "link", "add", underlayBridge, "type", "bridge"); err != nil {
 		return err
 	}
 	l.state.Bridge = underlayBridge
@@ -20,10 +20,10 @@ func (l *Lab) startControlPlane(ctx context.Context) error {
 		return err
 	}
 	pfx := fmt.Sprintf("%s/%d", APIServerIP, UnderlayNet.Bits())
-	if _, err := run(ctx, l.bins.IP, "addr", "add", pfx, "dev", underlayBridge); err != nil {
+	if _, err := run(ctx, l.Bins.IP, "addr", "add", pfx, "dev", underlayBridge); err != nil {
 		return err
 	}
-	if _, err := run(ctx, l.bins.IP, "link", "set", underlayBridge, "up"); err != nil {
+	if _, err := run(ctx, l.Bins.IP, "link", "set", underlayBridge, "up"); err != nil {
 		return err
 	}
 	var err error
@@ -37,7 +37,7 @@ func (l *Lab) startControlPlane(ctx context.Context) error {
 
 	etcdURL := fmt.Sprintf("http://127.0.0.1:%d", etcdClientPort)
 	peerURL := fmt.Sprintf("http://127.0.0.1:%d", etcdPeerPort)
-	if _, err := l.startProc("etcd", "", nil, l.bins.Etcd, "--name", "ptlab",
+	if _, err := l.startProc("etcd", "", nil, l.Bins.Etcd, "--name", "ptlab",
 		"--data-dir", filepath.Join(l.Dir, "etcd"),
 		"--listen-client-urls", etcdURL, "--advertise-client-urls", etcdURL,
 		"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
@@ -56,7 +56,7 @@ func (l *Lab) startControlPlane(ctx context.Context) error {
 		return err
 	}
 
-	if _, err := l.startProc("kube-apiserver", "", nil, l.bins.APIServer,
+	if _, err := l.startProc("kube-apiserver", "", nil, l.Bins.APIServer,
 		"--etcd-servers", etcdURL,
 		"--bind-address", APIServerIP.String(), "--advertise-address", APIServerIP.String(),
 		"--secure-port", fmt.Sprint(apiPort),

@@ -42,11 +42,10 @@ type Options struct {
 type Lab struct {
 	Dir        string
 	Mode       ProxyMode
-	Kubeconfig string // admin kubeconfig (token auth) for kubectl
-	Bins       Binaries
+	Kubeconfig string   // admin kubeconfig (token auth) for kubectl
+	Bins       Binaries // the programs it runs
 	Nodes      []*Node
 
-	bins  Binaries
 	pki   pki
 	api   *api
 	log   *slog.Logger
@@ -118,7 +117,7 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Lab{Dir: opts.Dir, Mode: opts.Mode, bins: bins, Bins: bins, log: opts.Log, pods: map[string]*Pod{}}
+	l := &Lab{Dir: opts.Dir, Mode: opts.Mode, Bins: bins, log: opts.Log, pods: map[string]*Pod{}}
 	if l.Dir == "" {
 		l.Dir = DefaultDir
 	}
@@ -275,14 +274,9 @@ func (l *Lab) Services() []Service {
 
 // logTails writes the last n lines of every log.
 func (l *Lab) logTails(log *slog.Logger, n int) {
-	ents, _ := os.ReadDir(filepath.Join(l.Dir, "logs"))
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join(l.Dir, "logs", e.Name()))
-		if err != nil {
-			continue
-		}
-		lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-		log.Info("log "+e.Name(), "tail", "\n"+strings.Join(lines[max(0, len(lines)-n):], "\n"))
+	tails := l.LogTails(n)
+	for _, name := range slices.Sorted(mapsKeys(tails)) {
+		log.Info("log "+name, "tail", "\n"+tails[name])
 	}
 }
 

@@ -137,9 +137,9 @@ func requireSame(t *testing.T, before, after machine) {
 // nodes (the server is on node2: across nodes through node1's NodePort),
 // and that nothing of it is left after.
 func TestLab(t *testing.T) {
+	testutil.RequireLab(t, findBinaries)
 	for _, mode := range []ProxyMode{IPTables, NFTables} {
 		t.Run(string(mode), func(t *testing.T) {
-			testutil.RequireLab(t, findBinaries)
 			before := snapshot(t)
 			t.Run("up", func(t *testing.T) {
 				l := start(t, mode)

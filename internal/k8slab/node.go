@@ -59,7 +59,7 @@ func (l *Lab) startNodes(ctx context.Context) error {
 // CIDR: there is no controller-manager to allocate one) and its
 // configuration files.
 func (l *Lab) makeNode(ctx context.Context, n *Node, i int) error {
-	ip := l.bins.IP
+	ip := l.Bins.IP
 	if _, err := run(ctx, ip, "netns", "add", n.NetnsName); err != nil {
 		return err
 	}
@@ -144,7 +144,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "%[5]s"
     conf_dir = "%[1]s/cni/net.d"
-`, d, n.socket, imagePause, l.bins.Runc, l.bins.CNIDir),
+`, d, n.socket, imagePause, l.Bins.Runc, l.Bins.CNIDir),
 		"flannel/net-conf.json": fmt.Sprintf(`{"Network": %q, "EnableIPv4": true, "Backend": {"Type": "vxlan"}}`, ClusterCIDR),
 		"kubelet/config.yaml": fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -201,13 +201,13 @@ conntrack:
 
 // writeImages writes the OCI archives of the sandbox and the pods' images.
 func (l *Lab) writeImages() ([]string, error) {
-	bb, bbEntry := busyboxImage(l.bins.Busybox)
+	bb, bbEntry := busyboxImage(l.Bins.Busybox)
 	images := []struct {
 		name, file string
 		files      []layerFile
 		entry      []string
 	}{
-		{imagePause, "pause.tar", []layerFile{{name: "pause", from: l.bins.Pause, mode: 0o755}}, []string{"/pause"}},
+		{imagePause, "pause.tar", []layerFile{{name: "pause", from: l.Bins.Pause, mode: 0o755}}, []string{"/pause"}},
 		{imageBusybox, "busybox.tar", bb, bbEntry},
 	}
 	var paths []string
@@ -232,18 +232,18 @@ func (l *Lab) writeImages() ([]string, error) {
 // imports the images into its CRI namespace (k8s.io).
 func (l *Lab) startContainerd(ctx context.Context, n *Node, images []string) error {
 	l.state.Sockets = append(l.state.Sockets, n.socket)
-	if _, err := l.startProc("containerd-"+n.Name, n.NetnsName, nil, l.bins.Containerd,
+	if _, err := l.startProc("containerd-"+n.Name, n.NetnsName, nil, l.Bins.Containerd,
 		"--config", filepath.Join(n.dir, "containerd", "config.toml")); err != nil {
 		return err
 	}
 	if err := poll(ctx, 100*time.Millisecond, "containerd socket", func() (bool, error) {
-		_, err := run(ctx, l.bins.Ctr, "--address", n.socket, "version")
+		_, err := run(ctx, l.Bins.Ctr, "--address", n.socket, "version")
 		return err == nil, err
 	}); err != nil {
 		return err
 	}
 	for _, im := range images {
-		if _, err := run(ctx, l.bins.Ctr, "--address", n.socket, "-n", "k8s.io", "images", "import", im); err != nil {
+		if _, err := run(ctx, l.Bins.Ctr, "--address", n.socket, "-n", "k8s.io", "images", "import", im); err != nil {
 			return err
 		}
 	}
@@ -251,7 +251,7 @@ func (l *Lab) startContainerd(ctx context.Context, n *Node, images []string) err
 }
 
 func (l *Lab) startFlannel(n *Node) error {
-	_, err := l.startProc("flanneld-"+n.Name, n.NetnsName, []string{"NODE_NAME=" + n.Name}, l.bins.Flanneld,
+	_, err := l.startProc("flanneld-"+n.Name, n.NetnsName, []string{"NODE_NAME=" + n.Name}, l.Bins.Flanneld,
 		"--kube-subnet-mgr", "--kubeconfig-file", l.Kubeconfig,
 		"--net-config-path", filepath.Join(n.dir, "flannel", "net-conf.json"),
 		"--subnet-file", filepath.Join(n.dir, "flannel", "subnet.env"), "--iface", "eth0")
@@ -259,7 +259,7 @@ func (l *Lab) startFlannel(n *Node) error {
 }
 
 func (l *Lab) startKubelet(n *Node) error {
-	_, err := l.startProc("kubelet-"+n.Name, n.NetnsName, nil, l.bins.Kubelet,
+	_, err := l.startProc("kubelet-"+n.Name, n.NetnsName, nil, l.Bins.Kubelet,
 		"--config", filepath.Join(n.dir, "kubelet", "config.yaml"), "--kubeconfig", l.Kubeconfig,
 		"--root-dir", filepath.Join(n.dir, "kubelet", "root"), "--cert-dir", filepath.Join(n.dir, "kubelet", "pki"),
 		"--hostname-override", n.Name, "--node-ip", n.IP.String(), "--v", "1")
@@ -267,7 +267,7 @@ func (l *Lab) startKubelet(n *Node) error {
 }
 
 func (l *Lab) startKubeProxy(n *Node) error {
-	_, err := l.startProc("kube-proxy-"+n.Name, n.NetnsName, nil, l.bins.KubeProxy,
+	_, err := l.startProc("kube-proxy-"+n.Name, n.NetnsName, nil, l.Bins.KubeProxy,
 		"--config", filepath.Join(n.dir, "kube-proxy", "config.yaml"), "--v", "1")
 	return err
 }

@@ -32,7 +32,7 @@ func (l *Lab) startProc(name, netns string, env []string, argv ...string) (*Proc
 	defer f.Close()
 	exe := argv[0]
 	if netns != "" {
-		argv = append([]string{l.bins.Nsenter, "--net=" + netnsPath(netns), "--"}, argv...)
+		argv = append([]string{l.Bins.Nsenter, "--net=" + netnsPath(netns), "--"}, argv...)
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = f, f

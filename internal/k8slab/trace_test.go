@@ -14,6 +14,7 @@ import (
 	"github.com/pathtrace/pathtrace/internal/doctor"
 	"github.com/pathtrace/pathtrace/internal/hop"
 	"github.com/pathtrace/pathtrace/internal/loader"
+	"github.com/pathtrace/pathtrace/internal/render"
 	"github.com/pathtrace/pathtrace/internal/stitch"
 	"github.com/pathtrace/pathtrace/internal/trace"
 )
@@ -89,18 +90,11 @@ func synPath(t *testing.T, paths []*stitch.Path, src netip.Addr, dst netip.AddrP
 	return nil
 }
 
+// dumpPath renders p as pathtrace's text output does.
 func dumpPath(p *stitch.Path) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "#%d %s → %s flags=%#x %s\n", p.ID, p.Src, p.Dst, p.TCPFlags, p.Verdict)
-	for _, h := range p.Hops {
-		fmt.Fprintf(&b, "  %-9s %-13s %-14s %s in=%s out=%s %s→%s", h.Kind, h.Dev, h.Netns, h.Hook, h.In, h.Out, h.Src, h.Dst)
-		if h.NAT != nil {
-			fmt.Fprintf(&b, " nat %+v", *h.NAT)
-		}
-		if h.Outer != nil {
-			fmt.Fprintf(&b, " outer %+v", *h.Outer)
-		}
-		b.WriteByte('\n')
+	if err := render.NewText(&b, render.TextOptions{}).Render(p); err != nil {
+		return fmt.Sprintf("#%d: render: %v", p.ID, err)
 	}
 	return b.String()
 }

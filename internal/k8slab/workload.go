@@ -46,7 +46,7 @@ func (l *Lab) startWorkload(ctx context.Context) error {
 			return fmt.Errorf("pod %s: IP %q: %w", p.name, o.Status.PodIP, err)
 		}
 		pod := &Pod{Namespace: Namespace, Name: p.name, Node: p.node, UID: o.Metadata.UID, IP: ip}
-		if pod.NetnsPath, err = podNetns(ctx, l.bins.IP, ip); err != nil {
+		if pod.NetnsPath, err = podNetns(ctx, l.Bins.IP, ip); err != nil {
 			return err
 		}
 		l.pods[Namespace+"/"+p.name] = pod
@@ -100,7 +100,7 @@ func (l *Lab) Fetch(ctx context.Context, pod, url string) (string, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	out, err := run(ctx, l.bins.Nsenter, "--net="+p.NetnsPath, "--", l.bins.Busybox, "wget", "-q", "-O", "-", url) // no -T: Debian 12's busybox 1.35 wget segfaults with it
+	out, err := run(ctx, l.Bins.Nsenter, "--net="+p.NetnsPath, "--", l.Bins.Busybox, "wget", "-q", "-O", "-", url) // no -T: Debian 12's busybox 1.35 wget segfaults with it
 	return string(out), err
 }
 
