@@ -63,4 +63,25 @@ bench: build
 clean:
 	rm -rf bin dist
 
+# The Kubernetes lab (docs/lab.md): real kube-apiserver, etcd, and two nodes
+# in network namespaces with containerd, flanneld, kubelet and kube-proxy.
+# lab-deps installs Debian's packages and builds the Kubernetes binaries
+# into /var/cache/pathtrace/k8s (about 7 minutes once, then cached).
+# LAB_MODE=iptables|nftables is kube-proxy's mode.
+LAB_MODE ?= iptables
+.PHONY: lab-deps lab-up lab-down lab-test
+lab-deps:
+	scripts/lab-deps.sh
+
+lab-up: lab-deps
+	$(GO) run ./lab/ptlab -mode $(LAB_MODE) up
+
+lab-down:
+	$(GO) run ./lab/ptlab down
+
+# The tests on the lab (TestLab), both kube-proxy modes: about half a
+# minute once the binaries are built.
+lab-test: lab-deps
+	PATHTRACE_LAB=1 PATHTRACE_TEST_STRICT=1 $(GO) test $(GOFLAGS_TEST) -v -run 'TestLab' ./internal/k8slab/
+
 include vm.mk

@@ -106,6 +106,8 @@ func (c *collector) kubeProxy() (KubeProxy, []Item) {
 
 	var noEndpoints Item
 	kp.NoEndpoints, noEndpoints = c.noEndpoints(tables, tablesErr, kp.NFTablesFamilies)
+	var services Item
+	kp.Services, services = c.services(tables, kp.NFTablesFamilies, kp.NoEndpoints)
 
 	kp.Mode = kubeProxyMode(kp, ipvsUnknown)
 	mode := Item{ID: "kube_proxy.mode", Name: "kube-proxy mode", Value: kp.Mode, Status: StatusInfo,
@@ -128,7 +130,7 @@ func (c *collector) kubeProxy() (KubeProxy, []Item) {
 		mode.Status = StatusWarn
 		mode.Explain = "rules of more than one mode (" + mixed + "): leftovers of a mode switch can still catch Service traffic"
 	}
-	items = append(items, mode, nftItem, legItem, tblItem, ipvsDev, ipvsItem, noEndpoints)
+	items = append(items, mode, nftItem, legItem, tblItem, ipvsDev, ipvsItem, services, noEndpoints)
 	return kp, items
 }
 

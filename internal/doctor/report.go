@@ -92,6 +92,13 @@ type KubeProxy struct {
 	// table (iptables-nft and iptables-legacy) and from the nftables
 	// kube-proxy table's no-endpoint maps.
 	NoEndpoints []NoEndpointsRule `json:"no_endpoints,omitempty"`
+	// Services counts the Services (namespace/name) kube-proxy's rules
+	// name, with or without endpoints: the comments of the nat
+	// KUBE-SERVICES rules (iptables mode), of the kube-proxy table's
+	// service-ips and service-nodeports maps (nftables mode), and of the
+	// rules for ports without endpoints. IPVS mode's rules name none (see
+	// IPVS).
+	Services int `json:"services"`
 }
 
 // NoEndpointsRule is one rule kube-proxy writes for a Service port that has
