@@ -22,9 +22,20 @@ func encode(t testing.TB, r *bpf.TracepointEvent) []byte {
 	return buf.Bytes()
 }
 
-func ip(s string) uint32 {
-	b := netip.MustParseAddr(s).As4()
-	return binary.NativeEndian.Uint32(b[:])
+// ip is an address as a tuple holds it: IPv4 in the first word, IPv6 in
+// all four, each in network byte order read in host order.
+func ip(s string) (w [4]uint32) {
+	a := netip.MustParseAddr(s)
+	if a.Is4() {
+		b := a.As4()
+		w[0] = binary.NativeEndian.Uint32(b[:])
+		return w
+	}
+	b := a.As16()
+	for i := range w {
+		w[i] = binary.NativeEndian.Uint32(b[4*i:])
+	}
+	return w
 }
 
 func name(s string) (n [16]int8) {

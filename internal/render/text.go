@@ -526,7 +526,7 @@ func appendNAT(b []byte, n *stitch.NAT, proto uint8, idKnown bool) []byte {
 		b = appendUpper(b, n.Type.String())
 	}
 	b = append(b, ' ')
-	if proto != protoICMP {
+	if proto != protoICMP && proto != protoICMPv6 {
 		b = appendAddrPort(b, n.From)
 		b = append(b, " → "...)
 		return appendAddrPort(b, n.To)
@@ -554,14 +554,16 @@ func (pal *palette) appendOuter(b []byte, o *stitch.Outer) []byte {
 		b = append(b, '?')
 	}
 	b = append(b, " → "...)
-	if o.Dst.IsValid() {
+	switch {
+	case o.Dst.IsValid() && o.DPort != 0:
+		b = netip.AddrPortFrom(o.Dst, o.DPort).AppendTo(b) // [IPv6]:port
+	case o.Dst.IsValid():
 		b = o.Dst.AppendTo(b)
-	} else {
-		b = append(b, '?')
-	}
-	if o.DPort != 0 {
-		b = append(b, ':')
+	case o.DPort != 0:
+		b = append(b, "?:"...)
 		b = strconv.AppendUint(b, uint64(o.DPort), 10)
+	default:
+		b = append(b, '?')
 	}
 	return append(b, pal.vxlan.post...)
 }

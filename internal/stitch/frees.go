@@ -71,10 +71,10 @@ var normalFrees = []normalFree{
 		"TCP_INVALID_SEQUENCE", "TCP_INVALID_END_SEQUENCE", "TCP_OVERWINDOW", "TCP_OFOMERGE",
 		"TCP_RFC7323_PAWS", "TCP_RFC7323_PAWS_ACK", "TCP_RFC7323_TW_PAWS", "TCP_CLOSE", "TCP_RESET",
 		"TCP_ABORT_ON_DATA"}, funcs: tcpFuncs},
-	// An ICMP echo reply: raw sockets (ping without ping sockets) got a
-	// copy; the kernel's own ping socket lookup then finds none (no
-	// reason before 5.17).
-	{reasons: []string{"NO_SOCKET", ""}, funcs: []string{"ping_rcv", "icmp_rcv"}},
+	// An ICMP or ICMPv6 echo reply: raw sockets (ping without ping
+	// sockets) got a copy; the kernel's own ping socket lookup then finds
+	// none (no reason before 5.17).
+	{reasons: []string{"NO_SOCKET", ""}, funcs: []string{"ping_rcv", "icmp_rcv", "icmpv6_rcv"}},
 }
 
 // normalFreeOf returns the row of normalFrees a free with this reason, by
