@@ -412,7 +412,9 @@ func (r *textRenderer) appendHeader(b []byte, p *stitch.Path) []byte {
 	b = strconv.AppendUint(b, p.ID, 10)
 	b = append(b, pal.id.post...)
 	b = append(b, ' ')
-	if isNamedProto(p.Proto) {
+	if p.Proto == protoICMPv6 {
+		b = append(b, "ICMPv6"...)
+	} else if isNamedProto(p.Proto) {
 		start := len(b)
 		b = appendProto(b, p.Proto)
 		upper(b[start:])

@@ -11,7 +11,7 @@ import (
 
 // setupLinks creates and configures every link of the cluster, all inside the namespaces:
 // nothing is ever created in the caller's namespace.
-func (c *Cluster) setupLinks() error {
+func (c *Cluster) setupLinks(dual bool) error {
 	handles := map[string]*netlink.Handle{}
 	defer func() {
 		for _, h := range handles {
@@ -49,6 +49,11 @@ func (c *Cluster) setupLinks() error {
 				return fmt.Errorf("pod %s: %w", p.Name, err)
 			}
 		}
+		if dual {
+			if err := setupNode6(h, n); err != nil {
+				return fmt.Errorf("node %s: IPv6: %w", n.Name, err)
+			}
+		}
 	}
 	// flannel's per-peer state: route, neighbour and fdb entry for every other node.
 	for _, n := range c.Nodes {
@@ -58,6 +63,12 @@ func (c *Cluster) setupLinks() error {
 			}
 			if err := addVXLANPeer(handles[n.Name], peer); err != nil {
 				return fmt.Errorf("node %s: peer %s: %w", n.Name, peer.Name, err)
+			}
+			if !dual {
+				continue
+			}
+			if err := addVXLANPeer6(handles[n.Name], peer); err != nil {
+				return fmt.Errorf("node %s: peer %s: IPv6: %w", n.Name, peer.Name, err)
 			}
 		}
 	}

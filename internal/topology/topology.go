@@ -51,6 +51,13 @@ type Options struct {
 	// masquerade). The host is a client of the NodePort and a server for
 	// pods going out through flanneld's masquerade.
 	External bool
+	// DualStack gives the pods IPv6 addresses too (ClientIP6, PeerIP6,
+	// ServerIP6 in the nodes' PodCIDR6), routes IPv6 between the nodes
+	// inside flannel.1's IPv4 VXLAN, turns on IPv6 forwarding and
+	// bridge-nf-call-ip6tables, and loads kube-proxy's ip6tables rules:
+	// ClusterIP6 DNAT to ServerAddr6. Duplicate address detection is off
+	// in every namespace (addresses are usable at once).
+	DualStack bool
 }
 
 // Cluster is a built demo cluster. Close removes it.
@@ -80,6 +87,12 @@ type Node struct {
 	VXLANMAC   net.HardwareAddr
 	Pods       []*Pod
 
+	// With Options.DualStack (zero without): the IPv6 pod subnet, cni0's
+	// and flannel.1's IPv6 addresses.
+	PodCIDR6  netip.Prefix
+	BridgeIP6 netip.Addr
+	VXLANIP6  netip.Addr
+
 	ns netns.NsHandle
 }
 
@@ -89,6 +102,7 @@ type Pod struct {
 	NetnsName string
 	NetnsPath string
 	IP        netip.Addr
+	IP6       netip.Addr       // with Options.DualStack; zero without
 	MAC       net.HardwareAddr // eth0 inside the pod
 	HostVeth  string           // host end in the node, "veth" + 8 hex characters
 	Node      *Node
@@ -116,6 +130,9 @@ func Build(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if opts.External && opts.IPVS {
 		return nil, errors.New("build cluster: the external host's NodePort rules are kube-proxy's iptables mode, not IPVS")
 	}
+	if opts.DualStack && (opts.IPVS || opts.External) {
+		return nil, errors.New("build cluster: dual-stack is built for the iptables-mode cluster without an external host")
+	}
 
 	loadModules(ctx, opts)
 
@@ -141,6 +158,14 @@ func Build(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		if n.ns, err = createNamedNetns(n.NetnsName); err != nil {
 			return nil, fmt.Errorf("create node %s: %w", n.Name, err)
 		}
+		if opts.DualStack {
+			n.PodCIDR6 = s.podCIDR6
+			n.VXLANIP6 = s.podCIDR6.Addr()
+			n.BridgeIP6 = s.podCIDR6.Addr().Next()
+			if err := nodad(n.Do); err != nil {
+				return nil, fmt.Errorf("node %s: %w", n.Name, err)
+			}
+		}
 		c.Nodes = append(c.Nodes, n)
 	}
 	pods := podSpecs
@@ -163,6 +188,12 @@ func Build(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		if p.ns, err = createNamedNetns(p.NetnsName); err != nil {
 			return nil, fmt.Errorf("create pod %s: %w", p.Name, err)
 		}
+		if opts.DualStack {
+			p.IP6 = ip6Of(node, s.ip)
+			if err := nodad(p.Do); err != nil {
+				return nil, fmt.Errorf("pod %s: %w", p.Name, err)
+			}
+		}
 		c.Pods = append(c.Pods, p)
 		node.Pods = append(node.Pods, p)
 	}
@@ -176,7 +207,7 @@ func Build(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if err := c.setupLinks(); err != nil {
+	if err := c.setupLinks(opts.DualStack); err != nil {
 		return nil, err
 	}
 	for _, n := range c.Nodes {
@@ -192,6 +223,11 @@ func Build(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		}
 		if err := n.SetSysctl("net.bridge.bridge-nf-call-iptables", bridgeNF); err != nil {
 			return nil, fmt.Errorf("node %s: %w (is br_netfilter available?)", n.Name, err)
+		}
+		if opts.DualStack {
+			if err := n.setup6(ctx, bridgeNF); err != nil {
+				return nil, fmt.Errorf("node %s: %w", n.Name, err)
+			}
 		}
 		if opts.IPVS {
 			if err := n.setupIPVS(ctx); err != nil {
