@@ -112,27 +112,7 @@ func addVXLANPeer6(h *netlink.Handle, peer *Node) error {
 	if err != nil {
 		return fmt.Errorf("find %s: %w", VXLANDev, err)
 	}
-	idx := vx.Attrs().Index
-	route := &netlink.Route{
-		LinkIndex: idx,
-		Dst:       prefixNet(peer.PodCIDR6),
-		Gw:        net.IP(peer.VXLANIP6.AsSlice()),
-		Flags:     int(netlink.FLAG_ONLINK),
-	}
-	if err := h.RouteAdd(route); err != nil {
-		return fmt.Errorf("add route %s: %w", peer.PodCIDR6, err)
-	}
-	neigh := &netlink.Neigh{
-		LinkIndex:    idx,
-		Family:       unix.AF_INET6,
-		State:        netlink.NUD_PERMANENT,
-		IP:           net.IP(peer.VXLANIP6.AsSlice()),
-		HardwareAddr: peer.VXLANMAC,
-	}
-	if err := h.NeighSet(neigh); err != nil {
-		return fmt.Errorf("add neighbour %s: %w", peer.VXLANIP6, err)
-	}
-	return nil
+	return routeVia(h, vx.Attrs().Index, peer.PodCIDR6, peer.VXLANIP6, peer.VXLANMAC)
 }
 
 // setup6 sets a dual-stack node's IPv6 sysctls and loads kube-proxy's

@@ -212,24 +212,8 @@ func addVXLANPeer(h *netlink.Handle, peer *Node) error {
 		return fmt.Errorf("find %s: %w", VXLANDev, err)
 	}
 	idx := vx.Attrs().Index
-	route := &netlink.Route{
-		LinkIndex: idx,
-		Dst:       prefixNet(peer.PodCIDR),
-		Gw:        net.IP(peer.VXLANIP.AsSlice()),
-		Flags:     int(netlink.FLAG_ONLINK),
-	}
-	if err := h.RouteAdd(route); err != nil {
-		return fmt.Errorf("add route %s: %w", peer.PodCIDR, err)
-	}
-	neigh := &netlink.Neigh{
-		LinkIndex:    idx,
-		Family:       unix.AF_INET,
-		State:        netlink.NUD_PERMANENT,
-		IP:           net.IP(peer.VXLANIP.AsSlice()),
-		HardwareAddr: peer.VXLANMAC,
-	}
-	if err := h.NeighSet(neigh); err != nil {
-		return fmt.Errorf("add neighbour %s: %w", peer.VXLANIP, err)
+	if err := routeVia(h, idx, peer.PodCIDR, peer.VXLANIP, peer.VXLANMAC); err != nil {
+		return err
 	}
 	fdb := &netlink.Neigh{
 		LinkIndex:    idx,
@@ -241,6 +225,35 @@ func addVXLANPeer(h *netlink.Handle, peer *Node) error {
 	}
 	if err := h.NeighSet(fdb); err != nil {
 		return fmt.Errorf("add fdb %s: %w", peer.VXLANMAC, err)
+	}
+	return nil
+}
+
+// routeVia routes dst via gw (onlink) on link idx, with a permanent
+// neighbour entry for gw at mac: IPv4 or IPv6, by gw's family.
+func routeVia(h *netlink.Handle, idx int, dst netip.Prefix, gw netip.Addr, mac net.HardwareAddr) error {
+	route := &netlink.Route{
+		LinkIndex: idx,
+		Dst:       prefixNet(dst),
+		Gw:        net.IP(gw.AsSlice()),
+		Flags:     int(netlink.FLAG_ONLINK),
+	}
+	if err := h.RouteAdd(route); err != nil {
+		return fmt.Errorf("add route %s: %w", dst, err)
+	}
+	family := unix.AF_INET
+	if gw.Is6() {
+		family = unix.AF_INET6
+	}
+	neigh := &netlink.Neigh{
+		LinkIndex:    idx,
+		Family:       family,
+		State:        netlink.NUD_PERMANENT,
+		IP:           net.IP(gw.AsSlice()),
+		HardwareAddr: mac,
+	}
+	if err := h.NeighSet(neigh); err != nil {
+		return fmt.Errorf("add neighbour %s: %w", gw, err)
 	}
 	return nil
 }
