@@ -314,10 +314,14 @@ func (d *drop) noRoute() string {
 func (d *drop) addrError() string {
 	var s note
 	dev := dashOr(d.h.Dev)
-	s.say("%s is not a destination %s accepts from %s: forwarding is off for the input device (net.ipv4.conf.%s.forwarding=0) or the address is not routable (martian, broadcast).",
-		d.dst(), d.ns, dev, strings.ReplaceAll(dev, ".", "/"))
+	fam, all := "ipv4", "net.ipv4.ip_forward"
+	if d.ipv6() {
+		fam, all = "ipv6", "net.ipv6.conf.all.forwarding"
+	}
+	s.say("%s is not a destination %s accepts from %s: forwarding is off for the input device (net.%s.conf.%s.forwarding=0) or the address is not routable (martian, broadcast).",
+		d.dst(), d.ns, dev, fam, strings.ReplaceAll(dev, ".", "/"))
 	s.run(d.in + "ip route get " + d.dst() + " from " + d.src() + " iif " + dev)
-	s.run(d.in + "sysctl net.ipv4.ip_forward net.ipv4.conf." + strings.ReplaceAll(dev, ".", "/") + ".forwarding")
+	s.run(d.in + "sysctl " + all + " net." + fam + ".conf." + strings.ReplaceAll(dev, ".", "/") + ".forwarding")
 	return s.String()
 }
 
