@@ -175,3 +175,29 @@ func TestLiveDualStackPod(t *testing.T) {
 		}
 	})
 }
+
+// The kernel's connection table holds IPv6 connections: traced by the
+// backend's IPv6 address, the SYN is first seen after the ip6tables DNAT,
+// and the next packet of the connection (the client's ACK to the
+// ClusterIP) is followed from its first hop in the client pod.
+func TestLiveIPv6ConnectionFollowed(t *testing.T) {
+	c := dualCluster(t)
+	stop := tracing(t, c, topology.ServerIP6)
+	client := c.Pod(topology.PodClient)
+	exchange(t, client, topology.ClusterIP6)
+	paths, sum := stop()
+	syn := findPath(t, paths, topology.ClientIP6, topology.ServerIP6, tcpSYN)
+	if syn.FirstSeen != stitch.FirstSeenAfterNAT {
+		t.Errorf("SYN first seen %q, want after NAT\n%s", syn.FirstSeen, dump(syn))
+	}
+	ack := findPath(t, paths, topology.ClientIP6, topology.ClusterIP6.Addr(), tcpACK)
+	requireHops(t, ack, []hopMatch{
+		{kind: hop.Tx, dev: "eth0", netns: client.NetnsName, description: "tx on the client pod's eth0"},
+		{kind: hop.NAT, hook: hop.Prerouting, netns: c.Node(topology.Node1).NetnsName,
+			nat:         &stitch.NAT{Type: hop.DNAT, From: topology.ClusterIP6, To: topology.ServerAddr6},
+			description: "DNAT at PREROUTING"},
+	})
+	if sum.Conns == nil || sum.Conns.Followed == 0 {
+		t.Errorf("connections followed: %+v, want the IPv6 one", sum.Conns)
+	}
+}
