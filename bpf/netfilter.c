@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: (MIT OR GPL-2.0)
 /* Netfilter hops from BPF netfilter links (6.4+): one program at the first
- * and one at the last priority of each IPv4 hook, so the two views of a hook
+ * and one at the last priority of each IPv4 and IPv6 hook (the loader
+ * attaches the same programs to both families), so the two views of a hook
  * show what NAT did there. Both always accept: tracing never changes a
  * packet's fate. */
 #include "common.h"

@@ -1,5 +1,6 @@
-/* Shared by every attach family: the runtime settings, the maps, IPv4 and
- * tunnel (VXLAN, Geneve, IPIP) parsing, the pod-IP filter, skb tracking and event emission. */
+/* Shared by every attach family: the runtime settings, the maps, IPv4, IPv6
+ * and tunnel (VXLAN, Geneve, IPIP) parsing, the pod-IP filter, skb tracking
+ * and event emission. */
 #pragma once
 
 #include "vmlinux.h"
@@ -9,11 +10,13 @@
 
 #include "event.h"
 
-#define ETH_P_IP_BE 0x0008 /* htons(ETH_P_IP) */
+#define ETH_P_IP_BE 0x0008   /* htons(ETH_P_IP) */
+#define ETH_P_IPV6_BE 0xDD86 /* htons(ETH_P_IPV6) */
 #define PT_IPPROTO_ICMP 1
 #define PT_IPPROTO_IPIP 4
 #define PT_IPPROTO_TCP 6
 #define PT_IPPROTO_UDP 17
+#define PT_IPPROTO_ICMPV6 58
 #define PT_NET_HEADER_UNSET 0xffff
 #define ETH_P_TEB_BE 0x5865 /* htons(ETH_P_TEB): Ethernet inside a tunnel */
 #define PT_GENEVE_PORT 6081 /* IANA: OVN-Kubernetes, Antrea */
@@ -23,8 +26,16 @@
 char __license[] SEC("license") = "Dual MIT/GPL";
 
 /* Runtime settings, written by the loader before load. */
+/* The pod-IP filter: IPv4 addresses in pod_ips, IPv6 addresses in
+ * pod_ip6s (four words each). With none of either, every packet matches. */
 volatile const __u32 pod_ips[PT_MAX_POD_IPS];   /* network byte order */
-volatile const __u32 n_pod_ips;                 /* 0: every IPv4 packet */
+volatile const __u32 n_pod_ips;
+volatile const __u32 pod_ip6s[PT_MAX_POD_IPS * 4]; /* network byte order */
+volatile const __u32 n_pod_ip6s;
+/* 1: ICMPv6 neighbour discovery and multicast listener messages (types
+ * 130-137, 143) match like other packets; 0: they match only as a tracked
+ * skb's packet, never by address, connection or the empty filter. */
+volatile const __u32 trace_nd;
 volatile const __u16 vxlan_ports[PT_MAX_VXLAN_PORTS]; /* host byte order */
 volatile const __u32 n_vxlan_ports;
 volatile const __u32 snaplen;                   /* bytes of packet to copy */
@@ -35,10 +46,15 @@ volatile const __u32 snaplen;                   /* bytes of packet to copy */
 volatile const __u32 snap_changed;
 
 struct tracked_skb {
-	/* Signature of the innermost IPv4 packet: IP id, total length and, for
-	 * TCP, sequence and acknowledgment numbers. NAT, TTL changes, VXLAN
-	 * encapsulation and a reallocated head (ip_forward's skb_cow on a TCP
-	 * clone) keep it; a different packet on a reused skb changes it. */
+	/* Signature of the innermost IP packet. IPv4: IP id, total length
+	 * and, for TCP, sequence and acknowledgment numbers. IPv6 (no IP id):
+	 * the low 16 bits of the flow label, the payload length and, for TCP,
+	 * sequence and acknowledgment numbers, for an ICMPv6 echo its
+	 * sequence number, for a fragment its identification. NAT, TTL or hop
+	 * limit changes, VXLAN encapsulation and a reallocated head
+	 * (ip_forward's skb_cow on a TCP clone) keep it; a different packet
+	 * on a reused skb changes it, but for IPv6 UDP packets of one flow of
+	 * the same length. */
 	__u64 sig;
 	/* Hash of the headers the last event showed (see hdr_hash): a
 	 * different one means NAT, encapsulation or decapsulation. */
@@ -83,8 +99,8 @@ struct {
  * translated twice (NodePort: DNAT + masquerade), twice as many with one
  * NAT or none, in about 5 MiB of kernel memory. */
 struct pt_conn_key {
-	__u32 saddr; /* network byte order */
-	__u32 daddr;
+	__u32 saddr[4]; /* network byte order; IPv4 in [0], the rest zero */
+	__u32 daddr[4];
 	__u16 sport; /* network byte order; ICMP echo: the echo id */
 	__u16 dport; /* ICMP echo: the echo id too, so request and reply share keys */
 	__u8 proto;
@@ -160,9 +176,11 @@ struct pt_pkt {
 	__u16 icmp_cap;
 	__u8 echo;
 	__u8 flags;
-	__u8 snap; /* headers new or changed: copy the snaplen's bytes */
+	__u8 nd; /* PT_ECHO_OUTER / PT_ECHO_INNER: that header is neighbour
+		  * discovery or MLD (see trace_nd) */
+	__u8 snap;   /* headers new or changed: copy the snaplen's bytes */
 	__u8 tunnel; /* enum pathtrace_tunnel, with PT_F_INNER */
-	__u8 pad[2];
+	__u8 pad[1];
 };
 
 #define PT_ECHO_OUTER 1
@@ -170,6 +188,8 @@ struct pt_pkt {
 #define PT_ICMP_ECHOREPLY 0
 #define PT_ICMP_ECHO 8
 #define PT_ICMP_HDR 8
+#define PT_ICMPV6_ECHO 128
+#define PT_ICMPV6_ECHOREPLY 129
 
 /* The sk_buff fields every event starts from. */
 struct pt_skb {
@@ -189,86 +209,231 @@ struct pt_ip_l4 {
 	__u8 l4[20];
 };
 
-/* The 8 bytes after a UDP tunnel's UDP header (VXLAN's header, Geneve's
- * fixed header) and the 14 after them: the inner Ethernet header of VXLAN,
- * and of Geneve without options. One read. */
-struct pt_udp_tun_hdr {
-	__u8 b0;       /* VXLAN: flags (0x08: VNI valid); Geneve: version, options length */
-	__u8 b1;
-	__u16 proto;   /* Geneve: the payload's protocol (__be16) */
+/* The fixed IPv6 header (RFC 8200), without the kernel's bitfields. */
+struct pt_ip6hdr {
+	__u8 ver_tc;    /* version (high nibble), traffic class's high nibble */
+	__u8 flow[3];   /* traffic class's low nibble, flow label (20 bits) */
+	__u16 payload_len;
+	__u8 nexthdr;
+	__u8 hop_limit;
+	__u32 saddr[4];
+	__u32 daddr[4];
+};
+
+/* An IPv6 header and the first 20 bytes after it (an extension header's
+ * first bytes, or the transport header's, as for IPv4). */
+struct pt_ip6_l4 {
+	struct pt_ip6hdr ip;
+	__u8 l4[20];
+};
+
+/* An IP header as read: which one is in it comes from the ethertype. */
+union pt_l3_buf {
+	struct pt_ip_l4 v4;
+	struct pt_ip6_l4 v6;
+};
+
+/* What follows the outer UDP header's source port, destination port and
+ * length of a VXLAN or Geneve packet: read from the UDP checksum on, so
+ * that the inner IP header lands 4-byte aligned. For Geneve, vx_flags is
+ * the version and options length, vx_reserved[1..2] the protocol type, and
+ * the Ethernet header and inner IP header are where they are only without
+ * options. */
+struct pt_vxlan_pkt {
+	__u16 udp_check;
+	__u8 vx_flags;
+	__u8 vx_reserved[3];
 	__u8 vni[3];
 	__u8 reserved;
 	__u8 eth_dst[6];
 	__u8 eth_src[6];
 	__u16 eth_proto;
+	union pt_l3_buf ip;
 };
 
-/* Where a tunnel's payload starts, found by tunnel_inner. */
-struct pt_tun {
-	__u32 off;   /* the inner network header, from head */
-	__u32 vni;
-	__u16 proto; /* the inner packet's ethertype (__be16): ETH_P_IP_BE, ... */
-	__u8 kind;   /* enum pathtrace_tunnel */
-	__u8 pad;
-};
+#define PT_VXLAN_INNER_IP 30 /* from the UDP header: UDP 8, VXLAN 8, Ethernet 14 */
 
-/* Reads the IPv4 header at head+off and what follows it into b. Returns
- * false when there is no IPv4 header there. Options (rare) cost a second
- * read for the L4 bytes. */
-static __always_inline bool read_ipv4(unsigned char *head, __u32 off, struct pt_ip_l4 *b)
+/* Reads the IP header of ethertype proto (network byte order) at head+off
+ * and the bytes after it into b: one read. Returns false when there is no
+ * header of that version there. */
+static __always_inline bool read_l3(unsigned char *head, __u32 off, __u16 proto, union pt_l3_buf *b)
 {
-	if (bpf_probe_read_kernel(b, sizeof(*b), head + off))
+	if (proto == ETH_P_IP_BE)
+		return !bpf_probe_read_kernel(&b->v4, sizeof(b->v4), head + off);
+	if (proto == ETH_P_IPV6_BE)
+		return !bpf_probe_read_kernel(&b->v6, sizeof(b->v6), head + off);
+	return false;
+}
+
+/* Whether b, read for ethertype proto, holds a header of that version. */
+static __always_inline bool l3_valid(__u16 proto, const union pt_l3_buf *b)
+{
+	if (proto == ETH_P_IP_BE)
+		return b->v4.ip.version == 4 && b->v4.ip.ihl >= 5;
+	if (proto == ETH_P_IPV6_BE)
+		return (b->v6.ip.ver_tc >> 4) == 6;
+	return false;
+}
+
+/* The ports, TCP flags and ICMP fields of the transport header l4 (its
+ * first 20 bytes) of protocol proto into t, and its part of the
+ * signature; an ICMP or ICMPv6 echo's id into the side's echo id.
+ * Returns whether the protocol is one whose ports the tuple holds. */
+static __always_inline bool l4_tuple(struct pt_pkt *p, const __u8 *l4, struct pt_tuple *t,
+				     bool inner)
+{
+	__u8 echo_flag = inner ? PT_ECHO_INNER : PT_ECHO_OUTER;
+	__u16 *echo_id = inner ? &p->inner_id : &p->outer_id;
+
+	switch (t->proto) {
+	case PT_IPPROTO_TCP: {
+		__u32 seq = *(__u32 *)&l4[4];
+		__u32 ack = *(__u32 *)&l4[8];
+		t->sport = bpf_ntohs(*(__u16 *)&l4[0]);
+		t->dport = bpf_ntohs(*(__u16 *)&l4[2]);
+		t->tcp_flags = l4[13];
+		p->sig |= seq ^ ((ack << 7) | (ack >> 25));
+		return true;
+	}
+	case PT_IPPROTO_UDP:
+		t->sport = bpf_ntohs(*(__u16 *)&l4[0]);
+		t->dport = bpf_ntohs(*(__u16 *)&l4[2]);
+		return true;
+	case PT_IPPROTO_ICMP:
+		if (t->family != PT_FAMILY_IPV4)
+			return false;
+		t->sport = l4[0];
+		t->dport = l4[1];
+		if (l4[0] == PT_ICMP_ECHO || l4[0] == PT_ICMP_ECHOREPLY) {
+			*echo_id = *(__u16 *)&l4[4];
+			p->echo |= echo_flag;
+		}
+		return true;
+	case PT_IPPROTO_ICMPV6:
+		if (t->family != PT_FAMILY_IPV6)
+			return false;
+		t->sport = l4[0];
+		t->dport = l4[1];
+		if (l4[0] == PT_ICMPV6_ECHO || l4[0] == PT_ICMPV6_ECHOREPLY) {
+			*echo_id = *(__u16 *)&l4[4];
+			p->echo |= echo_flag;
+			p->sig |= bpf_ntohs(*(__u16 *)&l4[6]); /* the echo's sequence */
+		} else if ((l4[0] >= 130 && l4[0] <= 137) || l4[0] == 143) {
+			p->nd |= echo_flag;
+		}
+		return true;
+	}
+	return false;
+}
+
+/* Fills the side's tuple (outer or inner) from the IPv4 header in b, read
+ * at head+off, and sets the signature; *l4_off gets the transport header's
+ * offset. Options (rare) cost a second read for the transport bytes.
+ * Returns whether the ports are valid. */
+static __always_inline bool ipv4_tuple(struct pt_pkt *p, __u32 off, struct pt_ip_l4 *b, bool inner,
+				       __u32 *l4_off)
+{
+	struct pt_tuple *t = inner ? &p->inner : &p->outer;
+
+	*l4_off = off + b->ip.ihl * 4;
+	t->family = PT_FAMILY_IPV4;
+	t->saddr[0] = b->ip.saddr;
+	t->daddr[0] = b->ip.daddr;
+	t->proto = b->ip.protocol;
+	t->ip_id = bpf_ntohs(b->ip.id);
+	p->flags |= inner ? PT_F_INNER : PT_F_L3;
+	p->sig = ((__u64)bpf_ntohs(b->ip.id) << 48) | ((__u64)bpf_ntohs(b->ip.tot_len) << 32);
+	if (b->ip.frag_off & bpf_htons(0x1fff))
 		return false;
-	if (b->ip.version != 4 || b->ip.ihl < 5)
+	if (b->ip.ihl > 5 && bpf_probe_read_kernel(b->l4, sizeof(b->l4), p->head + *l4_off))
+		return false; /* no transport bytes: as for a later fragment */
+	if (!l4_tuple(p, b->l4, t, inner))
 		return false;
-	if (b->ip.ihl > 5 &&
-	    bpf_probe_read_kernel(b->l4, sizeof(b->l4), head + off + b->ip.ihl * 4))
-		b->ip.frag_off |= bpf_htons(0x1fff); /* no L4: as for a later fragment */
+	p->flags |= inner ? PT_F_INNER_L4 : PT_F_L4;
 	return true;
 }
 
-/* Fills t from an IPv4 header read by read_ipv4 and adds it to the
- * signature; *echo_id gets an ICMP echo's id (network byte order), and
- * *echo echo_flag. Returns whether the L4 fields are valid. */
-static __always_inline bool ipv4_tuple(struct pt_ip_l4 *b, struct pt_tuple *t, __u8 *flags,
-				       __u8 l3_flag, __u8 l4_flag, __u64 *sig,
-				       __u16 *echo_id, __u8 *echo, __u8 echo_flag)
+#define PT_IPV6_EXT_MAX 4 /* extension headers skipped before giving up */
+#define PT_NEXTHDR_HOP 0
+#define PT_NEXTHDR_ROUTING 43
+#define PT_NEXTHDR_FRAGMENT 44
+#define PT_NEXTHDR_AUTH 51
+#define PT_NEXTHDR_DEST 60
+
+/* ipv4_tuple for the IPv6 header in b: skips up to PT_IPV6_EXT_MAX
+ * hop-by-hop, routing, destination options and authentication headers
+ * (one read each); a fragment header ends the walk with no transport
+ * header (the tuple's protocol is the fragment's, ip_id the low bits of
+ * its identification). */
+static __always_inline bool ipv6_tuple(struct pt_pkt *p, __u32 off, struct pt_ip6_l4 *b, bool inner,
+				       __u32 *l4_off)
 {
-	t->saddr = b->ip.saddr;
-	t->daddr = b->ip.daddr;
-	t->proto = b->ip.protocol;
-	t->ip_id = bpf_ntohs(b->ip.id);
-	*flags |= l3_flag;
-	*sig = ((__u64)bpf_ntohs(b->ip.id) << 48) | ((__u64)bpf_ntohs(b->ip.tot_len) << 32);
-	if (b->ip.frag_off & bpf_htons(0x1fff))
-		return false;
-	switch (b->ip.protocol) {
-	case PT_IPPROTO_TCP: {
-		__u32 seq = *(__u32 *)&b->l4[4];
-		__u32 ack = *(__u32 *)&b->l4[8];
-		t->sport = bpf_ntohs(*(__u16 *)&b->l4[0]);
-		t->dport = bpf_ntohs(*(__u16 *)&b->l4[2]);
-		t->tcp_flags = b->l4[13];
-		*sig |= seq ^ ((ack << 7) | (ack >> 25));
-		break;
+	struct pt_tuple *t = inner ? &p->inner : &p->outer;
+	__u8 nh = b->ip.nexthdr;
+	__u32 l4 = off + sizeof(b->ip);
+	bool ports = true;
+
+	t->family = PT_FAMILY_IPV6;
+	for (int i = 0; i < 4; i++) {
+		t->saddr[i] = b->ip.saddr[i];
+		t->daddr[i] = b->ip.daddr[i];
 	}
-	case PT_IPPROTO_UDP:
-		t->sport = bpf_ntohs(*(__u16 *)&b->l4[0]);
-		t->dport = bpf_ntohs(*(__u16 *)&b->l4[2]);
-		break;
-	case PT_IPPROTO_ICMP:
-		t->sport = b->l4[0];
-		t->dport = b->l4[1];
-		if (b->l4[0] == PT_ICMP_ECHO || b->l4[0] == PT_ICMP_ECHOREPLY) {
-			*echo_id = *(__u16 *)&b->l4[4];
-			*echo |= echo_flag;
+	p->flags |= inner ? PT_F_INNER : PT_F_L3;
+	p->sig = ((__u64)(((__u32)b->ip.flow[1] << 8) | b->ip.flow[2]) << 48) |
+		 ((__u64)bpf_ntohs(b->ip.payload_len) << 32);
+#pragma clang loop unroll(disable)
+	for (int i = 0; i < PT_IPV6_EXT_MAX; i++) {
+		__u32 len;
+		if (nh == PT_NEXTHDR_HOP || nh == PT_NEXTHDR_ROUTING || nh == PT_NEXTHDR_DEST) {
+			len = ((__u32)b->l4[1] + 1) * 8;
+		} else if (nh == PT_NEXTHDR_AUTH) {
+			len = ((__u32)b->l4[1] + 2) * 4;
+		} else if (nh == PT_NEXTHDR_FRAGMENT) {
+			__u32 id = bpf_ntohl(*(__u32 *)&b->l4[4]);
+			t->ip_id = id;
+			p->sig |= id;
+			nh = b->l4[0];
+			ports = false;
+			break;
+		} else {
+			break;
 		}
-		break;
-	default:
-		return false;
+		nh = b->l4[0];
+		l4 += len;
+		if (bpf_probe_read_kernel(b->l4, sizeof(b->l4), p->head + l4)) {
+			ports = false;
+			break;
+		}
 	}
-	*flags |= l4_flag;
+	t->proto = nh;
+	*l4_off = l4;
+	if (!ports || nh == PT_NEXTHDR_HOP || nh == PT_NEXTHDR_ROUTING || nh == PT_NEXTHDR_DEST ||
+	    nh == PT_NEXTHDR_AUTH || nh == PT_NEXTHDR_FRAGMENT)
+		return false;
+	if (!l4_tuple(p, b->l4, t, inner))
+		return false;
+	p->flags |= inner ? PT_F_INNER_L4 : PT_F_L4;
 	return true;
+}
+
+/* Fills the side's tuple from the IP header of ethertype proto in b (read
+ * by read_l3 or with a tunnel's headers at head+off; checked by l3_valid).
+ * Returns whether the ports are valid; *l4_off gets the offset of the
+ * transport header, and for ICMP the bytes an event captures without a
+ * snaplen reach its end. */
+static __always_inline bool l3_tuple(struct pt_pkt *p, __u32 off, __u16 proto, union pt_l3_buf *b,
+				     bool inner, __u32 *l4_off)
+{
+	bool l4;
+
+	if (proto == ETH_P_IP_BE)
+		l4 = ipv4_tuple(p, off, &b->v4, inner, l4_off);
+	else
+		l4 = ipv6_tuple(p, off, &b->v6, inner, l4_off);
+	struct pt_tuple *t = inner ? &p->inner : &p->outer;
+	if (l4 && (t->proto == PT_IPPROTO_ICMP || t->proto == PT_IPPROTO_ICMPV6))
+		p->icmp_cap = *l4_off - p->nh + PT_ICMP_HDR;
+	return l4;
 }
 
 static __always_inline bool is_vxlan_port(__u16 port)
@@ -293,132 +458,173 @@ static __always_inline bool addr_matches(__u32 a)
 	return false;
 }
 
+static __always_inline bool addr6_matches(const __u32 a[4])
+{
+	for (int i = 0; i < PT_MAX_POD_IPS; i++) {
+		if (i >= n_pod_ip6s)
+			break;
+		if (pod_ip6s[4 * i] == a[0] && pod_ip6s[4 * i + 1] == a[1] &&
+		    pod_ip6s[4 * i + 2] == a[2] && pod_ip6s[4 * i + 3] == a[3])
+			return true;
+	}
+	return false;
+}
+
+/* Whether the side's header (outer or inner) matches the pod-IP filter:
+ * an address of a traced pod, or any packet without a filter. Neighbour
+ * discovery and MLD match only with trace_nd. */
+static __noinline bool side_matches(const struct pt_pkt *p, bool inner)
+{
+	const struct pt_tuple *t = inner ? &p->inner : &p->outer;
+
+	if (!trace_nd && (p->nd & (inner ? PT_ECHO_INNER : PT_ECHO_OUTER)))
+		return false;
+	if (n_pod_ips == 0 && n_pod_ip6s == 0)
+		return true;
+	if (t->family == PT_FAMILY_IPV6)
+		return addr6_matches(t->saddr) || addr6_matches(t->daddr);
+	return addr_matches(t->saddr[0]) || addr_matches(t->daddr[0]);
+}
+
 /* The conns_hint slot of a key. */
 static __always_inline __u32 *conn_slot(const struct pt_conn_key *k)
 {
-	__u32 h = k->saddr ^ k->daddr ^ (((__u32)k->sport << 16) | k->dport) ^ k->proto;
+	__u32 h = k->saddr[0] ^ k->saddr[1] ^ k->saddr[2] ^ k->saddr[3] ^ k->daddr[0] ^
+		  k->daddr[1] ^ k->daddr[2] ^ k->daddr[3] ^
+		  (((__u32)k->sport << 16) | k->dport) ^ k->proto;
 	__u32 slot = (h * 0x9e3779b1U) >> 16;
 	return bpf_map_lookup_elem(&conns_hint, &slot);
 }
 
-/* Whether tuple t (echo_id: its ICMP echo id, when echo) is a connection
- * in conns. Only an echo of ICMP has one. One array load when its hint
- * slot is empty. */
-static __always_inline bool conn_known(const struct pt_tuple *t, __u16 echo_id, bool echo)
-{
-	struct pt_conn_key k = { .saddr = t->saddr, .daddr = t->daddr, .proto = t->proto };
+/* parse_skb's scratch memory, one buffer at a time: the headers as read,
+ * then the key of a lookup in conns (the stack holds no room for both). */
+union pt_parse_buf {
+	union pt_l3_buf ip;
+	struct pt_vxlan_pkt vx;
+	struct pt_conn_key key;
+};
 
-	if (t->proto == PT_IPPROTO_ICMP) {
-		if (!echo)
+/* Whether the side's tuple is a connection in conns (k: scratch). Of ICMP
+ * and ICMPv6 only an echo has one; neighbour discovery never matches. One
+ * array load when its hint slot is empty. */
+static __noinline bool conn_known(const struct pt_pkt *p, bool inner, struct pt_conn_key *k)
+{
+	const struct pt_tuple *t = inner ? &p->inner : &p->outer;
+	__u8 side = inner ? PT_ECHO_INNER : PT_ECHO_OUTER;
+
+	__builtin_memcpy(k->saddr, t->saddr, sizeof(k->saddr));
+	__builtin_memcpy(k->daddr, t->daddr, sizeof(k->daddr));
+	k->proto = t->proto;
+	k->pad[0] = k->pad[1] = k->pad[2] = 0;
+	if (t->proto == PT_IPPROTO_ICMP || t->proto == PT_IPPROTO_ICMPV6) {
+		if (!(p->echo & side))
 			return false;
-		k.sport = echo_id;
-		k.dport = echo_id;
+		k->sport = inner ? p->inner_id : p->outer_id;
+		k->dport = k->sport;
 	} else {
-		k.sport = bpf_htons(t->sport);
-		k.dport = bpf_htons(t->dport);
+		k->sport = bpf_htons(t->sport);
+		k->dport = bpf_htons(t->dport);
 	}
-	__u32 *n = conn_slot(&k);
+	__u32 *n = conn_slot(k);
 	if (!n || *n == 0)
 		return false;
-	return bpf_map_lookup_elem(&conns, &k) != NULL;
+	return bpf_map_lookup_elem(&conns, k) != NULL;
 }
 
-/* The tunnel step after the outer IPv4 header: whether the packet is a
- * tunnel's (IPIP: protocol 4; VXLAN: UDP to a VXLAN port; Geneve: UDP to
- * 6081), and where its payload starts, in *t. The payload's own header is
- * the caller's (IPv4 today: t->proto says which). One read of packet memory
- * for VXLAN and Geneve, two for Geneve with options and Ethernet inside,
- * none for IPIP. */
-static __always_inline bool tunnel_inner(const struct pt_pkt *p, const struct pt_ip_l4 *outer,
-					 bool l4, struct pt_tun *t)
+/* The tunnel step after the outer header (in b, as parse_skb read it, whose
+ * transport header is at l4_off): for a tunnel's packet (IPIP: IPv4
+ * protocol 4; VXLAN: UDP to a VXLAN port; Geneve: UDP to 6081, any options,
+ * Ethernet or IP inside) the tunnel, its VNI and the inner IPv4 or IPv6
+ * tuple; sets *match as parse_skb does. One read of packet memory for VXLAN
+ * and Geneve without options, two or three with options, one for IPIP. */
+static __always_inline void parse_tunnel(struct pt_pkt *p, __u32 l4_off, bool l4, bool *match,
+					 union pt_parse_buf *b)
 {
-	__u32 l4off = p->nh + outer->ip.ihl * 4;
+	union pt_l3_buf *ip = &b->ip;
+	__u32 ip_off;
+	__u16 proto;
+	__u8 kind;
 
-	if (outer->ip.protocol == PT_IPPROTO_IPIP) {
-		if (outer->ip.frag_off & bpf_htons(0x1fff))
-			return false; /* a later fragment: no inner header */
-		t->kind = PT_TUNNEL_IPIP;
-		t->off = l4off;
-		t->proto = ETH_P_IP_BE;
-		return true;
-	}
-	if (!l4 || p->outer.proto != PT_IPPROTO_UDP)
-		return false;
-	bool vxlan = is_vxlan_port(p->outer.dport);
-	if (!vxlan && p->outer.dport != PT_GENEVE_PORT)
-		return false;
-	struct pt_udp_tun_hdr h;
-	if (bpf_probe_read_kernel(&h, sizeof(h), p->head + l4off + PT_UDP_HDR))
-		return false;
-	t->vni = ((__u32)h.vni[0] << 16) | ((__u32)h.vni[1] << 8) | h.vni[2];
-	if (vxlan) {
-		if (!(h.b0 & 0x08))
-			return false;
-		t->kind = PT_TUNNEL_VXLAN;
-		t->off = l4off + PT_UDP_HDR + 8 + PT_ETH_HDR;
-		t->proto = h.eth_proto;
-		return true;
-	}
-	if (h.b0 >> 6) /* Geneve version 0 only */
-		return false;
-	__u32 opts = (h.b0 & 0x3f) * 4;
-	t->kind = PT_TUNNEL_GENEVE;
-	t->off = l4off + PT_UDP_HDR + 8 + opts;
-	t->proto = h.proto;
-	if (h.proto != ETH_P_TEB_BE)
-		return true;
-	if (opts == 0) {
-		t->proto = h.eth_proto;
+	if (p->outer.family == PT_FAMILY_IPV4 && p->outer.proto == PT_IPPROTO_IPIP) {
+		if (b->ip.v4.ip.frag_off & bpf_htons(0x1fff))
+			return; /* a later fragment: no inner header */
+		kind = PT_TUNNEL_IPIP;
+		ip_off = l4_off;
+		proto = ETH_P_IP_BE;
+		if (!read_l3(p->head, ip_off, proto, ip))
+			return;
 	} else {
-		__u16 proto;
-		if (bpf_probe_read_kernel(&proto, sizeof(proto), p->head + t->off + 12))
-			return false;
-		t->proto = proto;
+		if (!l4 || p->outer.proto != PT_IPPROTO_UDP)
+			return;
+		bool vxlan = is_vxlan_port(p->outer.dport);
+		if (!vxlan && p->outer.dport != PT_GENEVE_PORT)
+			return;
+		struct pt_vxlan_pkt *vx = &b->vx;
+		if (bpf_probe_read_kernel(vx, sizeof(*vx), p->head + l4_off + 6))
+			return;
+		p->vni = ((__u32)vx->vni[0] << 16) | ((__u32)vx->vni[1] << 8) | vx->vni[2];
+		ip = &vx->ip;
+		ip_off = l4_off + PT_VXLAN_INNER_IP;
+		proto = vx->eth_proto;
+		if (vxlan) {
+			if (!(vx->vx_flags & 0x08))
+				return;
+			kind = PT_TUNNEL_VXLAN;
+		} else {
+			if (vx->vx_flags >> 6) /* Geneve version 0 only */
+				return;
+			__u32 opts = (vx->vx_flags & 0x3f) * 4;
+			__u16 gproto = ((__u16)vx->vx_reserved[2] << 8) | vx->vx_reserved[1]; /* __be16 */
+			kind = PT_TUNNEL_GENEVE;
+			ip_off = l4_off + PT_UDP_HDR + 8 + opts;
+			if (gproto == ETH_P_TEB_BE) {
+				if (opts && bpf_probe_read_kernel(&proto, sizeof(proto), p->head + ip_off + 12))
+					return;
+				ip_off += PT_ETH_HDR;
+			} else {
+				proto = gproto;
+			}
+			if ((opts || gproto != ETH_P_TEB_BE) && !read_l3(p->head, ip_off, proto, &b->ip))
+				return;
+			if (opts || gproto != ETH_P_TEB_BE)
+				ip = &b->ip;
+		}
 	}
-	t->off += PT_ETH_HDR;
-	return true;
+	if (!l3_valid(proto, ip))
+		return;
+	__u32 in_l4;
+	bool inner_l4 = l3_tuple(p, ip_off, proto, ip, true, &in_l4);
+	p->tunnel = kind;
+	if (!*match)
+		*match = side_matches(p, true);
+	if (!*match && inner_l4)
+		*match = conn_known(p, true, &b->key);
 }
 
-/* Parses the packet at the skb's network header: the outer IPv4 tuple and,
- * for a tunnel's packet (tunnel_inner), the tunnel, its VNI and the inner
- * IPv4 tuple; sets *match when an address of either is a traced pod's, or
- * either tuple is a connection in conns. Two or three reads of packet
- * memory for a tunnel's packet, one otherwise. */
+/* Parses the packet at the skb's network header: the outer IPv4 or IPv6
+ * tuple and, for a tunnel's packet (parse_tunnel), the tunnel, its VNI and
+ * the inner tuple; sets *match when an address of either is a traced pod's,
+ * or either tuple is a connection in conns. One read of packet memory, one
+ * more per IPv6 extension header, and parse_tunnel's. */
 static __always_inline bool parse_skb(struct pt_skb *s, struct pt_pkt *p, bool *match)
 {
-	struct pt_ip_l4 outer;
+	union pt_parse_buf b;
+	__u32 l4_off;
 
-	if (s->protocol != ETH_P_IP_BE || s->nh == PT_NET_HEADER_UNSET || !s->head)
+	if (s->nh == PT_NET_HEADER_UNSET || !s->head)
 		return false;
 	p->head = s->head;
 	p->nh = s->nh;
 	p->tail = s->tail;
-	if (!read_ipv4(p->head, p->nh, &outer))
+	if (!read_l3(p->head, p->nh, s->protocol, &b.ip) || !l3_valid(s->protocol, &b.ip))
 		return false;
-	bool l4 = ipv4_tuple(&outer, &p->outer, &p->flags, PT_F_L3, PT_F_L4, &p->sig,
-			     &p->outer_id, &p->echo, PT_ECHO_OUTER);
-	*match = n_pod_ips == 0 || addr_matches(outer.ip.saddr) || addr_matches(outer.ip.daddr);
-	if (l4 && p->outer.proto == PT_IPPROTO_ICMP)
-		p->icmp_cap = outer.ip.ihl * 4 + PT_ICMP_HDR;
-
-	struct pt_tun tun = {};
-	struct pt_ip_l4 in;
-	if (!tunnel_inner(p, &outer, l4, &tun) || tun.proto != ETH_P_IP_BE ||
-	    !read_ipv4(p->head, tun.off, &in)) {
-		if (!*match && l4)
-			*match = conn_known(&p->outer, p->outer_id, p->echo & PT_ECHO_OUTER);
+	bool l4 = l3_tuple(p, p->nh, s->protocol, &b.ip, false, &l4_off);
+	*match = side_matches(p, false);
+	parse_tunnel(p, l4_off, l4, match, &b);
+	if (p->flags & PT_F_INNER)
 		return true;
-	}
-	p->tunnel = tun.kind;
-	p->vni = tun.vni;
-	bool inner_l4 = ipv4_tuple(&in, &p->inner, &p->flags, PT_F_INNER, PT_F_INNER_L4, &p->sig,
-				   &p->inner_id, &p->echo, PT_ECHO_INNER);
-	if (inner_l4 && p->inner.proto == PT_IPPROTO_ICMP)
-		p->icmp_cap = tun.off - p->nh + in.ip.ihl * 4 + PT_ICMP_HDR;
-	if (!*match)
-		*match = addr_matches(in.ip.saddr) || addr_matches(in.ip.daddr);
-	if (!*match && inner_l4)
-		*match = conn_known(&p->inner, p->inner_id, p->echo & PT_ECHO_INNER);
+	if (!*match && l4)
+		*match = conn_known(p, false, &b.key);
 	return true;
 }
 
@@ -493,11 +699,15 @@ static __always_inline __u64 ptr_value(const void *ptr)
 static __always_inline __u64 hdr_hash(const struct pt_pkt *p)
 {
 	const __u64 k = 0x9e3779b97f4a7c15ULL;
-	__u64 h = ((__u64)p->outer.saddr << 32) | p->outer.daddr;
+	__u64 h = 0;
 
+	for (int i = 0; i < 4; i++) {
+		h = (h ^ (((__u64)p->outer.saddr[i] << 32) | p->outer.daddr[i])) * k;
+		h = (h ^ (((__u64)p->inner.saddr[i] << 32) | p->inner.daddr[i])) * k;
+	}
 	h = (h ^ (((__u64)p->outer.sport << 48) | ((__u64)p->outer.dport << 32) |
-		  ((__u64)p->outer.proto << 24) | (p->flags & (PT_F_L3 | PT_F_INNER | PT_F_L4 | PT_F_INNER_L4)))) * k;
-	h = (h ^ (((__u64)p->inner.saddr << 32) | p->inner.daddr)) * k;
+		  ((__u64)p->outer.proto << 24) | ((__u64)p->tunnel << 16) |
+		  (p->flags & (PT_F_L3 | PT_F_INNER | PT_F_L4 | PT_F_INNER_L4)))) * k;
 	h = (h ^ (((__u64)p->inner.sport << 48) | ((__u64)p->inner.dport << 32) |
 		  ((__u64)p->outer_id << 16) | p->inner_id)) * k;
 	return h ^ p->vni;
@@ -534,8 +744,8 @@ static __always_inline void untrack(__u64 key)
 
 /* Decides whether an event on skb is kept: it is when the packet matches the
  * filter, or when the skb matched earlier and still carries the same packet.
- * A tracked skb that carries no IPv4 packet any more (ARP, IPv6: it was
- * freed without a tracepoint and reused) carries another packet: it is
+ * A tracked skb that carries no IP packet any more (ARP: it was freed
+ * without a tracepoint and reused) carries another packet: it is
  * untracked and nothing is shown. Sets PT_F_NEW when tracking (re)starts. A
  * packet of another pod costs the header reads of s (done by the caller),
  * one read of packet memory (two for VXLAN), the compares and two array
@@ -618,12 +828,13 @@ static __always_inline bool track(struct sk_buff *skb, struct pt_pkt *p)
  * bits (NFCT_INFOMASK). */
 #define PT_NFCT_INFOMASK 7UL
 #define PT_AF_INET 2
+#define PT_AF_INET6 10
 
 /* struct nf_conntrack_tuple (and nf_conntrack_man, nf_conntrack_tuple_hash):
  * unchanged since long before 5.10. TestKernelStructHeads checks them
  * against BTF. */
 struct pt_ct_man {
-	__u32 u3[4]; /* union nf_inet_addr: IPv4 in u3[0], network byte order */
+	__u32 u3[4]; /* union nf_inet_addr: IPv4 in u3[0], IPv6 in all, network byte order */
 	__u16 u;     /* union nf_conntrack_man_proto: port, ICMP id (network byte order) */
 	__u16 l3num;
 };
@@ -663,8 +874,8 @@ static __always_inline __u32 ct_info(__u64 nfct)
 	return nfct ? (__u32)(nfct & PT_NFCT_INFOMASK) + 1 : 0;
 }
 
-/* Reads the original and reply tuples of connection ct. */
-static __always_inline bool ct_tuples(__u64 ct, struct pt_ct_tuple *orig, struct pt_ct_tuple *reply)
+/* Reads the original (dir 0) or reply (dir 1) tuple of connection ct. */
+static __always_inline bool ct_tuple(__u64 ct, __u32 dir, struct pt_ct_tuple *t)
 {
 	__u64 base, step;
 
@@ -677,17 +888,23 @@ static __always_inline bool ct_tuples(__u64 ct, struct pt_ct_tuple *orig, struct
 		       __builtin_offsetof(struct pt_ct_tuple_hash, tuple);
 		step = sizeof(struct pt_ct_tuple_hash);
 	}
-	return !bpf_probe_read_kernel(orig, sizeof(*orig), (void *)base) &&
-	       !bpf_probe_read_kernel(reply, sizeof(*reply), (void *)(base + step));
+	return !bpf_probe_read_kernel(t, sizeof(*t), (void *)(base + dir * step));
 }
 
-/* The conns key of a conntrack tuple: IPv4 TCP, UDP and ICMP echo only. */
+/* The conns key of a conntrack tuple: TCP, UDP and ICMP or ICMPv6 echo,
+ * over IPv4 or IPv6. */
 static __always_inline bool ct_key(const struct pt_ct_tuple *t, struct pt_conn_key *k)
 {
-	if (t->src.l3num != PT_AF_INET)
+	__builtin_memset(k, 0, sizeof(*k));
+	if (t->src.l3num == PT_AF_INET) {
+		k->saddr[0] = t->src.u3[0];
+		k->daddr[0] = t->dst.u3[0];
+	} else if (t->src.l3num == PT_AF_INET6) {
+		__builtin_memcpy(k->saddr, t->src.u3, sizeof(k->saddr));
+		__builtin_memcpy(k->daddr, t->dst.u3, sizeof(k->daddr));
+	} else {
 		return false;
-	k->saddr = t->src.u3[0];
-	k->daddr = t->dst.u3[0];
+	}
 	k->proto = t->dst.protonum;
 	switch (k->proto) {
 	case PT_IPPROTO_TCP:
@@ -695,9 +912,11 @@ static __always_inline bool ct_key(const struct pt_ct_tuple *t, struct pt_conn_k
 		k->sport = t->src.u;
 		k->dport = t->dst.u;
 		return true;
-	case PT_IPPROTO_ICMP: {
+	case PT_IPPROTO_ICMP:
+	case PT_IPPROTO_ICMPV6: {
 		__u8 type = bpf_ntohs(t->dst.u) >> 8;
-		if (type != PT_ICMP_ECHO && type != PT_ICMP_ECHOREPLY)
+		if (k->proto == PT_IPPROTO_ICMP ? type != PT_ICMP_ECHO && type != PT_ICMP_ECHOREPLY
+						: type != PT_ICMPV6_ECHO && type != PT_ICMPV6_ECHOREPLY)
 			return false;
 		k->sport = t->src.u;
 		k->dport = t->src.u;
@@ -707,13 +926,17 @@ static __always_inline bool ct_key(const struct pt_ct_tuple *t, struct pt_conn_k
 	return false;
 }
 
-static __always_inline void reverse_key(const struct pt_conn_key *k, struct pt_conn_key *r)
+/* Turns k into the key of the other direction, in place. */
+static __always_inline void reverse_key(struct pt_conn_key *k)
 {
-	r->saddr = k->daddr;
-	r->daddr = k->saddr;
-	r->sport = k->dport;
-	r->dport = k->sport;
-	r->proto = k->proto;
+	for (int i = 0; i < 4; i++) {
+		__u32 a = k->saddr[i];
+		k->saddr[i] = k->daddr[i];
+		k->daddr[i] = a;
+	}
+	__u16 port = k->sport;
+	k->sport = k->dport;
+	k->dport = port;
 }
 
 /* Inserts k unless present; returns 1 when it was inserted. */
@@ -743,24 +966,24 @@ static __always_inline void conn_count(__u32 stat, __u64 n)
 static __always_inline void conns_add(__u64 nfct)
 {
 	__u64 ct = nfct & ~PT_NFCT_INFOMASK;
-	struct pt_ct_tuple orig_t, reply_t;
-	struct pt_conn_key orig = {}, reply = {}, rev = {};
+	struct pt_ct_tuple t;
+	struct pt_conn_key orig, reply;
 
-	if (!ct || n_pod_ips == 0) /* without a filter every packet matches */
+	if (!ct || (n_pod_ips == 0 && n_pod_ip6s == 0)) /* without a filter every packet matches */
 		return;
-	if (!ct_tuples(ct, &orig_t, &reply_t) || !ct_key(&reply_t, &reply))
+	if (!ct_tuple(ct, 1, &t) || !ct_key(&t, &reply))
 		return;
 	if (bpf_map_lookup_elem(&conns, &reply))
 		return;
-	if (!ct_key(&orig_t, &orig))
+	if (!ct_tuple(ct, 0, &t) || !ct_key(&t, &orig))
 		return;
 	__u64 conn = conn_insert(&orig, PT_CONN_ORIG);
 	__u64 keys = conn;
-	reverse_key(&orig, &rev);
-	keys += conn_insert(&rev, PT_CONN_OTHER);
+	reverse_key(&orig);
+	keys += conn_insert(&orig, PT_CONN_OTHER);
 	keys += conn_insert(&reply, PT_CONN_OTHER);
-	reverse_key(&reply, &rev);
-	keys += conn_insert(&rev, PT_CONN_OTHER);
+	reverse_key(&reply);
+	keys += conn_insert(&reply, PT_CONN_OTHER);
 	conn_count(PT_CONN_STAT_KEYS, keys);
 	conn_count(PT_CONN_STAT_CONNS, conn);
 }
@@ -931,4 +1154,5 @@ const struct event *unused_event __attribute__((unused));
 const enum pathtrace_kind *unused_kind __attribute__((unused));
 const enum pathtrace_slot *unused_slot __attribute__((unused));
 const enum pathtrace_flags *unused_flags __attribute__((unused));
+const enum pathtrace_family *unused_family __attribute__((unused));
 const enum pathtrace_tunnel *unused_tunnel __attribute__((unused));

@@ -66,7 +66,7 @@ enum pathtrace_slot {
 
 enum pathtrace_flags {
 	PT_F_NEW = 1 << 0,   /* first event of a newly tracked packet on this skb */
-	PT_F_L3 = 1 << 1,    /* outer tuple holds a parsed IPv4 header */
+	PT_F_L3 = 1 << 1,    /* outer tuple holds a parsed IPv4 or IPv6 header */
 	PT_F_INNER = 1 << 2, /* inner tuple (and vni where the tunnel has one)
 			      * hold a tunnel's payload; event.tunnel says
 			      * which tunnel */
@@ -88,14 +88,25 @@ enum pathtrace_tunnel {
 	PT_TUNNEL_IPIP = 2,   /* IPv4 in IPv4 (protocol 4); no vni */
 };
 
+/* pt_tuple.family: the IP version of a parsed header. */
+enum pathtrace_family {
+	PT_FAMILY_IPV4 = 4,
+	PT_FAMILY_IPV6 = 6,
+};
+
+/* An IP header and its ports. Addresses are network byte order words: IPv4
+ * in saddr[0] and daddr[0] (the other words zero), IPv6 in all four. Since
+ * recording format 2 (format 1 had 4-byte addresses and no family). */
 struct pt_tuple {
-	__u32 saddr; /* network byte order */
-	__u32 daddr; /* network byte order */
-	__u16 sport; /* host byte order; ICMP: type */
-	__u16 dport; /* host byte order; ICMP: code */
-	__u16 ip_id; /* host byte order */
-	__u8 proto;
+	__u32 saddr[4];
+	__u32 daddr[4];
+	__u16 sport; /* host byte order; ICMP, ICMPv6: type */
+	__u16 dport; /* host byte order; ICMP, ICMPv6: code */
+	__u16 ip_id; /* host byte order; IPv6: 0 */
+	__u8 proto;  /* IPv6: the header after the extension headers skipped */
 	__u8 tcp_flags;
+	__u8 family; /* PT_FAMILY_IPV4 or PT_FAMILY_IPV6 when parsed */
+	__u8 pad[3];
 };
 
 /* Extra data of function hops (bridge, IPVS, VXLAN; see enum pathtrace_kind

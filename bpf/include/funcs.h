@@ -13,10 +13,11 @@
 
 #define PT_MAX_NODES 16
 #define PT_NFPROTO_IPV4 2
+#define PT_NFPROTO_IPV6 10
 #define PT_NF_ACCEPT 1
 #define PT_NETDEV_ALIGN 32
 
-/* Network namespaces (inodes) whose IPv4 netfilter hooks are shown, as the
+/* Network namespaces (inodes) whose IPv4 and IPv6 netfilter hooks are shown, as the
  * netfilter links are attached only in the node namespaces. nf_hook_slow
  * runs in every namespace: the others are skipped after two loads. */
 volatile const __u32 nf_netns[PT_MAX_NODES];
@@ -49,9 +50,10 @@ static __always_inline __u8 nf_state_hook(const struct nf_hook_state *state)
 #define PT_SKB_EXT_ALIGN_SHIFT 3
 #define PT_NF_INET_PRE_ROUTING 0
 
-/* br_netfilter runs the IPv4 PREROUTING hooks of a bridged packet from the
- * bridge. When that packet then goes up the stack (ip_rcv on the bridge
- * device), br_netfilter's ip_sabotage_in, at NF_IP_PRI_FIRST (before any
+/* br_netfilter runs the IPv4 and IPv6 PREROUTING hooks of a bridged packet
+ * from the bridge. When that packet then goes up the stack (ip_rcv or
+ * ipv6_rcv on the bridge device), br_netfilter's ip_sabotage_in, registered
+ * for both families at their first priority (NF_IP_PRI_FIRST, before any
  * netfilter link can be), steals it so PREROUTING does not run twice. The
  * links never see that second call; nf_hook_slow does: skip it, by
  * ip_sabotage_in's own test (the packet's br_netfilter state, the skb
@@ -82,11 +84,15 @@ static __always_inline bool nf_sabotaged(struct sk_buff *skb, __u8 hook)
 	return true;
 }
 
-/* Whether nf_hook_slow's hook is one we show: IPv4, in a node namespace,
- * and not the second PREROUTING br_netfilter sabotages. */
+/* Whether nf_hook_slow's hook is one we show: IPv4 or IPv6 (the families
+ * the netfilter links attach to), in a node namespace, and not the second
+ * PREROUTING br_netfilter sabotages. */
 static __always_inline bool nf_state_wanted(struct sk_buff *skb, const struct nf_hook_state *state)
 {
-	if (!state || !skb || BPF_CORE_READ(state, pf) != PT_NFPROTO_IPV4)
+	if (!state || !skb)
+		return false;
+	__u8 pf = BPF_CORE_READ(state, pf);
+	if (pf != PT_NFPROTO_IPV4 && pf != PT_NFPROTO_IPV6)
 		return false;
 	if (!nf_netns_matches(BPF_CORE_READ(state, net, ns.inum)))
 		return false;

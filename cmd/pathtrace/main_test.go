@@ -88,8 +88,9 @@ func TestBadInput(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--pod-ip", "10.244.1"}, `--pod-ip "10.244.1" is not an IPv4 address`},
-		{[]string{"--pod-ip", "fe80::1"}, "not an IPv4 address"},
+		{[]string{"--pod-ip", "10.244.1"}, `--pod-ip "10.244.1" is not an IPv4 or IPv6 address`},
+		{[]string{"--pod-ip", "fe80::1%eth0"}, `--pod-ip "fe80::1%eth0" is not an IPv4 or IPv6 address`},
+		{[]string{"--pod-ip", "fd77:1::5::1"}, "not an IPv4 or IPv6 address"},
 		{[]string{"-o", "xml"}, `--output "xml" is not text, json, html or svg`},
 		{[]string{"-o", "svg"}, "-o svg draws one packet: name it with --packet N"},
 		{[]string{"-o", "json", "--packet", "3"}, "--packet chooses the packet of -o svg, not of -o json"},

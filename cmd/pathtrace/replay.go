@@ -39,7 +39,7 @@ other.`,
 		},
 	}
 	f.register(cmd)
-	cmd.Flags().StringArrayVar(&podIPs, "pod-ip", nil, "render only packets with this IPv4 address at any hop (repeatable)")
+	cmd.Flags().StringArrayVar(&podIPs, "pod-ip", nil, "render only packets with this IPv4 or IPv6 address at any hop (repeatable)")
 	cmd.Flags().IntVarP(&count, "count", "c", 0, "stop after this many packets (0: all)")
 	return cmd
 }

@@ -105,6 +105,7 @@ type traceFlags struct {
 	quiet      bool
 	snaplen    int
 	snaplenSet bool // --snaplen was given: no cut at the headers
+	ndp        bool
 	fileSize   int
 	fileTime   int
 	fileCount  int
@@ -117,7 +118,8 @@ type traceFlags struct {
 func (f *traceFlags) register(cmd *cobra.Command) {
 	f.outputFlags.register(cmd)
 	fl := cmd.Flags()
-	fl.StringArrayVar(&f.podIPs, "pod-ip", nil, "IPv4 address of a pod to follow (repeatable); matches source or destination, outer or VXLAN-inner")
+	fl.StringArrayVar(&f.podIPs, "pod-ip", nil, "IPv4 or IPv6 address of a pod to follow (repeatable: give a dual-stack pod's two addresses); matches source or destination, outer or VXLAN-inner")
+	fl.BoolVar(&f.ndp, "ndp", false, "also follow ICMPv6 neighbour discovery and multicast listener messages (types 130-137, 143), which are left out otherwise")
 	fl.StringArrayVar(&f.netns, "netns", nil, "node network namespace (a name under /run/netns, or a path if it has a /) to attach netfilter programs in (repeatable; default: pathtrace's own, as on a real node)")
 	fl.UintSliceVar(&f.vxlanPorts, "vxlan-port", []uint{8472, 4789}, "UDP destination ports carrying VXLAN")
 	fl.IntVarP(&f.count, "count", "c", 0, "stop after this many packets (0: until interrupted)")
@@ -182,7 +184,7 @@ func (f *traceFlags) options() (trace.Options, error) {
 	if err != nil {
 		return opts, usageError{fmt.Errorf("--backend: %w", err)}
 	}
-	opts.Loader = loader.Options{PodIPs: ips, VXLANPorts: ports, Netns: f.netns, Backend: backend, Snaplen: f.snaplen}
+	opts.Loader = loader.Options{PodIPs: ips, VXLANPorts: ports, Netns: f.netns, Backend: backend, Snaplen: f.snaplen, NeighborDiscovery: f.ndp}
 	if f.hops != "" {
 		if opts.Loader.Hops, err = loader.ParseHops(f.hops); err != nil {
 			return opts, usageError{fmt.Errorf("--hops: %w", err)}

@@ -15,8 +15,8 @@ import (
 
 type FentryPtConnKey struct {
 	_     structs.HostLayout
-	Saddr uint32
-	Daddr uint32
+	Saddr [4]uint32
+	Daddr [4]uint32
 	Sport uint16
 	Dport uint16
 	Proto uint8
@@ -74,14 +74,18 @@ const (
 	FentryProgFexitNfHookSlow        = "fexit_nf_hook_slow"
 	FentryProgFexitNftDoChain        = "fexit_nft_do_chain"
 	FentryVarN_nfNetns               = "n_nf_netns"
+	FentryVarN_podIp6s               = "n_pod_ip6s"
 	FentryVarN_podIps                = "n_pod_ips"
 	FentryVarN_vxlanPorts            = "n_vxlan_ports"
 	FentryVarNfNetns                 = "nf_netns"
+	FentryVarPodIp6s                 = "pod_ip6s"
 	FentryVarPodIps                  = "pod_ips"
 	FentryVarSnapChanged             = "snap_changed"
 	FentryVarSnaplen                 = "snaplen"
+	FentryVarTraceNd                 = "trace_nd"
 	FentryVarUnusedBridgePortHead    = "unused_bridge_port_head"
 	FentryVarUnusedEvent             = "unused_event"
+	FentryVarUnusedFamily            = "unused_family"
 	FentryVarUnusedFlags             = "unused_flags"
 	FentryVarUnusedIpVsConnHead      = "unused_ip_vs_conn_head"
 	FentryVarUnusedKind              = "unused_kind"
@@ -169,14 +173,18 @@ type FentryMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type FentryVariableSpecs struct {
 	N_nfNetns            *ebpf.VariableSpec `ebpf:"n_nf_netns"`
+	N_podIp6s            *ebpf.VariableSpec `ebpf:"n_pod_ip6s"`
 	N_podIps             *ebpf.VariableSpec `ebpf:"n_pod_ips"`
 	N_vxlanPorts         *ebpf.VariableSpec `ebpf:"n_vxlan_ports"`
 	NfNetns              *ebpf.VariableSpec `ebpf:"nf_netns"`
+	PodIp6s              *ebpf.VariableSpec `ebpf:"pod_ip6s"`
 	PodIps               *ebpf.VariableSpec `ebpf:"pod_ips"`
 	SnapChanged          *ebpf.VariableSpec `ebpf:"snap_changed"`
 	Snaplen              *ebpf.VariableSpec `ebpf:"snaplen"`
+	TraceNd              *ebpf.VariableSpec `ebpf:"trace_nd"`
 	UnusedBridgePortHead *ebpf.VariableSpec `ebpf:"unused_bridge_port_head"`
 	UnusedEvent          *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedFamily         *ebpf.VariableSpec `ebpf:"unused_family"`
 	UnusedFlags          *ebpf.VariableSpec `ebpf:"unused_flags"`
 	UnusedIpVsConnHead   *ebpf.VariableSpec `ebpf:"unused_ip_vs_conn_head"`
 	UnusedKind           *ebpf.VariableSpec `ebpf:"unused_kind"`
@@ -238,14 +246,18 @@ func (m *FentryMaps) Close() error {
 // It can be passed to LoadFentryObjects or ebpf.CollectionSpec.LoadAndAssign.
 type FentryVariables struct {
 	N_nfNetns            *ebpf.Variable `ebpf:"n_nf_netns"`
+	N_podIp6s            *ebpf.Variable `ebpf:"n_pod_ip6s"`
 	N_podIps             *ebpf.Variable `ebpf:"n_pod_ips"`
 	N_vxlanPorts         *ebpf.Variable `ebpf:"n_vxlan_ports"`
 	NfNetns              *ebpf.Variable `ebpf:"nf_netns"`
+	PodIp6s              *ebpf.Variable `ebpf:"pod_ip6s"`
 	PodIps               *ebpf.Variable `ebpf:"pod_ips"`
 	SnapChanged          *ebpf.Variable `ebpf:"snap_changed"`
 	Snaplen              *ebpf.Variable `ebpf:"snaplen"`
+	TraceNd              *ebpf.Variable `ebpf:"trace_nd"`
 	UnusedBridgePortHead *ebpf.Variable `ebpf:"unused_bridge_port_head"`
 	UnusedEvent          *ebpf.Variable `ebpf:"unused_event"`
+	UnusedFamily         *ebpf.Variable `ebpf:"unused_family"`
 	UnusedFlags          *ebpf.Variable `ebpf:"unused_flags"`
 	UnusedIpVsConnHead   *ebpf.Variable `ebpf:"unused_ip_vs_conn_head"`
 	UnusedKind           *ebpf.Variable `ebpf:"unused_kind"`

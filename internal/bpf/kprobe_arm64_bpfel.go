@@ -15,8 +15,8 @@ import (
 
 type KprobePtConnKey struct {
 	_     structs.HostLayout
-	Saddr uint32
-	Daddr uint32
+	Saddr [4]uint32
+	Daddr [4]uint32
 	Sport uint16
 	Dport uint16
 	Proto uint8
@@ -87,14 +87,18 @@ const (
 	KprobeProgKretprobeNfHookSlow    = "kretprobe_nf_hook_slow"
 	KprobeProgKretprobeTable         = "kretprobe_table"
 	KprobeVarN_nfNetns               = "n_nf_netns"
+	KprobeVarN_podIp6s               = "n_pod_ip6s"
 	KprobeVarN_podIps                = "n_pod_ips"
 	KprobeVarN_vxlanPorts            = "n_vxlan_ports"
 	KprobeVarNfNetns                 = "nf_netns"
+	KprobeVarPodIp6s                 = "pod_ip6s"
 	KprobeVarPodIps                  = "pod_ips"
 	KprobeVarSnapChanged             = "snap_changed"
 	KprobeVarSnaplen                 = "snaplen"
+	KprobeVarTraceNd                 = "trace_nd"
 	KprobeVarUnusedBridgePortHead    = "unused_bridge_port_head"
 	KprobeVarUnusedEvent             = "unused_event"
+	KprobeVarUnusedFamily            = "unused_family"
 	KprobeVarUnusedFlags             = "unused_flags"
 	KprobeVarUnusedIpVsConnHead      = "unused_ip_vs_conn_head"
 	KprobeVarUnusedKind              = "unused_kind"
@@ -184,14 +188,18 @@ type KprobeMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type KprobeVariableSpecs struct {
 	N_nfNetns            *ebpf.VariableSpec `ebpf:"n_nf_netns"`
+	N_podIp6s            *ebpf.VariableSpec `ebpf:"n_pod_ip6s"`
 	N_podIps             *ebpf.VariableSpec `ebpf:"n_pod_ips"`
 	N_vxlanPorts         *ebpf.VariableSpec `ebpf:"n_vxlan_ports"`
 	NfNetns              *ebpf.VariableSpec `ebpf:"nf_netns"`
+	PodIp6s              *ebpf.VariableSpec `ebpf:"pod_ip6s"`
 	PodIps               *ebpf.VariableSpec `ebpf:"pod_ips"`
 	SnapChanged          *ebpf.VariableSpec `ebpf:"snap_changed"`
 	Snaplen              *ebpf.VariableSpec `ebpf:"snaplen"`
+	TraceNd              *ebpf.VariableSpec `ebpf:"trace_nd"`
 	UnusedBridgePortHead *ebpf.VariableSpec `ebpf:"unused_bridge_port_head"`
 	UnusedEvent          *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedFamily         *ebpf.VariableSpec `ebpf:"unused_family"`
 	UnusedFlags          *ebpf.VariableSpec `ebpf:"unused_flags"`
 	UnusedIpVsConnHead   *ebpf.VariableSpec `ebpf:"unused_ip_vs_conn_head"`
 	UnusedKind           *ebpf.VariableSpec `ebpf:"unused_kind"`
@@ -257,14 +265,18 @@ func (m *KprobeMaps) Close() error {
 // It can be passed to LoadKprobeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type KprobeVariables struct {
 	N_nfNetns            *ebpf.Variable `ebpf:"n_nf_netns"`
+	N_podIp6s            *ebpf.Variable `ebpf:"n_pod_ip6s"`
 	N_podIps             *ebpf.Variable `ebpf:"n_pod_ips"`
 	N_vxlanPorts         *ebpf.Variable `ebpf:"n_vxlan_ports"`
 	NfNetns              *ebpf.Variable `ebpf:"nf_netns"`
+	PodIp6s              *ebpf.Variable `ebpf:"pod_ip6s"`
 	PodIps               *ebpf.Variable `ebpf:"pod_ips"`
 	SnapChanged          *ebpf.Variable `ebpf:"snap_changed"`
 	Snaplen              *ebpf.Variable `ebpf:"snaplen"`
+	TraceNd              *ebpf.Variable `ebpf:"trace_nd"`
 	UnusedBridgePortHead *ebpf.Variable `ebpf:"unused_bridge_port_head"`
 	UnusedEvent          *ebpf.Variable `ebpf:"unused_event"`
+	UnusedFamily         *ebpf.Variable `ebpf:"unused_family"`
 	UnusedFlags          *ebpf.Variable `ebpf:"unused_flags"`
 	UnusedIpVsConnHead   *ebpf.Variable `ebpf:"unused_ip_vs_conn_head"`
 	UnusedKind           *ebpf.Variable `ebpf:"unused_kind"`

@@ -15,8 +15,8 @@ import (
 
 type NetfilterPtConnKey struct {
 	_     structs.HostLayout
-	Saddr uint32
-	Daddr uint32
+	Saddr [4]uint32
+	Daddr [4]uint32
 	Sport uint16
 	Dport uint16
 	Proto uint8
@@ -63,12 +63,16 @@ const (
 	NetfilterMapTrackedHint  = "tracked_hint"
 	NetfilterProgNfFirst     = "nf_first"
 	NetfilterProgNfLast      = "nf_last"
+	NetfilterVarN_podIp6s    = "n_pod_ip6s"
 	NetfilterVarN_podIps     = "n_pod_ips"
 	NetfilterVarN_vxlanPorts = "n_vxlan_ports"
+	NetfilterVarPodIp6s      = "pod_ip6s"
 	NetfilterVarPodIps       = "pod_ips"
 	NetfilterVarSnapChanged  = "snap_changed"
 	NetfilterVarSnaplen      = "snaplen"
+	NetfilterVarTraceNd      = "trace_nd"
 	NetfilterVarUnusedEvent  = "unused_event"
+	NetfilterVarUnusedFamily = "unused_family"
 	NetfilterVarUnusedFlags  = "unused_flags"
 	NetfilterVarUnusedKind   = "unused_kind"
 	NetfilterVarUnusedSlot   = "unused_slot"
@@ -141,12 +145,16 @@ type NetfilterMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type NetfilterVariableSpecs struct {
+	N_podIp6s    *ebpf.VariableSpec `ebpf:"n_pod_ip6s"`
 	N_podIps     *ebpf.VariableSpec `ebpf:"n_pod_ips"`
 	N_vxlanPorts *ebpf.VariableSpec `ebpf:"n_vxlan_ports"`
+	PodIp6s      *ebpf.VariableSpec `ebpf:"pod_ip6s"`
 	PodIps       *ebpf.VariableSpec `ebpf:"pod_ips"`
 	SnapChanged  *ebpf.VariableSpec `ebpf:"snap_changed"`
 	Snaplen      *ebpf.VariableSpec `ebpf:"snaplen"`
+	TraceNd      *ebpf.VariableSpec `ebpf:"trace_nd"`
 	UnusedEvent  *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedFamily *ebpf.VariableSpec `ebpf:"unused_family"`
 	UnusedFlags  *ebpf.VariableSpec `ebpf:"unused_flags"`
 	UnusedKind   *ebpf.VariableSpec `ebpf:"unused_kind"`
 	UnusedSlot   *ebpf.VariableSpec `ebpf:"unused_slot"`
@@ -203,12 +211,16 @@ func (m *NetfilterMaps) Close() error {
 //
 // It can be passed to LoadNetfilterObjects or ebpf.CollectionSpec.LoadAndAssign.
 type NetfilterVariables struct {
+	N_podIp6s    *ebpf.Variable `ebpf:"n_pod_ip6s"`
 	N_podIps     *ebpf.Variable `ebpf:"n_pod_ips"`
 	N_vxlanPorts *ebpf.Variable `ebpf:"n_vxlan_ports"`
+	PodIp6s      *ebpf.Variable `ebpf:"pod_ip6s"`
 	PodIps       *ebpf.Variable `ebpf:"pod_ips"`
 	SnapChanged  *ebpf.Variable `ebpf:"snap_changed"`
 	Snaplen      *ebpf.Variable `ebpf:"snaplen"`
+	TraceNd      *ebpf.Variable `ebpf:"trace_nd"`
 	UnusedEvent  *ebpf.Variable `ebpf:"unused_event"`
+	UnusedFamily *ebpf.Variable `ebpf:"unused_family"`
 	UnusedFlags  *ebpf.Variable `ebpf:"unused_flags"`
 	UnusedKind   *ebpf.Variable `ebpf:"unused_kind"`
 	UnusedSlot   *ebpf.Variable `ebpf:"unused_slot"`

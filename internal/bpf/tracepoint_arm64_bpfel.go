@@ -37,23 +37,27 @@ type TracepointEvent struct {
 	OutDev     [16]int8
 	Outer      struct {
 		_        structs.HostLayout
-		Saddr    uint32
-		Daddr    uint32
+		Saddr    [4]uint32
+		Daddr    [4]uint32
 		Sport    uint16
 		Dport    uint16
 		IpId     uint16
 		Proto    uint8
 		TcpFlags uint8
+		Family   uint8
+		Pad      [3]uint8
 	}
 	Inner struct {
 		_        structs.HostLayout
-		Saddr    uint32
-		Daddr    uint32
+		Saddr    [4]uint32
+		Daddr    [4]uint32
 		Sport    uint16
 		Dport    uint16
 		IpId     uint16
 		Proto    uint8
 		TcpFlags uint8
+		Family   uint8
+		Pad      [3]uint8
 	}
 	Ext struct {
 		_    structs.HostLayout
@@ -106,8 +110,8 @@ const (
 
 type TracepointPtConnKey struct {
 	_     structs.HostLayout
-	Saddr uint32
-	Daddr uint32
+	Saddr [4]uint32
+	Daddr [4]uint32
 	Sport uint16
 	Dport uint16
 	Proto uint8
@@ -157,12 +161,16 @@ const (
 	TracepointProgTpKfreeSkbReason  = "tp_kfree_skb_reason"
 	TracepointProgTpNetDevQueue     = "tp_net_dev_queue"
 	TracepointProgTpNetifReceiveSkb = "tp_netif_receive_skb"
+	TracepointVarN_podIp6s          = "n_pod_ip6s"
 	TracepointVarN_podIps           = "n_pod_ips"
 	TracepointVarN_vxlanPorts       = "n_vxlan_ports"
+	TracepointVarPodIp6s            = "pod_ip6s"
 	TracepointVarPodIps             = "pod_ips"
 	TracepointVarSnapChanged        = "snap_changed"
 	TracepointVarSnaplen            = "snaplen"
+	TracepointVarTraceNd            = "trace_nd"
 	TracepointVarUnusedEvent        = "unused_event"
+	TracepointVarUnusedFamily       = "unused_family"
 	TracepointVarUnusedFlags        = "unused_flags"
 	TracepointVarUnusedKind         = "unused_kind"
 	TracepointVarUnusedSlot         = "unused_slot"
@@ -238,12 +246,16 @@ type TracepointMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type TracepointVariableSpecs struct {
+	N_podIp6s    *ebpf.VariableSpec `ebpf:"n_pod_ip6s"`
 	N_podIps     *ebpf.VariableSpec `ebpf:"n_pod_ips"`
 	N_vxlanPorts *ebpf.VariableSpec `ebpf:"n_vxlan_ports"`
+	PodIp6s      *ebpf.VariableSpec `ebpf:"pod_ip6s"`
 	PodIps       *ebpf.VariableSpec `ebpf:"pod_ips"`
 	SnapChanged  *ebpf.VariableSpec `ebpf:"snap_changed"`
 	Snaplen      *ebpf.VariableSpec `ebpf:"snaplen"`
+	TraceNd      *ebpf.VariableSpec `ebpf:"trace_nd"`
 	UnusedEvent  *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedFamily *ebpf.VariableSpec `ebpf:"unused_family"`
 	UnusedFlags  *ebpf.VariableSpec `ebpf:"unused_flags"`
 	UnusedKind   *ebpf.VariableSpec `ebpf:"unused_kind"`
 	UnusedSlot   *ebpf.VariableSpec `ebpf:"unused_slot"`
@@ -300,12 +312,16 @@ func (m *TracepointMaps) Close() error {
 //
 // It can be passed to LoadTracepointObjects or ebpf.CollectionSpec.LoadAndAssign.
 type TracepointVariables struct {
+	N_podIp6s    *ebpf.Variable `ebpf:"n_pod_ip6s"`
 	N_podIps     *ebpf.Variable `ebpf:"n_pod_ips"`
 	N_vxlanPorts *ebpf.Variable `ebpf:"n_vxlan_ports"`
+	PodIp6s      *ebpf.Variable `ebpf:"pod_ip6s"`
 	PodIps       *ebpf.Variable `ebpf:"pod_ips"`
 	SnapChanged  *ebpf.Variable `ebpf:"snap_changed"`
 	Snaplen      *ebpf.Variable `ebpf:"snaplen"`
+	TraceNd      *ebpf.Variable `ebpf:"trace_nd"`
 	UnusedEvent  *ebpf.Variable `ebpf:"unused_event"`
+	UnusedFamily *ebpf.Variable `ebpf:"unused_family"`
 	UnusedFlags  *ebpf.Variable `ebpf:"unused_flags"`
 	UnusedKind   *ebpf.Variable `ebpf:"unused_kind"`
 	UnusedSlot   *ebpf.Variable `ebpf:"unused_slot"`

@@ -90,6 +90,8 @@ func TestContract(t *testing.T) {
 			t.Errorf("tunnel kind %d has no hop tunnel", k)
 		}
 	}
+	checkContract(t, "pathtrace_family", map[string]uint8{"PT_FAMILY_IPV4": familyIPv4, "PT_FAMILY_IPV6": familyIPv6},
+		[]uint8{familyIPv4, familyIPv6})
 	for _, k := range Kinds() {
 		if k.Hop() == hop.NoKind || k.String() == "kind("+strconv.Itoa(int(k))+")" {
 			t.Errorf("event kind %d has no name or hop kind", k)
@@ -146,7 +148,7 @@ func TestDecodeExt(t *testing.T) {
 	t.Run("ipvs", func(t *testing.T) {
 		var r bpf.TracepointEvent
 		r.Kind, r.Flags = uint8(KindIPVS), uint8(FlagFentry)
-		r.Ext.Addr = [2]uint32{ip("10.96.0.10"), ip("10.244.2.7")}
+		r.Ext.Addr = [2]uint32{ip("10.96.0.10")[0], ip("10.244.2.7")[0]}
 		r.Ext.Port = [2]uint16{80, 8080}
 		r.Ext.Val = [3]uint32{3, 6, 1}
 		r.Ext.Name = name("rr")

@@ -67,14 +67,14 @@ func (d *Decoder) Decode(b []byte, ev *Event) error {
 		Location:   r.Location,
 	}
 	if flags&FlagL3 != 0 {
-		ev.Outer = tuple(r.Outer.Saddr, r.Outer.Daddr, r.Outer.Sport, r.Outer.Dport,
-			r.Outer.IpId, r.Outer.Proto, r.Outer.TcpFlags, flags&FlagL4 != 0)
+		o := &r.Outer
+		ev.Outer = tuple(o.Family, o.Saddr, o.Daddr, o.Sport, o.Dport, o.IpId, o.Proto, o.TcpFlags, flags&FlagL4 != 0)
 	}
 	if flags&FlagInner != 0 {
 		ev.VNI = r.Vni
 		ev.Tunnel = TunnelKind(r.Tunnel).Hop()
-		ev.Inner = tuple(r.Inner.Saddr, r.Inner.Daddr, r.Inner.Sport, r.Inner.Dport,
-			r.Inner.IpId, r.Inner.Proto, r.Inner.TcpFlags, flags&FlagInnerL4 != 0)
+		in := &r.Inner
+		ev.Inner = tuple(in.Family, in.Saddr, in.Daddr, in.Sport, in.Dport, in.IpId, in.Proto, in.TcpFlags, flags&FlagInnerL4 != 0)
 	}
 	d.ext(ev)
 	if r.CapLen > 0 {
@@ -85,36 +85,41 @@ func (d *Decoder) Decode(b []byte, ev *Event) error {
 	return nil
 }
 
-// ICMP echo types, whose header holds the echo id.
+// ICMP and ICMPv6 echo types, whose header holds the echo id.
 const (
-	icmpEchoReply = 0
-	icmpEcho      = 8
+	icmpEchoReply   = 0
+	icmpEcho        = 8
+	icmpv6Echo      = 128
+	icmpv6EchoReply = 129
 )
 
-// echoIDs reads the echo id of an ICMP echo from the captured bytes: after
-// the IPv4 header, or for a tunnel's packet after the outer headers
-// (innerOffset) and the inner IPv4 header.
+// echoIDs reads the echo id of an ICMP or ICMPv6 echo from the captured
+// bytes: after the IP header (and IPv6 extension headers), or for a
+// tunnel's packet after the outer headers (innerOffset) and the inner IP
+// header.
 func echoIDs(ev *Event) {
-	outer := ev.Flags&FlagL3 != 0 && ev.Flags&FlagL4 != 0 && ev.Outer.Proto == ProtoICMP
-	inner := ev.Flags&FlagInner != 0 && ev.Flags&FlagInnerL4 != 0 && ev.Inner.Proto == ProtoICMP
+	outer := ev.Flags&FlagL3 != 0 && ev.Flags&FlagL4 != 0 && IsICMP(ev.Outer.Proto)
+	inner := ev.Flags&FlagInner != 0 && ev.Flags&FlagInnerL4 != 0 && IsICMP(ev.Inner.Proto)
 	if !outer && !inner {
 		return
 	}
-	ihl, ok := ipv4HeaderLen(ev.Data)
+	h, ok := parseIP(ev.Data)
 	if !ok {
 		return
 	}
 	if outer {
-		echoID(ev.Data[ihl:], &ev.Outer)
+		echoID(h.l4, h.proto, &ev.Outer)
 		return
 	}
-	off, ok := innerOffset(ev.Data, ihl, ev.Tunnel)
+	if h.l4 == nil {
+		return // a later fragment: no tunnel header
+	}
+	off, ok := innerOffset(ev.Data, len(ev.Data)-len(h.l4), ev.Tunnel)
 	if !ok {
 		return
 	}
-	in := ev.Data[min(off, len(ev.Data)):]
-	if ihl, ok := ipv4HeaderLen(in); ok {
-		echoID(in[ihl:], &ev.Inner)
+	if h, ok := parseIP(ev.Data[min(off, len(ev.Data)):]); ok {
+		echoID(h.l4, h.proto, &ev.Inner)
 	}
 }
 
@@ -127,17 +132,17 @@ const (
 	etherTypeTEB = 0x6558 // Ethernet inside the tunnel
 )
 
-// innerOffset is where the inner IPv4 header of a tunnel's packet starts in
-// b, whose outer IPv4 header is ihl bytes long: as the kernel programs find
-// it (bpf/include/common.h, tunnel_inner).
-func innerOffset(b []byte, ihl int, t hop.Tunnel) (int, bool) {
+// innerOffset is where the inner IP header of a tunnel's packet starts in
+// b, whose outer IP header (with IPv6 extension headers) is l4 bytes long:
+// as the kernel programs find it (bpf/include/common.h).
+func innerOffset(b []byte, l4 int, t hop.Tunnel) (int, bool) {
 	switch t {
 	case hop.TunnelIPIP:
-		return ihl, true
+		return l4, true
 	case hop.TunnelVXLAN:
-		return ihl + udpHdr + vxlanHdr + ethHdr, true
+		return l4 + udpHdr + vxlanHdr + ethHdr, true
 	case hop.TunnelGeneve:
-		g := ihl + udpHdr
+		g := l4 + udpHdr
 		if len(b) < g+geneveHdr {
 			return 0, false
 		}
@@ -150,13 +155,17 @@ func innerOffset(b []byte, ihl int, t hop.Tunnel) (int, bool) {
 	return 0, false
 }
 
-// echoID sets t's echo id from the ICMP header b starts with, when it is
-// an echo request or reply.
-func echoID(b []byte, t *Tuple) {
-	if len(b) < 8 || (b[0] != icmpEcho && b[0] != icmpEchoReply) {
+// echoID sets t's echo id from the ICMP or ICMPv6 (proto) header b starts
+// with, when it is an echo request or reply of the tuple's protocol.
+func echoID(b []byte, proto uint8, t *Tuple) {
+	if len(b) < 8 || proto != t.Proto {
 		return
 	}
-	t.HasICMPID, t.ICMPID = true, binary.BigEndian.Uint16(b[4:6])
+	switch {
+	case proto == ProtoICMP && (b[0] == icmpEcho || b[0] == icmpEchoReply),
+		proto == ProtoICMPv6 && (b[0] == icmpv6Echo || b[0] == icmpv6EchoReply):
+		t.HasICMPID, t.ICMPID = true, binary.BigEndian.Uint16(b[4:6])
+	}
 }
 
 // ext decodes the extra fields of function hops (struct pt_ext), whose
@@ -212,7 +221,26 @@ func addr(a uint32) netip.Addr {
 	return netip.AddrFrom4(b)
 }
 
-func tuple(saddr, daddr uint32, sport, dport, id uint16, proto, flags uint8, ports bool) Tuple {
+// Families of a record's tuples (enum pathtrace_family).
+const (
+	familyIPv4 = 4
+	familyIPv6 = 6
+)
+
+// addr16 converts a tuple's address words (network byte order, read in
+// host order) of family: IPv6 in all four, IPv4 in the first.
+func addr16(family uint8, a [4]uint32) netip.Addr {
+	if family != familyIPv6 {
+		return addr(a[0])
+	}
+	var b [16]byte
+	for i, w := range a {
+		binary.NativeEndian.PutUint32(b[4*i:], w)
+	}
+	return netip.AddrFrom16(b)
+}
+
+func tuple(family uint8, saddr, daddr [4]uint32, sport, dport, id uint16, proto, flags uint8, ports bool) Tuple {
 	t := Tuple{
 		Proto:    proto,
 		IPID:     id,
@@ -222,8 +250,8 @@ func tuple(saddr, daddr uint32, sport, dport, id uint16, proto, flags uint8, por
 	if !ports {
 		sport, dport = 0, 0
 	}
-	t.Src = netip.AddrPortFrom(addr(saddr), sport)
-	t.Dst = netip.AddrPortFrom(addr(daddr), dport)
+	t.Src = netip.AddrPortFrom(addr16(family, saddr), sport)
+	t.Dst = netip.AddrPortFrom(addr16(family, daddr), dport)
 	return t
 }
 

@@ -22,9 +22,20 @@ func encode(t testing.TB, r *bpf.TracepointEvent) []byte {
 	return buf.Bytes()
 }
 
-func ip(s string) uint32 {
-	b := netip.MustParseAddr(s).As4()
-	return binary.NativeEndian.Uint32(b[:])
+// ip is an address as a tuple holds it: IPv4 in the first word, IPv6 in
+// all four, each in network byte order read in host order.
+func ip(s string) (w [4]uint32) {
+	a := netip.MustParseAddr(s)
+	if a.Is4() {
+		b := a.As4()
+		w[0] = binary.NativeEndian.Uint32(b[:])
+		return w
+	}
+	b := a.As16()
+	for i := range w {
+		w[i] = binary.NativeEndian.Uint32(b[4*i:])
+	}
+	return w
 }
 
 func name(s string) (n [16]int8) {
@@ -308,5 +319,42 @@ func TestDecodeTunnels(t *testing.T) {
 	r.Flags, r.Tunnel = uint8(FlagL3|FlagL4), uint8(TunnelIPIP)
 	if ev := decodeRecord(t, r); ev.Tunnel != hop.NoTunnel {
 		t.Errorf("tunnel %s without FlagInner", ev.Tunnel)
+	}
+}
+
+// An IPv6 packet inside VXLAN over IPv4: 16-byte inner addresses, and the
+// ICMPv6 echo id read from the captured bytes past an extension header.
+func TestDecodeIPv6(t *testing.T) {
+	var r bpf.TracepointEvent
+	r.Kind = uint8(KindRx)
+	r.Flags = uint8(FlagL3 | FlagL4 | FlagInner | FlagInnerL4)
+	r.Outer.Family, r.Inner.Family = familyIPv4, familyIPv6
+	r.Outer.Saddr, r.Outer.Daddr, r.Outer.Sport, r.Outer.Dport, r.Outer.Proto = ip("192.168.50.11"), ip("192.168.50.12"), 40000, 8472, ProtoUDP
+	r.Inner.Saddr, r.Inner.Daddr, r.Inner.Sport, r.Inner.Proto = ip("fd77:1::5"), ip("fd77:2::7"), icmpv6Echo, ProtoICMPv6
+	ip6 := make([]byte, 40)
+	ip6[0], ip6[6], ip6[7] = 0x60, 0 /* hop-by-hop */, 64
+	copy(ip6[8:], netip.MustParseAddr("fd77:1::5").AsSlice())
+	copy(ip6[24:], netip.MustParseAddr("fd77:2::7").AsSlice())
+	hbh := []byte{ProtoICMPv6, 0, 1, 4, 0, 0, 0, 0}
+	echo := []byte{icmpv6Echo, 0, 0, 0, 0x66, 0x66, 0, 1}
+	outer := []byte{0x45, 0, 0, 134, 0, 2, 0, 0, 64, ProtoUDP, 0, 0, 192, 168, 50, 11, 192, 168, 50, 12}
+	udp := []byte{0x9c, 0x40, 0x21, 0x18, 0, 114, 0, 0}
+	vx := []byte{0x08, 0, 0, 0, 0, 0, 1, 0}
+	eth := make([]byte, 14)
+	eth[12], eth[13] = 0x86, 0xdd
+	r.CapLen = uint16(copy(r.Data[:], slices.Concat(outer, udp, vx, eth, ip6, hbh, echo)))
+	ev := decodeRecord(t, r)
+	if ev.Outer.Src != netip.MustParseAddrPort("192.168.50.11:40000") {
+		t.Errorf("outer %+v", ev.Outer)
+	}
+	want := Tuple{Proto: ProtoICMPv6, Src: netip.MustParseAddrPort("[fd77:1::5]:128"), Dst: netip.MustParseAddrPort("[fd77:2::7]:0"),
+		HasPorts: true, HasICMPID: true, ICMPID: 0x6666}
+	if ev.Inner != want {
+		t.Errorf("inner %+v, want %+v", ev.Inner, want)
+	}
+	// The ICMP echo type in an ICMPv6 header is no echo.
+	r.Inner.Sport, r.Data[len(outer)+len(udp)+len(vx)+len(eth)+40+8] = icmpEcho, icmpEcho
+	if ev := decodeRecord(t, r); ev.Inner.HasICMPID {
+		t.Errorf("ICMPv6 type 8 taken for an echo: %+v", ev.Inner)
 	}
 }

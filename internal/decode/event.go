@@ -103,7 +103,7 @@ type Flags uint8
 
 const (
 	FlagNew     Flags = 1 << 0 // first event of a newly tracked packet on this skb
-	FlagL3      Flags = 1 << 1 // Outer holds a parsed IPv4 header
+	FlagL3      Flags = 1 << 1 // Outer holds a parsed IPv4 or IPv6 header
 	FlagInner   Flags = 1 << 2 // Inner (and VNI) hold a tunnel's payload; Tunnel says which
 	FlagL4      Flags = 1 << 3 // Outer ports and TCP flags are valid
 	FlagInnerL4 Flags = 1 << 4 // Inner ports and TCP flags are valid
@@ -156,13 +156,17 @@ func (k TunnelKind) Hop() hop.Tunnel {
 
 // IP protocol numbers the decoder names.
 const (
-	ProtoICMP uint8 = 1
-	ProtoTCP  uint8 = 6
-	ProtoUDP  uint8 = 17
+	ProtoICMP   uint8 = 1
+	ProtoTCP    uint8 = 6
+	ProtoUDP    uint8 = 17
+	ProtoICMPv6 uint8 = 58
 )
 
-// Tuple is an IPv4 header and its ports as seen at one hop. For ICMP, the
-// ports hold the type (Src) and code (Dst).
+// Tuple is an IPv4 or IPv6 header and its ports as seen at one hop (IPv6
+// addresses are 16-byte netip.Addrs, IPv4 ones 4-byte). For ICMP and
+// ICMPv6, the ports hold the type (Src) and code (Dst). For IPv6, Proto is
+// the header after the extension headers the kernel programs skip, and
+// IPID is 0 but for a fragment (the low bits of its identification).
 type Tuple struct {
 	Proto    uint8
 	Src, Dst netip.AddrPort
@@ -270,5 +274,5 @@ type VXLAN struct {
 }
 
 // Encapsulated reports whether the event saw a tunnel's packet (VXLAN,
-// Geneve, IPIP) with an inner IPv4 header.
+// Geneve, IPIP) with an inner IPv4 or IPv6 header.
 func (e *Event) Encapsulated() bool { return e.Flags&FlagInner != 0 }

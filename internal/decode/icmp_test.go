@@ -82,3 +82,42 @@ func FuzzICMPQuote(f *testing.F) {
 		}
 	})
 }
+
+// ipv6 builds an IPv6 header with next header next and payload.
+func ipv6(next uint8, src, dst string, payload []byte) []byte {
+	b := make([]byte, 40, 40+len(payload))
+	b[0] = 0x60
+	binary.BigEndian.PutUint16(b[4:], uint16(len(payload)))
+	b[6], b[7] = next, 64
+	copy(b[8:], netip.MustParseAddr(src).AsSlice())
+	copy(b[24:], netip.MustParseAddr(dst).AsSlice())
+	return append(b, payload...)
+}
+
+func TestICMPv6Quote(t *testing.T) {
+	syn := ipv6(ProtoTCP, "fd77:1::5", "fd96::10", tcpSeg(40312, 80, 0x02))
+	frag := ipv6(44, "fd77:1::5", "fd96::10", append([]byte{ProtoUDP, 0, 0, 0x18, 0, 0, 0x12, 0x34}, 0x9c, 0x40, 0, 53))
+	err := func(typ uint8, q []byte) []byte {
+		return ipv6(ProtoICMPv6, "fd77:1::1", "fd77:1::5", append([]byte{typ, 4, 0, 0, 0, 0, 0, 0}, q...))
+	}
+	ap := netip.MustParseAddrPort
+	for _, tc := range []struct {
+		name string
+		data []byte
+		want Tuple
+		ok   bool
+	}{
+		{"port unreachable for a TCP SYN", err(1, syn),
+			Tuple{Proto: ProtoTCP, Src: ap("[fd77:1::5]:40312"), Dst: ap("[fd96::10]:80"), TCPFlags: 0x02, HasPorts: true}, true},
+		{"a later fragment has no ports", err(3, frag),
+			Tuple{Proto: ProtoUDP, Src: ap("[fd77:1::5]:0"), Dst: ap("[fd96::10]:0"), IPID: 0x1234}, true},
+		{"an echo request is no error", err(128, syn), Tuple{}, false},
+		{"ICMP types in ICMPv6 are not errors", err(11, syn), Tuple{}, false},
+		{"cut in the quoted header", err(1, syn[:30]), Tuple{}, false},
+	} {
+		got, ok := ICMPQuote(tc.data)
+		if ok != tc.ok || got != tc.want {
+			t.Errorf("%s: %+v %v, want %+v %v", tc.name, got, ok, tc.want, tc.ok)
+		}
+	}
+}

@@ -332,6 +332,22 @@ func TestAdviceIPForward(t *testing.T) {
 	lacks(t, "advice after FORWARD", advice(New(map[uint32]*doctor.Report{inoNode1: off}), p), "ip_forward=0")
 }
 
+// An IPv6 packet dropped for want of IPv6 forwarding: the IPv6 sysctl,
+// whatever ip_forward says.
+func TestAdviceIPv6Forwarding(t *testing.T) {
+	off := report(t, "node1", map[string]string{"net/ipv6/conf/all/forwarding": "0"})
+	src, dst := netip.MustParseAddrPort("[fd77:1::5]:40312"), netip.MustParseAddrPort("[fd77:2::7]:8080")
+	p := routed(dropped(mkHop(hop.NoKind, "node1", inoNode1, "cni0", 80), "NOT_SPECIFIED"))
+	p.Src, p.Dst = src, dst
+	for i := range p.Hops {
+		p.Hops[i].Src, p.Hops[i].Dst = src, dst
+	}
+	got := advice(New(map[uint32]*doctor.Report{inoNode1: off}), p)
+	contains(t, "IPv6 advice", got, "net.ipv6.conf.all.forwarding=0 on node1: the node drops what it should route (fd77:1::5 → fd77:2::7 arrived on cni0)",
+		"\n$ ip netns exec node1 sysctl net.ipv6.conf.all.forwarding")
+	lacks(t, "IPv6 advice", got, "ip_forward")
+}
+
 func TestAdviceRPFilter(t *testing.T) {
 	p := func() *stitch.Path {
 		return path(

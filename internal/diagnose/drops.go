@@ -216,11 +216,18 @@ func (d *drop) bridged() bool {
 // forwardingOff reports a routing drop on a node whose report says
 // ip_forward=0: received in the node, never reached FORWARD nor INPUT.
 func (d *drop) forwardingOff() bool {
-	if d.n == nil || !d.n.facts.IPForward.Is(0) {
+	if d.n == nil {
+		return false
+	}
+	if d.ipv6() {
+		if !d.n.facts.IPv6Forwarding.Is(0) {
+			return false
+		}
+	} else if !d.n.facts.IPForward.Is(0) {
 		return false
 	}
 	switch d.h.Reason {
-	case "IP_INADDRERRORS", "IP_INNOROUTES", "NOT_SPECIFIED", "":
+	case "IP_INADDRERRORS", "IP_INNOROUTES", "IPV6DISABLED", "NOT_SPECIFIED", "":
 	default:
 		return false
 	}
@@ -233,13 +240,25 @@ func (d *drop) forwardingOff() bool {
 	return received && !passed
 }
 
+// ipv6 reports whether the dropped packet is an IPv6 one.
+func (d *drop) ipv6() bool {
+	if a := d.h.Src.Addr(); a.IsValid() {
+		return a.Is6()
+	}
+	return d.p.Src.Addr().Is6()
+}
+
 func (d *drop) ipForward() string {
 	var s note
-	s.say("net.ipv4.ip_forward=0 on %s: the node drops what it should route (%s → %s arrived on %s), without an ICMP error, so the sender only sees a timeout.",
-		d.ns, d.src(), d.dst(), dashOr(d.h.Dev))
-	s.say("Kubernetes nodes need 1; find what reset it (a sysctl.d file, a firewall package).")
-	s.run(d.in + "sysctl net.ipv4.ip_forward")
-	s.run(d.in + "sysctl -w net.ipv4.ip_forward=1")
+	sysctl, what := "net.ipv4.ip_forward", "Kubernetes nodes need 1"
+	if d.ipv6() {
+		sysctl, what = "net.ipv6.conf.all.forwarding", "Dual-stack and IPv6 Kubernetes nodes need 1"
+	}
+	s.say("%s=0 on %s: the node drops what it should route (%s → %s arrived on %s), without an ICMP error, so the sender only sees a timeout.",
+		sysctl, d.ns, d.src(), d.dst(), dashOr(d.h.Dev))
+	s.say("%s; find what reset it (a sysctl.d file, a firewall package).", what)
+	s.run(d.in + "sysctl " + sysctl)
+	s.run(d.in + "sysctl -w " + sysctl + "=1")
 	return s.String()
 }
 
@@ -298,10 +317,14 @@ func (d *drop) noRoute() string {
 func (d *drop) addrError() string {
 	var s note
 	dev := dashOr(d.h.Dev)
-	s.say("%s is not a destination %s accepts from %s: forwarding is off for the input device (net.ipv4.conf.%s.forwarding=0) or the address is not routable (martian, broadcast).",
-		d.dst(), d.ns, dev, strings.ReplaceAll(dev, ".", "/"))
+	fam, all := "ipv4", "net.ipv4.ip_forward"
+	if d.ipv6() {
+		fam, all = "ipv6", "net.ipv6.conf.all.forwarding"
+	}
+	s.say("%s is not a destination %s accepts from %s: forwarding is off for the input device (net.%s.conf.%s.forwarding=0) or the address is not routable (martian, broadcast).",
+		d.dst(), d.ns, dev, fam, strings.ReplaceAll(dev, ".", "/"))
 	s.run(d.in + "ip route get " + d.dst() + " from " + d.src() + " iif " + dev)
-	s.run(d.in + "sysctl net.ipv4.ip_forward net.ipv4.conf." + strings.ReplaceAll(dev, ".", "/") + ".forwarding")
+	s.run(d.in + "sysctl " + all + " net." + fam + ".conf." + strings.ReplaceAll(dev, ".", "/") + ".forwarding")
 	return s.String()
 }
 

@@ -65,7 +65,10 @@ func (a *Advisor) label(p *stitch.Path, inode uint32) string {
 // when the report says br_netfilter would not show it to iptables.
 func (a *Advisor) bridgedBypass(p *stitch.Path, inode uint32) []string {
 	n := a.nodes[inode]
-	bnf := n.facts.BridgeNFCallIPTables
+	bnf, sysctl := n.facts.BridgeNFCallIPTables, "net.bridge.bridge-nf-call-iptables"
+	if p.Src.Addr().Is6() {
+		bnf, sysctl = n.facts.BridgeNFCallIP6Tables, "net.bridge.bridge-nf-call-ip6tables"
+	}
 	if bnf.Is(1) {
 		return nil
 	}
@@ -97,15 +100,15 @@ func (a *Advisor) bridgedBypass(p *stitch.Path, inode uint32) []string {
 			} else if len(n.bridges) == 1 {
 				br = n.bridges[0].Name
 			}
-			why := "net.bridge.bridge-nf-call-iptables is not 1"
+			why := sysctl + " is not 1"
 			switch _, known := bnf.Int(); {
 			case bnf.State == doctor.Absent:
-				why = "br_netfilter is not loaded (net.bridge.bridge-nf-call-iptables is absent)"
+				why = "br_netfilter is not loaded (" + sysctl + " is absent)"
 			case known:
-				why = "net.bridge.bridge-nf-call-iptables=" + bnf.String()
+				why = sysctl + "=" + bnf.String()
 			}
-			return []string{fmt.Sprintf("Bridged pod-to-pod traffic on %s (%s → %s through %s) passed no netfilter hook: %s, so netfilter rules, kube-proxy and NetworkPolicy do not see it. Check: %ssysctl net.bridge.bridge-nf-call-iptables",
-				nodeLabel(rx), rx.Dev, h.Dev, br, why, inNetns(n, rx.Netns))}
+			return []string{fmt.Sprintf("Bridged pod-to-pod traffic on %s (%s → %s through %s) passed no netfilter hook: %s, so netfilter rules, kube-proxy and NetworkPolicy do not see it. Check: %ssysctl %s",
+				nodeLabel(rx), rx.Dev, h.Dev, br, why, inNetns(n, rx.Netns), sysctl)}
 		}
 	}
 	return nil

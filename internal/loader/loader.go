@@ -43,7 +43,7 @@ var DefaultVXLANPorts = []uint16{8472, 4789}
 
 // Options say what to trace and where.
 type Options struct {
-	PodIPs     []netip.Addr // IPv4 addresses to follow; none follows every IPv4 packet
+	PodIPs     []netip.Addr // IPv4 and IPv6 addresses to follow; none follows every IP packet
 	VXLANPorts []uint16     // UDP destination ports parsed as VXLAN
 	Snaplen    int          // packet bytes copied per event (0..MaxSnaplen)
 	// SnapChanged copies the Snaplen bytes only at the events where a
@@ -51,6 +51,10 @@ type Options struct {
 	// NAT, encapsulation, decapsulation); the others carry an ICMP
 	// packet's headers only, as with Snaplen 0.
 	SnapChanged bool
+	// NeighborDiscovery follows ICMPv6 neighbour discovery and multicast
+	// listener messages (types 130-137, 143) like other packets; without
+	// it they are followed only on an skb already followed.
+	NeighborDiscovery bool
 	// Netns are the node network namespaces (paths, or names under
 	// /run/netns) whose netfilter hooks get programs; none means the
 	// caller's own.
@@ -172,8 +176,8 @@ func validate(opts *Options) error {
 		return fmt.Errorf("at most %d pod IPs can be traced at once, got %d", MaxPodIPs, len(opts.PodIPs))
 	}
 	for _, ip := range opts.PodIPs {
-		if !ip.Unmap().Is4() {
-			return fmt.Errorf("pod IP %s is not an IPv4 address; pathtrace follows IPv4 only", ip)
+		if !ip.IsValid() || ip.Zone() != "" {
+			return fmt.Errorf("pod IP %s is not an IPv4 or IPv6 address", ip)
 		}
 	}
 	if opts.VXLANPorts == nil {
@@ -198,17 +202,35 @@ func validate(opts *Options) error {
 }
 
 func setVariables(spec *ebpf.CollectionSpec, opts *Options) error {
+	// Network byte order in memory, as the kernel compares it.
 	var ips [MaxPodIPs]uint32
-	for i, ip := range opts.PodIPs {
-		b := ip.Unmap().As4()
-		// Network byte order in memory, as the kernel compares it.
-		ips[i] = binary.NativeEndian.Uint32(b[:])
+	var ip6s [MaxPodIPs * 4]uint32
+	n4, n6 := 0, 0
+	for _, ip := range opts.PodIPs {
+		if ip = ip.Unmap(); ip.Is4() {
+			b := ip.As4()
+			ips[n4] = binary.NativeEndian.Uint32(b[:])
+			n4++
+			continue
+		}
+		b := ip.As16()
+		for j := range 4 {
+			ip6s[4*n6+j] = binary.NativeEndian.Uint32(b[4*j:])
+		}
+		n6++
+	}
+	nd := uint32(0)
+	if opts.NeighborDiscovery {
+		nd = 1
 	}
 	var ports [MaxVXLANPorts]uint16
 	copy(ports[:], opts.VXLANPorts)
 	set := map[string]any{
 		"pod_ips":       ips,
-		"n_pod_ips":     uint32(len(opts.PodIPs)),
+		"n_pod_ips":     uint32(n4),
+		"pod_ip6s":      ip6s,
+		"n_pod_ip6s":    uint32(n6),
+		"trace_nd":      nd,
 		"vxlan_ports":   ports,
 		"n_vxlan_ports": uint32(len(opts.VXLANPorts)),
 		"snaplen":       uint32(opts.Snaplen),
@@ -270,8 +292,8 @@ func (t *Tracer) attachRawTP(spec *ebpf.CollectionSpec, prog, tp string) error {
 	return nil
 }
 
-// attachNetfilter attaches first and last on every IPv4 hook of the network
-// namespace at path ("" for the caller's own). A netfilter link belongs to
+// attachNetfilter attaches first and last on every IPv4 and IPv6 hook of
+// the network namespace at path ("" for the caller's own). A netfilter link belongs to
 // the namespace of the thread that creates it.
 func (t *Tracer) attachNetfilter(path string, first, last *ebpf.Program) (Node, error) {
 	node := Node{Path: path}
@@ -319,36 +341,60 @@ func (t *Tracer) attachNetfilter(path string, first, last *ebpf.Program) (Node, 
 // another pathtrace, or another BPF tool.
 const priorityTries = 32
 
-// attachHooks attaches first and last on every IPv4 hook of the current
-// network namespace, each at the free priority nearest its end, and logs
-// the priorities taken.
+// attachHooks attaches first and last on every IPv4 and IPv6 hook of the
+// current network namespace, each at the free priority nearest its end
+// (each family's hooks have priorities of their own), and logs the
+// priorities taken. A kernel without IPv6 keeps the IPv4 hooks, with a
+// warning.
 func (t *Tracer) attachHooks(path string, first, last *ebpf.Program) error {
+	if err := t.attachFamily(path, unix.NFPROTO_IPV4, first, last); err != nil {
+		return err
+	}
+	mark := len(t.links)
+	if err := t.attachFamily(path, unix.NFPROTO_IPV6, first, last); err != nil {
+		if errors.Is(err, unix.EBUSY) {
+			return err
+		}
+		t.closeLinksFrom(mark)
+		t.log.Warn("IPv6 netfilter hooks not shown", "netns", nsLabel(path), "err", err)
+	}
+	return nil
+}
+
+// attachFamily attaches first and last on the five hooks of family pf
+// (NFPROTO_IPV4, NFPROTO_IPV6).
+func (t *Tracer) attachFamily(path string, pf link.NetfilterProtocolFamily, first, last *ebpf.Program) error {
+	fam := "IPv4"
+	if pf == unix.NFPROTO_IPV6 {
+		fam = "IPv6"
+	}
 	for hook := range 5 {
 		var prios [2]int32
 		for i, slot := range []struct {
 			prog       *ebpf.Program
 			prio, step int32
 		}{{first, PriorityFirst, 1}, {last, PriorityLast, -1}} {
-			l, prio, err := attachFree(slot.prog, link.NetfilterInetHook(hook), slot.prio, slot.step)
+			l, prio, err := attachFree(slot.prog, pf, link.NetfilterInetHook(hook), slot.prio, slot.step)
 			if err != nil {
-				return fmt.Errorf("attach netfilter program to %s in %s: %w", hookName(hook), nsLabel(path), err)
+				return fmt.Errorf("attach netfilter program to %s %s in %s: %w", fam, hookName(hook), nsLabel(path), err)
 			}
 			t.links = append(t.links, l)
 			prios[i] = prio
 		}
-		t.log.Debug("netfilter priorities", "netns", nsLabel(path), "hook", hookName(hook), "first", prios[0], "last", prios[1])
+		t.log.Debug("netfilter priorities", "netns", nsLabel(path), "family", fam, "hook", hookName(hook), "first", prios[0], "last", prios[1])
 	}
 	return nil
 }
 
-// attachFree attaches prog to hook at prio, or, while the kernel says a
-// priority is taken, at the next one step away, up to priorityTries.
-func attachFree(prog *ebpf.Program, hook link.NetfilterInetHook, prio, step int32) (link.Link, int32, error) {
+// attachFree attaches prog to hook of family pf at prio, or, while the
+// kernel says a priority is taken, at the next one step away, up to
+// priorityTries.
+func attachFree(prog *ebpf.Program, pf link.NetfilterProtocolFamily, hook link.NetfilterInetHook, prio, step int32) (link.Link, int32, error) {
 	for i := range int32(priorityTries) {
 		p := prio + i*step
 		l, err := link.AttachNetfilter(link.NetfilterOptions{
 			Program:        prog,
-			ProtocolFamily: unix.NFPROTO_IPV4,
+			ProtocolFamily: pf,
 			Hook:           hook,
 			Priority:       p,
 		})

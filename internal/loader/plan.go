@@ -89,7 +89,7 @@ func makePlan(choice Choice, pr Probes) plan {
 	}
 	fns := pr.LookupFunctions(refs...)
 
-	link := candidate{backend: hop.NetfilterLink, source: "netfilter links, first and last priority", err: pr.NetfilterLink()}
+	link := candidate{backend: hop.NetfilterLink, source: "netfilter links, first and last priority, IPv4 and IPv6 hooks", err: pr.NetfilterLink()}
 	nfF := candidate{backend: hop.Fentry, source: "fentry/nf_hook_slow+fexit", err: cmp.Or(fentryErr, fns[0].BTF)}
 	nfK := candidate{backend: hop.Kprobe, source: "kprobe/nf_hook_slow+kretprobe", err: cmp.Or(kprobeErr, fns[0].Kallsyms)}
 	switch choice {

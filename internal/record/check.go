@@ -75,8 +75,8 @@ func (h *header) check(data int) string {
 		return fmt.Sprintf("a filter of %d pod IPs and %d VXLAN ports", len(f.PodIPs), len(f.VXLANPorts))
 	}
 	for _, ip := range f.PodIPs {
-		if !ip.Is4() {
-			return fmt.Sprintf("filter pod IP %s is not an IPv4 address", ip)
+		if !ip.IsValid() || ip.Is4In6() || ip.Zone() != "" {
+			return fmt.Sprintf("filter pod IP %s is not an IPv4 or IPv6 address", ip)
 		}
 	}
 	for _, p := range f.VXLANPorts {

@@ -5,29 +5,32 @@ import (
 	"slices"
 )
 
-// HeaderLen returns how many bytes of pkt, a packet from its IPv4 header
-// as the kernel programs capture it, are headers: up to the end of the
-// innermost transport header. Tunnels keep their outer and inner headers:
-// VXLAN (UDP to one of vxlanPorts: UDP, VXLAN, the inner Ethernet header
-// with its VLAN tags, then the inner packet's headers), Geneve (UDP to 6081:
-// UDP, Geneve with its options, the inner Ethernet header or none, then the
-// inner packet's headers) and IPIP. An ICMP
-// error keeps the header of the packet it is about and that packet's first
-// 8 bytes (RFC 792: its ports). A fragment after the first keeps its IP
-// header only; an unknown protocol, its IP header. A packet cut short keeps
-// what there is. Anything that is not IPv4 keeps nothing.
+// HeaderLen returns how many bytes of pkt, a packet from its IPv4 or IPv6
+// header as the kernel programs capture it, are headers: up to the end of
+// the innermost transport header. Tunnels keep their outer and inner
+// headers: VXLAN (UDP to one of vxlanPorts: UDP, VXLAN, the inner Ethernet
+// header with its VLAN tags, then the inner packet's headers), Geneve (UDP
+// to 6081: UDP, Geneve with its options, the inner Ethernet header or none,
+// then the inner packet's headers) and IPIP. An ICMP or ICMPv6 error keeps
+// the header of the packet it is about and that packet's first 8 bytes
+// (RFC 792: its ports). IPv6 extension headers are headers. A fragment
+// after the first keeps its IP header only; an unknown protocol, its IP
+// header. A packet cut short keeps what there is. Anything that is not IP
+// keeps nothing.
 func HeaderLen(pkt []byte, vxlanPorts []uint16) int {
 	return min(headersEnd(pkt, 0, vxlanPorts, 0), len(pkt))
 }
 
 // Protocol numbers and types HeaderLen reads.
 const (
-	ipprotoICMP = 1
-	ipprotoIPIP = 4
-	ipprotoTCP  = 6
-	ipprotoUDP  = 17
+	ipprotoICMP   = 1
+	ipprotoIPIP   = 4
+	ipprotoTCP    = 6
+	ipprotoUDP    = 17
+	ipprotoICMPv6 = 58
 
 	etherTypeIPv4 = 0x0800
+	etherTypeIPv6 = 0x86dd
 	etherTypeTEB  = 0x6558 // Ethernet inside a tunnel
 	etherTypeVLAN = 0x8100
 	etherTypeQinQ = 0x88a8
@@ -39,26 +42,74 @@ const (
 	icmpLen    = 8
 	tcpMin     = 20
 	ipv4Min    = 20
+	ipv6Len    = 40
 
 	maxTunnels = 2 // tunnels inside tunnels followed
+	maxExtHdrs = 4 // IPv6 extension headers followed
 )
 
 var be = binary.BigEndian
 
-// headersEnd returns the end of the headers of the IPv4 packet at off,
+// headersEnd returns the end of the headers of the IP packet at off,
 // which may lie past the end of b.
 func headersEnd(b []byte, off int, vxlanPorts []uint16, depth int) int {
+	if len(b) <= off {
+		return len(b)
+	}
+	if b[off]>>4 == 6 {
+		return ipv6End(b, off, vxlanPorts, depth)
+	}
 	if len(b) < off+ipv4Min {
 		return len(b)
 	}
 	if b[off]>>4 != 4 || int(b[off]&0x0f)*4 < ipv4Min {
-		return off // not IPv4: not a header pathtrace knows
+		return off // not IP: not a header pathtrace knows
 	}
 	l4 := off + int(b[off]&0x0f)*4
 	if be.Uint16(b[off+6:])&0x1fff != 0 {
 		return l4 // a later fragment: no transport header
 	}
-	switch b[off+9] {
+	return transportEnd(b, l4, b[off+9], vxlanPorts, depth)
+}
+
+// ipv6End is headersEnd for the IPv6 packet at off: the fixed header,
+// the extension headers (at most maxExtHdrs), then the transport header.
+func ipv6End(b []byte, off int, vxlanPorts []uint16, depth int) int {
+	if len(b) < off+ipv6Len {
+		return len(b)
+	}
+	next, l4 := b[off+6], off+ipv6Len
+	for range maxExtHdrs {
+		switch next {
+		case 0, 43, 60, 51: // hop-by-hop, routing, destination options, AH
+			if len(b) < l4+2 {
+				return len(b)
+			}
+			n := (int(b[l4+1]) + 1) * 8
+			if next == 51 {
+				n = (int(b[l4+1]) + 2) * 4
+			}
+			next, l4 = b[l4], l4+n
+			continue
+		case 44: // fragment
+			if len(b) < l4+8 {
+				return len(b)
+			}
+			if be.Uint16(b[l4+2:])&0xfff8 != 0 {
+				return l4 + 8 // a later fragment: no transport header
+			}
+			next, l4 = b[l4], l4+8
+			continue
+		}
+		break
+	}
+	return transportEnd(b, l4, next, vxlanPorts, depth)
+}
+
+// transportEnd returns the end of the transport header of protocol proto
+// at l4 (and of what a tunnel or an ICMP error holds).
+func transportEnd(b []byte, l4 int, proto uint8, vxlanPorts []uint16, depth int) int {
+	switch proto {
 	case ipprotoTCP:
 		if len(b) < l4+13 {
 			return len(b)
@@ -88,6 +139,15 @@ func headersEnd(b []byte, off int, vxlanPorts []uint16, depth int) int {
 			}
 		}
 		return end
+	case ipprotoICMPv6:
+		end := l4 + icmpLen
+		if len(b) < end {
+			return len(b)
+		}
+		if b[l4] >= 1 && b[l4] <= 4 && len(b) >= end+ipv6Len && b[end]>>4 == 6 { // an error: the quoted header and 8 bytes
+			return end + ipv6Len + 8
+		}
+		return end
 	case ipprotoIPIP:
 		if depth >= maxTunnels {
 			return l4
@@ -109,7 +169,7 @@ func geneveEnd(b []byte, off int, vxlanPorts []uint16, depth int) int {
 	switch be.Uint16(b[off+2:]) {
 	case etherTypeTEB:
 		return etherEnd(b, end, vxlanPorts, depth)
-	case etherTypeIPv4:
+	case etherTypeIPv4, etherTypeIPv6:
 		return headersEnd(b, end, vxlanPorts, depth)
 	}
 	return end
@@ -127,7 +187,7 @@ func etherEnd(b []byte, off int, vxlanPorts []uint16, depth int) int {
 		case etherTypeVLAN, etherTypeQinQ:
 			typ += 4
 			continue
-		case etherTypeIPv4:
+		case etherTypeIPv4, etherTypeIPv6:
 			return headersEnd(b, typ+2, vxlanPorts, depth)
 		}
 		return typ + 2

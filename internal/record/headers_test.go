@@ -3,6 +3,7 @@ package record
 import (
 	"bytes"
 	"net"
+	"slices"
 	"testing"
 
 	"github.com/gopacket/gopacket"
@@ -69,6 +70,27 @@ func TestHeaderLen(t *testing.T) {
 		u.SetNetworkLayerForChecksum(ip)
 		return serialize(t, ip, u, gopacket.Payload(append(g, inner...)))
 	}
+	ip6 := func(next layers.IPProtocol) *layers.IPv6 {
+		return &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: next,
+			SrcIP: net.ParseIP("fd77:1::5"), DstIP: net.ParseIP("fd77:96::10")}
+	}
+	tcp6 := func() []byte {
+		t6 := *tcp
+		ip := ip6(layers.IPProtocolTCP)
+		t6.SetNetworkLayerForChecksum(ip)
+		return serialize(t, ip, &t6, gopacket.Payload(payload))
+	}()
+	// A hop-by-hop options header (8 bytes) before TCP.
+	hbh := slices.Concat(tcp6[:6], []byte{0}, tcp6[7:40], []byte{6, 0, 1, 4, 0, 0, 0, 0}, tcp6[40:])
+	vxlan6 := func() []byte {
+		u := &layers.UDP{SrcPort: 33000, DstPort: 8472}
+		ip := ip4(layers.IPProtocolUDP)
+		u.SetNetworkLayerForChecksum(ip)
+		eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, EthernetType: layers.EthernetTypeIPv6}
+		return serialize(t, ip, u, &layers.VXLAN{ValidIDFlag: true, VNI: 1}, eth, gopacket.Payload(tcp6))
+	}()
+	icmp6Err := slices.Concat(serialize(t, ip6(layers.IPProtocolICMPv6))[:40], []byte{1, 4, 0, 0, 0, 0, 0, 0}, tcp6)
+	icmp6Err[5] = byte(len(icmp6Err) - 40)
 
 	for _, tc := range []struct {
 		name string
@@ -89,7 +111,11 @@ func TestHeaderLen(t *testing.T) {
 		{"later fragment", frag, 20},
 		{"cut in the tcp header", inner[:30], 30},
 		{"cut in the ip header", inner[:12], 12},
-		{"not ipv4", append([]byte{0x60}, inner[1:]...), 0},
+		{"ipv6 tcp", tcp6, 40 + 24},
+		{"ipv6 hop-by-hop", hbh, 40 + 8 + 24},
+		{"ipv6 in vxlan", vxlan6, 20 + 8 + 8 + 14 + 40 + 24},
+		{"icmpv6 unreachable", icmp6Err, 40 + 8 + 40 + 8},
+		{"not ip", append([]byte{0x50}, inner[1:]...), 0},
 		{"empty", nil, 0},
 	} {
 		p := ports

@@ -161,7 +161,7 @@ func testRecord(tb testing.TB, i int, garbage bool) []byte {
 	}
 	pkt := tcpPacket(src, dst, uint16(i))
 	e.Len = uint32(len(pkt))
-	e.Outer.Saddr, e.Outer.Daddr = be32(src.Addr()), be32(dst.Addr())
+	e.Outer.Saddr[0], e.Outer.Daddr[0] = be32(src.Addr()), be32(dst.Addr())
 	e.Outer.Sport, e.Outer.Dport, e.Outer.IpId = src.Port(), dst.Port(), uint16(i)
 	e.Outer.Proto, e.Outer.TcpFlags = 6, 0x02
 	if e.Kind != uint8(decode.KindDrop) {

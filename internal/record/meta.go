@@ -9,8 +9,10 @@ import (
 )
 
 // FormatVersion is the recording format this package writes. It reads
-// every version up to this one.
-const FormatVersion = 1
+// every version up to this one. Version 2 (IPv6) widened the record's
+// tuples to 16-byte addresses; version 1 records are read into the current
+// layout (v1.go).
+const FormatVersion = 2
 
 // marker starts the SHB comment holding the header, followed by the format
 // version, a space and the header as JSON: "pathtrace-recording/1 {...}".

@@ -37,6 +37,7 @@ const (
 	isbEndTime uint16 = 3
 
 	linkTypeIPv4 uint16 = 228 // LINKTYPE_IPV4: the packet starts at its IPv4 header
+	linkTypeIPv6 uint16 = 229 // LINKTYPE_IPV6: the packet starts at its IPv6 header
 
 	// maxBlock bounds every block, written or read: the reader never
 	// allocates more than this for one block.

@@ -448,6 +448,9 @@ func (r *Reader) parseHeader(s string) error {
 	if h.FormatVersion != v {
 		return r.corrupt(0, "header: format version %d in a version %d header", h.FormatVersion, v)
 	}
+	if v == 1 && h.RecordPrefix > v1Prefix {
+		return r.corrupt(0, "header: record prefix of %d bytes in a version 1 recording", h.RecordPrefix)
+	}
 	if h.RecordPrefix > recordPrefix {
 		return fmt.Errorf("%w: records carry %d bytes before their data, this pathtrace knows %d; upgrade pathtrace",
 			ErrVersion, h.RecordPrefix, recordPrefix)
@@ -604,8 +607,13 @@ func (r *Reader) readEPB(at int64, b []byte) error {
 		return r.corrupt(at, "record of %d bytes, the header says %d", len(prefix), r.prefix)
 	}
 	rec := r.rec
-	copy(rec, prefix)
-	clear(rec[len(prefix):recordPrefix])
+	if r.meta.FormatVersion == 1 {
+		clear(rec[:recordPrefix])
+		fromV1(rec, prefix)
+	} else {
+		copy(rec, prefix)
+		clear(rec[len(prefix):recordPrefix])
+	}
 	copy(rec[recordPrefix:], data)
 	clear(rec[recordPrefix+capLen:])
 	if c := int(ne.Uint16(rec[capLenOff:])); c != capLen {

@@ -47,9 +47,12 @@ type Writer struct {
 	closed  bool
 }
 
+// ifaceKey is a pcapng interface: a device, and the IP version of the
+// packets on it (one link type per interface).
 type ifaceKey struct {
 	netns, ifindex uint32
 	dev            string
+	ipv6           bool
 }
 
 // Create starts a recording in one file at path (see Prepare and Start).
@@ -261,7 +264,7 @@ func (w *Writer) appendNames(b []byte) ([]byte, error) {
 // iface returns the interface of ev, writing its description block the
 // first time it is seen.
 func (w *Writer) iface(ev *decode.Event) (uint32, error) {
-	k := ifaceKey{ev.Netns, ev.Ifindex, ev.Dev}
+	k := ifaceKey{ev.Netns, ev.Ifindex, ev.Dev, ev.Outer.Src.Addr().Is6()}
 	if id, ok := w.ifaces[k]; ok {
 		return id, nil
 	}
@@ -279,9 +282,14 @@ func (w *Writer) iface(ev *decode.Event) (uint32, error) {
 		dev = "-"
 	}
 	desc := fmt.Sprintf("netns %d (%s) ifindex %d device %q", k.netns, ns, k.ifindex, k.dev)
+	link := linkTypeIPv4
+	if k.ipv6 {
+		desc += " IPv6"
+		link = linkTypeIPv6
+	}
 
 	b, start := beginBlock(w.buf[:0], blockIDB)
-	b = ne.AppendUint16(b, linkTypeIPv4)
+	b = ne.AppendUint16(b, link)
 	b = ne.AppendUint16(b, 0)
 	b = ne.AppendUint32(b, uint32(max(w.meta.Filter.Snaplen, 0)))
 	b = appendOpt(b, ifName, clip(ns+"/"+dev))

@@ -156,8 +156,12 @@ func (pg *page) observe(pt *point) []observation {
 		return withHint(obs, sh)
 	}
 	hook := pt.key.hook.String()
+	v6 := len(pg.info.PodIPs) > 0 && pg.info.PodIPs[0].Is6()
 	if pt.key.hook.Known() {
 		ipt := iptables(r)
+		if v6 {
+			ipt = strings.Replace(ipt, "iptables", "ip6tables", 1)
+		}
 		for _, table := range hookTables[pt.key.hook] {
 			add("iptables counters", "%s -t %s -L %s -v -n --line-numbers", ipt, table, hook)
 		}
@@ -184,10 +188,14 @@ func (pg *page) observe(pt *point) []observation {
 	}
 	switch {
 	case pt.key.hook == hop.Prerouting || pt.key.hook == hop.Output || len(natFrom) > 0:
-		if len(pg.info.PodIPs) > 0 {
+		switch {
+		case v6:
+			add("conntrack", "conntrack -L -f ipv6 -s %s", pg.info.PodIPs[0])
+			add("conntrack events", "conntrack -E -f ipv6 -s %s", pg.info.PodIPs[0])
+		case len(pg.info.PodIPs) > 0:
 			add("conntrack", "conntrack -L -s %s", pg.info.PodIPs[0])
 			add("conntrack events", "conntrack -E -s %s", pg.info.PodIPs[0])
-		} else {
+		default:
 			add("conntrack", "conntrack -L")
 		}
 	}

@@ -154,7 +154,11 @@ func appendPacketTitle(b []byte, p *stitch.Path) []byte {
 	b = append(b, '#')
 	b = strconv.AppendUint(b, p.ID, 10)
 	b = append(b, ' ')
-	b = appendUpper(b, string(appendProto(nil, p.Proto)))
+	if p.Proto == protoICMPv6 {
+		b = append(b, "ICMPv6"...)
+	} else {
+		b = appendUpper(b, string(appendProto(nil, p.Proto)))
+	}
 	b = append(b, ' ')
 	b = appendTuple(b, p.Src, p.Dst, p.Proto)
 	if p.Proto == protoTCP && p.TCPFlags != 0 {

@@ -412,7 +412,9 @@ func (r *textRenderer) appendHeader(b []byte, p *stitch.Path) []byte {
 	b = strconv.AppendUint(b, p.ID, 10)
 	b = append(b, pal.id.post...)
 	b = append(b, ' ')
-	if isNamedProto(p.Proto) {
+	if p.Proto == protoICMPv6 {
+		b = append(b, "ICMPv6"...)
+	} else if isNamedProto(p.Proto) {
 		start := len(b)
 		b = appendProto(b, p.Proto)
 		upper(b[start:])
@@ -526,7 +528,7 @@ func appendNAT(b []byte, n *stitch.NAT, proto uint8, idKnown bool) []byte {
 		b = appendUpper(b, n.Type.String())
 	}
 	b = append(b, ' ')
-	if proto != protoICMP {
+	if proto != protoICMP && proto != protoICMPv6 {
 		b = appendAddrPort(b, n.From)
 		b = append(b, " → "...)
 		return appendAddrPort(b, n.To)
@@ -556,14 +558,16 @@ func (pal *palette) appendOuter(b []byte, o *stitch.Outer) []byte {
 		b = append(b, '?')
 	}
 	b = append(b, " → "...)
-	if o.Dst.IsValid() {
+	switch {
+	case o.Dst.IsValid() && o.DPort != 0:
+		b = netip.AddrPortFrom(o.Dst, o.DPort).AppendTo(b) // [IPv6]:port
+	case o.Dst.IsValid():
 		b = o.Dst.AppendTo(b)
-	} else {
-		b = append(b, '?')
-	}
-	if o.DPort != 0 {
-		b = append(b, ':')
+	case o.DPort != 0:
+		b = append(b, "?:"...)
 		b = strconv.AppendUint(b, uint64(o.DPort), 10)
+	default:
+		b = append(b, '?')
 	}
 	return append(b, pal.vxlan.post...)
 }

@@ -79,10 +79,10 @@ var normalFrees = []normalFree{
 	// freed so hit an established connection with the same ports (a
 	// NAT port collision): a drop.
 	{reasons: []string{"TCP_INVALID_SYN"}, funcs: tcpFuncs, synACK: true},
-	// An ICMP echo reply: raw sockets (ping without ping sockets) got a
-	// copy; the kernel's own ping socket lookup then finds none (no
-	// reason before 5.17).
-	{reasons: []string{"NO_SOCKET", ""}, funcs: []string{"ping_rcv", "icmp_rcv"}},
+	// An ICMP or ICMPv6 echo reply: raw sockets (ping without ping
+	// sockets) got a copy; the kernel's own ping socket lookup then finds
+	// none (no reason before 5.17).
+	{reasons: []string{"NO_SOCKET", ""}, funcs: []string{"ping_rcv", "icmp_rcv", "icmpv6_rcv"}},
 }
 
 // normalFreeOf returns the row of normalFrees a free with this reason, by

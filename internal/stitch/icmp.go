@@ -7,8 +7,8 @@ import "github.com/pathtrace/pathtrace/internal/decode"
 // encapsulated event's bytes start at the outer header: a later one shows
 // the error itself.
 func quote(p *Path, ev *decode.Event) {
-	if p.Proto != decode.ProtoICMP || p.Answers != nil || len(ev.Data) == 0 || ev.Encapsulated() ||
-		!decode.ICMPError(uint8(p.Src.Port())) {
+	if !decode.IsICMP(p.Proto) || p.Answers != nil || len(ev.Data) == 0 || ev.Encapsulated() ||
+		!decode.ICMPErrorOf(p.Proto, uint8(p.Src.Port())) {
 		return
 	}
 	if q, ok := decode.ICMPQuote(ev.Data); ok {

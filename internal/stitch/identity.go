@@ -4,12 +4,12 @@ import "github.com/pathtrace/pathtrace/internal/decode"
 
 // A path holds the hops of one packet only. The kernel keeps following an
 // skb once its packet matched, and tells a new packet on it by a signature
-// of its IPv4 header (bpf/include/common.h, track_skb); what it cannot tell
-// reaches the stitcher: a frame that is no longer IPv4 (ARP, IPv6) on an skb
-// freed without a tracepoint and reused, or a reused skb whose new packet
-// has the old one's signature. Every program parses the skb's IPv4 header
+// of its IP header (bpf/include/common.h, track_skb); what it cannot tell
+// reaches the stitcher: a frame that is no longer IP (ARP) on an skb freed
+// without a tracepoint and reused, or a reused skb whose new packet has the
+// old one's signature. Every program parses the skb's IPv4 or IPv6 header
 // before it sends an event (track, parse_skb), so an event of a tracked
-// IPv4 packet always has FlagL3: an event without it is another packet's.
+// packet always has FlagL3: an event without it is another packet's.
 
 // innermost is the tuple an event shows of the packet: the inner header of
 // an encapsulated packet, else the outer one; ok is false when the event

@@ -472,7 +472,7 @@ func (s *Stitcher) nat(t *track, before, after *decode.Event) {
 // conntrack translates with the address (0 where not captured) in place of
 // the type or code the tuple's ports hold.
 func natEnd(ap netip.AddrPort, t decode.Tuple) netip.AddrPort {
-	if t.Proto != decode.ProtoICMP {
+	if !decode.IsICMP(t.Proto) {
 		return ap
 	}
 	return netip.AddrPortFrom(ap.Addr(), t.ICMPID)

@@ -91,6 +91,7 @@ type nodeSpec struct {
 	index      byte
 	underlayIP netip.Addr
 	podCIDR    netip.Prefix
+	podCIDR6   netip.Prefix // with Options.DualStack
 }
 
 type podSpec struct {
@@ -101,8 +102,8 @@ type podSpec struct {
 
 var (
 	nodeSpecs = []nodeSpec{
-		{name: Node1, index: 1, underlayIP: Node1UnderlayIP, podCIDR: Node1PodCIDR},
-		{name: Node2, index: 2, underlayIP: Node2UnderlayIP, podCIDR: Node2PodCIDR},
+		{name: Node1, index: 1, underlayIP: Node1UnderlayIP, podCIDR: Node1PodCIDR, podCIDR6: Node1PodCIDR6},
+		{name: Node2, index: 2, underlayIP: Node2UnderlayIP, podCIDR: Node2PodCIDR, podCIDR6: Node2PodCIDR6},
 	}
 	podSpecs = []podSpec{
 		{name: PodClient, node: Node1, ip: ClientIP},

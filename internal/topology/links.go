@@ -11,7 +11,7 @@ import (
 
 // setupLinks creates and configures every link of the cluster, all inside the namespaces:
 // nothing is ever created in the caller's namespace.
-func (c *Cluster) setupLinks() error {
+func (c *Cluster) setupLinks(dual bool) error {
 	handles := map[string]*netlink.Handle{}
 	defer func() {
 		for _, h := range handles {
@@ -53,6 +53,11 @@ func (c *Cluster) setupLinks() error {
 				return fmt.Errorf("pod %s: %w", p.Name, err)
 			}
 		}
+		if dual {
+			if err := setupNode6(h, n); err != nil {
+				return fmt.Errorf("node %s: IPv6: %w", n.Name, err)
+			}
+		}
 	}
 	// The CNI's per-peer state: for flannel route, neighbour and fdb entry
 	// for every other node.
@@ -63,6 +68,12 @@ func (c *Cluster) setupLinks() error {
 			}
 			if err := addTunnelPeer(handles[n.Name], peer, c.CNI); err != nil {
 				return fmt.Errorf("node %s: peer %s: %w", n.Name, peer.Name, err)
+			}
+			if !dual {
+				continue
+			}
+			if err := addVXLANPeer6(handles[n.Name], peer); err != nil {
+				return fmt.Errorf("node %s: peer %s: IPv6: %w", n.Name, peer.Name, err)
 			}
 		}
 	}
@@ -188,24 +199,8 @@ func addVXLANPeer(h *netlink.Handle, peer *Node, dev string, fdb bool) error {
 		return fmt.Errorf("find %s: %w", dev, err)
 	}
 	idx := vx.Attrs().Index
-	route := &netlink.Route{
-		LinkIndex: idx,
-		Dst:       prefixNet(peer.PodCIDR),
-		Gw:        net.IP(peer.VXLANIP.AsSlice()),
-		Flags:     int(netlink.FLAG_ONLINK),
-	}
-	if err := h.RouteAdd(route); err != nil {
-		return fmt.Errorf("add route %s: %w", peer.PodCIDR, err)
-	}
-	neigh := &netlink.Neigh{
-		LinkIndex:    idx,
-		Family:       unix.AF_INET,
-		State:        netlink.NUD_PERMANENT,
-		IP:           net.IP(peer.VXLANIP.AsSlice()),
-		HardwareAddr: peer.VXLANMAC,
-	}
-	if err := h.NeighSet(neigh); err != nil {
-		return fmt.Errorf("add neighbour %s: %w", peer.VXLANIP, err)
+	if err := routeVia(h, idx, peer.PodCIDR, peer.VXLANIP, peer.VXLANMAC); err != nil {
+		return err
 	}
 	if !fdb {
 		return nil
@@ -220,6 +215,35 @@ func addVXLANPeer(h *netlink.Handle, peer *Node, dev string, fdb bool) error {
 	}
 	if err := h.NeighSet(entry); err != nil {
 		return fmt.Errorf("add fdb %s: %w", peer.VXLANMAC, err)
+	}
+	return nil
+}
+
+// routeVia routes dst via gw (onlink) on link idx, with a permanent
+// neighbour entry for gw at mac: IPv4 or IPv6, by gw's family.
+func routeVia(h *netlink.Handle, idx int, dst netip.Prefix, gw netip.Addr, mac net.HardwareAddr) error {
+	route := &netlink.Route{
+		LinkIndex: idx,
+		Dst:       prefixNet(dst),
+		Gw:        net.IP(gw.AsSlice()),
+		Flags:     int(netlink.FLAG_ONLINK),
+	}
+	if err := h.RouteAdd(route); err != nil {
+		return fmt.Errorf("add route %s: %w", dst, err)
+	}
+	family := unix.AF_INET
+	if gw.Is6() {
+		family = unix.AF_INET6
+	}
+	neigh := &netlink.Neigh{
+		LinkIndex:    idx,
+		Family:       family,
+		State:        netlink.NUD_PERMANENT,
+		IP:           net.IP(gw.AsSlice()),
+		HardwareAddr: mac,
+	}
+	if err := h.NeighSet(neigh); err != nil {
+		return fmt.Errorf("add neighbour %s: %w", gw, err)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,8 +40,13 @@ func runInNetns(ctx context.Context, netnsName string, stdin []byte, name string
 // ("net.ipv4.ip_forward") or, for names containing dots such as flannel.1, slash-separated
 // ("net/ipv4/conf/flannel.1/rp_filter").
 func (n *Node) SetSysctl(key, value string) error {
+	return writeSysctl(n.Do, key, value)
+}
+
+// writeSysctl writes a sysctl in the namespace do runs in.
+func writeSysctl(do func(func() error) error, key, value string) error {
 	path := sysctlPath(key)
-	err := n.Do(func() error {
+	err := do(func() error {
 		// /proc/sys/net follows the network namespace of the thread that opens the file.
 		return os.WriteFile(path, []byte(value), 0)
 	})
@@ -103,14 +109,25 @@ func (n *Node) loadIPTables(ctx context.Context, opts Options) error {
 // service (ClusterIP → ServerAddr; its NodePort with Options.External), filter are more
 // filter table lines, and flannel's masquerade and forward rules.
 func iptablesRules(opts Options, filter []string) string {
-	svc, sep := ServiceChain, EndpointChain
-	cidr := ClusterCIDR.String()
-	vip := ClusterIP.Addr().String() + "/32"
-	port := fmt.Sprint(ClusterIP.Port())
-	ep := ServerAddr.String()
-	epIP := ServerAddr.Addr().String() + "/32"
+	var chains, rules []string
+	if opts.External {
+		chains, rules = nodePortRules()
+	}
+	return nodeRulesFor(ClusterCIDR, chains, filter, ServerAddr, ClusterIP, rules...)
+}
+
+// nodeRulesFor is the iptables-restore (or ip6tables-restore) input of a
+// node in iptables mode for the pod network cidr: kube-proxy's chains for
+// the one service (clusterIP → ep), more chains and rules, filter table
+// lines, and flannel's rules (nodeRules).
+func nodeRulesFor(cidrP netip.Prefix, chains, filter []string, ep, clusterIP netip.AddrPort, more ...string) string {
+	svc := ServiceChain
+	sep := kubeChainName("KUBE-SEP-", ServicePortName+"tcp"+ep.String())
+	cidr := cidrP.String()
+	vip := netip.PrefixFrom(clusterIP.Addr(), clusterIP.Addr().BitLen()).String()
+	port := fmt.Sprint(clusterIP.Port())
+	epIP := netip.PrefixFrom(ep.Addr(), ep.Addr().BitLen()).String()
 	spn := ServicePortName
-	chains := []string{svc, sep}
 	rules := []string{
 		fmt.Sprintf(`-A KUBE-SERVICES -d %s -p tcp -m comment --comment "%s cluster IP" -m tcp --dport %s -j %s`, vip, spn, port, svc),
 		fmt.Sprintf(`-A %s ! -s %s -d %s -p tcp -m comment --comment "%s cluster IP" -m tcp --dport %s -j KUBE-MARK-MASQ`, svc, cidr, vip, spn, port),
@@ -118,11 +135,7 @@ func iptablesRules(opts Options, filter []string) string {
 		fmt.Sprintf(`-A %s -s %s -m comment --comment "%s" -j KUBE-MARK-MASQ`, sep, epIP, spn),
 		fmt.Sprintf(`-A %s -p tcp -m comment --comment "%s" -m tcp -j DNAT --to-destination %s`, sep, spn, ep),
 	}
-	if opts.External {
-		c, r := nodePortRules()
-		chains, rules = append(chains, c...), append(rules, r...)
-	}
-	return nodeRules(chains, filter, rules...)
+	return nodeRulesCIDR(cidrP, append([]string{svc, sep}, chains...), filter, append(rules, more...)...)
 }
 
 // nodeRules is the iptables-restore input both kube-proxy modes share:
@@ -130,7 +143,12 @@ func iptablesRules(opts Options, filter []string) string {
 // forward rules, with the mode's own nat chains and service rules, and
 // filter table lines (chains, then rules) before flannel's.
 func nodeRules(chains, filter []string, serviceRules ...string) string {
-	cidr := ClusterCIDR.String()
+	return nodeRulesCIDR(ClusterCIDR, chains, filter, serviceRules...)
+}
+
+// nodeRulesCIDR is nodeRules for the pod network cidrP (IPv4 or IPv6).
+func nodeRulesCIDR(cidrP netip.Prefix, chains, filter []string, serviceRules ...string) string {
+	cidr := cidrP.String()
 	var b strings.Builder
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format+"\n", a...) }
 	w("*nat")

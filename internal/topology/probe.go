@@ -117,7 +117,7 @@ func (s *UDPEchoServer) Close() error {
 // UDPExchange sends payload in one datagram from the pod to addr and
 // returns the reply, bounded by ctx and a 5 s timeout.
 func UDPExchange(ctx context.Context, from *Pod, to netip.AddrPort, payload string) (string, error) {
-	conn, done, err := dial(ctx, from, "udp4", to)
+	conn, done, err := dial(ctx, from, inet("udp", to.Addr()), to)
 	if err != nil {
 		return "", err
 	}
@@ -131,6 +131,14 @@ func UDPExchange(ctx context.Context, from *Pod, to netip.AddrPort, payload stri
 		return "", fmt.Errorf("read reply from udp %s: %w", to, err)
 	}
 	return strings.TrimSpace(string(b[:n])), nil
+}
+
+// inet is network ("tcp", "udp") for a's family: "tcp4", "tcp6", ...
+func inet(network string, a netip.Addr) string {
+	if a.Is6() && !a.Is4In6() {
+		return network + "6"
+	}
+	return network + "4"
 }
 
 // dial connects from the pod to addr for one exchange, bounded by ctx and

@@ -55,6 +55,13 @@ type Options struct {
 	// IPIP or VXLAN with routed veths, or Geneve. The others than flannel
 	// do not go with IPVS or External.
 	CNI CNI
+	// DualStack gives the pods IPv6 addresses too (ClientIP6, PeerIP6,
+	// ServerIP6 in the nodes' PodCIDR6), routes IPv6 between the nodes
+	// inside flannel.1's IPv4 VXLAN, turns on IPv6 forwarding and
+	// bridge-nf-call-ip6tables, and loads kube-proxy's ip6tables rules:
+	// ClusterIP6 DNAT to ServerAddr6. Duplicate address detection is off
+	// in every namespace (addresses are usable at once).
+	DualStack bool
 }
 
 // Cluster is a built demo cluster. Close removes it.
@@ -88,6 +95,11 @@ type Node struct {
 	Pods       []*Pod
 
 	peerUnderlay netip.Addr // the other node's underlay address (a Geneve device's remote)
+	// With Options.DualStack (zero without): the IPv6 pod subnet, cni0's
+	// and flannel.1's IPv6 addresses.
+	PodCIDR6  netip.Prefix
+	BridgeIP6 netip.Addr
+	VXLANIP6  netip.Addr
 
 	ns netns.NsHandle
 }
@@ -98,6 +110,7 @@ type Pod struct {
 	NetnsName string
 	NetnsPath string
 	IP        netip.Addr
+	IP6       netip.Addr       // with Options.DualStack; zero without
 	MAC       net.HardwareAddr // eth0 inside the pod
 	HostVeth  string           // host end in the node, "veth" + 8 hex characters ("cali" + 11 with routed veths)
 	Node      *Node
@@ -128,6 +141,9 @@ func Build(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if opts.CNI != CNIFlannel && (opts.External || opts.IPVS) {
 		return nil, fmt.Errorf("build cluster: %s goes without External and IPVS", opts.CNI)
 	}
+	if opts.DualStack && (opts.IPVS || opts.External || opts.CNI != CNIFlannel) {
+		return nil, errors.New("build cluster: dual-stack is built for the flannel iptables-mode cluster without an external host")
+	}
 
 	loadModules(ctx, opts)
 
@@ -156,6 +172,14 @@ func Build(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		n.NetnsPath = filepath.Join(netnsDir, n.NetnsName)
 		if n.ns, err = createNamedNetns(n.NetnsName); err != nil {
 			return nil, fmt.Errorf("create node %s: %w", n.Name, err)
+		}
+		if opts.DualStack {
+			n.PodCIDR6 = s.podCIDR6
+			n.VXLANIP6 = s.podCIDR6.Addr()
+			n.BridgeIP6 = s.podCIDR6.Addr().Next()
+			if err := nodad(n.Do); err != nil {
+				return nil, fmt.Errorf("node %s: %w", n.Name, err)
+			}
 		}
 		c.Nodes = append(c.Nodes, n)
 	}
@@ -186,6 +210,12 @@ func Build(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		if p.ns, err = createNamedNetns(p.NetnsName); err != nil {
 			return nil, fmt.Errorf("create pod %s: %w", p.Name, err)
 		}
+		if opts.DualStack {
+			p.IP6 = ip6Of(node, s.ip)
+			if err := nodad(p.Do); err != nil {
+				return nil, fmt.Errorf("pod %s: %w", p.Name, err)
+			}
+		}
 		c.Pods = append(c.Pods, p)
 		node.Pods = append(node.Pods, p)
 	}
@@ -199,7 +229,7 @@ func Build(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if err := c.setupLinks(); err != nil {
+	if err := c.setupLinks(opts.DualStack); err != nil {
 		return nil, err
 	}
 	for _, n := range c.Nodes {
@@ -215,6 +245,11 @@ func Build(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		}
 		if err := n.SetSysctl("net.bridge.bridge-nf-call-iptables", bridgeNF); err != nil {
 			return nil, fmt.Errorf("node %s: %w (is br_netfilter available?)", n.Name, err)
+		}
+		if opts.DualStack {
+			if err := n.setup6(ctx, bridgeNF); err != nil {
+				return nil, fmt.Errorf("node %s: %w", n.Name, err)
+			}
 		}
 		if opts.IPVS {
 			if err := n.setupIPVS(ctx); err != nil {

@@ -55,8 +55,13 @@ type EchoServer struct {
 
 // StartEchoServer listens on the pod's IP and port until ctx ends or Close is called.
 func StartEchoServer(ctx context.Context, pod *Pod, port uint16) (*EchoServer, error) {
-	addr := netip.AddrPortFrom(pod.IP, port)
-	ln, err := pod.Listen("tcp4", addr.String())
+	return StartEchoServerOn(ctx, pod, netip.AddrPortFrom(pod.IP, port))
+}
+
+// StartEchoServerOn is StartEchoServer on one of the pod's addresses
+// (its IPv6 one, in a dual-stack cluster).
+func StartEchoServerOn(ctx context.Context, pod *Pod, addr netip.AddrPort) (*EchoServer, error) {
+	ln, err := pod.Listen(inet("tcp", addr.Addr()), addr.String())
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s in pod %s: %w", addr, pod.Name, err)
 	}
@@ -109,7 +114,7 @@ func (s *EchoServer) Close() error {
 // TCPExchange connects from a pod to addr, sends payload as one line, and returns the reply
 // line without its newline. The whole exchange is bounded by ctx and a 5 s timeout.
 func TCPExchange(ctx context.Context, from *Pod, to netip.AddrPort, payload string) (string, error) {
-	conn, done, err := dial(ctx, from, "tcp4", to)
+	conn, done, err := dial(ctx, from, inet("tcp", to.Addr()), to)
 	if err != nil {
 		return "", err
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -106,7 +107,7 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error
 	}
 	defer in.discard()
 	if len(opts.Loader.PodIPs) == 0 {
-		log.Warn("no --pod-ip given: following every IPv4 packet")
+		log.Warn("no --pod-ip given: following every IPv4 and IPv6 packet")
 	}
 	k := loadKernelNames(log)
 	lopts := opts.Loader
@@ -126,6 +127,7 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error
 	p.perConn.max = uint32(max(opts.MaxPerConn, 0))
 
 	sum.Reports = nodeReports(ctx, tr.Nodes, log)
+	warnIPv4Only(log, opts.Loader.PodIPs, sum.Reports)
 	p.annotate = diagnose.New(sum.Reports)
 	if opts.OnReports != nil {
 		opts.OnReports(sum.Reports)
@@ -407,15 +409,34 @@ func monotonicNow() uint64 {
 	return uint64(ts.Nano())
 }
 
-// ParsePodIPs parses --pod-ip values: IPv4 addresses.
+// ParsePodIPs parses --pod-ip values: IPv4 and IPv6 addresses (an
+// IPv4-mapped IPv6 address is its IPv4 address).
 func ParsePodIPs(values []string) ([]netip.Addr, error) {
 	ips := make([]netip.Addr, 0, len(values))
 	for _, v := range values {
 		a, err := netip.ParseAddr(v)
-		if err != nil || !a.Unmap().Is4() {
-			return nil, fmt.Errorf("--pod-ip %q is not an IPv4 address", v)
+		if err != nil || a.Zone() != "" {
+			return nil, fmt.Errorf("--pod-ip %q is not an IPv4 or IPv6 address", v)
 		}
 		ips = append(ips, a.Unmap())
 	}
 	return ips, nil
+}
+
+// warnIPv4Only says, when the filter has IPv4 addresses only and a node
+// routes IPv6 (a dual-stack node), that a pod's IPv6 packets are not
+// followed: the kernel matches each address on its own.
+func warnIPv4Only(log *slog.Logger, ips []netip.Addr, reports map[uint32]*doctor.Report) {
+	if len(ips) == 0 || slices.ContainsFunc(ips, netip.Addr.Is6) {
+		return
+	}
+	for _, r := range reports {
+		if r == nil || r.Facts == nil {
+			continue
+		}
+		if v, ok := r.Facts.IPv6Forwarding.Int(); ok && v == 1 {
+			log.Warn("only IPv4 --pod-ip given on a node that routes IPv6: a dual-stack pod's IPv6 packets are not followed; give its IPv6 address as another --pod-ip")
+			return
+		}
+	}
 }

@@ -119,12 +119,14 @@ func appendTuple(b []byte, t decode.Tuple) []byte {
 		b = append(b, "UDP "...)
 	case decode.ProtoICMP:
 		b = append(b, "ICMP "...)
+	case decode.ProtoICMPv6:
+		b = append(b, "ICMPv6 "...)
 	default:
 		b = append(b, "proto "...)
 		b = strconv.AppendUint(b, uint64(t.Proto), 10)
 		b = append(b, ' ')
 	}
-	if t.HasPorts && t.Proto != decode.ProtoICMP {
+	if t.HasPorts && !decode.IsICMP(t.Proto) {
 		b = t.Src.AppendTo(b)
 		b = append(b, " → "...)
 		return t.Dst.AppendTo(b)

@@ -1,0 +1,203 @@
+package trace
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/pathtrace/pathtrace/internal/decode"
+	"github.com/pathtrace/pathtrace/internal/hop"
+	"github.com/pathtrace/pathtrace/internal/loader"
+	"github.com/pathtrace/pathtrace/internal/stitch"
+	"github.com/pathtrace/pathtrace/internal/topology"
+)
+
+// dualCluster builds the dual-stack demo cluster with echo servers on the
+// server's and the peer's IPv4 and IPv6 addresses.
+func dualCluster(t *testing.T) *topology.Cluster {
+	t.Helper()
+	c := cluster(t, topology.Options{DualStack: true})
+	for _, name := range []string{topology.PodServer, topology.PodPeer} {
+		p := c.Pod(name)
+		srv, err := topology.StartEchoServerOn(context.Background(), p, netip.AddrPortFrom(p.IP6, topology.ServerPort))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { srv.Close() })
+	}
+	return c
+}
+
+// IPv6 across nodes: the ip6tables ClusterIP DNAT, IPv6 inside the IPv4
+// VXLAN underlay, and the un-DNAT of the reply.
+func TestLiveIPv6CrossNodeClusterIP(t *testing.T) {
+	c := dualCluster(t)
+	stop := tracing(t, c, topology.ClientIP6)
+	client, server := c.Pod(topology.PodClient), c.Pod(topology.PodServer)
+	n1, n2 := c.Node(topology.Node1).NetnsName, c.Node(topology.Node2).NetnsName
+
+	exchange(t, client, topology.ClusterIP6)
+	paths, sum := stop()
+	if sum.Lost != 0 {
+		t.Errorf("%d events lost", sum.Lost)
+	}
+	req := findPath(t, paths, topology.ClientIP6, topology.ClusterIP6.Addr(), tcpSYN)
+	requireHops(t, req, []hopMatch{
+		{kind: hop.Tx, dev: "eth0", netns: client.NetnsName, description: "tx on the client pod's eth0"},
+		{kind: hop.Rx, dev: client.HostVeth, netns: n1, description: "rx on the client's host veth"},
+		{kind: hop.NAT, hook: hop.Prerouting, netns: n1,
+			nat:         &stitch.NAT{Type: hop.DNAT, From: topology.ClusterIP6, To: topology.ServerAddr6},
+			description: "DNAT [fd96::10]:80 → [fd77:2::7]:8080 at PREROUTING"},
+		{kind: hop.Netfilter, hook: hop.Forward, in: "cni0", out: "flannel.1", netns: n1, description: "FORWARD cni0 → flannel.1"},
+		{kind: hop.Encap, dev: "flannel.1", netns: n1,
+			outer:       &stitch.Outer{Tunnel: hop.TunnelVXLAN, Src: topology.Node1UnderlayIP, Dst: topology.Node2UnderlayIP, DPort: topology.VXLANPort, VNI: topology.VXLANID},
+			description: "VXLAN encap on flannel.1, over IPv4"},
+		{kind: hop.Tx, dev: "eth0", netns: n1, description: "tx on node1 eth0"},
+		{kind: hop.Rx, dev: "eth0", netns: n2, description: "rx on node2 eth0"},
+		{kind: hop.Decap, dev: "flannel.1", netns: n2, description: "VXLAN decap on node2 flannel.1"},
+		{kind: hop.Tx, dev: server.HostVeth, netns: n2, description: "tx on the server's host veth"},
+		{kind: hop.Rx, dev: "eth0", netns: server.NetnsName, description: "rx on the server pod's eth0"},
+	})
+	if req.Verdict != stitch.VerdictDelivered {
+		t.Errorf("request verdict %s, want delivered\n%s", req.Verdict, dump(req))
+	}
+	reply := findPath(t, paths, topology.ServerIP6, topology.ClientIP6, tcpSYN|tcpACK)
+	requireHops(t, reply, []hopMatch{
+		{kind: hop.Tx, dev: "eth0", netns: server.NetnsName, description: "tx on the server pod's eth0"},
+		{kind: hop.Encap, dev: "flannel.1", netns: n2, description: "VXLAN encap on node2"},
+		{kind: hop.Decap, dev: "flannel.1", netns: n1, description: "VXLAN decap on node1"},
+		{kind: hop.NAT, netns: n1,
+			nat:         &stitch.NAT{Type: hop.SNAT, From: topology.ServerAddr6, To: topology.ClusterIP6, Reverse: true},
+			description: "un-DNAT [fd77:2::7]:8080 → [fd96::10]:80 on node1"},
+		{kind: hop.Rx, dev: "eth0", netns: client.NetnsName, description: "rx on the client pod's eth0"},
+	})
+	if reply.Verdict != stitch.VerdictDelivered {
+		t.Errorf("reply verdict %s, want delivered\n%s", reply.Verdict, dump(reply))
+	}
+}
+
+// IPv6 on one node: bridged, through br_netfilter's IPv6 hooks
+// (bridge-nf-call-ip6tables=1), no encapsulation.
+func TestLiveIPv6SameNode(t *testing.T) {
+	c := dualCluster(t)
+	stop := tracing(t, c, topology.ClientIP6)
+	client, peer := c.Pod(topology.PodClient), c.Pod(topology.PodPeer)
+	n1 := c.Node(topology.Node1).NetnsName
+
+	exchange(t, client, topology.PeerAddr6)
+	paths, _ := stop()
+	req := findPath(t, paths, topology.ClientIP6, topology.PeerIP6, tcpSYN)
+	requireHops(t, req, []hopMatch{
+		{kind: hop.Tx, dev: "eth0", netns: client.NetnsName, description: "tx on the client's eth0"},
+		{kind: hop.Rx, dev: client.HostVeth, netns: n1, description: "rx on the client's host veth"},
+		{kind: hop.Netfilter, hook: hop.Prerouting, in: "cni0", netns: n1, description: "br_netfilter IPv6 PREROUTING on cni0"},
+		{kind: hop.Netfilter, hook: hop.Forward, netns: n1, description: "br_netfilter IPv6 FORWARD"},
+		{kind: hop.Tx, dev: peer.HostVeth, netns: n1, description: "tx on the peer's host veth"},
+		{kind: hop.Rx, dev: "eth0", netns: peer.NetnsName, description: "rx on the peer's eth0"},
+	})
+	for _, h := range req.Hops {
+		if h.Kind == hop.Encap || h.Kind == hop.NAT {
+			t.Errorf("same-node path has a %s hop:\n%s", h.Kind, dump(req))
+		}
+	}
+	if req.Verdict != stitch.VerdictDelivered {
+		t.Errorf("verdict %s, want delivered\n%s", req.Verdict, dump(req))
+	}
+}
+
+// pathsOf counts the paths from or to a.
+func pathsOf(paths []*stitch.Path, a netip.Addr) int {
+	n := 0
+	for _, p := range paths {
+		if p.Src.Addr() == a || p.Dst.Addr() == a {
+			n++
+		}
+	}
+	return n
+}
+
+// dualTraffic sends the client's IPv4 and IPv6 traffic: a TCP exchange
+// with each ClusterIP and a ping of the server's IPv6 address.
+func dualTraffic(t *testing.T, c *topology.Cluster) {
+	t.Helper()
+	client := c.Pod(topology.PodClient)
+	exchange(t, client, topology.ClusterIP)
+	exchange(t, client, topology.ClusterIP6)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := topology.Ping(ctx, client, topology.ServerIP6, 0x6666, 1); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A dual-stack pod traced by both its addresses shows its IPv4 and its
+// IPv6 packets, the ICMPv6 echo with its id; neighbour discovery is left
+// out. Traced by its IPv4 address only, its IPv6 packets are not followed
+// (the live run warns about it on a node that routes IPv6).
+func TestLiveDualStackPod(t *testing.T) {
+	c := dualCluster(t)
+	t.Run("both addresses", func(t *testing.T) {
+		stop := tracing(t, c, topology.ClientIP, topology.ClientIP6)
+		dualTraffic(t, c)
+		paths, _ := stop()
+		findPath(t, paths, topology.ClientIP, topology.ClusterIP.Addr(), tcpSYN)
+		findPath(t, paths, topology.ClientIP6, topology.ClusterIP6.Addr(), tcpSYN)
+		var echo, reply, nd bool
+		for _, p := range paths {
+			if p.Proto != decode.ProtoICMPv6 {
+				continue
+			}
+			switch typ := p.Src.Port(); {
+			case typ == 128 && p.Dst.Addr() == topology.ServerIP6:
+				echo = p.HasICMPID && p.ICMPID == 0x6666
+			case typ == 129 && p.Src.Addr() == topology.ServerIP6:
+				reply = p.Verdict == stitch.VerdictDelivered
+			case typ >= 133 && typ <= 137:
+				nd = true
+			}
+		}
+		if !echo || !reply || nd {
+			var b []byte
+			for _, p := range paths {
+				b = append(b, dump(p)...)
+			}
+			t.Errorf("echo request with id 0x6666 %v, delivered reply %v, neighbour discovery %v (want true, true, false):\n%s", echo, reply, nd, b)
+		}
+	})
+	t.Run("IPv4 address only", func(t *testing.T) {
+		stop := tracingWith(t, c, loader.Options{PodIPs: []netip.Addr{topology.ClientIP}})
+		dualTraffic(t, c)
+		paths, _ := stop()
+		findPath(t, paths, topology.ClientIP, topology.ClusterIP.Addr(), tcpSYN)
+		if n := pathsOf(paths, topology.ClientIP6); n != 0 {
+			t.Errorf("%d paths of %s traced by %s only", n, topology.ClientIP6, topology.ClientIP)
+		}
+	})
+}
+
+// The kernel's connection table holds IPv6 connections: traced by the
+// backend's IPv6 address, the SYN is first seen after the ip6tables DNAT,
+// and the next packet of the connection (the client's ACK to the
+// ClusterIP) is followed from its first hop in the client pod.
+func TestLiveIPv6ConnectionFollowed(t *testing.T) {
+	c := dualCluster(t)
+	stop := tracing(t, c, topology.ServerIP6)
+	client := c.Pod(topology.PodClient)
+	exchange(t, client, topology.ClusterIP6)
+	paths, sum := stop()
+	syn := findPath(t, paths, topology.ClientIP6, topology.ServerIP6, tcpSYN)
+	if syn.FirstSeen != stitch.FirstSeenAfterNAT {
+		t.Errorf("SYN first seen %q, want after NAT\n%s", syn.FirstSeen, dump(syn))
+	}
+	ack := findPath(t, paths, topology.ClientIP6, topology.ClusterIP6.Addr(), tcpACK)
+	requireHops(t, ack, []hopMatch{
+		{kind: hop.Tx, dev: "eth0", netns: client.NetnsName, description: "tx on the client pod's eth0"},
+		{kind: hop.NAT, hook: hop.Prerouting, netns: c.Node(topology.Node1).NetnsName,
+			nat:         &stitch.NAT{Type: hop.DNAT, From: topology.ClusterIP6, To: topology.ServerAddr6},
+			description: "DNAT at PREROUTING"},
+	})
+	if sum.Conns == nil || sum.Conns.Followed == 0 {
+		t.Errorf("connections followed: %+v, want the IPv6 one", sum.Conns)
+	}
+}
