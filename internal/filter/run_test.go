@@ -1,0 +1,106 @@
+package filter
+
+import (
+	"encoding/binary"
+	"errors"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"golang.org/x/net/bpf"
+
+	"github.com/pathtrace/pathtrace/internal/testutil"
+)
+
+// kernelFilter is a translated filter loaded in the kernel behind a small
+// socket filter program that calls it as the tracing programs call the
+// pt_filter stub: R1 a map value of BufSize bytes, R2 the bytes of the
+// packet in it, R3 its length. The map value carries all three.
+type kernelFilter struct {
+	prog *ebpf.Program
+	buf  *ebpf.Map
+}
+
+func loadKernelFilter(tb testing.TB, insns []bpf.Instruction) *kernelFilter {
+	tb.Helper()
+	testutil.RequireRoot(tb)
+	fn, err := Translate(insns)
+	if err != nil {
+		tb.Fatalf("translate: %v", err)
+	}
+	return loadTranslated(tb, fn)
+}
+
+func loadTranslated(tb testing.TB, fn asm.Instructions) *kernelFilter {
+	tb.Helper()
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: BufSize + 8, MaxEntries: 1})
+	if err != nil {
+		tb.Fatalf("create map: %v", err)
+	}
+	tb.Cleanup(func() { m.Close() })
+	main := asm.Instructions{
+		asm.StoreImm(asm.R10, -4, 0, asm.Word),
+		asm.Mov.Reg(asm.R2, asm.R10),
+		asm.Add.Imm(asm.R2, -4),
+		asm.LoadMapPtr(asm.R1, m.FD()),
+		asm.FnMapLookupElem.Call(),
+		asm.JNE.Imm(asm.R0, 0, "").WithReference(""),
+		asm.Mov.Imm(asm.R0, 0),
+		asm.Return(),
+		asm.LoadMem(asm.R2, asm.R0, BufSize, asm.Word),
+		asm.LoadMem(asm.R3, asm.R0, BufSize+4, asm.Word),
+		asm.Mov.Reg(asm.R1, asm.R0),
+		asm.Call.Label("pt_filter"),
+		asm.Return(),
+	}
+	main[5].Offset = 2
+	fn = append(asm.Instructions{}, fn...)
+	fn[0] = fn[0].WithSymbol("pt_filter")
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type:         ebpf.SocketFilter,
+		License:      "GPL",
+		Instructions: append(main, fn...),
+	})
+	if err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			tb.Fatalf("load filter: %+v", ve)
+		}
+		tb.Fatalf("load filter: %v", err)
+	}
+	tb.Cleanup(func() { prog.Close() })
+	return &kernelFilter{prog: prog, buf: m}
+}
+
+// run gives the filter pkt (at most BufSize bytes of it) with length
+// len(pkt), and returns its return value.
+func (k *kernelFilter) run(tb testing.TB, pkt []byte) uint32 {
+	tb.Helper()
+	v := make([]byte, BufSize+8)
+	n := copy(v, pkt)
+	binary.NativeEndian.PutUint32(v[BufSize:], uint32(n))
+	binary.NativeEndian.PutUint32(v[BufSize+4:], uint32(len(pkt)))
+	if err := k.buf.Put(uint32(0), v); err != nil {
+		tb.Fatalf("put packet: %v", err)
+	}
+	ret, err := k.prog.Run(&ebpf.RunOptions{Data: make([]byte, 14)})
+	if err != nil {
+		tb.Fatalf("run filter: %v", err)
+	}
+	return ret
+}
+
+// vmRun is golang.org/x/net/bpf's verdict: what the translation must
+// return.
+func vmRun(tb testing.TB, insns []bpf.Instruction, pkt []byte) uint32 {
+	tb.Helper()
+	vm, err := bpf.NewVM(insns)
+	if err != nil {
+		tb.Fatalf("new VM: %v", err)
+	}
+	n, err := vm.Run(pkt)
+	if err != nil {
+		tb.Fatalf("run VM: %v", err)
+	}
+	return uint32(n)
+}
