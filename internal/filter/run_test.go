@@ -14,8 +14,8 @@ import (
 
 // kernelFilter is a translated filter loaded in the kernel behind a small
 // socket filter program that calls it as the tracing programs call the
-// pt_filter stub: R1 a map value of BufSize bytes, R2 the bytes of the
-// packet in it, R3 its length. The map value carries all three.
+// pt_filter stub: R1 the buffer, a map value, R2 the bytes of the
+// packet in it. The map value carries the count after the buffer.
 type kernelFilter struct {
 	prog *ebpf.Program
 	buf  *ebpf.Map
@@ -33,7 +33,7 @@ func loadKernelFilter(tb testing.TB, insns []bpf.Instruction) *kernelFilter {
 
 func loadTranslated(tb testing.TB, fn asm.Instructions) *kernelFilter {
 	tb.Helper()
-	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: BufSize + 8, MaxEntries: 1})
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: BufSpan + 4, MaxEntries: 1})
 	if err != nil {
 		tb.Fatalf("create map: %v", err)
 	}
@@ -47,8 +47,7 @@ func loadTranslated(tb testing.TB, fn asm.Instructions) *kernelFilter {
 		asm.JNE.Imm(asm.R0, 0, "").WithReference(""),
 		asm.Mov.Imm(asm.R0, 0),
 		asm.Return(),
-		asm.LoadMem(asm.R2, asm.R0, BufSize, asm.Word),
-		asm.LoadMem(asm.R3, asm.R0, BufSize+4, asm.Word),
+		asm.LoadMem(asm.R2, asm.R0, BufSpan, asm.Word),
 		asm.Mov.Reg(asm.R1, asm.R0),
 		asm.Call.Label("pt_filter"),
 		asm.Return(),
@@ -76,10 +75,13 @@ func loadTranslated(tb testing.TB, fn asm.Instructions) *kernelFilter {
 // len(pkt), and returns its return value.
 func (k *kernelFilter) run(tb testing.TB, pkt []byte) uint32 {
 	tb.Helper()
-	v := make([]byte, BufSize+8)
-	n := copy(v, pkt)
-	binary.NativeEndian.PutUint32(v[BufSize:], uint32(n))
-	binary.NativeEndian.PutUint32(v[BufSize+4:], uint32(len(pkt)))
+	v := make([]byte, BufSpan+4)
+	n := copy(v[:BufSize], pkt)
+	for i := memOff; i < lenOff; i++ {
+		v[i] = 0xa5 // the last packet's scratch memory
+	}
+	binary.NativeEndian.PutUint32(v[lenOff:], uint32(len(pkt)))
+	binary.NativeEndian.PutUint32(v[BufSpan:], uint32(n))
 	if err := k.buf.Put(uint32(0), v); err != nil {
 		tb.Fatalf("put packet: %v", err)
 	}

@@ -13,18 +13,27 @@ import (
 // match, as a load beyond the packet does not.
 const BufSize = 128
 
+// The layout of the filter's buffer, struct pt_filter_buf of
+// bpf/include/common.h: the packet's first BufSize bytes, classic BPF's
+// scratch memory, the packet's length (cBPF's len).
+const (
+	memOff  = BufSize
+	lenOff  = memOff + 16*4
+	BufSpan = lenOff + 8 // the struct's size
+)
+
 // The translated function's calling convention, that of the pt_filter stub
-// in bpf/include/common.h: R1 points to BufSize bytes from the IPv4
-// header on, R2 says how many of them are the packet's, R3 is the packet's
-// length (cBPF's len). R0 returns cBPF's return value: 0, no match.
+// in bpf/include/common.h: R1 points to the buffer (a map value), R2 says
+// how many of its BufSize bytes are the packet's. R0 returns cBPF's return
+// value: 0, no match. The code uses R0 to R5 and no stack, so that Inline
+// can put it in place of a call: it clobbers only what a call may.
 const (
 	regPkt  = asm.R1
 	regCap  = asm.R2
-	regLen  = asm.R3
+	regTmp  = asm.R3
 	regA    = asm.R4
 	regX    = asm.R5
-	regTmp  = asm.R6
-	regTmp2 = asm.R7
+	regTmp2 = asm.R0
 )
 
 // fail is the jump target of the closing "return 0" block.
@@ -155,7 +164,8 @@ func alwaysFails(ins bpf.Instruction, bufSize int) bool {
 	return false
 }
 
-// prologue zeroes A, X and the scratch words the program reads.
+// prologue zeroes A, X and the scratch words the program reads (the
+// buffer keeps the last packet's).
 func (t *translator) prologue(insns []bpf.Instruction) {
 	t.emit(asm.Mov.Imm32(regA, 0), asm.Mov.Imm32(regX, 0))
 	var read [16]bool
@@ -166,12 +176,12 @@ func (t *translator) prologue(insns []bpf.Instruction) {
 	}
 	for n, r := range read {
 		if r {
-			t.emit(asm.StoreImm(asm.R10, scratchOff(n), 0, asm.Word))
+			t.emit(asm.StoreImm(regPkt, scratchOff(n), 0, asm.Word))
 		}
 	}
 }
 
-func scratchOff(n int) int16 { return int16(-4 * (n + 1)) }
+func scratchOff(n int) int16 { return int16(memOff + 4*n) }
 
 func (t *translator) emit(ins ...asm.Instruction) { t.out = append(t.out, ins...) }
 
@@ -196,12 +206,12 @@ func (t *translator) one(i int, ins bpf.Instruction, n int) error {
 		if ins.N < 0 || ins.N >= 16 {
 			return fmt.Errorf("scratch word %d out of range", ins.N)
 		}
-		t.emit(asm.LoadMem(reg(ins.Dst), asm.R10, scratchOff(ins.N), asm.Word))
+		t.emit(asm.LoadMem(reg(ins.Dst), regPkt, scratchOff(ins.N), asm.Word))
 	case bpf.StoreScratch:
 		if ins.N < 0 || ins.N >= 16 {
 			return fmt.Errorf("scratch word %d out of range", ins.N)
 		}
-		t.emit(asm.StoreMem(asm.R10, scratchOff(ins.N), reg(ins.Src), asm.Word))
+		t.emit(asm.StoreMem(regPkt, scratchOff(ins.N), reg(ins.Src), asm.Word))
 	case bpf.LoadAbsolute:
 		return t.loadAbs(regA, ins.Off, ins.Size)
 	case bpf.LoadIndirect:
@@ -215,7 +225,7 @@ func (t *translator) one(i int, ins bpf.Instruction, n int) error {
 		if ins.Num != bpf.ExtLen {
 			return fmt.Errorf("extension %d not supported", ins.Num)
 		}
-		t.emit(asm.Mov.Reg32(regA, regLen))
+		t.emit(asm.LoadMem(regA, regPkt, lenOff, asm.Word))
 	case bpf.ALUOpConstant:
 		return t.aluK(ins.Op, ins.Val)
 	case bpf.ALUOpX:
@@ -250,7 +260,7 @@ func (t *translator) one(i int, ins bpf.Instruction, n int) error {
 func (t *translator) raw(r bpf.RawInstruction) error {
 	const ldxLen = 0x01 | 0x00 | 0x80 // BPF_LDX | BPF_W | BPF_LEN
 	if r.Op == ldxLen {
-		t.emit(asm.Mov.Reg32(regX, regLen))
+		t.emit(asm.LoadMem(regX, regPkt, lenOff, asm.Word))
 		return nil
 	}
 	return fmt.Errorf("opcode %#x not supported", r.Op)
