@@ -15,17 +15,7 @@ import (
 // stubProgram calls the stub as the tracing programs do, with jumps
 // across the call: a buffer whose count is 7 returns 5 without calling.
 func stubProgram(m *ebpf.Map) asm.Instructions {
-	insns := asm.Instructions{
-		asm.StoreImm(asm.R10, -4, 0, asm.Word),
-		asm.Mov.Reg(asm.R2, asm.R10),
-		asm.Add.Imm(asm.R2, -4),
-		asm.LoadMapPtr(asm.R1, m.FD()), // two slots
-		asm.FnMapLookupElem.Call(),
-		asm.JNE.Imm(asm.R0, 0, "").WithReference(""),
-		asm.Mov.Imm(asm.R0, 0),
-		asm.Return(),
-		asm.LoadMem(asm.R2, asm.R0, BufSpan, asm.Word),
-		asm.Mov.Reg(asm.R1, asm.R0),
+	insns := append(loadBuffer(m),
 		asm.JEq.Imm(asm.R2, 7, "").WithReference(""),
 		asm.Call.Label(Stub),
 		asm.Return(),
@@ -33,8 +23,7 @@ func stubProgram(m *ebpf.Map) asm.Instructions {
 		asm.Return(),
 		asm.Mov.Imm32(asm.R0, 1).WithSymbol(Stub),
 		asm.Return(),
-	}
-	insns[5].Offset = 2
+	)
 	insns[10].Offset = 2
 	return insns
 }

@@ -38,23 +38,9 @@ func loadTranslated(tb testing.TB, fn asm.Instructions) *kernelFilter {
 		tb.Fatalf("create map: %v", err)
 	}
 	tb.Cleanup(func() { m.Close() })
-	main := asm.Instructions{
-		asm.StoreImm(asm.R10, -4, 0, asm.Word),
-		asm.Mov.Reg(asm.R2, asm.R10),
-		asm.Add.Imm(asm.R2, -4),
-		asm.LoadMapPtr(asm.R1, m.FD()),
-		asm.FnMapLookupElem.Call(),
-		asm.JNE.Imm(asm.R0, 0, "").WithReference(""),
-		asm.Mov.Imm(asm.R0, 0),
-		asm.Return(),
-		asm.LoadMem(asm.R2, asm.R0, BufSpan, asm.Word),
-		asm.Mov.Reg(asm.R1, asm.R0),
-		asm.Call.Label("pt_filter"),
-		asm.Return(),
-	}
-	main[5].Offset = 2
+	main := append(loadBuffer(m), asm.Call.Label(Stub), asm.Return())
 	fn = append(asm.Instructions{}, fn...)
-	fn[0] = fn[0].WithSymbol("pt_filter")
+	fn[0] = fn[0].WithSymbol(Stub)
 	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
 		Type:         ebpf.SocketFilter,
 		License:      "GPL",
@@ -69,6 +55,26 @@ func loadTranslated(tb testing.TB, fn asm.Instructions) *kernelFilter {
 	}
 	tb.Cleanup(func() { prog.Close() })
 	return &kernelFilter{prog: prog, buf: m}
+}
+
+// loadBuffer are the instructions that set the stub's arguments from the
+// single value of m: R1 the buffer, R2 the count after it. A missing value
+// returns 0.
+func loadBuffer(m *ebpf.Map) asm.Instructions {
+	insns := asm.Instructions{
+		asm.StoreImm(asm.R10, -4, 0, asm.Word),
+		asm.Mov.Reg(asm.R2, asm.R10),
+		asm.Add.Imm(asm.R2, -4),
+		asm.LoadMapPtr(asm.R1, m.FD()), // two slots
+		asm.FnMapLookupElem.Call(),
+		asm.JNE.Imm(asm.R0, 0, "").WithReference(""),
+		asm.Mov.Imm(asm.R0, 0),
+		asm.Return(),
+		asm.LoadMem(asm.R2, asm.R0, BufSpan, asm.Word),
+		asm.Mov.Reg(asm.R1, asm.R0),
+	}
+	insns[5].Offset = 2
+	return insns
 }
 
 // run gives the filter pkt (at most BufSize bytes of it) with length
