@@ -64,3 +64,4 @@ clean:
 	rm -rf bin dist
 
 include vm.mk
+include vagrant.mk
