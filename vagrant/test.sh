@@ -56,9 +56,28 @@ if [ "${1:-}" = --vms ]; then
     virsh net-destroy "$VAGRANT_NET" >/dev/null 2>&1 || true
     virsh net-undefine "$VAGRANT_NET" >/dev/null 2>&1 || true
   }
+  # libvirt's network driver adds LIBVIRT_* chains (jumped to from the built-in ones) to the
+  # filter, nat and mangle tables when it starts a network, and leaves them, empty, behind.
+  remove_chains() {
+    local cmd t c b
+    for cmd in iptables ip6tables; do
+      for t in filter nat mangle; do
+        for c in $("$cmd" -t "$t" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^LIBVIRT_/ { print $2 }'); do
+          [ "$("$cmd" -t "$t" -S "$c" 2>/dev/null | wc -l)" = 1 ] || continue   # not empty: not ours
+          for b in $("$cmd" -t "$t" -S 2>/dev/null | awk -v c="$c" '$1 == "-A" && $3 == "-j" && $4 == c && NF == 4 { print $2 }'); do
+            "$cmd" -t "$t" -D "$b" -j "$c" 2>/dev/null || true
+          done
+          "$cmd" -t "$t" -X "$c" 2>/dev/null || true
+        done
+      done
+    done
+  }
+  had_chains=0
+  iptables -S LIBVIRT_INP >/dev/null 2>&1 && had_chains=1
   cleanup() {
     local p
     remove_objects
+    [ "$had_chains" = 1 ] || remove_chains
     for p in "${started[@]}"; do kill "$p" 2>/dev/null || true; done
   }
   series_list=("$@")
@@ -93,12 +112,13 @@ XML
   virsh pool-define-as "$VAGRANT_POOL" dir --target "$VAGRANT_CACHE/pool" >/dev/null
   virsh pool-start "$VAGRANT_POOL" >/dev/null
 
+  stamp() { local l; while IFS= read -r l; do printf '%(%T)T %s\n' -1 "$l"; done; }
   one() { # $1 series: up, tests, demo, destroy; writes $run/logs/SERIES.*
     local s="$1" m="${MACHINE[$1]}" t0 t1 t2 rc=0
     t0=$(date +%s)
-    # (without the upload's progress counter)
+    # (time-stamped, without the upload's progress counter)
     if ! (cd "$VAGRANT_DIR" && timeout 1200 vagrant up "$m" --provider libvirt 2>&1 |
-          sed -E 's/(\x1b\[K)?Progress: [0-9]+%(\x1b\[K)?//g'; exit "${PIPESTATUS[0]}") >"$run/logs/$s.up"; then
+          sed -u -E 's/(\x1b\[K)?Progress: [0-9]+%(\x1b\[K)?//g' | stamp; exit "${PIPESTATUS[0]}") >"$run/logs/$s.up"; then
       echo "up failed" >"$run/logs/$s.status"; echo "$s $t0 $(date +%s) $(date +%s)" >"$run/logs/$s.times"
       (cd "$VAGRANT_DIR" && timeout 300 vagrant destroy -f "$m") >>"$run/logs/$s.destroy" 2>&1 || true
       return 1
