@@ -9,11 +9,16 @@
 
 VAGRANT_SCRIPTS := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))/vagrant
 VAGRANT_SERIES  ?= 5.10 6.1 6.12
+# Debian packages: Vagrant with its libvirt provider, libvirt's daemons, QEMU (TCG), mmdebstrap
+# and qemu-utils for the boxes, dnsmasq for their DHCP, rsync and ssh for the synced folders.
+VAGRANT_DEPS    := vagrant vagrant-libvirt libvirt-daemon-system libvirt-daemon-driver-qemu \
+  libvirt-clients qemu-system-x86 qemu-utils mmdebstrap debian-archive-keyring e2fsprogs \
+  dnsmasq-base iptables rsync openssh-client python3 util-linux
 
 .PHONY: vagrant-deps vagrant-boxes vagrant-test
 
 vagrant-deps:
-	$(VAGRANT_SCRIPTS)/install-deps.sh
+	scripts/install-deps.sh $(VAGRANT_DEPS)
 
 vagrant-boxes: vagrant-deps
 	$(VAGRANT_SCRIPTS)/box.sh $(VAGRANT_SERIES)

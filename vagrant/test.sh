@@ -72,12 +72,24 @@ if [ "${1:-}" = --vms ]; then
       done
     done
   }
+  # libvirt revalidates its cached QEMU capabilities at every call, and probes QEMU again (~4 s)
+  # when KVM looked usable at the last probe and is not usable now by the user QEMU runs as:
+  # with a /dev/kvm only root may open (no udev to apply Debian's root:kvm 0660), every call.
+  # Give /dev/kvm udev's owner and mode while the VMs run (they use TCG all the same).
+  kvm_mode=""
+  if [ -c /dev/kvm ] && getent group kvm >/dev/null && [ "$(stat -c %G:%a /dev/kvm)" != kvm:660 ]; then
+    kvm_mode="$(stat -c %u:%g:%a /dev/kvm)"
+    chgrp kvm /dev/kvm && chmod 0660 /dev/kvm
+  fi
   had_chains=0
   iptables -S LIBVIRT_INP >/dev/null 2>&1 && had_chains=1
   cleanup() {
     local p
     remove_objects
     [ "$had_chains" = 1 ] || remove_chains
+    if [ -n "$kvm_mode" ]; then
+      chown "${kvm_mode%:*}" /dev/kvm; chmod "${kvm_mode##*:}" /dev/kvm
+    fi
     for p in "${started[@]}"; do kill "$p" 2>/dev/null || true; done
   }
   series_list=("$@")
