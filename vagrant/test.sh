@@ -31,6 +31,7 @@ timeout_s="${VAGRANT_TIMEOUT:-1500}"
 if [ "${1:-}" = --vms ]; then
   shift
   run="$1"; shift
+  date +%s >"$run/logs/vms.start"   # (after the lock)
   start_vagrant_env
   export VAGRANT_DOTFILE_PATH="$run/dot" PATHTRACE_VAGRANT_LOCAL=1 PATHTRACE_VAGRANT_TESTBIN="$run/bin" \
     PATHTRACE_VAGRANT_LOGDIR="$run/logs" PATHTRACE_VAGRANT_NET="$VAGRANT_NET_PREFIX" \
@@ -245,7 +246,8 @@ print("%d/%d" % (ipvs, paths), " ".join("%s:%s" % (b, ",".join(sorted(k))) for b
   printf '%-6s %-22s %-5s %-6s %-5s %-7s %-7s %-6s %-6s %s\n' "$s" "$kernel" "${te:--}" "$nok/$((nok + nfail))" "$nskip" \
     "$ipvs" "$res" "$((b - a))" "$((c - b))" "$backends"
 done
-echo "wall: $((t1 - t0))s (boxes $((tbox - t0))s, host build $((tbuild - tbox))s, VMs $((t1 - tbuild))s, $parallel at a time); logs: $run/logs"
+tvms="$(cat "$run/logs/vms.start" 2>/dev/null || echo "$tbuild")"
+echo "wall: $((t1 - t0))s (boxes $((tbox - t0))s, host build $((tbuild - tbox))s, waiting for the lock $((tvms - tbuild))s, VMs $((t1 - tvms))s, $parallel at a time); logs: $run/logs"
 # The binaries go, the logs stay.
 rm -rf "$run/bin" "$run/dot"
 exit $fail
