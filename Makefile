@@ -85,3 +85,4 @@ lab-test: lab-deps
 	PATHTRACE_LAB=1 PATHTRACE_TEST_STRICT=1 $(GO) test $(GOFLAGS_TEST) -v -run 'TestLab' ./internal/k8slab/
 
 include vm.mk
+include vagrant.mk

@@ -15,6 +15,7 @@ func newDemoCmd() *cobra.Command {
 		f       outputFlags
 		write   string
 		snaplen int
+		ipvs    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -33,6 +34,7 @@ iptables rules for ClusterIP 10.96.0.10:80 -> 10.244.2.7:8080. It traces pod
 				return usageError{fmt.Errorf("--snaplen %d is out of range 0..%d", snaplen, loader.MaxSnaplen)}
 			}
 			opts := demo.Options{Trace: trace.Options{Log: f.logger(), Record: write}, Log: stderr}
+			opts.Topology.IPVS = ipvs
 			switch {
 			case cmd.Flags().Changed("snaplen"):
 				opts.Trace.Loader.Snaplen = snaplen
@@ -52,6 +54,7 @@ iptables rules for ClusterIP 10.96.0.10:80 -> 10.244.2.7:8080. It traces pod
 	}
 	f.register(cmd)
 	cmd.Flags().StringVarP(&write, "write", "w", "", "also record the trace to this pcapng file, for pathtrace replay")
+	cmd.Flags().BoolVar(&ipvs, "ipvs", false, "serve the ClusterIP with IPVS (kube-proxy's IPVS mode: round robin over a server pod on each node) instead of iptables DNAT")
 	cmd.Flags().IntVar(&snaplen, "snaplen", 0, "bytes of each packet, from its IP header, captured and kept in the recording (0-256; default: its headers in the recording, 128 bytes live)")
 	return cmd
 }

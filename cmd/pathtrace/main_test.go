@@ -264,6 +264,23 @@ func TestDemo(t *testing.T) {
 	}
 }
 
+// TestDemoIPVS: with --ipvs the ClusterIP is an IPVS virtual service; the
+// two requests to it go one to each real server (round robin), and their
+// paths show the IPVS hop.
+func TestDemoIPVS(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.Require(t, testutil.IPVS)
+	r := run(t, nil, "demo", "--ipvs", "-o", "json")
+	if r.code != 0 {
+		t.Fatalf("demo --ipvs exited %d: %s", r.code, r.stderr)
+	}
+	for _, want := range []string{`"kind":"ipvs"`, `"real_server":"10.244.2.7:8080"`, `"real_server":"10.244.1.8:8080"`, `"dst":"10.244.1.6:8080"`} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("demo --ipvs output lacks %s", want)
+		}
+	}
+}
+
 func TestReplayBadInput(t *testing.T) {
 	dir := t.TempDir()
 	good, err := os.ReadFile("../../testdata/pcaps/drop.pcapng")

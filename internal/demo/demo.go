@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/pathtrace/pathtrace/internal/render"
@@ -40,7 +41,12 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (sum trace.Summ
 		n1.NetnsName, n1.UnderlayIP, client.Name, client.IP, n2.NetnsName, n2.UnderlayIP, server.Name, server.IP,
 		topology.VXLANID, topology.VXLANPort, topology.ClusterIP, topology.ServerAddr)
 
-	for _, p := range []*topology.Pod{server, peer} {
+	servers := []*topology.Pod{server, peer}
+	if opts.Topology.IPVS {
+		logf("kube-proxy IPVS mode: virtual service %s, %s over %s", topology.ClusterIP, topology.IPVSScheduler, topology.IPVSRealServers)
+		servers = append(servers, c.Pod(topology.PodServerLocal))
+	}
+	for _, p := range servers {
 		srv, err := topology.StartEchoServer(ctx, p, topology.ServerPort)
 		if err != nil {
 			return sum, fmt.Errorf("start echo server in %s: %w", p.Name, err)
@@ -77,6 +83,11 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (sum trace.Summ
 	}{
 		{"ClusterIP service on the other node (DNAT, VXLAN)", topology.ClusterIP},
 		{"pod on the same node (cni0 bridge)", topology.PeerAddr},
+	}
+	if opts.Topology.IPVS { // round robin: the second request goes to the other real server
+		exchanges[0].what = "ClusterIP service (IPVS)"
+		exchanges = slices.Insert(exchanges, 1, exchanges[0])
+		exchanges[1].what = "ClusterIP service again (IPVS: the next real server)"
 	}
 	var xerr error
 	for _, x := range exchanges {
