@@ -10,7 +10,7 @@ import (
 
 // kallsymsPath lists the kernel's symbols, one a line:
 // "ffffffffc03f4c80 t ip_vs_conn_new\t[ip_vs]".
-const kallsymsPath = "/proc/kallsyms"
+var kallsymsPath = "/proc/kallsyms" // a variable for tests
 
 // ksym is one line of kallsyms. name and module alias the scanner's buffer:
 // they are valid only during the callback that receives them.

@@ -27,7 +27,7 @@ func TestKallsymsModulesLive(t *testing.T) {
 // The running kernel's symbols name a function pathtrace attaches to.
 func TestKernelSymbols(t *testing.T) {
 	testutil.RequireRoot(t) // kallsyms shows addresses to root only
-	s, err := kernel.KernelSymbols()
+	s, err := kernel.NewLiveSymbols().Symbols()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,11 +4,16 @@ import (
 	"cmp"
 	"errors"
 	"io"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
+
+// modulesPath lists the loaded modules (a variable for tests).
+var modulesPath = "/proc/modules"
 
 // Symbols names kernel text addresses, as /proc/kallsyms lists them: a drop
 // location becomes "nf_hook_slow+0x9e". Where kallsyms hides addresses
@@ -26,11 +31,73 @@ var ErrSymbolsHidden = errors.New("kernel symbol addresses are hidden (kptr_rest
 // LoadSymbols reads the text symbols of /proc/kallsyms.
 func LoadSymbols() (*Symbols, error) { return readKallsyms(parseSymbols) }
 
-// kernelSymbols loads the running kernel's symbols once, when first needed.
-var kernelSymbols = sync.OnceValues(LoadSymbols)
+// LiveSymbols names addresses of the running kernel while modules come and
+// go: a module loaded after the symbols were read (nf_tables when the first
+// rule is added, ip_vs when kube-proxy starts in IPVS mode) would otherwise
+// take the name of whatever symbol precedes its address. At most once per
+// modulesCheck it compares /proc/modules with what it was when kallsyms was
+// read, and reads kallsyms again when it changed. Safe for concurrent use.
+type LiveSymbols struct {
+	mu      sync.Mutex
+	syms    *Symbols
+	err     error
+	modules string // /proc/modules when syms was read
+	checked time.Time
+	now     func() time.Time
+}
 
-// KernelSymbols returns the running kernel's symbols, read once.
-func KernelSymbols() (*Symbols, error) { return kernelSymbols() }
+// modulesCheck is how often LiveSymbols looks at /proc/modules.
+const modulesCheck = time.Second
+
+// NewLiveSymbols reads the running kernel's symbols.
+func NewLiveSymbols() *LiveSymbols {
+	l := &LiveSymbols{now: time.Now}
+	l.reload(readModules())
+	return l
+}
+
+func (l *LiveSymbols) reload(modules string) {
+	l.syms, l.err = LoadSymbols()
+	l.modules = modules
+	l.checked = l.now()
+}
+
+// readModules returns /proc/modules without the reference counts and users,
+// which change all the time: one "name size address" per line. "" when it
+// cannot be read (then kallsyms is never read again).
+func readModules() string {
+	b, err := os.ReadFile(modulesPath)
+	if err != nil {
+		return ""
+	}
+	var out strings.Builder
+	for line := range strings.Lines(string(b)) {
+		f := strings.Fields(line)
+		if len(f) >= 6 {
+			out.WriteString(f[0] + " " + f[1] + " " + f[5] + "\n")
+		}
+	}
+	return out.String()
+}
+
+// Symbols returns the current symbols (and why there are none).
+func (l *LiveSymbols) Symbols() (*Symbols, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now := l.now(); now.Sub(l.checked) >= modulesCheck {
+		l.checked = now
+		if m := readModules(); m != "" && m != l.modules {
+			l.reload(m)
+		}
+	}
+	return l.syms, l.err
+}
+
+// Lookup is Symbols().Lookup(addr).
+func (l *LiveSymbols) Lookup(addr uint64) string {
+	s, _ := l.Symbols()
+	return s.Lookup(addr)
+}
 
 type symbol struct {
 	addr uint64

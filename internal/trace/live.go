@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cilium/ebpf/ringbuf"
@@ -199,13 +200,13 @@ func loadKernelNames(log *slog.Logger) kernelNames {
 	if err != nil {
 		log.Warn("drop reasons will show as numbers", "err", err)
 	}
-	go kernel.KernelSymbols()
+	// Read in the background while the programs load; the first lookup
+	// waits for it. Read again when modules are loaded or removed.
+	ready := make(chan *kernel.LiveSymbols, 1)
+	go func() { ready <- kernel.NewLiveSymbols() }()
+	syms := sync.OnceValue(func() *kernel.LiveSymbols { return <-ready })
 	return kernelNames{reasons: reasons, symbol: func(addr uint64) string {
-		syms, err := kernel.KernelSymbols()
-		if err != nil {
-			return ""
-		}
-		return syms.Lookup(addr)
+		return syms().Lookup(addr)
 	}}
 }
 
