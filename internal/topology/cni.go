@@ -64,13 +64,14 @@ func (c CNI) TunnelDev() string {
 	return VXLANDev
 }
 
-// modules are the kernel modules the CNI's devices need.
+// modules are the kernel modules the CNI's devices need, and br_netfilter
+// (kubeadm wants it on every node; the nodes set its sysctl).
 func (c CNI) modules() []string {
 	switch c {
 	case CNICalicoIPIP:
-		return []string{"veth", "ipip"}
+		return []string{"veth", "br_netfilter", "ipip"}
 	case CNICalicoVXLAN:
-		return []string{"veth", "vxlan"}
+		return []string{"veth", "br_netfilter", "vxlan"}
 	case CNIGeneve:
 		return []string{"veth", "bridge", "br_netfilter", "geneve"}
 	}
