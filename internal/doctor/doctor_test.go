@@ -391,6 +391,16 @@ func TestNetwork(t *testing.T) {
 		r := collectFake(t, fstest.MapFS{}, n)
 		wantStatus(t, r, "network.overlay.tunl0.mtu", StatusUnknown, "1480 (underlay unknown)")
 	})
+	t.Run("idle ipip fallback device", func(t *testing.T) {
+		// Every namespace has tunl0 once ipip is loaded: down, no
+		// address, it is no overlay.
+		n := &fakeNet{links: []Link{{Index: 2, Name: "tunl0", Kind: "ipip", MTU: 1480, Down: true}}}
+		r := collectFake(t, fstest.MapFS{}, n)
+		if len(r.Network.Overlays) != 0 {
+			t.Errorf("overlays %+v", r.Network.Overlays)
+		}
+		wantStatus(t, r, "network.overlays", StatusInfo, "none")
+	})
 	t.Run("two CNIs", func(t *testing.T) {
 		n := fakeFlannelNet()
 		n.links = append(n.links, Link{Index: 9, Name: "vxlan.calico", Kind: "vxlan", MTU: 1450, VNI: 4096, Port: 4789, UnderlayIndex: 2})

@@ -154,6 +154,7 @@ func (liveNet) Links() ([]Link, error) {
 			MTU:          a.MTU,
 			MasterIndex:  a.MasterIndex,
 			DefaultRoute: defRoute[a.Index],
+			Down:         a.Flags&net.FlagUp == 0,
 		}
 		for _, ad := range addrs {
 			if ad.LinkIndex != a.Index || ad.IPNet == nil {

@@ -25,6 +25,14 @@ func isOverlayKind(kind string) bool {
 	return kind == "vxlan" || kind == "ipip" || kind == "geneve"
 }
 
+// isIdleFallback reports whether l is the ipip module's fallback device
+// (tunl0), which every network namespace gets once the module is loaded,
+// left down and without an address: nothing uses it. Calico's IPIP mode
+// sets it up with an address.
+func isIdleFallback(l Link) bool {
+	return l.Kind == "ipip" && l.Down && len(l.Addrs) == 0 && !l.Local.IsValid() && !l.Remote.IsValid()
+}
+
 // network finds overlay devices and pod bridges in the inspected netns.
 func (c *collector) network() Network {
 	nw := Network{CNI: CNIUnknown, Overlays: []Overlay{}, Bridges: []Bridge{}}
@@ -32,7 +40,7 @@ func (c *collector) network() Network {
 		return nw
 	}
 	for _, l := range c.links {
-		if !isOverlayKind(l.Kind) {
+		if !isOverlayKind(l.Kind) || isIdleFallback(l) {
 			continue
 		}
 		o := Overlay{Name: l.Name, Kind: l.Kind, MTU: l.MTU, VNI: l.VNI, Port: l.Port, FlowBased: l.FlowBased}

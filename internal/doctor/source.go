@@ -100,6 +100,8 @@ type Link struct {
 	// DefaultRoute is set when an IPv4 or IPv6 default route leaves through
 	// this device.
 	DefaultRoute bool
+	// Down is set when the device is administratively down.
+	Down bool
 
 	// Tunnel attributes (vxlan, geneve, ipip).
 	VNI       uint32

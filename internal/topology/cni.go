@@ -64,13 +64,14 @@ func (c CNI) TunnelDev() string {
 	return VXLANDev
 }
 
-// modules are the kernel modules the CNI's devices need.
+// modules are the kernel modules the CNI's devices need, and br_netfilter
+// (kubeadm wants it on every node; the nodes set its sysctl).
 func (c CNI) modules() []string {
 	switch c {
 	case CNICalicoIPIP:
-		return []string{"veth", "ipip"}
+		return []string{"veth", "br_netfilter", "ipip"}
 	case CNICalicoVXLAN:
-		return []string{"veth", "vxlan"}
+		return []string{"veth", "br_netfilter", "vxlan"}
 	case CNIGeneve:
 		return []string{"veth", "bridge", "br_netfilter", "geneve"}
 	}
@@ -208,14 +209,8 @@ func addTunnelPeer(h *netlink.Handle, peer *Node, cni CNI) error {
 // neighbour entry for the gateway is the host end's MAC: what proxy ARP
 // answers on a node with a default route (these nodes have none).
 func setupRoutedPod(h *netlink.Handle, p *Pod) error {
-	hostMAC := mac(macHostVeth, p.Node.PodCIDR.Addr().As4()[2], p.IP.As4()[3])
-	veth := netlink.NewVeth(netlink.LinkAttrs{Name: p.HostVeth, MTU: PodMTU, HardwareAddr: hostMAC, TxQLen: -1})
-	veth.PeerName = UnderlayDev
-	veth.PeerMTU = PodMTU
-	veth.PeerHardwareAddr = p.MAC
-	veth.PeerNamespace = netlink.NsFd(int(p.ns))
-	if err := h.LinkAdd(veth); err != nil {
-		return fmt.Errorf("add veth %s: %w", p.HostVeth, err)
+	if err := addPodVeth(h, p, 0); err != nil {
+		return err
 	}
 	if err := p.Node.SetSysctl("net.ipv4.conf."+p.HostVeth+".proxy_arp", "1"); err != nil {
 		return err
@@ -252,7 +247,7 @@ func setupRoutedPod(h *netlink.Handle, p *Pod) error {
 	if err := ph.RouteAdd(def); err != nil {
 		return fmt.Errorf("add default route via %s: %w", CalicoGateway, err)
 	}
-	neigh := &netlink.Neigh{LinkIndex: eth0.Attrs().Index, Family: unix.AF_INET, State: netlink.NUD_PERMANENT, IP: gw, HardwareAddr: hostMAC}
+	neigh := &netlink.Neigh{LinkIndex: eth0.Attrs().Index, Family: unix.AF_INET, State: netlink.NUD_PERMANENT, IP: gw, HardwareAddr: hostVethMAC(p)}
 	if err := ph.NeighSet(neigh); err != nil {
 		return fmt.Errorf("add neighbour %s: %w", CalicoGateway, err)
 	}

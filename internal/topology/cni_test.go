@@ -2,7 +2,6 @@ package topology
 
 import (
 	"context"
-	"errors"
 	"net"
 	"net/netip"
 	"regexp"
@@ -14,28 +13,6 @@ import (
 
 	"github.com/pathtrace/pathtrace/internal/testutil"
 )
-
-// cniCluster builds a cluster with cni, or ends the test where the kernel
-// lacks the CNI's tunnel (testutil says where that is expected).
-func cniCluster(t *testing.T, cni CNI) *Cluster {
-	t.Helper()
-	testutil.RequireRoot(t)
-	c, err := Build(context.Background(), Options{CNI: cni})
-	switch {
-	case errors.Is(err, ErrNoIPIP):
-		testutil.Missing(t, testutil.IPIP, err)
-	case errors.Is(err, ErrNoGeneve):
-		testutil.Missing(t, testutil.Geneve, err)
-	case err != nil:
-		t.Fatalf("build %s cluster: %v", cni, err)
-	}
-	t.Cleanup(func() {
-		if err := c.Close(); err != nil {
-			t.Errorf("close cluster: %v", err)
-		}
-	})
-	return c
-}
 
 // The other CNIs: their tunnel device, Calico's routed veths (no bridge,
 // proxy ARP, /32 routes, 169.254.1.1 as the pods' gateway), and traffic
@@ -50,7 +27,8 @@ func TestBuildCNIs(t *testing.T) {
 		{CNIGeneve, "geneve"},
 	} {
 		t.Run(tt.cni.String(), func(t *testing.T) {
-			c := cniCluster(t, tt.cni)
+			testutil.RequireRoot(t)
+			c := newCluster(t, Options{CNI: tt.cni})
 			for _, n := range c.Nodes {
 				h, err := n.NewHandle()
 				if err != nil {

@@ -151,19 +151,8 @@ func setupPod(h *netlink.Handle, p *Pod) error {
 	if err != nil {
 		return fmt.Errorf("find %s: %w", BridgeDev, err)
 	}
-	veth := netlink.NewVeth(netlink.LinkAttrs{
-		Name:         p.HostVeth,
-		MTU:          PodMTU,
-		HardwareAddr: mac(macHostVeth, p.Node.PodCIDR.Addr().As4()[2], p.IP.As4()[3]),
-		MasterIndex:  br.Attrs().Index,
-		TxQLen:       -1,
-	})
-	veth.PeerName = UnderlayDev
-	veth.PeerMTU = PodMTU
-	veth.PeerHardwareAddr = p.MAC
-	veth.PeerNamespace = netlink.NsFd(int(p.ns))
-	if err := h.LinkAdd(veth); err != nil {
-		return fmt.Errorf("add veth %s: %w", p.HostVeth, err)
+	if err := addPodVeth(h, p, br.Attrs().Index); err != nil {
+		return err
 	}
 	if err := linkUp(h, p.HostVeth); err != nil {
 		return err
@@ -187,6 +176,30 @@ func setupPod(h *netlink.Handle, p *Pod) error {
 		return fmt.Errorf("add default route via %s: %w", p.Node.BridgeIP, err)
 	}
 	return nil
+}
+
+// addPodVeth creates the pod's veth pair from the node: the host end enslaved to master (0:
+// none), eth0 in the pod.
+func addPodVeth(h *netlink.Handle, p *Pod, master int) error {
+	veth := netlink.NewVeth(netlink.LinkAttrs{
+		Name:         p.HostVeth,
+		MTU:          PodMTU,
+		HardwareAddr: hostVethMAC(p),
+		MasterIndex:  master,
+		TxQLen:       -1,
+	})
+	veth.PeerName = UnderlayDev
+	veth.PeerMTU = PodMTU
+	veth.PeerHardwareAddr = p.MAC
+	veth.PeerNamespace = netlink.NsFd(int(p.ns))
+	if err := h.LinkAdd(veth); err != nil {
+		return fmt.Errorf("add veth %s: %w", p.HostVeth, err)
+	}
+	return nil
+}
+
+func hostVethMAC(p *Pod) net.HardwareAddr {
+	return mac(macHostVeth, p.Node.PodCIDR.Addr().As4()[2], p.IP.As4()[3])
 }
 
 // addVXLANPeer installs what flanneld installs for a remote node on the tunnel device dev

@@ -21,7 +21,12 @@ import (
 func newCluster(t *testing.T, opts Options) *Cluster {
 	t.Helper()
 	c, err := Build(context.Background(), opts)
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrNoIPIP):
+		testutil.Missing(t, testutil.IPIP, err)
+	case errors.Is(err, ErrNoGeneve):
+		testutil.Missing(t, testutil.Geneve, err)
+	case err != nil:
 		t.Fatalf("build cluster: %v", err)
 	}
 	t.Cleanup(func() {

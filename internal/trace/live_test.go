@@ -39,6 +39,7 @@ func cluster(t *testing.T, opts topology.Options) *topology.Cluster {
 	t.Helper()
 	testutil.RequireRoot(t)
 	c, err := topology.Build(context.Background(), opts)
+	missingTunnel(t, err)
 	if err != nil {
 		t.Fatalf("build cluster: %v", err)
 	}
