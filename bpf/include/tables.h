@@ -157,16 +157,18 @@ static __always_inline void table_exit(unsigned int verdict)
 	st->depth = d;
 	if (d >= PT_TABLE_STACK)
 		return;
-	if (!st->frames[d & (PT_TABLE_STACK - 1)].skb)
-		return; /* a call of no traced packet: nothing copied */
-	struct pt_table_frame f = st->frames[d & (PT_TABLE_STACK - 1)];
-	if (!f.skb || f.reported || (verdict & PT_NF_VERDICT_MASK) == PT_NF_STOLEN)
+	/* The frame stays in the map: no copy on the stack, which the exit
+	 * programs do not have room for next to parse_skb's calls (5.10 and
+	 * 6.1 count each call's frame rounded up to 32 bytes). No other table
+	 * call runs on this CPU until this program returns. */
+	struct pt_table_frame *f = &st->frames[d & (PT_TABLE_STACK - 1)];
+	if (!f->skb || f->reported || (verdict & PT_NF_VERDICT_MASK) == PT_NF_STOLEN)
 		return;
 	struct pt_pkt p = {};
-	struct sk_buff *skb = (struct sk_buff *)f.skb;
+	struct sk_buff *skb = (struct sk_buff *)f->skb;
 	if (!track(skb, &p))
 		return;
-	table_frame_event(skb, &p, &f, verdict);
+	table_frame_event(skb, &p, f, verdict);
 }
 
 /* The hook state and packet of an nft_do_chain call. Before 5.15 the state
