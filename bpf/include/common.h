@@ -1002,16 +1002,52 @@ static __always_inline __u32 dev_netns(struct net_device *dev)
 }
 
 /* Reserves and fills the common part of an event; the caller adds its own
- * fields and submits. Returns NULL (counted as lost) when the ring is full. */
+ * fields and submits. Returns NULL (counted as lost) when the ring is full.
+ * An event carries data[] only when it captures packet bytes: most hops
+ * copy none (snap_changed), and an event without them takes half the ring
+ * space, so the ring holds twice as many before the reader must catch up.
+ * The reader learns the size from the ring record. */
 static __always_inline struct event *new_event(struct sk_buff *skb, struct pt_pkt *p,
 						__u8 kind, struct net_device *dev)
 {
-	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		count_lost();
-		return NULL;
+	struct event *e;
+
+	/* Without a snaplen, an ICMP packet's headers: decode reads the
+	 * echo id from them. */
+	__u64 cap = 0;
+	__u32 want = snaplen ? snaplen : p->icmp_cap;
+	if (snap_changed && !p->snap)
+		want = p->icmp_cap;
+	if (want && (p->flags & PT_F_L3) && p->tail > p->nh) {
+		cap = p->tail - p->nh;
+		if (cap > want)
+			cap = want;
+	}
+	if (cap) {
+		e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+		if (!e)
+			goto lost;
+		_Static_assert((PT_MAX_SNAPLEN & (PT_MAX_SNAPLEN - 1)) == 0, "PT_MAX_SNAPLEN: a power of two");
+		/* A size the verifier can bound on every kernel: the constant
+		 * PT_MAX_SNAPLEN, or a mask below it (6.1 and 6.12 refused the
+		 * compare-bounded form: "R2 unbounded memory access"). */
+		if (cap >= PT_MAX_SNAPLEN) {
+			cap = PT_MAX_SNAPLEN;
+			if (bpf_probe_read_kernel(e->data, PT_MAX_SNAPLEN, p->head + p->nh))
+				cap = 0;
+		} else {
+			/* Keep clang from dropping the mask it can prove useless. */
+			asm volatile("" : "+r"(cap));
+			if (bpf_probe_read_kernel(e->data, cap & (PT_MAX_SNAPLEN - 1), p->head + p->nh))
+				cap = 0;
+		}
+	} else {
+		e = bpf_ringbuf_reserve(&events, offsetof(struct event, data), 0);
+		if (!e)
+			goto lost;
 	}
 	__builtin_memset(e, 0, offsetof(struct event, data));
+	e->cap_len = cap;
 	e->skb = (__u64)skb;
 	e->ts = bpf_ktime_get_ns();
 	e->cpu = bpf_get_smp_processor_id();
@@ -1028,34 +1064,10 @@ static __always_inline struct event *new_event(struct sk_buff *skb, struct pt_pk
 		e->netns = dev_netns(dev);
 		bpf_core_read(e->dev, sizeof(e->dev), &dev->name);
 	}
-
-	/* Without a snaplen, an ICMP packet's headers: decode reads the
-	 * echo id from them. */
-	__u64 cap = 0;
-	__u32 want = snaplen ? snaplen : p->icmp_cap;
-	if (snap_changed && !p->snap)
-		want = p->icmp_cap;
-	if (want && (p->flags & PT_F_L3) && p->tail > p->nh) {
-		cap = p->tail - p->nh;
-		if (cap > want)
-			cap = want;
-		_Static_assert((PT_MAX_SNAPLEN & (PT_MAX_SNAPLEN - 1)) == 0, "PT_MAX_SNAPLEN: a power of two");
-		/* A size the verifier can bound on every kernel: the constant
-		 * PT_MAX_SNAPLEN, or a mask below it (6.1 and 6.12 refused the
-		 * compare-bounded form: "R2 unbounded memory access"). */
-		if (cap >= PT_MAX_SNAPLEN) {
-			cap = PT_MAX_SNAPLEN;
-			if (bpf_probe_read_kernel(e->data, PT_MAX_SNAPLEN, p->head + p->nh))
-				cap = 0;
-		} else {
-			/* Keep clang from dropping the mask it can prove useless. */
-			asm volatile("" : "+r"(cap));
-			if (bpf_probe_read_kernel(e->data, cap & (PT_MAX_SNAPLEN - 1), p->head + p->nh))
-				cap = 0;
-		}
-	}
-	e->cap_len = cap;
 	return e;
+lost:
+	count_lost();
+	return NULL;
 }
 
 /* Submits an event, waking the reader only when a batch is waiting: from a
@@ -1068,8 +1080,9 @@ static __always_inline void submit_event(struct event *e)
 	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
 	__u64 step = bpf_ringbuf_query(&events, BPF_RB_RING_SIZE) / 8;
 	__u64 flags = BPF_RB_NO_WAKEUP;
+	__u64 size = e->cap_len ? sizeof(*e) : offsetof(struct event, data);
 
-	if (avail >= 2 * step && (avail - sizeof(*e)) / step != avail / step)
+	if (avail >= 2 * step && (avail - size) / step != avail / step)
 		flags = BPF_RB_FORCE_WAKEUP;
 	bpf_ringbuf_submit(e, flags);
 }

@@ -186,8 +186,17 @@ func TestDecodeRejects(t *testing.T) {
 	b := encode(t, &r)
 	var d Decoder
 	var ev Event
-	if err := d.Decode(b[:RecordSize-1], &ev); !errors.Is(err, ErrShort) {
-		t.Errorf("short record: err = %v, want ErrShort", err)
+	if err := d.Decode(b[:RecordPrefix-1], &ev); !errors.Is(err, ErrShort) {
+		t.Errorf("record without its whole header: err = %v, want ErrShort", err)
+	}
+	if err := d.Decode(b[:RecordPrefix+2], &ev); !errors.Is(err, ErrShort) {
+		t.Errorf("record shorter than its 3 captured bytes: err = %v, want ErrShort", err)
+	}
+	// The kernel leaves data[] out of an event that captures nothing.
+	r0 := sampleRecord()
+	r0.CapLen = 0
+	if err := d.Decode(encode(t, &r0)[:RecordPrefix], &ev); err != nil || ev.Data != nil || ev.Dev != "cni0" {
+		t.Errorf("record of its header only: err = %v, data %v, dev %q; want it decoded without data", err, ev.Data, ev.Dev)
 	}
 	r.CapLen = 300
 	if err := d.Decode(encode(t, &r), &ev); err == nil {

@@ -28,7 +28,7 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatalf("read %d records, want %d", len(got), n)
 	}
 	for i := range recs {
-		if !bytes.Equal(got[i], recs[i]) {
+		if !sameRecord(got[i], recs[i]) {
 			t.Fatalf("record %d differs", i)
 		}
 	}

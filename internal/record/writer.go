@@ -306,7 +306,8 @@ func (w *Writer) iface(ev *decode.Event) (uint32, error) {
 }
 
 // Write adds one record: rec is the record as read from the ring buffer
-// (decode.RecordSize bytes), ev its decoded form, comment a one-line
+// (decode.RecordSize bytes, or decode.RecordPrefix for an event that
+// captured nothing), ev its decoded form, comment a one-line
 // description of the hop for people reading the file in Wireshark. The
 // bytes of data[] past cap_len are not kept: a reader returns them as zero.
 // With Filter.HeadersOnly, cap_len is cut to the packet's headers
@@ -318,12 +319,12 @@ func (w *Writer) Write(rec []byte, ev *decode.Event, comment string) error {
 	if w.err != nil {
 		return w.err
 	}
-	if len(rec) != recordSize {
-		return fmt.Errorf("write record: %d bytes, want %d", len(rec), recordSize)
+	if len(rec) < recordPrefix || len(rec) > recordSize {
+		return fmt.Errorf("write record: %d bytes, want %d to %d", len(rec), recordPrefix, recordSize)
 	}
 	capLen := int(ne.Uint16(rec[capLenOff:]))
-	if capLen > dataSize {
-		return fmt.Errorf("write record: captured length %d exceeds %d", capLen, dataSize)
+	if capLen > len(rec)-recordPrefix {
+		return fmt.Errorf("write record: captured length %d exceeds the record's %d bytes of data", capLen, len(rec)-recordPrefix)
 	}
 	if w.meta.Filter.HeadersOnly {
 		capLen = HeaderLen(rec[recordPrefix:recordPrefix+capLen], w.meta.Filter.VXLANPorts)
