@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the smoke check and the Go tests on each kernel series, guests in parallel.
+# Runs the smoke check and the Go tests on each kernel series, guests in parallel (VM_JOBS at once).
 #   vm/matrix.sh [SERIES...]              (default: 5.10 6.1 6.12 6.1-arm64 6.12-arm64)
 # Environment:
 #   VM_SMOKE_CMD  guest smoke command         (default: vm/smoke.sh)
@@ -7,6 +7,7 @@
 #                 "none" to skip), once per architecture (GOARCH=arm64 for the arm64 guests);
 #                 in the guest $VM_TESTBIN is their directory
 #   VM_TEST_CMD   guest test command          (default: vm/gotest.sh --run)
+#   VM_JOBS       guests at once (default: the host's CPUs)
 #   VM_TIMEOUT, VM_MEM, VM_SMP ... as for vm/run.sh; VM_LOGDIR: where logs go (default: a temp dir)
 #   VM_VERBOSE=1  print the whole output of every guest (default: whole output of failed
 #                 guests only; for the others the smoke section, "skip" and "ok"/"FAIL" lines)
@@ -58,13 +59,17 @@ cat <<'G3'
 G3
 )"
 
-pids=()
+# At most VM_JOBS guests at once (default: one per host CPU). A TCG guest
+# keeps a CPU busy; more guests than CPUs take no less time in all, and
+# each guest's timers (TCP retransmits, neighbour probes, the tests' I/O
+# timeouts) then run against a vCPU that gets a fraction of a CPU.
+jobs_max="${VM_JOBS:-$(nproc)}"
 for s in "${series_list[@]}"; do
+  while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do wait -n || true; done
   VM_LOGDIR="$logdir" VM_RESULT="$logdir/results" VM_STREAM=0 VM_ENV="VM_TESTBIN=$testbin/$(arch_of "$s")" \
     "$VM_DIR/run.sh" "$s" "$guestcmd" 2>"$logdir/$s.stderr" &
-  pids+=($!)
 done
-for p in "${pids[@]}"; do wait "$p" || true; done
+wait || true
 t1=$(date +%s)
 
 fail=0

@@ -43,6 +43,11 @@ func (n *Node) SetSysctl(key, value string) error {
 	return writeSysctl(n.Do, key, value)
 }
 
+// SetSysctl writes a sysctl in the pod's namespace (key as for Node.SetSysctl).
+func (p *Pod) SetSysctl(key, value string) error {
+	return writeSysctl(p.Do, key, value)
+}
+
 // writeSysctl writes a sysctl in the namespace do runs in.
 func writeSysctl(do func(func() error) error, key, value string) error {
 	path := sysctlPath(key)

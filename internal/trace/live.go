@@ -73,6 +73,11 @@ type Summary struct {
 
 func (s Summary) String() string {
 	str := fmt.Sprintf("%d packets, %d events, %d lost", s.Packets, s.Events, s.Lost)
+	if s.Skipped > 0 {
+		// Records of a layout this pathtrace does not read: say so, so
+		// that nobody takes the paths for whole.
+		str += fmt.Sprintf(", %d undecodable", s.Skipped)
+	}
 	if c := s.Conns; c != nil {
 		str += fmt.Sprintf(", %d connections (%d evicted)", c.Followed, c.Evicted)
 	}

@@ -32,6 +32,22 @@ func TestLiveBusyNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Close() })
+	// The ARP churn below flushes the neighbour caches of the client and
+	// the outside host while connections run. On a slow emulated guest
+	// (the kernel matrix: TCG, guests sharing the CPUs) a resolution took
+	// longer than the default three probes a second apart, and the
+	// packets waiting on it were dropped (NEIGH_FAILED): a real drop,
+	// which pathtrace showed, but of the test's making. Ten probes each.
+	for _, pod := range []*topology.Pod{client, peer, c.External} {
+		for _, key := range []string{
+			"net.ipv4.neigh.eth0.mcast_solicit", "net.ipv4.neigh.eth0.ucast_solicit",
+			"net.ipv6.neigh.eth0.mcast_solicit", "net.ipv6.neigh.eth0.ucast_solicit",
+		} {
+			if err := pod.SetSysctl(key, "10"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	// IPv6 between the pods on node1: link-local, usable at once.
 	for pod, a := range map[*topology.Pod]string{client: "fe80::5/64", peer: "fe80::6/64"} {
 		if _, err := pod.Run(context.Background(), "ip", "-6", "addr", "add", a, "dev", topology.UnderlayDev, "nodad"); err != nil {
