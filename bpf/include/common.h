@@ -468,9 +468,9 @@ static __always_inline bool l3_tuple(struct pt_pkt *p, __u32 off, __u16 proto, u
 
 /* The filter expression's stub, a function of its own so that clang
  * makes a call of it: the loader puts the expression's translation in
- * place of each call and removes the function (internal/filter, Inline),
- * always: left as a call, it would cost the 32 bytes of stack a call frame
- * takes, which the deepest programs do not have. b holds the packet, cap
+ * place of the call (in pt_filter_match) and removes the function
+ * (internal/filter, Inline), always: left as a call, its frame would come
+ * on top of pt_filter_match's, past the 512 bytes a call chain may take. b holds the packet, cap
  * of its PT_FILTER_BYTES bytes are the packet's. Returns classic BPF's
  * verdict: 0, no match. The asm keeps clang from knowing what it returns. */
 static __noinline __u32 pt_filter(struct pt_filter_buf *b, __u32 cap)
@@ -480,28 +480,52 @@ static __noinline __u32 pt_filter(struct pt_filter_buf *b, __u32 cap)
 	asm volatile("" : "+r"(r) : "r"(b), "r"(cap));
 	return r;
 }
+/* The address ptr holds, as a number: netfilter programs get skb as a
+ * typed pointer, on which the verifier allows no arithmetic, but it lets
+ * the value through memory. A few instructions, no helper call. */
+static __always_inline __u64 ptr_value(const void *ptr)
+{
+	__u32 zero = 0;
+	volatile __u64 *v = bpf_map_lookup_elem(&pt_scratch, &zero);
+
+	if (!v)
+		return 0;
+	*v = (__u64)ptr;
+	return *v;
+}
+
 /* Whether the IPv4 or IPv6 packet at head+off (tail: where the skb's linear
- * data ends) matches the filter expression. A load beyond the linear data,
- * the packet's length (IPv4 total length, IPv6 payload length and header)
- * or PT_FILTER_BYTES does not match. One read of packet
- * memory. */
-static __always_inline bool filter_match(unsigned char *head, __u32 off, __u32 tail)
+ * data ends) matches the filter expression: non-zero when it does. A load
+ * beyond the linear data, the packet's length (IPv4 total length, IPv6
+ * payload length and header) or PT_FILTER_BYTES does not match. One read
+ * of packet memory.
+ *
+ * A global function: the verifier checks it once, on its own, with
+ * arguments it knows nothing of, and each call as a call that returns a
+ * number. Inlined, the expression's branches were walked again on every
+ * path of the caller that reaches them: with a heavy expression, IPv4 and
+ * IPv6, tunnels and two call sites, the nf_hook_slow exit program of 6.1
+ * went past the verifier's million instructions. Its frame costs the
+ * caller 32 bytes of the 512 a call chain may take (the deepest program
+ * uses 480, rounded). The head is passed as a number: 5.10 takes only
+ * numbers and the context as a global function's arguments. */
+__noinline __u32 pt_filter_match(__u64 head, __u32 off, __u32 tail)
 {
 	__u32 zero = 0;
 	struct pt_filter_buf *b = bpf_map_lookup_elem(&pt_filter_pkt, &zero);
 
 	if (!b)
-		return false;
+		return 0;
 	__u32 cap = tail > off ? tail - off : 0;
 	if (cap >= PT_FILTER_BYTES) {
 		cap = PT_FILTER_BYTES;
-		if (bpf_probe_read_kernel(b->data, PT_FILTER_BYTES, head + off))
+		if (bpf_probe_read_kernel(b->data, PT_FILTER_BYTES, (void *)(head + off)))
 			cap = 0;
 	} else {
 		/* A size the verifier bounds (see new_event). */
 		asm volatile("" : "+r"(cap));
 		cap &= PT_FILTER_BYTES - 1;
-		if (bpf_probe_read_kernel(b->data, cap, head + off))
+		if (bpf_probe_read_kernel(b->data, cap, (void *)(head + off)))
 			cap = 0;
 	}
 	__u32 len = cap;
@@ -518,9 +542,13 @@ static __always_inline bool filter_match(unsigned char *head, __u32 off, __u32 t
  * filter expression: the outer one, else the inner one. */
 static __always_inline bool filter_cands(const struct pt_pkt *p)
 {
-	if ((p->cand & PT_CAND_OUTER) && filter_match(p->head, p->nh, p->tail))
+	/* A number for the global function, whatever pointer the head is
+	 * to the verifier (netfilter programs read it through a typed skb). */
+	__u64 head = ptr_value(p->head);
+
+	if ((p->cand & PT_CAND_OUTER) && pt_filter_match(head, p->nh, p->tail))
 		return true;
-	return (p->cand & PT_CAND_INNER) && filter_match(p->head, p->nh + p->inner_at, p->tail);
+	return (p->cand & PT_CAND_INNER) && pt_filter_match(head, p->nh + p->inner_at, p->tail);
 }
 
 static __always_inline bool is_vxlan_port(__u16 port)
@@ -780,20 +808,6 @@ static __always_inline void skb_fields(struct sk_buff *skb, struct pt_skb *s)
 	s->head = BPF_CORE_READ(skb, head);
 	s->len = BPF_CORE_READ(skb, len);
 	s->mark = BPF_CORE_READ(skb, mark);
-}
-
-/* The address ptr holds, as a number: netfilter programs get skb as a
- * typed pointer, on which the verifier allows no arithmetic, but it lets
- * the value through memory. A few instructions, no helper call. */
-static __always_inline __u64 ptr_value(const void *ptr)
-{
-	__u32 zero = 0;
-	volatile __u64 *v = bpf_map_lookup_elem(&pt_scratch, &zero);
-
-	if (!v)
-		return 0;
-	*v = (__u64)ptr;
-	return *v;
 }
 
 /* A hash of what an event shows of the packet's headers: both tuples, the
