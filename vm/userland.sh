@@ -5,7 +5,8 @@
 # gets a root of Debian bookworm packages for ARCH (the host's release: the same iptables as
 # the x86 guests, which use the host's) unpacked with dpkg-deb (no maintainer scripts):
 # static busybox (the initramfs and every applet the packages below do not bring), bash,
-# iproute2 (ip, ss, bridge: busybox ip cannot create veth/bridge/vxlan links), iptables
+# iproute2 (ip, ss, bridge: busybox ip cannot create veth/bridge/vxlan links), tcpdump (libpcap
+# compiles filter expressions), iptables
 # (nft backend by default, as on the host, and the legacy one), kmod, procps, netbase, and
 # their libraries, resolved by apt from a private state (never the system's dpkg architectures).
 # The guest mounts it read-only over 9p under a RAM overlay (vm/initramfs-init.sh).
@@ -15,7 +16,7 @@ set -euo pipefail
 arch="${1:-}"
 case "$arch" in arm64) ;; *) die "usage: vm/userland.sh arm64" ;; esac
 suite=bookworm
-packages="busybox-static bash iproute2 iptables kmod procps netbase"
+packages="busybox-static bash iproute2 iptables kmod procps netbase tcpdump"
 key="$( (echo "$suite $arch $packages"; cat "$VM_DIR/userland.sh") | sha256sum | cut -c1-12)"
 root="$VM_CACHE/userland/$arch-$suite-$key"
 if [ -f "$root/.done" ]; then echo "$root"; exit 0; fi

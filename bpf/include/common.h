@@ -44,6 +44,9 @@ volatile const __u32 snaplen;                   /* bytes of packet to copy */
  * decapsulation); other events carry an ICMP packet's headers only (the
  * echo ids). 0: at every event. */
 volatile const __u32 snap_changed;
+/* 1: the loader replaced pt_filter with a filter expression's translation
+ * (internal/filter); a packet must match it as well as a pod IP. */
+volatile const __u32 filter_on;
 
 struct tracked_skb {
 	/* Signature of the innermost IP packet. IPv4: IP id, total length
@@ -140,6 +143,25 @@ struct {
 	__type(value, __u64);
 } conn_stats SEC(".maps");
 
+/* What a filter expression runs on (filter_match): the first bytes of the
+ * IPv4 packet (internal/filter.BufSize), classic BPF's scratch memory and
+ * the packet's length (len). A map value, not the stack: 5.10's verifier
+ * allows no variable-offset reads of the stack, and the deepest programs
+ * have no stack to spare. internal/filter's layout constants match it. */
+#define PT_FILTER_BYTES 128
+struct pt_filter_buf {
+	__u8 data[PT_FILTER_BYTES];
+	__u32 mem[16];
+	__u32 len;
+	__u32 pad;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pt_filter_buf);
+} pt_filter_pkt SEC(".maps");
+
 /* A place to turn a pointer into a number (see ptr_value). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -180,8 +202,16 @@ struct pt_pkt {
 		  * discovery or MLD (see trace_nd) */
 	__u8 snap;   /* headers new or changed: copy the snaplen's bytes */
 	__u8 tunnel; /* enum pathtrace_tunnel, with PT_F_INNER */
-	__u8 pad[1];
+	/* With a filter expression: the headers whose addresses matched
+	 * (PT_CAND_OUTER, PT_CAND_INNER), that the expression decides on,
+	 * and where the inner one starts, from the network header. */
+	__u8 cand;
+	__u8 inner_at;
+	__u8 pad[7];
 };
+
+#define PT_CAND_OUTER 1
+#define PT_CAND_INNER 2
 
 #define PT_ECHO_OUTER 1
 #define PT_ECHO_INNER 2
@@ -436,6 +466,91 @@ static __always_inline bool l3_tuple(struct pt_pkt *p, __u32 off, __u16 proto, u
 	return l4;
 }
 
+/* The filter expression's stub, a function of its own so that clang
+ * makes a call of it: the loader puts the expression's translation in
+ * place of the call (in pt_filter_match) and removes the function
+ * (internal/filter, Inline), always: left as a call, its frame would come
+ * on top of pt_filter_match's, past the 512 bytes a call chain may take. b holds the packet, cap
+ * of its PT_FILTER_BYTES bytes are the packet's. Returns classic BPF's
+ * verdict: 0, no match. The asm keeps clang from knowing what it returns. */
+static __noinline __u32 pt_filter(struct pt_filter_buf *b, __u32 cap)
+{
+	__u32 r = 1;
+
+	asm volatile("" : "+r"(r) : "r"(b), "r"(cap));
+	return r;
+}
+/* The address ptr holds, as a number: netfilter programs get skb as a
+ * typed pointer, on which the verifier allows no arithmetic, but it lets
+ * the value through memory. A few instructions, no helper call. */
+static __always_inline __u64 ptr_value(const void *ptr)
+{
+	__u32 zero = 0;
+	volatile __u64 *v = bpf_map_lookup_elem(&pt_scratch, &zero);
+
+	if (!v)
+		return 0;
+	*v = (__u64)ptr;
+	return *v;
+}
+
+/* Whether the IPv4 or IPv6 packet at head+off (tail: where the skb's linear
+ * data ends) matches the filter expression: non-zero when it does. A load
+ * beyond the linear data, the packet's length (IPv4 total length, IPv6
+ * payload length and header) or PT_FILTER_BYTES does not match. One read
+ * of packet memory.
+ *
+ * A global function: the verifier checks it once, on its own, with
+ * arguments it knows nothing of, and each call as a call that returns a
+ * number. Inlined, the expression's branches were walked again on every
+ * path of the caller that reaches them: with a heavy expression, IPv4 and
+ * IPv6, tunnels and two call sites, the nf_hook_slow exit program of 6.1
+ * went past the verifier's million instructions. Its frame costs the
+ * caller 32 bytes of the 512 a call chain may take (the deepest program
+ * uses 480, rounded). The head is passed as a number: 5.10 takes only
+ * numbers and the context as a global function's arguments. */
+__noinline __u32 pt_filter_match(__u64 head, __u32 off, __u32 tail)
+{
+	__u32 zero = 0;
+	struct pt_filter_buf *b = bpf_map_lookup_elem(&pt_filter_pkt, &zero);
+
+	if (!b)
+		return 0;
+	__u32 cap = tail > off ? tail - off : 0;
+	if (cap >= PT_FILTER_BYTES) {
+		cap = PT_FILTER_BYTES;
+		if (bpf_probe_read_kernel(b->data, PT_FILTER_BYTES, (void *)(head + off)))
+			cap = 0;
+	} else {
+		/* A size the verifier bounds (see new_event). */
+		asm volatile("" : "+r"(cap));
+		cap &= PT_FILTER_BYTES - 1;
+		if (bpf_probe_read_kernel(b->data, cap, (void *)(head + off)))
+			cap = 0;
+	}
+	__u32 len = cap;
+	if (cap >= 6 && (b->data[0] >> 4) == 6) /* IPv6: the payload and its header */
+		len = (((__u32)b->data[4] << 8) | b->data[5]) + 40;
+	else if (cap >= 4)
+		len = ((__u32)b->data[2] << 8) | b->data[3];
+	if (cap > len)
+		cap = len;
+	b->len = len;
+	return pt_filter(b, cap) != 0;
+}
+/* Whether a header of p whose addresses matched (p->cand) matches the
+ * filter expression: the outer one, else the inner one. */
+static __always_inline bool filter_cands(const struct pt_pkt *p)
+{
+	/* A number for the global function, whatever pointer the head is
+	 * to the verifier (netfilter programs read it through a typed skb). */
+	__u64 head = ptr_value(p->head);
+
+	if ((p->cand & PT_CAND_OUTER) && pt_filter_match(head, p->nh, p->tail))
+		return true;
+	return (p->cand & PT_CAND_INNER) && pt_filter_match(head, p->nh + p->inner_at, p->tail);
+}
+
 static __always_inline bool is_vxlan_port(__u16 port)
 {
 	for (int i = 0; i < PT_MAX_VXLAN_PORTS; i++) {
@@ -595,8 +710,16 @@ static __always_inline void parse_tunnel(struct pt_pkt *p, __u32 l4_off, bool l4
 	__u32 in_l4;
 	bool inner_l4 = l3_tuple(p, ip_off, proto, ip, true, &in_l4);
 	p->tunnel = kind;
-	if (!*match)
-		*match = side_matches(p, true);
+	if (!*match && side_matches(p, true)) {
+		if (filter_on) {
+			if (ip_off - p->nh <= 0xff) { /* else past any filter's bytes */
+				p->cand |= PT_CAND_INNER;
+				p->inner_at = ip_off - p->nh;
+			}
+		} else {
+			*match = true;
+		}
+	}
 	if (!*match && inner_l4)
 		*match = conn_known(p, true, &b->key);
 }
@@ -619,7 +742,15 @@ static __always_inline bool parse_skb(struct pt_skb *s, struct pt_pkt *p, bool *
 	if (!read_l3(p->head, p->nh, s->protocol, &b.ip) || !l3_valid(s->protocol, &b.ip))
 		return false;
 	bool l4 = l3_tuple(p, p->nh, s->protocol, &b.ip, false, &l4_off);
-	*match = side_matches(p, false);
+	/* With a filter expression, an address match makes the header a
+	 * candidate, that track_skb runs the expression on when the skb is
+	 * not tracked yet. */
+	if (side_matches(p, false)) {
+		if (filter_on)
+			p->cand |= PT_CAND_OUTER;
+		else
+			*match = true;
+	}
 	parse_tunnel(p, l4_off, l4, match, &b);
 	if (p->flags & PT_F_INNER)
 		return true;
@@ -677,20 +808,6 @@ static __always_inline void skb_fields(struct sk_buff *skb, struct pt_skb *s)
 	s->head = BPF_CORE_READ(skb, head);
 	s->len = BPF_CORE_READ(skb, len);
 	s->mark = BPF_CORE_READ(skb, mark);
-}
-
-/* The address ptr holds, as a number: netfilter programs get skb as a
- * typed pointer, on which the verifier allows no arithmetic, but it lets
- * the value through memory. A few instructions, no helper call. */
-static __always_inline __u64 ptr_value(const void *ptr)
-{
-	__u32 zero = 0;
-	volatile __u64 *v = bpf_map_lookup_elem(&pt_scratch, &zero);
-
-	if (!v)
-		return 0;
-	*v = (__u64)ptr;
-	return *v;
 }
 
 /* A hash of what an event shows of the packet's headers: both tuples, the
@@ -751,47 +868,53 @@ static __always_inline void untrack(__u64 key)
  * one read of packet memory (two for VXLAN), the compares and two array
  * loads (conns_hint, tracked_hint); a lookup in conns or tracked only when
  * its slot is shared with a connection or a tracked skb. Nothing else is
- * read until the event is known to be kept. */
+ * read until the event is known to be kept. With a filter expression, a
+ * packet whose addresses match and whose skb is not tracked costs one more
+ * read (PT_FILTER_BYTES) and the expression, per candidate header. */
 static __always_inline bool track_skb(__u64 key, struct pt_skb *s, struct pt_pkt *p)
 {
 	bool match = false;
 	bool parsed = parse_skb(s, p, &match);
-	if (!match) {
-		/* Cheapest check first: most packets of other pods stop here. */
-		__u32 *n = tracked_slot(key);
-		if (n && *n == 0)
-			return false;
-	}
-	struct tracked_skb *t = bpf_map_lookup_elem(&tracked, &key);
+	struct tracked_skb *t = NULL;
+	__u32 *n = NULL;
 
-	if (t) {
-		if (!parsed) {
-			untrack(key);
-			return false;
+	/* Cheapest check first: most packets of other pods stop here. */
+	if (!match)
+		n = tracked_slot(key);
+	if (match || !n || *n != 0)
+		t = bpf_map_lookup_elem(&tracked, &key);
+	else if (!p->cand)
+		return false;
+	if (t && !parsed) {
+		untrack(key);
+		return false;
+	}
+	if (t && t->sig == p->sig) {
+		__u64 h = hdr_hash(p);
+		if (t->hdr != h) {
+			t->hdr = h;
+			p->snap = 1;
 		}
-		if (t->sig == p->sig) {
-			__u64 h = hdr_hash(p);
-			if (t->hdr != h) {
-				t->hdr = h;
-				p->snap = 1;
-			}
-			return true;
-		}
-		/* The skb now carries another packet's data: it was freed
-		 * without a tracepoint and reused. */
-		if (!match) {
-			untrack(key);
-			return false;
-		}
-		t->sig = p->sig;
-		t->hdr = hdr_hash(p);
-		p->flags |= PT_F_NEW;
-		p->snap = 1;
 		return true;
 	}
-	if (!match)
+	/* The filter expression only for a packet not followed yet: one
+	 * keeps its path once it matched (a DNAT'd packet whose port
+	 * changed goes on). */
+	if (!match && p->cand)
+		match = filter_cands(p);
+	if (!match) {
+		/* A tracked skb now carries another packet's data: it was
+		 * freed without a tracepoint and reused. */
+		if (t)
+			untrack(key);
 		return false;
-	track_insert(key, p->sig, hdr_hash(p));
+	}
+	if (t) {
+		t->sig = p->sig;
+		t->hdr = hdr_hash(p);
+	} else {
+		track_insert(key, p->sig, hdr_hash(p));
+	}
 	p->flags |= PT_F_NEW;
 	p->snap = 1;
 	return true;
@@ -969,7 +1092,7 @@ static __always_inline void conns_add(__u64 nfct)
 	struct pt_ct_tuple t;
 	struct pt_conn_key orig, reply;
 
-	if (!ct || (n_pod_ips == 0 && n_pod_ip6s == 0)) /* without a filter every packet matches */
+	if (!ct || (n_pod_ips == 0 && n_pod_ip6s == 0 && !filter_on)) /* without a filter every packet matches */
 		return;
 	if (!ct_tuple(ct, 1, &t) || !ct_key(&t, &reply))
 		return;

@@ -103,9 +103,14 @@ func TestBadInput(t *testing.T) {
 		{[]string{"--max-per-conn", "-1"}, "negative"},
 		{[]string{"--hops", "drops"}, `hop kind "drops" is not one of`},
 		{[]string{"--no-such-flag"}, "unknown flag"},
-		{[]string{"extra-argument"}, "unknown command"},
+		{[]string{"port", "80", "and"}, `filter expression "port 80 and": syntax error`},
+		{[]string{"tcp", "port", "http2x"}, `filter expression "tcp port http2x": unknown port 'http2x'`},
+		{[]string{"-r", "x.pcapng", "tcp"}, "a filter expression does not apply to a replay (-r) yet"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			if strings.Contains(tc.want, "filter expression \"") {
+				testutil.Require(t, testutil.Tool("tcpdump"))
+			}
 			oneSentence(t, run(t, nil, tc.args...), 2, tc.want)
 		})
 	}

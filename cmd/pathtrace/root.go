@@ -2,16 +2,20 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/cilium/ebpf/asm"
 	"github.com/spf13/cobra"
 
+	"github.com/pathtrace/pathtrace/internal/filter"
 	"github.com/pathtrace/pathtrace/internal/loader"
 	"github.com/pathtrace/pathtrace/internal/record"
 	"github.com/pathtrace/pathtrace/internal/render"
@@ -249,21 +253,31 @@ func (f *traceFlags) rotation() (record.Rotation, error) {
 func newRootCmd() *cobra.Command {
 	var f traceFlags
 	cmd := &cobra.Command{
-		Use:   "pathtrace [--pod-ip IP]... [flags]",
+		Use:   "pathtrace [--pod-ip IP]... [flags] [filter expression]",
 		Short: "Show each packet's path through a Kubernetes node's kernel, hop by hop",
 		Long: `pathtrace follows the packets of the pods you name through the node's kernel:
 the pod's veth, the bridge, every netfilter hook (with what NAT changed there),
 VXLAN encapsulation, the node's NIC, and back, with the time spent at each hop
-and where and why a packet was dropped.`,
+and where and why a packet was dropped.
+
+A tcpdump filter expression (pcap-filter(7); the arguments are joined, as
+tcpdump does) narrows what is traced: a packet must match it, on its outer or
+(VXLAN) inner IPv4 header, as well as a --pod-ip, at a hop where it is not
+followed yet. See docs/filters.md.`,
 		Example: `  sudo pathtrace --pod-ip 10.244.1.5
   sudo pathtrace --pod-ip 10.244.1.5 -o json -c 10
+  sudo pathtrace --pod-ip 10.244.1.5 'tcp port 80'
   sudo pathtrace --pod-ip 10.244.1.5 -o html > trace.html   # written when it stops (Ctrl-C)
   pathtrace demo`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Args:          noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Args:          cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			expr := strings.TrimSpace(strings.Join(args, " "))
 			if f.read != "" {
+				if expr != "" {
+					return usageError{fmt.Errorf("a filter expression does not apply to a replay (-r) yet")}
+				}
 				for _, name := range []string{"netns", "write", "quiet", "snaplen", "ready-file", "duration", "vxlan-port", "file-size", "rotate-seconds", "file-count"} {
 					if cmd.Flags().Changed(name) {
 						return usageError{fmt.Errorf("--%s does not apply to a replay (-r)", name)}
@@ -278,6 +292,11 @@ and where and why a packet was dropped.`,
 			}
 			if err := f.check(); err != nil {
 				return err
+			}
+			if expr != "" {
+				if opts.Loader.Filter, err = compileFilter(cmd.Context(), expr); err != nil {
+					return err
+				}
 			}
 			stdout := newStdout(cmd.Context())
 			out := f.renderer(stdout)
@@ -302,6 +321,24 @@ and where and why a packet was dropped.`,
 	f.register(cmd)
 	cmd.AddCommand(newDemoCmd(), newDoctorCmd(), newReplayCmd(), newFeaturesCmd())
 	return cmd
+}
+
+// compileFilter compiles and translates a filter expression; one libpcap
+// refuses, or whose code pathtrace cannot run, is a usage error.
+func compileFilter(ctx context.Context, expr string) (asm.Instructions, error) {
+	p, err := filter.Compile(ctx, expr)
+	var syntax *filter.SyntaxError
+	if errors.As(err, &syntax) {
+		return nil, usageError{err}
+	}
+	if err != nil {
+		return nil, err
+	}
+	fn, err := filter.Translate(p.Insns)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("filter expression %q: %w", expr, err)}
+	}
+	return fn, nil
 }
 
 // noArgs rejects positional arguments as a usage error.

@@ -23,6 +23,14 @@ type FentryPtConnKey struct {
 	Pad   [3]uint8
 }
 
+type FentryPtFilterBuf struct {
+	_    structs.HostLayout
+	Data [128]uint8
+	Mem  [16]uint32
+	Len  uint32
+	Pad  uint32
+}
+
 type FentryPtTableStack struct {
 	_      structs.HostLayout
 	Depth  uint32
@@ -57,6 +65,7 @@ const (
 	FentryMapConnsHint               = "conns_hint"
 	FentryMapEvents                  = "events"
 	FentryMapLost                    = "lost"
+	FentryMapPtFilterPkt             = "pt_filter_pkt"
 	FentryMapPtScratch               = "pt_scratch"
 	FentryMapTableStack              = "table_stack"
 	FentryMapTracked                 = "tracked"
@@ -73,6 +82,7 @@ const (
 	FentryProgFexitIptDoTable        = "fexit_ipt_do_table"
 	FentryProgFexitNfHookSlow        = "fexit_nf_hook_slow"
 	FentryProgFexitNftDoChain        = "fexit_nft_do_chain"
+	FentryVarFilterOn                = "filter_on"
 	FentryVarN_nfNetns               = "n_nf_netns"
 	FentryVarN_podIp6s               = "n_pod_ip6s"
 	FentryVarN_podIps                = "n_pod_ips"
@@ -162,6 +172,7 @@ type FentryMapSpecs struct {
 	ConnsHint   *ebpf.MapSpec `ebpf:"conns_hint"`
 	Events      *ebpf.MapSpec `ebpf:"events"`
 	Lost        *ebpf.MapSpec `ebpf:"lost"`
+	PtFilterPkt *ebpf.MapSpec `ebpf:"pt_filter_pkt"`
 	PtScratch   *ebpf.MapSpec `ebpf:"pt_scratch"`
 	TableStack  *ebpf.MapSpec `ebpf:"table_stack"`
 	Tracked     *ebpf.MapSpec `ebpf:"tracked"`
@@ -172,6 +183,7 @@ type FentryMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type FentryVariableSpecs struct {
+	FilterOn             *ebpf.VariableSpec `ebpf:"filter_on"`
 	N_nfNetns            *ebpf.VariableSpec `ebpf:"n_nf_netns"`
 	N_podIp6s            *ebpf.VariableSpec `ebpf:"n_pod_ip6s"`
 	N_podIps             *ebpf.VariableSpec `ebpf:"n_pod_ips"`
@@ -221,6 +233,7 @@ type FentryMaps struct {
 	ConnsHint   *ebpf.Map `ebpf:"conns_hint"`
 	Events      *ebpf.Map `ebpf:"events"`
 	Lost        *ebpf.Map `ebpf:"lost"`
+	PtFilterPkt *ebpf.Map `ebpf:"pt_filter_pkt"`
 	PtScratch   *ebpf.Map `ebpf:"pt_scratch"`
 	TableStack  *ebpf.Map `ebpf:"table_stack"`
 	Tracked     *ebpf.Map `ebpf:"tracked"`
@@ -234,6 +247,7 @@ func (m *FentryMaps) Close() error {
 		m.ConnsHint,
 		m.Events,
 		m.Lost,
+		m.PtFilterPkt,
 		m.PtScratch,
 		m.TableStack,
 		m.Tracked,
@@ -245,6 +259,7 @@ func (m *FentryMaps) Close() error {
 //
 // It can be passed to LoadFentryObjects or ebpf.CollectionSpec.LoadAndAssign.
 type FentryVariables struct {
+	FilterOn             *ebpf.Variable `ebpf:"filter_on"`
 	N_nfNetns            *ebpf.Variable `ebpf:"n_nf_netns"`
 	N_podIp6s            *ebpf.Variable `ebpf:"n_pod_ip6s"`
 	N_podIps             *ebpf.Variable `ebpf:"n_pod_ips"`

@@ -23,6 +23,14 @@ type KprobePtConnKey struct {
 	Pad   [3]uint8
 }
 
+type KprobePtFilterBuf struct {
+	_    structs.HostLayout
+	Data [128]uint8
+	Mem  [16]uint32
+	Len  uint32
+	Pad  uint32
+}
+
 type KprobePtStack struct {
 	_      structs.HostLayout
 	Depth  uint32
@@ -70,6 +78,7 @@ const (
 	KprobeMapIpvsStack               = "ipvs_stack"
 	KprobeMapLost                    = "lost"
 	KprobeMapNfStack                 = "nf_stack"
+	KprobeMapPtFilterPkt             = "pt_filter_pkt"
 	KprobeMapPtScratch               = "pt_scratch"
 	KprobeMapTableStack              = "table_stack"
 	KprobeMapTracked                 = "tracked"
@@ -86,6 +95,7 @@ const (
 	KprobeProgKretprobeIpVsHook      = "kretprobe_ip_vs_hook"
 	KprobeProgKretprobeNfHookSlow    = "kretprobe_nf_hook_slow"
 	KprobeProgKretprobeTable         = "kretprobe_table"
+	KprobeVarFilterOn                = "filter_on"
 	KprobeVarN_nfNetns               = "n_nf_netns"
 	KprobeVarN_podIp6s               = "n_pod_ip6s"
 	KprobeVarN_podIps                = "n_pod_ips"
@@ -177,6 +187,7 @@ type KprobeMapSpecs struct {
 	IpvsStack   *ebpf.MapSpec `ebpf:"ipvs_stack"`
 	Lost        *ebpf.MapSpec `ebpf:"lost"`
 	NfStack     *ebpf.MapSpec `ebpf:"nf_stack"`
+	PtFilterPkt *ebpf.MapSpec `ebpf:"pt_filter_pkt"`
 	PtScratch   *ebpf.MapSpec `ebpf:"pt_scratch"`
 	TableStack  *ebpf.MapSpec `ebpf:"table_stack"`
 	Tracked     *ebpf.MapSpec `ebpf:"tracked"`
@@ -187,6 +198,7 @@ type KprobeMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type KprobeVariableSpecs struct {
+	FilterOn             *ebpf.VariableSpec `ebpf:"filter_on"`
 	N_nfNetns            *ebpf.VariableSpec `ebpf:"n_nf_netns"`
 	N_podIp6s            *ebpf.VariableSpec `ebpf:"n_pod_ip6s"`
 	N_podIps             *ebpf.VariableSpec `ebpf:"n_pod_ips"`
@@ -238,6 +250,7 @@ type KprobeMaps struct {
 	IpvsStack   *ebpf.Map `ebpf:"ipvs_stack"`
 	Lost        *ebpf.Map `ebpf:"lost"`
 	NfStack     *ebpf.Map `ebpf:"nf_stack"`
+	PtFilterPkt *ebpf.Map `ebpf:"pt_filter_pkt"`
 	PtScratch   *ebpf.Map `ebpf:"pt_scratch"`
 	TableStack  *ebpf.Map `ebpf:"table_stack"`
 	Tracked     *ebpf.Map `ebpf:"tracked"`
@@ -253,6 +266,7 @@ func (m *KprobeMaps) Close() error {
 		m.IpvsStack,
 		m.Lost,
 		m.NfStack,
+		m.PtFilterPkt,
 		m.PtScratch,
 		m.TableStack,
 		m.Tracked,
@@ -264,6 +278,7 @@ func (m *KprobeMaps) Close() error {
 //
 // It can be passed to LoadKprobeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type KprobeVariables struct {
+	FilterOn             *ebpf.Variable `ebpf:"filter_on"`
 	N_nfNetns            *ebpf.Variable `ebpf:"n_nf_netns"`
 	N_podIp6s            *ebpf.Variable `ebpf:"n_pod_ip6s"`
 	N_podIps             *ebpf.Variable `ebpf:"n_pod_ips"`

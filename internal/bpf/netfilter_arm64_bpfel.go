@@ -23,6 +23,14 @@ type NetfilterPtConnKey struct {
 	Pad   [3]uint8
 }
 
+type NetfilterPtFilterBuf struct {
+	_    structs.HostLayout
+	Data [128]uint8
+	Mem  [16]uint32
+	Len  uint32
+	Pad  uint32
+}
+
 type NetfilterPtTableStack struct {
 	_      structs.HostLayout
 	Depth  uint32
@@ -57,12 +65,14 @@ const (
 	NetfilterMapConnsHint    = "conns_hint"
 	NetfilterMapEvents       = "events"
 	NetfilterMapLost         = "lost"
+	NetfilterMapPtFilterPkt  = "pt_filter_pkt"
 	NetfilterMapPtScratch    = "pt_scratch"
 	NetfilterMapTableStack   = "table_stack"
 	NetfilterMapTracked      = "tracked"
 	NetfilterMapTrackedHint  = "tracked_hint"
 	NetfilterProgNfFirst     = "nf_first"
 	NetfilterProgNfLast      = "nf_last"
+	NetfilterVarFilterOn     = "filter_on"
 	NetfilterVarN_podIp6s    = "n_pod_ip6s"
 	NetfilterVarN_podIps     = "n_pod_ips"
 	NetfilterVarN_vxlanPorts = "n_vxlan_ports"
@@ -135,6 +145,7 @@ type NetfilterMapSpecs struct {
 	ConnsHint   *ebpf.MapSpec `ebpf:"conns_hint"`
 	Events      *ebpf.MapSpec `ebpf:"events"`
 	Lost        *ebpf.MapSpec `ebpf:"lost"`
+	PtFilterPkt *ebpf.MapSpec `ebpf:"pt_filter_pkt"`
 	PtScratch   *ebpf.MapSpec `ebpf:"pt_scratch"`
 	TableStack  *ebpf.MapSpec `ebpf:"table_stack"`
 	Tracked     *ebpf.MapSpec `ebpf:"tracked"`
@@ -145,6 +156,7 @@ type NetfilterMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type NetfilterVariableSpecs struct {
+	FilterOn     *ebpf.VariableSpec `ebpf:"filter_on"`
 	N_podIp6s    *ebpf.VariableSpec `ebpf:"n_pod_ip6s"`
 	N_podIps     *ebpf.VariableSpec `ebpf:"n_pod_ips"`
 	N_vxlanPorts *ebpf.VariableSpec `ebpf:"n_vxlan_ports"`
@@ -187,6 +199,7 @@ type NetfilterMaps struct {
 	ConnsHint   *ebpf.Map `ebpf:"conns_hint"`
 	Events      *ebpf.Map `ebpf:"events"`
 	Lost        *ebpf.Map `ebpf:"lost"`
+	PtFilterPkt *ebpf.Map `ebpf:"pt_filter_pkt"`
 	PtScratch   *ebpf.Map `ebpf:"pt_scratch"`
 	TableStack  *ebpf.Map `ebpf:"table_stack"`
 	Tracked     *ebpf.Map `ebpf:"tracked"`
@@ -200,6 +213,7 @@ func (m *NetfilterMaps) Close() error {
 		m.ConnsHint,
 		m.Events,
 		m.Lost,
+		m.PtFilterPkt,
 		m.PtScratch,
 		m.TableStack,
 		m.Tracked,
@@ -211,6 +225,7 @@ func (m *NetfilterMaps) Close() error {
 //
 // It can be passed to LoadNetfilterObjects or ebpf.CollectionSpec.LoadAndAssign.
 type NetfilterVariables struct {
+	FilterOn     *ebpf.Variable `ebpf:"filter_on"`
 	N_podIp6s    *ebpf.Variable `ebpf:"n_pod_ip6s"`
 	N_podIps     *ebpf.Variable `ebpf:"n_pod_ips"`
 	N_vxlanPorts *ebpf.Variable `ebpf:"n_vxlan_ports"`

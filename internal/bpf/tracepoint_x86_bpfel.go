@@ -118,6 +118,14 @@ type TracepointPtConnKey struct {
 	Pad   [3]uint8
 }
 
+type TracepointPtFilterBuf struct {
+	_    structs.HostLayout
+	Data [128]uint8
+	Mem  [16]uint32
+	Len  uint32
+	Pad  uint32
+}
+
 type TracepointPtTableStack struct {
 	_      structs.HostLayout
 	Depth  uint32
@@ -152,6 +160,7 @@ const (
 	TracepointMapConnsHint          = "conns_hint"
 	TracepointMapEvents             = "events"
 	TracepointMapLost               = "lost"
+	TracepointMapPtFilterPkt        = "pt_filter_pkt"
 	TracepointMapPtScratch          = "pt_scratch"
 	TracepointMapTableStack         = "table_stack"
 	TracepointMapTracked            = "tracked"
@@ -161,6 +170,7 @@ const (
 	TracepointProgTpKfreeSkbReason  = "tp_kfree_skb_reason"
 	TracepointProgTpNetDevQueue     = "tp_net_dev_queue"
 	TracepointProgTpNetifReceiveSkb = "tp_netif_receive_skb"
+	TracepointVarFilterOn           = "filter_on"
 	TracepointVarN_podIp6s          = "n_pod_ip6s"
 	TracepointVarN_podIps           = "n_pod_ips"
 	TracepointVarN_vxlanPorts       = "n_vxlan_ports"
@@ -236,6 +246,7 @@ type TracepointMapSpecs struct {
 	ConnsHint   *ebpf.MapSpec `ebpf:"conns_hint"`
 	Events      *ebpf.MapSpec `ebpf:"events"`
 	Lost        *ebpf.MapSpec `ebpf:"lost"`
+	PtFilterPkt *ebpf.MapSpec `ebpf:"pt_filter_pkt"`
 	PtScratch   *ebpf.MapSpec `ebpf:"pt_scratch"`
 	TableStack  *ebpf.MapSpec `ebpf:"table_stack"`
 	Tracked     *ebpf.MapSpec `ebpf:"tracked"`
@@ -246,6 +257,7 @@ type TracepointMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type TracepointVariableSpecs struct {
+	FilterOn     *ebpf.VariableSpec `ebpf:"filter_on"`
 	N_podIp6s    *ebpf.VariableSpec `ebpf:"n_pod_ip6s"`
 	N_podIps     *ebpf.VariableSpec `ebpf:"n_pod_ips"`
 	N_vxlanPorts *ebpf.VariableSpec `ebpf:"n_vxlan_ports"`
@@ -288,6 +300,7 @@ type TracepointMaps struct {
 	ConnsHint   *ebpf.Map `ebpf:"conns_hint"`
 	Events      *ebpf.Map `ebpf:"events"`
 	Lost        *ebpf.Map `ebpf:"lost"`
+	PtFilterPkt *ebpf.Map `ebpf:"pt_filter_pkt"`
 	PtScratch   *ebpf.Map `ebpf:"pt_scratch"`
 	TableStack  *ebpf.Map `ebpf:"table_stack"`
 	Tracked     *ebpf.Map `ebpf:"tracked"`
@@ -301,6 +314,7 @@ func (m *TracepointMaps) Close() error {
 		m.ConnsHint,
 		m.Events,
 		m.Lost,
+		m.PtFilterPkt,
 		m.PtScratch,
 		m.TableStack,
 		m.Tracked,
@@ -312,6 +326,7 @@ func (m *TracepointMaps) Close() error {
 //
 // It can be passed to LoadTracepointObjects or ebpf.CollectionSpec.LoadAndAssign.
 type TracepointVariables struct {
+	FilterOn     *ebpf.Variable `ebpf:"filter_on"`
 	N_podIp6s    *ebpf.Variable `ebpf:"n_pod_ip6s"`
 	N_podIps     *ebpf.Variable `ebpf:"n_pod_ips"`
 	N_vxlanPorts *ebpf.Variable `ebpf:"n_vxlan_ports"`

@@ -48,6 +48,9 @@ func loadSpecs(opts *Options, nodes []Node) (*specs, error) {
 		if err := setVariables(spec, opts); err != nil {
 			return nil, err
 		}
+		if err := inlineFilter(spec, opts.Filter); err != nil {
+			return nil, err
+		}
 	}
 	for _, spec := range []*ebpf.CollectionSpec{s.fentry, s.kprobe} {
 		for name, v := range map[string]any{"nf_netns": inodes, "n_nf_netns": uint32(len(nodes))} {

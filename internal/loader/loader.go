@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
@@ -20,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pathtrace/pathtrace/internal/bpf"
+	"github.com/pathtrace/pathtrace/internal/filter"
 	"github.com/pathtrace/pathtrace/internal/hop"
 	"github.com/pathtrace/pathtrace/internal/kernel"
 )
@@ -70,6 +72,10 @@ type Options struct {
 	Log *slog.Logger
 	// Probes says what the kernel allows; nil is KernelProbes.
 	Probes Probes
+	// Filter is a filter expression's translation (internal/filter,
+	// Translate), which a packet must match as well as a pod IP, on its
+	// outer or (tunneled) inner IPv4 header; nil matches every packet.
+	Filter asm.Instructions
 	// Hops, when not empty, are the hop kinds to attach programs for
 	// (--hops); the free hops (drop, consume) are always attached, see
 	// AlwaysAttached.
@@ -235,6 +241,7 @@ func setVariables(spec *ebpf.CollectionSpec, opts *Options) error {
 		"n_vxlan_ports": uint32(len(opts.VXLANPorts)),
 		"snaplen":       uint32(opts.Snaplen),
 		"snap_changed":  boolU32(opts.SnapChanged),
+		"filter_on":     boolU32(opts.Filter != nil),
 	}
 	for name, v := range set {
 		vs, ok := spec.Variables[name]
@@ -244,6 +251,24 @@ func setVariables(spec *ebpf.CollectionSpec, opts *Options) error {
 		if err := vs.Set(v); err != nil {
 			return fmt.Errorf("set %s: %w", name, err)
 		}
+	}
+	return nil
+}
+
+// inlineFilter puts the filter expression's code (or, without one, code
+// that matches everything) in place of every call of the pt_filter stub,
+// in every program of spec: always, as a stub left a function of its own
+// costs a call frame the deepest programs have no stack for.
+func inlineFilter(spec *ebpf.CollectionSpec, fn asm.Instructions) error {
+	if fn == nil {
+		fn = filter.MatchAll
+	}
+	for name, p := range spec.Programs {
+		insns, err := filter.Inline(p.Instructions, filter.Stub, fn)
+		if err != nil {
+			return fmt.Errorf("program %s: %w", name, err)
+		}
+		p.Instructions = insns
 	}
 	return nil
 }
