@@ -3,8 +3,6 @@ package render
 import (
 	"bytes"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -50,20 +48,7 @@ func TestGoldenNames(t *testing.T) {
 		t.Run(file, func(t *testing.T) {
 			var buf bytes.Buffer
 			renderAll(t, mk(&buf), namedFixtures())
-			golden := filepath.Join("testdata", file)
-			if *update {
-				if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("read golden file (regenerate with -update): %v", err)
-			}
-			if got := buf.String(); got != string(want) {
-				t.Errorf("output differs from %s (regenerate with -update)\n--- got ---\n%s\n--- want ---\n%s", golden, got, want)
-			}
+			checkGolden(t, file, buf.String())
 		})
 	}
 	// Without names, the paths render as the main goldens show them.
