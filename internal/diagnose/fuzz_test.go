@@ -43,6 +43,8 @@ func FuzzReports(f *testing.F) {
 	}
 	withRules, _ := json.Marshal(map[uint32]*doctor.Report{inoNode1: kp})
 	f.Add(withRules)
+	withServices, _ := json.Marshal(serviceReports(f))
+	f.Add(withServices)
 	// The reports of the committed recordings, made on a real kernel.
 	files, _ := filepath.Glob("../../testdata/pcaps/*.pcapng")
 	for _, file := range files {
@@ -58,9 +60,10 @@ func FuzzReports(f *testing.F) {
 		if err != nil {
 			return
 		}
-		a := New(reports)
+		a, s := New(reports), NewServices(reports)
 		for _, inode := range slices.Sorted(maps.Keys(reports)) {
 			for _, p := range pathsThrough(inode) {
+				s.Annotate(p)
 				a.Annotate(p)
 			}
 		}

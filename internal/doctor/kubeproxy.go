@@ -107,7 +107,7 @@ func (c *collector) kubeProxy() (KubeProxy, []Item) {
 	var noEndpoints Item
 	kp.NoEndpoints, noEndpoints = c.noEndpoints(tables, tablesErr, kp.NFTablesFamilies)
 	var services Item
-	kp.Services, services = c.services(tables, kp.NFTablesFamilies, kp.NoEndpoints)
+	kp.Services, kp.ServicePorts, services = c.services(tables, kp.NFTablesFamilies, kp.NoEndpoints)
 
 	kp.Mode = kubeProxyMode(kp, ipvsUnknown)
 	mode := Item{ID: "kube_proxy.mode", Name: "kube-proxy mode", Value: kp.Mode, Status: StatusInfo,

@@ -2,6 +2,7 @@ package doctor
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 )
@@ -95,7 +96,26 @@ func (c *collector) network() Network {
 	slices.SortFunc(nw.Bridges, func(a, b Bridge) int { return strings.Compare(a.Name, b.Name) })
 
 	nw.CNI, _ = guessCNI(c.links)
+	nw.Addresses = c.addresses()
 	return nw
+}
+
+// addresses are the node's own addresses (Network.Addresses).
+func (c *collector) addresses() []netip.Addr {
+	var out []netip.Addr
+	for _, l := range c.links {
+		if l.Name == kubeIPVSDevice {
+			continue
+		}
+		for _, p := range l.Addrs {
+			if a := p.Addr().Unmap(); a.IsValid() {
+				out = append(out, a)
+			}
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	out = slices.Compact(out)
+	return out[:min(len(out), MaxAddresses)]
 }
 
 // underlay finds the device an overlay's encapsulated packets leave through:

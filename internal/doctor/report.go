@@ -1,6 +1,9 @@
 package doctor
 
-import "strings"
+import (
+	"net/netip"
+	"strings"
+)
 
 // SchemaVersion is the version of the Report JSON shape. It changes only when
 // a field is removed or changes meaning; new fields do not bump it.
@@ -94,12 +97,55 @@ type KubeProxy struct {
 	NoEndpoints []NoEndpointsRule `json:"no_endpoints,omitempty"`
 	// Services counts the Services (namespace/name) kube-proxy's rules
 	// name, with or without endpoints: the comments of the nat
-	// KUBE-SERVICES rules (iptables mode), of the kube-proxy table's
+	// KUBE-SERVICES and KUBE-NODEPORTS rules (iptables mode, IPv4 and
+	// IPv6), of the kube-proxy table's
 	// service-ips and service-nodeports maps (nftables mode), and of the
 	// rules for ports without endpoints. IPVS mode's rules name none (see
 	// IPVS).
 	Services int `json:"services"`
+	// ServicePorts lists the addresses and ports kube-proxy's rules send
+	// to a Service port, each with the port's name: the first
+	// MaxServicePorts of them, sorted (by Service, Kind, Addr, Proto,
+	// Port). Read from the same rules as Services: the nat table's
+	// KUBE-SERVICES (cluster, external and load-balancer IPs) and
+	// KUBE-NODEPORTS (node ports) chains of iptables-nft (tables ip nat and
+	// ip6 nat) and of iptables-legacy (IPv4), and the service-ips and
+	// service-nodeports maps of the kube-proxy tables (nftables mode).
+	// IPVS mode's rules name none.
+	ServicePorts []ServicePort `json:"service_ports,omitempty"`
 }
+
+// MaxServicePorts bounds KubeProxy.ServicePorts: a node report travels in
+// every recording.
+const MaxServicePorts = 4096
+
+// ServicePort is one address and port on which kube-proxy's rules send
+// packets to a Service port.
+type ServicePort struct {
+	// Service is "NAMESPACE/NAME:PORT", PORT being the port's name, or its
+	// number when the port is unnamed (kube-proxy then names the Service
+	// alone; a node port's number is the Service port's, taken from the
+	// Service's other addresses, and is left out when they do not tell).
+	Service string `json:"service"`
+	// Kind is KindClusterIP, KindExternalIP, KindLoadBalancerIP or
+	// KindNodePort. nftables mode does not tell load-balancer IPs from
+	// external IPs: both are KindExternalIP there.
+	Kind string `json:"kind"`
+	// Addr is the Service address; invalid (left out of the JSON) for a
+	// node port, which is open on every local address of the node
+	// (Network.Addresses).
+	Addr  netip.Addr `json:"addr,omitzero"`
+	Proto uint8      `json:"proto"` // 6 (TCP), 17 (UDP), 132 (SCTP)
+	Port  uint16     `json:"port"`  // the Service port, or the node port
+}
+
+// ServicePort kinds.
+const (
+	KindClusterIP      = "cluster IP"
+	KindExternalIP     = "external IP"
+	KindLoadBalancerIP = "load balancer IP"
+	KindNodePort       = "node port"
+)
 
 // NoEndpointsRule is one rule kube-proxy writes for a Service port that has
 // no endpoints: packets to its address and port are rejected (ICMP port
@@ -165,14 +211,23 @@ type VirtualService struct {
 	RealServers int    `json:"real_servers"`
 }
 
-// Network is the structured overlay and bridge view.
+// Network is the structured overlay and bridge view, with the node's
+// addresses.
 type Network struct {
 	// CNI is the plugin guessed from device names: flannel, calico, cilium or
 	// unknown.
 	CNI      string    `json:"cni"`
 	Overlays []Overlay `json:"overlays"`
 	Bridges  []Bridge  `json:"bridges"`
+	// Addresses are the node's own addresses, of every device but
+	// kube-ipvs0 (whose addresses are IPVS mode's Service IPs), sorted
+	// and without duplicates, the first MaxAddresses of them: a node port
+	// is open on each. None when the devices could not be listed.
+	Addresses []netip.Addr `json:"addresses,omitempty"`
 }
+
+// MaxAddresses bounds Network.Addresses.
+const MaxAddresses = 1024
 
 // Overlay is one tunnel device.
 type Overlay struct {

@@ -1,7 +1,9 @@
 package doctor
 
 import (
+	"cmp"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -18,34 +20,47 @@ const (
 )
 
 // services counts the Services (namespace/name) that kube-proxy's rules
-// name, from the nat KUBE-SERVICES chains of iptables-nft and
-// iptables-legacy, the service maps of the kube-proxy tables (families)
-// and the rules for ports without endpoints. IPVS mode's rules name none.
-func (c *collector) services(tables []NFTable, families []string, noEndpoints []NoEndpointsRule) (int, Item) {
+// name and lists the addresses and ports they send to each Service port
+// (KubeProxy.ServicePorts), from the nat KUBE-SERVICES and KUBE-NODEPORTS
+// chains of iptables-nft (tables ip nat and ip6 nat) and iptables-legacy,
+// the service maps of the kube-proxy tables (families) and the rules for
+// ports without endpoints. IPVS mode's rules name none.
+func (c *collector) services(tables []NFTable, families []string, noEndpoints []NoEndpointsRule) (int, []ServicePort, Item) {
 	it := Item{ID: "kube_proxy.services", Name: "Services in kube-proxy's rules", Status: StatusInfo,
 		Explain: "the Services (with or without endpoints) kube-proxy has programmed: a Service missing here gets no DNAT on this node"}
 	names := map[string]bool{}
 	add := func(portName string) {
-		svc, _, _ := strings.Cut(portName, ":")
-		if strings.Count(svc, "/") == 1 && !strings.ContainsAny(svc, " \t") {
+		if svc, ok := serviceOf(portName); ok {
 			names[svc] = true
+		}
+	}
+	ports := map[ServicePort]bool{}
+	natRules := func(rs []Rule) {
+		for _, r := range rs {
+			add(firstField(r.Comment))
+			if sp, ok := natServicePort(r); ok {
+				ports[sp] = true
+			}
 		}
 	}
 	var sources, checks, problems []string
 	for _, t := range tables {
-		if t.Family != "ip" || t.Name != "nat" || !slices.Contains(t.Chains, kubeServicesChain) {
+		if (t.Family != "ip" && t.Family != "ip6") || t.Name != "nat" || !slices.Contains(t.Chains, kubeServicesChain) {
 			continue
 		}
-		sources = append(sources, "nf_tables netlink: table ip nat KUBE-SERVICES")
-		checks = append(checks, "iptables -t nat -S KUBE-SERVICES")
-		rs, err := c.net.NFTRules(t.Family, t.Name, []string{kubeServicesChain})
+		sources = append(sources, "nf_tables netlink: table "+t.Family+" nat KUBE-SERVICES")
+		tool := map[string]string{"ip": "iptables", "ip6": "ip6tables"}[t.Family]
+		checks = append(checks, tool+" -t nat -S KUBE-SERVICES")
+		chains := []string{kubeServicesChain}
+		if slices.Contains(t.Chains, kubeNodePortsChain) {
+			chains = append(chains, kubeNodePortsChain)
+		}
+		rs, err := c.net.NFTRules(t.Family, t.Name, chains)
 		if err != nil {
 			problems = append(problems, err.Error())
 			continue
 		}
-		for _, r := range rs {
-			add(firstField(r.Comment))
-		}
+		natRules(rs)
 	}
 	if legacy, err := c.read("proc/net/ip_tables_names"); err == nil && slices.Contains(strings.Fields(string(legacy)), "nat") {
 		rs, err := c.net.LegacyRules("nat")
@@ -54,11 +69,9 @@ func (c *collector) services(tables []NFTable, families []string, noEndpoints []
 		} else {
 			sources = append(sources, "IPT_SO_GET_ENTRIES on the legacy nat table")
 			checks = append(checks, "iptables-legacy -t nat -S KUBE-SERVICES")
-			for _, r := range rs {
-				if r.Chain == kubeServicesChain {
-					add(firstField(r.Comment))
-				}
-			}
+			natRules(slices.DeleteFunc(rs, func(r Rule) bool {
+				return r.Chain != kubeServicesChain && r.Chain != kubeNodePortsChain
+			}))
 		}
 	}
 	for _, fam := range families {
@@ -71,6 +84,10 @@ func (c *collector) services(tables []NFTable, families []string, noEndpoints []
 				continue
 			}
 			for _, el := range els {
+				sp, ok := mapServicePort(el, m == serviceNodePortsMap)
+				if ok {
+					ports[sp] = true
+				}
 				if el.Comment != "" {
 					add(strings.Trim(el.Comment, `"`))
 				} else {
@@ -95,7 +112,121 @@ func (c *collector) services(tables []NFTable, families []string, noEndpoints []
 	default:
 		it.Value = plural(len(names), "Service", "Services")
 	}
-	return len(names), it
+	return len(names), servicePorts(ports), it
+}
+
+// serviceOf is the Service ("namespace/name") of a Service port's name as
+// kube-proxy writes it ("namespace/name:port" or "namespace/name"); ok is
+// false when portName is no such name.
+func serviceOf(portName string) (string, bool) {
+	svc, _, _ := strings.Cut(portName, ":")
+	ns, name, ok := strings.Cut(svc, "/")
+	ok = ok && ns != "" && name != "" && !strings.Contains(name, "/") && !strings.ContainsAny(svc, " \t\"")
+	return svc, ok
+}
+
+// natKinds are the kinds of Service address kube-proxy's nat KUBE-SERVICES
+// rules name after the Service port ("default/web:http cluster IP").
+var natKinds = map[string]string{
+	"cluster IP":      KindClusterIP,
+	"external IP":     KindExternalIP,
+	"loadbalancer IP": KindLoadBalancerIP,
+}
+
+// natServicePort reads the Service port of one of kube-proxy's nat rules:
+// in KUBE-SERVICES "-d VIP -p tcp --dport 80 -m comment --comment
+// "NS/NAME:PORT cluster IP"" (or external IP, loadbalancer IP); in
+// KUBE-NODEPORTS "-p tcp --dport 30080 -m comment --comment "NS/NAME:PORT"".
+// Other rules (the jump to KUBE-NODEPORTS, masquerade rules, ...) are not
+// one.
+func natServicePort(r Rule) (ServicePort, bool) {
+	comment := strings.TrimSpace(strings.Trim(r.Comment, `"`))
+	name, what, _ := strings.Cut(comment, " ")
+	if _, ok := serviceOf(name); !ok || r.Proto == 0 || r.DPort == 0 {
+		return ServicePort{}, false
+	}
+	sp := ServicePort{Service: name, Proto: r.Proto, Port: r.DPort}
+	switch r.Chain {
+	case kubeServicesChain:
+		kind, ok := natKinds[what]
+		if !ok || !r.Dst.IsValid() || !r.Dst.IsSingleIP() {
+			return ServicePort{}, false
+		}
+		sp.Kind, sp.Addr = kind, r.Dst.Addr().Unmap()
+	case kubeNodePortsChain:
+		if what != "" {
+			return ServicePort{}, false
+		}
+		sp.Kind = KindNodePort
+	default:
+		return ServicePort{}, false
+	}
+	return sp, true
+}
+
+// mapServicePort reads the Service port of an element of nftables mode's
+// service-ips map (nodePorts false: a cluster IP when it goes to a
+// service- chain, an external IP when to an external- chain) or
+// service-nodeports map (a node port). The element's comment names the
+// port when it has one, else the chain does.
+func mapServicePort(el MapElement, nodePorts bool) (ServicePort, bool) {
+	_, chain, _ := strings.Cut(el.Verdict, " ")
+	name, _ := serviceChain(el.Verdict)
+	if c := strings.Trim(el.Comment, `"`); c != "" {
+		name = firstField(c)
+	}
+	external := strings.HasPrefix(chain, "external-")
+	if _, named := serviceOf(name); !named || el.Proto == 0 || el.Port == 0 ||
+		!external && !strings.HasPrefix(chain, "service-") {
+		return ServicePort{}, false
+	}
+	sp := ServicePort{Service: name, Proto: el.Proto, Port: el.Port}
+	switch {
+	case nodePorts:
+		sp.Kind = KindNodePort
+	case !el.Addr.IsValid():
+		return ServicePort{}, false
+	case external:
+		sp.Kind, sp.Addr = KindExternalIP, el.Addr.Unmap()
+	default:
+		sp.Kind, sp.Addr = KindClusterIP, el.Addr.Unmap()
+	}
+	return sp, true
+}
+
+// servicePorts sorts the Service ports found, names an unnamed port by its
+// number, and keeps the first MaxServicePorts.
+func servicePorts(found map[ServicePort]bool) []ServicePort {
+	// An unnamed port is a Service's only port: its number is the port of
+	// the Service's addresses (not of its node port).
+	number := map[string]uint16{}
+	for sp := range found {
+		if sp.Kind != KindNodePort && !strings.Contains(sp.Service, ":") {
+			number[sp.Service+" "+ProtocolName(sp.Proto)] = sp.Port
+		}
+	}
+	out := make([]ServicePort, 0, len(found))
+	for sp := range found {
+		if !strings.Contains(sp.Service, ":") {
+			if sp.Kind != KindNodePort {
+				sp.Service += ":" + strconv.Itoa(int(sp.Port))
+			} else if n, ok := number[sp.Service+" "+ProtocolName(sp.Proto)]; ok {
+				sp.Service += ":" + strconv.Itoa(int(n))
+			}
+		}
+		out = append(out, sp)
+	}
+	slices.SortFunc(out, compareServicePorts)
+	out = slices.Compact(out)
+	if len(out) == 0 {
+		return nil
+	}
+	return out[:min(len(out), MaxServicePorts)]
+}
+
+func compareServicePorts(a, b ServicePort) int {
+	return cmp.Or(strings.Compare(a.Service, b.Service), strings.Compare(a.Kind, b.Kind),
+		a.Addr.Compare(b.Addr), cmp.Compare(a.Proto, b.Proto), cmp.Compare(a.Port, b.Port))
 }
 
 // firstField is the first word of an iptables comment (its quotes gone).
@@ -105,20 +236,37 @@ func firstField(comment string) string {
 }
 
 // serviceOfChain is the Service ("namespace/name") of an nftables-mode
-// service chain a verdict goes to: "goto service-HASH-NS/NAME/PROTO/PORT"
-// or "goto external-HASH-NS/NAME/PROTO/PORT"; "" for other verdicts.
+// service chain a verdict goes to (serviceChain); "" for other verdicts.
 func serviceOfChain(verdict string) string {
-	_, chain, ok := strings.Cut(verdict, " ")
+	portName, ok := serviceChain(verdict)
 	if !ok {
 		return ""
+	}
+	svc, _, _ := strings.Cut(portName, ":")
+	return svc
+}
+
+// serviceChain reads the chain of an nftables-mode verdict "goto
+// service-HASH-NS/NAME/PROTO/PORT" or "goto external-HASH-NS/NAME/PROTO/PORT":
+// the Service port's name ("NS/NAME:PORT", or "NS/NAME" for an unnamed
+// port, as kube-proxy's iptables comments name it). ok is false for other
+// verdicts.
+func serviceChain(verdict string) (portName string, ok bool) {
+	_, chain, ok := strings.Cut(verdict, " ")
+	if !ok {
+		return "", false
 	}
 	for _, prefix := range []string{"service-", "external-"} {
 		if rest, ok := strings.CutPrefix(chain, prefix); ok {
 			_, svcPort, ok := strings.Cut(rest, "-")
-			if f := strings.Split(svcPort, "/"); ok && len(f) == 4 {
-				return f[0] + "/" + f[1]
+			if f := strings.Split(svcPort, "/"); ok && len(f) == 4 && f[0] != "" && f[1] != "" {
+				portName = f[0] + "/" + f[1]
+				if f[3] != "" {
+					portName += ":" + f[3]
+				}
+				return portName, true
 			}
 		}
 	}
-	return ""
+	return "", false
 }

@@ -133,6 +133,10 @@ func requireSteps(t *testing.T, p *stitch.Path, steps []step) {
 	}
 }
 
+// webPortName is the web Service's port as kube-proxy names it (the lab
+// names every Service port "http").
+const webPortName = Namespace + "/" + ServiceWeb + ":http"
+
 // checkTrace traces the client's requests to the ClusterIP and to node1's
 // NodePort: kube-proxy's DNAT on node1 to the server pod, then flannel's
 // VXLAN from node1 to node2, and delivery in the server's namespace.
@@ -163,6 +167,16 @@ func checkTrace(t *testing.T, l *Lab) {
 			if syn.Verdict != stitch.VerdictDelivered {
 				t.Errorf("SYN verdict %s, want delivered:\n%s", syn.Verdict, dumpPath(syn))
 			}
+			// kube-proxy's rules name the Service port: the report of
+			// node1 taken at the start names the DNAT and the path.
+			for _, h := range syn.Hops {
+				if h.NAT != nil && h.NAT.Type == hop.DNAT && h.NAT.From == c.to && h.NAT.Service != webPortName {
+					t.Errorf("DNAT of %s names %q, want %q:\n%s", c.to, h.NAT.Service, webPortName, dumpPath(syn))
+				}
+			}
+			if syn.Service != webPortName {
+				t.Errorf("SYN to %s names %q, want %q:\n%s", c.to, syn.Service, webPortName, dumpPath(syn))
+			}
 		})
 	}
 }
@@ -182,6 +196,14 @@ func checkDoctor(t *testing.T, l *Lab) {
 		// default/kubernetes (the apiserver's own), web and idle.
 		if kp.Services != 3 {
 			t.Errorf("doctor in %s: %d Services in kube-proxy's rules, want 3", n.Name, kp.Services)
+		}
+		var clusterIP, nodePort bool
+		for _, sp := range kp.ServicePorts {
+			clusterIP = clusterIP || sp == doctor.ServicePort{Service: webPortName, Kind: doctor.KindClusterIP, Addr: WebClusterIP, Proto: 6, Port: WebPort}
+			nodePort = nodePort || sp == doctor.ServicePort{Service: webPortName, Kind: doctor.KindNodePort, Proto: 6, Port: WebNodePort}
+		}
+		if !clusterIP || !nodePort {
+			t.Errorf("doctor in %s: Service ports %+v, want %s's ClusterIP %s:%d and NodePort %d", n.Name, kp.ServicePorts, webPortName, WebClusterIP, WebPort, WebNodePort)
 		}
 		var idle bool
 		for _, ne := range kp.NoEndpoints {

@@ -52,6 +52,10 @@ func appendJSONPath(b []byte, p *stitch.Path) []byte {
 	b = append(b, `","dst":"`...)
 	b = appendEndpoint(b, p.Dst, p.Proto)
 	b = append(b, '"')
+	if p.Service != "" {
+		b = append(b, `,"service":`...)
+		b = appendJSONString(b, p.Service)
+	}
 	if p.Proto == protoTCP && p.TCPFlags != 0 {
 		b = append(b, `,"tcp_flags":"`...)
 		b = appendTCPFlags(b, p.TCPFlags)
@@ -222,6 +226,10 @@ func appendJSONHop(b []byte, p *stitch.Path, h *stitch.Hop) []byte {
 		}
 		b = append(b, '}')
 	}
+	if name := hopService(h); name != "" {
+		b = append(b, `,"service":`...)
+		b = appendJSONString(b, name)
+	}
 	if tb := h.Table; tb != nil {
 		b = append(b, `,"table":{"engine":`...)
 		b = appendJSONString(b, tb.Engine.String())
@@ -270,4 +278,16 @@ func verdictOrUnknown(v stitch.Verdict) stitch.Verdict {
 		return stitch.VerdictUnknown
 	}
 	return v
+}
+
+// hopService is the Service port a nat or ipvs hop translates, "" when
+// unknown.
+func hopService(h *stitch.Hop) string {
+	switch {
+	case h.NAT != nil:
+		return h.NAT.Service
+	case h.IPVS != nil:
+		return h.IPVS.ServiceName
+	}
+	return ""
 }

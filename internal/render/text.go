@@ -388,13 +388,16 @@ func (pal *palette) appendWhat(b []byte, p *stitch.Path, i int, proto uint8) (_ 
 	return b, tupleShown
 }
 
-// appendIPVS appends "IPVS 10.96.0.10:80 → 10.244.1.8:8080 (rr, masq)".
+// appendIPVS appends "IPVS 10.96.0.10:80 → 10.244.1.8:8080 (rr, masq)",
+// with the Service port's name after the translation when known:
+// "IPVS 10.96.0.10:80 → 10.244.1.8:8080 (default/web:http) (rr, masq)".
 func (pal *palette) appendIPVS(b []byte, v *stitch.IPVS) []byte {
 	b = append(b, pal.natLine.pre...)
 	b = append(b, "IPVS "...)
 	b = appendAddrPort(b, v.Service)
 	b = append(b, " → "...)
 	b = appendAddrPort(b, v.RealServer)
+	b = appendService(b, v.ServiceName)
 	b = append(b, pal.natLine.post...)
 	b = append(b, " ("...)
 	if v.Scheduler != "" {
@@ -425,6 +428,7 @@ func (r *textRenderer) appendHeader(b []byte, p *stitch.Path) []byte {
 	b = append(b, ' ')
 	b = appendTuple(b, p.Src, p.Dst, p.Proto)
 	b = echoID{p.HasICMPID, p.ICMPID}.append(b)
+	b = appendService(b, p.Service)
 	if p.Proto == protoTCP && p.TCPFlags != 0 {
 		b = append(b, " ["...)
 		b = appendTCPFlags(b, p.TCPFlags)
@@ -515,7 +519,8 @@ func (e echoID) append(b []byte) []byte {
 }
 
 // appendNAT appends a translation: "DNAT 10.96.0.10:80 → 10.244.2.7:8080",
-// "un-DNAT ..." for a reverse one; for ICMP the addresses and the echo id
+// "un-DNAT ..." for a reverse one, followed by the Service port's name when
+// known ("DNAT 10.96.0.10:80 → 10.244.2.7:8080 (default/web:http)"); for ICMP the addresses and the echo id
 // (idKnown), "SNAT 10.244.1.5 → 192.168.50.11 id=7", or each end's id when
 // conntrack changed it.
 func appendNAT(b []byte, n *stitch.NAT, proto uint8, idKnown bool) []byte {
@@ -531,7 +536,8 @@ func appendNAT(b []byte, n *stitch.NAT, proto uint8, idKnown bool) []byte {
 	if proto != protoICMP && proto != protoICMPv6 {
 		b = appendAddrPort(b, n.From)
 		b = append(b, " → "...)
-		return appendAddrPort(b, n.To)
+		b = appendAddrPort(b, n.To)
+		return appendService(b, n.Service)
 	}
 	from, to := echoID{idKnown, n.From.Port()}, echoID{idKnown, n.To.Port()}
 	b = appendEndpointOr(b, n.From, proto)
@@ -540,7 +546,18 @@ func appendNAT(b []byte, n *stitch.NAT, proto uint8, idKnown bool) []byte {
 	}
 	b = append(b, " → "...)
 	b = appendEndpointOr(b, n.To, proto)
-	return to.append(b)
+	return appendService(to.append(b), n.Service)
+}
+
+// appendService appends " (default/web:http)", the Service port a
+// translation or a packet is for; nothing when name is "".
+func appendService(b []byte, name string) []byte {
+	if name == "" {
+		return b
+	}
+	b = append(b, " ("...)
+	b = appendText(b, name)
+	return append(b, ')')
 }
 
 // appendOuter appends "VXLAN vni=1 192.168.50.11 → 192.168.50.12:8472".

@@ -32,6 +32,11 @@ type NAT struct {
 	// from the endpoint to the Service; a changed destination (DNAT) an
 	// un-SNAT, its destination restored from the masquerade address.
 	Reverse bool
+	// Service names the Service port whose address the translation
+	// changed ("namespace/name:port"): the DNAT of a packet sent to it,
+	// the un-DNAT of its reply. "" when unknown; set by an annotator from
+	// the node reports (internal/diagnose), never by the stitcher.
+	Service string
 }
 
 // FirstSeen says where a path starts when that is not the packet's first
@@ -71,6 +76,10 @@ type IPVS struct {
 	// server available, ...): Service, RealServer and Method are then
 	// unset. hop.NoVerdict on transmit hops.
 	Verdict hop.Verdict
+	// ServiceName names the Service port of the virtual service
+	// ("namespace/name:port"); "" when unknown. Set by an annotator.
+	// (Service is the virtual service's address.)
+	ServiceName string
 }
 
 // Table is a rule table's verdict on the packet.
@@ -176,6 +185,10 @@ type Path struct {
 	// (bridged traffic that netfilter cannot see, a packet larger than the
 	// overlay MTU, ...); filled by internal/diagnose.
 	Warnings []string
+	// Service names the Service port ("namespace/name:port") the packet
+	// was sent to, or for a reply came from; "" when none is known. Set
+	// by an annotator from the node reports (internal/diagnose).
+	Service string
 }
 
 // Clone returns a deep copy of p, for an emit function or renderer that

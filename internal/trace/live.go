@@ -16,7 +16,6 @@ import (
 	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 
-	"github.com/pathtrace/pathtrace/internal/diagnose"
 	"github.com/pathtrace/pathtrace/internal/doctor"
 	"github.com/pathtrace/pathtrace/internal/features"
 	"github.com/pathtrace/pathtrace/internal/kernel"
@@ -60,8 +59,8 @@ type Summary struct {
 	Backend string
 	// Reports are the node reports (pathtrace doctor) taken at the start,
 	// by the inode of each node's network namespace; a node whose report
-	// could not be taken is missing. Drop advice and path warnings come
-	// from them (internal/diagnose).
+	// could not be taken is missing. Drop advice, path warnings and
+	// Service names come from them (internal/diagnose).
 	Reports map[uint32]*doctor.Report
 	// Hops says per hop kind which backend showed it, or why none could.
 	Hops []loader.HopSupport
@@ -134,7 +133,7 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error
 
 	sum.Reports = nodeReports(ctx, tr.Nodes, log)
 	warnIPv4Only(log, opts.Loader.PodIPs, sum.Reports)
-	p.annotate = diagnose.New(sum.Reports)
+	p.annotate = annotators(sum.Reports)
 	if opts.OnReports != nil {
 		opts.OnReports(sum.Reports)
 	}

@@ -6,6 +6,8 @@ import (
 	"slices"
 
 	"github.com/pathtrace/pathtrace/internal/decode"
+	"github.com/pathtrace/pathtrace/internal/diagnose"
+	"github.com/pathtrace/pathtrace/internal/doctor"
 	"github.com/pathtrace/pathtrace/internal/render"
 	"github.com/pathtrace/pathtrace/internal/stitch"
 )
@@ -25,6 +27,22 @@ type Stats struct {
 // trace, so that replay annotates exactly as the live run did.
 type Annotator interface {
 	Annotate(p *stitch.Path)
+}
+
+// annotators is how live tracing and replay alike annotate paths, from the
+// node reports taken when the trace started (replay: stored in the
+// recording): the Service names first, then the advice and warnings.
+func annotators(reports map[uint32]*doctor.Report) Annotator {
+	return annotatorChain{diagnose.NewServices(reports), diagnose.New(reports)}
+}
+
+// annotatorChain applies each annotator in turn.
+type annotatorChain []Annotator
+
+func (c annotatorChain) Annotate(p *stitch.Path) {
+	for _, a := range c {
+		a.Annotate(p)
+	}
 }
 
 // pipeline is decode → stitch → render, shared by live tracing and replay.

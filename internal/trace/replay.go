@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/pathtrace/pathtrace/internal/diagnose"
 	"github.com/pathtrace/pathtrace/internal/doctor"
 	"github.com/pathtrace/pathtrace/internal/record"
 	"github.com/pathtrace/pathtrace/internal/render"
@@ -70,7 +69,7 @@ func replay(ctx context.Context, r *record.Reader, opts ReplayOptions, out rende
 	cfg.Recycle = true // as live: renderers do not keep paths
 	p := newPipeline(cfg, out, opts.PodIPs, opts.Count)
 	reports := replayReports(r, opts.Log)
-	p.annotate = diagnose.New(reports)
+	p.annotate = annotators(reports)
 
 	var readErr error
 	var ts uint64
