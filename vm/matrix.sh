@@ -20,6 +20,8 @@ set -euo pipefail
 smoke="${VM_SMOKE_CMD:-vm/smoke.sh}"
 testcmd="${VM_TEST_CMD:-vm/gotest.sh --run}"
 pkgs="${VM_TEST_PKGS-./...}"
+jobs_max="${VM_JOBS:-$(nproc)}"
+[[ "$jobs_max" =~ ^[1-9][0-9]*$ ]] || { log "VM_JOBS=$jobs_max: want a number of guests, 1 or more"; exit 2; }
 
 t0=$(date +%s)
 "$VM_DIR/kernels.sh" --if-missing "${series_list[@]}"
@@ -59,11 +61,10 @@ cat <<'G3'
 G3
 )"
 
-# At most VM_JOBS guests at once (default: one per host CPU). A TCG guest
+# At most VM_JOBS guests at once (jobs_max, default: one per host CPU). A TCG guest
 # keeps a CPU busy; more guests than CPUs take no less time in all, and
 # each guest's timers (TCP retransmits, neighbour probes, the tests' I/O
 # timeouts) then run against a vCPU that gets a fraction of a CPU.
-jobs_max="${VM_JOBS:-$(nproc)}"
 for s in "${series_list[@]}"; do
   while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do wait -n || true; done
   VM_LOGDIR="$logdir" VM_RESULT="$logdir/results" VM_STREAM=0 VM_ENV="VM_TESTBIN=$testbin/$(arch_of "$s")" \
