@@ -18,9 +18,10 @@ var MatchAll = asm.Instructions{asm.Mov.Imm32(asm.R0, 1), asm.Return()}
 // of the function named symbol in insns (a program as cilium/ebpf's ELF
 // reader gives it, with its functions appended), and removes that
 // function. fn's exits jump past it, with its value in R0; the jumps of
-// insns are moved to match. Inlining rather than calling keeps the
-// programs free of a second stack frame: the deepest use all but 32 bytes
-// of the 512 the verifier allows a call chain. A program that calls no
+// insns are moved to match. Inlining rather than calling keeps a third
+// stack frame off the call chain: the stub is called from the global
+// function pt_filter_match, whose own frame already brings the deepest
+// programs to the 512 bytes the verifier allows a call chain. A program that calls no
 // such function comes back as it is.
 func Inline(insns asm.Instructions, symbol string, fn asm.Instructions) (asm.Instructions, error) {
 	start, end := -1, len(insns)

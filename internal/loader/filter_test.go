@@ -14,7 +14,7 @@ const heavyFilter = "(tcp port 80 or udp portrange 1000-2000 or icmp[icmptype] =
 	"(ip[2:2] / ip[1] > 3 or tcp[tcpflags] & tcp-syn != 0 or len > 100) or " +
 	"tcp[((tcp[12:1] & 0xf0) >> 2):4] = 0x47455420 or ip[2:2] - ip[8] > ip[1] * 2"
 
-// TestOpenWithFilter: with a filter expression inlined, every program
+// TestOpenWithFilter: with a heavy filter expression in place, every program
 // the plan picks still loads and attaches.
 func TestOpenWithFilter(t *testing.T) {
 	testutil.RequireRoot(t)

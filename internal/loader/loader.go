@@ -257,8 +257,9 @@ func setVariables(spec *ebpf.CollectionSpec, opts *Options) error {
 
 // inlineFilter puts the filter expression's code (or, without one, code
 // that matches everything) in place of every call of the pt_filter stub,
-// in every program of spec: always, as a stub left a function of its own
-// costs a call frame the deepest programs have no stack for.
+// in every program of spec (its one call is in pt_filter_match): always,
+// as a stub left a function of its own costs a call frame the deepest
+// programs have no stack for.
 func inlineFilter(spec *ebpf.CollectionSpec, fn asm.Instructions) error {
 	if fn == nil {
 		fn = filter.MatchAll
