@@ -4,10 +4,15 @@ import (
 	"bytes"
 	"encoding/binary"
 	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/pathtrace/pathtrace/internal/bpf"
 	"github.com/pathtrace/pathtrace/internal/decode"
+	"github.com/pathtrace/pathtrace/internal/testutil"
 )
 
 // An IPv6 record survives a recording whole, and its device gets an
@@ -68,5 +73,21 @@ func TestIPv6Record(t *testing.T) {
 	if ev.Outer.Src != netip.MustParseAddrPort("[fd77:1::5]:40312") || ev.Outer.Dst != netip.MustParseAddrPort("[fd96::10]:80") ||
 		len(ev.Data) != 60 {
 		t.Errorf("read back %+v with %d bytes, want the IPv6 tuple and 60 bytes of headers", ev.Outer, len(ev.Data))
+	}
+
+	// Wireshark decodes the IPv6 frame on its LINKTYPE_IPV6 interface and
+	// the IPv4 one on its own.
+	tshark, err := exec.LookPath("tshark")
+	if err != nil {
+		testutil.Missing(t, testutil.Tshark, err)
+	}
+	path := filepath.Join(t.TempDir(), "rec.pcapng")
+	if err := os.WriteFile(path, out.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got := runTshark(t, tshark, path, "ipv6.src", "ipv6.dst", "ipv6.nxt", "ip.src")
+	want := "fd77:1::5|fd96::10|6|\n|||" + clientIP.String()
+	if !strings.HasPrefix(got, want) {
+		t.Errorf("tshark reads\n%s\nwant it to start with\n%s", got, want)
 	}
 }

@@ -26,22 +26,10 @@ func TestTshark(t *testing.T) {
 	}
 	// frame.comment is the packet comment field since Wireshark 3.6
 	// (pkt_comment before).
-	cmd := exec.Command(tshark, "-n", "-r", path, "-T", "fields", "-E", "separator=|",
-		"-e", "frame.number", "-e", "frame.comment", "-e", "ip.src", "-e", "ip.dst", "-e", "frame.interface_name")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("tshark: %v\n%s", err, stderr.String())
-	}
-	for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
-		// tshark warns about running as root; that is about us, not the file.
-		if line != "" && !strings.HasPrefix(line, "Running as user \"root\"") {
-			t.Errorf("tshark stderr: %s", line)
-		}
-	}
-	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	out := runTshark(t, tshark, path, "frame.number", "frame.comment", "ip.src", "ip.dst", "frame.interface_name")
+	lines := strings.Split(out, "\n")
 	if len(lines) != n {
-		t.Fatalf("tshark shows %d frames, want %d:\n%s", len(lines), n, stdout.String())
+		t.Fatalf("tshark shows %d frames, want %d:\n%s", len(lines), n, out)
 	}
 	for i, line := range lines {
 		f := strings.Split(line, "|")
@@ -58,5 +46,29 @@ func TestTshark(t *testing.T) {
 			t.Errorf("frame %d: addresses %s → %s", i+1, f[2], f[3])
 		}
 	}
-	t.Logf("tshark output:\n%s", stdout.String())
+	t.Logf("tshark output:\n%s", out)
+}
+
+// runTshark reads the recording at path with tshark and returns its
+// fields, one line per frame, separated by "|". Anything tshark says on
+// stderr fails the test.
+func runTshark(t *testing.T, tshark, path string, fields ...string) string {
+	t.Helper()
+	args := []string{"-n", "-r", path, "-T", "fields", "-E", "separator=|"}
+	for _, f := range fields {
+		args = append(args, "-e", f)
+	}
+	cmd := exec.Command(tshark, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("tshark: %v\n%s", err, stderr.String())
+	}
+	for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+		// tshark warns about running as root; that is about us, not the file.
+		if line != "" && !strings.HasPrefix(line, "Running as user \"root\"") {
+			t.Errorf("tshark stderr: %s", line)
+		}
+	}
+	return strings.TrimSpace(stdout.String())
 }
