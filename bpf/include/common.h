@@ -699,10 +699,11 @@ static __always_inline void parse_tunnel(struct pt_pkt *p, __u32 l4_off, bool l4
 			} else {
 				proto = gproto;
 			}
-			if ((opts || gproto != ETH_P_TEB_BE) && !read_l3(p->head, ip_off, proto, &b->ip))
-				return;
-			if (opts || gproto != ETH_P_TEB_BE)
+			if (opts || gproto != ETH_P_TEB_BE) {
+				if (!read_l3(p->head, ip_off, proto, &b->ip))
+					return;
 				ip = &b->ip;
+			}
 		}
 	}
 	if (!l3_valid(proto, ip))
