@@ -105,6 +105,10 @@ type Stitcher struct {
 	// paths with Config.Recycle or when they were never emitted.
 	freeTracks []*track
 	freePaths  []*Path
+
+	// handoffs are the paths whose skb was freed as a copy of it went on,
+	// waiting for its first event, oldest first (handoff.go).
+	handoffs []*track
 }
 
 // maxFree bounds the tracks and paths kept for reuse.
@@ -113,6 +117,7 @@ const maxFree = 256
 // track is the state of one path being followed.
 type track struct {
 	path       *Path
+	skb        uint64 // the skb followed now (the path's SKB, or a copy's: handoff.go)
 	prev, next *track
 	last       uint64 // monotonic ns of the newest event
 	final      uint64 // completion time, when completed
@@ -142,6 +147,12 @@ type track struct {
 	cur   decode.Tuple
 	sawNF bool
 	ipvs  bool
+
+	// A path handed off (handoff.go): when its skb was freed, and in
+	// which node namespace.
+	handedOff bool
+	heldAt    uint64
+	heldNetns uint32
 }
 
 // New returns a stitcher that passes each completed path to emit. An error
@@ -178,6 +189,9 @@ func (s *Stitcher) Active() int { return len(s.active) }
 func (s *Stitcher) Add(ev *decode.Event) {
 	s.stats.Events++
 	idle := uint64(s.cfg.Idle)
+	if len(s.handoffs) > 0 {
+		s.expireHandoffs(ev.TS)
+	}
 	t := s.active[ev.SKB]
 	if t != nil && (ev.Flags&decode.FlagNew != 0 || ev.TS > t.last+idle) {
 		// A new packet on a reused skb, or the same skb long after its
@@ -201,6 +215,9 @@ func (s *Stitcher) Add(ev *decode.Event) {
 		s.complete(t, min(t.last+idle, ev.TS))
 		t = nil
 	}
+	if t == nil && len(s.handoffs) > 0 {
+		t = s.takeHandoff(ev)
+	}
 	if t == nil {
 		if len(s.active) >= s.cfg.MaxActive {
 			s.stats.Evicted++
@@ -216,8 +233,12 @@ func (s *Stitcher) Add(ev *decode.Event) {
 	s.apply(t, ev)
 	quote(t.path, ev)
 	t.follow(ev)
-	if ev.Kind == decode.KindDrop || ev.Kind == decode.KindConsume {
-		s.complete(t, ev.TS)
+	if isFree(ev.Kind) {
+		if s.handsOff(t, ev) {
+			s.handOff(t, ev)
+		} else {
+			s.complete(t, ev.TS)
+		}
 	}
 	for s.held > s.cfg.MaxHeldHops && s.lru.next != &s.lru && s.lru.next != t {
 		s.stats.Evicted++
@@ -234,6 +255,7 @@ func (s *Stitcher) Flush(now uint64) error {
 		return s.err
 	}
 	cutoff := now - grace
+	s.expireHandoffs(cutoff)
 	idle := uint64(s.cfg.Idle)
 	for t := s.lru.next; t != &s.lru && t.last+idle <= cutoff; t = s.lru.next {
 		s.complete(t, t.last+idle)
@@ -243,6 +265,9 @@ func (s *Stitcher) Flush(now uint64) error {
 
 // Close completes every path and emits them all.
 func (s *Stitcher) Close() error {
+	for len(s.handoffs) > 0 {
+		s.complete(s.handoffs[0], s.handoffs[0].heldAt)
+	}
 	idle := uint64(s.cfg.Idle)
 	for t := s.lru.next; t != &s.lru; t = s.lru.next {
 		s.complete(t, t.last+idle)
@@ -273,7 +298,7 @@ func (s *Stitcher) start(ev *decode.Event) *track {
 		ICMPID:    tup.ICMPID,
 	}
 	t := s.newTrack()
-	*t = track{path: p, last: ev.TS, encap: ev.Encapsulated(), vxlanHop: -1, decapHop: -1, inHook: t.inHook[:0], cur: tup}
+	*t = track{path: p, skb: ev.SKB, last: ev.TS, encap: ev.Encapsulated(), vxlanHop: -1, decapHop: -1, inHook: t.inHook[:0], cur: tup}
 	s.active[ev.SKB] = t
 	s.held += cap(p.Hops)
 	s.enqueue(t)
@@ -317,7 +342,11 @@ func (s *Stitcher) recycle(t *track, reusePath bool) {
 func (s *Stitcher) complete(t *track, final uint64) {
 	s.flushPending(t)
 	s.unlink(t)
-	delete(s.active, t.path.SKB)
+	if t.handedOff {
+		s.dropHandoff(t)
+	} else {
+		delete(s.active, t.skb)
+	}
 	s.held -= cap(t.path.Hops)
 	t.final = max(final, t.last)
 	s.classifyFree(t.path)

@@ -2,6 +2,7 @@ package trace
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -199,5 +200,122 @@ func TestLiveIPv6ConnectionFollowed(t *testing.T) {
 	})
 	if sum.Conns == nil || sum.Conns.Followed == 0 {
 		t.Errorf("connections followed: %+v, want the IPv6 one", sum.Conns)
+	}
+}
+
+// An echo across nodes (a raw socket's, forwarded by node1 into VXLAN) is
+// one path from the client's eth0 to the server's, and its reply one path
+// back, in either family: neither is split where the forwarding node gives
+// the packet the headroom flannel.1 needs (ip6_finish_output2 and
+// ip_finish_output2 clone an skb that lacks it and free the original).
+func TestLiveCrossNodePing(t *testing.T) {
+	c := dualCluster(t)
+	client, server := c.Pod(topology.PodClient), c.Pod(topology.PodServer)
+	n1, n2 := c.Node(topology.Node1).NetnsName, c.Node(topology.Node2).NetnsName
+	for _, f := range []struct {
+		name           string
+		client, server netip.Addr
+		proto          uint8
+		echo, reply    uint16
+	}{
+		{"IPv4", topology.ClientIP, topology.ServerIP, decode.ProtoICMP, 8, 0},
+		{"IPv6", topology.ClientIP6, topology.ServerIP6, decode.ProtoICMPv6, 128, 129},
+	} {
+		t.Run(f.name, func(t *testing.T) {
+			stop := tracing(t, c, f.client)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := topology.Ping(ctx, client, f.server, 0x6667, 1); err != nil {
+				t.Fatal(err)
+			}
+			paths, _ := stop()
+			var echo, reply []*stitch.Path
+			for _, p := range paths {
+				if p.Proto != f.proto || !p.HasICMPID || p.ICMPID != 0x6667 {
+					continue
+				}
+				switch p.Src.Port() {
+				case f.echo:
+					echo = append(echo, p)
+				case f.reply:
+					reply = append(reply, p)
+				}
+			}
+			if len(echo) != 1 || len(reply) != 1 {
+				var b []byte
+				for _, p := range append(echo, reply...) {
+					b = append(b, dump(p)...)
+				}
+				t.Fatalf("%d echo request paths and %d reply paths, want 1 and 1:\n%s", len(echo), len(reply), b)
+			}
+			requireHops(t, echo[0], []hopMatch{
+				{kind: hop.Tx, dev: "eth0", netns: client.NetnsName, description: "tx on the client pod's eth0"},
+				{kind: hop.Encap, dev: "flannel.1", netns: n1, description: "VXLAN encap on node1"},
+				{kind: hop.Decap, dev: "flannel.1", netns: n2, description: "VXLAN decap on node2"},
+				{kind: hop.Rx, dev: "eth0", netns: server.NetnsName, description: "rx on the server pod's eth0"},
+			})
+			requireHops(t, reply[0], []hopMatch{
+				{kind: hop.Tx, dev: "eth0", netns: server.NetnsName, description: "tx on the server pod's eth0"},
+				{kind: hop.Encap, dev: "flannel.1", netns: n2, description: "VXLAN encap on node2"},
+				{kind: hop.Decap, dev: "flannel.1", netns: n1, description: "VXLAN decap on node1"},
+				{kind: hop.Rx, dev: "eth0", netns: client.NetnsName, description: "rx on the client pod's eth0"},
+			})
+			for _, p := range []*stitch.Path{echo[0], reply[0]} {
+				if p.Verdict != stitch.VerdictDelivered {
+					t.Errorf("verdict %s, want delivered\n%s", p.Verdict, dump(p))
+				}
+			}
+		})
+	}
+}
+
+// A DNAT written in an nftables inet table (one rule set for both
+// families, as some CNIs and load balancers write it) shows as a nat hop
+// for IPv4 and IPv6 alike, with the reverse on each reply.
+func TestLiveNftInetDNAT(t *testing.T) {
+	c := dualCluster(t)
+	n1 := c.Node(topology.Node1)
+	svc4, svc6 := netip.MustParseAddrPort("10.96.0.20:80"), netip.MustParseAddrPort("[fd96::20]:80")
+	rules := fmt.Sprintf("add table inet pt_inet; "+
+		"add chain inet pt_inet pre { type nat hook prerouting priority -110; }; "+
+		"add rule inet pt_inet pre ip daddr %s tcp dport %d dnat ip to %s; "+
+		"add rule inet pt_inet pre ip6 daddr %s tcp dport %d dnat ip6 to %s",
+		svc4.Addr(), svc4.Port(), topology.ServerAddr, svc6.Addr(), svc6.Port(), topology.ServerAddr6)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if out, err := n1.Run(ctx, "nft", rules); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	stop := tracing(t, c, topology.ClientIP, topology.ClientIP6)
+	client := c.Pod(topology.PodClient)
+	exchange(t, client, svc4)
+	exchange(t, client, svc6)
+	paths, _ := stop()
+	for _, f := range []struct {
+		client, server netip.Addr
+		svc, backend   netip.AddrPort
+	}{
+		{topology.ClientIP, topology.ServerIP, svc4, topology.ServerAddr},
+		{topology.ClientIP6, topology.ServerIP6, svc6, topology.ServerAddr6},
+	} {
+		req := findPath(t, paths, f.client, f.svc.Addr(), tcpSYN)
+		requireHops(t, req, []hopMatch{
+			{kind: hop.NAT, hook: hop.Prerouting, netns: n1.NetnsName,
+				nat:         &stitch.NAT{Type: hop.DNAT, From: f.svc, To: f.backend},
+				description: fmt.Sprintf("DNAT %s → %s at PREROUTING", f.svc, f.backend)},
+			{kind: hop.Rx, dev: "eth0", netns: c.Pod(topology.PodServer).NetnsName, description: "rx on the server pod's eth0"},
+		})
+		reply := findPath(t, paths, f.server, f.client, tcpSYN|tcpACK)
+		requireHops(t, reply, []hopMatch{
+			{kind: hop.NAT, netns: n1.NetnsName,
+				nat:         &stitch.NAT{Type: hop.SNAT, From: f.backend, To: f.svc, Reverse: true},
+				description: fmt.Sprintf("un-DNAT %s → %s on node1", f.backend, f.svc)},
+			{kind: hop.Rx, dev: "eth0", netns: client.NetnsName, description: "rx on the client pod's eth0"},
+		})
+		for _, p := range []*stitch.Path{req, reply} {
+			if p.Verdict != stitch.VerdictDelivered {
+				t.Errorf("verdict %s, want delivered\n%s", p.Verdict, dump(p))
+			}
+		}
 	}
 }
