@@ -83,8 +83,13 @@ type UDPEchoServer struct {
 
 // StartUDPEchoServer listens on the pod's IP and UDP port until Close.
 func StartUDPEchoServer(pod *Pod, port uint16) (*UDPEchoServer, error) {
-	addr := netip.AddrPortFrom(pod.IP, port)
-	pc, err := pod.ListenPacket("udp4", addr.String())
+	return StartUDPEchoServerOn(pod, netip.AddrPortFrom(pod.IP, port))
+}
+
+// StartUDPEchoServerOn listens on addr, one of the pod's addresses of
+// either family, until Close.
+func StartUDPEchoServerOn(pod *Pod, addr netip.AddrPort) (*UDPEchoServer, error) {
+	pc, err := pod.ListenPacket(inet("udp", addr.Addr()), addr.String())
 	if err != nil {
 		return nil, fmt.Errorf("listen on udp %s in pod %s: %w", addr, pod.Name, err)
 	}
