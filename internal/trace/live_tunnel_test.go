@@ -1,8 +1,12 @@
 package trace
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/pathtrace/pathtrace/internal/hop"
 	"github.com/pathtrace/pathtrace/internal/stitch"
@@ -135,5 +139,75 @@ func TestLiveHostNetworkPod(t *testing.T) {
 	})
 	if req.Verdict != stitch.VerdictDelivered {
 		t.Errorf("verdict %s, want delivered", req.Verdict)
+	}
+}
+
+// VXLAN over an IPv6 underlay (the nodes' eth0 reach each other by IPv6
+// only): a ping between the nodes' VXLAN addresses is one path each way,
+// matched on its inner IPv4 header, with encap and decap hops carrying
+// the IPv6 outer header.
+func TestLiveVXLANOverIPv6Underlay(t *testing.T) {
+	c := cluster(t, topology.Options{})
+	node1, node2 := c.Node(topology.Node1), c.Node(topology.Node2)
+	under := [2]netip.Addr{netip.MustParseAddr("fd50::11"), netip.MustParseAddr("fd50::12")}
+	inner := [2]netip.Addr{netip.MustParseAddr("10.250.0.1"), netip.MustParseAddr("10.250.0.2")}
+	const dev, vni, port = "vx6", 6, 4789
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i, n := range []*topology.Node{node1, node2} {
+		for _, cmd := range [][]string{
+			{"-6", "addr", "add", under[i].String() + "/64", "dev", "eth0", "nodad"},
+			{"link", "add", dev, "type", "vxlan", "id", fmt.Sprint(vni), "local", under[i].String(), "remote", under[1-i].String(),
+				"dstport", fmt.Sprint(port), "dev", "eth0"},
+			{"addr", "add", inner[i].String() + "/24", "dev", dev},
+			{"link", "set", dev, "up"},
+		} {
+			if out, err := n.Run(ctx, "ip", cmd...); err != nil {
+				t.Fatalf("%v: %s", err, out)
+			}
+		}
+	}
+	stop := tracing(t, c, inner[0])
+	if err := topology.Ping(ctx, node1.HostNetworkPod(), inner[1], 0x6668, 1); err != nil {
+		t.Fatal(err)
+	}
+	paths, sum := stop()
+	if sum.Lost != 0 {
+		t.Errorf("%d events lost", sum.Lost)
+	}
+	var echo, reply *stitch.Path
+	for _, p := range paths {
+		switch {
+		case !p.HasICMPID || p.ICMPID != 0x6668:
+		case p.Src.Addr() == inner[0] && p.Dst.Addr() == inner[1]:
+			echo = p
+		case p.Src.Addr() == inner[1] && p.Dst.Addr() == inner[0]:
+			reply = p
+		}
+	}
+	if echo == nil || reply == nil {
+		var b []byte
+		for _, p := range paths {
+			b = append(b, dump(p)...)
+		}
+		t.Fatalf("echo request path %v, reply %v, among:\n%s", echo != nil, reply != nil, b)
+	}
+	outer := func(from, to int) *stitch.Outer {
+		return &stitch.Outer{Tunnel: hop.TunnelVXLAN, Src: under[from], Dst: under[to], DPort: port, VNI: vni}
+	}
+	requireHops(t, echo, []hopMatch{
+		{kind: hop.Encap, dev: dev, netns: node1.NetnsName, outer: outer(0, 1), description: "encap on node1 vx6, over IPv6"},
+		{kind: hop.Tx, dev: "eth0", netns: node1.NetnsName, description: "tx on node1 eth0"},
+		{kind: hop.Rx, dev: "eth0", netns: node2.NetnsName, description: "rx on node2 eth0"},
+		{kind: hop.Decap, dev: dev, netns: node2.NetnsName, description: "decap on node2 vx6"},
+	})
+	requireHops(t, reply, []hopMatch{
+		{kind: hop.Encap, dev: dev, netns: node2.NetnsName, outer: outer(1, 0), description: "encap on node2 vx6, over IPv6"},
+		{kind: hop.Decap, dev: dev, netns: node1.NetnsName, description: "decap on node1 vx6"},
+	})
+	for _, p := range []*stitch.Path{echo, reply} {
+		if p.Verdict != stitch.VerdictDelivered {
+			t.Errorf("verdict %s, want delivered\n%s", p.Verdict, dump(p))
+		}
 	}
 }
