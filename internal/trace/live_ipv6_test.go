@@ -381,3 +381,44 @@ func TestLiveNftInetDNAT(t *testing.T) {
 		}
 	}
 }
+
+// Asked to (--ndp), the pod's neighbour discovery is followed: after its
+// neighbour cache is flushed, the pod's neighbour solicitation and the
+// advertisement that answers it are paths, the advertisement delivered.
+func TestLiveNeighborDiscovery(t *testing.T) {
+	c := dualCluster(t)
+	client := c.Pod(topology.PodClient)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if out, err := client.Run(ctx, "ip", "-6", "neigh", "flush", "all"); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	stop := tracingWith(t, c, loader.Options{PodIPs: []netip.Addr{topology.ClientIP6}, NeighborDiscovery: true})
+	exchange(t, client, topology.PeerAddr6)
+	paths, _ := stop()
+	var ns, na *stitch.Path
+	for _, p := range paths {
+		if p.Proto != decode.ProtoICMPv6 {
+			continue
+		}
+		switch typ := p.Src.Port(); {
+		case typ == 135 && p.Src.Addr() == topology.ClientIP6 && p.Hops[0].Netns == client.NetnsName:
+			ns = p // the bridge floods copies too: each its own path from cni0
+		case typ == 136 && p.Dst.Addr() == topology.ClientIP6:
+			na = p
+		}
+	}
+	if ns == nil || na == nil {
+		var b []byte
+		for _, p := range paths {
+			b = append(b, dump(p)...)
+		}
+		t.Fatalf("solicitation from the client %v, advertisement to it %v (want both):\n%s", ns != nil, na != nil, b)
+	}
+	requireHops(t, ns, []hopMatch{{kind: hop.Tx, dev: "eth0", netns: client.NetnsName, description: "tx on the client's eth0"}})
+	requireHops(t, na, []hopMatch{{kind: hop.Rx, dev: "eth0", netns: client.NetnsName, description: "rx on the client's eth0"}})
+	if na.Verdict != stitch.VerdictDelivered {
+		t.Errorf("advertisement %s, want delivered\n%s", na.Verdict, dump(na))
+	}
+	findPath(t, paths, topology.ClientIP6, topology.PeerIP6, tcpSYN)
+}
