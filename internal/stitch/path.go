@@ -104,9 +104,9 @@ type Hop struct {
 	// Node names the node whose trace showed the hop (--node-name of a
 	// --scope node trace, Config.Node); "" in a trace of the whole kernel.
 	Node string
-	CPU        uint16
-	Len        uint32
-	Mark       uint32
+	CPU  uint16
+	Len  uint32
+	Mark uint32
 
 	// The packet's tuple at this hop; the inner one when encapsulated.
 	Proto    uint8
