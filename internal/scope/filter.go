@@ -32,8 +32,15 @@ type Filter struct {
 const maxSKBs = 1 << 16
 
 // rescanEvery bounds how often a namespace not known to be in scope makes
-// the filter look again (a pod created during the trace).
-const rescanEvery = time.Second
+// the filter look again (a pod created during the trace); one found out of
+// scope by the last look makes it look again after outRescanEvery only (a
+// pod whose packets came before its veth was in place), so that the other
+// nodes' steady traffic of a kernel shared by several (the demo) does not
+// make it look every second.
+const (
+	rescanEvery    = time.Second
+	outRescanEvery = 10 * time.Second
+)
 
 // NewFilter returns a filter of the namespaces scan finds, looked for
 // again (at most once a second) when an event comes from a namespace not
@@ -65,7 +72,11 @@ func (f *Filter) Keep(ev *decode.Event) bool {
 	if ns == 0 || f.in[ns] {
 		return true
 	}
-	if !f.out[ns] && f.scan != nil && f.now().Sub(f.scanned) >= rescanEvery {
+	due := rescanEvery
+	if f.out[ns] {
+		due = outRescanEvery
+	}
+	if f.scan != nil && f.now().Sub(f.scanned) >= due {
 		f.scanned = f.now()
 		if in, err := f.scan(); err == nil {
 			f.in = in
