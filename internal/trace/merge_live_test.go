@@ -1,10 +1,14 @@
 package trace
 
 import (
+	"bytes"
 	"context"
+	"flag"
 	"fmt"
+	"io"
 	"maps"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,10 +18,60 @@ import (
 
 	"github.com/pathtrace/pathtrace/internal/loader"
 	"github.com/pathtrace/pathtrace/internal/record"
+	"github.com/pathtrace/pathtrace/internal/render"
 	"github.com/pathtrace/pathtrace/internal/scope"
 	"github.com/pathtrace/pathtrace/internal/stitch"
 	"github.com/pathtrace/pathtrace/internal/topology"
 )
+
+var updateMerge = flag.Bool("update-merge", false,
+	"TestMergedNodesMatchKernel: refresh testdata/merge's recordings (then run TestMergedReplayGolden -update)")
+
+// mergeDir holds two nodes' --scope node recordings of the demo's
+// exchanges and their merged replay.
+const mergeDir = "../../testdata/merge"
+
+// TestMergedReplayGolden replays the committed recordings of node1 and
+// node2 merged, without privileges, and compares with the renderings in
+// testdata/merge (-update rewrites them).
+func TestMergedReplayGolden(t *testing.T) {
+	files := []string{filepath.Join(mergeDir, "node1.pcapng"), filepath.Join(mergeDir, "node2.pcapng")}
+	for _, json := range []bool{true, false} {
+		golden := filepath.Join(mergeDir, "merged.txt")
+		newRenderer := func(w io.Writer) render.Renderer { return render.NewText(w, render.TextOptions{}) }
+		if json {
+			golden, newRenderer = filepath.Join(mergeDir, "merged.json"), render.NewJSON
+		}
+		var buf bytes.Buffer
+		sum, err := ReplayFiles(context.Background(), files, ReplayOptions{}, newRenderer(&buf))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(sum.Clocks) != 1 || !sum.Clocks[0].Known || sum.Merged == 0 || sum.Packets == 0 {
+			t.Errorf("summary %s: want node2's clock, packets joined", sum)
+		}
+		if *updateGolden {
+			if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		want, err := os.ReadFile(golden)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(buf.Bytes(), want) {
+			t.Errorf("merged replay differs from %s:\n%s", golden, buf.Bytes())
+		}
+	}
+	// In any order of the files: the first given is the reference.
+	var a, b bytes.Buffer
+	ReplayFiles(context.Background(), files, ReplayOptions{}, render.NewJSON(&a))
+	sum, err := ReplayFiles(context.Background(), []string{files[1], files[0]}, ReplayOptions{}, render.NewJSON(&b))
+	if err != nil || sum.Reference != "node2" || len(sum.Clocks) != 1 || sum.Clocks[0].Node != "node1" {
+		t.Errorf("node2 first: %s, %v; want node1's clock relative to node2", sum, err)
+	}
+}
 
 // replayed replays files (one trace, or several nodes' recordings merged)
 // and returns the paths and the summary.
@@ -64,7 +118,7 @@ func pathLines(p *stitch.Path) string {
 // a known offset, merged again: the estimate recovers the offset within
 // its uncertainty.
 func TestMergedNodesMatchKernel(t *testing.T) {
-	c := cluster(t, topology.Options{})
+	c := cluster(t, topology.Options{Prefix: "ptrec"}) // the names of testdata/merge
 	dir := t.TempDir()
 	n1, n2 := c.Node(topology.Node1), c.Node(topology.Node2)
 	rec := func(name string) string { return filepath.Join(dir, name+".pcapng") }
@@ -117,6 +171,18 @@ func TestMergedNodesMatchKernel(t *testing.T) {
 	t.Logf("%d paths, %d of them joined across the nodes", len(merged), both)
 	if both == 0 || both != sum.Merged {
 		t.Errorf("%d merged paths cross the nodes, the summary says %d halves joined; want as many, not 0", both, sum.Merged)
+	}
+
+	if *updateMerge && !t.Failed() {
+		for _, name := range []string{"node1", "node2"} {
+			b, err := os.ReadFile(rec(name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(mergeDir, name+".pcapng"), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 
 	// One kernel: node2's clock is node1's, but for the instants each
