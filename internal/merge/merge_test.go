@@ -25,30 +25,26 @@ func outer(src, dst netip.Addr) *stitch.Outer {
 // the pod to the underlay, starting at start (the node's clock), each hop
 // step after the one before.
 func sender(node string, start time.Time, ipid uint16, flags uint8, src, dst netip.AddrPort, o *stitch.Outer, step time.Duration) *stitch.Path {
-	p := &stitch.Path{Start: start, Proto: 6, Src: src, Dst: dst, IPID: ipid, TCPFlags: flags, Verdict: stitch.VerdictForwarded, Events: 4}
-	for i, k := range []hop.Kind{hop.Tx, hop.Rx, hop.Encap, hop.Tx} {
-		h := stitch.Hop{T: time.Duration(i) * step, Kind: k, Node: node, Netns: node, Proto: 6, Src: src, Dst: dst, TCPFlags: flags}
-		if i > 0 {
-			h.Delta = step
-		}
-		if i >= 2 {
-			o := *o
-			h.Outer = &o
-		}
-		p.Hops = append(p.Hops, h)
-	}
-	return p
+	return half(node, start, ipid, flags, src, dst, o, step, stitch.VerdictForwarded,
+		[]hop.Kind{hop.Tx, hop.Rx, hop.Encap, hop.Tx}, func(i int) bool { return i >= 2 })
 }
 
 // receiver is the other node's half: from the underlay to the pod.
 func receiver(node string, start time.Time, ipid uint16, flags uint8, src, dst netip.AddrPort, o *stitch.Outer, step time.Duration) *stitch.Path {
-	p := &stitch.Path{Start: start, Proto: 6, Src: src, Dst: dst, IPID: ipid, TCPFlags: flags, Verdict: stitch.VerdictDelivered, Events: 4}
-	for i, k := range []hop.Kind{hop.Rx, hop.Decap, hop.Tx, hop.Rx} {
+	return half(node, start, ipid, flags, src, dst, o, step, stitch.VerdictDelivered,
+		[]hop.Kind{hop.Rx, hop.Decap, hop.Tx, hop.Rx}, func(i int) bool { return i < 2 })
+}
+
+// half is a path of hops of kinds, the ones where outer says carrying o.
+func half(node string, start time.Time, ipid uint16, flags uint8, src, dst netip.AddrPort, o *stitch.Outer, step time.Duration,
+	v stitch.Verdict, kinds []hop.Kind, outer func(int) bool) *stitch.Path {
+	p := &stitch.Path{Start: start, Proto: 6, Src: src, Dst: dst, IPID: ipid, TCPFlags: flags, Verdict: v, Events: len(kinds)}
+	for i, k := range kinds {
 		h := stitch.Hop{T: time.Duration(i) * step, Kind: k, Node: node, Netns: node, Proto: 6, Src: src, Dst: dst, TCPFlags: flags}
 		if i > 0 {
 			h.Delta = step
 		}
-		if i < 2 {
+		if outer(i) {
 			o := *o
 			h.Outer = &o
 		}

@@ -19,6 +19,12 @@ func ShiftClock(file, seed string, d time.Duration) error {
 	if !meta.EndWall.IsZero() {
 		meta.EndWall = meta.EndWall.Add(d)
 	}
+	return writeRecords(file, meta, recs, "shifted")
+}
+
+// writeRecords writes a recording of recs with meta, each record with the
+// comment.
+func writeRecords(file string, meta Meta, recs [][]byte, comment string) error {
 	w, err := Create(file, meta)
 	if err != nil {
 		return err
@@ -30,7 +36,7 @@ func ShiftClock(file, seed string, d time.Duration) error {
 			w.Close(meta)
 			return err
 		}
-		if err := w.Write(rec, &ev, "shifted"); err != nil {
+		if err := w.Write(rec, &ev, comment); err != nil {
 			w.Close(meta)
 			return err
 		}
