@@ -134,8 +134,13 @@ func TestMergedNodesMatchKernel(t *testing.T) {
 	exchange(t, client, topology.ServerAddr)
 	exchange(t, client, topology.ClusterIP)
 	for i, stop := range stops {
-		if _, sum := stop(); sum.Lost != 0 {
+		_, sum := stop()
+		if sum.Lost != 0 {
 			t.Errorf("trace %d lost %d events", i, sum.Lost)
+		}
+		t.Logf("trace %d: %s", i, sum)
+		if i > 0 && sum.OutOfScope == 0 {
+			t.Errorf("node trace %d dropped no event of the other node: %s", i, sum)
 		}
 	}
 
