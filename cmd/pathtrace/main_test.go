@@ -102,6 +102,8 @@ func TestBadInput(t *testing.T) {
 		{[]string{"--count", "-1"}, "negative"},
 		{[]string{"--max-per-conn", "-1"}, "negative"},
 		{[]string{"--hops", "drops"}, `hop kind "drops" is not one of`},
+		{[]string{"--scope", "cluster"}, `--scope "cluster" is neither kernel nor node`},
+		{[]string{"-r", "x.pcapng", "--scope", "node"}, "--scope does not apply to a replay (-r)"},
 		{[]string{"--no-such-flag"}, "unknown flag"},
 		{[]string{"port", "80", "and"}, `filter expression "port 80 and": syntax error`},
 		{[]string{"tcp", "port", "http2x"}, `filter expression "tcp port http2x": unknown port 'http2x'`},
@@ -319,6 +321,20 @@ func TestReplayBadInput(t *testing.T) {
 	t.Run("-r with --netns", func(t *testing.T) {
 		oneSentence(t, run(t, nil, "-r", "x.pcapng", "--netns", "n1"), 2, "does not apply to a replay")
 	})
+}
+
+// TestReplayMerged replays two nodes' --scope node recordings merged, as
+// the golden file of internal/trace has them, with node2's clock on the
+// closing line.
+func TestReplayMerged(t *testing.T) {
+	want, err := os.ReadFile("../../testdata/merge/merged.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, nil, "replay", "-o", "json", "../../testdata/merge/node1.pcapng", "../../testdata/merge/node2.pcapng")
+	if r.code != 0 || r.stdout != string(want) || !strings.Contains(r.stderr, "halves joined across nodes; clock of node2 +") {
+		t.Errorf("merged replay: exit %d, stderr %q, output equal to the golden file: %v", r.code, r.stderr, r.stdout == string(want))
+	}
 }
 
 // TestReplayAsUser replays a committed recording without privileges.

@@ -22,12 +22,15 @@ timelines, JSON or HTML report the live run printed, byte for byte. --pod-ip
 narrows the output further. It needs no root, no BPF and no access to the
 traced system. The files of a recording that -C or -G split replay alone, or
 together as one recording, given in any order (FILE*): they must follow each
-other.`,
+other. The recordings of several nodes' --scope node traces are merged: each
+packet's halves are joined across the nodes' tunnel, on the first file's
+node's clock, with each other node's clock offset estimated (docs/cluster.md).`,
 		Example: `  pathtrace replay trace.pcapng
   pathtrace replay trace.pcapng -o json --pod-ip 10.244.1.5
   pathtrace replay trace.pcapng -o html > trace.html
   pathtrace replay trace.pcapng -o svg --packet 2 > packet2.svg
-  pathtrace replay trace.pcapng*`,
+  pathtrace replay trace.pcapng*
+  pathtrace replay node1.pcapng node2.pcapng   # --scope node recordings, merged`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return usageError{fmt.Errorf("replay takes the recording's files, got none")}

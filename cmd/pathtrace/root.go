@@ -19,6 +19,7 @@ import (
 	"github.com/pathtrace/pathtrace/internal/loader"
 	"github.com/pathtrace/pathtrace/internal/record"
 	"github.com/pathtrace/pathtrace/internal/render"
+	"github.com/pathtrace/pathtrace/internal/scope"
 	"github.com/pathtrace/pathtrace/internal/trace"
 )
 
@@ -117,6 +118,8 @@ type traceFlags struct {
 	backend    string
 	hops       string
 	maxPerConn int
+	scope      string
+	nodeName   string
 }
 
 func (f *traceFlags) register(cmd *cobra.Command) {
@@ -138,6 +141,8 @@ func (f *traceFlags) register(cmd *cobra.Command) {
 	fl.StringVarP(&f.read, "read", "r", "", "replay a recording instead of tracing (same as: pathtrace replay FILE)")
 	fl.StringVar(&f.backend, "backend", string(loader.ChoiceAuto), backendHelp)
 	fl.StringVar(&f.hops, "hops", "", hopsHelp)
+	fl.StringVar(&f.scope, "scope", string(scope.Kernel), "kernel: every network namespace of this kernel (with the demo's nodes, both halves of a cross-node packet); node: only what one node would see, the --netns namespaces and the pods attached to them by veth pairs (docs/cluster.md), for recordings that pathtrace replay merges across nodes")
+	fl.StringVar(&f.nodeName, "node-name", "", "name of this node in the recording and, with --scope node, on every hop (default: $NODE_NAME where a Kubernetes pod was told it, else the host name)")
 	fl.IntVar(&f.maxPerConn, "max-per-conn", 0, "print only the first N packets of each connection, say the handshake (0: all); a connection is the protocol and the two endpoints a packet is first seen with, either direction. Counted in user space: the kernel still traces every packet")
 }
 
@@ -216,6 +221,10 @@ func (f *traceFlags) options() (trace.Options, error) {
 		return opts, usageError{fmt.Errorf("--max-per-conn %d is negative", f.maxPerConn)}
 	}
 	opts.MaxPerConn = f.maxPerConn
+	if opts.Scope, err = scope.Parse(f.scope); err != nil {
+		return opts, usageError{err}
+	}
+	opts.NodeName = f.nodeName
 	opts.ReadyFile = f.readyFile
 	opts.Log = f.logger()
 	return opts, nil
@@ -278,7 +287,7 @@ followed yet. See docs/filters.md.`,
 				if expr != "" {
 					return usageError{fmt.Errorf("a filter expression does not apply to a replay (-r) yet")}
 				}
-				for _, name := range []string{"netns", "write", "quiet", "snaplen", "ready-file", "duration", "vxlan-port", "file-size", "rotate-seconds", "file-count"} {
+				for _, name := range []string{"netns", "write", "quiet", "snaplen", "ready-file", "duration", "vxlan-port", "file-size", "rotate-seconds", "file-count", "scope", "node-name"} {
 					if cmd.Flags().Changed(name) {
 						return usageError{fmt.Errorf("--%s does not apply to a replay (-r)", name)}
 					}

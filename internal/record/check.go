@@ -58,6 +58,7 @@ func printable(s string, max int) string {
 func (h *header) check(data int) string {
 	for _, f := range []struct{ name, val string }{
 		{"pathtrace_version", h.PathtraceVersion}, {"kernel", h.Kernel}, {"hostname", h.Hostname},
+		{"node_name", h.NodeName}, {"scope", h.Scope},
 		{"arch", h.Arch}, {"backend", h.Backend},
 	} {
 		if !isPrintable(f.val, maxText) {

@@ -142,19 +142,5 @@ func Concat(file string, seeds ...string) error {
 	if out.Reports, err = json.Marshal(reports); err != nil {
 		return fmt.Errorf("concat recordings: %w", err)
 	}
-	w, err := Create(file, out)
-	if err != nil {
-		return err
-	}
-	for _, rec := range all {
-		if err := d.Decode(rec, &ev); err != nil {
-			w.Close(out)
-			return err
-		}
-		if err := w.Write(rec, &ev, "concatenated"); err != nil {
-			w.Close(out)
-			return err
-		}
-	}
-	return w.Close(out)
+	return writeRecords(file, out, all, "concatenated")
 }

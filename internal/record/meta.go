@@ -26,9 +26,15 @@ type Meta struct {
 	PathtraceVersion string
 	Kernel           string // release of the recording kernel (uname -r)
 	Hostname         string
-	Arch             string // GOARCH of the recording machine; the writer fills it
-	Backend          string
-	Filter           Filter
+	// NodeName names the node the trace was made on (--node-name), and
+	// Scope is "node" for a trace of that node's namespaces only
+	// (--scope node), "" or "kernel" for a trace of the whole kernel.
+	// Recordings of several nodes' --scope node traces replay merged.
+	NodeName string
+	Scope    string
+	Arch     string // GOARCH of the recording machine; the writer fills it
+	Backend  string
+	Filter   Filter
 
 	// StartWall and StartMono are the same instant on the wall clock and on
 	// CLOCK_MONOTONIC: a record's time is StartWall + (ts - StartMono).
@@ -103,6 +109,8 @@ type header struct {
 	PathtraceVersion string    `json:"pathtrace_version"`
 	Kernel           string    `json:"kernel"`
 	Hostname         string    `json:"hostname"`
+	NodeName         string    `json:"node_name,omitempty"`
+	Scope            string    `json:"scope,omitempty"`
 	Arch             string    `json:"arch"`
 	Backend          string    `json:"backend"`
 	Filter           Filter    `json:"filter"`

@@ -475,6 +475,8 @@ func (r *Reader) parseHeader(s string) error {
 	m.PathtraceVersion = h.PathtraceVersion
 	m.Kernel = h.Kernel
 	m.Hostname = h.Hostname
+	m.NodeName = h.NodeName
+	m.Scope = h.Scope
 	m.Arch = h.Arch
 	m.Backend = h.Backend
 	m.Filter = h.Filter

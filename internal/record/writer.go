@@ -121,6 +121,8 @@ func (w *Writer) writeSHB() error {
 		PathtraceVersion: printable(m.PathtraceVersion, maxText),
 		Kernel:           printable(m.Kernel, maxText),
 		Hostname:         printable(m.Hostname, maxText),
+		NodeName:         printable(m.NodeName, maxText),
+		Scope:            printable(m.Scope, maxText),
 		Arch:             printable(m.Arch, maxText),
 		Backend:          printable(m.Backend, maxText),
 		Filter:           m.Filter,

@@ -96,6 +96,9 @@ func appendJSONPath(b []byte, p *stitch.Path) []byte {
 		}
 		b = append(b, ']')
 	}
+	if len(p.Clocks) > 0 {
+		b = appendJSONClocks(b, p.Clocks)
+	}
 	b = append(b, `,"hops":[`...)
 	for i := range p.Hops {
 		if i > 0 {
@@ -104,6 +107,30 @@ func appendJSONPath(b []byte, p *stitch.Path) []byte {
 		b = appendJSONHop(b, p, &p.Hops[i])
 	}
 	return append(b, "]}\n"...)
+}
+
+// appendJSONClocks appends the clock offsets of a merged path's nodes.
+func appendJSONClocks(b []byte, clocks []stitch.Clock) []byte {
+	b = append(b, `,"clocks":[`...)
+	for i, c := range clocks {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"node":`...)
+		b = appendJSONString(b, c.Node)
+		b = append(b, `,"offset_ns":`...)
+		b = strconv.AppendInt(b, int64(c.Offset), 10)
+		if c.Known {
+			b = append(b, `,"uncertainty_ns":`...)
+			b = strconv.AppendInt(b, int64(c.Uncertainty), 10)
+		}
+		b = append(b, `,"known":`...)
+		b = strconv.AppendBool(b, c.Known)
+		b = append(b, `,"pairs":`...)
+		b = strconv.AppendInt(b, int64(c.Pairs), 10)
+		b = append(b, '}')
+	}
+	return append(b, ']')
 }
 
 func appendJSONHop(b []byte, p *stitch.Path, h *stitch.Hop) []byte {
@@ -124,6 +151,10 @@ func appendJSONHop(b []byte, p *stitch.Path, h *stitch.Hop) []byte {
 	if h.NetnsInode != 0 {
 		b = append(b, `,"netns_inode":`...)
 		b = strconv.AppendUint(b, uint64(h.NetnsInode), 10)
+	}
+	if h.Node != "" {
+		b = append(b, `,"node":`...)
+		b = appendJSONString(b, h.Node)
 	}
 	b = append(b, `,"cpu":`...)
 	b = strconv.AppendUint(b, uint64(h.CPU), 10)

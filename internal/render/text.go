@@ -139,6 +139,32 @@ func (r *textRenderer) Render(p *stitch.Path) error {
 
 func (r *textRenderer) Close() error { return r.close() }
 
+// appendNodeLine starts the hops a node's trace showed (--scope node), with
+// the node's clock offset in a merged replay: "  on node2 (clock +1.2ms ±
+// 30µs)".
+func appendNodeLine(b []byte, p *stitch.Path, node string) []byte {
+	b = append(b, "  on "...)
+	b = appendText(b, node)
+	for _, c := range p.Clocks {
+		if c.Node != node {
+			continue
+		}
+		b = append(b, " (clock "...)
+		if c.Offset >= 0 {
+			b = append(b, '+')
+		}
+		b = append(b, c.Offset.String()...)
+		if c.Known {
+			b = append(b, " ± "...)
+			b = append(b, c.Uncertainty.String()...)
+		} else {
+			b = append(b, ", not bounded"...)
+		}
+		b = append(b, ')')
+	}
+	return append(b, '\n')
+}
+
 const headerTime = "2006-01-02T15:04:05.000000000Z07:00"
 
 // columns holds the display widths of one block's aligned columns.
@@ -186,6 +212,9 @@ func (r *textRenderer) appendPath(b []byte, p *stitch.Path) []byte {
 	var lastMark uint32
 	for i := range p.Hops {
 		h := &p.Hops[i]
+		if h.Node != "" && (i == 0 || h.Node != p.Hops[i-1].Node) {
+			b = appendNodeLine(b, p, h.Node)
+		}
 		line := len(b)
 		b = append(b, "  "...)
 		start := len(b)

@@ -101,9 +101,12 @@ type Hop struct {
 	Ifindex    uint32
 	Netns      string // resolved name; the inode in decimal when unknown
 	NetnsInode uint32
-	CPU        uint16
-	Len        uint32
-	Mark       uint32
+	// Node names the node whose trace showed the hop (--node-name of a
+	// --scope node trace, Config.Node); "" in a trace of the whole kernel.
+	Node string
+	CPU  uint16
+	Len  uint32
+	Mark uint32
 
 	// The packet's tuple at this hop; the inner one when encapsulated.
 	Proto    uint8
@@ -189,6 +192,24 @@ type Path struct {
 	// was sent to, or for a reply came from; "" when none is known. Set
 	// by an annotator from the node reports (internal/diagnose).
 	Service string
+
+	// Clocks are, on a path of a merged replay with hops of other nodes
+	// than the first recording's, how each such node's clock was moved
+	// onto the first's (internal/merge); nil otherwise.
+	Clocks []Clock
+}
+
+// Clock is a node's clock offset relative to the first recording's node
+// in a merged replay: the node's clock read Offset ahead of the first's,
+// within ± Uncertainty. Known is false when the offset could not be
+// bounded from both directions (no packets matched one way): Offset is
+// then only kept from breaking causality, and Uncertainty means nothing.
+type Clock struct {
+	Node        string
+	Offset      time.Duration
+	Uncertainty time.Duration
+	Known       bool
+	Pairs       int // packets matched across the node's tunnel, both ways
 }
 
 // Clone returns a deep copy of p, for an emit function or renderer that
@@ -197,6 +218,7 @@ func (p *Path) Clone() *Path {
 	c := *p
 	c.Hops = slices.Clone(p.Hops)
 	c.Warnings = slices.Clone(p.Warnings)
+	c.Clocks = slices.Clone(p.Clocks)
 	c.Answers = clonePtr(p.Answers)
 	for i := range c.Hops {
 		h := &c.Hops[i]

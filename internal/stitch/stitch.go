@@ -52,6 +52,9 @@ type Config struct {
 	// wall = time.Unix(0, int64(mono)+WallOffset).
 	WallOffset int64
 	Names      Names
+	// Node, when set, names the node on every hop (Hop.Node): the
+	// --node-name of a --scope node trace.
+	Node string
 }
 
 // Defaults of Config.
@@ -654,6 +657,7 @@ func (s *Stitcher) hop(t *track, ev *decode.Event) Hop {
 		Ifindex:    ev.Ifindex,
 		NetnsInode: ev.Netns,
 		Netns:      s.netns(ev.Netns),
+		Node:       s.cfg.Node,
 		CPU:        ev.CPU,
 		Len:        ev.Len,
 		Mark:       ev.Mark,

@@ -22,6 +22,7 @@ import (
 	"github.com/pathtrace/pathtrace/internal/loader"
 	"github.com/pathtrace/pathtrace/internal/record"
 	"github.com/pathtrace/pathtrace/internal/render"
+	"github.com/pathtrace/pathtrace/internal/scope"
 	"github.com/pathtrace/pathtrace/internal/stitch"
 	"github.com/pathtrace/pathtrace/internal/version"
 )
@@ -49,6 +50,14 @@ type Options struct {
 	// MaxPerConn renders only the first this many packets of each
 	// connection (0: all); see connLimit.
 	MaxPerConn int
+
+	// Scope scope.Node keeps only the events of the Loader.Netns
+	// namespaces and their pods (internal/scope), and names NodeName on
+	// every hop; "" is scope.Kernel.
+	Scope scope.Scope
+	// NodeName names the node in the recording (and, with scope.Node, on
+	// every hop); "" is DefaultNodeName().
+	NodeName string
 }
 
 // Summary is what a trace did, for the closing line on stderr.
@@ -68,10 +77,20 @@ type Summary struct {
 	// both directions, each NAT form): nil where not known (a replay of a
 	// recording made before they were counted).
 	Conns *record.Connections
+	// Clocks are, in a replay of several nodes' recordings merged, the
+	// clock offsets of the nodes after the first relative to it; Merged
+	// counts the halves of packets joined across nodes; Reference is the
+	// first node, whose clock the others are put on.
+	Clocks    []stitch.Clock
+	Merged    int
+	Reference string
 }
 
 func (s Summary) String() string {
 	str := fmt.Sprintf("%d packets, %d events, %d lost", s.Packets, s.Events, s.Lost)
+	if s.OutOfScope > 0 {
+		str += fmt.Sprintf(", %d out of scope", s.OutOfScope)
+	}
 	if s.Skipped > 0 {
 		// Records of a layout this pathtrace does not read: say so, so
 		// that nobody takes the paths for whole.
@@ -79,6 +98,12 @@ func (s Summary) String() string {
 	}
 	if c := s.Conns; c != nil {
 		str += fmt.Sprintf(", %d connections (%d evicted)", c.Followed, c.Evicted)
+	}
+	if s.Clocks != nil {
+		str += fmt.Sprintf(", %d halves joined across nodes", s.Merged)
+		for _, c := range s.Clocks {
+			str += "; " + ClockString(c, s.Reference)
+		}
 	}
 	return str
 }
@@ -127,9 +152,23 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error
 
 	netns := kernel.NewNetnsNames()
 	startMono, startWall := clockNow()
+	if opts.NodeName == "" {
+		opts.NodeName = DefaultNodeName()
+	}
 	cfg := liveStitchConfig(opts.Stitch, tr.Nodes, netns, k, startMono, startWall)
+	var keep *scope.Filter
+	if opts.Scope == scope.Node {
+		if keep, err = scope.NewFilter(func() (map[uint32]bool, error) { return scope.Namespaces(opts.Loader.Netns) }); err != nil {
+			return sum, fmt.Errorf("find the node's pods: %w", err)
+		}
+		log.Debug("scope node", "node", opts.NodeName, "namespaces", len(keep.In()))
+		cfg.Node = opts.NodeName
+	}
 	p := newPipeline(cfg, out, nil, opts.Count)
 	p.perConn.max = uint32(max(opts.MaxPerConn, 0))
+	if keep != nil {
+		p.keep = keep.Keep
+	}
 
 	sum.Reports = nodeReports(ctx, tr.Nodes, log)
 	warnIPv4Only(log, opts.Loader.PodIPs, sum.Reports)
@@ -188,6 +227,24 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error
 		}
 	}
 	return sum, errors.Join(err, tr.Close())
+}
+
+// ClockString says a node's clock offset relative to the reference node
+// for people: "clock of node2 +1.234ms ± 30µs from node1's (16 packets)";
+// bounded one way only: "clock of node2 -2µs from node1's, not bounded
+// (3 packets, one way)".
+func ClockString(c stitch.Clock, ref string) string {
+	sign := "+"
+	if c.Offset < 0 {
+		sign = ""
+	}
+	switch {
+	case c.Pairs == 0:
+		return fmt.Sprintf("clock of %s unknown: no packet crossed between it and the others", c.Node)
+	case !c.Known:
+		return fmt.Sprintf("clock of %s %s%v from %s's, not bounded (%d packets, one way)", c.Node, sign, c.Offset, ref, c.Pairs)
+	}
+	return fmt.Sprintf("clock of %s %s%v ± %v from %s's (%d packets)", c.Node, sign, c.Offset, c.Uncertainty, ref, c.Pairs)
 }
 
 // kernelNames names what events carry as numbers on the running kernel:
@@ -272,6 +329,8 @@ func startRecording(files *record.Files, opts Options, tr *loader.Tracer, report
 		PathtraceVersion: version.String(),
 		Kernel:           kernel.Release(),
 		Hostname:         hostname(),
+		NodeName:         opts.NodeName,
+		Scope:            string(opts.Scope),
 		Backend:          tr.Backend,
 		Filter: record.Filter{
 			PodIPs:      opts.Loader.PodIPs,
@@ -333,6 +392,18 @@ func nsOrOwn(path string) string {
 		return "own"
 	}
 	return path
+}
+
+// DefaultNodeName is the name of this node when --node-name is not given:
+// on a Kubernetes node the Node's name where the pod running pathtrace was
+// told it (NODE_NAME, from the downward API's spec.nodeName, as a
+// DaemonSet sets it), else the host name. Kubernetes names a Node by the
+// host name unless the kubelet was told otherwise.
+func DefaultNodeName() string {
+	if n := os.Getenv("NODE_NAME"); n != "" {
+		return n
+	}
+	return hostname()
 }
 
 func hostname() string {

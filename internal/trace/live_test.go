@@ -69,16 +69,19 @@ func tracing(t *testing.T, c *topology.Cluster, ips ...netip.Addr) func() ([]*st
 // unless lopts has some.
 func tracingWith(t *testing.T, c *topology.Cluster, lopts loader.Options) func() ([]*stitch.Path, Summary) {
 	t.Helper()
+	return tracingOpts(t, c, Options{Loader: lopts})
+}
+
+// tracingOpts is tracing with the trace's options; OnReady is its own.
+func tracingOpts(t *testing.T, c *topology.Cluster, opts Options) func() ([]*stitch.Path, Summary) {
+	t.Helper()
 	out := &collector{}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan struct{})
-	if lopts.Netns == nil {
-		lopts.Netns = []string{c.Node(topology.Node1).NetnsPath, c.Node(topology.Node2).NetnsPath}
+	if opts.Loader.Netns == nil {
+		opts.Loader.Netns = []string{c.Node(topology.Node1).NetnsPath, c.Node(topology.Node2).NetnsPath}
 	}
-	opts := Options{
-		Loader:  lopts,
-		OnReady: func() { close(ready) },
-	}
+	opts.OnReady = func() { close(ready) }
 	type result struct {
 		sum Summary
 		err error

@@ -20,6 +20,9 @@ type Stats struct {
 	Events  uint64 // records decoded
 	Packets uint64 // paths rendered
 	Skipped uint64 // records that did not decode
+	// OutOfScope counts the records of other namespaces than a --scope
+	// node trace's, dropped after decoding (internal/scope).
+	OutOfScope uint64
 }
 
 // Annotator adds advice and warnings to a completed path before it is
@@ -52,10 +55,11 @@ type pipeline struct {
 	ev       decode.Event
 	st       *stitch.Stitcher
 	out      render.Renderer
-	rec      *recorder    // live with -w: every record is also written here
-	podIPs   []netip.Addr // paths to render; none renders all
-	count    uint64       // stop after this many paths; 0 never
-	perConn  connLimit    // --max-per-conn
+	rec      *recorder                // live with -w: every record is also written here
+	keep     func(*decode.Event) bool // --scope node: the events to keep; nil keeps all
+	podIPs   []netip.Addr             // paths to render; none renders all
+	count    uint64                   // stop after this many paths; 0 never
+	perConn  connLimit                // --max-per-conn
 	stats    Stats
 }
 
@@ -71,6 +75,10 @@ func newPipeline(cfg stitch.Config, out render.Renderer, podIPs []netip.Addr, co
 func (p *pipeline) add(rec []byte) error {
 	if err := p.dec.Decode(rec, &p.ev); err != nil {
 		p.stats.Skipped++
+		return nil
+	}
+	if p.keep != nil && !p.keep(&p.ev) {
+		p.stats.OutOfScope++
 		return nil
 	}
 	p.stats.Events++

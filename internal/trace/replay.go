@@ -15,6 +15,7 @@ import (
 	"github.com/pathtrace/pathtrace/internal/doctor"
 	"github.com/pathtrace/pathtrace/internal/record"
 	"github.com/pathtrace/pathtrace/internal/render"
+	"github.com/pathtrace/pathtrace/internal/scope"
 	"github.com/pathtrace/pathtrace/internal/stitch"
 )
 
@@ -48,6 +49,9 @@ func Replay(ctx context.Context, path string, opts ReplayOptions, out render.Ren
 // damage were rendered.
 func ReplayFiles(ctx context.Context, paths []string, opts ReplayOptions, out render.Renderer) (Summary, error) {
 	var sum Summary
+	if nodes, ok := nodeRecordings(ctx, paths); ok {
+		return replayMerged(ctx, nodes, opts, out)
+	}
 	r, err := record.OpenFiles(ctx, paths...)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -67,36 +71,16 @@ func replay(ctx context.Context, r *record.Reader, opts ReplayOptions, out rende
 	cfg.WallOffset = meta.StartWall.UnixNano() - int64(meta.StartMono)
 	cfg.Names = RecordingNames(r)
 	cfg.Recycle = true // as live: renderers do not keep paths
+	if meta.Scope == string(scope.Node) {
+		cfg.Node = meta.NodeName
+	}
 	p := newPipeline(cfg, out, opts.PodIPs, opts.Count)
 	reports := replayReports(r, opts.Log)
 	p.annotate = annotators(reports)
 
-	var readErr error
-	var ts uint64
-	for n := 1; ctx.Err() == nil; n++ {
-		rec, err := r.Next()
-		if err == io.EOF || err != nil && ctx.Err() != nil {
-			break // the end, or stopped while waiting for input
-		}
-		if err != nil {
-			// Render what was read before the damage, then say what it was.
-			readErr = badInput(fmt.Errorf("%w; the %d records before it were replayed", err, p.stats.Events+p.stats.Skipped))
-			break
-		}
-		if err := p.add(rec); err != nil {
-			return sum, err
-		}
-		if p.stats.Events > 0 {
-			ts = max(ts, p.ev.TS)
-		}
-		if n%replayFlushEvery == 0 {
-			if err := p.st.Flush(ts); err != nil {
-				if errors.Is(err, errCountReached) {
-					break
-				}
-				return sum, errors.Join(err, out.Close())
-			}
-		}
+	readErr, err := feed(ctx, r, p)
+	if err != nil {
+		return sum, err
 	}
 	final := r.Meta()
 	sum.Lost = final.Lost
@@ -109,9 +93,41 @@ func replay(ctx context.Context, r *record.Reader, opts ReplayOptions, out rende
 		Backend: meta.Backend, Kernel: meta.Kernel, Hostname: meta.Hostname, Start: meta.StartWall,
 		PodIPs: podIPs, Events: p.stats.Events, Lost: final.Lost, LostPerCPU: final.LostPerCPU,
 	}, cfg.Names, final.Nodes, reports)
-	err := p.finish()
+	err = p.finish()
 	sum.Stats = p.stats
 	return sum, errors.Join(readErr, err)
+}
+
+// feed reads the records of r into p, rendering completed paths as it
+// goes. readErr is the recording's damage, after the records before it
+// were fed; err is the renderer's.
+func feed(ctx context.Context, r *record.Reader, p *pipeline) (readErr, err error) {
+	var ts uint64
+	for n := 1; ctx.Err() == nil; n++ {
+		rec, err := r.Next()
+		if err == io.EOF || err != nil && ctx.Err() != nil {
+			break // the end, or stopped while waiting for input
+		}
+		if err != nil {
+			// Render what was read before the damage, then say what it was.
+			return badInput(fmt.Errorf("%w; the %d records before it were replayed", err, p.stats.Events+p.stats.Skipped)), nil
+		}
+		if err := p.add(rec); err != nil {
+			return nil, err
+		}
+		if p.stats.Events > 0 {
+			ts = max(ts, p.ev.TS)
+		}
+		if n%replayFlushEvery == 0 {
+			if err := p.st.Flush(ts); err != nil {
+				if errors.Is(err, errCountReached) {
+					break
+				}
+				return nil, errors.Join(err, p.out.Close())
+			}
+		}
+	}
+	return nil, nil
 }
 
 // replayReports decodes the recording's node reports. A damaged report

@@ -1,0 +1,276 @@
+package trace
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pathtrace/pathtrace/internal/loader"
+	"github.com/pathtrace/pathtrace/internal/record"
+	"github.com/pathtrace/pathtrace/internal/render"
+	"github.com/pathtrace/pathtrace/internal/scope"
+	"github.com/pathtrace/pathtrace/internal/stitch"
+	"github.com/pathtrace/pathtrace/internal/topology"
+)
+
+var updateMerge = flag.Bool("update-merge", false,
+	"TestMergedNodesMatchKernel: refresh testdata/merge's recordings (then run TestMergedReplayGolden -update)")
+
+// mergeDir holds two nodes' --scope node recordings of the demo's
+// exchanges and their merged replay.
+const mergeDir = "../../testdata/merge"
+
+// TestMergedReplayGolden replays the committed recordings of node1 and
+// node2 merged, without privileges, and compares with the renderings in
+// testdata/merge (-update rewrites them).
+func TestMergedReplayGolden(t *testing.T) {
+	files := []string{filepath.Join(mergeDir, "node1.pcapng"), filepath.Join(mergeDir, "node2.pcapng")}
+	for _, json := range []bool{true, false} {
+		golden := filepath.Join(mergeDir, "merged.txt")
+		newRenderer := func(w io.Writer) render.Renderer { return render.NewText(w, render.TextOptions{}) }
+		if json {
+			golden, newRenderer = filepath.Join(mergeDir, "merged.json"), render.NewJSON
+		}
+		var buf bytes.Buffer
+		sum, err := ReplayFiles(context.Background(), files, ReplayOptions{}, newRenderer(&buf))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(sum.Clocks) != 1 || !sum.Clocks[0].Known || sum.Merged == 0 || sum.Packets == 0 {
+			t.Errorf("summary %s: want node2's clock, packets joined", sum)
+		}
+		if *updateGolden {
+			if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		want, err := os.ReadFile(golden)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(buf.Bytes(), want) {
+			t.Errorf("merged replay differs from %s:\n%s", golden, buf.Bytes())
+		}
+	}
+	// In any order of the files: the first given is the reference.
+	var a, b bytes.Buffer
+	ReplayFiles(context.Background(), files, ReplayOptions{}, render.NewJSON(&a))
+	sum, err := ReplayFiles(context.Background(), []string{files[1], files[0]}, ReplayOptions{}, render.NewJSON(&b))
+	if err != nil || sum.Reference != "node2" || len(sum.Clocks) != 1 || sum.Clocks[0].Node != "node1" {
+		t.Errorf("node2 first: %s, %v; want node1's clock relative to node2", sum, err)
+	}
+}
+
+// replayed replays files (one trace, or several nodes' recordings merged)
+// and returns the paths and the summary.
+func replayed(t *testing.T, files ...string) ([]*stitch.Path, Summary) {
+	t.Helper()
+	out := &collector{}
+	sum, err := ReplayFiles(context.Background(), files, ReplayOptions{}, out)
+	if err != nil {
+		t.Fatalf("replay %v: %v", files, err)
+	}
+	return out.paths, sum
+}
+
+// hopLine is what a hop shows of the packet, without its times and node.
+func hopLine(h *stitch.Hop) string {
+	s := fmt.Sprintf("%s %s %s %s in=%s out=%s %s→%s partial=%v", h.Kind, h.Dev, h.Netns, h.Hook, h.In, h.Out, h.Src, h.Dst, h.Partial)
+	if h.NAT != nil {
+		s += fmt.Sprintf(" nat %s %s→%s", h.NAT.Type, h.NAT.From, h.NAT.To)
+	}
+	if h.Outer != nil {
+		s += fmt.Sprintf(" outer %+v", *h.Outer)
+	}
+	if h.Table != nil {
+		s += fmt.Sprintf(" table %+v", *h.Table)
+	}
+	return s
+}
+
+// pathLines is a path without times, IDs or nodes: its packet, verdict and hops.
+func pathLines(p *stitch.Path) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d %s → %s id=%d flags=%#x %s\n", p.Proto, p.Src, p.Dst, p.IPID, p.TCPFlags, p.Verdict)
+	for i := range p.Hops {
+		b.WriteString("  " + hopLine(&p.Hops[i]) + "\n")
+	}
+	return b.String()
+}
+
+// TestMergedNodesMatchKernel is the proof of issue 14 on one machine:
+// node1 and node2 of the demo traced with --scope node at once, and the
+// kernel with --scope kernel, during the same exchanges; the two nodes'
+// recordings merged show every packet with the same hops in the same
+// order as the kernel's trace. Then node2's recording, its clock moved by
+// a known offset, merged again: the estimate recovers the offset within
+// its uncertainty.
+func TestMergedNodesMatchKernel(t *testing.T) {
+	for _, cni := range []topology.CNI{topology.CNIFlannel, topology.CNICalicoVXLAN, topology.CNICalicoIPIP, topology.CNIGeneve} {
+		t.Run(cni.String(), func(t *testing.T) { mergedNodesMatchKernel(t, cni) })
+	}
+}
+
+func mergedNodesMatchKernel(t *testing.T, cni topology.CNI) {
+	c := cluster(t, topology.Options{Prefix: "ptrec", CNI: cni}) // the names of testdata/merge
+	dir := t.TempDir()
+	n1, n2 := c.Node(topology.Node1), c.Node(topology.Node2)
+	rec := func(name string) string { return filepath.Join(dir, name+".pcapng") }
+	lopts := func(netns ...string) loader.Options {
+		return loader.Options{PodIPs: []netip.Addr{topology.ClientIP}, Netns: netns}
+	}
+	stops := []func() ([]*stitch.Path, Summary){
+		tracingOpts(t, c, Options{Loader: lopts(n1.NetnsPath, n2.NetnsPath), Record: rec("kernel")}),
+		tracingOpts(t, c, Options{Loader: lopts(n1.NetnsPath), Record: rec("node1"), Scope: scope.Node, NodeName: "node1"}),
+		tracingOpts(t, c, Options{Loader: lopts(n2.NetnsPath), Record: rec("node2"), Scope: scope.Node, NodeName: "node2"}),
+	}
+	client := c.Pod(topology.PodClient)
+	exchange(t, client, topology.ServerAddr)
+	if cni == topology.CNIFlannel {
+		exchange(t, client, topology.ClusterIP)
+	}
+	for i, stop := range stops {
+		_, sum := stop()
+		if sum.Lost != 0 {
+			t.Errorf("trace %d lost %d events", i, sum.Lost)
+		}
+		t.Logf("trace %d: %s", i, sum)
+		if i > 0 && sum.OutOfScope == 0 {
+			t.Errorf("node trace %d dropped no event of the other node: %s", i, sum)
+		}
+	}
+
+	kernel, _ := replayed(t, rec("kernel"))
+	merged, sum := replayed(t, rec("node1"), rec("node2"))
+	var want, got []string
+	for _, p := range kernel {
+		want = append(want, pathLines(p))
+	}
+	for _, p := range merged {
+		got = append(got, pathLines(p))
+	}
+	if len(kernel) < 6 {
+		t.Errorf("the kernel's trace has %d paths, want a TCP exchange's (at least 6)", len(kernel))
+	}
+	if strings.Join(got, "") != strings.Join(want, "") {
+		t.Errorf("merged nodes' paths differ from the kernel's:\n--- kernel (%d)\n%s--- merged (%d)\n%s", len(want), strings.Join(want, ""), len(got), strings.Join(got, ""))
+	}
+	both := 0
+	for _, p := range merged {
+		on := map[string]bool{}
+		for i := range p.Hops {
+			h := &p.Hops[i]
+			if h.Node != "node1" && h.Node != "node2" {
+				t.Fatalf("hop %d of #%d on node %q", i, p.ID, h.Node)
+			}
+			on[h.Node] = true
+		}
+		if len(on) == 2 {
+			both++
+		}
+	}
+	t.Logf("%d paths, %d of them joined across the nodes", len(merged), both)
+	if both == 0 || both != sum.Merged {
+		t.Errorf("%d merged paths cross the nodes, the summary says %d halves joined; want as many, not 0", both, sum.Merged)
+	}
+
+	if *updateMerge && !t.Failed() && cni == topology.CNIFlannel {
+		for _, name := range []string{"node1", "node2"} {
+			b, err := os.ReadFile(rec(name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(mergeDir, name+".pcapng"), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	// One kernel: node2's clock is node1's, but for the instants each
+	// trace read its two clocks at.
+	m1, m2 := meta(t, rec("node1")), meta(t, rec("node2"))
+	skew := time.Duration((m2.StartWall.UnixNano() - int64(m2.StartMono)) - (m1.StartWall.UnixNano() - int64(m1.StartMono)))
+	checkClock(t, sum, skew)
+
+	const shift = 1500*time.Millisecond + 123*time.Microsecond
+	shifted := rec("node2-shifted")
+	if err := record.ShiftClock(shifted, rec("node2"), shift); err != nil {
+		t.Fatal(err)
+	}
+	merged2, sum2 := replayed(t, rec("node1"), shifted)
+	checkClock(t, sum2, skew+shift)
+	got = got[:0]
+	for _, p := range merged2 {
+		got = append(got, pathLines(p))
+	}
+	if strings.Join(got, "") != strings.Join(want, "") {
+		t.Errorf("with node2's clock %v ahead, the merged paths differ from the kernel's", shift)
+	}
+}
+
+func meta(t *testing.T, file string) record.Meta {
+	t.Helper()
+	_, m, err := record.ReadAll(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// checkClock checks that the summary has node2's clock offset, both ways,
+// within its uncertainty of want.
+func checkClock(t *testing.T, sum Summary, want time.Duration) {
+	t.Helper()
+	if len(sum.Clocks) != 1 {
+		t.Fatalf("clocks %+v, want node2's", sum.Clocks)
+	}
+	c := sum.Clocks[0]
+	t.Logf("%s (true %v)", ClockString(c, sum.Reference), want)
+	if c.Node != "node2" || !c.Known || c.Pairs == 0 {
+		t.Fatalf("clock %+v: want node2's, bounded both ways", c)
+	}
+	if d := (c.Offset - want).Abs(); d > c.Uncertainty {
+		t.Errorf("node2's clock estimated %v ± %v, true %v: %v off", c.Offset, c.Uncertainty, want, d)
+	}
+}
+
+// The pods of a node are the namespaces its veths lead to, not the other
+// node its underlay veth leads to.
+func TestScopeNodeNamespaces(t *testing.T) {
+	c := cluster(t, topology.Options{})
+	n1 := c.Node(topology.Node1)
+	in, err := scope.Namespaces([]string{n1.NetnsPath})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inode := func(path string) uint32 {
+		var st unix.Stat_t
+		if err := unix.Stat(path, &st); err != nil {
+			t.Fatal(err)
+		}
+		return uint32(st.Ino)
+	}
+	want := map[uint32]bool{inode(n1.NetnsPath): true}
+	for _, p := range n1.Pods {
+		want[inode(p.NetnsPath)] = true
+	}
+	if !maps.Equal(in, want) {
+		names := map[uint32]string{inode(c.Node(topology.Node2).NetnsPath): "node2"}
+		for _, p := range c.Pods {
+			names[inode(p.NetnsPath)] = p.Name
+		}
+		t.Errorf("node1's scope %v (node2 and the pods: %v), want node1 and its pods %v", in, names, want)
+	}
+}
