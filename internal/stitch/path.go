@@ -142,6 +142,11 @@ type Hop struct {
 	// Advice says, on a drop hop, what on the node likely caused it and how
 	// to check; filled by internal/diagnose from the node report.
 	Advice string
+
+	// Pod names the Kubernetes pod ("namespace/name") whose network
+	// namespace the hop is in; "" when unknown. Set by an annotator
+	// (internal/k8s), never by the stitcher.
+	Pod string
 }
 
 // FuncName is the function of Func, without offset or module:
@@ -189,6 +194,11 @@ type Path struct {
 	// was sent to, or for a reply came from; "" when none is known. Set
 	// by an annotator from the node reports (internal/diagnose).
 	Service string
+	// SrcPod and DstPod name the Kubernetes pods ("namespace/name") whose
+	// addresses the packet's source (as first seen) and destination (after
+	// the translations on the path: a Service's backend) are; "" when
+	// unknown. Set by an annotator (internal/k8s).
+	SrcPod, DstPod string
 }
 
 // Clone returns a deep copy of p, for an emit function or renderer that
