@@ -51,6 +51,10 @@ type Meta struct {
 	// the caller gave them). They are in the section header, so a streaming
 	// reader has them before the first record.
 	Reports json.RawMessage
+	// Kubernetes are the pods and Services looked up when the trace
+	// started (JSON of internal/k8s.Names, as the caller gave it), in the
+	// section header like Reports; nil when there were none.
+	Kubernetes json.RawMessage
 
 	// Written at the end (Writer.Close), known to a reader after io.EOF.
 	EndWall    time.Time
@@ -90,6 +94,7 @@ func (m Meta) clone() Meta {
 	m.LostPerCPU = slices.Clone(m.LostPerCPU)
 	m.Report = slices.Clone(m.Report)
 	m.Reports = slices.Clone(m.Reports)
+	m.Kubernetes = slices.Clone(m.Kubernetes)
 	if m.Connections != nil {
 		c := *m.Connections
 		m.Connections = &c

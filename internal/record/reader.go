@@ -428,6 +428,12 @@ func (r *Reader) readSHB() error {
 		}
 		r.meta.Reports = slices.Clone(r.opt.reports)
 	}
+	if len(r.opt.kube) > 0 {
+		if !json.Valid(r.opt.kube) {
+			return r.corrupt(0, "Kubernetes names are not valid JSON")
+		}
+		r.meta.Kubernetes = slices.Clone(r.opt.kube)
+	}
 	return r.applyNames(0)
 }
 
@@ -634,12 +640,13 @@ type ours struct {
 	names      []byte // JSON of the names options, joined
 	trailer    []byte // JSON of the trailer options, joined
 	reports    []byte // JSON of the reports options (section header only), joined
+	kube       []byte // JSON of the Kubernetes names options (section header only), joined
 	hasTrailer bool
 }
 
 func (o *ours) reset() {
 	o.record, o.records, o.hasTrailer = nil, 0, false
-	o.names, o.trailer, o.reports = o.names[:0], o.trailer[:0], o.reports[:0]
+	o.names, o.trailer, o.reports, o.kube = o.names[:0], o.trailer[:0], o.reports[:0], o.kube[:0]
 }
 
 // add takes one custom option value; other vendors' and unknown kinds are
@@ -660,6 +667,8 @@ func (o *ours) add(val []byte) {
 		o.hasTrailer = true
 	case customReports:
 		o.reports = append(o.reports, data...)
+	case customKube:
+		o.kube = append(o.kube, data...)
 	}
 }
 

@@ -353,3 +353,29 @@ func TestLargeReportsInHeader(t *testing.T) {
 		t.Error("invalid reports JSON was written")
 	}
 }
+
+// TestKubernetesInHeader: the Kubernetes names are read back from the
+// section header before the first record; invalid JSON is not written.
+func TestKubernetesInHeader(t *testing.T) {
+	var out bytes.Buffer
+	meta := testMeta()
+	meta.Kubernetes = []byte(`{"source":"apiserver https://192.168.60.1:6443","pods":[{"namespace":"default","name":"client","ips":["10.245.1.5"]}]}`)
+	w, err := NewWriter(&out, meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(bytes.NewReader(out.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Meta().Kubernetes; !bytes.Equal(got, meta.Kubernetes) {
+		t.Errorf("Kubernetes names read back: %s, want %s", got, meta.Kubernetes)
+	}
+	meta.Kubernetes = []byte(`{"pods":`)
+	if _, err := NewWriter(&bytes.Buffer{}, meta); err == nil {
+		t.Error("invalid Kubernetes names JSON was written")
+	}
+}

@@ -158,10 +158,16 @@ func (w *Writer) writeSHB() error {
 		}
 		b = appendJSONOpts(b, customReports, m.Reports)
 	}
+	if len(m.Kubernetes) > 0 {
+		if !json.Valid(m.Kubernetes) {
+			return fmt.Errorf("start recording: Kubernetes names are not valid JSON")
+		}
+		b = appendJSONOpts(b, customKube, m.Kubernetes)
+	}
 	b = appendOptEnd(b)
 	b = endBlock(b, start)
 	if len(b) > maxBlock {
-		return fmt.Errorf("start recording: section header of %d bytes exceeds %d (node reports too large)", len(b), maxBlock)
+		return fmt.Errorf("start recording: section header of %d bytes exceeds %d (node reports or Kubernetes names too large)", len(b), maxBlock)
 	}
 	w.buf = b
 	return w.emit(b)
