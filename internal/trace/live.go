@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
 	"slices"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/pathtrace/pathtrace/internal/doctor"
 	"github.com/pathtrace/pathtrace/internal/features"
+	"github.com/pathtrace/pathtrace/internal/k8s"
 	"github.com/pathtrace/pathtrace/internal/kernel"
 	"github.com/pathtrace/pathtrace/internal/loader"
 	"github.com/pathtrace/pathtrace/internal/record"
@@ -49,6 +51,12 @@ type Options struct {
 	// MaxPerConn renders only the first this many packets of each
 	// connection (0: all); see connLimit.
 	MaxPerConn int
+
+	// Kubernetes are the cluster's pods and Services, looked up before the
+	// trace (k8s.Select, which --pod and --service use too); nil: paths
+	// name no pods. Run names the pods' network namespaces on this
+	// machine in a copy, and the recording stores it.
+	Kubernetes *k8s.Names
 }
 
 // Summary is what a trace did, for the closing line on stderr.
@@ -64,6 +72,8 @@ type Summary struct {
 	Reports map[uint32]*doctor.Report
 	// Hops says per hop kind which backend showed it, or why none could.
 	Hops []loader.HopSupport
+	// Kubernetes are the names the paths were annotated with (nil: none).
+	Kubernetes *k8s.Names
 	// Conns are the connections the kernel followed whole (every packet,
 	// both directions, each NAT form): nil where not known (a replay of a
 	// recording made before they were counted).
@@ -133,20 +143,24 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error
 
 	sum.Reports = nodeReports(ctx, tr.Nodes, log)
 	warnIPv4Only(log, opts.Loader.PodIPs, sum.Reports)
-	p.annotate = annotators(sum.Reports)
+	sum.Kubernetes = podNetns(opts.Kubernetes, cfg.Names)
+	p.annotate = annotators(sum.Reports, sum.Kubernetes)
 	if opts.OnReports != nil {
 		opts.OnReports(sum.Reports)
 	}
 
 	var w *record.Writer
 	if in.rec != nil {
-		w, err = startRecording(in.rec, opts, tr, sum.Reports, k, startMono, startWall)
+		w, err = startRecording(in.rec, opts, tr, sum.Reports, sum.Kubernetes, k, startMono, startWall)
 		in.rec = nil // the writer has it, or it was removed
 		if err != nil {
 			return sum, err
 		}
 		netns.OnName = w.SetNetnsName
 		p.rec = &recorder{w: w, netns: netns.Netns, reasons: k.reasons, symbol: k.symbol}
+		if sum.Kubernetes != nil {
+			p.rec.pods = sum.Kubernetes.Netns
+		}
 	}
 	if err := signalReady(in, opts); err != nil {
 		if w != nil {
@@ -170,7 +184,7 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error
 	describeTrace(out, render.TraceInfo{
 		Backend: tr.Backend, Kernel: kernel.Release(), Hostname: hostname(), Start: startWall,
 		PodIPs: opts.Loader.PodIPs, Events: p.stats.Events, Lost: sum.Lost, LostPerCPU: perCPU,
-	}, cfg.Names, nodes, sum.Reports)
+	}, cfg.Names, nodes, sum.Reports, sum.Kubernetes)
 	err = errors.Join(err, p.finish())
 	sum.Stats = p.stats
 	err = errors.Join(err, lerr)
@@ -258,11 +272,26 @@ func liveStitchConfig(cfg stitch.Config, nodes []loader.Node, netns *kernel.Netn
 // it was shown live: the node reports (replay advises from them), the drop
 // reasons, the clocks and the traced nodes. Each file of a rotated
 // recording counts the events lost while it was written.
-func startRecording(files *record.Files, opts Options, tr *loader.Tracer, reports map[uint32]*doctor.Report, k kernelNames, startMono uint64, startWall time.Time) (*record.Writer, error) {
+func startRecording(files *record.Files, opts Options, tr *loader.Tracer, reports map[uint32]*doctor.Report, kube *k8s.Names, k kernelNames, startMono uint64, startWall time.Time) (*record.Writer, error) {
 	reportsJSON, err := json.Marshal(reports)
 	if err != nil {
 		files.Discard()
 		return nil, fmt.Errorf("encode node reports: %w", err)
+	}
+	var kubeJSON []byte
+	if kube != nil {
+		if kubeJSON, err = json.Marshal(kube); err != nil {
+			files.Discard()
+			return nil, fmt.Errorf("encode Kubernetes names: %w", err)
+		}
+		if len(kubeJSON) > maxKubeJSON {
+			log := opts.Log
+			if log == nil {
+				log = slog.Default()
+			}
+			log.Warn("the Kubernetes names are too many for the recording: its replay shows no pod names", "bytes", len(kubeJSON))
+			kubeJSON = nil
+		}
 	}
 	ports := opts.Loader.VXLANPorts
 	if ports == nil {
@@ -283,6 +312,7 @@ func startRecording(files *record.Files, opts Options, tr *loader.Tracer, report
 		StartMono:   startMono,
 		DropReasons: k.reasons,
 		Reports:     reportsJSON,
+		Kubernetes:  kubeJSON,
 	})
 	if err != nil {
 		return nil, err
@@ -295,6 +325,23 @@ func startRecording(files *record.Files, opts Options, tr *loader.Tracer, report
 		return perCPU
 	})
 	return w, nil
+}
+
+// maxKubeJSON bounds the Kubernetes names a recording stores: with the
+// node reports they must fit its section header (1 MiB).
+const maxKubeJSON = 512 << 10
+
+// podNetns returns a copy of kube with the network namespaces of this
+// machine that hold a pod's address named as the pod (not the traced
+// nodes'); nil when kube is.
+func podNetns(kube *k8s.Names, names stitch.Names) *k8s.Names {
+	if kube == nil {
+		return nil
+	}
+	c := *kube
+	c.Netns = maps.Clone(kube.Netns)
+	c.NameNetns(kernel.NetnsDir, names.IsNode)
+	return &c
 }
 
 // signalReady tells whoever waits that everything is attached: the ready

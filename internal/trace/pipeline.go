@@ -8,6 +8,7 @@ import (
 	"github.com/pathtrace/pathtrace/internal/decode"
 	"github.com/pathtrace/pathtrace/internal/diagnose"
 	"github.com/pathtrace/pathtrace/internal/doctor"
+	"github.com/pathtrace/pathtrace/internal/k8s"
 	"github.com/pathtrace/pathtrace/internal/render"
 	"github.com/pathtrace/pathtrace/internal/stitch"
 )
@@ -30,10 +31,11 @@ type Annotator interface {
 }
 
 // annotators is how live tracing and replay alike annotate paths, from the
-// node reports taken when the trace started (replay: stored in the
-// recording): the Service names first, then the advice and warnings.
-func annotators(reports map[uint32]*doctor.Report) Annotator {
-	return annotatorChain{diagnose.NewServices(reports), diagnose.New(reports)}
+// node reports and the Kubernetes names taken when the trace started
+// (replay: stored in the recording): the Service and pod names first, then
+// the advice and warnings.
+func annotators(reports map[uint32]*doctor.Report, kube *k8s.Names) Annotator {
+	return annotatorChain{diagnose.NewServices(reports), k8s.NewPods(kube), diagnose.New(reports)}
 }
 
 // annotatorChain applies each annotator in turn.

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/pathtrace/pathtrace/internal/doctor"
+	"github.com/pathtrace/pathtrace/internal/k8s"
 	"github.com/pathtrace/pathtrace/internal/record"
 	"github.com/pathtrace/pathtrace/internal/render"
 	"github.com/pathtrace/pathtrace/internal/stitch"
@@ -21,7 +22,10 @@ import (
 // ReplayOptions narrow what a replay renders.
 type ReplayOptions struct {
 	PodIPs []netip.Addr // render only paths with one of these addresses; none renders all
-	Count  int          // stop after this many packets; 0 renders all
+	// Select adds the addresses of pods and Services, as the recording's
+	// Kubernetes names give them (--pod, --service).
+	Select k8s.Selection
+	Count  int // stop after this many packets; 0 renders all
 	Stitch stitch.Config
 	// Log gets a warning for each damaged node report in the recording;
 	// nil: slog.Default().
@@ -69,7 +73,19 @@ func replay(ctx context.Context, r *record.Reader, opts ReplayOptions, out rende
 	cfg.Recycle = true // as live: renderers do not keep paths
 	p := newPipeline(cfg, out, opts.PodIPs, opts.Count)
 	reports := replayReports(r, opts.Log)
-	p.annotate = annotators(reports)
+	kube := replayKubernetes(r, opts.Log)
+	sum.Kubernetes = kube
+	p.annotate = annotators(reports, kube)
+	if !opts.Select.Empty() {
+		if kube == nil {
+			return sum, badInput(errors.New("--pod and --service need the Kubernetes names of the live trace, and the recording has none"))
+		}
+		ips, err := kube.Addrs(opts.Select)
+		if err != nil {
+			return sum, badInput(err)
+		}
+		p.podIPs = append(slices.Clone(p.podIPs), ips...)
+	}
 
 	var readErr error
 	var ts uint64
@@ -108,7 +124,7 @@ func replay(ctx context.Context, r *record.Reader, opts ReplayOptions, out rende
 	describeTrace(out, render.TraceInfo{
 		Backend: meta.Backend, Kernel: meta.Kernel, Hostname: meta.Hostname, Start: meta.StartWall,
 		PodIPs: podIPs, Events: p.stats.Events, Lost: final.Lost, LostPerCPU: final.LostPerCPU,
-	}, cfg.Names, final.Nodes, reports)
+	}, cfg.Names, final.Nodes, reports, kube)
 	err := p.finish()
 	sum.Stats = p.stats
 	return sum, errors.Join(readErr, err)
@@ -135,6 +151,24 @@ func replayReports(r *record.Reader, log *slog.Logger) map[uint32]*doctor.Report
 			reportNode(r, inode, reports[inode]), strings.Join(problems[inode], "; ")))
 	}
 	return reports
+}
+
+// replayKubernetes decodes the recording's Kubernetes names; nil when it
+// has none. Damaged names cost a warning, never the replay.
+func replayKubernetes(r *record.Reader, log *slog.Logger) *k8s.Names {
+	raw := r.Meta().Kubernetes
+	if len(raw) == 0 {
+		return nil
+	}
+	kube, err := k8s.DecodeNames(raw)
+	if err != nil {
+		if log == nil {
+			log = slog.Default()
+		}
+		log.Warn(fmt.Sprintf("the Kubernetes names in the recording are damaged (%v): pods show as addresses", err))
+		return nil
+	}
+	return kube
 }
 
 // reportNode names the node of a report for people: by the recording's
