@@ -146,6 +146,7 @@ func TestLab(t *testing.T) {
 				t.Run("reach", func(t *testing.T) { checkLab(t, l) })
 				t.Run("trace", func(t *testing.T) { checkTrace(t, l) })
 				t.Run("doctor", func(t *testing.T) { checkDoctor(t, l) })
+				t.Run("names", func(t *testing.T) { checkNames(t, l) })
 			})
 			requireSame(t, before, snapshot(t))
 		})
