@@ -25,6 +25,8 @@ type Names struct {
 	// Netns names the pod whose network namespace has the inode, for the
 	// namespaces of the machine that hold a pod's address.
 	Netns map[uint32]string `json:"netns,omitempty"`
+
+	apiErr error // why the API server gave nothing, when it did not
 }
 
 // Pod is a pod and its addresses.
@@ -62,20 +64,77 @@ type ServicePort struct {
 
 // Config says where to look the names up.
 type Config struct {
+	// RuntimeEndpoint is --runtime-endpoint, the container runtime's CRI
+	// socket (unix://PATH or PATH); "" tries RuntimeEndpoints.
+	RuntimeEndpoint string
 	// Kubeconfig is --kubeconfig; "" uses $KUBECONFIG, else the kubelet's
 	// kubeconfig on the node (KubeconfigPath).
 	Kubeconfig string
 	Getenv     func(string) string // nil: os.Getenv
 	// Timeout bounds the lookup; 0: 10 s.
 	Timeout time.Duration
+	// Log gets a debug line for each source that did not answer; nil:
+	// slog.Default().
+	Log *slog.Logger
 }
 
-// ErrNoSource says no source of names was found: no kubeconfig.
-var ErrNoSource = errors.New("no kubeconfig: give --kubeconfig, set $KUBECONFIG, or run on a node with the kubelet's kubeconfig")
+// ErrNoSource says no source of names was found: no container runtime
+// socket and no kubeconfig.
+var ErrNoSource = errors.New("no container runtime socket and no kubeconfig: give --runtime-endpoint or --kubeconfig, or set $KUBECONFIG")
 
-// Lookup reads the pods and Services of the cluster from the API server
-// the kubeconfig names.
+// Lookup reads the pods and Services of the cluster from its sources, in
+// order: the container runtime over CRI (the node's pods, with their
+// network namespaces), then the API server a kubeconfig names (every pod,
+// and the Services with their endpoints), which names the pods both know.
+// A source that does not answer is a debug line; only when none does is
+// it an error, naming each.
 func Lookup(ctx context.Context, cfg Config) (*Names, error) {
+	log := cfg.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	ctx, cancel := context.WithTimeout(ctx, cmp.Or(cfg.Timeout, 10*time.Second))
+	defer cancel()
+	n := &Names{}
+	var sources []string
+	var errs []error
+	none := 0
+	if ep := runtimeEndpoint(cfg.RuntimeEndpoint); ep == "" {
+		none++
+	} else if pods, netns, err := criPods(ctx, ep); err != nil {
+		log.Debug("no pod names from the container runtime", "endpoint", ep, "err", err)
+		errs = append(errs, err)
+	} else {
+		n.Pods, sources = pods, append(sources, "cri "+ep)
+		if len(netns) > 0 {
+			n.Netns = netns
+		}
+	}
+	if api, err := lookupAPI(ctx, cfg); errors.Is(err, ErrNoSource) {
+		none++
+		n.apiErr = err
+	} else if err != nil {
+		log.Debug("no pod and Service names from the API server", "err", err)
+		errs = append(errs, err)
+		n.apiErr = err
+	} else {
+		n.Pods = mergePods(n.Pods, api.Pods)
+		n.Services, sources = api.Services, append(sources, api.Source)
+	}
+	if len(sources) == 0 {
+		if none == 2 {
+			return nil, ErrNoSource
+		}
+		return nil, errors.Join(errs...)
+	}
+	slices.SortFunc(n.Pods, func(a, b Pod) int { return strings.Compare(a.Key(), b.Key()) })
+	n.Source = strings.Join(sources, ", ")
+	return n, nil
+}
+
+// lookupAPI reads the pods and Services from the API server;
+// ErrNoSource when there is no kubeconfig.
+func lookupAPI(ctx context.Context, cfg Config) (*Names, error) {
 	getenv := cfg.Getenv
 	if getenv == nil {
 		getenv = os.Getenv
@@ -88,8 +147,6 @@ func Lookup(ctx context.Context, cfg Config) (*Names, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, cmp.Or(cfg.Timeout, 10*time.Second))
-	defer cancel()
 	c := NewClient(kc)
 	pods, err := c.Pods(ctx)
 	if err != nil {
@@ -99,9 +156,21 @@ func Lookup(ctx context.Context, cfg Config) (*Names, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list services: %w", err)
 	}
-	slices.SortFunc(pods, func(a, b Pod) int { return strings.Compare(a.Key(), b.Key()) })
 	slices.SortFunc(svcs, func(a, b Service) int { return strings.Compare(a.Key(), b.Key()) })
 	return &Names{Source: "apiserver " + kc.Server.String(), Pods: pods, Services: svcs}, nil
+}
+
+// mergePods returns the runtime's pods with the API server's: the API
+// server's version of a pod both know (it has the node), the others of
+// each.
+func mergePods(runtime, api []Pod) []Pod {
+	out := slices.Clone(api)
+	for _, p := range runtime {
+		if !slices.ContainsFunc(api, func(a Pod) bool { return a.Key() == p.Key() }) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // Selection is what --pod and --service name.
@@ -139,7 +208,7 @@ func (n *Names) Addrs(sel Selection) ([]netip.Addr, error) {
 		}
 		i := slices.IndexFunc(n.Services, func(s Service) bool { return s.Key() == key })
 		if i < 0 {
-			return nil, fmt.Errorf("--service %s: no such Service (%s)", key, n.Source)
+			return nil, fmt.Errorf("--service %s: no such Service (%s)", key, cmp.Or(n.Source, "no source"))
 		}
 		s := &n.Services[i]
 		before := len(out)
@@ -176,6 +245,9 @@ func appendNew(to []netip.Addr, as ...netip.Addr) []netip.Addr {
 // fails is no error: it is logged at debug level and the names are nil.
 // Otherwise the error is one sentence for the user.
 func Select(ctx context.Context, cfg Config, sel Selection, log *slog.Logger) (*Names, []netip.Addr, error) {
+	if cfg.Log == nil {
+		cfg.Log = log
+	}
 	names, err := Lookup(ctx, cfg)
 	if err != nil {
 		if sel.Empty() {
@@ -184,14 +256,16 @@ func Select(ctx context.Context, cfg Config, sel Selection, log *slog.Logger) (*
 			}
 			return nil, nil, nil
 		}
-		flag := "--pod"
-		if len(sel.Pods) == 0 {
-			flag = "--service"
+		if len(sel.Services) > 0 {
+			return nil, nil, fmt.Errorf("--service needs the Kubernetes API server, which could not be asked: %w", err)
 		}
-		return nil, nil, fmt.Errorf("%s needs the Kubernetes API server, which could not be asked: %w", flag, err)
+		return nil, nil, fmt.Errorf("--pod needs the container runtime or the Kubernetes API server, and neither could be asked: %w", err)
 	}
 	if log != nil {
 		log.Debug("Kubernetes names", "source", names.Source, "pods", len(names.Pods), "services", len(names.Services))
+	}
+	if len(sel.Services) > 0 && names.apiErr != nil {
+		return nil, nil, fmt.Errorf("--service needs the Kubernetes API server, which could not be asked: %w", names.apiErr)
 	}
 	ips, err := names.Addrs(sel)
 	if err != nil {

@@ -33,8 +33,8 @@ func (n *Names) NameNetns(dir string, skip func(inode uint32) bool) {
 	for _, e := range entries {
 		path := filepath.Join(dir, e.Name())
 		var st unix.Stat_t
-		if unix.Stat(path, &st) != nil || skip != nil && skip(uint32(st.Ino)) {
-			continue
+		if unix.Stat(path, &st) != nil || skip != nil && skip(uint32(st.Ino)) || n.Netns[uint32(st.Ino)] != "" {
+			continue // a node's, or named by the container runtime
 		}
 		for _, a := range netnsAddrs(path) {
 			if pod, ok := byAddr[a]; ok {
