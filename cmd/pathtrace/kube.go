@@ -13,10 +13,11 @@ import (
 )
 
 // kubeFlags choose traffic by Kubernetes names: --pod, --service, and
-// where a live trace reads the names (--kubeconfig).
+// where a live trace reads the names (--runtime-endpoint, --kubeconfig).
 type kubeFlags struct {
-	pods, services []string
-	kubeconfig     string
+	pods, services  []string
+	kubeconfig      string
+	runtimeEndpoint string
 }
 
 func (k *kubeFlags) register(cmd *cobra.Command, live bool) {
@@ -24,7 +25,8 @@ func (k *kubeFlags) register(cmd *cobra.Command, live bool) {
 	if live {
 		fl.StringArrayVar(&k.pods, "pod", nil, "NAMESPACE/NAME of a pod to follow, by all its addresses (repeatable); as --pod-ip for each, looked up in the API server (--kubeconfig)")
 		fl.StringArrayVar(&k.services, "service", nil, "NAMESPACE/NAME of a Service to follow: its cluster, external and load-balancer IPs and its endpoints' addresses (repeatable)")
-		fl.StringVar(&k.kubeconfig, "kubeconfig", "", "kubeconfig of the API server that names pods and Services (default: $KUBECONFIG, else the kubelet's, /etc/kubernetes/kubelet.conf); without one, paths show addresses")
+		fl.StringVar(&k.runtimeEndpoint, "runtime-endpoint", "", "CRI socket of the container runtime that names the node's pods and their network namespaces (default: containerd's, else CRI-O's, else cri-dockerd's, where there is one)")
+		fl.StringVar(&k.kubeconfig, "kubeconfig", "", "kubeconfig of the API server that names pods and Services (default: $KUBECONFIG, else the kubelet's, /etc/kubernetes/kubelet.conf); without it and a runtime, paths show addresses")
 		return
 	}
 	fl.StringArrayVar(&k.pods, "pod", nil, "render only packets of this pod, NAMESPACE/NAME, by its addresses as the recording names them (repeatable)")
@@ -39,7 +41,7 @@ func (k *kubeFlags) selection() k8s.Selection {
 // addresses of --pod and --service to the pod IPs of opts. Without them, a
 // lookup that fails is a debug line; with them, a usage error.
 func (k *kubeFlags) resolve(ctx context.Context, opts *trace.Options) error {
-	names, ips, err := k8s.Select(ctx, k8s.Config{Kubeconfig: k.kubeconfig}, k.selection(), opts.Log)
+	names, ips, err := k8s.Select(ctx, k8s.Config{RuntimeEndpoint: k.runtimeEndpoint, Kubeconfig: k.kubeconfig}, k.selection(), opts.Log)
 	if err != nil {
 		return usageError{err}
 	}

@@ -285,8 +285,10 @@ followed yet. See docs/filters.md.`,
 						return usageError{fmt.Errorf("--%s does not apply to a replay (-r)", name)}
 					}
 				}
-				if cmd.Flags().Changed("kubeconfig") {
-					return usageError{fmt.Errorf("--kubeconfig does not apply to a replay (-r): it names pods from the recording")}
+				for _, name := range []string{"kubeconfig", "runtime-endpoint"} {
+					if cmd.Flags().Changed(name) {
+						return usageError{fmt.Errorf("--%s does not apply to a replay (-r): it names pods from the recording", name)}
+					}
 				}
 				return runReplay(cmd, &f.outputFlags, []string{f.read}, f.podIPs, f.kube.selection(), f.count)
 			}
