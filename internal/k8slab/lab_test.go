@@ -147,6 +147,7 @@ func TestLab(t *testing.T) {
 				t.Run("trace", func(t *testing.T) { checkTrace(t, l) })
 				t.Run("doctor", func(t *testing.T) { checkDoctor(t, l) })
 				t.Run("names", func(t *testing.T) { checkNames(t, l) })
+				t.Run("runtime", func(t *testing.T) { checkRuntime(t, l) })
 			})
 			requireSame(t, before, snapshot(t))
 		})

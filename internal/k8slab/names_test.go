@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/pathtrace/pathtrace/internal/hop"
 	"github.com/pathtrace/pathtrace/internal/k8s"
 	"github.com/pathtrace/pathtrace/internal/loader"
@@ -68,6 +70,40 @@ func checkNames(t *testing.T, l *Lab) {
 			checkPods(t, "replay --pod "+serverKey, synPath(t, out.paths, client.IP, to), clientKey, serverKey)
 		})
 	}
+}
+
+// checkRuntime looks the names up from node1's container runtime alone
+// (containerd over CRI, no API server): the client pod, its addresses and
+// its network namespace; --pod default/client resolves from it.
+func checkRuntime(t *testing.T, l *Lab) {
+	client := l.Pod(PodClient)
+	cfg := k8s.Config{RuntimeEndpoint: l.Node(Node1).socket, Kubeconfig: filepath.Join(t.TempDir(), "none")}
+	names, ips, err := k8s.Select(context.Background(), cfg, k8s.Selection{Pods: []string{Namespace + "/" + PodClient}}, nil)
+	if err != nil {
+		t.Fatalf("--pod from node1's runtime: %v", err)
+	}
+	if !slices.Equal(ips, []netip.Addr{client.IP}) {
+		t.Errorf("--pod from node1's runtime: %v, want %v", ips, client.IP)
+	}
+	ino, err := netnsInode(client.NetnsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := names.Netns[ino]; got != Namespace+"/"+PodClient {
+		t.Errorf("node1's runtime names the client's namespace %q (%v)", got, names.Netns)
+	}
+	if slices.ContainsFunc(names.Pods, func(p k8s.Pod) bool { return p.Name == PodServer }) {
+		t.Errorf("node1's runtime names the server, which runs on node2: %+v", names.Pods)
+	}
+}
+
+// netnsInode is the inode of the namespace file at path.
+func netnsInode(path string) (uint32, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return 0, err
+	}
+	return uint32(st.Ino), nil
 }
 
 // checkPods checks the names on the client's SYN to the ClusterIP.
