@@ -23,8 +23,8 @@ type kubeFlags struct {
 func (k *kubeFlags) register(cmd *cobra.Command, live bool) {
 	fl := cmd.Flags()
 	if live {
-		fl.StringArrayVar(&k.pods, "pod", nil, "NAMESPACE/NAME of a pod to follow, by all its addresses (repeatable); as --pod-ip for each, looked up in the API server (--kubeconfig)")
-		fl.StringArrayVar(&k.services, "service", nil, "NAMESPACE/NAME of a Service to follow: its cluster, external and load-balancer IPs and its endpoints' addresses (repeatable)")
+		fl.StringArrayVar(&k.pods, "pod", nil, "NAMESPACE/NAME of a pod to follow, by all its addresses (repeatable); as --pod-ip for each, looked up in the container runtime (--runtime-endpoint) or the API server (--kubeconfig)")
+		fl.StringArrayVar(&k.services, "service", nil, "NAMESPACE/NAME of a Service to follow: its cluster, external and load-balancer IPs and its endpoints' addresses (repeatable), looked up in the API server (--kubeconfig)")
 		fl.StringVar(&k.runtimeEndpoint, "runtime-endpoint", "", "CRI socket of the container runtime that names the node's pods and their network namespaces (default: containerd's, else CRI-O's, else cri-dockerd's, where there is one)")
 		fl.StringVar(&k.kubeconfig, "kubeconfig", "", "kubeconfig of the API server that names pods and Services (default: $KUBECONFIG, else the kubelet's, /etc/kubernetes/kubelet.conf); without it and a runtime, paths show addresses")
 		return

@@ -179,6 +179,21 @@ type Selection struct {
 	Services []string
 }
 
+// Check checks every name is NAMESPACE/NAME: one sentence when one is not.
+func (s Selection) Check() error {
+	for _, key := range s.Pods {
+		if err := checkKey("--pod", key); err != nil {
+			return err
+		}
+	}
+	for _, key := range s.Services {
+		if err := checkKey("--service", key); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Empty reports whether nothing is selected.
 func (s Selection) Empty() bool { return len(s.Pods) == 0 && len(s.Services) == 0 }
 
@@ -245,6 +260,9 @@ func appendNew(to []netip.Addr, as ...netip.Addr) []netip.Addr {
 // fails is no error: it is logged at debug level and the names are nil.
 // Otherwise the error is one sentence for the user.
 func Select(ctx context.Context, cfg Config, sel Selection, log *slog.Logger) (*Names, []netip.Addr, error) {
+	if err := sel.Check(); err != nil {
+		return nil, nil, err // before asking anyone
+	}
 	if cfg.Log == nil {
 		cfg.Log = log
 	}

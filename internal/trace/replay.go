@@ -77,6 +77,9 @@ func replay(ctx context.Context, r *record.Reader, opts ReplayOptions, out rende
 	sum.Kubernetes = kube
 	p.annotate = annotators(reports, kube)
 	if !opts.Select.Empty() {
+		if err := opts.Select.Check(); err != nil {
+			return sum, badInput(err)
+		}
 		if kube == nil {
 			return sum, badInput(errors.New("--pod and --service need the Kubernetes names of the live trace, and the recording has none"))
 		}
