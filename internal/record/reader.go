@@ -684,7 +684,7 @@ func (r *Reader) applyNames(at int64) error {
 	if err := nm.check(); err != "" {
 		return r.corrupt(at, "names: %s", err)
 	}
-	if len(r.meta.Netns)+len(r.meta.Nodes)+len(r.meta.DropReasons)+len(r.meta.Symbols)+nm.len() > maxNames {
+	if len(r.meta.Netns)+len(r.meta.Nodes)+len(r.meta.DropReasons)+len(r.meta.Symbols)+len(r.meta.KubernetesUpdates)+nm.len() > maxNames {
 		return r.corrupt(at, "more than %d names", maxNames)
 	}
 	for k, v := range nm.Netns {
@@ -702,8 +702,14 @@ func (r *Reader) applyNames(at int64) error {
 	for k, v := range nm.Symbols {
 		r.meta.Symbols[k] = v
 	}
+	r.meta.KubernetesUpdates = append(r.meta.KubernetesUpdates, nm.Kubernetes...)
 	return nil
 }
+
+// KubernetesUpdates returns the Kubernetes names updates read so far (see
+// Meta.KubernetesUpdates), without copying them: the caller must not
+// change them.
+func (r *Reader) KubernetesUpdates() []KubeUpdate { return r.meta.KubernetesUpdates }
 
 // readISB reads an Interface Statistics Block: pathtrace's last block
 // carries the trailer (and the last names) in custom options; other
