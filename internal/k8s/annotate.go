@@ -1,7 +1,10 @@
 package k8s
 
 import (
+	"cmp"
 	"net/netip"
+	"slices"
+	"sync"
 
 	"github.com/pathtrace/pathtrace/internal/hop"
 	"github.com/pathtrace/pathtrace/internal/stitch"
@@ -73,4 +76,52 @@ func (p *Pods) Annotate(path *stitch.Path) {
 	} else if pod := p.Pod(path.Dst.Addr()); pod != "" {
 		path.DstPod = pod
 	}
+}
+
+// Timeline names the pods on paths from the names of a trace over time:
+// those looked up when it started, then each lookup that changed them, in
+// effect from its CLOCK_MONOTONIC time on. A path is named from the
+// version in effect when it started (stitch.Path.Mono), so a replay that
+// adds the versions as its recording tells them names as the live run
+// did. Safe for concurrent use.
+type Timeline struct {
+	mu       sync.RWMutex
+	versions []timelineVersion // by from, ascending
+}
+
+type timelineVersion struct {
+	from uint64
+	pods *Pods
+}
+
+// NewTimeline starts a timeline with the names at the trace's start (nil:
+// none).
+func NewTimeline(start *Names) *Timeline {
+	return &Timeline{versions: []timelineVersion{{pods: NewPods(start)}}}
+}
+
+// Add puts n in effect from the CLOCK_MONOTONIC time from on. A version
+// from the same time replaces the one there.
+func (t *Timeline) Add(from uint64, n *Names) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	i, found := slices.BinarySearchFunc(t.versions, from, func(v timelineVersion, f uint64) int { return cmp.Compare(v.from, f) })
+	v := timelineVersion{from: from, pods: NewPods(n)}
+	if found {
+		t.versions[i] = v
+		return
+	}
+	t.versions = slices.Insert(t.versions, i, v)
+}
+
+// Annotate names the pods of p from the version in effect at its start.
+func (t *Timeline) Annotate(p *stitch.Path) {
+	t.mu.RLock()
+	i, found := slices.BinarySearchFunc(t.versions, p.Mono, func(v timelineVersion, m uint64) int { return cmp.Compare(v.from, m) })
+	if !found {
+		i-- // the last version from before p
+	}
+	pods := t.versions[max(i, 0)].pods
+	t.mu.RUnlock()
+	pods.Annotate(p)
 }

@@ -419,3 +419,26 @@ func clientCert(t *testing.T) (cert, key []byte) {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
 }
+
+// TestTimeline names a path from the names in effect when it started.
+func TestTimeline(t *testing.T) {
+	ap := netip.MustParseAddrPort
+	v1 := &Names{Pods: []Pod{{Namespace: "default", Name: "client", IPs: addrList("10.245.1.5")}}}
+	v2 := &Names{Pods: []Pod{{Namespace: "default", Name: "client-2", IPs: addrList("10.245.1.5")}}}
+	tl := NewTimeline(nil)
+	tl.Add(100, v1)
+	tl.Add(200, v2)
+	for mono, want := range map[uint64]string{0: "", 99: "", 100: "default/client", 150: "default/client", 200: "default/client-2", 1 << 40: "default/client-2"} {
+		p := &stitch.Path{Mono: mono, Src: ap("10.245.1.5:1000"), Dst: ap("10.245.2.7:80")}
+		tl.Annotate(p)
+		if p.SrcPod != want {
+			t.Errorf("path from %d: source pod %q, want %q", mono, p.SrcPod, want)
+		}
+	}
+	tl.Add(200, v1) // the same time again: replaced
+	p := &stitch.Path{Mono: 300, Src: ap("10.245.1.5:1000")}
+	tl.Annotate(p)
+	if p.SrcPod != "default/client" {
+		t.Errorf("after replacing the version from 200: %q", p.SrcPod)
+	}
+}

@@ -173,6 +173,9 @@ func mergePods(runtime, api []Pod) []Pod {
 	return out
 }
 
+// RefreshEvery is how often a live trace looks the names up again.
+const RefreshEvery = 30 * time.Second
+
 // Selection is what --pod and --service name.
 type Selection struct {
 	Pods     []string // "namespace/name"
