@@ -1,6 +1,7 @@
 package trace
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf/ringbuf"
@@ -57,6 +59,11 @@ type Options struct {
 	// name no pods. Run names the pods' network namespaces on this
 	// machine in a copy, and the recording stores it.
 	Kubernetes *k8s.Names
+	// KubeLookup, with KubeRefresh > 0 and Kubernetes set, looks the
+	// names up again every KubeRefresh while tracing; names that changed
+	// apply to the packets that start after, and are recorded.
+	KubeLookup  func(context.Context) (*k8s.Names, error)
+	KubeRefresh time.Duration
 }
 
 // Summary is what a trace did, for the closing line on stderr.
@@ -144,7 +151,8 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error
 	sum.Reports = nodeReports(ctx, tr.Nodes, log)
 	warnIPv4Only(log, opts.Loader.PodIPs, sum.Reports)
 	sum.Kubernetes = podNetns(opts.Kubernetes, cfg.Names)
-	p.annotate = annotators(sum.Reports, sum.Kubernetes)
+	p.kube = k8s.NewTimeline(sum.Kubernetes)
+	p.annotate = annotators(sum.Reports, p.kube)
 	if opts.OnReports != nil {
 		opts.OnReports(sum.Reports)
 	}
@@ -161,6 +169,12 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error
 		if sum.Kubernetes != nil {
 			p.rec.pods = sum.Kubernetes.Netns
 		}
+	}
+	if sum.Kubernetes != nil && opts.KubeLookup != nil && opts.KubeRefresh > 0 {
+		rctx, stop := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		defer func() { stop(); wg.Wait() }()
+		wg.Go(func() { refreshKube(rctx, opts, sum.Kubernetes, cfg.Names, &p.kubeNext, log) })
 	}
 	if err := signalReady(in, opts); err != nil {
 		if w != nil {
@@ -327,6 +341,62 @@ func startRecording(files *record.Files, opts Options, tr *loader.Tracer, report
 	return w, nil
 }
 
+// kubeUpdate is Kubernetes names looked up again, and their JSON.
+type kubeUpdate struct {
+	names *k8s.Names
+	js    []byte
+}
+
+// refreshKube looks the Kubernetes names up every opts.KubeRefresh until
+// ctx ends, and leaves names that changed in next for the read loop
+// (applyKube), which puts them in effect at a point of its own. A lookup
+// that fails is a debug line: the names before stay.
+func refreshKube(ctx context.Context, opts Options, start *k8s.Names, names stitch.Names, next *atomic.Pointer[kubeUpdate], log *slog.Logger) {
+	last, _ := json.Marshal(start)
+	t := time.NewTicker(opts.KubeRefresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := opts.KubeLookup(ctx)
+		if err != nil {
+			log.Debug("Kubernetes names not refreshed", "err", err)
+			continue
+		}
+		n = podNetns(n, names)
+		js, err := json.Marshal(n)
+		if err != nil || bytes.Equal(js, last) {
+			continue
+		}
+		if len(js) > record.MaxKubeUpdate {
+			log.Debug("Kubernetes names not refreshed: too many to record", "bytes", len(js))
+			continue
+		}
+		last = js
+		next.Store(&kubeUpdate{names: n, js: js})
+	}
+}
+
+// applyKube puts refreshed Kubernetes names in effect for the packets
+// whose first event is stamped from now on, and records them before the
+// next record: every such record is read after this, live and in replay.
+func (p *pipeline) applyKube() error {
+	u := p.kubeNext.Swap(nil)
+	if u == nil {
+		return nil
+	}
+	now := monotonicNow()
+	p.kube.Add(now, u.names)
+	if p.rec != nil {
+		p.rec.pods = u.names.Netns
+		return p.rec.w.AddKubernetes(now, u.js)
+	}
+	return nil
+}
+
 // maxKubeJSON bounds the Kubernetes names a recording stores: with the
 // node reports they must fit its section header (1 MiB).
 const maxKubeJSON = 512 << 10
@@ -434,6 +504,9 @@ func readLoop(ctx context.Context, tr *loader.Tracer, p *pipeline) error {
 		}
 		if ctx.Err() != nil {
 			break
+		}
+		if err := p.applyKube(); err != nil {
+			return err
 		}
 		if err != nil {
 			// The ring is empty: sleep until the next poll.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/netip"
 	"slices"
+	"sync/atomic"
 
 	"github.com/pathtrace/pathtrace/internal/decode"
 	"github.com/pathtrace/pathtrace/internal/diagnose"
@@ -34,8 +35,8 @@ type Annotator interface {
 // node reports and the Kubernetes names taken when the trace started
 // (replay: stored in the recording): the Service and pod names first, then
 // the advice and warnings.
-func annotators(reports map[uint32]*doctor.Report, kube *k8s.Names) Annotator {
-	return annotatorChain{diagnose.NewServices(reports), k8s.NewPods(kube), diagnose.New(reports)}
+func annotators(reports map[uint32]*doctor.Report, kube *k8s.Timeline) Annotator {
+	return annotatorChain{diagnose.NewServices(reports), kube, diagnose.New(reports)}
 }
 
 // annotatorChain applies each annotator in turn.
@@ -54,10 +55,12 @@ type pipeline struct {
 	ev       decode.Event
 	st       *stitch.Stitcher
 	out      render.Renderer
-	rec      *recorder    // live with -w: every record is also written here
-	podIPs   []netip.Addr // paths to render; none renders all
-	count    uint64       // stop after this many paths; 0 never
-	perConn  connLimit    // --max-per-conn
+	rec      *recorder // live with -w: every record is also written here
+	kube     *k8s.Timeline
+	kubeNext atomic.Pointer[kubeUpdate] // refreshed names for applyKube
+	podIPs   []netip.Addr               // paths to render; none renders all
+	count    uint64                     // stop after this many paths; 0 never
+	perConn  connLimit                  // --max-per-conn
 	stats    Stats
 }
 

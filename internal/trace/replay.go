@@ -75,7 +75,8 @@ func replay(ctx context.Context, r *record.Reader, opts ReplayOptions, out rende
 	reports := replayReports(r, opts.Log)
 	kube := replayKubernetes(r, opts.Log)
 	sum.Kubernetes = kube
-	p.annotate = annotators(reports, kube)
+	timeline := k8s.NewTimeline(kube)
+	p.annotate = annotators(reports, timeline)
 	if !opts.Select.Empty() {
 		if err := opts.Select.Check(); err != nil {
 			return sum, badInput(err)
@@ -92,8 +93,10 @@ func replay(ctx context.Context, r *record.Reader, opts ReplayOptions, out rende
 
 	var readErr error
 	var ts uint64
+	updates := 0 // Kubernetes names updates added to the timeline
 	for n := 1; ctx.Err() == nil; n++ {
 		rec, err := r.Next()
+		updates = addKubeUpdates(timeline, r.KubernetesUpdates(), updates, opts.Log)
 		if err == io.EOF || err != nil && ctx.Err() != nil {
 			break // the end, or stopped while waiting for input
 		}
@@ -172,6 +175,24 @@ func replayKubernetes(r *record.Reader, log *slog.Logger) *k8s.Names {
 		return nil
 	}
 	return kube
+}
+
+// addKubeUpdates adds to the timeline the updates after the first done,
+// as the live run added them, and returns how many are done. A damaged one
+// costs a warning.
+func addKubeUpdates(tl *k8s.Timeline, updates []record.KubeUpdate, done int, log *slog.Logger) int {
+	for _, u := range updates[done:] {
+		n, err := k8s.DecodeNames(u.Names)
+		if err != nil {
+			if log == nil {
+				log = slog.Default()
+			}
+			log.Warn(fmt.Sprintf("a Kubernetes names update in the recording is damaged (%v): the names before it stay", err))
+			continue
+		}
+		tl.Add(u.FromMono, n)
+	}
+	return len(updates)
 }
 
 // reportNode names the node of a report for people: by the recording's
