@@ -41,11 +41,14 @@ func (k *kubeFlags) selection() k8s.Selection {
 // addresses of --pod and --service to the pod IPs of opts. Without them, a
 // lookup that fails is a debug line; with them, a usage error.
 func (k *kubeFlags) resolve(ctx context.Context, opts *trace.Options) error {
-	names, ips, err := k8s.Select(ctx, k8s.Config{RuntimeEndpoint: k.runtimeEndpoint, Kubeconfig: k.kubeconfig}, k.selection(), opts.Log)
+	cfg := k8s.Config{RuntimeEndpoint: k.runtimeEndpoint, Kubeconfig: k.kubeconfig, Log: opts.Log}
+	names, ips, err := k8s.Select(ctx, cfg, k.selection(), opts.Log)
 	if err != nil {
 		return usageError{err}
 	}
 	opts.Kubernetes = names
+	opts.KubeLookup = func(ctx context.Context) (*k8s.Names, error) { return k8s.Lookup(ctx, cfg) }
+	opts.KubeRefresh = k8s.RefreshEvery
 	for _, a := range ips {
 		if !slices.Contains(opts.Loader.PodIPs, a) {
 			opts.Loader.PodIPs = append(opts.Loader.PodIPs, a)
