@@ -148,6 +148,7 @@ func TestLab(t *testing.T) {
 				t.Run("doctor", func(t *testing.T) { checkDoctor(t, l) })
 				t.Run("names", func(t *testing.T) { checkNames(t, l) })
 				t.Run("runtime", func(t *testing.T) { checkRuntime(t, l) })
+				t.Run("refresh", func(t *testing.T) { checkRefresh(t, l) })
 			})
 			requireSame(t, before, snapshot(t))
 		})

@@ -8,7 +8,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -70,6 +72,47 @@ func checkNames(t *testing.T, l *Lab) {
 			checkPods(t, "replay --pod "+serverKey, synPath(t, out.paths, client.IP, to), clientKey, serverKey)
 		})
 	}
+}
+
+// checkRefresh traces with the names looked up again while tracing (every
+// 100 ms, here by a lookup that renames the server pod): the request, sent
+// after the refresh, names the renamed server, live and after replay.
+func checkRefresh(t *testing.T, l *Lab) {
+	client := l.Pod(PodClient)
+	clientKey, renamed := Namespace+"/"+PodClient, Namespace+"/"+PodServer+"-renamed"
+	to := netip.AddrPortFrom(WebClusterIP, WebPort)
+	names, ips, err := k8s.Select(context.Background(), k8s.Config{Kubeconfig: l.Kubeconfig}, k8s.Selection{Pods: []string{clientKey}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lookups atomic.Int32
+	lookup := func(ctx context.Context) (*k8s.Names, error) {
+		lookups.Add(1)
+		n, err := k8s.Lookup(ctx, k8s.Config{Kubeconfig: l.Kubeconfig})
+		if err != nil {
+			return nil, err
+		}
+		for i := range n.Pods {
+			if n.Pods[i].Name == PodServer {
+				n.Pods[i].Name += "-renamed"
+			}
+		}
+		return n, nil
+	}
+	rec := filepath.Join(t.TempDir(), "refresh.pcapng")
+	paths := traceFetchWith(t, l, fmt.Sprintf("http://%s/", to), trace.Options{
+		Loader: loader.Options{PodIPs: ips}, Kubernetes: names, Record: rec, HeadersOnly: true,
+		KubeLookup: lookup, KubeRefresh: 100 * time.Millisecond,
+	})
+	if lookups.Load() == 0 {
+		t.Fatal("no refresh while tracing")
+	}
+	checkPods(t, "live, refreshed", synPath(t, paths, client.IP, to), clientKey, renamed)
+	out := &collector{}
+	if _, err := trace.Replay(context.Background(), rec, trace.ReplayOptions{}, out); err != nil {
+		t.Fatalf("replay: %v", err)
+	}
+	checkPods(t, "replay, refreshed", synPath(t, out.paths, client.IP, to), clientKey, renamed)
 }
 
 // checkRuntime looks the names up from node1's container runtime alone

@@ -60,6 +60,9 @@ func traceFetchWith(t *testing.T, l *Lab, url string, opts trace.Options) []*sti
 	case err := <-done:
 		t.Fatalf("trace ended before it was ready: %v", err)
 	}
+	if opts.KubeRefresh > 0 {
+		time.Sleep(5 * opts.KubeRefresh) // the first refresh is in effect
+	}
 	body, err := l.Fetch(ctx, PodClient, url)
 	if err != nil || body != "pathtrace lab\n" {
 		t.Errorf("client → %s: %q, %v", url, body, err)
