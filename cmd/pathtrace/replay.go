@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/pathtrace/pathtrace/internal/k8s"
 	"github.com/pathtrace/pathtrace/internal/trace"
 )
 
@@ -12,6 +13,7 @@ func newReplayCmd() *cobra.Command {
 	var (
 		f      outputFlags
 		podIPs []string
+		kube   kubeFlags
 		count  int
 	)
 	cmd := &cobra.Command{
@@ -20,7 +22,8 @@ func newReplayCmd() *cobra.Command {
 		Long: `replay reads a recording made with 'pathtrace ... -w FILE' and prints the same
 timelines, JSON or HTML report the live run printed, byte for byte. --pod-ip
 narrows the output further. It needs no root, no BPF and no access to the
-traced system. The files of a recording that -C or -G split replay alone, or
+traced system. --pod and --service name pods and Services by the names stored in
+the recording. The files of a recording that -C or -G split replay alone, or
 together as one recording, given in any order (FILE*): they must follow each
 other. The recordings of several nodes' --scope node traces are merged: each
 packet's halves are joined across the nodes' tunnel, on the first file's
@@ -38,16 +41,17 @@ node's clock, with each other node's clock offset estimated (docs/cluster.md).`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runReplay(cmd, &f, args, podIPs, count)
+			return runReplay(cmd, &f, args, podIPs, kube.selection(), count)
 		},
 	}
 	f.register(cmd)
 	cmd.Flags().StringArrayVar(&podIPs, "pod-ip", nil, "render only packets with this IPv4 or IPv6 address at any hop (repeatable)")
+	kube.register(cmd, false)
 	cmd.Flags().IntVarP(&count, "count", "c", 0, "stop after this many packets (0: all)")
 	return cmd
 }
 
-func runReplay(cmd *cobra.Command, f *outputFlags, files []string, podIPs []string, count int) error {
+func runReplay(cmd *cobra.Command, f *outputFlags, files []string, podIPs []string, sel k8s.Selection, count int) error {
 	ips, err := trace.ParsePodIPs(podIPs)
 	if err != nil {
 		return usageError{err}
@@ -59,7 +63,7 @@ func runReplay(cmd *cobra.Command, f *outputFlags, files []string, podIPs []stri
 		return err
 	}
 	stdout := newStdout(cmd.Context())
-	sum, err := trace.ReplayFiles(cmd.Context(), files, trace.ReplayOptions{PodIPs: ips, Count: count, Log: f.logger()}, f.renderer(stdout))
+	sum, err := trace.ReplayFiles(cmd.Context(), files, trace.ReplayOptions{PodIPs: ips, Select: sel, Count: count, Log: f.logger()}, f.renderer(stdout))
 	dropped := stdout.close()
 	if err != nil {
 		return err // it names the file

@@ -101,6 +101,7 @@ func (o stdout) close() string {
 type traceFlags struct {
 	outputFlags
 	podIPs     []string
+	kube       kubeFlags
 	netns      []string
 	vxlanPorts []uint
 	count      int
@@ -126,6 +127,7 @@ func (f *traceFlags) register(cmd *cobra.Command) {
 	f.outputFlags.register(cmd)
 	fl := cmd.Flags()
 	fl.StringArrayVar(&f.podIPs, "pod-ip", nil, "IPv4 or IPv6 address of a pod to follow (repeatable: give a dual-stack pod's two addresses); matches source or destination, outer or VXLAN-inner")
+	f.kube.register(cmd, true)
 	fl.BoolVar(&f.ndp, "ndp", false, "also follow ICMPv6 neighbour discovery and multicast listener messages (types 130-137, 143), which are left out otherwise")
 	fl.StringArrayVar(&f.netns, "netns", nil, "node network namespace (a name under /run/netns, or a path if it has a /) to attach netfilter programs in (repeatable; default: pathtrace's own, as on a real node)")
 	fl.UintSliceVar(&f.vxlanPorts, "vxlan-port", []uint{8472, 4789}, "UDP destination ports carrying VXLAN")
@@ -292,7 +294,12 @@ followed yet. See docs/filters.md.`,
 						return usageError{fmt.Errorf("--%s does not apply to a replay (-r)", name)}
 					}
 				}
-				return runReplay(cmd, &f.outputFlags, []string{f.read}, f.podIPs, f.count)
+				for _, name := range []string{"kubeconfig", "runtime-endpoint"} {
+					if cmd.Flags().Changed(name) {
+						return usageError{fmt.Errorf("--%s does not apply to a replay (-r): it names pods from the recording", name)}
+					}
+				}
+				return runReplay(cmd, &f.outputFlags, []string{f.read}, f.podIPs, f.kube.selection(), f.count)
 			}
 			f.snaplenSet = cmd.Flags().Changed("snaplen")
 			opts, err := f.options()
@@ -300,6 +307,9 @@ followed yet. See docs/filters.md.`,
 				return err
 			}
 			if err := f.check(); err != nil {
+				return err
+			}
+			if err := f.kube.resolve(cmd.Context(), &opts); err != nil {
 				return err
 			}
 			if expr != "" {

@@ -37,14 +37,19 @@ func (c *collector) Close() error { return nil }
 // fetches url, and returns the paths.
 func traceFetch(t *testing.T, l *Lab, url string) []*stitch.Path {
 	t.Helper()
+	return traceFetchWith(t, l, url, trace.Options{Loader: loader.Options{PodIPs: []netip.Addr{l.Pod(PodClient).IP}}})
+}
+
+// traceFetchWith is traceFetch with the trace's options (the lab's nodes
+// are added to them).
+func traceFetchWith(t *testing.T, l *Lab, url string, opts trace.Options) []*stitch.Path {
+	t.Helper()
 	out := &collector{}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ready := make(chan struct{})
-	opts := trace.Options{
-		Loader:  loader.Options{PodIPs: []netip.Addr{l.Pod(PodClient).IP}, Netns: []string{l.Node(Node1).NetnsPath, l.Node(Node2).NetnsPath}},
-		OnReady: func() { close(ready) },
-	}
+	opts.Loader.Netns = []string{l.Node(Node1).NetnsPath, l.Node(Node2).NetnsPath}
+	opts.OnReady = func() { close(ready) }
 	done := make(chan error, 1)
 	go func() {
 		_, err := trace.Run(ctx, opts, out)
@@ -54,6 +59,9 @@ func traceFetch(t *testing.T, l *Lab, url string) []*stitch.Path {
 	case <-ready:
 	case err := <-done:
 		t.Fatalf("trace ended before it was ready: %v", err)
+	}
+	if opts.KubeRefresh > 0 {
+		time.Sleep(5 * opts.KubeRefresh) // the first refresh is in effect
 	}
 	body, err := l.Fetch(ctx, PodClient, url)
 	if err != nil || body != "pathtrace lab\n" {

@@ -1,6 +1,7 @@
 package record
 
 import (
+	"encoding/json"
 	"fmt"
 	"math/bits"
 	"strings"
@@ -111,6 +112,11 @@ func (n *names) check() string {
 	for _, ino := range n.Nodes {
 		if ino == 0 {
 			return "a node of netns inode 0"
+		}
+	}
+	for _, u := range n.Kubernetes {
+		if !json.Valid(u.Names) || len(u.Names) > MaxKubeUpdate {
+			return "Kubernetes names update that is not valid JSON"
 		}
 	}
 	return ""

@@ -57,6 +57,14 @@ type Meta struct {
 	// the caller gave them). They are in the section header, so a streaming
 	// reader has them before the first record.
 	Reports json.RawMessage
+	// Kubernetes are the pods and Services looked up when the trace
+	// started (JSON of internal/k8s.Names, as the caller gave it), in the
+	// section header like Reports; nil when there were none.
+	Kubernetes json.RawMessage
+	// KubernetesUpdates are the Kubernetes names as looked up again while
+	// tracing, each from its CLOCK_MONOTONIC time on, learned as the
+	// recording goes (like Netns).
+	KubernetesUpdates []KubeUpdate
 
 	// Written at the end (Writer.Close), known to a reader after io.EOF.
 	EndWall    time.Time
@@ -67,6 +75,13 @@ type Meta struct {
 	// Connections are what the kernel's connection table did; nil in
 	// recordings made before it was counted.
 	Connections *Connections
+}
+
+// KubeUpdate is the Kubernetes names (JSON of internal/k8s.Names) from a
+// CLOCK_MONOTONIC time on.
+type KubeUpdate struct {
+	FromMono uint64          `json:"from_mono"`
+	Names    json.RawMessage `json:"names"`
 }
 
 // Connections counts the connections a trace followed whole.
@@ -96,6 +111,8 @@ func (m Meta) clone() Meta {
 	m.LostPerCPU = slices.Clone(m.LostPerCPU)
 	m.Report = slices.Clone(m.Report)
 	m.Reports = slices.Clone(m.Reports)
+	m.Kubernetes = slices.Clone(m.Kubernetes)
+	m.KubernetesUpdates = slices.Clone(m.KubernetesUpdates)
 	if m.Connections != nil {
 		c := *m.Connections
 		m.Connections = &c
@@ -128,10 +145,11 @@ type names struct {
 	Nodes       []uint32          `json:"nodes,omitempty"`
 	DropReasons map[uint32]string `json:"drop_reasons,omitempty"`
 	Symbols     map[uint64]string `json:"symbols,omitempty"`
+	Kubernetes  []KubeUpdate      `json:"kubernetes,omitempty"`
 }
 
 func (n *names) len() int {
-	return len(n.Netns) + len(n.Nodes) + len(n.DropReasons) + len(n.Symbols)
+	return len(n.Netns) + len(n.Nodes) + len(n.DropReasons) + len(n.Symbols) + len(n.Kubernetes)
 }
 
 // trailer is the JSON of the trailer custom block.

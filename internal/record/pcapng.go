@@ -61,6 +61,7 @@ const (
 	customNames   uint32 = 2 // SHB, EPB, ISB: netns, node and drop-reason names (JSON)
 	customTrailer uint32 = 3 // the last block, an ISB: lost counts, report (JSON)
 	customReports uint32 = 4 // SHB: the node reports taken at start (JSON)
+	customKube    uint32 = 5 // SHB: the Kubernetes names looked up at start (JSON)
 )
 
 // Layout of the ring-buffer record, from the bpf2go-generated type.

@@ -428,6 +428,12 @@ func (r *Reader) readSHB() error {
 		}
 		r.meta.Reports = slices.Clone(r.opt.reports)
 	}
+	if len(r.opt.kube) > 0 {
+		if !json.Valid(r.opt.kube) {
+			return r.corrupt(0, "Kubernetes names are not valid JSON")
+		}
+		r.meta.Kubernetes = slices.Clone(r.opt.kube)
+	}
 	return r.applyNames(0)
 }
 
@@ -636,12 +642,13 @@ type ours struct {
 	names      []byte // JSON of the names options, joined
 	trailer    []byte // JSON of the trailer options, joined
 	reports    []byte // JSON of the reports options (section header only), joined
+	kube       []byte // JSON of the Kubernetes names options (section header only), joined
 	hasTrailer bool
 }
 
 func (o *ours) reset() {
 	o.record, o.records, o.hasTrailer = nil, 0, false
-	o.names, o.trailer, o.reports = o.names[:0], o.trailer[:0], o.reports[:0]
+	o.names, o.trailer, o.reports, o.kube = o.names[:0], o.trailer[:0], o.reports[:0], o.kube[:0]
 }
 
 // add takes one custom option value; other vendors' and unknown kinds are
@@ -662,6 +669,8 @@ func (o *ours) add(val []byte) {
 		o.hasTrailer = true
 	case customReports:
 		o.reports = append(o.reports, data...)
+	case customKube:
+		o.kube = append(o.kube, data...)
 	}
 }
 
@@ -677,7 +686,7 @@ func (r *Reader) applyNames(at int64) error {
 	if err := nm.check(); err != "" {
 		return r.corrupt(at, "names: %s", err)
 	}
-	if len(r.meta.Netns)+len(r.meta.Nodes)+len(r.meta.DropReasons)+len(r.meta.Symbols)+nm.len() > maxNames {
+	if len(r.meta.Netns)+len(r.meta.Nodes)+len(r.meta.DropReasons)+len(r.meta.Symbols)+len(r.meta.KubernetesUpdates)+nm.len() > maxNames {
 		return r.corrupt(at, "more than %d names", maxNames)
 	}
 	for k, v := range nm.Netns {
@@ -695,8 +704,14 @@ func (r *Reader) applyNames(at int64) error {
 	for k, v := range nm.Symbols {
 		r.meta.Symbols[k] = v
 	}
+	r.meta.KubernetesUpdates = append(r.meta.KubernetesUpdates, nm.Kubernetes...)
 	return nil
 }
+
+// KubernetesUpdates returns the Kubernetes names updates read so far (see
+// Meta.KubernetesUpdates), without copying them: the caller must not
+// change them.
+func (r *Reader) KubernetesUpdates() []KubeUpdate { return r.meta.KubernetesUpdates }
 
 // readISB reads an Interface Statistics Block: pathtrace's last block
 // carries the trailer (and the last names) in custom options; other

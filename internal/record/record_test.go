@@ -353,3 +353,75 @@ func TestLargeReportsInHeader(t *testing.T) {
 		t.Error("invalid reports JSON was written")
 	}
 }
+
+// TestKubernetesInHeader: the Kubernetes names are read back from the
+// section header before the first record; invalid JSON is not written.
+func TestKubernetesInHeader(t *testing.T) {
+	var out bytes.Buffer
+	meta := testMeta()
+	meta.Kubernetes = []byte(`{"source":"apiserver https://192.168.60.1:6443","pods":[{"namespace":"default","name":"client","ips":["10.245.1.5"]}]}`)
+	w, err := NewWriter(&out, meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(bytes.NewReader(out.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Meta().Kubernetes; !bytes.Equal(got, meta.Kubernetes) {
+		t.Errorf("Kubernetes names read back: %s, want %s", got, meta.Kubernetes)
+	}
+	meta.Kubernetes = []byte(`{"pods":`)
+	if _, err := NewWriter(&bytes.Buffer{}, meta); err == nil {
+		t.Error("invalid Kubernetes names JSON was written")
+	}
+}
+
+// TestKubernetesUpdates: names updates reach the reader before the next
+// record, in order.
+func TestKubernetesUpdates(t *testing.T) {
+	var out bytes.Buffer
+	w, err := NewWriter(&out, testMeta())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := testRecord(t, 0, false)
+	var d decode.Decoder
+	ev := &decode.Event{}
+	if err := d.Decode(rec, ev); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.AddKubernetes(10, []byte(`{"pods":[]}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write(rec, ev, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.AddKubernetes(20, []byte(`{"source":"x"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write(rec, ev, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.AddKubernetes(30, []byte(`{`)); err == nil {
+		t.Error("invalid JSON was taken")
+	}
+	if err := w.Close(Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(bytes.NewReader(out.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []uint64{10, 20} {
+		if _, err := r.Next(); err != nil {
+			t.Fatal(err)
+		}
+		if u := r.KubernetesUpdates(); len(u) != i+1 || u[i].FromMono != want {
+			t.Errorf("after record %d: updates %+v", i+1, u)
+		}
+	}
+}

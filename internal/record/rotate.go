@@ -181,6 +181,9 @@ func (w *Writer) rotate(ts uint64) error {
 		DropReasons: maps.Clone(w.reasons),
 		Symbols:     maps.Clone(w.symbols),
 	}
+	if w.kube != nil {
+		w.pend.Kubernetes = []KubeUpdate{*w.kube}
+	}
 	if err := w.writeSHB(); err != nil {
 		return w.fail(err)
 	}

@@ -35,7 +35,8 @@ type Writer struct {
 	nodeOrder []uint32 // nodes in the order added
 	reasons   map[uint32]string
 	symbols   map[uint64]string
-	pend      names // names set since the last names block
+	kube      *KubeUpdate // the last Kubernetes names update
+	pend      names       // names set since the last names block
 
 	fileStart uint64   // CLOCK_MONOTONIC time the current file started
 	lostBase  []uint64 // lost events by CPU when the current file started
@@ -160,10 +161,16 @@ func (w *Writer) writeSHB() error {
 		}
 		b = appendJSONOpts(b, customReports, m.Reports)
 	}
+	if len(m.Kubernetes) > 0 {
+		if !json.Valid(m.Kubernetes) {
+			return fmt.Errorf("start recording: Kubernetes names are not valid JSON")
+		}
+		b = appendJSONOpts(b, customKube, m.Kubernetes)
+	}
 	b = appendOptEnd(b)
 	b = endBlock(b, start)
 	if len(b) > maxBlock {
-		return fmt.Errorf("start recording: section header of %d bytes exceeds %d (node reports too large)", len(b), maxBlock)
+		return fmt.Errorf("start recording: section header of %d bytes exceeds %d (node reports or Kubernetes names too large)", len(b), maxBlock)
 	}
 	w.buf = b
 	return w.emit(b)
@@ -235,6 +242,24 @@ func (w *Writer) SetDropReason(code uint32, name string) {
 // kernel, from the next record on.
 func (w *Writer) SetSymbol(addr uint64, name string) {
 	setName(w.symbols, &w.pend.Symbols, addr, printable(name, maxSymbolName))
+}
+
+// MaxKubeUpdate bounds the JSON of a Kubernetes names update: it rides
+// in the block of the next record, which must stay under 1 MiB.
+const MaxKubeUpdate = 512 << 10
+
+// AddKubernetes records Kubernetes names (JSON of internal/k8s.Names)
+// looked up again while tracing, in effect from fromMono
+// (CLOCK_MONOTONIC) on; they reach the file before the next record, and
+// the header of each later file of a rotated recording.
+func (w *Writer) AddKubernetes(fromMono uint64, js []byte) error {
+	if !json.Valid(js) || len(js) > MaxKubeUpdate {
+		return fmt.Errorf("write recording: Kubernetes names update of %d bytes is not valid JSON of at most %d", len(js), MaxKubeUpdate)
+	}
+	u := KubeUpdate{FromMono: fromMono, Names: slices.Clone(js)}
+	w.kube = &u
+	w.pend.Kubernetes = append(w.pend.Kubernetes, u)
+	return nil
 }
 
 // setName records a name in known and, when new or changed, in the names

@@ -56,6 +56,14 @@ func appendJSONPath(b []byte, p *stitch.Path) []byte {
 		b = append(b, `,"service":`...)
 		b = appendJSONString(b, p.Service)
 	}
+	if p.SrcPod != "" {
+		b = append(b, `,"src_pod":`...)
+		b = appendJSONString(b, p.SrcPod)
+	}
+	if p.DstPod != "" {
+		b = append(b, `,"dst_pod":`...)
+		b = appendJSONString(b, p.DstPod)
+	}
 	if p.Proto == protoTCP && p.TCPFlags != 0 {
 		b = append(b, `,"tcp_flags":"`...)
 		b = appendTCPFlags(b, p.TCPFlags)
@@ -155,6 +163,10 @@ func appendJSONHop(b []byte, p *stitch.Path, h *stitch.Hop) []byte {
 	if h.Node != "" {
 		b = append(b, `,"node":`...)
 		b = appendJSONString(b, h.Node)
+	}
+	if h.Pod != "" {
+		b = append(b, `,"pod":`...)
+		b = appendJSONString(b, h.Pod)
 	}
 	b = append(b, `,"cpu":`...)
 	b = strconv.AppendUint(b, uint64(h.CPU), 10)

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pathtrace/pathtrace/internal/hop"
 	"github.com/pathtrace/pathtrace/internal/stitch"
 )
 
@@ -58,4 +59,43 @@ func TestGoldenNames(t *testing.T) {
 	if got := strings.ReplaceAll(strings.ReplaceAll(named.String(), " (default/web:http)", ""), " (kube-system/kube-dns:dns)", ""); got != plain.String() {
 		t.Errorf("names changed more than the names:\n%s\n---\n%s", got, plain.String())
 	}
+}
+
+// podFixtures are namedFixtures whose pods an annotator named
+// (internal/k8s.Pods): the source and destination pods of each packet (the
+// ClusterIP SYN's the server behind the Service) and the pod of each hop
+// in a pod's namespace.
+func podFixtures() []*stitch.Path {
+	paths := namedFixtures()
+	pods := map[string]string{nsClient.name: "default/client", nsWeb.name: "default/server"}
+	byAddr := map[string]string{"10.244.1.5": "default/client", "10.244.2.7": "default/server", "10.244.1.8": "default/server-2"}
+	for _, p := range paths {
+		p.SrcPod = byAddr[p.Src.Addr().String()]
+		dst := p.Dst.Addr().String()
+		for _, h := range p.Hops {
+			if h.NAT != nil && !h.NAT.Reverse && h.NAT.Type == hop.DNAT {
+				dst = h.NAT.To.Addr().String()
+			}
+			if h.IPVS != nil && h.IPVS.RealServer.IsValid() {
+				dst = h.IPVS.RealServer.Addr().String()
+			}
+		}
+		p.DstPod = byAddr[dst]
+		for i := range p.Hops {
+			p.Hops[i].Pod = pods[p.Hops[i].Netns]
+		}
+	}
+	return paths
+}
+
+// TestGoldenPods renders the paths with pod names as text and JSON: the
+// pods after the addresses on the header line (the backend after the
+// Service port), in the namespace column; "src_pod", "dst_pod" on the
+// packet and "pod" on its hops.
+func TestGoldenPods(t *testing.T) {
+	var text, js bytes.Buffer
+	renderAll(t, NewText(&text, TextOptions{}), podFixtures())
+	renderAll(t, NewJSON(&js), podFixtures())
+	checkGolden(t, "pods_text.golden", text.String())
+	checkGolden(t, "pods_json.golden", js.String())
 }

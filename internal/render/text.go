@@ -180,7 +180,7 @@ func (r *textRenderer) measure(p *stitch.Path) columns {
 		}
 		c.kind = max(c.kind, r.width(appendText(r.tmp[:0], h.Kind.String())))
 		c.dev = max(c.dev, r.width(appendTextOr(r.tmp[:0], h.Dev)))
-		c.netns = max(c.netns, r.width(appendTextOr(r.tmp[:0], h.Netns)))
+		c.netns = max(c.netns, r.width(appendTextOr(r.tmp[:0], hopNetns(h))))
 	}
 	return c
 }
@@ -239,7 +239,7 @@ func (r *textRenderer) appendPath(b []byte, p *stitch.Path) []byte {
 		b = appendTextOr(b, h.Dev)
 		b = pad(b, c.dev-utf8.RuneCount(b[start:])+2)
 		start = len(b)
-		b = appendTextOr(b, h.Netns)
+		b = appendTextOr(b, hopNetns(h))
 		b = pad(b, c.netns-utf8.RuneCount(b[start:])+2)
 		what := len(b)
 
@@ -455,9 +455,16 @@ func (r *textRenderer) appendHeader(b []byte, p *stitch.Path) []byte {
 		b = strconv.AppendUint(b, uint64(p.Proto), 10)
 	}
 	b = append(b, ' ')
-	b = appendTuple(b, p.Src, p.Dst, p.Proto)
+	b = appendEndpointOr(b, p.Src, p.Proto)
+	b = appendService(b, p.SrcPod)
+	b = append(b, " → "...)
+	b = appendEndpointOr(b, p.Dst, p.Proto)
 	b = echoID{p.HasICMPID, p.ICMPID}.append(b)
-	b = appendService(b, p.Service)
+	if dstTranslated(p) {
+		b = appendService(b, dstNames(p))
+	} else {
+		b = appendService(appendService(b, p.DstPod), p.Service)
+	}
 	if p.Proto == protoTCP && p.TCPFlags != 0 {
 		b = append(b, " ["...)
 		b = appendTCPFlags(b, p.TCPFlags)
@@ -576,6 +583,41 @@ func appendNAT(b []byte, n *stitch.NAT, proto uint8, idKnown bool) []byte {
 	b = append(b, " → "...)
 	b = appendEndpointOr(b, n.To, proto)
 	return appendService(to.append(b), n.Service)
+}
+
+// dstTranslated reports whether a DNAT or IPVS on the path sent the packet
+// to another destination than the one it was sent to (not the un-SNAT of
+// a reply).
+func dstTranslated(p *stitch.Path) bool {
+	for i := range p.Hops {
+		h := &p.Hops[i]
+		if h.NAT != nil && h.NAT.Type == hop.DNAT && !h.NAT.Reverse || h.IPVS != nil && h.IPVS.RealServer.IsValid() {
+			return true
+		}
+	}
+	return false
+}
+
+// dstNames names the destination of a packet that a translation sent
+// elsewhere on the header line: its Service port, then its pod
+// ("default/web:http → default/server").
+func dstNames(p *stitch.Path) string {
+	switch {
+	case p.DstPod == "":
+		return p.Service
+	case p.Service == "":
+		return p.DstPod
+	}
+	return p.Service + " → " + p.DstPod
+}
+
+// hopNetns is a hop's namespace as the timeline names it: its pod where
+// known, else the namespace's name.
+func hopNetns(h *stitch.Hop) string {
+	if h.Pod != "" {
+		return h.Pod
+	}
+	return h.Netns
 }
 
 // appendService appends " (default/web:http)", the Service port a

@@ -145,6 +145,11 @@ type Hop struct {
 	// Advice says, on a drop hop, what on the node likely caused it and how
 	// to check; filled by internal/diagnose from the node report.
 	Advice string
+
+	// Pod names the Kubernetes pod ("namespace/name") whose network
+	// namespace the hop is in; "" when unknown. Set by an annotator
+	// (internal/k8s), never by the stitcher.
+	Pod string
 }
 
 // FuncName is the function of Func, without offset or module:
@@ -197,6 +202,11 @@ type Path struct {
 	// than the first recording's, how each such node's clock was moved
 	// onto the first's (internal/merge); nil otherwise.
 	Clocks []Clock
+	// SrcPod and DstPod name the Kubernetes pods ("namespace/name") whose
+	// addresses the packet's source (as first seen) and destination (after
+	// the translations on the path: a Service's backend) are; "" when
+	// unknown. Set by an annotator (internal/k8s).
+	SrcPod, DstPod string
 }
 
 // Clock is a node's clock offset relative to the first recording's node

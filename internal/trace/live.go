@@ -1,16 +1,19 @@
 package trace
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf/ringbuf"
@@ -18,6 +21,7 @@ import (
 
 	"github.com/pathtrace/pathtrace/internal/doctor"
 	"github.com/pathtrace/pathtrace/internal/features"
+	"github.com/pathtrace/pathtrace/internal/k8s"
 	"github.com/pathtrace/pathtrace/internal/kernel"
 	"github.com/pathtrace/pathtrace/internal/loader"
 	"github.com/pathtrace/pathtrace/internal/record"
@@ -58,6 +62,16 @@ type Options struct {
 	// NodeName names the node in the recording (and, with scope.Node, on
 	// every hop); "" is DefaultNodeName().
 	NodeName string
+	// Kubernetes are the cluster's pods and Services, looked up before the
+	// trace (k8s.Select, which --pod and --service use too); nil: paths
+	// name no pods. Run names the pods' network namespaces on this
+	// machine in a copy, and the recording stores it.
+	Kubernetes *k8s.Names
+	// KubeLookup, with KubeRefresh > 0 and Kubernetes set, looks the
+	// names up again every KubeRefresh while tracing; names that changed
+	// apply to the packets that start after, and are recorded.
+	KubeLookup  func(context.Context) (*k8s.Names, error)
+	KubeRefresh time.Duration
 }
 
 // Summary is what a trace did, for the closing line on stderr.
@@ -73,6 +87,8 @@ type Summary struct {
 	Reports map[uint32]*doctor.Report
 	// Hops says per hop kind which backend showed it, or why none could.
 	Hops []loader.HopSupport
+	// Kubernetes are the names the paths were annotated with (nil: none).
+	Kubernetes *k8s.Names
 	// Conns are the connections the kernel followed whole (every packet,
 	// both directions, each NAT form): nil where not known (a replay of a
 	// recording made before they were counted).
@@ -172,20 +188,31 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error
 
 	sum.Reports = nodeReports(ctx, tr.Nodes, log)
 	warnIPv4Only(log, opts.Loader.PodIPs, sum.Reports)
-	p.annotate = annotators(sum.Reports)
+	sum.Kubernetes = podNetns(opts.Kubernetes, cfg.Names)
+	p.kube = k8s.NewTimeline(sum.Kubernetes)
+	p.annotate = annotators(sum.Reports, p.kube)
 	if opts.OnReports != nil {
 		opts.OnReports(sum.Reports)
 	}
 
 	var w *record.Writer
 	if in.rec != nil {
-		w, err = startRecording(in.rec, opts, tr, sum.Reports, k, startMono, startWall)
+		w, err = startRecording(in.rec, opts, tr, sum.Reports, sum.Kubernetes, k, startMono, startWall)
 		in.rec = nil // the writer has it, or it was removed
 		if err != nil {
 			return sum, err
 		}
 		netns.OnName = w.SetNetnsName
 		p.rec = &recorder{w: w, netns: netns.Netns, reasons: k.reasons, symbol: k.symbol}
+		if sum.Kubernetes != nil {
+			p.rec.pods = sum.Kubernetes.Netns
+		}
+	}
+	if sum.Kubernetes != nil && opts.KubeLookup != nil && opts.KubeRefresh > 0 {
+		rctx, stop := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		defer func() { stop(); wg.Wait() }()
+		wg.Go(func() { refreshKube(rctx, opts, sum.Kubernetes, cfg.Names, &p.kubeNext, log) })
 	}
 	if err := signalReady(in, opts); err != nil {
 		if w != nil {
@@ -209,7 +236,7 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error
 	describeTrace(out, render.TraceInfo{
 		Backend: tr.Backend, Kernel: kernel.Release(), Hostname: hostname(), Start: startWall,
 		PodIPs: opts.Loader.PodIPs, Events: p.stats.Events, Lost: sum.Lost, LostPerCPU: perCPU,
-	}, cfg.Names, nodes, sum.Reports)
+	}, cfg.Names, nodes, sum.Reports, sum.Kubernetes)
 	err = errors.Join(err, p.finish())
 	sum.Stats = p.stats
 	err = errors.Join(err, lerr)
@@ -315,11 +342,26 @@ func liveStitchConfig(cfg stitch.Config, nodes []loader.Node, netns *kernel.Netn
 // it was shown live: the node reports (replay advises from them), the drop
 // reasons, the clocks and the traced nodes. Each file of a rotated
 // recording counts the events lost while it was written.
-func startRecording(files *record.Files, opts Options, tr *loader.Tracer, reports map[uint32]*doctor.Report, k kernelNames, startMono uint64, startWall time.Time) (*record.Writer, error) {
+func startRecording(files *record.Files, opts Options, tr *loader.Tracer, reports map[uint32]*doctor.Report, kube *k8s.Names, k kernelNames, startMono uint64, startWall time.Time) (*record.Writer, error) {
 	reportsJSON, err := json.Marshal(reports)
 	if err != nil {
 		files.Discard()
 		return nil, fmt.Errorf("encode node reports: %w", err)
+	}
+	var kubeJSON []byte
+	if kube != nil {
+		if kubeJSON, err = json.Marshal(kube); err != nil {
+			files.Discard()
+			return nil, fmt.Errorf("encode Kubernetes names: %w", err)
+		}
+		if len(kubeJSON) > maxKubeJSON {
+			log := opts.Log
+			if log == nil {
+				log = slog.Default()
+			}
+			log.Warn("the Kubernetes names are too many for the recording: its replay shows no pod names", "bytes", len(kubeJSON))
+			kubeJSON = nil
+		}
 	}
 	ports := opts.Loader.VXLANPorts
 	if ports == nil {
@@ -342,6 +384,7 @@ func startRecording(files *record.Files, opts Options, tr *loader.Tracer, report
 		StartMono:   startMono,
 		DropReasons: k.reasons,
 		Reports:     reportsJSON,
+		Kubernetes:  kubeJSON,
 	})
 	if err != nil {
 		return nil, err
@@ -354,6 +397,79 @@ func startRecording(files *record.Files, opts Options, tr *loader.Tracer, report
 		return perCPU
 	})
 	return w, nil
+}
+
+// kubeUpdate is Kubernetes names looked up again, and their JSON.
+type kubeUpdate struct {
+	names *k8s.Names
+	js    []byte
+}
+
+// refreshKube looks the Kubernetes names up every opts.KubeRefresh until
+// ctx ends, and leaves names that changed in next for the read loop
+// (applyKube), which puts them in effect at a point of its own. A lookup
+// that fails is a debug line: the names before stay.
+func refreshKube(ctx context.Context, opts Options, start *k8s.Names, names stitch.Names, next *atomic.Pointer[kubeUpdate], log *slog.Logger) {
+	last, _ := json.Marshal(start)
+	t := time.NewTicker(opts.KubeRefresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := opts.KubeLookup(ctx)
+		if err != nil {
+			log.Debug("Kubernetes names not refreshed", "err", err)
+			continue
+		}
+		n = podNetns(n, names)
+		js, err := json.Marshal(n)
+		if err != nil || bytes.Equal(js, last) {
+			continue
+		}
+		if len(js) > record.MaxKubeUpdate {
+			log.Debug("Kubernetes names not refreshed: too many to record", "bytes", len(js))
+			continue
+		}
+		last = js
+		next.Store(&kubeUpdate{names: n, js: js})
+	}
+}
+
+// applyKube puts refreshed Kubernetes names in effect for the packets
+// whose first event is stamped from now on, and records them before the
+// next record: every such record is read after this, live and in replay.
+func (p *pipeline) applyKube() error {
+	u := p.kubeNext.Swap(nil)
+	if u == nil {
+		return nil
+	}
+	now := monotonicNow()
+	p.kube.Add(now, u.names)
+	if p.rec != nil {
+		p.rec.pods = u.names.Netns
+		return p.rec.w.AddKubernetes(now, u.js)
+	}
+	return nil
+}
+
+// maxKubeJSON bounds the Kubernetes names a recording stores: with the
+// node reports they must fit its section header (1 MiB).
+const maxKubeJSON = 512 << 10
+
+// podNetns returns a copy of kube with the network namespaces of this
+// machine that hold a pod's address named as the pod (not the traced
+// nodes'); nil when kube is.
+func podNetns(kube *k8s.Names, names stitch.Names) *k8s.Names {
+	if kube == nil {
+		return nil
+	}
+	c := *kube
+	c.Netns = maps.Clone(kube.Netns)
+	c.NameNetns(kernel.NetnsDir, names.IsNode)
+	return &c
 }
 
 // signalReady tells whoever waits that everything is attached: the ready
@@ -458,6 +574,9 @@ func readLoop(ctx context.Context, tr *loader.Tracer, p *pipeline) error {
 		}
 		if ctx.Err() != nil {
 			break
+		}
+		if err := p.applyKube(); err != nil {
+			return err
 		}
 		if err != nil {
 			// The ring is empty: sleep until the next poll.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pathtrace/pathtrace/internal/doctor"
+	"github.com/pathtrace/pathtrace/internal/k8s"
 	"github.com/pathtrace/pathtrace/internal/merge"
 	"github.com/pathtrace/pathtrace/internal/record"
 	"github.com/pathtrace/pathtrace/internal/render"
@@ -102,7 +103,7 @@ func replayMerged(ctx context.Context, files [][]string, opts ReplayOptions, out
 		cfg.Node = meta.NodeName
 		c := &halves{}
 		p := newPipeline(cfg, c, nil, 0)
-		rerr, err := feed(ctx, r, p)
+		rerr, err := feed(ctx, r, p, nil)
 		if err != nil {
 			return sum, errors.Join(err, out.Close())
 		}
@@ -135,7 +136,8 @@ func replayMerged(ctx context.Context, files [][]string, opts ReplayOptions, out
 	cfg.Names = mergedNames(readers)
 	podIPs := opts.PodIPs
 	p := newPipeline(cfg, out, podIPs, opts.Count)
-	p.annotate = annotators(reports)
+	kube := replayKubernetes(readers[0], opts.Log) // the first recording's names, as they were at its start
+	p.annotate = annotators(reports, k8s.NewTimeline(kube))
 	var err error
 	for _, path := range res.Paths {
 		if err = p.emit(path); err != nil {
@@ -167,7 +169,7 @@ func replayMerged(ctx context.Context, files [][]string, opts ReplayOptions, out
 	describeTrace(out, render.TraceInfo{
 		Backend: first.Backend, Kernel: first.Kernel, Hostname: first.Hostname, Start: first.StartWall,
 		PodIPs: podIPs, Events: stats.Events, Lost: sum.Lost, LostPerCPU: perCPU,
-	}, cfg.Names, inodes, reports)
+	}, cfg.Names, inodes, reports, kube)
 	err = errors.Join(err, p.out.Close())
 	sum.Stats = stats
 	sum.Packets = p.stats.Packets

@@ -4,10 +4,12 @@ import (
 	"errors"
 	"net/netip"
 	"slices"
+	"sync/atomic"
 
 	"github.com/pathtrace/pathtrace/internal/decode"
 	"github.com/pathtrace/pathtrace/internal/diagnose"
 	"github.com/pathtrace/pathtrace/internal/doctor"
+	"github.com/pathtrace/pathtrace/internal/k8s"
 	"github.com/pathtrace/pathtrace/internal/render"
 	"github.com/pathtrace/pathtrace/internal/stitch"
 )
@@ -33,10 +35,11 @@ type Annotator interface {
 }
 
 // annotators is how live tracing and replay alike annotate paths, from the
-// node reports taken when the trace started (replay: stored in the
-// recording): the Service names first, then the advice and warnings.
-func annotators(reports map[uint32]*doctor.Report) Annotator {
-	return annotatorChain{diagnose.NewServices(reports), diagnose.New(reports)}
+// node reports and the Kubernetes names taken when the trace started
+// (replay: stored in the recording): the Service and pod names first, then
+// the advice and warnings.
+func annotators(reports map[uint32]*doctor.Report, kube *k8s.Timeline) Annotator {
+	return annotatorChain{diagnose.NewServices(reports), kube, diagnose.New(reports)}
 }
 
 // annotatorChain applies each annotator in turn.
@@ -57,9 +60,11 @@ type pipeline struct {
 	out      render.Renderer
 	rec      *recorder                // live with -w: every record is also written here
 	keep     func(*decode.Event) bool // --scope node: the events to keep; nil keeps all
-	podIPs   []netip.Addr             // paths to render; none renders all
-	count    uint64                   // stop after this many paths; 0 never
-	perConn  connLimit                // --max-per-conn
+	kube     *k8s.Timeline
+	kubeNext atomic.Pointer[kubeUpdate] // refreshed names for applyKube
+	podIPs   []netip.Addr               // paths to render; none renders all
+	count    uint64                     // stop after this many paths; 0 never
+	perConn  connLimit                  // --max-per-conn
 	stats    Stats
 }
 

@@ -15,6 +15,7 @@ type recorder struct {
 	netns   func(uint32) string
 	reasons map[uint32]string
 	symbol  func(uint64) string
+	pods    map[uint32]string // the pod of a network namespace, by inode
 	buf     []byte
 }
 
@@ -24,6 +25,9 @@ func (r *recorder) write(rec []byte, ev *decode.Event) error {
 	ns := ""
 	if ev.Netns != 0 {
 		ns = r.netns(ev.Netns)
+		if pod := r.pods[ev.Netns]; pod != "" {
+			ns += " (pod " + pod + ")"
+		}
 	}
 	if ev.Kind == decode.KindDrop && ev.Location != 0 && r.symbol != nil {
 		if s := r.symbol(ev.Location); s != "" {

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/pathtrace/pathtrace/internal/doctor"
+	"github.com/pathtrace/pathtrace/internal/k8s"
 	"github.com/pathtrace/pathtrace/internal/record"
 	"github.com/pathtrace/pathtrace/internal/render"
 	"github.com/pathtrace/pathtrace/internal/scope"
@@ -22,7 +23,10 @@ import (
 // ReplayOptions narrow what a replay renders.
 type ReplayOptions struct {
 	PodIPs []netip.Addr // render only paths with one of these addresses; none renders all
-	Count  int          // stop after this many packets; 0 renders all
+	// Select adds the addresses of pods and Services, as the recording's
+	// Kubernetes names give them (--pod, --service).
+	Select k8s.Selection
+	Count  int // stop after this many packets; 0 renders all
 	Stitch stitch.Config
 	// Log gets a warning for each damaged node report in the recording;
 	// nil: slog.Default().
@@ -76,9 +80,26 @@ func replay(ctx context.Context, r *record.Reader, opts ReplayOptions, out rende
 	}
 	p := newPipeline(cfg, out, opts.PodIPs, opts.Count)
 	reports := replayReports(r, opts.Log)
-	p.annotate = annotators(reports)
+	kube := replayKubernetes(r, opts.Log)
+	sum.Kubernetes = kube
+	timeline := k8s.NewTimeline(kube)
+	p.annotate = annotators(reports, timeline)
+	if !opts.Select.Empty() {
+		if err := opts.Select.Check(); err != nil {
+			return sum, badInput(err)
+		}
+		if kube == nil {
+			return sum, badInput(errors.New("--pod and --service need the Kubernetes names of the live trace, and the recording has none"))
+		}
+		ips, err := kube.Addrs(opts.Select)
+		if err != nil {
+			return sum, badInput(err)
+		}
+		p.podIPs = append(slices.Clone(p.podIPs), ips...)
+	}
 
-	readErr, err := feed(ctx, r, p)
+	updates := 0 // Kubernetes names updates added to the timeline
+	readErr, err := feed(ctx, r, p, func() { updates = addKubeUpdates(timeline, r.KubernetesUpdates(), updates, opts.Log) })
 	if err != nil {
 		return sum, err
 	}
@@ -92,7 +113,7 @@ func replay(ctx context.Context, r *record.Reader, opts ReplayOptions, out rende
 	describeTrace(out, render.TraceInfo{
 		Backend: meta.Backend, Kernel: meta.Kernel, Hostname: meta.Hostname, Start: meta.StartWall,
 		PodIPs: podIPs, Events: p.stats.Events, Lost: final.Lost, LostPerCPU: final.LostPerCPU,
-	}, cfg.Names, final.Nodes, reports)
+	}, cfg.Names, final.Nodes, reports, kube)
 	err = p.finish()
 	sum.Stats = p.stats
 	return sum, errors.Join(readErr, err)
@@ -101,10 +122,13 @@ func replay(ctx context.Context, r *record.Reader, opts ReplayOptions, out rende
 // feed reads the records of r into p, rendering completed paths as it
 // goes. readErr is the recording's damage, after the records before it
 // were fed; err is the renderer's.
-func feed(ctx context.Context, r *record.Reader, p *pipeline) (readErr, err error) {
+func feed(ctx context.Context, r *record.Reader, p *pipeline, afterRead func()) (readErr, err error) {
 	var ts uint64
 	for n := 1; ctx.Err() == nil; n++ {
 		rec, err := r.Next()
+		if afterRead != nil {
+			afterRead()
+		}
 		if err == io.EOF || err != nil && ctx.Err() != nil {
 			break // the end, or stopped while waiting for input
 		}
@@ -151,6 +175,42 @@ func replayReports(r *record.Reader, log *slog.Logger) map[uint32]*doctor.Report
 			reportNode(r, inode, reports[inode]), strings.Join(problems[inode], "; ")))
 	}
 	return reports
+}
+
+// replayKubernetes decodes the recording's Kubernetes names; nil when it
+// has none. Damaged names cost a warning, never the replay.
+func replayKubernetes(r *record.Reader, log *slog.Logger) *k8s.Names {
+	raw := r.Meta().Kubernetes
+	if len(raw) == 0 {
+		return nil
+	}
+	kube, err := k8s.DecodeNames(raw)
+	if err != nil {
+		if log == nil {
+			log = slog.Default()
+		}
+		log.Warn(fmt.Sprintf("the Kubernetes names in the recording are damaged (%v): pods show as addresses", err))
+		return nil
+	}
+	return kube
+}
+
+// addKubeUpdates adds to the timeline the updates after the first done,
+// as the live run added them, and returns how many are done. A damaged one
+// costs a warning.
+func addKubeUpdates(tl *k8s.Timeline, updates []record.KubeUpdate, done int, log *slog.Logger) int {
+	for _, u := range updates[done:] {
+		n, err := k8s.DecodeNames(u.Names)
+		if err != nil {
+			if log == nil {
+				log = slog.Default()
+			}
+			log.Warn(fmt.Sprintf("a Kubernetes names update in the recording is damaged (%v): the names before it stay", err))
+			continue
+		}
+		tl.Add(u.FromMono, n)
+	}
+	return len(updates)
 }
 
 // reportNode names the node of a report for people: by the recording's

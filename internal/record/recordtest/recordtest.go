@@ -14,13 +14,20 @@ import (
 // recording with damaged reports, for tests of the readers.
 func RewriteReports(tb testing.TB, src, dst string, edit func(reports []byte) []byte) {
 	tb.Helper()
+	Rewrite(tb, src, dst, func(m *record.Meta) { m.Reports = edit(m.Reports) })
+}
+
+// Rewrite writes to dst a copy of the recording src whose meta edit
+// changed (Kubernetes names added, ...).
+func Rewrite(tb testing.TB, src, dst string, edit func(meta *record.Meta)) {
+	tb.Helper()
 	// The meta of the whole recording has every name it holds: the copy
 	// holds them all in its header.
 	recs, meta, err := record.ReadAll(src)
 	if err != nil {
 		tb.Fatalf("read %s: %v", src, err)
 	}
-	meta.Reports = edit(meta.Reports)
+	edit(&meta)
 	w, err := record.Create(dst, meta)
 	if err != nil {
 		tb.Fatal(err)

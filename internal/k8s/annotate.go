@@ -1,0 +1,127 @@
+package k8s
+
+import (
+	"cmp"
+	"net/netip"
+	"slices"
+	"sync"
+
+	"github.com/pathtrace/pathtrace/internal/hop"
+	"github.com/pathtrace/pathtrace/internal/stitch"
+)
+
+// Pods names the pods on paths from Names: the packet's source and
+// destination pods (stitch.Path.SrcPod, DstPod) and the pod whose network
+// namespace a hop is in (stitch.Hop.Pod). Its output is a pure function of
+// the path and the names, so replay, given the names stored in a
+// recording, names the same. It implements trace.Annotator; safe for
+// concurrent use once made.
+type Pods struct {
+	byAddr map[netip.Addr]string
+	netns  map[uint32]string
+}
+
+// NewPods returns a Pods for n; nil names nothing. Pods on the host
+// network are not named by address: their addresses are their node's.
+func NewPods(n *Names) *Pods {
+	p := &Pods{byAddr: map[netip.Addr]string{}}
+	if n == nil {
+		return p
+	}
+	for i := range n.Pods {
+		pod := &n.Pods[i]
+		if pod.HostNetwork {
+			continue
+		}
+		for _, a := range pod.IPs {
+			if _, dup := p.byAddr[a]; !dup {
+				p.byAddr[a] = pod.Key()
+			}
+		}
+	}
+	p.netns = n.Netns
+	return p
+}
+
+// Pod is the pod whose address a is; "" when none is known.
+func (p *Pods) Pod(a netip.Addr) string { return p.byAddr[a.Unmap()] }
+
+// Annotate names the pods of p: its source pod by the source as first
+// seen, its destination pod by the destination after the last translation
+// of it on the path (a DNAT, an un-SNAT, the real server IPVS chose: the
+// backend of a Service), else as first seen, and each hop's pod by its
+// network namespace.
+func (p *Pods) Annotate(path *stitch.Path) {
+	if len(p.byAddr) == 0 && len(p.netns) == 0 {
+		return
+	}
+	dst := path.Dst
+	for i := range path.Hops {
+		h := &path.Hops[i]
+		if pod := p.netns[h.NetnsInode]; pod != "" {
+			h.Pod = pod
+		}
+		switch {
+		case h.NAT != nil && h.NAT.Type == hop.DNAT && h.NAT.To.IsValid():
+			dst = h.NAT.To
+		case h.IPVS != nil && h.IPVS.RealServer.IsValid():
+			dst = h.IPVS.RealServer
+		}
+	}
+	if pod := p.Pod(path.Src.Addr()); pod != "" {
+		path.SrcPod = pod
+	}
+	if pod := p.Pod(dst.Addr()); pod != "" {
+		path.DstPod = pod
+	} else if pod := p.Pod(path.Dst.Addr()); pod != "" {
+		path.DstPod = pod
+	}
+}
+
+// Timeline names the pods on paths from the names of a trace over time:
+// those looked up when it started, then each lookup that changed them, in
+// effect from its CLOCK_MONOTONIC time on. A path is named from the
+// version in effect when it started (stitch.Path.Mono), so a replay that
+// adds the versions as its recording tells them names as the live run
+// did. Safe for concurrent use.
+type Timeline struct {
+	mu       sync.RWMutex
+	versions []timelineVersion // by from, ascending
+}
+
+type timelineVersion struct {
+	from uint64
+	pods *Pods
+}
+
+// NewTimeline starts a timeline with the names at the trace's start (nil:
+// none).
+func NewTimeline(start *Names) *Timeline {
+	return &Timeline{versions: []timelineVersion{{pods: NewPods(start)}}}
+}
+
+// Add puts n in effect from the CLOCK_MONOTONIC time from on. A version
+// from the same time replaces the one there.
+func (t *Timeline) Add(from uint64, n *Names) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	i, found := slices.BinarySearchFunc(t.versions, from, func(v timelineVersion, f uint64) int { return cmp.Compare(v.from, f) })
+	v := timelineVersion{from: from, pods: NewPods(n)}
+	if found {
+		t.versions[i] = v
+		return
+	}
+	t.versions = slices.Insert(t.versions, i, v)
+}
+
+// Annotate names the pods of p from the version in effect at its start.
+func (t *Timeline) Annotate(p *stitch.Path) {
+	t.mu.RLock()
+	i, found := slices.BinarySearchFunc(t.versions, p.Mono, func(v timelineVersion, m uint64) int { return cmp.Compare(v.from, m) })
+	if !found {
+		i-- // the last version from before p
+	}
+	pods := t.versions[max(i, 0)].pods
+	t.mu.RUnlock()
+	pods.Annotate(p)
+}
