@@ -104,7 +104,7 @@ type Stitcher struct {
 	// Memory to reuse: tracks always (they never leave the stitcher),
 	// paths with Config.Recycle or when they were never emitted.
 	freeTracks []*track
-	freePaths  []*Path
+	freePaths  []*pathMem
 }
 
 // maxFree bounds the tracks and paths kept for reuse.
@@ -113,6 +113,7 @@ const maxFree = 256
 // track is the state of one path being followed.
 type track struct {
 	path       *Path
+	mem        *pathMem // of path
 	prev, next *track
 	last       uint64 // monotonic ns of the newest event
 	final      uint64 // completion time, when completed
@@ -255,7 +256,8 @@ func (s *Stitcher) start(ev *decode.Event) *track {
 	if ev.Encapsulated() {
 		tup = ev.Inner
 	}
-	p := s.newPath()
+	m := s.newPath()
+	p := &m.path
 	*p = Path{
 		SKB:      ev.SKB,
 		Start:    time.Unix(0, int64(ev.TS)+s.cfg.WallOffset).UTC(),
@@ -273,7 +275,7 @@ func (s *Stitcher) start(ev *decode.Event) *track {
 		ICMPID:    tup.ICMPID,
 	}
 	t := s.newTrack()
-	*t = track{path: p, last: ev.TS, encap: ev.Encapsulated(), vxlanHop: -1, decapHop: -1, inHook: t.inHook[:0], cur: tup}
+	*t = track{path: p, mem: m, last: ev.TS, encap: ev.Encapsulated(), vxlanHop: -1, decapHop: -1, inHook: t.inHook[:0], cur: tup}
 	s.active[ev.SKB] = t
 	s.held += cap(p.Hops)
 	s.enqueue(t)
@@ -289,19 +291,20 @@ func (s *Stitcher) newTrack() *track {
 	return new(track)
 }
 
-// newPath returns a path whose Hops has room, its other fields unset.
-func (s *Stitcher) newPath() *Path {
+// newPath returns a path whose Hops has room, its other fields unset, and
+// an empty arena.
+func (s *Stitcher) newPath() *pathMem {
 	if n := len(s.freePaths); n > 0 {
-		p := s.freePaths[n-1]
+		m := s.freePaths[n-1]
 		s.freePaths = s.freePaths[:n-1]
-		return p
+		return m
 	}
-	return &Path{Hops: make([]Hop, 0, 16)}
+	return &pathMem{path: Path{Hops: make([]Hop, 0, 16)}}
 }
 
 // recycle keeps t, and its path when reusePath, for reuse.
 func (s *Stitcher) recycle(t *track, reusePath bool) {
-	p := t.path
+	p, m := t.path, t.mem
 	*t = track{}
 	if len(s.freeTracks) < maxFree {
 		s.freeTracks = append(s.freeTracks, t)
@@ -310,7 +313,8 @@ func (s *Stitcher) recycle(t *track, reusePath bool) {
 		// Drop what the hops point to, so the GC can take it.
 		clear(p.Hops)
 		*p = Path{Hops: p.Hops[:0]}
-		s.freePaths = append(s.freePaths, p)
+		m.arena.reset()
+		s.freePaths = append(s.freePaths, m)
 	}
 }
 
@@ -381,19 +385,19 @@ func (s *Stitcher) apply(t *track, ev *decode.Event) {
 		}
 		freeDevice(t.path, &h)
 	case decode.KindBridge:
-		h.Bridge = &Bridge{In: ev.In, Out: ev.Out}
+		h.Bridge = alloc(&t.mem.arena.bridges, Bridge{In: ev.In, Out: ev.Out})
 	case decode.KindIPVS:
-		h.IPVS = &IPVS{
+		h.IPVS = alloc(&t.mem.arena.ipvs, IPVS{
 			Service:    ev.IPVS.Service,
 			RealServer: ev.IPVS.RealServer,
 			Method:     ev.IPVS.Method,
 			Scheduler:  ev.IPVS.Scheduler,
-		}
+		})
 	case decode.KindVXLAN:
 		// vxlan_xmit: the encapsulation happens here; the outer header is
 		// known from the next event that carries it.
 		if ev.VXLAN.Known {
-			h.Outer = &Outer{Tunnel: hop.TunnelVXLAN, DPort: ev.VXLAN.DPort, VNI: ev.VXLAN.VNI}
+			h.Outer = alloc(&t.mem.arena.outers, Outer{Tunnel: hop.TunnelVXLAN, DPort: ev.VXLAN.DPort, VNI: ev.VXLAN.VNI})
 		}
 		if len(t.path.Hops) < s.cfg.MaxHops {
 			t.vxlanHop = len(t.path.Hops)
@@ -405,7 +409,7 @@ func (s *Stitcher) apply(t *track, ev *decode.Event) {
 			t.decapHop = len(t.path.Hops)
 		}
 	}
-	s.append(t, h)
+	s.append(t, &h)
 }
 
 func (s *Stitcher) applyNF(t *track, ev *decode.Event) {
@@ -429,14 +433,14 @@ func (s *Stitcher) applyNF(t *track, ev *decode.Event) {
 			} else {
 				h.Partial = true
 			}
-			s.append(t, h)
+			s.append(t, &h)
 			return
 		}
 		first := &t.pending
 		t.hasPending = false
 		h := s.nfHop(t, first)
 		h.Dur = time.Duration(ev.TS - first.TS)
-		s.append(t, h)
+		s.append(t, &h)
 		s.flushInHook(t)
 		s.nat(t, first, ev)
 		s.transitions(t, ev)
@@ -456,15 +460,15 @@ func (s *Stitcher) nat(t *track, before, after *decode.Event) {
 		h := s.hop(t, after)
 		h.Kind = hop.NAT
 		h.Hook = after.Hook
-		h.NAT = &NAT{Type: hop.DNAT, From: natEnd(b.Dst, b), To: natEnd(a.Dst, a), Reverse: reverse}
-		s.append(t, h)
+		h.NAT = alloc(&t.mem.arena.nats, NAT{Type: hop.DNAT, From: natEnd(b.Dst, b), To: natEnd(a.Dst, a), Reverse: reverse})
+		s.append(t, &h)
 	}
 	if b.Src != a.Src {
 		h := s.hop(t, after)
 		h.Kind = hop.NAT
 		h.Hook = after.Hook
-		h.NAT = &NAT{Type: hop.SNAT, From: natEnd(b.Src, b), To: natEnd(a.Src, a), Reverse: reverse}
-		s.append(t, h)
+		h.NAT = alloc(&t.mem.arena.nats, NAT{Type: hop.SNAT, From: natEnd(b.Src, b), To: natEnd(a.Src, a), Reverse: reverse})
+		s.append(t, &h)
 	}
 }
 
@@ -499,7 +503,7 @@ func (s *Stitcher) flushPending(t *track) {
 	t.hasPending = false
 	h := s.nfHop(t, &t.pending)
 	h.Partial = true
-	s.append(t, h)
+	s.append(t, &h)
 	s.flushInHook(t)
 }
 
@@ -526,15 +530,15 @@ func (s *Stitcher) applyInHook(t *track, ev *decode.Event) {
 	h.In, h.Out = ev.In, ev.Out
 	h.Kind = ev.Kind.Hop()
 	if ev.Kind == decode.KindTable {
-		h.Table = &Table{Engine: ev.Table.Engine, Family: ev.Table.Family, Name: ev.Table.Name, Chain: ev.Table.Chain, Verdict: ev.Verdict}
+		h.Table = alloc(&t.mem.arena.tables, Table{Engine: ev.Table.Engine, Family: ev.Table.Family, Name: ev.Table.Name, Chain: ev.Table.Chain, Verdict: ev.Verdict})
 	} else {
-		h.IPVS = &IPVS{Verdict: ev.Verdict}
+		h.IPVS = alloc(&t.mem.arena.ipvs, IPVS{Verdict: ev.Verdict})
 	}
 	if inPending && len(t.inHook) < maxInHook {
 		t.inHook = append(t.inHook, h)
 		return
 	}
-	s.append(t, h)
+	s.append(t, &h)
 }
 
 // maxInHook bounds the verdicts held for one hook (a hook runs a few
@@ -543,7 +547,7 @@ const maxInHook = 16
 
 func (s *Stitcher) flushInHook(t *track) {
 	for i := range t.inHook {
-		s.append(t, t.inHook[i])
+		s.append(t, &t.inHook[i])
 		t.inHook[i] = Hop{}
 	}
 	t.inHook = t.inHook[:0]
@@ -579,8 +583,7 @@ func (s *Stitcher) transitions(t *track, ev *decode.Event) {
 	case enc && !t.encap && t.vxlanHop >= 0:
 		// A vxlan_xmit hop already marks the encapsulation: complete it.
 		t.outer = outerOf(ev)
-		o := t.outer
-		t.path.Hops[t.vxlanHop].Outer = &o
+		t.path.Hops[t.vxlanHop].Outer = alloc(&t.mem.arena.outers, t.outer)
 		t.vxlanHop = -1
 	case enc && !t.encap:
 		t.outer = outerOf(ev)
@@ -592,14 +595,13 @@ func (s *Stitcher) transitions(t *track, ev *decode.Event) {
 			h.NetnsInode = t.txNetns
 			h.Netns = s.netns(t.txNetns)
 		}
-		s.append(t, h)
+		s.append(t, &h)
 	case !enc && t.encap:
 		h := s.hop(t, ev)
 		h.Backend = hop.Inferred // seen between two hops, whatever showed them
 		h.Kind = hop.Decap
-		o := t.outer
-		h.Outer = &o
-		s.append(t, h)
+		h.Outer = alloc(&t.mem.arena.outers, t.outer)
+		s.append(t, &h)
 	case enc:
 		t.outer = outerOf(ev)
 	}
@@ -636,8 +638,7 @@ func (s *Stitcher) hop(t *track, ev *decode.Event) Hop {
 	tup := ev.Outer
 	if ev.Encapsulated() {
 		tup = ev.Inner
-		o := outerOf(ev)
-		h.Outer = &o
+		h.Outer = alloc(&t.mem.arena.outers, outerOf(ev))
 	}
 	if tup.Valid() {
 		h.Proto, h.Src, h.Dst, h.TCPFlags = tup.Proto, tup.Src, tup.Dst, tup.TCPFlags
@@ -646,7 +647,7 @@ func (s *Stitcher) hop(t *track, ev *decode.Event) Hop {
 	return h
 }
 
-func (s *Stitcher) append(t *track, h Hop) {
+func (s *Stitcher) append(t *track, h *Hop) {
 	p := t.path
 	if len(p.Hops) >= s.cfg.MaxHops {
 		p.Clipped = true
@@ -659,7 +660,7 @@ func (s *Stitcher) append(t *track, h Hop) {
 		h.Delta = h.T
 	}
 	c := cap(p.Hops)
-	p.Hops = append(p.Hops, h)
+	p.Hops = append(p.Hops, *h)
 	s.held += cap(p.Hops) - c
 }
 
