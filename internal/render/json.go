@@ -2,6 +2,7 @@ package render
 
 import (
 	"io"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -18,6 +19,51 @@ func NewJSON(w io.Writer) Renderer {
 
 type jsonRenderer struct {
 	sink
+	memo jsonMemo
+}
+
+// jsonMemo keeps the JSON of what hops repeat, so that it is formatted
+// once: a path's hops mostly show its tuple again, and a trace's hops the
+// same few devices.
+type jsonMemo struct {
+	src, dst endpointMemo
+	where    [64]whereMemo
+}
+
+// endpointMemo is the text of the endpoint appendEndpoint rendered last.
+type endpointMemo struct {
+	ap    netip.AddrPort
+	ports bool
+	valid bool
+	text  []byte
+}
+
+func (m *endpointMemo) append(b []byte, ap netip.AddrPort, proto uint8) []byte {
+	if ports := hasPorts(proto); !m.valid || m.ap != ap || m.ports != ports {
+		m.text = appendEndpoint(m.text[:0], ap, proto)
+		m.ap, m.ports, m.valid = ap, ports, true
+	}
+	return append(b, m.text...)
+}
+
+// whereMemo is the JSON of a hop's kind, device and namespace
+// (appendJSONWhere).
+type whereMemo struct {
+	kind       hop.Kind
+	dev, netns string
+	ifindex    uint32
+	inode      uint32
+	valid      bool
+	text       []byte
+}
+
+func (m *jsonMemo) appendWhere(b []byte, h *stitch.Hop) []byte {
+	w := &m.where[(uint32(h.Kind)*31+h.Ifindex*17+h.NetnsInode)%uint32(len(m.where))]
+	if !w.valid || w.kind != h.Kind || w.ifindex != h.Ifindex || w.inode != h.NetnsInode || w.dev != h.Dev || w.netns != h.Netns {
+		w.text = appendJSONWhere(w.text[:0], h)
+		w.kind, w.dev, w.netns, w.ifindex, w.inode, w.valid = h.Kind, h.Dev, h.Netns, h.Ifindex, h.NetnsInode, true
+	}
+	return append(b, w.text...)
 }
 
 func (r *jsonRenderer) Render(p *stitch.Path) error {
@@ -27,14 +73,14 @@ func (r *jsonRenderer) Render(p *stitch.Path) error {
 	if p == nil {
 		return errNilPath
 	}
-	r.buf = appendJSONPath(r.buf[:0], p)
+	r.buf = r.memo.appendPath(r.buf[:0], p)
 	return r.emit()
 }
 
 func (r *jsonRenderer) Close() error { return r.close() }
 
-// appendJSONPath appends p as one JSON line, newline included.
-func appendJSONPath(b []byte, p *stitch.Path) []byte {
+// appendPath appends p as one JSON line, newline included.
+func (m *jsonMemo) appendPath(b []byte, p *stitch.Path) []byte {
 	b = append(b, `{"id":`...)
 	b = strconv.AppendUint(b, p.ID, 10)
 	b = append(b, `,"start":"`...)
@@ -101,30 +147,17 @@ func appendJSONPath(b []byte, p *stitch.Path) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendJSONHop(b, p, &p.Hops[i])
+		b = m.appendHop(b, p, &p.Hops[i])
 	}
 	return append(b, "]}\n"...)
 }
 
-func appendJSONHop(b []byte, p *stitch.Path, h *stitch.Hop) []byte {
+func (m *jsonMemo) appendHop(b []byte, p *stitch.Path, h *stitch.Hop) []byte {
 	b = append(b, `{"t_ns":`...)
 	b = strconv.AppendInt(b, int64(h.T), 10)
 	b = append(b, `,"delta_ns":`...)
 	b = strconv.AppendInt(b, int64(h.Delta), 10)
-	b = append(b, `,"kind":`...)
-	b = appendJSONString(b, h.Kind.String())
-	b = append(b, `,"dev":`...)
-	b = appendJSONString(b, h.Dev)
-	if h.Ifindex != 0 {
-		b = append(b, `,"ifindex":`...)
-		b = strconv.AppendUint(b, uint64(h.Ifindex), 10)
-	}
-	b = append(b, `,"netns":`...)
-	b = appendJSONString(b, h.Netns)
-	if h.NetnsInode != 0 {
-		b = append(b, `,"netns_inode":`...)
-		b = strconv.AppendUint(b, uint64(h.NetnsInode), 10)
-	}
+	b = m.appendWhere(b, h)
 	b = append(b, `,"cpu":`...)
 	b = strconv.AppendUint(b, uint64(h.CPU), 10)
 	if h.Len != 0 {
@@ -143,9 +176,9 @@ func appendJSONHop(b []byte, p *stitch.Path, h *stitch.Hop) []byte {
 		b = append(b, '"')
 	}
 	b = append(b, `,"src":"`...)
-	b = appendEndpoint(b, h.Src, proto)
+	b = m.src.append(b, h.Src, proto)
 	b = append(b, `","dst":"`...)
-	b = appendEndpoint(b, h.Dst, proto)
+	b = m.dst.append(b, h.Dst, proto)
 	b = append(b, '"')
 	if proto == protoTCP && h.TCPFlags != 0 && h.TCPFlags != p.TCPFlags {
 		b = append(b, `,"tcp_flags":"`...)
@@ -269,6 +302,25 @@ func appendJSONHop(b []byte, p *stitch.Path, h *stitch.Hop) []byte {
 		b = appendJSONString(b, h.Advice)
 	}
 	return append(b, '}')
+}
+
+// appendJSONWhere appends a hop's kind, device and namespace keys.
+func appendJSONWhere(b []byte, h *stitch.Hop) []byte {
+	b = append(b, `,"kind":`...)
+	b = appendJSONString(b, h.Kind.String())
+	b = append(b, `,"dev":`...)
+	b = appendJSONString(b, h.Dev)
+	if h.Ifindex != 0 {
+		b = append(b, `,"ifindex":`...)
+		b = strconv.AppendUint(b, uint64(h.Ifindex), 10)
+	}
+	b = append(b, `,"netns":`...)
+	b = appendJSONString(b, h.Netns)
+	if h.NetnsInode != 0 {
+		b = append(b, `,"netns_inode":`...)
+		b = strconv.AppendUint(b, uint64(h.NetnsInode), 10)
+	}
+	return b
 }
 
 // verdictOrUnknown maps an empty verdict to unknown, so the field always

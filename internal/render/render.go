@@ -1,7 +1,6 @@
 package render
 
 import (
-	"bufio"
 	"errors"
 	"io"
 	"net/netip"
@@ -29,23 +28,30 @@ var (
 	errNilPath = errors.New("render: nil path")
 )
 
-// sink is the buffered output shared by the renderers: a path is appended
-// into buf (reused between paths), written through bw and flushed.
+// sink is the output shared by the renderers: a path is appended into buf
+// (reused between paths) and written in one Write, so each path reaches w
+// whole and at once. After a write error every later one returns it.
 type sink struct {
-	bw     *bufio.Writer
+	w      io.Writer
 	buf    []byte
+	err    error
 	closed bool
 }
 
 func newSink(w io.Writer) sink {
-	return sink{bw: bufio.NewWriterSize(w, 64<<10), buf: make([]byte, 0, 16<<10)}
+	return sink{w: w, buf: make([]byte, 0, 16<<10)}
 }
 
 func (s *sink) emit() error {
-	if _, err := s.bw.Write(s.buf); err != nil {
-		return err
+	if s.err != nil {
+		return s.err
 	}
-	return s.bw.Flush()
+	n, err := s.w.Write(s.buf)
+	if err == nil && n < len(s.buf) {
+		err = io.ErrShortWrite
+	}
+	s.err = err
+	return err
 }
 
 func (s *sink) close() error {
@@ -53,7 +59,7 @@ func (s *sink) close() error {
 		return nil
 	}
 	s.closed = true
-	return s.bw.Flush()
+	return s.err
 }
 
 // IP protocol numbers with names of their own.

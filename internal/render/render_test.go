@@ -6,11 +6,14 @@ import (
 	"encoding/json"
 	"flag"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/fatih/color"
 
@@ -463,5 +466,59 @@ func TestConsumeWithReason(t *testing.T) {
 	}
 	if strings.Contains(text.String(), "advice") || strings.Contains(js.String(), "advice") {
 		t.Error("a consume hop has advice")
+	}
+}
+
+// The widths measured without formatting are those of the formatted text.
+func TestWidths(t *testing.T) {
+	var r textRenderer
+	for _, ns := range []int64{0, 1, 49, 50, 99, 949, 950, 999, 9_949, 9_950, 99_950, 999_949, 999_950,
+		999_999_949, 999_999_950, 999_999_999, 1e9, 1_000_000_499, 1_000_000_500, 9_999_999_499, 9_999_999_500,
+		12e9, 1 << 62, math.MaxInt64, math.MinInt64, math.MinInt64 + 1} {
+		for _, d := range []time.Duration{time.Duration(ns), -time.Duration(ns)} {
+			if got, want := durWidth(d), utf8.RuneCount(appendDur(nil, d)); got != want {
+				t.Errorf("durWidth(%d) = %d, want %d (%q)", d, got, want, appendDur(nil, d))
+			}
+			if got, want := deltaWidth(d), utf8.RuneCount(appendDelta(nil, d)); got != want {
+				t.Errorf("deltaWidth(%d) = %d, want %d (%q)", d, got, want, appendDelta(nil, d))
+			}
+		}
+	}
+	for _, s := range []string{"", "eth0", "a\\b", "tab\there", "\x7f", "héllo", "\xff", "\u200b", "netns:4026532177"} {
+		if got, want := r.textOrWidth(s), utf8.RuneCount(appendTextOr(nil, s)); got != want {
+			t.Errorf("textOrWidth(%q) = %d, want %d", s, got, want)
+		}
+	}
+}
+
+// A renderer's output for a path does not depend on the paths it rendered
+// before (the JSON renderer remembers what hops repeat).
+func TestRenderIndependentOfHistory(t *testing.T) {
+	paths := slices.Concat(fixtures(), connFixtures(), []*stitch.Path{ipvsLocal(), tableDrop(), ipvsNoEndpoint(), awkward()})
+	for name, mk := range map[string]func(io.Writer) Renderer{
+		"json": NewJSON,
+		"text": func(w io.Writer) Renderer { return NewText(w, TextOptions{Verbose: true}) },
+	} {
+		alone := make([]string, len(paths))
+		for i, p := range paths {
+			var buf bytes.Buffer
+			renderAll(t, mk(&buf), []*stitch.Path{p})
+			alone[i] = buf.String()
+		}
+		var buf bytes.Buffer
+		r := mk(&buf)
+		var order []int
+		for i := range paths {
+			order = append(order, i, len(paths)-1-i, i) // forward, backward, each twice
+		}
+		for _, i := range order {
+			buf.Reset()
+			if err := r.Render(paths[i]); err != nil {
+				t.Fatal(err)
+			}
+			if buf.String() != alone[i] {
+				t.Errorf("%s: path %d after others:\n%s\nalone:\n%s", name, i, buf.String(), alone[i])
+			}
+		}
 	}
 }

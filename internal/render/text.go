@@ -2,6 +2,7 @@ package render
 
 import (
 	"io"
+	"math"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -148,15 +149,68 @@ func (r *textRenderer) measure(p *stitch.Path) columns {
 	var c columns
 	for i := range p.Hops {
 		h := &p.Hops[i]
-		c.t = max(c.t, r.width(appendDur(r.tmp[:0], h.T)))
+		c.t = max(c.t, durWidth(h.T))
 		if i > 0 {
-			c.delta = max(c.delta, r.width(appendDelta(r.tmp[:0], h.Delta)))
+			c.delta = max(c.delta, deltaWidth(h.Delta))
 		}
-		c.kind = max(c.kind, r.width(appendText(r.tmp[:0], h.Kind.String())))
-		c.dev = max(c.dev, r.width(appendTextOr(r.tmp[:0], h.Dev)))
-		c.netns = max(c.netns, r.width(appendTextOr(r.tmp[:0], h.Netns)))
+		c.kind = max(c.kind, r.textWidth(h.Kind.String()))
+		c.dev = max(c.dev, r.textOrWidth(h.Dev))
+		c.netns = max(c.netns, r.textOrWidth(h.Netns))
 	}
 	return c
+}
+
+// textWidth is the display width of appendText(s): its length when s is
+// printable ASCII, which appendText leaves as it is.
+func (r *textRenderer) textWidth(s string) int {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '\\' {
+			return r.width(appendText(r.tmp[:0], s))
+		}
+	}
+	return len(s)
+}
+
+// textOrWidth is the display width of appendTextOr(s).
+func (r *textRenderer) textOrWidth(s string) int {
+	if s == "" {
+		return 1
+	}
+	return r.textWidth(s)
+}
+
+// durWidth is the display width of appendDur(d), computed without
+// formatting it.
+func durWidth(d time.Duration) int {
+	ns, w := int64(d), 0
+	if ns < 0 {
+		ns, w = -ns, 1
+	}
+	switch {
+	case ns < 0 || ns > math.MaxInt64-1000: // where appendDur overflows
+		return utf8.RuneCount(appendDur(nil, d))
+	case ns < int64(time.Second):
+		return w + digits((ns+50)/100/10) + len(".0") + utf8.RuneCountInString("µs")
+	}
+	return w + digits((ns+500)/1000/1e6) + len(".000000s")
+}
+
+// deltaWidth is the display width of appendDelta(d).
+func deltaWidth(d time.Duration) int {
+	if d >= 0 {
+		return 1 + durWidth(d)
+	}
+	return durWidth(d)
+}
+
+// digits is the number of decimal digits of v ≥ 0.
+func digits(v int64) int {
+	n := 1
+	for v >= 10 {
+		v /= 10
+		n++
+	}
+	return n
 }
 
 // width keeps b as scratch for reuse and returns its display width.
