@@ -144,6 +144,15 @@ func hopProto(p *stitch.Path, h *stitch.Hop) uint8 {
 	return p.Proto
 }
 
+// jsonSafe says which bytes a JSON string holds as they are: ASCII but
+// control characters, '"' and '\\'.
+var jsonSafe = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 // appendJSONString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD,
 // control characters and U+2028/U+2029 are escaped, so the result is valid
 // JSON (and JavaScript) for any input.
@@ -153,11 +162,11 @@ func appendJSONString(b []byte, s string) []byte {
 	start := 0
 	for i := 0; i < len(s); {
 		c := s[i]
+		if jsonSafe[c] {
+			i++
+			continue
+		}
 		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
 			b = append(b, s[start:i]...)
 			switch c {
 			case '"', '\\':
