@@ -190,7 +190,7 @@ func durWidth(d time.Duration) int {
 	case ns < 0 || ns > math.MaxInt64-1000: // where appendDur overflows
 		return utf8.RuneCount(appendDur(nil, d))
 	case ns < int64(time.Second):
-		return w + digits((ns+50)/100/10) + len(".0") + utf8.RuneCountInString("µs")
+		return w + digits((ns+50)/100/10) + len(".0µs") - 1 // µ is two bytes
 	}
 	return w + digits((ns+500)/1000/1e6) + len(".000000s")
 }
@@ -241,31 +241,28 @@ func (r *textRenderer) appendPath(b []byte, p *stitch.Path) []byte {
 	for i := range p.Hops {
 		h := &p.Hops[i]
 		line := len(b)
-		b = append(b, "  "...)
-		start := len(b)
-		b = rightAlign(appendDur(b, h.T), start, c.t)
-		b = append(b, ' ')
-		start = len(b)
+		// Right-aligned: the padding first, by the widths measured.
+		b = pad(b, 2+c.t-durWidth(h.T))
+		b = appendDur(b, h.T)
 		if i > 0 {
+			b = pad(b, 1+c.delta-deltaWidth(h.Delta))
 			b = appendDelta(b, h.Delta)
+		} else {
+			b = pad(b, 1+c.delta)
 		}
-		b = rightAlign(b, start, c.delta)
 		b = append(b, "  "...)
 
 		ks := pal.kind(h.Kind)
 		b = append(b, ks.pre...)
-		start = len(b)
-		b = appendText(b, h.Kind.String())
-		n := utf8.RuneCount(b[start:])
+		kind := h.Kind.String()
+		b = appendText(b, kind)
 		b = append(b, ks.post...)
-		b = pad(b, c.kind-n+2)
+		b = pad(b, c.kind-r.textWidth(kind)+2)
 
-		start = len(b)
 		b = appendTextOr(b, h.Dev)
-		b = pad(b, c.dev-utf8.RuneCount(b[start:])+2)
-		start = len(b)
+		b = pad(b, c.dev-r.textOrWidth(h.Dev)+2)
 		b = appendTextOr(b, h.Netns)
-		b = pad(b, c.netns-utf8.RuneCount(b[start:])+2)
+		b = pad(b, c.netns-r.textOrWidth(h.Netns)+2)
 		what := len(b)
 
 		// What happened.
@@ -697,21 +694,6 @@ func appendDelta(b []byte, d time.Duration) []byte {
 	return appendDur(b, d)
 }
 
-// rightAlign right-aligns b[start:] to width w by shifting it right.
-func rightAlign(b []byte, start, w int) []byte {
-	sh := w - utf8.RuneCount(b[start:])
-	if sh <= 0 {
-		return b
-	}
-	n := len(b)
-	b = pad(b, sh)
-	copy(b[start+sh:], b[start:n])
-	for k := start; k < start+sh; k++ {
-		b[k] = ' '
-	}
-	return b
-}
-
 const spaces = "                                                                "
 
 func pad(b []byte, n int) []byte {
@@ -773,8 +755,13 @@ func appendText(b []byte, s string) []byte {
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c >= 0x20 && c < 0x7f && c != '\\' {
-			b = append(b, c)
-			i++
+			// A run of printable ASCII, appended at once.
+			j := i + 1
+			for j < len(s) && s[j] >= 0x20 && s[j] < 0x7f && s[j] != '\\' {
+				j++
+			}
+			b = append(b, s[i:j]...)
+			i = j
 			continue
 		}
 		if c < utf8.RuneSelf {
