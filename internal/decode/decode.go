@@ -195,13 +195,7 @@ func echoID(b []byte, proto uint8, t *Tuple) {
 func (d *Decoder) ext(ev *Event) {
 	x := &d.raw.Ext
 	ev.CT, ev.Verdict = NoCT, hop.NoVerdict
-	if ev.Table != (Table{}) {
-		ev.Table = Table{}
-	}
-	if ev.IPVS != (IPVS{}) {
-		ev.IPVS = IPVS{}
-	}
-	ev.VXLAN = VXLAN{}
+	ev.Table, ev.IPVS, ev.VXLAN = Table{}, IPVS{}, VXLAN{}
 	switch ev.Kind {
 	case KindNF:
 		ev.CT = CT(min(x.Val[0], 0xff))
