@@ -105,6 +105,7 @@ type Stitcher struct {
 	// paths with Config.Recycle or when they were never emitted.
 	freeTracks []*track
 	freePaths  []*pathMem
+	spare      Hop // the hop of an event past MaxHops (next)
 }
 
 // maxFree bounds the tracks and paths kept for reuse.
@@ -362,7 +363,8 @@ func (s *Stitcher) apply(t *track, ev *decode.Event) {
 		s.flushPending(t)
 	}
 	s.transitions(t, ev)
-	h := s.hop(t, ev)
+	h := s.next(t)
+	s.fill(h, t, ev)
 	h.Kind = ev.Kind.Hop()
 	switch ev.Kind {
 	case decode.KindTx:
@@ -377,13 +379,13 @@ func (s *Stitcher) apply(t *track, ev *decode.Event) {
 		if ev.Flags&decode.FlagReason != 0 && s.cfg.Names != nil {
 			h.Reason = s.cfg.Names.DropReason(ev.DropReason)
 		}
-		freeDevice(t.path, &h)
+		freeDevice(t.path, h)
 	case decode.KindConsume:
 		h.Location = ev.Location
 		if ev.Location != 0 && s.cfg.Names != nil {
 			h.Func = s.cfg.Names.Symbol(ev.Location)
 		}
-		freeDevice(t.path, &h)
+		freeDevice(t.path, h)
 	case decode.KindBridge:
 		h.Bridge = alloc(&t.mem.arena.bridges, Bridge{In: ev.In, Out: ev.Out})
 	case decode.KindIPVS:
@@ -399,17 +401,17 @@ func (s *Stitcher) apply(t *track, ev *decode.Event) {
 		if ev.VXLAN.Known {
 			h.Outer = alloc(&t.mem.arena.outers, Outer{Tunnel: hop.TunnelVXLAN, DPort: ev.VXLAN.DPort, VNI: ev.VXLAN.VNI})
 		}
-		if len(t.path.Hops) < s.cfg.MaxHops {
-			t.vxlanHop = len(t.path.Hops)
+		if h != &s.spare {
+			t.vxlanHop = len(t.path.Hops) - 1
 		}
 	case decode.KindVXLANRcv:
 		// vxlan_rcv: the decapsulation happens here, on the underlay
 		// device's packet; the VXLAN device is the next event's.
-		if len(t.path.Hops) < s.cfg.MaxHops {
-			t.decapHop = len(t.path.Hops)
+		if h != &s.spare {
+			t.decapHop = len(t.path.Hops) - 1
 		}
 	}
-	s.append(t, &h)
+	s.added(t, h)
 }
 
 func (s *Stitcher) applyNF(t *track, ev *decode.Event) {
@@ -438,9 +440,10 @@ func (s *Stitcher) applyNF(t *track, ev *decode.Event) {
 		}
 		first := &t.pending
 		t.hasPending = false
-		h := s.nfHop(t, first)
+		h := s.next(t)
+		s.fillNF(h, t, first)
 		h.Dur = time.Duration(ev.TS - first.TS)
-		s.append(t, &h)
+		s.added(t, h)
 		s.flushInHook(t)
 		s.nat(t, first, ev)
 		s.transitions(t, ev)
@@ -554,11 +557,16 @@ func (s *Stitcher) flushInHook(t *track) {
 }
 
 func (s *Stitcher) nfHop(t *track, ev *decode.Event) Hop {
-	h := s.hop(t, ev)
+	var h Hop
+	s.fillNF(&h, t, ev)
+	return h
+}
+
+func (s *Stitcher) fillNF(h *Hop, t *track, ev *decode.Event) {
+	s.fill(h, t, ev)
 	h.Kind = hop.Netfilter
 	h.Hook = ev.Hook
 	h.In, h.Out = ev.In, ev.Out
-	return h
 }
 
 // transitions appends an encap or decap hop when the packet gains or loses
@@ -621,17 +629,22 @@ func outerOf(ev *decode.Event) Outer {
 
 // hop fills the fields every hop kind shares.
 func (s *Stitcher) hop(t *track, ev *decode.Event) Hop {
-	h := Hop{
-		T:          time.Duration(ev.TS - t.path.Mono),
-		Dev:        ev.Dev,
-		Ifindex:    ev.Ifindex,
-		NetnsInode: ev.Netns,
-		Netns:      s.netns(ev.Netns),
-		CPU:        ev.CPU,
-		Len:        ev.Len,
-		Mark:       ev.Mark,
-		Backend:    ev.Backend,
-	}
+	var h Hop
+	s.fill(&h, t, ev)
+	return h
+}
+
+// fill sets in h, a zero hop, the fields every hop kind shares.
+func (s *Stitcher) fill(h *Hop, t *track, ev *decode.Event) {
+	h.T = time.Duration(ev.TS - t.path.Mono)
+	h.Dev = ev.Dev
+	h.Ifindex = ev.Ifindex
+	h.NetnsInode = ev.Netns
+	h.Netns = s.netns(ev.Netns)
+	h.CPU = ev.CPU
+	h.Len = ev.Len
+	h.Mark = ev.Mark
+	h.Backend = ev.Backend
 	if ev.TS < t.path.Mono {
 		h.T = 0
 	}
@@ -644,7 +657,35 @@ func (s *Stitcher) hop(t *track, ev *decode.Event) Hop {
 		h.Proto, h.Src, h.Dst, h.TCPFlags = tup.Proto, tup.Src, tup.Dst, tup.TCPFlags
 		h.HasICMPID, h.ICMPID = tup.HasICMPID, tup.ICMPID
 	}
-	return h
+}
+
+// next returns the zero hop to build the next hop of t's path in, in place
+// at its end; added completes it. Past MaxHops it is the spare, counted
+// as clipped and not kept.
+func (s *Stitcher) next(t *track) *Hop {
+	p := t.path
+	if len(p.Hops) >= s.cfg.MaxHops {
+		p.Clipped = true
+		s.stats.Clipped++
+		s.spare = Hop{}
+		return &s.spare
+	}
+	c := cap(p.Hops)
+	p.Hops = append(p.Hops, Hop{})
+	s.held += cap(p.Hops) - c
+	return &p.Hops[len(p.Hops)-1]
+}
+
+// added completes h, from next, once its time is set: as append does.
+func (s *Stitcher) added(t *track, h *Hop) {
+	if h == &s.spare {
+		return
+	}
+	if n := len(t.path.Hops); n > 1 {
+		h.Delta = h.T - t.path.Hops[n-2].T
+	} else {
+		h.Delta = h.T
+	}
 }
 
 func (s *Stitcher) append(t *track, h *Hop) {
