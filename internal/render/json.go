@@ -28,6 +28,21 @@ type jsonRenderer struct {
 type jsonMemo struct {
 	src, dst endpointMemo
 	where    [64]whereMemo
+	hook     [32]hookMemo
+	outer    struct {
+		o     stitch.Outer
+		valid bool
+		text  []byte
+	}
+	backend [256][]byte // by hop.Backend: its key
+}
+
+// hookMemo is the JSON of a hop's hook and its devices (appendJSONHook).
+type hookMemo struct {
+	hook    hop.Hook
+	in, out string
+	valid   bool
+	text    []byte
 }
 
 // endpointMemo is the text of the endpoint appendEndpoint rendered last.
@@ -190,12 +205,7 @@ func (m *jsonMemo) appendHop(b []byte, p *stitch.Path, h *stitch.Hop) []byte {
 		b = strconv.AppendUint(b, uint64(h.ICMPID), 10)
 	}
 	if h.Kind == hop.Netfilter || h.Hook != hop.NoHook {
-		b = append(b, `,"hook":`...)
-		b = appendJSONString(b, h.Hook.String())
-		b = append(b, `,"in":`...)
-		b = appendJSONString(b, h.In)
-		b = append(b, `,"out":`...)
-		b = appendJSONString(b, h.Out)
+		b = m.appendHook(b, h)
 	}
 	if h.Kind == hop.Netfilter {
 		b = append(b, `,"dur_ns":`...)
@@ -218,24 +228,11 @@ func (m *jsonMemo) appendHop(b []byte, p *stitch.Path, h *stitch.Hop) []byte {
 		b = append(b, '}')
 	}
 	if o := h.Outer; o != nil {
-		b = append(b, `,"outer":{"tunnel":`...)
-		b = appendJSONString(b, o.Tunnel.String())
-		b = append(b, `,"src":"`...)
-		if o.Src.IsValid() {
-			b = o.Src.AppendTo(b)
+		if !m.outer.valid || m.outer.o != *o {
+			m.outer.text = appendJSONOuter(m.outer.text[:0], o)
+			m.outer.o, m.outer.valid = *o, true
 		}
-		b = append(b, `","dst":"`...)
-		if o.Dst.IsValid() {
-			b = o.Dst.AppendTo(b)
-		}
-		b = append(b, '"')
-		if o.Tunnel.HasVNI() {
-			b = append(b, `,"dport":`...)
-			b = strconv.AppendUint(b, uint64(o.DPort), 10)
-			b = append(b, `,"vni":`...)
-			b = strconv.AppendUint(b, uint64(o.VNI), 10)
-		}
-		b = append(b, '}')
+		b = append(b, m.outer.text...)
 	}
 	if br := h.Bridge; br != nil {
 		b = append(b, `,"bridge":{"in":`...)
@@ -277,8 +274,11 @@ func (m *jsonMemo) appendHop(b []byte, p *stitch.Path, h *stitch.Hop) []byte {
 		b = append(b, '}')
 	}
 	if h.Backend != hop.NoBackend {
-		b = append(b, `,"backend":`...)
-		b = appendJSONString(b, h.Backend.String())
+		bt := &m.backend[h.Backend]
+		if *bt == nil {
+			*bt = appendJSONString([]byte(`,"backend":`), h.Backend.String())
+		}
+		b = append(b, *bt...)
 	}
 	if h.Kind == hop.Drop || h.Reason != "" {
 		b = append(b, `,"reason":`...)
@@ -302,6 +302,48 @@ func (m *jsonMemo) appendHop(b []byte, p *stitch.Path, h *stitch.Hop) []byte {
 		b = appendJSONString(b, h.Advice)
 	}
 	return append(b, '}')
+}
+
+// appendJSONOuter appends a hop's outer key.
+func appendJSONOuter(b []byte, o *stitch.Outer) []byte {
+	b = append(b, `,"outer":{"tunnel":`...)
+	b = appendJSONString(b, o.Tunnel.String())
+	b = append(b, `,"src":"`...)
+	if o.Src.IsValid() {
+		b = o.Src.AppendTo(b)
+	}
+	b = append(b, `","dst":"`...)
+	if o.Dst.IsValid() {
+		b = o.Dst.AppendTo(b)
+	}
+	b = append(b, '"')
+	if o.Tunnel.HasVNI() {
+		b = append(b, `,"dport":`...)
+		b = strconv.AppendUint(b, uint64(o.DPort), 10)
+		b = append(b, `,"vni":`...)
+		b = strconv.AppendUint(b, uint64(o.VNI), 10)
+	}
+	return append(b, '}')
+}
+
+// appendHook appends a hop's hook keys, remembered.
+func (m *jsonMemo) appendHook(b []byte, h *stitch.Hop) []byte {
+	k := &m.hook[(uint32(h.Hook)*31+uint32(len(h.In))*7+uint32(len(h.Out)))%uint32(len(m.hook))]
+	if !k.valid || k.hook != h.Hook || k.in != h.In || k.out != h.Out {
+		k.text = appendJSONHook(k.text[:0], h)
+		k.hook, k.in, k.out, k.valid = h.Hook, h.In, h.Out, true
+	}
+	return append(b, k.text...)
+}
+
+// appendJSONHook appends a hop's hook keys.
+func appendJSONHook(b []byte, h *stitch.Hop) []byte {
+	b = append(b, `,"hook":`...)
+	b = appendJSONString(b, h.Hook.String())
+	b = append(b, `,"in":`...)
+	b = appendJSONString(b, h.In)
+	b = append(b, `,"out":`...)
+	return appendJSONString(b, h.Out)
 }
 
 // appendJSONWhere appends a hop's kind, device and namespace keys.
