@@ -4,7 +4,6 @@ import (
 	"io"
 	"net/netip"
 	"strconv"
-	"time"
 
 	"github.com/pathtrace/pathtrace/internal/hop"
 	"github.com/pathtrace/pathtrace/internal/stitch"
@@ -35,6 +34,7 @@ type jsonMemo struct {
 		text  []byte
 	}
 	backend [256][]byte // by hop.Backend: its key
+	start   timeMemo
 }
 
 // hookMemo is the JSON of a hop's hook and its devices (appendJSONHook).
@@ -99,7 +99,7 @@ func (m *jsonMemo) appendPath(b []byte, p *stitch.Path) []byte {
 	b = append(b, `{"id":`...)
 	b = strconv.AppendUint(b, p.ID, 10)
 	b = append(b, `,"start":"`...)
-	b = p.Start.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = m.start.appendTime(b, p.Start, false)
 	b = append(b, '"')
 	if p.SKB != 0 {
 		b = append(b, `,"skb":"`...)

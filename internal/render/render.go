@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/netip"
 	"strconv"
+	"time"
 	"unicode/utf8"
 
 	"github.com/pathtrace/pathtrace/internal/stitch"
@@ -60,6 +61,51 @@ func (s *sink) close() error {
 	}
 	s.closed = true
 	return s.err
+}
+
+// timeMemo formats the start times of paths, in UTC, with the date and time
+// of day formatted once per second: paths start a few microseconds apart.
+type timeMemo struct {
+	sec    int64
+	valid  bool
+	prefix []byte // "2006-01-02T15:04:05" of sec
+}
+
+// lastMemoSec is 9999-12-31T23:59:59Z: past it, and before 1970, times are
+// formatted in full.
+const lastMemoSec = 253402300799
+
+// appendTime appends t in UTC as t.UTC().AppendFormat(b, layout) does for
+// layout time.RFC3339Nano, or headerTime when fixed (nanoseconds always in
+// nine digits).
+func (m *timeMemo) appendTime(b []byte, t time.Time, fixed bool) []byte {
+	t = t.UTC()
+	sec := t.Unix()
+	if sec < 0 || sec > lastMemoSec {
+		if fixed {
+			return t.AppendFormat(b, headerTime)
+		}
+		return t.AppendFormat(b, time.RFC3339Nano)
+	}
+	if !m.valid || sec != m.sec {
+		m.prefix = t.AppendFormat(m.prefix[:0], "2006-01-02T15:04:05")
+		m.sec, m.valid = sec, true
+	}
+	b = append(b, m.prefix...)
+	if ns := t.Nanosecond(); fixed || ns != 0 {
+		var d [10]byte
+		d[0] = '.'
+		for i := 9; i > 0; i-- {
+			d[i] = byte('0' + ns%10)
+			ns /= 10
+		}
+		n := len(d)
+		for !fixed && d[n-1] == '0' {
+			n--
+		}
+		b = append(b, d[:n]...)
+	}
+	return append(b, 'Z')
 }
 
 // IP protocol numbers with names of their own.

@@ -522,3 +522,24 @@ func TestRenderIndependentOfHistory(t *testing.T) {
 		}
 	}
 }
+
+// Start times come out as AppendFormat makes them, remembered per second
+// or not.
+func TestAppendTime(t *testing.T) {
+	var m timeMemo
+	base := time.Date(2026, 11, 28, 3, 40, 1, 0, time.UTC)
+	times := []time.Time{base, base.Add(123456789), base.Add(100), base.Add(999999999), base.Add(time.Second),
+		base.Add(time.Second + 500*time.Millisecond), time.Unix(0, 0), time.Unix(0, 1).In(time.FixedZone("x", 3600)),
+		time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC), time.Date(10000, 1, 1, 0, 0, 0, 5, time.UTC),
+		time.Date(1969, 12, 31, 23, 59, 59, 10, time.UTC), time.Date(-5, 1, 1, 0, 0, 0, 0, time.UTC), {}}
+	for range 2 {
+		for _, tm := range times {
+			if got, want := string(m.appendTime(nil, tm, false)), tm.UTC().Format(time.RFC3339Nano); got != want {
+				t.Errorf("RFC3339Nano %v: %s, want %s", tm, got, want)
+			}
+			if got, want := string(m.appendTime(nil, tm, true)), tm.UTC().Format(headerTime); got != want {
+				t.Errorf("header %v: %s, want %s", tm, got, want)
+			}
+		}
+	}
+}

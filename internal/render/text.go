@@ -48,7 +48,13 @@ type textRenderer struct {
 	opts TextOptions
 	pal  palette
 	tmp  []byte // scratch for measuring column widths
+	// widths holds the widths measure found of each hop's columns.
+	widths []hopWidths
+	start  timeMemo
 }
+
+// hopWidths are the display widths of one hop's aligned columns.
+type hopWidths struct{ t, delta, kind, dev, netns int }
 
 // style is the pair of escape sequences around a colored span; both are
 // empty when color is off.
@@ -147,15 +153,19 @@ type columns struct{ t, delta, kind, dev, netns int }
 
 func (r *textRenderer) measure(p *stitch.Path) columns {
 	var c columns
+	r.widths = r.widths[:0]
 	for i := range p.Hops {
 		h := &p.Hops[i]
-		c.t = max(c.t, durWidth(h.T))
+		w := hopWidths{t: durWidth(h.T), kind: r.textWidth(h.Kind.String()), dev: r.textOrWidth(h.Dev), netns: r.textOrWidth(h.Netns)}
 		if i > 0 {
-			c.delta = max(c.delta, deltaWidth(h.Delta))
+			w.delta = deltaWidth(h.Delta)
 		}
-		c.kind = max(c.kind, r.textWidth(h.Kind.String()))
-		c.dev = max(c.dev, r.textOrWidth(h.Dev))
-		c.netns = max(c.netns, r.textOrWidth(h.Netns))
+		r.widths = append(r.widths, w)
+		c.t = max(c.t, w.t)
+		c.delta = max(c.delta, w.delta)
+		c.kind = max(c.kind, w.kind)
+		c.dev = max(c.dev, w.dev)
+		c.netns = max(c.netns, w.netns)
 	}
 	return c
 }
@@ -242,27 +252,25 @@ func (r *textRenderer) appendPath(b []byte, p *stitch.Path) []byte {
 		h := &p.Hops[i]
 		line := len(b)
 		// Right-aligned: the padding first, by the widths measured.
-		b = pad(b, 2+c.t-durWidth(h.T))
+		w := &r.widths[i]
+		b = pad(b, 2+c.t-w.t)
 		b = appendDur(b, h.T)
+		b = pad(b, 1+c.delta-w.delta)
 		if i > 0 {
-			b = pad(b, 1+c.delta-deltaWidth(h.Delta))
 			b = appendDelta(b, h.Delta)
-		} else {
-			b = pad(b, 1+c.delta)
 		}
 		b = append(b, "  "...)
 
 		ks := pal.kind(h.Kind)
 		b = append(b, ks.pre...)
-		kind := h.Kind.String()
-		b = appendText(b, kind)
+		b = appendText(b, h.Kind.String())
 		b = append(b, ks.post...)
-		b = pad(b, c.kind-r.textWidth(kind)+2)
+		b = pad(b, c.kind-w.kind+2)
 
 		b = appendTextOr(b, h.Dev)
-		b = pad(b, c.dev-r.textOrWidth(h.Dev)+2)
+		b = pad(b, c.dev-w.dev+2)
 		b = appendTextOr(b, h.Netns)
-		b = pad(b, c.netns-r.textOrWidth(h.Netns)+2)
+		b = pad(b, c.netns-w.netns+2)
 		what := len(b)
 
 		// What happened.
@@ -496,7 +504,7 @@ func (r *textRenderer) appendHeader(b []byte, p *stitch.Path) []byte {
 	b = appendText(b, string(v))
 	b = append(b, vs.post...)
 	b = append(b, "  "...)
-	b = p.Start.UTC().AppendFormat(b, headerTime)
+	b = r.start.appendTime(b, p.Start, true)
 	b = append(b, "  ("...)
 	b = strconv.AppendInt(b, int64(len(p.Hops)), 10)
 	if len(p.Hops) == 1 {
