@@ -3,7 +3,6 @@ package render
 import (
 	"io"
 	"net/netip"
-	"strconv"
 
 	"github.com/pathtrace/pathtrace/internal/hop"
 	"github.com/pathtrace/pathtrace/internal/stitch"
@@ -97,7 +96,7 @@ func (r *jsonRenderer) Close() error { return r.close() }
 // appendPath appends p as one JSON line, newline included.
 func (m *jsonMemo) appendPath(b []byte, p *stitch.Path) []byte {
 	b = append(b, `{"id":`...)
-	b = strconv.AppendUint(b, p.ID, 10)
+	b = appendUint(b, p.ID)
 	b = append(b, `,"start":"`...)
 	b = m.start.appendTime(b, p.Start, false)
 	b = append(b, '"')
@@ -124,15 +123,15 @@ func (m *jsonMemo) appendPath(b []byte, p *stitch.Path) []byte {
 	}
 	if p.HasICMPID {
 		b = append(b, `,"icmp_id":`...)
-		b = strconv.AppendUint(b, uint64(p.ICMPID), 10)
+		b = appendUint(b, uint64(p.ICMPID))
 	}
 	if p.IPID != 0 {
 		b = append(b, `,"ip_id":`...)
-		b = strconv.AppendUint(b, uint64(p.IPID), 10)
+		b = appendUint(b, uint64(p.IPID))
 	}
 	if p.Len != 0 {
 		b = append(b, `,"len":`...)
-		b = strconv.AppendUint(b, uint64(p.Len), 10)
+		b = appendUint(b, uint64(p.Len))
 	}
 	b = append(b, `,"verdict":`...)
 	b = appendJSONString(b, string(verdictOrUnknown(p.Verdict)))
@@ -142,7 +141,7 @@ func (m *jsonMemo) appendPath(b []byte, p *stitch.Path) []byte {
 	}
 	if p.Events != 0 {
 		b = append(b, `,"events":`...)
-		b = strconv.AppendInt(b, int64(p.Events), 10)
+		b = appendInt(b, int64(p.Events))
 	}
 	if p.Clipped {
 		b = append(b, `,"clipped":true`...)
@@ -169,15 +168,15 @@ func (m *jsonMemo) appendPath(b []byte, p *stitch.Path) []byte {
 
 func (m *jsonMemo) appendHop(b []byte, p *stitch.Path, h *stitch.Hop) []byte {
 	b = append(b, `{"t_ns":`...)
-	b = strconv.AppendInt(b, int64(h.T), 10)
+	b = appendInt(b, int64(h.T))
 	b = append(b, `,"delta_ns":`...)
-	b = strconv.AppendInt(b, int64(h.Delta), 10)
+	b = appendInt(b, int64(h.Delta))
 	b = m.appendWhere(b, h)
 	b = append(b, `,"cpu":`...)
-	b = strconv.AppendUint(b, uint64(h.CPU), 10)
+	b = appendUint(b, uint64(h.CPU))
 	if h.Len != 0 {
 		b = append(b, `,"len":`...)
-		b = strconv.AppendUint(b, uint64(h.Len), 10)
+		b = appendUint(b, uint64(h.Len))
 	}
 	if h.Mark != 0 {
 		b = append(b, `,"mark":"`...)
@@ -202,14 +201,14 @@ func (m *jsonMemo) appendHop(b []byte, p *stitch.Path, h *stitch.Hop) []byte {
 	}
 	if h.HasICMPID && (!p.HasICMPID || h.ICMPID != p.ICMPID) {
 		b = append(b, `,"icmp_id":`...)
-		b = strconv.AppendUint(b, uint64(h.ICMPID), 10)
+		b = appendUint(b, uint64(h.ICMPID))
 	}
 	if h.Kind == hop.Netfilter || h.Hook != hop.NoHook {
 		b = m.appendHook(b, h)
 	}
 	if h.Kind == hop.Netfilter {
 		b = append(b, `,"dur_ns":`...)
-		b = strconv.AppendInt(b, int64(h.Dur), 10)
+		b = appendInt(b, int64(h.Dur))
 	}
 	if h.Partial {
 		b = append(b, `,"partial":true`...)
@@ -286,7 +285,7 @@ func (m *jsonMemo) appendHop(b []byte, p *stitch.Path, h *stitch.Hop) []byte {
 	}
 	if h.Kind == hop.Drop || h.ReasonCode != 0 {
 		b = append(b, `,"reason_code":`...)
-		b = strconv.AppendUint(b, uint64(h.ReasonCode), 10)
+		b = appendUint(b, uint64(h.ReasonCode))
 	}
 	if h.Location != 0 {
 		b = append(b, `,"location":"`...)
@@ -319,9 +318,9 @@ func appendJSONOuter(b []byte, o *stitch.Outer) []byte {
 	b = append(b, '"')
 	if o.Tunnel.HasVNI() {
 		b = append(b, `,"dport":`...)
-		b = strconv.AppendUint(b, uint64(o.DPort), 10)
+		b = appendUint(b, uint64(o.DPort))
 		b = append(b, `,"vni":`...)
-		b = strconv.AppendUint(b, uint64(o.VNI), 10)
+		b = appendUint(b, uint64(o.VNI))
 	}
 	return append(b, '}')
 }
@@ -354,13 +353,13 @@ func appendJSONWhere(b []byte, h *stitch.Hop) []byte {
 	b = appendJSONString(b, h.Dev)
 	if h.Ifindex != 0 {
 		b = append(b, `,"ifindex":`...)
-		b = strconv.AppendUint(b, uint64(h.Ifindex), 10)
+		b = appendUint(b, uint64(h.Ifindex))
 	}
 	b = append(b, `,"netns":`...)
 	b = appendJSONString(b, h.Netns)
 	if h.NetnsInode != 0 {
 		b = append(b, `,"netns_inode":`...)
-		b = strconv.AppendUint(b, uint64(h.NetnsInode), 10)
+		b = appendUint(b, uint64(h.NetnsInode))
 	}
 	return b
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net/netip"
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -175,6 +176,35 @@ func appendTCPFlags(b []byte, flags uint8) []byte {
 		b = append(b, name...)
 	}
 	return b
+}
+
+// appendUint appends v in decimal, as strconv.AppendUint(b, v, 10) does,
+// the digits written in place.
+func appendUint(b []byte, v uint64) []byte {
+	if v < 10 {
+		return append(b, byte('0'+v))
+	}
+	n := 1
+	for x := v; x >= 10; x /= 10 {
+		n++
+	}
+	l := len(b)
+	b = slices.Grow(b, n)[:l+n]
+	for i := l + n - 1; i > l; i-- {
+		q := v / 10
+		b[i] = byte('0' + v - q*10)
+		v = q
+	}
+	b[l] = byte('0' + v)
+	return b
+}
+
+// appendInt appends v in decimal, as strconv.AppendInt(b, v, 10) does.
+func appendInt(b []byte, v int64) []byte {
+	if v < 0 {
+		return appendUint(append(b, '-'), uint64(-v)) // also right for math.MinInt64
+	}
+	return appendUint(b, uint64(v))
 }
 
 // appendHex appends v as 0x-prefixed lower-case hex.

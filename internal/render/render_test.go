@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -540,6 +541,22 @@ func TestAppendTime(t *testing.T) {
 			if got, want := string(m.appendTime(nil, tm, true)), tm.UTC().Format(headerTime); got != want {
 				t.Errorf("header %v: %s, want %s", tm, got, want)
 			}
+		}
+	}
+}
+
+func TestAppendInt(t *testing.T) {
+	vals := []int64{0, 1, 9, 10, 11, 99, 100, 101, 999, 1000, 12345, 4026532177, 1<<32 - 1, 1 << 32,
+		math.MaxInt64, math.MinInt64, math.MinInt64 + 1, -1, -9, -10, -123456789}
+	for i := int64(1); i < 1e18; i *= 10 {
+		vals = append(vals, i-1, i, i+1, -i)
+	}
+	for _, v := range vals {
+		if got, want := string(appendInt([]byte("x"), v)), "x"+strconv.FormatInt(v, 10); got != want {
+			t.Errorf("appendInt(%d) = %s, want %s", v, got, want)
+		}
+		if got, want := string(appendUint(nil, uint64(v))), strconv.FormatUint(uint64(v), 10); got != want {
+			t.Errorf("appendUint(%d) = %s, want %s", uint64(v), got, want)
 		}
 	}
 }
