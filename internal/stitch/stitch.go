@@ -99,7 +99,8 @@ type Stitcher struct {
 	waitHops int
 	stats    Stats
 	err      error
-	held     int // hops the active paths have room for (see MaxHeldHops)
+	last     *track // of the last event added (Add)
+	held     int    // hops the active paths have room for (see MaxHeldHops)
 
 	// Memory to reuse: tracks always (they never leave the stitcher),
 	// paths with Config.Recycle or when they were never emitted.
@@ -180,7 +181,12 @@ func (s *Stitcher) Active() int { return len(s.active) }
 func (s *Stitcher) Add(ev *decode.Event) {
 	s.stats.Events++
 	idle := uint64(s.cfg.Idle)
-	t := s.active[ev.SKB]
+	// A packet's events mostly come in a row: the track of the last one
+	// first. It is active when it holds a path not completed.
+	t := s.last
+	if t == nil || t.path == nil || t.done || t.path.SKB != ev.SKB {
+		t = s.active[ev.SKB]
+	}
 	if t != nil && (ev.Flags&decode.FlagNew != 0 || ev.TS > t.last+idle) {
 		// A new packet on a reused skb, or the same skb long after its
 		// packet went quiet: the old path ended without a free event.
@@ -226,6 +232,7 @@ func (s *Stitcher) Add(ev *decode.Event) {
 		s.complete(s.lru.next, ev.TS)
 	}
 	s.unblock(ev.TS, t)
+	s.last = t
 }
 
 // Flush completes paths idle at now (monotonic ns) and emits, in order,
