@@ -194,8 +194,16 @@ func echoID(b []byte, proto uint8, t *Tuple) {
 // meaning depends on the kind (bpf/include/event.h).
 func (d *Decoder) ext(ev *Event) {
 	x := &d.raw.Ext
-	ev.CT, ev.Verdict = NoCT, hop.NoVerdict
-	ev.Table, ev.IPVS, ev.VXLAN = Table{}, IPVS{}, VXLAN{}
+	ev.CT, ev.Verdict, ev.VXLAN = NoCT, hop.NoVerdict, VXLAN{}
+	// Most events have neither: cleared only where set, field by field
+	// (comparing whole structs, or clearing them, costs more).
+	if t := &ev.Table; t.Name != "" || t.Chain != "" || t.Engine != 0 || t.Family != 0 {
+		*t = Table{}
+	}
+	if v := &ev.IPVS; v.Scheduler != "" || v.Service != (netip.AddrPort{}) || v.RealServer != (netip.AddrPort{}) ||
+		v.Method != 0 || v.Proto != 0 {
+		*v = IPVS{}
+	}
 	switch ev.Kind {
 	case KindNF:
 		ev.CT = CT(min(x.Val[0], 0xff))
