@@ -51,6 +51,7 @@ type textRenderer struct {
 	// widths holds the widths measure found of each hop's columns.
 	widths []hopWidths
 	start  timeMemo
+	where  [64]textWhereMemo
 }
 
 // hopWidths are the display widths of one hop's aligned columns.
@@ -170,6 +171,37 @@ func (r *textRenderer) measure(p *stitch.Path) columns {
 	return c
 }
 
+// textWhereMemo is the text of a hop's kind, device and namespace columns,
+// padded to the widths of the block (appendWhere).
+type textWhereMemo struct {
+	kind                hop.Kind
+	dev, netns          string
+	ckind, cdev, cnetns int
+	valid               bool
+	text                []byte
+}
+
+// appendWhere appends the kind, device and namespace columns of h, whose
+// widths are w, in a block whose widths are c; remembered, as a trace's
+// hops show the same few.
+func (r *textRenderer) appendWhere(b []byte, h *stitch.Hop, w *hopWidths, c columns) []byte {
+	m := &r.where[(uint32(h.Kind)*31+uint32(len(h.Dev))*7+uint32(len(h.Netns))+uint32(c.dev))%uint32(len(r.where))]
+	if !m.valid || m.kind != h.Kind || m.dev != h.Dev || m.netns != h.Netns || m.ckind != c.kind || m.cdev != c.dev || m.cnetns != c.netns {
+		t := m.text[:0]
+		ks := r.pal.kind(h.Kind)
+		t = append(t, ks.pre...)
+		t = appendText(t, h.Kind.String())
+		t = append(t, ks.post...)
+		t = pad(t, c.kind-w.kind+2)
+		t = appendTextOr(t, h.Dev)
+		t = pad(t, c.dev-w.dev+2)
+		t = appendTextOr(t, h.Netns)
+		t = pad(t, c.netns-w.netns+2)
+		*m = textWhereMemo{kind: h.Kind, dev: h.Dev, netns: h.Netns, ckind: c.kind, cdev: c.dev, cnetns: c.netns, valid: true, text: t}
+	}
+	return append(b, m.text...)
+}
+
 // textWidth is the display width of appendText(s): its length when s is
 // printable ASCII, which appendText leaves as it is.
 func (r *textRenderer) textWidth(s string) int {
@@ -261,16 +293,7 @@ func (r *textRenderer) appendPath(b []byte, p *stitch.Path) []byte {
 		}
 		b = append(b, "  "...)
 
-		ks := pal.kind(h.Kind)
-		b = append(b, ks.pre...)
-		b = appendText(b, h.Kind.String())
-		b = append(b, ks.post...)
-		b = pad(b, c.kind-w.kind+2)
-
-		b = appendTextOr(b, h.Dev)
-		b = pad(b, c.dev-w.dev+2)
-		b = appendTextOr(b, h.Netns)
-		b = pad(b, c.netns-w.netns+2)
+		b = r.appendWhere(b, h, w, c)
 		what := len(b)
 
 		// What happened.
