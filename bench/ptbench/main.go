@@ -43,6 +43,7 @@ func mainErr(ctx context.Context, args []string) error {
 	memRate := fs.Float64("mem-rate", 100e3, "datagrams per second of the memory run")
 	scen := fs.String("scenarios", "", "comma-separated datapath scenarios (default all: "+scenarioKeys()+")")
 	doc := fs.String("doc", "docs/BENCHMARKS.md", "report to update (\"\": none)")
+	profiles := fs.String("profiles", "bench/out/profiles", "directory for the CPU profiles of the userspace phase (\"\": none)")
 	pipeSteps := fs.String("steps", "", "only the pipeline steps whose label contains this")
 	goBin := fs.String("go", "go", "the go command, for the micro-benchmarks")
 	verbose := fs.Bool("v", false, "log every measurement")
@@ -156,7 +157,7 @@ func mainErr(ctx context.Context, args []string) error {
 		}
 		if phase("userspace") {
 			if err = record.Repeat(seedRecording, file, replayEvents); err == nil {
-				res.UserSpace, err = benchUserSpace(file)
+				res.UserSpace, err = benchUserSpace(ctx, file, *profiles, *goBin)
 			}
 			fail("userspace", err)
 		}

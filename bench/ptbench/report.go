@@ -244,15 +244,38 @@ func (r *results) sections() []section {
 		})
 	}
 	if len(r.UserSpace) > 0 {
-		t := &table{head: []string{"stage (user space only, recorded events)", "events/s", "bytes allocated / event"}}
+		t := &table{head: []string{"stage (user space only, recorded events)", "events/s", "CPU ns / event", "of which this stage", "bytes allocated / event"}}
+		var notes []string
 		for _, u := range r.UserSpace {
-			t.add(u.Stage, si(u.EPS), fmt.Sprintf("%.0f", u.BytesPer))
+			stage := fmt.Sprintf("%.0f", u.StageCPU)
+			if u.Base != "" {
+				stage += " (over " + u.Base + ")"
+			}
+			t.add(u.Stage, si(u.EPS), fmt.Sprintf("%.0f", u.CPUPer), stage, fmt.Sprintf("%.0f", u.BytesPer))
+		}
+		for _, u := range r.UserSpace {
+			p := u.Profile
+			if p == nil {
+				continue
+			}
+			var parts, top []string
+			for _, sh := range p.Shares {
+				parts = append(parts, fmt.Sprintf("%s %.0f%%", sh.Label, sh.Pct))
+			}
+			for _, f := range p.Top {
+				top = append(top, fmt.Sprintf("`%s` %.1f%%", f.Name, f.FlatPct))
+			}
+			notes = append(notes, fmt.Sprintf("%s: profile `%s`; samples by stage: %s; top functions (flat): %s.",
+				u.Stage, p.File, strings.Join(parts, ", "), strings.Join(top, ", ")))
 		}
 		out = append(out, section{
 			title: "User space alone",
-			intro: fmt.Sprintf("The %s-event recording below, held in memory, through pathtrace's packages in one goroutine "+
-				"as the live trace runs them (paths recycled, flushed every 256 events); best of three.", si(replayEvents)),
-			tab: t,
+			intro: fmt.Sprintf("The %s-event recording below, held in memory (the read row: read from the file, in the page cache), "+
+				"through pathtrace's packages in one goroutine as the live trace runs them (paths recycled, flushed every 256 events); "+
+				"best of three. CPU is the process's (the GC's threads too), per event; \"of which this stage\" is the row's CPU "+
+				"less that of the row it extends. Then each row runs again for %s under the CPU profiler, its samples labeled "+
+				"by stage (pprof label `stage`: read, decode, stitch, annotate, render).", si(replayEvents), profileFor),
+			tab: t, notes: notes,
 		})
 	}
 	if len(r.Startup) > 0 {

@@ -31,7 +31,15 @@ var ErrShort = errors.New("record too short")
 // use; a Decoder is not safe for concurrent use.
 type Decoder struct {
 	names map[[16]byte]string
-	raw   rawEvent
+	// recent is a direct-mapped cache in front of names: a hit costs two
+	// word compares where the map hashes the 16 bytes.
+	recent [64]recentName
+	raw    rawEvent
+}
+
+type recentName struct {
+	key [16]byte
+	s   string
 }
 
 // maxInterned bounds the name cache; past it names are still decoded, only
@@ -55,37 +63,42 @@ func (d *Decoder) Decode(b []byte, ev *Event) error {
 		return fmt.Errorf("decode event: %w: %d bytes for a captured length of %d", ErrShort, len(b), r.CapLen)
 	}
 	kind, flags := Kind(r.Kind), Flags(r.Flags)
-	*ev = Event{
-		Kind:       kind,
-		Flags:      flags,
-		Backend:    BackendOf(kind, flags),
-		SKB:        r.Skb,
-		TS:         r.Ts,
-		CPU:        r.Cpu,
-		Netns:      r.Netns,
-		Ifindex:    r.Ifindex,
-		Dev:        d.name(&r.Dev),
-		Hook:       hop.HookFromKernel(r.Hook),
-		Slot:       Slot(r.Slot),
-		In:         d.name(&r.InDev),
-		Out:        d.name(&r.OutDev),
-		InIfindex:  r.InIfindex,
-		OutIfindex: r.OutIfindex,
-		Len:        r.Len,
-		Mark:       r.Mark,
-		DropReason: r.DropReason,
-		Location:   r.Location,
-	}
+	// Field by field, not *ev = Event{...}: the literal is built on the
+	// stack and copied, 472 bytes per event.
+	ev.Kind = kind
+	ev.Flags = flags
+	ev.Backend = BackendOf(kind, flags)
+	ev.SKB = r.Skb
+	ev.TS = r.Ts
+	ev.CPU = r.Cpu
+	ev.Netns = r.Netns
+	ev.Ifindex = r.Ifindex
+	ev.Dev = d.name(&r.Dev)
+	ev.Hook = hop.HookFromKernel(r.Hook)
+	ev.Slot = Slot(r.Slot)
+	ev.In = d.name(&r.InDev)
+	ev.Out = d.name(&r.OutDev)
+	ev.InIfindex = r.InIfindex
+	ev.OutIfindex = r.OutIfindex
+	ev.Len = r.Len
+	ev.Mark = r.Mark
+	ev.DropReason = r.DropReason
+	ev.Location = r.Location
 	if flags&FlagL3 != 0 {
 		o := &r.Outer
-		ev.Outer = tuple(o.Family, o.Saddr, o.Daddr, o.Sport, o.Dport, o.IpId, o.Proto, o.TcpFlags, flags&FlagL4 != 0)
+		setTuple(&ev.Outer, o.Family, &o.Saddr, &o.Daddr, o.Sport, o.Dport, o.IpId, o.Proto, o.TcpFlags, flags&FlagL4 != 0)
+	} else {
+		ev.Outer = Tuple{}
 	}
 	if flags&FlagInner != 0 {
 		ev.VNI = r.Vni
 		ev.Tunnel = TunnelKind(r.Tunnel).Hop()
 		in := &r.Inner
-		ev.Inner = tuple(in.Family, in.Saddr, in.Daddr, in.Sport, in.Dport, in.IpId, in.Proto, in.TcpFlags, flags&FlagInnerL4 != 0)
+		setTuple(&ev.Inner, in.Family, &in.Saddr, &in.Daddr, in.Sport, in.Dport, in.IpId, in.Proto, in.TcpFlags, flags&FlagInnerL4 != 0)
+	} else {
+		ev.VNI, ev.Tunnel, ev.Inner = 0, hop.NoTunnel, Tuple{}
 	}
+	ev.Data = nil
 	d.ext(ev)
 	if r.CapLen > 0 {
 		ev.Data = b[RecordPrefix : RecordPrefix+int(r.CapLen)]
@@ -181,6 +194,16 @@ func echoID(b []byte, proto uint8, t *Tuple) {
 // meaning depends on the kind (bpf/include/event.h).
 func (d *Decoder) ext(ev *Event) {
 	x := &d.raw.Ext
+	ev.CT, ev.Verdict, ev.VXLAN = NoCT, hop.NoVerdict, VXLAN{}
+	// Most events have neither: cleared only where set, field by field
+	// (comparing whole structs, or clearing them, costs more).
+	if t := &ev.Table; t.Name != "" || t.Chain != "" || t.Engine != 0 || t.Family != 0 {
+		*t = Table{}
+	}
+	if v := &ev.IPVS; v.Scheduler != "" || v.Service != (netip.AddrPort{}) || v.RealServer != (netip.AddrPort{}) ||
+		v.Method != 0 || v.Proto != 0 {
+		*v = IPVS{}
+	}
 	switch ev.Kind {
 	case KindNF:
 		ev.CT = CT(min(x.Val[0], 0xff))
@@ -249,19 +272,18 @@ func addr16(family uint8, a [4]uint32) netip.Addr {
 	return netip.AddrFrom16(b)
 }
 
-func tuple(family uint8, saddr, daddr [4]uint32, sport, dport, id uint16, proto, flags uint8, ports bool) Tuple {
-	t := Tuple{
-		Proto:    proto,
-		IPID:     id,
-		TCPFlags: flags,
-		HasPorts: ports,
-	}
+// setTuple sets t from a record's tuple fields.
+func setTuple(t *Tuple, family uint8, saddr, daddr *[4]uint32, sport, dport, id uint16, proto, flags uint8, ports bool) {
 	if !ports {
 		sport, dport = 0, 0
 	}
-	t.Src = netip.AddrPortFrom(addr16(family, saddr), sport)
-	t.Dst = netip.AddrPortFrom(addr16(family, daddr), dport)
-	return t
+	t.Proto = proto
+	t.Src = netip.AddrPortFrom(addr16(family, *saddr), sport)
+	t.Dst = netip.AddrPortFrom(addr16(family, *daddr), dport)
+	t.IPID = id
+	t.TCPFlags = flags
+	t.HasPorts = ports
+	t.HasICMPID, t.ICMPID = false, 0
 }
 
 func (d *Decoder) name(raw *[16]int8) string {
@@ -269,6 +291,19 @@ func (d *Decoder) name(raw *[16]int8) string {
 	if b[0] == 0 {
 		return ""
 	}
+	lo, hi := binary.NativeEndian.Uint64(b[:8]), binary.NativeEndian.Uint64(b[8:])
+	slot := &d.recent[((lo^hi*0x9e3779b97f4a7c15)*0x9e3779b97f4a7c15)>>58]
+	if slot.s != "" && slot.key == b {
+		return slot.s
+	}
+	s := d.intern(b)
+	slot.key, slot.s = b, s
+	return s
+}
+
+// intern returns the string of the device name b, from the names cache
+// where it is.
+func (d *Decoder) intern(b [16]byte) string {
 	if s, ok := d.names[b]; ok {
 		return s
 	}

@@ -367,3 +367,77 @@ func TestDecodeIPv6(t *testing.T) {
 		t.Errorf("ICMPv6 type 8 taken for an echo: %+v", ev.Inner)
 	}
 }
+
+// Decode sets every field of the event it fills: decoding into an event
+// that held another record gives what decoding into a zero one gives.
+func TestDecodeReusedEvent(t *testing.T) {
+	var recs []bpf.TracepointEvent
+	recs = append(recs, sampleRecord(), icmpEchoRecord(true), icmpEchoRecord(false))
+	var ipvs, table bpf.TracepointEvent
+	ipvs.Kind, ipvs.Flags = uint8(KindIPVS), uint8(FlagFentry)
+	ipvs.Ext.Val, ipvs.Ext.Name = [3]uint32{3, 6, 1}, name("rr")
+	table.Kind, table.Hook, table.InDev, table.OutDev = uint8(KindTable), 2, name("cni0"), name("eth0")
+	table.Ext.Name, table.Ext.Val = name("filter"), [3]uint32{0, 2, 2}
+	recs = append(recs, ipvs, table, bpf.TracepointEvent{Kind: uint8(KindRx)})
+
+	var d Decoder
+	for _, r := range recs {
+		for _, prev := range recs {
+			var ev Event
+			poison(reflect.ValueOf(&ev).Elem())
+			if err := d.Decode(encode(t, &prev), &ev); err != nil {
+				t.Fatal(err)
+			}
+			if err := d.Decode(encode(t, &r), &ev); err != nil {
+				t.Fatal(err)
+			}
+			var fresh Event
+			if err := d.Decode(encode(t, &r), &fresh); err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(ev, fresh) {
+				t.Errorf("kind %s after kind %s:\n%+v\nwant\n%+v", Kind(r.Kind), Kind(prev.Kind), ev, fresh)
+			}
+		}
+	}
+	// Every field, also one added later, is overwritten.
+	var ev, fresh Event
+	poison(reflect.ValueOf(&ev).Elem())
+	r := bpf.TracepointEvent{Kind: uint8(KindRx)}
+	if err := errors.Join(d.Decode(encode(t, &r), &ev), d.Decode(encode(t, &r), &fresh)); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(ev, fresh) {
+		t.Errorf("fields left from before:\n%+v\nwant\n%+v", ev, fresh)
+	}
+}
+
+// poison sets every settable field of v to a non-zero value.
+func poison(v reflect.Value) {
+	switch v.Interface().(type) {
+	case netip.AddrPort:
+		v.Set(reflect.ValueOf(netip.MustParseAddrPort("1.2.3.4:5")))
+		return
+	case netip.Addr:
+		v.Set(reflect.ValueOf(netip.MustParseAddr("1.2.3.4")))
+		return
+	}
+	switch v.Kind() {
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if v.Type().Field(i).IsExported() {
+				poison(v.Field(i))
+			}
+		}
+	case reflect.String:
+		v.SetString("x")
+	case reflect.Bool:
+		v.SetBool(true)
+	case reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		v.SetUint(1)
+	case reflect.Int, reflect.Int64:
+		v.SetInt(1)
+	case reflect.Slice:
+		v.Set(reflect.MakeSlice(v.Type(), 1, 1))
+	}
+}

@@ -123,8 +123,14 @@ func (a *Advisor) mtu(p *stitch.Path, inode uint32) []string {
 		return nil
 	}
 	var ws []string
-	in := inNetns(n, a.label(p, inode))
-	node := a.label(p, inode)
+	// Named only for a warning: most paths get none.
+	var in, node string
+	names := func() {
+		if node == "" {
+			node = a.label(p, inode)
+			in = inNetns(n, node)
+		}
+	}
 
 	var inner uint32
 	for i := range p.Hops {
@@ -139,6 +145,7 @@ func (a *Advisor) mtu(p *stitch.Path, inode uint32) []string {
 		if o.MTU <= 0 || inner <= uint32(o.MTU) || !a.uses(p, inode, o) {
 			continue
 		}
+		names()
 		ws = append(ws, fmt.Sprintf("A %d-byte packet on its way through %s on %s, whose MTU is %d: with DF set it is dropped and ICMP fragmentation-needed is sent back, without DF it is fragmented. Pods should use an MTU ≤ %d. Check: %sip link show %s",
 			inner, o.Name, node, o.MTU, o.MTU, in, o.Name))
 	}
@@ -156,6 +163,7 @@ func (a *Advisor) mtu(p *stitch.Path, inode uint32) []string {
 		}
 	}
 	if o != nil && o.UnderlayMTU > 0 && outer > uint32(o.UnderlayMTU) {
+		names()
 		ws = append(ws, fmt.Sprintf("The encapsulated packet (%d bytes) is larger than the MTU %d of %s, the underlay of %s on %s: the outer packet is fragmented (the inner DF bit does not reach the outer header) or dropped. %s's MTU %d should be ≤ %d. Check: %sip -d link show %s",
 			outer, o.UnderlayMTU, o.Underlay, o.Name, node, o.Name, o.MTU, o.UnderlayMTU-o.Overhead, in, o.Name))
 	}

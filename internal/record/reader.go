@@ -504,14 +504,24 @@ func checkSize(n uint32) string {
 
 // readRest reads a block of the given total size whose first have bytes
 // were read, checks its trailing length, and returns the bytes from have up
-// to the trailing length. The slice is reused by the next call.
+// to the trailing length. The slice is valid until the next read.
 func (r *Reader) readRest(size uint32, have int) ([]byte, error) {
 	rest := int(size) - have
-	if cap(r.blk) < rest {
-		r.blk = make([]byte, rest, max(rest, 4096))
+	var b []byte
+	var err error
+	if rest <= r.br.Size() {
+		// In place in the read buffer, without a copy: a record's
+		// block is read once more, into the record.
+		b, err = r.br.Peek(rest)
+		r.br.Discard(len(b))
+	} else {
+		if cap(r.blk) < rest {
+			r.blk = make([]byte, rest, max(rest, 4096))
+		}
+		b = r.blk[:rest]
+		_, err = io.ReadFull(r.br, b)
 	}
-	b := r.blk[:rest]
-	if _, err := io.ReadFull(r.br, b); err != nil {
+	if err != nil {
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
 			return nil, r.truncated(r.off, "ends inside a block of %d bytes", size)
 		}
@@ -527,7 +537,12 @@ func (r *Reader) readRest(size uint32, have int) ([]byte, error) {
 func (r *Reader) advance() error {
 	for {
 		at := r.off
-		n, err := io.ReadFull(r.br, r.hdr[:])
+		hdr, err := r.br.Peek(len(r.hdr))
+		n := copy(r.hdr[:], hdr)
+		r.br.Discard(n)
+		if err == io.EOF && n > 0 {
+			err = io.ErrUnexpectedEOF
+		}
 		if err != nil {
 			switch {
 			case n == 0 && err == io.EOF && r.done && len(r.files) > 0:

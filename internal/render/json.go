@@ -2,8 +2,7 @@ package render
 
 import (
 	"io"
-	"strconv"
-	"time"
+	"net/netip"
 
 	"github.com/pathtrace/pathtrace/internal/hop"
 	"github.com/pathtrace/pathtrace/internal/stitch"
@@ -18,6 +17,67 @@ func NewJSON(w io.Writer) Renderer {
 
 type jsonRenderer struct {
 	sink
+	memo jsonMemo
+}
+
+// jsonMemo keeps the JSON of what hops repeat, so that it is formatted
+// once: a path's hops mostly show its tuple again, and a trace's hops the
+// same few devices.
+type jsonMemo struct {
+	src, dst endpointMemo
+	where    [64]whereMemo
+	hook     [32]hookMemo
+	outer    struct {
+		o     stitch.Outer
+		valid bool
+		text  []byte
+	}
+	backend [256][]byte // by hop.Backend: its key
+	start   timeMemo
+}
+
+// hookMemo is the JSON of a hop's hook and its devices (appendJSONHook).
+type hookMemo struct {
+	hook    hop.Hook
+	in, out string
+	valid   bool
+	text    []byte
+}
+
+// endpointMemo is the text of the endpoint appendEndpoint rendered last.
+type endpointMemo struct {
+	ap    netip.AddrPort
+	ports bool
+	valid bool
+	text  []byte
+}
+
+func (m *endpointMemo) append(b []byte, ap netip.AddrPort, proto uint8) []byte {
+	if ports := hasPorts(proto); !m.valid || m.ap != ap || m.ports != ports {
+		m.text = appendEndpoint(m.text[:0], ap, proto)
+		m.ap, m.ports, m.valid = ap, ports, true
+	}
+	return append(b, m.text...)
+}
+
+// whereMemo is the JSON of a hop's kind, device and namespace
+// (appendJSONWhere).
+type whereMemo struct {
+	kind       hop.Kind
+	dev, netns string
+	ifindex    uint32
+	inode      uint32
+	valid      bool
+	text       []byte
+}
+
+func (m *jsonMemo) appendWhere(b []byte, h *stitch.Hop) []byte {
+	w := &m.where[(uint32(h.Kind)*31+h.Ifindex*17+h.NetnsInode)%uint32(len(m.where))]
+	if !w.valid || w.kind != h.Kind || w.ifindex != h.Ifindex || w.inode != h.NetnsInode || w.dev != h.Dev || w.netns != h.Netns {
+		w.text = appendJSONWhere(w.text[:0], h)
+		w.kind, w.dev, w.netns, w.ifindex, w.inode, w.valid = h.Kind, h.Dev, h.Netns, h.Ifindex, h.NetnsInode, true
+	}
+	return append(b, w.text...)
 }
 
 func (r *jsonRenderer) Render(p *stitch.Path) error {
@@ -27,18 +87,18 @@ func (r *jsonRenderer) Render(p *stitch.Path) error {
 	if p == nil {
 		return errNilPath
 	}
-	r.buf = appendJSONPath(r.buf[:0], p)
+	r.buf = r.memo.appendPath(r.buf[:0], p)
 	return r.emit()
 }
 
 func (r *jsonRenderer) Close() error { return r.close() }
 
-// appendJSONPath appends p as one JSON line, newline included.
-func appendJSONPath(b []byte, p *stitch.Path) []byte {
+// appendPath appends p as one JSON line, newline included.
+func (m *jsonMemo) appendPath(b []byte, p *stitch.Path) []byte {
 	b = append(b, `{"id":`...)
-	b = strconv.AppendUint(b, p.ID, 10)
+	b = appendUint(b, p.ID)
 	b = append(b, `,"start":"`...)
-	b = p.Start.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = m.start.appendTime(b, p.Start, false)
 	b = append(b, '"')
 	if p.SKB != 0 {
 		b = append(b, `,"skb":"`...)
@@ -71,15 +131,15 @@ func appendJSONPath(b []byte, p *stitch.Path) []byte {
 	}
 	if p.HasICMPID {
 		b = append(b, `,"icmp_id":`...)
-		b = strconv.AppendUint(b, uint64(p.ICMPID), 10)
+		b = appendUint(b, uint64(p.ICMPID))
 	}
 	if p.IPID != 0 {
 		b = append(b, `,"ip_id":`...)
-		b = strconv.AppendUint(b, uint64(p.IPID), 10)
+		b = appendUint(b, uint64(p.IPID))
 	}
 	if p.Len != 0 {
 		b = append(b, `,"len":`...)
-		b = strconv.AppendUint(b, uint64(p.Len), 10)
+		b = appendUint(b, uint64(p.Len))
 	}
 	b = append(b, `,"verdict":`...)
 	b = appendJSONString(b, string(verdictOrUnknown(p.Verdict)))
@@ -89,7 +149,7 @@ func appendJSONPath(b []byte, p *stitch.Path) []byte {
 	}
 	if p.Events != 0 {
 		b = append(b, `,"events":`...)
-		b = strconv.AppendInt(b, int64(p.Events), 10)
+		b = appendInt(b, int64(p.Events))
 	}
 	if p.Clipped {
 		b = append(b, `,"clipped":true`...)
@@ -112,7 +172,7 @@ func appendJSONPath(b []byte, p *stitch.Path) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendJSONHop(b, p, &p.Hops[i])
+		b = m.appendHop(b, p, &p.Hops[i])
 	}
 	return append(b, "]}\n"...)
 }
@@ -127,39 +187,30 @@ func appendJSONClocks(b []byte, clocks []stitch.Clock) []byte {
 		b = append(b, `{"node":`...)
 		b = appendJSONString(b, c.Node)
 		b = append(b, `,"offset_ns":`...)
-		b = strconv.AppendInt(b, int64(c.Offset), 10)
+		b = appendInt(b, int64(c.Offset))
 		if c.Known {
 			b = append(b, `,"uncertainty_ns":`...)
-			b = strconv.AppendInt(b, int64(c.Uncertainty), 10)
+			b = appendInt(b, int64(c.Uncertainty))
 		}
 		b = append(b, `,"known":`...)
-		b = strconv.AppendBool(b, c.Known)
+		if c.Known {
+			b = append(b, "true"...)
+		} else {
+			b = append(b, "false"...)
+		}
 		b = append(b, `,"pairs":`...)
-		b = strconv.AppendInt(b, int64(c.Pairs), 10)
+		b = appendInt(b, int64(c.Pairs))
 		b = append(b, '}')
 	}
 	return append(b, ']')
 }
 
-func appendJSONHop(b []byte, p *stitch.Path, h *stitch.Hop) []byte {
+func (m *jsonMemo) appendHop(b []byte, p *stitch.Path, h *stitch.Hop) []byte {
 	b = append(b, `{"t_ns":`...)
-	b = strconv.AppendInt(b, int64(h.T), 10)
+	b = appendInt(b, int64(h.T))
 	b = append(b, `,"delta_ns":`...)
-	b = strconv.AppendInt(b, int64(h.Delta), 10)
-	b = append(b, `,"kind":`...)
-	b = appendJSONString(b, h.Kind.String())
-	b = append(b, `,"dev":`...)
-	b = appendJSONString(b, h.Dev)
-	if h.Ifindex != 0 {
-		b = append(b, `,"ifindex":`...)
-		b = strconv.AppendUint(b, uint64(h.Ifindex), 10)
-	}
-	b = append(b, `,"netns":`...)
-	b = appendJSONString(b, h.Netns)
-	if h.NetnsInode != 0 {
-		b = append(b, `,"netns_inode":`...)
-		b = strconv.AppendUint(b, uint64(h.NetnsInode), 10)
-	}
+	b = appendInt(b, int64(h.Delta))
+	b = m.appendWhere(b, h)
 	if h.Node != "" {
 		b = append(b, `,"node":`...)
 		b = appendJSONString(b, h.Node)
@@ -169,10 +220,10 @@ func appendJSONHop(b []byte, p *stitch.Path, h *stitch.Hop) []byte {
 		b = appendJSONString(b, h.Pod)
 	}
 	b = append(b, `,"cpu":`...)
-	b = strconv.AppendUint(b, uint64(h.CPU), 10)
+	b = appendUint(b, uint64(h.CPU))
 	if h.Len != 0 {
 		b = append(b, `,"len":`...)
-		b = strconv.AppendUint(b, uint64(h.Len), 10)
+		b = appendUint(b, uint64(h.Len))
 	}
 	if h.Mark != 0 {
 		b = append(b, `,"mark":"`...)
@@ -186,9 +237,9 @@ func appendJSONHop(b []byte, p *stitch.Path, h *stitch.Hop) []byte {
 		b = append(b, '"')
 	}
 	b = append(b, `,"src":"`...)
-	b = appendEndpoint(b, h.Src, proto)
+	b = m.src.append(b, h.Src, proto)
 	b = append(b, `","dst":"`...)
-	b = appendEndpoint(b, h.Dst, proto)
+	b = m.dst.append(b, h.Dst, proto)
 	b = append(b, '"')
 	if proto == protoTCP && h.TCPFlags != 0 && h.TCPFlags != p.TCPFlags {
 		b = append(b, `,"tcp_flags":"`...)
@@ -197,19 +248,14 @@ func appendJSONHop(b []byte, p *stitch.Path, h *stitch.Hop) []byte {
 	}
 	if h.HasICMPID && (!p.HasICMPID || h.ICMPID != p.ICMPID) {
 		b = append(b, `,"icmp_id":`...)
-		b = strconv.AppendUint(b, uint64(h.ICMPID), 10)
+		b = appendUint(b, uint64(h.ICMPID))
 	}
 	if h.Kind == hop.Netfilter || h.Hook != hop.NoHook {
-		b = append(b, `,"hook":`...)
-		b = appendJSONString(b, h.Hook.String())
-		b = append(b, `,"in":`...)
-		b = appendJSONString(b, h.In)
-		b = append(b, `,"out":`...)
-		b = appendJSONString(b, h.Out)
+		b = m.appendHook(b, h)
 	}
 	if h.Kind == hop.Netfilter {
 		b = append(b, `,"dur_ns":`...)
-		b = strconv.AppendInt(b, int64(h.Dur), 10)
+		b = appendInt(b, int64(h.Dur))
 	}
 	if h.Partial {
 		b = append(b, `,"partial":true`...)
@@ -228,24 +274,11 @@ func appendJSONHop(b []byte, p *stitch.Path, h *stitch.Hop) []byte {
 		b = append(b, '}')
 	}
 	if o := h.Outer; o != nil {
-		b = append(b, `,"outer":{"tunnel":`...)
-		b = appendJSONString(b, o.Tunnel.String())
-		b = append(b, `,"src":"`...)
-		if o.Src.IsValid() {
-			b = o.Src.AppendTo(b)
+		if !m.outer.valid || m.outer.o != *o {
+			m.outer.text = appendJSONOuter(m.outer.text[:0], o)
+			m.outer.o, m.outer.valid = *o, true
 		}
-		b = append(b, `","dst":"`...)
-		if o.Dst.IsValid() {
-			b = o.Dst.AppendTo(b)
-		}
-		b = append(b, '"')
-		if o.Tunnel.HasVNI() {
-			b = append(b, `,"dport":`...)
-			b = strconv.AppendUint(b, uint64(o.DPort), 10)
-			b = append(b, `,"vni":`...)
-			b = strconv.AppendUint(b, uint64(o.VNI), 10)
-		}
-		b = append(b, '}')
+		b = append(b, m.outer.text...)
 	}
 	if br := h.Bridge; br != nil {
 		b = append(b, `,"bridge":{"in":`...)
@@ -287,8 +320,11 @@ func appendJSONHop(b []byte, p *stitch.Path, h *stitch.Hop) []byte {
 		b = append(b, '}')
 	}
 	if h.Backend != hop.NoBackend {
-		b = append(b, `,"backend":`...)
-		b = appendJSONString(b, h.Backend.String())
+		bt := &m.backend[h.Backend]
+		if *bt == nil {
+			*bt = appendJSONString([]byte(`,"backend":`), h.Backend.String())
+		}
+		b = append(b, *bt...)
 	}
 	if h.Kind == hop.Drop || h.Reason != "" {
 		b = append(b, `,"reason":`...)
@@ -296,7 +332,7 @@ func appendJSONHop(b []byte, p *stitch.Path, h *stitch.Hop) []byte {
 	}
 	if h.Kind == hop.Drop || h.ReasonCode != 0 {
 		b = append(b, `,"reason_code":`...)
-		b = strconv.AppendUint(b, uint64(h.ReasonCode), 10)
+		b = appendUint(b, uint64(h.ReasonCode))
 	}
 	if h.Location != 0 {
 		b = append(b, `,"location":"`...)
@@ -312,6 +348,67 @@ func appendJSONHop(b []byte, p *stitch.Path, h *stitch.Hop) []byte {
 		b = appendJSONString(b, h.Advice)
 	}
 	return append(b, '}')
+}
+
+// appendJSONOuter appends a hop's outer key.
+func appendJSONOuter(b []byte, o *stitch.Outer) []byte {
+	b = append(b, `,"outer":{"tunnel":`...)
+	b = appendJSONString(b, o.Tunnel.String())
+	b = append(b, `,"src":"`...)
+	if o.Src.IsValid() {
+		b = o.Src.AppendTo(b)
+	}
+	b = append(b, `","dst":"`...)
+	if o.Dst.IsValid() {
+		b = o.Dst.AppendTo(b)
+	}
+	b = append(b, '"')
+	if o.Tunnel.HasVNI() {
+		b = append(b, `,"dport":`...)
+		b = appendUint(b, uint64(o.DPort))
+		b = append(b, `,"vni":`...)
+		b = appendUint(b, uint64(o.VNI))
+	}
+	return append(b, '}')
+}
+
+// appendHook appends a hop's hook keys, remembered.
+func (m *jsonMemo) appendHook(b []byte, h *stitch.Hop) []byte {
+	k := &m.hook[(uint32(h.Hook)*31+uint32(len(h.In))*7+uint32(len(h.Out)))%uint32(len(m.hook))]
+	if !k.valid || k.hook != h.Hook || k.in != h.In || k.out != h.Out {
+		k.text = appendJSONHook(k.text[:0], h)
+		k.hook, k.in, k.out, k.valid = h.Hook, h.In, h.Out, true
+	}
+	return append(b, k.text...)
+}
+
+// appendJSONHook appends a hop's hook keys.
+func appendJSONHook(b []byte, h *stitch.Hop) []byte {
+	b = append(b, `,"hook":`...)
+	b = appendJSONString(b, h.Hook.String())
+	b = append(b, `,"in":`...)
+	b = appendJSONString(b, h.In)
+	b = append(b, `,"out":`...)
+	return appendJSONString(b, h.Out)
+}
+
+// appendJSONWhere appends a hop's kind, device and namespace keys.
+func appendJSONWhere(b []byte, h *stitch.Hop) []byte {
+	b = append(b, `,"kind":`...)
+	b = appendJSONString(b, h.Kind.String())
+	b = append(b, `,"dev":`...)
+	b = appendJSONString(b, h.Dev)
+	if h.Ifindex != 0 {
+		b = append(b, `,"ifindex":`...)
+		b = appendUint(b, uint64(h.Ifindex))
+	}
+	b = append(b, `,"netns":`...)
+	b = appendJSONString(b, h.Netns)
+	if h.NetnsInode != 0 {
+		b = append(b, `,"netns_inode":`...)
+		b = appendUint(b, uint64(h.NetnsInode))
+	}
+	return b
 }
 
 // verdictOrUnknown maps an empty verdict to unknown, so the field always

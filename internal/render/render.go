@@ -1,11 +1,12 @@
 package render
 
 import (
-	"bufio"
 	"errors"
 	"io"
 	"net/netip"
+	"slices"
 	"strconv"
+	"time"
 	"unicode/utf8"
 
 	"github.com/pathtrace/pathtrace/internal/stitch"
@@ -29,23 +30,30 @@ var (
 	errNilPath = errors.New("render: nil path")
 )
 
-// sink is the buffered output shared by the renderers: a path is appended
-// into buf (reused between paths), written through bw and flushed.
+// sink is the output shared by the renderers: a path is appended into buf
+// (reused between paths) and written in one Write, so each path reaches w
+// whole and at once. After a write error every later one returns it.
 type sink struct {
-	bw     *bufio.Writer
+	w      io.Writer
 	buf    []byte
+	err    error
 	closed bool
 }
 
 func newSink(w io.Writer) sink {
-	return sink{bw: bufio.NewWriterSize(w, 64<<10), buf: make([]byte, 0, 16<<10)}
+	return sink{w: w, buf: make([]byte, 0, 16<<10)}
 }
 
 func (s *sink) emit() error {
-	if _, err := s.bw.Write(s.buf); err != nil {
-		return err
+	if s.err != nil {
+		return s.err
 	}
-	return s.bw.Flush()
+	n, err := s.w.Write(s.buf)
+	if err == nil && n < len(s.buf) {
+		err = io.ErrShortWrite
+	}
+	s.err = err
+	return err
 }
 
 func (s *sink) close() error {
@@ -53,7 +61,52 @@ func (s *sink) close() error {
 		return nil
 	}
 	s.closed = true
-	return s.bw.Flush()
+	return s.err
+}
+
+// timeMemo formats the start times of paths, in UTC, with the date and time
+// of day formatted once per second: paths start a few microseconds apart.
+type timeMemo struct {
+	sec    int64
+	valid  bool
+	prefix []byte // "2006-01-02T15:04:05" of sec
+}
+
+// lastMemoSec is 9999-12-31T23:59:59Z: past it, and before 1970, times are
+// formatted in full.
+const lastMemoSec = 253402300799
+
+// appendTime appends t in UTC as t.UTC().AppendFormat(b, layout) does for
+// layout time.RFC3339Nano, or headerTime when fixed (nanoseconds always in
+// nine digits).
+func (m *timeMemo) appendTime(b []byte, t time.Time, fixed bool) []byte {
+	t = t.UTC()
+	sec := t.Unix()
+	if sec < 0 || sec > lastMemoSec {
+		if fixed {
+			return t.AppendFormat(b, headerTime)
+		}
+		return t.AppendFormat(b, time.RFC3339Nano)
+	}
+	if !m.valid || sec != m.sec {
+		m.prefix = t.AppendFormat(m.prefix[:0], "2006-01-02T15:04:05")
+		m.sec, m.valid = sec, true
+	}
+	b = append(b, m.prefix...)
+	if ns := t.Nanosecond(); fixed || ns != 0 {
+		var d [10]byte
+		d[0] = '.'
+		for i := 9; i > 0; i-- {
+			d[i] = byte('0' + ns%10)
+			ns /= 10
+		}
+		n := len(d)
+		for !fixed && d[n-1] == '0' {
+			n--
+		}
+		b = append(b, d[:n]...)
+	}
+	return append(b, 'Z')
 }
 
 // IP protocol numbers with names of their own.
@@ -125,6 +178,35 @@ func appendTCPFlags(b []byte, flags uint8) []byte {
 	return b
 }
 
+// appendUint appends v in decimal, as strconv.AppendUint(b, v, 10) does,
+// the digits written in place.
+func appendUint(b []byte, v uint64) []byte {
+	if v < 10 {
+		return append(b, byte('0'+v))
+	}
+	n := 1
+	for x := v; x >= 10; x /= 10 {
+		n++
+	}
+	l := len(b)
+	b = slices.Grow(b, n)[:l+n]
+	for i := l + n - 1; i > l; i-- {
+		q := v / 10
+		b[i] = byte('0' + v - q*10)
+		v = q
+	}
+	b[l] = byte('0' + v)
+	return b
+}
+
+// appendInt appends v in decimal, as strconv.AppendInt(b, v, 10) does.
+func appendInt(b []byte, v int64) []byte {
+	if v < 0 {
+		return appendUint(append(b, '-'), uint64(-v)) // also right for math.MinInt64
+	}
+	return appendUint(b, uint64(v))
+}
+
 // appendHex appends v as 0x-prefixed lower-case hex.
 func appendHex(b []byte, v uint64) []byte {
 	return strconv.AppendUint(append(b, "0x"...), v, 16)
@@ -138,6 +220,15 @@ func hopProto(p *stitch.Path, h *stitch.Hop) uint8 {
 	return p.Proto
 }
 
+// jsonSafe says which bytes a JSON string holds as they are: ASCII but
+// control characters, '"' and '\\'.
+var jsonSafe = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 // appendJSONString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD,
 // control characters and U+2028/U+2029 are escaped, so the result is valid
 // JSON (and JavaScript) for any input.
@@ -147,11 +238,11 @@ func appendJSONString(b []byte, s string) []byte {
 	start := 0
 	for i := 0; i < len(s); {
 		c := s[i]
+		if jsonSafe[c] {
+			i++
+			continue
+		}
 		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
 			b = append(b, s[start:i]...)
 			switch c {
 			case '"', '\\':

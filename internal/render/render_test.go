@@ -6,11 +6,15 @@ import (
 	"encoding/json"
 	"flag"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/fatih/color"
 
@@ -463,5 +467,96 @@ func TestConsumeWithReason(t *testing.T) {
 	}
 	if strings.Contains(text.String(), "advice") || strings.Contains(js.String(), "advice") {
 		t.Error("a consume hop has advice")
+	}
+}
+
+// The widths measured without formatting are those of the formatted text.
+func TestWidths(t *testing.T) {
+	var r textRenderer
+	for _, ns := range []int64{0, 1, 49, 50, 99, 949, 950, 999, 9_949, 9_950, 99_950, 999_949, 999_950,
+		999_999_949, 999_999_950, 999_999_999, 1e9, 1_000_000_499, 1_000_000_500, 9_999_999_499, 9_999_999_500,
+		12e9, 1 << 62, math.MaxInt64, math.MinInt64, math.MinInt64 + 1} {
+		for _, d := range []time.Duration{time.Duration(ns), -time.Duration(ns)} {
+			if got, want := durWidth(d), utf8.RuneCount(appendDur(nil, d)); got != want {
+				t.Errorf("durWidth(%d) = %d, want %d (%q)", d, got, want, appendDur(nil, d))
+			}
+			if got, want := deltaWidth(d), utf8.RuneCount(appendDelta(nil, d)); got != want {
+				t.Errorf("deltaWidth(%d) = %d, want %d (%q)", d, got, want, appendDelta(nil, d))
+			}
+		}
+	}
+	for _, s := range []string{"", "eth0", "a\\b", "tab\there", "\x7f", "héllo", "\xff", "\u200b", "netns:4026532177"} {
+		if got, want := r.textOrWidth(s), utf8.RuneCount(appendTextOr(nil, s)); got != want {
+			t.Errorf("textOrWidth(%q) = %d, want %d", s, got, want)
+		}
+	}
+}
+
+// A renderer's output for a path does not depend on the paths it rendered
+// before (the JSON renderer remembers what hops repeat).
+func TestRenderIndependentOfHistory(t *testing.T) {
+	paths := slices.Concat(fixtures(), connFixtures(), []*stitch.Path{ipvsLocal(), tableDrop(), ipvsNoEndpoint(), awkward()})
+	for name, mk := range map[string]func(io.Writer) Renderer{
+		"json": NewJSON,
+		"text": func(w io.Writer) Renderer { return NewText(w, TextOptions{Verbose: true}) },
+	} {
+		alone := make([]string, len(paths))
+		for i, p := range paths {
+			var buf bytes.Buffer
+			renderAll(t, mk(&buf), []*stitch.Path{p})
+			alone[i] = buf.String()
+		}
+		var buf bytes.Buffer
+		r := mk(&buf)
+		var order []int
+		for i := range paths {
+			order = append(order, i, len(paths)-1-i, i) // forward, backward, each twice
+		}
+		for _, i := range order {
+			buf.Reset()
+			if err := r.Render(paths[i]); err != nil {
+				t.Fatal(err)
+			}
+			if buf.String() != alone[i] {
+				t.Errorf("%s: path %d after others:\n%s\nalone:\n%s", name, i, buf.String(), alone[i])
+			}
+		}
+	}
+}
+
+// Start times come out as AppendFormat makes them, remembered per second
+// or not.
+func TestAppendTime(t *testing.T) {
+	var m timeMemo
+	base := time.Date(2026, 11, 28, 3, 40, 1, 0, time.UTC)
+	times := []time.Time{base, base.Add(123456789), base.Add(100), base.Add(999999999), base.Add(time.Second),
+		base.Add(time.Second + 500*time.Millisecond), time.Unix(0, 0), time.Unix(0, 1).In(time.FixedZone("x", 3600)),
+		time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC), time.Date(10000, 1, 1, 0, 0, 0, 5, time.UTC),
+		time.Date(1969, 12, 31, 23, 59, 59, 10, time.UTC), time.Date(-5, 1, 1, 0, 0, 0, 0, time.UTC), {}}
+	for range 2 {
+		for _, tm := range times {
+			if got, want := string(m.appendTime(nil, tm, false)), tm.UTC().Format(time.RFC3339Nano); got != want {
+				t.Errorf("RFC3339Nano %v: %s, want %s", tm, got, want)
+			}
+			if got, want := string(m.appendTime(nil, tm, true)), tm.UTC().Format(headerTime); got != want {
+				t.Errorf("header %v: %s, want %s", tm, got, want)
+			}
+		}
+	}
+}
+
+func TestAppendInt(t *testing.T) {
+	vals := []int64{0, 1, 9, 10, 11, 99, 100, 101, 999, 1000, 12345, 4026532177, 1<<32 - 1, 1 << 32,
+		math.MaxInt64, math.MinInt64, math.MinInt64 + 1, -1, -9, -10, -123456789}
+	for i := int64(1); i < 1e18; i *= 10 {
+		vals = append(vals, i-1, i, i+1, -i)
+	}
+	for _, v := range vals {
+		if got, want := string(appendInt([]byte("x"), v)), "x"+strconv.FormatInt(v, 10); got != want {
+			t.Errorf("appendInt(%d) = %s, want %s", v, got, want)
+		}
+		if got, want := string(appendUint(nil, uint64(v))), strconv.FormatUint(uint64(v), 10); got != want {
+			t.Errorf("appendUint(%d) = %s, want %s", uint64(v), got, want)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package render
 
 import (
 	"io"
+	"math"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -47,7 +48,14 @@ type textRenderer struct {
 	opts TextOptions
 	pal  palette
 	tmp  []byte // scratch for measuring column widths
+	// widths holds the widths measure found of each hop's columns.
+	widths []hopWidths
+	start  timeMemo
+	where  [64]textWhereMemo
 }
+
+// hopWidths are the display widths of one hop's aligned columns.
+type hopWidths struct{ t, delta, kind, dev, netns int }
 
 // style is the pair of escape sequences around a colored span; both are
 // empty when color is off.
@@ -172,17 +180,106 @@ type columns struct{ t, delta, kind, dev, netns int }
 
 func (r *textRenderer) measure(p *stitch.Path) columns {
 	var c columns
+	r.widths = r.widths[:0]
 	for i := range p.Hops {
 		h := &p.Hops[i]
-		c.t = max(c.t, r.width(appendDur(r.tmp[:0], h.T)))
+		w := hopWidths{t: durWidth(h.T), kind: r.textWidth(h.Kind.String()), dev: r.textOrWidth(h.Dev), netns: r.textOrWidth(hopNetns(h))}
 		if i > 0 {
-			c.delta = max(c.delta, r.width(appendDelta(r.tmp[:0], h.Delta)))
+			w.delta = deltaWidth(h.Delta)
 		}
-		c.kind = max(c.kind, r.width(appendText(r.tmp[:0], h.Kind.String())))
-		c.dev = max(c.dev, r.width(appendTextOr(r.tmp[:0], h.Dev)))
-		c.netns = max(c.netns, r.width(appendTextOr(r.tmp[:0], hopNetns(h))))
+		r.widths = append(r.widths, w)
+		c.t = max(c.t, w.t)
+		c.delta = max(c.delta, w.delta)
+		c.kind = max(c.kind, w.kind)
+		c.dev = max(c.dev, w.dev)
+		c.netns = max(c.netns, w.netns)
 	}
 	return c
+}
+
+// textWhereMemo is the text of a hop's kind, device and namespace columns,
+// padded to the widths of the block (appendWhere).
+type textWhereMemo struct {
+	kind                hop.Kind
+	dev, netns          string
+	ckind, cdev, cnetns int
+	valid               bool
+	text                []byte
+}
+
+// appendWhere appends the kind, device and namespace columns of h, whose
+// widths are w, in a block whose widths are c; remembered, as a trace's
+// hops show the same few.
+func (r *textRenderer) appendWhere(b []byte, h *stitch.Hop, w *hopWidths, c columns) []byte {
+	netns := hopNetns(h)
+	m := &r.where[(uint32(h.Kind)*31+uint32(len(h.Dev))*7+uint32(len(netns))+uint32(c.dev))%uint32(len(r.where))]
+	if !m.valid || m.kind != h.Kind || m.dev != h.Dev || m.netns != netns || m.ckind != c.kind || m.cdev != c.dev || m.cnetns != c.netns {
+		t := m.text[:0]
+		ks := r.pal.kind(h.Kind)
+		t = append(t, ks.pre...)
+		t = appendText(t, h.Kind.String())
+		t = append(t, ks.post...)
+		t = pad(t, c.kind-w.kind+2)
+		t = appendTextOr(t, h.Dev)
+		t = pad(t, c.dev-w.dev+2)
+		t = appendTextOr(t, netns)
+		t = pad(t, c.netns-w.netns+2)
+		*m = textWhereMemo{kind: h.Kind, dev: h.Dev, netns: netns, ckind: c.kind, cdev: c.dev, cnetns: c.netns, valid: true, text: t}
+	}
+	return append(b, m.text...)
+}
+
+// textWidth is the display width of appendText(s): its length when s is
+// printable ASCII, which appendText leaves as it is.
+func (r *textRenderer) textWidth(s string) int {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '\\' {
+			return r.width(appendText(r.tmp[:0], s))
+		}
+	}
+	return len(s)
+}
+
+// textOrWidth is the display width of appendTextOr(s).
+func (r *textRenderer) textOrWidth(s string) int {
+	if s == "" {
+		return 1
+	}
+	return r.textWidth(s)
+}
+
+// durWidth is the display width of appendDur(d), computed without
+// formatting it.
+func durWidth(d time.Duration) int {
+	ns, w := int64(d), 0
+	if ns < 0 {
+		ns, w = -ns, 1
+	}
+	switch {
+	case ns < 0 || ns > math.MaxInt64-1000: // where appendDur overflows
+		return utf8.RuneCount(appendDur(nil, d))
+	case ns < int64(time.Second):
+		return w + digits((ns+50)/100/10) + len(".0µs") - 1 // µ is two bytes
+	}
+	return w + digits((ns+500)/1000/1e6) + len(".000000s")
+}
+
+// deltaWidth is the display width of appendDelta(d).
+func deltaWidth(d time.Duration) int {
+	if d >= 0 {
+		return 1 + durWidth(d)
+	}
+	return durWidth(d)
+}
+
+// digits is the number of decimal digits of v ≥ 0.
+func digits(v int64) int {
+	n := 1
+	for v >= 10 {
+		v /= 10
+		n++
+	}
+	return n
 }
 
 // width keeps b as scratch for reuse and returns its display width.
@@ -216,31 +313,17 @@ func (r *textRenderer) appendPath(b []byte, p *stitch.Path) []byte {
 			b = appendNodeLine(b, p, h.Node)
 		}
 		line := len(b)
-		b = append(b, "  "...)
-		start := len(b)
-		b = rightAlign(appendDur(b, h.T), start, c.t)
-		b = append(b, ' ')
-		start = len(b)
+		// Right-aligned: the padding first, by the widths measured.
+		w := &r.widths[i]
+		b = pad(b, 2+c.t-w.t)
+		b = appendDur(b, h.T)
+		b = pad(b, 1+c.delta-w.delta)
 		if i > 0 {
 			b = appendDelta(b, h.Delta)
 		}
-		b = rightAlign(b, start, c.delta)
 		b = append(b, "  "...)
 
-		ks := pal.kind(h.Kind)
-		b = append(b, ks.pre...)
-		start = len(b)
-		b = appendText(b, h.Kind.String())
-		n := utf8.RuneCount(b[start:])
-		b = append(b, ks.post...)
-		b = pad(b, c.kind-n+2)
-
-		start = len(b)
-		b = appendTextOr(b, h.Dev)
-		b = pad(b, c.dev-utf8.RuneCount(b[start:])+2)
-		start = len(b)
-		b = appendTextOr(b, hopNetns(h))
-		b = pad(b, c.netns-utf8.RuneCount(b[start:])+2)
+		b = r.appendWhere(b, h, w, c)
 		what := len(b)
 
 		// What happened.
@@ -481,7 +564,7 @@ func (r *textRenderer) appendHeader(b []byte, p *stitch.Path) []byte {
 	b = appendText(b, string(v))
 	b = append(b, vs.post...)
 	b = append(b, "  "...)
-	b = p.Start.UTC().AppendFormat(b, headerTime)
+	b = r.start.appendTime(b, p.Start, true)
 	b = append(b, "  ("...)
 	b = strconv.AppendInt(b, int64(len(p.Hops)), 10)
 	if len(p.Hops) == 1 {
@@ -714,21 +797,6 @@ func appendDelta(b []byte, d time.Duration) []byte {
 	return appendDur(b, d)
 }
 
-// rightAlign right-aligns b[start:] to width w by shifting it right.
-func rightAlign(b []byte, start, w int) []byte {
-	sh := w - utf8.RuneCount(b[start:])
-	if sh <= 0 {
-		return b
-	}
-	n := len(b)
-	b = pad(b, sh)
-	copy(b[start+sh:], b[start:n])
-	for k := start; k < start+sh; k++ {
-		b[k] = ' '
-	}
-	return b
-}
-
 const spaces = "                                                                "
 
 func pad(b []byte, n int) []byte {
@@ -790,8 +858,13 @@ func appendText(b []byte, s string) []byte {
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c >= 0x20 && c < 0x7f && c != '\\' {
-			b = append(b, c)
-			i++
+			// A run of printable ASCII, appended at once.
+			j := i + 1
+			for j < len(s) && s[j] >= 0x20 && s[j] < 0x7f && s[j] != '\\' {
+				j++
+			}
+			b = append(b, s[i:j]...)
+			i = j
 			continue
 		}
 		if c < utf8.RuneSelf {

@@ -222,6 +222,48 @@ type Clock struct {
 	Pairs       int // packets matched across the node's tunnel, both ways
 }
 
+// pathMem is the memory of a path the stitcher follows: the path, and the
+// arena of what its hops point to, reused together.
+type pathMem struct {
+	path  Path
+	arena arena
+}
+
+// arena is the memory of what a path's hops point to (Outer, NAT, ...):
+// one allocation for a path's few, none for a recycled path's.
+type arena struct {
+	outers  []Outer
+	nats    []NAT
+	bridges []Bridge
+	ipvs    []IPVS
+	tables  []Table
+}
+
+// reset empties the arena for the path's next packet; the hops pointing
+// into it must be gone.
+func (a *arena) reset() {
+	a.outers = resetBuf(a.outers)
+	a.nats = resetBuf(a.nats)
+	a.bridges = resetBuf(a.bridges)
+	a.ipvs = resetBuf(a.ipvs)
+	a.tables = resetBuf(a.tables)
+}
+
+func resetBuf[T any](b []T) []T {
+	clear(b)
+	return b[:0]
+}
+
+// alloc returns a pointer to a copy of v in *buf. A full buffer is
+// replaced, not grown, so the pointers already handed out stay valid.
+func alloc[T any](buf *[]T, v T) *T {
+	if len(*buf) == cap(*buf) {
+		*buf = make([]T, 0, max(4, 2*cap(*buf)))
+	}
+	*buf = append(*buf, v)
+	return &(*buf)[len(*buf)-1]
+}
+
 // Clone returns a deep copy of p, for an emit function or renderer that
 // keeps paths while the stitcher recycles them (Config.Recycle).
 func (p *Path) Clone() *Path {

@@ -102,12 +102,14 @@ type Stitcher struct {
 	waitHops int
 	stats    Stats
 	err      error
-	held     int // hops the active paths have room for (see MaxHeldHops)
+	last     *track // of the last event added (Add)
+	held     int    // hops the active paths have room for (see MaxHeldHops)
 
 	// Memory to reuse: tracks always (they never leave the stitcher),
 	// paths with Config.Recycle or when they were never emitted.
 	freeTracks []*track
-	freePaths  []*Path
+	freePaths  []*pathMem
+	spare      Hop // the hop of an event past MaxHops (next)
 
 	// handoffs are the paths whose skb was freed as a copy of it went on,
 	// waiting for its first event, oldest first (handoff.go).
@@ -120,7 +122,8 @@ const maxFree = 256
 // track is the state of one path being followed.
 type track struct {
 	path       *Path
-	skb        uint64 // the skb followed now (the path's SKB, or a copy's: handoff.go)
+	skb        uint64   // the skb followed now (the path's SKB, or a copy's: handoff.go)
+	mem        *pathMem // of path
 	prev, next *track
 	last       uint64 // monotonic ns of the newest event
 	final      uint64 // completion time, when completed
@@ -195,7 +198,13 @@ func (s *Stitcher) Add(ev *decode.Event) {
 	if len(s.handoffs) > 0 {
 		s.expireHandoffs(ev.TS)
 	}
-	t := s.active[ev.SKB]
+	// A packet's events mostly come in a row: the track of the last one
+	// first. It is active when it holds a path not completed nor handed
+	// off.
+	t := s.last
+	if t == nil || t.path == nil || t.done || t.handedOff || t.skb != ev.SKB {
+		t = s.active[ev.SKB]
+	}
 	if t != nil && (ev.Flags&decode.FlagNew != 0 || ev.TS > t.last+idle) {
 		// A new packet on a reused skb, or the same skb long after its
 		// packet went quiet: the old path ended without a free event.
@@ -248,6 +257,7 @@ func (s *Stitcher) Add(ev *decode.Event) {
 		s.complete(s.lru.next, ev.TS)
 	}
 	s.unblock(ev.TS, t)
+	s.last = t
 }
 
 // Flush completes paths idle at now (monotonic ns) and emits, in order,
@@ -283,7 +293,8 @@ func (s *Stitcher) start(ev *decode.Event) *track {
 	if ev.Encapsulated() {
 		tup = ev.Inner
 	}
-	p := s.newPath()
+	m := s.newPath()
+	p := &m.path
 	*p = Path{
 		SKB:      ev.SKB,
 		Start:    time.Unix(0, int64(ev.TS)+s.cfg.WallOffset).UTC(),
@@ -301,7 +312,7 @@ func (s *Stitcher) start(ev *decode.Event) *track {
 		ICMPID:    tup.ICMPID,
 	}
 	t := s.newTrack()
-	*t = track{path: p, skb: ev.SKB, last: ev.TS, encap: ev.Encapsulated(), vxlanHop: -1, decapHop: -1, inHook: t.inHook[:0], cur: tup}
+	*t = track{path: p, mem: m, skb: ev.SKB, last: ev.TS, encap: ev.Encapsulated(), vxlanHop: -1, decapHop: -1, inHook: t.inHook[:0], cur: tup}
 	s.active[ev.SKB] = t
 	s.held += cap(p.Hops)
 	s.enqueue(t)
@@ -317,19 +328,20 @@ func (s *Stitcher) newTrack() *track {
 	return new(track)
 }
 
-// newPath returns a path whose Hops has room, its other fields unset.
-func (s *Stitcher) newPath() *Path {
+// newPath returns a path whose Hops has room, its other fields unset, and
+// an empty arena.
+func (s *Stitcher) newPath() *pathMem {
 	if n := len(s.freePaths); n > 0 {
-		p := s.freePaths[n-1]
+		m := s.freePaths[n-1]
 		s.freePaths = s.freePaths[:n-1]
-		return p
+		return m
 	}
-	return &Path{Hops: make([]Hop, 0, 16)}
+	return &pathMem{path: Path{Hops: make([]Hop, 0, 16)}}
 }
 
 // recycle keeps t, and its path when reusePath, for reuse.
 func (s *Stitcher) recycle(t *track, reusePath bool) {
-	p := t.path
+	p, m := t.path, t.mem
 	*t = track{}
 	if len(s.freeTracks) < maxFree {
 		s.freeTracks = append(s.freeTracks, t)
@@ -338,7 +350,8 @@ func (s *Stitcher) recycle(t *track, reusePath bool) {
 		// Drop what the hops point to, so the GC can take it.
 		clear(p.Hops)
 		*p = Path{Hops: p.Hops[:0]}
-		s.freePaths = append(s.freePaths, p)
+		m.arena.reset()
+		s.freePaths = append(s.freePaths, m)
 	}
 }
 
@@ -390,7 +403,8 @@ func (s *Stitcher) apply(t *track, ev *decode.Event) {
 		s.flushPending(t)
 	}
 	s.transitions(t, ev)
-	h := s.hop(t, ev)
+	h := s.next(t)
+	s.fill(h, t, ev)
 	h.Kind = ev.Kind.Hop()
 	switch ev.Kind {
 	case decode.KindTx:
@@ -405,39 +419,39 @@ func (s *Stitcher) apply(t *track, ev *decode.Event) {
 		if ev.Flags&decode.FlagReason != 0 && s.cfg.Names != nil {
 			h.Reason = s.cfg.Names.DropReason(ev.DropReason)
 		}
-		freeDevice(t.path, &h)
+		freeDevice(t.path, h)
 	case decode.KindConsume:
 		h.Location = ev.Location
 		if ev.Location != 0 && s.cfg.Names != nil {
 			h.Func = s.cfg.Names.Symbol(ev.Location)
 		}
-		freeDevice(t.path, &h)
+		freeDevice(t.path, h)
 	case decode.KindBridge:
-		h.Bridge = &Bridge{In: ev.In, Out: ev.Out}
+		h.Bridge = alloc(&t.mem.arena.bridges, Bridge{In: ev.In, Out: ev.Out})
 	case decode.KindIPVS:
-		h.IPVS = &IPVS{
+		h.IPVS = alloc(&t.mem.arena.ipvs, IPVS{
 			Service:    ev.IPVS.Service,
 			RealServer: ev.IPVS.RealServer,
 			Method:     ev.IPVS.Method,
 			Scheduler:  ev.IPVS.Scheduler,
-		}
+		})
 	case decode.KindVXLAN:
 		// vxlan_xmit: the encapsulation happens here; the outer header is
 		// known from the next event that carries it.
 		if ev.VXLAN.Known {
-			h.Outer = &Outer{Tunnel: hop.TunnelVXLAN, DPort: ev.VXLAN.DPort, VNI: ev.VXLAN.VNI}
+			h.Outer = alloc(&t.mem.arena.outers, Outer{Tunnel: hop.TunnelVXLAN, DPort: ev.VXLAN.DPort, VNI: ev.VXLAN.VNI})
 		}
-		if len(t.path.Hops) < s.cfg.MaxHops {
-			t.vxlanHop = len(t.path.Hops)
+		if h != &s.spare {
+			t.vxlanHop = len(t.path.Hops) - 1
 		}
 	case decode.KindVXLANRcv:
 		// vxlan_rcv: the decapsulation happens here, on the underlay
 		// device's packet; the VXLAN device is the next event's.
-		if len(t.path.Hops) < s.cfg.MaxHops {
-			t.decapHop = len(t.path.Hops)
+		if h != &s.spare {
+			t.decapHop = len(t.path.Hops) - 1
 		}
 	}
-	s.append(t, h)
+	s.added(t, h)
 }
 
 func (s *Stitcher) applyNF(t *track, ev *decode.Event) {
@@ -461,14 +475,15 @@ func (s *Stitcher) applyNF(t *track, ev *decode.Event) {
 			} else {
 				h.Partial = true
 			}
-			s.append(t, h)
+			s.append(t, &h)
 			return
 		}
 		first := &t.pending
 		t.hasPending = false
-		h := s.nfHop(t, first)
+		h := s.next(t)
+		s.fillNF(h, t, first)
 		h.Dur = time.Duration(ev.TS - first.TS)
-		s.append(t, h)
+		s.added(t, h)
 		s.flushInHook(t)
 		s.nat(t, first, ev)
 		s.transitions(t, ev)
@@ -488,15 +503,15 @@ func (s *Stitcher) nat(t *track, before, after *decode.Event) {
 		h := s.hop(t, after)
 		h.Kind = hop.NAT
 		h.Hook = after.Hook
-		h.NAT = &NAT{Type: hop.DNAT, From: natEnd(b.Dst, b), To: natEnd(a.Dst, a), Reverse: reverse}
-		s.append(t, h)
+		h.NAT = alloc(&t.mem.arena.nats, NAT{Type: hop.DNAT, From: natEnd(b.Dst, b), To: natEnd(a.Dst, a), Reverse: reverse})
+		s.append(t, &h)
 	}
 	if b.Src != a.Src {
 		h := s.hop(t, after)
 		h.Kind = hop.NAT
 		h.Hook = after.Hook
-		h.NAT = &NAT{Type: hop.SNAT, From: natEnd(b.Src, b), To: natEnd(a.Src, a), Reverse: reverse}
-		s.append(t, h)
+		h.NAT = alloc(&t.mem.arena.nats, NAT{Type: hop.SNAT, From: natEnd(b.Src, b), To: natEnd(a.Src, a), Reverse: reverse})
+		s.append(t, &h)
 	}
 }
 
@@ -531,7 +546,7 @@ func (s *Stitcher) flushPending(t *track) {
 	t.hasPending = false
 	h := s.nfHop(t, &t.pending)
 	h.Partial = true
-	s.append(t, h)
+	s.append(t, &h)
 	s.flushInHook(t)
 }
 
@@ -558,15 +573,15 @@ func (s *Stitcher) applyInHook(t *track, ev *decode.Event) {
 	h.In, h.Out = ev.In, ev.Out
 	h.Kind = ev.Kind.Hop()
 	if ev.Kind == decode.KindTable {
-		h.Table = &Table{Engine: ev.Table.Engine, Family: ev.Table.Family, Name: ev.Table.Name, Chain: ev.Table.Chain, Verdict: ev.Verdict}
+		h.Table = alloc(&t.mem.arena.tables, Table{Engine: ev.Table.Engine, Family: ev.Table.Family, Name: ev.Table.Name, Chain: ev.Table.Chain, Verdict: ev.Verdict})
 	} else {
-		h.IPVS = &IPVS{Verdict: ev.Verdict}
+		h.IPVS = alloc(&t.mem.arena.ipvs, IPVS{Verdict: ev.Verdict})
 	}
 	if inPending && len(t.inHook) < maxInHook {
 		t.inHook = append(t.inHook, h)
 		return
 	}
-	s.append(t, h)
+	s.append(t, &h)
 }
 
 // maxInHook bounds the verdicts held for one hook (a hook runs a few
@@ -575,18 +590,23 @@ const maxInHook = 16
 
 func (s *Stitcher) flushInHook(t *track) {
 	for i := range t.inHook {
-		s.append(t, t.inHook[i])
+		s.append(t, &t.inHook[i])
 		t.inHook[i] = Hop{}
 	}
 	t.inHook = t.inHook[:0]
 }
 
 func (s *Stitcher) nfHop(t *track, ev *decode.Event) Hop {
-	h := s.hop(t, ev)
+	var h Hop
+	s.fillNF(&h, t, ev)
+	return h
+}
+
+func (s *Stitcher) fillNF(h *Hop, t *track, ev *decode.Event) {
+	s.fill(h, t, ev)
 	h.Kind = hop.Netfilter
 	h.Hook = ev.Hook
 	h.In, h.Out = ev.In, ev.Out
-	return h
 }
 
 // transitions appends an encap or decap hop when the packet gains or loses
@@ -611,8 +631,7 @@ func (s *Stitcher) transitions(t *track, ev *decode.Event) {
 	case enc && !t.encap && t.vxlanHop >= 0:
 		// A vxlan_xmit hop already marks the encapsulation: complete it.
 		t.outer = outerOf(ev)
-		o := t.outer
-		t.path.Hops[t.vxlanHop].Outer = &o
+		t.path.Hops[t.vxlanHop].Outer = alloc(&t.mem.arena.outers, t.outer)
 		t.vxlanHop = -1
 	case enc && !t.encap:
 		t.outer = outerOf(ev)
@@ -624,14 +643,13 @@ func (s *Stitcher) transitions(t *track, ev *decode.Event) {
 			h.NetnsInode = t.txNetns
 			h.Netns = s.netns(t.txNetns)
 		}
-		s.append(t, h)
+		s.append(t, &h)
 	case !enc && t.encap:
 		h := s.hop(t, ev)
 		h.Backend = hop.Inferred // seen between two hops, whatever showed them
 		h.Kind = hop.Decap
-		o := t.outer
-		h.Outer = &o
-		s.append(t, h)
+		h.Outer = alloc(&t.mem.arena.outers, t.outer)
+		s.append(t, &h)
 	case enc:
 		t.outer = outerOf(ev)
 	}
@@ -651,35 +669,67 @@ func outerOf(ev *decode.Event) Outer {
 
 // hop fills the fields every hop kind shares.
 func (s *Stitcher) hop(t *track, ev *decode.Event) Hop {
-	h := Hop{
-		T:          time.Duration(ev.TS - t.path.Mono),
-		Dev:        ev.Dev,
-		Ifindex:    ev.Ifindex,
-		NetnsInode: ev.Netns,
-		Netns:      s.netns(ev.Netns),
-		Node:       s.cfg.Node,
-		CPU:        ev.CPU,
-		Len:        ev.Len,
-		Mark:       ev.Mark,
-		Backend:    ev.Backend,
-	}
+	var h Hop
+	s.fill(&h, t, ev)
+	return h
+}
+
+// fill sets in h, a zero hop, the fields every hop kind shares.
+func (s *Stitcher) fill(h *Hop, t *track, ev *decode.Event) {
+	h.T = time.Duration(ev.TS - t.path.Mono)
+	h.Dev = ev.Dev
+	h.Ifindex = ev.Ifindex
+	h.NetnsInode = ev.Netns
+	h.Netns = s.netns(ev.Netns)
+	h.Node = s.cfg.Node
+	h.CPU = ev.CPU
+	h.Len = ev.Len
+	h.Mark = ev.Mark
+	h.Backend = ev.Backend
 	if ev.TS < t.path.Mono {
 		h.T = 0
 	}
 	tup := ev.Outer
 	if ev.Encapsulated() {
 		tup = ev.Inner
-		o := outerOf(ev)
-		h.Outer = &o
+		h.Outer = alloc(&t.mem.arena.outers, outerOf(ev))
 	}
 	if tup.Valid() {
 		h.Proto, h.Src, h.Dst, h.TCPFlags = tup.Proto, tup.Src, tup.Dst, tup.TCPFlags
 		h.HasICMPID, h.ICMPID = tup.HasICMPID, tup.ICMPID
 	}
-	return h
 }
 
-func (s *Stitcher) append(t *track, h Hop) {
+// next returns the zero hop to build the next hop of t's path in, in place
+// at its end; added completes it. Past MaxHops it is the spare, counted
+// as clipped and not kept.
+func (s *Stitcher) next(t *track) *Hop {
+	p := t.path
+	if len(p.Hops) >= s.cfg.MaxHops {
+		p.Clipped = true
+		s.stats.Clipped++
+		s.spare = Hop{}
+		return &s.spare
+	}
+	c := cap(p.Hops)
+	p.Hops = append(p.Hops, Hop{})
+	s.held += cap(p.Hops) - c
+	return &p.Hops[len(p.Hops)-1]
+}
+
+// added completes h, from next, once its time is set: as append does.
+func (s *Stitcher) added(t *track, h *Hop) {
+	if h == &s.spare {
+		return
+	}
+	if n := len(t.path.Hops); n > 1 {
+		h.Delta = h.T - t.path.Hops[n-2].T
+	} else {
+		h.Delta = h.T
+	}
+}
+
+func (s *Stitcher) append(t *track, h *Hop) {
 	p := t.path
 	if len(p.Hops) >= s.cfg.MaxHops {
 		p.Clipped = true
@@ -692,7 +742,7 @@ func (s *Stitcher) append(t *track, h Hop) {
 		h.Delta = h.T
 	}
 	c := cap(p.Hops)
-	p.Hops = append(p.Hops, h)
+	p.Hops = append(p.Hops, *h)
 	s.held += cap(p.Hops) - c
 }
 

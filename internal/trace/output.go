@@ -1,7 +1,6 @@
 package trace
 
 import (
-	"bytes"
 	"errors"
 	"io"
 	"sync"
@@ -19,6 +18,7 @@ import (
 type Output struct {
 	w       io.Writer
 	q       chan []byte
+	free    chan []byte // buffers written, for the next writes to reuse
 	stopped chan struct{}
 	done    chan struct{}
 	stop    sync.Once
@@ -34,12 +34,20 @@ type Output struct {
 // outputQueue is how many writes (a rendered path each) wait at most.
 const outputQueue = 256
 
+// Buffers kept for reuse: so many, of at most so many bytes. A copy per
+// write kept the GC, and its write barriers, busy for every path.
+const (
+	outputFree    = 16
+	outputFreeMax = 64 << 10
+)
+
 // ErrOutputClosed is returned by a Write after Close.
 var ErrOutputClosed = errors.New("output closed")
 
 // NewOutput starts writing to w.
 func NewOutput(w io.Writer) *Output {
-	o := &Output{w: w, q: make(chan []byte, outputQueue), stopped: make(chan struct{}), done: make(chan struct{})}
+	o := &Output{w: w, q: make(chan []byte, outputQueue), free: make(chan []byte, outputFree),
+		stopped: make(chan struct{}), done: make(chan struct{})}
 	go o.run()
 	return o
 }
@@ -55,6 +63,12 @@ func (o *Output) run() {
 			}
 		}
 		o.pending.Add(-int64(len(b)))
+		if cap(b) <= outputFreeMax {
+			select {
+			case o.free <- b[:0]:
+			default:
+			}
+		}
 	}
 }
 
@@ -64,7 +78,7 @@ func (o *Output) error() error {
 	return o.err
 }
 
-// Write queues a copy of b. It returns the error of an earlier write (the
+// Write queues a copy of b (in a buffer written before, where one is free). It returns the error of an earlier write (the
 // reader went away: EPIPE), so that the writer stops.
 func (o *Output) Write(b []byte) (int, error) {
 	if o.closed.Load() {
@@ -73,7 +87,12 @@ func (o *Output) Write(b []byte) (int, error) {
 	if err := o.error(); err != nil {
 		return 0, err
 	}
-	c := bytes.Clone(b)
+	var c []byte
+	select {
+	case c = <-o.free:
+	default:
+	}
+	c = append(c, b...)
 	o.pending.Add(int64(len(c)))
 	select {
 	case o.q <- c:

@@ -24,19 +24,30 @@ func writeBenchRecording(tb testing.TB, n int) string {
 }
 
 // BenchmarkReplayJSON is replay of a 1M-event recording to JSON: read,
-// decode, stitch, render. Target: ≥ 2M events/s.
+// decode, stitch, annotate, render. Target: ≥ 2M events/s.
 func BenchmarkReplayJSON(b *testing.B) {
+	benchReplay(b, func() render.Renderer { return render.NewJSON(io.Discard) })
+}
+
+// BenchmarkReplayText is BenchmarkReplayJSON with the text timeline.
+func BenchmarkReplayText(b *testing.B) {
+	benchReplay(b, func() render.Renderer { return render.NewText(io.Discard, render.TextOptions{}) })
+}
+
+func benchReplay(b *testing.B, out func() render.Renderer) {
 	file := writeBenchRecording(b, benchEvents)
 	fi, _ := os.Stat(file)
 	b.SetBytes(fi.Size())
+	b.ReportAllocs()
 	b.ResetTimer()
 	var events uint64
 	for b.Loop() {
-		sum, err := Replay(context.Background(), file, ReplayOptions{}, render.NewJSON(io.Discard))
+		sum, err := Replay(context.Background(), file, ReplayOptions{}, out())
 		if err != nil {
 			b.Fatal(err)
 		}
 		events += sum.Events
 	}
 	b.ReportMetric(float64(events)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(events), "ns/event")
 }
