@@ -43,7 +43,7 @@ func (s *Stitcher) handsOff(t *track, ev *decode.Event) bool {
 	}
 	free, before := &hops[n-1], &hops[n-2]
 	return free.Kind == hop.Consume && free.Reason == "" && before.Hook == hop.Postrouting &&
-		(before.Kind == hop.Netfilter || before.Kind == hop.NAT) && s.isNode(before.NetnsInode) &&
+		(before.Kind == hop.Netfilter || before.Kind == hop.NAT || before.Kind == hop.Table) && s.isNode(before.NetnsInode) &&
 		(ev.Netns == 0 || ev.Netns == before.NetnsInode)
 }
 

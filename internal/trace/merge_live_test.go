@@ -21,6 +21,7 @@ import (
 	"github.com/pathtrace/pathtrace/internal/render"
 	"github.com/pathtrace/pathtrace/internal/scope"
 	"github.com/pathtrace/pathtrace/internal/stitch"
+	"github.com/pathtrace/pathtrace/internal/testutil"
 	"github.com/pathtrace/pathtrace/internal/topology"
 )
 
@@ -118,6 +119,7 @@ func pathLines(p *stitch.Path) string {
 // a known offset, merged again: the estimate recovers the offset within
 // its uncertainty.
 func TestMergedNodesMatchKernel(t *testing.T) {
+	testutil.SkipWhereAbsent(t, testutil.MergeProof)
 	for _, cni := range []topology.CNI{topology.CNIFlannel, topology.CNICalicoVXLAN, topology.CNICalicoIPIP, topology.CNIGeneve} {
 		t.Run(cni.String(), func(t *testing.T) { mergedNodesMatchKernel(t, cni) })
 	}
