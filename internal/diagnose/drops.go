@@ -56,6 +56,9 @@ func (a *Advisor) advise(p *stitch.Path, i int) string {
 	case "NO_SOCKET":
 		return d.noSocket()
 	case "NOT_SPECIFIED", "":
+		if s := d.hairpin(); s != "" {
+			return s
+		}
 		if s := d.vethXmit(); s != "" {
 			return s
 		}
@@ -415,6 +418,42 @@ func (d *drop) synTimeWait() string {
 	}
 	s.run(d.in + fmt.Sprintf("ss -tan state time-wait '( sport = :%d )'", d.h.Dst.Port()))
 	s.run(d.in + "ss -lnt")
+	return s.String()
+}
+
+// hairpin explains a packet a Service sent back to the pod it came from
+// (the DNAT's endpoint is the packet's own source) that the node dropped
+// on the device it came in on: the bridge sends a frame back out its
+// ingress port only where that port has hairpin mode.
+func (d *drop) hairpin() string {
+	if d.n == nil || d.h.Dev == "" || d.h.Dst.Addr() != d.p.Src.Addr() {
+		return ""
+	}
+	var dnat *stitch.NAT
+	cameIn := false
+	for j := range d.i {
+		h := &d.p.Hops[j]
+		if h.NetnsInode != d.h.NetnsInode {
+			continue
+		}
+		switch {
+		case h.Kind == hop.Rx && h.Dev == d.h.Dev:
+			cameIn = true
+		case h.Kind == hop.NAT && h.NAT != nil && h.NAT.Type == hop.DNAT && !h.NAT.Reverse:
+			dnat = h.NAT
+		}
+	}
+	if !cameIn || dnat == nil {
+		return ""
+	}
+	var s note
+	svc := dnat.From.String()
+	if dnat.Service != "" {
+		svc += " (" + dnat.Service + ")"
+	}
+	s.say("%s sent this packet back to the pod it came from: DNAT %s → %s, the pod's own address (hairpin).", svc, dnat.From, dnat.To)
+	s.say("The node dropped it on %s in %s, the bridge port it came in on: a bridge sends a frame back out its ingress port only when hairpin mode is on for that port, which kubelet (--hairpin-mode hairpin-veth) or the CNI bridge plugin (\"hairpinMode\": true) sets; kube-proxy then masquerades the hairpin connection so the reply comes back the same way.", d.h.Dev, d.ns)
+	s.run(d.in + "bridge -d link show dev " + d.h.Dev + "   # hairpin on|off")
 	return s.String()
 }
 

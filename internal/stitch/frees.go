@@ -40,6 +40,10 @@ type normalFree struct {
 	teardown bool
 	// synACK: only for a SYN-ACK; a SYN freed so is a drop.
 	synACK bool
+	// merged: the packet was merged into another (IP reassembly, GRO)
+	// and freed with it, wherever that was: that packet's path shows
+	// its fate.
+	merged bool
 }
 
 // noReason are the reasons of a free the kernel gave no specific reason
@@ -83,6 +87,12 @@ var normalFrees = []normalFree{
 	// sockets) got a copy; the kernel's own ping socket lookup then finds
 	// none (no reason before 5.17).
 	{reasons: []string{"NO_SOCKET", ""}, funcs: []string{"ping_rcv", "icmp_rcv", "icmpv6_rcv"}},
+	// A fragment reassembled into a datagram (conntrack's defrag, IP
+	// input), or a segment GRO chained to another, on that packet's
+	// frag_list: freed with it, by skb_release_data, without a reason
+	// (consume_skb frees the list as NOT_SPECIFIED drops). The packet
+	// it became has its own path, with its own end.
+	{reasons: noReason, funcs: []string{"skb_release_data"}, merged: true},
 }
 
 // normalFreeOf returns the row of normalFrees a free with this reason, by
@@ -146,10 +156,17 @@ func (s *Stitcher) classifyFree(p *Path) {
 		return
 	}
 	h := &p.Hops[n-1]
-	if h.Kind != hop.Drop || h.Hook != hop.NoHook {
+	if h.Kind != hop.Drop {
 		return
 	}
 	f, ok := normalFreeOf(h.Reason, h.FuncName())
+	if ok && f.merged {
+		h.Kind = hop.Consume // anywhere, in any hook
+		return
+	}
+	if h.Hook != hop.NoHook {
+		return
+	}
 	if !ok || (f.notSYN && p.Proto == protoTCP && h.TCPFlags&tcpSYN != 0) ||
 		(f.teardown && (p.Proto != protoTCP || h.TCPFlags&(tcpSYN|tcpPSH) != 0)) ||
 		(f.synACK && (p.Proto != protoTCP || h.TCPFlags&(tcpSYN|tcpACK) != tcpSYN|tcpACK)) {

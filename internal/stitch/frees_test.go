@@ -34,6 +34,9 @@ func TestNormalFreeOf(t *testing.T) {
 		{"", "icmp_rcv", true},
 		{"", "__udp4_lib_rcv", false},
 		{"NOT_SPECIFIED", "ip_rcv_finish", false},
+		{"NOT_SPECIFIED", "skb_release_data", true}, // a fragment freed with its reassembled datagram
+		{"", "skb_release_data", true},
+		{"NO_SOCKET", "skb_release_data", false},
 	} {
 		if _, got := normalFreeOf(tc.reason, tc.fn); got != tc.want {
 			t.Errorf("normalFreeOf(%q, %q) = %v, want %v", tc.reason, tc.fn, got, tc.want)
@@ -49,7 +52,7 @@ var (
 	freeFuncs   = map[uint64]string{
 		0x1000: "tcp_rcv_state_process+0x1a4", 0x2000: "sk_stream_kill_queues+0x57", 0x3000: "ping_rcv+0xb3",
 		0x4000: "__udp4_lib_rcv+0x9c2", 0x5000: "nf_hook_slow+0x9e", 0x6000: "tcp_data_queue+0x88",
-		0x7000: "tcp_v4_rcv+0x81", 0x8000: "tcp_validate_incoming+0x180",
+		0x7000: "tcp_v4_rcv+0x81", 0x8000: "tcp_validate_incoming+0x180", 0x9000: "skb_release_data+0x1b4",
 	}
 )
 
@@ -95,6 +98,14 @@ func TestNormalFreesAreDelivered(t *testing.T) {
 		}, drop(nsNode1, "flannel.1", 60, 0x2000), hop.Drop, false, 0},
 		{"freed in another namespace than the pod's", toPod, drop(nsClient, "eth0", 60, 0x2000), hop.Drop, false, 0},
 		{"without the function", toNode, drop(0, "", 2, 0), hop.Drop, false, 0},
+		// conntrack's defrag on the bridge reassembled the datagram, which
+		// went on (refragmented): its fragments are freed with it, as
+		// NOT_SPECIFIED drops, inside PREROUTING, far from any socket.
+		{"fragment freed with its reassembled datagram", func(s *seq) *seq {
+			return s.dev(decode.KindTx, nsClient, "eth0").dev(decode.KindRx, nsNode1, "veth1a2b3c4d").
+				hook(hop.Prerouting, nsNode1, "cni0", "", nil)
+		}, drop(nsNode1, "cni0", 2, 0x9000), hop.Consume, false, 0},
+		{"fragment freed with its reassembled datagram in the pod", toPod, drop(nsServer, "eth0", 2, 0x9000), hop.Consume, false, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tup := ack("10.244.1.5:40312", "10.244.1.6:8080")

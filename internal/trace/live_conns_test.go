@@ -390,3 +390,64 @@ func TestLiveIdentity(t *testing.T) {
 		}
 	}
 }
+
+// TestLiveHairpin: the server pod connects to its own Service, whose only
+// endpoint it is. Without hairpin mode on its bridge port the node drops
+// the SYN where it came in, after the DNAT, and the advice says hairpin;
+// with it, the connection opens, DNAT and kube-proxy's masquerade shown on
+// the request, both undone on the reply.
+func TestLiveHairpin(t *testing.T) {
+	c := cluster(t, topology.Options{})
+	server, n2 := c.Pod(topology.PodServer), c.Node(topology.Node2)
+	svcSYN := func(paths []*stitch.Path) *stitch.Path {
+		return findPath(t, paths, topology.ServerIP, topology.ClusterIP.Addr(), tcpSYN)
+	}
+	dnat := &stitch.NAT{Type: hop.DNAT, From: topology.ClusterIP, To: topology.ServerAddr}
+
+	stop := tracing(t, c, topology.ServerIP)
+	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
+	_, err := topology.TCPExchange(ctx, server, topology.ClusterIP, "hairpin")
+	cancel()
+	if err == nil {
+		t.Fatal("the exchange went through a bridge port without hairpin mode")
+	}
+	paths, _ := stop()
+	req := svcSYN(paths)
+	requireHops(t, req, []hopMatch{
+		{kind: hop.Rx, dev: server.HostVeth, netns: n2.NetnsName, description: "rx on the server's host veth"},
+		{kind: hop.NAT, netns: n2.NetnsName, nat: dnat, description: "DNAT to the server itself"},
+		{kind: hop.Drop, dev: server.HostVeth, netns: n2.NetnsName, description: "a drop on the port it came in on"},
+	})
+	if last := req.Hops[len(req.Hops)-1]; req.Verdict != stitch.VerdictDropped || !strings.Contains(last.Advice, "hairpin mode") ||
+		!strings.Contains(last.Advice, "bridge -d link show dev "+server.HostVeth) {
+		t.Errorf("verdict %s, drop advice does not say hairpin:\n%s\n%s", req.Verdict, last.Advice, dump(req))
+	}
+
+	if _, err := n2.Run(context.Background(), "bridge", "link", "set", "dev", server.HostVeth, "hairpin", "on"); err != nil {
+		t.Fatal(err)
+	}
+	stop = tracing(t, c, topology.ServerIP)
+	exchange(t, server, topology.ClusterIP)
+	paths, _ = stop()
+	req = svcSYN(paths)
+	masq := netip.AddrPortFrom(n2.BridgeIP, req.Src.Port())
+	requireHops(t, req, []hopMatch{
+		{kind: hop.NAT, hook: hop.Prerouting, netns: n2.NetnsName, nat: dnat, description: "DNAT to the server itself"},
+		{kind: hop.NAT, hook: hop.Postrouting, netns: n2.NetnsName,
+			nat: &stitch.NAT{Type: hop.SNAT, From: req.Src, To: masq}, description: "masquerade to node2's bridge address"},
+		{kind: hop.Tx, dev: server.HostVeth, netns: n2.NetnsName, description: "tx back out the server's host veth"},
+		{kind: hop.Rx, dev: "eth0", netns: server.NetnsName, description: "rx on the server's eth0"},
+	})
+	if req.Verdict != stitch.VerdictDelivered {
+		t.Errorf("request verdict %s, want delivered\n%s", req.Verdict, dump(req))
+	}
+	reply := findPath(t, paths, topology.ServerIP, n2.BridgeIP, tcpSYN|tcpACK)
+	requireHops(t, reply, []hopMatch{
+		{kind: hop.NAT, netns: n2.NetnsName, nat: &stitch.NAT{Type: hop.DNAT, From: masq, To: req.Src, Reverse: true}, description: "un-masquerade"},
+		{kind: hop.NAT, netns: n2.NetnsName, nat: &stitch.NAT{Type: hop.SNAT, From: topology.ServerAddr, To: topology.ClusterIP, Reverse: true}, description: "un-DNAT"},
+		{kind: hop.Rx, dev: "eth0", netns: server.NetnsName, description: "rx on the server's eth0"},
+	})
+	if reply.Verdict != stitch.VerdictDelivered {
+		t.Errorf("reply verdict %s, want delivered\n%s", reply.Verdict, dump(reply))
+	}
+}

@@ -2,10 +2,12 @@ package trace
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -267,4 +269,46 @@ func TestLiveFirstSeenAfterNAT(t *testing.T) {
 		}
 	}
 	requireStartOrder(t, paths)
+}
+
+// TestLiveFragmentsNotDropped sends a 4000-byte UDP datagram from the
+// client to a closed port of the server: the client fragments it (MTU
+// 1450), conntrack's defrag on node1's bridge reassembles and refragments
+// it, the server reassembles it and answers ICMP port unreachable. The
+// fragments the kernel frees with the datagram they were reassembled into
+// (skb_release_data, NOT_SPECIFIED) are not drops; the one true drop is the
+// datagram's, NO_SOCKET at the server.
+func TestLiveFragmentsNotDropped(t *testing.T) {
+	c := cluster(t, topology.Options{})
+	stop := tracing(t, c, topology.ClientIP)
+	conn, err := c.Pod(topology.PodClient).Dial(context.Background(), "udp", netip.AddrPortFrom(topology.ServerIP, 9997).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write(make([]byte, 4000)); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := conn.Read(make([]byte, 16)); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("read after a datagram to a closed port: %v, want connection refused", err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	paths, _ := stop()
+	drops := 0
+	for _, p := range paths {
+		for _, h := range p.Hops {
+			if h.Kind != hop.Drop {
+				continue
+			}
+			if h.Reason == "NO_SOCKET" && p.Dst.Port() == 9997 {
+				drops++
+				continue
+			}
+			t.Errorf("path #%d has a drop hop (%s by %s):\n%s", p.ID, h.Reason, h.Func, dump(p))
+		}
+	}
+	if drops != 1 {
+		t.Errorf("%d drops of the datagram for want of a socket, want 1", drops)
+	}
 }
