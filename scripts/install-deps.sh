@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs, from Debian's packages, what the demo and the tests need on a
-# fresh machine: iptables and iproute2 (demo topology), procps (sysctl, in
+# fresh machine: iptables, nftables and iproute2 (demo topology, nft in tests), procps (sysctl, in
 # the doctor tests), tshark and tcpdump (recordings), chromium (the HTML
 # report's browser test, headless), clang and libbpf-dev
 # (only for `make generate`), plus any package named as an argument (make
@@ -8,7 +8,7 @@
 # to install. internal/testutil's tools list the commands tests need.
 set -euo pipefail
 
-need=(iptables iproute2 procps tshark tcpdump chromium "$@")
+need=(iptables nftables iproute2 procps tshark tcpdump chromium "$@")
 [ "${WITH_CLANG:-0}" = 1 ] && need+=(clang llvm libbpf-dev)
 
 missing=()
