@@ -169,7 +169,10 @@ func TestLiveVXLANOverIPv6Underlay(t *testing.T) {
 		}
 	}
 	stop := tracing(t, c, inner[0])
-	if err := topology.Ping(ctx, node1.HostNetworkPod(), inner[1], 0x6668, 1); err != nil {
+	// A deadline of its own: starting the trace takes long in a QEMU guest.
+	pctx, pcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer pcancel()
+	if err := topology.Ping(pctx, node1.HostNetworkPod(), inner[1], 0x6668, 1); err != nil {
 		t.Fatal(err)
 	}
 	paths, sum := stop()
