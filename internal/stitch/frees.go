@@ -87,6 +87,11 @@ var normalFrees = []normalFree{
 	// sockets) got a copy; the kernel's own ping socket lookup then finds
 	// none (no reason before 5.17).
 	{reasons: []string{"NO_SOCKET", ""}, funcs: []string{"ping_rcv", "icmp_rcv", "icmpv6_rcv"}},
+	// An ICMPv6 message the kernel itself handled (an echo request it
+	// answered, neighbour discovery): icmpv6_rcv of 6.1 and older frees
+	// every one but an echo reply with kfree_skb, no specific reason
+	// ("assume failure and preserve the status quo", net/ipv6/icmp.c).
+	{reasons: noReason, funcs: []string{"icmpv6_rcv"}},
 	// A fragment reassembled into a datagram (conntrack's defrag, IP
 	// input), or a segment GRO chained to another, on that packet's
 	// frag_list: freed with it, by skb_release_data, without a reason

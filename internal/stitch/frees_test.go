@@ -21,6 +21,7 @@ func TestNormalFreeOf(t *testing.T) {
 		{"TCP_OLD_ACK", "tcp_ack", true},
 		{"TCP_OLD_DATA", "", false},
 		{"NO_SOCKET", "ping_rcv", true},
+		{"NOT_SPECIFIED", "icmpv6_rcv", true},
 		{"NO_SOCKET", "__udp4_lib_rcv", false},
 		{"NO_SOCKET", "tcp_v4_rcv", true}, // a row for teardown segments only (TestNormalFreesAreDelivered)
 		{"NETFILTER_DROP", "nf_hook_slow", false},
