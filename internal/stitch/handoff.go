@@ -26,7 +26,7 @@ import (
 
 // handoffWindow is how long, in event time, a path handed off waits for
 // its packet's new skb.
-const handoffWindow = 5 * time.Millisecond
+const handoffWindow = 50 * time.Millisecond
 
 // maxHandoffs bounds the paths waiting for their new skb at once; past
 // it the oldest ends at its free.

@@ -100,14 +100,6 @@ var (
 		"6.1-arm64":  "the arm64 guests' userland has no nft",
 		"6.12-arm64": "the arm64 guests' userland has no nft",
 	}}
-	// GuestIPv6UnderlayVXLAN: a VXLAN device over the nodes' IPv6 underlay
-	// passes no traffic in the QEMU guests (the echo times out; not
-	// investigated yet), only on the host.
-	GuestIPv6UnderlayVXLAN = Fact{name: "VXLAN over the test nodes' IPv6 underlay", absent: map[string]string{
-		"5.10": "the echo over it times out in the QEMU guests (open, issue 12)", "6.1": "the echo over it times out in the QEMU guests (open, issue 12)",
-		"6.12": "the echo over it times out in the QEMU guests (open, issue 12)", "6.1-arm64": "the echo over it times out in the QEMU guests (open, issue 12)",
-		"6.12-arm64": "the echo over it times out in the QEMU guests (open, issue 12)",
-	}}
 	// MergeProof: the merge of two --scope node traces equals the kernel
 	// trace on the host; in the QEMU guests (function hops, slower
 	// clocks) it does not yet for every pod network (open, issue 14).

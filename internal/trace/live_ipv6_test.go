@@ -419,8 +419,8 @@ func TestLiveNeighborDiscovery(t *testing.T) {
 	}
 	requireHops(t, ns, []hopMatch{{kind: hop.Tx, dev: "eth0", netns: client.NetnsName, description: "tx on the client's eth0"}})
 	requireHops(t, na, []hopMatch{{kind: hop.Rx, dev: "eth0", netns: client.NetnsName, description: "rx on the client's eth0"}})
-	// Not checked: that the advertisement is delivered. Linux 6.1 frees
-	// it with kfree_skb, no reason, after ndisc_rcv, and it shows as a
-	// drop (open, issue 12: a normal free the table does not know yet).
+	if na.Verdict != stitch.VerdictDelivered {
+		t.Errorf("advertisement %s, want delivered\n%s", na.Verdict, dump(na))
+	}
 	findPath(t, paths, topology.ClientIP6, topology.PeerIP6, tcpSYN)
 }

@@ -147,7 +147,6 @@ func TestLiveHostNetworkPod(t *testing.T) {
 // matched on its inner IPv4 header, with encap and decap hops carrying
 // the IPv6 outer header.
 func TestLiveVXLANOverIPv6Underlay(t *testing.T) {
-	testutil.SkipWhereAbsent(t, testutil.GuestIPv6UnderlayVXLAN)
 	c := cluster(t, topology.Options{})
 	node1, node2 := c.Node(topology.Node1), c.Node(topology.Node2)
 	under := [2]netip.Addr{netip.MustParseAddr("fd50::11"), netip.MustParseAddr("fd50::12")}
