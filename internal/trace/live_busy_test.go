@@ -32,8 +32,8 @@ func TestLiveBusyNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Close() })
-	// The ARP churn below flushes the neighbour caches of the client and
-	// the outside host while connections run. On a slow emulated guest
+	// The ARP churn below makes the client and the outside host resolve
+	// addresses while connections run. On a slow emulated guest
 	// (the kernel matrix: TCG, guests sharing the CPUs) a resolution took
 	// longer than the default three probes a second apart, and the
 	// packets waiting on it were dropped (NEIGH_FAILED): a real drop,
@@ -55,6 +55,7 @@ func TestLiveBusyNode(t *testing.T) {
 		}
 	}
 
+	addChurnTarget(t, peer)
 	stop := tracing(t, c, topology.ServerIP)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -90,14 +91,13 @@ func TestLiveBusyNode(t *testing.T) {
 	run("ipv6 ping", 20, func(i int) error {
 		return topology.Ping(ctx, client, netip.MustParseAddr("fe80::6").WithZone(topology.UnderlayDev), 0x7077, uint16(i))
 	})
-	run("arp", 5, func(int) error {
-		for _, ns := range []*topology.Pod{client, c.External} {
-			if _, err := ns.Run(ctx, "ip", "neigh", "flush", "all"); err != nil {
-				return err
-			}
+	run("arp", 5, func(i int) error {
+		// The outside host resolves node2, which none of its other
+		// traffic goes to.
+		if err := arpChurn(ctx, client, churnIP, 0x7079, uint16(i)); err != nil {
+			return err
 		}
-		time.Sleep(20 * time.Millisecond)
-		return nil
+		return arpChurn(ctx, c.External, topology.Node2UnderlayIP, 0x707a, uint16(i))
 	})
 	wg.Wait()
 	close(errs)

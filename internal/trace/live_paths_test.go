@@ -158,7 +158,7 @@ func TestLiveConnectionsDelivered(t *testing.T) {
 
 // TestLiveMixedTraffic traces the client pod while it runs, at once, TCP
 // connections through the ClusterIP, pings, UDP, IPv6 multicast pings and
-// ARP (its neighbours flushed): every path holds only its own packet's
+// ARP (arpChurn): every path holds only its own packet's
 // hops, no packet of a completed exchange is dropped, and the paths come
 // numbered 1..N in the order of their first hop.
 func TestLiveMixedTraffic(t *testing.T) {
@@ -178,6 +178,7 @@ func TestLiveMixedTraffic(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	addChurnTarget(t, c.Pod(topology.PodPeer))
 	stop := tracing(t, c, topology.ClientIP)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -214,10 +215,8 @@ func TestLiveMixedTraffic(t *testing.T) {
 	run("ipv6 ping", 6, func(i int) error {
 		return topology.Ping(ctx, client, netip.MustParseAddr("ff02::1").WithZone(topology.UnderlayDev), 0x7076, uint16(i))
 	})
-	run("arp", 3, func(int) error {
-		_, err := client.Run(ctx, "ip", "neigh", "flush", "all")
-		time.Sleep(20 * time.Millisecond)
-		return err
+	run("arp", 3, func(i int) error {
+		return arpChurn(ctx, client, churnIP, 0x7078, uint16(i))
 	})
 	wg.Wait()
 	close(errs)
@@ -312,4 +311,30 @@ func TestLiveFragmentsNotDropped(t *testing.T) {
 	if drops != 1 {
 		t.Errorf("%d drops of the datagram for want of a socket, want 1", drops)
 	}
+}
+
+// churnIP is a second address of the peer pod that only arpChurn talks to.
+var churnIP = netip.MustParseAddr("10.244.1.66")
+
+// addChurnTarget gives pod the address churnIP (a /32: the pod subnet's
+// on-link route reaches it from the other pods of its node).
+func addChurnTarget(t *testing.T, pod *topology.Pod) {
+	t.Helper()
+	if _, err := pod.Run(context.Background(), "ip", "addr", "add", churnIP.String()+"/32", "dev", topology.UnderlayDev); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// arpChurn makes from resolve to's link-layer address while other traffic
+// runs: it deletes from's neighbour entry for to and pings to, the echo
+// request waiting on the ARP exchange. Only the churn may use to. Deleting
+// an entry other traffic waits on drops that traffic for real: the kernel
+// frees the packets queued on an entry still resolving (neigh_invalidate,
+// NEIGH_FAILED) and fails their connect with EHOSTUNREACH. A flush of all
+// neighbours did that to a TCP handshake in CI.
+func arpChurn(ctx context.Context, from *topology.Pod, to netip.Addr, id, seq uint16) error {
+	if _, err := from.Run(ctx, "ip", "neigh", "flush", "to", to.String()); err != nil {
+		return err
+	}
+	return topology.Ping(ctx, from, to, id, seq)
 }
