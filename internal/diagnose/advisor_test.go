@@ -400,6 +400,7 @@ func TestAdviceTooBig(t *testing.T) {
 
 func TestWarningMTU(t *testing.T) {
 	a := New(map[uint32]*doctor.Report{inoNode1: report(t, "node1", nil)})
+	// through is a packet of l bytes of IP sent whole on flannel.1 and eth0.
 	through := func(l uint32) *stitch.Path {
 		enc := mkHop(hop.Encap, "node1", inoNode1, "flannel.1", l+50)
 		enc.Outer = vxlan
@@ -419,13 +420,43 @@ func TestWarningMTU(t *testing.T) {
 	if a.Annotate(fits); len(fits.Warnings) != 0 {
 		t.Errorf("warnings %q for a packet that fits", fits.Warnings)
 	}
-	p := through(1451)
+	// A GSO packet: sent whole, the kernel segments it to fit.
+	gso := through(7042)
+	if a.Annotate(gso); len(gso.Warnings) != 0 {
+		t.Errorf("warnings %q for a GSO packet the node sent whole on flannel.1 and eth0", gso.Warnings)
+	}
+	// A 1451-byte packet without DF, fragmented before flannel.1: the
+	// original is freed after POSTROUTING.
+	p := path(
+		mkHop(hop.Rx, "node1", inoNode1, "vethaaaa", 1451),
+		nf(mkHop(hop.NoKind, "node1", inoNode1, "cni0", 1451), hop.Forward, "cni0", "flannel.1"),
+		nf(mkHop(hop.NoKind, "node1", inoNode1, "flannel.1", 1451), hop.Postrouting, "cni0", "flannel.1"),
+		mkHop(hop.Consume, "node1", inoNode1, "flannel.1", 1451),
+	)
 	a.Annotate(p)
-	if len(p.Warnings) != 2 {
-		t.Fatalf("warnings %q, want the overlay's and the underlay's", p.Warnings)
+	if len(p.Warnings) != 1 {
+		t.Fatalf("warnings %q, want the overlay's", p.Warnings)
 	}
 	contains(t, "warning", p.Warnings[0], "A 1451-byte packet on its way through flannel.1 on node1, whose MTU is 1450")
-	contains(t, "warning", p.Warnings[1], "The encapsulated packet (1501 bytes) is larger than the MTU 1500 of eth0, the underlay of flannel.1 on node1",
+	// Inside, a GSO packet flannel.1 took whole; encapsulated, 1501 bytes
+	// the node fragments before eth0 (the original freed after POSTROUTING).
+	enc := mkHop(hop.Encap, "node1", inoNode1, "flannel.1", 1501)
+	enc.Outer = vxlan
+	out := nf(mkHop(hop.NoKind, "node1", inoNode1, "eth0", 1501), hop.Postrouting, "flannel.1", "eth0")
+	out.Outer = vxlan
+	freed := mkHop(hop.Consume, "node1", inoNode1, "eth0", 1501)
+	freed.Outer = vxlan
+	p = path(
+		mkHop(hop.Rx, "node1", inoNode1, "vethaaaa", 1451),
+		nf(mkHop(hop.NoKind, "node1", inoNode1, "cni0", 1451), hop.Forward, "cni0", "flannel.1"),
+		mkHop(hop.Tx, "node1", inoNode1, "flannel.1", 1451+14),
+		enc, out, freed,
+	)
+	a.Annotate(p)
+	if len(p.Warnings) != 1 {
+		t.Fatalf("warnings %q, want the underlay's", p.Warnings)
+	}
+	contains(t, "warning", p.Warnings[0], "The encapsulated packet (1501 bytes) is larger than the MTU 1500 of eth0, the underlay of flannel.1 on node1",
 		"flannel.1's MTU 1450 should be ≤ 1450")
 
 	// Not through the overlay (same-node traffic): no warning.

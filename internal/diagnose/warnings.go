@@ -116,7 +116,12 @@ func (a *Advisor) bridgedBypass(p *stitch.Path, inode uint32) []string {
 
 // mtu warns about a packet larger than an overlay's MTU on a path through
 // that overlay, and about an encapsulated packet larger than the underlay's
-// MTU.
+// MTU. Not about a packet the node sent or received whole on that device:
+// the kernel hands a device a packet larger than its MTU only as a GSO
+// packet whose segments fit (ip_forward and ip_finish_output check them
+// with skb_gso_validate_network_len), and GRO merges segments that came
+// in. A packet too big for real never gets there: it is dropped
+// (PKT_TOO_BIG) or fragmented, the original freed, before the device.
 func (a *Advisor) mtu(p *stitch.Path, inode uint32) []string {
 	n := a.nodes[inode]
 	if len(n.overlays) == 0 {
@@ -142,7 +147,7 @@ func (a *Advisor) mtu(p *stitch.Path, inode uint32) []string {
 	}
 	for k := range n.overlays {
 		o := &n.overlays[k]
-		if o.MTU <= 0 || inner <= uint32(o.MTU) || !a.uses(p, inode, o) {
+		if o.MTU <= 0 || inner <= uint32(o.MTU) || !a.uses(p, inode, o) || a.wholeOn(p, inode, o.Name, uint32(o.MTU), false) {
 			continue
 		}
 		names()
@@ -162,12 +167,26 @@ func (a *Advisor) mtu(p *stitch.Path, inode uint32) []string {
 			o = n.overlayFor(h.Outer)
 		}
 	}
-	if o != nil && o.UnderlayMTU > 0 && outer > uint32(o.UnderlayMTU) {
+	if o != nil && o.UnderlayMTU > 0 && outer > uint32(o.UnderlayMTU) && !a.wholeOn(p, inode, o.Underlay, uint32(o.UnderlayMTU), true) {
 		names()
 		ws = append(ws, fmt.Sprintf("The encapsulated packet (%d bytes) is larger than the MTU %d of %s, the underlay of %s on %s: the outer packet is fragmented (the inner DF bit does not reach the outer header) or dropped. %s's MTU %d should be ≤ %d. Check: %sip -d link show %s",
 			outer, o.UnderlayMTU, o.Underlay, o.Name, node, o.Name, o.MTU, o.UnderlayMTU-o.Overhead, in, o.Name))
 	}
 	return ws
+}
+
+// wholeOn reports whether the path's packet, larger than mtu, was sent or
+// received whole on dev in the node: a GSO or GRO packet (see mtu). outer
+// tells which packet: the encapsulated one or the one inside.
+func (a *Advisor) wholeOn(p *stitch.Path, inode uint32, dev string, mtu uint32, outer bool) bool {
+	for i := range p.Hops {
+		h := &p.Hops[i]
+		if h.NetnsInode == inode && h.Dev == dev && (h.Kind == hop.Tx || h.Kind == hop.Rx) &&
+			(h.Outer != nil) == outer && a.ipLen(p, i) > mtu {
+			return true
+		}
+	}
+	return false
 }
 
 // uses reports whether the path goes through overlay o of the node: a hop

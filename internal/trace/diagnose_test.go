@@ -1,12 +1,14 @@
 package trace
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -529,6 +531,59 @@ func TestDiagnoseUnderlayMTU(t *testing.T) {
 			t.Errorf("the kernel dropped it (want fragmented):\n%s", dump(p))
 		}
 	}
+}
+
+// TestDiagnoseGSONoMTUWarning sends 200 kB over one TCP connection across
+// the nodes, and the server sends them back. The packets leave it as GSO packets of several
+// segments, larger than any MTU on the way, which the kernel segments where
+// needed (and GRO merges again on node2): no MTU problem, and no warning.
+func TestDiagnoseGSONoMTUWarning(t *testing.T) {
+	c := cluster(t, topology.Options{})
+	n1 := c.Node(topology.Node1)
+	stop := tracing(t, c, topology.ClientIP)
+	err := c.Pod(topology.PodClient).Do(func() error {
+		conn, err := net.DialTimeout("tcp4", topology.ServerAddr.String(), 5*time.Second)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		if err := conn.SetDeadline(time.Now().Add(5 * time.Second)); err != nil {
+			return err
+		}
+		msg := strings.Repeat("gso ", 50_000)
+		if _, err := conn.Write([]byte(msg + "\n")); err != nil {
+			return err
+		}
+		// The server's echo, as large, comes back the same way.
+		reply, err := bufio.NewReader(conn).ReadString('\n')
+		if err == nil && reply != topology.PodServer+": "+msg+"\n" {
+			err = fmt.Errorf("reply of %d bytes, want the %d sent back", len(reply), len(msg))
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	paths, _ := stop()
+	whole := 0
+	for _, p := range paths {
+		for _, h := range p.Hops {
+			if h.Kind == hop.Tx && h.Dev == topology.VXLANDev && h.Netns == n1.NetnsName && h.Len > topology.PodMTU+14 {
+				whole++
+				break
+			}
+		}
+		for _, w := range p.Warnings {
+			if strings.Contains(w, "MTU") {
+				t.Errorf("path #%d: %s\n%s", p.ID, w, dump(p))
+			}
+		}
+	}
+	if whole == 0 {
+		t.Errorf("no packet larger than flannel.1's MTU sent on it whole among %d paths: the kernel made no GSO packet, the test tests nothing", len(paths))
+	}
+	t.Logf("%d paths, %d of them GSO packets on flannel.1", len(paths), whole)
 }
 
 func TestDiagnoseBridgeNFOff(t *testing.T) {
