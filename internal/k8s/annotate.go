@@ -17,19 +17,33 @@ import (
 // recording, names the same. It implements trace.Annotator; safe for
 // concurrent use once made.
 type Pods struct {
-	byAddr map[netip.Addr]string
-	netns  map[uint32]string
+	byAddr    map[netip.Addr]string
+	netns     map[uint32]string
+	nodeAddr  map[netip.Addr]string // a Node's address → its name
+	nodeNetns map[uint32]string
+	podNode   map[string]string // "namespace/name" → the pod's Node
 }
 
 // NewPods returns a Pods for n; nil names nothing. Pods on the host
 // network are not named by address: their addresses are their node's.
 func NewPods(n *Names) *Pods {
-	p := &Pods{byAddr: map[netip.Addr]string{}}
+	p := &Pods{byAddr: map[netip.Addr]string{}, nodeAddr: map[netip.Addr]string{}, podNode: map[string]string{}}
 	if n == nil {
 		return p
 	}
+	for _, node := range n.Nodes {
+		for _, a := range node.IPs {
+			if _, dup := p.nodeAddr[a]; !dup {
+				p.nodeAddr[a] = node.Name
+			}
+		}
+	}
+	p.nodeNetns = n.NodeNetns
 	for i := range n.Pods {
 		pod := &n.Pods[i]
+		if pod.Node != "" {
+			p.podNode[pod.Key()] = pod.Node
+		}
 		if pod.HostNetwork {
 			continue
 		}
@@ -46,13 +60,19 @@ func NewPods(n *Names) *Pods {
 // Pod is the pod whose address a is; "" when none is known.
 func (p *Pods) Pod(a netip.Addr) string { return p.byAddr[a.Unmap()] }
 
+// Node is the Node whose address a is; "" when none is known.
+func (p *Pods) Node(a netip.Addr) string { return p.nodeAddr[a.Unmap()] }
+
 // Annotate names the pods of p: its source pod by the source as first
 // seen, its destination pod by the destination after the last translation
 // of it on the path (a DNAT, an un-SNAT, the real server IPVS chose: the
 // backend of a Service), else as first seen, and each hop's pod by its
-// network namespace.
+// network namespace. It names the Nodes too: a source or destination
+// that is a Node's address and no pod's, the ends of a tunnel's outer
+// header, and the Node of each hop not named yet (a --scope node trace
+// names its own), by its namespace, or its pod's.
 func (p *Pods) Annotate(path *stitch.Path) {
-	if len(p.byAddr) == 0 && len(p.netns) == 0 {
+	if len(p.byAddr) == 0 && len(p.netns) == 0 && len(p.nodeAddr) == 0 && len(p.nodeNetns) == 0 {
 		return
 	}
 	dst := path.Dst
@@ -60,6 +80,14 @@ func (p *Pods) Annotate(path *stitch.Path) {
 		h := &path.Hops[i]
 		if pod := p.netns[h.NetnsInode]; pod != "" {
 			h.Pod = pod
+		}
+		if h.Node == "" {
+			h.Node = cmp.Or(p.nodeNetns[h.NetnsInode], p.podNode[h.Pod])
+		}
+		if o := h.Outer; o != nil && (p.Node(o.Src) != "" || p.Node(o.Dst) != "") {
+			named := *o // the stitcher's may be shared
+			named.SrcNode, named.DstNode = p.Node(o.Src), p.Node(o.Dst)
+			h.Outer = &named
 		}
 		switch {
 		case h.NAT != nil && h.NAT.Type == hop.DNAT && h.NAT.To.IsValid():
@@ -75,6 +103,12 @@ func (p *Pods) Annotate(path *stitch.Path) {
 		path.DstPod = pod
 	} else if pod := p.Pod(path.Dst.Addr()); pod != "" {
 		path.DstPod = pod
+	}
+	if path.SrcPod == "" {
+		path.SrcNode = p.Node(path.Src.Addr())
+	}
+	if path.DstPod == "" {
+		path.DstNode = cmp.Or(p.Node(dst.Addr()), p.Node(path.Dst.Addr()))
 	}
 }
 

@@ -159,6 +159,17 @@ type apiService struct {
 	} `json:"status"`
 }
 
+// apiNode is the part of a v1 Node that is read.
+type apiNode struct {
+	Metadata apiMeta `json:"metadata"`
+	Status   struct {
+		Addresses []struct {
+			Type    string `json:"type"`
+			Address string `json:"address"`
+		} `json:"addresses"`
+	} `json:"status"`
+}
+
 // apiEndpointSlice is the part of a discovery.k8s.io/v1 EndpointSlice that
 // is read.
 type apiEndpointSlice struct {
@@ -200,6 +211,25 @@ func (c *Client) Pods(ctx context.Context) ([]Pod, error) {
 		pods = append(pods, p)
 	}
 	return pods, nil
+}
+
+// Nodes lists the Nodes with their internal and external addresses.
+func (c *Client) Nodes(ctx context.Context) ([]Node, error) {
+	items, err := listAll[apiNode](ctx, c, "/api/v1/nodes")
+	if err != nil {
+		return nil, err
+	}
+	nodes := make([]Node, 0, len(items))
+	for _, it := range items {
+		n := Node{Name: it.Metadata.Name}
+		for _, a := range it.Status.Addresses {
+			if a.Type == "InternalIP" || a.Type == "ExternalIP" {
+				n.IPs = addrs(n.IPs, a.Address)
+			}
+		}
+		nodes = append(nodes, n)
+	}
+	return nodes, nil
 }
 
 // Services lists the Services of every namespace with their addresses,

@@ -13,6 +13,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"maps"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -35,6 +36,7 @@ type apiServer struct {
 	*httptest.Server
 	token       string
 	noSlices    bool // endpointslices are forbidden (a kubelet's identity)
+	noNodes     bool // nodes are forbidden
 	clientCerts int  // requests that came with a client certificate
 }
 
@@ -48,6 +50,10 @@ var (
 	apiServices = []string{
 		`{"metadata":{"name":"web","namespace":"default"},"spec":{"type":"NodePort","clusterIP":"10.97.0.80","clusterIPs":["10.97.0.80"],"externalIPs":["203.0.113.8"],"ports":[{"name":"http","protocol":"TCP","port":80,"nodePort":30080}]},"status":{"loadBalancer":{"ingress":[{"ip":"198.51.100.1"}]}}}`,
 		`{"metadata":{"name":"headless","namespace":"default"},"spec":{"clusterIP":"None","ports":[{"port":80}]}}`,
+	}
+	apiNodes = []string{
+		`{"metadata":{"name":"node2"},"status":{"addresses":[{"type":"InternalIP","address":"192.168.60.12"},{"type":"Hostname","address":"node2"}]}}`,
+		`{"metadata":{"name":"node1"},"status":{"addresses":[{"type":"InternalIP","address":"192.168.60.11"},{"type":"ExternalIP","address":"203.0.113.11"},{"type":"InternalDNS","address":"node1.lab"}]}}`,
 	}
 	apiSlices = []string{
 		`{"metadata":{"name":"web-abc","namespace":"default","labels":{"kubernetes.io/service-name":"web"}},"endpoints":[{"addresses":["10.245.2.7"]}]}`,
@@ -89,6 +95,12 @@ func (s *apiServer) serve(w http.ResponseWriter, r *http.Request) {
 		items = apiSlices
 	case "/api/v1/endpoints":
 		items = apiEndpointsV1
+	case "/api/v1/nodes":
+		if s.noNodes {
+			http.Error(w, `{"kind":"Status","message":"forbidden"}`, http.StatusForbidden)
+			return
+		}
+		items = apiNodes
 	default:
 		http.NotFound(w, r)
 		return
@@ -277,6 +289,20 @@ func TestLookup(t *testing.T) {
 	if !strings.HasPrefix(n.Source, "apiserver https://127.0.0.1:") {
 		t.Errorf("source %q", n.Source)
 	}
+	var nodes []string
+	for _, node := range n.Nodes {
+		nodes = append(nodes, fmt.Sprintf("%s %v", node.Name, node.IPs))
+	}
+	if want := []string{"node1 [192.168.60.11 203.0.113.11]", "node2 [192.168.60.12]"}; !slices.Equal(nodes, want) {
+		t.Errorf("nodes %q, want %q (sorted, internal and external addresses)", nodes, want)
+	}
+
+	// An identity that may not list Nodes still names pods and Services.
+	s.noNodes = true
+	if n = lookup(t, s); len(n.Nodes) != 0 || len(n.Pods) != 3 {
+		t.Errorf("nodes forbidden: %d nodes, %d pods", len(n.Nodes), len(n.Pods))
+	}
+	s.noNodes = false
 
 	// Where EndpointSlices are forbidden, the Endpoints.
 	s.noSlices = true
@@ -373,6 +399,32 @@ func TestPods(t *testing.T) {
 		}}
 	}
 	host := &stitch.Path{Src: ap("192.168.60.11:5000"), Dst: ap("10.245.2.7:8080")}
+	// Across the nodes: a hop in node1's namespace (inode 1, named by
+	// its address), the encapsulation, and a hop in the server's pod.
+	n.NameNodeNetns(map[uint32][]netip.Addr{1: addrList("127.0.0.1", "192.168.60.11"), 2: addrList("10.0.0.1")})
+	if want := map[uint32]string{1: "node1"}; !maps.Equal(n.NodeNetns, want) {
+		t.Errorf("node namespaces %v, want %v", n.NodeNetns, want)
+	}
+	js, err = json.Marshal(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored, err = DecodeNames(js); err != nil {
+		t.Fatal(err)
+	}
+	vxlan := &stitch.Outer{Tunnel: hop.TunnelVXLAN, Src: netip.MustParseAddr("192.168.60.11"), Dst: netip.MustParseAddr("192.168.60.12"), DPort: 8472, VNI: 1}
+	cross := func() *stitch.Path {
+		return &stitch.Path{Src: ap("10.245.1.5:40000"), Dst: ap("10.245.2.7:8080"), Hops: []stitch.Hop{
+			{Kind: hop.Rx, NetnsInode: 1},
+			{Kind: hop.Encap, NetnsInode: 1, Outer: vxlan},
+			{Kind: hop.Decap, NetnsInode: 3, Outer: vxlan},
+			{Kind: hop.Rx, NetnsInode: 22},
+			{Kind: hop.Rx, NetnsInode: 4, Node: "node9"}, // named by a --scope node trace
+		}}
+	}
+	nodePort := func() *stitch.Path {
+		return &stitch.Path{Src: ap("198.51.100.7:5000"), Dst: ap("192.168.60.12:30080")}
+	}
 	for name, names := range map[string]*Names{"live": n, "stored": stored} {
 		a := NewPods(names)
 		p := req()
@@ -388,6 +440,26 @@ func TestPods(t *testing.T) {
 		a.Annotate(host)
 		if host.SrcPod != "" || host.DstPod != "default/server" {
 			t.Errorf("%s: from the node (a host-network pod's address): %q → %q", name, host.SrcPod, host.DstPod)
+		}
+		if host.SrcNode != "node1" || host.DstNode != "" {
+			t.Errorf("%s: from the node: nodes %q → %q, want node1 → none (a pod)", name, host.SrcNode, host.DstNode)
+		}
+		p = cross()
+		a.Annotate(p)
+		var hopNodes []string
+		for _, h := range p.Hops {
+			hopNodes = append(hopNodes, h.Node)
+		}
+		if want := []string{"node1", "node1", "", "node2", "node9"}; !slices.Equal(hopNodes, want) {
+			t.Errorf("%s: hop nodes %q, want %q (node1's namespace, the server pod's node, a node's own)", name, hopNodes, want)
+		}
+		if o := p.Hops[1].Outer; o.SrcNode != "node1" || o.DstNode != "node2" || vxlan.SrcNode != "" {
+			t.Errorf("%s: outer header %+v, want node1 → node2 (and the shared one unchanged: %+v)", name, *o, *vxlan)
+		}
+		p = nodePort()
+		a.Annotate(p)
+		if p.SrcNode != "" || p.DstNode != "node2" {
+			t.Errorf("%s: a NodePort from outside: nodes %q → %q", name, p.SrcNode, p.DstNode)
 		}
 	}
 	// No names: nothing named.

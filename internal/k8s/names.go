@@ -25,6 +25,13 @@ type Names struct {
 	// Netns names the pod whose network namespace has the inode, for the
 	// namespaces of the machine that hold a pod's address.
 	Netns map[uint32]string `json:"netns,omitempty"`
+	// Nodes are the cluster's Nodes and their addresses (from the API
+	// server).
+	Nodes []Node `json:"nodes,omitempty"`
+	// NodeNetns names the Node whose network namespace has the inode, for
+	// the traced node namespaces of the machine that hold a Node's
+	// address (NameNodeNetns).
+	NodeNetns map[uint32]string `json:"node_netns,omitempty"`
 
 	apiErr error // why the API server gave nothing, when it did not
 }
@@ -53,6 +60,29 @@ type Service struct {
 
 // Key is "namespace/name".
 func (s *Service) Key() string { return s.Namespace + "/" + s.Name }
+
+// Node is a Node and its internal and external addresses.
+type Node struct {
+	Name string       `json:"name"`
+	IPs  []netip.Addr `json:"ips,omitempty"`
+}
+
+// NameNodeNetns names, in NodeNetns, each network namespace (by inode)
+// whose own addresses include a Node's: the traced node namespaces, on a
+// node its own. A namespace no Node's address is in stays unnamed.
+func (n *Names) NameNodeNetns(addrs map[uint32][]netip.Addr) {
+	for inode, as := range addrs {
+		for _, node := range n.Nodes {
+			if slices.ContainsFunc(as, func(a netip.Addr) bool { return slices.Contains(node.IPs, a.Unmap()) }) {
+				if n.NodeNetns == nil {
+					n.NodeNetns = map[uint32]string{}
+				}
+				n.NodeNetns[inode] = node.Name
+				break
+			}
+		}
+	}
+}
 
 // ServicePort is one port of a Service.
 type ServicePort struct {
@@ -119,7 +149,7 @@ func Lookup(ctx context.Context, cfg Config) (*Names, error) {
 		n.apiErr = err
 	} else {
 		n.Pods = mergePods(n.Pods, api.Pods)
-		n.Services, sources = api.Services, append(sources, api.Source)
+		n.Services, n.Nodes, sources = api.Services, api.Nodes, append(sources, api.Source)
 	}
 	if len(sources) == 0 {
 		if none == 2 {
@@ -157,7 +187,14 @@ func lookupAPI(ctx context.Context, cfg Config) (*Names, error) {
 		return nil, fmt.Errorf("list services: %w", err)
 	}
 	slices.SortFunc(svcs, func(a, b Service) int { return strings.Compare(a.Key(), b.Key()) })
-	return &Names{Source: "apiserver " + kc.Server.String(), Pods: pods, Services: svcs}, nil
+	// Node names are a nicety: an identity that may not list Nodes still
+	// names pods and Services.
+	nodes, err := c.Nodes(ctx)
+	if err != nil && !errors.Is(err, errForbidden) {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	slices.SortFunc(nodes, func(a, b Node) int { return strings.Compare(a.Name, b.Name) })
+	return &Names{Source: "apiserver " + kc.Server.String(), Pods: pods, Services: svcs, Nodes: nodes}, nil
 }
 
 // mergePods returns the runtime's pods with the API server's: the API

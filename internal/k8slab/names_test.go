@@ -165,13 +165,32 @@ func checkPods(t *testing.T, what string, syn *stitch.Path, clientKey, serverKey
 	if first, last := syn.Hops[0], syn.Hops[len(syn.Hops)-1]; first.Pod != clientKey || last.Pod != serverKey {
 		t.Errorf("%s: first hop in pod %q, last in %q, want %s and %s:\n%s", what, first.Pod, last.Pod, clientKey, serverKey, dumpPath(syn))
 	}
+	// The Nodes, from the API server: each hop's (the pods' nodes, the
+	// node namespaces by their addresses) and the ends of the VXLAN
+	// header.
+	if first, last := syn.Hops[0], syn.Hops[len(syn.Hops)-1]; first.Node != Node1 || last.Node != Node2 {
+		t.Errorf("%s: first hop on node %q, last on %q, want %s and %s:\n%s", what, first.Node, last.Node, Node1, Node2, dumpPath(syn))
+	}
+	encap := false
+	for _, h := range syn.Hops {
+		if h.Kind == hop.Encap && h.Outer != nil {
+			encap = true
+			if h.Node != Node1 || h.Outer.SrcNode != Node1 || h.Outer.DstNode != Node2 {
+				t.Errorf("%s: encap on node %q, outer header from node %q to %q, want %s, %s → %s:\n%s", what, h.Node, h.Outer.SrcNode, h.Outer.DstNode, Node1, Node1, Node2, dumpPath(syn))
+			}
+		}
+	}
+	if !encap {
+		t.Errorf("%s: no VXLAN encap on the SYN's path:\n%s", what, dumpPath(syn))
+	}
 	var js bytes.Buffer
 	r := render.NewJSON(&js)
 	if err := r.Render(syn); err != nil {
 		t.Fatal(err)
 	}
 	r.Close()
-	for _, want := range []string{`"src_pod":"` + clientKey + `"`, `"dst_pod":"` + serverKey + `"`, `"service":"` + webPortName + `"`} {
+	for _, want := range []string{`"src_pod":"` + clientKey + `"`, `"dst_pod":"` + serverKey + `"`, `"service":"` + webPortName + `"`,
+		`"node":"` + Node1 + `"`, `"src_node":"` + Node1 + `","dst_node":"` + Node2 + `"`} {
 		if !strings.Contains(js.String(), want) {
 			t.Errorf("%s: JSON lacks %s: %s", what, want, js.String())
 		}

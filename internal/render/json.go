@@ -124,6 +124,14 @@ func (m *jsonMemo) appendPath(b []byte, p *stitch.Path) []byte {
 		b = append(b, `,"dst_pod":`...)
 		b = appendJSONString(b, p.DstPod)
 	}
+	if p.SrcNode != "" {
+		b = append(b, `,"src_node":`...)
+		b = appendJSONString(b, p.SrcNode)
+	}
+	if p.DstNode != "" {
+		b = append(b, `,"dst_node":`...)
+		b = appendJSONString(b, p.DstNode)
+	}
 	if p.Proto == protoTCP && p.TCPFlags != 0 {
 		b = append(b, `,"tcp_flags":"`...)
 		b = appendTCPFlags(b, p.TCPFlags)
@@ -368,6 +376,14 @@ func appendJSONOuter(b []byte, o *stitch.Outer) []byte {
 		b = appendUint(b, uint64(o.DPort))
 		b = append(b, `,"vni":`...)
 		b = appendUint(b, uint64(o.VNI))
+	}
+	if o.SrcNode != "" {
+		b = append(b, `,"src_node":`...)
+		b = appendJSONString(b, o.SrcNode)
+	}
+	if o.DstNode != "" {
+		b = append(b, `,"dst_node":`...)
+		b = appendJSONString(b, o.DstNode)
 	}
 	return append(b, '}')
 }

@@ -99,3 +99,46 @@ func TestGoldenPods(t *testing.T) {
 	checkGolden(t, "pods_text.golden", text.String())
 	checkGolden(t, "pods_json.golden", js.String())
 }
+
+// nodeFixtures are podFixtures whose Nodes an annotator named
+// (internal/k8s.Pods): each hop's Node by its namespace or its pod's, and
+// the ends of the VXLAN outer header.
+func nodeFixtures() []*stitch.Path {
+	paths := podFixtures()
+	nodes := map[string]string{nsNode1.name: "worker-1", nsNode2.name: "worker-2", nsClient.name: "worker-1", nsWeb.name: "worker-2"}
+	byAddr := map[string]string{"192.168.50.11": "worker-1", "192.168.50.12": "worker-2"}
+	for _, p := range paths {
+		for i := range p.Hops {
+			h := &p.Hops[i]
+			h.Node = nodes[h.Netns]
+			if h.Outer != nil {
+				o := *h.Outer
+				o.SrcNode, o.DstNode = byAddr[o.Src.String()], byAddr[o.Dst.String()]
+				h.Outer = &o
+			}
+		}
+	}
+	return paths
+}
+
+// TestGoldenNodes renders the paths with Node names as text and JSON: an
+// "on NODE" line where the path enters a node, the Nodes after the outer
+// header's addresses; "node" on hops, "src_node" and "dst_node" in
+// "outer".
+func TestGoldenNodes(t *testing.T) {
+	var text, js bytes.Buffer
+	renderAll(t, NewText(&text, TextOptions{}), nodeFixtures())
+	renderAll(t, NewJSON(&js), nodeFixtures())
+	checkGolden(t, "nodes_text.golden", text.String())
+	checkGolden(t, "nodes_json.golden", js.String())
+	for _, want := range []string{"  on worker-1\n", "  on worker-2\n", "192.168.50.11 (worker-1) → 192.168.50.12:8472 (worker-2)"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("text has no %q", want)
+		}
+	}
+	for _, want := range []string{`"node":"worker-1"`, `"src_node":"worker-1","dst_node":"worker-2"}`} {
+		if !strings.Contains(js.String(), want) {
+			t.Errorf("JSON has no %q", want)
+		}
+	}
+}

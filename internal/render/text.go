@@ -1,6 +1,7 @@
 package render
 
 import (
+	"cmp"
 	"io"
 	"math"
 	"net/netip"
@@ -539,14 +540,14 @@ func (r *textRenderer) appendHeader(b []byte, p *stitch.Path) []byte {
 	}
 	b = append(b, ' ')
 	b = appendEndpointOr(b, p.Src, p.Proto)
-	b = appendService(b, p.SrcPod)
+	b = appendService(b, cmp.Or(p.SrcPod, p.SrcNode))
 	b = append(b, " → "...)
 	b = appendEndpointOr(b, p.Dst, p.Proto)
 	b = echoID{p.HasICMPID, p.ICMPID}.append(b)
 	if dstTranslated(p) {
 		b = appendService(b, dstNames(p))
 	} else {
-		b = appendService(appendService(b, p.DstPod), p.Service)
+		b = appendService(appendService(b, cmp.Or(p.DstPod, p.DstNode)), p.Service)
 	}
 	if p.Proto == protoTCP && p.TCPFlags != 0 {
 		b = append(b, " ["...)
@@ -728,6 +729,7 @@ func (pal *palette) appendOuter(b []byte, o *stitch.Outer) []byte {
 	} else {
 		b = append(b, '?')
 	}
+	b = appendService(b, o.SrcNode)
 	b = append(b, " → "...)
 	switch {
 	case o.Dst.IsValid() && o.DPort != 0:
@@ -740,6 +742,7 @@ func (pal *palette) appendOuter(b []byte, o *stitch.Outer) []byte {
 	default:
 		b = append(b, '?')
 	}
+	b = appendService(b, o.DstNode)
 	return append(b, pal.vxlan.post...)
 }
 

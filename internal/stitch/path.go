@@ -58,6 +58,9 @@ type Outer struct {
 	Src, Dst netip.Addr
 	DPort    uint16
 	VNI      uint32
+	// SrcNode and DstNode name the Kubernetes Nodes whose addresses Src
+	// and Dst are; "" when unknown. Set by an annotator (internal/k8s).
+	SrcNode, DstNode string
 }
 
 // Bridge is what a bridge hop forwarded: the bridge is the hop's Dev.
@@ -102,7 +105,9 @@ type Hop struct {
 	Netns      string // resolved name; the inode in decimal when unknown
 	NetnsInode uint32
 	// Node names the node whose trace showed the hop (--node-name of a
-	// --scope node trace, Config.Node); "" in a trace of the whole kernel.
+	// --scope node trace, Config.Node). In a trace of the whole kernel, the
+	// Kubernetes Node whose namespace, or whose pod's, the hop is in, where
+	// an annotator knows it (internal/k8s); else "".
 	Node string
 	CPU  uint16
 	Len  uint32
@@ -207,6 +212,10 @@ type Path struct {
 	// the translations on the path: a Service's backend) are; "" when
 	// unknown. Set by an annotator (internal/k8s).
 	SrcPod, DstPod string
+	// SrcNode and DstNode name the Kubernetes Nodes whose addresses the
+	// packet's source and destination (as SrcPod, DstPod) are, where no
+	// pod's is: a NodePort, a host-network pod; "" when unknown.
+	SrcNode, DstNode string
 }
 
 // Clock is a node's clock offset relative to the first recording's node

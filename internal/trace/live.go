@@ -188,7 +188,7 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error
 
 	sum.Reports = nodeReports(ctx, tr.Nodes, log)
 	warnIPv4Only(log, opts.Loader.PodIPs, sum.Reports)
-	sum.Kubernetes = podNetns(opts.Kubernetes, cfg.Names)
+	sum.Kubernetes = podNetns(opts.Kubernetes, cfg.Names, sum.Reports)
 	p.kube = k8s.NewTimeline(sum.Kubernetes)
 	p.annotate = annotators(sum.Reports, p.kube)
 	if opts.OnReports != nil {
@@ -212,7 +212,7 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error
 		rctx, stop := context.WithCancel(ctx)
 		var wg sync.WaitGroup
 		defer func() { stop(); wg.Wait() }()
-		wg.Go(func() { refreshKube(rctx, opts, sum.Kubernetes, cfg.Names, &p.kubeNext, log) })
+		wg.Go(func() { refreshKube(rctx, opts, sum.Kubernetes, cfg.Names, sum.Reports, &p.kubeNext, log) })
 	}
 	if err := signalReady(in, opts); err != nil {
 		if w != nil {
@@ -409,7 +409,7 @@ type kubeUpdate struct {
 // ctx ends, and leaves names that changed in next for the read loop
 // (applyKube), which puts them in effect at a point of its own. A lookup
 // that fails is a debug line: the names before stay.
-func refreshKube(ctx context.Context, opts Options, start *k8s.Names, names stitch.Names, next *atomic.Pointer[kubeUpdate], log *slog.Logger) {
+func refreshKube(ctx context.Context, opts Options, start *k8s.Names, names stitch.Names, reports map[uint32]*doctor.Report, next *atomic.Pointer[kubeUpdate], log *slog.Logger) {
 	last, _ := json.Marshal(start)
 	t := time.NewTicker(opts.KubeRefresh)
 	defer t.Stop()
@@ -424,7 +424,7 @@ func refreshKube(ctx context.Context, opts Options, start *k8s.Names, names stit
 			log.Debug("Kubernetes names not refreshed", "err", err)
 			continue
 		}
-		n = podNetns(n, names)
+		n = podNetns(n, names, reports)
 		js, err := json.Marshal(n)
 		if err != nil || bytes.Equal(js, last) {
 			continue
@@ -461,14 +461,22 @@ const maxKubeJSON = 512 << 10
 
 // podNetns returns a copy of kube with the network namespaces of this
 // machine that hold a pod's address named as the pod (not the traced
-// nodes'); nil when kube is.
-func podNetns(kube *k8s.Names, names stitch.Names) *k8s.Names {
+// nodes'), and the traced nodes' namespaces that hold a Node's address
+// (their reports list their addresses) named as the Node; nil when kube
+// is.
+func podNetns(kube *k8s.Names, names stitch.Names, reports map[uint32]*doctor.Report) *k8s.Names {
 	if kube == nil {
 		return nil
 	}
 	c := *kube
 	c.Netns = maps.Clone(kube.Netns)
 	c.NameNetns(kernel.NetnsDir, names.IsNode)
+	c.NodeNetns = maps.Clone(kube.NodeNetns)
+	addrs := make(map[uint32][]netip.Addr, len(reports))
+	for inode, r := range reports {
+		addrs[inode] = r.Network.Addresses
+	}
+	c.NameNodeNetns(addrs)
 	return &c
 }
 
