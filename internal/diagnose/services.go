@@ -90,6 +90,15 @@ func (n *serviceNode) name(proto uint8, dst netip.AddrPort) string {
 	return ""
 }
 
+// Name is the Service port that packets of protocol proto to dst go to,
+// on the node with the namespace inode, else on any node; "" when none.
+func (s *Services) Name(inode uint32, proto uint8, dst netip.AddrPort) string {
+	if name := s.nodes[inode].name(proto, dst); name != "" {
+		return name
+	}
+	return s.anyName(proto, dst)
+}
+
 // anyName is the Service port at dst on any node, the first by namespace
 // inode that names one.
 func (s *Services) anyName(proto uint8, dst netip.AddrPort) string {

@@ -63,6 +63,13 @@ func (p *Pods) Pod(a netip.Addr) string { return p.byAddr[a.Unmap()] }
 // Node is the Node whose address a is; "" when none is known.
 func (p *Pods) Node(a netip.Addr) string { return p.nodeAddr[a.Unmap()] }
 
+// Netns names what the network namespace with the inode is: the pod in it
+// and the Node it is on, or the Node it is; "" for what is not known.
+func (p *Pods) Netns(inode uint32) (pod, node string) {
+	pod = p.netns[inode]
+	return pod, cmp.Or(p.nodeNetns[inode], p.podNode[pod])
+}
+
 // Annotate names the pods of p: its source pod by the source as first
 // seen, its destination pod by the destination after the last translation
 // of it on the path (a DNAT, an un-SNAT, the real server IPVS chose: the

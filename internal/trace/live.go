@@ -19,6 +19,7 @@ import (
 	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 
+	"github.com/pathtrace/pathtrace/internal/diagnose"
 	"github.com/pathtrace/pathtrace/internal/doctor"
 	"github.com/pathtrace/pathtrace/internal/features"
 	"github.com/pathtrace/pathtrace/internal/k8s"
@@ -203,9 +204,9 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error
 			return sum, err
 		}
 		netns.OnName = w.SetNetnsName
-		p.rec = &recorder{w: w, netns: netns.Netns, reasons: k.reasons, symbol: k.symbol}
+		p.rec = &recorder{w: w, netns: netns.Netns, reasons: k.reasons, symbol: k.symbol, services: diagnose.NewServices(sum.Reports)}
 		if sum.Kubernetes != nil {
-			p.rec.pods = sum.Kubernetes.Netns
+			p.rec.kube = k8s.NewPods(sum.Kubernetes)
 		}
 	}
 	if sum.Kubernetes != nil && opts.KubeLookup != nil && opts.KubeRefresh > 0 {
@@ -449,7 +450,7 @@ func (p *pipeline) applyKube() error {
 	now := monotonicNow()
 	p.kube.Add(now, u.names)
 	if p.rec != nil {
-		p.rec.pods = u.names.Netns
+		p.rec.kube = k8s.NewPods(u.names)
 		return p.rec.w.AddKubernetes(now, u.js)
 	}
 	return nil

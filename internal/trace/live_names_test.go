@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/pathtrace/pathtrace/internal/loader"
 	"github.com/pathtrace/pathtrace/internal/render"
 	"github.com/pathtrace/pathtrace/internal/stitch"
+	"github.com/pathtrace/pathtrace/internal/testutil"
 	"github.com/pathtrace/pathtrace/internal/topology"
 )
 
@@ -64,6 +66,25 @@ func TestLiveServiceNames(t *testing.T) {
 	checkServiceNames(t, "replay", replayed.paths)
 	if !bytes.Equal(liveJSON.Bytes(), replayJSON.Bytes()) {
 		t.Errorf("replayed JSON differs from the live run\nlive:\n%s\nreplay:\n%s", liveJSON.Bytes(), replayJSON.Bytes())
+	}
+
+	// Wireshark's view: the hop comments name the Service port after its
+	// address, the ClusterIP's and the NodePort's.
+	tshark, err := exec.LookPath("tshark")
+	if err != nil {
+		testutil.Missing(t, testutil.Tshark, err)
+	}
+	out, err := exec.Command(tshark, "-r", file, "-T", "fields", "-e", "frame.comment").Output()
+	if err != nil {
+		t.Fatalf("tshark: %v", err)
+	}
+	for _, want := range []string{
+		fmt.Sprintf("%s (%s)", topology.ClusterIP, topology.ServicePortName),
+		fmt.Sprintf("%s (%s)", topology.NodePortAddr, topology.ServicePortName),
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("no hop comment names %s:\n%s", want, out)
+		}
 	}
 }
 

@@ -1,10 +1,13 @@
 package trace
 
 import (
+	"net/netip"
 	"strconv"
 	"strings"
 
 	"github.com/pathtrace/pathtrace/internal/decode"
+	"github.com/pathtrace/pathtrace/internal/diagnose"
+	"github.com/pathtrace/pathtrace/internal/k8s"
 	"github.com/pathtrace/pathtrace/internal/record"
 )
 
@@ -15,32 +18,74 @@ type recorder struct {
 	netns   func(uint32) string
 	reasons map[uint32]string
 	symbol  func(uint64) string
-	pods    map[uint32]string // the pod of a network namespace, by inode
-	buf     []byte
+	// kube names pods and Nodes by namespace and address; nil: none.
+	kube *k8s.Pods
+	// services names the Service ports kube-proxy's rules name; nil: none.
+	services *diagnose.Services
+	buf      []byte
 }
 
 // write records one event. It names the event's namespace first, so the
 // name is in the recording before the record that needs it.
 func (r *recorder) write(rec []byte, ev *decode.Event) error {
-	ns := ""
-	if ev.Netns != 0 {
-		ns = r.netns(ev.Netns)
-		if pod := r.pods[ev.Netns]; pod != "" {
-			ns += " (pod " + pod + ")"
-		}
-	}
+	ns := r.namespace(ev.Netns)
 	if ev.Kind == decode.KindDrop && ev.Location != 0 && r.symbol != nil {
 		if s := r.symbol(ev.Location); s != "" {
 			r.w.SetSymbol(ev.Location, s)
 		}
 	}
-	r.buf = appendComment(r.buf[:0], ev, ns, r.reasons)
+	r.buf = appendComment(r.buf[:0], ev, ns, r.reasons, r.label)
 	return r.w.Write(rec, ev, string(r.buf))
 }
 
+// namespace names the network namespace with the inode, and its pod and
+// Node where known: "cni-3f2a... (pod default/client on node1)"; "" for 0.
+func (r *recorder) namespace(inode uint32) string {
+	if inode == 0 {
+		return ""
+	}
+	ns := r.netns(inode)
+	if r.kube != nil {
+		switch pod, node := r.kube.Netns(inode); {
+		case pod != "" && node != "":
+			ns += " (pod " + pod + " on " + node + ")"
+		case pod != "":
+			ns += " (pod " + pod + ")"
+		case node != "":
+			ns += " (node " + node + ")"
+		}
+	}
+	return ns
+}
+
+// label names an address of a packet in the namespace with the inode: its
+// pod, else (with ports) the Service port it is, else its Node; "" when
+// none is known.
+func (r *recorder) label(inode uint32, proto uint8, a netip.AddrPort, ports bool) string {
+	if r.kube != nil {
+		if pod := r.kube.Pod(a.Addr()); pod != "" {
+			return pod
+		}
+	}
+	if ports && r.services != nil {
+		if name := r.services.Name(inode, proto, a); name != "" {
+			return name
+		}
+	}
+	if r.kube != nil {
+		return r.kube.Node(a.Addr())
+	}
+	return ""
+}
+
+// labeler names an address of a packet (recorder.label); nil names none.
+type labeler func(inode uint32, proto uint8, a netip.AddrPort, ports bool) string
+
 // appendComment describes an event for a person reading the recording in
-// Wireshark: "netfilter PREROUTING first in=cni0 in node1: TCP 10.244.1.5:40312 → 10.96.0.10:80".
-func appendComment(b []byte, ev *decode.Event, ns string, reasons map[uint32]string) []byte {
+// Wireshark: "netfilter PREROUTING first in=cni0 in node1: TCP 10.244.1.5:40312 → 10.96.0.10:80",
+// each address followed by its pod, Service port or Node where label
+// names it: "10.96.0.10:80 (default/web:http)".
+func appendComment(b []byte, ev *decode.Event, ns string, reasons map[uint32]string, label labeler) []byte {
 	b = append(b, ev.Kind.String()...)
 	switch ev.Kind {
 	case decode.KindNF:
@@ -98,7 +143,7 @@ func appendComment(b []byte, ev *decode.Event, ns string, reasons map[uint32]str
 	}
 	if t.Valid() {
 		b = append(b, ": "...)
-		b = appendTuple(b, t)
+		b = appendTuple(b, t, ev.Netns, label)
 	}
 	if ev.Encapsulated() {
 		b = append(b, " in "...)
@@ -109,13 +154,31 @@ func appendComment(b []byte, ev *decode.Event, ns string, reasons map[uint32]str
 		}
 		b = append(b, ' ')
 		b = ev.Outer.Src.Addr().AppendTo(b)
+		b = appendLabel(b, label, ev.Netns, ev.Outer.Proto, ev.Outer.Src, false)
 		b = append(b, " → "...)
 		b = ev.Outer.Dst.AppendTo(b)
+		b = appendLabel(b, label, ev.Netns, ev.Outer.Proto, ev.Outer.Dst, false)
 	}
 	return b
 }
 
-func appendTuple(b []byte, t decode.Tuple) []byte {
+// appendLabel appends " (NAME)" where label names a, nothing otherwise.
+func appendLabel(b []byte, label labeler, inode uint32, proto uint8, a netip.AddrPort, ports bool) []byte {
+	if label == nil {
+		return b
+	}
+	if !ports {
+		a = netip.AddrPortFrom(a.Addr(), 0)
+	}
+	if name := label(inode, proto, a, ports); name != "" {
+		b = append(b, " ("...)
+		b = append(b, name...)
+		b = append(b, ')')
+	}
+	return b
+}
+
+func appendTuple(b []byte, t decode.Tuple, inode uint32, label labeler) []byte {
 	switch t.Proto {
 	case decode.ProtoTCP:
 		b = append(b, "TCP "...)
@@ -132,10 +195,14 @@ func appendTuple(b []byte, t decode.Tuple) []byte {
 	}
 	if t.HasPorts && !decode.IsICMP(t.Proto) {
 		b = t.Src.AppendTo(b)
+		b = appendLabel(b, label, inode, t.Proto, t.Src, true)
 		b = append(b, " → "...)
-		return t.Dst.AppendTo(b)
+		b = t.Dst.AppendTo(b)
+		return appendLabel(b, label, inode, t.Proto, t.Dst, true)
 	}
 	b = t.Src.Addr().AppendTo(b)
+	b = appendLabel(b, label, inode, t.Proto, t.Src, false)
 	b = append(b, " → "...)
-	return t.Dst.Addr().AppendTo(b)
+	b = t.Dst.Addr().AppendTo(b)
+	return appendLabel(b, label, inode, t.Proto, t.Dst, false)
 }
