@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"net/netip"
 	"slices"
+	"strconv"
 	"sync"
 
 	"github.com/pathtrace/pathtrace/internal/hop"
@@ -22,14 +23,42 @@ type Pods struct {
 	nodeAddr  map[netip.Addr]string // a Node's address → its name
 	nodeNetns map[uint32]string
 	podNode   map[string]string // "namespace/name" → the pod's Node
+	// Service ports by protocol, address and port (cluster, external and
+	// load-balancer IPs), and by protocol and node port (address zero).
+	svcAddr, svcNodePort map[svcKey]string
+}
+
+type svcKey struct {
+	proto uint8
+	addr  netip.Addr
+	port  uint16
 }
 
 // NewPods returns a Pods for n; nil names nothing. Pods on the host
 // network are not named by address: their addresses are their node's.
 func NewPods(n *Names) *Pods {
-	p := &Pods{byAddr: map[netip.Addr]string{}, nodeAddr: map[netip.Addr]string{}, podNode: map[string]string{}}
+	p := &Pods{byAddr: map[netip.Addr]string{}, nodeAddr: map[netip.Addr]string{}, podNode: map[string]string{},
+		svcAddr: map[svcKey]string{}, svcNodePort: map[svcKey]string{}}
 	if n == nil {
 		return p
+	}
+	for i := range n.Services {
+		svc := &n.Services[i]
+		for _, sp := range svc.Ports {
+			proto := protoNumber(sp.Protocol)
+			name := svc.Key() + ":" + cmp.Or(sp.Name, strconv.Itoa(int(sp.Port)))
+			for _, a := range slices.Concat(svc.ClusterIPs, svc.ExternalIPs) {
+				k := svcKey{proto, a, sp.Port}
+				if _, dup := p.svcAddr[k]; !dup {
+					p.svcAddr[k] = name
+				}
+			}
+			if k := (svcKey{proto: proto, port: sp.NodePort}); sp.NodePort != 0 {
+				if _, dup := p.svcNodePort[k]; !dup {
+					p.svcNodePort[k] = name
+				}
+			}
+		}
 	}
 	for _, node := range n.Nodes {
 		for _, a := range node.IPs {
@@ -63,6 +92,32 @@ func (p *Pods) Pod(a netip.Addr) string { return p.byAddr[a.Unmap()] }
 // Node is the Node whose address a is; "" when none is known.
 func (p *Pods) Node(a netip.Addr) string { return p.nodeAddr[a.Unmap()] }
 
+// Service is the Service port packets of protocol proto to a go to: by
+// its cluster, external or load-balancer IP, or a node port on a Node's
+// address; "" when none is known.
+func (p *Pods) Service(proto uint8, a netip.AddrPort) string {
+	addr := a.Addr().Unmap()
+	if name := p.svcAddr[svcKey{proto, addr, a.Port()}]; name != "" {
+		return name
+	}
+	if p.nodeAddr[addr] != "" {
+		return p.svcNodePort[svcKey{proto: proto, port: a.Port()}]
+	}
+	return ""
+}
+
+// protoNumber is the IP protocol of a Service port's protocol; TCP when
+// it is not given (the API's default).
+func protoNumber(s string) uint8 {
+	switch s {
+	case "UDP":
+		return 17
+	case "SCTP":
+		return 132
+	}
+	return 6
+}
+
 // Netns names what the network namespace with the inode is: the pod in it
 // and the Node it is on, or the Node it is; "" for what is not known.
 func (p *Pods) Netns(inode uint32) (pod, node string) {
@@ -79,9 +134,10 @@ func (p *Pods) Netns(inode uint32) (pod, node string) {
 // header, and the Node of each hop not named yet (a --scope node trace
 // names its own), by its namespace, or its pod's.
 func (p *Pods) Annotate(path *stitch.Path) {
-	if len(p.byAddr) == 0 && len(p.netns) == 0 && len(p.nodeAddr) == 0 && len(p.nodeNetns) == 0 {
+	if len(p.byAddr) == 0 && len(p.netns) == 0 && len(p.nodeAddr) == 0 && len(p.nodeNetns) == 0 && len(p.svcAddr) == 0 {
 		return
 	}
+	p.services(path)
 	dst := path.Dst
 	for i := range path.Hops {
 		h := &path.Hops[i]
@@ -116,6 +172,46 @@ func (p *Pods) Annotate(path *stitch.Path) {
 	}
 	if path.DstPod == "" {
 		path.DstNode = cmp.Or(p.Node(dst.Addr()), p.Node(path.Dst.Addr()))
+	}
+}
+
+// services names, from the API server's Services, the Service ports of
+// the path's NAT and IPVS hops and of the path that kube-proxy's rules did
+// not name (internal/diagnose.Services runs first): IPVS mode, whose
+// virtual services carry no names, or rules that could not be read. The
+// same places as there: a DNAT's original destination, an un-DNAT's
+// restored source, an IPVS virtual service, then the path's by its first
+// named hop, its destination or its source.
+func (p *Pods) services(path *stitch.Path) {
+	if len(p.svcAddr) == 0 && len(p.svcNodePort) == 0 {
+		return
+	}
+	first := ""
+	for i := range path.Hops {
+		h := &path.Hops[i]
+		proto := cmp.Or(h.Proto, path.Proto)
+		name := ""
+		switch {
+		case h.NAT != nil && h.NAT.Type == hop.DNAT && !h.NAT.Reverse:
+			if name = h.NAT.Service; name == "" {
+				name = p.Service(proto, h.NAT.From)
+				h.NAT.Service = name
+			}
+		case h.NAT != nil && h.NAT.Type == hop.SNAT && h.NAT.Reverse:
+			if name = h.NAT.Service; name == "" {
+				name = p.Service(proto, h.NAT.To)
+				h.NAT.Service = name
+			}
+		case h.IPVS != nil && h.IPVS.Service.IsValid():
+			if name = h.IPVS.ServiceName; name == "" {
+				name = p.Service(proto, h.IPVS.Service)
+				h.IPVS.ServiceName = name
+			}
+		}
+		first = cmp.Or(first, name)
+	}
+	if path.Service == "" {
+		path.Service = cmp.Or(first, p.Service(path.Proto, path.Dst), p.Service(path.Proto, path.Src))
 	}
 }
 

@@ -514,3 +514,51 @@ func TestTimeline(t *testing.T) {
 		t.Errorf("after replacing the version from 200: %q", p.SrcPod)
 	}
 }
+
+// TestServicesFromAPI names the Service ports kube-proxy's rules did not:
+// an IPVS virtual service, a DNAT from a node port on a Node's address, an
+// un-DNAT from an external IP, by protocol; a name already there stays.
+func TestServicesFromAPI(t *testing.T) {
+	s := newAPIServer(t, "sekret")
+	a := NewPods(lookup(t, s))
+	ap := netip.MustParseAddrPort
+	dnat := func(proto uint8, from string) *stitch.Path {
+		return &stitch.Path{Proto: proto, Src: ap("10.245.1.5:40000"), Dst: ap(from), Hops: []stitch.Hop{
+			{Kind: hop.NAT, NAT: &stitch.NAT{Type: hop.DNAT, From: ap(from), To: ap("10.245.2.7:8080")}},
+		}}
+	}
+	for _, c := range []struct {
+		what string
+		p    *stitch.Path
+		want string
+	}{
+		{"DNAT from the ClusterIP", dnat(6, "10.97.0.80:80"), "default/web:http"},
+		{"DNAT from a node port on node1", dnat(6, "192.168.60.11:30080"), "default/web:http"},
+		{"DNAT from the node port on an address no Node has", dnat(6, "10.0.0.1:30080"), ""},
+		{"UDP to the ClusterIP's TCP port", dnat(17, "10.97.0.80:80"), ""},
+		{"un-DNAT of a reply from the external IP", &stitch.Path{Proto: 6, Src: ap("10.245.2.7:8080"), Dst: ap("10.245.1.5:40000"), Hops: []stitch.Hop{
+			{Kind: hop.NAT, NAT: &stitch.NAT{Type: hop.SNAT, Reverse: true, From: ap("10.245.2.7:8080"), To: ap("203.0.113.8:80")}},
+		}}, "default/web:http"},
+		{"IPVS to the load-balancer IP", &stitch.Path{Proto: 6, Src: ap("10.245.1.5:40000"), Dst: ap("198.51.100.1:80"), Hops: []stitch.Hop{
+			{Kind: hop.IPVS, IPVS: &stitch.IPVS{Service: ap("198.51.100.1:80"), RealServer: ap("10.245.2.7:8080")}},
+		}}, "default/web:http"},
+	} {
+		a.Annotate(c.p)
+		h := c.p.Hops[0]
+		got := ""
+		if h.NAT != nil {
+			got = h.NAT.Service
+		} else {
+			got = h.IPVS.ServiceName
+		}
+		if got != c.want || c.p.Service != c.want {
+			t.Errorf("%s: hop names %q, path %q; want %q", c.what, got, c.p.Service, c.want)
+		}
+	}
+	// Named by kube-proxy's rules already: kept.
+	p := dnat(6, "10.97.0.80:80")
+	p.Hops[0].NAT.Service, p.Service = "default/web:80", "default/web:80"
+	if a.Annotate(p); p.Hops[0].NAT.Service != "default/web:80" || p.Service != "default/web:80" {
+		t.Errorf("a name from kube-proxy's rules replaced: %q, %q", p.Hops[0].NAT.Service, p.Service)
+	}
+}
