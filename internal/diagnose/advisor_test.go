@@ -43,12 +43,12 @@ func (f *fakeNet) IPVS() (doctor.IPVS, error) {
 	}
 	return *f.ipvs, nil
 }
-func (f *fakeNet) LegacyChains(string) ([]string, error) { return nil, nil }
+func (f *fakeNet) LegacyChains(string, string) ([]string, error) { return nil, nil }
 func (f *fakeNet) NFTRules(string, string, []string) ([]doctor.Rule, error) {
 	return f.rules, nil
 }
 func (f *fakeNet) NFTMap(_, _, name string) ([]doctor.MapElement, error) { return f.maps[name], nil }
-func (f *fakeNet) LegacyRules(string) ([]doctor.Rule, error)             { return nil, nil }
+func (f *fakeNet) LegacyRules(string, string) ([]doctor.Rule, error)     { return nil, nil }
 
 func file(s string) *fstest.MapFile { return &fstest.MapFile{Data: []byte(s + "\n")} }
 

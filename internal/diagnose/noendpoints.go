@@ -113,10 +113,10 @@ func serviceChecks(r doctor.NoEndpointsRule, dst netip.AddrPort, nodes bool) []s
 func ruleCheck(r doctor.NoEndpointsRule) string {
 	f := strings.Fields(r.Rule)
 	switch {
-	case len(f) == 3 && (f[0] == "iptables-nft" || f[0] == "iptables-legacy"):
+	case len(f) == 3 && (f[0] == "iptables-nft" || f[0] == "iptables-legacy" || f[0] == "ip6tables-legacy"):
 		cmd := "iptables"
-		if f[0] == "iptables-legacy" {
-			cmd = "iptables-legacy"
+		if f[0] != "iptables-nft" {
+			cmd = f[0]
 		}
 		return fmt.Sprintf("%s -t %s -S %s | grep -F '%s has no'", cmd, f[1], f[2], r.Service)
 	case len(f) == 4 && f[0] == "nftables":

@@ -251,6 +251,7 @@ func TestKernelItems(t *testing.T) {
 func TestKubeProxyMode(t *testing.T) {
 	nat := func(chains ...string) NFTable { return NFTable{Family: "ip", Name: "nat", Chains: chains} }
 	legacyNat := fstest.MapFS{"proc/net/ip_tables_names": file("filter\nnat\n")}
+	legacyNat6 := fstest.MapFS{"proc/net/ip6_tables_names": file("nat\n")}
 	for _, tc := range []struct {
 		name   string
 		fsys   fstest.MapFS
@@ -261,8 +262,12 @@ func TestKubeProxyMode(t *testing.T) {
 		{"none", nil, fakeNet{ipvsErr: ErrIPVSUnavailable}, ModeNone, StatusInfo},
 		{"iptables-nft", nil, fakeNet{tables: []NFTable{nat("KUBE-SERVICES")}, ipvsErr: ErrIPVSUnavailable}, ModeIPTables, StatusInfo},
 		{"nat without KUBE-SERVICES", nil, fakeNet{tables: []NFTable{nat("POSTROUTING")}, ipvsErr: ErrIPVSUnavailable}, ModeNone, StatusInfo},
-		{"KUBE-SERVICES in ip6 only is not ip nat", nil, fakeNet{tables: []NFTable{{Family: "ip6", Name: "nat", Chains: []string{"KUBE-SERVICES"}}}, ipvsErr: ErrIPVSUnavailable}, ModeNone, StatusInfo},
+		{"ip6tables-nft only (an IPv6-only node)", nil, fakeNet{tables: []NFTable{{Family: "ip6", Name: "nat", Chains: []string{"KUBE-SERVICES"}}}, ipvsErr: ErrIPVSUnavailable}, ModeIPTables, StatusInfo},
+		{"KUBE-SERVICES in another table", nil, fakeNet{tables: []NFTable{{Family: "inet", Name: "filter", Chains: []string{"KUBE-SERVICES"}}}, ipvsErr: ErrIPVSUnavailable}, ModeNone, StatusInfo},
 		{"iptables-legacy", legacyNat, fakeNet{legacy: map[string][]string{"nat": {"KUBE-SERVICES", "KUBE-NODEPORTS"}}, ipvsErr: ErrIPVSUnavailable}, ModeIPTables, StatusInfo},
+		{"ip6tables-legacy only (an IPv6-only node)", legacyNat6, fakeNet{legacy: map[string][]string{"ip6 nat": {"KUBE-SERVICES"}}, ipvsErr: ErrIPVSUnavailable}, ModeIPTables, StatusInfo},
+		{"legacy: ip nat without, ip6 nat with", fstest.MapFS{"proc/net/ip_tables_names": file("nat\n"), "proc/net/ip6_tables_names": file("nat\n")},
+			fakeNet{legacy: map[string][]string{"nat": {"POSTROUTING"}, "ip6 nat": {"KUBE-SERVICES"}}, ipvsErr: ErrIPVSUnavailable}, ModeIPTables, StatusInfo},
 		{"legacy unreadable", legacyNat, fakeNet{legacyErr: errors.New("EPERM"), ipvsErr: ErrIPVSUnavailable}, ModeUnknown, StatusUnknown},
 		{"nftables", nil, fakeNet{tables: []NFTable{{Family: "ip", Name: "kube-proxy"}, {Family: "ip6", Name: "kube-proxy"}}, ipvsErr: ErrIPVSUnavailable}, ModeNFTables, StatusInfo},
 		{"nftables plus leftover iptables", nil, fakeNet{tables: []NFTable{{Family: "ip", Name: "kube-proxy"}, nat("KUBE-SERVICES")}, ipvsErr: ErrIPVSUnavailable}, ModeNFTables, StatusWarn},
@@ -289,7 +294,7 @@ func TestKubeProxyMode(t *testing.T) {
 		// Asking the kernel for a legacy table instantiates it.
 		for _, names := range []string{"", "filter\n"} {
 			n := &fakeNet{ipvsErr: ErrIPVSUnavailable}
-			r := collectFake(t, fstest.MapFS{"proc/net/ip_tables_names": file(names)}, n)
+			r := collectFake(t, fstest.MapFS{"proc/net/ip_tables_names": file(names), "proc/net/ip6_tables_names": file(names)}, n)
 			if len(n.legacyAsked) != 0 {
 				t.Errorf("ip_tables_names %q: asked for %v", names, n.legacyAsked)
 			}
@@ -525,12 +530,16 @@ func TestParseIPTablesSave(t *testing.T) {
 }
 
 // iptEntry builds one ipt_entry with an xt_entry_target carrying data.
-func iptEntry(target, data string) []byte {
+func iptEntry(target, data string) []byte { return xtEntry(xtIPv4, target, data) }
+
+// xtEntry builds one entry of the family with an xt_entry_target carrying
+// data.
+func xtEntry(fam xtFamily, target, data string) []byte {
 	tsize := xtTargetDataOff + (len(data)+1+7)&^7
-	e := make([]byte, iptEntrySize+tsize)
-	binary.NativeEndian.PutUint16(e[iptTargetOffOff:], iptEntrySize)
-	binary.NativeEndian.PutUint16(e[iptNextOffOff:], uint16(len(e)))
-	t := e[iptEntrySize:]
+	e := make([]byte, fam.entrySize+tsize)
+	binary.NativeEndian.PutUint16(e[fam.targetOff:], uint16(fam.entrySize))
+	binary.NativeEndian.PutUint16(e[fam.nextOff:], uint16(len(e)))
+	t := e[fam.entrySize:]
 	binary.NativeEndian.PutUint16(t, uint16(tsize))
 	copy(t[xtTargetNameOff:], target)
 	copy(t[xtTargetDataOff:], data)
@@ -544,19 +553,19 @@ func TestParseIPTEntries(t *testing.T) {
 	blob = append(blob, iptEntry("DNAT", "xxxxxxxx")...)
 	blob = append(blob, iptEntry("ERROR", "KUBE-NODEPORTS")...)
 	blob = append(blob, iptEntry("ERROR", "ERROR")...)
-	got, err := parseIPTEntries(blob)
+	got, err := xtIPv4.parseEntries(blob)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(got, []string{"KUBE-SERVICES", "KUBE-NODEPORTS"}) {
 		t.Errorf("got %v", got)
 	}
-	if _, err := parseIPTEntries(blob[:len(blob)-5]); err == nil {
+	if _, err := xtIPv4.parseEntries(blob[:len(blob)-5]); err == nil {
 		t.Error("truncated blob parsed")
 	}
 	bad := iptEntry("ERROR", "X")
-	binary.NativeEndian.PutUint16(bad[iptNextOffOff:], 8)
-	if _, err := parseIPTEntries(bad); err == nil {
+	binary.NativeEndian.PutUint16(bad[xtIPv4.nextOff:], 8)
+	if _, err := xtIPv4.parseEntries(bad); err == nil {
 		t.Error("bad next_offset parsed")
 	}
 }

@@ -16,7 +16,7 @@ type fakeNet struct {
 	ipvsErr   error
 	legacy    map[string][]string
 	legacyErr error
-	// Rules by "FAMILY TABLE" for nf_tables, by table for legacy; map
+	// Rules by "FAMILY TABLE" for nf_tables, by legacyKey for legacy; map
 	// elements by "FAMILY TABLE MAP".
 	nftRules    map[string][]Rule
 	legacyRules map[string][]Rule
@@ -29,9 +29,20 @@ type fakeNet struct {
 func (f *fakeNet) Links() ([]Link, error)       { return f.links, f.linkErr }
 func (f *fakeNet) NFTables() ([]NFTable, error) { return f.tables, f.nftErr }
 func (f *fakeNet) IPVS() (IPVS, error)          { return f.ipvs, f.ipvsErr }
-func (f *fakeNet) LegacyChains(table string) ([]string, error) {
-	f.legacyAsked = append(f.legacyAsked, table)
-	return f.legacy[table], f.legacyErr
+
+// legacyKey keys the legacy answers: the table for family "ip", "ip6 TABLE"
+// for ip6.
+func legacyKey(family, table string) string {
+	if family == "ip6" {
+		return "ip6 " + table
+	}
+	return table
+}
+
+func (f *fakeNet) LegacyChains(family, table string) ([]string, error) {
+	k := legacyKey(family, table)
+	f.legacyAsked = append(f.legacyAsked, k)
+	return f.legacy[k], f.legacyErr
 }
 
 func (f *fakeNet) NFTRules(family, table string, chains []string) ([]Rule, error) {
@@ -46,7 +57,9 @@ func (f *fakeNet) NFTRules(family, table string, chains []string) ([]Rule, error
 func (f *fakeNet) NFTMap(family, table, name string) ([]MapElement, error) {
 	return f.maps[family+" "+table+" "+name], f.rulesErr
 }
-func (f *fakeNet) LegacyRules(table string) ([]Rule, error) { return f.legacyRules[table], f.rulesErr }
+func (f *fakeNet) LegacyRules(family, table string) ([]Rule, error) {
+	return f.legacyRules[legacyKey(family, table)], f.rulesErr
+}
 
 func file(s string) *fstest.MapFile { return &fstest.MapFile{Data: []byte(s)} }
 

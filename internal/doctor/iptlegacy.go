@@ -8,51 +8,110 @@ import (
 	"net/netip"
 	"os/exec"
 	"slices"
+	"strings"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// Legacy x_tables socket options and layout (include/uapi/linux/netfilter_ipv4/ip_tables.h).
+// Legacy x_tables socket options and layout, the same for both families
+// (include/uapi/linux/netfilter_ipv4/ip_tables.h, netfilter_ipv6/ip6_tables.h).
 const (
-	iptSoGetInfo    = 64 // IPT_SO_GET_INFO
-	iptSoGetEntries = 65 // IPT_SO_GET_ENTRIES
+	iptSoGetInfo    = 64 // IPT_SO_GET_INFO, IP6T_SO_GET_INFO
+	iptSoGetEntries = 65 // IPT_SO_GET_ENTRIES, IP6T_SO_GET_ENTRIES
 
-	iptGetinfoSize   = 84  // struct ipt_getinfo
-	iptInfoSizeOff   = 80  // ipt_getinfo.size
-	iptEntrySize     = 112 // struct ipt_entry (without matches and target)
-	iptTargetOffOff  = 88  // ipt_entry.target_offset
-	iptNextOffOff    = 90  // ipt_entry.next_offset
-	xtTargetNameOff  = 2   // xt_entry_target.u.user.name
-	xtTargetNameLen  = 29  // XT_EXTENSION_MAXNAMELEN
-	xtTargetDataOff  = 32  // xt_entry_target.data
+	iptGetinfoSize   = 84 // struct ipt_getinfo, ip6t_getinfo
+	iptInfoSizeOff   = 80 // ipt_getinfo.size
+	xtTargetNameOff  = 2  // xt_entry_target.u.user.name
+	xtTargetNameLen  = 29 // XT_EXTENSION_MAXNAMELEN
+	xtTargetDataOff  = 32 // xt_entry_target.data
 	xtErrorTarget    = "ERROR"
 	iptGetEntriesTry = 3
 )
+
+// xtFamily is where a legacy x_tables family keeps what the report reads:
+// its socket, the file listing its tables, and the layout of its entry
+// (struct ipt_entry and its ipt_ip, or ip6t_entry and its ip6t_ip6).
+type xtFamily struct {
+	name, tool  string // "ip", "iptables-legacy"; "ip6", "ip6tables-legacy"
+	names       string // the file under /proc listing its tables
+	domain      int    // AF_INET, AF_INET6
+	level       int    // SOL_IP, SOL_IPV6
+	addrLen     int
+	entrySize   int  // the entry without matches and target
+	targetOff   int  // .target_offset
+	nextOff     int  // .next_offset
+	dst         int  // ip.dst
+	smsk, dmsk  int  // ip.smsk, ip.dmsk
+	ifaces      int  // ip.iniface, outiface and their masks: 64 bytes
+	proto       int  // ip.proto (u16)
+	flags       int  // ip.flags
+	invflags    int  // ip.invflags
+	strictFlags byte // flags that make a rule match on something more
+}
+
+var (
+	xtIPv4 = xtFamily{name: "ip", tool: "iptables-legacy", names: "proc/net/ip_tables_names",
+		domain: unix.AF_INET, level: unix.SOL_IP, addrLen: 4,
+		entrySize: 112, targetOff: 88, nextOff: 90,
+		dst: 4, smsk: 8, dmsk: 12, ifaces: 16, proto: 80, flags: 82, invflags: 83,
+		strictFlags: 0x01} // IPT_F_FRAG; IPT_F_GOTO is the target's
+	xtIPv6 = xtFamily{name: "ip6", tool: "ip6tables-legacy", names: "proc/net/ip6_tables_names",
+		domain: unix.AF_INET6, level: unix.SOL_IPV6, addrLen: 16,
+		entrySize: 168, targetOff: 140, nextOff: 142,
+		dst: 16, smsk: 32, dmsk: 48, ifaces: 64, proto: 128, flags: 131, invflags: 132,
+		strictFlags: 0x02} // IP6T_F_TOS; IP6T_F_PROTO only says -p is set
+	xtFamilies = []xtFamily{xtIPv4, xtIPv6}
+)
+
+// source says where the report read a table of the family from.
+func (fam xtFamily) source(table string) string {
+	if fam.name == "ip6" {
+		return "IP6T_SO_GET_ENTRIES on the legacy ip6 " + table + " table"
+	}
+	return "IPT_SO_GET_ENTRIES on the legacy " + table + " table"
+}
+
+// hasLegacy reports whether the family's table names file lists table: only then
+// may the table be asked for (asking creates it).
+func (c *collector) hasLegacy(fam xtFamily, table string) bool {
+	names, err := c.read(fam.names)
+	return err == nil && slices.Contains(strings.Fields(string(names)), table)
+}
+
+// xtFamilyOf is the legacy family named "ip" or "ip6".
+func xtFamilyOf(name string) (xtFamily, error) {
+	for _, f := range xtFamilies {
+		if f.name == name {
+			return f, nil
+		}
+	}
+	return xtFamily{}, fmt.Errorf("no legacy x_tables family %q", name)
+}
 
 // iptGetEntriesHdr is the offset of ipt_get_entries.entrytable: name[32],
 // size, padded to the alignment of the u64 counters in struct ipt_entry.
 var iptGetEntriesHdr = (32 + 4 + int(unsafe.Alignof(uint64(0))) - 1) &^ (int(unsafe.Alignof(uint64(0))) - 1)
 
 // iptLegacyChains reads the user-defined chain names of a legacy iptables
-// table with the same getsockopt calls iptables-legacy uses. Asking for a
-// table the namespace does not have instantiates it, so callers first check
-// /proc/net/ip_tables_names.
-func iptLegacyChains(table string) ([]string, error) {
-	b, err := iptLegacyEntries(table)
+// or ip6tables table with the same getsockopt calls iptables-legacy uses.
+// Asking for a table the namespace does not have instantiates it, so
+// callers first check the family's table names file.
+func iptLegacyChains(fam xtFamily, table string) ([]string, error) {
+	b, err := iptLegacyEntries(fam, table)
 	if err != nil {
 		return nil, err
 	}
-	return parseIPTEntries(b)
+	return fam.parseEntries(b)
 }
 
-// iptLegacyEntries reads the entry blob of a legacy iptables table
+// iptLegacyEntries reads the entry blob of a legacy table
 // (ipt_get_entries.entrytable), as iptLegacyChains says.
-func iptLegacyEntries(table string) ([]byte, error) {
+func iptLegacyEntries(fam xtFamily, table string) ([]byte, error) {
 	if len(table) >= 32 {
-		return nil, fmt.Errorf("iptables table name %q too long", table)
+		return nil, fmt.Errorf("%s table name %q too long", fam.tool, table)
 	}
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
+	fd, err := unix.Socket(fam.domain, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
 	if err != nil {
 		return nil, fmt.Errorf("open raw socket: %w", err)
 	}
@@ -60,28 +119,28 @@ func iptLegacyEntries(table string) ([]byte, error) {
 	for range iptGetEntriesTry {
 		info := make([]byte, iptGetinfoSize)
 		copy(info, table)
-		if err := getsockopt(fd, iptSoGetInfo, info); err != nil {
-			return nil, fmt.Errorf("get iptables %s info: %w", table, err)
+		if err := getsockopt(fd, fam.level, iptSoGetInfo, info); err != nil {
+			return nil, fmt.Errorf("get %s %s info: %w", fam.tool, table, err)
 		}
 		size := binary.NativeEndian.Uint32(info[iptInfoSizeOff:])
 		buf := make([]byte, iptGetEntriesHdr+int(size))
 		copy(buf, table)
 		binary.NativeEndian.PutUint32(buf[32:], size)
-		err := getsockopt(fd, iptSoGetEntries, buf)
+		err := getsockopt(fd, fam.level, iptSoGetEntries, buf)
 		if errors.Is(err, unix.EAGAIN) {
 			continue // the table changed between the two calls
 		}
 		if err != nil {
-			return nil, fmt.Errorf("get iptables %s entries: %w", table, err)
+			return nil, fmt.Errorf("get %s %s entries: %w", fam.tool, table, err)
 		}
 		return buf[iptGetEntriesHdr:], nil
 	}
-	return nil, fmt.Errorf("get iptables %s entries: %w", table, unix.EAGAIN)
+	return nil, fmt.Errorf("get %s %s entries: %w", fam.tool, table, unix.EAGAIN)
 }
 
-func getsockopt(fd, opt int, buf []byte) error {
+func getsockopt(fd, level, opt int, buf []byte) error {
 	l := uint32(len(buf))
-	_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_IP, uintptr(opt),
+	_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), uintptr(level), uintptr(opt),
 		uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&l)), 0)
 	if errno != 0 {
 		return errno
@@ -89,12 +148,12 @@ func getsockopt(fd, opt int, buf []byte) error {
 	return nil
 }
 
-// parseIPTEntries walks an x_tables entry blob and returns the user-defined
+// parseEntries walks an x_tables entry blob and returns the user-defined
 // chain names: each chain starts with an entry whose target is ERROR with
 // the chain name as data; the table ends with an ERROR entry named ERROR.
-func parseIPTEntries(b []byte) ([]string, error) {
+func (fam xtFamily) parseEntries(b []byte) ([]string, error) {
 	var chains []string
-	err := walkIPTEntries(b, func(e, target []byte) {
+	err := fam.walk(b, func(e, target []byte) {
 		if name, ok := iptChainHead(target); ok {
 			chains = append(chains, name)
 		}
@@ -102,17 +161,17 @@ func parseIPTEntries(b []byte) ([]string, error) {
 	return chains, err
 }
 
-// walkIPTEntries calls fn with each entry of an x_tables entry blob and its
-// target (xt_entry_target), checking the offsets.
-func walkIPTEntries(b []byte, fn func(entry, target []byte)) error {
+// walk calls fn with each entry of an x_tables entry blob and its target
+// (xt_entry_target), checking the offsets.
+func (fam xtFamily) walk(b []byte, fn func(entry, target []byte)) error {
 	for off := 0; off < len(b); {
-		if off+iptEntrySize > len(b) {
-			return fmt.Errorf("parse iptables entry at %d: short blob (%d bytes)", off, len(b))
+		if off+fam.entrySize > len(b) {
+			return fmt.Errorf("parse %s entry at %d: short blob (%d bytes)", fam.tool, off, len(b))
 		}
-		toff := int(binary.NativeEndian.Uint16(b[off+iptTargetOffOff:]))
-		next := int(binary.NativeEndian.Uint16(b[off+iptNextOffOff:]))
-		if next < iptEntrySize || off+next > len(b) || toff < iptEntrySize || toff+xtTargetDataOff > next {
-			return fmt.Errorf("parse iptables entry at %d: bad offsets target %d next %d", off, toff, next)
+		toff := int(binary.NativeEndian.Uint16(b[off+fam.targetOff:]))
+		next := int(binary.NativeEndian.Uint16(b[off+fam.nextOff:]))
+		if next < fam.entrySize || off+next > len(b) || toff < fam.entrySize || toff+xtTargetDataOff > next {
+			return fmt.Errorf("parse %s entry at %d: bad offsets target %d next %d", fam.tool, off, toff, next)
 		}
 		fn(b[off:off+next], b[off+toff:off+next])
 		off += next
@@ -130,15 +189,8 @@ func iptChainHead(target []byte) (string, bool) {
 	return name, name != xtErrorTarget
 }
 
-// Offsets in struct ipt_ip, at the start of struct ipt_entry, and in the
-// x_tables matches kube-proxy's rules use.
+// Values of the x_tables matches and targets kube-proxy's rules use.
 const (
-	iptIPDst      = 4  // ipt_ip.dst
-	iptIPSmsk     = 8  // ipt_ip.smsk
-	iptIPDmsk     = 12 // ipt_ip.dmsk
-	iptIPIfaces   = 16 // ipt_ip.iniface, outiface (and their masks): 64 bytes
-	iptIPProto    = 80 // ipt_ip.proto
-	iptIPInvflags = 83 // ipt_ip.invflags
 	xtMatchSize   = 0  // xt_entry_match.match_size (also target_size)
 	xtStandard    = "" // the standard target: a verdict or a jump
 	xtVerdictDrop = -1 // -NF_DROP - 1
@@ -150,16 +202,16 @@ const (
 	xtSCTPPorts   = 3  // XT_SCTP_SRC_PORTS | XT_SCTP_DEST_PORTS
 )
 
-// parseIPTRules walks an x_tables entry blob like parseIPTEntries and
+// parseRules walks an x_tables entry blob like parseEntries and
 // summarises each rule as Rule: the chain it is in ("" for a built-in
 // chain), -d, -p, the tcp, udp and sctp destination port, -m comment, -m
 // addrtype --dst-type LOCAL and the target. A rule that also matches on
 // anything else (a source, an interface, an inversion, another match) has
 // Other set.
-func parseIPTRules(b []byte) ([]Rule, error) {
+func (fam xtFamily) parseRules(b []byte) ([]Rule, error) {
 	var rules []Rule
 	chain := ""
-	err := walkIPTEntries(b, func(e, target []byte) {
+	err := fam.walk(b, func(e, target []byte) {
 		if name, ok := iptChainHead(target); ok {
 			chain = name
 			return
@@ -167,21 +219,24 @@ func parseIPTRules(b []byte) ([]Rule, error) {
 		if cstring(target[xtTargetNameOff:xtTargetNameOff+xtTargetNameLen]) == xtErrorTarget {
 			return // the table's end
 		}
-		r := Rule{Chain: chain, Proto: uint8(binary.NativeEndian.Uint16(e[iptIPProto:]))}
-		dst, dmsk := [4]byte(e[iptIPDst:iptIPDst+4]), [4]byte(e[iptIPDmsk:iptIPDmsk+4])
-		switch dmsk {
-		case [4]byte{}:
-		case [4]byte{255, 255, 255, 255}:
-			r.Dst = netip.PrefixFrom(netip.AddrFrom4(dst), 32)
+		r := Rule{Chain: chain, Proto: uint8(binary.NativeEndian.Uint16(e[fam.proto:]))}
+		n := fam.addrLen
+		dst, dmsk := e[fam.dst:fam.dst+n], e[fam.dmsk:fam.dmsk+n]
+		switch {
+		case !slices.ContainsFunc(dmsk, func(c byte) bool { return c != 0 }):
+		case !slices.ContainsFunc(dmsk, func(c byte) bool { return c != 0xff }):
+			a, _ := netip.AddrFromSlice(dst)
+			r.Dst = netip.PrefixFrom(a, n*8)
 		default:
 			r.Other = true
 		}
-		if e[iptIPInvflags] != 0 || binary.NativeEndian.Uint16(e[iptIPProto:]) > 0xff ||
-			[4]byte(e[iptIPSmsk:iptIPSmsk+4]) != [4]byte{} || slices.ContainsFunc(e[iptIPIfaces:iptIPProto], func(c byte) bool { return c != 0 }) {
+		if e[fam.invflags] != 0 || binary.NativeEndian.Uint16(e[fam.proto:]) > 0xff || e[fam.flags]&fam.strictFlags != 0 ||
+			slices.ContainsFunc(e[fam.smsk:fam.smsk+n], func(c byte) bool { return c != 0 }) ||
+			slices.ContainsFunc(e[fam.ifaces:fam.ifaces+64], func(c byte) bool { return c != 0 }) {
 			r.Other = true
 		}
 		toff := len(e) - len(target)
-		for off := iptEntrySize; off < toff; {
+		for off := fam.entrySize; off < toff; {
 			size := int(binary.NativeEndian.Uint16(e[off+xtMatchSize:]))
 			if size < xtTargetDataOff || off+size > toff {
 				r.Other = true

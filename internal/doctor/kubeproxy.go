@@ -34,7 +34,8 @@ func (c *collector) kubeProxy() (KubeProxy, []Item) {
 	} else {
 		kp.KubeServicesNFT = Absent
 		for _, t := range tables {
-			if t.Family == "ip" && t.Name == "nat" && slices.Contains(t.Chains, kubeServicesChain) {
+			// ip6 too: a node of an IPv6-only cluster has only that.
+			if (t.Family == "ip" || t.Family == "ip6") && t.Name == "nat" && slices.Contains(t.Chains, kubeServicesChain) {
 				kp.KubeServicesNFT = Present
 			}
 			if t.Name == kubeProxyTable && !slices.Contains(kp.NFTablesFamilies, t.Family) {
@@ -42,7 +43,7 @@ func (c *collector) kubeProxy() (KubeProxy, []Item) {
 			}
 		}
 		slices.Sort(kp.NFTablesFamilies)
-		nftItem.Value, nftItem.Source = string(kp.KubeServicesNFT), "nf_tables netlink: table ip nat"
+		nftItem.Value, nftItem.Source = string(kp.KubeServicesNFT), "nf_tables netlink: tables ip nat, ip6 nat"
 		nftItem.Explain = "kube-proxy iptables mode (iptables-nft backend) sends Service traffic through this chain"
 		tblItem.Source = "nf_tables netlink"
 		tblItem.Explain = "kube-proxy nftables mode does Service DNAT in this table"
@@ -134,35 +135,57 @@ func (c *collector) kubeProxy() (KubeProxy, []Item) {
 	return kp, items
 }
 
-// legacyKubeServices looks for KUBE-SERVICES in the legacy nat table without
-// creating that table.
+// legacyKubeServices looks for KUBE-SERVICES in the legacy nat tables,
+// iptables-legacy's and, where the node has one, ip6tables-legacy's (an
+// IPv6-only or dual-stack cluster on the legacy backend), without creating
+// either table.
 func (c *collector) legacyKubeServices(kp *KubeProxy) Item {
 	it := Item{ID: "kube_proxy.kube_services_legacy", Name: "iptables-legacy nat KUBE-SERVICES",
 		Check: "iptables-legacy -t nat -S KUBE-SERVICES | head", Status: StatusInfo,
 		Explain: "kube-proxy iptables mode (legacy backend) sends Service traffic through this chain"}
-	names, err := c.read("proc/net/ip_tables_names")
-	if err != nil {
-		kp.KubeServicesLegacy = Absent
-		it.Value, it.Source = "absent", "no /proc/net/ip_tables_names: legacy iptables not in the kernel"
-		return it
+	v4, v4Source, v4Err := c.legacyFamilyKubeServices(xtIPv4)
+	state, source, err := v4, v4Source, v4Err
+	if c.hasLegacy(xtIPv6, "nat") {
+		it.Check += "; ip6tables-legacy -t nat -S KUBE-SERVICES | head"
+		v6, v6Source, v6Err := c.legacyFamilyKubeServices(xtIPv6)
+		source = strings.Join(slices.DeleteFunc([]string{source, v6Source}, func(s string) bool { return s == "" }), "; ")
+		switch {
+		case v4 == Present || v6 == Present:
+			state, err = Present, nil
+		case v6Err != nil:
+			state, err = v6, errors.Join(v4Err, v6Err)
+		}
 	}
-	if !slices.Contains(strings.Fields(string(names)), "nat") {
-		kp.KubeServicesLegacy = Absent
-		it.Value, it.Source = "absent", "/proc/net/ip_tables_names: no legacy nat table"
-		return it
-	}
-	chains, err := c.net.LegacyChains("nat")
 	if err != nil {
 		it.Value, it.Status, it.Source = "unknown", StatusUnknown, err.Error()
 		it.Explain = "the legacy nat table exists but its chains cannot be read (needs CAP_NET_ADMIN/CAP_NET_RAW)"
 		return it
 	}
-	kp.KubeServicesLegacy = Absent
-	if slices.Contains(chains, kubeServicesChain) {
-		kp.KubeServicesLegacy = Present
-	}
-	it.Value, it.Source = string(kp.KubeServicesLegacy), "IPT_SO_GET_ENTRIES on the legacy nat table"
+	kp.KubeServicesLegacy = state
+	it.Value, it.Source = string(state), source
 	return it
+}
+
+// legacyFamilyKubeServices looks for KUBE-SERVICES in the legacy nat table
+// of one family: Absent with why, Present, or an error (the state then
+// stays Unsure).
+func (c *collector) legacyFamilyKubeServices(fam xtFamily) (Presence, string, error) {
+	tool := strings.TrimSuffix(fam.tool, "-legacy")
+	names, err := c.read(fam.names)
+	if err != nil {
+		return Absent, "no /" + fam.names + ": legacy " + tool + " not in the kernel", nil
+	}
+	if !slices.Contains(strings.Fields(string(names)), "nat") {
+		return Absent, "/" + fam.names + ": no legacy nat table", nil
+	}
+	chains, err := c.net.LegacyChains(fam.name, "nat")
+	if err != nil {
+		return Unsure, "", err
+	}
+	if slices.Contains(chains, kubeServicesChain) {
+		return Present, fam.source("nat"), nil
+	}
+	return Absent, fam.source("nat"), nil
 }
 
 func kubeProxyMode(kp KubeProxy, ipvsUnknown bool) string {

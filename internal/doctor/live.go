@@ -299,13 +299,17 @@ func (liveNet) IPVS() (IPVS, error) {
 	return res, nil
 }
 
-func (liveNet) LegacyChains(table string) ([]string, error) {
-	chains, err := iptLegacyChains(table)
+func (liveNet) LegacyChains(family, table string) ([]string, error) {
+	fam, err := xtFamilyOf(family)
+	if err != nil {
+		return nil, err
+	}
+	chains, err := iptLegacyChains(fam, table)
 	if err == nil {
 		return chains, nil
 	}
 	// Fall back to the userspace tool, if the node has it.
-	save, lerr := lookPath("iptables-legacy-save")
+	save, lerr := lookPath(fam.tool + "-save")
 	if lerr != nil {
 		return nil, err
 	}
@@ -316,12 +320,16 @@ func (liveNet) LegacyChains(table string) ([]string, error) {
 	return parseIPTablesSave(out), nil
 }
 
-func (liveNet) LegacyRules(table string) ([]Rule, error) {
-	b, err := iptLegacyEntries(table)
+func (liveNet) LegacyRules(family, table string) ([]Rule, error) {
+	fam, err := xtFamilyOf(family)
 	if err != nil {
 		return nil, err
 	}
-	return parseIPTRules(b)
+	b, err := iptLegacyEntries(fam, table)
+	if err != nil {
+		return nil, err
+	}
+	return fam.parseRules(b)
 }
 
 // parseIPTablesSave returns the chain names declared (":NAME POLICY ...") in

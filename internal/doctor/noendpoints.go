@@ -83,14 +83,17 @@ func (c *collector) noEndpoints(tables []NFTable, tablesErr error, families []st
 			rules = append(rules, nftablesNoEndpoints(els, fam, m)...)
 		}
 	}
-	if names, err := c.read("proc/net/ip_tables_names"); err == nil && slices.Contains(strings.Fields(string(names)), "filter") {
-		sources = append(sources, "IPT_SO_GET_ENTRIES on the legacy filter table")
-		checks = append(checks, "iptables-legacy-save -t filter | grep 'has no'")
-		rs, err := c.net.LegacyRules("filter")
+	for _, fam := range xtFamilies {
+		if !c.hasLegacy(fam, "filter") {
+			continue
+		}
+		sources = append(sources, fam.source("filter"))
+		checks = append(checks, fam.tool+"-save -t filter | grep 'has no'")
+		rs, err := c.net.LegacyRules(fam.name, "filter")
 		if err != nil {
 			problems = append(problems, err.Error())
 		} else {
-			rules = append(rules, iptablesNoEndpoints(rs, "iptables-legacy filter ")...)
+			rules = append(rules, iptablesNoEndpoints(rs, fam.tool+" filter ")...)
 		}
 	}
 

@@ -1,6 +1,7 @@
 package doctor
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -49,6 +50,8 @@ func TestNoEndpoints(t *testing.T) {
 		legacyRules: map[string][]Rule{"filter": {
 			{Chain: "KUBE-SERVICES", Comment: "legacy/old has no endpoints", Dst: vip("10.96.0.30/32"), Proto: 6, DPort: 443, Verdict: VerdictReject},
 			{Chain: "", Comment: "legacy/builtin has no endpoints", Dst: vip("10.96.0.31/32"), Proto: 6, DPort: 443, Verdict: VerdictReject},
+		}, "ip6 filter": {
+			{Chain: "KUBE-SERVICES", Comment: "legacy/old6 has no endpoints", Dst: netip.MustParsePrefix("fd96::30/128"), Proto: 6, DPort: 443, Verdict: VerdictReject},
 		}},
 		maps: map[string][]MapElement{
 			"ip kube-proxy no-endpoint-services": {
@@ -65,7 +68,7 @@ func TestNoEndpoints(t *testing.T) {
 			},
 		},
 	}
-	r := collectFake(t, fstest.MapFS{"proc/net/ip_tables_names": file("filter\n")}, n)
+	r := collectFake(t, fstest.MapFS{"proc/net/ip_tables_names": file("filter\n"), "proc/net/ip6_tables_names": file("filter\n")}, n)
 	want := []NoEndpointsRule{
 		{Service: "ns2/svc2:p80", Protocol: "TCP", Port: 3001, NodePort: true, Action: ActionDrop, Rule: "nftables ip kube-proxy no-endpoint-nodeports"},
 		{Service: "default/nosvc:http", Protocol: "TCP", Port: 30081, NodePort: true, Action: ActionReject, Rule: "iptables-nft filter KUBE-EXTERNAL-SERVICES"},
@@ -76,19 +79,20 @@ func TestNoEndpoints(t *testing.T) {
 		{Service: "ns6/svc6:p80", Address: "10.96.0.40", Protocol: "TCP", Port: 80, Action: ActionReject, Rule: "nftables ip kube-proxy no-endpoint-services"},
 		{Service: "default/ext", Address: "192.0.2.7", Protocol: "SCTP", Port: 9000, Action: ActionReject, Rule: "iptables-nft filter KUBE-EXTERNAL-SERVICES"},
 		{Service: "ns7/dns", Address: "fd00::41", Protocol: "UDP", Port: 53, Action: ActionReject, Rule: "nftables ip6 kube-proxy no-endpoint-services"},
+		{Service: "legacy/old6", Address: "fd96::30", Protocol: "TCP", Port: 443, Action: ActionReject, Rule: "ip6tables-legacy filter KUBE-SERVICES"},
 	}
 	if got := r.KubeProxy.NoEndpoints; !reflect.DeepEqual(got, want) {
 		t.Errorf("no-endpoint rules:\n%s\nwant\n%s", fmtRules(got), fmtRules(want))
 	}
 	wantStatus(t, r, "kube_proxy.no_endpoints", StatusWarn,
-		"9 Service ports: ns2/svc2:p80 NodePort 3001/TCP drop, default/nosvc:http NodePort 30081/TCP reject, ns2/svc2:p80 1.2.3.4:80/TCP drop, kube-system/dns:dns 10.96.0.10:53/UDP drop, default/nosvc:http 10.96.0.11:80/TCP reject and 4 more")
+		"10 Service ports: ns2/svc2:p80 NodePort 3001/TCP drop, default/nosvc:http NodePort 30081/TCP reject, ns2/svc2:p80 1.2.3.4:80/TCP drop, kube-system/dns:dns 10.96.0.10:53/UDP drop, default/nosvc:http 10.96.0.11:80/TCP reject and 5 more")
 	it := r.Item("kube_proxy.no_endpoints")
-	for _, w := range []string{"nf_tables netlink: table ip filter", "table ip6 kube-proxy", "legacy filter table"} {
+	for _, w := range []string{"nf_tables netlink: table ip filter", "table ip6 kube-proxy", "legacy filter table", "legacy ip6 filter table"} {
 		if !strings.Contains(it.Source, w) {
 			t.Errorf("source %q lacks %q", it.Source, w)
 		}
 	}
-	for _, w := range []string{"iptables-save -t filter", "iptables-legacy-save -t filter", "nft list map ip6 kube-proxy no-endpoint-services"} {
+	for _, w := range []string{"iptables-save -t filter", "iptables-legacy-save -t filter", "ip6tables-legacy-save -t filter", "nft list map ip6 kube-proxy no-endpoint-services"} {
 		if !strings.Contains(it.Check, w) {
 			t.Errorf("check %q lacks %q", it.Check, w)
 		}
@@ -273,26 +277,42 @@ func xtBlob(name string, rev byte, data []byte) []byte {
 	return b
 }
 
-// iptRule builds an ipt_entry: -d dst (a /32, or none), -p proto, the
-// matches and the target.
-func iptRule(dst string, proto uint16, target []byte, matches ...[]byte) []byte {
-	e := make([]byte, iptEntrySize)
+// iptRule builds an entry of the family: -d dst (a single address, or
+// none), -p proto, the matches and the target.
+func iptRule(fam xtFamily, dst string, proto uint16, target []byte, matches ...[]byte) []byte {
+	e := make([]byte, fam.entrySize)
 	if dst != "" {
-		a := netip.MustParseAddr(dst).As4()
-		copy(e[iptIPDst:], a[:])
-		copy(e[iptIPDmsk:], []byte{255, 255, 255, 255})
+		a := netip.MustParseAddr(dst).AsSlice()
+		copy(e[fam.dst:], a)
+		copy(e[fam.dmsk:], bytes.Repeat([]byte{255}, len(a)))
 	}
-	binary.NativeEndian.PutUint16(e[iptIPProto:], proto)
+	binary.NativeEndian.PutUint16(e[fam.proto:], proto)
 	for _, m := range matches {
 		e = append(e, m...)
 	}
-	binary.NativeEndian.PutUint16(e[iptTargetOffOff:], uint16(len(e)))
+	binary.NativeEndian.PutUint16(e[fam.targetOff:], uint16(len(e)))
 	e = append(e, target...)
-	binary.NativeEndian.PutUint16(e[iptNextOffOff:], uint16(len(e)))
+	binary.NativeEndian.PutUint16(e[fam.nextOff:], uint16(len(e)))
 	return e
 }
 
 func TestParseIPTRules(t *testing.T) {
+	for _, fam := range xtFamilies {
+		t.Run(fam.name, func(t *testing.T) { parseRules(t, fam) })
+	}
+}
+
+// parseRules parses a table of kube-proxy's rules for Services without
+// endpoints in the family's layout, with IPv4 or IPv6 Service addresses.
+func parseRules(t *testing.T, fam xtFamily) {
+	vip := func(s string) netip.Prefix { return vip(s) }
+	addr := func(v4 string) string { return v4 }
+	if fam.name == "ip6" {
+		addr = func(v4 string) string { return "fd00:96::" + strings.TrimPrefix(v4, "10.96.0.") }
+		vip = func(s string) netip.Prefix {
+			return netip.PrefixFrom(netip.MustParseAddr(addr(strings.TrimSuffix(s, "/32"))), 128)
+		}
+	}
 	u16s := func(vs ...uint16) []byte {
 		var b []byte
 		for _, v := range vs {
@@ -312,20 +332,20 @@ func TestParseIPTRules(t *testing.T) {
 
 	var blob []byte
 	for _, e := range [][]byte{
-		iptRule("", 0, standard(xtVerdictAcc)), // INPUT's policy
-		iptEntry("ERROR", "KUBE-SERVICES"),
-		iptRule("10.96.0.11", 6, reject, comment("default/nosvc:http has no endpoints"), tcp(80)),
-		iptRule("10.96.0.12", 17, standard(xtVerdictDrop), comment("default/dns has no local endpoints"), udp(53)),
-		iptRule("10.96.0.13", 132, reject, comment("default/s has no endpoints"), xtBlob("sctp", 0, sctp)),
-		iptRule("10.96.0.14", 6, standard(1234), xtBlob("conntrack", 3, make([]byte, 8))),
-		iptEntry("ERROR", "KUBE-EXTERNAL-SERVICES"),
-		iptRule("", 6, reject, comment("default/nosvc:http has no endpoints"), local, tcp(30081)),
-		iptRule("", 6, standard(xtReturn)),
-		iptEntry("ERROR", "ERROR"),
+		iptRule(fam, "", 0, standard(xtVerdictAcc)), // INPUT's policy
+		xtEntry(fam, "ERROR", "KUBE-SERVICES"),
+		iptRule(fam, addr("10.96.0.11"), 6, reject, comment("default/nosvc:http has no endpoints"), tcp(80)),
+		iptRule(fam, addr("10.96.0.12"), 17, standard(xtVerdictDrop), comment("default/dns has no local endpoints"), udp(53)),
+		iptRule(fam, addr("10.96.0.13"), 132, reject, comment("default/s has no endpoints"), xtBlob("sctp", 0, sctp)),
+		iptRule(fam, addr("10.96.0.14"), 6, standard(1234), xtBlob("conntrack", 3, make([]byte, 8))),
+		xtEntry(fam, "ERROR", "KUBE-EXTERNAL-SERVICES"),
+		iptRule(fam, "", 6, reject, comment("default/nosvc:http has no endpoints"), local, tcp(30081)),
+		iptRule(fam, "", 6, standard(xtReturn)),
+		xtEntry(fam, "ERROR", "ERROR"),
 	} {
 		blob = append(blob, e...)
 	}
-	got, err := parseIPTRules(blob)
+	got, err := fam.parseRules(blob)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -344,21 +364,21 @@ func TestParseIPTRules(t *testing.T) {
 
 	// A source address, an interface or an inversion is more than
 	// kube-proxy's rules match on.
-	src := iptRule("10.96.0.11", 6, reject, tcp(80))
-	copy(src[iptIPSmsk:], []byte{255, 0, 0, 0})
-	iface := iptRule("10.96.0.11", 6, reject, tcp(80))
-	copy(iface[iptIPIfaces:], "eth0")
-	inv := iptRule("10.96.0.11", 6, reject, tcp(80))
-	inv[iptIPInvflags] = 0x08 // IPT_INV_DSTIP
-	badMatch := iptRule("10.96.0.11", 6, reject, tcp(80))
-	binary.NativeEndian.PutUint16(badMatch[iptEntrySize:], 8)
+	src := iptRule(fam, addr("10.96.0.11"), 6, reject, tcp(80))
+	copy(src[fam.smsk:], []byte{255, 0, 0, 0})
+	iface := iptRule(fam, addr("10.96.0.11"), 6, reject, tcp(80))
+	copy(iface[fam.ifaces:], "eth0")
+	inv := iptRule(fam, addr("10.96.0.11"), 6, reject, tcp(80))
+	inv[fam.invflags] = 0x08 // IPT_INV_DSTIP, IP6T_INV_DSTIP
+	badMatch := iptRule(fam, addr("10.96.0.11"), 6, reject, tcp(80))
+	binary.NativeEndian.PutUint16(badMatch[fam.entrySize:], 8)
 	for name, e := range map[string][]byte{"source": src, "interface": iface, "inverted": inv, "bad match size": badMatch} {
-		rs, err := parseIPTRules(e)
+		rs, err := fam.parseRules(e)
 		if err != nil || len(rs) != 1 || !rs[0].Other {
 			t.Errorf("%s: %+v, %v; want one rule with Other", name, rs, err)
 		}
 	}
-	if _, err := parseIPTRules(blob[:len(blob)-5]); err == nil {
+	if _, err := fam.parseRules(blob[:len(blob)-5]); err == nil {
 		t.Error("truncated blob parsed")
 	}
 }

@@ -78,10 +78,11 @@ const (
 type KubeProxy struct {
 	// Mode is iptables, ipvs, nftables, none or unknown.
 	Mode string `json:"mode"`
-	// KubeServicesNFT: chain KUBE-SERVICES in nf_tables table "ip nat"
-	// (iptables-nft).
+	// KubeServicesNFT: chain KUBE-SERVICES in nf_tables table "ip nat" or
+	// "ip6 nat" (iptables-nft, ip6tables-nft).
 	KubeServicesNFT Presence `json:"kube_services_nft"`
-	// KubeServicesLegacy: chain KUBE-SERVICES in the legacy x_tables nat table.
+	// KubeServicesLegacy: chain KUBE-SERVICES in a legacy x_tables nat
+	// table, iptables-legacy's or ip6tables-legacy's.
 	KubeServicesLegacy Presence `json:"kube_services_legacy"`
 	// NFTablesFamilies lists the families ("ip", "ip6", "inet") that hold an
 	// nftables table named kube-proxy; empty when none does.

@@ -276,6 +276,71 @@ func TestLiveLegacyIPTables(t *testing.T) {
 	}
 }
 
+// TestLiveLegacyIP6Tables reads ip6tables-legacy's tables with getsockopt
+// on an IPv6 socket, in a namespace whose legacy IPv4 tables have no
+// kube-proxy chain: the mode, the Service ports in its nat table and the
+// rules for Services without endpoints in its filter table, as kube-proxy
+// writes them on an IPv6-only node with the legacy backend. A namespace
+// without an ip6 nat table still has none after Collect.
+func TestLiveLegacyIP6Tables(t *testing.T) {
+	ns, _, _ := testNetns(t, "legacy6")
+	rules := `*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:KUBE-SERVICES - [0:0]
+:KUBE-NODEPORTS - [0:0]
+:KUBE-SVC-WEB - [0:0]
+:KUBE-EXT-WEB - [0:0]
+-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-A KUBE-SERVICES -d fd96::10/128 -p tcp -m comment --comment "default/web:http cluster IP" -m tcp --dport 80 -j KUBE-SVC-WEB
+-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS
+-A KUBE-NODEPORTS -p tcp -m comment --comment "default/web:http" -m tcp --dport 30080 -j KUBE-EXT-WEB
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:KUBE-SERVICES - [0:0]
+-A FORWARD -m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-A KUBE-SERVICES -d fd96::11/128 -p tcp -m comment --comment "default/nosvc:http has no endpoints" -m tcp --dport 80 -j REJECT --reject-with icmp6-port-unreachable
+COMMIT
+`
+	restore(t, ns, "ip6tables-legacy-restore", rules)
+	nsExec(t, ns, "iptables-legacy", "-t", "nat", "-N", "OTHER") // an IPv4 legacy nat table without KUBE-SERVICES
+	orig := lookPath
+	lookPath = func(string) (string, error) { return "", exec.ErrNotFound }
+	t.Cleanup(func() { lookPath = orig })
+
+	r := collectLive(t, ns)
+	if r.KubeProxy.KubeServicesLegacy != Present || r.KubeProxy.Mode != ModeIPTables {
+		t.Errorf("kube-proxy: legacy KUBE-SERVICES %s, mode %s; want present, iptables", r.KubeProxy.KubeServicesLegacy, r.KubeProxy.Mode)
+	}
+	fd := netip.MustParseAddr("fd96::10")
+	wantPorts := []ServicePort{
+		{Service: "default/web:http", Kind: KindClusterIP, Addr: fd, Proto: 6, Port: 80},
+		{Service: "default/web:http", Kind: KindNodePort, Proto: 6, Port: 30080},
+	}
+	if got := r.KubeProxy.ServicePorts; !slices.ContainsFunc(got, func(sp ServicePort) bool { return sp == wantPorts[0] }) ||
+		!slices.ContainsFunc(got, func(sp ServicePort) bool { return sp == wantPorts[1] }) {
+		t.Errorf("Service ports %+v, want among them %+v", got, wantPorts)
+	}
+	wantNE := []NoEndpointsRule{{Service: "default/nosvc:http", Address: "fd96::11", Protocol: "TCP", Port: 80, Action: ActionReject, Rule: "ip6tables-legacy filter KUBE-SERVICES"}}
+	if got := r.KubeProxy.NoEndpoints; !slices.Equal(got, wantNE) {
+		t.Errorf("no-endpoint rules %+v, want %+v", got, wantNE)
+	}
+
+	empty, _, _ := testNetns(t, "nolegacy6")
+	if r = collectLive(t, empty); r.KubeProxy.KubeServicesLegacy != Absent {
+		t.Errorf("legacy %s", r.KubeProxy.KubeServicesLegacy)
+	}
+	out, err := exec.Command("ip", "netns", "exec", empty, "cat", "/proc/net/ip6_tables_names").Output()
+	if err == nil && strings.Contains(string(out), "nat") {
+		t.Errorf("Collect created the legacy ip6 nat table: %q", out)
+	}
+}
+
 // TestLiveProcNetIsThreadGroupWide pins the kernel fact liveFS relies on:
 // /proc/net (= /proc/self/net) shows the main thread's namespace, while
 // /proc/thread-self/net and /proc/sys/net follow the reading thread.
@@ -397,11 +462,21 @@ func TestLiveNoEndpoints(t *testing.T) {
 	}
 }
 
+// restore loads rules into the namespace with an iptables-restore tool.
+func restore(t *testing.T, ns, tool, rules string) {
+	t.Helper()
+	testutil.Require(t, testutil.Tool(tool))
+	cmd := exec.Command("ip", "netns", "exec", ns, tool)
+	cmd.Stdin = strings.NewReader(rules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", tool, err, out)
+	}
+}
+
 // TestLiveNoEndpointsLegacy reads kube-proxy's REJECT rules from a legacy
 // filter table with getsockopt.
 func TestLiveNoEndpointsLegacy(t *testing.T) {
 	ns, _, _ := testNetns(t, "nelegacy")
-	testutil.Require(t, testutil.Tool("iptables-legacy-restore"))
 	rules := `*filter
 :INPUT ACCEPT [0:0]
 :FORWARD ACCEPT [0:0]
@@ -412,11 +487,7 @@ func TestLiveNoEndpointsLegacy(t *testing.T) {
 -A KUBE-SERVICES -d 10.96.0.12/32 -p udp -m comment --comment "kube-system/dns:dns has no local endpoints" -m udp --dport 53 -j DROP
 COMMIT
 `
-	cmd := exec.Command("ip", "netns", "exec", ns, "iptables-legacy-restore")
-	cmd.Stdin = strings.NewReader(rules)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("iptables-legacy-restore: %v\n%s", err, out)
-	}
+	restore(t, ns, "iptables-legacy-restore", rules)
 	r := collectLive(t, ns)
 	want := []NoEndpointsRule{
 		{Service: "default/nosvc:http", Address: "10.96.0.11", Protocol: "TCP", Port: 80, Action: ActionReject, Rule: "iptables-legacy filter KUBE-SERVICES"},

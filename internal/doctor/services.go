@@ -22,7 +22,8 @@ const (
 // services counts the Services (namespace/name) that kube-proxy's rules
 // name and lists the addresses and ports they send to each Service port
 // (KubeProxy.ServicePorts), from the nat KUBE-SERVICES and KUBE-NODEPORTS
-// chains of iptables-nft (tables ip nat and ip6 nat) and iptables-legacy,
+// chains of iptables-nft (tables ip nat and ip6 nat), iptables-legacy and
+// ip6tables-legacy,
 // the service maps of the kube-proxy tables (families) and the rules for
 // ports without endpoints. IPVS mode's rules name none.
 func (c *collector) services(tables []NFTable, families []string, noEndpoints []NoEndpointsRule) (int, []ServicePort, Item) {
@@ -62,17 +63,20 @@ func (c *collector) services(tables []NFTable, families []string, noEndpoints []
 		}
 		natRules(rs)
 	}
-	if legacy, err := c.read("proc/net/ip_tables_names"); err == nil && slices.Contains(strings.Fields(string(legacy)), "nat") {
-		rs, err := c.net.LegacyRules("nat")
+	for _, fam := range xtFamilies {
+		if !c.hasLegacy(fam, "nat") {
+			continue
+		}
+		rs, err := c.net.LegacyRules(fam.name, "nat")
 		if err != nil {
 			problems = append(problems, err.Error())
-		} else {
-			sources = append(sources, "IPT_SO_GET_ENTRIES on the legacy nat table")
-			checks = append(checks, "iptables-legacy -t nat -S KUBE-SERVICES")
-			natRules(slices.DeleteFunc(rs, func(r Rule) bool {
-				return r.Chain != kubeServicesChain && r.Chain != kubeNodePortsChain
-			}))
+			continue
 		}
+		sources = append(sources, fam.source("nat"))
+		checks = append(checks, fam.tool+" -t nat -S KUBE-SERVICES")
+		natRules(slices.DeleteFunc(rs, func(r Rule) bool {
+			return r.Chain != kubeServicesChain && r.Chain != kubeNodePortsChain
+		}))
 	}
 	for _, fam := range families {
 		sources = append(sources, "nf_tables netlink: table "+fam+" kube-proxy")

@@ -117,6 +117,18 @@ func TestServicePorts(t *testing.T) {
 		r = collectFake(t, fstest.MapFS{"proc/net/ip_tables_names": file("filter\n")}, n)
 		wantServicePorts(t, r, nil)
 	})
+	t.Run("legacy, both families", func(t *testing.T) {
+		n := &fakeNet{ipvsErr: ErrIPVSUnavailable, legacyRules: map[string][]Rule{"nat": iptables, "ip6 nat": ip6}}
+		r := collectFake(t, fstest.MapFS{"proc/net/ip_tables_names": file("nat\n"), "proc/net/ip6_tables_names": file("filter\nnat\n")}, n)
+		want := append(slices.Clone(want4[:2]),
+			ServicePort{Service: "default/web:http", Kind: KindClusterIP, Addr: addr("10.96.0.10"), Proto: 6, Port: 80},
+			ServicePort{Service: "default/web:http", Kind: KindClusterIP, Addr: addr("fd96::10"), Proto: 6, Port: 80})
+		want = append(want, want4[3:]...)
+		wantServicePorts(t, r, want)
+		if it := r.Item("kube_proxy.services"); !strings.Contains(it.Source, "IP6T_SO_GET_ENTRIES on the legacy ip6 nat table") || !strings.Contains(it.Check, "ip6tables-legacy -t nat") {
+			t.Errorf("services item does not name ip6tables-legacy: %q, %q", it.Source, it.Check)
+		}
+	})
 	t.Run("nftables", func(t *testing.T) {
 		n := &fakeNet{ipvsErr: ErrIPVSUnavailable,
 			tables: []NFTable{{Family: "ip", Name: "kube-proxy"}, {Family: "ip6", Name: "kube-proxy"}},

@@ -31,10 +31,11 @@ type NetSource interface {
 	// IPVS summarises IPVS virtual services; an error wrapping
 	// ErrIPVSUnavailable means the kernel has no IPVS.
 	IPVS() (IPVS, error)
-	// LegacyChains lists the chain names of a legacy x_tables table
-	// (iptables-legacy). Collect only asks for a table that
-	// /proc/net/ip_tables_names lists, so asking never creates it.
-	LegacyChains(table string) ([]string, error)
+	// LegacyChains lists the chain names of a legacy x_tables table of
+	// family "ip" (iptables-legacy) or "ip6" (ip6tables-legacy). Collect
+	// only asks for a table that /proc/net/ip_tables_names (or
+	// ip6_tables_names) lists, so asking never creates it.
+	LegacyChains(family, table string) ([]string, error)
 	// NFTRules lists the rules of the named chains of an nf_tables table
 	// (iptables-nft's rules live in these tables too); a chain the table
 	// does not have has none.
@@ -43,9 +44,10 @@ type NetSource interface {
 	// whose key is an address, a protocol and a port, or a protocol and a
 	// port; a map that does not exist has none.
 	NFTMap(family, table, name string) ([]MapElement, error)
-	// LegacyRules lists the rules of a legacy x_tables table. Collect only
-	// asks for a table that /proc/net/ip_tables_names lists.
-	LegacyRules(table string) ([]Rule, error)
+	// LegacyRules lists the rules of a legacy x_tables table of family
+	// "ip" or "ip6". Collect only asks for a table that the family's
+	// table names file lists.
+	LegacyRules(family, table string) ([]Rule, error)
 }
 
 // Rule is a firewall rule as far as the report reads rules: the matches of

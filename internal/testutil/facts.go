@@ -116,13 +116,15 @@ var (
 // tools are the commands tests run, with the Debian package that has each;
 // scripts/install-deps.sh installs all of them.
 var tools = map[string]string{
-	"tshark":          "tshark",
-	"tcpdump":         "tcpdump",
-	"iptables":        "iptables",
-	"iptables-legacy": "iptables",
-	"ip":              "iproute2",
-	"sysctl":          "procps",
-	"chromium":        "chromium",
+	"tshark":                   "tshark",
+	"tcpdump":                  "tcpdump",
+	"iptables":                 "iptables",
+	"iptables-legacy":          "iptables",
+	"iptables-legacy-restore":  "iptables",
+	"ip6tables-legacy-restore": "iptables",
+	"ip":                       "iproute2",
+	"sysctl":                   "procps",
+	"chromium":                 "chromium",
 }
 
 // Tool is the fact that command is installed.
