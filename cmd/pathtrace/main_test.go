@@ -337,7 +337,9 @@ func TestReplayMerged(t *testing.T) {
 	}
 }
 
-// TestReplayAsUser replays a committed recording without privileges.
+// TestReplayAsUser replays committed recordings without privileges: one
+// of the demo, and one made on the Kubernetes lab (internal/k8slab), whose
+// pod, Service and Node names come from the recording alone.
 func TestReplayAsUser(t *testing.T) {
 	var cred *syscall.Credential
 	if os.Geteuid() == 0 {
@@ -352,21 +354,32 @@ func TestReplayAsUser(t *testing.T) {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	data, err := os.ReadFile("../../testdata/pcaps/clusterip.pcapng")
-	if err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(dir, "clusterip.pcapng")
-	if err := os.WriteFile(file, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	want, err := os.ReadFile("../../testdata/pcaps/clusterip.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := run(t, cred, "replay", file, "-o", "json")
-	if r.code != 0 || r.stdout != string(want) {
-		t.Errorf("replay as nobody: exit %d, stderr %q, output equal to the golden file: %v", r.code, r.stderr, r.stdout == string(want))
+	for name, names := range map[string][]string{
+		"clusterip": nil,
+		"lab-names": {`"src_pod":"default/client"`, `"dst_pod":"default/server"`, `"service":"default/web:http"`,
+			`"node":"ptlab-node1"`, `"src_node":"ptlab-node1","dst_node":"ptlab-node2"`},
+	} {
+		data, err := os.ReadFile("../../testdata/pcaps/" + name + ".pcapng")
+		if err != nil {
+			t.Fatal(err)
+		}
+		file := filepath.Join(dir, name+".pcapng")
+		if err := os.WriteFile(file, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		want, err := os.ReadFile("../../testdata/pcaps/" + name + ".json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := run(t, cred, "replay", file, "-o", "json")
+		if r.code != 0 || r.stdout != string(want) {
+			t.Errorf("replay %s as nobody: exit %d, stderr %q, output equal to the golden file: %v", name, r.code, r.stderr, r.stdout == string(want))
+		}
+		for _, n := range names {
+			if !strings.Contains(r.stdout, n) {
+				t.Errorf("replay %s as nobody: no %s", name, n)
+			}
+		}
 	}
 }
 

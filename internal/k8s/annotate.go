@@ -134,7 +134,7 @@ func (p *Pods) Netns(inode uint32) (pod, node string) {
 // header, and the Node of each hop not named yet (a --scope node trace
 // names its own), by its namespace, or its pod's.
 func (p *Pods) Annotate(path *stitch.Path) {
-	if len(p.byAddr) == 0 && len(p.netns) == 0 && len(p.nodeAddr) == 0 && len(p.nodeNetns) == 0 && len(p.svcAddr) == 0 {
+	if len(p.byAddr) == 0 && len(p.netns) == 0 && len(p.nodeAddr) == 0 && len(p.nodeNetns) == 0 && len(p.svcAddr) == 0 && len(p.svcNodePort) == 0 {
 		return
 	}
 	p.services(path)

@@ -3,8 +3,10 @@ package k8slab
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -21,6 +23,14 @@ import (
 	"github.com/pathtrace/pathtrace/internal/stitch"
 	"github.com/pathtrace/pathtrace/internal/trace"
 )
+
+var updateRecording = flag.Bool("update-lab-recording", false,
+	"checkNames: write the --pod trace's recording to testdata/pcaps/lab-names.pcapng (then run go test ./internal/trace -run TestReplayGolden -update)")
+
+// labRecording is where the committed recording of a trace on the lab
+// lives: replayed without the lab, and without privileges, by the tests
+// of internal/trace and cmd/pathtrace.
+const labRecording = "../../testdata/pcaps/lab-names.pcapng"
 
 // checkNames traces the client's request to the web Service's ClusterIP
 // with the trace selected as --pod default/client and as --service
@@ -57,6 +67,15 @@ func checkNames(t *testing.T, l *Lab) {
 				Loader: loader.Options{PodIPs: ips}, Kubernetes: names, Record: rec, HeadersOnly: true,
 			})
 			checkPods(t, "live", synPath(t, paths, client.IP, to), clientKey, serverKey)
+			if *updateRecording && c.name == "pod" && l.Mode == IPTables && !t.Failed() {
+				b, err := os.ReadFile(rec)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(labRecording, b, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
 
 			// Replay: the names come from the recording alone.
 			out := &collector{}
