@@ -111,6 +111,16 @@ var (
 
 	// Tshark: Wireshark's command-line reader.
 	Tshark = Tool("tshark")
+	// TsharkInGuest is tshark where tests that also run in the QEMU guests
+	// need it: the guests' userland has none (vm/userland.sh).
+	TsharkInGuest = Fact{name: "tshark", probe: func() error {
+		_, err := exec.LookPath("tshark")
+		return err
+	}, absent: map[string]string{
+		"5.10": "the guests' userland has no tshark", "6.1": "the guests' userland has no tshark",
+		"6.12": "the guests' userland has no tshark", "6.1-arm64": "the guests' userland has no tshark",
+		"6.12-arm64": "the guests' userland has no tshark",
+	}}
 )
 
 // tools are the commands tests run, with the Debian package that has each;

@@ -70,9 +70,10 @@ func TestLiveServiceNames(t *testing.T) {
 
 	// Wireshark's view: the hop comments name the Service port after its
 	// address, the ClusterIP's and the NodePort's.
+	testutil.Require(t, testutil.TsharkInGuest)
 	tshark, err := exec.LookPath("tshark")
 	if err != nil {
-		testutil.Missing(t, testutil.Tshark, err)
+		t.Fatal(err)
 	}
 	out, err := exec.Command(tshark, "-r", file, "-T", "fields", "-e", "frame.comment").Output()
 	if err != nil {
