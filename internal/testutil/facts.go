@@ -93,13 +93,7 @@ var (
 	// filled in a test (nf_conntrack_max at most 2^20 above the count).
 	ConntrackFillable = Fact{name: "a conntrack table small enough to fill"}
 	// NftBinary is nft, which the arm64 guests' userland does not have.
-	NftBinary = Fact{name: "the nft command", probe: func() error {
-		_, err := exec.LookPath("nft")
-		return err
-	}, absent: map[string]string{
-		"6.1-arm64":  "the arm64 guests' userland has no nft",
-		"6.12-arm64": "the arm64 guests' userland has no nft",
-	}}
+	NftBinary = arm64Absent("the nft command", "nft")
 	// MergeProof: the merge of two --scope node traces equals the kernel
 	// trace on the host; in the QEMU guests (function hops, slower
 	// clocks) it does not yet for every pod network (open, issue 14).
@@ -114,13 +108,7 @@ var (
 	// TsharkInGuest is tshark where tests that also run in the QEMU guests
 	// need it: the x86 guests see the host's root, tshark included; the
 	// arm64 guests' userland (vm/userland.sh) has none.
-	TsharkInGuest = Fact{name: "tshark", probe: func() error {
-		_, err := exec.LookPath("tshark")
-		return err
-	}, absent: map[string]string{
-		"6.1-arm64":  "the arm64 guests' userland has no tshark",
-		"6.12-arm64": "the arm64 guests' userland has no tshark",
-	}}
+	TsharkInGuest = arm64Absent("tshark", "tshark")
 )
 
 // tools are the commands tests run, with the Debian package that has each;
@@ -135,6 +123,16 @@ var tools = map[string]string{
 	"ip":                       "iproute2",
 	"sysctl":                   "procps",
 	"chromium":                 "chromium",
+}
+
+// arm64Absent is the fact that command is installed, known absent in the
+// arm64 guests, whose userland is Debian's few packages (vm/userland.sh).
+func arm64Absent(name, command string) Fact {
+	why := "the arm64 guests' userland has no " + command
+	return Fact{name: name, probe: func() error {
+		_, err := exec.LookPath(command)
+		return err
+	}, absent: map[string]string{"6.1-arm64": why, "6.12-arm64": why}}
 }
 
 // Tool is the fact that command is installed.
