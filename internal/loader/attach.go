@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -84,16 +85,20 @@ func (t *Tracer) attachTracepoints(spec *ebpf.CollectionSpec, pr Probes, want fu
 		h := HopSupport{Hop: tp.hop, Backend: hop.Tracepoint, Source: "raw_tracepoint/" + tp.tp}
 		err := pr.RawTracepoint()
 		if err == nil {
-			err = t.attachRawTP(spec, tp.prog, tp.tp)
-		}
-		if err != nil && tp.fallback != "" {
-			// Before 5.17 kfree_skb has no reason argument.
-			t.log.Debug("tracepoint program unavailable, using the older form", "hop", tp.hop, "program", tp.prog, "err", err)
-			if err2 := t.attachRawTP(spec, tp.fallback, tp.tp); err2 != nil {
-				err = errors.Join(err, err2)
-			} else {
-				err = nil
-				h.Reason = noDropReason(pr)
+			var errs []error
+			for _, prog := range tp.programs(pr) {
+				if err = t.attachRawTP(spec, prog, tp.tp); err == nil {
+					if prog == tp.fallback {
+						// Before 5.17 kfree_skb has no reason argument.
+						h.Reason = noDropReason(pr)
+					}
+					break
+				}
+				t.log.Debug("tracepoint program unavailable", "hop", tp.hop, "program", prog, "err", err)
+				errs = append(errs, err)
+			}
+			if err != nil {
+				err = errors.Join(errs...)
 			}
 		}
 		if err != nil {
@@ -239,7 +244,9 @@ func (t *Tracer) attachFentryTo(spec *ebpf.CollectionSpec, name, fn string) erro
 	if err != nil {
 		return err
 	}
+	start := time.Now()
 	l, err := link.AttachTracing(link.TracingOptions{Program: p})
+	t.log.Debug("attach", "program", name, "took", time.Since(start))
 	if err != nil {
 		return fmt.Errorf("attach %s to %s: %w", name, spec.Programs[name].AttachTo, err)
 	}
@@ -275,6 +282,8 @@ func (t *Tracer) attachKprobe(spec *ebpf.CollectionSpec, symbol, entry, ret stri
 			attach, what = link.Kretprobe, "kretprobe"
 		}
 		var l link.Link
+		start := time.Now()
+		defer func() { t.log.Debug("attach", "program", name, "symbol", symbol, "took", time.Since(start)) }()
 		if name == ret {
 			l, err = t.attachKretprobe(symbol, p)
 		} else {

@@ -306,6 +306,8 @@ func (t *Tracer) loadProgram(spec *ebpf.CollectionSpec, name string) (*ebpf.Prog
 }
 
 func (t *Tracer) loadOne(spec *ebpf.CollectionSpec, name string) (*ebpf.Program, error) {
+	start := time.Now()
+	defer func() { t.log.Debug("program load", "program", name, "took", time.Since(start)) }()
 	s := spec.Copy()
 	for n := range s.Programs {
 		if n != name {
@@ -345,7 +347,7 @@ func preloads(s *specs, opts *Options, want func(hop.Kind) bool) map[*ebpf.Colle
 	if opts.Probes.RawTracepoint() == nil {
 		for _, tp := range tpHops {
 			if want(tp.hop) {
-				pre[s.tp] = append(pre[s.tp], tp.prog)
+				pre[s.tp] = append(pre[s.tp], tp.programs(opts.Probes)[0])
 			}
 		}
 	}

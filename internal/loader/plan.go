@@ -59,15 +59,31 @@ var iptDoTableOldABI = sync.OnceValue(func() bool {
 // tpHops are the hops raw tracepoints show, with their programs; kfree_skb
 // has a second program for kernels whose tracepoint has no reason (before
 // 5.17).
-var tpHops = []struct {
-	hop      hop.Kind
-	tp, prog string
-	fallback string
-}{
+var tpHops = []tpHop{
 	{hop: hop.Rx, tp: "netif_receive_skb", prog: "tp_netif_receive_skb"},
 	{hop: hop.Tx, tp: "net_dev_queue", prog: "tp_net_dev_queue"},
 	{hop: hop.Consume, tp: "consume_skb", prog: "tp_consume_skb"},
 	{hop: hop.Drop, tp: "kfree_skb", prog: "tp_kfree_skb_reason", fallback: "tp_kfree_skb"},
+}
+
+type tpHop struct {
+	hop      hop.Kind
+	tp, prog string
+	fallback string
+}
+
+// programs are the programs to try for the hop, in order: on a kernel
+// without drop reasons only the older form, as the reason program would
+// be loaded (seconds of verifier time under emulation) only to be refused
+// at attach.
+func (tp tpHop) programs(pr Probes) []string {
+	if tp.fallback == "" {
+		return []string{tp.prog}
+	}
+	if pr.DropReasons() != nil {
+		return []string{tp.fallback}
+	}
+	return []string{tp.prog, tp.fallback}
 }
 
 // plan lists, per hop that has a choice, the candidates in the order Open

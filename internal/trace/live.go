@@ -156,14 +156,18 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error
 	if len(opts.Loader.PodIPs) == 0 {
 		log.Warn("no --pod-ip given: following every IPv4 and IPv6 packet")
 	}
+	start := time.Now()
 	k := loadKernelNames(log)
+	log.Debug("kernel names read", "took", time.Since(start))
 	lopts := opts.Loader
 	lopts.Log = log
+	start = time.Now()
 	tr, err := loader.Open(lopts)
 	if err != nil {
 		return sum, err
 	}
 	defer tr.Close()
+	log.Debug("programs loaded and attached", "took", time.Since(start))
 	sum.Nodes, sum.Backend, sum.Hops = tr.Nodes, tr.Backend, tr.Hops
 	warnUnobservable(log, tr)
 
@@ -187,7 +191,9 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error
 		p.keep = keep.Keep
 	}
 
+	start = time.Now()
 	sum.Reports = nodeReports(ctx, tr.Nodes, log)
+	log.Debug("node reports read", "took", time.Since(start))
 	warnIPv4Only(log, opts.Loader.PodIPs, sum.Reports)
 	sum.Kubernetes = podNetns(opts.Kubernetes, cfg.Names, sum.Reports)
 	p.kube = k8s.NewTimeline(sum.Kubernetes)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"slices"
@@ -38,7 +39,9 @@ func (c *collector) Close() error { return nil }
 func cluster(t *testing.T, opts topology.Options) *topology.Cluster {
 	t.Helper()
 	testutil.RequireRoot(t)
+	start := time.Now()
 	c, err := topology.Build(context.Background(), opts)
+	t.Logf("cluster built in %v", time.Since(start))
 	missingTunnel(t, err)
 	if err != nil {
 		t.Fatalf("build cluster: %v", err)
@@ -82,17 +85,22 @@ func tracingOpts(t *testing.T, c *topology.Cluster, opts Options) func() ([]*sti
 		opts.Loader.Netns = []string{c.Node(topology.Node1).NetnsPath, c.Node(topology.Node2).NetnsPath}
 	}
 	opts.OnReady = func() { close(ready) }
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	type result struct {
 		sum Summary
 		err error
 	}
 	done := make(chan result, 1)
+	start := time.Now()
 	go func() {
 		s, err := Run(ctx, opts, out)
 		done <- result{s, err}
 	}()
 	select {
 	case <-ready:
+		t.Logf("trace ready in %v", time.Since(start))
 	case r := <-done:
 		cancel()
 		t.Fatalf("trace ended before it was ready: %v", r.err)
@@ -119,6 +127,15 @@ func tracingOpts(t *testing.T, c *topology.Cluster, opts Options) func() ([]*sti
 	}
 	t.Cleanup(func() { stop() })
 	return stop
+}
+
+// testWriter writes a trace's log to the test's.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimSuffix(string(b), "\n"))
+	return len(b), nil
 }
 
 func exchange(t *testing.T, from *topology.Pod, to netip.AddrPort) {
