@@ -18,6 +18,9 @@ import (
 // the live system anything. An Advisor is safe for concurrent use once made.
 type Advisor struct {
 	nodes map[uint32]*node
+	// syns are the connections whose SYN reached a socket, from the
+	// paths annotated so far (in start order), to tell a SYN's copy.
+	syns handshakes
 }
 
 // New returns an Advisor for the nodes whose reports are given, keyed by the
@@ -25,7 +28,7 @@ type Advisor struct {
 // node). A nil or empty map gives an Advisor that still explains drops by
 // their reason, without node facts.
 func New(reports map[uint32]*doctor.Report) *Advisor {
-	a := &Advisor{nodes: make(map[uint32]*node, len(reports))}
+	a := &Advisor{nodes: make(map[uint32]*node, len(reports)), syns: handshakes{}}
 	for inode, r := range reports {
 		if r != nil {
 			a.nodes[inode] = newNode(r)
@@ -35,8 +38,10 @@ func New(reports map[uint32]*doctor.Report) *Advisor {
 }
 
 // Annotate sets the advice of every drop hop of p and adds the path's
-// warnings (each once, after any p already has).
+// warnings (each once, after any p already has). Paths come in start
+// order: a SYN's drop is told from the connections of earlier ones.
 func (a *Advisor) Annotate(p *stitch.Path) {
+	defer a.syns.note(p)
 	for i := range p.Hops {
 		switch h := &p.Hops[i]; h.Kind {
 		case hop.Drop:

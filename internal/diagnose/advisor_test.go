@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/pathtrace/pathtrace/internal/doctor"
 	"github.com/pathtrace/pathtrace/internal/hop"
@@ -746,4 +747,88 @@ func TestAdviceWithoutReason(t *testing.T) {
 	got := advice(a, routed(drop))
 	contains(t, "advice", got, "The kernel dropped it at cni0 on node1, in tcp_v4_rcv (it gives no drop reason before Linux 5.17).")
 	lacks(t, "advice", got, "#0")
+}
+
+// TestAdviceSYNCopy: a SYN that tcp_v4_rcv frees without a reason while an
+// earlier SYN of its connection reached the listener and the handshake is
+// still open is the client's retransmitted copy, not a refused
+// connection; after the client's ACK, a FIN or a reset, or long after, the
+// same drop is explained as before (a TIME_WAIT socket's answer).
+func TestAdviceSYNCopy(t *testing.T) {
+	const ino = 4026532600
+	t0 := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	at := func(p *stitch.Path, d time.Duration, flags uint8) *stitch.Path {
+		p.Start, p.TCPFlags = t0.Add(d), flags
+		for i := range p.Hops {
+			p.Hops[i].TCPFlags = flags
+		}
+		return p
+	}
+	delivered := func(d time.Duration, flags uint8) *stitch.Path {
+		c := mkHop(hop.Consume, "server", ino, "", 0)
+		c.Src, c.Dst = netip.AddrPort{}, netip.AddrPort{} // frees carry no addresses
+		return at(path(mkHop(hop.Rx, "server", ino, "eth0", 60), c), d, flags)
+	}
+	copyOf := func(d time.Duration, reason string) *stitch.Path {
+		drop := dropped(mkHop(hop.NoKind, "server", ino, "", 60), reason)
+		drop.Func = "tcp_v4_rcv+0x90"
+		return at(path(mkHop(hop.Rx, "server", ino, "eth0", 60), drop), d, 0x02)
+	}
+	const isCopy, timeWait = "This SYN is a copy", "TIME_WAIT socket of an earlier connection"
+
+	for _, reason := range []string{"NOT_SPECIFIED", ""} {
+		a := New(nil)
+		a.Annotate(delivered(0, 0x02))
+		got := advice(a, copyOf(time.Second, reason))
+		contains(t, "copy advice ("+reason+")", got, isCopy, "reached the listener in server 1s before",
+			"answered this one with its SYN-ACK again and freed it (tcp_v4_rcv)", "retransmission timeout",
+			"\n$ ip netns exec server nstat -az TcpExtTCPSynRetrans")
+		lacks(t, "copy advice", got, timeWait)
+		// Each further copy while the handshake stays open.
+		contains(t, "second copy", advice(a, copyOf(3*time.Second, reason)), "3s before")
+	}
+
+	for _, tt := range []struct {
+		name  string
+		after *stitch.Path
+		copy  *stitch.Path
+	}{
+		{"after the client's ACK", delivered(time.Second, 0x10), copyOf(2*time.Second, "NOT_SPECIFIED")},
+		{"after a FIN", delivered(time.Second, 0x11), copyOf(2*time.Second, "NOT_SPECIFIED")},
+		{"after a reset", delivered(time.Second, 0x04), copyOf(2*time.Second, "NOT_SPECIFIED")},
+		{"long after", nil, copyOf(3*time.Minute, "NOT_SPECIFIED")},
+	} {
+		a := New(nil)
+		a.Annotate(delivered(0, 0x02))
+		if tt.after != nil {
+			a.Annotate(tt.after)
+		}
+		got := advice(a, tt.copy)
+		contains(t, tt.name, got, timeWait)
+		lacks(t, tt.name, got, isCopy)
+	}
+
+	// Another connection, another namespace, or a SYN that did not reach
+	// a socket: no copy.
+	other := func(p *stitch.Path) *stitch.Path {
+		for i := range p.Hops {
+			p.Hops[i].Src = netip.MustParseAddrPort("10.244.1.5:40001")
+		}
+		return p
+	}
+	elsewhere := func(p *stitch.Path) *stitch.Path {
+		for i := range p.Hops {
+			p.Hops[i].NetnsInode++
+		}
+		return p
+	}
+	for name, first := range map[string]*stitch.Path{
+		"another client port": other(delivered(0, 0x02)),
+		"another namespace":   elsewhere(delivered(0, 0x02)),
+		"dropped first":       copyOf(0, "NO_SOCKET"),
+	} {
+		a := New(nil)
+		a.Annotate(first)
+		lacks(t, name, advice(a, copyOf(time.Second, "NOT_SPECIFIED")), isCopy)
+	}
 }

@@ -62,6 +62,9 @@ func (a *Advisor) advise(p *stitch.Path, i int) string {
 		if s := d.vethXmit(); s != "" {
 			return s
 		}
+		if s := d.synCopy(); s != "" {
+			return s
+		}
 		if s := d.synTimeWait(); s != "" {
 			return s
 		}
