@@ -23,9 +23,10 @@ const (
 // (tcp_syn_retries, 6).
 const synOpenFor = 2 * time.Minute
 
-// maxOpenSYNs bounds the SYNs the advisor remembers; past it, those older
-// than synOpenFor are forgotten, and if none is, no more are noted.
-const maxOpenSYNs = 1 << 16
+// maxOpenSYNs bounds the SYNs the advisor remembers (about 2 MB); past
+// it, those older than synOpenFor are forgotten, and if none is, no more
+// are noted.
+const maxOpenSYNs = 1 << 14
 
 // synKey is a TCP connection as the receiving namespace sees it: after
 // any translation on the way.
