@@ -80,7 +80,8 @@ func requireNoDrop(t *testing.T, paths []*stitch.Path) {
 			// sending its SYN-ACK again. The copy did die.
 			t.Logf("SYN #%d dropped: a copy of a SYN delivered before it", p.ID)
 			if d := p.Hops[len(p.Hops)-1]; d.Kind == hop.Drop && (d.Reason == "NOT_SPECIFIED" || d.Reason == "") &&
-				strings.HasPrefix(d.FuncName(), "tcp_v") && !strings.Contains(d.Advice, "This SYN is a copy") {
+				(strings.HasPrefix(d.FuncName(), "tcp_v4_rcv") || strings.HasPrefix(d.FuncName(), "tcp_v6_rcv")) &&
+				!strings.Contains(d.Advice, "This SYN is a copy") {
 				t.Errorf("SYN #%d, a copy of a SYN delivered before it, is not explained as one:\n%s", p.ID, dump(p))
 			}
 			continue
