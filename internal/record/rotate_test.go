@@ -282,6 +282,13 @@ func TestOpenFilesInterrupted(t *testing.T) {
 		t.Errorf("open of a FIFO without a writer: %v, want the context's error", err)
 	}
 
+	// A FIFO of its own: the open that timed out above still waits in
+	// its goroutine, and would take the writer's open below, then close,
+	// leaving the write no reader (EPIPE) if it came first.
+	fifo = filepath.Join(dir, "fifo2")
+	if err := mkfifo(fifo); err != nil {
+		t.Fatal(err)
+	}
 	good, _ := writeRecording(t, 12, false)
 	ctx, cancel = context.WithCancel(context.Background())
 	defer cancel()
