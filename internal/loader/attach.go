@@ -283,12 +283,12 @@ func (t *Tracer) attachKprobe(spec *ebpf.CollectionSpec, symbol, entry, ret stri
 		}
 		var l link.Link
 		start := time.Now()
-		defer func() { t.log.Debug("attach", "program", name, "symbol", symbol, "took", time.Since(start)) }()
 		if name == ret {
 			l, err = t.attachKretprobe(symbol, p)
 		} else {
 			l, err = attach(symbol, p, nil)
 		}
+		t.log.Debug("attach", "program", name, "symbol", symbol, "took", time.Since(start))
 		if err != nil {
 			return fmt.Errorf("attach %s %s: %w", what, symbol, err)
 		}
