@@ -15,12 +15,13 @@ import (
 //
 // Its output is a pure function of the path and the reports: replay, given
 // the reports stored in a recording, prints the same advice. It never asks
-// the live system anything. An Advisor is safe for concurrent use once made.
+// the live system anything. An Advisor is safe for concurrent use once made;
+// its SYN-copy advice reads the paths annotated before (see Annotate).
 type Advisor struct {
 	nodes map[uint32]*node
 	// syns are the connections whose SYN reached a socket, from the
 	// paths annotated so far (in start order), to tell a SYN's copy.
-	syns handshakes
+	syns *handshakes
 }
 
 // New returns an Advisor for the nodes whose reports are given, keyed by the
@@ -28,7 +29,7 @@ type Advisor struct {
 // node). A nil or empty map gives an Advisor that still explains drops by
 // their reason, without node facts.
 func New(reports map[uint32]*doctor.Report) *Advisor {
-	a := &Advisor{nodes: make(map[uint32]*node, len(reports)), syns: handshakes{}}
+	a := &Advisor{nodes: make(map[uint32]*node, len(reports)), syns: &handshakes{}}
 	for inode, r := range reports {
 		if r != nil {
 			a.nodes[inode] = newNode(r)

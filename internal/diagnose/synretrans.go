@@ -3,6 +3,7 @@ package diagnose
 import (
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pathtrace/pathtrace/internal/stitch"
@@ -38,46 +39,61 @@ type synKey struct {
 // handshakes remembers, per connection, when its SYN reached a socket,
 // while its handshake is open: until the client's next packet (its ACK),
 // a FIN or a reset, or synOpenFor.
-type handshakes map[synKey]time.Time
+type handshakes struct {
+	mu   sync.Mutex
+	open map[synKey]time.Time
+}
 
 // note records what p says of its connection: a SYN that reached its
-// socket opens it; a FIN or a reset, either way, closes it.
-func (hs handshakes) note(p *stitch.Path) {
+// socket opens its handshake; the client's next packet, or a FIN or a
+// reset either way, closes it.
+func (hs *handshakes) note(p *stitch.Path) {
 	if p.Proto != 6 || len(p.Hops) == 0 {
 		return
 	}
 	k := keyAt(p, len(p.Hops)-1)
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	if hs.open == nil {
+		hs.open = map[synKey]time.Time{}
+	}
 	switch {
 	case p.TCPFlags&(tcpFIN|tcpRST) != 0:
-		delete(hs, k)
-		delete(hs, synKey{netns: k.netns, src: k.dst, dst: k.src})
+		delete(hs.open, k)
+		delete(hs.open, synKey{netns: k.netns, src: k.dst, dst: k.src})
 	case p.TCPFlags&tcpSYN == 0:
 		// The client's ACK or data: past the handshake, where a
 		// SYN freed without a reason met no request socket.
-		delete(hs, k)
+		delete(hs.open, k)
 	case p.TCPFlags&tcpACK == 0 && p.Verdict == stitch.VerdictDelivered:
-		if len(hs) >= maxOpenSYNs {
+		if len(hs.open) >= maxOpenSYNs {
 			hs.forget(p.Start)
-			if len(hs) >= maxOpenSYNs {
+			if len(hs.open) >= maxOpenSYNs {
 				return
 			}
 		}
-		hs[k] = p.Start
+		hs.open[k] = p.Start
 	}
 }
 
-func (hs handshakes) forget(now time.Time) {
-	for k, t := range hs {
+// forget drops the handshakes opened more than synOpenFor before now;
+// hs.mu is held.
+func (hs *handshakes) forget(now time.Time) {
+	for k, t := range hs.open {
 		if now.Sub(t) > synOpenFor {
-			delete(hs, k)
+			delete(hs.open, k)
 		}
 	}
 }
 
-// delivered says when an earlier SYN of the connection of drop hop h
-// reached its socket in h's namespace, if it did within synOpenFor.
-func (hs handshakes) delivered(p *stitch.Path, i int) (time.Time, bool) {
-	t, ok := hs[keyAt(p, i)]
+// delivered says when an earlier SYN of the connection of p's drop hop i
+// reached its socket in that hop's namespace, if its handshake is open
+// and it did within synOpenFor.
+func (hs *handshakes) delivered(p *stitch.Path, i int) (time.Time, bool) {
+	k := keyAt(p, i)
+	hs.mu.Lock()
+	t, ok := hs.open[k]
+	hs.mu.Unlock()
 	if !ok || p.Start.Sub(t) > synOpenFor || p.Start.Before(t) {
 		return time.Time{}, false
 	}
