@@ -408,8 +408,7 @@ func (d *drop) noSocket() string {
 // kernel names no reason, and it is that or no listener.
 func (d *drop) synTimeWait() string {
 	fn := d.h.FuncName()
-	if d.p.Proto != 6 || d.h.TCPFlags&0x12 != 0x02 ||
-		!(strings.HasPrefix(fn, "tcp_v4_rcv") || strings.HasPrefix(fn, "tcp_v6_rcv")) {
+	if d.p.Proto != 6 || d.h.TCPFlags&(tcpSYN|tcpACK) != tcpSYN || !tcpRcv(fn) {
 		return ""
 	}
 	var s note

@@ -127,8 +127,7 @@ func (d *drop) synCopy() string {
 	if flags == 0 {
 		flags = d.p.TCPFlags
 	}
-	if d.p.Proto != 6 || flags&(tcpSYN|tcpACK) != tcpSYN ||
-		!(strings.HasPrefix(fn, "tcp_v4_rcv") || strings.HasPrefix(fn, "tcp_v6_rcv")) {
+	if d.p.Proto != 6 || flags&(tcpSYN|tcpACK) != tcpSYN || !tcpRcv(fn) {
 		return ""
 	}
 	first, ok := d.a.syns.delivered(d.p, d.i)
@@ -140,4 +139,10 @@ func (d *drop) synCopy() string {
 		d.ns, d.p.Start.Sub(first).Round(time.Millisecond), fn)
 	s.run(d.in + "nstat -az TcpExtTCPSynRetrans TcpExtListenOverflows TcpExtListenDrops")
 	return s.String()
+}
+
+// tcpRcv says whether fn (a free's function, "tcp_v4_rcv+0x90") is TCP's
+// receive function, where a SYN that no socket took further is freed.
+func tcpRcv(fn string) bool {
+	return strings.HasPrefix(fn, "tcp_v4_rcv") || strings.HasPrefix(fn, "tcp_v6_rcv")
 }
