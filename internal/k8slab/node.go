@@ -7,8 +7,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
+
+	"github.com/pathtrace/pathtrace/internal/ociimage"
 )
 
 // startNodes makes both nodes' namespaces and starts, on each, containerd
@@ -204,15 +207,15 @@ func (l *Lab) writeImages() ([]string, error) {
 	bb, bbEntry := busyboxImage(l.Bins.Busybox)
 	images := []struct {
 		name, file string
-		files      []layerFile
+		files      []ociimage.File
 		entry      []string
 	}{
-		{imagePause, "pause.tar", []layerFile{{name: "pause", from: l.Bins.Pause, mode: 0o755}}, []string{"/pause"}},
+		{imagePause, "pause.tar", []ociimage.File{{Name: "pause", From: l.Bins.Pause, Mode: 0o755}}, []string{"/pause"}},
 		{imageBusybox, "busybox.tar", bb, bbEntry},
 	}
 	var paths []string
 	for _, im := range images {
-		b, err := ociArchive(im.name, im.files, im.entry)
+		b, err := ociimage.Archive(im.name, runtime.GOARCH, im.files, im.entry)
 		if err != nil {
 			return nil, fmt.Errorf("image %s: %w", im.name, err)
 		}
@@ -311,4 +314,15 @@ func cgroupMounts() []string {
 		}
 	}
 	return ms
+}
+
+// ImportImage imports an OCI image archive into every node's containerd,
+// where the kubelet finds it (the CRI namespace k8s.io).
+func (l *Lab) ImportImage(ctx context.Context, archive string) error {
+	for _, n := range l.Nodes {
+		if _, err := run(ctx, l.Bins.Ctr, "--address", n.socket, "-n", "k8s.io", "images", "import", archive); err != nil {
+			return fmt.Errorf("node %s: %w", n.Name, err)
+		}
+	}
+	return nil
 }
