@@ -4,12 +4,13 @@ export PATH := $(PATH):/usr/local/go/bin
 BIN      := bin/pathtrace
 GOFLAGS_TEST ?= -count=1 -p 1
 
-.PHONY: all build release demo test test-unit deps generate vet fmt bench clean
+.PHONY: all build release image demo test test-unit deps generate vet fmt bench clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/pathtrace
+	ln -sf pathtrace $(dir $(BIN))kubectl-pathtrace  # kubectl pathtrace, with bin/ on PATH
 
 # Static release binaries (no cgo, no clang: the BPF objects of both
 # architectures are committed) with their checksums:
@@ -22,6 +23,17 @@ release:
 	  CGO_ENABLED=0 GOOS=linux GOARCH=$$a $(GO) build -trimpath -o dist/pathtrace-linux-$$a ./cmd/pathtrace || exit 1; \
 	done
 	cd dist && sha256sum $(RELEASE_ARCHES:%=pathtrace-linux-%) >SHA256SUMS
+
+# The container image of kubectl pathtrace's tracer pods and of the
+# DaemonSet (deploy/daemonset.yaml), as OCI archives built without a
+# container engine: dist/pathtrace-image-ARCH.tar. Import one on a node
+# with `ctr -n k8s.io images import`, or push it with skopeo.
+IMAGE ?= ghcr.io/pathtrace/pathtrace:latest
+image: release
+	@for a in $(RELEASE_ARCHES); do \
+	  echo "dist/pathtrace-image-$$a.tar ($(IMAGE))"; \
+	  $(GO) run ./internal/ociimage/mkimage -binary dist/pathtrace-linux-$$a -arch $$a -name $(IMAGE) -o dist/pathtrace-image-$$a.tar || exit 1; \
+	done
 
 deps:
 	scripts/install-deps.sh

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -34,7 +35,11 @@ func main() {
 	errOut := trace.NewOutput(os.Stderr)
 	context.AfterFunc(ctx, errOut.Stop)
 	stderr = errOut
-	err := newRootCmd().ExecuteContext(ctx)
+	root := newRootCmd()
+	if filepath.Base(os.Args[0]) == pluginName {
+		root = newKubectlCmd(true) // kubectl pathtrace
+	}
+	err := root.ExecuteContext(ctx)
 	code := 0
 	if err != nil {
 		code = report(err)

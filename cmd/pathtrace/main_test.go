@@ -148,48 +148,16 @@ func waitFile(t *testing.T, path string, done <-chan struct{}) {
 func TestLiveJSON(t *testing.T) {
 	c := demoCluster(t)
 	linksBefore := testutil.LinkIDs(t)
-
-	ready := filepath.Join(t.TempDir(), "ready")
-	cmd := exec.Command(binary, "--pod-ip", topology.ClientIP.String(),
-		"--netns", c.Node(topology.Node1).NetnsName, "--netns", c.Node(topology.Node2).NetnsPath,
-		"-o", "json", "--ready-file", ready)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	var waitErr error
-	go func() { waitErr = cmd.Wait(); close(exited) }()
-	waitFile(t, ready, exited)
-
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	_, err := topology.TCPExchange(ctx, c.Pod(topology.PodClient), topology.ClusterIP, "ping")
-	cancel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Process.Signal(os.Interrupt); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-exited:
-	case <-time.After(10 * time.Second):
-		cmd.Process.Kill()
-		t.Fatal("pathtrace did not exit after SIGINT")
-	}
-	if waitErr != nil {
-		t.Fatalf("pathtrace: %v\n%s", waitErr, stderr.String())
-	}
-	if !strings.Contains(stderr.String(), " packets, ") || !strings.Contains(stderr.String(), " 0 lost") {
-		t.Errorf("no summary on stderr: %q", stderr.String())
+	stdout, stderr := traceExchange(t, c, "-o", "json")
+	if !strings.Contains(stderr, " packets, ") || !strings.Contains(stderr, " 0 lost") {
+		t.Errorf("no summary on stderr: %q", stderr)
 	}
 	if after := testutil.LinkIDs(t); !slices.Equal(linksBefore, after) {
 		t.Errorf("BPF links left behind: before %v, after %v", linksBefore, after)
 	}
 
 	var sawDNAT bool
-	sc := bufio.NewScanner(&stdout)
+	sc := bufio.NewScanner(stdout)
 	sc.Buffer(nil, 1<<20)
 	n := 0
 	for sc.Scan() {
@@ -427,4 +395,65 @@ func TestDemoInterrupted(t *testing.T) {
 	if after := testutil.LinkIDs(t); !slices.Equal(linksBefore, after) {
 		t.Errorf("BPF links left behind by an interrupted demo: %v → %v", linksBefore, after)
 	}
+}
+
+// TestLiveRecordToStdout: -w - writes the recording to stdout, as tcpdump
+// -w - does, and nothing else there; a replay reading that stream shows
+// the exchange, the DNAT at node1 included.
+func TestLiveRecordToStdout(t *testing.T) {
+	c := demoCluster(t)
+	stdout, _ := traceExchange(t, c, "-w", "-")
+	if !bytes.HasPrefix(stdout.Bytes(), []byte{0x0a, 0x0d, 0x0d, 0x0a}) {
+		t.Fatalf("stdout does not start with a pcapng section header: %q", stdout.Bytes()[:min(stdout.Len(), 16)])
+	}
+	replay := exec.Command(binary, "replay", "/dev/stdin")
+	replay.Stdin = stdout
+	out, err := replay.CombinedOutput()
+	if err != nil {
+		t.Fatalf("replay of the stream: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "DNAT "+topology.ClusterIP.String()) {
+		t.Errorf("the replay of the stream shows no DNAT of %s:\n%s", topology.ClusterIP, out)
+	}
+}
+
+// traceExchange runs the binary on the demo cluster's nodes, following the
+// client, with args: once it is attached, the client sends a TCP exchange
+// through the ClusterIP, then pathtrace is interrupted. It returns what
+// pathtrace wrote.
+func traceExchange(t *testing.T, c *topology.Cluster, args ...string) (stdout *bytes.Buffer, stderr string) {
+	t.Helper()
+	ready := filepath.Join(t.TempDir(), "ready")
+	cmd := exec.Command(binary, append([]string{"--pod-ip", topology.ClientIP.String(),
+		"--netns", c.Node(topology.Node1).NetnsName, "--netns", c.Node(topology.Node2).NetnsPath,
+		"--ready-file", ready}, args...)...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
+	waitFile(t, ready, exited)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	_, err := topology.TCPExchange(ctx, c.Pod(topology.PodClient), topology.ClusterIP, "ping")
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("pathtrace did not exit after SIGINT")
+	}
+	if waitErr != nil {
+		t.Fatalf("pathtrace: %v\n%s", waitErr, errOut.String())
+	}
+	return &out, errOut.String()
 }

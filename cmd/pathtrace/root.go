@@ -17,6 +17,7 @@ import (
 
 	"github.com/pathtrace/pathtrace/internal/filter"
 	"github.com/pathtrace/pathtrace/internal/loader"
+	"github.com/pathtrace/pathtrace/internal/podstream"
 	"github.com/pathtrace/pathtrace/internal/record"
 	"github.com/pathtrace/pathtrace/internal/render"
 	"github.com/pathtrace/pathtrace/internal/scope"
@@ -121,6 +122,8 @@ type traceFlags struct {
 	maxPerConn int
 	scope      string
 	nodeName   string
+	logStream  bool
+	filterCode string
 }
 
 func (f *traceFlags) register(cmd *cobra.Command) {
@@ -134,7 +137,11 @@ func (f *traceFlags) register(cmd *cobra.Command) {
 	fl.IntVarP(&f.count, "count", "c", 0, "stop after this many packets (0: until interrupted)")
 	fl.DurationVar(&f.duration, "duration", 0, "stop after this long (0: until interrupted)")
 	fl.StringVar(&f.readyFile, "ready-file", "", "write this file once everything is attached, so scripts can start traffic")
-	fl.StringVarP(&f.write, "write", "w", "", "record the trace to this pcapng file (mode 0600), for pathtrace replay")
+	fl.StringVarP(&f.write, "write", "w", "", "record the trace to this pcapng file (mode 0600), for pathtrace replay; - writes it to standard output, as tcpdump -w - (no paths are printed then)")
+	fl.BoolVar(&f.logStream, "log-stream", false, "with -w -: write the recording as base64 lines, for a pod's log (kubectl pathtrace reads it so)")
+	_ = fl.MarkHidden("log-stream")
+	fl.StringVar(&f.filterCode, "filter-code", "", "the filter expression's classic BPF, compiled elsewhere (tcpdump -y RAW -ddd, lines joined by commas); the expression is then its label")
+	_ = fl.MarkHidden("filter-code")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print no paths, only the closing summary (with -w)")
 	fl.IntVar(&f.snaplen, "snaplen", 0, "bytes of each packet, from its IP header, captured and kept in a recording (0-256; default: its headers, up to the innermost transport header, never payload, in a recording; 128 bytes live, which hold the headers an ICMP error quotes)")
 	fl.IntVarP(&f.fileSize, "file-size", "C", 0, "with -w: start a new file once the recording file holds this many megabytes (1,000,000 bytes), as tcpdump -C: FILE, FILE1, FILE2, ...")
@@ -215,7 +222,19 @@ func (f *traceFlags) options() (trace.Options, error) {
 		// or changed only.
 		opts.Loader.Snaplen, opts.Loader.SnapChanged = liveSnaplen, true
 	}
-	if f.write != "" {
+	switch {
+	case f.write == "-":
+		if rot.Rotates() {
+			return opts, usageError{fmt.Errorf("-w - writes one recording to standard output: it cannot be rotated (-C, -G)")}
+		}
+		opts.RecordTo = os.Stdout
+		if f.logStream {
+			// A pod's log is text: kubectl pathtrace reads it back.
+			opts.RecordTo = podstream.NewWriter(os.Stdout)
+		}
+	case f.logStream:
+		return opts, usageError{fmt.Errorf("--log-stream encodes the recording of -w - for a pod's log: it needs -w -")}
+	case f.write != "":
 		opts.Record, opts.Rotate = f.write, rot
 	}
 	opts.Count = f.count
@@ -312,15 +331,21 @@ followed yet. See docs/filters.md.`,
 			if err := f.kube.resolve(cmd.Context(), &opts); err != nil {
 				return err
 			}
-			if expr != "" {
+			switch {
+			case f.filterCode != "":
+				// Compiled by kubectl pathtrace: the image has no tcpdump.
+				if opts.Loader.Filter, err = translateFilter(filter.ParseCode(expr, f.filterCode)); err != nil {
+					return err
+				}
+			case expr != "":
 				if opts.Loader.Filter, err = compileFilter(cmd.Context(), expr); err != nil {
 					return err
 				}
 			}
 			stdout := newStdout(cmd.Context())
 			out := f.renderer(stdout)
-			if f.quiet {
-				out = render.Discard()
+			if f.quiet || f.write == "-" {
+				out = render.Discard() // -w -: standard output is the recording's
 			}
 			ctx := cmd.Context()
 			if f.duration > 0 {
@@ -338,7 +363,7 @@ followed yet. See docs/filters.md.`,
 	}
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	f.register(cmd)
-	cmd.AddCommand(newDemoCmd(), newDoctorCmd(), newReplayCmd(), newFeaturesCmd())
+	cmd.AddCommand(newDemoCmd(), newDoctorCmd(), newReplayCmd(), newFeaturesCmd(), newKubectlCmd(false))
 	return cmd
 }
 
@@ -346,6 +371,10 @@ followed yet. See docs/filters.md.`,
 // refuses, or whose code pathtrace cannot run, is a usage error.
 func compileFilter(ctx context.Context, expr string) (asm.Instructions, error) {
 	p, err := filter.Compile(ctx, expr)
+	return translateFilter(p, err)
+}
+
+func translateFilter(p *filter.Program, err error) (asm.Instructions, error) {
 	var syntax *filter.SyntaxError
 	if errors.As(err, &syntax) {
 		return nil, usageError{err}
@@ -355,7 +384,7 @@ func compileFilter(ctx context.Context, expr string) (asm.Instructions, error) {
 	}
 	fn, err := filter.Translate(p.Insns)
 	if err != nil {
-		return nil, usageError{fmt.Errorf("filter expression %q: %w", expr, err)}
+		return nil, usageError{fmt.Errorf("filter expression %q: %w", p.Expr, err)}
 	}
 	return fn, nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -130,4 +131,76 @@ func (p *Program) Match(pkt []byte) bool {
 	}
 	n, err := p.vm.Run(pkt)
 	return err == nil && n != 0
+}
+
+// Code is p's classic BPF in tcpdump -ddd's numbers, instructions
+// separated by commas: a filter compiled where tcpdump is, for a pathtrace
+// where it is not (ParseCode).
+func (p *Program) Code() string {
+	parts := []string{strconv.Itoa(len(p.Insns))}
+	for _, ins := range p.Insns {
+		r, err := ins.Assemble()
+		if err != nil {
+			return ""
+		}
+		parts = append(parts, fmt.Sprintf("%d %d %d %d", r.Op, r.Jt, r.Jf, r.K))
+	}
+	return strings.Join(parts, ",")
+}
+
+// ParseCode makes the Program of expr from its Code.
+func ParseCode(expr, code string) (*Program, error) {
+	raw, err := parseDDD(strings.ReplaceAll(code, ",", "\n"))
+	if err != nil {
+		return nil, fmt.Errorf("filter code: %w", err)
+	}
+	return NewProgram(expr, raw)
+}
+
+// Hosts is the program of "host A or host B ...", IPv4 addresses only,
+// as libpcap compiles it for the raw IP link type, without libpcap.
+func Hosts(addrs []netip.Addr) (*Program, error) {
+	if len(addrs) == 0 || len(addrs) > 100 {
+		return nil, fmt.Errorf("a host filter takes 1 to 100 addresses, got %d", len(addrs))
+	}
+	var words []string
+	for _, a := range addrs {
+		if !a.Is4() {
+			return nil, fmt.Errorf("a host filter takes IPv4 addresses, got %s", a)
+		}
+		words = append(words, "host "+a.String())
+	}
+	// ldb [0]; and #0xf0; jeq #0x40 (IPv4, else reject); then each address
+	// against the source (ld [12]) and the destination (ld [16]).
+	n := len(addrs)
+	accept := uint32(262144)
+	insns := []bpf.Instruction{
+		bpf.LoadAbsolute{Off: 0, Size: 1},
+		bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: 0xf0},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: 0x40, SkipFalse: uint8(2*n + 2)},
+	}
+	for _, off := range []uint32{12, 16} {
+		insns = append(insns, bpf.LoadAbsolute{Off: off, Size: 4})
+		for i, a := range addrs {
+			b := a.As4()
+			// From test i of this load, the accept is after the rest of
+			// this load's tests, and for the source the destination's
+			// load and tests.
+			toAccept := n - 1 - i
+			if off == 12 {
+				toAccept += 1 + n
+			}
+			insns = append(insns, bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]), SkipTrue: uint8(toAccept + 1)})
+		}
+	}
+	insns = append(insns, bpf.RetConstant{Val: 0}, bpf.RetConstant{Val: accept})
+	raw := make([]bpf.RawInstruction, len(insns))
+	for i, ins := range insns {
+		r, err := ins.Assemble()
+		if err != nil {
+			return nil, fmt.Errorf("host filter: %w", err)
+		}
+		raw[i] = r
+	}
+	return NewProgram(strings.Join(words, " or "), raw)
 }

@@ -2,6 +2,8 @@ package filter
 
 import (
 	"errors"
+	"net/netip"
+	"slices"
 	"testing"
 
 	"golang.org/x/net/bpf"
@@ -77,5 +79,56 @@ func TestCompileRawIP(t *testing.T) {
 	syn[23] = 81
 	if p.Match(append(syn, make([]byte, 16)...)) {
 		t.Error("a TCP packet to port 81 matches")
+	}
+}
+
+// TestHosts checks the host filter made without libpcap against libpcap's
+// own compilation of the same expression, on packets from, to, between and
+// around the addresses (and an IPv6 packet), and that its Code round-trips.
+func TestHosts(t *testing.T) {
+	tcpdumpRequired(t)
+	addrs := []netip.Addr{netip.MustParseAddr("10.244.1.5"), netip.MustParseAddr("10.96.0.10"), netip.MustParseAddr("10.244.2.7")}
+	for n := 1; n <= len(addrs); n++ {
+		mine, err := Hosts(addrs[:n])
+		if err != nil {
+			t.Fatal(err)
+		}
+		theirs, err := Compile(t.Context(), mine.Expr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := ParseCode(mine.Expr, mine.Code())
+		if err != nil {
+			t.Fatal(err)
+		}
+		others := []netip.Addr{netip.MustParseAddr("10.244.1.6"), netip.MustParseAddr("192.168.50.11")}
+		matched := 0
+		for _, src := range append(slices.Clone(addrs), others...) {
+			for _, dst := range append(slices.Clone(addrs), others...) {
+				s, d := src.As4(), dst.As4()
+				pkt := []byte{0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0}
+				pkt = append(append(append(pkt, s[:]...), d[:]...), make([]byte, 20)...)
+				want := theirs.Match(pkt)
+				if got := mine.Match(pkt); got != want {
+					t.Errorf("%q on %s → %s: %v, libpcap's %v", mine.Expr, src, dst, got, want)
+				}
+				if back.Match(pkt) != want {
+					t.Errorf("%q from its code on %s → %s: %v, want %v", mine.Expr, src, dst, !want, want)
+				}
+				if want {
+					matched++
+				}
+			}
+		}
+		if matched == 0 {
+			t.Errorf("%q matched no packet", mine.Expr)
+		}
+		v6 := append([]byte{0x60}, make([]byte, 59)...)
+		if mine.Match(v6) || theirs.Match(v6) {
+			t.Errorf("%q matches an IPv6 packet", mine.Expr)
+		}
+	}
+	if _, err := Hosts([]netip.Addr{netip.MustParseAddr("fd00::1")}); err == nil {
+		t.Error("Hosts takes an IPv6 address")
 	}
 }

@@ -64,33 +64,93 @@ func listAll[T any](ctx context.Context, c *Client, path string) ([]T, error) {
 
 // get decodes the JSON answer to GET path into out.
 func (c *Client) get(ctx context.Context, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url(path), nil)
+	return c.Do(ctx, http.MethodGet, path, nil, out)
+}
+
+// ErrNotFound is the API server's 404.
+var ErrNotFound = errors.New("not found")
+
+// Do sends a request to the API server: body, if not nil, as JSON, and the
+// JSON answer decoded into out (nil: dropped). A 404 is ErrNotFound, a
+// 401 or 403 errForbidden, another error status an error with the
+// server's message.
+func (c *Client) Do(ctx context.Context, method, path string, body, out any) error {
+	resp, err := c.send(ctx, c.hc, method, path, body)
 	if err != nil {
-		return fmt.Errorf("get %s: %w", path, err)
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		return nil
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+	if err != nil {
+		return fmt.Errorf("%s %s: read answer: %w", strings.ToLower(method), path, err)
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("%s %s: decode answer: %w", strings.ToLower(method), path, err)
+	}
+	return nil
+}
+
+// Stream sends GET path and returns the answer's body as it comes (a
+// pod's log with follow=true), with no time limit but ctx's.
+func (c *Client) Stream(ctx context.Context, path string) (io.ReadCloser, error) {
+	hc := *c.hc
+	hc.Timeout = 0
+	resp, err := c.send(ctx, &hc, http.MethodGet, path, nil)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
+}
+
+// send sends a request and returns a response of status 2xx; the body of
+// any other is read for its message and closed.
+func (c *Client) send(ctx context.Context, hc *http.Client, method, path string, body any) (*http.Response, error) {
+	verb := strings.ToLower(method)
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: encode: %w", verb, path, err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.url(path), rd)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", verb, path, err)
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	req.Header.Set("Accept", "application/json")
-	resp, err := c.hc.Do(req)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("get %s: %w", path, err)
+		return nil, fmt.Errorf("%s %s: %w", verb, path, err)
+	}
+	if resp.StatusCode/100 == 2 {
+		return resp, nil
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
-	if err != nil {
-		return fmt.Errorf("get %s: read answer: %w", path, err)
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	msg := bytes.TrimSpace(firstLine(b))
+	var status struct {
+		Message string `json:"message"`
 	}
-	switch {
-	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		return fmt.Errorf("get %s: %s: %w", path, resp.Status, errForbidden)
-	case resp.StatusCode/100 != 2:
-		return fmt.Errorf("get %s: %s: %s", path, resp.Status, bytes.TrimSpace(firstLine(b)))
+	if json.Unmarshal(b, &status) == nil && status.Message != "" {
+		msg = []byte(status.Message)
 	}
-	if err := json.Unmarshal(b, out); err != nil {
-		return fmt.Errorf("get %s: decode answer: %w", path, err)
+	switch resp.StatusCode {
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return nil, fmt.Errorf("%s %s: %s: %s: %w", verb, path, resp.Status, msg, errForbidden)
+	case http.StatusNotFound:
+		return nil, fmt.Errorf("%s %s: %s: %w", verb, path, msg, ErrNotFound)
 	}
-	return nil
+	return nil, fmt.Errorf("%s %s: %s: %s", verb, path, resp.Status, msg)
 }
 
 // url is the server's URL of an API path with its query: the path goes

@@ -177,7 +177,11 @@ func lookupAPI(ctx context.Context, cfg Config) (*Names, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := NewClient(kc)
+	return NewClient(kc).Names(ctx)
+}
+
+// Names reads the pods, Services and Nodes from the API server.
+func (c *Client) Names(ctx context.Context) (*Names, error) {
 	pods, err := c.Pods(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list pods: %w", err)
@@ -194,7 +198,7 @@ func lookupAPI(ctx context.Context, cfg Config) (*Names, error) {
 		return nil, fmt.Errorf("list nodes: %w", err)
 	}
 	slices.SortFunc(nodes, func(a, b Node) int { return strings.Compare(a.Name, b.Name) })
-	return &Names{Source: "apiserver " + kc.Server.String(), Pods: pods, Services: svcs, Nodes: nodes}, nil
+	return &Names{Source: "apiserver " + c.base.String(), Pods: pods, Services: svcs, Nodes: nodes}, nil
 }
 
 // mergePods returns the runtime's pods with the API server's: the API

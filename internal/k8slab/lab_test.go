@@ -149,6 +149,7 @@ func TestLab(t *testing.T) {
 				t.Run("names", func(t *testing.T) { checkNames(t, l) })
 				t.Run("runtime", func(t *testing.T) { checkRuntime(t, l) })
 				t.Run("refresh", func(t *testing.T) { checkRefresh(t, l) })
+				t.Run("plugin", func(t *testing.T) { checkPlugin(t, l) })
 			})
 			requireSame(t, before, snapshot(t))
 		})

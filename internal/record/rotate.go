@@ -51,9 +51,16 @@ func (r Rotation) FileName(base string, i int) string {
 type Files struct {
 	base  string
 	rot   Rotation
-	index int // of the current file
-	f     *outfile.File
+	index int           // of the current file
+	f     *outfile.File // nil for a stream
 	w     *countingWriter
+}
+
+// Stream is a recording written to out as it goes (pathtrace -w -, as
+// tcpdump -w -): one file, never rotated, named "standard output" in
+// errors. Closing the recording does not close out.
+func Stream(out io.Writer) *Files {
+	return &Files{base: "-", w: &countingWriter{w: out}}
 }
 
 // Prepare creates the first file of a recording named path (mode 0600,
@@ -82,14 +89,19 @@ func (fs *Files) create() error {
 }
 
 // Name returns the name of the current file.
-func (fs *Files) Name() string { return fs.f.Name() }
+func (fs *Files) Name() string {
+	if fs.base == "-" {
+		return "standard output"
+	}
+	return fs.f.Name()
+}
 
 // Start writes the header of the first file and gives it its name. On
 // error the file is removed.
 func (fs *Files) Start(meta Meta) (*Writer, error) {
 	meta.FileIndex = 0
 	w, err := newWriter(fs.w, meta, fs)
-	if err == nil {
+	if err == nil && fs.f != nil {
 		err = fs.f.Publish()
 	}
 	if err != nil {

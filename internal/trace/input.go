@@ -52,7 +52,9 @@ func openInputs(opts *Options) (_ *inputs, err error) {
 		}
 		h.Close()
 	}
-	if opts.Record != "" {
+	if opts.RecordTo != nil {
+		in.rec = record.Stream(opts.RecordTo)
+	} else if opts.Record != "" {
 		if in.rec, err = record.Prepare(opts.Record, opts.Rotate); err != nil {
 			return nil, badInput(fmt.Errorf("-w: %w", err))
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"net/netip"
@@ -42,7 +43,11 @@ type Options struct {
 	// 0600) with every event of the trace; Loader.Snaplen bytes of each
 	// packet go with it, cut at the packet's headers with HeadersOnly.
 	// Rotate says when it goes on in a new file.
-	Record      string
+	Record string
+	// RecordTo, when set instead of Record, receives the recording as it
+	// goes (pathtrace -w -): flushed whenever the ring buffer is found
+	// empty, so that a reader sees each event within a poll or two.
+	RecordTo    io.Writer
 	Rotate      record.Rotation
 	HeadersOnly bool
 	Stitch      stitch.Config
@@ -210,7 +215,7 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error
 			return sum, err
 		}
 		netns.OnName = w.SetNetnsName
-		p.rec = &recorder{w: w, netns: netns.Netns, reasons: k.reasons, symbol: k.symbol, services: diagnose.NewServices(sum.Reports)}
+		p.rec = &recorder{w: w, stream: opts.RecordTo != nil, netns: netns.Netns, reasons: k.reasons, symbol: k.symbol, services: diagnose.NewServices(sum.Reports)}
 		if sum.Kubernetes != nil {
 			p.rec.kube = k8s.NewPods(sum.Kubernetes)
 		}
@@ -596,6 +601,11 @@ func readLoop(ctx context.Context, tr *loader.Tracer, p *pipeline) error {
 		if err != nil {
 			// The ring is empty: sleep until the next poll.
 			tr.SetDeadline(time.Now().Add(pollEvery))
+			if p.rec != nil && p.rec.stream {
+				if err := p.rec.w.Flush(); err != nil {
+					return err
+				}
+			}
 		}
 		if err := p.st.Flush(seen); err != nil {
 			return err

@@ -137,6 +137,9 @@ func replayMerged(ctx context.Context, files [][]string, opts ReplayOptions, out
 	podIPs := opts.PodIPs
 	p := newPipeline(cfg, out, podIPs, opts.Count)
 	kube := replayKubernetes(readers[0], opts.Log) // the first recording's names, as they were at its start
+	if kube == nil {
+		kube = opts.Kubernetes
+	}
 	p.annotate = annotators(reports, k8s.NewTimeline(kube))
 	var err error
 	for _, path := range res.Paths {

@@ -15,6 +15,7 @@ import (
 // saying what happened at the hop.
 type recorder struct {
 	w       *record.Writer
+	stream  bool // flushed at every empty ring (Options.RecordTo)
 	netns   func(uint32) string
 	reasons map[uint32]string
 	symbol  func(uint64) string

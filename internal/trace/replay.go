@@ -31,6 +31,10 @@ type ReplayOptions struct {
 	// Log gets a warning for each damaged node report in the recording;
 	// nil: slog.Default().
 	Log *slog.Logger
+	// Kubernetes names pods and Services where the recording has no names
+	// of its own (kubectl pathtrace: the tracers on the nodes have no
+	// access to the API server, the plugin read the names); nil: none.
+	Kubernetes *k8s.Names
 }
 
 // replayFlushEvery is how many records replay reads between flushes of
@@ -81,6 +85,9 @@ func replay(ctx context.Context, r *record.Reader, opts ReplayOptions, out rende
 	p := newPipeline(cfg, out, opts.PodIPs, opts.Count)
 	reports := replayReports(r, opts.Log)
 	kube := replayKubernetes(r, opts.Log)
+	if kube == nil {
+		kube = opts.Kubernetes
+	}
 	sum.Kubernetes = kube
 	timeline := k8s.NewTimeline(kube)
 	p.annotate = annotators(reports, timeline)
