@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -120,6 +121,10 @@ they need privileges a namespace's Pod Security admission may refuse.`,
 				}
 			}
 			if err != nil && len(files) == 0 {
+				if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+					fmt.Fprintln(stderr, "pathtrace: stopped before the nodes' pathtrace started; its pods are removed")
+					return nil
+				}
 				return err
 			}
 			if keep {
