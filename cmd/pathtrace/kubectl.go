@@ -99,7 +99,7 @@ they need privileges a namespace's Pod Security admission may refuse.`,
 			defer os.RemoveAll(dir) // kept recordings are moved out first
 			fmt.Fprintf(stderr, "pathtrace: tracing %s on %s\n", pod, strings.Join(target.Nodes, ", "))
 			recs, err := kubectl.Run(ctx, kubectl.Options{
-				Client: client, Pod: pod, To: to, Services: services, Namespace: namespace, Image: image,
+				Client: client, Namespace: namespace, Image: image,
 				Duration: duration, Dir: dir, StartTimeout: startTimeout, Messages: stderr, Log: log,
 				OnReady: func(nodes []string) {
 					msg := "until Ctrl-C"

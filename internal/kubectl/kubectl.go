@@ -43,20 +43,11 @@ const Label = "pathtrace.io/session"
 // Options configures Run.
 type Options struct {
 	Client *k8s.Client
-	// Pod is the pod to follow, "namespace/name"; To and Services are the
-	// pods and Services it talks to: their nodes are traced too, and, when
-	// every address involved is IPv4, only the pod's packets to and from
-	// them are followed.
-	Pod      string
-	To       []string
-	Services []string
 	// Namespace is where the tracer pods run; Image is theirs.
 	Namespace string
 	Image     string
-	// Duration stops the tracers after this long (0: when ctx ends); Filter
-	// is a filter expression for them (docs/filters.md), "" for none.
+	// Duration stops the tracers after this long (0: when ctx ends).
 	Duration time.Duration
-	Filter   string
 	// Dir receives each node's recording, NODE.pcapng.
 	Dir string
 	// StartTimeout bounds the wait for the tracer pods to run and attach;
