@@ -10,6 +10,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -258,7 +259,9 @@ func sessionID() (string, error) {
 	return hex.EncodeToString(b[:]), nil
 }
 
-// podName is the tracer pod's name on node: a DNS label.
+// podName is the tracer pod's name on node: a DNS label. A name cut to
+// 63 characters ends in a hash of the node's name, so that nodes whose
+// names differ only after the cut get pods of their own.
 func podName(session, node string) string {
 	n := strings.Map(func(r rune) rune {
 		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' {
@@ -267,7 +270,11 @@ func podName(session, node string) string {
 		return '-'
 	}, strings.ToLower(node))
 	name := "pathtrace-" + session + "-" + n
-	return strings.TrimRight(name[:min(len(name), 63)], "-")
+	if len(name) > 63 {
+		sum := sha256.Sum256([]byte(node))
+		name = strings.TrimRight(name[:63-7], "-") + "-" + hex.EncodeToString(sum[:3])
+	}
+	return name
 }
 
 // Args are the tracer's arguments on a node: its pods' packets, every
