@@ -94,14 +94,6 @@ var (
 	ConntrackFillable = Fact{name: "a conntrack table small enough to fill"}
 	// NftBinary is nft, which the arm64 guests' userland does not have.
 	NftBinary = arm64Absent("the nft command", "nft")
-	// MergeProof: the merge of two --scope node traces equals the kernel
-	// trace on the host; in the QEMU guests (function hops, slower
-	// clocks) it does not yet for every pod network (open, issue 14).
-	MergeProof = Fact{name: "the merged node traces matching the kernel's", absent: map[string]string{
-		"5.10": "the merged paths differ from the kernel's in the QEMU guests (open, issue 14)", "6.1": "the merged paths differ from the kernel's in the QEMU guests (open, issue 14)",
-		"6.12": "the merged paths differ from the kernel's in the QEMU guests (open, issue 14)", "6.1-arm64": "the merged paths differ from the kernel's in the QEMU guests (open, issue 14)",
-		"6.12-arm64": "the merged paths differ from the kernel's in the QEMU guests (open, issue 14)",
-	}}
 
 	// Tshark: Wireshark's command-line reader.
 	Tshark = Tool("tshark")
