@@ -3,7 +3,7 @@
 #   make vagrant-deps                      vagrant, vagrant-libvirt, libvirt, qemu, mmdebstrap (apt)
 #   make vagrant-boxes [VAGRANT_SERIES='5.10 6.1 6.12']
 #                                          build (cached) and `vagrant box add` the boxes
-#   make vagrant-test [VAGRANT_SERIES=...] [VM_TEST_PKGS=...] [VM_TEST_RUN=regexp]
+#   make vagrant-test [VAGRANT_SERIES=...] [VM_TEST_PKGS=...] [VM_TEST_RUN=regexp] [VM_TEST_SKIP=regexp]
 #                                          boot each box, run the kernel-dependent tests and
 #                                          `pathtrace demo --ipvs`, print a table, destroy
 
@@ -25,4 +25,5 @@ vagrant-boxes: vagrant-deps
 
 vagrant-test: vagrant-deps
 	@VM_TEST_PKGS=$(call vm_quote,$(VM_TEST_PKGS)) VM_TEST_RUN=$(call vm_quote,$(VM_TEST_RUN)) \
+	  VM_TEST_SKIP=$(call vm_quote,$(VM_TEST_SKIP)) \
 	  $(VAGRANT_SCRIPTS)/test.sh $(VAGRANT_SERIES)

@@ -23,8 +23,10 @@ insecure_pub="$(ls /usr/share/rubygems-integration/all/gems/vagrant-*/keys/vagra
 [ -n "$insecure_pub" ] || die "no keys/vagrant.pub in Debian's vagrant package (make vagrant-deps)"
 script_hash="$(sha256sum <"$0" | cut -c1-12)"
 
-# Packages of every box: the kernel, an init, sshd, and what the tests and pathtrace run.
-PACKAGES=linux-image-amd64,initramfs-tools,systemd-sysv,udev,dbus,openssh-server,sudo,rsync,iproute2,iptables,kmod,procps
+# Packages of every box: the kernel, an init, sshd, and what the tests and pathtrace run
+# (tcpdump: the filter tests compile expressions with it, as pathtrace does; nft: the nftables
+# NAT tests write their rules with it).
+PACKAGES=linux-image-amd64,initramfs-tools,systemd-sysv,udev,dbus,openssh-server,sudo,rsync,iproute2,iptables,kmod,procps,tcpdump,nftables
 
 build_box() { # $1 series $2 kernel version $3 box file
   local series="$1" kver="$2" out="$3" suite archive security work t0

@@ -9,7 +9,8 @@
 # json`, vagrant destroy. Prints each guest's output, then a table; removes every domain,
 # volume, network and pool it made, and stops the daemons it started, also on failure.
 # Environment:
-#   VM_TEST_PKGS, VM_TEST_RUN   packages and -test.run regexp, as for `make vm-test`
+#   VM_TEST_PKGS, VM_TEST_RUN, VM_TEST_SKIP
+#                               packages, -test.run and -test.skip regexps, as for `make vm-test`
 #   VAGRANT_PARALLEL            boxes booted at once (default 2; TCG on 2 cores)
 #   VAGRANT_TIMEOUT             seconds for a box's tests and demo (default 1500)
 #   VAGRANT_LOCK                a lock file held (flock) while VMs run, not while boxes build
@@ -24,6 +25,7 @@ VAGRANT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 declare -A MACHINE=([5.10]=bullseye [6.1]=bookworm [6.12]=trixie)
 pkgs="${VM_TEST_PKGS:-./internal/features ./internal/loader ./internal/trace ./internal/topology ./internal/doctor}"
 run_re="${VM_TEST_RUN:-.}"
+skip_re="${VM_TEST_SKIP:-}"
 parallel="${VAGRANT_PARALLEL:-2}"
 timeout_s="${VAGRANT_TIMEOUT:-1500}"
 
@@ -174,12 +176,13 @@ mkdir -p "$run/logs"
 GOARCH=amd64 "$REPO_DIR/vm/gotest.sh" --build "$run/bin" $pkgs || die "building test binaries failed"
 (cd "$REPO_DIR" && CGO_ENABLED=0 GOARCH=amd64 go build -o "$run/bin/pathtrace" ./cmd/pathtrace) || die "building pathtrace failed"
 printf -v run_q '%q' "$run_re"
+printf -v skip_q '%q' "$skip_re"
 cat >"$run/bin/guest.sh" <<GUEST
 # Runs in the guest as root (vagrant ssh -c 'sudo bash guest.sh').
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 echo "### kernel \$(uname -r)"
 echo '### tests'
-bash $REPO_DIR/vm/gotest.sh --run $run/bin -test.run $run_q; tt=\$?
+bash $REPO_DIR/vm/gotest.sh --run $run/bin -test.run $run_q -test.skip $skip_q; tt=\$?
 echo "### tests exit \$tt"
 echo '### demo'
 $run/bin/pathtrace demo --ipvs -o json >/tmp/demo.json 2>/tmp/demo.err; dd=\$?
