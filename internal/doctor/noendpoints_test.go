@@ -191,6 +191,10 @@ func TestNFTRule(t *testing.T) {
 		return []expr.Any{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binary.BigEndian.AppendUint16(nil, p)}}
 	}
+	ip4proto := func(p byte) []expr.Any {
+		return []expr.Any{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 9, Len: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{p}}}
+	}
 	reject := &expr.Target{Name: "REJECT", Info: &xt.Unknown{3, 0, 0, 0}}
 	counter := &expr.Counter{}
 	for _, tc := range []struct {
@@ -220,6 +224,15 @@ func TestNFTRule(t *testing.T) {
 			Rule{Chain: "C", Verdict: "goto X", Other: true}},
 		{"addrtype src", []expr.Any{&expr.Match{Name: "addrtype", Info: &xt.AddrType{Source: 4}}, &expr.Target{Name: "MARK"}}, nil,
 			Rule{Chain: "C", Verdict: "MARK", Other: true}},
+		// iptables-nft 1.8.11 (Debian trixie; `nft --debug=netlink` of its
+		// `iptables-restore`): -p tcp is the IPv4 header's protocol field.
+		{"1.8.11 cluster IP reject", slices.Concat(daddr(10, 96, 0, 11), ip4proto(6), []expr.Any{comment("default/nosvc:http has no endpoints")}, dport(80), []expr.Any{counter, reject}), nil,
+			Rule{Chain: "C", Comment: "default/nosvc:http has no endpoints", Dst: vip("10.96.0.11/32"), Proto: 6, DPort: 80, Verdict: VerdictReject}},
+		{"1.8.11 node port", slices.Concat(ip4proto(6), []expr.Any{comment("x has no endpoints"), &expr.Match{Name: "addrtype", Rev: 1, Info: &xt.AddrTypeV1{Dest: uint16(xt.AddrTypeLocal)}}}, dport(30081), []expr.Any{counter, reject}), nil,
+			Rule{Chain: "C", Comment: "x has no endpoints", DstLocal: true, Proto: 6, DPort: 30081, Verdict: VerdictReject}},
+		{"IPv4 header's TTL", slices.Concat([]expr.Any{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 8, Len: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{6}}}, dport(80), []expr.Any{reject}), nil,
+			Rule{Chain: "C", DPort: 80, Verdict: VerdictReject, Other: true}},
 	} {
 		if got := nftRule("C", nftables.TableFamilyIPv4, tc.exprs, tc.udata); !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("%s: %+v, want %+v", tc.name, got, tc.want)
@@ -229,6 +242,10 @@ func TestNFTRule(t *testing.T) {
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: netip.MustParseAddr("fd00::1").AsSlice()}, reject}
 	if got := nftRule("C", nftables.TableFamilyIPv6, ip6, nil); got.Dst != vip("fd00::1/128") || got.Other {
 		t.Errorf("ip6 rule %+v", got)
+	}
+	// Offset 9 of an IPv6 header is inside the source address.
+	if got := nftRule("C", nftables.TableFamilyIPv6, slices.Concat(ip4proto(6), []expr.Any{reject}), nil); got.Proto != 0 || !got.Other {
+		t.Errorf("ip6 rule with a byte of the source address %+v", got)
 	}
 }
 

@@ -166,7 +166,8 @@ func nftVerdict(v *expr.Verdict) string {
 // the matches iptables-nft writes for -d ADDR, -p PROTO, --dport PORT (as
 // nf_tables expressions, or as x_tables matches on older versions), -m
 // comment and -m addrtype, and the verdict or target. Anything else sets
-// Other.
+// Other. -p is `meta l4proto` up to iptables 1.8.10 and, in IPv4 tables
+// from 1.8.11 on (Debian trixie), the IPv4 header's protocol field.
 func nftRule(chain string, fam nftables.TableFamily, exprs []expr.Any, udata []byte) Rule {
 	r := Rule{Chain: chain}
 	if c, ok := userdata.GetString(udata, userdata.TypeComment); ok {
@@ -203,6 +204,8 @@ func nftRule(chain string, fam nftables.TableFamily, exprs []expr.Any, udata []b
 			switch {
 			case e.Base == expr.PayloadBaseNetworkHeader && e.Offset == daddrOff && e.Len == daddrLen:
 				regs[e.DestRegister] = regDaddr
+			case fam == nftables.TableFamilyIPv4 && e.Base == expr.PayloadBaseNetworkHeader && e.Offset == 9 && e.Len == 1:
+				regs[e.DestRegister] = regProto
 			case e.Base == expr.PayloadBaseTransportHeader && e.Offset == 2 && e.Len == 2:
 				regs[e.DestRegister] = regDport
 			}
