@@ -36,18 +36,29 @@ func LoadSymbols() (*Symbols, error) { return readKallsyms(parseSymbols) }
 // rule is added, ip_vs when kube-proxy starts in IPVS mode) would otherwise
 // take the name of whatever symbol precedes its address. At most once per
 // modulesCheck it compares /proc/modules with what it was when kallsyms was
-// read, and reads kallsyms again when it changed. Safe for concurrent use.
+// read, and reads kallsyms again when it changed. No name, or a name in a
+// module whose text, as /proc/modules gives it, does not hold the address
+// (a symbol of a module's init code, freed once the module was loaded, or
+// of a module since unloaded), makes it look at /proc/modules again after
+// modulesRecheck; if the name is still outside its module, Lookup returns
+// none rather than a wrong one.
+// Safe for concurrent use.
 type LiveSymbols struct {
 	mu      sync.Mutex
 	syms    *Symbols
 	err     error
-	modules string // /proc/modules when syms was read
+	modules string               // /proc/modules when syms was read
+	ranges  map[string][2]uint64 // module: its core's start and end, from modules
 	checked time.Time
 	now     func() time.Time
 }
 
-// modulesCheck is how often LiveSymbols looks at /proc/modules.
-const modulesCheck = time.Second
+// modulesCheck is how often LiveSymbols looks at /proc/modules; a name
+// outside its module makes it look again after modulesRecheck.
+const (
+	modulesCheck   = time.Second
+	modulesRecheck = 10 * time.Millisecond
+)
 
 // NewLiveSymbols reads the running kernel's symbols.
 func NewLiveSymbols() *LiveSymbols {
@@ -59,12 +70,13 @@ func NewLiveSymbols() *LiveSymbols {
 func (l *LiveSymbols) reload(modules string) {
 	l.syms, l.err = LoadSymbols()
 	l.modules = modules
+	l.ranges = moduleRanges(modules)
 	l.checked = l.now()
 }
 
 // readModules returns /proc/modules without the reference counts and users,
-// which change all the time: one "name size address" per line. "" when it
-// cannot be read (then kallsyms is never read again).
+// which change all the time: one "name size state address" per line. ""
+// when it cannot be read (then kallsyms is never read again).
 func readModules() string {
 	b, err := os.ReadFile(modulesPath)
 	if err != nil {
@@ -74,29 +86,75 @@ func readModules() string {
 	for line := range strings.Lines(string(b)) {
 		f := strings.Fields(line)
 		if len(f) >= 6 {
-			out.WriteString(f[0] + " " + f[1] + " " + f[5] + "\n")
+			out.WriteString(f[0] + " " + f[1] + " " + f[4] + " " + f[5] + "\n")
 		}
 	}
 	return out.String()
+}
+
+// moduleRanges reads readModules' lines: each module's core, from its
+// address (where its text starts) for its size.
+func moduleRanges(modules string) map[string][2]uint64 {
+	ranges := map[string][2]uint64{}
+	for line := range strings.Lines(modules) {
+		f := strings.Fields(line)
+		if len(f) != 4 {
+			continue
+		}
+		size, err1 := strconv.ParseUint(f[1], 10, 64)
+		addr, err2 := strconv.ParseUint(strings.TrimPrefix(f[3], "0x"), 16, 64)
+		if err1 == nil && err2 == nil && addr != 0 {
+			ranges[f[0]] = [2]uint64{addr, addr + size}
+		}
+	}
+	return ranges
+}
+
+// refresh reads kallsyms again if /proc/modules changed, looking at it if
+// every has passed since it last did.
+func (l *LiveSymbols) refresh(every time.Duration) {
+	if now := l.now(); now.Sub(l.checked) >= every {
+		l.checked = now
+		if m := readModules(); m != "" && m != l.modules {
+			l.reload(m)
+		}
+	}
 }
 
 // Symbols returns the current symbols (and why there are none).
 func (l *LiveSymbols) Symbols() (*Symbols, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if now := l.now(); now.Sub(l.checked) >= modulesCheck {
-		l.checked = now
-		if m := readModules(); m != "" && m != l.modules {
-			l.reload(m)
-		}
-	}
+	l.refresh(modulesCheck)
 	return l.syms, l.err
 }
 
-// Lookup is Symbols().Lookup(addr).
+// Lookup is Symbols().Lookup(addr), checked against the module's text.
 func (l *LiveSymbols) Lookup(addr uint64) string {
-	s, _ := l.Symbols()
-	return s.Lookup(addr)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.refresh(modulesCheck)
+	name := l.syms.Lookup(addr)
+	if name != "" && l.holds(name, addr) {
+		return name
+	}
+	l.refresh(modulesRecheck)
+	if name = l.syms.Lookup(addr); l.holds(name, addr) {
+		return name
+	}
+	return ""
+}
+
+// holds reports whether name ("fn+0xoff [module]") may name addr: a
+// vmlinux symbol, or one of a module whose core holds addr. Without
+// /proc/modules every name may.
+func (l *LiveSymbols) holds(name string, addr uint64) bool {
+	_, mod, ok := strings.Cut(name, " [")
+	if !ok || len(l.ranges) == 0 {
+		return true
+	}
+	r, ok := l.ranges[strings.TrimSuffix(mod, "]")]
+	return ok && addr >= r[0] && addr < r[1]
 }
 
 type symbol struct {
