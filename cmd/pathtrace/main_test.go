@@ -457,3 +457,45 @@ func traceExchange(t *testing.T, c *topology.Cluster, args ...string) (stdout *b
 	}
 	return &out, errOut.String()
 }
+
+// TestLiveDurationFromAttach: --duration counts from the ready file, when
+// everything is attached, not from the start: loading the programs takes
+// seconds on a busy node and would eat a short trace. The exchange sent
+// once the file is there is traced, and pathtrace exits no sooner than the
+// duration after the file's modification time.
+func TestLiveDurationFromAttach(t *testing.T) {
+	c := demoCluster(t)
+	const d = time.Second
+	ready := filepath.Join(t.TempDir(), "ready")
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(binary, traceArgs(c, "--duration", d.String(), "-o", "json", "--ready-file", ready)...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() { cmd.Process.Kill() })
+	done := make(chan struct{})
+	go func() { <-exited; close(done) }()
+	waitFile(t, ready, done)
+	fi, err := os.Stat(ready)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientExchange(t, c)
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("pathtrace --duration %v still running 30s after its ready file", d)
+	}
+	if ran := time.Since(fi.ModTime()); ran < d {
+		t.Errorf("pathtrace exited %v after its ready file, before its --duration %v had passed", ran, d)
+	}
+	if cmd.ProcessState.ExitCode() != 0 {
+		t.Errorf("exit %d: %s", cmd.ProcessState.ExitCode(), stderr.String())
+	}
+	if !strings.Contains(stdout.String(), `"src":"`+topology.ClientIP.String()) {
+		t.Errorf("the client's exchange, sent once attached, is not in the trace:\n%s", stdout.String())
+	}
+}

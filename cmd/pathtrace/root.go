@@ -135,7 +135,7 @@ func (f *traceFlags) register(cmd *cobra.Command) {
 	fl.StringArrayVar(&f.netns, "netns", nil, "node network namespace (a name under /run/netns, or a path if it has a /) to attach netfilter programs in (repeatable; default: pathtrace's own, as on a real node)")
 	fl.UintSliceVar(&f.vxlanPorts, "vxlan-port", []uint{8472, 4789}, "UDP destination ports carrying VXLAN")
 	fl.IntVarP(&f.count, "count", "c", 0, "stop after this many packets (0: until interrupted)")
-	fl.DurationVar(&f.duration, "duration", 0, "stop after this long (0: until interrupted)")
+	fl.DurationVar(&f.duration, "duration", 0, "stop this long after everything is attached (0: until interrupted)")
 	fl.StringVar(&f.readyFile, "ready-file", "", "write this file once everything is attached, so scripts can start traffic")
 	fl.StringVarP(&f.write, "write", "w", "", "record the trace to this pcapng file (mode 0600), for pathtrace replay; - writes it to standard output, as tcpdump -w - (no paths are printed then)")
 	fl.BoolVar(&f.logStream, "log-stream", false, "with -w -: write the recording as base64 lines, for a pod's log (kubectl pathtrace reads it so)")
@@ -349,9 +349,13 @@ followed yet. See docs/filters.md.`,
 			}
 			ctx := cmd.Context()
 			if f.duration > 0 {
+				// The time counts from when everything is attached: loading
+				// the programs takes seconds on a busy node, and would
+				// otherwise eat the trace.
 				var cancel func()
-				ctx, cancel = context.WithTimeout(ctx, f.duration)
+				ctx, cancel = context.WithCancel(ctx)
 				defer cancel()
+				opts.OnReady = func() { time.AfterFunc(f.duration, cancel) }
 			}
 			sum, err := trace.Run(ctx, opts, out)
 			dropped := stdout.close()
