@@ -227,7 +227,7 @@ func Run(ctx context.Context, opts Options, target Target) (recs []Recording, er
 		}
 		r.pods = append(r.pods, tracerPod{node: node, name: name})
 	}
-	startCtx, cancel := context.WithTimeout(ctx, cmp.Or(opts.StartTimeout, 2*time.Minute))
+	startCtx, cancel := context.WithTimeout(ctx, cmp.Or(opts.StartTimeout, defaultStartTimeout))
 	defer cancel()
 	for _, p := range r.pods {
 		if err := r.waitStarted(startCtx, p); err != nil {
@@ -275,6 +275,19 @@ func podName(session, node string) string {
 		name = strings.TrimRight(name[:63-7], "-") + "-" + hex.EncodeToString(sum[:3])
 	}
 	return name
+}
+
+// defaultStartTimeout is Options.StartTimeout's default.
+const defaultStartTimeout = 2 * time.Minute
+
+// backstop is the --duration of the tracers with opts.Duration: the plugin
+// stops them opts.Duration after the last attached, at most the start
+// timeout after the first; they stop on their own only later than that.
+func backstop(opts Options) time.Duration {
+	if opts.Duration <= 0 {
+		return 0
+	}
+	return opts.Duration + cmp.Or(opts.StartTimeout, defaultStartTimeout)
 }
 
 // Args are the tracer's arguments on a node: its pods' packets, every
@@ -331,7 +344,7 @@ func (r *run) create(ctx context.Context, node string, t Target) (string, error)
 		"apiVersion": "v1", "kind": "Pod",
 		"metadata": map[string]any{"name": name, "namespace": r.ns, "labels": map[string]string{
 			"app.kubernetes.io/name": "pathtrace", Label: r.session}},
-		"spec": PodSpec(node, cmp.Or(r.opts.Image, DefaultImage), Args(t, r.opts.Duration)),
+		"spec": PodSpec(node, cmp.Or(r.opts.Image, DefaultImage), Args(t, backstop(r.opts))),
 	}
 	if err := r.opts.Client.Do(ctx, "POST", "/api/v1/namespaces/"+url.PathEscape(r.ns)+"/pods", pod, nil); err != nil {
 		return "", err
@@ -460,6 +473,12 @@ func (r *run) stream(ctx, startCtx context.Context) ([]Recording, error) {
 		}
 		if r.opts.OnReady != nil {
 			r.opts.OnReady(r.nodes())
+		}
+		if r.opts.Duration > 0 {
+			// The window starts when every node is attached; the tracers'
+			// own --duration (backstop) is only for a plugin gone away.
+			t := time.AfterFunc(r.opts.Duration, stopOnce)
+			context.AfterFunc(sctx, func() { t.Stop() })
 		}
 	}()
 	wg.Wait()

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pathtrace/pathtrace/internal/k8s"
 	"github.com/pathtrace/pathtrace/internal/testutil"
@@ -83,6 +84,14 @@ func TestResolve(t *testing.T) {
 	if !strings.Contains(args, "--scope node") || !strings.Contains(args, "--pod-ip 10.244.1.5") ||
 		!strings.Contains(args, "--filter-code "+tg.FilterCode+" -- "+tg.Filter) || strings.Contains(args, "--duration") {
 		t.Errorf("args %q", args)
+	}
+	// The plugin stops the tracers --duration after the last attached; their
+	// own --duration is later by the start timeout, a backstop.
+	if args := strings.Join(Args(tg, backstop(Options{Duration: 5 * time.Second})), " "); !strings.Contains(args, "--duration 2m5s") {
+		t.Errorf("args with --duration 5s: %q, want the tracers' --duration 2m5s", args)
+	}
+	if b := backstop(Options{Duration: time.Second, StartTimeout: 30 * time.Second}); b != 31*time.Second {
+		t.Errorf("backstop %v, want 31s", b)
 	}
 
 	tg, err = Resolve(ctx, c, "default/dual", []string{"default/server"}, nil, "")
