@@ -95,4 +95,11 @@ func TestLiveSymbolsInitCode(t *testing.T) {
 	if got := l.Lookup(0xffffffff81000010); got != "nf_hook_slow+0x10" {
 		t.Errorf("vmlinux: %q", got)
 	}
+	// kallsyms' pseudo-modules are not in /proc/modules; their names hold.
+	write(ksyms, "ffffffff81000000 T nf_hook_slow\nffffffffa0000000 t bpf_prog_0123456789abcdef_drop\t[bpf]\nffffffffc0100000 t ip_vs_conn_in_get\t[ip_vs]\n")
+	write(mods, "ip_vs 4096 0 - Live 0xffffffffc0100000\n")
+	now = now.Add(modulesCheck)
+	if got := l.Lookup(0xffffffffa0000020); got != "bpf_prog_0123456789abcdef_drop+0x20 [bpf]" {
+		t.Errorf("a BPF program: %q", got)
+	}
 }

@@ -110,8 +110,8 @@ func moduleRanges(modules string) map[string][2]uint64 {
 	return ranges
 }
 
-// refresh reads kallsyms again if /proc/modules changed, looking at it if
-// every has passed since it last did.
+// refresh reads kallsyms again if /proc/modules changed, when at least
+// every has passed since it last looked.
 func (l *LiveSymbols) refresh(every time.Duration) {
 	if now := l.now(); now.Sub(l.checked) >= every {
 		l.checked = now
@@ -131,6 +131,9 @@ func (l *LiveSymbols) Symbols() (*Symbols, error) {
 
 // Lookup is Symbols().Lookup(addr), checked against the module's text.
 func (l *LiveSymbols) Lookup(addr uint64) string {
+	if addr == 0 {
+		return ""
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.refresh(modulesCheck)
@@ -146,15 +149,21 @@ func (l *LiveSymbols) Lookup(addr uint64) string {
 }
 
 // holds reports whether name ("fn+0xoff [module]") may name addr: a
-// vmlinux symbol, or one of a module whose core holds addr. Without
-// /proc/modules every name may.
+// vmlinux symbol, one of a module whose core holds addr, or one of
+// kallsyms' own pseudo-modules, which /proc/modules does not list (BPF
+// programs' "[bpf]", "[__builtin__ftrace]" trampolines, kprobes' slots).
+// Without /proc/modules every name may.
 func (l *LiveSymbols) holds(name string, addr uint64) bool {
 	_, mod, ok := strings.Cut(name, " [")
 	if !ok || len(l.ranges) == 0 {
 		return true
 	}
-	r, ok := l.ranges[strings.TrimSuffix(mod, "]")]
-	return ok && addr >= r[0] && addr < r[1]
+	mod = strings.TrimSuffix(mod, "]")
+	r, ok := l.ranges[mod]
+	if !ok {
+		return mod == "bpf" || strings.HasPrefix(mod, "__builtin__")
+	}
+	return addr >= r[0] && addr < r[1]
 }
 
 type symbol struct {
