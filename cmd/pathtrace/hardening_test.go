@@ -28,6 +28,7 @@ type tracer struct {
 	stdout, stderr bytes.Buffer
 	exited         chan struct{}
 	err            error
+	ready          string // its --ready-file
 }
 
 // startTrace starts pathtrace with args and --ready-file, and waits until
@@ -35,7 +36,7 @@ type tracer struct {
 func startTrace(t *testing.T, stdout *os.File, args ...string) *tracer {
 	t.Helper()
 	ready := filepath.Join(t.TempDir(), "ready")
-	tr := &tracer{exited: make(chan struct{})}
+	tr := &tracer{exited: make(chan struct{}), ready: ready}
 	tr.cmd = exec.Command(binary, append(args, "--ready-file", ready)...)
 	tr.cmd.Stdout, tr.cmd.Stderr = &tr.stdout, &tr.stderr
 	if stdout != nil {

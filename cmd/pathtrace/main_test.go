@@ -466,36 +466,24 @@ func traceExchange(t *testing.T, c *topology.Cluster, args ...string) (stdout *b
 func TestLiveDurationFromAttach(t *testing.T) {
 	c := demoCluster(t)
 	const d = time.Second
-	ready := filepath.Join(t.TempDir(), "ready")
-	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(binary, traceArgs(c, "--duration", d.String(), "-o", "json", "--ready-file", ready)...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() { cmd.Process.Kill() })
-	done := make(chan struct{})
-	go func() { <-exited; close(done) }()
-	waitFile(t, ready, done)
-	fi, err := os.Stat(ready)
+	tr := startTrace(t, nil, traceArgs(c, "--duration", d.String(), "-o", "json")...)
+	fi, err := os.Stat(tr.ready)
 	if err != nil {
 		t.Fatal(err)
 	}
 	clientExchange(t, c)
 	select {
-	case <-done:
+	case <-tr.exited:
 	case <-time.After(30 * time.Second):
 		t.Fatalf("pathtrace --duration %v still running 30s after its ready file", d)
 	}
 	if ran := time.Since(fi.ModTime()); ran < d {
 		t.Errorf("pathtrace exited %v after its ready file, before its --duration %v had passed", ran, d)
 	}
-	if cmd.ProcessState.ExitCode() != 0 {
-		t.Errorf("exit %d: %s", cmd.ProcessState.ExitCode(), stderr.String())
+	if tr.err != nil {
+		t.Errorf("exit: %v: %s", tr.err, tr.stderr.String())
 	}
-	if !strings.Contains(stdout.String(), `"src":"`+topology.ClientIP.String()) {
-		t.Errorf("the client's exchange, sent once attached, is not in the trace:\n%s", stdout.String())
+	if !strings.Contains(tr.stdout.String(), `"src":"`+topology.ClientIP.String()) {
+		t.Errorf("the client's exchange, sent once attached, is not in the trace:\n%s", tr.stdout.String())
 	}
 }
