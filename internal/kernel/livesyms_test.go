@@ -103,3 +103,30 @@ func TestLiveSymbolsInitCode(t *testing.T) {
 		t.Errorf("a BPF program: %q", got)
 	}
 }
+
+// kallsyms of Debian's 6.12 on a trixie box listed ip_vs's init symbols,
+// long after ip_vs went live, inside the text of nf_tables, loaded later
+// where that init code had been; a packet nft_do_chain dropped then fell
+// between them. The function is the closest symbol its module holds.
+func TestLiveSymbolsStaleInitInsideModule(t *testing.T) {
+	ksyms, mods, write := fakeProc(t)
+	write(ksyms, "ffffffff81000000 T nf_hook_slow\n"+
+		"ffffffffc0e40000 t nft_do_chain\t[nf_tables]\n"+
+		"ffffffffc0e44340 T register_ip_vs_protocol\t[ip_vs]\n"+
+		"ffffffffc0e44390 T ip_vs_protocol_init\t[ip_vs]\n"+
+		"ffffffffc0e44730 t nf_tables_core_module_exit\t[nf_tables]\n"+
+		"ffffffffc0f80000 t ip_vs_in_hook\t[ip_vs]\n")
+	write(mods, "nf_tables 372736 0 - Live 0xffffffffc0e30000\nip_vs 212992 0 - Live 0xffffffffc0f80000\n")
+	now := time.Unix(1000, 0)
+	l := &LiveSymbols{now: func() time.Time { return now }}
+	l.reload(readModules())
+	if got := l.Lookup(0xffffffffc0e444fe); got != "nft_do_chain+0x44fe [nf_tables]" {
+		t.Errorf("between ip_vs's stale init symbols: %q", got)
+	}
+	if got := l.Lookup(0xffffffffc0e44740); got != "nf_tables_core_module_exit+0x10 [nf_tables]" {
+		t.Errorf("after them: %q", got)
+	}
+	if got := l.Lookup(0xffffffffc0f80010); got != "ip_vs_in_hook+0x10 [ip_vs]" {
+		t.Errorf("in ip_vs: %q", got)
+	}
+}

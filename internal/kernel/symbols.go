@@ -39,9 +39,9 @@ func LoadSymbols() (*Symbols, error) { return readKallsyms(parseSymbols) }
 // read, and reads kallsyms again when it changed. No name, or a name in a
 // module whose text, as /proc/modules gives it, does not hold the address
 // (a symbol of a module's init code, freed once the module was loaded, or
-// of a module since unloaded), makes it look at /proc/modules again after
-// modulesRecheck; if the name is still outside its module, Lookup returns
-// none rather than a wrong one.
+// of a module since unloaded) is passed over for the closest symbol before
+// it that its module holds; without one, it looks at /proc/modules again
+// after modulesRecheck, and returns none rather than a wrong name.
 // Safe for concurrent use.
 type LiveSymbols struct {
 	mu      sync.Mutex
@@ -137,15 +137,12 @@ func (l *LiveSymbols) Lookup(addr uint64) string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.refresh(modulesCheck)
-	name := l.syms.Lookup(addr)
-	if name != "" && l.holds(name, addr) {
+	held := func(name string) bool { return l.holds(name, addr) }
+	if name := l.syms.lookupHeld(addr, held); name != "" {
 		return name
 	}
 	l.refresh(modulesRecheck)
-	if name = l.syms.Lookup(addr); l.holds(name, addr) {
-		return name
-	}
-	return ""
+	return l.syms.lookupHeld(addr, held)
 }
 
 // holds reports whether name ("fn+0xoff [module]") may name addr: a
@@ -209,6 +206,18 @@ const maxOffset = 1 << 20
 // Lookup names addr as "function+0xoffset" ("function+0xoffset [module]"
 // in a module), or "" when no symbol precedes it closely enough.
 func (s *Symbols) Lookup(addr uint64) string {
+	return s.lookupHeld(addr, func(string) bool { return true })
+}
+
+// maxSkipped bounds how many preceding symbols lookupHeld passes over.
+const maxSkipped = 256
+
+// lookupHeld is Lookup by the closest symbol before addr whose name held
+// accepts. kallsyms can list a module's init symbols after its init code
+// was freed and reused by a module loaded later (seen on Debian 6.12:
+// ip_vs_protocol_init [ip_vs] inside nf_tables' text), so the symbol
+// right before an address may not be the function that holds it.
+func (s *Symbols) lookupHeld(addr uint64, held func(name string) bool) string {
 	if s == nil || addr == 0 {
 		return ""
 	}
@@ -216,18 +225,19 @@ func (s *Symbols) Lookup(addr uint64) string {
 	if !found {
 		i--
 	}
-	if i < 0 || addr-s.addrs[i] >= maxOffset {
-		return ""
+	for stop := max(i-maxSkipped, -1); i > stop && addr-s.addrs[i] < maxOffset; i-- {
+		start := uint32(0)
+		if i > 0 {
+			start = s.ends[i-1]
+		}
+		fn, mod, _ := strings.Cut(s.names[start:s.ends[i]], " ")
+		out := fn + "+0x" + strconv.FormatUint(addr-s.addrs[i], 16)
+		if mod != "" {
+			out += " " + mod
+		}
+		if held(out) {
+			return out
+		}
 	}
-	start := uint32(0)
-	if i > 0 {
-		start = s.ends[i-1]
-	}
-	name := s.names[start:s.ends[i]]
-	fn, mod, _ := strings.Cut(name, " ")
-	out := fn + "+0x" + strconv.FormatUint(addr-s.addrs[i], 16)
-	if mod != "" {
-		out += " " + mod
-	}
-	return out
+	return ""
 }
