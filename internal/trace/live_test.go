@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/pathtrace/pathtrace/internal/decode"
 	"github.com/pathtrace/pathtrace/internal/hop"
+	"github.com/pathtrace/pathtrace/internal/kernel"
 	"github.com/pathtrace/pathtrace/internal/loader"
 	"github.com/pathtrace/pathtrace/internal/stitch"
 	"github.com/pathtrace/pathtrace/internal/testutil"
@@ -400,7 +402,7 @@ func TestLiveForwardDrop(t *testing.T) {
 	// a rule dropped in nf_hook_slow, or (nf_tables on newer kernels) in
 	// nft_do_chain itself.
 	if fn := last.FuncName(); fn != "nf_hook_slow" && fn != "nft_do_chain" {
-		t.Errorf("drop freed by %q (location %#x), want nf_hook_slow or nft_do_chain", last.Func, last.Location)
+		t.Errorf("drop freed by %q (location %#x), want nf_hook_slow or nft_do_chain\n%s", last.Func, last.Location, describeAddr(last.Location))
 	}
 	// The advice points at FORWARD's rules on every kernel: from the
 	// reason, the table's verdict, or (before 5.17) the freeing function.
@@ -445,4 +447,55 @@ func TestLiveUnrelatedTrafficMakesNoEvents(t *testing.T) {
 	if sum.Events != 0 || len(paths) != 0 {
 		t.Errorf("tracing %s saw %d events and %d paths of other pods' traffic", topology.ClientIP, sum.Events, len(paths))
 	}
+}
+
+// describeAddr says, for a failure message, what the kernel has at a code
+// address now: its name in a fresh read of /proc/kallsyms, the kallsyms
+// text symbols around it, and the /proc/modules lines whose core holds it
+// or lies near it.
+func describeAddr(addr uint64) string {
+	var b strings.Builder
+	if syms, err := kernel.LoadSymbols(); err != nil {
+		fmt.Fprintf(&b, "kallsyms: %v\n", err)
+	} else {
+		fmt.Fprintf(&b, "kallsyms now: %q\n", syms.Lookup(addr))
+	}
+	if f, err := os.ReadFile("/proc/kallsyms"); err == nil {
+		var below, above []string
+		for line := range strings.Lines(string(f)) {
+			fs := strings.Fields(line)
+			if len(fs) < 3 {
+				continue
+			}
+			a, err := strconv.ParseUint(fs[0], 16, 64)
+			if err != nil || a == 0 {
+				continue
+			}
+			switch {
+			case a <= addr && addr-a < 1<<16:
+				below = append(below, strings.TrimSpace(line))
+			case a > addr && a-addr < 1<<12:
+				above = append(above, strings.TrimSpace(line))
+			}
+		}
+		slices.Sort(below)
+		slices.Sort(above)
+		below = below[max(0, len(below)-3):]
+		above = above[:min(3, len(above))]
+		fmt.Fprintf(&b, "kallsyms below: %q\nkallsyms above: %q\n", below, above)
+	}
+	if f, err := os.ReadFile("/proc/modules"); err == nil {
+		for line := range strings.Lines(string(f)) {
+			fs := strings.Fields(line)
+			if len(fs) < 6 {
+				continue
+			}
+			size, _ := strconv.ParseUint(fs[1], 10, 64)
+			base, _ := strconv.ParseUint(strings.TrimPrefix(fs[5], "0x"), 16, 64)
+			if base != 0 && addr+1<<20 > base && addr < base+size+1<<20 {
+				fmt.Fprintf(&b, "module near: %s (core %#x..%#x)\n", strings.TrimSpace(line), base, base+size)
+			}
+		}
+	}
+	return b.String()
 }
