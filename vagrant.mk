@@ -6,6 +6,8 @@
 #   make vagrant-test [VAGRANT_SERIES=...] [VM_TEST_PKGS=...] [VM_TEST_RUN=regexp] [VM_TEST_SKIP=regexp]
 #                                          boot each box, run the kernel-dependent tests and
 #                                          `pathtrace demo --ipvs`, print a table, destroy
+#                                          (VAGRANT_BESIDE='make vm-test VM_KERNELS=6.12-arm64':
+#                                          one more VM job in the first slot a box frees; CI's matrix)
 
 VAGRANT_SCRIPTS := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))/vagrant
 VAGRANT_SERIES  ?= 5.10 6.1 6.12

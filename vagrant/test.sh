@@ -14,6 +14,9 @@
 #   VAGRANT_PARALLEL            boxes booted at once (default 2; TCG on 2 cores)
 #   VAGRANT_TIMEOUT             seconds for a box's tests and demo (default 1500)
 #   VAGRANT_LOCK                a lock file held (flock) while VMs run, not while boxes build
+#   VAGRANT_BESIDE              a command (bash, from the checkout) run as one more VM job in the
+#                               slot the first box frees, for example `make vm-test
+#                               VM_KERNELS=6.12-arm64`; its output is printed, its exit code counted
 #   VAGRANT_BOXES=added         use the boxes vagrant has, without checking for a newer kernel
 #   VAGRANT_VERBOSE=1           print the whole output of every guest (default: failed ones)
 #   PATHTRACE_VAGRANT_CACHE     boxes and vagrant's home (default /var/cache/pathtrace/vagrant)
@@ -148,11 +151,32 @@ XML
     return "$rc"
   }
 
-  pids=()
+  beside() { # VAGRANT_BESIDE; writes $run/logs/beside.*
+    local t0 rc=0
+    t0=$(date +%s)
+    (cd "$REPO_DIR" && bash -c "$VAGRANT_BESIDE") </dev/null >"$run/logs/beside.output" 2>&1 || rc=$?
+    echo "$rc" >"$run/logs/beside.rc"
+    echo "beside $t0 $t0 $(date +%s)" >"$run/logs/beside.times"
+    return "$rc"
+  }
+
+  # The boxes in the order given; VAGRANT_BESIDE takes the first slot a box frees.
+  jobs_list=()
   for s in "${series_list[@]}"; do
+    [ -z "${VAGRANT_BESIDE:-}" ] || [ "${#jobs_list[@]}" != "$parallel" ] || jobs_list+=(beside)
+    jobs_list+=("$s")
+  done
+  [ -z "${VAGRANT_BESIDE:-}" ] || [[ " ${jobs_list[*]} " == *" beside "* ]] || jobs_list+=(beside)
+  pids=()
+  for s in "${jobs_list[@]}"; do
     while [ "$(jobs -rp | wc -l)" -ge "$parallel" ]; do wait -n || true; done
-    log "$s: vagrant up ${MACHINE[$s]}"
-    one "$s" &
+    if [ "$s" = beside ]; then
+      log "beside: $VAGRANT_BESIDE"
+      beside &
+    else
+      log "$s: vagrant up ${MACHINE[$s]}"
+      one "$s" &
+    fi
     pids+=($!)
   done
   for p in "${pids[@]}"; do wait "$p" || true; done
@@ -249,6 +273,13 @@ print("%d/%d" % (ipvs, paths), " ".join("%s:%s" % (b, ",".join(sorted(k))) for b
   printf '%-6s %-22s %-5s %-6s %-5s %-7s %-7s %-6s %-6s %s\n' "$s" "$kernel" "${te:--}" "$nok/$((nok + nfail))" "$nskip" \
     "$ipvs" "$res" "$((b - a))" "$((c - b))" "$backends"
 done
+if [ -n "${VAGRANT_BESIDE:-}" ]; then
+  rc="$(cat "$run/logs/beside.rc" 2>/dev/null || echo -)"
+  read -r _ a _ c <<<"$(cat "$run/logs/beside.times" 2>/dev/null || echo "beside 0 0 0")"
+  echo "beside: $VAGRANT_BESIDE: exit $rc in $((c - a))s; its output:"
+  sed 's/^/  /' "$run/logs/beside.output" 2>/dev/null || true
+  [ "$rc" = 0 ] || fail=1
+fi
 tvms="$(cat "$run/logs/vms.start" 2>/dev/null || echo "$tbuild")"
 echo "wall: $((t1 - t0))s (boxes $((tbox - t0))s, host build $((tbuild - tbox))s, waiting for the lock $((tvms - tbuild))s, VMs $((t1 - tvms))s, $parallel at a time); logs: $run/logs"
 # The binaries go, the logs stay.
