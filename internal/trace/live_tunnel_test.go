@@ -47,7 +47,8 @@ func tunnelOuter(cni topology.CNI, src, dst *topology.Node) *stitch.Outer {
 // Pod to pod across nodes over Calico VXLAN (vxlan.calico, 4789) and IPIP
 // (tunl0) with routed veths, and over Geneve (6081): each packet is one
 // path, matched on its inner header, with encap and decap hops carrying
-// the tunnel's outer header and the inner tuple; the reply likewise.
+// the tunnel's outer header and the inner tuple, shown by the tunnel's
+// functions where the kernel allows kprobes or fentry; the reply likewise.
 func TestLiveTunnels(t *testing.T) {
 	for _, cni := range []topology.CNI{topology.CNICalicoVXLAN, topology.CNICalicoIPIP, topology.CNIGeneve} {
 		t.Run(cni.String(), func(t *testing.T) {
@@ -89,9 +90,13 @@ func TestLiveTunnels(t *testing.T) {
 			if req.Verdict != stitch.VerdictDelivered {
 				t.Errorf("request verdict %s, want delivered", req.Verdict)
 			}
-			if cni == topology.CNICalicoVXLAN {
-				checkBackends(t, req, "") // vxlan_xmit and vxlan_rcv where the kernel shows them
-			}
+			// The tunnel's transmit and receive functions (vxlan_xmit
+			// and vxlan_rcv, geneve_xmit and geneve_udp_encap_recv,
+			// ipip_tunnel_xmit and ipip_rcv) show encap and decap
+			// where the kernel has kprobes or fentry for them: the
+			// hops have that backend, not inferred.
+			checkBackends(t, req, "")
+			oneTunnelHopEach(t, req)
 
 			reply := findPath(t, paths, topology.ServerIP, topology.ClientIP, tcpSYN|tcpACK)
 			requireHops(t, reply, []hopMatch{
@@ -101,7 +106,23 @@ func TestLiveTunnels(t *testing.T) {
 				{kind: hop.Tx, dev: client.HostVeth, netns: n1, description: "tx on the client's host veth"},
 				{kind: hop.Rx, dev: "eth0", netns: client.NetnsName, description: "rx on the client pod's eth0"},
 			})
+			checkBackends(t, reply, "")
+			oneTunnelHopEach(t, reply)
 		})
+	}
+}
+
+// oneTunnelHopEach checks that a path that crossed a tunnel once has one
+// encap hop and one decap hop: a function hop is not shown again as an
+// inferred one.
+func oneTunnelHopEach(t *testing.T, p *stitch.Path) {
+	t.Helper()
+	n := map[hop.Kind]int{}
+	for i := range p.Hops {
+		n[p.Hops[i].Kind]++
+	}
+	if n[hop.Encap] != 1 || n[hop.Decap] != 1 {
+		t.Errorf("path #%d: %d encap and %d decap hops, want one each\n%s", p.ID, n[hop.Encap], n[hop.Decap], dump(p))
 	}
 }
 
