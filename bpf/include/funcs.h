@@ -228,9 +228,11 @@ static __always_inline void *dev_priv(struct net_device *dev)
 
 /* struct geneve_dev and struct geneve_config are private to the geneve
  * module (drivers/net/geneve.c), not in vmlinux.h: the fields read,
- * relocated against the module's BTF where it has one (5.11+). The
- * device's configuration moved under cfg in "geneve: move all
- * configuration under struct geneve_config" (Linux 5.7). */
+ * relocated against the module's BTF where it has one (5.11+; checked in
+ * the BTF of Debian's 6.1 and 6.12 modules). Older kernels kept the
+ * configuration in geneve_dev itself ("geneve: move all configuration
+ * under struct geneve_config"); they have no module BTF, and
+ * bpf_core_field_exists leaves them out. */
 #pragma clang diagnostic push
 #pragma clang diagnostic ignored "-Wpadded"
 struct geneve_config {
