@@ -44,10 +44,27 @@ int BPF_PROG(fentry_ip_vs_xmit, struct sk_buff *skb, const void *cp)
 	return 0;
 }
 
+/* The tunnel devices' transmit functions (ndo_start_xmit, the same
+ * arguments in 5.10, 6.1 and 6.12): one program per tunnel, which it
+ * says. */
 SEC("fentry/vxlan_xmit")
 int BPF_PROG(fentry_vxlan_xmit, struct sk_buff *skb, struct net_device *dev)
 {
-	vxlan_event(skb, dev);
+	encap_event(skb, dev, PT_TUNNEL_VXLAN);
+	return 0;
+}
+
+SEC("fentry/geneve_xmit")
+int BPF_PROG(fentry_geneve_xmit, struct sk_buff *skb, struct net_device *dev)
+{
+	encap_event(skb, dev, PT_TUNNEL_GENEVE);
+	return 0;
+}
+
+SEC("fentry/ipip_tunnel_xmit")
+int BPF_PROG(fentry_ipip_tunnel_xmit, struct sk_buff *skb, struct net_device *dev)
+{
+	encap_event(skb, dev, PT_TUNNEL_IPIP);
 	return 0;
 }
 
@@ -55,10 +72,27 @@ int BPF_PROG(fentry_vxlan_xmit, struct sk_buff *skb, struct net_device *dev)
  * ...) share ip_vs_nat_xmit's arguments: the loader attaches
  * fentry_ip_vs_xmit to each by name. */
 
+/* The tunnels' receive functions, called through pointers (a UDP
+ * tunnel socket's encap_rcv; the IPv4 tunnel handler of tunnel4), so
+ * never inlined nor cloned: the packet still has its outer headers. */
 SEC("fentry/vxlan_rcv")
 int BPF_PROG(fentry_vxlan_rcv, struct sock *sk, struct sk_buff *skb)
 {
-	vxlan_rcv_event(skb);
+	decap_event(skb, PT_TUNNEL_VXLAN);
+	return 0;
+}
+
+SEC("fentry/geneve_udp_encap_recv")
+int BPF_PROG(fentry_geneve_rcv, struct sock *sk, struct sk_buff *skb)
+{
+	decap_event(skb, PT_TUNNEL_GENEVE);
+	return 0;
+}
+
+SEC("fentry/ipip_rcv")
+int BPF_PROG(fentry_ipip_rcv, struct sk_buff *skb)
+{
+	decap_event(skb, PT_TUNNEL_IPIP);
 	return 0;
 }
 

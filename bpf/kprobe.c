@@ -111,17 +111,46 @@ int BPF_KPROBE(kprobe_ip_vs_xmit, struct sk_buff *skb, const void *cp)
 	return 0;
 }
 
+/* The tunnels' transmit and receive functions (bpf/fentry.c). */
 SEC("kprobe/vxlan_xmit")
 int BPF_KPROBE(kprobe_vxlan_xmit, struct sk_buff *skb, struct net_device *dev)
 {
-	vxlan_event(skb, dev);
+	encap_event(skb, dev, PT_TUNNEL_VXLAN);
+	return 0;
+}
+
+SEC("kprobe/geneve_xmit")
+int BPF_KPROBE(kprobe_geneve_xmit, struct sk_buff *skb, struct net_device *dev)
+{
+	encap_event(skb, dev, PT_TUNNEL_GENEVE);
+	return 0;
+}
+
+SEC("kprobe/ipip_tunnel_xmit")
+int BPF_KPROBE(kprobe_ipip_tunnel_xmit, struct sk_buff *skb, struct net_device *dev)
+{
+	encap_event(skb, dev, PT_TUNNEL_IPIP);
 	return 0;
 }
 
 SEC("kprobe/vxlan_rcv")
 int BPF_KPROBE(kprobe_vxlan_rcv, struct sock *sk, struct sk_buff *skb)
 {
-	vxlan_rcv_event(skb);
+	decap_event(skb, PT_TUNNEL_VXLAN);
+	return 0;
+}
+
+SEC("kprobe/geneve_udp_encap_recv")
+int BPF_KPROBE(kprobe_geneve_rcv, struct sock *sk, struct sk_buff *skb)
+{
+	decap_event(skb, PT_TUNNEL_GENEVE);
+	return 0;
+}
+
+SEC("kprobe/ipip_rcv")
+int BPF_KPROBE(kprobe_ipip_rcv, struct sk_buff *skb)
+{
+	decap_event(skb, PT_TUNNEL_IPIP);
 	return 0;
 }
 

@@ -33,10 +33,16 @@ enum pathtrace_kind {
 			   * ext.val[0] = cp->flags & IP_VS_CONN_F_FWD_MASK,
 			   * ext.val[1] = the IP protocol, ext.val[2] = 1 when
 			   * ext.name holds the scheduler's name */
-	PT_EV_VXLAN = 8,  /* vxlan_xmit: about to be encapsulated on dev (inner
-			   * tuple); ext.val[0] = VNI and ext.port[1] = UDP
-			   * destination port when ext.val[2] = 1 (readable
-			   * where the vxlan module has BTF) */
+	PT_EV_ENCAP = 8,  /* a tunnel device's transmit function (vxlan_xmit,
+			   * geneve_xmit, ipip_tunnel_xmit): about to be
+			   * encapsulated on dev (inner tuple); ext.val[1] =
+			   * the tunnel (enum pathtrace_tunnel; 0, VXLAN, in
+			   * recordings made before Geneve and IPIP had
+			   * function hops); ext.val[0] = the device's VNI and
+			   * ext.port[1] its UDP destination port when
+			   * ext.val[2] = 1 (VXLAN and Geneve, readable where
+			   * the module has BTF and the device one VNI).
+			   * Named PT_EV_VXLAN before. */
 	PT_EV_TABLE = 9,  /* a rule table ran (ipt_do_table, nft_do_chain) and
 			   * returned a verdict: hook and netns as for PT_EV_NF
 			   * (hook 0xff: not readable), no devices (the hook's
@@ -53,9 +59,12 @@ enum pathtrace_kind {
 				  * ip_vs_remote_request4/ip_vs_local_request4)
 				  * dropped the packet: hook, netns, in/out as
 				  * for PT_EV_NF, ext.val[0] = the verdict */
-	PT_EV_VXLAN_RCV = 11, /* vxlan_rcv: a VXLAN packet from dev (the
-			       * underlay device) is about to be decapsulated;
-			       * the tuples are the outer and inner headers */
+	PT_EV_DECAP = 11, /* a tunnel's receive function (vxlan_rcv,
+			   * geneve_udp_encap_recv, ipip_rcv): a tunnel's
+			   * packet from dev (the underlay device) is about to
+			   * be decapsulated; the tuples are the outer and
+			   * inner headers; ext.val[1] = the tunnel, as for
+			   * PT_EV_ENCAP. Named PT_EV_VXLAN_RCV before. */
 };
 
 enum pathtrace_slot {
@@ -109,7 +118,7 @@ struct pt_tuple {
 	__u8 pad[3];
 };
 
-/* Extra data of function hops (bridge, IPVS, VXLAN; see enum pathtrace_kind
+/* Extra data of function hops (bridge, IPVS, tunnels; see enum pathtrace_kind
  * for what each field means per kind) and of netfilter events (val[0]);
  * zero for the tracepoint events. */
 struct pt_ext {

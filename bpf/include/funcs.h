@@ -217,44 +217,93 @@ static __always_inline void ipvs_event(struct sk_buff *skb, const void *cp)
 	submit_event(e);
 }
 
-/* vxlan_xmit(skb, dev): the inner packet is about to get its VXLAN header
- * on dev. Where the vxlan module has BTF, the device's VNI and destination
- * port come from its config (struct vxlan_dev is netdev_priv(dev)). */
-static __always_inline void vxlan_event(struct sk_buff *skb, struct net_device *dev)
+/* The private area of a device (netdev_priv): after struct net_device,
+ * aligned to NETDEV_ALIGN. */
+static __always_inline void *dev_priv(struct net_device *dev)
+{
+	__u32 off = (bpf_core_type_size(struct net_device) + PT_NETDEV_ALIGN - 1) & ~(PT_NETDEV_ALIGN - 1);
+
+	return (void *)dev + off;
+}
+
+/* struct geneve_dev and struct geneve_config are private to the geneve
+ * module (drivers/net/geneve.c), not in vmlinux.h: the fields read,
+ * relocated against the module's BTF where it has one (5.11+; checked in
+ * the BTF of Debian's 6.1 and 6.12 modules). Older kernels kept the
+ * configuration in geneve_dev itself ("geneve: move all configuration
+ * under struct geneve_config"); they have no module BTF, and
+ * bpf_core_field_exists leaves them out. */
+#pragma clang diagnostic push
+#pragma clang diagnostic ignored "-Wpadded"
+struct geneve_config {
+	struct ip_tunnel_info info;
+	bool collect_md;
+} __attribute__((preserve_access_index));
+
+struct geneve_dev {
+	struct geneve_config cfg;
+} __attribute__((preserve_access_index));
+#pragma clang diagnostic pop
+
+/* The VNI and UDP destination port of a VXLAN or Geneve device (dev), into
+ * ext as PT_EV_ENCAP carries them, where its module has BTF. A Geneve
+ * device in external mode (collect_md: OVS's genev_sys_6081 as
+ * OVN-Kubernetes and Antrea make it) takes the VNI from each packet's
+ * metadata: none is read. */
+static __always_inline void tunnel_dev_config(struct net_device *dev, __u8 tunnel, struct pt_ext *ext)
+{
+	if (tunnel == PT_TUNNEL_VXLAN && bpf_core_type_exists(struct vxlan_dev) &&
+	    bpf_core_field_exists(struct vxlan_dev, cfg.vni)) {
+		struct vxlan_dev *vx = dev_priv(dev);
+		ext->val[0] = bpf_ntohl(BPF_CORE_READ(vx, cfg.vni)); /* cpu_to_be32(IFLA_VXLAN_ID) */
+		ext->port[1] = bpf_ntohs(BPF_CORE_READ(vx, cfg.dst_port));
+		ext->val[2] = 1;
+	}
+	if (tunnel == PT_TUNNEL_GENEVE && bpf_core_type_exists(struct geneve_dev) &&
+	    bpf_core_field_exists(struct geneve_dev, cfg.info.key.tun_id)) {
+		struct geneve_dev *g = dev_priv(dev);
+		if (BPF_CORE_READ(g, cfg.collect_md))
+			return;
+		/* The VNI is the low 24 bits of the big-endian tunnel id
+		 * (vni_to_tunnel_id). */
+		ext->val[0] = bpf_be64_to_cpu(BPF_CORE_READ(g, cfg.info.key.tun_id)) & 0xffffff;
+		ext->port[1] = bpf_ntohs(BPF_CORE_READ(g, cfg.info.key.tp_dst));
+		ext->val[2] = 1;
+	}
+}
+
+/* A tunnel device's transmit function, ndo_start_xmit(skb, dev) of the
+ * tunnel (enum pathtrace_tunnel): the inner packet is about to get the
+ * tunnel's headers on dev. */
+static __always_inline void encap_event(struct sk_buff *skb, struct net_device *dev, __u8 tunnel)
 {
 	struct pt_pkt p = {};
 
 	if (!skb || !dev || !track(skb, &p))
 		return;
-	struct event *e = new_event(skb, &p, PT_EV_VXLAN, dev);
+	struct event *e = new_event(skb, &p, PT_EV_ENCAP, dev);
 	if (!e)
 		return;
 	e->flags |= PT_BACKEND_FLAG;
-	if (bpf_core_type_exists(struct vxlan_dev) &&
-	    bpf_core_field_exists(struct vxlan_dev, cfg.vni)) {
-		__u32 priv = (bpf_core_type_size(struct net_device) + PT_NETDEV_ALIGN - 1) &
-			     ~(PT_NETDEV_ALIGN - 1);
-		struct vxlan_dev *vx = (void *)dev + priv;
-		__u32 vni = BPF_CORE_READ(vx, cfg.vni);
-		e->ext.val[0] = bpf_ntohl(vni); /* cpu_to_be32(IFLA_VXLAN_ID) */
-		e->ext.port[1] = bpf_ntohs(BPF_CORE_READ(vx, cfg.dst_port));
-		e->ext.val[2] = 1;
-	}
+	e->ext.val[1] = tunnel;
+	tunnel_dev_config(dev, tunnel, &e->ext);
 	submit_event(e);
 }
 
-/* vxlan_rcv(sk, skb): skb, still with its outer headers, arrived on dev (the
- * underlay device) for a VXLAN socket and is about to be decapsulated. */
-static __always_inline void vxlan_rcv_event(struct sk_buff *skb)
+/* A tunnel's receive function (vxlan_rcv, geneve_udp_encap_recv: (sk,
+ * skb); ipip_rcv: (skb)): skb, still with its outer headers, arrived on
+ * skb->dev (the underlay device) and is about to be decapsulated. */
+static __always_inline void decap_event(struct sk_buff *skb, __u8 tunnel)
 {
 	struct pt_pkt p = {};
 
 	if (!skb || !track(skb, &p))
 		return;
-	struct event *e = new_event(skb, &p, PT_EV_VXLAN_RCV, BPF_CORE_READ(skb, dev));
+	struct event *e = new_event(skb, &p, PT_EV_DECAP, BPF_CORE_READ(skb, dev));
 	if (!e)
 		return;
 	e->flags |= PT_BACKEND_FLAG;
+	e->ext.val[1] = tunnel;
 	submit_event(e);
 }
 

@@ -71,7 +71,11 @@ const (
 	FentryMapTracked                 = "tracked"
 	FentryMapTrackedHint             = "tracked_hint"
 	FentryProgFentryBrForward        = "fentry_br_forward"
+	FentryProgFentryGeneveRcv        = "fentry_geneve_rcv"
+	FentryProgFentryGeneveXmit       = "fentry_geneve_xmit"
 	FentryProgFentryIpVsXmit         = "fentry_ip_vs_xmit"
+	FentryProgFentryIpipRcv          = "fentry_ipip_rcv"
+	FentryProgFentryIpipTunnelXmit   = "fentry_ipip_tunnel_xmit"
 	FentryProgFentryIptDoTable       = "fentry_ipt_do_table"
 	FentryProgFentryIptDoTablePre516 = "fentry_ipt_do_table_pre516"
 	FentryProgFentryNfHookSlow       = "fentry_nf_hook_slow"
@@ -150,7 +154,11 @@ type FentrySpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type FentryProgramSpecs struct {
 	FentryBrForward        *ebpf.ProgramSpec `ebpf:"fentry_br_forward"`
+	FentryGeneveRcv        *ebpf.ProgramSpec `ebpf:"fentry_geneve_rcv"`
+	FentryGeneveXmit       *ebpf.ProgramSpec `ebpf:"fentry_geneve_xmit"`
 	FentryIpVsXmit         *ebpf.ProgramSpec `ebpf:"fentry_ip_vs_xmit"`
+	FentryIpipRcv          *ebpf.ProgramSpec `ebpf:"fentry_ipip_rcv"`
+	FentryIpipTunnelXmit   *ebpf.ProgramSpec `ebpf:"fentry_ipip_tunnel_xmit"`
 	FentryIptDoTable       *ebpf.ProgramSpec `ebpf:"fentry_ipt_do_table"`
 	FentryIptDoTablePre516 *ebpf.ProgramSpec `ebpf:"fentry_ipt_do_table_pre516"`
 	FentryNfHookSlow       *ebpf.ProgramSpec `ebpf:"fentry_nf_hook_slow"`
@@ -289,7 +297,11 @@ type FentryVariables struct {
 // It can be passed to LoadFentryObjects or ebpf.CollectionSpec.LoadAndAssign.
 type FentryPrograms struct {
 	FentryBrForward        *ebpf.Program `ebpf:"fentry_br_forward"`
+	FentryGeneveRcv        *ebpf.Program `ebpf:"fentry_geneve_rcv"`
+	FentryGeneveXmit       *ebpf.Program `ebpf:"fentry_geneve_xmit"`
 	FentryIpVsXmit         *ebpf.Program `ebpf:"fentry_ip_vs_xmit"`
+	FentryIpipRcv          *ebpf.Program `ebpf:"fentry_ipip_rcv"`
+	FentryIpipTunnelXmit   *ebpf.Program `ebpf:"fentry_ipip_tunnel_xmit"`
 	FentryIptDoTable       *ebpf.Program `ebpf:"fentry_ipt_do_table"`
 	FentryIptDoTablePre516 *ebpf.Program `ebpf:"fentry_ipt_do_table_pre516"`
 	FentryNfHookSlow       *ebpf.Program `ebpf:"fentry_nf_hook_slow"`
@@ -305,7 +317,11 @@ type FentryPrograms struct {
 func (p *FentryPrograms) Close() error {
 	return _FentryClose(
 		p.FentryBrForward,
+		p.FentryGeneveRcv,
+		p.FentryGeneveXmit,
 		p.FentryIpVsXmit,
+		p.FentryIpipRcv,
+		p.FentryIpipTunnelXmit,
 		p.FentryIptDoTable,
 		p.FentryIptDoTablePre516,
 		p.FentryNfHookSlow,

@@ -84,8 +84,12 @@ const (
 	KprobeMapTracked                 = "tracked"
 	KprobeMapTrackedHint             = "tracked_hint"
 	KprobeProgKprobeBrForward        = "kprobe_br_forward"
+	KprobeProgKprobeGeneveRcv        = "kprobe_geneve_rcv"
+	KprobeProgKprobeGeneveXmit       = "kprobe_geneve_xmit"
 	KprobeProgKprobeIpVsHook         = "kprobe_ip_vs_hook"
 	KprobeProgKprobeIpVsXmit         = "kprobe_ip_vs_xmit"
+	KprobeProgKprobeIpipRcv          = "kprobe_ipip_rcv"
+	KprobeProgKprobeIpipTunnelXmit   = "kprobe_ipip_tunnel_xmit"
 	KprobeProgKprobeIptDoTable       = "kprobe_ipt_do_table"
 	KprobeProgKprobeIptDoTablePre516 = "kprobe_ipt_do_table_pre516"
 	KprobeProgKprobeNfHookSlow       = "kprobe_nf_hook_slow"
@@ -163,8 +167,12 @@ type KprobeSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type KprobeProgramSpecs struct {
 	KprobeBrForward        *ebpf.ProgramSpec `ebpf:"kprobe_br_forward"`
+	KprobeGeneveRcv        *ebpf.ProgramSpec `ebpf:"kprobe_geneve_rcv"`
+	KprobeGeneveXmit       *ebpf.ProgramSpec `ebpf:"kprobe_geneve_xmit"`
 	KprobeIpVsHook         *ebpf.ProgramSpec `ebpf:"kprobe_ip_vs_hook"`
 	KprobeIpVsXmit         *ebpf.ProgramSpec `ebpf:"kprobe_ip_vs_xmit"`
+	KprobeIpipRcv          *ebpf.ProgramSpec `ebpf:"kprobe_ipip_rcv"`
+	KprobeIpipTunnelXmit   *ebpf.ProgramSpec `ebpf:"kprobe_ipip_tunnel_xmit"`
 	KprobeIptDoTable       *ebpf.ProgramSpec `ebpf:"kprobe_ipt_do_table"`
 	KprobeIptDoTablePre516 *ebpf.ProgramSpec `ebpf:"kprobe_ipt_do_table_pre516"`
 	KprobeNfHookSlow       *ebpf.ProgramSpec `ebpf:"kprobe_nf_hook_slow"`
@@ -308,8 +316,12 @@ type KprobeVariables struct {
 // It can be passed to LoadKprobeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type KprobePrograms struct {
 	KprobeBrForward        *ebpf.Program `ebpf:"kprobe_br_forward"`
+	KprobeGeneveRcv        *ebpf.Program `ebpf:"kprobe_geneve_rcv"`
+	KprobeGeneveXmit       *ebpf.Program `ebpf:"kprobe_geneve_xmit"`
 	KprobeIpVsHook         *ebpf.Program `ebpf:"kprobe_ip_vs_hook"`
 	KprobeIpVsXmit         *ebpf.Program `ebpf:"kprobe_ip_vs_xmit"`
+	KprobeIpipRcv          *ebpf.Program `ebpf:"kprobe_ipip_rcv"`
+	KprobeIpipTunnelXmit   *ebpf.Program `ebpf:"kprobe_ipip_tunnel_xmit"`
 	KprobeIptDoTable       *ebpf.Program `ebpf:"kprobe_ipt_do_table"`
 	KprobeIptDoTablePre516 *ebpf.Program `ebpf:"kprobe_ipt_do_table_pre516"`
 	KprobeNfHookSlow       *ebpf.Program `ebpf:"kprobe_nf_hook_slow"`
@@ -324,8 +336,12 @@ type KprobePrograms struct {
 func (p *KprobePrograms) Close() error {
 	return _KprobeClose(
 		p.KprobeBrForward,
+		p.KprobeGeneveRcv,
+		p.KprobeGeneveXmit,
 		p.KprobeIpVsHook,
 		p.KprobeIpVsXmit,
+		p.KprobeIpipRcv,
+		p.KprobeIpipTunnelXmit,
 		p.KprobeIptDoTable,
 		p.KprobeIptDoTablePre516,
 		p.KprobeNfHookSlow,

@@ -94,10 +94,10 @@ const (
 	TracepointPathtraceKindPT_EV_CONSUME      TracepointPathtraceKind = 5
 	TracepointPathtraceKindPT_EV_BRIDGE       TracepointPathtraceKind = 6
 	TracepointPathtraceKindPT_EV_IPVS         TracepointPathtraceKind = 7
-	TracepointPathtraceKindPT_EV_VXLAN        TracepointPathtraceKind = 8
+	TracepointPathtraceKindPT_EV_ENCAP        TracepointPathtraceKind = 8
 	TracepointPathtraceKindPT_EV_TABLE        TracepointPathtraceKind = 9
 	TracepointPathtraceKindPT_EV_IPVS_VERDICT TracepointPathtraceKind = 10
-	TracepointPathtraceKindPT_EV_VXLAN_RCV    TracepointPathtraceKind = 11
+	TracepointPathtraceKindPT_EV_DECAP        TracepointPathtraceKind = 11
 )
 
 type TracepointPathtraceSlot uint32

@@ -19,8 +19,8 @@ var (
 	contractKinds = map[string]Kind{
 		"PT_EV_RX": KindRx, "PT_EV_TX": KindTx, "PT_EV_NF": KindNF, "PT_EV_DROP": KindDrop,
 		"PT_EV_CONSUME": KindConsume, "PT_EV_BRIDGE": KindBridge, "PT_EV_IPVS": KindIPVS,
-		"PT_EV_VXLAN": KindVXLAN, "PT_EV_TABLE": KindTable, "PT_EV_IPVS_VERDICT": KindIPVSVerdict,
-		"PT_EV_VXLAN_RCV": KindVXLANRcv,
+		"PT_EV_ENCAP": KindEncap, "PT_EV_TABLE": KindTable, "PT_EV_IPVS_VERDICT": KindIPVSVerdict,
+		"PT_EV_DECAP": KindDecap,
 	}
 	contractFlags = map[string]Flags{
 		"PT_F_NEW": FlagNew, "PT_F_L3": FlagL3, "PT_F_INNER": FlagInner, "PT_F_L4": FlagL4,
@@ -163,17 +163,42 @@ func TestDecodeExt(t *testing.T) {
 			t.Errorf("scheduler %q without val[2]", ev.IPVS.Scheduler)
 		}
 	})
-	t.Run("vxlan", func(t *testing.T) {
+	t.Run("encap", func(t *testing.T) {
 		var r bpf.TracepointEvent
-		r.Kind = uint8(KindVXLAN)
-		r.Ext.Val = [3]uint32{1, 0, 1}
+		r.Kind = uint8(KindEncap)
+		r.Ext.Val = [3]uint32{1, 0, 1} // recorded before val[1] was the tunnel: VXLAN
 		r.Ext.Port = [2]uint16{0, 8472}
-		if ev := decodeKind(t, r); ev.VXLAN != (VXLAN{Known: true, VNI: 1, DPort: 8472}) {
-			t.Errorf("vxlan %+v", ev.VXLAN)
+		if ev := decodeKind(t, r); ev.TunnelFunc != (TunnelFunc{Tunnel: hop.TunnelVXLAN, Known: true, VNI: 1, DPort: 8472}) {
+			t.Errorf("vxlan %+v", ev.TunnelFunc)
 		}
 		r.Ext.Val[2] = 0
-		if ev := decodeKind(t, r); ev.VXLAN.Known {
-			t.Errorf("vxlan known without val[2]: %+v", ev.VXLAN)
+		if ev := decodeKind(t, r); ev.TunnelFunc.Known {
+			t.Errorf("vxlan known without val[2]: %+v", ev.TunnelFunc)
+		}
+		r.Ext.Val = [3]uint32{10, uint32(TunnelGeneve), 1}
+		r.Ext.Port = [2]uint16{0, 6081}
+		if ev := decodeKind(t, r); ev.TunnelFunc != (TunnelFunc{Tunnel: hop.TunnelGeneve, Known: true, VNI: 10, DPort: 6081}) {
+			t.Errorf("geneve %+v", ev.TunnelFunc)
+		}
+		r.Ext.Val, r.Ext.Port = [3]uint32{0, uint32(TunnelIPIP), 0}, [2]uint16{}
+		if ev := decodeKind(t, r); ev.TunnelFunc != (TunnelFunc{Tunnel: hop.TunnelIPIP}) {
+			t.Errorf("ipip %+v", ev.TunnelFunc)
+		}
+		r.Ext.Val[1] = 0x100 + uint32(TunnelIPIP)
+		if ev := decodeKind(t, r); ev.TunnelFunc.Tunnel != hop.NoTunnel {
+			t.Errorf("tunnel %#x: %s, want none", r.Ext.Val[1], ev.TunnelFunc.Tunnel)
+		}
+	})
+	t.Run("decap", func(t *testing.T) {
+		var r bpf.TracepointEvent
+		r.Kind, r.Flags = uint8(KindDecap), uint8(FlagKprobe)
+		r.Ext.Val = [3]uint32{7, uint32(TunnelGeneve), 1} // val[0], val[2]: not a decap's
+		if ev := decodeKind(t, r); ev.TunnelFunc != (TunnelFunc{Tunnel: hop.TunnelGeneve}) || ev.Backend != hop.Kprobe {
+			t.Errorf("geneve decap %+v backend %s", ev.TunnelFunc, ev.Backend)
+		}
+		r.Ext.Val = [3]uint32{}
+		if ev := decodeKind(t, r); ev.TunnelFunc.Tunnel != hop.TunnelVXLAN {
+			t.Errorf("decap recorded before val[1]: %s, want vxlan", ev.TunnelFunc.Tunnel)
 		}
 	})
 	t.Run("table", func(t *testing.T) {

@@ -194,7 +194,7 @@ func echoID(b []byte, proto uint8, t *Tuple) {
 // meaning depends on the kind (bpf/include/event.h).
 func (d *Decoder) ext(ev *Event) {
 	x := &d.raw.Ext
-	ev.CT, ev.Verdict, ev.VXLAN = NoCT, hop.NoVerdict, VXLAN{}
+	ev.CT, ev.Verdict, ev.TunnelFunc = NoCT, hop.NoVerdict, TunnelFunc{}
 	// Most events have neither: cleared only where set, field by field
 	// (comparing whole structs, or clearing them, costs more).
 	if t := &ev.Table; t.Name != "" || t.Chain != "" || t.Engine != 0 || t.Family != 0 {
@@ -217,9 +217,15 @@ func (d *Decoder) ext(ev *Event) {
 		if x.Val[2] == 1 {
 			ev.IPVS.Scheduler = d.name(&x.Name)
 		}
-	case KindVXLAN:
-		if x.Val[2] == 1 {
-			ev.VXLAN = VXLAN{Known: true, VNI: x.Val[0], DPort: x.Port[1]}
+	case KindEncap, KindDecap:
+		// val[1] is the tunnel: 0, VXLAN, in recordings made before
+		// the other tunnels had function hops.
+		ev.TunnelFunc.Tunnel = hop.NoTunnel
+		if x.Val[1] <= 0xff {
+			ev.TunnelFunc.Tunnel = TunnelKind(x.Val[1]).Hop()
+		}
+		if ev.Kind == KindEncap && x.Val[2] == 1 {
+			ev.TunnelFunc.Known, ev.TunnelFunc.VNI, ev.TunnelFunc.DPort = true, x.Val[0], x.Port[1]
 		}
 	case KindTable:
 		// The record's dev carries the base chain; x_tables has none

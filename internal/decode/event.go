@@ -20,15 +20,22 @@ const (
 	KindConsume Kind = 5 // skb:consume_skb
 	KindBridge  Kind = 6 // br_forward: bridged from In to Out on Dev
 	KindIPVS    Kind = 7 // IPVS transmit to a real server; IPVS holds the connection
-	KindVXLAN   Kind = 8 // vxlan_xmit: about to be encapsulated on Dev
+	// KindEncap: a tunnel device's transmit function (vxlan_xmit,
+	// geneve_xmit, ipip_tunnel_xmit), about to encapsulate the packet on
+	// Dev; TunnelFunc says which tunnel and what the program read of the
+	// device. Named KindVXLAN before Geneve and IPIP had function hops
+	// (the same value: recordings made before carry VXLAN's).
+	KindEncap Kind = 8
 	// KindTable: a rule table (ipt_do_table, nft_do_chain) returned a
 	// verdict; Table holds the table, Verdict the verdict.
 	KindTable Kind = 9
 	// KindIPVSVerdict: IPVS's netfilter hook dropped the packet.
 	KindIPVSVerdict Kind = 10
-	// KindVXLANRcv: vxlan_rcv, about to decapsulate a packet received on
-	// Dev (the underlay device).
-	KindVXLANRcv Kind = 11
+	// KindDecap: a tunnel's receive function (vxlan_rcv,
+	// geneve_udp_encap_recv, ipip_rcv), about to decapsulate a packet
+	// received on Dev (the underlay device); TunnelFunc.Tunnel says
+	// which tunnel. Named KindVXLANRcv before.
+	KindDecap Kind = 11
 )
 
 // kindInfo is the event contract's table: per event kind its name (in
@@ -46,10 +53,10 @@ var kindInfo = [...]struct {
 	KindConsume:     {"consume", hop.Consume, hop.Tracepoint},
 	KindBridge:      {"bridge", hop.Bridge, hop.NoBackend},
 	KindIPVS:        {"ipvs", hop.IPVS, hop.NoBackend},
-	KindVXLAN:       {"vxlan", hop.Encap, hop.NoBackend},
+	KindEncap:       {"encap", hop.Encap, hop.NoBackend},
 	KindTable:       {"table", hop.Table, hop.NoBackend},
 	KindIPVSVerdict: {"ipvs-verdict", hop.IPVS, hop.NoBackend},
-	KindVXLANRcv:    {"vxlan-rcv", hop.Decap, hop.NoBackend},
+	KindDecap:       {"decap", hop.Decap, hop.NoBackend},
 }
 
 // Kinds lists every event kind of the contract.
@@ -241,7 +248,9 @@ type Event struct {
 	Verdict hop.Verdict // KindTable, KindIPVSVerdict: the verdict returned
 	Table   Table       // KindTable
 	IPVS    IPVS        // KindIPVS
-	VXLAN   VXLAN       // KindVXLAN
+	// KindEncap, KindDecap: the tunnel of the function, and for
+	// KindEncap the device's VNI and port.
+	TunnelFunc TunnelFunc
 
 	// Data holds the first bytes of the packet from its network header, as
 	// captured (snaplen); empty when nothing was captured. It aliases the
@@ -266,9 +275,15 @@ type IPVS struct {
 	Scheduler  string // "" where the program could not read it
 }
 
-// VXLAN is what a KindVXLAN event knows of the encapsulation ahead.
-type VXLAN struct {
-	Known bool // the vxlan module's BTF let the program read VNI and DPort
+// TunnelFunc is what a tunnel function's event (KindEncap, KindDecap)
+// knows of the tunnel: which one (hop.NoTunnel for a value the contract
+// does not have) and, for an encapsulation, the device's VNI and UDP
+// destination port.
+type TunnelFunc struct {
+	Tunnel hop.Tunnel
+	// Known: the module's BTF let the program read VNI and DPort (VXLAN
+	// and Geneve devices with one VNI; never for IPIP, which has none).
+	Known bool
 	VNI   uint32
 	DPort uint16 // UDP destination port
 }

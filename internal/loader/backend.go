@@ -164,8 +164,22 @@ var funcHops = []funcHop{
 		with(ipvsHook, "ip_vs_remote_request4", "ip_vs"),
 		with(ipvsHook, "ip_vs_local_request4", "ip_vs"),
 	}},
-	{hop.Encap, []funcTarget{{fn: features.FuncRef{Name: "vxlan_xmit", Module: "vxlan"}, fentry: "fentry_vxlan_xmit", kprobe: "kprobe_vxlan_xmit"}}},
-	{hop.Decap, []funcTarget{{fn: features.FuncRef{Name: "vxlan_rcv", Module: "vxlan"}, fentry: "fentry_vxlan_rcv", kprobe: "kprobe_vxlan_rcv"}}},
+	// The tunnels' transmit functions (ndo_start_xmit) and receive
+	// functions (called through pointers: a UDP tunnel socket's
+	// encap_rcv, tunnel4's handler), with the same arguments in 5.10,
+	// 6.1 and 6.12, one program each, which says its tunnel (bpf/fentry.c).
+	// A tunnel whose module is not loaded has no target: its packets'
+	// encap and decap are inferred from their headers.
+	{hop.Encap, []funcTarget{
+		{fn: features.FuncRef{Name: "vxlan_xmit", Module: "vxlan"}, fentry: "fentry_vxlan_xmit", kprobe: "kprobe_vxlan_xmit"},
+		{fn: features.FuncRef{Name: "geneve_xmit", Module: "geneve"}, fentry: "fentry_geneve_xmit", kprobe: "kprobe_geneve_xmit"},
+		{fn: features.FuncRef{Name: "ipip_tunnel_xmit", Module: "ipip"}, fentry: "fentry_ipip_tunnel_xmit", kprobe: "kprobe_ipip_tunnel_xmit"},
+	}},
+	{hop.Decap, []funcTarget{
+		{fn: features.FuncRef{Name: "vxlan_rcv", Module: "vxlan"}, fentry: "fentry_vxlan_rcv", kprobe: "kprobe_vxlan_rcv"},
+		{fn: features.FuncRef{Name: "geneve_udp_encap_recv", Module: "geneve"}, fentry: "fentry_geneve_rcv", kprobe: "kprobe_geneve_rcv"},
+		{fn: features.FuncRef{Name: "ipip_rcv", Module: "ipip"}, fentry: "fentry_ipip_rcv", kprobe: "kprobe_ipip_rcv"},
+	}},
 }
 
 // nfHookSlow is the function that runs a netfilter hook's functions.

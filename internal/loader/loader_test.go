@@ -34,7 +34,7 @@ func TestParseChoice(t *testing.T) {
 }
 
 // The modules whose functions the function hops attach to.
-var hopModules = []string{"bridge", "br_netfilter", "vxlan", "ip_vs", "ip_tables", "nf_tables", "nf_conntrack"}
+var hopModules = []string{"bridge", "br_netfilter", "vxlan", "geneve", "ipip", "ip_vs", "ip_tables", "nf_tables", "nf_conntrack"}
 
 // TestFeaturesMatchKernel checks what `pathtrace features` says against
 // what we know of each kernel we test on (testutil.ExpectedBackends).

@@ -258,8 +258,8 @@ func supportTable(hops map[hop.Kind]HopSupport) []HopSupport {
 		nat.Source = ""
 	}
 	hops[hop.NAT] = nat
-	hops[hop.Encap] = inferred(hops[hop.Encap], "vxlan_xmit", "the VXLAN header appears between two hops")
-	hops[hop.Decap] = inferred(hops[hop.Decap], "vxlan_rcv", "the VXLAN header disappears between two hops")
+	hops[hop.Encap] = inferred(hops[hop.Encap], "the tunnel's header appears between two hops")
+	hops[hop.Decap] = inferred(hops[hop.Decap], "the tunnel's header disappears between two hops")
 	var order []HopSupport
 	for _, d := range hop.Kinds() {
 		h, ok := hops[d.Kind]
@@ -271,13 +271,21 @@ func supportTable(hops map[hop.Kind]HopSupport) []HopSupport {
 	return order
 }
 
-// inferred replaces a VXLAN function hop no backend shows by the same hop
-// seen in how the headers change.
-func inferred(h HopSupport, fn, source string) HopSupport {
+// inferred replaces a tunnel function hop no backend shows by the same
+// hop seen in how the headers change, its reason naming the functions.
+func inferred(h HopSupport, source string) HopSupport {
 	if h.Observable() {
 		return h
 	}
-	return HopSupport{Hop: h.Hop, Backend: hop.Inferred, Source: source, Reason: fn + ": " + h.Reason}
+	var fns []string
+	for _, f := range funcHops {
+		if f.hop == h.Hop {
+			for _, t := range f.targets {
+				fns = append(fns, t.fn.Name)
+			}
+		}
+	}
+	return HopSupport{Hop: h.Hop, Backend: hop.Inferred, Source: source, Reason: strings.Join(fns, ", ") + ": " + h.Reason}
 }
 
 // backendSummary names the backends in use, "tracepoint+netfilter-link".

@@ -101,7 +101,7 @@ func TestPlan(t *testing.T) {
 		if r := got[hop.Bridge].Reason; !strings.Contains(r, "lockdown") || !strings.Contains(r, "CONFIG_KPROBES") {
 			t.Errorf("bridge: reason %q does not say why fentry and kprobes are out", r)
 		}
-		if r := got[hop.Encap].Reason; !strings.HasPrefix(r, "vxlan_xmit: ") {
+		if r := got[hop.Encap].Reason; !strings.HasPrefix(r, "vxlan_xmit, geneve_xmit, ipip_tunnel_xmit: ") {
 			t.Errorf("encap inferred, reason %q", r)
 		}
 		if got[hop.Netfilter].Reason != "" || got[hop.Drop].Reason != "" {
@@ -137,6 +137,40 @@ func TestPlan(t *testing.T) {
 		wantBackends(t, got, expect(hop.NetfilterLink, hop.Fentry, hop.Fentry))
 		if s := got[hop.IPVSDrop].Source; s != "fexit/ip_vs_remote_request4,ip_vs_local_request4" {
 			t.Errorf("ipvs-drop source %q: the targets the kernel has", s)
+		}
+	})
+	t.Run("tunnel modules", func(t *testing.T) {
+		// Every tunnel module loaded: each tunnel's functions.
+		got := planOf(t, ChoiceAuto, fakeKernel{})
+		if s := got[hop.Encap].Source; s != "fentry/vxlan_xmit,geneve_xmit,ipip_tunnel_xmit" {
+			t.Errorf("encap source %q", s)
+		}
+		if s := got[hop.Decap].Source; s != "fentry/vxlan_rcv,geneve_udp_encap_recv,ipip_rcv" {
+			t.Errorf("decap source %q", s)
+		}
+		// Only vxlan: geneve's and ipip's functions are left out, not
+		// an error.
+		missing := map[string]error{}
+		for _, fn := range []string{"geneve_xmit", "geneve_udp_encap_recv"} {
+			missing[fn] = features.NotSupportedError("module geneve not loaded")
+		}
+		for _, fn := range []string{"ipip_tunnel_xmit", "ipip_rcv"} {
+			missing[fn] = features.NotSupportedError("module ipip not loaded")
+		}
+		got = planOf(t, ChoiceAuto, fakeKernel{btf: missing, kallsyms: missing})
+		if h := got[hop.Encap]; h.Backend != hop.Fentry || h.Source != "fentry/vxlan_xmit" {
+			t.Errorf("encap with vxlan only: %+v", h)
+		}
+		if h := got[hop.Decap]; h.Backend != hop.Fentry || h.Source != "fentry/vxlan_rcv" {
+			t.Errorf("decap with vxlan only: %+v", h)
+		}
+		// No tunnel module: inferred, saying why.
+		for _, fn := range []string{"vxlan_xmit", "vxlan_rcv"} {
+			missing[fn] = features.NotSupportedError("module vxlan not loaded")
+		}
+		got = planOf(t, ChoiceAuto, fakeKernel{btf: missing, kallsyms: missing})
+		if h := got[hop.Encap]; h.Backend != hop.Inferred || !strings.Contains(h.Reason, "module geneve not loaded") {
+			t.Errorf("encap without tunnel modules: %+v", h)
 		}
 	})
 	t.Run("forced kprobe without kprobes", func(t *testing.T) {

@@ -27,8 +27,8 @@ func ipvsRemote(skb, ts uint64) *seq {
 	s.add(fentry(decode.Event{Kind: decode.KindNF, Hook: hop.Output, Slot: decode.SlotFirst, Netns: nsNode1, Dev: "flannel.1", Out: "flannel.1"})).
 		add(fentry(decode.Event{Kind: decode.KindNF, Hook: hop.Output, Slot: decode.SlotLast, Netns: nsNode1, Dev: "flannel.1", Out: "flannel.1"})).
 		dev(decode.KindTx, nsNode1, "flannel.1")
-	vx := fentry(decode.Event{Kind: decode.KindVXLAN, Netns: nsNode1, Dev: "flannel.1"})
-	vx.VXLAN = decode.VXLAN{Known: true, VNI: 1, DPort: 8472}
+	vx := fentry(decode.Event{Kind: decode.KindEncap, Netns: nsNode1, Dev: "flannel.1"})
+	vx.TunnelFunc = decode.TunnelFunc{Tunnel: hop.TunnelVXLAN, Known: true, VNI: 1, DPort: 8472}
 	s.add(vx).
 		encap("192.168.50.11:48748", "192.168.50.12:8472", 1).
 		dev(decode.KindTx, nsNode1, "eth0").
@@ -85,18 +85,19 @@ func TestFunctionHops(t *testing.T) {
 }
 
 // A vxlan_xmit hop whose packet never shows encapsulated keeps what the
-// program read and no addresses.
+// program read, the tunnel, and no addresses.
 func TestVXLANHopWithoutOuter(t *testing.T) {
 	s := newSeq(0xc00, 1e9, tcp("10.244.1.5:1", "10.244.2.7:2"))
-	vx := decode.Event{Kind: decode.KindVXLAN, Flags: decode.FlagKprobe, Netns: nsNode1, Dev: "flannel.1"}
+	vx := decode.Event{Kind: decode.KindEncap, Flags: decode.FlagKprobe, Netns: nsNode1, Dev: "flannel.1"}
+	vx.TunnelFunc.Tunnel = hop.TunnelVXLAN // no BTF: no VNI, no port
 	s.dev(decode.KindTx, nsNode1, "flannel.1").add(vx).
 		add(decode.Event{Kind: decode.KindDrop, Netns: nsNode1, Dev: "flannel.1"})
 	paths, _ := collect(t, Config{}, s.events)
 	if len(paths) != 1 || kinds(paths[0]) != "tx:flannel.1 encap:flannel.1 drop:flannel.1" {
 		t.Fatalf("paths %d, hops %s", len(paths), kinds(paths[0]))
 	}
-	if h := paths[0].Hops[1]; h.Outer != nil || h.Backend != hop.Kprobe {
-		t.Errorf("encap hop outer %+v backend %q, want none from kprobe", h.Outer, h.Backend)
+	if h := paths[0].Hops[1]; h.Outer == nil || *h.Outer != (Outer{Tunnel: hop.TunnelVXLAN}) || h.Backend != hop.Kprobe {
+		t.Errorf("encap hop outer %+v backend %q, want VXLAN without addresses from kprobe", h.Outer, h.Backend)
 	}
 }
 
@@ -166,7 +167,7 @@ func TestVXLANRcvHop(t *testing.T) {
 	s := newSeq(0xe00, 1e9, tcp("10.244.1.5:1", "10.244.2.7:2"))
 	s.encap("192.168.50.11:48748", "192.168.50.12:8472", 1).
 		dev(decode.KindRx, nsNode2, "eth0").
-		add(decode.Event{Kind: decode.KindVXLANRcv, Flags: decode.FlagFentry, Netns: nsNode2, Dev: "eth0"}).
+		add(decode.Event{Kind: decode.KindDecap, Flags: decode.FlagFentry, Netns: nsNode2, Dev: "eth0"}).
 		decap().
 		dev(decode.KindRx, nsNode2, "flannel.1").
 		dev(decode.KindTx, nsNode2, "cni0")
@@ -189,7 +190,7 @@ func TestVXLANRcvHop(t *testing.T) {
 	s = newSeq(0xe01, 2e9, tcp("10.244.1.5:1", "10.244.2.7:2"))
 	s.encap("192.168.50.11:48748", "192.168.50.12:8472", 9).
 		dev(decode.KindRx, nsNode2, "eth0").
-		add(decode.Event{Kind: decode.KindVXLANRcv, Flags: decode.FlagFentry, Netns: nsNode2, Dev: "eth0"}).
+		add(decode.Event{Kind: decode.KindDecap, Flags: decode.FlagFentry, Netns: nsNode2, Dev: "eth0"}).
 		add(decode.Event{Kind: decode.KindDrop, Netns: nsNode2, Dev: "eth0"})
 	paths, _ = collect(t, Config{}, s.events)
 	if len(paths) != 1 {
@@ -197,5 +198,22 @@ func TestVXLANRcvHop(t *testing.T) {
 	}
 	if got, want := kinds(paths[0]), "rx:eth0 decap:eth0 drop:eth0"; got != want {
 		t.Errorf("hops of a packet vxlan_rcv dropped\n got %s\nwant %s", got, want)
+	}
+}
+
+// A tunnel's receive function on a packet whose headers were not parsed
+// as its tunnel's (VXLAN to a port not in --vxlan-port) still names the
+// tunnel on the decap hop.
+func TestDecapHopTunnelFromFunction(t *testing.T) {
+	s := newSeq(0xf10, 1e9, tcp("192.168.50.11:40000", "192.168.50.12:4790"))
+	dec := decode.Event{Kind: decode.KindDecap, Flags: decode.FlagFentry, Netns: nsNode2, Dev: "eth0"}
+	dec.TunnelFunc = decode.TunnelFunc{Tunnel: hop.TunnelVXLAN}
+	s.dev(decode.KindRx, nsNode2, "eth0").add(dec)
+	paths, _ := collect(t, Config{}, s.events)
+	if len(paths) != 1 || kinds(paths[0]) != "rx:eth0 decap:eth0" {
+		t.Fatalf("paths %d, hops %s", len(paths), kinds(paths[0]))
+	}
+	if h := paths[0].Hops[1]; h.Outer == nil || *h.Outer != (Outer{Tunnel: hop.TunnelVXLAN}) {
+		t.Errorf("decap hop outer %+v, want the function's VXLAN", h.Outer)
 	}
 }

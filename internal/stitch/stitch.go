@@ -136,16 +136,17 @@ type track struct {
 	// inHook holds the hops seen inside the pending hook (table verdicts,
 	// IPVS's), appended after the hook's own hop.
 	inHook  []Hop
-	encap   bool // the previous L3 event saw a VXLAN packet
+	encap   bool // the previous L3 event saw a tunnel's packet
 	outer   Outer
 	txDev   string // device of the newest tx hop
 	txNetns uint32
-	// vxlanHop is the index of an encap hop a vxlan_xmit event made, whose
-	// outer header the next encapsulated event completes; -1 when none.
-	vxlanHop int
-	// decapHop is the index of a decap hop a vxlan_rcv event made, whose
-	// device (the VXLAN device) the next unencapsulated event tells; -1
-	// when none.
+	// encapHop is the index of an encap hop a tunnel transmit function
+	// made (KindEncap), whose outer header the next encapsulated event
+	// completes; -1 when none.
+	encapHop int
+	// decapHop is the index of a decap hop a tunnel receive function
+	// made (KindDecap), whose device (the tunnel device) the next
+	// unencapsulated event tells; -1 when none.
 	decapHop int
 
 	// The packet's identity (identity.go): its innermost tuple at the
@@ -312,7 +313,7 @@ func (s *Stitcher) start(ev *decode.Event) *track {
 		ICMPID:    tup.ICMPID,
 	}
 	t := s.newTrack()
-	*t = track{path: p, mem: m, skb: ev.SKB, last: ev.TS, encap: ev.Encapsulated(), vxlanHop: -1, decapHop: -1, inHook: t.inHook[:0], cur: tup}
+	*t = track{path: p, mem: m, skb: ev.SKB, last: ev.TS, encap: ev.Encapsulated(), encapHop: -1, decapHop: -1, inHook: t.inHook[:0], cur: tup}
 	s.active[ev.SKB] = t
 	s.held += cap(p.Hops)
 	s.enqueue(t)
@@ -435,18 +436,30 @@ func (s *Stitcher) apply(t *track, ev *decode.Event) {
 			Method:     ev.IPVS.Method,
 			Scheduler:  ev.IPVS.Scheduler,
 		})
-	case decode.KindVXLAN:
-		// vxlan_xmit: the encapsulation happens here; the outer header is
-		// known from the next event that carries it.
-		if ev.VXLAN.Known {
-			h.Outer = alloc(&t.mem.arena.outers, Outer{Tunnel: hop.TunnelVXLAN, DPort: ev.VXLAN.DPort, VNI: ev.VXLAN.VNI})
+	case decode.KindEncap:
+		// A tunnel's transmit function: the encapsulation happens
+		// here; the outer header is known from the next event that
+		// carries it, the tunnel (and the device's VNI and port, where
+		// read) already.
+		if tf := ev.TunnelFunc; tf.Tunnel != hop.NoTunnel {
+			o := Outer{Tunnel: tf.Tunnel}
+			if tf.Known && tf.Tunnel.HasVNI() {
+				o.DPort, o.VNI = tf.DPort, tf.VNI
+			}
+			h.Outer = alloc(&t.mem.arena.outers, o)
 		}
 		if h != &s.spare {
-			t.vxlanHop = len(t.path.Hops) - 1
+			t.encapHop = len(t.path.Hops) - 1
 		}
-	case decode.KindVXLANRcv:
-		// vxlan_rcv: the decapsulation happens here, on the underlay
-		// device's packet; the VXLAN device is the next event's.
+	case decode.KindDecap:
+		// A tunnel's receive function: the decapsulation happens here,
+		// on the underlay device's packet (whose outer header fill
+		// took); the tunnel device is the next event's.
+		if h.Outer == nil && ev.TunnelFunc.Tunnel != hop.NoTunnel {
+			// Headers not parsed as the tunnel's (a VXLAN port not
+			// in --vxlan-port): the function still says which.
+			h.Outer = alloc(&t.mem.arena.outers, Outer{Tunnel: ev.TunnelFunc.Tunnel})
+		}
 		if h != &s.spare {
 			t.decapHop = len(t.path.Hops) - 1
 		}
@@ -618,8 +631,8 @@ func (s *Stitcher) transitions(t *track, ev *decode.Event) {
 	}
 	enc := ev.Encapsulated()
 	if !enc && t.decapHop >= 0 {
-		// A vxlan_rcv hop marks the decapsulation: this event tells
-		// the VXLAN device.
+		// A tunnel receive function's hop marks the decapsulation:
+		// this event tells the tunnel device.
 		d := &t.path.Hops[t.decapHop]
 		d.Dev, d.Ifindex = ev.Dev, ev.Ifindex
 		d.NetnsInode, d.Netns = ev.Netns, s.netns(ev.Netns)
@@ -628,11 +641,12 @@ func (s *Stitcher) transitions(t *track, ev *decode.Event) {
 		return
 	}
 	switch {
-	case enc && !t.encap && t.vxlanHop >= 0:
-		// A vxlan_xmit hop already marks the encapsulation: complete it.
+	case enc && !t.encap && t.encapHop >= 0:
+		// A tunnel transmit function's hop already marks the
+		// encapsulation: complete it.
 		t.outer = outerOf(ev)
-		t.path.Hops[t.vxlanHop].Outer = alloc(&t.mem.arena.outers, t.outer)
-		t.vxlanHop = -1
+		t.path.Hops[t.encapHop].Outer = alloc(&t.mem.arena.outers, t.outer)
+		t.encapHop = -1
 	case enc && !t.encap:
 		t.outer = outerOf(ev)
 		h := s.hop(t, ev)

@@ -406,53 +406,83 @@ func BenchmarkStitch(b *testing.B) {
 
 // IPIP (Calico's tunl0, routed veths) and Geneve keep one path across the
 // nodes as VXLAN does, with encap and decap hops carrying their outer
-// header: no port or VNI for IPIP.
+// header: no port or VNI for IPIP. Inferred from the headers, or shown by
+// the tunnel's functions (ipip_tunnel_xmit and ipip_rcv, geneve_xmit and
+// geneve_udp_encap_recv, from kprobes here): the same hops, with the
+// functions' backend.
 func TestTunnelsAcrossNodes(t *testing.T) {
 	for _, tt := range []struct {
 		name, dev string
 		encap     func(*seq) *seq
 		want      Outer
+		fn        decode.TunnelFunc // what the transmit function's program read
 	}{
 		{"ipip", "tunl0", func(s *seq) *seq { return s.encapIPIP("192.168.50.11", "192.168.50.12") },
-			Outer{Tunnel: hop.TunnelIPIP, Src: ap("192.168.50.11:0").Addr(), Dst: ap("192.168.50.12:0").Addr()}},
+			Outer{Tunnel: hop.TunnelIPIP, Src: ap("192.168.50.11:0").Addr(), Dst: ap("192.168.50.12:0").Addr()},
+			decode.TunnelFunc{Tunnel: hop.TunnelIPIP}},
 		{"geneve", "genev_sys_6081", func(s *seq) *seq { return s.encapGeneve("192.168.50.11:51000", "192.168.50.12:6081", 7) },
-			Outer{Tunnel: hop.TunnelGeneve, Src: ap("192.168.50.11:0").Addr(), Dst: ap("192.168.50.12:0").Addr(), DPort: 6081, VNI: 7}},
+			Outer{Tunnel: hop.TunnelGeneve, Src: ap("192.168.50.11:0").Addr(), Dst: ap("192.168.50.12:0").Addr(), DPort: 6081, VNI: 7},
+			decode.TunnelFunc{Tunnel: hop.TunnelGeneve, Known: true, VNI: 7, DPort: 6081}},
 	} {
-		t.Run(tt.name, func(t *testing.T) {
-			s := newSeq(0xb00, 1e9, tcp("10.244.1.5:40312", "10.244.2.7:8080"))
-			s.dev(decode.KindTx, nsClient, "eth0").
-				dev(decode.KindRx, nsNode1, "cali1a2b3c4d").
-				hook(hop.Forward, nsNode1, "cali1a2b3c4d", tt.dev, nil).
-				dev(decode.KindTx, nsNode1, tt.dev)
-			tt.encap(s).
-				dev(decode.KindTx, nsNode1, "eth0").
-				dev(decode.KindRx, nsNode2, "eth0").
-				decap().
-				dev(decode.KindRx, nsNode2, tt.dev).
-				dev(decode.KindTx, nsNode2, "cali5e6f7a8b").
-				dev(decode.KindRx, nsServer, "eth0")
-			paths, _ := collect(t, Config{}, s.events)
-			if len(paths) != 1 {
-				t.Fatalf("got %d paths, want 1", len(paths))
+		for _, funcs := range []bool{false, true} {
+			name, backend := tt.name, hop.Inferred
+			if funcs {
+				name, backend = tt.name+"/functions", hop.Kprobe
 			}
-			p := paths[0]
-			want := "tx:eth0 rx:cali1a2b3c4d netfilter:FORWARD tx:" + tt.dev + " encap:" + tt.dev + " tx:eth0 rx:eth0 decap:" + tt.dev +
-				" rx:" + tt.dev + " tx:cali5e6f7a8b rx:eth0"
-			if got := kinds(p); got != want {
-				t.Errorf("hops\n got %s\nwant %s", got, want)
-			}
-			for _, i := range []int{4, 5, 6, 7} {
-				h := p.Hops[i]
-				if h.Outer == nil || *h.Outer != tt.want {
-					t.Errorf("hop %d %s outer %+v, want %+v", i, h.Kind, h.Outer, tt.want)
+			t.Run(name, func(t *testing.T) {
+				// fn adds the tunnel function's event of kind k, if funcs.
+				fn := func(s *seq, k decode.Kind, netns uint32, dev string) *seq {
+					if !funcs {
+						return s
+					}
+					ev := decode.Event{Kind: k, Flags: decode.FlagKprobe, Netns: netns, Dev: dev, TunnelFunc: tt.fn}
+					if k == decode.KindDecap {
+						ev.TunnelFunc = decode.TunnelFunc{Tunnel: tt.fn.Tunnel}
+					}
+					return s.add(ev)
 				}
-				if h.Src != ap("10.244.1.5:40312") || h.Dst != ap("10.244.2.7:8080") {
-					t.Errorf("hop %d carries %s → %s, want the inner tuple", i, h.Src, h.Dst)
+				s := newSeq(0xb00, 1e9, tcp("10.244.1.5:40312", "10.244.2.7:8080"))
+				s.dev(decode.KindTx, nsClient, "eth0").
+					dev(decode.KindRx, nsNode1, "cali1a2b3c4d").
+					hook(hop.Forward, nsNode1, "cali1a2b3c4d", tt.dev, nil).
+					dev(decode.KindTx, nsNode1, tt.dev)
+				fn(s, decode.KindEncap, nsNode1, tt.dev)
+				tt.encap(s).
+					dev(decode.KindTx, nsNode1, "eth0").
+					dev(decode.KindRx, nsNode2, "eth0")
+				fn(s, decode.KindDecap, nsNode2, "eth0").
+					decap().
+					dev(decode.KindRx, nsNode2, tt.dev).
+					dev(decode.KindTx, nsNode2, "cali5e6f7a8b").
+					dev(decode.KindRx, nsServer, "eth0")
+				paths, _ := collect(t, Config{}, s.events)
+				if len(paths) != 1 {
+					t.Fatalf("got %d paths, want 1", len(paths))
 				}
-			}
-			if p.Verdict != VerdictDelivered {
-				t.Errorf("verdict %s", p.Verdict)
-			}
-		})
+				p := paths[0]
+				want := "tx:eth0 rx:cali1a2b3c4d netfilter:FORWARD tx:" + tt.dev + " encap:" + tt.dev + " tx:eth0 rx:eth0 decap:" + tt.dev +
+					" rx:" + tt.dev + " tx:cali5e6f7a8b rx:eth0"
+				if got := kinds(p); got != want {
+					t.Fatalf("hops\n got %s\nwant %s", got, want)
+				}
+				for _, i := range []int{4, 5, 6, 7} {
+					h := p.Hops[i]
+					if h.Outer == nil || *h.Outer != tt.want {
+						t.Errorf("hop %d %s outer %+v, want %+v", i, h.Kind, h.Outer, tt.want)
+					}
+					if h.Src != ap("10.244.1.5:40312") || h.Dst != ap("10.244.2.7:8080") {
+						t.Errorf("hop %d carries %s → %s, want the inner tuple", i, h.Src, h.Dst)
+					}
+				}
+				for _, i := range []int{4, 7} {
+					if h := p.Hops[i]; h.Backend != backend || h.NetnsInode != p.Hops[i-1].NetnsInode {
+						t.Errorf("hop %d %s: backend %q netns %d, want %q in the previous hop's", i, h.Kind, h.Backend, h.NetnsInode, backend)
+					}
+				}
+				if p.Verdict != VerdictDelivered {
+					t.Errorf("verdict %s", p.Verdict)
+				}
+			})
+		}
 	}
 }

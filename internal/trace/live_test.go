@@ -231,7 +231,7 @@ func dump(p *stitch.Path) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "#%d %s → %s flags=%#x %s\n", p.ID, p.Src, p.Dst, p.TCPFlags, p.Verdict)
 	for _, h := range p.Hops {
-		fmt.Fprintf(&b, "  %-9s %-13s %-14s %s in=%s out=%s %s→%s", h.Kind, h.Dev, h.Netns, h.Hook, h.In, h.Out, h.Src, h.Dst)
+		fmt.Fprintf(&b, "  %-9s %-13s %-14s %s in=%s out=%s %s→%s [%s]", h.Kind, h.Dev, h.Netns, h.Hook, h.In, h.Out, h.Src, h.Dst, h.Backend)
 		if h.NAT != nil {
 			fmt.Fprintf(&b, " nat %+v", *h.NAT)
 		}

@@ -1,14 +1,19 @@
 package trace
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/pathtrace/pathtrace/internal/features"
 	"github.com/pathtrace/pathtrace/internal/hop"
+	"github.com/pathtrace/pathtrace/internal/loader"
 	"github.com/pathtrace/pathtrace/internal/stitch"
 	"github.com/pathtrace/pathtrace/internal/testutil"
 	"github.com/pathtrace/pathtrace/internal/topology"
@@ -47,12 +52,14 @@ func tunnelOuter(cni topology.CNI, src, dst *topology.Node) *stitch.Outer {
 // Pod to pod across nodes over Calico VXLAN (vxlan.calico, 4789) and IPIP
 // (tunl0) with routed veths, and over Geneve (6081): each packet is one
 // path, matched on its inner header, with encap and decap hops carrying
-// the tunnel's outer header and the inner tuple; the reply likewise.
+// the tunnel's outer header and the inner tuple, shown by the tunnel's
+// functions where the kernel allows kprobes or fentry; the reply likewise.
 func TestLiveTunnels(t *testing.T) {
 	for _, cni := range []topology.CNI{topology.CNICalicoVXLAN, topology.CNICalicoIPIP, topology.CNIGeneve} {
 		t.Run(cni.String(), func(t *testing.T) {
 			c := cluster(t, topology.Options{CNI: cni})
-			stop := tracing(t, c, topology.ClientIP)
+			recording := filepath.Join(t.TempDir(), "trace.pcapng")
+			stop := tracingOpts(t, c, Options{Loader: loader.Options{PodIPs: []netip.Addr{topology.ClientIP}}, Record: recording})
 			client, server := c.Pod(topology.PodClient), c.Pod(topology.PodServer)
 			node1, node2 := c.Node(topology.Node1), c.Node(topology.Node2)
 			n1, n2, dev := node1.NetnsName, node2.NetnsName, node1.TunnelDev
@@ -62,6 +69,7 @@ func TestLiveTunnels(t *testing.T) {
 			if sum.Lost != 0 {
 				t.Errorf("%d events lost", sum.Lost)
 			}
+			tunnelFuncEvents(t, recording, cni, dev)
 			forward := hopMatch{kind: hop.Netfilter, hook: hop.Forward, out: dev, netns: n1, description: "FORWARD → " + dev}
 			if cni.Routed() {
 				forward.in = client.HostVeth
@@ -89,9 +97,13 @@ func TestLiveTunnels(t *testing.T) {
 			if req.Verdict != stitch.VerdictDelivered {
 				t.Errorf("request verdict %s, want delivered", req.Verdict)
 			}
-			if cni == topology.CNICalicoVXLAN {
-				checkBackends(t, req, "") // vxlan_xmit and vxlan_rcv where the kernel shows them
-			}
+			// The tunnel's transmit and receive functions (vxlan_xmit
+			// and vxlan_rcv, geneve_xmit and geneve_udp_encap_recv,
+			// ipip_tunnel_xmit and ipip_rcv) show encap and decap
+			// where the kernel has kprobes or fentry for them: the
+			// hops have that backend, not inferred.
+			checkBackends(t, req, "")
+			oneTunnelHopEach(t, req)
 
 			reply := findPath(t, paths, topology.ServerIP, topology.ClientIP, tcpSYN|tcpACK)
 			requireHops(t, reply, []hopMatch{
@@ -101,7 +113,62 @@ func TestLiveTunnels(t *testing.T) {
 				{kind: hop.Tx, dev: client.HostVeth, netns: n1, description: "tx on the client's host veth"},
 				{kind: hop.Rx, dev: "eth0", netns: client.NetnsName, description: "rx on the client pod's eth0"},
 			})
+			checkBackends(t, reply, "")
+			oneTunnelHopEach(t, reply)
 		})
+	}
+}
+
+// tunnelFuncEvents checks, where the kernel shows the tunnel's functions,
+// that the recording has their events as the kernel programs made them
+// (the encap hop's VNI is the packet's once the outer header is seen, so
+// only the events tell what the program read of the device): "encap
+// geneve vni 10 on genev_sys_6081", "decap geneve on eth0"; the VNI where
+// the module has BTF (not 5.10).
+func tunnelFuncEvents(t *testing.T, recording string, cni topology.CNI, dev string) {
+	t.Helper()
+	if !expectFunctionHop(hop.Encap) {
+		return
+	}
+	b, err := os.ReadFile(recording)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := tunnelOuter(cni, &topology.Node{}, &topology.Node{})
+	xmit := map[hop.Tunnel]features.FuncRef{
+		hop.TunnelVXLAN:  {Name: "vxlan_xmit", Module: "vxlan"},
+		hop.TunnelGeneve: {Name: "geneve_xmit", Module: "geneve"},
+		hop.TunnelIPIP:   {Name: "ipip_tunnel_xmit", Module: "ipip"},
+	}[o.Tunnel]
+	encap := "encap " + o.Tunnel.String()
+	if _, err := features.FuncParams(xmit); err == nil && o.Tunnel.HasVNI() {
+		encap += fmt.Sprintf(" vni %d", o.VNI)
+	}
+	for _, want := range []string{encap + " on " + dev, "decap " + o.Tunnel.String() + " on eth0"} {
+		if !bytes.Contains(b, []byte(want)) {
+			t.Errorf("recording has no event %q", want)
+		}
+	}
+}
+
+// expectFunctionHop reports whether a function shows hops of this kind on
+// this kernel, rather than none or their inference.
+func expectFunctionHop(kind hop.Kind) bool {
+	want, ok := testutil.ExpectedBackends()
+	return ok && (want[kind] == hop.Fentry || want[kind] == hop.Kprobe)
+}
+
+// oneTunnelHopEach checks that a path that crossed a tunnel once has one
+// encap hop and one decap hop: a function hop is not shown again as an
+// inferred one.
+func oneTunnelHopEach(t *testing.T, p *stitch.Path) {
+	t.Helper()
+	n := map[hop.Kind]int{}
+	for i := range p.Hops {
+		n[p.Hops[i].Kind]++
+	}
+	if n[hop.Encap] != 1 || n[hop.Decap] != 1 {
+		t.Errorf("path #%d: %d encap and %d decap hops, want one each\n%s", p.ID, n[hop.Encap], n[hop.Decap], dump(p))
 	}
 }
 

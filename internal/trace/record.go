@@ -7,6 +7,7 @@ import (
 
 	"github.com/pathtrace/pathtrace/internal/decode"
 	"github.com/pathtrace/pathtrace/internal/diagnose"
+	"github.com/pathtrace/pathtrace/internal/hop"
 	"github.com/pathtrace/pathtrace/internal/k8s"
 	"github.com/pathtrace/pathtrace/internal/record"
 )
@@ -113,6 +114,20 @@ func appendComment(b []byte, ev *decode.Event, ns string, reasons map[uint32]str
 		}
 		b = append(b, ' ')
 		b = append(b, ev.Verdict.String()...)
+		if ev.Dev != "" {
+			b = append(b, " on "...)
+			b = append(b, ev.Dev...)
+		}
+	case decode.KindEncap, decode.KindDecap:
+		// "encap ipip on tunl0", "decap geneve on eth0"
+		if tf := ev.TunnelFunc; tf.Tunnel != hop.NoTunnel {
+			b = append(b, ' ')
+			b = append(b, tf.Tunnel.String()...)
+			if tf.Known && tf.Tunnel.HasVNI() {
+				b = append(b, " vni "...)
+				b = strconv.AppendUint(b, uint64(tf.VNI), 10)
+			}
+		}
 		if ev.Dev != "" {
 			b = append(b, " on "...)
 			b = append(b, ev.Dev...)

@@ -54,6 +54,18 @@ func TestRecordComments(t *testing.T) {
 		"rx on eth0 in ptlab-node1 (node node1): TCP 10.245.2.2:8080 (default/server) → 10.245.1.2:56060 (default/client) in VXLAN vni 1 192.168.60.12 (node2) → 192.168.60.11:8472 (node1)",
 		"rx on eth0 in ptlab-node1: TCP 10.245.2.2:8080 → 10.245.1.2:56060 in VXLAN vni 1 192.168.60.12 → 192.168.60.11:8472",
 	}, {
+		// ipip_tunnel_xmit on tunl0: the tunnel, no VNI.
+		decode.Event{Kind: decode.KindEncap, Dev: "tunl0", Netns: node1, Flags: decode.FlagKprobe, TunnelFunc: decode.TunnelFunc{Tunnel: hop.TunnelIPIP},
+			Outer: tcp("10.245.1.2:56060", "10.245.2.2:8080")},
+		"encap ipip on tunl0 in ptlab-node1 (node node1): TCP 10.245.1.2:56060 (default/client) → 10.245.2.2:8080 (default/server)",
+		"encap ipip on tunl0 in ptlab-node1: TCP 10.245.1.2:56060 → 10.245.2.2:8080",
+	}, {
+		// geneve_xmit with the device's VNI read.
+		decode.Event{Kind: decode.KindEncap, Dev: "genev_sys_6081", Netns: node1, TunnelFunc: decode.TunnelFunc{Tunnel: hop.TunnelGeneve, Known: true, VNI: 10, DPort: 6081},
+			Outer: tcp("10.245.1.2:56060", "10.245.2.2:8080")},
+		"encap geneve vni 10 on genev_sys_6081 in ptlab-node1 (node node1): TCP 10.245.1.2:56060 (default/client) → 10.245.2.2:8080 (default/server)",
+		"encap geneve vni 10 on genev_sys_6081 in ptlab-node1: TCP 10.245.1.2:56060 → 10.245.2.2:8080",
+	}, {
 		// A NodePort on node1, from outside the cluster.
 		decode.Event{Kind: decode.KindRx, Dev: "eth0", Netns: node1, Outer: tcp("203.0.113.9:5000", "192.168.60.11:30080")},
 		"rx on eth0 in ptlab-node1 (node node1): TCP 203.0.113.9:5000 → 192.168.60.11:30080 (default/web:http)",
