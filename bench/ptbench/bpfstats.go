@@ -114,13 +114,15 @@ func benchCost(ctx context.Context, c *cluster, bin string, dur time.Duration) (
 			if !s.UDP {
 				continue
 			}
-			for _, cfg := range []config{nullProgs, traceOther, traceFlow} {
+			for _, cfg := range []config{nullProgs, peekProgs, peekBTFProgs, traceOther, traceFlow, traceFlowDev} {
 				b, args := bin, c.tracerArgs(s.Other)
 				switch cfg {
 				case traceFlow:
 					args = c.tracerArgs(client.IP.String())
-				case nullProgs:
-					b, args = self, append([]string{"null-tracer"}, c.tracerArgs()...)
+				case traceFlowDev:
+					args = append(c.tracerArgs(client.IP.String()), "--hops", "rx,tx")
+				case nullProgs, peekProgs, peekBTFProgs:
+					b, args = self, nullTracerArgs(c, cfg, s.Other)
 				}
 				null, err := devNull()
 				if err != nil {

@@ -38,9 +38,12 @@ type config int
 const (
 	untraced config = iota
 	nullProgs
+	peekProgs    // programs that read the addresses (peek.go)
+	peekBTFProgs // the same with tp_btf tracepoint programs (kernel cost only)
 	traceOther
 	traceFlow
 	traceFlowJSON
+	traceFlowDev // --hops rx,tx: the device hops, as many as tcpdump's copies
 	tcpdumpAny
 	// The same runs with a second binary (-bin-b), to measure a change
 	// side by side.
@@ -52,9 +55,12 @@ const (
 var configNames = [...]string{
 	untraced:      "untraced",
 	nullProgs:     "empty programs, same hooks",
+	peekProgs:     "programs reading the addresses, same hooks",
+	peekBTFProgs:  "the same, tp_btf on the tracepoints",
 	traceOther:    "pathtrace, another pod",
 	traceFlow:     "pathtrace, this flow",
 	traceFlowJSON: "pathtrace -o json, this flow",
+	traceFlowDev:  "pathtrace --hops rx,tx, this flow",
 	tcpdumpAny:    "tcpdump -i any -s 128",
 	traceOtherB:   "B: pathtrace, another pod",
 	traceFlowB:    "B: pathtrace, this flow",
@@ -139,7 +145,7 @@ func benchDatapath(ctx context.Context, c *cluster, bin, binB string, reps int, 
 				switch cfg {
 				case traceOtherB, traceFlowB:
 					b = binB
-				case nullProgs:
+				case nullProgs, peekProgs:
 					b = self
 				}
 				r, err := datapathRun(ctx, c, b, s, cfg, client, dur)
@@ -162,21 +168,24 @@ func datapathRun(ctx context.Context, c *cluster, bin string, s scenario, cfg co
 	var td *tcpdump
 	var err error
 	switch cfg {
-	case nullProgs:
+	case nullProgs, peekProgs:
 		var null *os.File
 		if null, err = devNull(); err != nil {
 			return r, err
 		}
 		defer null.Close()
-		tr, err = startTracer(ctx, bin, append([]string{"null-tracer"}, c.tracerArgs()...), null)
-	case traceOther, traceFlow, traceFlowJSON, traceOtherB, traceFlowB:
+		tr, err = startTracer(ctx, bin, nullTracerArgs(c, cfg, s.Other), null)
+	case traceOther, traceFlow, traceFlowJSON, traceFlowDev, traceOtherB, traceFlowB:
 		ip := s.Other
 		if cfg != traceOther && cfg != traceOtherB {
 			ip = client.IP.String()
 		}
 		args := c.tracerArgs(ip)
-		if cfg == traceFlowJSON {
+		switch cfg {
+		case traceFlowJSON:
 			args = append(args, "-o", "json")
+		case traceFlowDev:
+			args = append(args, "--hops", "rx,tx")
 		}
 		var null *os.File
 		if null, err = devNull(); err != nil {
@@ -218,6 +227,20 @@ func datapathRun(ctx context.Context, c *cluster, bin string, s scenario, cfg co
 		return r, ierr
 	}
 	return r, err
+}
+
+// nullTracerArgs are ptbench null-tracer's arguments for cfg: the
+// address-reading programs compare with the address pathtrace would trace
+// (another pod's).
+func nullTracerArgs(c *cluster, cfg config, other string) []string {
+	args := append([]string{"null-tracer"}, c.tracerArgs()...)
+	switch cfg {
+	case peekProgs:
+		args = append(args, "--peek", other)
+	case peekBTFProgs:
+		args = append(args, "--peek", other, "--btf")
+	}
+	return args
 }
 
 // devNull is where traced output goes.

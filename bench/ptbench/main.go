@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"github.com/pathtrace/pathtrace/internal/record"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -122,7 +123,7 @@ func mainErr(ctx context.Context, args []string) error {
 			fail("cost", err)
 		}
 		if phase("datapath") {
-			configs := []config{untraced, nullProgs, traceOther, traceFlow, tcpdumpAny}
+			configs := []config{untraced, nullProgs, peekProgs, traceOther, traceFlow, traceFlowDev, tcpdumpAny}
 			if *binB != "" {
 				configs = append(configs, traceOtherB, traceFlowB)
 			}
@@ -202,19 +203,36 @@ func scenarioKeys() string {
 	return strings.Join(k, ",")
 }
 
-// nullTracerMain is `ptbench null-tracer --netns NS... --ready-file F`.
+// nullTracerMain is `ptbench null-tracer --netns NS... --ready-file F
+// [--peek ADDR [--btf]]`.
 func nullTracerMain(ctx context.Context, args []string) error {
 	var nss []string
+	var peek netip.Addr
+	btfTP := false
 	ready := ""
-	for i := 0; i+1 < len(args); i += 2 {
+	for i := 0; i < len(args); i += 2 {
+		if args[i] == "--btf" {
+			btfTP = true
+			i--
+			continue
+		}
+		if i+1 >= len(args) {
+			return fmt.Errorf("null-tracer: %s needs a value", args[i])
+		}
 		switch args[i] {
 		case "--netns":
 			nss = append(nss, args[i+1])
 		case "--ready-file":
 			ready = args[i+1]
+		case "--peek":
+			a, err := netip.ParseAddr(args[i+1])
+			if err != nil || !a.Is4() {
+				return fmt.Errorf("null-tracer: --peek %q is not an IPv4 address", args[i+1])
+			}
+			peek = a
 		default:
 			return fmt.Errorf("null-tracer: unknown flag %s", args[i])
 		}
 	}
-	return runNullTracer(ctx, nss, ready)
+	return runNullTracer(ctx, nss, ready, peek, btfTP)
 }

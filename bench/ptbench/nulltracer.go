@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"runtime"
 
@@ -20,32 +21,91 @@ import (
 // pathtrace (the four raw tracepoints, and every IPv4 netfilter hook at the
 // first and last priority in each namespace), writes ready and waits for
 // ctx. It measures the floor: what merely running a BPF program at each of
-// those points costs the datapath, before any of pathtrace's work.
-func runNullTracer(ctx context.Context, nss []string, ready string) (err error) {
+// those points costs the datapath, before any of pathtrace's work. With a
+// valid peek address the programs read each packet's IPv4 addresses and
+// compare them with it (peek.go): the floor of looking at the packet.
+// With btfTP, the tracepoint programs are tp_btf programs (one per
+// tracepoint), whose skb argument is a typed pointer read with plain loads.
+func runNullTracer(ctx context.Context, nss []string, ready string, peek netip.Addr, btfTP bool) (err error) {
 	var closers []interface{ Close() error }
 	defer func() {
 		for _, c := range closers {
 			c.Close()
 		}
 	}()
-	tp, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+	tpSpec := &ebpf.ProgramSpec{
 		Name: "null_tp", Type: ebpf.RawTracepoint, License: "GPL",
 		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
-	})
-	if err != nil {
-		return fmt.Errorf("load null raw tracepoint program: %w", err)
 	}
-	closers = append(closers, tp)
-	nf, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+	nfSpec := &ebpf.ProgramSpec{
 		Name: "null_nf", Type: ebpf.Netfilter, AttachType: ebpf.AttachNetfilter, License: "GPL",
 		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 1), asm.Return()}, // NF_ACCEPT
-	})
+	}
+	if peek.IsValid() {
+		o, err := kernelSKBOffsets()
+		if err != nil {
+			return err
+		}
+		tpIn, err := peekInsns(o, peek, true, 0)
+		if err != nil {
+			return err
+		}
+		nfIn, err := peekInsns(o, peek, false, 1)
+		if err != nil {
+			return err
+		}
+		// args[0] of the raw tracepoints is the skb; bpf_nf_ctx is
+		// {state, skb}.
+		tpSpec.Name, tpSpec.Instructions = "peek_tp", append(asm.Instructions{asm.LoadMem(asm.R6, asm.R1, 0, asm.DWord)}, tpIn...)
+		nfSpec.Name, nfSpec.Instructions = "peek_nf", append(asm.Instructions{asm.LoadMem(asm.R6, asm.R1, 8, asm.DWord)}, nfIn...)
+	}
+	tps := map[string]*ebpf.Program{} // by tracepoint
+	var shared *ebpf.Program          // the raw tracepoint program, for all four
+	for _, name := range tracepoints {
+		spec := tpSpec
+		if shared != nil {
+			tps[name] = shared
+			continue
+		}
+		if btfTP {
+			if !peek.IsValid() {
+				return errors.New("null-tracer: --btf needs --peek")
+			}
+			o, err := kernelSKBOffsets()
+			if err != nil {
+				return err
+			}
+			in, err := peekInsns(o, peek, false, 0)
+			if err != nil {
+				return err
+			}
+			spec = &ebpf.ProgramSpec{
+				Name: "peekbtf_tp", Type: ebpf.Tracing, AttachType: ebpf.AttachTraceRawTp, AttachTo: name,
+				License: "GPL", Instructions: append(asm.Instructions{asm.LoadMem(asm.R6, asm.R1, 0, asm.DWord)}, in...),
+			}
+		}
+		tp, err := ebpf.NewProgram(spec)
+		if err != nil {
+			return fmt.Errorf("load %s program for %s: %w", spec.Name, name, err)
+		}
+		closers = append(closers, tp)
+		tps[name] = tp
+		if !btfTP {
+			shared = tp
+		}
+	}
+	nf, err := ebpf.NewProgram(nfSpec)
 	if err != nil {
 		return fmt.Errorf("load null netfilter program: %w", err)
 	}
 	closers = append(closers, nf)
-	for _, name := range []string{"netif_receive_skb", "net_dev_queue", "kfree_skb", "consume_skb"} {
-		l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: name, Program: tp})
+	for _, name := range tracepoints {
+		var l link.Link
+		if btfTP {
+			l, err = link.AttachTracing(link.TracingOptions{Program: tps[name], AttachType: ebpf.AttachTraceRawTp})
+		} else {
+			l, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: name, Program: tps[name]})
+		}
 		if err != nil {
 			return fmt.Errorf("attach %s: %w", name, err)
 		}
@@ -67,6 +127,9 @@ func runNullTracer(ctx context.Context, nss []string, ready string) (err error) 
 	fmt.Fprintln(os.Stderr, "pathtrace: 0 packets, 0 events, 0 lost") // as pathtrace says it
 	return nil
 }
+
+// tracepoints are the ones pathtrace's programs use.
+var tracepoints = []string{"netif_receive_skb", "net_dev_queue", "kfree_skb", "consume_skb"}
 
 func attachNetfilterIn(ns string, prog *ebpf.Program) ([]link.Link, error) {
 	runtime.LockOSThread()

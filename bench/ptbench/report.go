@@ -390,6 +390,18 @@ func (r *results) targets() *table {
 			t.add("another pod: every program per run ≤ 1.3× the empty one: "+c.Scenario,
 				fmt.Sprintf("%.2f× (%s, %.0f ns)", ratio, worstName, worst), mark(ratio <= 1.3))
 		}
+		// Context, not a target: the same against programs that only
+		// read the packet's addresses.
+		for _, n := range r.Cost {
+			if n.Scenario != c.Scenario || (n.Config != peekProgs && n.Config != peekBTFProgs) {
+				continue
+			}
+			var ps []string
+			for _, p := range n.Progs {
+				ps = append(ps, fmt.Sprintf("%s %.0f ns", p.Name, p.perRun()))
+			}
+			t.add("context: "+n.Config.String()+", per run: "+c.Scenario, strings.Join(ps, ", "), "—")
+		}
 	}
 	if d := r.Datapath; d != nil {
 		for _, s := range scenarios {
@@ -404,6 +416,21 @@ func (r *results) targets() *table {
 			if !math.IsNaN(f) && !math.IsNaN(td) {
 				t.add("tracing this flow cheaper than tcpdump -i any: "+s.Key,
 					fmt.Sprintf("%.1f%% vs %.1f%% of untraced", 100*f, 100*td), mark(f >= td))
+			}
+		}
+		// Context: the floors the two targets above are held to.
+		for _, s := range scenarios {
+			o, p := d.ratio(s.Key, traceOther).median(), d.ratio(s.Key, peekProgs).median()
+			if !math.IsNaN(o) && !math.IsNaN(p) {
+				t.add("context: another pod vs programs reading the addresses: "+s.Key,
+					fmt.Sprintf("%.1f%% vs %.1f%% of untraced", 100*o, 100*p), "—")
+			}
+		}
+		for _, s := range scenarios {
+			f, td := d.ratio(s.Key, traceFlowDev).median(), d.ratio(s.Key, tcpdumpAny).median()
+			if !math.IsNaN(f) && !math.IsNaN(td) {
+				t.add("context: this flow with --hops rx,tx vs tcpdump -i any: "+s.Key,
+					fmt.Sprintf("%.1f%% vs %.1f%% of untraced", 100*f, 100*td), "—")
 			}
 		}
 	}
