@@ -206,33 +206,28 @@ func scenarioKeys() string {
 // nullTracerMain is `ptbench null-tracer --netns NS... --ready-file F
 // [--peek ADDR [--btf]]`.
 func nullTracerMain(ctx context.Context, args []string) error {
-	var nss []string
-	var peek netip.Addr
-	btfTP := false
-	ready := ""
-	for i := 0; i < len(args); i += 2 {
-		if args[i] == "--btf" {
-			btfTP = true
-			i--
-			continue
-		}
-		if i+1 >= len(args) {
-			return fmt.Errorf("null-tracer: %s needs a value", args[i])
-		}
-		switch args[i] {
-		case "--netns":
-			nss = append(nss, args[i+1])
-		case "--ready-file":
-			ready = args[i+1]
-		case "--peek":
-			a, err := netip.ParseAddr(args[i+1])
-			if err != nil || !a.Is4() {
-				return fmt.Errorf("null-tracer: --peek %q is not an IPv4 address", args[i+1])
-			}
-			peek = a
-		default:
-			return fmt.Errorf("null-tracer: unknown flag %s", args[i])
-		}
+	fs := flag.NewFlagSet("null-tracer", flag.ContinueOnError)
+	var nss stringList
+	fs.Var(&nss, "netns", "node network namespace to attach the netfilter programs in (repeatable)")
+	ready := fs.String("ready-file", "", "file written once everything is attached")
+	peekStr := fs.String("peek", "", "read each packet's IPv4 addresses and compare them with this one")
+	btfTP := fs.Bool("btf", false, "with -peek: tp_btf programs on the tracepoints")
+	if err := fs.Parse(args); err != nil {
+		return err
 	}
-	return runNullTracer(ctx, nss, ready, peek, btfTP)
+	var peek netip.Addr
+	if *peekStr != "" {
+		a, err := netip.ParseAddr(*peekStr)
+		if err != nil || !a.Is4() {
+			return fmt.Errorf("null-tracer: --peek %q is not an IPv4 address", *peekStr)
+		}
+		peek = a
+	}
+	return runNullTracer(ctx, nss, *ready, peek, *btfTP)
 }
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }

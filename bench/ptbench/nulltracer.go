@@ -33,6 +33,9 @@ func runNullTracer(ctx context.Context, nss []string, ready string, peek netip.A
 			c.Close()
 		}
 	}()
+	if btfTP && !peek.IsValid() {
+		return errors.New("null-tracer: --btf needs --peek")
+	}
 	tpSpec := &ebpf.ProgramSpec{
 		Name: "null_tp", Type: ebpf.RawTracepoint, License: "GPL",
 		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
@@ -46,7 +49,9 @@ func runNullTracer(ctx context.Context, nss []string, ready string, peek netip.A
 		if err != nil {
 			return err
 		}
-		tpIn, err := peekInsns(o, peek, true, 0)
+		// A raw tracepoint's skb is a scalar, read with a helper; a
+		// tp_btf program's and a netfilter program's a typed pointer.
+		tpIn, err := peekInsns(o, peek, !btfTP, 0)
 		if err != nil {
 			return err
 		}
@@ -54,35 +59,26 @@ func runNullTracer(ctx context.Context, nss []string, ready string, peek netip.A
 		if err != nil {
 			return err
 		}
-		// args[0] of the raw tracepoints is the skb; bpf_nf_ctx is
+		// args[0] of the tracepoints is the skb; bpf_nf_ctx is
 		// {state, skb}.
 		tpSpec.Name, tpSpec.Instructions = "peek_tp", append(asm.Instructions{asm.LoadMem(asm.R6, asm.R1, 0, asm.DWord)}, tpIn...)
 		nfSpec.Name, nfSpec.Instructions = "peek_nf", append(asm.Instructions{asm.LoadMem(asm.R6, asm.R1, 8, asm.DWord)}, nfIn...)
+		if btfTP {
+			tpSpec.Name, tpSpec.Type, tpSpec.AttachType = "peekbtf_tp", ebpf.Tracing, ebpf.AttachTraceRawTp
+		}
 	}
-	tps := map[string]*ebpf.Program{} // by tracepoint
-	var shared *ebpf.Program          // the raw tracepoint program, for all four
+	// One raw tracepoint program serves all four; a tp_btf program is
+	// loaded for its tracepoint.
+	tps := map[string]*ebpf.Program{}
 	for _, name := range tracepoints {
-		spec := tpSpec
-		if shared != nil {
-			tps[name] = shared
+		if p := tps[tracepoints[0]]; p != nil && !btfTP {
+			tps[name] = p
 			continue
 		}
+		spec := tpSpec
 		if btfTP {
-			if !peek.IsValid() {
-				return errors.New("null-tracer: --btf needs --peek")
-			}
-			o, err := kernelSKBOffsets()
-			if err != nil {
-				return err
-			}
-			in, err := peekInsns(o, peek, false, 0)
-			if err != nil {
-				return err
-			}
-			spec = &ebpf.ProgramSpec{
-				Name: "peekbtf_tp", Type: ebpf.Tracing, AttachType: ebpf.AttachTraceRawTp, AttachTo: name,
-				License: "GPL", Instructions: append(asm.Instructions{asm.LoadMem(asm.R6, asm.R1, 0, asm.DWord)}, in...),
-			}
+			spec = tpSpec.Copy()
+			spec.AttachTo = name
 		}
 		tp, err := ebpf.NewProgram(spec)
 		if err != nil {
@@ -90,9 +86,6 @@ func runNullTracer(ctx context.Context, nss []string, ready string, peek netip.A
 		}
 		closers = append(closers, tp)
 		tps[name] = tp
-		if !btfTP {
-			shared = tp
-		}
 	}
 	nf, err := ebpf.NewProgram(nfSpec)
 	if err != nil {
