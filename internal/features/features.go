@@ -152,8 +152,36 @@ var kernelConfig = sync.OnceValue(func() kernel.Config {
 	return kernel.LoadConfig(hostFS, kernel.Release())
 })
 
-// kernelBTF is the vmlinux BTF, parsed once.
-var kernelBTF = sync.OnceValues(btf.LoadKernelSpec)
+// btfCache holds the kernel's BTF, and its modules', for the probes
+// here and the loader's programs (BTF); see ReleaseBTF.
+var btfCache struct {
+	sync.Mutex
+	c *btf.Cache
+}
+
+// BTF is the running kernel's BTF and its modules', parsed on first use
+// and shared by every lookup until ReleaseBTF: parsing vmlinux's takes
+// 100–200 ms of CPU (seconds under emulation), and every module's BTF is
+// read against it (btf.LoadKernelModuleSpec parses vmlinux's again for
+// each module).
+func BTF() *btf.Cache {
+	btfCache.Lock()
+	defer btfCache.Unlock()
+	if btfCache.c == nil {
+		btfCache.c = btf.NewCache()
+	}
+	return btfCache.c
+}
+
+// ReleaseBTF lets the parsed BTF go once the programs are loaded: tens of
+// MiB a long trace has no use for. The next lookup parses it again.
+func ReleaseBTF() {
+	btfCache.Lock()
+	btfCache.c = nil
+	btfCache.Unlock()
+}
+
+func kernelBTF() (*btf.Spec, error) { return BTF().Kernel() }
 
 // Function says where a kernel function is and how it can be reached.
 type Function struct {
@@ -219,7 +247,7 @@ func funcBTF(name, module string) error {
 	if module == "" {
 		return NotSupportedError("no BTF for %s", name)
 	}
-	mspec, err := btf.LoadKernelModuleSpec(module)
+	mspec, err := BTF().Module(module)
 	if errors.Is(err, fs.ErrNotExist) {
 		if !ModuleLoaded(module) {
 			return NotSupportedError("module %s not loaded", module)
@@ -247,7 +275,7 @@ func FuncParams(ref FuncRef) ([]string, error) {
 		if ref.Module == "" {
 			return nil, NotSupportedError("no BTF for %s", ref.Name)
 		}
-		mspec, err := btf.LoadKernelModuleSpec(ref.Module)
+		mspec, err := BTF().Module(ref.Module)
 		if err != nil {
 			return nil, NotSupportedError("no BTF for module %s: %v", ref.Module, err)
 		}

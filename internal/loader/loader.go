@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pathtrace/pathtrace/internal/bpf"
+	"github.com/pathtrace/pathtrace/internal/features"
 	"github.com/pathtrace/pathtrace/internal/filter"
 	"github.com/pathtrace/pathtrace/internal/hop"
 	"github.com/pathtrace/pathtrace/internal/kernel"
@@ -98,7 +99,7 @@ type Tracer struct {
 
 	log     *slog.Logger
 	maps    sharedMaps
-	btf     *btf.Cache // kernel and module BTF, parsed once per Open
+	btf     *btf.Cache // kernel and module BTF during Open (features.BTF)
 	progs   []*ebpf.Program
 	kprobes map[string]*ebpf.Program // loaded kprobe programs, by name (also in progs)
 	pre     map[preKey]loadResult    // programs loaded ahead (preload), not yet taken
@@ -118,7 +119,9 @@ func Open(opts Options) (_ *Tracer, err error) {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("raise the memlock limit for BPF maps: %w", err)
 	}
-	t := &Tracer{started: time.Now(), btf: btf.NewCache(), log: opts.Log}
+	// The kernel's BTF, parsed once for the probes and every program.
+	t := &Tracer{started: time.Now(), btf: features.BTF(), log: opts.Log}
+	defer features.ReleaseBTF()
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
 	}

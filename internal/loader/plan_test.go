@@ -20,6 +20,7 @@ type fakeKernel struct {
 	// reach it; a function in neither map is reachable both ways.
 	btf, kallsyms map[string]error
 	oldIptABI     bool
+	lookups       *int // counts LookupFunctions and OldIptDoTableABI calls, when set
 }
 
 func (k fakeKernel) RawTracepoint() error { return k.rawTP }
@@ -28,9 +29,16 @@ func (k fakeKernel) Fentry() error        { return k.fentry }
 func (k fakeKernel) Kprobe() error        { return k.kprobe }
 func (k fakeKernel) DropReasons() error   { return k.dropReasons }
 func (k fakeKernel) OldIptDoTableABI() bool {
+	k.count()
 	return k.oldIptABI
 }
+func (k fakeKernel) count() {
+	if k.lookups != nil {
+		*k.lookups++
+	}
+}
 func (k fakeKernel) LookupFunctions(refs ...features.FuncRef) []features.Function {
+	k.count()
 	fns := make([]features.Function, len(refs))
 	for i, r := range refs {
 		fns[i] = features.Function{Name: r.Name, Module: r.Module, BTF: k.btf[r.Name], Kallsyms: k.kallsyms[r.Name]}
@@ -96,8 +104,12 @@ func TestPlan(t *testing.T) {
 		return m
 	}
 	t.Run("host 6.18", func(t *testing.T) {
-		got := planOf(t, ChoiceAuto, fakeKernel{fentry: errLockdown, kprobe: errNoKprobes})
+		var lookups int
+		got := planOf(t, ChoiceAuto, fakeKernel{fentry: errLockdown, kprobe: errNoKprobes, lookups: &lookups})
 		wantBackends(t, got, expect(hop.NetfilterLink, hop.NoBackend, hop.Inferred))
+		if lookups != 0 {
+			t.Errorf("%d function lookups where neither fentry nor kprobes can reach a function; want none (start-up time)", lookups)
+		}
 		if r := got[hop.Bridge].Reason; !strings.Contains(r, "lockdown") || !strings.Contains(r, "CONFIG_KPROBES") {
 			t.Errorf("bridge: reason %q does not say why fentry and kprobes are out", r)
 		}

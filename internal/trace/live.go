@@ -162,7 +162,7 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error
 		log.Warn("no --pod-ip given: following every IPv4 and IPv6 packet")
 	}
 	start := time.Now()
-	k := loadKernelNames(log)
+	k, readSymbols := loadKernelNames(log)
 	log.Debug("kernel names read", "took", time.Since(start))
 	lopts := opts.Loader
 	lopts.Log = log
@@ -173,6 +173,7 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error
 	}
 	defer tr.Close()
 	log.Debug("programs loaded and attached", "took", time.Since(start))
+	readSymbols()
 	sum.Nodes, sum.Backend, sum.Hops = tr.Nodes, tr.Backend, tr.Hops
 	warnUnobservable(log, tr)
 
@@ -293,21 +294,29 @@ type kernelNames struct {
 	symbol  func(addr uint64) string
 }
 
-// loadKernelNames reads the drop reasons now and the kernel symbols in the
-// background, while the programs load; a missing source leaves numbers.
-func loadKernelNames(log *slog.Logger) kernelNames {
+// loadKernelNames reads the drop reasons now; the kernel symbols are read
+// in the background once read is called, the first lookup waiting for
+// them. A missing source leaves numbers.
+//
+// The symbols are read once the programs are attached, not while they
+// load: /proc/kallsyms takes about 0.1 s of CPU to read, which the
+// verifier would wait for on a 2-core machine, and the first drop or
+// function hop to name comes after the start anyway.
+func loadKernelNames(log *slog.Logger) (_ kernelNames, read func()) {
 	reasons, err := kernel.DropReasons()
 	if err != nil {
 		log.Warn("drop reasons will show as numbers", "err", err)
 	}
-	// Read in the background while the programs load; the first lookup
-	// waits for it. Read again when modules are loaded or removed.
+	// Read again when modules are loaded or removed (LiveSymbols).
 	ready := make(chan *kernel.LiveSymbols, 1)
-	go func() { ready <- kernel.NewLiveSymbols() }()
-	syms := sync.OnceValue(func() *kernel.LiveSymbols { return <-ready })
+	read = sync.OnceFunc(func() { go func() { ready <- kernel.NewLiveSymbols() }() })
+	syms := sync.OnceValue(func() *kernel.LiveSymbols {
+		read() // a lookup before read: read now
+		return <-ready
+	})
 	return kernelNames{reasons: reasons, symbol: func(addr uint64) string {
 		return syms().Lookup(addr)
-	}}
+	}}, read
 }
 
 // warnUnobservable logs which backend shows each hop kind, and warns once
