@@ -22,9 +22,15 @@ const MaxNodes = 16
 
 // specs are the collection specs of every attach family, with the runtime
 // settings written.
+// specs are the program objects; fentry and kprobe are nil where their
+// backend cannot run (Probes) or is not asked for.
 type specs struct {
 	tp, nf, fentry, kprobe *ebpf.CollectionSpec
 }
+
+// errNoObject: a program of an object loadSpecs left out (its backend
+// cannot run); the plan does not pick such a backend.
+var errNoObject = errors.New("its program object is not loaded: the backend is not available")
 
 func loadSpecs(opts *Options, nodes []Node) (*specs, error) {
 	var s specs
@@ -35,17 +41,27 @@ func loadSpecs(opts *Options, nodes []Node) (*specs, error) {
 	if s.nf, err = loadSpec("netfilter", bpf.LoadNetfilter); err != nil {
 		return nil, err
 	}
-	if s.fentry, err = loadSpec("fentry", bpf.LoadFentry); err != nil {
-		return nil, err
+	// The function-hop objects only where their backend can run: each is
+	// a 1 MB ELF, parsed and kept in memory while the programs load.
+	funcs := opts.Backend != ChoiceTracepoint
+	if funcs && opts.Probes.Fentry() == nil {
+		if s.fentry, err = loadSpec("fentry", bpf.LoadFentry); err != nil {
+			return nil, err
+		}
 	}
-	if s.kprobe, err = loadSpec("kprobe", bpf.LoadKprobe); err != nil {
-		return nil, err
+	if funcs && opts.Probes.Kprobe() == nil {
+		if s.kprobe, err = loadSpec("kprobe", bpf.LoadKprobe); err != nil {
+			return nil, err
+		}
 	}
 	var inodes [MaxNodes]uint32
 	for i, n := range nodes {
 		inodes[i] = n.Inode
 	}
 	for _, spec := range []*ebpf.CollectionSpec{s.tp, s.nf, s.fentry, s.kprobe} {
+		if spec == nil {
+			continue
+		}
 		if err := setVariables(spec, opts); err != nil {
 			return nil, err
 		}
@@ -54,6 +70,9 @@ func loadSpecs(opts *Options, nodes []Node) (*specs, error) {
 		}
 	}
 	for _, spec := range []*ebpf.CollectionSpec{s.fentry, s.kprobe} {
+		if spec == nil {
+			continue
+		}
 		for name, v := range map[string]any{"nf_netns": inodes, "n_nf_netns": uint32(len(nodes))} {
 			if err := spec.Variables[name].Set(v); err != nil {
 				return nil, fmt.Errorf("set %s: %w", name, err)
@@ -236,6 +255,9 @@ func (t *Tracer) attachFentry(spec *ebpf.CollectionSpec, progs ...string) error 
 // section's function when ""), and attaches it. A BPF trampoline program
 // is verified for one function: each target loads its own copy.
 func (t *Tracer) attachFentryTo(spec *ebpf.CollectionSpec, name, fn string) error {
+	if spec == nil {
+		return fmt.Errorf("%s: %w", name, errNoObject)
+	}
 	if fn != "" && spec.Programs[name] != nil && spec.Programs[name].AttachTo != fn {
 		spec = spec.Copy()
 		spec.Programs[name].AttachTo = fn
@@ -259,6 +281,9 @@ func (t *Tracer) attachFentryTo(spec *ebpf.CollectionSpec, name, fn string) erro
 // program whose return program is not there yet would push frames nobody
 // pops (bpf/kprobe.c), and every later return would pop the wrong one.
 func (t *Tracer) attachKprobe(spec *ebpf.CollectionSpec, symbol, entry, ret string) error {
+	if spec == nil {
+		return fmt.Errorf("%s: %w", entry, errNoObject)
+	}
 	for _, name := range []string{ret, entry} {
 		if name == "" {
 			continue

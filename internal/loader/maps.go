@@ -29,10 +29,13 @@ type kprobeMaps struct {
 }
 
 // create makes the maps from the objects' specs (the ring buffer's size
-// as s.tp asks).
+// as s.tp asks); the kprobe object's only where it is loaded.
 func (m *sharedMaps) create(s *specs) error {
 	if err := s.tp.LoadAndAssign(&m.TracepointMaps, nil); err != nil {
 		return fmt.Errorf("create maps: %w", err)
+	}
+	if s.kprobe == nil {
+		return nil
 	}
 	if err := s.kprobe.LoadAndAssign(&m.kprobe, nil); err != nil {
 		return fmt.Errorf("create kprobe maps: %w", err)

@@ -213,7 +213,7 @@ func TestPlan(t *testing.T) {
 // object's own: a map added in C must be added to sharedMaps, or each
 // program would get a map of its own.
 func TestObjectMaps(t *testing.T) {
-	s, err := loadSpecs(&Options{VXLANPorts: DefaultVXLANPorts}, nil)
+	s, err := loadSpecs(&Options{VXLANPorts: DefaultVXLANPorts, Probes: fakeKernel{}}, nil) // every object
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,6 +233,30 @@ func TestObjectMaps(t *testing.T) {
 		slices.Sort(shared)
 		if !slices.Equal(got, shared) {
 			t.Errorf("%s object: maps %v, shared %v", name, got, shared)
+		}
+	}
+}
+
+// The function-hop objects are parsed only where their backend can run.
+func TestSpecsOfUnusableBackendsNotLoaded(t *testing.T) {
+	for _, c := range []struct {
+		name           string
+		opts           Options
+		fentry, kprobe bool
+	}{
+		{"host 6.18", Options{Probes: fakeKernel{fentry: errLockdown, kprobe: errNoKprobes}}, false, false},
+		{"kprobes only", Options{Probes: fakeKernel{fentry: errLockdown}}, false, true},
+		{"both, --backend tracepoint", Options{Probes: fakeKernel{}, Backend: ChoiceTracepoint}, false, false},
+		{"both", Options{Probes: fakeKernel{}}, true, true},
+	} {
+		c.opts.VXLANPorts = DefaultVXLANPorts
+		s, err := loadSpecs(&c.opts, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.tp == nil || s.nf == nil || (s.fentry != nil) != c.fentry || (s.kprobe != nil) != c.kprobe {
+			t.Errorf("%s: objects tp %v nf %v fentry %v kprobe %v, want fentry %v kprobe %v", c.name,
+				s.tp != nil, s.nf != nil, s.fentry != nil, s.kprobe != nil, c.fentry, c.kprobe)
 		}
 	}
 }
