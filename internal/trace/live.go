@@ -174,6 +174,7 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error
 	defer tr.Close()
 	log.Debug("programs loaded and attached", "took", time.Since(start))
 	readSymbols()
+	defer limitMemory()()
 	sum.Nodes, sum.Backend, sum.Hops = tr.Nodes, tr.Backend, tr.Hops
 	warnUnobservable(log, tr)
 
