@@ -162,7 +162,7 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error
 		log.Warn("no --pod-ip given: following every IPv4 and IPv6 packet")
 	}
 	start := time.Now()
-	k, readSymbols := loadKernelNames(log)
+	k := loadKernelNames(log)
 	log.Debug("kernel names read", "took", time.Since(start))
 	lopts := opts.Loader
 	lopts.Log = log
@@ -173,7 +173,6 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error
 	}
 	defer tr.Close()
 	log.Debug("programs loaded and attached", "took", time.Since(start))
-	readSymbols()
 	defer limitMemory()()
 	sum.Nodes, sum.Backend, sum.Hops = tr.Nodes, tr.Backend, tr.Hops
 	warnUnobservable(log, tr)
@@ -295,29 +294,26 @@ type kernelNames struct {
 	symbol  func(addr uint64) string
 }
 
-// loadKernelNames reads the drop reasons now; the kernel symbols are read
-// in the background once read is called, the first lookup waiting for
-// them. A missing source leaves numbers.
+// loadKernelNames reads the drop reasons now and the kernel symbols in the
+// background, while the programs load; a missing source leaves numbers.
 //
-// The symbols are read once the programs are attached, not while they
-// load: /proc/kallsyms takes about 0.1 s of CPU to read, which the
-// verifier would wait for on a 2-core machine, and the first drop or
-// function hop to name comes after the start anyway.
-func loadKernelNames(log *slog.Logger) (_ kernelNames, read func()) {
+// Not after they are attached: reading /proc/kallsyms takes about 0.1 s
+// of CPU, which a trace flooded from its first instant cannot spare on a
+// 2-core machine (the pipeline bench lost 1–3% of 500k events/s with the
+// read after the ready file, none with it before).
+func loadKernelNames(log *slog.Logger) kernelNames {
 	reasons, err := kernel.DropReasons()
 	if err != nil {
 		log.Warn("drop reasons will show as numbers", "err", err)
 	}
-	// Read again when modules are loaded or removed (LiveSymbols).
+	// Read in the background while the programs load; the first lookup
+	// waits for it. Read again when modules are loaded or removed.
 	ready := make(chan *kernel.LiveSymbols, 1)
-	read = sync.OnceFunc(func() { go func() { ready <- kernel.NewLiveSymbols() }() })
-	syms := sync.OnceValue(func() *kernel.LiveSymbols {
-		read() // a lookup before read: read now
-		return <-ready
-	})
+	go func() { ready <- kernel.NewLiveSymbols() }()
+	syms := sync.OnceValue(func() *kernel.LiveSymbols { return <-ready })
 	return kernelNames{reasons: reasons, symbol: func(addr uint64) string {
 		return syms().Lookup(addr)
-	}}, read
+	}}
 }
 
 // warnUnobservable logs which backend shows each hop kind, and warns once
