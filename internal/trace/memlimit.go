@@ -13,16 +13,21 @@ import (
 // 100) the heap grows to twice what is live before the collector runs, and
 // pages freed stay mapped a while: tracing a flood, where the stitcher
 // holds up to its caps (stitch.DefaultMaxActive, DefaultMaxHeldHops),
-// about 20 MB were live and the process's resident memory reached 75–90
-// MiB (docs/BENCHMARKS.md, Memory). A soft memory limit of
+// 14–21 MB were live and the process's resident memory reached 75–90 MiB
+// (docs/BENCHMARKS.md, Memory), of which 16 MiB are the ring buffer
+// (mapped twice) and 18 MiB the binary's pages. A soft memory limit of
 // max(memFloor, memLiveFactor × live heap), set again once a second, has
 // the collector run earlier and return freed pages, where a fixed limit
 // would have it run without pause on a node whose live heap outgrows it
 // (a large cluster's pods and Services): the limit follows the live heap,
 // as GOGC=50 would above the floor. GOMEMLIMIT in the environment is the
-// operator's choice and is left alone.
+// operator's choice and is left alone. The floor is the bench's: with 32
+// MiB three floods of 30–60 s peaked at 62–65 MiB, with 28 MiB (as
+// GOMEMLIMIT) three at 59–60 MiB, for a little more of the flood lost
+// (0.4–0.6% of its events against 0.05–0.6%; the flood is more than the
+// reader keeps up with either way).
 const (
-	memFloor      = 32 << 20
+	memFloor      = 28 << 20
 	memLiveFactor = 1.5
 	memEvery      = time.Second
 )

@@ -12,7 +12,7 @@ func TestMemoryLimitFollowsLiveHeap(t *testing.T) {
 		want int64
 	}{
 		{0, memFloor},
-		{20 << 20, memFloor}, // a flood within the stitcher's caps
+		{16 << 20, memFloor}, // a flood within the stitcher's caps
 		{100 << 20, 150 << 20},
 	} {
 		if got := memoryLimitFor(c.live); got != c.want {
