@@ -166,6 +166,9 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error
 	log.Debug("kernel names read", "took", time.Since(start))
 	lopts := opts.Loader
 	lopts.Log = log
+	// From the start: the programs' load parses the kernel's BTF (about
+	// 25 MB of heap, released when Open returns).
+	defer limitMemory()()
 	start = time.Now()
 	tr, err := loader.Open(lopts)
 	if err != nil {
@@ -173,7 +176,6 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error
 	}
 	defer tr.Close()
 	log.Debug("programs loaded and attached", "took", time.Since(start))
-	defer limitMemory()()
 	sum.Nodes, sum.Backend, sum.Hops = tr.Nodes, tr.Backend, tr.Hops
 	warnUnobservable(log, tr)
 
