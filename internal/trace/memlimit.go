@@ -3,10 +3,10 @@ package trace
 import (
 	"math"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"sync"
-	"time"
 )
 
 // A live trace's Go memory is held near what it uses. By default (GOGC
@@ -16,10 +16,11 @@ import (
 // 14–21 MB were live and the process's resident memory reached 75–90 MiB
 // (docs/BENCHMARKS.md, Memory), of which 16 MiB are the ring buffer
 // (mapped twice) and 18 MiB the binary's pages. A soft memory limit of
-// max(memFloor, memLiveFactor × live heap), set again once a second, has
-// the collector run earlier and return freed pages, where a fixed limit
-// would have it run without pause on a node whose live heap outgrows it
-// (a large cluster's pods and Services): the limit follows the live heap,
+// max(memFloor, memLiveFactor × live heap), set again after each
+// collection, has the collector run earlier and return freed pages, where
+// a fixed limit would have it run without pause on a node whose live heap
+// outgrows it (a large cluster's pods and Services): the limit follows the
+// live heap,
 // as GOGC=50 would above the floor. GOMEMLIMIT in the environment is the
 // operator's choice and is left alone. The floor is the bench's: with 32
 // MiB three floods of 30–60 s peaked at 62–65 MiB, with 28 MiB (as
@@ -29,7 +30,6 @@ import (
 const (
 	memFloor      = 28 << 20
 	memLiveFactor = 1.5
-	memEvery      = time.Second
 )
 
 var memLimit struct {
@@ -40,6 +40,10 @@ var memLimit struct {
 
 // limitMemory starts holding the process's Go memory near its live heap,
 // for as long as some live trace runs; release ends it for this trace.
+// The limit is set again after every collection, when the live heap is
+// known anew: loading the programs makes about 25 MB live at once (the
+// kernel's BTF), and a limit that followed it only once a second had
+// the collector run without pause meanwhile (ready 0.1 s later).
 func limitMemory() (release func()) {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return func() {}
@@ -51,22 +55,7 @@ func limitMemory() (release func()) {
 		stop := make(chan struct{})
 		memLimit.stop = stop
 		setMemoryLimit()
-		go func() {
-			t := time.NewTicker(memEvery)
-			defer t.Stop()
-			for {
-				select {
-				case <-stop:
-					return
-				case <-t.C:
-					memLimit.Lock()
-					if memLimit.stop == stop { // not released meanwhile
-						setMemoryLimit()
-					}
-					memLimit.Unlock()
-				}
-			}
-		}()
+		afterGC(stop)
 	}
 	return sync.OnceFunc(func() {
 		memLimit.Lock()
@@ -77,6 +66,25 @@ func limitMemory() (release func()) {
 			memLimit.stop = nil
 			debug.SetMemoryLimit(math.MaxInt64)
 		}
+	})
+}
+
+// gcSentinel is garbage made to be collected: its finalizer runs after
+// the collection that found it unreachable. Big enough to stay out of
+// the tiny allocator, whose blocks are freed with their neighbours.
+type gcSentinel struct{ _ [32]byte }
+
+// afterGC sets the limit after the next collection, and again after the
+// one after, until stop is released.
+func afterGC(stop chan struct{}) {
+	runtime.SetFinalizer(new(gcSentinel), func(*gcSentinel) {
+		memLimit.Lock()
+		defer memLimit.Unlock()
+		if memLimit.stop != stop { // released meanwhile
+			return
+		}
+		setMemoryLimit()
+		afterGC(stop)
 	})
 }
 

@@ -2,8 +2,10 @@ package trace
 
 import (
 	"math"
+	"runtime"
 	"runtime/debug"
 	"testing"
+	"time"
 )
 
 func TestMemoryLimitFollowsLiveHeap(t *testing.T) {
@@ -44,5 +46,30 @@ func TestMemoryLimitWhileTracing(t *testing.T) {
 	limitMemory()()
 	if l := debug.SetMemoryLimit(-1); l != math.MaxInt64 {
 		t.Errorf("limit %d set over GOMEMLIMIT", l)
+	}
+}
+
+// The limit follows the live heap from one collection to the next: 64 MiB
+// made live while tracing raise it above them at once.
+func TestMemoryLimitAfterCollection(t *testing.T) {
+	t.Setenv("GOMEMLIMIT", "")
+	defer debug.SetMemoryLimit(math.MaxInt64)
+	release := limitMemory()
+	defer release()
+	live := make([]byte, 64<<20)
+	for i := range live {
+		live[i] = 1
+	}
+	var l int64
+	for range 100 {
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond) // the finalizer's goroutine
+		if l = debug.SetMemoryLimit(-1); l >= 96<<20 {
+			break
+		}
+	}
+	runtime.KeepAlive(live)
+	if l < 96<<20 {
+		t.Errorf("limit %d MiB with 64 MiB live, want at least 96 MiB", l>>20)
 	}
 }
