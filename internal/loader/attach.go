@@ -21,9 +21,8 @@ import (
 const MaxNodes = 16
 
 // specs are the collection specs of every attach family, with the runtime
-// settings written.
-// specs are the program objects; fentry and kprobe are nil where their
-// backend cannot run (Probes) or is not asked for.
+// settings written; fentry and kprobe are nil where their backend cannot
+// run (Probes) or is not asked for.
 type specs struct {
 	tp, nf, fentry, kprobe *ebpf.CollectionSpec
 }
