@@ -34,16 +34,16 @@ const (
 
 var memLimit struct {
 	sync.Mutex
-	traces int // live traces in this process
-	stop   chan struct{}
+	traces int           // live traces in this process
+	stop   chan struct{} // this run of the limit; closed, and nil, once released
 }
 
 // limitMemory starts holding the process's Go memory near its live heap,
 // for as long as some live trace runs; release ends it for this trace.
 // The limit is set again after every collection, when the live heap is
 // known anew: loading the programs makes about 25 MB live at once (the
-// kernel's BTF), and a limit that followed it only once a second had
-// the collector run without pause meanwhile (ready 0.1 s later).
+// kernel's BTF), and a limit that followed it only once a second would
+// have the collector run without pause meanwhile.
 func limitMemory() (release func()) {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return func() {}
