@@ -153,17 +153,18 @@ var kernelConfig = sync.OnceValue(func() kernel.Config {
 })
 
 // btfCache holds the kernel's BTF, and its modules', for the probes
-// here and the loader's programs (BTF); see ReleaseBTF.
+// here; see ReleaseBTF. Only the probes read it: the loader's programs
+// relocate against a cache of their own, from several goroutines.
 var btfCache struct {
 	sync.Mutex
 	c *btf.Cache
 }
 
 // BTF is the running kernel's BTF and its modules', parsed on first use
-// and shared by every lookup until ReleaseBTF: parsing vmlinux's takes
+// and shared by every probe until ReleaseBTF: parsing vmlinux's takes
 // 100–200 ms of CPU (seconds under emulation), and every module's BTF is
 // read against it (btf.LoadKernelModuleSpec parses vmlinux's again for
-// each module).
+// each module). Not safe for use from several goroutines at once.
 func BTF() *btf.Cache {
 	btfCache.Lock()
 	defer btfCache.Unlock()
@@ -182,6 +183,11 @@ func ReleaseBTF() {
 }
 
 func kernelBTF() (*btf.Spec, error) { return BTF().Kernel() }
+
+// btfUse serialises the probes' reads of BTF: its types are decoded
+// lazily, into maps that concurrent readers would write at once (two
+// traces opened together).
+var btfUse sync.Mutex
 
 // Function says where a kernel function is and how it can be reached.
 type Function struct {
@@ -236,6 +242,8 @@ func ModuleLoaded(module string) bool {
 }
 
 func funcBTF(name, module string) error {
+	btfUse.Lock()
+	defer btfUse.Unlock()
 	spec, err := kernelBTF()
 	if err != nil {
 		return NotSupportedError("no kernel BTF: %v", err)
@@ -266,6 +274,8 @@ func funcBTF(name, module string) error {
 // FuncParams returns the parameter names of a kernel function from BTF
 // (vmlinux, else its module's).
 func FuncParams(ref FuncRef) ([]string, error) {
+	btfUse.Lock()
+	defer btfUse.Unlock()
 	spec, err := kernelBTF()
 	if err != nil {
 		return nil, NotSupportedError("no kernel BTF: %v", err)
@@ -299,6 +309,8 @@ func FuncParams(ref FuncRef) ([]string, error) {
 // reason argument and the kfree_skb_reason function together, so a kernel
 // without it has no other place to read one from.
 func DropReasons() error {
+	btfUse.Lock()
+	defer btfUse.Unlock()
 	spec, err := kernelBTF()
 	if err != nil {
 		return NotSupportedError("no kernel BTF: %v", err)

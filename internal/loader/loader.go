@@ -99,7 +99,7 @@ type Tracer struct {
 
 	log     *slog.Logger
 	maps    sharedMaps
-	btf     *btf.Cache // kernel and module BTF during Open (features.BTF)
+	btf     *btf.Cache // kernel and module BTF during Open
 	progs   []*ebpf.Program
 	kprobes map[string]*ebpf.Program // loaded kprobe programs, by name (also in progs)
 	pre     map[preKey]loadResult    // programs loaded ahead (preload), not yet taken
@@ -119,8 +119,12 @@ func Open(opts Options) (_ *Tracer, err error) {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("raise the memlock limit for BPF maps: %w", err)
 	}
-	// The kernel's BTF, parsed once for the probes and every program.
-	t := &Tracer{started: time.Now(), btf: features.BTF(), log: opts.Log}
+	// The programs' kernel BTF, parsed once for them all. The probes
+	// have their own (features.BTF): cilium/ebpf's lazily decoded types
+	// are not safe to read from the probes while the preloads relocate
+	// against them (concurrent map writes on 6.1, where fentry needs
+	// the function lookups). Theirs is let go once the programs load.
+	t := &Tracer{started: time.Now(), btf: btf.NewCache(), log: opts.Log}
 	defer features.ReleaseBTF()
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
