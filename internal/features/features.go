@@ -152,42 +152,34 @@ var kernelConfig = sync.OnceValue(func() kernel.Config {
 	return kernel.LoadConfig(hostFS, kernel.Release())
 })
 
-// btfCache holds the kernel's BTF, and its modules', for the probes
-// here; see ReleaseBTF. Only the probes read it: the loader's programs
+// btf is the kernel's BTF, and its modules', for the probes here: parsed
+// on first use and shared by every probe until ReleaseBTF. Parsing
+// vmlinux's takes 100–200 ms of CPU (seconds under emulation), and every
+// module's BTF is read against it (btf.LoadKernelModuleSpec parses
+// vmlinux's again for each module). The mutex covers the reads too: the
+// types are decoded lazily, into maps that concurrent readers (two
+// traces opened together) would write at once. The loader's programs
 // relocate against a cache of their own, from several goroutines.
-var btfCache struct {
+var btfState struct {
 	sync.Mutex
 	c *btf.Cache
 }
 
-// BTF is the running kernel's BTF and its modules', parsed on first use
-// and shared by every probe until ReleaseBTF: parsing vmlinux's takes
-// 100–200 ms of CPU (seconds under emulation), and every module's BTF is
-// read against it (btf.LoadKernelModuleSpec parses vmlinux's again for
-// each module). Not safe for use from several goroutines at once.
-func BTF() *btf.Cache {
-	btfCache.Lock()
-	defer btfCache.Unlock()
-	if btfCache.c == nil {
-		btfCache.c = btf.NewCache()
+// lockedBTF returns the probes' BTF cache; the caller holds btfState.
+func lockedBTF() *btf.Cache {
+	if btfState.c == nil {
+		btfState.c = btf.NewCache()
 	}
-	return btfCache.c
+	return btfState.c
 }
 
 // ReleaseBTF lets the parsed BTF go once the programs are loaded: tens of
 // MiB a long trace has no use for. The next lookup parses it again.
 func ReleaseBTF() {
-	btfCache.Lock()
-	btfCache.c = nil
-	btfCache.Unlock()
+	btfState.Lock()
+	btfState.c = nil
+	btfState.Unlock()
 }
-
-func kernelBTF() (*btf.Spec, error) { return BTF().Kernel() }
-
-// btfUse serialises the probes' reads of BTF: its types are decoded
-// lazily, into maps that concurrent readers would write at once (two
-// traces opened together).
-var btfUse sync.Mutex
 
 // Function says where a kernel function is and how it can be reached.
 type Function struct {
@@ -242,9 +234,9 @@ func ModuleLoaded(module string) bool {
 }
 
 func funcBTF(name, module string) error {
-	btfUse.Lock()
-	defer btfUse.Unlock()
-	spec, err := kernelBTF()
+	btfState.Lock()
+	defer btfState.Unlock()
+	spec, err := lockedBTF().Kernel()
 	if err != nil {
 		return NotSupportedError("no kernel BTF: %v", err)
 	}
@@ -255,7 +247,7 @@ func funcBTF(name, module string) error {
 	if module == "" {
 		return NotSupportedError("no BTF for %s", name)
 	}
-	mspec, err := BTF().Module(module)
+	mspec, err := lockedBTF().Module(module)
 	if errors.Is(err, fs.ErrNotExist) {
 		if !ModuleLoaded(module) {
 			return NotSupportedError("module %s not loaded", module)
@@ -274,9 +266,9 @@ func funcBTF(name, module string) error {
 // FuncParams returns the parameter names of a kernel function from BTF
 // (vmlinux, else its module's).
 func FuncParams(ref FuncRef) ([]string, error) {
-	btfUse.Lock()
-	defer btfUse.Unlock()
-	spec, err := kernelBTF()
+	btfState.Lock()
+	defer btfState.Unlock()
+	spec, err := lockedBTF().Kernel()
 	if err != nil {
 		return nil, NotSupportedError("no kernel BTF: %v", err)
 	}
@@ -285,7 +277,7 @@ func FuncParams(ref FuncRef) ([]string, error) {
 		if ref.Module == "" {
 			return nil, NotSupportedError("no BTF for %s", ref.Name)
 		}
-		mspec, err := BTF().Module(ref.Module)
+		mspec, err := lockedBTF().Module(ref.Module)
 		if err != nil {
 			return nil, NotSupportedError("no BTF for module %s: %v", ref.Module, err)
 		}
@@ -309,9 +301,9 @@ func FuncParams(ref FuncRef) ([]string, error) {
 // reason argument and the kfree_skb_reason function together, so a kernel
 // without it has no other place to read one from.
 func DropReasons() error {
-	btfUse.Lock()
-	defer btfUse.Unlock()
-	spec, err := kernelBTF()
+	btfState.Lock()
+	defer btfState.Unlock()
+	spec, err := lockedBTF().Kernel()
 	if err != nil {
 		return NotSupportedError("no kernel BTF: %v", err)
 	}

@@ -120,7 +120,7 @@ func Open(opts Options) (_ *Tracer, err error) {
 		return nil, fmt.Errorf("raise the memlock limit for BPF maps: %w", err)
 	}
 	// The programs' kernel BTF, parsed once for them all. The probes
-	// have their own (features.BTF): cilium/ebpf's lazily decoded types
+	// have their own (internal/features): cilium/ebpf's lazily decoded types
 	// are not safe to read from the probes while the preloads relocate
 	// against them (concurrent map writes on 6.1, where fentry needs
 	// the function lookups). Theirs is let go once the programs load.
