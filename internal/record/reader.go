@@ -78,6 +78,8 @@ type Reader struct {
 	pending bool // rec holds a record Open read ahead
 	done    bool // the trailer was read
 	err     error
+
+	onChange func() // see OnChange
 }
 
 // OpenFile opens the recording at path. Close closes the file.
@@ -245,6 +247,7 @@ func (r *Reader) Close() error {
 // nextFile goes on to the next file of the recording: it reads its header,
 // with every name known when it started, and checks that it follows.
 func (r *Reader) nextFile() error {
+	r.changing()
 	prev := r.meta.clone()
 	name := r.files[0]
 	r.files = r.files[1:]
@@ -266,6 +269,20 @@ func (r *Reader) nextFile() error {
 	// The totals of the files read so far go on.
 	r.meta.Records, r.meta.Lost, r.meta.LostPerCPU = prev.Records, prev.Lost, prev.LostPerCPU
 	return nil
+}
+
+// OnChange sets a function that Next calls before it changes what Meta,
+// NetnsName, IsNode, DropReason, Symbol and KubernetesUpdates return (a
+// block of names, the trailer, the next file of the recording). A caller
+// whose other goroutine still works on the records before, and looks up
+// their names meanwhile, waits there until it is done (replay's stitcher:
+// internal/trace). nil: none.
+func (r *Reader) OnChange(fn func()) { r.onChange = fn }
+
+func (r *Reader) changing() {
+	if r.onChange != nil {
+		r.onChange()
+	}
 }
 
 // Meta returns a copy of the metadata read so far: the header and the
@@ -704,6 +721,7 @@ func (r *Reader) applyNames(at int64) error {
 	if len(r.meta.Netns)+len(r.meta.Nodes)+len(r.meta.DropReasons)+len(r.meta.Symbols)+len(r.meta.KubernetesUpdates)+nm.len() > maxNames {
 		return r.corrupt(at, "more than %d names", maxNames)
 	}
+	r.changing()
 	for k, v := range nm.Netns {
 		r.meta.Netns[k] = v
 	}
@@ -771,6 +789,7 @@ func (r *Reader) readISB(at int64, b []byte) error {
 		return r.corrupt(at, "trailer: %s", err)
 	}
 	// The totals of every file read: one recording may be several.
+	r.changing()
 	m := &r.meta
 	m.Records += t.Records
 	m.Lost += t.Lost

@@ -42,13 +42,11 @@ func Repeat(seed, file string, n int) error {
 	for inode, name := range meta.Netns {
 		w.SetNetnsName(inode, name)
 	}
-	ne := binary.NativeEndian
 	buf := make([]byte, decode.RecordSize)
 	for i := range n {
 		round := uint64(i / len(recs))
 		copy(buf, recs[i%len(recs)])
-		ne.PutUint64(buf[skbOff:], ne.Uint64(buf[skbOff:])+round<<20)
-		ne.PutUint64(buf[tsOff:], ne.Uint64(buf[tsOff:])+round*span)
+		Shift(buf, round<<20, round*span)
 		if err := d.Decode(buf, &ev); err != nil {
 			w.Close(meta)
 			return err
@@ -59,6 +57,14 @@ func Repeat(seed, file string, n int) error {
 		}
 	}
 	return w.Close(meta)
+}
+
+// Shift adds skb to the skb address of a record (decode.RecordSize bytes)
+// and ts to its time: the same packets again, as other packets later.
+func Shift(rec []byte, skb, ts uint64) {
+	ne := binary.NativeEndian
+	ne.PutUint64(rec[skbOff:], ne.Uint64(rec[skbOff:])+skb)
+	ne.PutUint64(rec[tsOff:], ne.Uint64(rec[tsOff:])+ts)
 }
 
 // ReadAll reads every record of the recording in file into memory, with

@@ -96,6 +96,13 @@ func (p *pipeline) add(rec []byte) error {
 	return nil
 }
 
+// addEvent stitches an event replay decoded (feed): replay has no scope
+// to keep and records nothing.
+func (p *pipeline) addEvent(ev *decode.Event) {
+	p.stats.Events++
+	p.st.Add(ev)
+}
+
 func (p *pipeline) emit(path *stitch.Path) error {
 	if p.count > 0 && p.stats.Packets >= p.count {
 		return errCountReached

@@ -9,9 +9,13 @@ import (
 	"maps"
 	"net/netip"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 
+	"github.com/pathtrace/pathtrace/internal/decode"
 	"github.com/pathtrace/pathtrace/internal/doctor"
 	"github.com/pathtrace/pathtrace/internal/k8s"
 	"github.com/pathtrace/pathtrace/internal/record"
@@ -129,9 +133,24 @@ func replay(ctx context.Context, r *record.Reader, opts ReplayOptions, out rende
 // feed reads the records of r into p, rendering completed paths as it
 // goes. readErr is the recording's damage, after the records before it
 // were fed; err is the renderer's.
+//
+// Where there are two CPUs or more, two goroutines share the work: this
+// one reads and decodes the records, a replayStage stitches, annotates and
+// renders them, in batches and in order (feedAlone does it all on one CPU). The stitcher looks up the recording's names
+// (RecordingNames) and the annotators its Kubernetes names, which the
+// reader changes as it reads: before any change the reader waits until
+// the stage is done with every record before it (record.Reader.OnChange),
+// so each record meets the names it met read alone. The output is the
+// same, byte for byte (TestReplayPipelinedMatchesSerial).
 func feed(ctx context.Context, r *record.Reader, p *pipeline, afterRead func()) (readErr, err error) {
-	var ts uint64
-	for n := 1; ctx.Err() == nil; n++ {
+	if runtime.GOMAXPROCS(0) < 2 {
+		return feedAlone(ctx, r, p, afterRead)
+	}
+	s := newReplayStage(p)
+	r.OnChange(s.drain)
+	defer r.OnChange(nil)
+	var ts uint64 // of the latest event decoded
+	for n := 1; ctx.Err() == nil && !s.stopped.Load(); n++ {
 		rec, err := r.Next()
 		if afterRead != nil {
 			afterRead()
@@ -140,7 +159,47 @@ func feed(ctx context.Context, r *record.Reader, p *pipeline, afterRead func()) 
 			break // the end, or stopped while waiting for input
 		}
 		if err != nil {
-			// Render what was read before the damage, then say what it was.
+			// Render what was read before the damage, then say what it
+			// was; unless -c was reached before it.
+			if serr := s.finish(); serr != nil || s.counted {
+				return nil, serr
+			}
+			return badInput(fmt.Errorf("%w; the %d records before it were replayed", err, p.stats.Events+p.stats.Skipped)), nil
+		}
+		b := s.batch()
+		ev := &b.evs[b.n]
+		if p.dec.Decode(rec, ev) != nil {
+			b.skipped++
+		} else {
+			if len(ev.Data) > 0 {
+				// ev.Data is the reader's, until its next record.
+				ev.Data = b.data[b.n][:copy(b.data[b.n][:], ev.Data)]
+			}
+			b.n++
+			ts = max(ts, ev.TS)
+		}
+		if n%replayFlushEvery == 0 {
+			b.flushes = append(b.flushes, replayFlush{after: b.n, skipped: b.skipped, ts: ts})
+		}
+		if b.n == replayBatchLen {
+			s.send()
+		}
+	}
+	return nil, s.finish()
+}
+
+// feedAlone is feed on one goroutine, where there is one CPU to run on.
+func feedAlone(ctx context.Context, r *record.Reader, p *pipeline, afterRead func()) (readErr, err error) {
+	var ts uint64
+	for n := 1; ctx.Err() == nil; n++ {
+		rec, err := r.Next()
+		if afterRead != nil {
+			afterRead()
+		}
+		if err == io.EOF || err != nil && ctx.Err() != nil {
+			break
+		}
+		if err != nil {
 			return badInput(fmt.Errorf("%w; the %d records before it were replayed", err, p.stats.Events+p.stats.Skipped)), nil
 		}
 		if err := p.add(rec); err != nil {
@@ -159,6 +218,135 @@ func feed(ctx context.Context, r *record.Reader, p *pipeline, afterRead func()) 
 		}
 	}
 	return nil, nil
+}
+
+// replayBatchLen is how many records feed's reader decodes before it hands
+// them on; replayBatches how many batches there are (the reader fills one
+// while the stage works through another).
+const (
+	replayBatchLen = 1024
+	replayBatches  = 4
+)
+
+// replayBatch is a run of decoded records on their way from feed's reader
+// to its replayStage.
+type replayBatch struct {
+	evs     [replayBatchLen]decode.Event
+	data    [replayBatchLen][decode.RecordSize - decode.RecordPrefix]byte // each event's Data
+	n       int                                                           // events in evs
+	skipped uint64                                                        // records that did not decode
+	flushes []replayFlush
+}
+
+// replayFlush: flush the stitcher at ts once the first after events of the
+// batch are in (skipped records of the batch did not decode by then).
+type replayFlush struct {
+	after   int
+	skipped uint64
+	ts      uint64
+}
+
+// replayStage stitches, annotates and renders feed's batches on a
+// goroutine of its own.
+type replayStage struct {
+	p        *pipeline
+	cur      *replayBatch // the batch feed's reader fills
+	full     chan *replayBatch
+	free     chan *replayBatch
+	inFlight sync.WaitGroup // batches sent and not yet done
+	done     chan struct{}
+	stopped  atomic.Bool // the stage stopped: -c reached, or the renderer failed
+	// Set by the stage's goroutine, read after done:
+	counted bool  // -c was reached
+	err     error // the renderer's
+}
+
+func newReplayStage(p *pipeline) *replayStage {
+	s := &replayStage{
+		p:    p,
+		full: make(chan *replayBatch, replayBatches),
+		free: make(chan *replayBatch, replayBatches),
+		done: make(chan struct{}),
+	}
+	for range replayBatches {
+		s.free <- new(replayBatch)
+	}
+	go s.run()
+	return s
+}
+
+// batch returns the batch to fill, waiting for one to come back if all
+// are in flight.
+func (s *replayStage) batch() *replayBatch {
+	if s.cur == nil {
+		s.cur = <-s.free
+	}
+	return s.cur
+}
+
+// send hands the batch being filled to the stage, if it holds anything.
+func (s *replayStage) send() {
+	b := s.cur
+	if b == nil || b.n == 0 && b.skipped == 0 && len(b.flushes) == 0 {
+		return
+	}
+	s.cur = nil
+	s.inFlight.Add(1)
+	s.full <- b
+}
+
+// drain sends what was read and waits until the stage has done it: the
+// reader may change the names after.
+func (s *replayStage) drain() {
+	s.send()
+	s.inFlight.Wait()
+}
+
+// finish sends what was read, waits for the stage to end and returns the
+// renderer's error.
+func (s *replayStage) finish() error {
+	s.send()
+	close(s.full)
+	<-s.done
+	return s.err
+}
+
+func (s *replayStage) run() {
+	defer close(s.done)
+	for b := range s.full {
+		if !s.stopped.Load() {
+			s.process(b)
+		}
+		b.n, b.skipped, b.flushes = 0, 0, b.flushes[:0]
+		s.free <- b
+		s.inFlight.Done()
+	}
+}
+
+// process adds the batch's events to the pipeline and flushes where the
+// reader said, as feed did when it worked alone.
+func (s *replayStage) process(b *replayBatch) {
+	p := s.p
+	i := 0
+	for _, f := range b.flushes {
+		for ; i < f.after; i++ {
+			p.addEvent(&b.evs[i])
+		}
+		if err := p.st.Flush(f.ts); err != nil {
+			p.stats.Skipped += f.skipped
+			if errors.Is(err, errCountReached) {
+				s.counted = true
+			} else {
+				s.err = errors.Join(err, p.out.Close())
+			}
+			s.stopped.Store(true)
+			return
+		}
+	}
+	for ; i < b.n; i++ {
+		p.addEvent(&b.evs[i])
+	}
+	p.stats.Skipped += b.skipped
 }
 
 // replayReports decodes the recording's node reports. A damaged report
