@@ -209,7 +209,10 @@ func (r *results) sections() []section {
 		for _, c := range r.Cost {
 			var ps []string
 			for _, p := range c.Progs {
-				ps = append(ps, fmt.Sprintf("%s %.0f ns", p.Name, p.perRun()))
+				// The runs per datagram too: the average of a program
+				// that runs once in thousands of datagrams (drops) is
+				// a handful of cold runs.
+				ps = append(ps, fmt.Sprintf("%s %.0f ns (%s runs / datagram)", p.Name, p.perRun(), runsPer(p.Count, c.Packets)))
 			}
 			per = append(per, fmt.Sprintf("%s, %s: %s", c.Scenario, c.Config, strings.Join(ps, ", ")))
 		}
@@ -535,4 +538,20 @@ func (r *results) updateDoc(path string) error {
 		doc += "\n" + gen
 	}
 	return os.WriteFile(path, []byte(doc), 0o644)
+}
+
+// runsPer formats runs per datagram with the digits a rare program needs.
+func runsPer(runs uint64, packets float64) string {
+	if packets <= 0 {
+		return "?"
+	}
+	v := float64(runs) / packets
+	switch {
+	case v == 0:
+		return "0"
+	case v >= 0.1:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.1g", v)
+	}
 }
