@@ -32,7 +32,13 @@ func TestReplayPipelinedMatchesSerial(t *testing.T) {
 		name := strings.TrimSuffix(filepath.Base(seed), ".pcapng")
 		t.Run(name, func(t *testing.T) {
 			file := filepath.Join(dir, name+".pcapng")
-			records, rounds := renamedRounds(t, seed, file, 3*replayFlushEvery)
+			records, rounds := renamedRounds(t, seed, file, 3*replayFlushEvery, record.Rotation{})
+			rotated := filepath.Join(dir, name+"-rotated.pcapng")
+			renamedRounds(t, seed, rotated, 3*replayFlushEvery, record.Rotation{Size: 1 << 20})
+			parts, err := filepath.Glob(rotated + "*")
+			if err != nil || len(parts) < 3 {
+				t.Fatalf("rotated files %v: want several (%v)", parts, err)
+			}
 			cut := filepath.Join(dir, name+"-cut.pcapng")
 			b, err := os.ReadFile(file)
 			if err != nil {
@@ -42,17 +48,18 @@ func TestReplayPipelinedMatchesSerial(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, tc := range []struct {
-				name string
-				file string
-				opts ReplayOptions
+				name  string
+				files []string
+				opts  ReplayOptions
 			}{
-				{"whole", file, ReplayOptions{}},
-				{"count", file, ReplayOptions{Count: records / 50}},
-				{"cut", cut, ReplayOptions{}},
+				{"whole", []string{file}, ReplayOptions{}},
+				{"count", []string{file}, ReplayOptions{Count: records / 50}},
+				{"cut", []string{cut}, ReplayOptions{}},
+				{"rotated", parts, ReplayOptions{}},
 			} {
 				for _, asJSON := range []bool{true, false} {
-					alone, aerr := replayOn(t, 1, tc.file, tc.opts, asJSON)
-					piped, perr := replayOn(t, 2, tc.file, tc.opts, asJSON)
+					alone, aerr := replayOn(t, 1, tc.files, tc.opts, asJSON)
+					piped, perr := replayOn(t, 2, tc.files, tc.opts, asJSON)
 					if fmt.Sprint(aerr) != fmt.Sprint(perr) {
 						t.Errorf("%s, json %v: error %v on one goroutine, %v on two", tc.name, asJSON, aerr, perr)
 					}
@@ -70,7 +77,7 @@ func TestReplayPipelinedMatchesSerial(t *testing.T) {
 			}
 			// The renames show: the last round's namespace names, and
 			// none of a round past it.
-			out, err := replayOn(t, 2, file, ReplayOptions{}, true)
+			out, err := replayOn(t, 2, []string{file}, ReplayOptions{}, true)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -81,8 +88,8 @@ func TestReplayPipelinedMatchesSerial(t *testing.T) {
 	}
 }
 
-// replayOn replays file with GOMAXPROCS procs.
-func replayOn(t *testing.T, procs int, file string, opts ReplayOptions, asJSON bool) ([]byte, error) {
+// replayOn replays the files of a recording with GOMAXPROCS procs.
+func replayOn(t *testing.T, procs int, files []string, opts ReplayOptions, asJSON bool) ([]byte, error) {
 	t.Helper()
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
 	var buf bytes.Buffer
@@ -92,7 +99,7 @@ func replayOn(t *testing.T, procs int, file string, opts ReplayOptions, asJSON b
 	} else {
 		out = render.NewText(&buf, render.TextOptions{})
 	}
-	_, err := Replay(context.Background(), file, opts, out)
+	_, err := ReplayFiles(context.Background(), files, opts, out)
 	return buf.Bytes(), err
 }
 
@@ -100,8 +107,9 @@ func replayOn(t *testing.T, procs int, file string, opts ReplayOptions, asJSON b
 // least atLeast records are written, each round with skb addresses and times
 // shifted past the stitcher's idle time, every network namespace renamed
 // "<name>-round<k>" and a Kubernetes names update naming the client pod
-// "client-<k>". It returns the records and rounds written.
-func renamedRounds(t *testing.T, seed, file string, atLeast int) (records, rounds int) {
+// "client-<k>"; in several files as rot asks. It returns the records and
+// rounds written.
+func renamedRounds(t *testing.T, seed, file string, atLeast int, rot record.Rotation) (records, rounds int) {
 	t.Helper()
 	recs, meta, err := record.ReadAll(seed)
 	if err != nil {
@@ -117,7 +125,11 @@ func renamedRounds(t *testing.T, seed, file string, atLeast int) (records, round
 		t.Fatal(err)
 	}
 	span := last.TS - first.TS + 2_000_000_000
-	w, err := record.Create(file, meta)
+	fs, err := record.Prepare(file, rot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := fs.Start(meta)
 	if err != nil {
 		t.Fatal(err)
 	}
