@@ -136,12 +136,13 @@ func replay(ctx context.Context, r *record.Reader, opts ReplayOptions, out rende
 //
 // Where there are two CPUs or more, two goroutines share the work: this
 // one reads and decodes the records, a replayStage stitches, annotates and
-// renders them, in batches and in order (feedAlone does it all on one CPU). The stitcher looks up the recording's names
-// (RecordingNames) and the annotators its Kubernetes names, which the
-// reader changes as it reads: before any change the reader waits until
-// the stage is done with every record before it (record.Reader.OnChange),
-// so each record meets the names it met read alone. The output is the
-// same, byte for byte (TestReplayPipelinedMatchesSerial).
+// renders them, in batches and in order (feedAlone does it all on one
+// CPU). The stitcher looks up the recording's names (RecordingNames) and
+// the annotators its Kubernetes names, which the reader changes as it
+// reads: before any change the reader waits until the stage is done with
+// every record before it (record.Reader.OnChange), so each record meets
+// the names it met read alone. The output is the same, byte for byte
+// (TestReplayPipelinedMatchesSerial).
 func feed(ctx context.Context, r *record.Reader, p *pipeline, afterRead func()) (readErr, err error) {
 	if runtime.GOMAXPROCS(0) < 2 {
 		return feedAlone(ctx, r, p, afterRead)
