@@ -22,7 +22,8 @@ import (
 // TestReplayPipelinedMatchesSerial replays long recordings whose names
 // change as they go on two goroutines (feed) and on one (feedAlone,
 // GOMAXPROCS 1), and requires the same bytes, text and JSON: whole, with
-// -c, and cut short in the middle of a record. Every round of a recording
+// -c, cut short in the middle of a record, and rotated into several
+// files. Every round of a recording
 // renames each network namespace and adds a Kubernetes names update, so a
 // stage that met names read after its records would show another round's
 // names; the rounds cross batches and flushes.
