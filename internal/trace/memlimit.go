@@ -20,9 +20,8 @@ import (
 // collection, has the collector run earlier and return freed pages, where
 // a fixed limit would have it run without pause on a node whose live heap
 // outgrows it (a large cluster's pods and Services): the limit follows the
-// live heap,
-// as GOGC=50 would above the floor. GOMEMLIMIT in the environment is the
-// operator's choice and is left alone. The floor is the bench's: with 32
+// live heap, as GOGC=50 would above the floor. GOMEMLIMIT in the
+// environment is the operator's choice and is left alone. The floor is the bench's: with 32
 // MiB three floods of 30–60 s peaked at 62–65 MiB, with 28 MiB (as
 // GOMEMLIMIT) three at 59–60 MiB, for a little more of the flood lost
 // (0.4–0.6% of its events against 0.05–0.6%; the flood is more than the
@@ -34,8 +33,8 @@ const (
 
 var memLimit struct {
 	sync.Mutex
-	traces int           // live traces in this process
-	stop   chan struct{} // this run of the limit; closed, and nil, once released
+	traces int    // live traces in this process
+	run    uint64 // counts the starts of the limit: afterGC's chain follows one
 }
 
 // limitMemory starts holding the process's Go memory near its live heap,
@@ -52,18 +51,15 @@ func limitMemory() (release func()) {
 	defer memLimit.Unlock()
 	memLimit.traces++
 	if memLimit.traces == 1 {
-		stop := make(chan struct{})
-		memLimit.stop = stop
+		memLimit.run++
 		setMemoryLimit()
-		afterGC(stop)
+		afterGC(memLimit.run)
 	}
 	return sync.OnceFunc(func() {
 		memLimit.Lock()
 		defer memLimit.Unlock()
 		memLimit.traces--
 		if memLimit.traces == 0 {
-			close(memLimit.stop)
-			memLimit.stop = nil
 			debug.SetMemoryLimit(math.MaxInt64)
 		}
 	})
@@ -75,16 +71,16 @@ func limitMemory() (release func()) {
 type gcSentinel struct{ _ [32]byte }
 
 // afterGC sets the limit after the next collection, and again after the
-// one after, until stop is released.
-func afterGC(stop chan struct{}) {
+// one after, as long as this run of the limit lasts.
+func afterGC(run uint64) {
 	runtime.SetFinalizer(new(gcSentinel), func(*gcSentinel) {
 		memLimit.Lock()
 		defer memLimit.Unlock()
-		if memLimit.stop != stop { // released meanwhile
+		if memLimit.traces == 0 || memLimit.run != run { // released meanwhile
 			return
 		}
 		setMemoryLimit()
-		afterGC(stop)
+		afterGC(run)
 	})
 }
 
