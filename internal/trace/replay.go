@@ -136,18 +136,15 @@ func replay(ctx context.Context, r *record.Reader, opts ReplayOptions, out rende
 //
 // Where there are two CPUs or more, two goroutines share the work: this
 // one reads and decodes the records, a replayStage stitches, annotates and
-// renders them, in batches and in order (feedAlone does it all on one
-// CPU). The stitcher looks up the recording's names (RecordingNames) and
+// renders them, in batches and in order (with one CPU the stage does each
+// batch on this goroutine as it is sent). The stitcher looks up the recording's names (RecordingNames) and
 // the annotators its Kubernetes names, which the reader changes as it
 // reads: before any change the reader waits until the stage is done with
 // every record before it (record.Reader.OnChange), so each record meets
 // the names it met read alone. The output is the same, byte for byte
 // (TestReplayPipelinedMatchesSerial).
 func feed(ctx context.Context, r *record.Reader, p *pipeline, afterRead func()) (readErr, err error) {
-	if runtime.GOMAXPROCS(0) < 2 {
-		return feedAlone(ctx, r, p, afterRead)
-	}
-	s := newReplayStage(p)
+	s := newReplayStage(p, runtime.GOMAXPROCS(0) < 2)
 	r.OnChange(s.drain)
 	defer r.OnChange(nil)
 	var ts uint64 // of the latest event decoded
@@ -189,38 +186,6 @@ func feed(ctx context.Context, r *record.Reader, p *pipeline, afterRead func()) 
 	return nil, s.finish()
 }
 
-// feedAlone is feed on one goroutine, where there is one CPU to run on.
-func feedAlone(ctx context.Context, r *record.Reader, p *pipeline, afterRead func()) (readErr, err error) {
-	var ts uint64
-	for n := 1; ctx.Err() == nil; n++ {
-		rec, err := r.Next()
-		if afterRead != nil {
-			afterRead()
-		}
-		if err == io.EOF || err != nil && ctx.Err() != nil {
-			break
-		}
-		if err != nil {
-			return badInput(fmt.Errorf("%w; the %d records before it were replayed", err, p.stats.Events+p.stats.Skipped)), nil
-		}
-		if err := p.add(rec); err != nil {
-			return nil, err
-		}
-		if p.stats.Events > 0 {
-			ts = max(ts, p.ev.TS)
-		}
-		if n%replayFlushEvery == 0 {
-			if err := p.st.Flush(ts); err != nil {
-				if errors.Is(err, errCountReached) {
-					break
-				}
-				return nil, errors.Join(err, p.out.Close())
-			}
-		}
-	}
-	return nil, nil
-}
-
 // replayBatchLen is how many records feed's reader decodes before it hands
 // them on; replayBatches how many batches there are (the reader fills one
 // while the stage works through another).
@@ -248,9 +213,10 @@ type replayFlush struct {
 }
 
 // replayStage stitches, annotates and renders feed's batches on a
-// goroutine of its own.
+// goroutine of its own, or inline: on the reader's, as each is sent.
 type replayStage struct {
 	p        *pipeline
+	inline   bool
 	cur      *replayBatch // the batch feed's reader fills
 	full     chan *replayBatch
 	free     chan *replayBatch
@@ -262,13 +228,15 @@ type replayStage struct {
 	err     error // the renderer's
 }
 
-func newReplayStage(p *pipeline) *replayStage {
-	s := &replayStage{
-		p:    p,
-		full: make(chan *replayBatch, replayBatches),
-		free: make(chan *replayBatch, replayBatches),
-		done: make(chan struct{}),
+func newReplayStage(p *pipeline, inline bool) *replayStage {
+	s := &replayStage{p: p, inline: inline}
+	if inline {
+		s.cur = new(replayBatch)
+		return s
 	}
+	s.full = make(chan *replayBatch, replayBatches)
+	s.free = make(chan *replayBatch, replayBatches)
+	s.done = make(chan struct{})
 	for range replayBatches {
 		s.free <- new(replayBatch)
 	}
@@ -291,6 +259,10 @@ func (s *replayStage) send() {
 	if b == nil || b.n == 0 && b.skipped == 0 && len(b.flushes) == 0 {
 		return
 	}
+	if s.inline {
+		s.do(b)
+		return
+	}
 	s.cur = nil
 	s.inFlight.Add(1)
 	s.full <- b
@@ -307,21 +279,28 @@ func (s *replayStage) drain() {
 // renderer's error.
 func (s *replayStage) finish() error {
 	s.send()
-	close(s.full)
-	<-s.done
+	if !s.inline {
+		close(s.full)
+		<-s.done
+	}
 	return s.err
 }
 
 func (s *replayStage) run() {
 	defer close(s.done)
 	for b := range s.full {
-		if !s.stopped.Load() {
-			s.process(b)
-		}
-		b.n, b.skipped, b.flushes = 0, 0, b.flushes[:0]
+		s.do(b)
 		s.free <- b
 		s.inFlight.Done()
 	}
+}
+
+// do processes a batch, unless the stage stopped, and empties it.
+func (s *replayStage) do(b *replayBatch) {
+	if !s.stopped.Load() {
+		s.process(b)
+	}
+	b.n, b.skipped, b.flushes = 0, 0, b.flushes[:0]
 }
 
 // process adds the batch's events to the pipeline and flushes where the

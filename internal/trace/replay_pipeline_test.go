@@ -20,8 +20,8 @@ import (
 )
 
 // TestReplayPipelinedMatchesSerial replays long recordings whose names
-// change as they go on two goroutines (feed) and on one (feedAlone,
-// GOMAXPROCS 1), and requires the same bytes, text and JSON: whole, with
+// change as they go on two goroutines and on one (GOMAXPROCS 1: the
+// stage works inline), and requires the same bytes, text and JSON: whole, with
 // -c, cut short in the middle of a record, and rotated into several
 // files. Every round of a recording
 // renames each network namespace and adds a Kubernetes names update, so a
