@@ -38,8 +38,10 @@ type config int
 const (
 	untraced config = iota
 	nullProgs
-	peekProgs    // programs that read the addresses (peek.go)
-	peekBTFProgs // the same with tp_btf tracepoint programs (kernel cost only)
+	peekProgs     // programs that read the addresses (peek.go)
+	peekBTFProgs  // the same with tp_btf tracepoint programs (kernel cost only)
+	emitProgs     // programs that send an event per run, read and dropped (emit.go)
+	emitLastProgs // the same, but none at the first netfilter priority
 	traceOther
 	traceFlow
 	traceFlowJSON
@@ -57,6 +59,8 @@ var configNames = [...]string{
 	nullProgs:     "empty programs, same hooks",
 	peekProgs:     "programs reading the addresses, same hooks",
 	peekBTFProgs:  "the same, tp_btf on the tracepoints",
+	emitProgs:     "programs sending an event per run, read and dropped",
+	emitLastProgs: "the same, one event per netfilter hook",
 	traceOther:    "pathtrace, another pod",
 	traceFlow:     "pathtrace, this flow",
 	traceFlowJSON: "pathtrace -o json, this flow",
@@ -145,7 +149,7 @@ func benchDatapath(ctx context.Context, c *cluster, bin, binB string, reps int, 
 				switch cfg {
 				case traceOtherB, traceFlowB:
 					b = binB
-				case nullProgs, peekProgs:
+				case nullProgs, peekProgs, emitProgs, emitLastProgs:
 					b = self
 				}
 				r, err := datapathRun(ctx, c, b, s, cfg, client, dur)
@@ -168,7 +172,7 @@ func datapathRun(ctx context.Context, c *cluster, bin string, s scenario, cfg co
 	var td *tcpdump
 	var err error
 	switch cfg {
-	case nullProgs, peekProgs:
+	case nullProgs, peekProgs, emitProgs, emitLastProgs:
 		var null *os.File
 		if null, err = devNull(); err != nil {
 			return r, err
@@ -239,6 +243,10 @@ func nullTracerArgs(c *cluster, cfg config, other string) []string {
 		args = append(args, "--peek", other)
 	case peekBTFProgs:
 		args = append(args, "--peek", other, "--btf")
+	case emitProgs:
+		args = append(args, "--emit", "all")
+	case emitLastProgs:
+		args = append(args, "--emit", "last")
 	}
 	return args
 }

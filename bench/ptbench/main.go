@@ -123,7 +123,7 @@ func mainErr(ctx context.Context, args []string) error {
 			fail("cost", err)
 		}
 		if phase("datapath") {
-			configs := []config{untraced, nullProgs, peekProgs, traceOther, traceFlow, traceFlowDev, tcpdumpAny}
+			configs := []config{untraced, nullProgs, peekProgs, traceOther, emitProgs, emitLastProgs, traceFlow, traceFlowDev, tcpdumpAny}
 			if *binB != "" {
 				configs = append(configs, traceOtherB, traceFlowB)
 			}
@@ -204,7 +204,7 @@ func scenarioKeys() string {
 }
 
 // nullTracerMain is `ptbench null-tracer --netns NS... --ready-file F
-// [--peek ADDR [--btf]]`.
+// [--peek ADDR [--btf] | --emit all|last]`.
 func nullTracerMain(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("null-tracer", flag.ContinueOnError)
 	var nss stringList
@@ -212,6 +212,7 @@ func nullTracerMain(ctx context.Context, args []string) error {
 	ready := fs.String("ready-file", "", "file written once everything is attached")
 	peekStr := fs.String("peek", "", "read each packet's IPv4 addresses and compare them with this one")
 	btfTP := fs.Bool("btf", false, "with -peek: tp_btf programs on the tracepoints")
+	emit := fs.String("emit", "", "send an event per run (all), or per run but at the first netfilter priority (last), and read them")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -223,7 +224,7 @@ func nullTracerMain(ctx context.Context, args []string) error {
 		}
 		peek = a
 	}
-	return runNullTracer(ctx, nss, *ready, peek, *btfTP)
+	return runNullTracer(ctx, nss, *ready, peek, *btfTP, *emit)
 }
 
 // stringList is a repeatable string flag.

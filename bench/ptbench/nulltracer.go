@@ -26,7 +26,10 @@ import (
 // compare them with it (peek.go): the floor of looking at the packet.
 // With btfTP, the tracepoint programs are tp_btf programs (one per
 // tracepoint), whose skb argument is a typed pointer read with plain loads.
-func runNullTracer(ctx context.Context, nss []string, ready string, peek netip.Addr, btfTP bool) (err error) {
+// With emit "all" or "last" the programs send an event per run instead
+// (emit.go): every program, or all but those at the first netfilter
+// priority.
+func runNullTracer(ctx context.Context, nss []string, ready string, peek netip.Addr, btfTP bool, emit string) (err error) {
 	var closers []interface{ Close() error }
 	defer func() {
 		for _, c := range closers {
@@ -35,6 +38,9 @@ func runNullTracer(ctx context.Context, nss []string, ready string, peek netip.A
 	}()
 	if btfTP && !peek.IsValid() {
 		return errors.New("null-tracer: --btf needs --peek")
+	}
+	if emit != "" && (peek.IsValid() || (emit != "all" && emit != "last")) {
+		return errors.New("null-tracer: --emit is all or last, without --peek")
 	}
 	tpSpec := &ebpf.ProgramSpec{
 		Name: "null_tp", Type: ebpf.RawTracepoint, License: "GPL",
@@ -67,6 +73,20 @@ func runNullTracer(ctx context.Context, nss []string, ready string, peek netip.A
 			tpSpec.Name, tpSpec.Type, tpSpec.AttachType = "peekbtf_tp", ebpf.Tracing, ebpf.AttachTraceRawTp
 		}
 	}
+	var m *emitMaps
+	nfFirstSpec := nfSpec
+	if emit != "" {
+		if m, err = newEmitMaps(); err != nil {
+			return err
+		}
+		closers = append(closers, m)
+		tpSpec.Name, tpSpec.Instructions = "emit_tp", emitInsns(m, 0)
+		nfSpec = nfSpec.Copy()
+		nfSpec.Name, nfSpec.Instructions = "emit_nf", emitInsns(m, 1)
+		if emit == "all" {
+			nfFirstSpec = nfSpec
+		}
+	}
 	// One raw tracepoint program serves all four; a tp_btf program is
 	// loaded for its tracepoint.
 	tps := map[string]*ebpf.Program{}
@@ -89,9 +109,16 @@ func runNullTracer(ctx context.Context, nss []string, ready string, peek netip.A
 	}
 	nf, err := ebpf.NewProgram(nfSpec)
 	if err != nil {
-		return fmt.Errorf("load null netfilter program: %w", err)
+		return fmt.Errorf("load %s program: %w", nfSpec.Name, err)
 	}
 	closers = append(closers, nf)
+	nfFirst := nf
+	if nfFirstSpec != nfSpec {
+		if nfFirst, err = ebpf.NewProgram(nfFirstSpec); err != nil {
+			return fmt.Errorf("load %s program: %w", nfFirstSpec.Name, err)
+		}
+		closers = append(closers, nfFirst)
+	}
 	for _, name := range tracepoints {
 		var l link.Link
 		if btfTP {
@@ -105,7 +132,7 @@ func runNullTracer(ctx context.Context, nss []string, ready string, peek netip.A
 		closers = append(closers, l)
 	}
 	for _, ns := range nss {
-		ls, err := attachNetfilterIn(ns, nf)
+		ls, err := attachNetfilterIn(ns, nfFirst, nf)
 		for _, l := range ls {
 			closers = append(closers, l)
 		}
@@ -116,15 +143,27 @@ func runNullTracer(ctx context.Context, nss []string, ready string, peek netip.A
 	if err := os.WriteFile(ready, []byte("ready\n"), 0o644); err != nil {
 		return err
 	}
+	var events uint64
+	if m != nil {
+		if events, err = drainEmitted(ctx, m.ring); err != nil {
+			return fmt.Errorf("read the ring: %w", err)
+		}
+	}
 	<-ctx.Done()
-	fmt.Fprintln(os.Stderr, "pathtrace: 0 packets, 0 events, 0 lost") // as pathtrace says it
+	var lost uint64
+	if m != nil {
+		lost = m.lostEvents()
+	}
+	fmt.Fprintf(os.Stderr, "pathtrace: 0 packets, %d events, %d lost\n", events, lost) // as pathtrace says it
 	return nil
 }
 
 // tracepoints are the ones pathtrace's programs use.
 var tracepoints = []string{"netif_receive_skb", "net_dev_queue", "kfree_skb", "consume_skb"}
 
-func attachNetfilterIn(ns string, prog *ebpf.Program) ([]link.Link, error) {
+// attachNetfilterIn attaches first at the first priority and last at the
+// last of every IPv4 hook in ns.
+func attachNetfilterIn(ns string, first, last *ebpf.Program) ([]link.Link, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	orig, err := netns.Get()
@@ -143,7 +182,11 @@ func attachNetfilterIn(ns string, prog *ebpf.Program) ([]link.Link, error) {
 	var links []link.Link
 	var errs []error
 	for hook := range 5 {
-		for _, prio := range []int32{loader.PriorityFirst, loader.PriorityLast} {
+		for i, prio := range []int32{loader.PriorityFirst, loader.PriorityLast} {
+			prog := first
+			if i == 1 {
+				prog = last
+			}
 			l, err := link.AttachNetfilter(link.NetfilterOptions{
 				Program: prog, ProtocolFamily: unix.NFPROTO_IPV4,
 				Hook: link.NetfilterInetHook(hook), Priority: prio,

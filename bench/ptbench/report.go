@@ -436,6 +436,17 @@ func (r *results) targets() *table {
 					fmt.Sprintf("%.1f%% vs %.1f%% of untraced", 100*f, 100*td), "—")
 			}
 		}
+		// The floor of any tracer that sends an event per hop: what of
+		// "this flow" is the events themselves, what pathtrace's work on
+		// them.
+		for _, s := range scenarios {
+			a, l := d.ratio(s.Key, emitProgs).median(), d.ratio(s.Key, emitLastProgs).median()
+			f, td := d.ratio(s.Key, traceFlow).median(), d.ratio(s.Key, tcpdumpAny).median()
+			if !math.IsNaN(a) && !math.IsNaN(l) && !math.IsNaN(f) && !math.IsNaN(td) {
+				t.add("context: an event per hop, read and dropped (every hop / one per netfilter hook) vs this flow vs tcpdump -i any: "+s.Key,
+					fmt.Sprintf("%.1f%% / %.1f%% vs %.1f%% vs %.1f%% of untraced", 100*a, 100*l, 100*f, 100*td), "—")
+			}
+		}
 	}
 	if len(r.Pipeline) > 0 || len(r.UserSpace) > 0 {
 		best := 0.0
