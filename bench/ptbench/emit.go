@@ -19,8 +19,8 @@ import (
 // the floor of any tracer that sends an event per hop, as pathtrace does:
 // each run reserves an event of the size of pathtrace's without packet
 // bytes, zeroes it, stamps it and submits it without waking the reader,
-// and a reader polls the ring as pathtrace's does (every emitPoll, until
-// empty) and drops each record unread. They look at no packet: on the
+// into a ring of pathtrace's size; a reader polls it as pathtrace's does
+// (every emitPoll, until empty) and drops each record unread. They look at no packet: on the
 // bench's cluster, idle but for the measured flow, every packet at those
 // hooks is the flow's. With "last", the programs at the first netfilter
 // priority stay empty: one event per netfilter hook instead of two, the
@@ -31,13 +31,23 @@ import (
 // its hops' (bpf/include/common.h, new_event).
 var emitSize = int32(unsafe.Offsetof(bpf.TracepointEvent{}.Data))
 
-// emitRing and emitPoll are pathtrace's: the events ring's size
-// (bpf/include/common.h) and how often its reader polls a ring no program
-// woke it for (internal/trace, pollEvery).
-const (
-	emitRing = 8 << 20
-	emitPoll = 10 * time.Millisecond
-)
+// emitPoll is how often pathtrace's reader polls a ring no program woke
+// it for (internal/trace, pollEvery).
+const emitPoll = 10 * time.Millisecond
+
+// ringSize is the size of pathtrace's events ring, as its programs'
+// collection declares it (bpf/include/common.h; a live trace keeps it).
+func ringSize() (uint32, error) {
+	spec, err := bpf.LoadTracepoint()
+	if err != nil {
+		return 0, err
+	}
+	m, ok := spec.Maps["events"]
+	if !ok {
+		return 0, errors.New("pathtrace's programs have no events map")
+	}
+	return m.MaxEntries, nil
+}
 
 const bpfRBNoWakeup = 1
 
@@ -47,7 +57,11 @@ type emitMaps struct {
 }
 
 func newEmitMaps() (*emitMaps, error) {
-	ring, err := ebpf.NewMap(&ebpf.MapSpec{Name: "emit_ring", Type: ebpf.RingBuf, MaxEntries: emitRing})
+	size, err := ringSize()
+	if err != nil {
+		return nil, err
+	}
+	ring, err := ebpf.NewMap(&ebpf.MapSpec{Name: "emit_ring", Type: ebpf.RingBuf, MaxEntries: size})
 	if err != nil {
 		return nil, fmt.Errorf("create the ring: %w", err)
 	}

@@ -44,7 +44,11 @@ func TestEmitPrograms(t *testing.T) {
 		t.Errorf("read %d events (%v), want %d", n, err, runs)
 	}
 	// Fill the ring: every event past it is counted, none is read.
-	full := emitRing / (int(emitSize) + 8)
+	size, err := ringSize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := int(size) / (int(emitSize) + 8)
 	for range full + 10 {
 		if _, err := prog.Run(&ebpf.RunOptions{Context: []uint64{0}}); err != nil {
 			t.Fatalf("run: %v", err)

@@ -182,14 +182,13 @@ func attachNetfilterIn(ns string, first, last *ebpf.Program) ([]link.Link, error
 	var links []link.Link
 	var errs []error
 	for hook := range 5 {
-		for i, prio := range []int32{loader.PriorityFirst, loader.PriorityLast} {
-			prog := first
-			if i == 1 {
-				prog = last
-			}
+		for _, at := range []struct {
+			prio int32
+			prog *ebpf.Program
+		}{{loader.PriorityFirst, first}, {loader.PriorityLast, last}} {
 			l, err := link.AttachNetfilter(link.NetfilterOptions{
-				Program: prog, ProtocolFamily: unix.NFPROTO_IPV4,
-				Hook: link.NetfilterInetHook(hook), Priority: prio,
+				Program: at.prog, ProtocolFamily: unix.NFPROTO_IPV4,
+				Hook: link.NetfilterInetHook(hook), Priority: at.prio,
 			})
 			if err != nil {
 				errs = append(errs, fmt.Errorf("attach netfilter hook %d in %s: %w", hook, ns, err))
