@@ -44,16 +44,8 @@ static __always_inline void nf_event(struct bpf_nf_ctx *ctx, __u8 slot)
 	struct net_device *in = state->in;
 	struct net_device *out = state->out;
 	struct net *net = state->net;
-	struct pt_skb s = {
-		.head = (unsigned char *)ptr_value(skb->head),
-		.protocol = skb->protocol,
-		.nh = skb->network_header,
-		.tail = skb->tail,
-	};
-	if (!track_skb(ptr_value(skb), &s, &p))
+	if (!track_typed(skb, ptr_value(skb), &p))
 		return;
-	p.len = skb->len;
-	p.mark = skb->mark;
 	__u64 nfct = 0;
 	if (bpf_core_field_exists(skb->_nfct))
 		nfct = skb->_nfct;

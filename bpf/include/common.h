@@ -935,6 +935,24 @@ static __always_inline bool track_key(struct sk_buff *skb, __u64 key, struct pt_
 	return true;
 }
 
+/* track_skb for an skb the verifier knows the type of (netfilter programs,
+ * BTF tracepoints), whose address is key: its fields are plain loads, no
+ * helper call. skb->head goes through ptr_value: see nf_event. */
+static __always_inline bool track_typed(struct sk_buff *skb, __u64 key, struct pt_pkt *p)
+{
+	struct pt_skb s = {
+		.head = (unsigned char *)ptr_value(skb->head),
+		.protocol = skb->protocol,
+		.nh = skb->network_header,
+		.tail = skb->tail,
+	};
+	if (!track_skb(key, &s, p))
+		return false;
+	p->len = skb->len;
+	p->mark = skb->mark;
+	return true;
+}
+
 /* track_key for a typed skb pointer (fentry, BTF arguments): its address
  * goes through ptr_value. Programs whose skb is a scalar already (raw
  * tracepoints, kprobes) call track_key with it and skip the map lookup. */

@@ -98,38 +98,75 @@ var Fentry = sync.OnceValue(func() error {
 	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
 		return NotSupportedError("fentry needs kernel BTF (/sys/kernel/btf/vmlinux)")
 	}
-	prog, err := ebpf.NewProgramWithOptions(&ebpf.ProgramSpec{
-		Type:       ebpf.Tracing,
-		AttachType: ebpf.AttachTraceFEntry,
-		AttachTo:   fentryProbeTarget,
-		License:    "GPL",
-		Instructions: asm.Instructions{
-			asm.Mov.Imm(asm.R0, 0),
-			asm.Return(),
-		},
-	}, ebpf.ProgramOptions{LogDisabled: true})
-	if err == nil {
-		defer prog.Close()
-		l, aerr := link.AttachTracing(link.TracingOptions{Program: prog})
-		if aerr == nil {
-			l.Close()
-			return nil
-		}
-		err = fmt.Errorf("attach to %s: %w", fentryProbeTarget, aerr)
-	}
+	err := tracingNoop(ebpf.AttachTraceFEntry, fentryProbeTarget)
 	switch {
+	case err == nil:
+		return nil
 	case errors.Is(err, unix.EPERM):
 		why := "fentry refused (EPERM)"
 		if mode, err := kernel.ReadLockdown(hostFS); err == nil && mode != "" && mode != "none" {
 			why = fmt.Sprintf("fentry refused (EPERM; kernel lockdown=%s)", mode)
 		}
 		return NotSupportedError("%s", why)
-	case errors.Is(err, ebpf.ErrNotSupported), errors.Is(err, unix.EINVAL),
-		errors.Is(err, unix.E2BIG), errors.Is(err, unix.Errno(524)): // ENOTSUPP
+	case tracingUnsupported(err):
 		return NotSupportedError("no fentry programs: %v", err)
 	}
 	return fmt.Errorf("probe fentry: %w", err)
 })
+
+// btfTracepointProbeTarget is a tracepoint every kernel has, with BTF.
+const btfTracepointProbeTarget = "netif_receive_skb"
+
+// BTFTracepoint probes for BTF tracepoint programs (tp_btf, 5.5+) by loading
+// one on a core tracepoint and attaching it (a no-op, detached at once).
+// Unlike fentry they need no trampoline: this machine's 6.18 under
+// lockdown=integrity refuses fentry and attaches these.
+var BTFTracepoint = sync.OnceValue(func() error {
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
+		return NotSupportedError("BTF tracepoints need kernel BTF (/sys/kernel/btf/vmlinux)")
+	}
+	err := tracingNoop(ebpf.AttachTraceRawTp, btfTracepointProbeTarget)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, unix.EPERM):
+		return NotSupportedError("BTF tracepoints refused (EPERM)")
+	case tracingUnsupported(err):
+		return NotSupportedError("no BTF tracepoint programs: %v", err)
+	}
+	return fmt.Errorf("probe BTF tracepoints: %w", err)
+})
+
+// tracingNoop loads a program of type tracing that does nothing, attaches
+// it to target and detaches it.
+func tracingNoop(at ebpf.AttachType, target string) error {
+	prog, err := ebpf.NewProgramWithOptions(&ebpf.ProgramSpec{
+		Type:       ebpf.Tracing,
+		AttachType: at,
+		AttachTo:   target,
+		License:    "GPL",
+		Instructions: asm.Instructions{
+			asm.Mov.Imm(asm.R0, 0),
+			asm.Return(),
+		},
+	}, ebpf.ProgramOptions{LogDisabled: true})
+	if err != nil {
+		return err
+	}
+	defer prog.Close()
+	l, err := link.AttachTracing(link.TracingOptions{Program: prog})
+	if err != nil {
+		return fmt.Errorf("attach to %s: %w", target, err)
+	}
+	return l.Close()
+}
+
+// tracingUnsupported reports whether err from tracingNoop means the kernel
+// has no such programs, rather than that the probe failed.
+func tracingUnsupported(err error) bool {
+	return errors.Is(err, ebpf.ErrNotSupported) || errors.Is(err, unix.EINVAL) ||
+		errors.Is(err, unix.E2BIG) || errors.Is(err, unix.Errno(524)) // ENOTSUPP
+}
 
 // Kprobe probes for kprobes BPF programs can attach to: the kprobe program
 // type, then the kernel's kprobe PMU or tracefs kprobe_events (with the

@@ -100,19 +100,19 @@ func (t *Tracer) attachTracepoints(spec *ebpf.CollectionSpec, pr Probes, want fu
 		if !want(tp.hop) {
 			continue
 		}
-		h := HopSupport{Hop: tp.hop, Backend: hop.Tracepoint, Source: "raw_tracepoint/" + tp.tp}
+		var h HopSupport
 		err := pr.RawTracepoint()
 		if err == nil {
 			var errs []error
 			for _, prog := range tp.programs(pr) {
-				if err = t.attachRawTP(spec, prog, tp.tp); err == nil {
-					if prog == tp.fallback {
-						// Before 5.17 kfree_skb has no reason argument.
+				if err = t.attachTracepoint(spec, prog, tp.tp); err == nil {
+					h = HopSupport{Hop: tp.hop, Backend: hop.Tracepoint, Source: prog.source(tp.tp)}
+					if prog.noReason {
 						h.Reason = noDropReason(pr)
 					}
 					break
 				}
-				t.log.Debug("tracepoint program unavailable", "hop", tp.hop, "program", prog, "err", err)
+				t.log.Debug("tracepoint program unavailable", "hop", tp.hop, "program", prog.name, "err", err)
 				errs = append(errs, err)
 			}
 			if err != nil {

@@ -354,7 +354,7 @@ func preloads(s *specs, opts *Options, want func(hop.Kind) bool) map[*ebpf.Colle
 	if opts.Probes.RawTracepoint() == nil {
 		for _, tp := range tpHops {
 			if want(tp.hop) {
-				pre[s.tp] = append(pre[s.tp], tp.programs(opts.Probes)[0])
+				pre[s.tp] = append(pre[s.tp], tp.programs(opts.Probes)[0].name)
 			}
 		}
 	}
@@ -399,14 +399,21 @@ func (t *Tracer) closePreloaded() {
 	}
 }
 
-func (t *Tracer) attachRawTP(spec *ebpf.CollectionSpec, prog, tp string) error {
-	p, err := t.loadProgram(spec, prog)
+// attachTracepoint attaches prog to the tracepoint tp: a BTF tracepoint's
+// program knows its tracepoint from its section name.
+func (t *Tracer) attachTracepoint(spec *ebpf.CollectionSpec, prog tpProgram, tp string) error {
+	p, err := t.loadProgram(spec, prog.name)
 	if err != nil {
 		return err
 	}
-	l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: tp, Program: p})
+	var l link.Link
+	if prog.btf {
+		l, err = link.AttachTracing(link.TracingOptions{Program: p})
+	} else {
+		l, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: tp, Program: p})
+	}
 	if err != nil {
-		return fmt.Errorf("attach raw tracepoint %s: %w", tp, err)
+		return fmt.Errorf("attach %s: %w", prog.source(tp), err)
 	}
 	t.links = append(t.links, l)
 	return nil

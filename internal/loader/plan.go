@@ -18,6 +18,7 @@ import (
 // says why not, or another error when the probe could not tell.
 type Probes interface {
 	RawTracepoint() error
+	BTFTracepoint() error
 	NetfilterLink() error
 	Fentry() error
 	Kprobe() error
@@ -36,6 +37,7 @@ var KernelProbes Probes = kernelProbes{}
 type kernelProbes struct{}
 
 func (kernelProbes) RawTracepoint() error { return features.RawTracepoint() }
+func (kernelProbes) BTFTracepoint() error { return features.BTFTracepoint() }
 func (kernelProbes) NetfilterLink() error { return features.NetfilterLink() }
 func (kernelProbes) Fentry() error        { return features.Fentry() }
 func (kernelProbes) Kprobe() error        { return features.Kprobe() }
@@ -56,34 +58,65 @@ var iptDoTableOldABI = sync.OnceValue(func() bool {
 	return kernel.VersionBelow(5, 16)
 })
 
-// tpHops are the hops raw tracepoints show, with their programs; kfree_skb
+// tpHops are the hops tracepoints show, with their programs; kfree_skb
 // has a second program for kernels whose tracepoint has no reason (before
-// 5.17).
+// 5.17). Each program is built for a raw tracepoint, named tp_*, and where
+// btf is set also for a BTF tracepoint, btf_* (bpf/tracepoint.c says why
+// consume_skb has no BTF form).
 var tpHops = []tpHop{
-	{hop: hop.Rx, tp: "netif_receive_skb", prog: "tp_netif_receive_skb"},
-	{hop: hop.Tx, tp: "net_dev_queue", prog: "tp_net_dev_queue"},
-	{hop: hop.Consume, tp: "consume_skb", prog: "tp_consume_skb"},
-	{hop: hop.Drop, tp: "kfree_skb", prog: "tp_kfree_skb_reason", fallback: "tp_kfree_skb"},
+	{hop: hop.Rx, tp: "netif_receive_skb", prog: "netif_receive_skb", btf: true},
+	{hop: hop.Tx, tp: "net_dev_queue", prog: "net_dev_queue", btf: true},
+	{hop: hop.Consume, tp: "consume_skb", prog: "consume_skb"},
+	{hop: hop.Drop, tp: "kfree_skb", prog: "kfree_skb_reason", fallback: "kfree_skb", btf: true},
 }
 
 type tpHop struct {
 	hop      hop.Kind
 	tp, prog string
 	fallback string
+	btf      bool
 }
 
-// programs are the programs to try for the hop, in order: on a kernel
-// without drop reasons only the older form, as the reason program would
-// be loaded (seconds of verifier time under emulation) only to be refused
-// at attach.
-func (tp tpHop) programs(pr Probes) []string {
-	if tp.fallback == "" {
-		return []string{tp.prog}
+// tpProgram is a tracepoint program of a hop.
+type tpProgram struct {
+	name string
+	btf  bool // a BTF tracepoint's (tp_btf), else a raw tracepoint's
+	// noReason: the form for a kfree_skb without a drop reason.
+	noReason bool
+}
+
+// source is the kernel hook the program shows its hop from.
+func (p tpProgram) source(tp string) string {
+	if p.btf {
+		return "tp_btf/" + tp
 	}
-	if pr.DropReasons() != nil {
-		return []string{tp.fallback}
+	return "raw_tracepoint/" + tp
+}
+
+// programs are the programs to try for the hop, in order. The BTF
+// tracepoint's first where the hop has one and the kernel has them: its
+// skb fields are plain loads, not a helper call (20-25 ns of each run on
+// 6.18, measured in make bench). Then the raw tracepoint's, and for kfree_skb the form
+// without a reason last. On a kernel without drop reasons only that form,
+// as the reason program would be loaded (seconds of verifier time under
+// emulation) only to be refused.
+func (tp tpHop) programs(pr Probes) []tpProgram {
+	names := []string{tp.prog}
+	switch {
+	case tp.fallback == "":
+	case pr.DropReasons() != nil:
+		names = []string{tp.fallback}
+	default:
+		names = append(names, tp.fallback)
 	}
-	return []string{tp.prog, tp.fallback}
+	var progs []tpProgram
+	if tp.btf && pr.BTFTracepoint() == nil {
+		progs = append(progs, tpProgram{name: "btf_" + names[0], btf: true, noReason: names[0] == tp.fallback})
+	}
+	for _, n := range names {
+		progs = append(progs, tpProgram{name: "tp_" + n, noReason: n == tp.fallback})
+	}
+	return progs
 }
 
 // plan lists, per hop that has a choice, the candidates in the order Open
@@ -222,11 +255,15 @@ func Plan(choice Choice, pr Probes) []HopSupport {
 	p := makePlan(choice, pr)
 	hops := make(map[hop.Kind]HopSupport)
 	for _, tp := range tpHops {
-		h := HopSupport{Hop: tp.hop, Backend: hop.Tracepoint, Source: "raw_tracepoint/" + tp.tp}
+		var h HopSupport
 		if err := pr.RawTracepoint(); err != nil {
 			h = HopSupport{Hop: tp.hop, Reason: features.Why(err)}
-		} else if tp.hop == hop.Drop {
-			h.Reason = noDropReason(pr)
+		} else {
+			prog := tp.programs(pr)[0]
+			h = HopSupport{Hop: tp.hop, Backend: hop.Tracepoint, Source: prog.source(tp.tp)}
+			if prog.noReason {
+				h.Reason = noDropReason(pr)
+			}
 		}
 		hops[tp.hop] = h
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/pathtrace/pathtrace/internal/bpf"
 	"github.com/pathtrace/pathtrace/internal/features"
 	"github.com/pathtrace/pathtrace/internal/hop"
 )
@@ -15,7 +16,7 @@ import (
 // fakeKernel is a made-up kernel for the plan: what its probes answer, and
 // where its functions are.
 type fakeKernel struct {
-	rawTP, nfLink, fentry, kprobe, dropReasons error
+	rawTP, btfTP, nfLink, fentry, kprobe, dropReasons error
 	// btf and kallsyms say, per function, why fentry or a kprobe cannot
 	// reach it; a function in neither map is reachable both ways.
 	btf, kallsyms map[string]error
@@ -24,6 +25,7 @@ type fakeKernel struct {
 }
 
 func (k fakeKernel) RawTracepoint() error { return k.rawTP }
+func (k fakeKernel) BTFTracepoint() error { return k.btfTP }
 func (k fakeKernel) NetfilterLink() error { return k.nfLink }
 func (k fakeKernel) Fentry() error        { return k.fentry }
 func (k fakeKernel) Kprobe() error        { return k.kprobe }
@@ -199,6 +201,44 @@ func TestPlan(t *testing.T) {
 			t.Errorf("ipvs: reason %q", r)
 		}
 	})
+	t.Run("BTF tracepoints", func(t *testing.T) {
+		noBTF := features.NotSupportedError("no BTF tracepoint programs")
+		for _, c := range []struct {
+			k      fakeKernel
+			source string
+			drop   []string // the programs tried for drops, in order
+		}{
+			{fakeKernel{}, "tp_btf/", []string{"btf_kfree_skb_reason", "tp_kfree_skb_reason", "tp_kfree_skb"}},
+			{fakeKernel{btfTP: noBTF}, "raw_tracepoint/", []string{"tp_kfree_skb_reason", "tp_kfree_skb"}},
+			{fakeKernel{dropReasons: errNoReasons}, "tp_btf/", []string{"btf_kfree_skb", "tp_kfree_skb"}},
+			{fakeKernel{btfTP: noBTF, dropReasons: errNoReasons}, "raw_tracepoint/", []string{"tp_kfree_skb"}},
+		} {
+			got := planOf(t, ChoiceAuto, c.k)
+			for _, tp := range tpHops {
+				h := got[tp.hop]
+				source := c.source
+				if tp.hop == hop.Consume {
+					source = "raw_tracepoint/" // no BTF form
+				}
+				if h.Backend != hop.Tracepoint || h.Source != source+tp.tp {
+					t.Errorf("%+v: %s shown by %s %s, want %s%s", c.k, tp.hop, h.Backend, h.Source, source, tp.tp)
+				}
+				if tp.hop != hop.Drop {
+					continue
+				}
+				var names []string
+				for _, p := range tp.programs(c.k) {
+					names = append(names, p.name)
+				}
+				if !slices.Equal(names, c.drop) {
+					t.Errorf("%+v: drop programs %v, want %v", c.k, names, c.drop)
+				}
+				if noReason := c.k.dropReasons != nil; noReason != (h.Reason != "") {
+					t.Errorf("%+v: drop reason note %q", c.k, h.Reason)
+				}
+			}
+		}
+	})
 	t.Run("no raw tracepoints", func(t *testing.T) {
 		got := planOf(t, ChoiceAuto, fakeKernel{rawTP: features.NotSupportedError("no raw tracepoint programs")})
 		for _, k := range []hop.Kind{hop.Rx, hop.Tx, hop.Drop, hop.Consume} {
@@ -233,6 +273,28 @@ func TestObjectMaps(t *testing.T) {
 		slices.Sort(shared)
 		if !slices.Equal(got, shared) {
 			t.Errorf("%s object: maps %v, shared %v", name, got, shared)
+		}
+	}
+}
+
+// Every program the tracepoint hops try is in the tracepoint object, of the
+// type its name says, on the hop's tracepoint.
+func TestTracepointPrograms(t *testing.T) {
+	spec, err := loadSpec("tracepoint", bpf.LoadTracepoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tp := range tpHops {
+		for _, p := range tp.programs(fakeKernel{}) {
+			ps := spec.Programs[p.name]
+			switch {
+			case ps == nil:
+				t.Errorf("%s: no program %s", tp.hop, p.name)
+			case p.btf && (ps.Type != ebpf.Tracing || ps.AttachType != ebpf.AttachTraceRawTp || ps.AttachTo != tp.tp):
+				t.Errorf("%s: %s is %s/%s on %q, want a BTF tracepoint on %s", tp.hop, p.name, ps.Type, ps.AttachType, ps.AttachTo, tp.tp)
+			case !p.btf && ps.Type != ebpf.RawTracepoint:
+				t.Errorf("%s: %s is %s, want a raw tracepoint", tp.hop, p.name, ps.Type)
+			}
 		}
 	}
 }

@@ -57,6 +57,7 @@ func Features(kernel string, choice Choice, pr Probes) Report {
 		probe func() error
 	}{
 		{"raw tracepoint", pr.RawTracepoint},
+		{"BTF tracepoint", pr.BTFTracepoint},
 		{"netfilter link", pr.NetfilterLink},
 		{"fentry", pr.Fentry},
 		{"kprobe", pr.Kprobe},

@@ -66,6 +66,9 @@ var (
 		"6.1":       "netfilter links came in kernel 6.4",
 		"6.1-arm64": "netfilter links came in kernel 6.4",
 	}}
+	// BTFTracepoints: BTF tracepoint programs (tp_btf) load and attach
+	// (features.BTFTracepoint); every kernel we test on has them.
+	BTFTracepoints = Fact{name: "BTF tracepoint programs"}
 	// FuncHops: the hops read from kernel functions (bridge, IPVS, table
 	// verdicts, VXLAN) have a backend, fentry or kprobes (the expected
 	// backends say which kernel has one).

@@ -1,8 +1,12 @@
 package trace
 
 import (
+	"context"
+	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/pathtrace/pathtrace/internal/features"
 	"github.com/pathtrace/pathtrace/internal/hop"
@@ -111,4 +115,97 @@ func wantReason(reason string) string {
 		return ""
 	}
 	return reason
+}
+
+// rawTracepoints is the running kernel without BTF tracepoints: the device
+// and free hops come from the raw tracepoint programs.
+type rawTracepoints struct{ loader.Probes }
+
+func (rawTracepoints) BTFTracepoint() error {
+	return features.NotSupportedError("BTF tracepoints left out by the test")
+}
+
+// TestLiveTracepointForms runs the cross-node exchange and a FORWARD drop
+// with the BTF tracepoint programs and with the raw ones. Each form shows
+// its hops from the tracepoints it says, and the two show the same paths:
+// the same hops, devices, namespaces, NAT and drop reason.
+func TestLiveTracepointForms(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireSupported(t, testutil.BTFTracepoints, features.BTFTracepoint())
+	c := cluster(t, topology.Options{})
+	n1 := c.Node(topology.Node1)
+	// The client's packets to the server die in node1's FORWARD: an
+	// exchange with the peer first (same node, delivered), then a request
+	// to the ClusterIP (dropped).
+	if err := n1.IPTables("-I", "FORWARD", "-s", topology.ClientIP.String(), "-d", topology.ServerIP.String(), "-j", "DROP"); err != nil {
+		t.Fatal(err)
+	}
+	forms := []struct {
+		name   string
+		probes loader.Probes
+		source string
+	}{
+		{"btf", loader.KernelProbes, "tp_btf/"},
+		{"raw", rawTracepoints{loader.KernelProbes}, "raw_tracepoint/"},
+	}
+	var shown [2]string
+	for i, f := range forms {
+		stop := tracingWith(t, c, loader.Options{PodIPs: []netip.Addr{topology.ClientIP}, Probes: f.probes})
+		client := c.Pod(topology.PodClient)
+		exchange(t, client, topology.PeerAddr)
+		ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
+		_, err := topology.TCPExchange(ctx, client, topology.ClusterIP, "ping")
+		cancel()
+		if err == nil {
+			t.Fatal("the exchange went through a DROP rule")
+		}
+		paths, sum := stop()
+		if sum.Lost != 0 {
+			t.Errorf("%s: %d events lost", f.name, sum.Lost)
+		}
+		for _, h := range sum.Hops {
+			want := f.source
+			switch h.Hop {
+			case hop.Consume: // no BTF form
+				want = "raw_tracepoint/"
+			case hop.Rx, hop.Tx, hop.Drop:
+			default:
+				continue
+			}
+			if !strings.HasPrefix(h.Source, want) {
+				t.Errorf("%s: %s shown by %q, want %s…", f.name, h.Hop, h.Source, want)
+			}
+		}
+		delivered := findPath(t, paths, topology.ClientIP, topology.PeerIP, tcpSYN)
+		dropped := findPath(t, paths, topology.ClientIP, topology.ClusterIP.Addr(), tcpSYN)
+		requireHops(t, dropped, []hopMatch{
+			{kind: hop.Rx, dev: client.HostVeth, netns: n1.NetnsName, description: "rx on the client's host veth"},
+			{kind: hop.NAT, hook: hop.Prerouting, description: "DNAT at PREROUTING"},
+			{kind: hop.Drop, hook: hop.Forward, reason: wantReason("NETFILTER_DROP"), description: "the drop in FORWARD"},
+		})
+		shown[i] = pathShape(delivered) + pathShape(dropped)
+	}
+	if shown[0] != shown[1] {
+		t.Errorf("the BTF tracepoints show\n%s\nthe raw ones\n%s", shown[0], shown[1])
+	}
+}
+
+// pathShape is what a path shows of each hop that does not change from
+// one trace of the same packet to the next: its kind, device, hook,
+// namespace, length, mark, NAT, drop reason and freeing function, and the
+// path's verdict; no times, no ports.
+func pathShape(p *stitch.Path) string {
+	var b strings.Builder
+	for _, h := range p.Hops {
+		fmt.Fprintf(&b, "%s %s %s %s len %d mark %#x", h.Kind, h.Dev, h.Hook, h.Netns, h.Len, h.Mark)
+		if h.NAT != nil {
+			fmt.Fprintf(&b, " %s %s→%s", h.NAT.Type, h.NAT.From, h.NAT.To)
+		}
+		if h.Kind == hop.Drop {
+			fmt.Fprintf(&b, " %s %s", h.Reason, h.FuncName())
+		}
+		b.WriteByte('\n')
+	}
+	fmt.Fprintf(&b, "verdict %s\n", p.Verdict)
+	return b.String()
 }
