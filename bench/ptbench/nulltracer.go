@@ -18,7 +18,7 @@ import (
 )
 
 // runNullTracer attaches programs that do nothing, on the same hooks as
-// pathtrace (the four raw tracepoints, and every IPv4 netfilter hook at the
+// pathtrace (the four tracepoints, and every IPv4 netfilter hook at the
 // first and last priority in each namespace), writes ready and waits for
 // ctx. It measures the floor: what merely running a BPF program at each of
 // those points costs the datapath, before any of pathtrace's work. With a

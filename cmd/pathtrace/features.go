@@ -45,4 +45,4 @@ root for the probes to be conclusive.`,
 	return cmd
 }
 
-const backendHelp = "backend of the hops that have a choice (netfilter hooks, bridge, ipvs, vxlan): auto (best the kernel supports: netfilter link, else fentry, else kprobe), tracepoint (raw tracepoints and netfilter links only), fentry or kprobe; device and free hops always come from raw tracepoints"
+const backendHelp = "backend of the hops that have a choice (netfilter hooks, bridge, ipvs, vxlan): auto (best the kernel supports: netfilter link, else fentry, else kprobe), tracepoint (tracepoints and netfilter links only), fentry or kprobe; device and free hops always come from tracepoints (BTF ones where the kernel has them, else raw)"

@@ -177,7 +177,7 @@ type Backend uint8
 
 const (
 	NoBackend     Backend = iota
-	Tracepoint            // raw tracepoints
+	Tracepoint            // BTF (tp_btf) or raw tracepoints
 	NetfilterLink         // BPF netfilter links (6.4+)
 	Fentry                // fentry/fexit (BPF trampolines)
 	Kprobe                // kprobe/kretprobe

@@ -10,7 +10,7 @@ import (
 
 // Choice is what --backend asks for: the backend of the hops that have a
 // choice (netfilter hooks and function hops). Device and free hops always
-// come from raw tracepoints.
+// come from tracepoints: BTF ones where the kernel has them, else raw ones.
 type Choice string
 
 const (
@@ -18,7 +18,7 @@ const (
 	// netfilter link, else fentry, else kprobe on nf_hook_slow; fentry,
 	// else kprobe, for function hops.
 	ChoiceAuto Choice = "auto"
-	// ChoiceTracepoint keeps to raw tracepoints and netfilter links: no
+	// ChoiceTracepoint keeps to tracepoints and netfilter links: no
 	// function hops.
 	ChoiceTracepoint Choice = "tracepoint"
 	ChoiceFentry     Choice = "fentry" // fentry only, for netfilter and function hops
