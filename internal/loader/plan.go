@@ -95,11 +95,11 @@ func (p tpProgram) source(tp string) string {
 
 // programs are the programs to try for the hop, in order. The BTF
 // tracepoint's first where the hop has one and the kernel has them: its
-// skb fields are plain loads, not a helper call (20-25 ns of each run on
-// 6.18, measured in make bench). Then the raw tracepoint's, and for kfree_skb the form
-// without a reason last. On a kernel without drop reasons only that form,
-// as the reason program would be loaded (seconds of verifier time under
-// emulation) only to be refused.
+// skb fields are plain loads, not a helper call (30-60 ns less per run on
+// 6.18, docs/BENCHMARKS.md 2026-12-04). Then the raw tracepoint's, and for
+// kfree_skb the form without a reason last. On a kernel without drop
+// reasons only that form, as the reason program would be loaded (seconds
+// of verifier time under emulation) only to be refused.
 func (tp tpHop) programs(pr Probes) []tpProgram {
 	names := []string{tp.prog}
 	switch {

@@ -125,10 +125,10 @@ func (rawTracepoints) BTFTracepoint() error {
 	return features.NotSupportedError("BTF tracepoints left out by the test")
 }
 
-// TestLiveTracepointForms runs the cross-node exchange and a FORWARD drop
-// with the BTF tracepoint programs and with the raw ones. Each form shows
-// its hops from the tracepoints it says, and the two show the same paths:
-// the same hops, devices, namespaces, NAT and drop reason.
+// TestLiveTracepointForms runs a same-node exchange and a request to the
+// ClusterIP dropped in FORWARD, with the BTF tracepoint programs and with
+// the raw ones. Each form shows its hops from the tracepoints it says, and
+// the two show the same paths (pathShape).
 func TestLiveTracepointForms(t *testing.T) {
 	testutil.RequireRoot(t)
 	testutil.RequireSupported(t, testutil.BTFTracepoints, features.BTFTracepoint())
