@@ -156,16 +156,17 @@ func (m *mapped) close() error {
 	return unix.Munmap(b)
 }
 
-// guard runs fn, a read of the reader's file, and returns its error. On a
-// mapped file a read of a page the file no longer has (truncated after it
-// was mapped) faults; guard returns ErrTruncated for it instead of letting
-// the process die.
-func (r *Reader) guard(fn func() error) (err error) {
+// guard runs step, a read of the reader's file ((*Reader).advance: a
+// method expression, not a closure), and returns its error. On a mapped
+// file a read of a page the file no longer has (truncated after it was
+// mapped) faults; guard returns ErrTruncated for it instead of letting the
+// process die.
+func (r *Reader) guard(step func(*Reader) error) (err error) {
 	if _, ok := r.br.(*mapped); !ok {
-		return fn()
+		return step(r)
 	}
 	defer r.recoverFault(&err, debug.SetPanicOnFault(true))
-	return fn()
+	return step(r)
 }
 
 // recoverFault, deferred by guard, restores the goroutine's panic-on-fault

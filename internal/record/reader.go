@@ -220,10 +220,10 @@ func open(src source) (*Reader, error) {
 			Symbols:     make(map[uint64]string),
 		},
 	}
-	if err := r.guard(r.readSHB); err != nil {
+	if err := r.guard((*Reader).readSHB); err != nil {
 		return r, err
 	}
-	switch err := r.guard(r.advance); err {
+	switch err := r.guard((*Reader).advance); err {
 	case nil:
 		r.pending = true
 	case io.EOF:
@@ -337,7 +337,7 @@ func (r *Reader) Next() ([]byte, error) {
 	if r.err != nil {
 		return nil, r.err
 	}
-	if err := r.guard(r.advance); err != nil {
+	if err := r.guard((*Reader).advance); err != nil {
 		if err != io.EOF {
 			err = fmt.Errorf("read recording%s: %w", r.label(), err)
 		}
