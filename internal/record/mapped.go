@@ -159,8 +159,8 @@ func (m *mapped) close() error {
 // guard runs step, a read of the reader's file ((*Reader).advance: a
 // method expression, not a closure), and returns its error. On a mapped
 // file a read of a page the file no longer has (truncated after it was
-// mapped) faults; guard returns ErrTruncated for it instead of letting the
-// process die.
+// mapped) faults, as does one its storage fails to read; guard returns
+// ErrTruncated for it instead of letting the process die.
 func (r *Reader) guard(step func(*Reader) error) (err error) {
 	if _, ok := r.br.(*mapped); !ok {
 		return step(r)
@@ -178,7 +178,9 @@ func (r *Reader) recoverFault(err *error, was bool) {
 		return
 	}
 	if re, ok := p.(runtime.Error); ok && isFault(re) {
-		*err = r.truncated(r.off, "the file shrank while it was read")
+		// A page the file no longer has, or one its storage failed to
+		// read (EIO on a mapping is a fault too).
+		*err = r.truncated(r.off, "the file shrank while it was read, or a read of it failed")
 		return
 	}
 	panic(p)
