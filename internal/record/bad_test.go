@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -146,8 +145,7 @@ func TestBadInput(t *testing.T) {
 		cases = append(cases, tc{"truncated/" + itoa(n), good[:n], want, msg})
 	}
 
-	dir := t.TempDir()
-	for i, c := range cases {
+	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			var before runtime.MemStats
 			runtime.ReadMemStats(&before)
@@ -165,10 +163,6 @@ func TestBadInput(t *testing.T) {
 			}
 			if n := after.TotalAlloc - before.TotalAlloc; n > 2<<20 {
 				t.Errorf("allocated %d bytes", n)
-			}
-			// A file, mapped, reads the same to the same error.
-			if _, _, ferr := readFile(t, filepath.Join(dir, itoa(i)), c.data); ferr == nil || ferr.Error() != err.Error() {
-				t.Errorf("from a file: %v, want %v", ferr, err)
 			}
 		})
 	}

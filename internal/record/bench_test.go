@@ -3,8 +3,6 @@ package record
 import (
 	"bytes"
 	"io"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/pathtrace/pathtrace/internal/decode"
@@ -63,47 +61,4 @@ func BenchmarkRead(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
-}
-
-// BenchmarkReadFile reads a recording's file to its end: mapped (OpenFile)
-// and through a read buffer (Open of the *os.File), side by side.
-func BenchmarkReadFile(b *testing.B) {
-	const n = 100_000
-	data, _ := writeRecording(b, n, false)
-	path := filepath.Join(b.TempDir(), "rec.pcapng")
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		b.Fatal(err)
-	}
-	open := map[string]func() (*Reader, error){
-		"mapped": func() (*Reader, error) { return OpenFile(path) },
-		"read": func() (*Reader, error) {
-			f, err := os.Open(path)
-			if err != nil {
-				return nil, err
-			}
-			b.Cleanup(func() { f.Close() })
-			return Open(f)
-		},
-	}
-	for _, name := range []string{"mapped", "read"} {
-		b.Run(name, func(b *testing.B) {
-			b.SetBytes(int64(len(data)))
-			b.ReportAllocs()
-			for b.Loop() {
-				r, err := open[name]()
-				if err != nil {
-					b.Fatal(err)
-				}
-				for {
-					if _, err := r.Next(); err == io.EOF {
-						break
-					} else if err != nil {
-						b.Fatal(err)
-					}
-				}
-				r.Close()
-			}
-			b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "records/s")
-		})
-	}
 }

@@ -244,11 +244,6 @@ func readAll(data []byte) ([][]byte, Meta, error) {
 	if err != nil {
 		return nil, Meta{}, err
 	}
-	return drain(r)
-}
-
-// drain reads r to its end as readAll does.
-func drain(r *Reader) ([][]byte, Meta, error) {
 	var recs [][]byte
 	for {
 		rec, err := r.Next()

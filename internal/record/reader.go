@@ -54,7 +54,7 @@ const maxNames = 1 << 20
 // they need before them and the trailer after them; a recording in several
 // files (Rotation) is read as one. It is not safe for concurrent use.
 type Reader struct {
-	br source
+	br *bufio.Reader
 	c  io.Closer
 
 	ctx   context.Context
@@ -150,11 +150,8 @@ func openFile(ctx context.Context, path string) (*Reader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open recording %s: %w", path, err)
 	}
-	r, err := open(newSource(f))
+	r, err := open(f)
 	if err != nil {
-		if m, ok := r.br.(*mapped); ok {
-			m.close()
-		}
 		stop()
 		f.Close()
 		return nil, fmt.Errorf("open recording %s: %w", path, err)
@@ -200,18 +197,16 @@ func openCtx(ctx context.Context, path string) (*os.File, func() bool, error) {
 // Open reads the header of the recording in in and the blocks up to its
 // first record, so that Meta has the start-up names.
 func Open(in io.Reader) (*Reader, error) {
-	r, err := open(bufio.NewReaderSize(in, readBuffer))
+	r, err := open(in)
 	if err != nil {
 		return nil, fmt.Errorf("open recording: %w", err)
 	}
 	return r, nil
 }
 
-// open reads the header and the blocks up to the first record from src.
-// On error it returns the reader too, for its source to be released.
-func open(src source) (*Reader, error) {
+func open(in io.Reader) (*Reader, error) {
 	r := &Reader{
-		br:    src,
+		br:    bufio.NewReaderSize(in, 64<<10),
 		nodes: make(map[uint32]bool),
 		rec:   make([]byte, recordSize),
 		meta: Meta{
@@ -220,16 +215,16 @@ func open(src source) (*Reader, error) {
 			Symbols:     make(map[uint64]string),
 		},
 	}
-	if err := r.guard((*Reader).readSHB); err != nil {
-		return r, err
+	if err := r.readSHB(); err != nil {
+		return nil, err
 	}
-	switch err := r.guard((*Reader).advance); err {
+	switch err := r.advance(); err {
 	case nil:
 		r.pending = true
 	case io.EOF:
 		r.err = io.EOF
 	default:
-		return r, err
+		return nil, err
 	}
 	return r, nil
 }
@@ -244,14 +239,9 @@ func (r *Reader) Close() error {
 	if r.c == nil {
 		return nil
 	}
-	var err error
-	if m, ok := r.br.(*mapped); ok {
-		err = m.close()
-		r.br = bufio.NewReaderSize(m.f, 16) // after Close: os.ErrClosed, as unmapped
-	}
 	c := r.c
 	r.c = nil
-	return errors.Join(err, c.Close())
+	return c.Close()
 }
 
 // nextFile goes on to the next file of the recording: it reads its header,
@@ -267,7 +257,7 @@ func (r *Reader) nextFile() error {
 		return fmt.Errorf("open recording %s: %w", name, err)
 	}
 	r.c, r.stop, r.name = f, stop, name
-	r.br = newSource(f)
+	r.br.Reset(f)
 	r.off, r.nif, r.records, r.done = 0, 0, 0, false
 	r.opt.reset()
 	if err := r.readSHB(); err != nil {
@@ -337,7 +327,7 @@ func (r *Reader) Next() ([]byte, error) {
 	if r.err != nil {
 		return nil, r.err
 	}
-	if err := r.guard((*Reader).advance); err != nil {
+	if err := r.advance(); err != nil {
 		if err != io.EOF {
 			err = fmt.Errorf("read recording%s: %w", r.label(), err)
 		}
