@@ -67,6 +67,11 @@ func loadSpecs(opts *Options, nodes []Node) (*specs, error) {
 		if err := inlineFilter(spec, opts.Filter); err != nil {
 			return nil, err
 		}
+		// Every object declares the shared ring buffer, and a replacement
+		// map must match its spec (sharedMaps).
+		if opts.RingSize > 0 {
+			spec.Maps["events"].MaxEntries = uint32(opts.RingSize)
+		}
 	}
 	for _, spec := range []*ebpf.CollectionSpec{s.fentry, s.kprobe} {
 		if spec == nil {
@@ -77,9 +82,6 @@ func loadSpecs(opts *Options, nodes []Node) (*specs, error) {
 				return nil, fmt.Errorf("set %s: %w", name, err)
 			}
 		}
-	}
-	if opts.RingSize > 0 {
-		s.tp.Maps["events"].MaxEntries = uint32(opts.RingSize)
 	}
 	return &s, nil
 }

@@ -1,6 +1,7 @@
 package loader
 
 import (
+	"cmp"
 	"errors"
 	"slices"
 	"strings"
@@ -247,6 +248,24 @@ func TestPlan(t *testing.T) {
 			}
 		}
 	})
+}
+
+// Options.RingSize sizes the ring buffer of every object: a program that
+// shares the map with another object's must declare it alike, or it does
+// not load (it did not, 2026-12-04: only the tracepoint object's was set).
+func TestRingSize(t *testing.T) {
+	for _, size := range []int{0, 4 << 20} {
+		s, err := loadSpecs(&Options{VXLANPorts: DefaultVXLANPorts, Probes: fakeKernel{}, RingSize: size}, nil) // every object
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := uint32(cmp.Or(size, 8<<20))
+		for name, spec := range map[string]*ebpf.CollectionSpec{"tracepoint": s.tp, "netfilter": s.nf, "fentry": s.fentry, "kprobe": s.kprobe} {
+			if got := spec.Maps["events"].MaxEntries; got != want {
+				t.Errorf("RingSize %d: the %s object's ring buffer is %d bytes, want %d", size, name, got, want)
+			}
+		}
+	}
 }
 
 // Every program object has the shared maps and no other but the kprobe
