@@ -435,6 +435,8 @@ func TestBadPaths(t *testing.T) {
 		{[]string{"-w", "x.pcapng", "-W", "3"}, "-W keeps the last files of a recording that -C or -G rotates"},
 		{[]string{"-G", "10"}, "-G rotates recording files: it needs -w FILE"},
 		{[]string{"-w", "x.pcapng", "-C", "-1"}, "-C -1 is negative"},
+		{[]string{"--ring-size", "3"}, "--ring-size 3 is not a power of two from 1 to 256 (MiB)"},
+		{[]string{"--ring-size", "512"}, "--ring-size 512 is not a power of two from 1 to 256 (MiB)"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			oneSentence(t, run(t, nil, append([]string{"--pod-ip", "192.0.2.1"}, tc.args...)...), 2, tc.want)

@@ -120,6 +120,7 @@ type traceFlags struct {
 	backend    string
 	hops       string
 	maxPerConn int
+	ringSize   int // MiB
 	scope      string
 	nodeName   string
 	logStream  bool
@@ -152,6 +153,7 @@ func (f *traceFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.hops, "hops", "", hopsHelp)
 	fl.StringVar(&f.scope, "scope", string(scope.Kernel), "kernel: every network namespace of this kernel (with the demo's nodes, both halves of a cross-node packet); node: only what one node would see, the --netns namespaces and the pods attached to them by veth pairs (docs/cluster.md), for recordings that pathtrace replay merges across nodes")
 	fl.StringVar(&f.nodeName, "node-name", "", "name of this node in the recording and, with --scope node, on every hop (default: $NODE_NAME where a Kubernetes pod was told it, else the host name)")
+	fl.IntVar(&f.ringSize, "ring-size", loader.DefaultRing>>20, "the kernel's ring buffer for events, in MiB (a power of two, 1-256): a larger one holds a longer burst, or a longer stall of pathtrace, before events are lost; it costs twice its size in memory (RSS) once filled")
 	fl.IntVar(&f.maxPerConn, "max-per-conn", 0, "print only the first N packets of each connection, say the handshake (0: all); a connection is the protocol and the two endpoints a packet is first seen with, either direction. Counted in user space: the kernel still traces every packet")
 }
 
@@ -191,6 +193,9 @@ func (f *traceFlags) options() (trace.Options, error) {
 	if f.snaplen < 0 || f.snaplen > loader.MaxSnaplen {
 		return opts, usageError{fmt.Errorf("--snaplen %d is out of range 0..%d", f.snaplen, loader.MaxSnaplen)}
 	}
+	if n := f.ringSize; n < loader.MinRing>>20 || n > loader.MaxRing>>20 || n&(n-1) != 0 {
+		return opts, usageError{fmt.Errorf("--ring-size %d is not a power of two from %d to %d (MiB)", n, loader.MinRing>>20, loader.MaxRing>>20)}
+	}
 	if f.quiet && f.write == "" {
 		return opts, usageError{fmt.Errorf("-q prints nothing but the summary: it needs -w FILE to be of use")}
 	}
@@ -202,7 +207,7 @@ func (f *traceFlags) options() (trace.Options, error) {
 	if err != nil {
 		return opts, usageError{fmt.Errorf("--backend: %w", err)}
 	}
-	opts.Loader = loader.Options{PodIPs: ips, VXLANPorts: ports, Netns: f.netns, Backend: backend, Snaplen: f.snaplen, NeighborDiscovery: f.ndp}
+	opts.Loader = loader.Options{PodIPs: ips, VXLANPorts: ports, Netns: f.netns, Backend: backend, Snaplen: f.snaplen, NeighborDiscovery: f.ndp, RingSize: f.ringSize << 20}
 	if f.hops != "" {
 		if opts.Loader.Hops, err = loader.ParseHops(f.hops); err != nil {
 			return opts, usageError{fmt.Errorf("--hops: %w", err)}

@@ -63,8 +63,8 @@ type Options struct {
 	// /run/netns) whose netfilter hooks get programs; none means the
 	// caller's own.
 	Netns []string
-	// RingSize is the ring buffer size in bytes (a power of two multiple
-	// of the page size); 0 keeps the default of 8 MiB.
+	// RingSize is the ring buffer size in bytes (a power of two, MinRing
+	// to MaxRing); 0 keeps the default of 8 MiB (DefaultRing).
 	RingSize int
 	// Backend chooses how hops that have a choice are shown (netfilter
 	// hooks, function hops); "" is ChoiceAuto.
@@ -216,8 +216,20 @@ func validate(opts *Options) error {
 	if opts.Snaplen < 0 || opts.Snaplen > MaxSnaplen {
 		return fmt.Errorf("snaplen %d is out of range 0..%d", opts.Snaplen, MaxSnaplen)
 	}
+	if n := opts.RingSize; n != 0 && (n < MinRing || n > MaxRing || n&(n-1) != 0) {
+		return fmt.Errorf("ring buffer of %d bytes: its size must be a power of two from %d to %d", n, MinRing, MaxRing)
+	}
 	return nil
 }
+
+// The ring buffer's sizes (Options.RingSize). The kernel takes a power of
+// two multiple of the page size; the reader maps it twice, so the process's
+// RSS holds twice its size once it has filled.
+const (
+	DefaultRing = 8 << 20
+	MinRing     = 1 << 20
+	MaxRing     = 256 << 20
+)
 
 func setVariables(spec *ebpf.CollectionSpec, opts *Options) error {
 	// Network byte order in memory, as the kernel compares it.

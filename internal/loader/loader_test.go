@@ -70,6 +70,28 @@ func TestFeaturesMatchKernel(t *testing.T) {
 	}
 }
 
+// TestOpenRingSize: a ring buffer of another size than the objects declare
+// loads with every object's programs (the netfilter ones did not), and the
+// reader reads the size asked for.
+func TestOpenRingSize(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.Modprobe(hopModules...)
+	plan := Plan(ChoiceAuto, KernelProbes)
+	tr, err := Open(Options{RingSize: MinRing})
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	defer tr.Close()
+	if got := tr.reader.BufferSize(); got != MinRing {
+		t.Errorf("ring buffer of %d bytes, want %d", got, MinRing)
+	}
+	for i, h := range tr.Hops {
+		if p := plan[i]; h.Backend != p.Backend {
+			t.Errorf("hop %s: attached %q (%s), plan said %q", h.Hop, h.Backend, h.Reason, p.Backend)
+		}
+	}
+}
+
 // TestOpenFollowsPlan attaches everything the plan says on this kernel and
 // checks that the tracer reports the same backends, and that closing it
 // leaves no link behind.

@@ -268,6 +268,21 @@ func TestRingSize(t *testing.T) {
 	}
 }
 
+// A ring buffer size the kernel would refuse is refused before anything
+// loads.
+func TestRingSizeChecked(t *testing.T) {
+	for _, n := range []int{MinRing / 2, 3 << 20, MaxRing * 2, -1} {
+		if err := validate(&Options{RingSize: n}); err == nil || !strings.Contains(err.Error(), "power of two") {
+			t.Errorf("RingSize %d: %v, want an error", n, err)
+		}
+	}
+	for _, n := range []int{0, MinRing, DefaultRing, MaxRing} {
+		if err := validate(&Options{RingSize: n}); err != nil {
+			t.Errorf("RingSize %d: %v", n, err)
+		}
+	}
+}
+
 // Every program object has the shared maps and no other but the kprobe
 // object's own: a map added in C must be added to sharedMaps, or each
 // program would get a map of its own.
