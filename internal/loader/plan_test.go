@@ -259,7 +259,7 @@ func TestRingSize(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := uint32(cmp.Or(size, 8<<20))
+		want := uint32(cmp.Or(size, DefaultRing)) // the default is the objects' own
 		for name, spec := range map[string]*ebpf.CollectionSpec{"tracepoint": s.tp, "netfilter": s.nf, "fentry": s.fentry, "kprobe": s.kprobe} {
 			if got := spec.Maps["events"].MaxEntries; got != want {
 				t.Errorf("RingSize %d: the %s object's ring buffer is %d bytes, want %d", size, name, got, want)
