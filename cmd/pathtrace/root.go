@@ -193,7 +193,7 @@ func (f *traceFlags) options() (trace.Options, error) {
 	if f.snaplen < 0 || f.snaplen > loader.MaxSnaplen {
 		return opts, usageError{fmt.Errorf("--snaplen %d is out of range 0..%d", f.snaplen, loader.MaxSnaplen)}
 	}
-	if n := f.ringSize; n < loader.MinRing>>20 || n > loader.MaxRing>>20 || n&(n-1) != 0 {
+	if n := f.ringSize; n > loader.MaxRing>>20 || !loader.ValidRingSize(n<<20) { // the first test keeps the shift from overflowing
 		return opts, usageError{fmt.Errorf("--ring-size %d is not a power of two from %d to %d (MiB)", n, loader.MinRing>>20, loader.MaxRing>>20)}
 	}
 	if f.quiet && f.write == "" {

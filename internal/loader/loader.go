@@ -216,7 +216,7 @@ func validate(opts *Options) error {
 	if opts.Snaplen < 0 || opts.Snaplen > MaxSnaplen {
 		return fmt.Errorf("snaplen %d is out of range 0..%d", opts.Snaplen, MaxSnaplen)
 	}
-	if n := opts.RingSize; n != 0 && (n < MinRing || n > MaxRing || n&(n-1) != 0) {
+	if n := opts.RingSize; n != 0 && !ValidRingSize(n) {
 		return fmt.Errorf("ring buffer of %d bytes: its size must be a power of two from %d to %d", n, MinRing, MaxRing)
 	}
 	return nil
@@ -230,6 +230,10 @@ const (
 	MinRing     = 1 << 20
 	MaxRing     = 256 << 20
 )
+
+// ValidRingSize reports whether n bytes is a ring buffer size Open takes:
+// a power of two from MinRing to MaxRing.
+func ValidRingSize(n int) bool { return n >= MinRing && n <= MaxRing && n&(n-1) == 0 }
 
 func setVariables(spec *ebpf.CollectionSpec, opts *Options) error {
 	// Network byte order in memory, as the kernel compares it.
