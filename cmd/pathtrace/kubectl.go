@@ -13,6 +13,7 @@ import (
 
 	"github.com/pathtrace/pathtrace/internal/k8s"
 	"github.com/pathtrace/pathtrace/internal/kubectl"
+	"github.com/pathtrace/pathtrace/internal/loader"
 	"github.com/pathtrace/pathtrace/internal/outfile"
 	"github.com/pathtrace/pathtrace/internal/trace"
 )
@@ -34,6 +35,9 @@ func newKubectlCmd(asPlugin bool) *cobra.Command {
 		count        int
 		readyFile    string
 		startTimeout time.Duration
+		hops         string
+		ringSize     int
+		maxPerConn   int
 	)
 	use := "kubectl --pod NAMESPACE/NAME [--to NAMESPACE/NAME | --service NAMESPACE/NAME]... [flags] [filter expression]"
 	if asPlugin {
@@ -66,6 +70,20 @@ they need privileges a namespace's Pod Security admission may refuse.`,
 				return usageError{fmt.Errorf("--duration %s is negative", duration)}
 			case count < 0:
 				return usageError{fmt.Errorf("--count %d is negative", count)}
+			}
+			if hops != "" {
+				if _, err := loader.ParseHops(hops); err != nil {
+					return usageError{fmt.Errorf("--hops: %w", err)}
+				}
+			}
+			if err := checkRingSize(ringSize); err != nil {
+				return err
+			}
+			if !cmd.Flags().Changed("ring-size") {
+				ringSize = 0 // the tracers' own default
+			}
+			if err := checkMaxPerConn(maxPerConn); err != nil {
+				return err
 			}
 			if err := f.check(); err != nil {
 				return err
@@ -101,6 +119,7 @@ they need privileges a namespace's Pod Security admission may refuse.`,
 			recs, err := kubectl.Run(ctx, kubectl.Options{
 				Client: client, Namespace: namespace, Image: image,
 				Duration: duration, Dir: dir, StartTimeout: startTimeout, Messages: stderr, Log: log,
+				Hops: hops, RingSize: ringSize,
 				OnReady: func(nodes []string) {
 					msg := "until Ctrl-C"
 					if duration > 0 {
@@ -136,7 +155,7 @@ they need privileges a namespace's Pod Security admission may refuse.`,
 			// Ctrl-C stopped the trace: what was traced is still shown.
 			rctx := context.WithoutCancel(ctx)
 			stdout := newStdout(rctx)
-			sum, rerr := trace.ReplayFiles(rctx, files, trace.ReplayOptions{Count: count, Log: log, Kubernetes: names}, f.renderer(stdout))
+			sum, rerr := trace.ReplayFiles(rctx, files, trace.ReplayOptions{Count: count, MaxPerConn: maxPerConn, Log: log, Kubernetes: names}, f.renderer(stdout))
 			dropped := stdout.close()
 			if rerr == nil {
 				fmt.Fprintf(stderr, "pathtrace: %s%s\n", sum, dropped)
@@ -161,6 +180,9 @@ they need privileges a namespace's Pod Security admission may refuse.`,
 	fl.IntVarP(&count, "count", "c", 0, "print only the first COUNT packets (0: all)")
 	fl.StringVar(&readyFile, "ready-file", "", "write this file once every node's pathtrace is attached, so scripts can start traffic")
 	fl.DurationVar(&startTimeout, "start-timeout", 2*time.Minute, "how long the tracer pods may take to start and attach")
+	fl.StringVar(&hops, "hops", "", "the nodes' pathtrace: "+hopsHelp)
+	fl.IntVar(&ringSize, "ring-size", loader.DefaultRing>>20, "the nodes' pathtrace: "+ringSizeHelp)
+	fl.IntVar(&maxPerConn, "max-per-conn", 0, maxPerConnHelp+" (the nodes record every packet; -w keeps them all)")
 	return cmd
 }
 

@@ -6,10 +6,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -101,6 +105,11 @@ func TestBadInput(t *testing.T) {
 		{[]string{"--vxlan-port", "70000"}, "not a UDP port"},
 		{[]string{"--count", "-1"}, "negative"},
 		{[]string{"--max-per-conn", "-1"}, "negative"},
+		{[]string{"replay", "x.pcapng", "--max-per-conn", "-1"}, "--max-per-conn -1 is negative"},
+		{[]string{"-r", "x.pcapng", "--hops", "drop"}, "--hops does not apply to a replay (-r)"},
+		{[]string{"kubectl", "--pod", "a/b", "--hops", "drops"}, `--hops: hop kind "drops" is not one of`},
+		{[]string{"kubectl", "--pod", "a/b", "--ring-size", "3"}, "--ring-size 3 is not a power of two"},
+		{[]string{"kubectl", "--pod", "a/b", "--max-per-conn", "-1"}, "--max-per-conn -1 is negative"},
 		{[]string{"--hops", "drops"}, `hop kind "drops" is not one of`},
 		{[]string{"--scope", "cluster"}, `--scope "cluster" is neither kernel nor node`},
 		{[]string{"-r", "x.pcapng", "--scope", "node"}, "--scope does not apply to a replay (-r)"},
@@ -303,6 +312,70 @@ func TestReplayMerged(t *testing.T) {
 	if r.code != 0 || r.stdout != string(want) || !strings.Contains(r.stderr, "halves joined across nodes; clock of node2 +") {
 		t.Errorf("merged replay: exit %d, stderr %q, output equal to the golden file: %v", r.code, r.stderr, r.stdout == string(want))
 	}
+}
+
+// TestReplayMaxPerConn replays committed recordings, one node's and two
+// merged, with --max-per-conn N: the output must be the packets of the
+// full replay that are among the first N of their connection (protocol
+// and endpoints, either direction), in order and renumbered, nothing else.
+func TestReplayMaxPerConn(t *testing.T) {
+	for _, files := range [][]string{
+		{"../../testdata/pcaps/clusterip.pcapng"},
+		{"../../testdata/merge/node1.pcapng", "../../testdata/merge/node2.pcapng"},
+	} {
+		full := run(t, nil, append([]string{"replay", "-o", "json"}, files...)...)
+		if full.code != 0 {
+			t.Fatalf("replay %v: exit %d, %s", files, full.code, full.stderr)
+		}
+		all := jsonPackets(t, full.stdout)
+		for _, n := range []int{1, 2} {
+			var want []map[string]any
+			seen := map[string]int{}
+			for _, p := range all {
+				a, b := p["src"].(string), p["dst"].(string)
+				if b < a {
+					a, b = b, a
+				}
+				k := fmt.Sprint(p["proto"], " ", a, " ", b)
+				if seen[k]++; seen[k] <= n {
+					want = append(want, p)
+				}
+			}
+			if len(want) == len(all) {
+				t.Fatalf("replay %v: every connection has at most %d packets: the test shows nothing", files, n)
+			}
+			r := run(t, nil, append([]string{"replay", "-o", "json", "--max-per-conn", strconv.Itoa(n)}, files...)...)
+			got := jsonPackets(t, r.stdout)
+			if r.code != 0 || len(got) != len(want) {
+				t.Fatalf("replay %v --max-per-conn %d: exit %d, %d packets, want %d of %d (%s)", files, n, r.code, len(got), len(want), len(all), r.stderr)
+			}
+			for i := range got {
+				if id := got[i]["id"]; id != float64(i+1) {
+					t.Errorf("--max-per-conn %d: packet %d has id %v", n, i+1, id)
+				}
+				delete(got[i], "id")
+				w := maps.Clone(want[i])
+				delete(w, "id")
+				if !reflect.DeepEqual(got[i], w) {
+					t.Errorf("replay %v --max-per-conn %d: packet %d is not the full replay's packet %v", files, n, i+1, want[i]["id"])
+				}
+			}
+		}
+	}
+}
+
+// jsonPackets parses -o json output, one object per line.
+func jsonPackets(t *testing.T, out string) []map[string]any {
+	t.Helper()
+	var ps []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var p map[string]any
+		if err := json.Unmarshal([]byte(line), &p); err != nil {
+			t.Fatalf("JSON line %q: %v", line, err)
+		}
+		ps = append(ps, p)
+	}
+	return ps
 }
 
 // TestReplayAsUser replays committed recordings without privileges: one

@@ -5,16 +5,16 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/pathtrace/pathtrace/internal/k8s"
 	"github.com/pathtrace/pathtrace/internal/trace"
 )
 
 func newReplayCmd() *cobra.Command {
 	var (
-		f      outputFlags
-		podIPs []string
-		kube   kubeFlags
-		count  int
+		f          outputFlags
+		podIPs     []string
+		kube       kubeFlags
+		count      int
+		maxPerConn int
 	)
 	cmd := &cobra.Command{
 		Use:   "replay FILE...",
@@ -41,29 +41,36 @@ node's clock, with each other node's clock offset estimated (docs/cluster.md).`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runReplay(cmd, &f, args, podIPs, kube.selection(), count)
+			return runReplay(cmd, &f, args, podIPs, trace.ReplayOptions{Select: kube.selection(), Count: count, MaxPerConn: maxPerConn})
 		},
 	}
 	f.register(cmd)
 	cmd.Flags().StringArrayVar(&podIPs, "pod-ip", nil, "render only packets with this IPv4 or IPv6 address at any hop (repeatable)")
 	kube.register(cmd, false)
 	cmd.Flags().IntVarP(&count, "count", "c", 0, "stop after this many packets (0: all)")
+	cmd.Flags().IntVar(&maxPerConn, "max-per-conn", 0, maxPerConnHelp)
 	return cmd
 }
 
-func runReplay(cmd *cobra.Command, f *outputFlags, files []string, podIPs []string, sel k8s.Selection, count int) error {
+// runReplay replays files with opts (Select, Count, MaxPerConn: the flags')
+// and podIPs.
+func runReplay(cmd *cobra.Command, f *outputFlags, files []string, podIPs []string, opts trace.ReplayOptions) error {
 	ips, err := trace.ParsePodIPs(podIPs)
 	if err != nil {
 		return usageError{err}
 	}
-	if count < 0 {
-		return usageError{fmt.Errorf("--count %d is negative", count)}
+	if opts.Count < 0 {
+		return usageError{fmt.Errorf("--count %d is negative", opts.Count)}
+	}
+	if err := checkMaxPerConn(opts.MaxPerConn); err != nil {
+		return err
 	}
 	if err := f.check(); err != nil {
 		return err
 	}
 	stdout := newStdout(cmd.Context())
-	sum, err := trace.ReplayFiles(cmd.Context(), files, trace.ReplayOptions{PodIPs: ips, Select: sel, Count: count, Log: f.logger()}, f.renderer(stdout))
+	opts.PodIPs, opts.Log = ips, f.logger()
+	sum, err := trace.ReplayFiles(cmd.Context(), files, opts, f.renderer(stdout))
 	dropped := stdout.close()
 	if err != nil {
 		return err // it names the file

@@ -153,8 +153,29 @@ func (f *traceFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.hops, "hops", "", hopsHelp)
 	fl.StringVar(&f.scope, "scope", string(scope.Kernel), "kernel: every network namespace of this kernel (with the demo's nodes, both halves of a cross-node packet); node: only what one node would see, the --netns namespaces and the pods attached to them by veth pairs (docs/cluster.md), for recordings that pathtrace replay merges across nodes")
 	fl.StringVar(&f.nodeName, "node-name", "", "name of this node in the recording and, with --scope node, on every hop (default: $NODE_NAME where a Kubernetes pod was told it, else the host name)")
-	fl.IntVar(&f.ringSize, "ring-size", loader.DefaultRing>>20, "the kernel's ring buffer for events, in MiB (a power of two, 1-256): a larger one holds a longer burst, or a longer stall of pathtrace, before events are lost; it costs twice its size in memory (RSS) once filled")
-	fl.IntVar(&f.maxPerConn, "max-per-conn", 0, "print only the first N packets of each connection, say the handshake (0: all); a connection is the protocol and the two endpoints a packet is first seen with, either direction. Counted in user space: the kernel still traces every packet")
+	fl.IntVar(&f.ringSize, "ring-size", loader.DefaultRing>>20, ringSizeHelp)
+	fl.IntVar(&f.maxPerConn, "max-per-conn", 0, maxPerConnHelp+". Counted in user space: the kernel still traces every packet")
+}
+
+const (
+	ringSizeHelp   = "the kernel's ring buffer for events, in MiB (a power of two, 1-256): a larger one holds a longer burst, or a longer stall of pathtrace, before events are lost; it costs twice its size in memory (RSS) once filled"
+	maxPerConnHelp = "print only the first N packets of each connection, say the handshake (0: all); a connection is the protocol and the two endpoints a packet is first seen with, either direction"
+)
+
+// checkRingSize checks --ring-size (MiB) as the loader will.
+func checkRingSize(n int) error {
+	if n > loader.MaxRing>>20 || !loader.ValidRingSize(n<<20) { // the first test keeps the shift from overflowing
+		return usageError{fmt.Errorf("--ring-size %d is not a power of two from %d to %d (MiB)", n, loader.MinRing>>20, loader.MaxRing>>20)}
+	}
+	return nil
+}
+
+// checkMaxPerConn checks --max-per-conn.
+func checkMaxPerConn(n int) error {
+	if n < 0 {
+		return usageError{fmt.Errorf("--max-per-conn %d is negative", n)}
+	}
+	return nil
 }
 
 // hopsHelp says what --hops attaches.
@@ -193,8 +214,8 @@ func (f *traceFlags) options() (trace.Options, error) {
 	if f.snaplen < 0 || f.snaplen > loader.MaxSnaplen {
 		return opts, usageError{fmt.Errorf("--snaplen %d is out of range 0..%d", f.snaplen, loader.MaxSnaplen)}
 	}
-	if n := f.ringSize; n > loader.MaxRing>>20 || !loader.ValidRingSize(n<<20) { // the first test keeps the shift from overflowing
-		return opts, usageError{fmt.Errorf("--ring-size %d is not a power of two from %d to %d (MiB)", n, loader.MinRing>>20, loader.MaxRing>>20)}
+	if err := checkRingSize(f.ringSize); err != nil {
+		return opts, err
 	}
 	if f.quiet && f.write == "" {
 		return opts, usageError{fmt.Errorf("-q prints nothing but the summary: it needs -w FILE to be of use")}
@@ -243,8 +264,8 @@ func (f *traceFlags) options() (trace.Options, error) {
 		opts.Record, opts.Rotate = f.write, rot
 	}
 	opts.Count = f.count
-	if f.maxPerConn < 0 {
-		return opts, usageError{fmt.Errorf("--max-per-conn %d is negative", f.maxPerConn)}
+	if err := checkMaxPerConn(f.maxPerConn); err != nil {
+		return opts, err
 	}
 	opts.MaxPerConn = f.maxPerConn
 	if opts.Scope, err = scope.Parse(f.scope); err != nil {
@@ -313,7 +334,7 @@ followed yet. See docs/filters.md.`,
 				if expr != "" {
 					return usageError{fmt.Errorf("a filter expression does not apply to a replay (-r) yet")}
 				}
-				for _, name := range []string{"netns", "write", "quiet", "snaplen", "ready-file", "duration", "vxlan-port", "file-size", "rotate-seconds", "file-count", "scope", "node-name"} {
+				for _, name := range []string{"netns", "write", "quiet", "snaplen", "ready-file", "duration", "vxlan-port", "file-size", "rotate-seconds", "file-count", "scope", "node-name", "hops", "ring-size", "backend"} {
 					if cmd.Flags().Changed(name) {
 						return usageError{fmt.Errorf("--%s does not apply to a replay (-r)", name)}
 					}
@@ -323,7 +344,7 @@ followed yet. See docs/filters.md.`,
 						return usageError{fmt.Errorf("--%s does not apply to a replay (-r): it names pods from the recording", name)}
 					}
 				}
-				return runReplay(cmd, &f.outputFlags, []string{f.read}, f.podIPs, f.kube.selection(), f.count)
+				return runReplay(cmd, &f.outputFlags, []string{f.read}, f.podIPs, trace.ReplayOptions{Select: f.kube.selection(), Count: f.count, MaxPerConn: f.maxPerConn})
 			}
 			f.snaplenSet = cmd.Flags().Changed("snaplen")
 			opts, err := f.options()

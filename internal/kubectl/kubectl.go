@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -49,6 +50,11 @@ type Options struct {
 	Image     string
 	// Duration stops the tracers after this long (0: when ctx ends).
 	Duration time.Duration
+	// Hops and RingSize are the tracers' --hops (the hop kinds to attach,
+	// as the user gave them, checked by the caller; "": every kind) and
+	// --ring-size (MiB; 0: their default).
+	Hops     string
+	RingSize int
 	// Dir receives each node's recording, NODE.pcapng.
 	Dir string
 	// StartTimeout bounds the wait for the tracer pods to run and attach;
@@ -291,14 +297,21 @@ func backstop(opts Options) time.Duration {
 }
 
 // Args are the tracer's arguments on a node: its pods' packets, every
-// namespace of the node, the recording on stdout as base64 lines.
-func Args(t Target, duration time.Duration) []string {
+// namespace of the node, the recording on stdout as base64 lines, the hops
+// and ring size of opts, and the backstop of its duration.
+func Args(t Target, opts Options) []string {
 	args := []string{"--scope", "node", "--node-name", "$(NODE_NAME)", "-w", "-", "--log-stream"}
 	for _, a := range t.PodIPs {
 		args = append(args, "--pod-ip", a.String())
 	}
-	if duration > 0 {
-		args = append(args, "--duration", duration.String())
+	if d := backstop(opts); d > 0 {
+		args = append(args, "--duration", d.String())
+	}
+	if opts.Hops != "" {
+		args = append(args, "--hops", opts.Hops)
+	}
+	if opts.RingSize > 0 {
+		args = append(args, "--ring-size", strconv.Itoa(opts.RingSize))
 	}
 	if t.Filter != "" {
 		args = append(args, "--filter-code", t.FilterCode, "--", t.Filter)
@@ -344,7 +357,7 @@ func (r *run) create(ctx context.Context, node string, t Target) (string, error)
 		"apiVersion": "v1", "kind": "Pod",
 		"metadata": map[string]any{"name": name, "namespace": r.ns, "labels": map[string]string{
 			"app.kubernetes.io/name": "pathtrace", Label: r.session}},
-		"spec": PodSpec(node, cmp.Or(r.opts.Image, DefaultImage), Args(t, backstop(r.opts))),
+		"spec": PodSpec(node, cmp.Or(r.opts.Image, DefaultImage), Args(t, r.opts)),
 	}
 	if err := r.opts.Client.Do(ctx, "POST", "/api/v1/namespaces/"+url.PathEscape(r.ns)+"/pods", pod, nil); err != nil {
 		return "", err

@@ -80,14 +80,21 @@ func TestResolve(t *testing.T) {
 	if tg.Filter != "host 10.96.0.10 or host 10.244.2.7 or host 10.244.3.9" || tg.FilterCode == "" {
 		t.Errorf("filter %q (code %q), want the Service's address and its endpoints'", tg.Filter, tg.FilterCode)
 	}
-	args := strings.Join(Args(tg, 0), " ")
+	args := strings.Join(Args(tg, Options{}), " ")
 	if !strings.Contains(args, "--scope node") || !strings.Contains(args, "--pod-ip 10.244.1.5") ||
-		!strings.Contains(args, "--filter-code "+tg.FilterCode+" -- "+tg.Filter) || strings.Contains(args, "--duration") {
+		!strings.HasSuffix(args, " --filter-code "+tg.FilterCode+" -- "+tg.Filter) || strings.Contains(args, "--duration") ||
+		strings.Contains(args, "--hops") || strings.Contains(args, "--ring-size") {
 		t.Errorf("args %q", args)
+	}
+	// --hops and --ring-size go to the tracers, before the filter's "--".
+	args = strings.Join(Args(tg, Options{Hops: "drop,nat", RingSize: 32}), " ")
+	if !strings.Contains(args, " --hops drop,nat ") || !strings.Contains(args, " --ring-size 32 ") ||
+		!strings.HasSuffix(args, " -- "+tg.Filter) {
+		t.Errorf("args with hops and a ring size: %q", args)
 	}
 	// The plugin stops the tracers --duration after the last attached; their
 	// own --duration is later by the start timeout, a backstop.
-	if args := strings.Join(Args(tg, backstop(Options{Duration: 5 * time.Second})), " "); !strings.Contains(args, "--duration 2m5s") {
+	if args := strings.Join(Args(tg, Options{Duration: 5 * time.Second}), " "); !strings.Contains(args, "--duration 2m5s") {
 		t.Errorf("args with --duration 5s: %q, want the tracers' --duration 2m5s", args)
 	}
 	if b := backstop(Options{Duration: time.Second, StartTimeout: 30 * time.Second}); b != 31*time.Second {

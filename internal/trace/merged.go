@@ -136,6 +136,7 @@ func replayMerged(ctx context.Context, files [][]string, opts ReplayOptions, out
 	cfg.Names = mergedNames(readers)
 	podIPs := opts.PodIPs
 	p := newPipeline(cfg, out, podIPs, opts.Count)
+	p.perConn.max = uint32(max(opts.MaxPerConn, 0))
 	kube := replayKubernetes(readers[0], opts.Log) // the first recording's names, as they were at its start
 	if kube == nil {
 		kube = opts.Kubernetes

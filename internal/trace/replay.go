@@ -31,7 +31,10 @@ type ReplayOptions struct {
 	// Kubernetes names give them (--pod, --service).
 	Select k8s.Selection
 	Count  int // stop after this many packets; 0 renders all
-	Stitch stitch.Config
+	// MaxPerConn renders only the first this many packets of each
+	// connection (as the live trace's MaxPerConn); 0: all.
+	MaxPerConn int
+	Stitch     stitch.Config
 	// Log gets a warning for each damaged node report in the recording;
 	// nil: slog.Default().
 	Log *slog.Logger
@@ -87,6 +90,7 @@ func replay(ctx context.Context, r *record.Reader, opts ReplayOptions, out rende
 		cfg.Node = meta.NodeName
 	}
 	p := newPipeline(cfg, out, opts.PodIPs, opts.Count)
+	p.perConn.max = uint32(max(opts.MaxPerConn, 0))
 	reports := replayReports(r, opts.Log)
 	kube := replayKubernetes(r, opts.Log)
 	if kube == nil {
