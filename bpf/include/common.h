@@ -598,8 +598,8 @@ static __noinline bool side_matches6(const struct pt_tuple *t)
  * discovery and MLD match only with trace_nd. Inline, with no call for an
  * IPv4 header: every packet of every pod comes here, once a side, and a
  * call and its return cost ~20 ns a run on CPUs whose returns go through a
- * mitigation thunk (make bench's cost phase, AMD EPYC with Safe RET,
- * 2026-12-04), a third of what an empty program costs. */
+ * mitigation thunk (bpf_stats, AMD EPYC with Safe RET, 2026-12-04; see
+ * docs/BENCHMARKS.md), 40% of what an empty program costs. */
 static __always_inline bool side_matches(const struct pt_pkt *p, bool inner)
 {
 	const struct pt_tuple *t = inner ? &p->inner : &p->outer;
