@@ -24,12 +24,12 @@ static __always_inline int dev_event(__u64 key, __u8 kind)
 
 /* dev_event for a typed skb. The device is loaded before the parse, as in
  * nf_event: once for the verifier, not on each of the parse's paths. */
-static __always_inline int dev_event_btf(struct sk_buff *skb, __u8 kind)
+static __always_inline int dev_event_btf(struct sk_buff *skb, __u8 kind, bool direct)
 {
 	struct net_device *dev = skb->dev;
 	struct pt_pkt p = {};
 
-	if (!track_typed(skb, ptr_value(skb), &p))
+	if (direct ? !track_direct(skb, ptr_value(skb), &p) : !track_typed(skb, ptr_value(skb), &p))
 		return 0;
 	struct event *e = new_event(skb, &p, kind, dev);
 	if (e)
@@ -52,13 +52,28 @@ int tp_net_dev_queue(struct bpf_raw_tracepoint_args *ctx)
 SEC("tp_btf/netif_receive_skb")
 int BPF_PROG(btf_netif_receive_skb, struct sk_buff *skb)
 {
-	return dev_event_btf(skb, PT_EV_RX);
+	return dev_event_btf(skb, PT_EV_RX, false);
 }
 
 SEC("tp_btf/net_dev_queue")
 int BPF_PROG(btf_net_dev_queue, struct sk_buff *skb)
 {
-	return dev_event_btf(skb, PT_EV_TX);
+	return dev_event_btf(skb, PT_EV_TX, false);
+}
+
+/* The same, reading the packet's first bytes with plain loads where the
+ * kernel's verifier allows it (track_direct); the loader tries these
+ * first. Drops keep one BTF form: they are rare. */
+SEC("tp_btf/netif_receive_skb")
+int BPF_PROG(btfd_netif_receive_skb, struct sk_buff *skb)
+{
+	return dev_event_btf(skb, PT_EV_RX, true);
+}
+
+SEC("tp_btf/net_dev_queue")
+int BPF_PROG(btfd_net_dev_queue, struct sk_buff *skb)
+{
+	return dev_event_btf(skb, PT_EV_TX, true);
 }
 
 /* Whether the tracked_hint slot of key says no skb there is tracked. */

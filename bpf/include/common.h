@@ -224,6 +224,9 @@ struct pt_pkt {
 /* The sk_buff fields every event starts from. */
 struct pt_skb {
 	unsigned char *head;
+	/* The network header as memory the program reads with plain loads
+	 * (see track_direct); NULL: it is read with bpf_probe_read_kernel. */
+	const __u64 *net;
 	__u16 protocol; /* __be16 */
 	__u16 nh;
 	__u32 tail;
@@ -774,7 +777,7 @@ static __always_inline void parse_tunnel(struct pt_pkt *p, __u32 l4_off, bool l4
  * more per IPv6 extension header, and parse_tunnel's. */
 static __always_inline bool parse_skb(struct pt_skb *s, struct pt_pkt *p, bool *match)
 {
-	union pt_parse_buf b;
+	union pt_parse_buf b __attribute__((aligned(8))); /* 8-byte stores of track_direct */
 	__u32 l4_off;
 
 	if (s->nh == PT_NET_HEADER_UNSET || !s->head)
@@ -782,7 +785,19 @@ static __always_inline bool parse_skb(struct pt_skb *s, struct pt_pkt *p, bool *
 	p->head = s->head;
 	p->nh = s->nh;
 	p->tail = s->tail;
-	if (!read_l3(p->head, p->nh, s->protocol, &b.ip) || !l3_valid(s->protocol, &b.ip))
+	if (s->net) {
+		/* The bytes read_l3 reads for either version (an IPv4
+		 * header and 20 more, or IPv6's 40 and 20), in plain loads;
+		 * a load that faults gives zeros, which l3_valid refuses. */
+		__u64 *d = (__u64 *)&b.ip;
+		for (int i = 0; i < sizeof(union pt_l3_buf) / 8; i++)
+			d[i] = s->net[i];
+		((__u32 *)d)[sizeof(union pt_l3_buf) / 4 - 1] =
+			((const __u32 *)s->net)[sizeof(union pt_l3_buf) / 4 - 1];
+	} else if (!read_l3(p->head, p->nh, s->protocol, &b.ip)) {
+		return false;
+	}
+	if (!l3_valid(s->protocol, &b.ip))
 		return false;
 	bool l4 = l3_tuple(p, p->nh, s->protocol, &b.ip, false, &l4_off);
 	/* With a filter expression, an address match makes the header a
@@ -986,6 +1001,32 @@ static __always_inline bool track_typed(struct sk_buff *skb, __u64 key, struct p
 		.head = (unsigned char *)ptr_value(skb->head),
 		.protocol = skb->protocol,
 		.nh = skb->network_header,
+		.tail = skb->tail,
+	};
+	if (!track_skb(key, &s, p))
+		return false;
+	p->len = skb->len;
+	p->mark = skb->mark;
+	return true;
+}
+
+/* track_typed with the packet's first bytes read by plain loads, not a
+ * helper call: 25-30 ns less a run (docs/BENCHMARKS.md, 2026-12-04
+ * (evening)). Only where the verifier types a load of skb->head as memory
+ * the program may read (read-only, untrusted: the JIT's fault-tolerant
+ * loads; 6.18 does); where it is a number (6.12 and older) a program with
+ * this read does not verify, and the loader takes the track_typed form.
+ * The pointer is taken once, before the parse: everything after it gets
+ * the head as a number (see nf_event). */
+static __always_inline bool track_direct(struct sk_buff *skb, __u64 key, struct pt_pkt *p)
+{
+	unsigned char *head = skb->head;
+	__u16 nh = skb->network_header;
+	struct pt_skb s = {
+		.head = (unsigned char *)ptr_value(head),
+		.net = (const __u64 *)(head + nh),
+		.protocol = skb->protocol,
+		.nh = nh,
 		.tail = skb->tail,
 	};
 	if (!track_skb(key, &s, p))

@@ -60,34 +60,36 @@ type NetfilterTrackedSkb struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	NetfilterMapConnStats    = "conn_stats"
-	NetfilterMapConns        = "conns"
-	NetfilterMapConnsHint    = "conns_hint"
-	NetfilterMapEvents       = "events"
-	NetfilterMapLost         = "lost"
-	NetfilterMapPtFilterPkt  = "pt_filter_pkt"
-	NetfilterMapPtScratch    = "pt_scratch"
-	NetfilterMapTableStack   = "table_stack"
-	NetfilterMapTracked      = "tracked"
-	NetfilterMapTrackedHint  = "tracked_hint"
-	NetfilterProgNfFirst     = "nf_first"
-	NetfilterProgNfLast      = "nf_last"
-	NetfilterVarFilterOn     = "filter_on"
-	NetfilterVarN_podIp6s    = "n_pod_ip6s"
-	NetfilterVarN_podIps     = "n_pod_ips"
-	NetfilterVarN_vxlanPorts = "n_vxlan_ports"
-	NetfilterVarPodIp6s      = "pod_ip6s"
-	NetfilterVarPodIps       = "pod_ips"
-	NetfilterVarSnapChanged  = "snap_changed"
-	NetfilterVarSnaplen      = "snaplen"
-	NetfilterVarTraceNd      = "trace_nd"
-	NetfilterVarUnusedEvent  = "unused_event"
-	NetfilterVarUnusedFamily = "unused_family"
-	NetfilterVarUnusedFlags  = "unused_flags"
-	NetfilterVarUnusedKind   = "unused_kind"
-	NetfilterVarUnusedSlot   = "unused_slot"
-	NetfilterVarUnusedTunnel = "unused_tunnel"
-	NetfilterVarVxlanPorts   = "vxlan_ports"
+	NetfilterMapConnStats      = "conn_stats"
+	NetfilterMapConns          = "conns"
+	NetfilterMapConnsHint      = "conns_hint"
+	NetfilterMapEvents         = "events"
+	NetfilterMapLost           = "lost"
+	NetfilterMapPtFilterPkt    = "pt_filter_pkt"
+	NetfilterMapPtScratch      = "pt_scratch"
+	NetfilterMapTableStack     = "table_stack"
+	NetfilterMapTracked        = "tracked"
+	NetfilterMapTrackedHint    = "tracked_hint"
+	NetfilterProgNfFirst       = "nf_first"
+	NetfilterProgNfFirstDirect = "nf_first_direct"
+	NetfilterProgNfLast        = "nf_last"
+	NetfilterProgNfLastDirect  = "nf_last_direct"
+	NetfilterVarFilterOn       = "filter_on"
+	NetfilterVarN_podIp6s      = "n_pod_ip6s"
+	NetfilterVarN_podIps       = "n_pod_ips"
+	NetfilterVarN_vxlanPorts   = "n_vxlan_ports"
+	NetfilterVarPodIp6s        = "pod_ip6s"
+	NetfilterVarPodIps         = "pod_ips"
+	NetfilterVarSnapChanged    = "snap_changed"
+	NetfilterVarSnaplen        = "snaplen"
+	NetfilterVarTraceNd        = "trace_nd"
+	NetfilterVarUnusedEvent    = "unused_event"
+	NetfilterVarUnusedFamily   = "unused_family"
+	NetfilterVarUnusedFlags    = "unused_flags"
+	NetfilterVarUnusedKind     = "unused_kind"
+	NetfilterVarUnusedSlot     = "unused_slot"
+	NetfilterVarUnusedTunnel   = "unused_tunnel"
+	NetfilterVarVxlanPorts     = "vxlan_ports"
 )
 
 // LoadNetfilter returns the embedded CollectionSpec for Netfilter.
@@ -132,8 +134,10 @@ type NetfilterSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type NetfilterProgramSpecs struct {
-	NfFirst *ebpf.ProgramSpec `ebpf:"nf_first"`
-	NfLast  *ebpf.ProgramSpec `ebpf:"nf_last"`
+	NfFirst       *ebpf.ProgramSpec `ebpf:"nf_first"`
+	NfFirstDirect *ebpf.ProgramSpec `ebpf:"nf_first_direct"`
+	NfLast        *ebpf.ProgramSpec `ebpf:"nf_last"`
+	NfLastDirect  *ebpf.ProgramSpec `ebpf:"nf_last_direct"`
 }
 
 // NetfilterMapSpecs contains maps before they are loaded into the kernel.
@@ -247,14 +251,18 @@ type NetfilterVariables struct {
 //
 // It can be passed to LoadNetfilterObjects or ebpf.CollectionSpec.LoadAndAssign.
 type NetfilterPrograms struct {
-	NfFirst *ebpf.Program `ebpf:"nf_first"`
-	NfLast  *ebpf.Program `ebpf:"nf_last"`
+	NfFirst       *ebpf.Program `ebpf:"nf_first"`
+	NfFirstDirect *ebpf.Program `ebpf:"nf_first_direct"`
+	NfLast        *ebpf.Program `ebpf:"nf_last"`
+	NfLastDirect  *ebpf.Program `ebpf:"nf_last_direct"`
 }
 
 func (p *NetfilterPrograms) Close() error {
 	return _NetfilterClose(
 		p.NfFirst,
+		p.NfFirstDirect,
 		p.NfLast,
+		p.NfLastDirect,
 	)
 }
 

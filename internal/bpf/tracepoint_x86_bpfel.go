@@ -155,41 +155,43 @@ type TracepointTrackedSkb struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	TracepointMapConnStats           = "conn_stats"
-	TracepointMapConns               = "conns"
-	TracepointMapConnsHint           = "conns_hint"
-	TracepointMapEvents              = "events"
-	TracepointMapLost                = "lost"
-	TracepointMapPtFilterPkt         = "pt_filter_pkt"
-	TracepointMapPtScratch           = "pt_scratch"
-	TracepointMapTableStack          = "table_stack"
-	TracepointMapTracked             = "tracked"
-	TracepointMapTrackedHint         = "tracked_hint"
-	TracepointProgBtfKfreeSkb        = "btf_kfree_skb"
-	TracepointProgBtfKfreeSkbReason  = "btf_kfree_skb_reason"
-	TracepointProgBtfNetDevQueue     = "btf_net_dev_queue"
-	TracepointProgBtfNetifReceiveSkb = "btf_netif_receive_skb"
-	TracepointProgTpConsumeSkb       = "tp_consume_skb"
-	TracepointProgTpKfreeSkb         = "tp_kfree_skb"
-	TracepointProgTpKfreeSkbReason   = "tp_kfree_skb_reason"
-	TracepointProgTpNetDevQueue      = "tp_net_dev_queue"
-	TracepointProgTpNetifReceiveSkb  = "tp_netif_receive_skb"
-	TracepointVarFilterOn            = "filter_on"
-	TracepointVarN_podIp6s           = "n_pod_ip6s"
-	TracepointVarN_podIps            = "n_pod_ips"
-	TracepointVarN_vxlanPorts        = "n_vxlan_ports"
-	TracepointVarPodIp6s             = "pod_ip6s"
-	TracepointVarPodIps              = "pod_ips"
-	TracepointVarSnapChanged         = "snap_changed"
-	TracepointVarSnaplen             = "snaplen"
-	TracepointVarTraceNd             = "trace_nd"
-	TracepointVarUnusedEvent         = "unused_event"
-	TracepointVarUnusedFamily        = "unused_family"
-	TracepointVarUnusedFlags         = "unused_flags"
-	TracepointVarUnusedKind          = "unused_kind"
-	TracepointVarUnusedSlot          = "unused_slot"
-	TracepointVarUnusedTunnel        = "unused_tunnel"
-	TracepointVarVxlanPorts          = "vxlan_ports"
+	TracepointMapConnStats            = "conn_stats"
+	TracepointMapConns                = "conns"
+	TracepointMapConnsHint            = "conns_hint"
+	TracepointMapEvents               = "events"
+	TracepointMapLost                 = "lost"
+	TracepointMapPtFilterPkt          = "pt_filter_pkt"
+	TracepointMapPtScratch            = "pt_scratch"
+	TracepointMapTableStack           = "table_stack"
+	TracepointMapTracked              = "tracked"
+	TracepointMapTrackedHint          = "tracked_hint"
+	TracepointProgBtfKfreeSkb         = "btf_kfree_skb"
+	TracepointProgBtfKfreeSkbReason   = "btf_kfree_skb_reason"
+	TracepointProgBtfNetDevQueue      = "btf_net_dev_queue"
+	TracepointProgBtfNetifReceiveSkb  = "btf_netif_receive_skb"
+	TracepointProgBtfdNetDevQueue     = "btfd_net_dev_queue"
+	TracepointProgBtfdNetifReceiveSkb = "btfd_netif_receive_skb"
+	TracepointProgTpConsumeSkb        = "tp_consume_skb"
+	TracepointProgTpKfreeSkb          = "tp_kfree_skb"
+	TracepointProgTpKfreeSkbReason    = "tp_kfree_skb_reason"
+	TracepointProgTpNetDevQueue       = "tp_net_dev_queue"
+	TracepointProgTpNetifReceiveSkb   = "tp_netif_receive_skb"
+	TracepointVarFilterOn             = "filter_on"
+	TracepointVarN_podIp6s            = "n_pod_ip6s"
+	TracepointVarN_podIps             = "n_pod_ips"
+	TracepointVarN_vxlanPorts         = "n_vxlan_ports"
+	TracepointVarPodIp6s              = "pod_ip6s"
+	TracepointVarPodIps               = "pod_ips"
+	TracepointVarSnapChanged          = "snap_changed"
+	TracepointVarSnaplen              = "snaplen"
+	TracepointVarTraceNd              = "trace_nd"
+	TracepointVarUnusedEvent          = "unused_event"
+	TracepointVarUnusedFamily         = "unused_family"
+	TracepointVarUnusedFlags          = "unused_flags"
+	TracepointVarUnusedKind           = "unused_kind"
+	TracepointVarUnusedSlot           = "unused_slot"
+	TracepointVarUnusedTunnel         = "unused_tunnel"
+	TracepointVarVxlanPorts           = "vxlan_ports"
 )
 
 // LoadTracepoint returns the embedded CollectionSpec for Tracepoint.
@@ -234,15 +236,17 @@ type TracepointSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type TracepointProgramSpecs struct {
-	BtfKfreeSkb        *ebpf.ProgramSpec `ebpf:"btf_kfree_skb"`
-	BtfKfreeSkbReason  *ebpf.ProgramSpec `ebpf:"btf_kfree_skb_reason"`
-	BtfNetDevQueue     *ebpf.ProgramSpec `ebpf:"btf_net_dev_queue"`
-	BtfNetifReceiveSkb *ebpf.ProgramSpec `ebpf:"btf_netif_receive_skb"`
-	TpConsumeSkb       *ebpf.ProgramSpec `ebpf:"tp_consume_skb"`
-	TpKfreeSkb         *ebpf.ProgramSpec `ebpf:"tp_kfree_skb"`
-	TpKfreeSkbReason   *ebpf.ProgramSpec `ebpf:"tp_kfree_skb_reason"`
-	TpNetDevQueue      *ebpf.ProgramSpec `ebpf:"tp_net_dev_queue"`
-	TpNetifReceiveSkb  *ebpf.ProgramSpec `ebpf:"tp_netif_receive_skb"`
+	BtfKfreeSkb         *ebpf.ProgramSpec `ebpf:"btf_kfree_skb"`
+	BtfKfreeSkbReason   *ebpf.ProgramSpec `ebpf:"btf_kfree_skb_reason"`
+	BtfNetDevQueue      *ebpf.ProgramSpec `ebpf:"btf_net_dev_queue"`
+	BtfNetifReceiveSkb  *ebpf.ProgramSpec `ebpf:"btf_netif_receive_skb"`
+	BtfdNetDevQueue     *ebpf.ProgramSpec `ebpf:"btfd_net_dev_queue"`
+	BtfdNetifReceiveSkb *ebpf.ProgramSpec `ebpf:"btfd_netif_receive_skb"`
+	TpConsumeSkb        *ebpf.ProgramSpec `ebpf:"tp_consume_skb"`
+	TpKfreeSkb          *ebpf.ProgramSpec `ebpf:"tp_kfree_skb"`
+	TpKfreeSkbReason    *ebpf.ProgramSpec `ebpf:"tp_kfree_skb_reason"`
+	TpNetDevQueue       *ebpf.ProgramSpec `ebpf:"tp_net_dev_queue"`
+	TpNetifReceiveSkb   *ebpf.ProgramSpec `ebpf:"tp_netif_receive_skb"`
 }
 
 // TracepointMapSpecs contains maps before they are loaded into the kernel.
@@ -356,15 +360,17 @@ type TracepointVariables struct {
 //
 // It can be passed to LoadTracepointObjects or ebpf.CollectionSpec.LoadAndAssign.
 type TracepointPrograms struct {
-	BtfKfreeSkb        *ebpf.Program `ebpf:"btf_kfree_skb"`
-	BtfKfreeSkbReason  *ebpf.Program `ebpf:"btf_kfree_skb_reason"`
-	BtfNetDevQueue     *ebpf.Program `ebpf:"btf_net_dev_queue"`
-	BtfNetifReceiveSkb *ebpf.Program `ebpf:"btf_netif_receive_skb"`
-	TpConsumeSkb       *ebpf.Program `ebpf:"tp_consume_skb"`
-	TpKfreeSkb         *ebpf.Program `ebpf:"tp_kfree_skb"`
-	TpKfreeSkbReason   *ebpf.Program `ebpf:"tp_kfree_skb_reason"`
-	TpNetDevQueue      *ebpf.Program `ebpf:"tp_net_dev_queue"`
-	TpNetifReceiveSkb  *ebpf.Program `ebpf:"tp_netif_receive_skb"`
+	BtfKfreeSkb         *ebpf.Program `ebpf:"btf_kfree_skb"`
+	BtfKfreeSkbReason   *ebpf.Program `ebpf:"btf_kfree_skb_reason"`
+	BtfNetDevQueue      *ebpf.Program `ebpf:"btf_net_dev_queue"`
+	BtfNetifReceiveSkb  *ebpf.Program `ebpf:"btf_netif_receive_skb"`
+	BtfdNetDevQueue     *ebpf.Program `ebpf:"btfd_net_dev_queue"`
+	BtfdNetifReceiveSkb *ebpf.Program `ebpf:"btfd_netif_receive_skb"`
+	TpConsumeSkb        *ebpf.Program `ebpf:"tp_consume_skb"`
+	TpKfreeSkb          *ebpf.Program `ebpf:"tp_kfree_skb"`
+	TpKfreeSkbReason    *ebpf.Program `ebpf:"tp_kfree_skb_reason"`
+	TpNetDevQueue       *ebpf.Program `ebpf:"tp_net_dev_queue"`
+	TpNetifReceiveSkb   *ebpf.Program `ebpf:"tp_netif_receive_skb"`
 }
 
 func (p *TracepointPrograms) Close() error {
@@ -373,6 +379,8 @@ func (p *TracepointPrograms) Close() error {
 		p.BtfKfreeSkbReason,
 		p.BtfNetDevQueue,
 		p.BtfNetifReceiveSkb,
+		p.BtfdNetDevQueue,
+		p.BtfdNetifReceiveSkb,
 		p.TpConsumeSkb,
 		p.TpKfreeSkb,
 		p.TpKfreeSkbReason,

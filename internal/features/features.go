@@ -350,3 +350,85 @@ func DropReasons() error {
 	}
 	return nil
 }
+
+// DirectSKBRead probes whether a BTF tracepoint may read the memory a
+// typed skb's head points to with plain loads: whether the verifier types
+// a load of skb->head as memory (read-only, untrusted: the JIT's
+// fault-tolerant loads; 6.18 does) rather than as a number (6.12 and
+// older). It loads a program that reads one byte there, and attaches
+// nothing. pathtrace's device and netfilter programs have a form that
+// reads packets so (track_direct in bpf/include/common.h).
+var DirectSKBRead = sync.OnceValue(func() error {
+	if err := BTFTracepoint(); err != nil {
+		return err
+	}
+	off, err := skbHeadOffset()
+	if err != nil {
+		return err
+	}
+	prog, err := ebpf.NewProgramWithOptions(&ebpf.ProgramSpec{
+		Type:       ebpf.Tracing,
+		AttachType: ebpf.AttachTraceRawTp,
+		AttachTo:   btfTracepointProbeTarget,
+		License:    "GPL",
+		Instructions: asm.Instructions{
+			asm.LoadMem(asm.R2, asm.R1, 0, asm.DWord),          // the skb
+			asm.LoadMem(asm.R3, asm.R2, int16(off), asm.DWord), // skb->head
+			asm.LoadMem(asm.R0, asm.R3, 0, asm.Byte),           // the byte it points to
+			asm.Mov.Imm(asm.R0, 0),
+			asm.Return(),
+		},
+	}, ebpf.ProgramOptions{LogDisabled: true})
+	switch {
+	case err == nil:
+		return prog.Close()
+	case errors.Is(err, unix.EACCES) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EPERM):
+		return NotSupportedError("a load of skb->head is not readable memory to the verifier: %v", err)
+	}
+	return fmt.Errorf("probe direct skb reads: %w", err)
+})
+
+// skbHeadOffset is the byte offset of sk_buff's head in the running
+// kernel's BTF.
+func skbHeadOffset() (uint32, error) {
+	btfState.Lock()
+	defer btfState.Unlock()
+	spec, err := lockedBTF().Kernel()
+	if err != nil {
+		return 0, NotSupportedError("no kernel BTF: %v", err)
+	}
+	var skb *btf.Struct
+	if err := spec.TypeByName("sk_buff", &skb); err != nil {
+		return 0, fmt.Errorf("kernel BTF: sk_buff: %w", err)
+	}
+	var find func(members []btf.Member, base uint32) (uint32, bool)
+	find = func(members []btf.Member, base uint32) (uint32, bool) {
+		for _, m := range members {
+			off := base + uint32(m.Offset.Bytes())
+			switch t := m.Type.(type) {
+			case *btf.Struct:
+				if m.Name == "" {
+					if o, ok := find(t.Members, off); ok {
+						return o, true
+					}
+				}
+			case *btf.Union:
+				if m.Name == "" {
+					if o, ok := find(t.Members, off); ok {
+						return o, true
+					}
+				}
+			default:
+				if m.Name == "head" {
+					return off, true
+				}
+			}
+		}
+		return 0, false
+	}
+	off, ok := find(skb.Members, 0)
+	if !ok {
+		return 0, errors.New("kernel BTF: sk_buff has no head")
+	}
+	return off, nil
+}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/pathtrace/pathtrace/internal/kernel"
 	"github.com/pathtrace/pathtrace/internal/testutil"
 )
 
@@ -52,6 +53,7 @@ func TestProbesAreCachedAndClassified(t *testing.T) {
 	testutil.RequireRoot(t)
 	for name, probe := range map[string]func() error{
 		"raw tracepoint": RawTracepoint, "netfilter link": NetfilterLink, "fentry": Fentry, "kprobe": Kprobe,
+		"BTF tracepoint": BTFTracepoint, "direct skb read": DirectSKBRead,
 	} {
 		err := probe()
 		if StateOf(err) == Inconclusive {
@@ -61,5 +63,17 @@ func TestProbesAreCachedAndClassified(t *testing.T) {
 			t.Errorf("%s: %v, then %v", name, err, err2)
 		}
 		t.Logf("%s: %s %s", name, StateOf(err), Why(err))
+	}
+}
+
+// DirectSKBRead says yes on 6.18 (this machine's kernel), and is never
+// inconclusive as root. Older kernels are not asserted: the loader falls
+// back from a direct form that does not load, whatever the probe said.
+func TestDirectSKBRead(t *testing.T) {
+	testutil.RequireRoot(t)
+	err := DirectSKBRead()
+	t.Logf("%s: %s %s", kernel.Release(), StateOf(err), Why(err))
+	if !kernel.VersionBelow(6, 18) && err != nil {
+		t.Errorf("%s: %v, want direct reads", kernel.Release(), err)
 	}
 }

@@ -161,7 +161,7 @@ func Open(opts Options) (_ *Tracer, err error) {
 	loaded()
 	hops := t.attachTracepoints(s.tp, opts.Probes, want)
 	if want(hop.Netfilter) || want(hop.NAT) {
-		if hops[hop.Netfilter], err = t.attachNetfilterHops(s, paths, p.netfilter); err != nil {
+		if hops[hop.Netfilter], err = t.attachNetfilterHops(s, opts.Probes, paths, p.netfilter); err != nil {
 			return nil, err
 		}
 	}
@@ -376,7 +376,7 @@ func preloads(s *specs, opts *Options, want func(hop.Kind) bool) map[*ebpf.Colle
 	}
 	if (want(hop.Netfilter) || want(hop.NAT)) && (opts.Backend == ChoiceAuto || opts.Backend == ChoiceTracepoint) &&
 		opts.Probes.NetfilterLink() == nil {
-		pre[s.nf] = []string{"nf_first", "nf_last"}
+		pre[s.nf] = nfPrograms(opts.Probes)[0]
 	}
 	return pre
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/pathtrace/pathtrace/internal/bpf"
 	"github.com/pathtrace/pathtrace/internal/features"
 	"github.com/pathtrace/pathtrace/internal/hop"
+	"github.com/pathtrace/pathtrace/internal/kernel"
 	"github.com/pathtrace/pathtrace/internal/testutil"
 )
 
@@ -89,6 +90,42 @@ func TestOpenRingSize(t *testing.T) {
 		if p := plan[i]; h.Backend != p.Backend {
 			t.Errorf("hop %s: attached %q (%s), plan said %q", h.Hop, h.Backend, h.Reason, p.Backend)
 		}
+	}
+}
+
+// TestDirectForms opens a tracer and checks which form of the device and
+// netfilter programs loaded: the direct one (track_direct: the packet's
+// first bytes read with plain loads) on 6.18, whose verifier types a load
+// of skb->head as readable memory. Older kernels are not asserted: on 6.12
+// and older the load is a number and the loader falls back to the
+// helper-reading forms, which every other test of the VM matrix then runs.
+func TestDirectForms(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.Modprobe(hopModules...)
+	tr, err := Open(Options{})
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	defer tr.Close()
+	var direct, plain []string
+	for _, p := range tr.progs {
+		info, err := p.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch n := info.Name; { // the kernel keeps 15 bytes of a name
+		case strings.HasPrefix(n, "btfd_") || strings.HasPrefix(n, "nf_first_direct") || strings.HasPrefix(n, "nf_last_direct"):
+			direct = append(direct, n)
+		case strings.HasPrefix(n, "btf_net") || n == "nf_first" || n == "nf_last":
+			plain = append(plain, n)
+		}
+	}
+	t.Logf("%s: direct forms %v, the others %v", kernel.Release(), direct, plain)
+	if len(direct)+len(plain) == 0 {
+		t.Fatal("no device or netfilter program loaded")
+	}
+	if !kernel.VersionBelow(6, 18) && len(plain) > 0 {
+		t.Errorf("%s loaded %v, want their direct forms", kernel.Release(), plain)
 	}
 }
 

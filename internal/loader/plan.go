@@ -23,6 +23,9 @@ type Probes interface {
 	Fentry() error
 	Kprobe() error
 	DropReasons() error
+	// DirectSKBRead: whether a typed skb's head may be read with plain
+	// loads (the direct program forms, track_direct).
+	DirectSKBRead() error
 	// LookupFunctions finds each function in BTF and kallsyms.
 	LookupFunctions(refs ...features.FuncRef) []features.Function
 	// OldIptDoTableABI reports whether ipt_do_table takes (skb, state,
@@ -42,6 +45,7 @@ func (kernelProbes) NetfilterLink() error { return features.NetfilterLink() }
 func (kernelProbes) Fentry() error        { return features.Fentry() }
 func (kernelProbes) Kprobe() error        { return features.Kprobe() }
 func (kernelProbes) DropReasons() error   { return features.DropReasons() }
+func (kernelProbes) DirectSKBRead() error { return features.DirectSKBRead() }
 func (kernelProbes) LookupFunctions(refs ...features.FuncRef) []features.Function {
 	return features.LookupFunctions(refs...)
 }
@@ -62,10 +66,12 @@ var iptDoTableOldABI = sync.OnceValue(func() bool {
 // has a second program for kernels whose tracepoint has no reason (before
 // 5.17). Each program is built for a raw tracepoint, named tp_*, and where
 // btf is set also for a BTF tracepoint, btf_* (bpf/tracepoint.c says why
-// consume_skb has no BTF form).
+// consume_skb has no BTF form), and where direct is set a second BTF form,
+// btfd_*, that reads the packet's first bytes with plain loads where the
+// kernel's verifier allows it (track_direct in bpf/include/common.h).
 var tpHops = []tpHop{
-	{hop: hop.Rx, tp: "netif_receive_skb", prog: "netif_receive_skb", btf: true},
-	{hop: hop.Tx, tp: "net_dev_queue", prog: "net_dev_queue", btf: true},
+	{hop: hop.Rx, tp: "netif_receive_skb", prog: "netif_receive_skb", btf: true, direct: true},
+	{hop: hop.Tx, tp: "net_dev_queue", prog: "net_dev_queue", btf: true, direct: true},
 	{hop: hop.Consume, tp: "consume_skb", prog: "consume_skb"},
 	{hop: hop.Drop, tp: "kfree_skb", prog: "kfree_skb_reason", fallback: "kfree_skb", btf: true},
 }
@@ -75,6 +81,7 @@ type tpHop struct {
 	tp, prog string
 	fallback string
 	btf      bool
+	direct   bool
 }
 
 // tpProgram is a tracepoint program of a hop.
@@ -96,7 +103,10 @@ func (p tpProgram) source(tp string) string {
 // programs are the programs to try for the hop, in order. The BTF
 // tracepoint's first where the hop has one and the kernel has them: its
 // skb fields are plain loads, not a helper call (30-60 ns less per run on
-// 6.18, docs/BENCHMARKS.md 2026-12-04). Then the raw tracepoint's, and for
+// 6.18, docs/BENCHMARKS.md 2026-12-04); its direct form before it, whose
+// packet bytes are plain loads too (25-30 ns less, 2026-12-04 (evening)),
+// and which the verifier of 6.12 and older refuses (a load of skb->head is
+// a number there). Then the raw tracepoint's, and for
 // kfree_skb the form without a reason last. On a kernel without drop
 // reasons only that form, as the reason program would be loaded (seconds
 // of verifier time under emulation) only to be refused.
@@ -111,6 +121,9 @@ func (tp tpHop) programs(pr Probes) []tpProgram {
 	}
 	var progs []tpProgram
 	if tp.btf && pr.BTFTracepoint() == nil {
+		if tp.direct && pr.DirectSKBRead() == nil {
+			progs = append(progs, tpProgram{name: "btfd_" + names[0], btf: true})
+		}
 		progs = append(progs, tpProgram{name: "btf_" + names[0], btf: true, noReason: names[0] == tp.fallback})
 	}
 	for _, n := range names {

@@ -17,7 +17,7 @@ import (
 // fakeKernel is a made-up kernel for the plan: what its probes answer, and
 // where its functions are.
 type fakeKernel struct {
-	rawTP, btfTP, nfLink, fentry, kprobe, dropReasons error
+	rawTP, btfTP, nfLink, fentry, kprobe, dropReasons, direct error
 	// btf and kallsyms say, per function, why fentry or a kprobe cannot
 	// reach it; a function in neither map is reachable both ways.
 	btf, kallsyms map[string]error
@@ -31,6 +31,7 @@ func (k fakeKernel) NetfilterLink() error { return k.nfLink }
 func (k fakeKernel) Fentry() error        { return k.fentry }
 func (k fakeKernel) Kprobe() error        { return k.kprobe }
 func (k fakeKernel) DropReasons() error   { return k.dropReasons }
+func (k fakeKernel) DirectSKBRead() error { return k.direct }
 func (k fakeKernel) OldIptDoTableABI() bool {
 	k.count()
 	return k.oldIptABI
@@ -353,6 +354,40 @@ func TestSpecsOfUnusableBackendsNotLoaded(t *testing.T) {
 		if s.tp == nil || s.nf == nil || (s.fentry != nil) != c.fentry || (s.kprobe != nil) != c.kprobe {
 			t.Errorf("%s: objects tp %v nf %v fentry %v kprobe %v, want fentry %v kprobe %v", c.name,
 				s.tp != nil, s.nf != nil, s.fentry != nil, s.kprobe != nil, c.fentry, c.kprobe)
+		}
+	}
+}
+
+// The direct forms come first where the kernel allows direct reads, and
+// are not tried where it does not; every one is in its object.
+func TestDirectFormsPlanned(t *testing.T) {
+	no := features.NotSupportedError("a load of skb->head is a number")
+	nf, err := loadSpec("netfilter", bpf.LoadNetfilter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		k      fakeKernel
+		rx, nf []string
+	}{
+		{fakeKernel{}, []string{"btfd_netif_receive_skb", "btf_netif_receive_skb", "tp_netif_receive_skb"}, []string{"nf_first_direct", "nf_last_direct", "nf_first", "nf_last"}},
+		{fakeKernel{direct: no}, []string{"btf_netif_receive_skb", "tp_netif_receive_skb"}, []string{"nf_first", "nf_last"}},
+		{fakeKernel{direct: no, btfTP: no}, []string{"tp_netif_receive_skb"}, []string{"nf_first", "nf_last"}},
+	} {
+		var rx, nfs []string
+		for _, p := range tpHops[0].programs(c.k) {
+			rx = append(rx, p.name)
+		}
+		for _, pair := range nfPrograms(c.k) {
+			nfs = append(nfs, pair...)
+		}
+		if tpHops[0].hop != hop.Rx || !slices.Equal(rx, c.rx) || !slices.Equal(nfs, c.nf) {
+			t.Errorf("%+v: rx programs %v, want %v; netfilter programs %v, want %v", c.k, rx, c.rx, nfs, c.nf)
+		}
+		for _, n := range nfs {
+			if p := nf.Programs[n]; p == nil || p.Type != ebpf.Netfilter {
+				t.Errorf("no netfilter program %s", n)
+			}
 		}
 	}
 }
