@@ -1011,7 +1011,7 @@ static __always_inline bool track_typed(struct sk_buff *skb, __u64 key, struct p
 }
 
 /* track_typed with the packet's first bytes read by plain loads, not a
- * helper call: 25-30 ns less a run (docs/BENCHMARKS.md, 2026-12-04
+ * helper call: ~20 ns less a run (docs/BENCHMARKS.md, 2026-12-04
  * (evening)). Only where the verifier types a load of skb->head as memory
  * the program may read (read-only, untrusted: the JIT's fault-tolerant
  * loads; 6.18 does); where it is a number (6.12 and older) a program with

@@ -104,7 +104,7 @@ func (p tpProgram) source(tp string) string {
 // tracepoint's first where the hop has one and the kernel has them: its
 // skb fields are plain loads, not a helper call (30-60 ns less per run on
 // 6.18, docs/BENCHMARKS.md 2026-12-04); its direct form before it, whose
-// packet bytes are plain loads too (25-30 ns less, 2026-12-04 (evening)),
+// packet bytes are plain loads too (~20 ns less, 2026-12-04 (evening)),
 // and which the verifier of 6.12 and older refuses (a load of skb->head is
 // a number there). Then the raw tracepoint's, and for
 // kfree_skb the form without a reason last. On a kernel without drop
