@@ -44,7 +44,7 @@ static __always_inline void nf_event(struct bpf_nf_ctx *ctx, __u8 slot, bool dir
 	struct net_device *in = state->in;
 	struct net_device *out = state->out;
 	struct net *net = state->net;
-	if (direct ? !track_direct(skb, ptr_value(skb), &p) : !track_typed(skb, ptr_value(skb), &p))
+	if (!track_typed(skb, ptr_value(skb), &p, direct))
 		return;
 	__u64 nfct = 0;
 	if (bpf_core_field_exists(skb->_nfct))
@@ -92,7 +92,7 @@ int nf_last(struct bpf_nf_ctx *ctx)
 }
 
 /* The same, reading the packet's first bytes with plain loads where the
- * kernel's verifier allows it (track_direct); the loader tries these
+ * kernel's verifier allows it (track_typed, direct); the loader tries these
  * first. */
 SEC("netfilter")
 int nf_first_direct(struct bpf_nf_ctx *ctx)

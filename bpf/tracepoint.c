@@ -29,7 +29,7 @@ static __always_inline int dev_event_btf(struct sk_buff *skb, __u8 kind, bool di
 	struct net_device *dev = skb->dev;
 	struct pt_pkt p = {};
 
-	if (direct ? !track_direct(skb, ptr_value(skb), &p) : !track_typed(skb, ptr_value(skb), &p))
+	if (!track_typed(skb, ptr_value(skb), &p, direct))
 		return 0;
 	struct event *e = new_event(skb, &p, kind, dev);
 	if (e)
@@ -62,7 +62,7 @@ int BPF_PROG(btf_net_dev_queue, struct sk_buff *skb)
 }
 
 /* The same, reading the packet's first bytes with plain loads where the
- * kernel's verifier allows it (track_direct); the loader tries these
+ * kernel's verifier allows it (track_typed, direct); the loader tries these
  * first. Drops keep one BTF form: they are rare. */
 SEC("tp_btf/netif_receive_skb")
 int BPF_PROG(btfd_netif_receive_skb, struct sk_buff *skb)
@@ -137,7 +137,7 @@ static __always_inline int drop_event_btf(struct sk_buff *skb, __u64 location, _
 	struct net_device *dev = skb->dev;
 	struct pt_pkt p = {};
 
-	if (!track_typed(skb, key, &p))
+	if (!track_typed(skb, key, &p, false))
 		return 0;
 	free_emit(skb, key, &p, PT_EV_DROP, dev, location, reason, has_reason);
 	return 0;

@@ -1,12 +1,12 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
 
 	"github.com/cilium/ebpf/asm"
-	"github.com/cilium/ebpf/btf"
+
+	"github.com/pathtrace/pathtrace/internal/features"
 )
 
 // The address-reading programs (`ptbench null-tracer --peek ADDR`) do the
@@ -23,40 +23,13 @@ import (
 type skbOffsets struct{ head, nh uint32 }
 
 func kernelSKBOffsets() (skbOffsets, error) {
-	spec, err := btf.LoadKernelSpec()
-	if err != nil {
-		return skbOffsets{}, fmt.Errorf("kernel BTF: %w", err)
-	}
-	var skb *btf.Struct
-	if err := spec.TypeByName("sk_buff", &skb); err != nil {
-		return skbOffsets{}, fmt.Errorf("kernel BTF: sk_buff: %w", err)
-	}
 	var o skbOffsets
-	var ok [2]bool
-	var walk func(members []btf.Member, base uint32)
-	walk = func(members []btf.Member, base uint32) {
-		for _, m := range members {
-			off := base + uint32(m.Offset.Bytes())
-			switch m.Name {
-			case "head":
-				o.head, ok[0] = off, true
-			case "network_header":
-				o.nh, ok[1] = off, true
-			case "":
-				switch t := m.Type.(type) {
-				case *btf.Struct:
-					walk(t.Members, off)
-				case *btf.Union:
-					walk(t.Members, off)
-				}
-			}
-		}
+	var err error
+	if o.head, err = features.SKBFieldOffset("head"); err != nil {
+		return o, err
 	}
-	walk(skb.Members, 0)
-	if !ok[0] || !ok[1] {
-		return o, errors.New("kernel BTF: sk_buff has no head or network_header")
-	}
-	return o, nil
+	o.nh, err = features.SKBFieldOffset("network_header")
+	return o, err
 }
 
 // peekInsns reads the addresses and compares them with addr. skb: R6 holds

@@ -225,7 +225,7 @@ struct pt_pkt {
 struct pt_skb {
 	unsigned char *head;
 	/* The network header as memory the program reads with plain loads
-	 * (see track_direct); NULL: it is read with bpf_probe_read_kernel. */
+	 * (track_typed's direct form); NULL: it is read with bpf_probe_read_kernel. */
 	const __u64 *net;
 	__u16 protocol; /* __be16 */
 	__u16 nh;
@@ -777,7 +777,7 @@ static __always_inline void parse_tunnel(struct pt_pkt *p, __u32 l4_off, bool l4
  * more per IPv6 extension header, and parse_tunnel's. */
 static __always_inline bool parse_skb(struct pt_skb *s, struct pt_pkt *p, bool *match)
 {
-	union pt_parse_buf b __attribute__((aligned(8))); /* 8-byte stores of track_direct */
+	union pt_parse_buf b __attribute__((aligned(8))); /* 8-byte stores of the direct read */
 	__u32 l4_off;
 
 	if (s->nh == PT_NET_HEADER_UNSET || !s->head)
@@ -994,37 +994,23 @@ static __always_inline bool track_key(struct sk_buff *skb, __u64 key, struct pt_
 
 /* track_skb for an skb the verifier knows the type of (netfilter programs,
  * BTF tracepoints), whose address is key: its fields are plain loads, no
- * helper call. skb->head goes through ptr_value: see nf_event. */
-static __always_inline bool track_typed(struct sk_buff *skb, __u64 key, struct pt_pkt *p)
-{
-	struct pt_skb s = {
-		.head = (unsigned char *)ptr_value(skb->head),
-		.protocol = skb->protocol,
-		.nh = skb->network_header,
-		.tail = skb->tail,
-	};
-	if (!track_skb(key, &s, p))
-		return false;
-	p->len = skb->len;
-	p->mark = skb->mark;
-	return true;
-}
-
-/* track_typed with the packet's first bytes read by plain loads, not a
- * helper call: ~20 ns less a run (docs/BENCHMARKS.md, 2026-12-04
- * (evening)). Only where the verifier types a load of skb->head as memory
- * the program may read (read-only, untrusted: the JIT's fault-tolerant
- * loads; 6.18 does); where it is a number (6.12 and older) a program with
- * this read does not verify, and the loader takes the track_typed form.
- * The pointer is taken once, before the parse: everything after it gets
- * the head as a number (see nf_event). */
-static __always_inline bool track_direct(struct sk_buff *skb, __u64 key, struct pt_pkt *p)
+ * helper call. skb->head goes through ptr_value: see nf_event.
+ *
+ * direct (a constant in each program): the packet's first bytes are plain
+ * loads too, not a helper call: ~20 ns less a run (docs/BENCHMARKS.md,
+ * 2026-12-04 (evening)). Only where the verifier types a load of
+ * skb->head as memory the program may read (read-only, untrusted: the
+ * JIT's fault-tolerant loads; 6.18 does); where it is a number (6.12 and
+ * older) a program with this read does not verify, and the loader takes
+ * the form without it. The pointer is taken once, before the parse:
+ * everything after it gets the head as a number. */
+static __always_inline bool track_typed(struct sk_buff *skb, __u64 key, struct pt_pkt *p, bool direct)
 {
 	unsigned char *head = skb->head;
 	__u16 nh = skb->network_header;
 	struct pt_skb s = {
 		.head = (unsigned char *)ptr_value(head),
-		.net = (const __u64 *)(head + nh),
+		.net = direct ? (const __u64 *)(head + nh) : NULL,
 		.protocol = skb->protocol,
 		.nh = nh,
 		.tail = skb->tail,

@@ -357,12 +357,12 @@ func DropReasons() error {
 // fault-tolerant loads; 6.18 does) rather than as a number (6.12 and
 // older). It loads a program that reads one byte there, and attaches
 // nothing. pathtrace's device and netfilter programs have a form that
-// reads packets so (track_direct in bpf/include/common.h).
+// reads packets so (track_typed's direct form in bpf/include/common.h).
 var DirectSKBRead = sync.OnceValue(func() error {
 	if err := BTFTracepoint(); err != nil {
 		return err
 	}
-	off, err := skbHeadOffset()
+	off, err := SKBFieldOffset("head")
 	if err != nil {
 		return err
 	}
@@ -388,9 +388,10 @@ var DirectSKBRead = sync.OnceValue(func() error {
 	return fmt.Errorf("probe direct skb reads: %w", err)
 })
 
-// skbHeadOffset is the byte offset of sk_buff's head in the running
-// kernel's BTF.
-func skbHeadOffset() (uint32, error) {
+// SKBFieldOffset is the byte offset of sk_buff's field name in the
+// running kernel's BTF, looked for in anonymous structs and unions too
+// (network_header sits in a struct group on newer kernels).
+func SKBFieldOffset(name string) (uint32, error) {
 	btfState.Lock()
 	defer btfState.Unlock()
 	spec, err := lockedBTF().Kernel()
@@ -405,30 +406,28 @@ func skbHeadOffset() (uint32, error) {
 	find = func(members []btf.Member, base uint32) (uint32, bool) {
 		for _, m := range members {
 			off := base + uint32(m.Offset.Bytes())
+			if m.Name == name {
+				return off, true
+			}
+			if m.Name != "" {
+				continue
+			}
+			var inner []btf.Member
 			switch t := m.Type.(type) {
 			case *btf.Struct:
-				if m.Name == "" {
-					if o, ok := find(t.Members, off); ok {
-						return o, true
-					}
-				}
+				inner = t.Members
 			case *btf.Union:
-				if m.Name == "" {
-					if o, ok := find(t.Members, off); ok {
-						return o, true
-					}
-				}
-			default:
-				if m.Name == "head" {
-					return off, true
-				}
+				inner = t.Members
+			}
+			if o, ok := find(inner, off); ok {
+				return o, true
 			}
 		}
 		return 0, false
 	}
 	off, ok := find(skb.Members, 0)
 	if !ok {
-		return 0, errors.New("kernel BTF: sk_buff has no head")
+		return 0, fmt.Errorf("kernel BTF: sk_buff has no %s", name)
 	}
 	return off, nil
 }

@@ -94,8 +94,8 @@ func TestOpenRingSize(t *testing.T) {
 }
 
 // TestDirectForms opens a tracer and checks which form of the device and
-// netfilter programs loaded: the direct one (track_direct: the packet's
-// first bytes read with plain loads) on 6.18, whose verifier types a load
+// netfilter programs loaded: the direct one (track_typed's direct form:
+// the packet's first bytes read with plain loads) on 6.18, whose verifier types a load
 // of skb->head as readable memory. Older kernels are not asserted: on 6.12
 // and older the load is a number and the loader falls back to the
 // helper-reading forms, which every other test of the VM matrix then runs.

@@ -24,7 +24,7 @@ type Probes interface {
 	Kprobe() error
 	DropReasons() error
 	// DirectSKBRead: whether a typed skb's head may be read with plain
-	// loads (the direct program forms, track_direct).
+	// loads (the direct program forms, track_typed's direct form).
 	DirectSKBRead() error
 	// LookupFunctions finds each function in BTF and kallsyms.
 	LookupFunctions(refs ...features.FuncRef) []features.Function
@@ -68,7 +68,7 @@ var iptDoTableOldABI = sync.OnceValue(func() bool {
 // btf is set also for a BTF tracepoint, btf_* (bpf/tracepoint.c says why
 // consume_skb has no BTF form), and where direct is set a second BTF form,
 // btfd_*, that reads the packet's first bytes with plain loads where the
-// kernel's verifier allows it (track_direct in bpf/include/common.h).
+// kernel's verifier allows it (track_typed's direct form in bpf/include/common.h).
 var tpHops = []tpHop{
 	{hop: hop.Rx, tp: "netif_receive_skb", prog: "netif_receive_skb", btf: true, direct: true},
 	{hop: hop.Tx, tp: "net_dev_queue", prog: "net_dev_queue", btf: true, direct: true},
