@@ -107,6 +107,19 @@ func (r *datapathResult) ratio(key string, cfg config) dist {
 	return d
 }
 
+// gap returns, per repetition, how many points of untraced throughput a
+// leaves above b (b's ratio less a's, times 100; negative where b did
+// better): the two measured in the same repetition, so a drift of the
+// machine between repetitions cancels.
+func (r *datapathResult) gap(key string, a, b config) dist {
+	ra, rb := r.ratio(key, a), r.ratio(key, b)
+	var d dist
+	for i := range min(len(ra), len(rb)) {
+		d = append(d, 100*(ra[i]-rb[i]))
+	}
+	return d
+}
+
 // cpuRatio is like ratio for the CPU cost per unit.
 func (r *datapathResult) cpuRatio(key string, cfg config) dist {
 	var d dist

@@ -429,6 +429,15 @@ func (r *results) targets() *table {
 					fmt.Sprintf("%.1f%% vs %.1f%% of untraced", 100*o, 100*p), "—")
 			}
 		}
+		// The same per repetition: how far below the empty programs
+		// reading the addresses alone leaves the flow, and pathtrace.
+		for _, s := range scenarios {
+			for _, c := range []config{peekProgs, traceOther} {
+				if g := d.gap(s.Key, nullProgs, c); len(g) > 0 {
+					t.add("context: "+c.String()+" below the empty programs, per repetition: "+s.Key, g.points(2), "—")
+				}
+			}
+		}
 		for _, s := range scenarios {
 			f, td := d.ratio(s.Key, traceFlowDev).median(), d.ratio(s.Key, tcpdumpAny).median()
 			if !math.IsNaN(f) && !math.IsNaN(td) {

@@ -53,6 +53,18 @@ func (d dist) pct() string {
 	return fmt.Sprintf("%.1f%% (%.1f–%.1f)", 100*d.median(), 100*d.min(), 100*d.max())
 }
 
+// points formats differences in points: the median, the spread, and in
+// how many of them the difference exceeds limit.
+func (d dist) points(limit float64) string {
+	n := 0
+	for _, x := range d {
+		if x > limit {
+			n++
+		}
+	}
+	return fmt.Sprintf("%.1f points (%.1f to %.1f); more than %g in %d of %d", d.median(), d.min(), d.max(), limit, n, len(d))
+}
+
 // fmtf formats the median with its spread using f for each number.
 func (d dist) fmtf(f func(float64) string) string {
 	if len(d) == 0 {
