@@ -285,6 +285,11 @@ struct pt_vxlan_pkt {
 };
 
 #define PT_VXLAN_INNER_IP 30 /* from the UDP header: UDP 8, VXLAN 8, Ethernet 14 */
+/* The direct form reads the tunnel headers with plain loads when they
+ * start this close to the network header (an IPv4 header with options,
+ * IPv6 with extension headers: any); past it, with the helper. */
+#define PT_DIRECT_TUNNEL_OFF 128
+_Static_assert(sizeof(struct pt_vxlan_pkt) % 4 == 0, "pt_vxlan_pkt: copied as 8-byte words and a 4-byte tail");
 
 /* Reads the IP header of ethertype proto (network byte order) at head+off
  * and the bytes after it into b: one read. Returns false when there is no
@@ -696,9 +701,12 @@ static __always_inline bool conn_known(const struct pt_pkt *p, bool inner, struc
  * protocol 4; VXLAN: UDP to a VXLAN port; Geneve: UDP to 6081, any options,
  * Ethernet or IP inside) the tunnel, its VNI and the inner IPv4 or IPv6
  * tuple; sets *match as parse_skb does. One read of packet memory for VXLAN
- * and Geneve without options, two or three with options, one for IPIP. */
+ * and Geneve without options, two or three with options, one for IPIP.
+ * net: the network header as plain-load memory (track_typed's direct
+ * form), NULL otherwise; with it, the VXLAN and Geneve headers up to the
+ * inner IP header's next 20 bytes are plain loads too. */
 static __always_inline void parse_tunnel(struct pt_pkt *p, __u32 l4_off, bool l4, bool *match,
-					 union pt_parse_buf *b)
+					 union pt_parse_buf *b, const __u64 *net)
 {
 	union pt_l3_buf *ip = &b->ip;
 	__u32 ip_off;
@@ -720,8 +728,18 @@ static __always_inline void parse_tunnel(struct pt_pkt *p, __u32 l4_off, bool l4
 		if (!vxlan && p->outer.dport != PT_GENEVE_PORT)
 			return;
 		struct pt_vxlan_pkt *vx = &b->vx;
-		if (bpf_probe_read_kernel(vx, sizeof(*vx), p->head + l4_off + 6))
+		__u32 off = l4_off + 6 - p->nh;
+		if (net && off < PT_DIRECT_TUNNEL_OFF) {
+			/* As parse_skb's first read: a load that faults
+			 * gives zeros, which l3_valid refuses. */
+			const __u64 *src = (const __u64 *)((const __u8 *)net + off);
+			__u64 *d = (__u64 *)vx;
+			for (int i = 0; i < sizeof(*vx) / 8; i++)
+				d[i] = src[i];
+			((__u32 *)d)[sizeof(*vx) / 4 - 1] = ((const __u32 *)src)[sizeof(*vx) / 4 - 1];
+		} else if (bpf_probe_read_kernel(vx, sizeof(*vx), p->head + l4_off + 6)) {
 			return;
+		}
 		p->vni = ((__u32)vx->vni[0] << 16) | ((__u32)vx->vni[1] << 8) | vx->vni[2];
 		ip = &vx->ip;
 		ip_off = l4_off + PT_VXLAN_INNER_IP;
@@ -809,7 +827,7 @@ static __always_inline bool parse_skb(struct pt_skb *s, struct pt_pkt *p, bool *
 		else
 			*match = true;
 	}
-	parse_tunnel(p, l4_off, l4, match, &b);
+	parse_tunnel(p, l4_off, l4, match, &b, s->net);
 	if (p->flags & PT_F_INNER)
 		return true;
 	if (!*match && l4)
@@ -923,7 +941,8 @@ static __always_inline void untrack(__u64 key)
  * without a tracepoint and reused) carries another packet: it is
  * untracked and nothing is shown. Sets PT_F_NEW when tracking (re)starts. A
  * packet of another pod costs the header reads of s (done by the caller),
- * one read of packet memory (two for VXLAN), the compares and two array
+ * one read of packet memory (two for VXLAN; plain loads, no helper call, in
+ * track_typed's direct form), the compares and two array
  * loads (conns_hint, tracked_hint); a lookup in conns or tracked only when
  * its slot is shared with a connection or a tracked skb. Nothing else is
  * read until the event is known to be kept. With a filter expression, a
@@ -1002,8 +1021,9 @@ static __always_inline bool track_key(struct sk_buff *skb, __u64 key, struct pt_
  * skb->head as memory the program may read (read-only, untrusted: the
  * JIT's fault-tolerant loads; 6.18 does); where it is a number (6.12 and
  * older) a program with this read does not verify, and the loader takes
- * the form without it. The pointer is taken once, before the parse:
- * everything after it gets the head as a number. */
+ * the form without it. The pointer is taken once, before the parse, and
+ * read at the first header and at a VXLAN or Geneve header (parse_tunnel);
+ * everything else gets the head as a number. */
 static __always_inline bool track_typed(struct sk_buff *skb, __u64 key, struct pt_pkt *p, bool direct)
 {
 	unsigned char *head = skb->head;
