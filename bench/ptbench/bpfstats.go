@@ -93,15 +93,27 @@ func withBPFStats(fn func() error) error {
 type costRow struct {
 	Scenario string
 	Config   config
-	Packets  float64 // datagrams sent by iperf3 in the run
-	Progs    []progStat
-	Events   uint64
-	Lost     uint64
+	// Units is what the run's figures are per: datagrams sent by iperf3
+	// (UDP), or GB received (TCP; its sender's segments are not counted).
+	Units  float64
+	TCP    bool
+	Progs  []progStat
+	Events uint64
+	Lost   uint64
 }
 
-// benchCost runs each UDP scenario at full rate under pathtrace tracing
-// another pod and this flow, with bpf_stats on, and returns what each
-// program cost per run and per packet.
+// unit names what a row's figures are per.
+func (r costRow) unit() string {
+	if r.TCP {
+		return "GB"
+	}
+	return "datagram"
+}
+
+// benchCost runs each scenario at full rate (UDP: iperf3 -b 0; TCP: its
+// defaults) under pathtrace tracing another pod and this flow, and the
+// floors' programs, with bpf_stats on, and returns what each program cost
+// per run and per datagram or GB.
 func benchCost(ctx context.Context, c *cluster, bin string, dur time.Duration) ([]costRow, error) {
 	var rows []costRow
 	client := c.Pod(topology.PodClient)
@@ -111,9 +123,6 @@ func benchCost(ctx context.Context, c *cluster, bin string, dur time.Duration) (
 	}
 	err = withBPFStats(func() error {
 		for _, s := range scenarios {
-			if !s.UDP {
-				continue
-			}
 			for _, cfg := range []config{nullProgs, peekProgs, peekBTFProgs, traceOther, emitProgs, emitLastProgs, traceFlow, traceFlowDev} {
 				b, args := bin, c.tracerArgs(s.Other)
 				switch cfg {
@@ -139,13 +148,16 @@ func benchCost(ctx context.Context, c *cluster, bin string, dur time.Duration) (
 					tr.stop()
 					return err
 				}
-				ir, ierr := iperf(ctx, client.NetnsName, s.Dst, s.Port, true, dur)
+				ir, ierr := iperf(ctx, client.NetnsName, s.Dst, s.Port, s.UDP, dur)
 				after, err := bpfStats(pid)
 				res, serr := tr.stop()
 				if ierr != nil || err != nil || serr != nil {
 					return fmt.Errorf("cost of %s, %s: %v %v %v", s.Key, cfg, ierr, err, serr)
 				}
-				row := costRow{Scenario: s.Key, Config: cfg, Packets: ir.SentPPS * dur.Seconds(), Events: res.Events, Lost: res.Lost}
+				row := costRow{Scenario: s.Key, Config: cfg, Units: ir.SentPPS * dur.Seconds(), Events: res.Events, Lost: res.Lost}
+				if !s.UDP {
+					row.TCP, row.Units = true, ir.Units/1e9
+				}
 				for name, a := range after {
 					b := before[name]
 					row.Progs = append(row.Progs, progStat{Name: name, Count: a.Count - b.Count, NS: a.NS - b.NS})

@@ -198,11 +198,14 @@ func (r *results) sections() []section {
 		})
 	}
 	if len(r.Cost) > 0 {
-		t := &table{head: []string{"flow", "programs", "runs / datagram", "ns / run", "BPF µs / datagram", "events", "lost"}}
+		t := &table{head: []string{"flow", "programs", "runs per datagram (UDP) or GB (TCP)", "ns / run", "BPF time per datagram or GB", "events", "lost"}}
 		for _, c := range r.Cost {
 			tot := c.total()
-			t.add(c.Scenario, c.Config.String(), fmt.Sprintf("%.1f", float64(tot.Count)/c.Packets),
-				fmt.Sprintf("%.0f", tot.perRun()), fmt.Sprintf("%.2f", float64(tot.NS)/c.Packets/1e3),
+			runs, bpf := fmt.Sprintf("%.1f", float64(tot.Count)/c.Units), fmt.Sprintf("%.2f µs", float64(tot.NS)/c.Units/1e3)
+			if c.TCP {
+				runs, bpf = si(float64(tot.Count)/c.Units), fmt.Sprintf("%.1f ms", float64(tot.NS)/c.Units/1e6)
+			}
+			t.add(c.Scenario, c.Config.String(), runs, fmt.Sprintf("%.0f", tot.perRun()), bpf,
 				fmt.Sprint(c.Events), fmt.Sprint(c.Lost))
 		}
 		var per []string
@@ -212,14 +215,15 @@ func (r *results) sections() []section {
 				// The runs per datagram too: the average of a program
 				// that runs once in thousands of datagrams (drops) is
 				// a handful of cold runs.
-				ps = append(ps, fmt.Sprintf("%s %.0f ns (%s runs / datagram)", p.Name, p.perRun(), runsPer(p.Count, c.Packets)))
+				ps = append(ps, fmt.Sprintf("%s %.0f ns (%s runs / %s)", p.Name, p.perRun(), runsPer(p.Count, c.Units), c.unit()))
 			}
 			per = append(per, fmt.Sprintf("%s, %s: %s", c.Scenario, c.Config, strings.Join(ps, ", ")))
 		}
 		out = append(out, section{
 			title: "Kernel side: cost per program run",
 			intro: "From `kernel.bpf_stats_enabled=1` (run_time_ns / run_cnt of pathtrace's own programs), " +
-				"iperf3 UDP at full rate. The statistics add two clock reads to every run; they are off for every other measurement.",
+				"iperf3 at full rate (UDP: `-b 0`; TCP: its defaults, per GB received). The statistics add two clock reads to every run; " +
+				"they are off for every other measurement.",
 			tab: t, notes: per,
 		})
 	}
@@ -429,6 +433,14 @@ func (r *results) targets() *table {
 					fmt.Sprintf("%.1f%% vs %.1f%% of untraced", 100*o, 100*p), "—")
 			}
 		}
+		// The kernel side's share of the datapath's CPU, from the cost
+		// phase: less noisy than the throughput, and what a CPU-bound
+		// flow loses.
+		for _, s := range scenarios {
+			if share := r.bpfShares(s.Key); share != "" {
+				t.add("context: BPF time as a share of the untraced CPU per unit (empty programs / reading the addresses / pathtrace, another pod): "+s.Key, share, "—")
+			}
+		}
 		// The same per repetition: how far below the empty programs
 		// reading the addresses alone leaves the flow, and pathtrace.
 		for _, s := range scenarios {
@@ -560,7 +572,8 @@ func (r *results) updateDoc(path string) error {
 	return os.WriteFile(path, []byte(doc), 0o644)
 }
 
-// runsPer formats runs per datagram with the digits a rare program needs.
+// runsPer formats runs per datagram (or GB) with the digits a rare program
+// needs.
 func runsPer(runs uint64, packets float64) string {
 	if packets <= 0 {
 		return "?"
@@ -569,9 +582,42 @@ func runsPer(runs uint64, packets float64) string {
 	switch {
 	case v == 0:
 		return "0"
+	case v >= 1000:
+		return si(v)
 	case v >= 0.1:
 		return fmt.Sprintf("%.1f", v)
 	default:
 		return fmt.Sprintf("%.1g", v)
 	}
+}
+
+// bpfShares gives, for scenario key, the BPF time per datagram or GB of the
+// empty programs, the address-reading ones and pathtrace tracing another
+// pod (cost phase) as a share of the untraced run's CPU per unit (datapath
+// phase, median); "" without both phases. The statistics' own clock reads
+// are in each figure alike (the three run about as often): the
+// differences are what compare.
+func (r *results) bpfShares(key string) string {
+	if r.Datapath == nil || len(r.Datapath.Runs[key]) <= int(untraced) {
+		return ""
+	}
+	cpu := r.Datapath.cpu(key, untraced).median()
+	if math.IsNaN(cpu) || cpu <= 0 {
+		return ""
+	}
+	share := map[config]float64{}
+	for _, c := range r.Cost {
+		if c.Scenario != key || c.Units <= 0 {
+			continue
+		}
+		switch c.Config {
+		case nullProgs, peekProgs, traceOther:
+			share[c.Config] = 100 * float64(c.total().NS) / 1e9 / c.Units / cpu
+		}
+	}
+	n, pk, o := share[nullProgs], share[peekProgs], share[traceOther]
+	if n == 0 || pk == 0 || o == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.1f%% / %.1f%% / %.1f%%: reading the addresses %.1f points over the empty programs, pathtrace %.1f", n, pk, o, pk-n, o-n)
 }

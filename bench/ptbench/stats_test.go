@@ -36,3 +36,24 @@ func TestGapPerRepetition(t *testing.T) {
 		t.Errorf("gap with one repetition = %v, want [5]", g)
 	}
 }
+
+func TestBPFShares(t *testing.T) {
+	// Untraced: 1 s of CPU per GB. Per GB of the cost phase: the empty
+	// programs 50 ms of BPF time, the address-reading ones 80, pathtrace 100.
+	r := &results{Datapath: &datapathResult{Runs: map[string][][]run{"k": make([][]run, len(configNames))}}}
+	r.Datapath.Runs["k"][untraced] = []run{{CPUPerUnit: 0.9}, {CPUPerUnit: 1.0}, {CPUPerUnit: 1.1}}
+	row := func(c config, ms uint64) costRow {
+		return costRow{Scenario: "k", Config: c, TCP: true, Units: 2, Progs: []progStat{{Name: "a", Count: 10, NS: ms * 1e6}, {Name: "b", Count: 10, NS: ms * 1e6}}}
+	}
+	if got := r.bpfShares("k"); got != "" {
+		t.Errorf("bpfShares without the cost phase = %q, want none", got)
+	}
+	r.Cost = []costRow{row(nullProgs, 50), row(peekProgs, 80), row(traceOther, 100), row(traceFlow, 900)}
+	want := "5.0% / 8.0% / 10.0%: reading the addresses 3.0 points over the empty programs, pathtrace 5.0"
+	if got := r.bpfShares("k"); got != want {
+		t.Errorf("bpfShares = %q, want %q", got, want)
+	}
+	if got := r.bpfShares("other"); got != "" {
+		t.Errorf("bpfShares of a scenario not run = %q, want none", got)
+	}
+}
