@@ -14,6 +14,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/pathtrace/pathtrace/internal/features"
 	"github.com/pathtrace/pathtrace/internal/loader"
 )
 
@@ -56,12 +57,15 @@ func runNullTracer(ctx context.Context, nss []string, ready string, peek netip.A
 			return err
 		}
 		// A raw tracepoint's skb is a scalar, read with a helper; a
-		// tp_btf program's and a netfilter program's a typed pointer.
-		tpIn, err := peekInsns(o, peek, !btfTP, 0)
+		// tp_btf program's and a netfilter program's a typed pointer,
+		// through which the packet is read with plain loads where the
+		// kernel allows it, as pathtrace's direct forms do.
+		direct := features.DirectSKBRead() == nil
+		tpIn, err := peekInsns(o, peek, !btfTP, btfTP && direct, 0)
 		if err != nil {
 			return err
 		}
-		nfIn, err := peekInsns(o, peek, false, 1)
+		nfIn, err := peekInsns(o, peek, false, direct, 1)
 		if err != nil {
 			return err
 		}

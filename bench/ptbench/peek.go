@@ -36,9 +36,15 @@ func kernelSKBOffsets() (skbOffsets, error) {
 // the skb pointer; fromWindow: the raw tracepoint's skb is a scalar, so its
 // two fields come from one bpf_probe_read_kernel of the bytes that hold
 // them (as pathtrace's tracepoint programs read them); otherwise (netfilter)
-// they are plain loads through the typed pointer. ret is the program's
-// return value (0, or NF_ACCEPT).
-func peekInsns(o skbOffsets, addr netip.Addr, fromWindow bool, ret int32) (asm.Instructions, error) {
+// they are plain loads through the typed pointer. direct (a typed pointer
+// only): the addresses are plain loads through skb->head too, where the
+// kernel types that load as readable memory (features.DirectSKBRead; as
+// pathtrace's direct forms read the packet), not a bpf_probe_read_kernel.
+// ret is the program's return value (0, or NF_ACCEPT).
+func peekInsns(o skbOffsets, addr netip.Addr, fromWindow, direct bool, ret int32) (asm.Instructions, error) {
+	if fromWindow && direct {
+		return nil, fmt.Errorf("peek: a raw tracepoint's skb is a number, not readable directly")
+	}
 	a4 := addr.As4()
 	want := int32(uint32(a4[0]) | uint32(a4[1])<<8 | uint32(a4[2])<<16 | uint32(a4[3])<<24) // as loaded from memory, little endian
 	var in asm.Instructions
@@ -64,15 +70,25 @@ func peekInsns(o skbOffsets, addr netip.Addr, fromWindow bool, ret int32) (asm.I
 			asm.LoadMem(asm.R8, asm.R6, int16(o.nh), asm.Half),
 		)
 	}
+	in = append(in, asm.Add.Reg(asm.R7, asm.R8))
+	if direct {
+		in = append(in,
+			asm.LoadMem(asm.R1, asm.R7, 12, asm.Word), // saddr
+			asm.LoadMem(asm.R2, asm.R7, 16, asm.Word), // daddr
+		)
+	} else {
+		in = append(in,
+			asm.Add.Imm(asm.R7, 12), // saddr, daddr
+			asm.Mov.Reg(asm.R1, asm.RFP), asm.Add.Imm(asm.R1, -72),
+			asm.Mov.Imm(asm.R2, 8),
+			asm.Mov.Reg(asm.R3, asm.R7),
+			asm.FnProbeReadKernel.Call(),
+			asm.JNE.Imm(asm.R0, 0, "out"),
+			asm.LoadMem(asm.R1, asm.RFP, -72, asm.Word),
+			asm.LoadMem(asm.R2, asm.RFP, -68, asm.Word),
+		)
+	}
 	in = append(in,
-		asm.Add.Reg(asm.R7, asm.R8), asm.Add.Imm(asm.R7, 12), // saddr, daddr
-		asm.Mov.Reg(asm.R1, asm.RFP), asm.Add.Imm(asm.R1, -72),
-		asm.Mov.Imm(asm.R2, 8),
-		asm.Mov.Reg(asm.R3, asm.R7),
-		asm.FnProbeReadKernel.Call(),
-		asm.JNE.Imm(asm.R0, 0, "out"),
-		asm.LoadMem(asm.R1, asm.RFP, -72, asm.Word),
-		asm.LoadMem(asm.R2, asm.RFP, -68, asm.Word),
 		asm.JEq.Imm32(asm.R1, want, "out"),
 		asm.JEq.Imm32(asm.R2, want, "out"),
 		asm.Mov.Imm(asm.R0, ret).WithSymbol("out"),
