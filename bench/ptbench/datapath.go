@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/pathtrace/pathtrace/internal/features"
 	"github.com/pathtrace/pathtrace/internal/topology"
 )
 
@@ -38,8 +39,8 @@ type config int
 const (
 	untraced config = iota
 	nullProgs
-	peekProgs     // programs that read the addresses (peek.go)
-	peekBTFProgs  // the same with tp_btf tracepoint programs (kernel cost only)
+	peekProgs     // programs that read the addresses (peek.go), tp_btf on the tracepoints as pathtrace's
+	peekRawProgs  // the same with raw tracepoint programs, the skb read with a helper (kernel cost only)
 	emitProgs     // programs that send an event per run, read and dropped (emit.go)
 	emitLastProgs // the same, but none at the first netfilter priority
 	traceOther
@@ -58,7 +59,7 @@ var configNames = [...]string{
 	untraced:      "untraced",
 	nullProgs:     "empty programs, same hooks",
 	peekProgs:     "programs reading the addresses, same hooks",
-	peekBTFProgs:  "the same, tp_btf on the tracepoints",
+	peekRawProgs:  "the same, raw tracepoints (the skb read with a helper)",
 	emitProgs:     "programs sending an event per run, read and dropped",
 	emitLastProgs: "the same, one event per netfilter hook",
 	traceOther:    "pathtrace, another pod",
@@ -253,9 +254,14 @@ func nullTracerArgs(c *cluster, cfg config, other string) []string {
 	args := append([]string{"null-tracer"}, c.tracerArgs()...)
 	switch cfg {
 	case peekProgs:
+		// tp_btf on the tracepoints, as pathtrace's device hops are
+		// (its raw tracepoint form is the fallback only).
 		args = append(args, "--peek", other)
-	case peekBTFProgs:
-		args = append(args, "--peek", other, "--btf")
+		if features.BTFTracepoint() == nil {
+			args = append(args, "--btf")
+		}
+	case peekRawProgs:
+		args = append(args, "--peek", other)
 	case emitProgs:
 		args = append(args, "--emit", "all")
 	case emitLastProgs:

@@ -400,7 +400,7 @@ func (r *results) targets() *table {
 		// Context, not a target: the same against programs that only
 		// read the packet's addresses.
 		for _, n := range r.Cost {
-			if n.Scenario != c.Scenario || (n.Config != peekProgs && n.Config != peekBTFProgs) {
+			if n.Scenario != c.Scenario || (n.Config != peekProgs && n.Config != peekRawProgs) {
 				continue
 			}
 			var ps []string
