@@ -289,7 +289,23 @@ struct pt_vxlan_pkt {
  * start this close to the network header (an IPv4 header with options,
  * IPv6 with extension headers: any); past it, with the helper. */
 #define PT_DIRECT_TUNNEL_OFF 128
-_Static_assert(sizeof(struct pt_vxlan_pkt) % 4 == 0, "pt_vxlan_pkt: copied as 8-byte words and a 4-byte tail");
+
+/* Copies size bytes (a constant, a multiple of 4) of packet memory the
+ * program reads with plain loads (track_typed's direct form) to dst (8-byte
+ * aligned): 8-byte loads, and a 4-byte one for a remainder. A load that
+ * faults gives zeros, which l3_valid refuses. */
+static __always_inline void read_direct(void *dst, const void *src, __u32 size)
+{
+	__u64 *d = dst;
+	const __u64 *q = src;
+
+	for (int i = 0; i < size / 8; i++)
+		d[i] = q[i];
+	if (size % 8)
+		((__u32 *)dst)[size / 4 - 1] = ((const __u32 *)src)[size / 4 - 1];
+}
+_Static_assert(sizeof(union pt_l3_buf) % 4 == 0, "pt_l3_buf: read_direct copies multiples of 4 bytes");
+_Static_assert(sizeof(struct pt_vxlan_pkt) % 4 == 0, "pt_vxlan_pkt: read_direct copies multiples of 4 bytes");
 
 /* Reads the IP header of ethertype proto (network byte order) at head+off
  * and the bytes after it into b: one read. Returns false when there is no
@@ -730,13 +746,7 @@ static __always_inline void parse_tunnel(struct pt_pkt *p, __u32 l4_off, bool l4
 		struct pt_vxlan_pkt *vx = &b->vx;
 		__u32 off = l4_off + 6 - p->nh;
 		if (net && off < PT_DIRECT_TUNNEL_OFF) {
-			/* As parse_skb's first read: a load that faults
-			 * gives zeros, which l3_valid refuses. */
-			const __u64 *src = (const __u64 *)((const __u8 *)net + off);
-			__u64 *d = (__u64 *)vx;
-			for (int i = 0; i < sizeof(*vx) / 8; i++)
-				d[i] = src[i];
-			((__u32 *)d)[sizeof(*vx) / 4 - 1] = ((const __u32 *)src)[sizeof(*vx) / 4 - 1];
+			read_direct(vx, (const __u8 *)net + off, sizeof(*vx));
 		} else if (bpf_probe_read_kernel(vx, sizeof(*vx), p->head + l4_off + 6)) {
 			return;
 		}
@@ -805,13 +815,8 @@ static __always_inline bool parse_skb(struct pt_skb *s, struct pt_pkt *p, bool *
 	p->tail = s->tail;
 	if (s->net) {
 		/* The bytes read_l3 reads for either version (an IPv4
-		 * header and 20 more, or IPv6's 40 and 20), in plain loads;
-		 * a load that faults gives zeros, which l3_valid refuses. */
-		__u64 *d = (__u64 *)&b.ip;
-		for (int i = 0; i < sizeof(union pt_l3_buf) / 8; i++)
-			d[i] = s->net[i];
-		((__u32 *)d)[sizeof(union pt_l3_buf) / 4 - 1] =
-			((const __u32 *)s->net)[sizeof(union pt_l3_buf) / 4 - 1];
+		 * header and 20 more, or IPv6's 40 and 20). */
+		read_direct(&b.ip, s->net, sizeof(union pt_l3_buf));
 	} else if (!read_l3(p->head, p->nh, s->protocol, &b.ip)) {
 		return false;
 	}
