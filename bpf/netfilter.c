@@ -37,10 +37,10 @@ static __always_inline void nf_event(struct bpf_nf_ctx *ctx, __u8 slot, bool dir
 {
 	struct sk_buff *skb = ctx->skb;
 	const struct nf_hook_state *state = ctx->state;
-	struct pt_pkt p = {};
 
-	if (!skb)
+	if (!skb || (direct && lean_reject(skb)))
 		return;
+	struct pt_pkt p = {};
 	struct net_device *in = state->in;
 	struct net_device *out = state->out;
 	struct net *net = state->net;

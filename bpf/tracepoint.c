@@ -26,6 +26,8 @@ static __always_inline int dev_event(__u64 key, __u8 kind)
  * nf_event: once for the verifier, not on each of the parse's paths. */
 static __always_inline int dev_event_btf(struct sk_buff *skb, __u8 kind, bool direct)
 {
+	if (direct && lean_reject(skb))
+		return 0;
 	struct net_device *dev = skb->dev;
 	struct pt_pkt p = {};
 

@@ -637,14 +637,22 @@ static __always_inline bool side_matches(const struct pt_pkt *p, bool inner)
 	return addr_matches(t->saddr[0]) || addr_matches(t->daddr[0]);
 }
 
+/* The conns_hint slot of a key whose address words XOR to addrs (ports in
+ * network byte order). */
+static __always_inline __u32 *conn_hint_at(__u32 addrs, __u16 sport, __u16 dport, __u8 proto)
+{
+	__u32 h = addrs ^ (((__u32)sport << 16) | dport) ^ proto;
+	__u32 slot = (h * 0x9e3779b1U) >> 16;
+	return bpf_map_lookup_elem(&conns_hint, &slot);
+}
+
 /* The conns_hint slot of a conns key's fields (ports in network byte order). */
 static __always_inline __u32 *conn_hint_slot(const __u32 saddr[4], const __u32 daddr[4], __u16 sport,
 					     __u16 dport, __u8 proto)
 {
-	__u32 h = saddr[0] ^ saddr[1] ^ saddr[2] ^ saddr[3] ^ daddr[0] ^ daddr[1] ^ daddr[2] ^
-		  daddr[3] ^ (((__u32)sport << 16) | dport) ^ proto;
-	__u32 slot = (h * 0x9e3779b1U) >> 16;
-	return bpf_map_lookup_elem(&conns_hint, &slot);
+	return conn_hint_at(saddr[0] ^ saddr[1] ^ saddr[2] ^ saddr[3] ^ daddr[0] ^ daddr[1] ^
+				    daddr[2] ^ daddr[3],
+			    sport, dport, proto);
 }
 
 /* The conns_hint slot of a key. */
@@ -952,7 +960,9 @@ static __always_inline void untrack(__u64 key)
  * its slot is shared with a connection or a tracked skb. Nothing else is
  * read until the event is known to be kept. With a filter expression, a
  * packet whose addresses match and whose skb is not tracked costs one more
- * read (PT_FILTER_BYTES) and the expression, per candidate header. */
+ * read (PT_FILTER_BYTES) and the expression, per candidate header. In the
+ * direct forms, most packets of other pods never come here: lean_reject
+ * turns them away first, with the same decision. */
 static __always_inline bool track_skb(__u64 key, struct pt_skb *s, struct pt_pkt *p)
 {
 	bool match = false;
@@ -1045,6 +1055,74 @@ static __always_inline bool track_typed(struct sk_buff *skb, __u64 key, struct p
 	p->len = skb->len;
 	p->mark = skb->mark;
 	return true;
+}
+
+/* Whether the skb's packet is certainly not kept, decided with plain loads
+ * and compares before anything is written; for the direct forms, whose
+ * head is memory the program may read. It takes the common packet: IPv4
+ * without options and not a fragment, TCP or UDP, and for UDP to a VXLAN
+ * port a VXLAN header with its flag and such a packet inside. track_skb
+ * keeps such a packet only when an address of either header is a traced
+ * pod's, when the connection hint of the tuple it would look up (a VXLAN
+ * packet's inner one, else the outer one) is set, or when the skb's
+ * tracked hint is. Any other packet (IPv6, options, fragments, ICMP,
+ * Geneve, IPIP), a match or a set hint says false, and track_typed decides
+ * as it always did: this only skips work whose answer is "not kept".
+ * Every packet of every other pod comes here, at every hop. It reads the
+ * bytes track_typed would read (both decide on the same bytes), two hint
+ * slots and ptr_value's; track_typed zeroes and fills a pt_pkt, copies up
+ * to 144 bytes of headers and hashes both tuples: another pod's
+ * cross-node UDP cost 66-75 ns a run here against 87-98 there (bpf_stats,
+ * 6.18; docs/BENCHMARKS.md, 2026-12-05). TestDirectFormAgrees runs this
+ * form and the helper-reading one, which has no lean_reject, on the same
+ * packets and map states. */
+static __always_inline bool lean_reject(struct sk_buff *skb)
+{
+	if (n_pod_ips == 0 && n_pod_ip6s == 0)
+		return false; /* no filter: every packet is kept */
+	if (skb->protocol != ETH_P_IP_BE)
+		return false;
+	__u16 nh = skb->network_header;
+	if (nh == PT_NET_HEADER_UNSET)
+		return false;
+	/* The bytes track_typed's direct form reads too (its first copy
+	 * and parse_tunnel's), so both decide on the same bytes. */
+	const __u8 *ip = skb->head + nh;
+	if (ip[0] != 0x45 || (*(const __u16 *)&ip[6] & bpf_htons(0x1fff)))
+		return false;
+	__u8 proto = ip[9];
+	if (proto != PT_IPPROTO_TCP && proto != PT_IPPROTO_UDP)
+		return false;
+	__u32 saddr = *(const __u32 *)&ip[12];
+	__u32 daddr = *(const __u32 *)&ip[16];
+	if (addr_matches(saddr) || addr_matches(daddr))
+		return false;
+	__u16 sport = *(const __u16 *)&ip[20]; /* network byte order */
+	__u16 dport = *(const __u16 *)&ip[22];
+	if (proto == PT_IPPROTO_UDP && is_vxlan_port(bpf_ntohs(dport))) {
+		/* VXLAN (8 bytes after UDP's), Ethernet (14), inner IPv4. */
+		if (!(ip[28] & 0x08) || *(const __u16 *)&ip[48] != ETH_P_IP_BE)
+			return false;
+		ip += 50;
+		if (ip[0] != 0x45 || (*(const __u16 *)&ip[6] & bpf_htons(0x1fff)))
+			return false;
+		proto = ip[9];
+		if (proto != PT_IPPROTO_TCP && proto != PT_IPPROTO_UDP)
+			return false;
+		saddr = *(const __u32 *)&ip[12];
+		daddr = *(const __u32 *)&ip[16];
+		if (addr_matches(saddr) || addr_matches(daddr))
+			return false;
+		sport = *(const __u16 *)&ip[20];
+		dport = *(const __u16 *)&ip[22];
+	} else if (proto == PT_IPPROTO_UDP && bpf_ntohs(dport) == PT_GENEVE_PORT) {
+		return false;
+	}
+	__u32 *n = conn_hint_at(saddr ^ daddr, sport, dport, proto);
+	if (!n || *n != 0)
+		return false;
+	n = tracked_slot(ptr_value(skb));
+	return n && *n == 0;
 }
 
 /* track_key for a typed skb pointer (fentry, BTF arguments): its address

@@ -66,6 +66,16 @@ var (
 		"6.1":       "netfilter links came in kernel 6.4",
 		"6.1-arm64": "netfilter links came in kernel 6.4",
 	}}
+	// DirectSKBReads: a program with a typed skb reads its packet with
+	// plain loads through skb->head (features.DirectSKBRead; the loader's
+	// direct program forms).
+	DirectSKBReads = Fact{name: "plain loads of a typed skb's packet", absent: map[string]string{
+		"5.10":       "its verifier loads skb->head as a number",
+		"6.1":        "its verifier loads skb->head as a number",
+		"6.1-arm64":  "its verifier loads skb->head as a number",
+		"6.12":       "its verifier loads skb->head as a number",
+		"6.12-arm64": "its verifier loads skb->head as a number",
+	}}
 	// BTFTracepoints: BTF tracepoint programs (tp_btf) load and attach
 	// (features.BTFTracepoint); every kernel we test on has them.
 	BTFTracepoints = Fact{name: "BTF tracepoint programs"}
