@@ -180,3 +180,67 @@ func (r costRow) total() progStat {
 	}
 	return t
 }
+
+// progKind is the hook kind of one of the cost phase's programs: "nf" for
+// the netfilter programs, "tp" for the tracepoint ones (raw, tp_btf and
+// its direct form: nf_first_direct, tp_consume_skb, btf_kfree_skb,
+// btfd_net_dev_queue, null_tp, peekbtf_tp), "" for anything else.
+func progKind(name string) string {
+	switch first, rest, _ := strings.Cut(name, "_"); first {
+	case "nf":
+		return "nf"
+	case "tp", "btf", "btfd":
+		return "tp"
+	case "null", "peek", "peekbtf", "emit":
+		return progKind(rest)
+	}
+	return ""
+}
+
+// rareShare: a program that runs less often than this share of the empty
+// program of its kind (per unit of traffic) is not on the packet's path
+// (drops: a few a GB) and is not held to the per-run target; the
+// report names it, with its cost.
+const rareShare = 0.01
+
+// runTarget is the per-run target's measure: the worst program on the
+// path against the empty program of its kind, and the rare ones apart.
+type runTarget struct {
+	ok    bool
+	worst progStat
+	ratio float64
+	rare  []progStat
+}
+
+// perRunTarget compares each of pathtrace's programs (c, tracing another
+// pod) with the empty program of its kind (empty), from one scenario's
+// cost rows.
+func perRunTarget(c, empty costRow) runTarget {
+	floor := map[string]progStat{}
+	for _, p := range empty.Progs {
+		floor[progKind(p.Name)] = p
+	}
+	var m runTarget
+	for _, p := range c.Progs {
+		f, ok := floor[progKind(p.Name)]
+		if !ok || f.perRun() == 0 || p.Count == 0 || c.Units <= 0 || empty.Units <= 0 {
+			continue
+		}
+		if float64(p.Count)/c.Units < rareShare*float64(f.Count)/empty.Units {
+			m.rare = append(m.rare, p)
+			continue
+		}
+		if r := p.perRun() / f.perRun(); !m.ok || r > m.ratio {
+			m.ok, m.worst, m.ratio = true, p, r
+		}
+	}
+	return m
+}
+
+func (m runTarget) String() string {
+	s := fmt.Sprintf("%.2f× (%s, %.0f ns)", m.ratio, m.worst.Name, m.worst.perRun())
+	for _, p := range m.rare {
+		s += fmt.Sprintf("; not counted, runs under %.0f%% of the empty program's: %s %.0f ns", 100*rareShare, p.Name, p.perRun())
+	}
+	return s
+}

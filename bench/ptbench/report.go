@@ -378,24 +378,14 @@ func (r *results) targets() *table {
 		if c.Config != traceOther {
 			continue
 		}
-		floor := map[string]float64{} // the empty program's ns per run, by kind ("nf", "tp")
+		var empty costRow
 		for _, n := range r.Cost {
 			if n.Scenario == c.Scenario && n.Config == nullProgs {
-				for _, p := range n.Progs {
-					floor[strings.TrimPrefix(p.Name, "null_")] = p.perRun()
-				}
+				empty = n
 			}
 		}
-		worst, worstName, ratio := 0.0, "", math.NaN()
-		for _, p := range c.Progs {
-			kind, _, _ := strings.Cut(p.Name, "_")
-			if f := floor[kind]; f > 0 && p.perRun() > worst {
-				worst, worstName, ratio = p.perRun(), p.Name, p.perRun()/f
-			}
-		}
-		if !math.IsNaN(ratio) {
-			t.add("another pod: every program per run ≤ 1.3× the empty one: "+c.Scenario,
-				fmt.Sprintf("%.2f× (%s, %.0f ns)", ratio, worstName, worst), mark(ratio <= 1.3))
+		if m := perRunTarget(c, empty); m.ok {
+			t.add("another pod: every program per run ≤ 1.3× the empty one: "+c.Scenario, m.String(), mark(m.ratio <= 1.3))
 		}
 		// Context, not a target: the same against programs that only
 		// read the packet's addresses.

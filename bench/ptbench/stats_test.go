@@ -57,3 +57,36 @@ func TestBPFShares(t *testing.T) {
 		t.Errorf("bpfShares of a scenario not run = %q, want none", got)
 	}
 }
+
+// TestPerRunTarget: the per-run target holds every program of either kind
+// to its empty program, the BTF tracepoint forms too (their names start
+// btf_ and btfd_), and leaves out, by name, what runs too rarely to be on
+// a packet's path.
+func TestPerRunTarget(t *testing.T) {
+	empty := costRow{Units: 10, Progs: []progStat{{Name: "null_nf", Count: 200, NS: 200 * 50}, {Name: "null_tp", Count: 110, NS: 110 * 48}}}
+	c := costRow{Units: 20, Progs: []progStat{
+		{Name: "nf_first_direct", Count: 200, NS: 200 * 60},
+		{Name: "nf_last_direct", Count: 200, NS: 200 * 62},
+		{Name: "btfd_net_dev_queue", Count: 100, NS: 100 * 72}, // 1.5x: the worst
+		{Name: "tp_consume_skb", Count: 20, NS: 20 * 55},
+		{Name: "btf_kfree_skb_reason", Count: 1, NS: 1 * 1200}, // 0.05 a unit against 11
+		{Name: "lost_prog", Count: 50, NS: 50 * 500},           // no kind: not compared
+	}}
+	m := perRunTarget(c, empty)
+	if !m.ok || m.worst.Name != "btfd_net_dev_queue" || math.Abs(m.ratio-1.5) > 1e-9 {
+		t.Fatalf("worst %s %.3f×, want btfd_net_dev_queue 1.5×", m.worst.Name, m.ratio)
+	}
+	if len(m.rare) != 1 || m.rare[0].Name != "btf_kfree_skb_reason" {
+		t.Errorf("rare %v, want btf_kfree_skb_reason", m.rare)
+	}
+	want := "1.50× (btfd_net_dev_queue, 72 ns); not counted, runs under 1% of the empty program's: btf_kfree_skb_reason 1200 ns"
+	if got := m.String(); got != want {
+		t.Errorf("String() = %q\nwant %q", got, want)
+	}
+	for name, kind := range map[string]string{"nf_first": "nf", "btf_netif_receive_skb": "tp", "btfd_net_dev_queue": "tp",
+		"tp_kfree_skb": "tp", "null_nf": "nf", "peekbtf_tp": "tp", "emit_tp": "tp", "pt_filter_match": ""} {
+		if got := progKind(name); got != kind {
+			t.Errorf("progKind(%s) = %q, want %q", name, got, kind)
+		}
+	}
+}
