@@ -1057,57 +1057,60 @@ static __always_inline bool track_typed(struct sk_buff *skb, __u64 key, struct p
 	return true;
 }
 
-/* Whether the skb's packet is certainly not kept, decided with plain loads
- * and compares before anything is written; for the direct forms, whose
- * head is memory the program may read. It takes the common packet: IPv4
- * without options and not a fragment, TCP or UDP, and for UDP to a VXLAN
- * port a VXLAN header with its flag and such a packet inside. track_skb
- * keeps such a packet only when an address of either header is a traced
- * pod's, when the connection hint of the tuple it would look up (a VXLAN
- * packet's inner one, else the outer one) is set, or when the skb's
- * tracked hint is. Any other packet (IPv6, options, fragments, ICMP,
- * Geneve, IPIP), a match or a set hint says false, and track_typed decides
- * as it always did: this only skips work whose answer is "not kept".
- * Every packet of every other pod comes here, at every hop. It reads the
- * bytes track_typed would read (both decide on the same bytes), two hint
- * slots and ptr_value's; track_typed zeroes and fills a pt_pkt, copies up
- * to 144 bytes of headers and hashes both tuples: another pod's
- * cross-node UDP cost 66-75 ns a run here against 87-98 there (bpf_stats,
- * 6.18; docs/BENCHMARKS.md, 2026-12-05). TestDirectFormAgrees runs this
- * form and the helper-reading one, which has no lean_reject, on the same
- * packets and map states. */
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "lean_reject takes fields out of 8-byte loads as a little-endian CPU lays them"
 #endif
-static __always_inline bool lean_reject(struct sk_buff *skb)
+/* lean_reject's IPv6 header at ip: a TCP or UDP one with no extension
+ * header and not to a tunnel's port, whose addresses are no traced pod's.
+ * Sets what the connection hint needs: its address words XORed, the ports
+ * as in memory and the protocol. */
+static __always_inline bool lean_ipv6(const __u8 *ip, __u32 *addrs, __u32 *ports, __u8 *proto)
 {
-	if (n_pod_ips == 0 && n_pod_ip6s == 0)
-		return false; /* no filter: every packet is kept */
-	if (skb->protocol != ETH_P_IP_BE)
+	__u64 w = *(const __u64 *)ip; /* version, class, flow, length, next header */
+	if (((__u8)w >> 4) != 6)
 		return false;
-	__u16 nh = skb->network_header;
-	if (nh == PT_NET_HEADER_UNSET)
+	*proto = w >> 48;
+	if (*proto != PT_IPPROTO_TCP && *proto != PT_IPPROTO_UDP)
 		return false;
-	/* The bytes track_typed's direct form reads too (its first copy
-	 * and parse_tunnel's), so both decide on the same bytes. Few loads,
-	 * each 8 bytes where it can: a load of this memory is a checked
-	 * one, a compare and a branch more. */
-	const __u8 *ip = skb->head + nh;
+	__u64 s0 = *(const __u64 *)&ip[8], s1 = *(const __u64 *)&ip[16];
+	__u64 d0 = *(const __u64 *)&ip[24], d1 = *(const __u64 *)&ip[32];
+	if (n_pod_ip6s != 0) {
+		__u32 s[4] = { s0, s0 >> 32, s1, s1 >> 32 };
+		__u32 d[4] = { d0, d0 >> 32, d1, d1 >> 32 };
+		if (addr6_matches(s) || addr6_matches(d))
+			return false;
+	}
+	*ports = *(const __u32 *)&ip[40];
+	__u16 dport = bpf_ntohs(*ports >> 16);
+	if (*proto == PT_IPPROTO_UDP && (is_vxlan_port(dport) || dport == PT_GENEVE_PORT))
+		return false;
+	__u64 x = s0 ^ s1 ^ d0 ^ d1;
+	*addrs = (__u32)x ^ (__u32)(x >> 32);
+	return true;
+}
+
+/* lean_reject's IPv4 header at ip, and a VXLAN packet's inner one: a TCP
+ * or UDP header without options and not a fragment, whose addresses are
+ * no traced pod's; UDP to a VXLAN port must carry such a packet, and UDP
+ * to Geneve's goes to track_typed. Sets what the connection hint needs,
+ * of the inner header for VXLAN, as lean_ipv6 does. */
+static __always_inline bool lean_ipv4(const __u8 *ip, __u32 *addrs, __u32 *ports, __u8 *proto)
+{
 	__u64 w = *(const __u64 *)ip; /* version and IHL, ..., fragment offset */
 	if ((__u8)w != 0x45 || ((w >> 48) & bpf_htons(0x1fff)))
 		return false;
 	__u64 a = *(const __u64 *)&ip[8]; /* TTL, protocol, checksum, source */
-	__u8 proto = a >> 8;
-	if (proto != PT_IPPROTO_TCP && proto != PT_IPPROTO_UDP)
+	*proto = a >> 8;
+	if (*proto != PT_IPPROTO_TCP && *proto != PT_IPPROTO_UDP)
 		return false;
 	__u32 saddr = a >> 32;
 	__u64 d = *(const __u64 *)&ip[16]; /* destination, ports */
 	__u32 daddr = d;
 	if (addr_matches(saddr) || addr_matches(daddr))
 		return false;
-	__u32 ports = d >> 32; /* source port, then destination, as in memory */
-	__u16 dport = ports >> 16;
-	if (proto == PT_IPPROTO_UDP && is_vxlan_port(bpf_ntohs(dport))) {
+	*ports = d >> 32; /* source port, then destination, as in memory */
+	__u16 dport = bpf_ntohs(*ports >> 16);
+	if (*proto == PT_IPPROTO_UDP && is_vxlan_port(dport)) {
 		/* VXLAN (8 bytes after UDP's), Ethernet (14), inner IPv4. */
 		if (!(ip[28] & 0x08))
 			return false;
@@ -1117,20 +1120,70 @@ static __always_inline bool lean_reject(struct sk_buff *skb)
 		a = *(const __u64 *)&ip[56]; /* fragment offset, TTL, protocol */
 		if (a & bpf_htons(0x1fff))
 			return false;
-		proto = a >> 24;
-		if (proto != PT_IPPROTO_TCP && proto != PT_IPPROTO_UDP)
+		*proto = a >> 24;
+		if (*proto != PT_IPPROTO_TCP && *proto != PT_IPPROTO_UDP)
 			return false;
 		saddr = *(const __u32 *)&ip[62];
 		daddr = *(const __u32 *)&ip[66];
 		if (addr_matches(saddr) || addr_matches(daddr))
 			return false;
-		ports = *(const __u32 *)&ip[70];
-	} else if (proto == PT_IPPROTO_UDP && bpf_ntohs(dport) == PT_GENEVE_PORT) {
+		*ports = *(const __u32 *)&ip[70];
+	} else if (*proto == PT_IPPROTO_UDP && dport == PT_GENEVE_PORT) {
+		return false;
+	}
+	*addrs = saddr ^ daddr;
+	return true;
+}
+
+/* Whether the skb's packet is certainly not kept, decided with plain loads
+ * and compares before anything is written; for the direct forms, whose
+ * head is memory the program may read. It takes the common packet: IPv4
+ * without options and not a fragment, TCP or UDP, and for UDP to a VXLAN
+ * port a VXLAN header with its flag and such a packet inside (lean_ipv4);
+ * IPv6 TCP or UDP with no extension header, not to a tunnel's port
+ * (lean_ipv6). track_skb
+ * keeps such a packet only when an address of either header is a traced
+ * pod's, when the connection hint of the tuple it would look up (a VXLAN
+ * packet's inner one, else the outer one) is set, or when the skb's
+ * tracked hint is. Any other packet (extension headers, options,
+ * fragments, ICMP, Geneve, IPIP, VXLAN over IPv6 or with IPv6 inside), a
+ * match or a set hint says false, and track_typed decides
+ * as it always did: this only skips work whose answer is "not kept".
+ * Every packet of every other pod comes here, at every hop. It reads the
+ * bytes track_typed would read (both decide on the same bytes), two hint
+ * slots and ptr_value's; track_typed zeroes and fills a pt_pkt, copies up
+ * to 144 bytes of headers and hashes both tuples: another pod's
+ * cross-node UDP cost 66-75 ns a run here against 87-98 there (bpf_stats,
+ * 6.18; docs/BENCHMARKS.md, 2026-12-05). TestDirectFormAgrees runs this
+ * form and the helper-reading one, which has no lean_reject, on the same
+ * packets and map states. */
+static __always_inline bool lean_reject(struct sk_buff *skb)
+{
+	if (n_pod_ips == 0 && n_pod_ip6s == 0)
+		return false; /* no filter: every packet is kept */
+	__u16 protocol = skb->protocol;
+	__u16 nh = skb->network_header;
+	if (nh == PT_NET_HEADER_UNSET)
+		return false;
+	/* The bytes track_typed's direct form reads too (its first copy
+	 * and parse_tunnel's), so both decide on the same bytes. Few loads,
+	 * each 8 bytes where it can: a load of this memory is a checked
+	 * one, a compare and a branch more. */
+	const __u8 *ip = skb->head + nh;
+	__u32 addrs, ports;
+	__u8 proto;
+	if (protocol == ETH_P_IP_BE) {
+		if (!lean_ipv4(ip, &addrs, &ports, &proto))
+			return false;
+	} else if (protocol == ETH_P_IPV6_BE) {
+		if (!lean_ipv6(ip, &addrs, &ports, &proto))
+			return false;
+	} else {
 		return false;
 	}
 	/* conn_hint_slot's slot: the ports as two 16-bit words, each as in
 	 * memory, the source's the high one. */
-	__u32 *n = conn_hint_at(saddr ^ daddr, (__u16)ports, ports >> 16, proto);
+	__u32 *n = conn_hint_at(addrs, (__u16)ports, ports >> 16, proto);
 	if (!n || *n != 0)
 		return false;
 	n = tracked_slot(ptr_value(skb));

@@ -44,6 +44,24 @@ type leanL4 struct {
 	after []gopacket.SerializableLayer // a tunnel's header and packet
 }
 
+// leanTCPLayer is a TCP header as leanIP's put it, for a payload.
+func leanTCPLayer(sport, dport uint16) *layers.TCP {
+	return &layers.TCP{SrcPort: layers.TCPPort(sport), DstPort: layers.TCPPort(dport), Seq: 1000, Ack: 2000, ACK: true, Window: 512}
+}
+
+// leanRawTCP is the same header as bytes (no checksum), for where no IP
+// layer is there to compute one with (after an extension header).
+func leanRawTCP(sport, dport uint16) gopacket.Payload {
+	h := make([]byte, 20)
+	binary.BigEndian.PutUint16(h[0:], sport)
+	binary.BigEndian.PutUint16(h[2:], dport)
+	binary.BigEndian.PutUint32(h[4:], 1000)
+	binary.BigEndian.PutUint32(h[8:], 2000)
+	h[12], h[13] = 0x50, 0x10 // 20 bytes, ACK
+	binary.BigEndian.PutUint16(h[14:], 512)
+	return h
+}
+
 func leanTCP(sport, dport uint16) leanL4 {
 	return leanL4{proto: layers.IPProtocolTCP, sport: sport, dport: dport}
 }
@@ -100,8 +118,7 @@ func (p leanIP) layers() []gopacket.SerializableLayer {
 		return append(ls, &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(8, 0), Id: 7, Seq: 1},
 			gopacket.Payload(make([]byte, 16)))
 	case p.l4.proto == layers.IPProtocolTCP:
-		tcp := &layers.TCP{SrcPort: layers.TCPPort(p.l4.sport), DstPort: layers.TCPPort(p.l4.dport),
-			Seq: 1000, Ack: 2000, ACK: true, Window: 512}
+		tcp := leanTCPLayer(p.l4.sport, p.l4.dport)
 		_ = tcp.SetNetworkLayerForChecksum(nl)
 		ls = append(ls, tcp)
 	default:
@@ -158,6 +175,7 @@ type leanCase struct {
 	// The connection is not what the packet is matched by: a tunnel's
 	// packet is matched by its inner connection only.
 	connUnused bool
+	pod6       bool // byAddr: by the IPv6 pod's address
 }
 
 // leanConn is a conns key as the kernel side builds it (conn_lookup).
@@ -214,40 +232,6 @@ func TestDirectFormAgrees(t *testing.T) {
 	testutil.RequireRoot(t)
 	testutil.RequireSupported(t, testutil.NetfilterLinks, features.NetfilterLink())
 	testutil.RequireSupported(t, testutil.DirectSKBReads, features.DirectSKBRead())
-	spec, err := bpf.LoadNetfilter()
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts := Options{PodIPs: []netip.Addr{leanPod, leanPod6}, VXLANPorts: DefaultVXLANPorts}
-	if err := setVariables(spec, &opts); err != nil {
-		t.Fatal(err)
-	}
-	if err := inlineFilter(spec, nil); err != nil {
-		t.Fatal(err)
-	}
-	var objs struct {
-		Direct      *ebpf.Program `ebpf:"nf_first_direct"`
-		Plain       *ebpf.Program `ebpf:"nf_first"`
-		Events      *ebpf.Map     `ebpf:"events"`
-		Tracked     *ebpf.Map     `ebpf:"tracked"`
-		TrackedHint *ebpf.Map     `ebpf:"tracked_hint"`
-		Conns       *ebpf.Map     `ebpf:"conns"`
-		ConnsHint   *ebpf.Map     `ebpf:"conns_hint"`
-	}
-	if err := spec.LoadAndAssign(&objs, nil); err != nil {
-		t.Fatalf("load: %v", err)
-	}
-	defer objs.Direct.Close()
-	defer objs.Plain.Close()
-	for _, m := range []*ebpf.Map{objs.Events, objs.Tracked, objs.TrackedHint, objs.Conns, objs.ConnsHint} {
-		defer m.Close()
-	}
-	rd, err := ringbuf.NewReader(objs.Events)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rd.Close()
-
 	tcpAB := leanConn{leanA, leanB, 40000, 80, 6}
 	udpAB := leanConn{leanA, leanB, 40001, 53, 17}
 	tcp6 := leanConn{leanA6, leanB6, 40002, 80, 6}
@@ -274,7 +258,7 @@ func TestDirectFormAgrees(t *testing.T) {
 			conn: &leanConn{leanNode1, leanNode2, 50000, 8472, 17}, connUnused: true},
 		{name: "VXLAN from the pod's address outside", ip: leanIP{src: leanPod, dst: leanNode2,
 			l4: leanUDP(50000, 8472, leanVXLAN(true, v4(leanA, leanB, leanTCP(40000, 80)))...)}, byAddr: true},
-		{name: "VXLAN with IPv6 inside, the pod", ip: vxlan(8472, true, v4(leanA6, leanPod6, leanTCP(40000, 80))), byAddr: true},
+		{name: "VXLAN with IPv6 inside, the pod", ip: vxlan(8472, true, v4(leanA6, leanPod6, leanTCP(40000, 80))), byAddr: true, pod6: true},
 		{name: "VXLAN with IPv6 inside, other pods", ip: vxlan(8472, true, v4(leanA6, leanB6, leanTCP(40002, 80))), conn: &tcp6},
 		{name: "VXLAN with an ICMP echo to the pod inside", ip: vxlan(8472, true, leanIP{src: leanA, dst: leanPod, icmpEcho: true}), byAddr: true},
 		{name: "Geneve to the pod", ip: v4(leanNode1, leanNode2, leanUDP(50000, 6081, leanGeneve(v4(leanA, leanPod, leanTCP(40000, 80)))...)), byAddr: true},
@@ -290,7 +274,20 @@ func TestDirectFormAgrees(t *testing.T) {
 		{name: "ICMP echo to the pod", ip: leanIP{src: leanA, dst: leanPod, icmpEcho: true}, byAddr: true},
 		{name: "ICMP echo, other pods", ip: leanIP{src: leanA, dst: leanB, icmpEcho: true},
 			conn: &leanConn{leanA, leanB, 7, 7, 1}},
-		{name: "IPv6 TCP to the pod", ip: v4(leanA6, leanPod6, leanTCP(40000, 80)), byAddr: true},
+		{name: "IPv6 TCP to the pod", ip: v4(leanA6, leanPod6, leanTCP(40000, 80)), byAddr: true, pod6: true},
+		{name: "IPv6 UDP from the pod", ip: v4(leanPod6, leanB6, leanUDP(53, 40003)), byAddr: true, pod6: true},
+		{name: "IPv6 UDP between other pods", ip: v4(leanA6, leanB6, leanUDP(40003, 53)),
+			conn: &leanConn{leanA6, leanB6, 40003, 53, 17}},
+		{name: "IPv6 with a hop-by-hop header, to the pod", ip: leanIP{src: leanA6, dst: leanPod6, protocol: 0,
+			payload: []gopacket.SerializableLayer{gopacket.Payload{6, 0, 1, 4, 0, 0, 0, 0}, leanRawTCP(40000, 80)}},
+			byAddr: true, pod6: true},
+		{name: "IPv6 with a hop-by-hop header, other pods", ip: leanIP{src: leanA6, dst: leanB6, protocol: 0,
+			payload: []gopacket.SerializableLayer{gopacket.Payload{6, 0, 1, 4, 0, 0, 0, 0}, leanRawTCP(40002, 80)}},
+			conn: &tcp6},
+		{name: "VXLAN over IPv6 to the pod", ip: leanIP{src: leanA6, dst: leanB6,
+			l4: leanUDP(50000, 8472, leanVXLAN(true, v4(leanA, leanPod, leanTCP(40000, 80)))...)}, byAddr: true},
+		{name: "VXLAN over IPv6 between other pods", ip: leanIP{src: leanA6, dst: leanB6,
+			l4: leanUDP(50000, 8472, leanVXLAN(true, v4(leanA, leanB, leanTCP(40000, 80)))...)}, conn: &tcpAB},
 		{name: "IPv6 TCP between other pods", ip: v4(leanA6, leanB6, leanTCP(40002, 80)), conn: &tcp6},
 	}
 	type state struct {
@@ -302,34 +299,52 @@ func TestDirectFormAgrees(t *testing.T) {
 	states := []state{{name: "empty maps"}, {name: "tracked hints set", trackedHint: true},
 		{name: "connection hints set", connsHint: true}, {name: "the connection known", conn: true}}
 
-	m := leanMaps{t: t, tracked: objs.Tracked, trackedHint: objs.TrackedHint, conns: objs.Conns, connsHint: objs.ConnsHint}
-	m.init()
-	run := func(prog *ebpf.Program, frame []byte, c leanCase, st state) [][]byte {
-		t.Helper()
-		m.reset(st.trackedHint, st.connsHint)
-		if st.conn && c.conn != nil {
-			m.putConn(*c.conn)
+	configs := []struct {
+		name   string
+		v4, v6 bool
+	}{{"IPv4 and IPv6 pod IPs", true, true}, {"an IPv4 pod IP", true, false}, {"an IPv6 pod IP", false, true}}
+	var objs *leanObjs
+	for _, cfg := range configs {
+		var pods []netip.Addr
+		if cfg.v4 {
+			pods = append(pods, leanPod)
 		}
-		evs := leanRun(t, prog, rd, frame)
-		for _, ev := range evs {
-			clear(ev[0:16])  // skb, ts: differ from run to run
-			clear(ev[52:54]) // cpu
+		if cfg.v6 {
+			pods = append(pods, leanPod6)
 		}
-		m.dirty = m.dirty || len(evs) > 0 // a tracked skb, its hint
-		return evs
-	}
-	for _, c := range cases {
-		frame := leanFrame(t, c.ip)
-		for _, st := range states {
-			direct := run(objs.Direct, frame, c, st)
-			plain := run(objs.Plain, frame, c, st)
-			if len(direct) != len(plain) || (len(direct) == 1 && !bytes.Equal(direct[0], plain[0])) {
-				t.Errorf("%s, %s: the direct form emitted %d events, the helper form %d, or they differ", c.name, st.name, len(direct), len(plain))
-				continue
+		o := leanLoad(t, pods)
+		if objs == nil {
+			objs = o
+		}
+		run := func(prog *ebpf.Program, frame []byte, c leanCase, st state) [][]byte {
+			t.Helper()
+			o.m.reset(st.trackedHint, st.connsHint)
+			if st.conn && c.conn != nil {
+				o.m.putConn(*c.conn)
 			}
-			want := c.byAddr || (st.conn && c.conn != nil && !c.connUnused)
-			if got := len(plain) == 1; got != want || len(plain) > 1 {
-				t.Errorf("%s, %s: %d events, want kept=%v", c.name, st.name, len(plain), want)
+			evs := leanRun(t, prog, o.rd, frame)
+			for _, ev := range evs {
+				clear(ev[0:16])  // skb, ts: differ from run to run
+				clear(ev[52:54]) // cpu
+			}
+			o.m.dirty = o.m.dirty || len(evs) > 0 // a tracked skb, its hint
+			return evs
+		}
+		for _, c := range cases {
+			frame := leanFrame(t, c.ip)
+			for _, st := range states {
+				direct := run(o.Direct, frame, c, st)
+				plain := run(o.Plain, frame, c, st)
+				if len(direct) != len(plain) || (len(direct) == 1 && !bytes.Equal(direct[0], plain[0])) {
+					t.Errorf("%s: %s, %s: the direct form emitted %d events, the helper form %d, or they differ",
+						cfg.name, c.name, st.name, len(direct), len(plain))
+					continue
+				}
+				byAddr := c.byAddr && ((c.pod6 && cfg.v6) || (!c.pod6 && cfg.v4))
+				want := byAddr || (st.conn && c.conn != nil && !c.connUnused)
+				if got := len(plain) == 1; got != want || len(plain) > 1 {
+					t.Errorf("%s: %s, %s: %d events, want kept=%v", cfg.name, c.name, st.name, len(plain), want)
+				}
 			}
 		}
 	}
@@ -352,13 +367,13 @@ func TestDirectFormAgrees(t *testing.T) {
 	}{{"direct", objs.Direct}, {"helper", objs.Plain}} {
 		followed := false
 		for try := 0; try < 20 && !followed; try++ {
-			m.dirty = true
-			m.reset(false, false)
-			first := leanRun(t, f.prog, rd, pod)
+			objs.m.dirty = true
+			objs.m.reset(false, false)
+			first := leanRun(t, f.prog, objs.rd, pod)
 			if len(first) != 1 {
 				t.Fatalf("%s form: the pod's packet gave %d events", f.name, len(first))
 			}
-			next := leanRun(t, f.prog, rd, masq)
+			next := leanRun(t, f.prog, objs.rd, masq)
 			followed = len(next) == 1 && bytes.Equal(next[0][:8], first[0][:8])
 		}
 		if !followed {
@@ -366,13 +381,61 @@ func TestDirectFormAgrees(t *testing.T) {
 		}
 		// Another packet on the tracked skb (another IP id: the skb
 		// was freed unseen and reused) is not followed.
-		m.dirty = true
-		m.reset(false, false)
-		leanRun(t, f.prog, rd, pod)
-		if evs := leanRun(t, f.prog, rd, other); len(evs) != 0 {
+		objs.m.dirty = true
+		objs.m.reset(false, false)
+		leanRun(t, f.prog, objs.rd, pod)
+		if evs := leanRun(t, f.prog, objs.rd, other); len(evs) != 0 {
 			t.Errorf("%s form: another packet between other pods on a tracked skb was kept", f.name)
 		}
 	}
+}
+
+// leanObjs are what TestDirectFormAgrees runs and looks at.
+type leanObjs struct {
+	leanProgs
+	rd *ringbuf.Reader
+	m  leanMaps
+}
+
+type leanProgs struct {
+	Direct      *ebpf.Program `ebpf:"nf_first_direct"`
+	Plain       *ebpf.Program `ebpf:"nf_first"`
+	Events      *ebpf.Map     `ebpf:"events"`
+	Tracked     *ebpf.Map     `ebpf:"tracked"`
+	TrackedHint *ebpf.Map     `ebpf:"tracked_hint"`
+	Conns       *ebpf.Map     `ebpf:"conns"`
+	ConnsHint   *ebpf.Map     `ebpf:"conns_hint"`
+}
+
+// leanLoad loads the netfilter programs as the loader sets them up, with
+// pods for the pod-IP filter; the test's end closes them.
+func leanLoad(t *testing.T, pods []netip.Addr) *leanObjs {
+	t.Helper()
+	spec, err := bpf.LoadNetfilter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := Options{PodIPs: pods, VXLANPorts: DefaultVXLANPorts}
+	if err := setVariables(spec, &opts); err != nil {
+		t.Fatal(err)
+	}
+	if err := inlineFilter(spec, nil); err != nil {
+		t.Fatal(err)
+	}
+	var o leanObjs
+	if err := spec.LoadAndAssign(&o.leanProgs, nil); err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	for _, c := range []interface{ Close() error }{o.Direct, o.Plain, o.Events, o.Tracked, o.TrackedHint, o.Conns, o.ConnsHint} {
+		t.Cleanup(func() { _ = c.Close() })
+	}
+	if o.rd, err = ringbuf.NewReader(o.Events); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = o.rd.Close() })
+	o.m = leanMaps{t: t, tracked: o.Tracked, trackedHint: o.TrackedHint, conns: o.Conns, connsHint: o.ConnsHint}
+	o.m.init()
+	return &o
 }
 
 // leanMaps puts TestDirectFormAgrees's map states in place: the hint
