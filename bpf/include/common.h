@@ -1141,22 +1141,21 @@ static __always_inline bool lean_ipv4(const __u8 *ip, __u32 *addrs, __u32 *ports
  * without options and not a fragment, TCP or UDP, and for UDP to a VXLAN
  * port a VXLAN header with its flag and such a packet inside (lean_ipv4);
  * IPv6 TCP or UDP with no extension header, not to a tunnel's port
- * (lean_ipv6). track_skb
- * keeps such a packet only when an address of either header is a traced
- * pod's, when the connection hint of the tuple it would look up (a VXLAN
- * packet's inner one, else the outer one) is set, or when the skb's
- * tracked hint is. Any other packet (extension headers, options,
- * fragments, ICMP, Geneve, IPIP, VXLAN over IPv6 or with IPv6 inside), a
- * match or a set hint says false, and track_typed decides
+ * (lean_ipv6). track_skb keeps such a packet only when an address of
+ * either header is a traced pod's, when the connection hint of the tuple
+ * it would look up (a VXLAN packet's inner one, else the outer one) is
+ * set, or when the skb's tracked hint is. Any other packet (extension
+ * headers, options, fragments, ICMP, Geneve, IPIP, VXLAN over IPv6 or with
+ * IPv6 inside), a match or a set hint says false, and track_typed decides
  * as it always did: this only skips work whose answer is "not kept".
  * Every packet of every other pod comes here, at every hop. It reads the
  * bytes track_typed would read (both decide on the same bytes), two hint
  * slots and ptr_value's; track_typed zeroes and fills a pt_pkt, copies up
- * to 144 bytes of headers and hashes both tuples: another pod's
- * cross-node UDP cost 66-75 ns a run here against 87-98 there (bpf_stats,
- * 6.18; docs/BENCHMARKS.md, 2026-12-05). TestDirectFormAgrees runs this
- * form and the helper-reading one, which has no lean_reject, on the same
- * packets and map states. */
+ * to 144 bytes of headers and hashes both tuples. Another pod's
+ * cross-node UDP cost 64-71 ns a run with it against 87-98 without
+ * (bpf_stats, 6.18; docs/BENCHMARKS.md, 2026-12-05). TestDirectFormAgrees
+ * runs this form and the helper-reading one, which has no lean_reject, on
+ * the same packets and map states. */
 static __always_inline bool lean_reject(struct sk_buff *skb)
 {
 	if (n_pod_ips == 0 && n_pod_ip6s == 0)
