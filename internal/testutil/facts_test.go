@@ -53,7 +53,7 @@ func TestVerdict(t *testing.T) {
 // TestFactsKnowOurKernels: every absence a fact expects is on a kernel
 // series in the table, and says why.
 func TestFactsKnowOurKernels(t *testing.T) {
-	for _, f := range []Fact{IPVS, Kprobes, FentryPrograms, BTFTracepoints, NetfilterLinks, FuncHops, KernelBTF, ModuleBTF, PTY, ConntrackFillable} {
+	for _, f := range []Fact{IPVS, Kprobes, FentryPrograms, BTFTracepoints, NetfilterLinks, DirectSKBReads, FuncHops, KernelBTF, ModuleBTF, PTY, ConntrackFillable} {
 		for series, why := range f.absent {
 			if _, ok := expected[series]; !ok || why == "" {
 				t.Errorf("%s: expected missing on %s (%q), a series without expected backends or without a reason", f, series, why)
