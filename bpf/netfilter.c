@@ -50,7 +50,7 @@ static __always_inline void nf_event(struct bpf_nf_ctx *ctx, __u8 slot, bool dir
 	__u64 nfct = 0;
 	if (bpf_core_field_exists(skb->_nfct))
 		nfct = skb->_nfct;
-	if (slot == PT_SLOT_LAST)
+	if (slot == PT_SLOT_LAST && ct_is_traced(&p))
 		conns_add(nfct);
 	struct event *e = new_event(skb, &p, PT_EV_NF, NULL);
 	if (!e)

@@ -1341,6 +1341,17 @@ static __always_inline void conn_count(__u32 stat, __u64 n)
  * the reverse of each. From then on every packet of the connection, in
  * either direction and before or after any NAT, matches from its first
  * hop. nfct is skb->_nfct. Costs a lookup once the reply tuple is in. */
+/* Whether the conntrack entry a kept packet carries at a hook is a traced
+ * connection's: the packet's own flow, not, for a tunnel's packet, the
+ * outer flow between the nodes (the VXLAN, Geneve or IPIP flow of the
+ * underlay, which conntrack tracks like any other), unless its outer
+ * addresses are the traced ones. The inner flow is added at the hooks it
+ * passes unencapsulated. */
+static __always_inline bool ct_is_traced(const struct pt_pkt *p)
+{
+	return !(p->flags & PT_F_INNER) || side_matches(p, false);
+}
+
 static __always_inline void conns_add(__u64 nfct)
 {
 	__u64 ct = nfct & ~PT_NFCT_INFOMASK;

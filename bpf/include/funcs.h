@@ -118,7 +118,7 @@ static __always_inline void nf_func_event(struct sk_buff *skb, const struct nf_h
 	__u64 nfct = 0;
 	if (bpf_core_field_exists(skb->_nfct))
 		nfct = BPF_CORE_READ(skb, _nfct);
-	if (slot == PT_SLOT_LAST)
+	if (slot == PT_SLOT_LAST && ct_is_traced(&p))
 		conns_add(nfct);
 	struct event *e = new_event(skb, &p, PT_EV_NF, NULL);
 	if (!e)
