@@ -1335,12 +1335,6 @@ static __always_inline void conn_count(__u32 stat, __u64 n)
 		*c += n;
 }
 
-/* Adds the connection of a traced packet leaving a netfilter hook (its
- * last priority slot: conntrack and NAT have run) to conns: the original
- * tuple, the reply tuple (which holds every translation set up so far) and
- * the reverse of each. From then on every packet of the connection, in
- * either direction and before or after any NAT, matches from its first
- * hop. nfct is skb->_nfct. Costs a lookup once the reply tuple is in. */
 /* Whether the conntrack entry a kept packet carries at a hook is a traced
  * connection's: the packet's own flow, not, for a tunnel's packet, the
  * outer flow between the nodes (the VXLAN, Geneve or IPIP flow of the
@@ -1352,6 +1346,12 @@ static __always_inline bool ct_is_traced(const struct pt_pkt *p)
 	return !(p->flags & PT_F_INNER) || side_matches(p, false);
 }
 
+/* Adds the connection of a traced packet leaving a netfilter hook (its
+ * last priority slot: conntrack and NAT have run) to conns: the original
+ * tuple, the reply tuple (which holds every translation set up so far) and
+ * the reverse of each. From then on every packet of the connection, in
+ * either direction and before or after any NAT, matches from its first
+ * hop. nfct is skb->_nfct. Costs a lookup once the reply tuple is in. */
 static __always_inline void conns_add(__u64 nfct)
 {
 	__u64 ct = nfct & ~PT_NFCT_INFOMASK;
