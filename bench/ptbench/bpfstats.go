@@ -182,9 +182,10 @@ func (r costRow) total() progStat {
 }
 
 // progKind is the hook kind of one of the cost phase's programs: "nf" for
-// the netfilter programs, "tp" for the tracepoint ones (raw, tp_btf and
-// its direct form: nf_first_direct, tp_consume_skb, btf_kfree_skb,
-// btfd_net_dev_queue, null_tp, peekbtf_tp), "" for anything else.
+// the netfilter programs (nf_first_direct, null_nf, peek_nf), "tp" for the
+// tracepoint ones, raw, tp_btf and tp_btf's direct form (tp_consume_skb,
+// btf_kfree_skb, btfd_net_dev_queue, null_tp, peekbtf_tp), "" for anything
+// else.
 func progKind(name string) string {
 	switch first, rest, _ := strings.Cut(name, "_"); first {
 	case "nf":
