@@ -221,13 +221,16 @@ func (c leanConn) hintSlot() uint32 {
 // TestDirectFormAgrees runs the netfilter programs on packets through
 // BPF_PROG_TEST_RUN: the direct form, whose lean_reject turns away the
 // packets it is sure are not kept before any parse, and the form that
-// reads with the helper and parses every packet. For each packet and each
+// reads with the helper and parses every packet. For each packet, each
 // state of the maps (empty; every tracked hint set; every connection hint
-// set; one connection in conns with its hint) they must emit the same
-// event, or none, and accept. The expectations say which packets are kept:
-// lean_reject's common packets (IPv4 TCP and UDP, VXLAN with IPv4 inside)
-// and everything it hands on (IPv6, options, fragments, ICMP, Geneve,
-// IPIP, a VXLAN header without its flag).
+// set; the packet's connection in conns with its hint) and each pod-IP
+// configuration (IPv4 and IPv6, IPv4 only, IPv6 only) they must emit the
+// same event, or none, and accept; the expectations say which packets are
+// kept. The packets are lean_reject's common ones (IPv4 and IPv6 TCP and
+// UDP, VXLAN with IPv4 inside) and ones it hands on (options, fragments,
+// ICMP, Geneve, IPIP, VXLAN without its flag, with IPv6 inside or over
+// IPv6, an IPv6 extension header). Then a packet tracked at one hop and
+// masqueraded before the next must still be followed, by both forms.
 func TestDirectFormAgrees(t *testing.T) {
 	testutil.RequireRoot(t)
 	testutil.RequireSupported(t, testutil.NetfilterLinks, features.NetfilterLink())
@@ -235,38 +238,38 @@ func TestDirectFormAgrees(t *testing.T) {
 	tcpAB := leanConn{leanA, leanB, 40000, 80, 6}
 	udpAB := leanConn{leanA, leanB, 40001, 53, 17}
 	tcp6 := leanConn{leanA6, leanB6, 40002, 80, 6}
-	v4 := func(src, dst netip.Addr, l4 leanL4) leanIP { return leanIP{src: src, dst: dst, l4: l4} }
+	pkt := func(src, dst netip.Addr, l4 leanL4) leanIP { return leanIP{src: src, dst: dst, l4: l4} }
 	vxlan := func(port uint16, valid bool, inner leanIP) leanIP {
-		return v4(leanNode1, leanNode2, leanUDP(50000, port, leanVXLAN(valid, inner)...))
+		return pkt(leanNode1, leanNode2, leanUDP(50000, port, leanVXLAN(valid, inner)...))
 	}
 	cases := []leanCase{
-		{name: "TCP between other pods", ip: v4(leanA, leanB, leanTCP(40000, 80)), conn: &tcpAB},
-		{name: "TCP to the pod", ip: v4(leanA, leanPod, leanTCP(40000, 80)), byAddr: true},
-		{name: "TCP from the pod", ip: v4(leanPod, leanB, leanTCP(80, 40000)), byAddr: true},
-		{name: "UDP between other pods", ip: v4(leanA, leanB, leanUDP(40001, 53)), conn: &udpAB},
-		{name: "UDP to the pod", ip: v4(leanA, leanPod, leanUDP(40001, 53)), byAddr: true},
-		{name: "TCP reply between other pods", ip: v4(leanB, leanA, leanTCP(80, 40000)), conn: &leanConn{leanB, leanA, 80, 40000, 6}},
-		{name: "VXLAN between other pods", ip: vxlan(8472, true, v4(leanA, leanB, leanTCP(40000, 80))), conn: &tcpAB},
-		{name: "VXLAN to the pod", ip: vxlan(8472, true, v4(leanA, leanPod, leanTCP(40000, 80))), byAddr: true},
-		{name: "VXLAN from the pod", ip: vxlan(8472, true, v4(leanPod, leanB, leanUDP(40001, 53))), byAddr: true},
-		{name: "VXLAN on the IANA port to the pod", ip: vxlan(4789, true, v4(leanA, leanPod, leanTCP(40000, 80))), byAddr: true},
-		{name: "VXLAN on the IANA port, other pods", ip: vxlan(4789, true, v4(leanA, leanB, leanUDP(40001, 53))), conn: &udpAB},
-		{name: "VXLAN without its flag, the pod inside", ip: vxlan(8472, false, v4(leanA, leanPod, leanTCP(40000, 80)))},
-		{name: "VXLAN without its flag, the outer connection known", ip: vxlan(8472, false, v4(leanA, leanB, leanTCP(40000, 80))),
+		{name: "TCP between other pods", ip: pkt(leanA, leanB, leanTCP(40000, 80)), conn: &tcpAB},
+		{name: "TCP to the pod", ip: pkt(leanA, leanPod, leanTCP(40000, 80)), byAddr: true},
+		{name: "TCP from the pod", ip: pkt(leanPod, leanB, leanTCP(80, 40000)), byAddr: true},
+		{name: "UDP between other pods", ip: pkt(leanA, leanB, leanUDP(40001, 53)), conn: &udpAB},
+		{name: "UDP to the pod", ip: pkt(leanA, leanPod, leanUDP(40001, 53)), byAddr: true},
+		{name: "TCP reply between other pods", ip: pkt(leanB, leanA, leanTCP(80, 40000)), conn: &leanConn{leanB, leanA, 80, 40000, 6}},
+		{name: "VXLAN between other pods", ip: vxlan(8472, true, pkt(leanA, leanB, leanTCP(40000, 80))), conn: &tcpAB},
+		{name: "VXLAN to the pod", ip: vxlan(8472, true, pkt(leanA, leanPod, leanTCP(40000, 80))), byAddr: true},
+		{name: "VXLAN from the pod", ip: vxlan(8472, true, pkt(leanPod, leanB, leanUDP(40001, 53))), byAddr: true},
+		{name: "VXLAN on the IANA port to the pod", ip: vxlan(4789, true, pkt(leanA, leanPod, leanTCP(40000, 80))), byAddr: true},
+		{name: "VXLAN on the IANA port, other pods", ip: vxlan(4789, true, pkt(leanA, leanB, leanUDP(40001, 53))), conn: &udpAB},
+		{name: "VXLAN without its flag, the pod inside", ip: vxlan(8472, false, pkt(leanA, leanPod, leanTCP(40000, 80)))},
+		{name: "VXLAN without its flag, the outer connection known", ip: vxlan(8472, false, pkt(leanA, leanB, leanTCP(40000, 80))),
 			conn: &leanConn{leanNode1, leanNode2, 50000, 8472, 17}},
-		{name: "VXLAN, the outer connection known", ip: vxlan(8472, true, v4(leanA, leanB, leanTCP(40000, 80))),
+		{name: "VXLAN, the outer connection known", ip: vxlan(8472, true, pkt(leanA, leanB, leanTCP(40000, 80))),
 			conn: &leanConn{leanNode1, leanNode2, 50000, 8472, 17}, connUnused: true},
 		{name: "VXLAN from the pod's address outside", ip: leanIP{src: leanPod, dst: leanNode2,
-			l4: leanUDP(50000, 8472, leanVXLAN(true, v4(leanA, leanB, leanTCP(40000, 80)))...)}, byAddr: true},
-		{name: "VXLAN with IPv6 inside, the pod", ip: vxlan(8472, true, v4(leanA6, leanPod6, leanTCP(40000, 80))), byAddr: true, pod6: true},
-		{name: "VXLAN with IPv6 inside, other pods", ip: vxlan(8472, true, v4(leanA6, leanB6, leanTCP(40002, 80))), conn: &tcp6},
+			l4: leanUDP(50000, 8472, leanVXLAN(true, pkt(leanA, leanB, leanTCP(40000, 80)))...)}, byAddr: true},
+		{name: "VXLAN with IPv6 inside, the pod", ip: vxlan(8472, true, pkt(leanA6, leanPod6, leanTCP(40000, 80))), byAddr: true, pod6: true},
+		{name: "VXLAN with IPv6 inside, other pods", ip: vxlan(8472, true, pkt(leanA6, leanB6, leanTCP(40002, 80))), conn: &tcp6},
 		{name: "VXLAN with an ICMP echo to the pod inside", ip: vxlan(8472, true, leanIP{src: leanA, dst: leanPod, icmpEcho: true}), byAddr: true},
-		{name: "Geneve to the pod", ip: v4(leanNode1, leanNode2, leanUDP(50000, 6081, leanGeneve(v4(leanA, leanPod, leanTCP(40000, 80)))...)), byAddr: true},
-		{name: "Geneve between other pods", ip: v4(leanNode1, leanNode2, leanUDP(50000, 6081, leanGeneve(v4(leanA, leanB, leanTCP(40000, 80)))...)), conn: &tcpAB},
+		{name: "Geneve to the pod", ip: pkt(leanNode1, leanNode2, leanUDP(50000, 6081, leanGeneve(pkt(leanA, leanPod, leanTCP(40000, 80)))...)), byAddr: true},
+		{name: "Geneve between other pods", ip: pkt(leanNode1, leanNode2, leanUDP(50000, 6081, leanGeneve(pkt(leanA, leanB, leanTCP(40000, 80)))...)), conn: &tcpAB},
 		{name: "IPIP to the pod", ip: leanIP{src: leanNode1, dst: leanNode2, protocol: layers.IPProtocolIPv4,
-			payload: v4(leanA, leanPod, leanTCP(40000, 80)).layers()}, byAddr: true},
+			payload: pkt(leanA, leanPod, leanTCP(40000, 80)).layers()}, byAddr: true},
 		{name: "IPIP between other pods", ip: leanIP{src: leanNode1, dst: leanNode2, protocol: layers.IPProtocolIPv4,
-			payload: v4(leanA, leanB, leanTCP(40000, 80)).layers()}, conn: &tcpAB},
+			payload: pkt(leanA, leanB, leanTCP(40000, 80)).layers()}, conn: &tcpAB},
 		{name: "options, to the pod", ip: leanIP{src: leanA, dst: leanPod, l4: leanTCP(40000, 80), opts: true}, byAddr: true},
 		{name: "options, other pods", ip: leanIP{src: leanA, dst: leanB, l4: leanTCP(40000, 80), opts: true}, conn: &tcpAB},
 		{name: "a later fragment to the pod", ip: leanIP{src: leanA, dst: leanPod, l4: leanUDP(1, 2), frag: 100}, byAddr: true},
@@ -274,9 +277,9 @@ func TestDirectFormAgrees(t *testing.T) {
 		{name: "ICMP echo to the pod", ip: leanIP{src: leanA, dst: leanPod, icmpEcho: true}, byAddr: true},
 		{name: "ICMP echo, other pods", ip: leanIP{src: leanA, dst: leanB, icmpEcho: true},
 			conn: &leanConn{leanA, leanB, 7, 7, 1}},
-		{name: "IPv6 TCP to the pod", ip: v4(leanA6, leanPod6, leanTCP(40000, 80)), byAddr: true, pod6: true},
-		{name: "IPv6 UDP from the pod", ip: v4(leanPod6, leanB6, leanUDP(53, 40003)), byAddr: true, pod6: true},
-		{name: "IPv6 UDP between other pods", ip: v4(leanA6, leanB6, leanUDP(40003, 53)),
+		{name: "IPv6 TCP to the pod", ip: pkt(leanA6, leanPod6, leanTCP(40000, 80)), byAddr: true, pod6: true},
+		{name: "IPv6 UDP from the pod", ip: pkt(leanPod6, leanB6, leanUDP(53, 40003)), byAddr: true, pod6: true},
+		{name: "IPv6 UDP between other pods", ip: pkt(leanA6, leanB6, leanUDP(40003, 53)),
 			conn: &leanConn{leanA6, leanB6, 40003, 53, 17}},
 		{name: "IPv6 with a hop-by-hop header, to the pod", ip: leanIP{src: leanA6, dst: leanPod6, protocol: 0,
 			payload: []gopacket.SerializableLayer{gopacket.Payload{6, 0, 1, 4, 0, 0, 0, 0}, leanRawTCP(40000, 80)}},
@@ -285,10 +288,10 @@ func TestDirectFormAgrees(t *testing.T) {
 			payload: []gopacket.SerializableLayer{gopacket.Payload{6, 0, 1, 4, 0, 0, 0, 0}, leanRawTCP(40002, 80)}},
 			conn: &tcp6},
 		{name: "VXLAN over IPv6 to the pod", ip: leanIP{src: leanA6, dst: leanB6,
-			l4: leanUDP(50000, 8472, leanVXLAN(true, v4(leanA, leanPod, leanTCP(40000, 80)))...)}, byAddr: true},
+			l4: leanUDP(50000, 8472, leanVXLAN(true, pkt(leanA, leanPod, leanTCP(40000, 80)))...)}, byAddr: true},
 		{name: "VXLAN over IPv6 between other pods", ip: leanIP{src: leanA6, dst: leanB6,
-			l4: leanUDP(50000, 8472, leanVXLAN(true, v4(leanA, leanB, leanTCP(40000, 80)))...)}, conn: &tcpAB},
-		{name: "IPv6 TCP between other pods", ip: v4(leanA6, leanB6, leanTCP(40002, 80)), conn: &tcp6},
+			l4: leanUDP(50000, 8472, leanVXLAN(true, pkt(leanA, leanB, leanTCP(40000, 80)))...)}, conn: &tcpAB},
+		{name: "IPv6 TCP between other pods", ip: pkt(leanA6, leanB6, leanTCP(40002, 80)), conn: &tcp6},
 	}
 	type state struct {
 		name        string
@@ -355,9 +358,9 @@ func TestDirectFormAgrees(t *testing.T) {
 	// same CPU, mostly, so the NAT'd packet comes on the tracked skb: a
 	// try whose event shows the same skb shows it followed; a form that
 	// keeps it in no try does not follow it.
-	pod := leanFrame(t, v4(leanPod, leanB, leanTCP(40000, 80)))
-	masq := leanFrame(t, v4(leanNode1, leanB, leanTCP(40000, 80)))
-	reused := v4(leanA, leanB, leanTCP(40000, 80))
+	pod := leanFrame(t, pkt(leanPod, leanB, leanTCP(40000, 80)))
+	masq := leanFrame(t, pkt(leanNode1, leanB, leanTCP(40000, 80)))
+	reused := pkt(leanA, leanB, leanTCP(40000, 80))
 	reused.id = 0x4321
 	other := leanFrame(t, reused)
 	defer leanPinCPU(t)()
