@@ -1089,12 +1089,10 @@ static __always_inline bool lean_ipv6(const __u8 *ip, __u32 *addrs, __u32 *ports
 	return true;
 }
 
-/* lean_reject's IPv4 header at ip, and a VXLAN packet's inner one: a TCP
- * or UDP header without options and not a fragment, whose addresses are
- * no traced pod's; UDP to a VXLAN port must carry such a packet, and UDP
- * to Geneve's goes to track_typed. Sets what the connection hint needs,
- * of the inner header for VXLAN, as lean_ipv6 does. */
-static __always_inline bool lean_ipv4(const __u8 *ip, __u32 *addrs, __u32 *ports, __u8 *proto)
+/* lean_reject's look at an IPv4 header at ip: a TCP or UDP one without
+ * options and not a fragment, whose addresses are no traced pod's. Sets
+ * what the connection hint needs, as lean_ipv6 does. */
+static __always_inline bool lean_ip4(const __u8 *ip, __u32 *addrs, __u32 *ports, __u8 *proto)
 {
 	__u64 w = *(const __u64 *)ip; /* version and IHL, ..., fragment offset */
 	if ((__u8)w != 0x45 || ((w >> 48) & bpf_htons(0x1fff)))
@@ -1109,30 +1107,25 @@ static __always_inline bool lean_ipv4(const __u8 *ip, __u32 *addrs, __u32 *ports
 	if (addr_matches(saddr) || addr_matches(daddr))
 		return false;
 	*ports = d >> 32; /* source port, then destination, as in memory */
+	*addrs = saddr ^ daddr;
+	return true;
+}
+
+/* lean_reject's IPv4 packet at ip (lean_ip4); UDP to a VXLAN port must
+ * carry such a packet (its inner header is the one the hint is of), and
+ * UDP to Geneve's goes to track_typed. */
+static __always_inline bool lean_ipv4(const __u8 *ip, __u32 *addrs, __u32 *ports, __u8 *proto)
+{
+	if (!lean_ip4(ip, addrs, ports, proto))
+		return false;
 	__u16 dport = bpf_ntohs(*ports >> 16);
 	if (*proto == PT_IPPROTO_UDP && is_vxlan_port(dport)) {
 		/* VXLAN (8 bytes after UDP's), Ethernet (14), inner IPv4. */
-		if (!(ip[28] & 0x08))
+		if (!(ip[28] & 0x08) || *(const __u16 *)&ip[48] != ETH_P_IP_BE)
 			return false;
-		w = *(const __u64 *)&ip[48]; /* Ethernet type, then the inner header */
-		if ((__u16)w != ETH_P_IP_BE || (__u8)(w >> 16) != 0x45)
-			return false;
-		a = *(const __u64 *)&ip[56]; /* fragment offset, TTL, protocol */
-		if (a & bpf_htons(0x1fff))
-			return false;
-		*proto = a >> 24;
-		if (*proto != PT_IPPROTO_TCP && *proto != PT_IPPROTO_UDP)
-			return false;
-		saddr = *(const __u32 *)&ip[62];
-		daddr = *(const __u32 *)&ip[66];
-		if (addr_matches(saddr) || addr_matches(daddr))
-			return false;
-		*ports = *(const __u32 *)&ip[70];
-	} else if (*proto == PT_IPPROTO_UDP && dport == PT_GENEVE_PORT) {
-		return false;
+		return lean_ip4(ip + 50, addrs, ports, proto);
 	}
-	*addrs = saddr ^ daddr;
-	return true;
+	return !(*proto == PT_IPPROTO_UDP && dport == PT_GENEVE_PORT);
 }
 
 /* Whether the skb's packet is certainly not kept, decided with plain loads
