@@ -23,6 +23,8 @@ type replayRun struct {
 	Replay, Tcpdump       time.Duration // wall time
 	ReplayCPU, TcpdumpCPU time.Duration
 	Events                uint64
+	// Others is what else kept the machine busy while replay ran.
+	Others busyOthers
 }
 
 var replayedRE = regexp.MustCompile(`replayed (\d+) packets, (\d+) events`)
@@ -45,11 +47,13 @@ func benchReplay(ctx context.Context, bin, dir string, n, reps int) ([]replayRun
 	var runs []replayRun
 	for range reps {
 		var r replayRun
+		before := takeCPUSnap()
 		st, stderr, err := timed(ctx, bin, "replay", file, "-o", "json")
 		if err != nil {
 			return nil, 0, fmt.Errorf("pathtrace replay: %w: %s", err, stderr)
 		}
 		r.Replay, r.ReplayCPU = st.wall, st.cpu
+		r.Others = before.others(takeCPUSnap(), st.cpu)
 		if m := replayedRE.FindStringSubmatch(stderr); m != nil {
 			r.Events, _ = strconv.ParseUint(m[2], 10, 64)
 		}

@@ -328,15 +328,23 @@ func (r *results) sections() []section {
 				eps = append(eps, float64(x.Events)/x.Replay.Seconds())
 			}
 		}
-		t := &table{head: []string{"command", "wall time", "events/s"}}
-		t.add("`pathtrace replay FILE -o json > /dev/null`", rep.fmtf(ms), eps.fmtf(si))
-		t.add("`tcpdump -r FILE -w /dev/null`", td.fmtf(ms), "")
-		t.add("ratio replay / tcpdump", ratio.fmtf(func(v float64) string { return fmt.Sprintf("%.1f×", v) }), "")
+		var repCPU, tdCPU dist
+		var others []string
+		for i, x := range r.Replay {
+			repCPU = append(repCPU, x.ReplayCPU.Seconds())
+			tdCPU = append(tdCPU, x.TcpdumpCPU.Seconds())
+			others = append(others, fmt.Sprintf("run %d, %s: %s", i+1, ms(x.Replay.Seconds()), x.Others))
+		}
+		t := &table{head: []string{"command", "wall time", "CPU time", "events/s"}}
+		t.add("`pathtrace replay FILE -o json > /dev/null`", rep.fmtf(ms), repCPU.fmtf(ms), eps.fmtf(si))
+		t.add("`tcpdump -r FILE -w /dev/null`", td.fmtf(ms), tdCPU.fmtf(ms), "")
+		t.add("ratio replay / tcpdump", ratio.fmtf(func(v float64) string { return fmt.Sprintf("%.1f×", v) }), "", "")
 		out = append(out, section{
 			title: "Replay",
 			intro: fmt.Sprintf("A %s-event recording (%s, the committed testdata/pcaps/clusterip.pcapng repeated with shifted times and skb addresses), "+
-				"%d runs each, interleaved.", si(replayEvents), mib(float64(r.ReplaySize)), len(r.Replay)),
-			tab: t,
+				"%d runs each, interleaved. CPU time is the process's, user and system (its threads together).", si(replayEvents), mib(float64(r.ReplaySize)), len(r.Replay)),
+			tab:   t,
+			notes: []string{"What was busy while replay ran, in CPUs on average over its wall time (/proc): " + strings.Join(others, "; ") + "."},
 		})
 	}
 	if len(r.Micro) > 0 {
