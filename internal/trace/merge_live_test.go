@@ -113,6 +113,16 @@ func pathLines(p *stitch.Path) string {
 	return b.String()
 }
 
+// hopTimes is p's start and each hop's time from it, with its node.
+func hopTimes(p *stitch.Path) string {
+	var b strings.Builder
+	b.WriteString(p.Start.Format("15:04:05.000000000"))
+	for i := range p.Hops {
+		fmt.Fprintf(&b, " %s:%v", p.Hops[i].Node, p.Hops[i].T)
+	}
+	return b.String()
+}
+
 // tcpSettled waits until no TCP socket of the pods is between its first
 // SYN and its last ACK (listeners, TIME_WAIT and closed sockets aside), 10 s
 // at most.
@@ -222,9 +232,34 @@ func TestMergedNodesMatchKernel(t *testing.T) {
 	}
 }
 
+// keepFailed copies the files of dir into a new directory under
+// $PT_KEEP_FAILED, named after the test, when the test fails: the
+// recordings of a failure that does not come back at will.
+func keepFailed(t *testing.T, dir string) {
+	keep := os.Getenv("PT_KEEP_FAILED")
+	if keep == "" {
+		return
+	}
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		to, err := os.MkdirTemp(keep, strings.ReplaceAll(t.Name(), "/", "_")+"-")
+		if err == nil {
+			err = os.CopyFS(to, os.DirFS(dir))
+		}
+		if err != nil {
+			t.Logf("keep the failed test's files: %v", err)
+			return
+		}
+		t.Logf("the failed test's files are in %s", to)
+	})
+}
+
 func mergedNodesMatchKernel(t *testing.T, cni topology.CNI) {
 	c := cluster(t, topology.Options{Prefix: "ptrec", CNI: cni}) // the names of testdata/merge
 	dir := t.TempDir()
+	keepFailed(t, dir)
 	n1, n2 := c.Node(topology.Node1), c.Node(topology.Node2)
 	rec := func(name string) string { return filepath.Join(dir, name+".pcapng") }
 	lopts := func(netns ...string) loader.Options {
@@ -327,7 +362,8 @@ func sameAsKernel(t *testing.T, kernel, merged []*stitch.Path, uncertainty time.
 	for i, p := range kernel {
 		at[pathLines(p)] = append(at[pathLines(p)], i)
 	}
-	var idx []int // merged path → kernel path
+	var idx []int            // merged path → kernel path
+	var found []*stitch.Path // the merged paths idx maps
 	var extra []string
 	for _, p := range merged {
 		k := pathLines(p)
@@ -336,6 +372,7 @@ func sameAsKernel(t *testing.T, kernel, merged []*stitch.Path, uncertainty time.
 			continue
 		}
 		idx = append(idx, at[k][0])
+		found = append(found, p)
 		at[k] = at[k][1:]
 	}
 	var missing []string
@@ -357,8 +394,10 @@ func sameAsKernel(t *testing.T, kernel, merged []*stitch.Path, uncertainty time.
 			if a.Start.Sub(b.Start) <= uncertainty {
 				t.Logf("merged, #%d and #%d come in the other order; the kernel saw them %v apart, within the clock's uncertainty", i+1, j+1, a.Start.Sub(b.Start))
 			} else {
-				t.Errorf("merged, #%d comes before #%d; the kernel saw it %v later, more than the clock's uncertainty %v:\n%s%s",
-					i+1, j+1, a.Start.Sub(b.Start), uncertainty, line(a), line(b))
+				t.Errorf("merged, #%d comes before #%d; the kernel saw it %v later, more than the clock's uncertainty %v:\n%s%s"+
+					"their hops' times from their starts, in the kernel's trace:\n%s\n%s\nmerged (they start %v apart):\n%s\n%s",
+					i+1, j+1, a.Start.Sub(b.Start), uncertainty, line(a), line(b), hopTimes(a), hopTimes(b),
+					found[i].Start.Sub(found[j].Start), hopTimes(found[i]), hopTimes(found[j]))
 			}
 		}
 	}
