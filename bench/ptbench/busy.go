@@ -71,12 +71,12 @@ func takeCPUSnap() cpuSnap {
 	return s
 }
 
-// busyOthers is what kept the machine busy in the window between two
+// machineBusy is what kept the machine busy in the window between two
 // snapshots: the command timed in it (Mine, from its rusage: it exited
 // before the second snapshot), ptbench itself, the rest (the machine's
 // busy time less those two), the hypervisor's steal, and the processes
 // alive at both ends that used the most.
-type busyOthers struct {
+type machineBusy struct {
 	Wall, Busy, Mine, Self, Steal time.Duration
 	Top                           []procShare
 }
@@ -86,8 +86,10 @@ type procShare struct {
 	CPU  time.Duration
 }
 
-func (a cpuSnap) others(b cpuSnap, mine time.Duration) busyOthers {
-	o := busyOthers{Wall: b.at.Sub(a.at), Busy: b.busy - a.busy, Steal: b.steal - a.steal, Mine: mine}
+// until is what was busy from a to b, a later snapshot; mine is the CPU
+// time of the command timed between them.
+func (a cpuSnap) until(b cpuSnap, mine time.Duration) machineBusy {
+	o := machineBusy{Wall: b.at.Sub(a.at), Busy: b.busy - a.busy, Steal: b.steal - a.steal, Mine: mine}
 	self := os.Getpid()
 	for pid, pb := range b.procs {
 		pa, ok := a.procs[pid]
@@ -107,7 +109,7 @@ func (a cpuSnap) others(b cpuSnap, mine time.Duration) busyOthers {
 }
 
 // String says, in CPUs on average over the window, what was busy.
-func (o busyOthers) String() string {
+func (o machineBusy) String() string {
 	if o.Wall <= 0 {
 		return "?"
 	}

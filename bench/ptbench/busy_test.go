@@ -7,9 +7,9 @@ import (
 	"time"
 )
 
-// TestBusyOthers: the rest of the machine is its busy time less the timed
+// TestMachineBusy: the rest of the machine is its busy time less the timed
 // command's and ptbench's, and the processes that used the most are named.
-func TestBusyOthers(t *testing.T) {
+func TestMachineBusy(t *testing.T) {
 	self := os.Getpid()
 	a := cpuSnap{at: time.Unix(100, 0), busy: 10 * time.Second, steal: time.Second, procs: map[int]procTicks{
 		self: {"ptbench", time.Second}, 7: {"kworker/0:1", 0}, 8: {"iperf3", time.Second}, 9: {"idle", time.Second},
@@ -19,7 +19,7 @@ func TestBusyOthers(t *testing.T) {
 		8: {"iperf3", time.Second + 10*time.Millisecond}, 9: {"idle", time.Second},
 		10: {"replay", time.Second}, // not alive at the start
 	}}
-	o := a.others(b, 2*time.Second)
+	o := a.until(b, 2*time.Second)
 	if o.Self != 100*time.Millisecond || o.Steal != 200*time.Millisecond || o.Wall != 2*time.Second {
 		t.Fatalf("%+v", o)
 	}

@@ -23,8 +23,8 @@ type replayRun struct {
 	Replay, Tcpdump       time.Duration // wall time
 	ReplayCPU, TcpdumpCPU time.Duration
 	Events                uint64
-	// Others is what else kept the machine busy while replay ran.
-	Others busyOthers
+	// Busy is what kept the machine busy while replay ran.
+	Busy machineBusy
 }
 
 var replayedRE = regexp.MustCompile(`replayed (\d+) packets, (\d+) events`)
@@ -53,7 +53,7 @@ func benchReplay(ctx context.Context, bin, dir string, n, reps int) ([]replayRun
 			return nil, 0, fmt.Errorf("pathtrace replay: %w: %s", err, stderr)
 		}
 		r.Replay, r.ReplayCPU = st.wall, st.cpu
-		r.Others = before.others(takeCPUSnap(), st.cpu)
+		r.Busy = before.until(takeCPUSnap(), st.cpu)
 		if m := replayedRE.FindStringSubmatch(stderr); m != nil {
 			r.Events, _ = strconv.ParseUint(m[2], 10, 64)
 		}

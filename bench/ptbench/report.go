@@ -319,21 +319,18 @@ func (r *results) sections() []section {
 		})
 	}
 	if len(r.Replay) > 0 {
-		var rep, td, ratio, eps dist
-		for _, x := range r.Replay {
+		var rep, td, ratio, eps, repCPU, tdCPU dist
+		var busy []string
+		for i, x := range r.Replay {
 			rep = append(rep, x.Replay.Seconds())
 			td = append(td, x.Tcpdump.Seconds())
 			ratio = append(ratio, x.Replay.Seconds()/x.Tcpdump.Seconds())
 			if x.Replay > 0 {
 				eps = append(eps, float64(x.Events)/x.Replay.Seconds())
 			}
-		}
-		var repCPU, tdCPU dist
-		var others []string
-		for i, x := range r.Replay {
 			repCPU = append(repCPU, x.ReplayCPU.Seconds())
 			tdCPU = append(tdCPU, x.TcpdumpCPU.Seconds())
-			others = append(others, fmt.Sprintf("run %d, %s: %s", i+1, ms(x.Replay.Seconds()), x.Others))
+			busy = append(busy, fmt.Sprintf("run %d, %s: %s", i+1, ms(x.Replay.Seconds()), x.Busy))
 		}
 		t := &table{head: []string{"command", "wall time", "CPU time", "events/s"}}
 		t.add("`pathtrace replay FILE -o json > /dev/null`", rep.fmtf(ms), repCPU.fmtf(ms), eps.fmtf(si))
@@ -344,7 +341,7 @@ func (r *results) sections() []section {
 			intro: fmt.Sprintf("A %s-event recording (%s, the committed testdata/pcaps/clusterip.pcapng repeated with shifted times and skb addresses), "+
 				"%d runs each, interleaved. CPU time is the process's, user and system (its threads together).", si(replayEvents), mib(float64(r.ReplaySize)), len(r.Replay)),
 			tab:   t,
-			notes: []string{"What was busy while replay ran, in CPUs on average over its wall time (/proc): " + strings.Join(others, "; ") + "."},
+			notes: []string{"What was busy while replay ran, in CPUs on average over its wall time (/proc): " + strings.Join(busy, "; ") + "."},
 		})
 	}
 	if len(r.Micro) > 0 {
