@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -52,21 +51,11 @@ func takeCPUSnap() cpuSnap {
 		if err != nil {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		comm, cpu, err := procStat(pid)
 		if err != nil {
 			continue
 		}
-		open, close := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
-		if open < 0 || close < open {
-			continue
-		}
-		f := strings.Fields(string(b[close+1:]))
-		if len(f) < 13 {
-			continue
-		}
-		ut, _ := strconv.ParseUint(f[11], 10, 64)
-		st, _ := strconv.ParseUint(f[12], 10, 64)
-		s.procs[pid] = procTicks{comm: string(b[open+1 : close]), cpu: time.Duration(ut+st) * time.Second / 100}
+		s.procs[pid] = procTicks{comm: comm, cpu: cpu}
 	}
 	return s
 }

@@ -141,21 +141,28 @@ func (t *tracer) stop() (tracerResult, error) {
 
 // procCPU is the user + system time of a live process (/proc/PID/stat).
 func procCPU(pid int) (time.Duration, error) {
+	_, cpu, err := procStat(pid)
+	return cpu, err
+}
+
+// procStat is a live process's name and user + system time, from
+// /proc/PID/stat.
+func procStat(pid int) (comm string, cpu time.Duration, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, err
+		return "", 0, err
 	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, errors.New("bad stat")
+	open, close := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
+	if open < 0 || close < open {
+		return "", 0, errors.New("bad stat")
 	}
-	f := strings.Fields(string(b[i+1:]))
+	f := strings.Fields(string(b[close+1:]))
 	if len(f) < 13 {
-		return 0, errors.New("bad stat")
+		return "", 0, errors.New("bad stat")
 	}
-	ut, _ := strconv.ParseUint(f[11], 10, 64)            // field 14
-	st, _ := strconv.ParseUint(f[12], 10, 64)            // field 15
-	return time.Duration(ut+st) * time.Second / 100, nil // USER_HZ
+	ut, _ := strconv.ParseUint(f[11], 10, 64)                                       // field 14
+	st, _ := strconv.ParseUint(f[12], 10, 64)                                       // field 15
+	return string(b[open+1 : close]), time.Duration(ut+st) * time.Second / 100, nil // USER_HZ
 }
 
 // vmHWM reads the peak resident set size of a process from
