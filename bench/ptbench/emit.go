@@ -13,6 +13,7 @@ import (
 	"github.com/cilium/ebpf/ringbuf"
 
 	"github.com/pathtrace/pathtrace/internal/bpf"
+	"github.com/pathtrace/pathtrace/internal/loader"
 )
 
 // The event-sending programs (`ptbench null-tracer --emit all|last`) are
@@ -115,9 +116,9 @@ func emitInsns(m *emitMaps, ret int32) asm.Instructions {
 }
 
 // drainEmitted reads the ring until ctx is done, as pathtrace's reader
-// paces itself, and returns how many records it read.
+// paces itself and with its reader, and returns how many records it read.
 func drainEmitted(ctx context.Context, ring *ebpf.Map) (uint64, error) {
-	rd, err := ringbuf.NewReader(ring)
+	rd, err := loader.OpenRing(ring)
 	if err != nil {
 		return 0, err
 	}
@@ -126,7 +127,7 @@ func drainEmitted(ctx context.Context, ring *ebpf.Map) (uint64, error) {
 	var n uint64
 	read := func() error {
 		for {
-			err := rd.ReadInto(&rec)
+			err := rd.Read(&rec)
 			switch {
 			case err == nil:
 				n++

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pathtrace/pathtrace/internal/loader"
 	"github.com/pathtrace/pathtrace/internal/stitch"
 )
 
@@ -314,8 +315,8 @@ func (r *results) sections() []section {
 				"without a tracepoint, so their paths never end normally — the flood the caps below must hold.", m.FlowName, m.Dur.Round(time.Second)),
 			tab: t,
 			notes: []string{fmt.Sprintf("Caps: stitch.DefaultMaxActive = %d paths, stitch.DefaultMaxHeldHops = %d hops (%d bytes each) "+
-				"and %d hops per path (DefaultMaxHops); the kernel's `tracked` LRU map = 16384 skbs; the ring buffer = 8 MiB (mapped twice: 16 MiB of RSS); "+
-				"RSS samples once a second: %s.", stitch.DefaultMaxActive, stitch.DefaultMaxHeldHops, hopSize(), stitch.DefaultMaxHops, rssSeries(m.RSS))},
+				"and %d hops per path (DefaultMaxHops); the kernel's `tracked` LRU map = 16384 skbs; the ring buffer = %d MiB (mapped once, all of it resident from the start); "+
+				"RSS samples once a second: %s.", stitch.DefaultMaxActive, stitch.DefaultMaxHeldHops, hopSize(), stitch.DefaultMaxHops, loader.DefaultRing>>20, rssSeries(m.RSS))},
 		})
 	}
 	if len(r.Replay) > 0 {

@@ -158,7 +158,7 @@ func (f *traceFlags) register(cmd *cobra.Command) {
 }
 
 const (
-	ringSizeHelp   = "the kernel's ring buffer for events, in MiB (a power of two, 1-256): a larger one holds a longer burst, or a longer stall of pathtrace, before events are lost; it costs twice its size in memory (RSS) once filled"
+	ringSizeHelp   = "the kernel's ring buffer for events, in MiB (a power of two, 1-256): a larger one holds a longer burst, or a longer stall of pathtrace, before events are lost; it costs its size in memory (RSS) from the start"
 	maxPerConnHelp = "print only the first N packets of each connection, say the handshake (0: all); a connection is the protocol and the two endpoints a packet is first seen with, either direction"
 )
 

@@ -104,7 +104,7 @@ type Tracer struct {
 	kprobes map[string]*ebpf.Program // loaded kprobe programs, by name (also in progs)
 	pre     map[preKey]loadResult    // programs loaded ahead (preload), not yet taken
 	links   []link.Link
-	reader  *ringbuf.Reader
+	reader  *Ring
 	started time.Time
 }
 
@@ -182,7 +182,7 @@ func Open(opts Options) (_ *Tracer, err error) {
 	}
 	t.btf = nil
 
-	t.reader, err = ringbuf.NewReader(t.maps.Events)
+	t.reader, err = OpenRing(t.maps.Events)
 	if err != nil {
 		return nil, fmt.Errorf("open ring buffer reader: %w", err)
 	}
@@ -223,8 +223,9 @@ func validate(opts *Options) error {
 }
 
 // The ring buffer's sizes (Options.RingSize). The kernel takes a power of
-// two multiple of the page size; the reader maps it twice, so the process's
-// RSS holds twice its size once it has filled.
+// two multiple of the page size; the reader (Ring) maps it once, and the
+// kernel fills the mapping when it is made: the process's RSS holds its
+// size from the start.
 const (
 	DefaultRing = 8 << 20
 	MinRing     = 1 << 20
@@ -567,13 +568,14 @@ func nsLabel(path string) string {
 	return "network namespace " + path
 }
 
-// SetDeadline bounds the next Read; see ringbuf.Reader.SetDeadline.
+// SetDeadline bounds the next Read; see Ring.SetDeadline.
 func (t *Tracer) SetDeadline(d time.Time) { t.reader.SetDeadline(d) }
 
-// Read waits for the next record and stores it in rec, reusing its buffer.
-// It returns os.ErrDeadlineExceeded when the deadline passes and
-// ringbuf.ErrClosed after Close.
-func (t *Tracer) Read(rec *ringbuf.Record) error { return t.reader.ReadInto(rec) }
+// Read waits for the next record and stores it in rec; rec.RawSample
+// points into the ring until the next Read or Close. It returns
+// os.ErrDeadlineExceeded when the deadline passes and ringbuf.ErrClosed
+// after Close.
+func (t *Tracer) Read(rec *ringbuf.Record) error { return t.reader.Read(rec) }
 
 // LostPerCPU returns, by CPU, the events the kernel could not put in the
 // ring buffer because it was full.

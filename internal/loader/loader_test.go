@@ -83,7 +83,7 @@ func TestOpenRingSize(t *testing.T) {
 		t.Fatalf("open: %v", err)
 	}
 	defer tr.Close()
-	if got := tr.reader.BufferSize(); got != MinRing {
+	if got := tr.reader.Size(); got != MinRing {
 		t.Errorf("ring buffer of %d bytes, want %d", got, MinRing)
 	}
 	for i, h := range tr.Hops {

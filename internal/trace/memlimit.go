@@ -14,8 +14,8 @@ import (
 // pages freed stay mapped a while: tracing a flood, where the stitcher
 // holds up to its caps (stitch.DefaultMaxActive, DefaultMaxHeldHops),
 // 14–21 MB were live and the process's resident memory reached 75–90 MiB
-// (docs/BENCHMARKS.md, Memory), of which 16 MiB are the ring buffer
-// (mapped twice) and 18 MiB the binary's pages. A soft memory limit of
+// (docs/BENCHMARKS.md, Memory), of which 16 MiB were the ring buffer
+// (mapped twice then, once since: loader.Ring) and 18 MiB the binary's pages. A soft memory limit of
 // max(memFloor, memLiveFactor × live heap), set again after each
 // collection, has the collector run earlier and return freed pages, where
 // a fixed limit would have it run without pause on a node whose live heap
