@@ -17,9 +17,10 @@ VM_SCRIPTS    := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 VM_KERNELS    ?= 5.10 6.1 6.12
 KERNEL        ?= 6.12
 # The privileged tests that differ between kernels: loading and attaching per backend, the
-# live traces (IPVS, kprobe backend, recording), the topologies. Unit tests run on the host.
+# live traces (IPVS, kprobe backend, recording), the ring buffer's mapping and reading
+# (TestRing), the topologies. Unit tests run on the host.
 VM_TEST_PKGS  ?= ./internal/features ./internal/loader ./internal/trace ./internal/topology ./internal/doctor
-VM_TEST_RUN   ?= TestProbes|TestLookup|TestLive|TestRecordReplayParity|TestFeatures|TestOpen|TestForced|TestKernelStruct|TestBuild|TestIPVS|TestLiveIPVSLayout
+VM_TEST_RUN   ?= TestProbes|TestLookup|TestLive|TestRing|TestRecordReplayParity|TestFeatures|TestOpen|TestForced|TestKernelStruct|TestBuild|TestIPVS|TestLiveIPVSLayout
 # Under TCG a live trace test costs about a minute, most of it the verifier loading the
 # programs (2 to 4 s each on 5.10); the whole set took 45 to 50 minutes a guest on a slow
 # machine. These live tests run on the host's kernel only: what they check beyond the tests
