@@ -115,8 +115,9 @@ func emitInsns(m *emitMaps, ret int32) asm.Instructions {
 	return in
 }
 
-// drainEmitted reads the ring until ctx is done, as pathtrace's reader
-// paces itself and with its reader, and returns how many records it read.
+// drainEmitted reads the ring until ctx is done, with pathtrace's reader
+// (loader.Ring) paced as pathtrace paces it, and returns how many records
+// it read.
 func drainEmitted(ctx context.Context, ring *ebpf.Map) (uint64, error) {
 	rd, err := loader.OpenRing(ring)
 	if err != nil {
