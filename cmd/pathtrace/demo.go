@@ -47,7 +47,7 @@ iptables rules for ClusterIP 10.96.0.10:80 -> 10.244.2.7:8080. It traces pod
 			sum, err := demo.Run(cmd.Context(), opts, f.renderer(stdout))
 			dropped := stdout.close()
 			if sum.Backend != "" { // it ran: say what it saw
-				fmt.Fprintf(stderr, "pathtrace: %s%s\n", sum, dropped)
+				printSummary("", sum, dropped)
 			}
 			return err
 		},

@@ -158,7 +158,7 @@ they need privileges a namespace's Pod Security admission may refuse.`,
 			sum, rerr := trace.ReplayFiles(rctx, files, trace.ReplayOptions{Count: count, MaxPerConn: maxPerConn, Log: log, Kubernetes: names}, f.renderer(stdout))
 			dropped := stdout.close()
 			if rerr == nil {
-				fmt.Fprintf(stderr, "pathtrace: %s%s\n", sum, dropped)
+				printSummary("", sum, dropped)
 			}
 			if err != nil {
 				return fmt.Errorf("%w (the paths above are from what the nodes sent)", err)

@@ -75,6 +75,6 @@ func runReplay(cmd *cobra.Command, f *outputFlags, files []string, podIPs []stri
 	if err != nil {
 		return err // it names the file
 	}
-	fmt.Fprintf(stderr, "pathtrace: replayed %s%s\n", sum, dropped)
+	printSummary("replayed", sum, dropped)
 	return nil
 }

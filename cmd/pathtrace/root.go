@@ -386,7 +386,7 @@ followed yet. See docs/filters.md.`,
 			sum, err := trace.Run(ctx, opts, out)
 			dropped := stdout.close()
 			if sum.Backend != "" { // it ran: say what it saw
-				fmt.Fprintf(stderr, "pathtrace: %s%s\n", sum, dropped)
+				printSummary("", sum, dropped)
 			}
 			return err
 		},
@@ -395,6 +395,19 @@ followed yet. See docs/filters.md.`,
 	f.register(cmd)
 	cmd.AddCommand(newDemoCmd(), newDoctorCmd(), newReplayCmd(), newFeaturesCmd(), newKubectlCmd(false))
 	return cmd
+}
+
+// printSummary writes the closing summary to stderr, verb ("replayed") first
+// where one is given, and when events were lost the line that says what
+// that did to the paths.
+func printSummary(verb string, sum trace.Summary, dropped string) {
+	if verb != "" {
+		verb += " "
+	}
+	fmt.Fprintf(stderr, "pathtrace: %s%s%s\n", verb, sum, dropped)
+	if note := sum.LossNote(); note != "" {
+		fmt.Fprintf(stderr, "pathtrace: %s\n", note)
+	}
 }
 
 // compileFilter compiles and translates a filter expression; one libpcap

@@ -130,6 +130,18 @@ func (s Summary) String() string {
 	return str
 }
 
+// LossNote is the line that follows the summary when events were lost: what
+// that does to the paths shown, and what gives the ring more room. Empty
+// when none were.
+func (s Summary) LossNote() string {
+	if s.Lost == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d events were lost (the kernel's ring buffer was full): the paths of those "+
+		"packets lack hops, and a drop or consume the kernel gave no device is shown at the last hop seen, "+
+		"which may not be the last hop taken; a larger --ring-size when tracing holds a longer burst", s.Lost)
+}
+
 // liveGrace is the stitcher's grace live. The ring buffer delivers events in
 // the order the programs reserved them, and each takes its timestamp right
 // after reserving: once the reader has an event stamped T, or found the ring
