@@ -46,13 +46,6 @@ type Ring struct {
 	deadline time.Time
 }
 
-// The record header's length word (kernel/bpf/ringbuf.c).
-const (
-	ringBusyBit    = 1 << 31
-	ringDiscardBit = 1 << 30
-	ringHdrSize    = 8
-)
-
 // errRingEmpty and errRingBusy end a pass over the ring: nothing is left
 // to read, or the next record is reserved and not yet committed.
 var (
@@ -164,7 +157,7 @@ func (r *Ring) readRecord(rec *ringbuf.Record) error {
 		if prod == cons {
 			return errRingEmpty
 		}
-		if prod-cons < ringHdrSize {
+		if prod-cons < unix.BPF_RINGBUF_HDR_SZ {
 			return fmt.Errorf("read ring buffer record header: %w", io.ErrUnexpectedEOF)
 		}
 		// Records are 8-byte aligned, so a header never wraps. Loaded
@@ -172,17 +165,17 @@ func (r *Ring) readRecord(rec *ringbuf.Record) error {
 		// after it has written the record.
 		off := cons & r.mask
 		hdr := atomic.LoadUint32((*uint32)(unsafe.Pointer(&r.data[off])))
-		if hdr&ringBusyBit != 0 {
+		if hdr&unix.BPF_RINGBUF_BUSY_BIT != 0 {
 			return errRingBusy
 		}
-		n := uintptr(hdr &^ (ringBusyBit | ringDiscardBit))
-		total := (ringHdrSize + n + 7) &^ 7
+		n := uintptr(hdr &^ (unix.BPF_RINGBUF_BUSY_BIT | unix.BPF_RINGBUF_DISCARD_BIT))
+		total := (unix.BPF_RINGBUF_HDR_SZ + n + 7) &^ 7
 		if prod-cons < total {
 			return fmt.Errorf("read ring buffer record of %d bytes: %w", n, io.ErrUnexpectedEOF)
 		}
-		start := (cons + ringHdrSize) & r.mask
+		start := (cons + unix.BPF_RINGBUF_HDR_SZ) & r.mask
 		cons += total
-		if hdr&ringDiscardBit != 0 {
+		if hdr&unix.BPF_RINGBUF_DISCARD_BIT != 0 {
 			r.next = cons
 			atomic.StoreUintptr(r.consPos, cons)
 			continue
