@@ -18,8 +18,9 @@ import (
 	"github.com/pathtrace/pathtrace/internal/trace"
 )
 
-// outputGrace is how long, once stopped by a signal, pathtrace still tries
-// to write what it rendered to a stdout or stderr nobody reads.
+// outputGrace is how long, once stopped by a signal, pathtrace waits for a
+// stdout or stderr that does not read before it drops what it could not
+// write (a reader that keeps reading gets everything; see trace.Output).
 const outputGrace = 250 * time.Millisecond
 
 // stderr is where logs, the summary and errors go: os.Stderr, through an
@@ -32,7 +33,7 @@ func main() {
 	// pipe. SIGHUP (the terminal went away) stops as SIGINT does, with the
 	// recording finished.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE)
-	errOut := trace.NewOutput(os.Stderr)
+	errOut := trace.NewOutput(os.Stderr, outputGrace)
 	context.AfterFunc(ctx, errOut.Stop)
 	stderr = errOut
 	root := newRootCmd()
@@ -45,7 +46,7 @@ func main() {
 		code = report(err)
 	}
 	stop()
-	errOut.Close(outputGrace)
+	errOut.Close()
 	os.Exit(code)
 }
 

@@ -83,7 +83,7 @@ func (o *outputFlags) logger() *slog.Logger {
 type stdout struct{ *trace.Output }
 
 func newStdout(ctx context.Context) stdout {
-	o := trace.NewOutput(os.Stdout)
+	o := trace.NewOutput(os.Stdout, outputGrace)
 	context.AfterFunc(ctx, o.Stop)
 	return stdout{o}
 }
@@ -91,7 +91,7 @@ func newStdout(ctx context.Context) stdout {
 // close writes out what is left, and returns the summary line's note on
 // what could not be written ("" when everything was).
 func (o stdout) close() string {
-	dropped, _ := o.Close(outputGrace) // a write error ended the command already
+	dropped, _ := o.Close() // a write error ended the command already
 	if dropped == 0 {
 		return ""
 	}

@@ -11,12 +11,17 @@ import (
 // Output is what the renderers write to stdout through, so that a reader
 // that does not read (a full pipe, a stopped terminal) can slow a trace
 // down but never hold its end. Writes are queued and written by a
-// goroutine. While the queue is full, Write waits, until Stop: from then on
-// what does not fit is dropped, and counted. Close waits until everything
-// is written, or, once stopped, at most a grace period; what is left then
-// is dropped too.
+// goroutine. While the queue is full, Write waits. After Stop it waits only
+// while the reader reads: once a grace period passes without a write
+// completing, the reader is taken to be gone, and from then on what does
+// not fit is dropped, and counted. Close waits the same way until
+// everything is written. So a reader that keeps reading (a file, a pipe
+// into jq, /dev/null) gets everything a stopped trace still renders, its
+// open paths flushed all at once, and one that does not costs the end of
+// the command one grace period.
 type Output struct {
 	w       io.Writer
+	grace   time.Duration
 	q       chan []byte
 	free    chan []byte // buffers written, for the next writes to reuse
 	stopped chan struct{}
@@ -30,6 +35,8 @@ type Output struct {
 	dropped atomic.Int64 // bytes dropped
 	kept    atomic.Int64 // capacity of the buffers in free
 	closed  atomic.Bool
+	written atomic.Int64 // writes of w completed: the reader's progress
+	stuck   atomic.Bool  // stopped, and a grace period passed without progress
 }
 
 // outputQueue is how many writes (a rendered path each) wait at most.
@@ -51,9 +58,10 @@ const (
 // ErrOutputClosed is returned by a Write after Close.
 var ErrOutputClosed = errors.New("output closed")
 
-// NewOutput starts writing to w.
-func NewOutput(w io.Writer) *Output {
-	o := &Output{w: w, q: make(chan []byte, outputQueue), free: make(chan []byte, outputFree),
+// NewOutput starts writing to w. Once stopped, a grace period without a
+// write of w completing ends the wait for it.
+func NewOutput(w io.Writer, grace time.Duration) *Output {
+	o := &Output{w: w, grace: grace, q: make(chan []byte, outputQueue), free: make(chan []byte, outputFree),
 		stopped: make(chan struct{}), done: make(chan struct{})}
 	go o.run()
 	return o
@@ -70,6 +78,7 @@ func (o *Output) run() {
 			}
 		}
 		o.pending.Add(-int64(len(b)))
+		o.written.Add(1)
 		if n := int64(cap(b)); n <= outputFreeMax && o.kept.Load()+n <= outputKeep {
 			select {
 			case o.free <- b[:0]:
@@ -110,32 +119,68 @@ func (o *Output) Write(b []byte) (int, error) {
 	}
 	select {
 	case o.q <- c:
+		return len(b), nil
 	case <-o.stopped:
-		o.pending.Add(-int64(len(c)))
-		o.dropped.Add(int64(len(c)))
 	}
+	for !o.stuck.Load() {
+		if o.progressed(func(t <-chan time.Time) bool {
+			select {
+			case o.q <- c:
+				return true
+			case <-t:
+				return false
+			}
+		}) {
+			return len(b), nil
+		}
+	}
+	o.pending.Add(-int64(len(c)))
+	o.dropped.Add(int64(len(c)))
 	return len(b), nil
 }
 
-// Stop makes Write drop what does not fit in the queue instead of waiting,
-// and Close wait at most its grace period. Safe for concurrent use.
+// progressed runs wait with a grace period's timer; when wait ends by the
+// timer and no write of w completed meanwhile, the reader is stuck. It
+// reports wait's result.
+func (o *Output) progressed(wait func(<-chan time.Time) bool) bool {
+	seen := o.written.Load()
+	t := time.NewTimer(o.grace)
+	defer t.Stop()
+	if wait(t.C) {
+		return true
+	}
+	if o.written.Load() == seen {
+		o.stuck.Store(true)
+	}
+	return false
+}
+
+// Stop makes Write and Close wait for the reader only while it reads (see
+// Output). Safe for concurrent use.
 func (o *Output) Stop() { o.stop.Do(func() { close(o.stopped) }) }
 
-// Close waits until everything queued is written, or, once stopped, for
-// at most grace; it returns the bytes dropped, and the first write error.
-// The writer goroutine may still be blocked in a write when it returns.
-func (o *Output) Close(grace time.Duration) (dropped int64, err error) {
+// Close waits until everything queued is written, or, once stopped, until
+// the reader is stuck; it returns the bytes dropped, and the first write
+// error. The writer goroutine may still be blocked in a write when it
+// returns.
+func (o *Output) Close() (dropped int64, err error) {
 	if !o.closed.Swap(true) {
 		close(o.q)
 	}
 	select {
 	case <-o.done:
 	case <-o.stopped:
-		t := time.NewTimer(grace)
-		defer t.Stop()
-		select {
-		case <-o.done:
-		case <-t.C:
+		for !o.stuck.Load() {
+			if o.progressed(func(t <-chan time.Time) bool {
+				select {
+				case <-o.done:
+					return true
+				case <-t:
+					return false
+				}
+			}) {
+				break
+			}
 		}
 	}
 	return o.dropped.Load() + max(o.pending.Load(), 0), o.error()
