@@ -23,12 +23,13 @@ var microBenchmarks = []struct{ pkg, pattern string }{
 	{"./internal/decode", "^BenchmarkDecode$"},
 	{"./internal/stitch", "^(BenchmarkStitch|BenchmarkStitchRecycle)$"},
 	{"./internal/render", "^(BenchmarkJSON|BenchmarkText)$"},
+	{"./internal/trace", "^BenchmarkRecorder$"}, // what -w adds for each event
 }
 
 var benchLineRE = regexp.MustCompile(`^(Benchmark\S+?)(-\d+)?\s+\d+\s+(.*)$`)
 
-// benchMicro runs the Go benchmarks of decode, stitch and render count
-// times each and returns their figures.
+// benchMicro runs the Go benchmarks of decode, stitch, render and the
+// recorder count times each and returns their figures.
 func benchMicro(ctx context.Context, goBin string, count int) ([]microRow, error) {
 	var rows []microRow
 	for _, b := range microBenchmarks {

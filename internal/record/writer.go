@@ -338,7 +338,8 @@ func (w *Writer) iface(ev *decode.Event) (uint32, error) {
 // description of the hop for people reading the file in Wireshark. The
 // bytes of data[] past cap_len are not kept: a reader returns them as zero.
 // With Filter.HeadersOnly, cap_len is cut to the packet's headers
-// (HeaderLen) first.
+// (HeaderLen) first. Write keeps none of its arguments: what it needs it
+// copies into the block before it returns.
 func (w *Writer) Write(rec []byte, ev *decode.Event, comment string) error {
 	if w.closed {
 		return ErrClosed

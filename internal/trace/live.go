@@ -232,7 +232,7 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error
 		netns.OnName = w.SetNetnsName
 		p.rec = &recorder{w: w, stream: opts.RecordTo != nil, netns: netns.Netns, reasons: k.reasons, symbol: k.symbol, services: diagnose.NewServices(sum.Reports)}
 		if sum.Kubernetes != nil {
-			p.rec.kube = k8s.NewPods(sum.Kubernetes)
+			p.rec.setKube(k8s.NewPods(sum.Kubernetes))
 		}
 	}
 	if sum.Kubernetes != nil && opts.KubeLookup != nil && opts.KubeRefresh > 0 {
@@ -481,7 +481,7 @@ func (p *pipeline) applyKube() error {
 	now := monotonicNow()
 	p.kube.Add(now, u.names)
 	if p.rec != nil {
-		p.rec.kube = k8s.NewPods(u.names)
+		p.rec.setKube(k8s.NewPods(u.names))
 		return p.rec.w.AddKubernetes(now, u.js)
 	}
 	return nil

@@ -1,9 +1,10 @@
 package trace
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"strconv"
-	"strings"
+	"unsafe"
 
 	"github.com/pathtrace/pathtrace/internal/decode"
 	"github.com/pathtrace/pathtrace/internal/diagnose"
@@ -25,6 +26,57 @@ type recorder struct {
 	// services names the Service ports kube-proxy's rules name; nil: none.
 	services *diagnose.Services
 	buf      []byte
+	// labels holds the last names label gave (see labelSlot).
+	labels [labelSlots]labelEntry
+	// names holds namespace's names by inode, with the name r.netns gave
+	// when it was made (a namespace can be named later).
+	names map[uint32]nsName
+}
+
+type nsName struct{ netns, full string }
+
+// labelSlots is how many names the recorder keeps: a flood's events name
+// the same few endpoints over and over, and a name costs up to three map
+// lookups a node, misses for every pod address (diagnose.Services.Name).
+// Recording a UDP flood, that was a third of the reader's CPU.
+const labelSlots = 256
+
+type labelKey struct {
+	inode uint32
+	proto uint8
+	ports bool
+	a     netip.AddrPort
+}
+
+type labelEntry struct {
+	key  labelKey
+	name string
+	set  bool
+}
+
+// labelSlot is k's slot in labels: a hash of the namespace, the port and
+// the address's last four bytes, which tell a node's pods apart.
+func labelSlot(k labelKey) int {
+	var low uint32
+	if a := k.a.Addr(); a.Is4() {
+		b := a.As4() // As16's copy through the stack costs more than the rest
+		low = binary.BigEndian.Uint32(b[:])
+	} else {
+		b := a.As16()
+		low = binary.BigEndian.Uint32(b[12:])
+	}
+	h := k.inode*0x9e3779b1 ^ uint32(k.a.Port())<<8 ^ uint32(k.proto) ^ low
+	h ^= h >> 15
+	h *= 0x85ebca6b
+	h ^= h >> 13
+	return int(h % labelSlots)
+}
+
+// setKube names pods and Nodes by kube from now on.
+func (r *recorder) setKube(kube *k8s.Pods) {
+	r.kube = kube
+	r.labels = [labelSlots]labelEntry{}
+	clear(r.names)
 }
 
 // write records one event. It names the event's namespace first, so the
@@ -37,7 +89,11 @@ func (r *recorder) write(rec []byte, ev *decode.Event) error {
 		}
 	}
 	r.buf = appendComment(r.buf[:0], ev, ns, r.reasons, r.label)
-	return r.w.Write(rec, ev, string(r.buf))
+	// The comment as a string without a copy: Write keeps none of its
+	// arguments, and r.buf is not written again before it returns. A copy
+	// for every event kept the allocator and the GC busy when recording a
+	// flood.
+	return r.w.Write(rec, ev, unsafe.String(unsafe.SliceData(r.buf), len(r.buf)))
 }
 
 // namespace names the network namespace with the inode, and its pod and
@@ -47,6 +103,19 @@ func (r *recorder) namespace(inode uint32) string {
 		return ""
 	}
 	ns := r.netns(inode)
+	if n, ok := r.names[inode]; ok && n.netns == ns {
+		return n.full
+	}
+	if r.names == nil {
+		r.names = make(map[uint32]nsName)
+	}
+	full := r.describe(inode, ns)
+	r.names[inode] = nsName{ns, full}
+	return full
+}
+
+// describe is namespace without the names kept.
+func (r *recorder) describe(inode uint32, ns string) string {
 	if r.kube != nil {
 		switch pod, node := r.kube.Netns(inode); {
 		case pod != "" && node != "":
@@ -64,6 +133,16 @@ func (r *recorder) namespace(inode uint32) string {
 // pod, else (with ports) the Service port it is, else its Node; "" when
 // none is known.
 func (r *recorder) label(inode uint32, proto uint8, a netip.AddrPort, ports bool) string {
+	k := labelKey{inode, proto, ports, a}
+	e := &r.labels[labelSlot(k)]
+	if !e.set || e.key != k {
+		*e = labelEntry{key: k, name: r.lookup(inode, proto, a, ports), set: true}
+	}
+	return e.name
+}
+
+// lookup is label without the cache.
+func (r *recorder) lookup(inode uint32, proto uint8, a netip.AddrPort, ports bool) string {
 	if r.kube != nil {
 		if pod := r.kube.Pod(a.Addr()); pod != "" {
 			return pod
@@ -163,7 +242,12 @@ func appendComment(b []byte, ev *decode.Event, ns string, reasons map[uint32]str
 	}
 	if ev.Encapsulated() {
 		b = append(b, " in "...)
-		b = append(b, strings.ToUpper(ev.Tunnel.String())...)
+		for _, c := range []byte(ev.Tunnel.String()) { // upper case, without a copy
+			if 'a' <= c && c <= 'z' {
+				c -= 'a' - 'A'
+			}
+			b = append(b, c)
+		}
 		if ev.Tunnel.HasVNI() {
 			b = append(b, " vni "...)
 			b = strconv.AppendUint(b, uint64(ev.VNI), 10)

@@ -1,6 +1,7 @@
 package trace
 
 import (
+	"fmt"
 	"net/netip"
 	"testing"
 
@@ -78,6 +79,97 @@ func TestRecordComments(t *testing.T) {
 			if got := string(appendComment(nil, &c.ev, r.rec.namespace(c.ev.Netns), nil, r.rec.label)); got != r.want {
 				t.Errorf("comment\n got %s\nwant %s", got, r.want)
 			}
+		}
+	}
+}
+
+// TestRecorderLabelCache: the names the recorder keeps are the names it
+// would look up, for more endpoints than it keeps, the same address with
+// and without its port, in several namespaces, and again after the pods
+// are renamed (the API server read again).
+func TestRecorderLabelCache(t *testing.T) {
+	const node1, node2 = 11, 12
+	pods := func(prefix string) *k8s.Pods {
+		n := &k8s.Names{}
+		for i := range 600 {
+			n.Pods = append(n.Pods, k8s.Pod{Namespace: "default", Name: fmt.Sprintf("%s-%d", prefix, i),
+				IPs: []netip.Addr{netip.AddrFrom4([4]byte{10, 245, byte(i >> 8), byte(i)})}})
+		}
+		return k8s.NewPods(n)
+	}
+	var ports []doctor.ServicePort
+	for i := range 300 {
+		ports = append(ports, doctor.ServicePort{Service: fmt.Sprintf("default/svc-%d:http", i), Kind: doctor.KindClusterIP,
+			Addr: netip.AddrFrom4([4]byte{10, 96, byte(i >> 8), byte(i)}), Proto: 6, Port: uint16(80 + i%3)})
+	}
+	services := diagnose.NewServices(map[uint32]*doctor.Report{node1: {KubeProxy: doctor.KubeProxy{ServicePorts: ports}}})
+	r := &recorder{netns: func(uint32) string { return "" }, services: services}
+	r.setKube(pods("a"))
+	check := func(round string) {
+		t.Helper()
+		named, wrong := 0, 0
+		for pass := range 2 {
+			for i := range 900 {
+				addr := netip.AddrFrom4([4]byte{10, 245, byte(i >> 8), byte(i)})
+				if i >= 600 {
+					addr = netip.AddrFrom4([4]byte{10, 96, byte((i - 600) >> 8), byte(i - 600)})
+				}
+				for _, inode := range []uint32{node1, node2} {
+					for _, port := range []uint16{0, 80, 81} {
+						a := netip.AddrPortFrom(addr, port)
+						got, want := r.label(inode, 6, a, port != 0), r.lookup(inode, 6, a, port != 0)
+						if got != want {
+							if wrong++; wrong <= 5 {
+								t.Errorf("%s, pass %d: label(%d, %v) = %q, want %q", round, pass, inode, a, got, want)
+							}
+						}
+						if want != "" {
+							named++
+						}
+					}
+				}
+			}
+		}
+		if named < 2*(600*6+200*2) {
+			t.Errorf("%s: %d names, want every pod and every Service port named", round, named)
+		}
+	}
+	check("first names")
+	pod7 := netip.MustParseAddrPort("10.245.0.7:0")
+	if got := r.label(node1, 6, pod7, false); got != "default/a-7" {
+		t.Errorf("%v: %q, want default/a-7", pod7, got)
+	}
+	r.setKube(pods("b"))
+	if got := r.label(node1, 6, pod7, false); got != "default/b-7" {
+		t.Errorf("after the pods were renamed: %q, want default/b-7", got)
+	}
+	check("renamed")
+}
+
+// TestRecorderNamespaceKept: the recorder keeps a namespace's name, but
+// names it anew when the namespace is named later (a trace names a
+// namespace when it first sees it) and when the pods are read again.
+func TestRecorderNamespaceKept(t *testing.T) {
+	const client = 21
+	netns := map[uint32]string{client: "netns:21"}
+	r := &recorder{netns: func(i uint32) string { return netns[i] }}
+	pods := func(name string) *k8s.Pods {
+		return k8s.NewPods(&k8s.Names{Pods: []k8s.Pod{{Namespace: "default", Name: name, Node: "node1"}},
+			Netns: map[uint32]string{client: "default/" + name}})
+	}
+	r.setKube(pods("client"))
+	for _, c := range []struct {
+		step func()
+		want string
+	}{
+		{func() {}, "netns:21 (pod default/client on node1)"},
+		{func() {}, "netns:21 (pod default/client on node1)"},
+		{func() { netns[client] = "cni-1eb8" }, "cni-1eb8 (pod default/client on node1)"},
+		{func() { r.setKube(pods("client-2")) }, "cni-1eb8 (pod default/client-2 on node1)"},
+	} {
+		c.step()
+		if got := r.namespace(client); got != c.want {
+			t.Errorf("namespace: %q, want %q", got, c.want)
 		}
 	}
 }
