@@ -219,6 +219,9 @@ func (m *jsonMemo) appendHop(b []byte, p *stitch.Path, h *stitch.Hop) []byte {
 	b = append(b, `,"delta_ns":`...)
 	b = appendInt(b, int64(h.Delta))
 	b = m.appendWhere(b, h)
+	if h.LastSeen {
+		b = append(b, `,"last_seen":true`...)
+	}
 	if h.Node != "" {
 		b = append(b, `,"node":`...)
 		b = appendJSONString(b, h.Node)

@@ -440,6 +440,9 @@ func (pg *page) markHop(p *stitch.Path, i, pt int) {
 		m.kind, m.bad = markDrop, true
 		b = append(b, "drop"...)
 		b = appendReason(b, h)
+		if h.LastSeen {
+			b = append(b, " (no device from the kernel: where last seen)"...)
+		}
 	case hop.Consume:
 		m.kind = markConsume
 		b = append(b, "delivered"...)

@@ -560,3 +560,45 @@ func TestAppendInt(t *testing.T) {
 		}
 	}
 }
+
+// A drop hop whose device the kernel did not give (stitch: freeDevice) says
+// so: the device is where the packet was last seen, which, with hops lost,
+// need not be where it died. JSON marks consume hops too.
+func TestDropLastSeen(t *testing.T) {
+	freed := func(kind hop.Kind, lastSeen bool) stitch.Hop {
+		h := nsWeb.hop(kind, "eth0", 3, us(35))
+		h.LastSeen = lastSeen
+		if kind == hop.Drop {
+			h.Reason, h.ReasonCode, h.Func = "SOCKET_CLOSE", 44, "udp_destruct_common+0x5e"
+		}
+		return h
+	}
+	path := func(id uint64, h stitch.Hop) *stitch.Path {
+		return finish(&stitch.Path{ID: id, Proto: protoUDP, Src: ap("10.244.1.5:40312"), Dst: ap("10.244.2.7:5201"), Len: 92,
+			Verdict: stitch.VerdictDropped, Hops: []stitch.Hop{nsWeb.hop(hop.Rx, "eth0", 3, 0), h}}, 0)
+	}
+	const mark = "(no device from the kernel: shown where last seen)"
+	for _, c := range []struct {
+		h          stitch.Hop
+		text, json bool
+	}{
+		{freed(hop.Drop, true), true, true},
+		{freed(hop.Drop, false), false, false},
+		{freed(hop.Consume, true), false, true},
+	} {
+		var text, js, html bytes.Buffer
+		p := path(1, c.h)
+		renderAll(t, NewText(&text, TextOptions{}), []*stitch.Path{p})
+		renderAll(t, NewJSON(&js), []*stitch.Path{p})
+		renderAll(t, NewHTML(&html, HTMLOptions{}), []*stitch.Path{p})
+		if got := strings.Contains(text.String(), mark); got != c.text || c.text && !strings.Contains(text.String(), "by udp_destruct_common "+mark+"\n") {
+			t.Errorf("%s hop, last seen %v: text marked %v, want %v:\n%s", c.h.Kind, c.h.LastSeen, got, c.text, text.String())
+		}
+		if got := strings.Contains(js.String(), `"last_seen":true`); got != c.json {
+			t.Errorf("%s hop, last seen %v: JSON marked %v, want %v:\n%s", c.h.Kind, c.h.LastSeen, got, c.json, js.String())
+		}
+		if got := strings.Contains(html.String(), "where last seen"); got != c.text {
+			t.Errorf("%s hop, last seen %v: HTML marked %v, want %v", c.h.Kind, c.h.LastSeen, got, c.text)
+		}
+	}
+}

@@ -463,6 +463,11 @@ func (pal *palette) appendWhat(b []byte, p *stitch.Path, i int, proto uint8) (_ 
 			b = append(b, " by "...)
 			b = appendText(b, fn)
 		}
+		if h.LastSeen {
+			// Its device is the packet's last seen: with hops lost, not
+			// necessarily where it died.
+			b = append(b, " (no device from the kernel: shown where last seen)"...)
+		}
 	case hop.Consume:
 		b = append(b, "consumed"...)
 		if fn := h.FuncName(); fn != "" {

@@ -93,8 +93,10 @@ func (t *track) follow(ev *decode.Event) {
 }
 
 // freeDevice gives a drop or consume hop the device and namespace of the
-// packet's last hop that has a device, when the kernel gave none: the skb's
-// device is often gone by the time a socket frees it.
+// packet's last hop that has a device, when the kernel gave none, and marks
+// it (Hop.LastSeen): the skb's device is often gone by the time a socket
+// frees it (a UDP skb in a socket's queue has none: skb->dev shares its
+// place with dev_scratch).
 func freeDevice(p *Path, h *Hop) {
 	if h.Dev != "" {
 		return
@@ -106,6 +108,7 @@ func freeDevice(p *Path, h *Hop) {
 		}
 		h.Dev, h.Ifindex = last.Dev, last.Ifindex
 		h.Netns, h.NetnsInode = last.Netns, last.NetnsInode
+		h.LastSeen = true
 		return
 	}
 }

@@ -198,7 +198,7 @@ func TestNATFormsContinue(t *testing.T) {
 }
 
 // Drop and consume hops carry the device and namespace of the skb at the
-// free, else the last hop's.
+// free, else the last hop's, marked as such.
 func TestFreeHopDevice(t *testing.T) {
 	s := newSeq(0x5700, 1e9, ack("10.244.1.5:40312", "10.244.1.6:8080"))
 	s.dev(decode.KindTx, nsClient, "eth0").
@@ -206,15 +206,15 @@ func TestFreeHopDevice(t *testing.T) {
 		add(decode.Event{Kind: decode.KindDrop, DropReason: 12, Flags: decode.FlagReason})
 	paths, _ := collect(t, Config{}, s.events)
 	d := paths[0].Hops[2]
-	if d.Kind != hop.Drop || d.Dev != "eth0" || d.Netns != "server" || d.NetnsInode != nsServer {
-		t.Errorf("drop hop %s %s (%d), want eth0 in server", d.Dev, d.Netns, d.NetnsInode)
+	if d.Kind != hop.Drop || d.Dev != "eth0" || d.Netns != "server" || d.NetnsInode != nsServer || !d.LastSeen {
+		t.Errorf("drop hop %s %s (%d), last seen %v, want eth0 in server, marked last seen", d.Dev, d.Netns, d.NetnsInode, d.LastSeen)
 	}
 	s = newSeq(0x5800, 1e9, ack("10.244.1.5:40312", "10.244.1.6:8080"))
 	s.dev(decode.KindTx, nsClient, "eth0").
 		dev(decode.KindRx, nsNode1, "veth1a2b3c4d").
 		add(decode.Event{Kind: decode.KindDrop, Netns: nsNode1, Dev: "cni0", DropReason: 12, Flags: decode.FlagReason})
 	paths, _ = collect(t, Config{}, s.events)
-	if d := paths[0].Hops[2]; d.Dev != "cni0" || d.Netns != "node1" {
-		t.Errorf("drop hop %s %s, want the kernel's cni0 in node1", d.Dev, d.Netns)
+	if d := paths[0].Hops[2]; d.Dev != "cni0" || d.Netns != "node1" || d.LastSeen {
+		t.Errorf("drop hop %s %s, last seen %v, want the kernel's cni0 in node1, not marked", d.Dev, d.Netns, d.LastSeen)
 	}
 }

@@ -104,6 +104,11 @@ type Hop struct {
 	Ifindex    uint32
 	Netns      string // resolved name; the inode in decimal when unknown
 	NetnsInode uint32
+	// LastSeen marks a drop or consume hop whose device and namespace are
+	// those of the packet's last hop with a device, because the kernel
+	// gave the free none (freeDevice): where the packet was last seen,
+	// which is where it was freed only when no hop between went unseen.
+	LastSeen bool
 	// Node names the node whose trace showed the hop (--node-name of a
 	// --scope node trace, Config.Node). In a trace of the whole kernel, the
 	// Kubernetes Node whose namespace, or whose pod's, the hop is in, where

@@ -138,8 +138,9 @@ func (s Summary) LossNote() string {
 		return ""
 	}
 	return fmt.Sprintf("%d events were lost (the kernel's ring buffer was full): the paths of those "+
-		"packets lack hops, and a drop or consume the kernel gave no device is shown at the last hop seen, "+
-		"which may not be the last hop taken; a larger --ring-size when tracing holds a longer burst", s.Lost)
+		"packets lack hops, and a drop or consume the kernel gave no device is shown at the last hop seen "+
+		"(marked \"shown where last seen\"), which may not be the last hop taken; a larger --ring-size when "+
+		"tracing holds a longer burst", s.Lost)
 }
 
 // liveGrace is the stitcher's grace live. The ring buffer delivers events in
