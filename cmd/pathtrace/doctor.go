@@ -65,10 +65,15 @@ func backendItems(fr loader.Report) []doctor.Item {
 		name := p.Name
 		it := doctor.Item{ID: "backend." + strings.ReplaceAll(name, " ", "-"), Name: name, Value: string(p.State),
 			Check: "pathtrace features", Source: "BPF feature probe: loads a test program"}
-		switch p.State {
-		case features.Supported:
+		switch {
+		case p.Name == loader.DirectReadProbe && p.State == features.Supported:
+			it.Status, it.Explain = doctor.StatusOK, "the device and netfilter programs read a packet's bytes with plain loads"
+		case p.Name == loader.DirectReadProbe && p.State == features.NotSupported:
+			it.Status, it.Explain = doctor.StatusInfo, "the device and netfilter programs read a packet's bytes with a helper call, "+
+				"about 20 ns more a run than plain loads (6.18 allows those; 6.12 and older do not): "+p.Why
+		case p.State == features.Supported:
 			it.Status, it.Explain = doctor.StatusOK, "the kernel lets pathtrace attach programs this way"
-		case features.NotSupported:
+		case p.State == features.NotSupported:
 			it.Status, it.Explain = doctor.StatusInfo, "pathtrace cannot attach programs this way: "+p.Why
 		default:
 			inconclusive = true

@@ -46,6 +46,23 @@ func TestBackendItems(t *testing.T) {
 		t.Errorf("all observable: items %s, want %s", got, want)
 	}
 
+	// How the programs read packets: not a way to attach, and said so.
+	for _, c := range []struct {
+		state  features.State
+		status doctor.Status
+		says   string
+	}{
+		{features.Supported, doctor.StatusOK, "plain loads"},
+		{features.NotSupported, doctor.StatusInfo, "with a helper call, about 20 ns more a run"},
+	} {
+		direct := loader.Probe{Name: loader.DirectReadProbe, State: c.state, Why: "a load of skb->head is not readable memory"}
+		items = backendItems(loader.Report{Probes: []loader.Probe{direct}, Hops: hops[:1]})
+		if it := items[0]; it.ID != "backend.direct-packet-read" || it.Status != c.status || !strings.Contains(it.Explain, c.says) ||
+			strings.Contains(it.Explain, "attach") {
+			t.Errorf("direct packet read %s: item %+v", c.state, it)
+		}
+	}
+
 	// Not as root: the probes cannot tell, and the hops are not named.
 	probes = append(probes, loader.Probe{Name: "netfilter link", State: features.Inconclusive, Why: "load program: operation not permitted"})
 	items = backendItems(loader.Report{Probes: probes, Hops: hops})

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pathtrace/pathtrace/internal/loader"
 	"github.com/pathtrace/pathtrace/internal/testutil"
 )
 
@@ -54,7 +55,7 @@ func TestFeaturesCommand(t *testing.T) {
 	if got, want := strings.Join(kinds, " "), "rx tx netfilter nat table bridge ipvs ipvs-drop encap decap drop consume"; got != want {
 		t.Errorf("hops %q, want %q", got, want)
 	}
-	if len(rep.Probes) != 5 || rep.Kernel != testutil.Release() {
+	if len(rep.Probes) != 6 || rep.Probes[5].Name != loader.DirectReadProbe || rep.Kernel != testutil.Release() {
 		t.Errorf("kernel %q, probes %+v", rep.Kernel, rep.Probes)
 	}
 

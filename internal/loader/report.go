@@ -45,6 +45,11 @@ func (h HopSupport) MarshalJSON() ([]byte, error) {
 	}{h.Hop, h.Hop.Desc().What, h.Observable(), h.Backend, h.Source, h.Reason})
 }
 
+// DirectReadProbe names the probe of whether the BTF tracepoint and
+// netfilter programs may read a packet's bytes with plain loads
+// (features.DirectSKBRead): about 20 ns less a run than a helper call.
+const DirectReadProbe = "direct packet read"
+
 // Features runs the probes and plans the hops for choice, loading nothing
 // else.
 func Features(kernel string, choice Choice, pr Probes) Report {
@@ -61,6 +66,9 @@ func Features(kernel string, choice Choice, pr Probes) Report {
 		{"netfilter link", pr.NetfilterLink},
 		{"fentry", pr.Fentry},
 		{"kprobe", pr.Kprobe},
+		// Not a backend: how the device and netfilter programs read a
+		// packet's bytes (see nfPrograms), which is part of their cost.
+		{DirectReadProbe, pr.DirectSKBRead},
 	} {
 		err := p.probe()
 		r.Probes = append(r.Probes, Probe{Name: p.name, State: features.StateOf(err), Why: features.Why(err)})
@@ -73,8 +81,12 @@ func Features(kernel string, choice Choice, pr Probes) Report {
 func (r Report) WriteText(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "kernel %s (%s), --backend %s\n", r.Kernel, r.Arch, r.Backend)
+	width := 0
 	for _, p := range r.Probes {
-		fmt.Fprintf(&b, "  %-15s %s", p.Name+":", p.State)
+		width = max(width, len(p.Name)+1)
+	}
+	for _, p := range r.Probes {
+		fmt.Fprintf(&b, "  %-*s %s", width, p.Name+":", p.State)
 		if p.Why != "" {
 			fmt.Fprintf(&b, " (%s)", p.Why)
 		}
