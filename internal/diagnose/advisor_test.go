@@ -747,6 +747,13 @@ func TestAdviceWithoutReason(t *testing.T) {
 	got := advice(a, routed(drop))
 	contains(t, "advice", got, "The kernel dropped it at cni0 on node1, in tcp_v4_rcv (it gives no drop reason before Linux 5.17).")
 	lacks(t, "advice", got, "#0")
+
+	// A drop alone on its path, without a device or a namespace: a UDP
+	// datagram freed from a socket's queue at close, its path emitted
+	// before (seen live: "dropped it an unknown namespace").
+	alone := dropped(mkHop(hop.NoKind, "", 0, "", 60), "NOT_SPECIFIED")
+	alone.Func = "udp_destruct_common+0x12a"
+	contains(t, "advice", advice(a, routed(alone)), "The kernel dropped it in an unknown namespace with reason NOT_SPECIFIED, in udp_destruct_common.")
 }
 
 // TestAdviceSYNCopy: a SYN that tcp_v4_rcv frees without a reason while an

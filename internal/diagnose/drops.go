@@ -496,7 +496,7 @@ func (d *drop) generic() string {
 	if reason == "" {
 		reason = fmt.Sprintf("#%d", d.h.ReasonCode)
 	}
-	where := d.ns
+	where := "in " + d.ns
 	if d.hook != hop.NoHook {
 		where = "in " + d.hook.String() + " on " + d.ns
 	} else if d.h.Dev != "" {
