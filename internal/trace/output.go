@@ -122,35 +122,36 @@ func (o *Output) Write(b []byte) (int, error) {
 		return len(b), nil
 	case <-o.stopped:
 	}
-	for !o.stuck.Load() {
-		if o.progressed(func(t <-chan time.Time) bool {
-			select {
-			case o.q <- c:
-				return true
-			case <-t:
-				return false
-			}
-		}) {
-			return len(b), nil
+	if o.whileReading(func(t <-chan time.Time) bool {
+		select {
+		case o.q <- c:
+			return true
+		case <-t:
+			return false
 		}
+	}) {
+		return len(b), nil
 	}
 	o.pending.Add(-int64(len(c)))
 	o.dropped.Add(int64(len(c)))
 	return len(b), nil
 }
 
-// progressed runs wait with a grace period's timer; when wait ends by the
-// timer and no write of w completed meanwhile, the reader is stuck. It
-// reports wait's result.
-func (o *Output) progressed(wait func(<-chan time.Time) bool) bool {
-	seen := o.written.Load()
-	t := time.NewTimer(o.grace)
-	defer t.Stop()
-	if wait(t.C) {
-		return true
-	}
-	if o.written.Load() == seen {
-		o.stuck.Store(true)
+// whileReading runs wait, with a grace period's timer, until it reports
+// true or the reader is stuck: a timer fired with no write of w completed
+// since it was set. It reports whether wait did.
+func (o *Output) whileReading(wait func(<-chan time.Time) bool) bool {
+	for !o.stuck.Load() {
+		seen := o.written.Load()
+		t := time.NewTimer(o.grace)
+		done := wait(t.C)
+		t.Stop()
+		if done {
+			return true
+		}
+		if o.written.Load() == seen {
+			o.stuck.Store(true)
+		}
 	}
 	return false
 }
@@ -170,18 +171,14 @@ func (o *Output) Close() (dropped int64, err error) {
 	select {
 	case <-o.done:
 	case <-o.stopped:
-		for !o.stuck.Load() {
-			if o.progressed(func(t <-chan time.Time) bool {
-				select {
-				case <-o.done:
-					return true
-				case <-t:
-					return false
-				}
-			}) {
-				break
+		o.whileReading(func(t <-chan time.Time) bool {
+			select {
+			case <-o.done:
+				return true
+			case <-t:
+				return false
 			}
-		}
+		})
 	}
 	return o.dropped.Load() + max(o.pending.Load(), 0), o.error()
 }
