@@ -162,6 +162,15 @@ func (m *jsonMemo) appendPath(b []byte, p *stitch.Path) []byte {
 	if p.Clipped {
 		b = append(b, `,"clipped":true`...)
 	}
+	if l := p.Late; l != nil {
+		b = append(b, `,"late":{"of":`...)
+		b = appendUint(b, l.Of)
+		b = append(b, `,"after_ns":`...)
+		b = appendInt(b, int64(l.After))
+		b = append(b, `,"verdict":`...)
+		b = appendJSONString(b, string(verdictOrUnknown(l.Verdict)))
+		b = append(b, '}')
+	}
 	if len(p.Warnings) > 0 {
 		b = append(b, `,"warnings":[`...)
 		for i, w := range p.Warnings {

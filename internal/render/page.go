@@ -290,7 +290,12 @@ func inHook(h *stitch.Hop) bool {
 // add turns one path into the map's counts and, when packets are kept, a
 // packet of the table.
 func (pg *page) add(p *stitch.Path) {
-	pg.count++
+	if l := p.Late; l != nil && pg.verdicts[verdictOrUnknown(l.Verdict)] > 0 {
+		// The end of a packet counted before: its verdict changes.
+		pg.verdicts[verdictOrUnknown(l.Verdict)]--
+	} else {
+		pg.count++
+	}
 	pg.verdicts[verdictOrUnknown(p.Verdict)]++
 	pg.hopPoint = pg.hopPoint[:0]
 	prevNS, prevPoint := -1, -1

@@ -410,7 +410,8 @@ func TestJSONFieldsDocumented(t *testing.T) {
 		t.Fatalf("read field documentation: %v", err)
 	}
 	var buf bytes.Buffer
-	renderAll(t, NewJSON(&buf), append(fixtures(), awkward()))
+	quiet, late := lateEndPaths()
+	renderAll(t, NewJSON(&buf), append(fixtures(), awkward(), quiet, late))
 	keys := map[string]bool{}
 	var walk func(v any)
 	walk = func(v any) {
@@ -600,5 +601,41 @@ func TestDropLastSeen(t *testing.T) {
 		if got := strings.Contains(html.String(), "where last seen"); got != c.text {
 			t.Errorf("%s hop, last seen %v: HTML marked %v, want %v", c.h.Kind, c.h.LastSeen, got, c.text)
 		}
+	}
+}
+
+// lateEndPaths are a packet's path that went quiet (it waited for ARP)
+// and the late end of it, its drop.
+func lateEndPaths() (quiet, late *stitch.Path) {
+	quiet = finish(&stitch.Path{ID: 1, Proto: protoUDP, Src: ap("10.244.1.5:40312"), Dst: ap("192.168.50.99:7001"), Len: 37,
+		Verdict: stitch.VerdictUnknown, Hops: []stitch.Hop{nsWeb.hop(hop.Tx, "eth0", 3, 0)}}, 0)
+	drop := nsWeb.hop(hop.Drop, "eth0", 3, 0)
+	drop.Reason, drop.LastSeen = "NEIGH_FAILED", true
+	late = finish(&stitch.Path{ID: 2, Proto: protoUDP, Src: ap("10.244.1.5:40312"), Dst: ap("192.168.50.99:7001"), Len: 37,
+		Verdict: stitch.VerdictDropped, Hops: []stitch.Hop{drop},
+		Late: &stitch.Late{Of: 1, After: 2999992 * time.Microsecond, Verdict: stitch.VerdictUnknown}}, 0)
+	return quiet, late
+}
+
+// The late end of a packet (stitch.Late) says which path it ends, in text
+// and JSON, and the HTML report counts the packet once, by its end.
+func TestLateEnd(t *testing.T) {
+	quiet, late := lateEndPaths()
+	var text, js, html bytes.Buffer
+	renderAll(t, NewText(&text, TextOptions{}), []*stitch.Path{quiet, late})
+	renderAll(t, NewJSON(&js), []*stitch.Path{quiet, late})
+	renderAll(t, NewHTML(&html, HTMLOptions{}), []*stitch.Path{quiet, late})
+	if want := "(1 hop, late end of #1, freed 2.999992s after it was last seen)"; !strings.Contains(text.String(), want) {
+		t.Errorf("text lacks %q:\n%s", want, text.String())
+	}
+	if n := strings.Count(text.String(), "late end"); n != 1 {
+		t.Errorf("text says late end %d times, want once:\n%s", n, text.String())
+	}
+	if want := `"late":{"of":1,"after_ns":2999992000,"verdict":"unknown"}`; !strings.Contains(js.String(), want) {
+		t.Errorf("JSON lacks %s:\n%s", want, js.String())
+	}
+	if want := `<b>1</b> packets · <span class="v-dropped">1 dropped</span></p>`; !strings.Contains(html.String(), want) {
+		i := strings.Index(html.String(), `class="summary"`)
+		t.Errorf("HTML summary, want %s:\n%.200s", want, html.String()[max(i, 0):])
 	}
 }

@@ -584,6 +584,9 @@ func (r *textRenderer) appendHeader(b []byte, p *stitch.Path) []byte {
 	if p.FirstSeen == stitch.FirstSeenAfterNAT {
 		b = append(b, ", first seen after NAT"...)
 	}
+	if l := p.Late; l != nil {
+		b = appendLate(b, l)
+	}
 	b = append(b, ')')
 	if r.opts.Verbose {
 		b = append(b, pal.faint.pre...)
@@ -602,6 +605,21 @@ func (r *textRenderer) appendHeader(b []byte, p *stitch.Path) []byte {
 		b = append(b, pal.faint.post...)
 	}
 	return append(b, '\n')
+}
+
+// appendLate appends what a late end ended: ", late end of #3, freed
+// 2.980112s after it was last seen".
+func appendLate(b []byte, l *stitch.Late) []byte {
+	b = append(b, ", late end of "...)
+	if l.Of != 0 {
+		b = append(b, '#')
+		b = strconv.AppendUint(b, l.Of, 10)
+	} else {
+		b = append(b, "an earlier packet"...)
+	}
+	b = append(b, ", freed "...)
+	b = appendDur(b, l.After)
+	return append(b, " after it was last seen"...)
 }
 
 // appendAdvice appends a drop's advice, one line per line of it, indented

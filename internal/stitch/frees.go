@@ -70,6 +70,10 @@ var normalFrees = []normalFree{
 	// A socket's queues purged at close: an unread FIN or data.
 	{reasons: []string{"QUEUE_PURGE", "SOCKET_CLOSE"}, queued: true},
 	{reasons: noReason, funcs: []string{"sk_stream_kill_queues", "inet_sock_destruct", "__skb_queue_purge", "skb_queue_purge"}, queued: true},
+	// A datagram purged unread from a closed UDP socket's receive queue
+	// (udp_destruct_common and udpv6_destruct_sock since 6.0,
+	// udp_destruct_sock before), freed without a reason.
+	{reasons: noReason, funcs: []string{"udp_destruct", "udpv6_destruct"}, queued: true},
 	// Old, duplicate or out-of-window segments (retransmissions the
 	// receiver already has, PAWS), and segments of a closing or reset
 	// connection: TCP answers or ignores them by design.
@@ -177,7 +181,10 @@ func (s *Stitcher) classifyFree(p *Path) {
 		(f.synACK && (p.Proto != protoTCP || h.TCPFlags&(tcpSYN|tcpACK) != tcpSYN|tcpACK)) {
 		return
 	}
-	if s.reachedDestination(p, n-1) || (f.queued && n == 1) {
+	// The late free of a packet whose quiet path was delivered (late.go)
+	// reached its destination before it went quiet.
+	late := n == 1 && p.Late != nil && p.Late.Verdict == VerdictDelivered
+	if s.reachedDestination(p, n-1) || (f.queued && n == 1) || late {
 		h.Kind = hop.Consume
 	}
 }

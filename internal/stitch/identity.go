@@ -96,8 +96,9 @@ func (t *track) follow(ev *decode.Event) {
 // packet's last hop that has a device, when the kernel gave none, and marks
 // it (Hop.LastSeen): the skb's device is often gone by the time a socket
 // frees it (a UDP skb in a socket's queue has none: skb->dev shares its
-// place with dev_scratch).
-func freeDevice(p *Path, h *Hop) {
+// place with dev_scratch). The late free of a quiet path (late.go), alone
+// on its path, takes where that path last saw the packet (seen).
+func freeDevice(p *Path, h *Hop, seen *lastSeen) {
 	if h.Dev != "" {
 		return
 	}
@@ -110,5 +111,10 @@ func freeDevice(p *Path, h *Hop) {
 		h.Netns, h.NetnsInode = last.Netns, last.NetnsInode
 		h.LastSeen = true
 		return
+	}
+	if seen.dev != "" {
+		h.Dev, h.Ifindex = seen.dev, seen.ifindex
+		h.Netns, h.NetnsInode = seen.netns, seen.inode
+		h.LastSeen = true
 	}
 }

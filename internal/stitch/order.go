@@ -75,5 +75,8 @@ func (s *Stitcher) emitHead(t *track) {
 		t.path.ID = s.stats.Paths
 		s.err = s.emit(t.path)
 	}
+	if t.quiet || t.lateBy != nil {
+		s.emitted(t)
+	}
 	s.recycle(t, !emitted || s.cfg.Recycle)
 }

@@ -193,6 +193,10 @@ type Path struct {
 	Hops    []Hop
 	Events  int  // events stitched into this path
 	Clipped bool // more hops than the stitcher keeps per path; the rest were counted, not kept
+	// Late, on a path of one free hop, says it ended a packet whose path
+	// was emitted before, when that packet went quiet (late.go); nil on
+	// every other path.
+	Late *Late
 
 	// Answers is, on the path of an ICMP error, the packet the error
 	// answers as the error quotes it, read from the bytes captured of it;
@@ -286,6 +290,7 @@ func (p *Path) Clone() *Path {
 	c.Warnings = slices.Clone(p.Warnings)
 	c.Clocks = slices.Clone(p.Clocks)
 	c.Answers = clonePtr(p.Answers)
+	c.Late = clonePtr(p.Late)
 	for i := range c.Hops {
 		h := &c.Hops[i]
 		h.NAT = clonePtr(h.NAT)

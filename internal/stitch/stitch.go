@@ -114,6 +114,15 @@ type Stitcher struct {
 	// handoffs are the paths whose skb was freed as a copy of it went on,
 	// waiting for its first event, oldest first (handoff.go).
 	handoffs []*track
+
+	// quiet indexes by skb the paths that completed quiet, kept for a
+	// late free in quietRing, whose oldest slot quietNext is once full
+	// (late.go); probe is the track their identity is checked on once
+	// emitted.
+	quiet     map[uint64]uint32
+	quietRing []quietPath
+	quietNext int
+	probe     track
 }
 
 // maxFree bounds the tracks and paths kept for reuse.
@@ -160,6 +169,15 @@ type track struct {
 	handedOff bool
 	heldAt    uint64
 	heldNetns uint32
+
+	// quiet: completed because no event came for Config.Idle, and
+	// remembered for a late free (late.go). seen is, on the path of a late
+	// free, where its packet was last seen. lateOf links a late free's
+	// path to the quiet path not yet emitted whose ID it waits for, and
+	// lateBy back.
+	quiet          bool
+	seen           lastSeen
+	lateOf, lateBy *track
 }
 
 // New returns a stitcher that passes each completed path to emit. An error
@@ -206,10 +224,16 @@ func (s *Stitcher) Add(ev *decode.Event) {
 	if t == nil || t.path == nil || t.done || t.handedOff || t.skb != ev.SKB {
 		t = s.active[ev.SKB]
 	}
-	if t != nil && (ev.Flags&decode.FlagNew != 0 || ev.TS > t.last+idle) {
-		// A new packet on a reused skb, or the same skb long after its
-		// packet went quiet: the old path ended without a free event.
+	if t != nil && ev.Flags&decode.FlagNew != 0 {
+		// A new packet on a reused skb: the old path ended without a
+		// free event.
 		s.complete(t, min(t.last+idle, ev.TS))
+		t = nil
+	} else if t != nil && ev.TS > t.last+idle {
+		// The same skb long after its packet went quiet: a late free
+		// of it takes the path back (lateEnd), anything else starts
+		// another.
+		s.completeQuiet(t, t.last+idle)
 		t = nil
 	}
 	if s.foreign(t, ev) {
@@ -230,6 +254,9 @@ func (s *Stitcher) Add(ev *decode.Event) {
 	}
 	if t == nil && len(s.handoffs) > 0 {
 		t = s.takeHandoff(ev)
+	}
+	if t == nil && len(s.quiet) > 0 {
+		t = s.lateEnd(ev)
 	}
 	if t == nil {
 		if len(s.active) >= s.cfg.MaxActive {
@@ -272,7 +299,7 @@ func (s *Stitcher) Flush(now uint64) error {
 	s.expireHandoffs(cutoff)
 	idle := uint64(s.cfg.Idle)
 	for t := s.lru.next; t != &s.lru && t.last+idle <= cutoff; t = s.lru.next {
-		s.complete(t, t.last+idle)
+		s.completeQuiet(t, t.last+idle)
 	}
 	return s.emitUpTo(cutoff)
 }
@@ -312,6 +339,7 @@ func (s *Stitcher) start(ev *decode.Event) *track {
 		HasICMPID: tup.HasICMPID,
 		ICMPID:    tup.ICMPID,
 	}
+	s.forget(ev.SKB)
 	t := s.newTrack()
 	*t = track{path: p, mem: m, skb: ev.SKB, last: ev.TS, encap: ev.Encapsulated(), encapHop: -1, decapHop: -1, inHook: t.inHook[:0], cur: tup}
 	s.active[ev.SKB] = t
@@ -370,6 +398,7 @@ func (s *Stitcher) complete(t *track, final uint64) {
 	if onlyConsumed(t.path) {
 		s.stats.Freed++
 		s.dequeue(t)
+		unlinkLate(t)
 		s.recycle(t, true) // never emitted
 		return
 	}
@@ -420,13 +449,13 @@ func (s *Stitcher) apply(t *track, ev *decode.Event) {
 		if ev.Flags&decode.FlagReason != 0 && s.cfg.Names != nil {
 			h.Reason = s.cfg.Names.DropReason(ev.DropReason)
 		}
-		freeDevice(t.path, h)
+		freeDevice(t.path, h, &t.seen)
 	case decode.KindConsume:
 		h.Location = ev.Location
 		if ev.Location != 0 && s.cfg.Names != nil {
 			h.Func = s.cfg.Names.Symbol(ev.Location)
 		}
-		freeDevice(t.path, h)
+		freeDevice(t.path, h, &t.seen)
 	case decode.KindBridge:
 		h.Bridge = alloc(&t.mem.arena.bridges, Bridge{In: ev.In, Out: ev.Out})
 	case decode.KindIPVS:

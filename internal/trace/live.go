@@ -109,7 +109,11 @@ type Summary struct {
 }
 
 func (s Summary) String() string {
-	str := fmt.Sprintf("%d packets, %d events, %d lost", s.Packets, s.Events, s.Lost)
+	str := fmt.Sprintf("%d packets, %d events, %d lost", s.Packets-s.LateEnds, s.Events, s.Lost)
+	if s.LateEnds > 0 {
+		// Frees of packets already counted, shown apart (stitch.Late).
+		str += fmt.Sprintf(", %d late end%s", s.LateEnds, plural(s.LateEnds))
+	}
 	if s.OutOfScope > 0 {
 		str += fmt.Sprintf(", %d out of scope", s.OutOfScope)
 	}
@@ -680,4 +684,12 @@ func warnIPv4Only(log *slog.Logger, ips []netip.Addr, reports map[uint32]*doctor
 			return
 		}
 	}
+}
+
+// plural is "s" unless n is 1.
+func plural(n uint64) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
 }

@@ -136,6 +136,7 @@ func replayMerged(ctx context.Context, files [][]string, opts ReplayOptions, out
 	cfg.Names = mergedNames(readers)
 	podIPs := opts.PodIPs
 	p := newPipeline(cfg, out, podIPs, opts.Count)
+	p.mergedIDs = true
 	p.perConn.max = uint32(max(opts.MaxPerConn, 0))
 	kube := replayKubernetes(readers[0], opts.Log) // the first recording's names, as they were at its start
 	if kube == nil {
@@ -177,6 +178,7 @@ func replayMerged(ctx context.Context, files [][]string, opts ReplayOptions, out
 	err = errors.Join(err, p.out.Close())
 	sum.Stats = stats
 	sum.Packets = p.stats.Packets
+	sum.LateEnds = p.stats.LateEnds
 	sum.Backend = first.Backend
 	return sum, errors.Join(readErr, err)
 }

@@ -21,7 +21,10 @@ var errCountReached = errors.New("count reached")
 type Stats struct {
 	Events  uint64 // records decoded
 	Packets uint64 // paths rendered
-	Skipped uint64 // records that did not decode
+	// LateEnds counts the paths rendered that are the late end of a
+	// packet rendered before (stitch.Path.Late): not packets of their own.
+	LateEnds uint64
+	Skipped  uint64 // records that did not decode
 	// OutOfScope counts the records of other namespaces than a --scope
 	// node trace's, dropped after decoding (internal/scope).
 	OutOfScope uint64
@@ -66,6 +69,9 @@ type pipeline struct {
 	count    uint64                     // stop after this many paths; 0 never
 	perConn  connLimit                  // --max-per-conn
 	stats    Stats
+	// mergedIDs: the paths come from several stitchers (a merged
+	// replay), whose IDs a late end's Late.Of refers to, not this one's.
+	mergedIDs bool
 }
 
 func newPipeline(cfg stitch.Config, out render.Renderer, podIPs []netip.Addr, count int) *pipeline {
@@ -107,16 +113,21 @@ func (p *pipeline) emit(path *stitch.Path) error {
 	if p.count > 0 && p.stats.Packets >= p.count {
 		return errCountReached
 	}
-	if len(p.podIPs) > 0 && !pathMatches(path, p.podIPs) {
-		return nil
-	}
-	if !p.perConn.allow(path) {
+	if !p.shows(path) {
+		path.ID = 0 // not shown: what a late end of its packet refers to
 		return nil
 	}
 	// Numbered among the printed packets: 1, 2, 3, ... without the gaps
-	// of paths filtered out. The stitcher emits in start order.
+	// of paths filtered out. The stitcher emits in start order, and
+	// keeps the ID left here for a late end of the packet.
 	p.stats.Packets++
 	path.ID = p.stats.Packets
+	if path.Late != nil {
+		p.stats.LateEnds++
+		if p.mergedIDs {
+			path.Late.Of = 0
+		}
+	}
 	if p.annotate != nil {
 		p.annotate.Annotate(path)
 	}
@@ -127,6 +138,17 @@ func (p *pipeline) emit(path *stitch.Path) error {
 		return errCountReached
 	}
 	return nil
+}
+
+// shows reports whether the path is rendered: it matches the pod IPs and
+// is within --max-per-conn. The late end of a packet (stitch.Path.Late) is
+// rendered where its packet's path was, whatever its addresses (a
+// translated form the filter does not name).
+func (p *pipeline) shows(path *stitch.Path) bool {
+	if path.Late != nil && !p.mergedIDs {
+		return path.Late.Of != 0
+	}
+	return (len(p.podIPs) == 0 || pathMatches(path, p.podIPs)) && p.perConn.allow(path)
 }
 
 // pathMatches reports whether any address of the path, at any hop, is one

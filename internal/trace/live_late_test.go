@@ -1,0 +1,135 @@
+package trace
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pathtrace/pathtrace/internal/decode"
+	"github.com/pathtrace/pathtrace/internal/hop"
+	"github.com/pathtrace/pathtrace/internal/loader"
+	"github.com/pathtrace/pathtrace/internal/stitch"
+	"github.com/pathtrace/pathtrace/internal/topology"
+)
+
+// A packet that waits where the kernel shows no event for longer than the
+// stitcher's idle timeout (stitch.DefaultIdle, 1 s) is freed after its path
+// was rendered. The free is not a packet of its own.
+
+// TestLiveUnreadDatagramsNotDropped sends datagrams to a socket of the
+// server pod that reads none and is closed 1.5 s later: the kernel frees
+// them from its queue at close (udp_destruct_common). Each is one
+// delivered packet; no drop, no path of the free alone.
+func TestLiveUnreadDatagramsNotDropped(t *testing.T) {
+	c := cluster(t, topology.Options{})
+	srv, err := c.Pod(topology.PodServer).ListenPacket("udp", netip.AddrPortFrom(topology.ServerIP, 7000).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	stop := tracing(t, c, topology.ServerIP)
+	conn, err := c.Pod(topology.PodClient).Dial(context.Background(), "udp", netip.AddrPortFrom(topology.ServerIP, 7000).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	const sent = 5
+	for range sent {
+		if _, err := conn.Write([]byte("unread")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(1500 * time.Millisecond)
+	srv.Close()
+	time.Sleep(500 * time.Millisecond)
+	paths, sum := stop()
+	n := 0
+	for _, p := range paths {
+		if p.Proto != decode.ProtoUDP || p.Dst.Port() != 7000 {
+			continue
+		}
+		n++
+		if p.Verdict != stitch.VerdictDelivered || p.Late != nil {
+			t.Errorf("path #%d: %s (late %+v), want delivered\n%s", p.ID, p.Verdict, p.Late, dump(p))
+		}
+	}
+	if n != sent || sum.LateEnds != 0 {
+		t.Errorf("%d paths of datagrams to port 7000 (%d late ends), want %d: one per datagram", n, sum.LateEnds, sent)
+	}
+}
+
+// TestLiveNeighbourFailedLateEnd sends a datagram from the client to an
+// address of the underlay that nobody has: node1 forwards it to eth0, where
+// it waits for ARP; 3 s of unanswered requests later the kernel drops it
+// (NEIGH_FAILED). Its path is rendered when it went quiet, 1 s after its
+// last hop; the drop comes as the late end of that path, at eth0 of node1,
+// and is not counted as another packet. Its replay says the same.
+func TestLiveNeighbourFailedLateEnd(t *testing.T) {
+	c := cluster(t, topology.Options{})
+	nobody := netip.MustParseAddr("192.168.50.99")
+	recording := filepath.Join(t.TempDir(), "trace.pcapng")
+	stop := tracingOpts(t, c, Options{Loader: loader.Options{PodIPs: []netip.Addr{topology.ClientIP}}, Record: recording})
+	conn, err := c.Pod(topology.PodClient).Dial(context.Background(), "udp", netip.AddrPortFrom(nobody, 7001).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("to nobody")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Second)
+	paths, sum := stop()
+	var sent, late *stitch.Path
+	for _, p := range paths {
+		switch {
+		case p.Late != nil:
+			if late != nil {
+				t.Errorf("a second late end, #%d\n%s", p.ID, dump(p))
+			}
+			late = p
+		case p.Proto == decode.ProtoUDP && p.Dst.Addr() == nobody:
+			if sent != nil {
+				t.Errorf("a second path of the datagram, #%d\n%s", p.ID, dump(p))
+			}
+			sent = p
+		}
+	}
+	if sent == nil || late == nil {
+		for _, p := range paths {
+			t.Log(dump(p))
+		}
+		t.Fatalf("want the datagram's path and its late end")
+	}
+	if late.Late.Of != sent.ID || late.Late.After < 2*time.Second || late.Late.Verdict != sent.Verdict || sum.LateEnds != 1 {
+		t.Errorf("late end %+v of #%d (%d late ends), want of #%d after at least 2s\n%s", *late.Late, sent.ID, sum.LateEnds, sent.ID, dump(late))
+	}
+	n1 := c.Node(topology.Node1).NetnsName
+	if len(late.Hops) != 1 || late.Verdict != stitch.VerdictDropped || late.Hops[0].Kind != hop.Drop || late.Hops[0].Netns != n1 {
+		t.Errorf("late end: %s, want one drop hop in %s\n%s", late.Verdict, n1, dump(late))
+	}
+	if r := late.Hops[0].Reason; r != "NEIGH_FAILED" && r != "" && r != "NOT_SPECIFIED" {
+		t.Errorf("late end's drop reason %q, want NEIGH_FAILED\n%s", r, dump(late))
+	}
+	if !strings.Contains(sum.String(), fmt.Sprintf("%d packets,", len(paths)-1)) || !strings.Contains(sum.String(), ", 1 late end") {
+		t.Errorf("summary %q of %d paths, want the late end counted apart", sum.String(), len(paths))
+	}
+	t.Logf("datagram:\n%s\nlate end:\n%s", dump(sent), dump(late))
+
+	replayed := &collector{}
+	rsum, err := Replay(context.Background(), recording, ReplayOptions{}, replayed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(replayed.paths) != len(paths) || rsum.LateEnds != 1 {
+		t.Fatalf("replay: %d paths, %d late ends; live: %d, 1", len(replayed.paths), rsum.LateEnds, len(paths))
+	}
+	for i, p := range replayed.paths {
+		if l := paths[i]; p.ID != l.ID || p.Verdict != l.Verdict || (p.Late == nil) != (l.Late == nil) || p.Late != nil && *p.Late != *l.Late {
+			t.Errorf("replayed path differs from live:\n%s\nlive:\n%s", dump(p), dump(l))
+		}
+	}
+}
