@@ -193,6 +193,7 @@ func (t *Tracer) loadNetfilterPrograms(spec *ebpf.CollectionSpec, pr Probes) (fi
 			if last, err = t.loadProgram(spec, names[1]); err == nil {
 				return first, last, nil
 			}
+			t.unloadProgram(first) // half a pair is of no use
 		}
 		t.log.Debug("netfilter programs unavailable", "programs", names, "err", err)
 		errs = append(errs, err)

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/netip"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -327,6 +328,15 @@ func (t *Tracer) loadProgram(spec *ebpf.CollectionSpec, name string) (*ebpf.Prog
 	}
 	t.progs = append(t.progs, r.prog)
 	return r.prog, nil
+}
+
+// unloadProgram closes prog, loaded by loadProgram and attached nowhere:
+// the first of a pair whose second did not load.
+func (t *Tracer) unloadProgram(prog *ebpf.Program) {
+	if i := slices.Index(t.progs, prog); i >= 0 {
+		t.progs = slices.Delete(t.progs, i, i+1)
+	}
+	prog.Close()
 }
 
 func (t *Tracer) loadOne(spec *ebpf.CollectionSpec, name string) (*ebpf.Program, error) {

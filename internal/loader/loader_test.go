@@ -367,3 +367,40 @@ func TestPrioritiesExhausted(t *testing.T) {
 		t.Fatalf("open: %v, want an error saying PREROUTING's priorities are taken", err)
 	}
 }
+
+// A pair of netfilter programs whose second does not load leaves nothing
+// of the first loaded: the next pair is used, and only it is kept.
+func TestNetfilterPairUnloadsHalf(t *testing.T) {
+	testutil.RequireRoot(t)
+	prog := func(name string, ok bool) *ebpf.ProgramSpec {
+		insns := asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()}
+		if !ok {
+			insns = asm.Instructions{asm.Return()} // R0 unset: the verifier refuses
+		}
+		return &ebpf.ProgramSpec{Name: name, Type: ebpf.SocketFilter, License: "GPL", Instructions: insns}
+	}
+	spec := &ebpf.CollectionSpec{Maps: map[string]*ebpf.MapSpec{}, Programs: map[string]*ebpf.ProgramSpec{
+		"nf_first_direct": prog("nf_first_direct", true),
+		"nf_last_direct":  prog("nf_last_direct", false),
+		"nf_first":        prog("nf_first", true),
+		"nf_last":         prog("nf_last", true),
+	}}
+	tr := &Tracer{log: slog.New(slog.DiscardHandler), btf: btf.NewCache()}
+	defer tr.Close()
+	first, last, err := tr.loadNetfilterPrograms(spec, fakeKernel{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []*ebpf.Program{first, last} {
+		info, err := p.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(info.Name, "nf_first") && !strings.HasPrefix(info.Name, "nf_last") || strings.Contains(info.Name, "direct") {
+			t.Errorf("loaded %q, want the plain pair", info.Name)
+		}
+	}
+	if len(tr.progs) != 2 || tr.progs[0] != first || tr.progs[1] != last {
+		t.Errorf("%d programs kept, want the pair only", len(tr.progs))
+	}
+}
