@@ -13,7 +13,10 @@ import (
 // Node is the paths one node's trace showed, in the order its stitcher
 // emitted them, with hops that carry the node's name.
 type Node struct {
-	Name  string
+	Name string
+	// Paths are the node's paths as its stitcher emitted them, every one:
+	// the late end of a packet (stitch.Path.Late) names the path it ends
+	// by its place here, Late.Of = index + 1.
 	Paths []*stitch.Path
 }
 
@@ -47,7 +50,9 @@ type pair struct{ exit, entry end }
 // Result is the merged trace.
 type Result struct {
 	// Paths are every path of every node, the matched halves joined, on
-	// the first node's clock, in the order of their first hop.
+	// the first node's clock, in the order of their first hop. A late
+	// end's Late.Of is the place here (index + 1) of the path it ends, 0
+	// when that is not known.
 	Paths []*stitch.Path
 	// Clocks are the offsets of the nodes after the first, in their order.
 	Clocks []stitch.Clock
@@ -321,6 +326,7 @@ func join(nodes []Node, pairs []pair, clocks []stitch.Clock) Result {
 		start int64
 		node  int
 		idx   int
+		chain []ref // the halves joined after the first
 	}
 	var res Result
 	var all []out
@@ -336,9 +342,11 @@ func join(nodes []Node, pairs []pair, clocks []stitch.Clock) Result {
 			// half (which would be a loop).
 			on := map[int]bool{n: true}
 			seen := map[ref]bool{r: true}
+			var chain []ref
 			for c, ok := next[r]; ok && !seen[c]; c, ok = next[c] {
 				appendHalf(m, nodes[c.node].Paths[c.path], clocks[c.node].Offset)
 				on[c.node], seen[c] = true, true
+				chain = append(chain, c)
 				res.Matched++
 			}
 			for node := range len(nodes) {
@@ -346,15 +354,30 @@ func join(nodes []Node, pairs []pair, clocks []stitch.Clock) Result {
 					m.Clocks = append(m.Clocks, clocks[node])
 				}
 			}
-			all = append(all, out{m, m.Start.UnixNano(), n, i})
+			all = append(all, out{m, m.Start.UnixNano(), n, i, chain})
 		}
 	}
 	slices.SortStableFunc(all, func(a, b out) int {
 		return cmp.Or(cmp.Compare(a.start, b.start), cmp.Compare(a.node, b.node), cmp.Compare(a.idx, b.idx))
 	})
 	res.Paths = make([]*stitch.Path, len(all))
+	at := make(map[ref]int, len(all)) // where each half went
 	for i, o := range all {
 		res.Paths[i] = o.p
+		at[ref{o.node, o.idx}] = i
+		for _, c := range o.chain {
+			at[c] = i
+		}
+	}
+	for _, o := range all {
+		if l := o.p.Late; l != nil {
+			// The path it ends, by its place on its node, then here.
+			i, ok := at[ref{o.node, int(l.Of) - 1}]
+			l.Of = 0
+			if ok {
+				l.Of = uint64(i + 1)
+			}
+		}
 	}
 	res.Clocks = clocks[min(1, len(clocks)):]
 	return res

@@ -232,3 +232,26 @@ func TestMergeRepeatedHeader(t *testing.T) {
 		}
 	}
 }
+
+// A late end names the path it ends by its place among its node's paths;
+// merged, by its place among all.
+func TestMergeLateEnd(t *testing.T) {
+	quiet := half("node2", epoch.Add(time.Millisecond), 7, 0, clientAddr, serverAddr, nil, time.Microsecond,
+		stitch.VerdictUnknown, []hop.Kind{hop.Tx, hop.Netfilter}, func(int) bool { return false })
+	late := half("node2", epoch.Add(3*time.Second), 7, 0, clientAddr, serverAddr, nil, 0,
+		stitch.VerdictDropped, []hop.Kind{hop.Drop}, func(int) bool { return false })
+	late.Late = &stitch.Late{Of: 1, After: 3 * time.Second, Verdict: stitch.VerdictUnknown}
+	first := half("node1", epoch, 9, 0, clientAddr, serverAddr, nil, time.Microsecond,
+		stitch.VerdictDelivered, []hop.Kind{hop.Tx, hop.Rx}, func(int) bool { return false })
+	res := Merge([]Node{{Name: "node1", Paths: []*stitch.Path{first}}, {Name: "node2", Paths: []*stitch.Path{quiet, late}}})
+	if len(res.Paths) != 3 {
+		t.Fatalf("%d paths", len(res.Paths))
+	}
+	got := res.Paths[2]
+	if got.Late == nil || got.Late.Of != 2 || res.Paths[1].IPID != 7 || res.Paths[1].Late != nil {
+		t.Errorf("late end %+v, want of the second path", got.Late)
+	}
+	if late.Late.Of != 1 {
+		t.Errorf("the node's path changed: %+v", late.Late)
+	}
+}

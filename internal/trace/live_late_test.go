@@ -12,6 +12,7 @@ import (
 	"github.com/pathtrace/pathtrace/internal/decode"
 	"github.com/pathtrace/pathtrace/internal/hop"
 	"github.com/pathtrace/pathtrace/internal/loader"
+	"github.com/pathtrace/pathtrace/internal/scope"
 	"github.com/pathtrace/pathtrace/internal/stitch"
 	"github.com/pathtrace/pathtrace/internal/topology"
 )
@@ -67,12 +68,24 @@ func TestLiveUnreadDatagramsNotDropped(t *testing.T) {
 // it waits for ARP; 3 s of unanswered requests later the kernel drops it
 // (NEIGH_FAILED). Its path is rendered when it went quiet, 1 s after its
 // last hop; the drop comes as the late end of that path, at eth0 of node1,
-// and is not counted as another packet. Its replay says the same.
+// and is not counted as another packet. Its replay says the same, and so
+// does the merged replay of the two nodes' own traces.
 func TestLiveNeighbourFailedLateEnd(t *testing.T) {
 	c := cluster(t, topology.Options{})
 	nobody := netip.MustParseAddr("192.168.50.99")
-	recording := filepath.Join(t.TempDir(), "trace.pcapng")
+	dir := t.TempDir()
+	recording := filepath.Join(dir, "trace.pcapng")
 	stop := tracingOpts(t, c, Options{Loader: loader.Options{PodIPs: []netip.Addr{topology.ClientIP}}, Record: recording})
+	var nodeFiles []string
+	var nodeStops []func() ([]*stitch.Path, Summary)
+	for _, name := range []string{topology.Node1, topology.Node2} {
+		file := filepath.Join(dir, name+".pcapng")
+		nodeFiles = append(nodeFiles, file)
+		nodeStops = append(nodeStops, tracingOpts(t, c, Options{
+			Loader: loader.Options{PodIPs: []netip.Addr{topology.ClientIP}, Netns: []string{c.Node(name).NetnsPath}},
+			Record: file, Scope: scope.Node, NodeName: name,
+		}))
+	}
 	conn, err := c.Pod(topology.PodClient).Dial(context.Background(), "udp", netip.AddrPortFrom(nobody, 7001).String())
 	if err != nil {
 		t.Fatal(err)
@@ -83,6 +96,9 @@ func TestLiveNeighbourFailedLateEnd(t *testing.T) {
 	}
 	time.Sleep(5 * time.Second)
 	paths, sum := stop()
+	for _, stop := range nodeStops {
+		stop()
+	}
 	var sent, late *stitch.Path
 	for _, p := range paths {
 		switch {
@@ -119,17 +135,34 @@ func TestLiveNeighbourFailedLateEnd(t *testing.T) {
 	}
 	t.Logf("datagram:\n%s\nlate end:\n%s", dump(sent), dump(late))
 
-	replayed := &collector{}
-	rsum, err := Replay(context.Background(), recording, ReplayOptions{}, replayed)
+	again := &collector{}
+	rsum, err := Replay(context.Background(), recording, ReplayOptions{}, again)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(replayed.paths) != len(paths) || rsum.LateEnds != 1 {
-		t.Fatalf("replay: %d paths, %d late ends; live: %d, 1", len(replayed.paths), rsum.LateEnds, len(paths))
+	if len(again.paths) != len(paths) || rsum.LateEnds != 1 {
+		t.Fatalf("replay: %d paths, %d late ends; live: %d, 1", len(again.paths), rsum.LateEnds, len(paths))
 	}
-	for i, p := range replayed.paths {
+	for i, p := range again.paths {
 		if l := paths[i]; p.ID != l.ID || p.Verdict != l.Verdict || (p.Late == nil) != (l.Late == nil) || p.Late != nil && *p.Late != *l.Late {
 			t.Errorf("replayed path differs from live:\n%s\nlive:\n%s", dump(p), dump(l))
 		}
+	}
+
+	merged, msum := replayed(t, nodeFiles...)
+	var mSent, mLate *stitch.Path
+	for _, p := range merged {
+		switch {
+		case p.Late != nil:
+			mLate = p
+		case p.Proto == decode.ProtoUDP && p.Dst.Addr() == nobody:
+			mSent = p
+		}
+	}
+	if mSent == nil || mLate == nil || mLate.Late.Of != mSent.ID || msum.LateEnds != 1 {
+		for _, p := range merged {
+			t.Log(dump(p))
+		}
+		t.Fatalf("merged replay of the node traces: want the datagram's path and its late end of it (%d late ends)", msum.LateEnds)
 	}
 }

@@ -69,9 +69,12 @@ type pipeline struct {
 	count    uint64                     // stop after this many paths; 0 never
 	perConn  connLimit                  // --max-per-conn
 	stats    Stats
-	// mergedIDs: the paths come from several stitchers (a merged
-	// replay), whose IDs a late end's Late.Of refers to, not this one's.
+	// mergedIDs: the paths come from a merged replay (merge.Merge), whose
+	// late ends' Late.Of is the place of the path they end among them;
+	// shown are the IDs the paths emitted so far were shown under (0: not
+	// shown), in that order.
 	mergedIDs bool
+	shown     []uint64
 }
 
 func newPipeline(cfg stitch.Config, out render.Renderer, podIPs []netip.Addr, count int) *pipeline {
@@ -113,8 +116,18 @@ func (p *pipeline) emit(path *stitch.Path) error {
 	if p.count > 0 && p.stats.Packets >= p.count {
 		return errCountReached
 	}
+	if p.mergedIDs && path.Late != nil {
+		of := path.Late.Of
+		path.Late.Of = 0
+		if of > 0 && of <= uint64(len(p.shown)) {
+			path.Late.Of = p.shown[of-1]
+		}
+	}
 	if !p.shows(path) {
 		path.ID = 0 // not shown: what a late end of its packet refers to
+		if p.mergedIDs {
+			p.shown = append(p.shown, 0)
+		}
 		return nil
 	}
 	// Numbered among the printed packets: 1, 2, 3, ... without the gaps
@@ -122,11 +135,11 @@ func (p *pipeline) emit(path *stitch.Path) error {
 	// keeps the ID left here for a late end of the packet.
 	p.stats.Packets++
 	path.ID = p.stats.Packets
+	if p.mergedIDs {
+		p.shown = append(p.shown, path.ID)
+	}
 	if path.Late != nil {
 		p.stats.LateEnds++
-		if p.mergedIDs {
-			path.Late.Of = 0
-		}
 	}
 	if p.annotate != nil {
 		p.annotate.Annotate(path)
@@ -145,7 +158,7 @@ func (p *pipeline) emit(path *stitch.Path) error {
 // rendered where its packet's path was, whatever its addresses (a
 // translated form the filter does not name).
 func (p *pipeline) shows(path *stitch.Path) bool {
-	if path.Late != nil && !p.mergedIDs {
+	if path.Late != nil {
 		return path.Late.Of != 0
 	}
 	return (len(p.podIPs) == 0 || pathMatches(path, p.podIPs)) && p.perConn.allow(path)
