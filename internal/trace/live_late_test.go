@@ -94,7 +94,24 @@ func TestLiveNeighbourFailedLateEnd(t *testing.T) {
 	if _, err := conn.Write([]byte("to nobody")); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(5 * time.Second)
+	// The kernel frees the queue as the entry fails: 3 s of requests,
+	// later on a slow guest.
+	node1 := c.Node(topology.Node1)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := node1.Run(context.Background(), "ip", "neigh", "show", "to", nobody.String(), "dev", topology.UnderlayDev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(out), "FAILED") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("neighbour entry of %s not failed after 30s: %q", nobody, out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
 	paths, sum := stop()
 	for _, stop := range nodeStops {
 		stop()
