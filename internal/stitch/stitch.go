@@ -182,6 +182,8 @@ type track struct {
 
 // New returns a stitcher that passes each completed path to emit. An error
 // from emit stops further emission and is returned by Flush and Close.
+// emit may set the path's ID to the number it shows the path under (0: not
+// shown): a late end of the packet (Path.Late) refers to that ID.
 func New(cfg Config, emit func(*Path) error) *Stitcher {
 	if cfg.Idle <= 0 {
 		cfg.Idle = DefaultIdle
