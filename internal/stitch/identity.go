@@ -102,19 +102,24 @@ func freeDevice(p *Path, h *Hop, seen *lastSeen) {
 	if h.Dev != "" {
 		return
 	}
+	at := lastSeenOf(p)
+	if at.dev == "" {
+		at = *seen
+	}
+	if at.dev != "" {
+		h.Dev, h.Ifindex = at.dev, at.ifindex
+		h.Netns, h.NetnsInode = at.netns, at.inode
+		h.LastSeen = true
+	}
+}
+
+// lastSeenOf is the device and namespace of p's last hop that has a
+// device; zero when none has.
+func lastSeenOf(p *Path) lastSeen {
 	for i := len(p.Hops) - 1; i >= 0; i-- {
-		last := &p.Hops[i]
-		if last.Dev == "" {
-			continue
+		if h := &p.Hops[i]; h.Dev != "" {
+			return lastSeen{h.Dev, h.Ifindex, h.Netns, h.NetnsInode}
 		}
-		h.Dev, h.Ifindex = last.Dev, last.Ifindex
-		h.Netns, h.NetnsInode = last.Netns, last.NetnsInode
-		h.LastSeen = true
-		return
 	}
-	if seen.dev != "" {
-		h.Dev, h.Ifindex = seen.dev, seen.ifindex
-		h.Netns, h.NetnsInode = seen.netns, seen.inode
-		h.LastSeen = true
-	}
+	return lastSeen{}
 }

@@ -80,13 +80,8 @@ func (s *Stitcher) completeQuiet(t *track, final uint64) {
 	if handedOff || !t.done {
 		return // ended at its free after all, or never emitted
 	}
-	q := quietPath{skb: t.skb, t: t, last: t.last, cur: t.cur, sawNF: t.sawNF, ipvs: t.ipvs, verdict: t.path.Verdict}
-	for i := len(t.path.Hops) - 1; i >= 0; i-- {
-		if h := &t.path.Hops[i]; h.Dev != "" {
-			q.seen = lastSeen{h.Dev, h.Ifindex, h.Netns, h.NetnsInode}
-			break
-		}
-	}
+	q := quietPath{skb: t.skb, t: t, last: t.last, cur: t.cur, sawNF: t.sawNF, ipvs: t.ipvs,
+		verdict: t.path.Verdict, seen: lastSeenOf(t.path)}
 	t.quiet = true
 	// In a ring, oldest overwritten first; the index holds slots, not
 	// the entries, which a map would allocate one by one (they are
