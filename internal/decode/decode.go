@@ -107,6 +107,54 @@ func (d *Decoder) Decode(b []byte, ev *Event) error {
 	return nil
 }
 
+// IsFragment reports whether the packet the event follows (the inner one
+// of a tunnel's packet, found as echoIDs finds it) is an IP fragment, the
+// first one too, as its captured header shows; false where nothing was
+// captured (Data empty): only then is it not known. It reads Data on each
+// call (every event of a recording has some: decode does not read them
+// for each), the few bytes it needs.
+func (ev *Event) IsFragment() bool {
+	frag, l4 := fragInfo(ev.Data)
+	if ev.Flags&FlagInner == 0 || frag || l4 == 0 {
+		// An outer fragment does not carry the inner header whole.
+		return frag && ev.Flags&FlagInner == 0
+	}
+	off, ok := innerOffset(ev.Data, l4, ev.Tunnel)
+	if !ok || off >= len(ev.Data) {
+		return false
+	}
+	frag, _ = fragInfo(ev.Data[off:])
+	return frag
+}
+
+// fragInfo reads the IPv4 or IPv6 header b starts with: whether it is a
+// fragment (the first one too), and where its payload starts (0: not
+// known).
+func fragInfo(b []byte) (frag bool, l4 int) {
+	if len(b) < 8 {
+		return false, 0
+	}
+	switch b[0] >> 4 {
+	case 4:
+		hl := int(b[0]&0x0f) * 4
+		if hl < ipv4MinHeader {
+			return false, 0
+		}
+		return binary.BigEndian.Uint16(b[6:])&(ipv4FragMask|ipv4MoreFrags) != 0, hl
+	case 6:
+		switch b[6] {
+		case nextHopByHop, nextRouting, nextDestOpts, nextAuth, nextFragment:
+			h, ok := parseIP(b)
+			if !ok || h.l4 == nil {
+				return ok && h.frag, 0
+			}
+			return h.frag, len(b) - len(h.l4)
+		}
+		return false, ipv6Header
+	}
+	return false, 0
+}
+
 // ICMP and ICMPv6 echo types, whose header holds the echo id.
 const (
 	icmpEchoReply   = 0

@@ -441,3 +441,59 @@ func poison(v reflect.Value) {
 		v.Set(reflect.MakeSlice(v.Type(), 1, 1))
 	}
 }
+
+// Fragment is read from the captured header of the packet the event
+// follows: IPv4 with more fragments or an offset, an IPv6 fragment header
+// with either, the inner header of a tunnel's packet; not an atomic
+// fragment, not a datagram with DF, not a record that captured nothing.
+func TestDecodeFragment(t *testing.T) {
+	udp := []byte{0x9c, 0x40, 0x1b, 0xbc, 0, 8, 0, 0}
+	ip6 := func(frag []byte) []byte {
+		b := make([]byte, 40)
+		b[0], b[6], b[7] = 0x60, 17, 64
+		copy(b[8:], netip.MustParseAddr("fd77:1::5").AsSlice())
+		copy(b[24:], netip.MustParseAddr("fd77:2::7").AsSlice())
+		if frag != nil {
+			b[6] = 44
+			return slices.Concat(b, frag, udp)
+		}
+		return append(b, udp...)
+	}
+	vxlan := func(inner []byte) []byte {
+		eth := make([]byte, 14)
+		eth[12] = 0x08
+		return ipv4(ProtoUDP, "192.168.50.11", "192.168.50.12", 2, 0, nil,
+			slices.Concat([]byte{0x9c, 0x40, 0x21, 0x18, 0, 0, 0, 0}, []byte{0x08, 0, 0, 0, 0, 0, 1, 0}, eth, inner))
+	}
+	for _, tt := range []struct {
+		name   string
+		pkt    []byte
+		tunnel bool
+		want   bool
+	}{
+		{"ipv4 first fragment", ipv4(ProtoUDP, "10.244.1.5", "10.244.2.7", 9, 0x2000, nil, udp), false, true},
+		{"ipv4 last fragment", ipv4(ProtoUDP, "10.244.1.5", "10.244.2.7", 9, 0x00b9, nil, udp), false, true},
+		{"ipv4 with DF", ipv4(ProtoUDP, "10.244.1.5", "10.244.2.7", 9, 0x4000, nil, udp), false, false},
+		{"ipv6 first fragment", ip6([]byte{17, 0, 0, 1, 0, 0, 0, 9}), false, true},
+		{"ipv6 later fragment", ip6([]byte{17, 0, 0x05, 0xa8, 0, 0, 0, 9}), false, true},
+		{"ipv6 atomic fragment", ip6([]byte{17, 0, 0, 0, 0, 0, 0, 9}), false, false},
+		{"ipv6", ip6(nil), false, false},
+		{"inner fragment", vxlan(ipv4(ProtoUDP, "10.244.1.5", "10.244.2.7", 9, 0x2000, nil, udp)), true, true},
+		{"inner datagram", vxlan(ipv4(ProtoUDP, "10.244.1.5", "10.244.2.7", 9, 0, nil, udp)), true, false},
+		{"outer fragment", ipv4(ProtoUDP, "192.168.50.11", "192.168.50.12", 2, 0x2000, nil, udp), false, true},
+		{"nothing captured", nil, false, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var r bpf.TracepointEvent
+			r.Kind = uint8(KindRx)
+			r.Flags = uint8(FlagL3)
+			if tt.tunnel {
+				r.Flags |= uint8(FlagInner)
+			}
+			r.CapLen = uint16(copy(r.Data[:], tt.pkt))
+			if ev := decodeRecord(t, r); ev.IsFragment() != tt.want {
+				t.Errorf("IsFragment %v, want %v", ev.IsFragment(), tt.want)
+			}
+		})
+	}
+}

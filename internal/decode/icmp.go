@@ -16,6 +16,8 @@ const (
 	icmpHeader    = 8
 	ipv4FragMask  = 0x1fff // fragment offset, in the flags-and-offset word
 	ipv6FragMask  = 0xfff8 // fragment offset, in the fragment header's offset word
+	ipv4MoreFrags = 0x2000 // more fragments, in IPv4's word
+	ipv6MoreFrags = 0x0001 // more fragments, in the fragment header's word
 )
 
 // IPv6 extension headers the parsers skip, as the kernel programs do
@@ -68,6 +70,7 @@ type ipHeader struct {
 	id       uint16 // IPv4 id; IPv6: the low bits of a fragment's identification
 	l4       []byte // from the transport header on; nil when there is none (a later fragment, an unknown extension header)
 	first    bool   // no fragment, or the first one: l4 holds the transport header
+	frag     bool   // a fragment (the first one too): more fragments follow, or it is not the first
 }
 
 // parseIP reads the IPv4 or IPv6 header data starts with; ok is false when
@@ -86,6 +89,7 @@ func parseIP(data []byte) (h ipHeader, ok bool) {
 			src: netip.AddrFrom4([4]byte(data[12:16])), dst: netip.AddrFrom4([4]byte(data[16:20])),
 			proto: data[9], id: binary.BigEndian.Uint16(data[4:]),
 			first: binary.BigEndian.Uint16(data[6:])&ipv4FragMask == 0,
+			frag:  binary.BigEndian.Uint16(data[6:])&(ipv4FragMask|ipv4MoreFrags) != 0,
 		}
 		if h.first {
 			h.l4 = data[hl:]
@@ -111,6 +115,9 @@ func parseIP(data []byte) (h ipHeader, ok bool) {
 			case nextFragment:
 				h.id = uint16(binary.BigEndian.Uint32(data[off+4:]))
 				h.first = binary.BigEndian.Uint16(data[off+2:])&ipv6FragMask == 0
+				// An atomic fragment (offset 0, no more) is a whole
+				// datagram.
+				h.frag = binary.BigEndian.Uint16(data[off+2:])&(ipv6FragMask|ipv6MoreFrags) != 0
 				next = data[off]
 				h.proto = next
 				return h, true // the kernel programs show no ports of a fragment
