@@ -197,7 +197,7 @@ func TestLiveJSON(t *testing.T) {
 		if _, err := time.Parse(time.RFC3339Nano, p.Start); err != nil {
 			t.Errorf("line %d: start %q is not RFC 3339", n, p.Start)
 		}
-		if !slices.Contains([]string{"delivered", "dropped", "forwarded", "unknown"}, p.Verdict) {
+		if !slices.Contains([]string{"delivered", "dropped", "forwarded", "reassembled", "fragmented", "unknown"}, p.Verdict) {
 			t.Errorf("line %d: verdict %q", n, p.Verdict)
 		}
 		for _, h := range p.Hops {

@@ -95,7 +95,8 @@ func (r *htmlRenderer) Close() error {
 	if !pg.info.Start.IsZero() {
 		d.Start = pg.info.Start.UTC().Format(headerTime)
 	}
-	for _, v := range []stitch.Verdict{stitch.VerdictDelivered, stitch.VerdictDropped, stitch.VerdictForwarded, stitch.VerdictUnknown} {
+	for _, v := range []stitch.Verdict{stitch.VerdictDelivered, stitch.VerdictDropped, stitch.VerdictForwarded,
+		stitch.VerdictReassembled, stitch.VerdictFragmented, stitch.VerdictUnknown} {
 		if n := pg.verdicts[v]; n > 0 {
 			d.Verdicts = append(d.Verdicts, verdictCount{string(v), n})
 		}

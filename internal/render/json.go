@@ -155,6 +155,9 @@ func (m *jsonMemo) appendPath(b []byte, p *stitch.Path) []byte {
 		b = append(b, `,"first_seen":`...)
 		b = appendJSONString(b, string(p.FirstSeen))
 	}
+	if p.Fragment {
+		b = append(b, `,"fragment":true`...)
+	}
 	if p.Events != 0 {
 		b = append(b, `,"events":`...)
 		b = appendInt(b, int64(p.Events))

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"io"
 	"math"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -637,5 +638,47 @@ func TestLateEnd(t *testing.T) {
 	if want := `<b>1</b> packets · <span class="v-dropped">1 dropped</span></p>`; !strings.Contains(html.String(), want) {
 		i := strings.Index(html.String(), `class="summary"`)
 		t.Errorf("HTML summary, want %s:\n%.200s", want, html.String()[max(i, 0):])
+	}
+}
+
+// A fragment, the datagram reassembled from it and split again, and an
+// IPv6 fragment: the text ties them by the IPv4 id, JSON marks the
+// fragment, the HTML report counts the new verdicts.
+func TestFragments(t *testing.T) {
+	mk := func(id uint64, src, dst string, v stitch.Verdict, frag bool, seen stitch.FirstSeen) *stitch.Path {
+		return &stitch.Path{ID: id, Proto: 17, Src: netip.MustParseAddrPort(src), Dst: netip.MustParseAddrPort(dst),
+			IPID: 4660, Len: 1458, Verdict: v, Fragment: frag, FirstSeen: seen,
+			Hops: []stitch.Hop{{Kind: hop.Tx, Dev: "eth0", Netns: "client"}}}
+	}
+	paths := []*stitch.Path{
+		mk(1, "10.244.1.5:0", "10.244.2.7:0", stitch.VerdictReassembled, true, ""),
+		mk(2, "10.244.1.5:40000", "10.244.2.7:7100", stitch.VerdictFragmented, false, stitch.FirstSeenReassembled),
+		mk(3, "[fd77:1::5]:0", "[fd77:2::7]:0", stitch.VerdictReassembled, true, ""),
+		mk(4, "[fd77:1::5]:40000", "[fd77:2::7]:7100", stitch.VerdictDelivered, false, stitch.FirstSeenReassembled),
+	}
+	var text, js, html bytes.Buffer
+	renderAll(t, NewText(&text, TextOptions{}), paths)
+	renderAll(t, NewJSON(&js), paths)
+	renderAll(t, NewHTML(&html, HTMLOptions{}), paths)
+	for _, want := range []string{
+		"len=1458 reassembled  ", "(1 hop, a fragment of IP id 4660)",
+		"len=1458 fragmented  ", "(1 hop, reassembled from the fragments of IP id 4660)",
+		"(1 hop, a fragment)", "(1 hop, reassembled from fragments)",
+	} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("text lacks %q:\n%s", want, text.String())
+		}
+	}
+	if n := strings.Count(js.String(), `"fragment":true`); n != 2 {
+		t.Errorf("JSON marks %d fragments, want 2:\n%s", n, js.String())
+	}
+	for _, want := range []string{`"verdict":"fragmented","first_seen":"reassembled"`, `"verdict":"reassembled","fragment":true`} {
+		if !strings.Contains(js.String(), want) {
+			t.Errorf("JSON lacks %s:\n%s", want, js.String())
+		}
+	}
+	if want := `<span class="v-reassembled">2 reassembled</span>`; !strings.Contains(html.String(), want) {
+		i := strings.Index(html.String(), `class="summary"`)
+		t.Errorf("HTML summary, want %s:\n%.300s", want, html.String()[max(i, 0):])
 	}
 }

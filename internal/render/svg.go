@@ -113,7 +113,7 @@ func appendPacketSVG(b []byte, p *stitch.Path, info TraceInfo) []byte {
 		footH = float64(len(foot))*svgLineH + svgHeadPad
 	}
 	b = appendSVGOpen(b, width, headH+m.h+footH, "")
-	b = append(b, `<style>.s-title{font-weight:bold;font-size:13px;fill:#1f2933}.s-sub{fill:#52606d}.s-warn{fill:#8a6d00}.s-advice{fill:#c62828}.s-cmd{fill:#323f4b;font-family:monospace}.s-delivered{fill:#2b8a3e}.s-dropped{fill:#c62828}.s-forwarded,.s-unknown{fill:#b7791f}</style>`+"\n"...)
+	b = append(b, `<style>.s-title{font-weight:bold;font-size:13px;fill:#1f2933}.s-sub{fill:#52606d}.s-warn{fill:#8a6d00}.s-advice{fill:#c62828}.s-cmd{fill:#323f4b;font-family:monospace}.s-delivered{fill:#2b8a3e}.s-dropped{fill:#c62828}.s-forwarded,.s-unknown{fill:#b7791f}.s-reassembled,.s-fragmented{fill:#52606d}</style>`+"\n"...)
 	b = append(b, `<text x="`...)
 	b = appendNum(b, mapMargin)
 	b = append(b, `" y="`...)

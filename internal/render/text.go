@@ -581,9 +581,11 @@ func (r *textRenderer) appendHeader(b []byte, p *stitch.Path) []byte {
 	if p.Clipped {
 		b = append(b, ", clipped"...)
 	}
-	if p.FirstSeen == stitch.FirstSeenAfterNAT {
+	switch p.FirstSeen {
+	case stitch.FirstSeenAfterNAT:
 		b = append(b, ", first seen after NAT"...)
 	}
+	b = appendFragment(b, p)
 	if l := p.Late; l != nil {
 		b = appendLate(b, l)
 	}
@@ -605,6 +607,37 @@ func (r *textRenderer) appendHeader(b []byte, p *stitch.Path) []byte {
 		b = append(b, pal.faint.post...)
 	}
 	return append(b, '\n')
+}
+
+// appendFragment appends what ties a fragment, a datagram reassembled
+// from fragments or one split into them to the others: the IP id they
+// share (IPv4; an IPv6 datagram shows one only in its fragments).
+// ", a fragment of IP id 4660", ", reassembled from the fragments of IP
+// id 4660", ", IP id 4660".
+func appendFragment(b []byte, p *stitch.Path) []byte {
+	id := p.IPID
+	if !p.Src.Addr().Is4() {
+		id = 0 // IPv6: the low bits of a fragment's own identification, which each fragmenting changes
+	}
+	switch {
+	case p.Fragment:
+		b = append(b, ", a fragment"...)
+		if id == 0 {
+			return b
+		}
+		b = append(b, " of"...)
+	case p.FirstSeen == stitch.FirstSeenReassembled:
+		if id == 0 {
+			return append(b, ", reassembled from fragments"...)
+		}
+		b = append(b, ", reassembled from the fragments of"...)
+	case p.Verdict == stitch.VerdictFragmented && id != 0:
+		b = append(b, ',')
+	default:
+		return b
+	}
+	b = append(b, " IP id "...)
+	return strconv.AppendUint(b, uint64(id), 10)
 }
 
 // appendLate appends what a late end ended: ", late end of #3, freed

@@ -186,8 +186,13 @@ type Path struct {
 	HasICMPID bool
 	ICMPID    uint16
 	// FirstSeen is FirstSeenAfterNAT when the path starts after a
-	// translation; "" when it starts at the packet's first hop.
+	// translation, FirstSeenReassembled with a datagram reassembled from
+	// fragments (frag.go); "" when it starts at the packet's first hop.
 	FirstSeen FirstSeen
+	// Fragment says the packet is an IP fragment as first seen (its
+	// captured header said so); IPID, shared with its datagram, links
+	// them (frag.go).
+	Fragment bool
 
 	Verdict Verdict
 	Hops    []Hop

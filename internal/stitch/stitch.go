@@ -123,6 +123,10 @@ type Stitcher struct {
 	quietRing []quietPath
 	quietNext int
 	probe     track
+
+	// frags holds when fragment paths and reassembled datagrams' paths
+	// started, by datagram and namespace (frag.go).
+	frags map[fragKey]*fragTimes
 }
 
 // maxFree bounds the tracks and paths kept for reuse.
@@ -178,6 +182,16 @@ type track struct {
 	quiet          bool
 	seen           lastSeen
 	lateOf, lateBy *track
+
+	// IP fragments (frag.go): frag says the packet is one, as its first
+	// event's captured bytes showed, fragLen its length then; reassembled
+	// that its skb went on as the reassembled datagram.
+	frag        bool
+	fragLen     uint32
+	reassembled bool
+	// split: its skb went on as the first fragment of its datagram
+	// (IP output's fast path reuses the datagram's skbs).
+	split bool
 }
 
 // New returns a stitcher that passes each completed path to emit. An error
@@ -226,9 +240,12 @@ func (s *Stitcher) Add(ev *decode.Event) {
 	if t == nil || t.path == nil || t.done || t.handedOff || t.skb != ev.SKB {
 		t = s.active[ev.SKB]
 	}
+	var reassembled *decode.Tuple
 	if t != nil && ev.Flags&decode.FlagNew != 0 {
 		// A new packet on a reused skb: the old path ended without a
-		// free event.
+		// free event; or the datagram its fragment completed
+		// (frag.go).
+		reassembled = t.endedBy(ev)
 		s.complete(t, min(t.last+idle, ev.TS))
 		t = nil
 	} else if t != nil && ev.TS > t.last+idle {
@@ -250,7 +267,10 @@ func (s *Stitcher) Add(ev *decode.Event) {
 	}
 	if t != nil && !s.continues(t, ev) {
 		// Another packet on the skb, which the kernel could not tell:
-		// the followed one was freed without a tracepoint.
+		// the followed one was freed without a tracepoint; or the
+		// datagram its fragment completed, which older kernels'
+		// programs do not mark new.
+		reassembled = t.endedBy(ev)
 		s.complete(t, min(t.last+idle, ev.TS))
 		t = nil
 	}
@@ -266,6 +286,9 @@ func (s *Stitcher) Add(ev *decode.Event) {
 			s.complete(s.lru.next, ev.TS)
 		}
 		t = s.start(ev)
+		if reassembled != nil {
+			s.reassembled(t, reassembled, ev)
+		}
 	} else {
 		s.unlink(t)
 	}
@@ -347,6 +370,9 @@ func (s *Stitcher) start(ev *decode.Event) *track {
 	s.active[ev.SKB] = t
 	s.held += cap(p.Hops)
 	s.enqueue(t)
+	if ev.IsFragment() {
+		s.fragment(t, ev)
+	}
 	return t
 }
 
@@ -405,6 +431,9 @@ func (s *Stitcher) complete(t *track, final uint64) {
 		return
 	}
 	t.path.Verdict = s.verdict(t.path)
+	if t.frag || t.reassembled || t.split || len(s.frags) > 0 {
+		t.path.Verdict = s.fragVerdict(t, t.path.Verdict)
+	}
 	s.wait(t)
 }
 
@@ -514,8 +543,11 @@ func (s *Stitcher) applyNF(t *track, ev *decode.Event) {
 			if firstSeenHere(t.path, ev) {
 				// Not a packet stolen from the hook's first
 				// view: one that matched only after a
-				// translation in it.
-				t.path.FirstSeen = FirstSeenAfterNAT
+				// translation in it, or a datagram
+				// reassembled in it.
+				if t.path.FirstSeen == "" {
+					t.path.FirstSeen = FirstSeenAfterNAT
+				}
 			} else {
 				h.Partial = true
 			}
