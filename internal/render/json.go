@@ -172,6 +172,9 @@ func (m *jsonMemo) appendPath(b []byte, p *stitch.Path) []byte {
 		b = appendInt(b, int64(l.After))
 		b = append(b, `,"verdict":`...)
 		b = appendJSONString(b, string(verdictOrUnknown(l.Verdict)))
+		if l.Resumed {
+			b = append(b, `,"resumed":true`...)
+		}
 		b = append(b, '}')
 	}
 	if len(p.Warnings) > 0 {

@@ -641,6 +641,23 @@ func TestLateEnd(t *testing.T) {
 	}
 }
 
+// The rest of a packet's way after a wait (stitch.Late.Resumed) says which
+// path it goes on from, in text and JSON.
+func TestLateResumed(t *testing.T) {
+	quiet, late := lateEndPaths()
+	late.Late.Resumed, late.Late.After = true, 2012004*time.Microsecond
+	late.Hops = []stitch.Hop{nsWeb.hop(hop.Tx, "eth0", 3, 0)}
+	var text, js bytes.Buffer
+	renderAll(t, NewText(&text, TextOptions{}), []*stitch.Path{quiet, late})
+	renderAll(t, NewJSON(&js), []*stitch.Path{quiet, late})
+	if want := "(1 hop, the rest of #1, resumed 2.012004s after it was last seen)"; !strings.Contains(text.String(), want) {
+		t.Errorf("text lacks %q:\n%s", want, text.String())
+	}
+	if want := `"late":{"of":1,"after_ns":2012004000,"verdict":"unknown","resumed":true}`; !strings.Contains(js.String(), want) {
+		t.Errorf("JSON lacks %s:\n%s", want, js.String())
+	}
+}
+
 // A fragment, the datagram reassembled from it and split again, and an
 // IPv6 fragment: the text ties them by the IPv4 id, JSON marks the
 // fragment, the HTML report counts the new verdicts.

@@ -641,16 +641,25 @@ func appendFragment(b []byte, p *stitch.Path) []byte {
 }
 
 // appendLate appends what a late end ended: ", late end of #3, freed
-// 2.980112s after it was last seen".
+// 2.980112s after it was last seen", or for the rest of a packet's way
+// ", the rest of #3, resumed 2.012004s after it was last seen".
 func appendLate(b []byte, l *stitch.Late) []byte {
-	b = append(b, ", late end of "...)
+	if l.Resumed {
+		b = append(b, ", the rest of "...)
+	} else {
+		b = append(b, ", late end of "...)
+	}
 	if l.Of != 0 {
 		b = append(b, '#')
 		b = strconv.AppendUint(b, l.Of, 10)
 	} else {
 		b = append(b, "an earlier packet"...)
 	}
-	b = append(b, ", freed "...)
+	if l.Resumed {
+		b = append(b, ", resumed "...)
+	} else {
+		b = append(b, ", freed "...)
+	}
 	b = appendDur(b, l.After)
 	return append(b, " after it was last seen"...)
 }

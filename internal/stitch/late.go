@@ -20,6 +20,13 @@ import (
 // packet reached its destination (a datagram purged unread from a closed
 // socket's queue) is not emitted at all, as a lone consume is not.
 //
+// A packet can also go on after such a wait: the neighbour answered the
+// second or third ARP request, and the packet queued for it is sent. Its
+// next event, where it waited (the namespace it was last seen in), with the
+// kernel still following it and its identity continuing the quiet path's,
+// starts the path of the rest of its way, marked as that path's late end
+// too (Late.Resumed).
+//
 // Whether the quiet path was emitted when the free comes depends on when
 // Flush ran; what is emitted does not: the late end is its own path either
 // way, and learns the quiet path's ID when that is emitted (it starts
@@ -39,6 +46,9 @@ type Late struct {
 	After time.Duration
 	// Verdict is the earlier path's, which this one's replaces.
 	Verdict Verdict
+	// Resumed says the packet went on after the wait: the path is the
+	// rest of its way, from where it waited, not its free alone.
+	Resumed bool
 }
 
 // quietPath is what the stitcher keeps of a path that completed quiet, to
@@ -122,11 +132,12 @@ func (s *Stitcher) emitted(t *track) {
 	}
 }
 
-// lateEnd returns the track of a free that starts no path but ends a quiet
-// one: a new path marked Late, or the quiet path itself when the free came
-// in its idle time; nil when the free ends no quiet path.
+// lateEnd returns the track of an event that starts no path but ends a
+// quiet one (its free, or its next hop where it waited): a new path marked
+// Late, or the quiet path itself when the event came in its idle time; nil
+// when the event ends no quiet path.
 func (s *Stitcher) lateEnd(ev *decode.Event) *track {
-	if !isFree(ev.Kind) || ev.Flags&decode.FlagNew != 0 {
+	if ev.Flags&decode.FlagNew != 0 {
 		return nil // the kernel has not followed this packet on the skb since
 	}
 	i, ok := s.quiet[ev.SKB]
@@ -134,6 +145,10 @@ func (s *Stitcher) lateEnd(ev *decode.Event) *track {
 		return nil
 	}
 	q := s.quietRing[i]
+	free := isFree(ev.Kind)
+	if !free && (q.seen.inode == 0 || ev.Netns != q.seen.inode) {
+		return nil // the packet goes on where it waited, or it is another
+	}
 	probe := q.t
 	if probe == nil {
 		probe = &s.probe
@@ -149,7 +164,8 @@ func (s *Stitcher) lateEnd(ev *decode.Event) *track {
 		return t
 	}
 	t := s.start(ev)
-	t.path.Late = &Late{Of: q.id, Verdict: q.verdict}
+	t.path.Late = &Late{Of: q.id, Verdict: q.verdict, Resumed: !free}
+	t.sawNF, t.ipvs = q.sawNF, q.ipvs
 	if ev.TS > q.last {
 		t.path.Late.After = time.Duration(ev.TS - q.last)
 	}

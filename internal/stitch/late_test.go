@@ -220,3 +220,49 @@ func TestLateFreeNotOfTheQuietPacket(t *testing.T) {
 		})
 	}
 }
+
+// A packet that waited for its neighbour longer than the idle timeout and
+// was then sent: the rest of its way, from where it waited, is the quiet
+// path's late end, resumed, whether Flush ran in between or not. A packet
+// of the flow on the skb elsewhere (in the pod) is not.
+func TestLateContinuation(t *testing.T) {
+	pkt := quietForward(0xe00)
+	rest := newSeq(pkt.skb, uint64(2*time.Second), pkt.tuple)
+	rest.dev(decode.KindTx, nsNode1, "eth0").dev(decode.KindRx, nsNode2, "eth0").
+		hook(hop.Prerouting, nsNode2, "eth0", "", nil)
+	rest.events[0].Flags &^= decode.FlagNew
+	for _, flush := range []bool{false, true} {
+		var paths []*Path
+		s := lateStitcher(&paths)
+		evs := slices.Concat(pkt.events, rest.events)
+		for i := range evs {
+			s.Add(&evs[i])
+			if flush {
+				if err := s.Flush(evs[i].TS); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if err := s.Close(); err != nil || len(paths) != 2 {
+			t.Fatalf("flushing %v: %d paths (err %v)", flush, len(paths), err)
+		}
+		want := Late{Of: 1, After: time.Duration(rest.events[0].TS - pkt.ts), Verdict: VerdictUnknown, Resumed: true}
+		if l := paths[1].Late; l == nil || *l != want || kinds(paths[1]) != "tx:eth0 rx:eth0 netfilter:PREROUTING" {
+			t.Errorf("flushing %v: rest %+v, want %+v\n%s", flush, l, want, kinds(paths[1]))
+		}
+	}
+
+	// The same flow's next packet, reusing the skb, sent by the pod.
+	next := newSeq(pkt.skb, uint64(2*time.Second), pkt.tuple)
+	next.dev(decode.KindTx, nsClient, "eth0").dev(decode.KindRx, nsNode1, "veth1a2b3c4d")
+	next.events[0].Flags &^= decode.FlagNew
+	var paths []*Path
+	s := lateStitcher(&paths)
+	evs := slices.Concat(pkt.events, next.events)
+	for i := range evs {
+		s.Add(&evs[i])
+	}
+	if err := s.Close(); err != nil || len(paths) != 2 || paths[1].Late != nil {
+		t.Errorf("%d paths (err %v), the second marked late: want none marked", len(paths), err)
+	}
+}

@@ -86,31 +86,10 @@ func TestLiveNeighbourFailedLateEnd(t *testing.T) {
 			Record: file, Scope: scope.Node, NodeName: name,
 		}))
 	}
-	conn, err := c.Pod(topology.PodClient).Dial(context.Background(), "udp", netip.AddrPortFrom(nobody, 7001).String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := conn.Write([]byte("to nobody")); err != nil {
-		t.Fatal(err)
-	}
+	sendDatagram(t, c, netip.AddrPortFrom(nobody, 7001), "to nobody")
 	// The kernel frees the queue as the entry fails: 3 s of requests,
 	// later on a slow guest.
-	node1 := c.Node(topology.Node1)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		out, err := node1.Run(context.Background(), "ip", "neigh", "show", "to", nobody.String(), "dev", topology.UnderlayDev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if strings.Contains(string(out), "FAILED") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("neighbour entry of %s not failed after 30s: %q", nobody, out)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitNeighbour(t, c.Node(topology.Node1), nobody, "FAILED", "")
 	time.Sleep(500 * time.Millisecond)
 	paths, sum := stop()
 	for _, stop := range nodeStops {
@@ -181,5 +160,95 @@ func TestLiveNeighbourFailedLateEnd(t *testing.T) {
 			t.Log(dump(p))
 		}
 		t.Fatalf("merged replay of the node traces: want the datagram's path and its late end of it (%d late ends)", msum.LateEnds)
+	}
+}
+
+// TestLiveNeighbourResolvedLate sends a datagram from the client to an
+// address of the underlay that nobody has yet: node1 forwards it to eth0,
+// where it waits for ARP. 1.5 s later node2 takes the address, answers the
+// next request (ARP asks once a second), and the datagram goes on to
+// node2, whose stack has no socket for it. Its path is printed when it went
+// quiet; the rest of its way, from node1's eth0 to the drop at node2, is
+// that path's late end, resumed: one packet, not two.
+func TestLiveNeighbourResolvedLate(t *testing.T) {
+	c := cluster(t, topology.Options{})
+	later := netip.MustParseAddr("192.168.50.98")
+	stop := tracingOpts(t, c, Options{Loader: loader.Options{PodIPs: []netip.Addr{topology.ClientIP}}})
+	sendDatagram(t, c, netip.AddrPortFrom(later, 7002), "to a late neighbour")
+	time.Sleep(1500 * time.Millisecond)
+	node2 := c.Node(topology.Node2)
+	if out, err := node2.Run(context.Background(), "ip", "addr", "add", later.String()+"/24", "dev", topology.UnderlayDev); err != nil {
+		t.Fatalf("ip addr add: %v: %s", err, out)
+	}
+	// Sent at the next request, a second after the last; later on a
+	// slow guest.
+	node1 := c.Node(topology.Node1)
+	waitNeighbour(t, node1, later, "lladdr", "FAILED")
+	time.Sleep(500 * time.Millisecond)
+	paths, sum := stop()
+	var sent, rest *stitch.Path
+	for _, p := range paths {
+		if p.Proto != decode.ProtoUDP || p.Dst.Addr() != later {
+			continue
+		}
+		switch {
+		case p.Late != nil:
+			if rest != nil {
+				t.Errorf("a second late path, #%d\n%s", p.ID, dump(p))
+			}
+			rest = p
+		case sent != nil:
+			t.Errorf("a second path of the datagram, #%d\n%s", p.ID, dump(p))
+		default:
+			sent = p
+		}
+	}
+	if sent == nil || rest == nil {
+		for _, p := range paths {
+			t.Log(dump(p))
+		}
+		t.Fatalf("want the datagram's path and the rest of it")
+	}
+	if l := rest.Late; l.Of != sent.ID || !l.Resumed || l.After < time.Second || l.Verdict != sent.Verdict || sum.LateEnds != 1 {
+		t.Errorf("rest %+v of #%d (%d late ends), want resumed, of #%d after at least 1s\n%s", *l, sent.ID, sum.LateEnds, sent.ID, dump(rest))
+	}
+	n1, n2 := node1.NetnsName, node2.NetnsName
+	first, last := rest.Hops[0], rest.Hops[len(rest.Hops)-1]
+	if first.Kind != hop.Tx || first.Netns != n1 || last.Netns != n2 || rest.Verdict != stitch.VerdictDropped {
+		t.Errorf("rest: %s from %s in %s to %s, want from tx in %s to a drop in %s\n%s", rest.Verdict, first.Kind, first.Netns, last.Netns, n1, n2, dump(rest))
+	}
+	t.Logf("datagram:\n%s\nthe rest:\n%s", dump(sent), dump(rest))
+}
+
+// waitNeighbour waits up to 30 s for node's neighbour entry of addr on the
+// underlay to show want, and fails the test if it shows not first.
+func waitNeighbour(t *testing.T, node *topology.Node, addr netip.Addr, want, not string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := node.Run(context.Background(), "ip", "neigh", "show", "to", addr.String(), "dev", topology.UnderlayDev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(out), want) {
+			return
+		}
+		if (not != "" && strings.Contains(string(out), not)) || time.Now().After(deadline) {
+			t.Fatalf("neighbour entry of %s: %q, want %s", addr, out, want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// sendDatagram sends one UDP datagram from the client pod to to.
+func sendDatagram(t *testing.T, c *topology.Cluster, to netip.AddrPort, payload string) {
+	t.Helper()
+	conn, err := c.Pod(topology.PodClient).Dial(context.Background(), "udp", to.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte(payload)); err != nil {
+		t.Fatal(err)
 	}
 }
