@@ -678,7 +678,7 @@ func TestFragments(t *testing.T) {
 	renderAll(t, NewJSON(&js), paths)
 	renderAll(t, NewHTML(&html, HTMLOptions{}), paths)
 	for _, want := range []string{
-		"len=1458 reassembled  ", "(1 hop, a fragment of IP id 4660)",
+		"UDP 10.244.1.5 → 10.244.2.7 len=1458 reassembled  ", "(1 hop, a fragment of IP id 4660)",
 		"len=1458 fragmented  ", "(1 hop, reassembled from the fragments of IP id 4660)",
 		"(1 hop, a fragment)", "(1 hop, reassembled from fragments)",
 	} {

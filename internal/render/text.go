@@ -544,10 +544,14 @@ func (r *textRenderer) appendHeader(b []byte, p *stitch.Path) []byte {
 		b = strconv.AppendUint(b, uint64(p.Proto), 10)
 	}
 	b = append(b, ' ')
-	b = appendEndpointOr(b, p.Src, p.Proto)
+	eproto := p.Proto
+	if p.Fragment && p.Src.Port() == 0 && p.Dst.Port() == 0 {
+		eproto = 0 // a later fragment: no ports, not port 0
+	}
+	b = appendEndpointOr(b, p.Src, eproto)
 	b = appendService(b, cmp.Or(p.SrcPod, p.SrcNode))
 	b = append(b, " → "...)
-	b = appendEndpointOr(b, p.Dst, p.Proto)
+	b = appendEndpointOr(b, p.Dst, eproto)
 	b = echoID{p.HasICMPID, p.ICMPID}.append(b)
 	if dstTranslated(p) {
 		b = appendService(b, dstNames(p))
