@@ -59,9 +59,12 @@ func fragKeyOf(tup *decode.Tuple, netns uint32) fragKey {
 }
 
 // fragTimes are when, in one namespace, a datagram's newest fragment path
-// started (split) and its newest reassembled path (reasm); 0: none.
+// started (split) and its newest reassembled path (reasm); 0: none. In
+// namespace 0 (any), dst is where its first fragment (the one with the
+// ports) was sent, as first seen.
 type fragTimes struct {
 	split, reasm uint64
+	dst          netip.AddrPort
 }
 
 // maxFrags bounds the datagrams remembered; past it those older than a
@@ -99,15 +102,65 @@ func (s *Stitcher) noteFrag(k fragKey, now uint64) *fragTimes {
 func (s *Stitcher) fragment(t *track, ev *decode.Event) {
 	t.path.Fragment, t.frag, t.fragLen = true, true, ev.Len
 	s.noteFrag(fragKeyOf(&t.cur, ev.Netns), ev.TS).split = ev.TS
+	if t.cur.HasPorts {
+		ft := s.noteFrag(fragKeyOf(&t.cur, 0), ev.TS)
+		ft.split, ft.dst = ev.TS, t.cur.Dst
+	}
 }
 
 // reassembled records, on t just started by ev, that its packet is a
 // datagram reassembled from fragments of tuple frag (the one that
 // completed it, as last seen: before a DNAT in the hook that reassembled
 // it), for the fragments last seen there.
+//
+// Where the hook translated the datagram's destination after reassembling
+// it (a DNAT at PREROUTING, or the un-SNAT of a reply), its path shows the
+// translation after the hook's last view, and takes the destination before
+// it, as a path's is before the translations on it. That destination is
+// the datagram's at ev when ev saw it untranslated (a rule table's view
+// inside the hook, on 5.10 to 6.12), else its fragments': the completing
+// one's address, the first one's port (its path gave it; without it
+// nothing is shown).
 func (s *Stitcher) reassembled(t *track, frag *decode.Tuple, ev *decode.Event) {
 	t.path.FirstSeen = FirstSeenReassembled
 	s.noteFrag(fragKeyOf(frag, ev.Netns), ev.TS).reasm = ev.TS
+	tup, ok := innermost(ev)
+	if !ok {
+		return
+	}
+	from := tup.Dst
+	if tup.Dst.Addr() != frag.Dst.Addr() {
+		from = frag.Dst
+		if !frag.HasPorts {
+			ft, ok := s.frags[fragKeyOf(frag, 0)]
+			if !ok || !ft.dst.IsValid() {
+				return
+			}
+			from = ft.dst
+		}
+	}
+	t.reasmFrom = natEnd(from, tup)
+}
+
+// reassemblyNAT appends to t's path, after the last view of the hook
+// where its reassembled datagram is first seen (ev), the translation of
+// its destination there (reassembled).
+func (s *Stitcher) reassemblyNAT(t *track, ev *decode.Event) {
+	from := t.reasmFrom
+	t.reasmFrom = netip.AddrPort{}
+	tup, ok := innermost(ev)
+	if !ok || natEnd(tup.Dst, tup) == from {
+		return
+	}
+	h := s.hop(t, ev)
+	h.Kind = hop.NAT
+	h.Hook = ev.Hook
+	h.NAT = alloc(&t.mem.arena.nats, NAT{Type: hop.DNAT, From: from, To: natEnd(tup.Dst, tup), Reverse: ev.CT.Reply()})
+	s.append(t, &h)
+	t.path.Dst = netip.AddrPortFrom(from.Addr(), tup.Dst.Port())
+	if !decode.IsICMP(tup.Proto) {
+		t.path.Dst = from
+	}
 }
 
 // endedBy records on t, about to complete because ev shows another packet

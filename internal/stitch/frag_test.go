@@ -89,7 +89,10 @@ func fragmentedOnNode1(fast, dnat, table, old bool) []decode.Event {
 	a.free(decode.KindConsume, "cni0", nsNode1)
 	d := newSeq(0xc00, 4100, udpFrag(src, dst, id, true))
 	if table {
+		// The nat table sees the datagram before its DNAT.
+		d.tuple = udpFrag(src, sent, id, true)
 		d.add(decode.Event{Kind: decode.KindTable, Hook: hop.Prerouting, Netns: nsNode1, Len: 4028, Verdict: hop.VerdictAccept})
+		d.tuple = udpFrag(src, dst, id, true)
 	}
 	d.add(decode.Event{Kind: decode.KindNF, Hook: hop.Prerouting, Slot: decode.SlotLast, Netns: nsNode1, Dev: "cni0", In: "cni0"})
 	if old {
@@ -150,6 +153,20 @@ func TestFragmentsReassembledAndSplitAgain(t *testing.T) {
 			"reassembled//frag", "reassembled//frag", "reassembled//frag",
 			"fragmented/reassembled/whole",
 			"forwarded//frag", "forwarded//frag", "forwarded//frag",
+		}
+		// The DNAT after the reassembly, from the first fragment's
+		// destination.
+		var nat *NAT
+		if len(paths) > 3 {
+			for _, h := range paths[3].Hops {
+				if h.NAT != nil {
+					nat = h.NAT
+				}
+			}
+		}
+		wantNAT := tc.dnat && (nat == nil || nat.Type != hop.DNAT || nat.From != ap("10.96.0.10:7100") || nat.To != ap("10.244.2.7:7100"))
+		if !tc.dnat && nat != nil || wantNAT || (tc.dnat && paths[3].Dst != ap("10.96.0.10:7100")) {
+			t.Errorf("%+v: the datagram's NAT %+v\n%s", tc, nat, kinds(paths[3]))
 		}
 		if !slices.Equal(got, want) {
 			for _, p := range paths {

@@ -192,6 +192,10 @@ type track struct {
 	// split: its skb went on as the first fragment of its datagram
 	// (IP output's fast path reuses the datagram's skbs).
 	split bool
+	// reasmFrom is, on the path of a reassembled datagram, its
+	// destination before the hook that reassembled it translated it
+	// (frag.go).
+	reasmFrom netip.AddrPort
 }
 
 // New returns a stitcher that passes each completed path to emit. An error
@@ -552,6 +556,9 @@ func (s *Stitcher) applyNF(t *track, ev *decode.Event) {
 				h.Partial = true
 			}
 			s.append(t, &h)
+			if t.reasmFrom.IsValid() {
+				s.reassemblyNAT(t, ev)
+			}
 			return
 		}
 		first := &t.pending

@@ -183,6 +183,18 @@ func checkFragmentPaths(t *testing.T, c *topology.Cluster, client, server, vip n
 				t.Errorf("fragment #%d: %s in %s, want reassembled, or delivered in %s\n%s", p.ID, p.Verdict, last.Netns, to, dump(p))
 			}
 		case p.FirstSeen == stitch.FirstSeenReassembled:
+			if vip.IsValid() && first.Netns == c.Node(topology.Node1).NetnsName && p.Src.Addr() == client {
+				// Translated by node1 right after it reassembled it.
+				var nat *stitch.NAT
+				for _, h := range p.Hops {
+					if h.NAT != nil && nat == nil {
+						nat = h.NAT
+					}
+				}
+				if nat == nil || nat.Type != hop.DNAT || nat.From != netip.AddrPortFrom(vip, 7100) || nat.To != netip.AddrPortFrom(server, 7100) || p.Dst.Addr() != vip {
+					t.Errorf("datagram #%d reassembled in %s: NAT %+v, want the DNAT from %s\n%s", p.ID, first.Netns, nat, vip, dump(p))
+				}
+			}
 			if node[first.Netns] {
 				reassembled[first.Netns]++
 				if p.Verdict != stitch.VerdictFragmented {
