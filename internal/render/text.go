@@ -585,8 +585,7 @@ func (r *textRenderer) appendHeader(b []byte, p *stitch.Path) []byte {
 	if p.Clipped {
 		b = append(b, ", clipped"...)
 	}
-	switch p.FirstSeen {
-	case stitch.FirstSeenAfterNAT:
+	if p.FirstSeen == stitch.FirstSeenAfterNAT {
 		b = append(b, ", first seen after NAT"...)
 	}
 	b = appendFragment(b, p)
