@@ -184,17 +184,17 @@ func (t *track) endedBy(ev *decode.Event) *decode.Tuple {
 // header says so, or where the event captured none (a rule table's, run
 // before the hook's last view), it is longer than the fragment ever was.
 func reassembles(t *track, ev *decode.Event) bool {
-	if !t.frag || (ev.Data != nil && ev.IsFragment()) || (ev.Data == nil && ev.Len <= t.fragLen) {
+	if !t.frag || (ev.Data == nil && ev.Len <= t.fragLen) || !sameDatagram(t, ev) {
 		return false
 	}
-	return sameDatagram(t, ev)
+	return ev.Data == nil || !ev.IsFragment()
 }
 
 // splits reports whether ev, a new packet on the skb of t, is the first
 // fragment of the datagram t follows: output split it, and kept its skb
 // for that fragment.
 func splits(t *track, ev *decode.Event) bool {
-	return !t.frag && ev.Data != nil && ev.IsFragment() && sameDatagram(t, ev)
+	return !t.frag && ev.Data != nil && sameDatagram(t, ev) && ev.IsFragment()
 }
 
 // sameDatagram reports whether ev's packet has the source, protocol and
