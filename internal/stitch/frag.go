@@ -60,11 +60,11 @@ func fragKeyOf(tup *decode.Tuple, netns uint32) fragKey {
 
 // fragTimes are when, in one namespace, a datagram's newest fragment path
 // started (split) and its newest reassembled path (reasm); 0: none. In
-// namespace 0 (any), dst is where its first fragment (the one with the
-// ports) was sent, as first seen.
+// namespace 0 (any), src and dst are its first fragment's (the one with
+// the ports) endpoints, as first seen.
 type fragTimes struct {
 	split, reasm uint64
-	dst          netip.AddrPort
+	src, dst     netip.AddrPort
 }
 
 // maxFrags bounds the datagrams remembered; past it those older than a
@@ -98,13 +98,17 @@ func (s *Stitcher) noteFrag(k fragKey, now uint64) *fragTimes {
 }
 
 // fragment records, on t just started by ev, that its packet is a
-// fragment, and when it started, for the datagram it was split from.
+// fragment, and when it started, for the datagram it was split from. A
+// later fragment (no ports) takes its datagram's endpoints from the first
+// fragment, where that was seen.
 func (s *Stitcher) fragment(t *track, ev *decode.Event) {
 	t.path.Fragment, t.frag, t.fragLen = true, true, ev.Len
 	s.noteFrag(fragKeyOf(&t.cur, ev.Netns), ev.TS).split = ev.TS
 	if t.cur.HasPorts {
 		ft := s.noteFrag(fragKeyOf(&t.cur, 0), ev.TS)
-		ft.split, ft.dst = ev.TS, t.cur.Dst
+		ft.split, ft.src, ft.dst = ev.TS, t.cur.Src, t.cur.Dst
+	} else if ft, ok := s.frags[fragKeyOf(&t.cur, 0)]; ok && ft.dst.IsValid() {
+		t.path.DatagramSrc, t.path.DatagramDst = ft.src, ft.dst
 	}
 }
 

@@ -168,6 +168,15 @@ func TestFragmentsReassembledAndSplitAgain(t *testing.T) {
 		if !tc.dnat && nat != nil || wantNAT || (tc.dnat && paths[3].Dst != ap("10.96.0.10:7100")) {
 			t.Errorf("%+v: the datagram's NAT %+v\n%s", tc, nat, kinds(paths[3]))
 		}
+		// A later fragment's datagram endpoints: its first fragment's.
+		for _, p := range paths {
+			if !p.Fragment || p.Src.Port() != 0 {
+				continue
+			}
+			if p.DatagramSrc != ap("10.244.1.5:40000") || p.DatagramDst != netip.AddrPortFrom(p.Dst.Addr(), 7100) {
+				t.Errorf("%+v: later fragment #%d to %s: datagram %s → %s", tc, p.ID, p.Dst, p.DatagramSrc, p.DatagramDst)
+			}
+		}
 		if !slices.Equal(got, want) {
 			for _, p := range paths {
 				t.Logf("#%d %s %s: %s", p.ID, p.Verdict, p.FirstSeen, kinds(p))

@@ -193,6 +193,12 @@ type Path struct {
 	// captured header said so); IPID, shared with its datagram, links
 	// them (frag.go).
 	Fragment bool
+	// DatagramSrc and DatagramDst are, on the path of a fragment other
+	// than the first (no ports of its own), its datagram's endpoints as
+	// the first fragment was first seen with them (for an IPv6 one: the
+	// newest first fragment between its addresses); invalid when that
+	// was not seen.
+	DatagramSrc, DatagramDst netip.AddrPort
 
 	Verdict Verdict
 	Hops    []Hop

@@ -144,6 +144,8 @@ func fragmentedDatagram(t *testing.T, c *topology.Cluster, client, server, vip n
 		}
 	}
 
+	checkMaxPerConnDatagrams(t, recording, client, server, vip, again.paths)
+
 	if t.Failed() {
 		logUDPEvents(t, recording)
 	}
@@ -226,6 +228,68 @@ func checkFragmentPaths(t *testing.T, c *topology.Cluster, client, server, vip n
 	if t.Failed() || testing.Verbose() {
 		for _, p := range ours {
 			t.Logf("%s fragment=%v first_seen=%s ip_id=%d\n%s", p.Verdict, p.Fragment, p.FirstSeen, p.IPID, dump(p))
+		}
+	}
+}
+
+// checkMaxPerConnDatagrams replays recording with --max-per-conn 1 and
+// checks that each datagram between client and server (all is the whole
+// replay) is shown with all of its paths or none, the request shown; and,
+// where it was sent to the server itself (no vip: one connection both
+// ways), the echo not.
+func checkMaxPerConnDatagrams(t *testing.T, recording string, client, server, vip netip.Addr, all []*stitch.Path) {
+	t.Helper()
+	limited := &collector{}
+	if _, err := Replay(context.Background(), recording, ReplayOptions{MaxPerConn: 1}, limited); err != nil {
+		t.Fatal(err)
+	}
+	shown := map[uint64]bool{}
+	for _, p := range limited.paths {
+		shown[p.ID] = true
+	}
+	type datagram struct {
+		request bool
+		id      uint16 // IPv4; IPv6 fragments keep none
+	}
+	parts := map[datagram][]*stitch.Path{}
+	for _, p := range all {
+		far := func(a netip.Addr) bool { return a == server || vip.IsValid() && a == vip }
+		if p.Proto != decode.ProtoUDP {
+			continue
+		}
+		id := p.IPID
+		if client.Is6() {
+			id = 0
+		}
+		switch {
+		case p.Src.Addr() == client && far(p.Dst.Addr()):
+			parts[datagram{true, id}] = append(parts[datagram{true, id}], p)
+		case far(p.Src.Addr()) && p.Dst.Addr() == client:
+			parts[datagram{false, id}] = append(parts[datagram{false, id}], p)
+		}
+	}
+	if len(parts) != 2 {
+		t.Errorf("--max-per-conn 1: %d datagrams, want the request and its echo", len(parts))
+	}
+	for d, ps := range parts {
+		n := 0
+		for _, p := range ps {
+			if shown[p.ID] {
+				n++
+			}
+		}
+		switch {
+		case n != 0 && n != len(ps):
+			t.Errorf("--max-per-conn 1: %d of the %d paths of datagram %+v shown", n, len(ps), d)
+		case d.request && n == 0:
+			t.Errorf("--max-per-conn 1: the request (%d paths) not shown", len(ps))
+		case !d.request && !vip.IsValid() && n != 0:
+			t.Errorf("--max-per-conn 1: the echo (%d paths) shown, the connection's second packet", len(ps))
+		}
+		if t.Failed() {
+			for _, p := range ps {
+				t.Logf("shown %v: %s fragment=%v first_seen=%s ip_id=%d datagram %s → %s\n%s", shown[p.ID], p.Verdict, p.Fragment, p.FirstSeen, p.IPID, p.DatagramSrc, p.DatagramDst, dump(p))
+			}
 		}
 	}
 }

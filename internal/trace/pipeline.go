@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	"github.com/pathtrace/pathtrace/internal/decode"
 	"github.com/pathtrace/pathtrace/internal/diagnose"
@@ -201,16 +202,53 @@ func (p *pipeline) finish() error {
 // request and reply share it, a translated form (the ClusterIP before
 // DNAT, the pod after) is another. The count of at most connLimitKeys
 // connections is kept; past that the counts start over.
+//
+// A datagram fragmented or reassembled on the way has several paths (the
+// datagram's before it is split, each fragment's, the one reassembled
+// from them), completed in no fixed order: they are one packet, shown or
+// not together. The first of them to be rendered counts, under its
+// connection (a later fragment's is its datagram's, the first fragment's
+// endpoints), and the others follow it: an IPv4 datagram's by its IP id
+// and either address (a translation changes one), within datagramWindow;
+// an IPv6 one's, whose fragments carry no id the datagram keeps, by
+// either endpoint with its port and direction within datagramWindow6.
 type connLimit struct {
-	max    uint32 // 0: no limit
-	counts map[connKey]uint32
+	max       uint32 // 0: no limit
+	counts    map[connKey]uint32
+	datagrams map[datagramKey]datagramSeen
 }
 
 const connLimitKeys = 1 << 16
 
+// How long after the first path of a fragmented datagram is rendered its
+// other paths follow it: an IPv4 datagram's are told by their IP id (they
+// end within the stitcher's idle timeout of each other, but a fragment
+// waiting for its datagram can take longer); an IPv6 datagram's by their
+// endpoints only, so the next datagram between them, if it comes sooner,
+// is taken for the same.
+const (
+	datagramWindow  = 3 * time.Second
+	datagramWindow6 = time.Second
+)
+
 type connKey struct {
 	proto uint8
 	a, b  netip.AddrPort
+}
+
+// datagramKey is one endpoint of a fragmented datagram: its address
+// (IPv4, with the id) or address and port (IPv6), as source or as
+// destination.
+type datagramKey struct {
+	proto uint8
+	dst   bool
+	id    uint16
+	at    netip.AddrPort
+}
+
+type datagramSeen struct {
+	at    time.Time
+	shown bool
 }
 
 func (c *connLimit) allow(p *stitch.Path) bool {
@@ -222,10 +260,36 @@ func (c *connLimit) allow(p *stitch.Path) bool {
 		a = netip.AddrPortFrom(a.Addr(), p.ICMPID)
 		b = netip.AddrPortFrom(b.Addr(), p.ICMPID)
 	}
+	if p.Fragment && p.DatagramSrc.IsValid() {
+		a, b = p.DatagramSrc, p.DatagramDst
+	}
+	part := p.Fragment || p.FirstSeen == stitch.FirstSeenReassembled || p.Verdict == stitch.VerdictFragmented
+	var keys [2]datagramKey
+	if part {
+		keys = datagramKeys(p, a, b)
+		if shown, ok := c.followed(keys, p.Start, a.Addr().Is4()); ok {
+			return shown
+		}
+	}
+	shown := c.count(p.Proto, a, b)
+	if part {
+		if c.datagrams == nil || len(c.datagrams) >= connLimitKeys {
+			c.datagrams = make(map[datagramKey]datagramSeen)
+		}
+		for _, k := range keys {
+			c.datagrams[k] = datagramSeen{at: p.Start, shown: shown}
+		}
+	}
+	return shown
+}
+
+// count counts a packet of the connection of a and b, and reports whether
+// it is within the limit.
+func (c *connLimit) count(proto uint8, a, b netip.AddrPort) bool {
 	if b.Compare(a) < 0 {
 		a, b = b, a
 	}
-	k := connKey{proto: p.Proto, a: a, b: b}
+	k := connKey{proto: proto, a: a, b: b}
 	if c.counts == nil || len(c.counts) >= connLimitKeys {
 		c.counts = make(map[connKey]uint32)
 	}
@@ -235,4 +299,30 @@ func (c *connLimit) allow(p *stitch.Path) bool {
 	}
 	c.counts[k] = n + 1
 	return true
+}
+
+// datagramKeys are the two endpoints by which the paths of p's datagram
+// know each other; a and b are its endpoints (connLimit.allow).
+func datagramKeys(p *stitch.Path, a, b netip.AddrPort) [2]datagramKey {
+	if a.Addr().Is4() {
+		a, b = netip.AddrPortFrom(a.Addr(), 0), netip.AddrPortFrom(b.Addr(), 0)
+		return [2]datagramKey{{proto: p.Proto, id: p.IPID, at: a}, {proto: p.Proto, dst: true, id: p.IPID, at: b}}
+	}
+	return [2]datagramKey{{proto: p.Proto, at: a}, {proto: p.Proto, dst: true, at: b}}
+}
+
+// followed reports whether a path of the datagram of keys, started at
+// start, was rendered (its first) within the window, and if so whether
+// it was shown.
+func (c *connLimit) followed(keys [2]datagramKey, start time.Time, v4 bool) (shown, ok bool) {
+	window := datagramWindow6
+	if v4 {
+		window = datagramWindow
+	}
+	for _, k := range keys {
+		if d, ok := c.datagrams[k]; ok && start.Sub(d.at).Abs() <= window {
+			return d.shown, true
+		}
+	}
+	return false, false
 }
