@@ -167,6 +167,7 @@ func forwardDrop() *stitch.Path {
 	drop := nsNode1.hop(hop.Drop, "cni0", 5, us(61))
 	drop.Reason, drop.ReasonCode, drop.Location, drop.Mark = "NETFILTER_DROP", 8, 0xffffffff81c3a5e0, 0x8000
 	drop.Func = "nf_hook_slow+0xa0"
+	drop.Hook = hop.Forward // the hook's last view never ran: the stitcher names it
 	return finish(&stitch.Path{
 		ID: 3, SKB: 0xffff88810a2b7400, Mono: 81234689012345,
 		Start: time.Date(2026, 11, 28, 3, 40, 1, 201030400, time.UTC),

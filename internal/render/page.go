@@ -360,7 +360,8 @@ func (pg *page) edgeIndex(from, to int, at order) *edge {
 
 // pointOf says at which point hop i happened: a hook hop at its hook (a
 // NAT, table or IPVS hop inside the hook of the hop before at that hook),
-// a drop or consume hop where the packet was, anything else at its device.
+// a drop or consume hop where the packet was (a drop inside a hook at the
+// hook), anything else at its device.
 func (pg *page) pointOf(p *stitch.Path, i, ns, prevNS, prevPoint int, at order) int {
 	h := &p.Hops[i]
 	var prev *point
@@ -381,8 +382,13 @@ func (pg *page) pointOf(p *stitch.Path, i, ns, prevNS, prevPoint int, at order) 
 			return pg.pointIndex(pointKey{ns, h.Dev, h.Hook}, at)
 		}
 	case hop.Drop, hop.Consume:
-		// Where the hop before was, unless the hop names another device.
-		if prev != nil && (h.Dev == "" || prev.key.hook != hop.NoHook || prev.key.dev == h.Dev) {
+		// Where the hop before was, unless the hop names another device,
+		// or a drop came after the hook before had accepted the packet
+		// (it died after it, at its device).
+		if prev == nil || h.Kind == hop.Drop && prev.key.hook != hop.NoHook && h.Dev != "" && p.DropHook(i) != prev.key.hook {
+			break
+		}
+		if h.Dev == "" || prev.key.hook != hop.NoHook || prev.key.dev == h.Dev {
 			return prevPoint
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -697,5 +698,60 @@ func TestFragments(t *testing.T) {
 	if want := `<span class="v-reassembled">2 reassembled</span>`; !strings.Contains(html.String(), want) {
 		i := strings.Index(html.String(), `class="summary"`)
 		t.Errorf("HTML summary, want %s:\n%.300s", want, html.String()[max(i, 0):])
+	}
+}
+
+// TestDropAfterHook: a packet the bridge drops right after PREROUTING
+// accepted it (a hairpin SYN, DNATed back to the pod it came from) died
+// after the hook, not in it: the text does not say "in PREROUTING", the
+// report's map puts the drop at the bridge port. One dropped inside the
+// hook (its last view never ran: the stitcher names the hook on the drop)
+// is shown in it.
+func TestDropAfterHook(t *testing.T) {
+	mk := func(id uint64, inHook bool) *stitch.Path {
+		ns := func(h stitch.Hop, name string, inode uint32) stitch.Hop {
+			h.Netns, h.NetnsInode = name, inode
+			return h
+		}
+		pre := ns(stitch.Hop{Kind: hop.Netfilter, Dev: "cni0", Hook: hop.Prerouting, In: "cni0", T: 11000, Dur: 36000}, "node2", 2)
+		nat := ns(stitch.Hop{Kind: hop.NAT, Dev: "cni0", Hook: hop.Prerouting, T: 47000,
+			NAT: &stitch.NAT{Type: hop.DNAT, From: netip.MustParseAddrPort("10.96.0.10:80"), To: netip.MustParseAddrPort("10.244.2.7:8080")}}, "node2", 2)
+		drop := ns(stitch.Hop{Kind: hop.Drop, Dev: "veth605b5d73", T: 56000, Reason: "NOT_SPECIFIED", Func: "br_handle_frame_finish+0x1a2"}, "node2", 2)
+		hops := []stitch.Hop{
+			ns(stitch.Hop{Kind: hop.Tx, Dev: "eth0"}, "server", 1),
+			ns(stitch.Hop{Kind: hop.Rx, Dev: "veth605b5d73", T: 4000}, "node2", 2),
+			pre, nat, drop,
+		}
+		if inHook {
+			// The first view only, then the drop.
+			hops[2].Dur, hops[2].Partial = 0, true
+			hops = append(hops[:3], drop)
+			hops[3].Hook, hops[3].Dev, hops[3].Reason = hop.Prerouting, "cni0", "NETFILTER_DROP"
+		}
+		return &stitch.Path{ID: id, Proto: 6, Src: netip.MustParseAddrPort("10.244.2.7:39478"), Dst: netip.MustParseAddrPort("10.96.0.10:80"),
+			TCPFlags: 2, Len: 74, Verdict: stitch.VerdictDropped, Hops: hops}
+	}
+	after, in := mk(1, false), mk(2, true)
+	if h := after.DropHook(len(after.Hops) - 1); h != hop.NoHook {
+		t.Errorf("drop after the hook's last view: DropHook %s", h)
+	}
+	var text, html bytes.Buffer
+	renderAll(t, NewText(&text, TextOptions{}), []*stitch.Path{after, in})
+	renderAll(t, NewHTML(&html, HTMLOptions{}), []*stitch.Path{after, in})
+	lines := strings.Split(text.String(), "\n")
+	var drops []string
+	for _, l := range lines {
+		if strings.Contains(l, "DROPPED") {
+			drops = append(drops, l)
+		}
+	}
+	if len(drops) != 2 || strings.Contains(drops[0], " in PREROUTING") || !strings.Contains(drops[1], "DROPPED reason=NETFILTER_DROP in PREROUTING") {
+		t.Errorf("drop lines, want the first after PREROUTING, the second in it:\n%s", strings.Join(drops, "\n"))
+	}
+	if want := "<title>node2 veth605b5d73: 2 packets&#10;drop NOT_SPECIFIED ×1</title>"; !strings.Contains(html.String(), want) {
+		t.Errorf("report lacks %s", want)
+	}
+	if re := regexp.MustCompile(`<title>node2 PREROUTING at cni0: 2 packets[^<]*drop ([A-Z_]+)`); !slices.Equal(re.FindStringSubmatch(html.String())[1:], []string{"NETFILTER_DROP"}) {
+		t.Errorf("report: the drops at PREROUTING %q, want the NETFILTER_DROP only", re.FindAllString(html.String(), -1))
 	}
 }

@@ -450,13 +450,9 @@ func (pal *palette) appendWhat(b []byte, p *stitch.Path, i int, proto uint8) (_ 
 			b = append(b, " reason=#"...)
 			b = strconv.AppendUint(b, uint64(h.ReasonCode), 10)
 		}
-		if i > 0 {
-			if prev := &p.Hops[i-1]; prev.Hook != hop.NoHook &&
-				(prev.Kind == hop.Netfilter || prev.Kind == hop.NAT ||
-					prev.Kind == hop.Table || prev.Kind == hop.IPVS) {
-				b = append(b, " in "...)
-				b = appendText(b, prev.Hook.String())
-			}
+		if hk := p.DropHook(i); hk != hop.NoHook {
+			b = append(b, " in "...)
+			b = appendText(b, hk.String())
 		}
 		b = append(b, pal.dropLine.post...)
 		if fn := h.FuncName(); fn != "" {

@@ -293,6 +293,28 @@ func alloc[T any](buf *[]T, v T) *T {
 	return &(*buf)[len(*buf)-1]
 }
 
+// DropHook is the netfilter hook the free at hop i (a drop) happened in:
+// the hook whose first view was seen and whose last never ran, which the
+// stitcher names on the hop; or, where no view of the hook was seen, the
+// hook of the table or IPVS verdict right before it, in its namespace,
+// that returned the drop. NoHook otherwise: a packet freed right after a
+// hook's last view (or the NAT hops that view shows) was accepted by the
+// hook and died after it (in the bridge, in routing).
+func (p *Path) DropHook(i int) hop.Hook {
+	h := &p.Hops[i]
+	if h.Hook != hop.NoHook || i == 0 {
+		return h.Hook
+	}
+	prev := &p.Hops[i-1]
+	if prev.NetnsInode != h.NetnsInode {
+		return hop.NoHook
+	}
+	if (prev.Table != nil && prev.Table.Verdict == hop.VerdictDrop) || (prev.IPVS != nil && prev.IPVS.Verdict == hop.VerdictDrop) {
+		return prev.Hook
+	}
+	return hop.NoHook
+}
+
 // Clone returns a deep copy of p, for an emit function or renderer that
 // keeps paths while the stitcher recycles them (Config.Recycle).
 func (p *Path) Clone() *Path {

@@ -3,7 +3,9 @@ package trace
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os/exec"
 	"strings"
@@ -406,6 +408,19 @@ func TestLiveHairpin(t *testing.T) {
 		return findPath(t, paths, topology.ServerIP, topology.ClusterIP.Addr(), tcpSYN)
 	}
 	dnat := &stitch.NAT{Type: hop.DNAT, From: topology.ClusterIP, To: topology.ServerAddr}
+	// node2 talks to the server first: its neighbour entry on cni0 is
+	// then resolved, and the DNATed SYN goes from PREROUTING straight
+	// back to the bridge (br_netfilter's direct form), no transmit on
+	// cni0 between the hook and the drop.
+	if err := n2.Do(func() error {
+		conn, err := net.DialTimeout("tcp", topology.ServerAddr.String(), 2*time.Second)
+		if err == nil {
+			conn.Close()
+		}
+		return err
+	}); err != nil {
+		t.Fatalf("node2 to the server: %v", err)
+	}
 
 	stop := tracing(t, c, topology.ServerIP)
 	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
@@ -424,6 +439,16 @@ func TestLiveHairpin(t *testing.T) {
 	if last := req.Hops[len(req.Hops)-1]; req.Verdict != stitch.VerdictDropped || !strings.Contains(last.Advice, "hairpin mode") ||
 		!strings.Contains(last.Advice, "bridge -d link show dev "+server.HostVeth) {
 		t.Errorf("verdict %s, drop advice does not say hairpin:\n%s\n%s", req.Verdict, last.Advice, dump(req))
+	}
+	// PREROUTING accepted the SYN (its last view shows the DNAT): the
+	// bridge dropped it after, not the hook.
+	var text bytes.Buffer
+	r := render.NewText(&text, render.TextOptions{})
+	if err := errors.Join(r.Render(req), r.Close()); err != nil {
+		t.Fatal(err)
+	}
+	if h := req.DropHook(len(req.Hops) - 1); h != hop.NoHook || strings.Contains(text.String(), "in PREROUTING") {
+		t.Errorf("the drop is said to be in a hook (DropHook %q), after the hook accepted the packet:\n%s", h, text.String())
 	}
 
 	if _, err := n2.Run(context.Background(), "bridge", "link", "set", "dev", server.HostVeth, "hairpin", "on"); err != nil {
