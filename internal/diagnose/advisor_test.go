@@ -439,6 +439,18 @@ func TestWarningMTU(t *testing.T) {
 		t.Fatalf("warnings %q, want the overlay's", p.Warnings)
 	}
 	contains(t, "warning", p.Warnings[0], "A 1451-byte packet on its way through flannel.1 on node1, whose MTU is 1450")
+	// The same, a datagram conntrack reassembled at PREROUTING from
+	// fragments that fit: its size is no pod's MTU.
+	reasm := path(
+		nf(mkHop(hop.NoKind, "node1", inoNode1, "cni0", 4028), hop.Prerouting, "cni0", ""),
+		nf(mkHop(hop.NoKind, "node1", inoNode1, "cni0", 4028), hop.Forward, "cni0", "flannel.1"),
+		nf(mkHop(hop.NoKind, "node1", inoNode1, "flannel.1", 4028), hop.Postrouting, "cni0", "flannel.1"),
+		mkHop(hop.Consume, "node1", inoNode1, "flannel.1", 4028),
+	)
+	reasm.FirstSeen = stitch.FirstSeenReassembled
+	if a.Annotate(reasm); len(reasm.Warnings) != 0 {
+		t.Errorf("warnings %q for a datagram reassembled on the node", reasm.Warnings)
+	}
 	// Inside, a GSO packet flannel.1 took whole; encapsulated, 1501 bytes
 	// the node fragments before eth0 (the original freed after POSTROUTING).
 	enc := mkHop(hop.Encap, "node1", inoNode1, "flannel.1", 1501)

@@ -145,6 +145,12 @@ func (a *Advisor) mtu(p *stitch.Path, inode uint32) []string {
 		}
 		inner = max(inner, a.ipLen(p, i))
 	}
+	if p.FirstSeen == stitch.FirstSeenReassembled {
+		// A datagram conntrack reassembled on the node from the fragments
+		// its sender made to fit: its size is no pod's MTU, and the node
+		// fragments it again to fit the overlay.
+		inner = 0
+	}
 	for k := range n.overlays {
 		o := &n.overlays[k]
 		if o.MTU <= 0 || inner <= uint32(o.MTU) || !a.uses(p, inode, o) || a.wholeOn(p, inode, o.Name, uint32(o.MTU), false) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -195,6 +196,12 @@ func checkFragmentPaths(t *testing.T, c *topology.Cluster, client, server, vip n
 				}
 				if nat == nil || nat.Type != hop.DNAT || nat.From != netip.AddrPortFrom(vip, 7100) || nat.To != netip.AddrPortFrom(server, 7100) || p.Dst.Addr() != vip {
 					t.Errorf("datagram #%d reassembled in %s: NAT %+v, want the DNAT from %s\n%s", p.ID, first.Netns, nat, vip, dump(p))
+				}
+			}
+			for _, w := range p.Warnings {
+				// Its fragments fit; the node fragments it again.
+				if strings.Contains(w, "Pods should use an MTU") {
+					t.Errorf("datagram #%d reassembled in %s warns about the pods' MTU: %s", p.ID, first.Netns, w)
 				}
 			}
 			if node[first.Netns] {
