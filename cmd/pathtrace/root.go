@@ -318,7 +318,7 @@ and where and why a packet was dropped.
 
 A tcpdump filter expression (pcap-filter(7); the arguments are joined, as
 tcpdump does) narrows what is traced: a packet must match it, on its outer or
-(VXLAN) inner IPv4 header, as well as a --pod-ip, at a hop where it is not
+(tunnel) inner IPv4 or IPv6 header, as well as a --pod-ip, at a hop where it is not
 followed yet. See docs/filters.md.`,
 		Example: `  sudo pathtrace --pod-ip 10.244.1.5
   sudo pathtrace --pod-ip 10.244.1.5 -o json -c 10

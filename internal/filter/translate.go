@@ -53,7 +53,7 @@ type fixup struct {
 	target int
 }
 
-// Translate makes insns, a classic BPF program over an IPv4 packet, an
+// Translate makes insns, a classic BPF program over an IP packet, an
 // eBPF function with the calling convention of the pt_filter stub. It
 // keeps classic BPF's semantics as golang.org/x/net/bpf's VM runs them: A
 // and X start at 0, scratch memory reads 0 until written, values are 32
