@@ -53,8 +53,8 @@ recording streamed back through the pod's log), and, when the trace ends
 (--duration, or Ctrl-C), deletes its pods and prints one path per packet, the
 nodes' halves joined across the tunnel on one clock (docs/cluster.md).
 
-With --to or --service and IPv4 addresses only, only the pod's packets to and
-from them are followed. The tracer pods run the image --image in --namespace;
+With --to or --service, only the pod's packets to and from them (their IPv4
+and IPv6 addresses) are followed. The tracer pods run the image --image in --namespace;
 they need privileges a namespace's Pod Security admission may refuse.`,
 		Example: `  kubectl pathtrace --pod default/client --service default/web --duration 10s
   kubectl pathtrace --pod default/client --to default/server -w trace.pcapng 'tcp port 80'

@@ -28,8 +28,8 @@ func (e *SyntaxError) Error() string {
 	return fmt.Sprintf("filter expression %q: %s", e.Expr, e.Reason)
 }
 
-// Program is a compiled filter expression: classic BPF over an IPv4
-// packet, from its IP header on (libpcap's raw IP link type).
+// Program is a compiled filter expression: classic BPF over an IPv4 or
+// IPv6 packet, from its IP header on (libpcap's raw IP link type).
 type Program struct {
 	Expr  string
 	Insns []bpf.Instruction
@@ -122,9 +122,9 @@ func parseDDD(out string) ([]bpf.RawInstruction, error) {
 	return raw, nil
 }
 
-// Match runs the program on pkt, an IPv4 packet from its header on, as
+// Match runs the program on pkt, an IP packet from its header on, as
 // the kernel does (see Translate): pkt is what the kernel could read of
-// it, length its IP total length. It reports whether pkt matches.
+// it, length its IP length. It reports whether pkt matches.
 func (p *Program) Match(pkt []byte) bool {
 	if p.vm == nil {
 		return false
@@ -157,45 +157,73 @@ func ParseCode(expr, code string) (*Program, error) {
 	return NewProgram(expr, raw)
 }
 
-// Hosts is the program of "host A or host B ...", IPv4 addresses only,
-// as libpcap compiles it for the raw IP link type, without libpcap.
+// Hosts is the program of "host A or host B ...", IPv4 and IPv6
+// addresses, as libpcap compiles it for the raw IP link type (the version
+// nibble tells the family), without libpcap.
 func Hosts(addrs []netip.Addr) (*Program, error) {
 	if len(addrs) == 0 || len(addrs) > 100 {
 		return nil, fmt.Errorf("a host filter takes 1 to 100 addresses, got %d", len(addrs))
 	}
 	var words []string
+	var v4, v6 []netip.Addr
 	for _, a := range addrs {
-		if !a.Is4() {
-			return nil, fmt.Errorf("a host filter takes IPv4 addresses, got %s", a)
+		a = a.Unmap()
+		if !a.IsValid() {
+			return nil, fmt.Errorf("a host filter takes IP addresses, got %s", a)
 		}
 		words = append(words, "host "+a.String())
-	}
-	// ldb [0]; and #0xf0; jeq #0x40 (IPv4, else reject); then each address
-	// against the source (ld [12]) and the destination (ld [16]).
-	n := len(addrs)
-	accept := uint32(262144)
-	insns := []bpf.Instruction{
-		bpf.LoadAbsolute{Off: 0, Size: 1},
-		bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: 0xf0},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: 0x40, SkipFalse: uint8(2*n + 2)},
-	}
-	for _, off := range []uint32{12, 16} {
-		insns = append(insns, bpf.LoadAbsolute{Off: off, Size: 4})
-		for i, a := range addrs {
-			b := a.As4()
-			// From test i of this load, the accept is after the rest of
-			// this load's tests, and for the source the destination's
-			// load and tests.
-			toAccept := n - 1 - i
-			if off == 12 {
-				toAccept += 1 + n
-			}
-			insns = append(insns, bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]), SkipTrue: uint8(toAccept + 1)})
+		if a.Is4() {
+			v4 = append(v4, a)
+		} else {
+			v6 = append(v6, a)
 		}
 	}
-	insns = append(insns, bpf.RetConstant{Val: 0}, bpf.RetConstant{Val: accept})
-	raw := make([]bpf.RawInstruction, len(insns))
-	for i, ins := range insns {
+	// A test of a word that matched goes on to the next word, or where it
+	// was an address's last to "ja accept"; one that did not skips the
+	// address's other tests. The long jumps (to accept, to reject) are
+	// unconditional ones, resolved at the end: a conditional jump takes
+	// only 255 instructions.
+	var h hostAsm
+	h.add(bpf.LoadAbsolute{Off: 0, Size: 1}, bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: 0xf0})
+	for _, fam := range []struct {
+		version    uint32
+		addrs      []netip.Addr
+		src, words uint32 // offset of the source address; words of an address
+	}{{0x40, v4, 12, 1}, {0x60, v6, 8, 4}} {
+		if len(fam.addrs) == 0 {
+			continue
+		}
+		// Not this version: past this family's tests.
+		h.add(bpf.JumpIf{Cond: bpf.JumpEqual, Val: fam.version, SkipTrue: 1})
+		next := h.jump()
+		for _, off := range []uint32{fam.src, fam.src + 4*fam.words} {
+			for _, a := range fam.addrs {
+				b := a.AsSlice()
+				for w := range fam.words {
+					v := uint32(b[4*w])<<24 | uint32(b[4*w+1])<<16 | uint32(b[4*w+2])<<8 | uint32(b[4*w+3])
+					left := fam.words - 1 - w // words after this one
+					h.add(bpf.LoadAbsolute{Off: off + 4*w, Size: 4},
+						bpf.JumpIf{Cond: bpf.JumpEqual, Val: v, SkipFalse: uint8(2*left + 1)})
+				}
+				h.accepts = append(h.accepts, h.jump())
+			}
+		}
+		// This family's packet matched no address; the version test of
+		// the next family reloads nothing, so reload the version.
+		h.rejects = append(h.rejects, h.jump())
+		h.target(next)
+		h.add(bpf.LoadAbsolute{Off: 0, Size: 1}, bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: 0xf0})
+	}
+	reject := len(h.insns)
+	h.add(bpf.RetConstant{Val: 0}, bpf.RetConstant{Val: 262144})
+	for _, j := range h.rejects {
+		h.insns[j] = bpf.Jump{Skip: uint32(reject - j - 1)}
+	}
+	for _, j := range h.accepts {
+		h.insns[j] = bpf.Jump{Skip: uint32(reject + 1 - j - 1)}
+	}
+	raw := make([]bpf.RawInstruction, len(h.insns))
+	for i, ins := range h.insns {
 		r, err := ins.Assemble()
 		if err != nil {
 			return nil, fmt.Errorf("host filter: %w", err)
@@ -204,3 +232,21 @@ func Hosts(addrs []netip.Addr) (*Program, error) {
 	}
 	return NewProgram(strings.Join(words, " or "), raw)
 }
+
+// hostAsm assembles Hosts' program: its instructions, and the places of
+// the unconditional jumps to resolve.
+type hostAsm struct {
+	insns            []bpf.Instruction
+	accepts, rejects []int
+}
+
+func (h *hostAsm) add(insns ...bpf.Instruction) { h.insns = append(h.insns, insns...) }
+
+// jump adds an unconditional jump to resolve, and returns its place.
+func (h *hostAsm) jump() int {
+	h.insns = append(h.insns, bpf.Jump{})
+	return len(h.insns) - 1
+}
+
+// target resolves the jump at j to the next instruction added.
+func (h *hostAsm) target(j int) { h.insns[j] = bpf.Jump{Skip: uint32(len(h.insns) - j - 1)} }

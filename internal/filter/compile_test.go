@@ -3,6 +3,7 @@ package filter
 import (
 	"errors"
 	"net/netip"
+	"os"
 	"slices"
 	"testing"
 
@@ -83,13 +84,36 @@ func TestCompileRawIP(t *testing.T) {
 }
 
 // TestHosts checks the host filter made without libpcap against libpcap's
-// own compilation of the same expression, on packets from, to, between and
-// around the addresses (and an IPv6 packet), and that its Code round-trips.
+// own compilation of the same expression, on IPv4 and IPv6 packets from,
+// to, between and around the addresses, for lists of either family, both,
+// and a hundred (whose jumps go past a conditional jump's 255); that its
+// Code round-trips and that it translates.
 func TestHosts(t *testing.T) {
 	tcpdumpRequired(t)
-	addrs := []netip.Addr{netip.MustParseAddr("10.244.1.5"), netip.MustParseAddr("10.96.0.10"), netip.MustParseAddr("10.244.2.7")}
-	for n := 1; n <= len(addrs); n++ {
-		mine, err := Hosts(addrs[:n])
+	mk := netip.MustParseAddr
+	v4 := []netip.Addr{mk("10.244.1.5"), mk("10.96.0.10"), mk("10.244.2.7")}
+	v6 := []netip.Addr{mk("fd77:1::5"), mk("fd96::10"), mk("fd77:2::7")}
+	var many []netip.Addr
+	for i := range 100 {
+		if i%2 == 0 {
+			many = append(many, netip.AddrFrom4([4]byte{10, 1, byte(i), 1}))
+		} else {
+			many = append(many, netip.AddrFrom16([16]byte{0xfd, 0, 15: byte(i)}))
+		}
+	}
+	others := []netip.Addr{mk("10.244.1.6"), mk("192.168.50.11"), mk("fd77:1::6"), mk("fd77:2::5"), mk("fe80::10")}
+	packet := func(src, dst netip.Addr) []byte {
+		if src.Is4() {
+			s, d := src.As4(), dst.As4()
+			pkt := []byte{0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0}
+			return append(append(append(pkt, s[:]...), d[:]...), make([]byte, 20)...)
+		}
+		s, d := src.As16(), dst.As16()
+		pkt := []byte{0x60, 0, 0, 0, 0, 20, 6, 64}
+		return append(append(append(pkt, s[:]...), d[:]...), make([]byte, 20)...)
+	}
+	for _, addrs := range [][]netip.Addr{v4[:1], v4[:2], v4, v6[:1], v6, {v4[0], v6[0]}, append(slices.Clone(v4), v6...), many} {
+		mine, err := Hosts(addrs)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -101,34 +125,50 @@ func TestHosts(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		others := []netip.Addr{netip.MustParseAddr("10.244.1.6"), netip.MustParseAddr("192.168.50.11")}
-		matched := 0
-		for _, src := range append(slices.Clone(addrs), others...) {
-			for _, dst := range append(slices.Clone(addrs), others...) {
-				s, d := src.As4(), dst.As4()
-				pkt := []byte{0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0}
-				pkt = append(append(append(pkt, s[:]...), d[:]...), make([]byte, 20)...)
+		var k *kernelFilter // the translation, run in the kernel where root
+		if os.Geteuid() == 0 {
+			k = loadKernelFilter(t, mine.Insns)
+		} else if _, err := Translate(mine.Insns); err != nil {
+			t.Errorf("%d addresses: %v", len(addrs), err)
+		}
+		name := mine.Expr
+		if len(name) > 80 {
+			name = name[:80] + "..."
+		}
+		matched, tried := 0, 0
+		all := append(slices.Clone(addrs), others...)
+		for _, src := range all {
+			for _, dst := range all {
+				if src.Is4() != dst.Is4() {
+					continue
+				}
+				pkt := packet(src, dst)
 				want := theirs.Match(pkt)
 				if got := mine.Match(pkt); got != want {
-					t.Errorf("%q on %s → %s: %v, libpcap's %v", mine.Expr, src, dst, got, want)
+					t.Errorf("%q on %s → %s: %v, libpcap's %v", name, src, dst, got, want)
 				}
 				if back.Match(pkt) != want {
-					t.Errorf("%q from its code on %s → %s: %v, want %v", mine.Expr, src, dst, !want, want)
+					t.Errorf("%q from its code on %s → %s: %v, want %v", name, src, dst, !want, want)
 				}
+				if k != nil && (k.run(t, pkt) != 0) != want {
+					t.Errorf("%q in the kernel on %s → %s: %v, want %v", name, src, dst, !want, want)
+				}
+				tried++
 				if want {
 					matched++
 				}
 			}
 		}
-		if matched == 0 {
-			t.Errorf("%q matched no packet", mine.Expr)
+		if matched == 0 || matched == tried {
+			t.Errorf("%q matched %d of %d packets", name, matched, tried)
 		}
-		v6 := append([]byte{0x60}, make([]byte, 59)...)
-		if mine.Match(v6) || theirs.Match(v6) {
-			t.Errorf("%q matches an IPv6 packet", mine.Expr)
+		for _, pkt := range [][]byte{{0x45, 0, 0, 20}, {0x60, 0, 0, 0}, append([]byte{0x50}, make([]byte, 59)...)} {
+			if mine.Match(pkt) || theirs.Match(pkt) {
+				t.Errorf("%q matches a short or unknown packet % x", name, pkt[:4])
+			}
 		}
 	}
-	if _, err := Hosts([]netip.Addr{netip.MustParseAddr("fd00::1")}); err == nil {
-		t.Error("Hosts takes an IPv6 address")
+	if _, err := Hosts([]netip.Addr{{}}); err == nil {
+		t.Error("Hosts takes an invalid address")
 	}
 }

@@ -166,17 +166,13 @@ func Resolve(ctx context.Context, c *k8s.Client, pod string, to, services []stri
 	return t, t.compile(ctx, peers, expr)
 }
 
-// compile sets the filter: the peers' addresses (filter expressions match
-// IPv4 headers only, docs/filters.md: with an IPv6 address among the pod's
-// and the peers', they are not narrowed to) and'ed with the user's
-// expression.
+// compile sets the filter: the peers' addresses, of either family, and'ed
+// with the user's expression.
 func (t *Target) compile(ctx context.Context, peers []netip.Addr, user string) error {
 	var uniq []netip.Addr
-	if !slices.ContainsFunc(append(slices.Clone(t.PodIPs), peers...), netip.Addr.Is6) {
-		for _, a := range peers {
-			if !slices.Contains(uniq, a) {
-				uniq = append(uniq, a)
-			}
+	for _, a := range peers {
+		if !slices.Contains(uniq, a) {
+			uniq = append(uniq, a)
 		}
 	}
 	var p *filter.Program

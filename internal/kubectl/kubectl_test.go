@@ -101,12 +101,20 @@ func TestResolve(t *testing.T) {
 		t.Errorf("backstop %v, want 31s", b)
 	}
 
+	// Dual-stack pods: narrowed to the peers' addresses of both families.
 	tg, err = Resolve(ctx, c, "default/dual", []string{"default/server"}, nil, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tg.Filter != "" || !slices.Equal(tg.Nodes, []string{"node1", "node2"}) {
-		t.Errorf("a dual-stack pod: filter %q (want none: expressions match IPv4 only), nodes %v", tg.Filter, tg.Nodes)
+	if tg.Filter != "host 10.244.2.7" || tg.FilterCode == "" || !slices.Equal(tg.Nodes, []string{"node1", "node2"}) {
+		t.Errorf("a dual-stack pod to an IPv4 one: filter %q (code %q), nodes %v", tg.Filter, tg.FilterCode, tg.Nodes)
+	}
+	tg, err = Resolve(ctx, c, "default/client", []string{"default/dual"}, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tg.Filter != "host 10.244.1.6 or host fd00:10:244:1::6" || tg.FilterCode == "" {
+		t.Errorf("a pod to a dual-stack one: filter %q (code %q)", tg.Filter, tg.FilterCode)
 	}
 
 	for _, c2 := range []struct {
