@@ -137,19 +137,18 @@ func (a *Advisor) mtu(p *stitch.Path, inode uint32) []string {
 		}
 	}
 
+	// A datagram conntrack reassembled on the node from the fragments its
+	// sender made to fit has no inner size to warn about: it is no pod's
+	// MTU, and the node fragments it again to fit the overlay.
 	var inner uint32
-	for i := range p.Hops {
-		h := &p.Hops[i]
-		if h.NetnsInode != inode || h.Outer != nil || h.Kind == hop.Encap || h.Kind == hop.Consume {
-			continue
+	if p.FirstSeen != stitch.FirstSeenReassembled {
+		for i := range p.Hops {
+			h := &p.Hops[i]
+			if h.NetnsInode != inode || h.Outer != nil || h.Kind == hop.Encap || h.Kind == hop.Consume {
+				continue
+			}
+			inner = max(inner, a.ipLen(p, i))
 		}
-		inner = max(inner, a.ipLen(p, i))
-	}
-	if p.FirstSeen == stitch.FirstSeenReassembled {
-		// A datagram conntrack reassembled on the node from the fragments
-		// its sender made to fit: its size is no pod's MTU, and the node
-		// fragments it again to fit the overlay.
-		inner = 0
 	}
 	for k := range n.overlays {
 		o := &n.overlays[k]
