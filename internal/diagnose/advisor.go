@@ -119,12 +119,17 @@ func (a *Advisor) ipLen(p *stitch.Path, i int) uint32 {
 
 const ethHeader = 14
 
-// hookOf is the netfilter hook a drop happened in: the stitcher names it
-// when the hook's last slot never ran; otherwise a partial netfilter hop
-// right before the drop in the same namespace tells. by is the table or
-// IPVS hop inside that hook that returned the drop, where one shows it.
+// hookOf is the netfilter hook a drop happened in, as the path names it
+// (stitch.Path.DropHook: the stitcher's when the hook's last slot never
+// ran, else that of a table or IPVS verdict of drop right before it). A
+// partial netfilter hop before the drop does not make it the drop's hook:
+// one with the last view only was accepted by the hook (a packet that
+// matched only after a translation, a hairpin dropped past the bridge).
+// nf is that hook's netfilter hop, by the table or IPVS hop inside it that
+// returned the drop, where one shows it.
 func hookOf(p *stitch.Path, i int) (hook hop.Hook, nf, by *stitch.Hop) {
 	h := &p.Hops[i]
+	hook = p.DropHook(i)
 	for j := i - 1; j >= 0; j-- {
 		prev := &p.Hops[j]
 		if prev.NetnsInode != h.NetnsInode || !inHook(prev) {
@@ -134,18 +139,12 @@ func hookOf(p *stitch.Path, i int) (hook hop.Hook, nf, by *stitch.Hop) {
 			(prev.IPVS != nil && prev.IPVS.Verdict == hop.VerdictDrop)) {
 			by = prev
 		}
-		if prev.Kind == hop.Netfilter && (h.Hook == hop.NoHook || prev.Hook == h.Hook) {
+		if prev.Kind == hop.Netfilter && hook != hop.NoHook && prev.Hook == hook {
 			nf = prev
 			break
 		}
 	}
-	switch {
-	case h.Hook != hop.NoHook:
-		return h.Hook, nf, by
-	case nf != nil && nf.Partial:
-		return nf.Hook, nf, by
-	}
-	return hop.NoHook, nil, by
+	return hook, nf, by
 }
 
 // inHook reports whether a hop belongs to a netfilter hook: the hook's own

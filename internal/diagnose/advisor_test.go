@@ -671,6 +671,7 @@ func TestAdviceTableVerdict(t *testing.T) {
 	fwd := nf(mkHop(hop.NoKind, "node1", inoNode1, "cni0", 60), hop.Forward, "cni0", "flannel.1")
 	fwd.Partial = true
 	drop := dropped(mkHop(hop.NoKind, "node1", inoNode1, "cni0", 60), "NETFILTER_DROP")
+	drop.Hook = hop.Forward // the hook's last slot never ran
 	for _, c := range []struct {
 		tb   stitch.Table
 		want []string
@@ -738,7 +739,7 @@ func TestAdviceIPVSDrop(t *testing.T) {
 	ipvs := mkHop(hop.IPVS, "node1", inoNode1, "cni0", 60)
 	ipvs.Hook, ipvs.IPVS, ipvs.Dst = hop.Input, &stitch.IPVS{Verdict: hop.VerdictDrop}, vip
 	drop := dropped(mkHop(hop.NoKind, "node1", inoNode1, "cni0", 60), "NETFILTER_DROP")
-	drop.Dst = vip
+	drop.Dst, drop.Hook = vip, hop.Input
 	got := advice(a, routed(in, ipvs, drop))
 	contains(t, "advice", got, "IPVS dropped it in INPUT on node1: the virtual service 10.96.0.20:80 had no real server",
 		"When the trace started it had 0 real servers (scheduler wrr).",
@@ -752,10 +753,10 @@ func TestAdviceWithoutReason(t *testing.T) {
 	fwd := nf(mkHop(hop.NoKind, "node1", inoNode1, "cni0", 60), hop.Forward, "cni0", "flannel.1")
 	fwd.Partial = true
 	drop := dropped(mkHop(hop.NoKind, "node1", inoNode1, "cni0", 60), "")
-	drop.Func = "nf_hook_slow+0xa0"
+	drop.Func, drop.Hook = "nf_hook_slow+0xa0", hop.Forward
 	contains(t, "advice", advice(a, routed(fwd, drop)), "A netfilter rule in FORWARD on node1")
 
-	drop.Func = "tcp_v4_rcv+0x2c"
+	drop.Func, drop.Hook = "tcp_v4_rcv+0x2c", hop.NoHook
 	got := advice(a, routed(drop))
 	contains(t, "advice", got, "The kernel dropped it at cni0 on node1, in tcp_v4_rcv (it gives no drop reason before Linux 5.17).")
 	lacks(t, "advice", got, "#0")
@@ -849,5 +850,24 @@ func TestAdviceSYNCopy(t *testing.T) {
 		a := New(nil)
 		a.Annotate(first)
 		lacks(t, name, advice(a, copyOf(time.Second, "NOT_SPECIFIED")), isCopy)
+	}
+}
+
+// A drop after a hook's last view, without its first, did not happen in
+// the hook: the hook accepted the packet (the stitcher names the hook on a
+// drop only when the hook's last slot never ran). The render says so too
+// (stitch.Path.DropHook).
+func TestAdviceDropAfterHook(t *testing.T) {
+	a := New(map[uint32]*doctor.Report{inoNode1: report(t, "node1", nil)})
+	pre := nf(mkHop(hop.NoKind, "node1", inoNode1, "cni0", 60), hop.Prerouting, "cni0", "")
+	pre.Partial = true
+	drop := dropped(mkHop(hop.NoKind, "node1", inoNode1, "cni0", 60), "NOT_SPECIFIED")
+	drop.Func = "br_handle_frame_finish+0x1c2"
+	p := routed(pre, drop)
+	got := advice(a, p)
+	contains(t, "advice", got, "The kernel dropped it at cni0 on node1 with reason NOT_SPECIFIED")
+	lacks(t, "advice", got, "PREROUTING")
+	if hook := p.DropHook(len(p.Hops) - 1); hook != hop.NoHook {
+		t.Errorf("the render puts the drop in %s, the advice in none", hook)
 	}
 }
