@@ -871,3 +871,45 @@ func TestAdviceDropAfterHook(t *testing.T) {
 		t.Errorf("the render puts the drop in %s, the advice in none", hook)
 	}
 }
+
+// A packet to a Service address at a protocol or port the Service does
+// not have is routed as the address itself: no route is the Service's
+// ports, not a missing pod route.
+func TestAdviceNoRouteToServiceAddress(t *testing.T) {
+	r := report(t, "node1", nil)
+	r.KubeProxy.ServicePorts = []doctor.ServicePort{
+		{Service: "default/web:http", Kind: doctor.KindClusterIP, Addr: netip.MustParseAddr("10.96.0.10"), Proto: 6, Port: 80},
+		{Service: "default/web:https", Kind: doctor.KindClusterIP, Addr: netip.MustParseAddr("10.96.0.10"), Proto: 6, Port: 443},
+		{Service: "default/web:http", Kind: doctor.KindNodePort, Proto: 6, Port: 30080},
+	}
+	a := New(map[uint32]*doctor.Report{inoNode1: r})
+	to := func(proto uint8, dst string) *stitch.Path {
+		p := routed(dropped(mkHop(hop.NoKind, "node1", inoNode1, "cni0", 60), "IP_INNOROUTES"))
+		d := netip.MustParseAddrPort(dst)
+		for i := range p.Hops {
+			p.Hops[i].Proto, p.Hops[i].Dst = proto, d
+		}
+		p.Proto, p.Dst = proto, d
+		return p
+	}
+
+	got := advice(a, to(17, "10.96.0.10:80"))
+	contains(t, "advice", got, "No route to 10.96.0.10 on node1",
+		"10.96.0.10 is the cluster IP of TCP 80 (default/web:http) and TCP 443 (default/web:https); this packet is UDP to port 80:",
+		"for which node1 has no route. Is the client using the Service's port and protocol?",
+		"\n$ ip netns exec node1 ip route get 10.96.0.10", "\n$ kubectl get services -A -o wide | grep -w 10.96.0.10")
+	lacks(t, "advice", got, "flannel.1", "30080")
+
+	got = advice(a, to(1, "10.96.0.10:8"))
+	contains(t, "advice", got, "; this packet is ICMP:", "A ping of a Service address goes unanswered where kube-proxy does not run in IPVS mode")
+
+	// The Service's own port: its translation did not happen, which is
+	// another fault than the port.
+	got = advice(a, to(6, "10.96.0.10:443"))
+	lacks(t, "advice", got, "cluster IP")
+	contains(t, "advice", got, "go through flannel.1")
+
+	// Another address: the pod route.
+	got = advice(a, to(17, "10.96.0.11:80"))
+	lacks(t, "advice", got, "cluster IP")
+}

@@ -2,8 +2,11 @@ package diagnose
 
 import (
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 
+	"github.com/pathtrace/pathtrace/internal/decode"
 	"github.com/pathtrace/pathtrace/internal/doctor"
 	"github.com/pathtrace/pathtrace/internal/hop"
 	"github.com/pathtrace/pathtrace/internal/kernel"
@@ -308,6 +311,12 @@ func (d *drop) noRoute() string {
 	} else {
 		s.say("No route to %s on %s for a packet the node sends itself.", d.dst(), d.ns)
 	}
+	if svc := d.otherServicePort(); svc != "" {
+		s.say("%s", svc)
+		s.run(d.in + "ip route get " + d.dst())
+		s.run("kubectl get services -A -o wide | grep -w " + d.dst())
+		return s.String()
+	}
 	if d.n != nil && len(d.n.overlays) > 0 {
 		o := d.n.overlays[0]
 		s.say("Routes to other nodes' pod CIDRs go through %s and are installed by the CNI (flanneld adds one per node): is the route for %s's node missing?", o.Name, d.dst())
@@ -318,6 +327,61 @@ func (d *drop) noRoute() string {
 	s.run(d.in + "ip route get " + d.dst())
 	s.run(d.in + "ip route show")
 	return s.String()
+}
+
+// otherServicePort explains a packet to a Service address (a cluster,
+// external or load-balancer IP in kube-proxy's rules on the drop's node)
+// at a protocol or port the Service does not have: kube-proxy translates
+// only the Service's own ports, and the rest is routed as the address
+// itself, which no route leads to (a ping of a cluster IP, a UDP query of
+// a TCP-only Service). "" when the destination is no Service address, or
+// is one at this very port (a Service port whose translation did not
+// happen is another fault).
+func (d *drop) otherServicePort() string {
+	if d.n == nil || d.n.servicePorts == nil {
+		return ""
+	}
+	dst := d.h.Dst
+	proto := d.h.Proto
+	if !dst.IsValid() {
+		dst, proto = d.p.Dst, d.p.Proto
+	}
+	sps := d.n.servicePorts[dst.Addr().Unmap()]
+	if len(sps) == 0 {
+		return ""
+	}
+	var has []string
+	for _, sp := range sps {
+		if sp.Proto == proto && sp.Port == dst.Port() && !decode.IsICMP(proto) {
+			return ""
+		}
+		port := doctor.ProtocolName(sp.Proto) + " " + strconv.Itoa(int(sp.Port))
+		if sp.Service != "" {
+			port += " (" + sp.Service + ")"
+		}
+		if !slices.Contains(has, port) {
+			has = append(has, port)
+		}
+	}
+	this, ask := doctor.ProtocolName(proto), "Is the client using the Service's port and protocol?"
+	switch {
+	case decode.IsICMP(proto):
+		this = "ICMP"
+		if proto == decode.ProtoICMPv6 {
+			this = "ICMPv6"
+		}
+		ask = "A ping of a Service address goes unanswered where kube-proxy does not run in IPVS mode; test the Service on its port instead."
+	case this == "":
+		this = fmt.Sprintf("protocol %d", proto)
+	default:
+		this = fmt.Sprintf("%s to port %d", this, dst.Port())
+	}
+	if len(has) > 1 {
+		has[len(has)-2] += " and " + has[len(has)-1]
+		has = has[:len(has)-1]
+	}
+	return fmt.Sprintf("%s is the %s of %s; this packet is %s: kube-proxy translates only a Service's own protocols and ports, and any other packet to the address is routed as the address itself, for which %s has no route. %s",
+		dst.Addr(), sps[0].Kind, strings.Join(has, ", "), this, d.ns, ask)
 }
 
 func (d *drop) addrError() string {

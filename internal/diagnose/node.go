@@ -25,6 +25,10 @@ type node struct {
 	// noEndpoints holds kube-proxy's rules for Service ports without
 	// endpoints by noEndpointsKey; nil when the report has none.
 	noEndpoints map[string]doctor.NoEndpointsRule
+	// servicePorts holds the Service ports kube-proxy's rules have at an
+	// address (cluster, external and load-balancer IPs), in the report's
+	// order; nil when the report has none.
+	servicePorts map[netip.Addr][]doctor.ServicePort
 }
 
 // noEndpointsKey is "PROTO addr:port" ("TCP 10.96.0.11:80") for a Service
@@ -83,6 +87,16 @@ func newNode(r *doctor.Report) *node {
 			n.noEndpoints = make(map[string]doctor.NoEndpointsRule)
 		}
 		n.noEndpoints[noEndpointsKey(r.Protocol, addr, r.Port, r.NodePort)] = r
+	}
+	for _, sp := range r.KubeProxy.ServicePorts {
+		if sp.Kind == doctor.KindNodePort || !sp.Addr.IsValid() {
+			continue
+		}
+		if n.servicePorts == nil {
+			n.servicePorts = make(map[netip.Addr][]doctor.ServicePort)
+		}
+		a := sp.Addr.Unmap()
+		n.servicePorts[a] = append(n.servicePorts[a], sp)
 	}
 	for _, vs := range r.KubeProxy.IPVS.VirtualServices {
 		if n.ipvs == nil {
