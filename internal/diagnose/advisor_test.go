@@ -912,4 +912,8 @@ func TestAdviceNoRouteToServiceAddress(t *testing.T) {
 	// Another address: the pod route.
 	got = advice(a, to(17, "10.96.0.11:80"))
 	lacks(t, "advice", got, "cluster IP")
+
+	// A fragment without its ports: not known to be at another port.
+	got = advice(a, to(17, "10.96.0.10:0"))
+	lacks(t, "advice", got, "cluster IP")
 }

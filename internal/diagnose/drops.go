@@ -347,8 +347,8 @@ func (d *drop) otherServicePort() string {
 		dst, proto = d.p.Dst, d.p.Proto
 	}
 	sps := d.n.servicePorts[dst.Addr().Unmap()]
-	if len(sps) == 0 {
-		return ""
+	if len(sps) == 0 || (dst.Port() == 0 && !decode.IsICMP(proto) && doctor.ProtocolName(proto) != "") {
+		return "" // a fragment without its ports: which port it is for is not known here
 	}
 	var has []string
 	for _, sp := range sps {
