@@ -378,7 +378,7 @@ func TestAdviceRPFilter(t *testing.T) {
 func TestAdviceNoRoute(t *testing.T) {
 	got := advice(New(map[uint32]*doctor.Report{inoNode1: report(t, "node1", nil)}), routed(dropped(mkHop(hop.NoKind, "node1", inoNode1, "cni0", 60), "IP_INNOROUTES")))
 	contains(t, "advice", got, "No route to 10.244.2.7 on node1: the kernel answers 10.244.1.5 with ICMP net unreachable",
-		"go through flannel.1", "\n$ ip netns exec node1 ip route get 10.244.2.7", "\n$ ip netns exec node1 ip route show dev flannel.1")
+		"If 10.244.2.7 is a pod of another node: the CNI routes each other node's pod CIDR through flannel.1", "\n$ ip netns exec node1 ip route get 10.244.2.7", "\n$ ip netns exec node1 ip route show dev flannel.1")
 }
 
 func TestAdviceTooBig(t *testing.T) {
@@ -907,7 +907,7 @@ func TestAdviceNoRouteToServiceAddress(t *testing.T) {
 	// another fault than the port.
 	got = advice(a, to(6, "10.96.0.10:443"))
 	lacks(t, "advice", got, "cluster IP")
-	contains(t, "advice", got, "go through flannel.1")
+	contains(t, "advice", got, "pod CIDR through flannel.1")
 
 	// Another address: the pod route.
 	got = advice(a, to(17, "10.96.0.11:80"))

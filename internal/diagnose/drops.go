@@ -319,7 +319,7 @@ func (d *drop) noRoute() string {
 	}
 	if d.n != nil && len(d.n.overlays) > 0 {
 		o := d.n.overlays[0]
-		s.say("Routes to other nodes' pod CIDRs go through %s and are installed by the CNI (flanneld adds one per node): is the route for %s's node missing?", o.Name, d.dst())
+		s.say("If %s is a pod of another node: the CNI routes each other node's pod CIDR through %s (flanneld adds one route per node), so is that node's route missing? Any other address needs a route of its own, or the node's default route.", d.dst(), o.Name)
 		s.run(d.in + "ip route get " + d.dst())
 		s.run(d.in + "ip route show dev " + o.Name)
 		return s.String()
