@@ -14,10 +14,12 @@ for m in $mods; do
 done
 echo "modprobe $mods: $([ $rc = 0 ] && echo ok || echo FAILED)"
 echo "module BTF: $([ -e /sys/kernel/btf/bridge ] && echo yes || echo no)"
+# the modules loaded since $before (grep, not comm: the arm64 guest has no comm)
+added() { loaded | grep -vxF -f <(echo "$before"); }
 for _ in 1 2 3 4; do
-  for m in $(comm -13 <(echo "$before") <(loaded)); do rmmod "$m" 2>/dev/null; done
+  for m in $(added); do rmmod "$m" 2>/dev/null; done
 done
-left="$(comm -13 <(echo "$before") <(loaded) | tr '\n' ' ')"
+left="$(added | tr '\n' ' ')"
 [ -z "$left" ] || echo "still loaded after unload: $left"
 cfg="${VM_KCONFIG:-/boot/config-$(uname -r)}"
 if [ -f "$cfg" ]; then
