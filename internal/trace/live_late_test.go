@@ -114,7 +114,7 @@ func TestLiveNeighbourFailedLateEnd(t *testing.T) {
 		for _, p := range paths {
 			t.Log(dump(p))
 		}
-		t.Fatalf("want the datagram's path and its late end")
+		t.Fatalf("want the datagram's path and its late end (%s)", sum)
 	}
 	if late.Late.Of != sent.ID || late.Late.After < 2*time.Second || late.Late.Verdict != sent.Verdict || sum.LateEnds != 1 {
 		t.Errorf("late end %+v of #%d (%d late ends), want of #%d after at least 2s\n%s", *late.Late, sent.ID, sum.LateEnds, sent.ID, dump(late))
@@ -207,7 +207,7 @@ func TestLiveNeighbourResolvedLate(t *testing.T) {
 		for _, p := range paths {
 			t.Log(dump(p))
 		}
-		t.Fatalf("want the datagram's path and the rest of it")
+		t.Fatalf("want the datagram's path and the rest of it (%s)", sum)
 	}
 	if l := rest.Late; l.Of != sent.ID || !l.Resumed || l.After < time.Second || l.Verdict != sent.Verdict || sum.LateEnds != 1 {
 		t.Errorf("rest %+v of #%d (%d late ends), want resumed, of #%d after at least 1s\n%s", *l, sent.ID, sum.LateEnds, sent.ID, dump(rest))
