@@ -10,6 +10,7 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/pathtrace/pathtrace/internal/decode"
 	"github.com/pathtrace/pathtrace/internal/doctor"
 	"github.com/pathtrace/pathtrace/internal/hop"
 	"github.com/pathtrace/pathtrace/internal/stitch"
@@ -574,28 +575,61 @@ func TestAdviceOthers(t *testing.T) {
 }
 
 func TestWarningICMPError(t *testing.T) {
+	v4, v6 := "This is an ICMP error from 10.244.1.1, ", "This is an ICMPv6 error from fd00:10:244:1::1, "
 	for _, tt := range []struct {
+		proto     uint8
 		typ, code uint16
 		want      string
 	}{
-		{3, 0, "net unreachable"},
-		{3, 3, "port unreachable"},
-		{3, 4, "fragmentation needed"},
-		{3, 13, "administratively prohibited"},
-		{11, 0, "time exceeded"},
+		{1, 3, 0, v4 + "destination unreachable (net unreachable)"},
+		{1, 3, 3, v4 + "destination unreachable (port unreachable)"},
+		{1, 3, 4, v4 + "fragmentation needed"},
+		{1, 3, 13, v4 + "destination unreachable (administratively prohibited)"},
+		{1, 11, 0, v4 + "time exceeded: an earlier packet of 10.244.1.5 ran out of TTL"},
+		{1, 11, 1, v4 + "time exceeded (fragment reassembly)"},
+		{58, 1, 0, v6 + "destination unreachable (no route): it had no route for an earlier packet of fd00:10:244:1::5"},
+		{58, 1, 3, v6 + "destination unreachable (address unreachable)"},
+		{58, 1, 4, v6 + "destination unreachable (port unreachable): no socket took an earlier packet of fd00:10:244:1::5"},
+		{58, 1, 1, v6 + "destination unreachable (administratively prohibited)"},
+		{58, 1, 6, v6 + "destination unreachable (administratively prohibited)"},
+		{58, 1, 2, v6 + "destination unreachable (code 2) for an earlier packet"},
+		{58, 2, 0, v6 + "packet too big: an earlier packet of fd00:10:244:1::5 was larger than the MTU of its route"},
+		{58, 3, 0, v6 + "time exceeded: an earlier packet of fd00:10:244:1::5 ran out of hop limit"},
+		{58, 3, 1, v6 + "time exceeded (fragment reassembly)"},
 	} {
-		p := &stitch.Path{Proto: 1, Src: netip.AddrPortFrom(netip.MustParseAddr("10.244.1.1"), tt.typ),
-			Dst: netip.AddrPortFrom(netip.MustParseAddr("10.244.1.5"), tt.code), Hops: []stitch.Hop{mkHop(hop.Tx, "node1", inoNode1, "cni0", 102)}}
+		src, dst := "10.244.1.1", "10.244.1.5"
+		if tt.proto == decode.ProtoICMPv6 {
+			src, dst = "fd00:10:244:1::1", "fd00:10:244:1::5"
+		}
+		p := &stitch.Path{Proto: tt.proto, Src: netip.AddrPortFrom(netip.MustParseAddr(src), tt.typ),
+			Dst: netip.AddrPortFrom(netip.MustParseAddr(dst), tt.code), Hops: []stitch.Hop{mkHop(hop.Tx, "node1", inoNode1, "cni0", 102)}}
 		New(nil).Annotate(p)
 		if len(p.Warnings) != 1 {
-			t.Fatalf("ICMP %d/%d: warnings %q", tt.typ, tt.code, p.Warnings)
+			t.Fatalf("ICMP (%d) %d/%d: warnings %q", tt.proto, tt.typ, tt.code, p.Warnings)
 		}
-		contains(t, "ICMP warning", p.Warnings[0], "This is an ICMP error from 10.244.1.1", tt.want)
+		contains(t, "ICMP warning", p.Warnings[0], tt.want)
 	}
 	echo := &stitch.Path{Proto: 1, Src: ap("10.244.1.5:4660"), Dst: ap("1.1.1.1:0"), Hops: []stitch.Hop{mkHop(hop.Tx, "client", inoPod, "eth0", 98)}}
 	if New(nil).Annotate(echo); len(echo.Warnings) != 0 {
 		t.Errorf("warnings %q on an echo request", echo.Warnings)
 	}
+	// Not errors: echo request and reply, neighbour discovery.
+	for _, typ := range []uint16{128, 129, 135, 136} {
+		p := &stitch.Path{Proto: decode.ProtoICMPv6, Src: netip.AddrPortFrom(netip.MustParseAddr("fd00:10:244:1::5"), typ),
+			Dst: netip.AddrPortFrom(netip.MustParseAddr("fd00:10:244:1::6"), 0), Hops: []stitch.Hop{mkHop(hop.Tx, "client", inoPod, "eth0", 104)}}
+		if New(nil).Annotate(p); len(p.Warnings) != 0 {
+			t.Errorf("ICMPv6 type %d: warnings %q", typ, p.Warnings)
+		}
+	}
+	// The quote names the packet answered.
+	p := &stitch.Path{Proto: decode.ProtoICMPv6, Src: ap("[fd00:10:244:2::7]:1"), Dst: ap("[fd00:10:244:1::5]:4"),
+		Answers: &decode.Tuple{Proto: decode.ProtoUDP, Src: ap("[fd00:10:244:1::5]:40312"), Dst: ap("[fd00:10:244:2::7]:9999"), HasPorts: true},
+		Hops:    []stitch.Hop{mkHop(hop.Tx, "node1", inoNode1, "cni0", 102)}}
+	New(nil).Annotate(p)
+	if len(p.Warnings) != 1 {
+		t.Fatalf("port unreachable with its quote: warnings %q", p.Warnings)
+	}
+	contains(t, "ICMPv6 port unreachable", p.Warnings[0], "answering UDP [fd00:10:244:2::7]:9999 from [fd00:10:244:1::5]:40312: nothing listened on UDP port 9999 at fd00:10:244:2::7")
 }
 
 func TestNoReports(t *testing.T) {

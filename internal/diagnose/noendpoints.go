@@ -159,6 +159,8 @@ func answered(q *decode.Tuple) string {
 	switch {
 	case q.Proto == decode.ProtoICMP && q.HasPorts:
 		return fmt.Sprintf("ICMP type %d %s from %s", q.Src.Port(), q.Dst.Addr(), q.Src.Addr())
+	case q.Proto == decode.ProtoICMPv6 && q.HasPorts:
+		return fmt.Sprintf("ICMPv6 type %d %s from %s", q.Src.Port(), q.Dst.Addr(), q.Src.Addr())
 	case !q.HasPorts:
 		name := doctor.ProtocolName(q.Proto)
 		if name == "" {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/pathtrace/pathtrace/internal/decode"
 	"github.com/pathtrace/pathtrace/internal/doctor"
 	"github.com/pathtrace/pathtrace/internal/hop"
 	"github.com/pathtrace/pathtrace/internal/stitch"
@@ -251,7 +252,7 @@ func sortedInodes(m map[uint32]*node) []uint32 {
 // Where the error's quote was captured (Path.Answers) it names the packet
 // it answers, and explains a port unreachable by it.
 func (a *Advisor) icmpError(p *stitch.Path) string {
-	if p.Proto != 1 {
+	if p.Proto != decode.ProtoICMP && p.Proto != decode.ProtoICMPv6 {
 		return ""
 	}
 	typ, code := p.Src.Port(), p.Dst.Port()
@@ -259,25 +260,17 @@ func (a *Advisor) icmpError(p *stitch.Path) string {
 	if q != nil && !q.Valid() {
 		q = nil
 	}
+	from := "This is an ICMP error from "
+	if p.Proto == decode.ProtoICMPv6 {
+		from = "This is an ICMPv6 error from "
+	}
 	// head names the error; why explains it, %s standing for the packet it
 	// answers.
-	var head, why string
-	switch {
-	case typ == 3 && code == 3:
-		return "This is an ICMP error from " + p.Src.Addr().String() + ", " + a.icmpUnreachablePort(p, q)
-	case typ == 3 && code == 0:
-		head, why = "destination unreachable (net unreachable)", "it had no route for %s"
-	case typ == 3 && code == 1:
-		head, why = "destination unreachable (host unreachable)", "it could not reach the destination of %s"
-	case typ == 3 && code == 4:
-		head, why = "fragmentation needed", "%s had DF set and was larger than the MTU of its route; the sender should lower its path MTU"
-	case typ == 3 && (code == 9 || code == 10 || code == 13):
-		head, why = "destination unreachable (administratively prohibited)", "a REJECT rule refused %s"
-	case typ == 3:
-		head, why = fmt.Sprintf("destination unreachable (code %d)", code), ""
-	case typ == 11:
-		head, why = "time exceeded", "%s ran out of TTL (a routing loop?)"
-	default:
+	head, why, port := icmpErrorText(p.Proto, typ, code)
+	if port {
+		return from + p.Src.Addr().String() + ", " + a.icmpUnreachablePort(p, q)
+	}
+	if head == "" {
 		return ""
 	}
 	it := "an earlier packet of " + p.Dst.Addr().String()
@@ -291,5 +284,53 @@ func (a *Advisor) icmpError(p *stitch.Path) string {
 	case q == nil:
 		head += " for " + it
 	}
-	return "This is an ICMP error from " + p.Src.Addr().String() + ", " + head + "."
+	return from + p.Src.Addr().String() + ", " + head + "."
+}
+
+// icmpErrorText names an ICMP (proto 1) or ICMPv6 (58) error by its type
+// and code (head, empty for a message that is no error), and says why it
+// was sent (why, %s standing for the packet it answers; empty when the
+// code says nothing more); port: a port unreachable, which
+// icmpUnreachablePort explains.
+func icmpErrorText(proto uint8, typ, code uint16) (head, why string, port bool) {
+	if proto == decode.ProtoICMPv6 {
+		switch {
+		case typ == 1 && code == 4:
+			return "", "", true
+		case typ == 1 && code == 0:
+			return "destination unreachable (no route)", "it had no route for %s", false
+		case typ == 1 && code == 3:
+			return "destination unreachable (address unreachable)", "neighbour discovery found no host for the destination of %s", false
+		case typ == 1 && (code == 1 || code == 5 || code == 6):
+			return "destination unreachable (administratively prohibited)", "a REJECT rule or a reject route refused %s", false
+		case typ == 1:
+			return fmt.Sprintf("destination unreachable (code %d)", code), "", false
+		case typ == 2:
+			return "packet too big", "%s was larger than the MTU of its route (IPv6 routers never fragment); the sender should lower its path MTU", false
+		case typ == 3 && code == 1:
+			return "time exceeded (fragment reassembly)", "a fragment of %s never came, and its reassembly timed out", false
+		case typ == 3:
+			return "time exceeded", "%s ran out of hop limit (a routing loop?)", false
+		}
+		return "", "", false
+	}
+	switch {
+	case typ == 3 && code == 3:
+		return "", "", true
+	case typ == 3 && code == 0:
+		return "destination unreachable (net unreachable)", "it had no route for %s", false
+	case typ == 3 && code == 1:
+		return "destination unreachable (host unreachable)", "it could not reach the destination of %s", false
+	case typ == 3 && code == 4:
+		return "fragmentation needed", "%s had DF set and was larger than the MTU of its route; the sender should lower its path MTU", false
+	case typ == 3 && (code == 9 || code == 10 || code == 13):
+		return "destination unreachable (administratively prohibited)", "a REJECT rule refused %s", false
+	case typ == 3:
+		return fmt.Sprintf("destination unreachable (code %d)", code), "", false
+	case typ == 11 && code == 1:
+		return "time exceeded (fragment reassembly)", "a fragment of %s never came, and its reassembly timed out", false
+	case typ == 11:
+		return "time exceeded", "%s ran out of TTL (a routing loop?)", false
+	}
+	return "", "", false
 }
