@@ -41,8 +41,8 @@ volatile const __u32 n_vxlan_ports;
 volatile const __u32 snaplen;                   /* bytes of packet to copy */
 /* 1: copy the snaplen's bytes only where a packet's headers are new or
  * changed (its first event on an skb, NAT, encapsulation and
- * decapsulation); other events carry an ICMP packet's headers only (the
- * echo ids). 0: at every event. */
+ * decapsulation); other events carry an ICMP packet's or a fragment's
+ * headers only (hdr_cap). 0: at every event. */
 volatile const __u32 snap_changed;
 /* 1: the loader replaced pt_filter with a filter expression's translation
  * (internal/filter); a packet must match it as well as a pod IP. */
@@ -192,10 +192,13 @@ struct pt_pkt {
 	 * valid with PT_ECHO_OUTER / PT_ECHO_INNER in echo. */
 	__u16 outer_id;
 	__u16 inner_id;
-	/* Bytes from the network header to the end of the ICMP header, for an
-	 * ICMP packet (the inner one when encapsulated): what an event
-	 * captures when snaplen is 0, so that decode can read the echo id. */
-	__u16 icmp_cap;
+	/* Bytes from the network header to the end of the headers decode
+	 * must read even without a snaplen: an ICMP packet's ICMP header (the
+	 * echo id), an IP fragment's IPv4 header or IPv6 fragment header
+	 * (what tells a fragment); the inner packet's when encapsulated.
+	 * What an event captures when snaplen is 0, and at the hops where
+	 * snap_changed copies no snaplen's bytes. */
+	__u16 hdr_cap;
 	__u8 echo;
 	__u8 flags;
 	__u8 nd; /* PT_ECHO_OUTER / PT_ECHO_INNER: that header is neighbour
@@ -397,6 +400,8 @@ static __always_inline bool ipv4_tuple(struct pt_pkt *p, __u32 off, struct pt_ip
 	t->ip_id = bpf_ntohs(b->ip.id);
 	p->flags |= inner ? PT_F_INNER : PT_F_L3;
 	p->sig = ((__u64)bpf_ntohs(b->ip.id) << 48) | ((__u64)bpf_ntohs(b->ip.tot_len) << 32);
+	if (b->ip.frag_off & bpf_htons(0x3fff)) /* more fragments, or an offset */
+		p->hdr_cap = *l4_off - p->nh;
 	if (b->ip.frag_off & bpf_htons(0x1fff))
 		return false;
 	if (b->ip.ihl > 5 && bpf_probe_read_kernel(b->l4, sizeof(b->l4), p->head + *l4_off))
@@ -446,6 +451,7 @@ static __always_inline bool ipv6_tuple(struct pt_pkt *p, __u32 off, struct pt_ip
 			__u32 id = bpf_ntohl(*(__u32 *)&b->l4[4]);
 			t->ip_id = id;
 			p->sig |= id;
+			p->hdr_cap = l4 + 8 - p->nh; /* through the fragment header */
 			nh = b->l4[0];
 			ports = false;
 			break;
@@ -486,7 +492,7 @@ static __always_inline bool l3_tuple(struct pt_pkt *p, __u32 off, __u16 proto, u
 		l4 = ipv6_tuple(p, off, &b->v6, inner, l4_off);
 	struct pt_tuple *t = inner ? &p->inner : &p->outer;
 	if (l4 && (t->proto == PT_IPPROTO_ICMP || t->proto == PT_IPPROTO_ICMPV6))
-		p->icmp_cap = *l4_off - p->nh + PT_ICMP_HDR;
+		p->hdr_cap = *l4_off - p->nh + PT_ICMP_HDR;
 	return l4;
 }
 
@@ -1394,12 +1400,13 @@ static __always_inline struct event *new_event(struct sk_buff *skb, struct pt_pk
 {
 	struct event *e;
 
-	/* Without a snaplen, an ICMP packet's headers: decode reads the
-	 * echo id from them. */
+	/* Without a snaplen, an ICMP packet's or a fragment's headers
+	 * (hdr_cap): decode reads the echo id, and tells a fragment, from
+	 * them. */
 	__u64 cap = 0;
-	__u32 want = snaplen ? snaplen : p->icmp_cap;
+	__u32 want = snaplen ? snaplen : p->hdr_cap;
 	if (snap_changed && !p->snap)
-		want = p->icmp_cap;
+		want = p->hdr_cap;
 	if (want && (p->flags & PT_F_L3) && p->tail > p->nh) {
 		cap = p->tail - p->nh;
 		if (cap > want)

@@ -43,18 +43,24 @@ func TestLiveFragmentedDatagram(t *testing.T) {
 	for _, tc := range []struct {
 		name                string
 		client, server, vip netip.Addr
+		noBytes             bool
 	}{
-		{"ipv4", topology.ClientIP, topology.ServerIP, netip.Addr{}},
-		{"ipv6", topology.ClientIP6, topology.ServerIP6, netip.Addr{}},
-		{"ipv4 dnat", topology.ClientIP, topology.ServerIP, netip.MustParseAddr("10.96.0.71")},
+		{"ipv4", topology.ClientIP, topology.ServerIP, netip.Addr{}, false},
+		{"ipv6", topology.ClientIP6, topology.ServerIP6, netip.Addr{}, false},
+		{"ipv4 dnat", topology.ClientIP, topology.ServerIP, netip.MustParseAddr("10.96.0.71"), false},
+		// --snaplen 0: no packet bytes, but a fragment's headers.
+		{"ipv4 snaplen 0", topology.ClientIP, topology.ServerIP, netip.Addr{}, true},
+		{"ipv6 snaplen 0", topology.ClientIP6, topology.ServerIP6, netip.Addr{}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			fragmentedDatagram(t, c, tc.client, tc.server, tc.vip)
+			fragmentedDatagram(t, c, tc.client, tc.server, tc.vip, tc.noBytes)
 		})
 	}
 }
 
-func fragmentedDatagram(t *testing.T, c *topology.Cluster, client, server, vip netip.Addr) {
+// fragmentedDatagram sends the datagram and checks its paths; noBytes
+// traces with --snaplen 0 (and no node traces).
+func fragmentedDatagram(t *testing.T, c *topology.Cluster, client, server, vip netip.Addr, noBytes bool) {
 	network := "udp4"
 	if server.Is6() {
 		network = "udp6"
@@ -78,13 +84,17 @@ func fragmentedDatagram(t *testing.T, c *topology.Cluster, client, server, vip n
 	recording := filepath.Join(t.TempDir(), "trace.pcapng")
 	// As the command traces live: the headers where they are new or
 	// changed, which tell a fragment.
-	stop := tracingOpts(t, c, Options{Loader: loader.Options{PodIPs: []netip.Addr{client}, Snaplen: 128, SnapChanged: true}, Record: recording})
+	lopts := loader.Options{PodIPs: []netip.Addr{client}, Snaplen: 128, SnapChanged: true}
+	if noBytes {
+		lopts.Snaplen, lopts.SnapChanged = 0, false
+	}
+	stop := tracingOpts(t, c, Options{Loader: lopts, Record: recording})
 	var nodeFiles []string
 	var nodeStops []func() ([]*stitch.Path, Summary)
 	// The nodes' own traces, merged, once per family (each trace takes
 	// seconds to start on a slow guest).
 	names := []string{topology.Node1, topology.Node2}
-	if vip.IsValid() {
+	if vip.IsValid() || noBytes {
 		names = nil
 	}
 	for _, name := range names {
