@@ -950,4 +950,23 @@ func TestAdviceNoRouteToServiceAddress(t *testing.T) {
 	// A fragment without its ports: not known to be at another port.
 	got = advice(a, to(17, "10.96.0.10:0"))
 	lacks(t, "advice", got, "cluster IP")
+
+	// The net unreachable the node answers such a packet with says why
+	// too; not for the Service's own port, nor for another address.
+	unreachable := func(q decode.Tuple) string {
+		p := &stitch.Path{Proto: 1, Src: ap("10.244.1.1:3"), Dst: ap("10.244.1.5:0"), Answers: &q,
+			Hops: []stitch.Hop{mkHop(hop.Tx, "node1", inoNode1, "cni0", 96)}}
+		a.Annotate(p)
+		if len(p.Warnings) != 1 {
+			t.Fatalf("net unreachable answering %v: warnings %q", q, p.Warnings)
+		}
+		return p.Warnings[0]
+	}
+	udp := decode.Tuple{Proto: 17, Src: ap("10.244.1.5:40000"), Dst: ap("10.96.0.10:80"), HasPorts: true}
+	contains(t, "net unreachable", unreachable(udp),
+		"answering UDP 10.96.0.10:80 from 10.244.1.5:40000: it had no route for it. 10.96.0.10 is the cluster IP of TCP 80 (default/web:http) and TCP 443 (default/web:https), and UDP to port 80 is none of its ports: kube-proxy translates only a Service's own protocols and ports.")
+	own := decode.Tuple{Proto: 6, Src: ap("10.244.1.5:40000"), Dst: ap("10.96.0.10:443"), HasPorts: true}
+	lacks(t, "net unreachable", unreachable(own), "cluster IP")
+	other := decode.Tuple{Proto: 17, Src: ap("10.244.1.5:40000"), Dst: ap("10.96.0.11:80"), HasPorts: true}
+	lacks(t, "net unreachable", unreachable(other), "cluster IP")
 }

@@ -2,6 +2,7 @@ package diagnose
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -338,22 +339,46 @@ func (d *drop) noRoute() string {
 // is one at this very port (a Service port whose translation did not
 // happen is another fault).
 func (d *drop) otherServicePort() string {
-	if d.n == nil || d.n.servicePorts == nil {
-		return ""
-	}
 	dst := d.h.Dst
 	proto := d.h.Proto
 	if !dst.IsValid() {
 		dst, proto = d.p.Dst, d.p.Proto
 	}
-	sps := d.n.servicePorts[dst.Addr().Unmap()]
+	m, ok := d.n.serviceMiss(dst, proto)
+	if !ok {
+		return ""
+	}
+	ask := "Is the client using the Service's port and protocol?"
+	if decode.IsICMP(proto) {
+		ask = "A ping of a Service address goes unanswered where kube-proxy does not run in IPVS mode; test the Service on its port instead."
+	}
+	return fmt.Sprintf("%s; this packet is %s: kube-proxy translates only a Service's own protocols and ports, and any other packet to the address is routed as the address itself, for which %s has no route. %s",
+		m.is, m.this, d.ns, ask)
+}
+
+// serviceMiss is a packet to a Service address at a protocol or port the
+// Service does not have (node.serviceMiss): is says what the address is
+// ("10.96.0.10 is the cluster IP of TCP 80 (default/web:http)"), this
+// what the packet is ("UDP to port 80", "ICMP").
+type serviceMiss struct{ is, this string }
+
+// serviceMiss tells whether a packet of proto to dst is to a Service
+// address in n's kube-proxy rules at a protocol or port the Service does
+// not have; not when dst is no Service address, is one at this very port,
+// or the packet's port is not known (a fragment without its ports). n may
+// be nil.
+func (n *node) serviceMiss(dst netip.AddrPort, proto uint8) (serviceMiss, bool) {
+	if n == nil || n.servicePorts == nil {
+		return serviceMiss{}, false
+	}
+	sps := n.servicePorts[dst.Addr().Unmap()]
 	if len(sps) == 0 || (dst.Port() == 0 && !decode.IsICMP(proto) && doctor.ProtocolName(proto) != "") {
-		return "" // a fragment without its ports: which port it is for is not known here
+		return serviceMiss{}, false // a fragment without its ports: which port it is for is not known here
 	}
 	var has []string
 	for _, sp := range sps {
 		if sp.Proto == proto && sp.Port == dst.Port() && !decode.IsICMP(proto) {
-			return ""
+			return serviceMiss{}, false
 		}
 		port := doctor.ProtocolName(sp.Proto) + " " + strconv.Itoa(int(sp.Port))
 		if sp.Service != "" {
@@ -363,14 +388,12 @@ func (d *drop) otherServicePort() string {
 			has = append(has, port)
 		}
 	}
-	this, ask := doctor.ProtocolName(proto), "Is the client using the Service's port and protocol?"
+	this := doctor.ProtocolName(proto)
 	switch {
+	case proto == decode.ProtoICMPv6:
+		this = "ICMPv6"
 	case decode.IsICMP(proto):
 		this = "ICMP"
-		if proto == decode.ProtoICMPv6 {
-			this = "ICMPv6"
-		}
-		ask = "A ping of a Service address goes unanswered where kube-proxy does not run in IPVS mode; test the Service on its port instead."
 	case this == "":
 		this = fmt.Sprintf("protocol %d", proto)
 	default:
@@ -380,8 +403,7 @@ func (d *drop) otherServicePort() string {
 		has[len(has)-2] += " and " + has[len(has)-1]
 		has = has[:len(has)-1]
 	}
-	return fmt.Sprintf("%s is the %s of %s; this packet is %s: kube-proxy translates only a Service's own protocols and ports, and any other packet to the address is routed as the address itself, for which %s has no route. %s",
-		dst.Addr(), sps[0].Kind, strings.Join(has, ", "), this, d.ns, ask)
+	return serviceMiss{is: fmt.Sprintf("%s is the %s of %s", dst.Addr(), sps[0].Kind, strings.Join(has, ", ")), this: this}, true
 }
 
 func (d *drop) addrError() string {

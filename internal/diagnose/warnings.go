@@ -284,6 +284,17 @@ func (a *Advisor) icmpError(p *stitch.Path) string {
 	case q == nil:
 		head += " for " + it
 	}
+	noRoute := p.Proto == decode.ProtoICMP && typ == 3 && code == 0 || p.Proto == decode.ProtoICMPv6 && typ == 1 && code == 0
+	if noRoute && q != nil {
+		// A Service address at a port the Service lacks: routed as
+		// the address itself, for which nodes have no route.
+		for _, ino := range a.inodesFor(p) {
+			if m, ok := a.nodes[ino].serviceMiss(q.Dst, q.Proto); ok {
+				head += ". " + m.is + ", and " + m.this + " is none of its ports: kube-proxy translates only a Service's own protocols and ports"
+				break
+			}
+		}
+	}
 	return from + p.Src.Addr().String() + ", " + head + "."
 }
 
