@@ -19,6 +19,8 @@ func TestReplayLossNote(t *testing.T) {
 	recordtest.Rewrite(t, src, lossy, func(m *record.Meta) {
 		m.Lost, m.LostPerCPU = 5, []uint64{2, 3}
 	})
+	missed := filepath.Join(t.TempDir(), "missed.pcapng")
+	recordtest.Rewrite(t, src, missed, func(m *record.Meta) { m.Missed = 1 })
 	for _, tc := range []struct {
 		file string
 		want []string
@@ -28,6 +30,10 @@ func TestReplayLossNote(t *testing.T) {
 			"pathtrace: replayed 1 packets, 8 events, 5 lost",
 			"pathtrace: 5 events were lost (the kernel's ring buffer was full): the paths of those packets lack hops, " +
 				"and a drop or consume the kernel gave no device is shown at the last hop seen",
+		}},
+		{missed, []string{
+			"pathtrace: replayed 1 packets, 8 events, 0 lost, 1 program run skipped by the kernel",
+			"pathtrace: the kernel skipped 1 run of pathtrace's programs",
 		}},
 	} {
 		r := run(t, nil, "replay", tc.file, "-o", "json")

@@ -597,6 +597,24 @@ func (t *Tracer) LostPerCPU() ([]uint64, error) {
 	return perCPU, nil
 }
 
+// Missed returns the runs of the programs the kernel skipped because the
+// program was running already on that CPU (its recursion check: a program
+// interrupted, on its CPU, by an event that runs it again). A skipped run
+// sends no event: the hop of a traced packet, if it was one, is missing,
+// and unlike a full ring buffer nothing else tells. The kernel counts
+// them since 5.12; before, this is 0.
+func (t *Tracer) Missed() (uint64, error) {
+	var n uint64
+	for _, p := range t.progs {
+		st, err := p.Stats()
+		if err != nil {
+			return n, fmt.Errorf("read program statistics: %w", err)
+		}
+		n += st.RecursionMisses
+	}
+	return n, nil
+}
+
 // ConnStats counts the connections the kernel followed whole (the conns
 // table of bpf/include/common.h).
 type ConnStats struct {

@@ -91,6 +91,10 @@ func TestOpenRingSize(t *testing.T) {
 			t.Errorf("hop %s: attached %q (%s), plan said %q", h.Hop, h.Backend, h.Reason, p.Backend)
 		}
 	}
+	// Every program's statistics read, as the summary does at the end.
+	if _, err := tr.Missed(); err != nil {
+		t.Errorf("program runs skipped: %v", err)
+	}
 }
 
 // TestDirectForms opens a tracer and checks which form of the device and

@@ -69,7 +69,7 @@ func Concat(file string, seeds ...string) error {
 			out = meta
 			out.Netns, out.Nodes = map[uint32]string{}, nil
 			out.DropReasons, out.Symbols = maps.Clone(meta.DropReasons), maps.Clone(meta.Symbols)
-			out.Lost, out.LostPerCPU = 0, nil
+			out.Lost, out.LostPerCPU, out.Missed = 0, nil, 0
 			cursor = first
 			if out.DropReasons == nil {
 				out.DropReasons = map[uint32]string{}
@@ -121,6 +121,7 @@ func Concat(file string, seeds ...string) error {
 			}
 		}
 		out.Lost += meta.Lost
+		out.Missed += meta.Missed
 		for i, n := range meta.LostPerCPU {
 			for len(out.LostPerCPU) <= i {
 				out.LostPerCPU = append(out.LostPerCPU, 0)

@@ -68,10 +68,14 @@ type Meta struct {
 
 	// Written at the end (Writer.Close), known to a reader after io.EOF.
 	EndWall    time.Time
-	Records    uint64          // number of records in the file
-	Lost       uint64          // events the kernel could not deliver
-	LostPerCPU []uint64        // the same, by CPU
-	Report     json.RawMessage // the node report, as the caller gave it
+	Records    uint64   // number of records in the file
+	Lost       uint64   // events the kernel could not deliver
+	LostPerCPU []uint64 // the same, by CPU
+	// Missed counts the program runs the kernel skipped (its recursion
+	// check: loader.Tracer.Missed); 0 in recordings made before it was
+	// counted.
+	Missed uint64
+	Report json.RawMessage // the node report, as the caller gave it
 	// Connections are what the kernel's connection table did; nil in
 	// recordings made before it was counted.
 	Connections *Connections
@@ -158,6 +162,7 @@ type trailer struct {
 	Records     uint64          `json:"records"`
 	Lost        uint64          `json:"lost"`
 	LostPerCPU  []uint64        `json:"lost_per_cpu,omitempty"`
+	Missed      uint64          `json:"missed,omitempty"`
 	Report      json.RawMessage `json:"report,omitempty"`
 	Connections *Connections    `json:"connections,omitempty"`
 }

@@ -267,7 +267,7 @@ func (r *Reader) nextFile() error {
 		return fmt.Errorf("open recording %s: %w: it is not the file after file %d of the trace", name, ErrNotOneTrace, prev.FileIndex)
 	}
 	// The totals of the files read so far go on.
-	r.meta.Records, r.meta.Lost, r.meta.LostPerCPU = prev.Records, prev.Lost, prev.LostPerCPU
+	r.meta.Records, r.meta.Lost, r.meta.LostPerCPU, r.meta.Missed = prev.Records, prev.Lost, prev.LostPerCPU, prev.Missed
 	return nil
 }
 
@@ -287,8 +287,8 @@ func (r *Reader) changing() {
 
 // Meta returns a copy of the metadata read so far: the header and the
 // names before the last record returned. After Next returned io.EOF it is
-// complete, with the trailer (Records, Lost, LostPerCPU, Report, Connections,
-// EndWall).
+// complete, with the trailer (Records, Lost, LostPerCPU, Missed, Report,
+// Connections, EndWall).
 func (r *Reader) Meta() Meta { return r.meta.clone() }
 
 // NetnsName returns the name of a network namespace, as known at the last
@@ -793,6 +793,7 @@ func (r *Reader) readISB(at int64, b []byte) error {
 	m := &r.meta
 	m.Records += t.Records
 	m.Lost += t.Lost
+	m.Missed += t.Missed
 	for i, n := range t.LostPerCPU {
 		if i == len(m.LostPerCPU) {
 			m.LostPerCPU = append(m.LostPerCPU, 0)

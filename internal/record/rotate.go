@@ -168,9 +168,13 @@ func (w *Writer) rotate(ts uint64) error {
 			final.Lost += n
 		}
 	}
+	if w.missed != nil {
+		final.Missed = w.missed()
+	}
 	final.EndWall = time.Unix(0, int64(w.wall(ts))).UTC()
 	err := w.finish(final)
 	w.lostBase = final.LostPerCPU
+	w.missedBase = max(final.Missed, w.missedBase)
 	if cerr := w.files.close(); err == nil {
 		err = cerr
 	}
@@ -213,6 +217,10 @@ func (w *Writer) rotate(ts uint64) error {
 // file's trailer counts its own; without it, every loss is counted in the
 // last file, from what Close is given.
 func (w *Writer) CountLost(lost func() []uint64) { w.lost = lost }
+
+// CountMissed gives the writer the program runs the kernel skipped since
+// the trace started (Meta.Missed), asked as CountLost's function is.
+func (w *Writer) CountMissed(missed func() uint64) { w.missed = missed }
 
 // fail makes err the writer's sticky error.
 func (w *Writer) fail(err error) error {

@@ -40,7 +40,7 @@ func TestFileName(t *testing.T) {
 
 // writeRotated writes n synthetic records (as writeRecording) to a
 // recording at base rotated by rot, with one more event lost at each end
-// of a file, and returns the records.
+// of a file (and two more program runs skipped), and returns the records.
 func writeRotated(t *testing.T, base string, rot Rotation, n int) [][]byte {
 	t.Helper()
 	fs, err := Prepare(base, rot)
@@ -55,6 +55,11 @@ func writeRotated(t *testing.T, base string, rot Rotation, n int) [][]byte {
 	w.CountLost(func() []uint64 {
 		lost[0]++
 		return slices.Clone(lost)
+	})
+	var missed uint64
+	w.CountMissed(func() uint64 {
+		missed += 2
+		return missed
 	})
 	var d decode.Decoder
 	var ev decode.Event
@@ -72,7 +77,7 @@ func writeRotated(t *testing.T, base string, rot Rotation, n int) [][]byte {
 		}
 	}
 	lost[1] += 5
-	if err := w.Close(Meta{Lost: lost[0] + lost[1], LostPerCPU: lost}); err != nil {
+	if err := w.Close(Meta{Lost: lost[0] + lost[1], LostPerCPU: lost, Missed: missed + 7}); err != nil {
 		t.Fatal(err)
 	}
 	return recs
@@ -158,6 +163,14 @@ func TestRotateBySize(t *testing.T) {
 	rotations := uint64(len(files) - 1)
 	if m.Records != uint64(len(recs)) || m.Lost != rotations+5 || !slices.Equal(m.LostPerCPU, []uint64{rotations, 5}) {
 		t.Errorf("meta of all: %d records, %d lost %v", m.Records, m.Lost, m.LostPerCPU)
+	}
+	// Likewise the runs skipped: two more at each rotation, seven at
+	// the end; the last file's trailer counts its own.
+	if m.Missed != 2*rotations+7 {
+		t.Errorf("meta of all: %d program runs skipped, want %d", m.Missed, 2*rotations+7)
+	}
+	if _, last := readFiles(t, files[0]); len(files) > 1 && last.Missed != 7 {
+		t.Errorf("last file %s: %d program runs skipped, want its own 7", files[0], last.Missed)
 	}
 }
 

@@ -41,6 +41,9 @@ type Writer struct {
 	fileStart uint64   // CLOCK_MONOTONIC time the current file started
 	lostBase  []uint64 // lost events by CPU when the current file started
 	lost      func() []uint64
+	// missedBase is Meta.Missed when the current file started.
+	missedBase uint64
+	missed     func() uint64
 
 	buf     []byte
 	records uint64
@@ -426,7 +429,7 @@ func (w *Writer) Flush() error {
 }
 
 // Close ends the recording: it writes the names in final not written yet,
-// then the trailer (final.EndWall, Lost, LostPerCPU, Report, Connections),
+// then the trailer (final.EndWall, Lost, LostPerCPU, Missed, Report, Connections),
 // and flushes.
 // Other fields of final are ignored. It closes the file opened by Create.
 func (w *Writer) Close(final Meta) error {
@@ -469,6 +472,9 @@ func (w *Writer) finish(final Meta) error {
 	}
 	t := trailer{Records: w.records, Report: final.Report}
 	t.Lost, t.LostPerCPU = lostSince(final, w.lostBase)
+	if final.Missed > w.missedBase {
+		t.Missed = final.Missed - w.missedBase
+	}
 	if final.Connections != nil {
 		c := *final.Connections
 		t.Connections = &c

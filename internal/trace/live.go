@@ -83,7 +83,10 @@ type Options struct {
 // Summary is what a trace did, for the closing line on stderr.
 type Summary struct {
 	Stats
-	Lost    uint64 // events the kernel could not deliver (ring buffer full)
+	Lost uint64 // events the kernel could not deliver (ring buffer full)
+	// Missed counts the program runs the kernel skipped (loader.Tracer
+	// .Missed): events that may be missing, with nothing else to say so.
+	Missed  uint64
 	Nodes   []loader.Node
 	Backend string
 	// Reports are the node reports (pathtrace doctor) taken at the start,
@@ -110,6 +113,9 @@ type Summary struct {
 
 func (s Summary) String() string {
 	str := fmt.Sprintf("%d packets, %d events, %d lost", s.Packets-s.LateEnds, s.Events, s.Lost)
+	if s.Missed > 0 {
+		str += fmt.Sprintf(", %d program run%s skipped by the kernel", s.Missed, plural(s.Missed))
+	}
 	if s.LateEnds > 0 {
 		// Frees of packets already counted, shown apart (stitch.Late).
 		str += fmt.Sprintf(", %d late end%s", s.LateEnds, plural(s.LateEnds))
@@ -138,13 +144,19 @@ func (s Summary) String() string {
 // that does to the paths shown, and what gives the ring more room. Empty
 // when none were.
 func (s Summary) LossNote() string {
-	if s.Lost == 0 {
-		return ""
+	var notes []string
+	if s.Lost > 0 {
+		notes = append(notes, fmt.Sprintf("%d events were lost (the kernel's ring buffer was full): the paths of those "+
+			"packets lack hops, and a drop or consume the kernel gave no device is shown at the last hop seen "+
+			"(marked \"shown where last seen\"), which may not be the last hop taken; a larger --ring-size when "+
+			"tracing holds a longer burst", s.Lost))
 	}
-	return fmt.Sprintf("%d events were lost (the kernel's ring buffer was full): the paths of those "+
-		"packets lack hops, and a drop or consume the kernel gave no device is shown at the last hop seen "+
-		"(marked \"shown where last seen\"), which may not be the last hop taken; a larger --ring-size when "+
-		"tracing holds a longer burst", s.Lost)
+	if s.Missed > 0 {
+		notes = append(notes, fmt.Sprintf("the kernel skipped %d run%s of pathtrace's programs (a program interrupted "+
+			"on its CPU by an event that runs it again is not run twice at once): where such a run was a traced "+
+			"packet's, its path lacks that hop, and may end unknown or early", s.Missed, plural(s.Missed)))
+	}
+	return strings.Join(notes, "; ")
 }
 
 // liveGrace is the stitcher's grace live. The ring buffer delivers events in
@@ -261,6 +273,11 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error
 	for _, n := range perCPU {
 		sum.Lost += n
 	}
+	missed, merr := tr.Missed()
+	if merr != nil {
+		log.Debug("program runs skipped not known", "err", merr)
+	}
+	sum.Missed = missed
 	nodes := make([]uint32, 0, len(tr.Nodes))
 	for _, n := range tr.Nodes {
 		nodes = append(nodes, n.Inode)
@@ -278,7 +295,7 @@ func Run(ctx context.Context, opts Options, out render.Renderer) (Summary, error
 	}
 	err = errors.Join(err, cerr)
 	if w != nil {
-		final := record.Meta{Lost: sum.Lost, LostPerCPU: perCPU, EndWall: time.Now(), Connections: sum.Conns}
+		final := record.Meta{Lost: sum.Lost, LostPerCPU: perCPU, Missed: sum.Missed, EndWall: time.Now(), Connections: sum.Conns}
 		// A recording that failed says so once: its writer's error is
 		// sticky, and the read loop returned it already.
 		if cerr := w.Close(final); cerr != nil && !errors.Is(err, cerr) {
@@ -432,6 +449,10 @@ func startRecording(files *record.Files, opts Options, tr *loader.Tracer, report
 	w.CountLost(func() []uint64 {
 		perCPU, _ := tr.LostPerCPU()
 		return perCPU
+	})
+	w.CountMissed(func() uint64 {
+		n, _ := tr.Missed()
+		return n
 	})
 	return w, nil
 }

@@ -122,6 +122,7 @@ func replayMerged(ctx context.Context, files [][]string, opts ReplayOptions, out
 		final := r.Meta()
 		metas = append(metas, final)
 		sum.Lost += final.Lost
+		sum.Missed += final.Missed
 		nodes = append(nodes, merge.Node{Name: meta.NodeName, Paths: c.paths})
 		if rerr != nil {
 			break // the damaged recording's paths are merged, the others are not read

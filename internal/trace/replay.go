@@ -120,6 +120,7 @@ func replay(ctx context.Context, r *record.Reader, opts ReplayOptions, out rende
 	}
 	final := r.Meta()
 	sum.Lost = final.Lost
+	sum.Missed = final.Missed
 	sum.Conns = final.Connections
 	podIPs := opts.PodIPs
 	if len(podIPs) == 0 {
