@@ -599,10 +599,11 @@ func (t *Tracer) LostPerCPU() ([]uint64, error) {
 
 // Missed returns the runs of the programs the kernel skipped because the
 // program was running already on that CPU (its recursion check: a program
-// interrupted, on its CPU, by an event that runs it again). A skipped run
-// sends no event: the hop of a traced packet, if it was one, is missing,
-// and unlike a full ring buffer nothing else tells. The kernel counts
-// them since 5.12; before, this is 0.
+// interrupted, on its CPU, by an event that runs it again; for kprobes,
+// any BPF kprobe program running there). A skipped run sends no event: the
+// hop of a traced packet, if it was one, is missing, and unlike a full
+// ring buffer nothing else tells. The kernel counts them since 5.12
+// (kprobes' since 6.7); where it does not, they count 0.
 func (t *Tracer) Missed() (uint64, error) {
 	var n uint64
 	for _, p := range t.progs {

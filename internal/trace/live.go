@@ -140,9 +140,9 @@ func (s Summary) String() string {
 	return str
 }
 
-// LossNote is the line that follows the summary when events were lost: what
-// that does to the paths shown, and what gives the ring more room. Empty
-// when none were.
+// LossNote is the line that follows the summary when events were lost or
+// program runs skipped: what that does to the paths shown, and what gives
+// the ring more room. Empty when neither happened.
 func (s Summary) LossNote() string {
 	var notes []string
 	if s.Lost > 0 {
