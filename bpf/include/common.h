@@ -155,12 +155,27 @@ struct pt_filter_buf {
 	__u32 len;
 	__u32 pad;
 };
+/* Two per CPU, one for each level pt_filter_match can be running at on a
+ * CPU: a program in process context (a netfilter hook's of a node's own
+ * socket, a free) interrupted there by a softirq that runs one again. With
+ * one buffer the interrupted filter went on with the other packet's bytes.
+ * Our programs do not run in hard interrupts: there is no third level. */
+#define PT_FILTER_LEVELS 2
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, PT_FILTER_LEVELS);
+	__type(key, __u32);
+	__type(value, struct pt_filter_buf);
+} pt_filter_pkt SEC(".maps");
+
+/* How many pt_filter_match calls are running on this CPU: the level of
+ * the next one's buffer. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct pt_filter_buf);
-} pt_filter_pkt SEC(".maps");
+	__type(value, __u32);
+} pt_filter_depth SEC(".maps");
 
 /* A place to turn a pointer into a number (see ptr_value). */
 struct {
@@ -524,25 +539,10 @@ static __always_inline __u64 ptr_value(const void *ptr)
 	return *v;
 }
 
-/* Whether the IPv4 or IPv6 packet at head+off (tail: where the skb's linear
- * data ends) matches the filter expression: non-zero when it does. A load
- * beyond the linear data, the packet's length (IPv4 total length, IPv6
- * payload length and header) or PT_FILTER_BYTES does not match. One read
- * of packet memory.
- *
- * A global function: the verifier checks it once, on its own, with
- * arguments it knows nothing of, and each call as a call that returns a
- * number. Inlined, the expression's branches were walked again on every
- * path of the caller that reaches them: with a heavy expression, IPv4 and
- * IPv6, tunnels and two call sites, the nf_hook_slow exit program of 6.1
- * went past the verifier's million instructions. Its frame costs the
- * caller 32 bytes of the 512 a call chain may take (the deepest program
- * uses 480, rounded). The head is passed as a number: 5.10 takes only
- * numbers and the context as a global function's arguments. */
-__noinline __u32 pt_filter_match(__u64 head, __u32 off, __u32 tail)
+/* pt_filter_match's work, in the buffer of level. */
+static __always_inline __u32 filter_level(__u64 head, __u32 off, __u32 tail, __u32 level)
 {
-	__u32 zero = 0;
-	struct pt_filter_buf *b = bpf_map_lookup_elem(&pt_filter_pkt, &zero);
+	struct pt_filter_buf *b = bpf_map_lookup_elem(&pt_filter_pkt, &level);
 
 	if (!b)
 		return 0;
@@ -567,6 +567,41 @@ __noinline __u32 pt_filter_match(__u64 head, __u32 off, __u32 tail)
 		cap = len;
 	b->len = len;
 	return pt_filter(b, cap) != 0;
+}
+
+/* Whether the IPv4 or IPv6 packet at head+off (tail: where the skb's linear
+ * data ends) matches the filter expression: non-zero when it does. A load
+ * beyond the linear data, the packet's length (IPv4 total length, IPv6
+ * payload length and header) or PT_FILTER_BYTES does not match. One read
+ * of packet memory.
+ *
+ * A global function: the verifier checks it once, on its own, with
+ * arguments it knows nothing of, and each call as a call that returns a
+ * number. Inlined, the expression's branches were walked again on every
+ * path of the caller that reaches them: with a heavy expression, IPv4 and
+ * IPv6, tunnels and two call sites, the nf_hook_slow exit program of 6.1
+ * went past the verifier's million instructions. Its frame costs the
+ * caller 32 bytes of the 512 a call chain may take (the deepest program
+ * uses 480, rounded). The head is passed as a number: 5.10 takes only
+ * numbers and the context as a global function's arguments. */
+__noinline __u32 pt_filter_match(__u64 head, __u32 off, __u32 tail)
+{
+	__u32 zero = 0;
+	volatile __u32 *depth = bpf_map_lookup_elem(&pt_filter_depth, &zero);
+
+	if (!depth)
+		return 0;
+	/* The level is taken before the buffer is touched: a call that
+	 * interrupts this one before the store sees the same level, and is
+	 * done with the buffer (and has put the level back) before this one
+	 * goes on. */
+	__u32 level = *depth;
+	if (level >= PT_FILTER_LEVELS)
+		return 0;
+	*depth = level + 1;
+	__u32 r = filter_level(head, off, tail, level);
+	*depth = level;
+	return r;
 }
 /* Whether a header of p whose addresses matched (p->cand) matches the
  * filter expression: the outer one, else the inner one. */

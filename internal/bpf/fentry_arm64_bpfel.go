@@ -65,6 +65,7 @@ const (
 	FentryMapConnsHint               = "conns_hint"
 	FentryMapEvents                  = "events"
 	FentryMapLost                    = "lost"
+	FentryMapPtFilterDepth           = "pt_filter_depth"
 	FentryMapPtFilterPkt             = "pt_filter_pkt"
 	FentryMapPtScratch               = "pt_scratch"
 	FentryMapTableStack              = "table_stack"
@@ -175,16 +176,17 @@ type FentryProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type FentryMapSpecs struct {
-	ConnStats   *ebpf.MapSpec `ebpf:"conn_stats"`
-	Conns       *ebpf.MapSpec `ebpf:"conns"`
-	ConnsHint   *ebpf.MapSpec `ebpf:"conns_hint"`
-	Events      *ebpf.MapSpec `ebpf:"events"`
-	Lost        *ebpf.MapSpec `ebpf:"lost"`
-	PtFilterPkt *ebpf.MapSpec `ebpf:"pt_filter_pkt"`
-	PtScratch   *ebpf.MapSpec `ebpf:"pt_scratch"`
-	TableStack  *ebpf.MapSpec `ebpf:"table_stack"`
-	Tracked     *ebpf.MapSpec `ebpf:"tracked"`
-	TrackedHint *ebpf.MapSpec `ebpf:"tracked_hint"`
+	ConnStats     *ebpf.MapSpec `ebpf:"conn_stats"`
+	Conns         *ebpf.MapSpec `ebpf:"conns"`
+	ConnsHint     *ebpf.MapSpec `ebpf:"conns_hint"`
+	Events        *ebpf.MapSpec `ebpf:"events"`
+	Lost          *ebpf.MapSpec `ebpf:"lost"`
+	PtFilterDepth *ebpf.MapSpec `ebpf:"pt_filter_depth"`
+	PtFilterPkt   *ebpf.MapSpec `ebpf:"pt_filter_pkt"`
+	PtScratch     *ebpf.MapSpec `ebpf:"pt_scratch"`
+	TableStack    *ebpf.MapSpec `ebpf:"table_stack"`
+	Tracked       *ebpf.MapSpec `ebpf:"tracked"`
+	TrackedHint   *ebpf.MapSpec `ebpf:"tracked_hint"`
 }
 
 // FentryVariableSpecs contains global variables before they are loaded into the kernel.
@@ -236,16 +238,17 @@ func (o *FentryObjects) Close() error {
 //
 // It can be passed to LoadFentryObjects or ebpf.CollectionSpec.LoadAndAssign.
 type FentryMaps struct {
-	ConnStats   *ebpf.Map `ebpf:"conn_stats"`
-	Conns       *ebpf.Map `ebpf:"conns"`
-	ConnsHint   *ebpf.Map `ebpf:"conns_hint"`
-	Events      *ebpf.Map `ebpf:"events"`
-	Lost        *ebpf.Map `ebpf:"lost"`
-	PtFilterPkt *ebpf.Map `ebpf:"pt_filter_pkt"`
-	PtScratch   *ebpf.Map `ebpf:"pt_scratch"`
-	TableStack  *ebpf.Map `ebpf:"table_stack"`
-	Tracked     *ebpf.Map `ebpf:"tracked"`
-	TrackedHint *ebpf.Map `ebpf:"tracked_hint"`
+	ConnStats     *ebpf.Map `ebpf:"conn_stats"`
+	Conns         *ebpf.Map `ebpf:"conns"`
+	ConnsHint     *ebpf.Map `ebpf:"conns_hint"`
+	Events        *ebpf.Map `ebpf:"events"`
+	Lost          *ebpf.Map `ebpf:"lost"`
+	PtFilterDepth *ebpf.Map `ebpf:"pt_filter_depth"`
+	PtFilterPkt   *ebpf.Map `ebpf:"pt_filter_pkt"`
+	PtScratch     *ebpf.Map `ebpf:"pt_scratch"`
+	TableStack    *ebpf.Map `ebpf:"table_stack"`
+	Tracked       *ebpf.Map `ebpf:"tracked"`
+	TrackedHint   *ebpf.Map `ebpf:"tracked_hint"`
 }
 
 func (m *FentryMaps) Close() error {
@@ -255,6 +258,7 @@ func (m *FentryMaps) Close() error {
 		m.ConnsHint,
 		m.Events,
 		m.Lost,
+		m.PtFilterDepth,
 		m.PtFilterPkt,
 		m.PtScratch,
 		m.TableStack,

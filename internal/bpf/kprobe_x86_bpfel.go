@@ -78,6 +78,7 @@ const (
 	KprobeMapIpvsStack               = "ipvs_stack"
 	KprobeMapLost                    = "lost"
 	KprobeMapNfStack                 = "nf_stack"
+	KprobeMapPtFilterDepth           = "pt_filter_depth"
 	KprobeMapPtFilterPkt             = "pt_filter_pkt"
 	KprobeMapPtScratch               = "pt_scratch"
 	KprobeMapTableStack              = "table_stack"
@@ -188,18 +189,19 @@ type KprobeProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type KprobeMapSpecs struct {
-	ConnStats   *ebpf.MapSpec `ebpf:"conn_stats"`
-	Conns       *ebpf.MapSpec `ebpf:"conns"`
-	ConnsHint   *ebpf.MapSpec `ebpf:"conns_hint"`
-	Events      *ebpf.MapSpec `ebpf:"events"`
-	IpvsStack   *ebpf.MapSpec `ebpf:"ipvs_stack"`
-	Lost        *ebpf.MapSpec `ebpf:"lost"`
-	NfStack     *ebpf.MapSpec `ebpf:"nf_stack"`
-	PtFilterPkt *ebpf.MapSpec `ebpf:"pt_filter_pkt"`
-	PtScratch   *ebpf.MapSpec `ebpf:"pt_scratch"`
-	TableStack  *ebpf.MapSpec `ebpf:"table_stack"`
-	Tracked     *ebpf.MapSpec `ebpf:"tracked"`
-	TrackedHint *ebpf.MapSpec `ebpf:"tracked_hint"`
+	ConnStats     *ebpf.MapSpec `ebpf:"conn_stats"`
+	Conns         *ebpf.MapSpec `ebpf:"conns"`
+	ConnsHint     *ebpf.MapSpec `ebpf:"conns_hint"`
+	Events        *ebpf.MapSpec `ebpf:"events"`
+	IpvsStack     *ebpf.MapSpec `ebpf:"ipvs_stack"`
+	Lost          *ebpf.MapSpec `ebpf:"lost"`
+	NfStack       *ebpf.MapSpec `ebpf:"nf_stack"`
+	PtFilterDepth *ebpf.MapSpec `ebpf:"pt_filter_depth"`
+	PtFilterPkt   *ebpf.MapSpec `ebpf:"pt_filter_pkt"`
+	PtScratch     *ebpf.MapSpec `ebpf:"pt_scratch"`
+	TableStack    *ebpf.MapSpec `ebpf:"table_stack"`
+	Tracked       *ebpf.MapSpec `ebpf:"tracked"`
+	TrackedHint   *ebpf.MapSpec `ebpf:"tracked_hint"`
 }
 
 // KprobeVariableSpecs contains global variables before they are loaded into the kernel.
@@ -251,18 +253,19 @@ func (o *KprobeObjects) Close() error {
 //
 // It can be passed to LoadKprobeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type KprobeMaps struct {
-	ConnStats   *ebpf.Map `ebpf:"conn_stats"`
-	Conns       *ebpf.Map `ebpf:"conns"`
-	ConnsHint   *ebpf.Map `ebpf:"conns_hint"`
-	Events      *ebpf.Map `ebpf:"events"`
-	IpvsStack   *ebpf.Map `ebpf:"ipvs_stack"`
-	Lost        *ebpf.Map `ebpf:"lost"`
-	NfStack     *ebpf.Map `ebpf:"nf_stack"`
-	PtFilterPkt *ebpf.Map `ebpf:"pt_filter_pkt"`
-	PtScratch   *ebpf.Map `ebpf:"pt_scratch"`
-	TableStack  *ebpf.Map `ebpf:"table_stack"`
-	Tracked     *ebpf.Map `ebpf:"tracked"`
-	TrackedHint *ebpf.Map `ebpf:"tracked_hint"`
+	ConnStats     *ebpf.Map `ebpf:"conn_stats"`
+	Conns         *ebpf.Map `ebpf:"conns"`
+	ConnsHint     *ebpf.Map `ebpf:"conns_hint"`
+	Events        *ebpf.Map `ebpf:"events"`
+	IpvsStack     *ebpf.Map `ebpf:"ipvs_stack"`
+	Lost          *ebpf.Map `ebpf:"lost"`
+	NfStack       *ebpf.Map `ebpf:"nf_stack"`
+	PtFilterDepth *ebpf.Map `ebpf:"pt_filter_depth"`
+	PtFilterPkt   *ebpf.Map `ebpf:"pt_filter_pkt"`
+	PtScratch     *ebpf.Map `ebpf:"pt_scratch"`
+	TableStack    *ebpf.Map `ebpf:"table_stack"`
+	Tracked       *ebpf.Map `ebpf:"tracked"`
+	TrackedHint   *ebpf.Map `ebpf:"tracked_hint"`
 }
 
 func (m *KprobeMaps) Close() error {
@@ -274,6 +277,7 @@ func (m *KprobeMaps) Close() error {
 		m.IpvsStack,
 		m.Lost,
 		m.NfStack,
+		m.PtFilterDepth,
 		m.PtFilterPkt,
 		m.PtScratch,
 		m.TableStack,

@@ -65,6 +65,7 @@ const (
 	NetfilterMapConnsHint      = "conns_hint"
 	NetfilterMapEvents         = "events"
 	NetfilterMapLost           = "lost"
+	NetfilterMapPtFilterDepth  = "pt_filter_depth"
 	NetfilterMapPtFilterPkt    = "pt_filter_pkt"
 	NetfilterMapPtScratch      = "pt_scratch"
 	NetfilterMapTableStack     = "table_stack"
@@ -144,16 +145,17 @@ type NetfilterProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type NetfilterMapSpecs struct {
-	ConnStats   *ebpf.MapSpec `ebpf:"conn_stats"`
-	Conns       *ebpf.MapSpec `ebpf:"conns"`
-	ConnsHint   *ebpf.MapSpec `ebpf:"conns_hint"`
-	Events      *ebpf.MapSpec `ebpf:"events"`
-	Lost        *ebpf.MapSpec `ebpf:"lost"`
-	PtFilterPkt *ebpf.MapSpec `ebpf:"pt_filter_pkt"`
-	PtScratch   *ebpf.MapSpec `ebpf:"pt_scratch"`
-	TableStack  *ebpf.MapSpec `ebpf:"table_stack"`
-	Tracked     *ebpf.MapSpec `ebpf:"tracked"`
-	TrackedHint *ebpf.MapSpec `ebpf:"tracked_hint"`
+	ConnStats     *ebpf.MapSpec `ebpf:"conn_stats"`
+	Conns         *ebpf.MapSpec `ebpf:"conns"`
+	ConnsHint     *ebpf.MapSpec `ebpf:"conns_hint"`
+	Events        *ebpf.MapSpec `ebpf:"events"`
+	Lost          *ebpf.MapSpec `ebpf:"lost"`
+	PtFilterDepth *ebpf.MapSpec `ebpf:"pt_filter_depth"`
+	PtFilterPkt   *ebpf.MapSpec `ebpf:"pt_filter_pkt"`
+	PtScratch     *ebpf.MapSpec `ebpf:"pt_scratch"`
+	TableStack    *ebpf.MapSpec `ebpf:"table_stack"`
+	Tracked       *ebpf.MapSpec `ebpf:"tracked"`
+	TrackedHint   *ebpf.MapSpec `ebpf:"tracked_hint"`
 }
 
 // NetfilterVariableSpecs contains global variables before they are loaded into the kernel.
@@ -198,16 +200,17 @@ func (o *NetfilterObjects) Close() error {
 //
 // It can be passed to LoadNetfilterObjects or ebpf.CollectionSpec.LoadAndAssign.
 type NetfilterMaps struct {
-	ConnStats   *ebpf.Map `ebpf:"conn_stats"`
-	Conns       *ebpf.Map `ebpf:"conns"`
-	ConnsHint   *ebpf.Map `ebpf:"conns_hint"`
-	Events      *ebpf.Map `ebpf:"events"`
-	Lost        *ebpf.Map `ebpf:"lost"`
-	PtFilterPkt *ebpf.Map `ebpf:"pt_filter_pkt"`
-	PtScratch   *ebpf.Map `ebpf:"pt_scratch"`
-	TableStack  *ebpf.Map `ebpf:"table_stack"`
-	Tracked     *ebpf.Map `ebpf:"tracked"`
-	TrackedHint *ebpf.Map `ebpf:"tracked_hint"`
+	ConnStats     *ebpf.Map `ebpf:"conn_stats"`
+	Conns         *ebpf.Map `ebpf:"conns"`
+	ConnsHint     *ebpf.Map `ebpf:"conns_hint"`
+	Events        *ebpf.Map `ebpf:"events"`
+	Lost          *ebpf.Map `ebpf:"lost"`
+	PtFilterDepth *ebpf.Map `ebpf:"pt_filter_depth"`
+	PtFilterPkt   *ebpf.Map `ebpf:"pt_filter_pkt"`
+	PtScratch     *ebpf.Map `ebpf:"pt_scratch"`
+	TableStack    *ebpf.Map `ebpf:"table_stack"`
+	Tracked       *ebpf.Map `ebpf:"tracked"`
+	TrackedHint   *ebpf.Map `ebpf:"tracked_hint"`
 }
 
 func (m *NetfilterMaps) Close() error {
@@ -217,6 +220,7 @@ func (m *NetfilterMaps) Close() error {
 		m.ConnsHint,
 		m.Events,
 		m.Lost,
+		m.PtFilterDepth,
 		m.PtFilterPkt,
 		m.PtScratch,
 		m.TableStack,

@@ -160,6 +160,7 @@ const (
 	TracepointMapConnsHint            = "conns_hint"
 	TracepointMapEvents               = "events"
 	TracepointMapLost                 = "lost"
+	TracepointMapPtFilterDepth        = "pt_filter_depth"
 	TracepointMapPtFilterPkt          = "pt_filter_pkt"
 	TracepointMapPtScratch            = "pt_scratch"
 	TracepointMapTableStack           = "table_stack"
@@ -253,16 +254,17 @@ type TracepointProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type TracepointMapSpecs struct {
-	ConnStats   *ebpf.MapSpec `ebpf:"conn_stats"`
-	Conns       *ebpf.MapSpec `ebpf:"conns"`
-	ConnsHint   *ebpf.MapSpec `ebpf:"conns_hint"`
-	Events      *ebpf.MapSpec `ebpf:"events"`
-	Lost        *ebpf.MapSpec `ebpf:"lost"`
-	PtFilterPkt *ebpf.MapSpec `ebpf:"pt_filter_pkt"`
-	PtScratch   *ebpf.MapSpec `ebpf:"pt_scratch"`
-	TableStack  *ebpf.MapSpec `ebpf:"table_stack"`
-	Tracked     *ebpf.MapSpec `ebpf:"tracked"`
-	TrackedHint *ebpf.MapSpec `ebpf:"tracked_hint"`
+	ConnStats     *ebpf.MapSpec `ebpf:"conn_stats"`
+	Conns         *ebpf.MapSpec `ebpf:"conns"`
+	ConnsHint     *ebpf.MapSpec `ebpf:"conns_hint"`
+	Events        *ebpf.MapSpec `ebpf:"events"`
+	Lost          *ebpf.MapSpec `ebpf:"lost"`
+	PtFilterDepth *ebpf.MapSpec `ebpf:"pt_filter_depth"`
+	PtFilterPkt   *ebpf.MapSpec `ebpf:"pt_filter_pkt"`
+	PtScratch     *ebpf.MapSpec `ebpf:"pt_scratch"`
+	TableStack    *ebpf.MapSpec `ebpf:"table_stack"`
+	Tracked       *ebpf.MapSpec `ebpf:"tracked"`
+	TrackedHint   *ebpf.MapSpec `ebpf:"tracked_hint"`
 }
 
 // TracepointVariableSpecs contains global variables before they are loaded into the kernel.
@@ -307,16 +309,17 @@ func (o *TracepointObjects) Close() error {
 //
 // It can be passed to LoadTracepointObjects or ebpf.CollectionSpec.LoadAndAssign.
 type TracepointMaps struct {
-	ConnStats   *ebpf.Map `ebpf:"conn_stats"`
-	Conns       *ebpf.Map `ebpf:"conns"`
-	ConnsHint   *ebpf.Map `ebpf:"conns_hint"`
-	Events      *ebpf.Map `ebpf:"events"`
-	Lost        *ebpf.Map `ebpf:"lost"`
-	PtFilterPkt *ebpf.Map `ebpf:"pt_filter_pkt"`
-	PtScratch   *ebpf.Map `ebpf:"pt_scratch"`
-	TableStack  *ebpf.Map `ebpf:"table_stack"`
-	Tracked     *ebpf.Map `ebpf:"tracked"`
-	TrackedHint *ebpf.Map `ebpf:"tracked_hint"`
+	ConnStats     *ebpf.Map `ebpf:"conn_stats"`
+	Conns         *ebpf.Map `ebpf:"conns"`
+	ConnsHint     *ebpf.Map `ebpf:"conns_hint"`
+	Events        *ebpf.Map `ebpf:"events"`
+	Lost          *ebpf.Map `ebpf:"lost"`
+	PtFilterDepth *ebpf.Map `ebpf:"pt_filter_depth"`
+	PtFilterPkt   *ebpf.Map `ebpf:"pt_filter_pkt"`
+	PtScratch     *ebpf.Map `ebpf:"pt_scratch"`
+	TableStack    *ebpf.Map `ebpf:"table_stack"`
+	Tracked       *ebpf.Map `ebpf:"tracked"`
+	TrackedHint   *ebpf.Map `ebpf:"tracked_hint"`
 }
 
 func (m *TracepointMaps) Close() error {
@@ -326,6 +329,7 @@ func (m *TracepointMaps) Close() error {
 		m.ConnsHint,
 		m.Events,
 		m.Lost,
+		m.PtFilterDepth,
 		m.PtFilterPkt,
 		m.PtScratch,
 		m.TableStack,

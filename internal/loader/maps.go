@@ -47,18 +47,19 @@ func (m *sharedMaps) create(s *specs) error {
 // ones it has, by name.
 func (m *sharedMaps) replacements(spec *ebpf.CollectionSpec) map[string]*ebpf.Map {
 	all := map[string]*ebpf.Map{
-		"events":        m.Events,
-		"lost":          m.Lost,
-		"pt_scratch":    m.PtScratch,
-		"table_stack":   m.TableStack,
-		"tracked":       m.Tracked,
-		"tracked_hint":  m.TrackedHint,
-		"conns":         m.Conns,
-		"conns_hint":    m.ConnsHint,
-		"conn_stats":    m.ConnStats,
-		"pt_filter_pkt": m.PtFilterPkt,
-		"nf_stack":      m.kprobe.NfStack,
-		"ipvs_stack":    m.kprobe.IpvsStack,
+		"events":          m.Events,
+		"lost":            m.Lost,
+		"pt_scratch":      m.PtScratch,
+		"table_stack":     m.TableStack,
+		"tracked":         m.Tracked,
+		"tracked_hint":    m.TrackedHint,
+		"conns":           m.Conns,
+		"conns_hint":      m.ConnsHint,
+		"conn_stats":      m.ConnStats,
+		"pt_filter_pkt":   m.PtFilterPkt,
+		"pt_filter_depth": m.PtFilterDepth,
+		"nf_stack":        m.kprobe.NfStack,
+		"ipvs_stack":      m.kprobe.IpvsStack,
 	}
 	r := make(map[string]*ebpf.Map, len(spec.Maps))
 	for name := range spec.Maps {
@@ -71,7 +72,7 @@ func (m *sharedMaps) replacements(spec *ebpf.CollectionSpec) map[string]*ebpf.Ma
 
 func (m *sharedMaps) close() error {
 	var errs []error
-	for _, mp := range []**ebpf.Map{&m.Events, &m.Lost, &m.PtScratch, &m.TableStack, &m.Tracked, &m.TrackedHint, &m.Conns, &m.ConnsHint, &m.ConnStats, &m.PtFilterPkt, &m.kprobe.NfStack, &m.kprobe.IpvsStack} {
+	for _, mp := range []**ebpf.Map{&m.Events, &m.Lost, &m.PtScratch, &m.TableStack, &m.Tracked, &m.TrackedHint, &m.Conns, &m.ConnsHint, &m.ConnStats, &m.PtFilterPkt, &m.PtFilterDepth, &m.kprobe.NfStack, &m.kprobe.IpvsStack} {
 		if *mp != nil {
 			errs = append(errs, (*mp).Close())
 			*mp = nil
