@@ -174,7 +174,7 @@ func (w *Writer) rotate(ts uint64) error {
 	final.EndWall = time.Unix(0, int64(w.wall(ts))).UTC()
 	err := w.finish(final)
 	w.lostBase = final.LostPerCPU
-	w.missedBase = max(final.Missed, w.missedBase)
+	w.missedBase = final.Missed
 	if cerr := w.files.close(); err == nil {
 		err = cerr
 	}
