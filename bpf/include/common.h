@@ -527,7 +527,18 @@ static __noinline __u32 pt_filter(struct pt_filter_buf *b, __u32 cap)
 }
 /* The address ptr holds, as a number: netfilter programs get skb as a
  * typed pointer, on which the verifier allows no arithmetic, but it lets
- * the value through memory. A few instructions, no helper call. */
+ * the value through memory. A few instructions, no helper call.
+ *
+ * The slot is the CPU's, and a program that interrupts this one between
+ * the store and the load (a softirq's, over a netfilter hook of a node's
+ * own socket or a free in process context) leaves its own address there:
+ * the value read back is compared with the pointer (the verifier lets a
+ * privileged program compare the two) and, where it is another, the round
+ * trip is made once more; interrupted again, the address is 0, which
+ * track_skb keeps nothing of (a helper reading the pointer from the stack
+ * would cost the deepest program stack it does not have). The compare is
+ * of a copy clang knows nothing of, or it could return the pointer itself
+ * where it knows the two equal. */
 static __always_inline __u64 ptr_value(const void *ptr)
 {
 	__u32 zero = 0;
@@ -536,7 +547,15 @@ static __always_inline __u64 ptr_value(const void *ptr)
 	if (!v)
 		return 0;
 	*v = (__u64)ptr;
-	return *v;
+	__u64 r = *v, seen = r;
+	asm volatile("" : "+r"(seen));
+	if (seen == (__u64)ptr)
+		return r;
+	*v = (__u64)ptr;
+	r = *v;
+	seen = r;
+	asm volatile("" : "+r"(seen));
+	return seen == (__u64)ptr ? r : 0;
 }
 
 /* pt_filter_match's work, in the buffer of level. */
@@ -1006,6 +1025,8 @@ static __always_inline void untrack(__u64 key)
  * turns them away first, with the same decision. */
 static __always_inline bool track_skb(__u64 key, struct pt_skb *s, struct pt_pkt *p)
 {
+	if (!key)
+		return false; /* ptr_value could not tell the address */
 	bool match = false;
 	bool parsed = parse_skb(s, p, &match);
 	struct tracked_skb *t = NULL;
