@@ -436,9 +436,10 @@ static __always_inline bool ipv4_tuple(struct pt_pkt *p, __u32 off, struct pt_ip
 
 /* ipv4_tuple for the IPv6 header in b: skips up to PT_IPV6_EXT_MAX
  * hop-by-hop, routing, destination options and authentication headers
- * (one read each); a fragment header ends the walk with no transport
- * header (the tuple's protocol is the fragment's, ip_id the low bits of
- * its identification). */
+ * (one read each); a fragment header ends the walk (the tuple's protocol
+ * is the fragment's, ip_id the low bits of its identification), with the
+ * transport header after it for the first fragment (one read more) and
+ * none for a later one. */
 static __always_inline bool ipv6_tuple(struct pt_pkt *p, __u32 off, struct pt_ip6_l4 *b, bool inner,
 				       __u32 *l4_off)
 {
@@ -468,7 +469,12 @@ static __always_inline bool ipv6_tuple(struct pt_pkt *p, __u32 off, struct pt_ip
 			p->sig |= id;
 			p->hdr_cap = l4 + 8 - p->nh; /* through the fragment header */
 			nh = b->l4[0];
-			ports = false;
+			/* The first fragment (offset 0) carries the transport
+			 * header after it, as an IPv4 first fragment does. */
+			ports = !(*(__u16 *)&b->l4[2] & bpf_htons(0xfff8));
+			l4 += 8;
+			if (ports && bpf_probe_read_kernel(b->l4, sizeof(b->l4), p->head + l4))
+				ports = false;
 			break;
 		} else {
 			break;

@@ -174,6 +174,9 @@ func checkFragmentPaths(t *testing.T, c *topology.Cluster, client, server, vip n
 	clientNS, serverNS := c.Pod(topology.PodClient).NetnsName, c.Pod(topology.PodServer).NetnsName
 	var ours []*stitch.Path
 	reassembled, fragmented := map[string]int{}, map[string]int{}
+	// Whether a first fragment (the one with the transport header) was
+	// seen with its ports, by direction (true: the request).
+	firstFragment := map[bool]bool{}
 	for _, p := range paths {
 		far := func(a netip.Addr) bool { return a == server || vip.IsValid() && a == vip }
 		if p.Proto != decode.ProtoUDP || !(p.Src.Addr() == client && far(p.Dst.Addr()) || far(p.Src.Addr()) && p.Dst.Addr() == client) {
@@ -194,6 +197,9 @@ func checkFragmentPaths(t *testing.T, c *topology.Cluster, client, server, vip n
 		case p.Fragment:
 			if p.Verdict != stitch.VerdictReassembled && (p.Verdict != stitch.VerdictDelivered || last.Netns != to) {
 				t.Errorf("fragment #%d: %s in %s, want reassembled, or delivered in %s\n%s", p.ID, p.Verdict, last.Netns, to, dump(p))
+			}
+			if p.Src.Port() != 0 && p.Dst.Port() != 0 {
+				firstFragment[p.Src.Addr() == client] = true
 			}
 		case p.FirstSeen == stitch.FirstSeenReassembled:
 			if vip.IsValid() && first.Netns == c.Node(topology.Node1).NetnsName && p.Src.Addr() == client {
@@ -234,6 +240,11 @@ func checkFragmentPaths(t *testing.T, c *topology.Cluster, client, server, vip n
 			if h.Kind == hop.Drop {
 				t.Errorf("path #%d has a drop\n%s", p.ID, dump(p))
 			}
+		}
+	}
+	for _, request := range []bool{true, false} {
+		if !firstFragment[request] {
+			t.Errorf("no fragment path with ports (request %v): the first fragment's transport header was not read", request)
 		}
 	}
 	for name := range node {
