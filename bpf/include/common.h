@@ -156,10 +156,11 @@ struct pt_filter_buf {
 	__u32 pad;
 };
 /* Two per CPU, one for each level pt_filter_match can be running at on a
- * CPU: a program in process context (a netfilter hook's of a node's own
- * socket, a free) interrupted there by a softirq that runs one again. With
- * one buffer the interrupted filter went on with the other packet's bytes.
- * Our programs do not run in hard interrupts: there is no third level. */
+ * CPU: a program in process context (a netfilter hook's program for a
+ * packet of a node's own socket, a free's) interrupted there by a softirq
+ * that runs one again. With one buffer the interrupted filter went on with
+ * the other packet's bytes. Our programs do not run in hard interrupts:
+ * there is no third level. */
 #define PT_FILTER_LEVELS 2
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
