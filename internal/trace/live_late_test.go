@@ -5,9 +5,13 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 
 	"github.com/pathtrace/pathtrace/internal/decode"
 	"github.com/pathtrace/pathtrace/internal/hop"
@@ -173,9 +177,11 @@ func TestLiveNeighbourFailedLateEnd(t *testing.T) {
 func TestLiveNeighbourResolvedLate(t *testing.T) {
 	c := cluster(t, topology.Options{})
 	later := netip.MustParseAddr("192.168.50.98")
+	runs := programRuns(t)
 	stop := tracingOpts(t, c, Options{Loader: loader.Options{PodIPs: []netip.Addr{topology.ClientIP}}})
 	sendDatagram(t, c, netip.AddrPortFrom(later, 7002), "to a late neighbour")
 	time.Sleep(1500 * time.Millisecond)
+	before := runs()
 	node2 := c.Node(topology.Node2)
 	if out, err := node2.Run(context.Background(), "ip", "addr", "add", later.String()+"/24", "dev", topology.UnderlayDev); err != nil {
 		t.Fatalf("ip addr add: %v: %s", err, out)
@@ -185,9 +191,18 @@ func TestLiveNeighbourResolvedLate(t *testing.T) {
 	node1 := c.Node(topology.Node1)
 	waitNeighbour(t, node1, later, "lladdr", "FAILED")
 	time.Sleep(500 * time.Millisecond)
+	after := runs()
+	// One more datagram, once the neighbour is known: whether the
+	// programs still follow packets after the late end.
+	next := netip.AddrPortFrom(topology.Node2UnderlayIP, 7003)
+	sendDatagram(t, c, next, "after the late end")
+	time.Sleep(300 * time.Millisecond)
 	paths, sum := stop()
-	var sent, rest *stitch.Path
+	var sent, rest, again *stitch.Path
 	for _, p := range paths {
+		if p.Proto == decode.ProtoUDP && p.Dst == next {
+			again = p
+		}
 		if p.Proto != decode.ProtoUDP || p.Dst.Addr() != later {
 			continue
 		}
@@ -207,6 +222,12 @@ func TestLiveNeighbourResolvedLate(t *testing.T) {
 		for _, p := range paths {
 			t.Log(dump(p))
 		}
+		// The failures seen (CI, and full package runs here, about one
+		// in 30) lacked every event of a tracepoint program from the
+		// neighbour's answer on, netfilter events present, none lost,
+		// no run skipped; one with these counts showed the programs
+		// running as often as in a pass. Said again on each failure.
+		t.Logf("program runs while the neighbour was resolved:\n%s", runsBetween(before, after))
 		t.Fatalf("want the datagram's path and the rest of it (%s)", sum)
 	}
 	if l := rest.Late; l.Of != sent.ID || !l.Resumed || l.After < time.Second || l.Verdict != sent.Verdict || sum.LateEnds != 1 {
@@ -217,7 +238,88 @@ func TestLiveNeighbourResolvedLate(t *testing.T) {
 	if first.Kind != hop.Tx || first.Netns != n1 || last.Netns != n2 || rest.Verdict != stitch.VerdictDropped {
 		t.Errorf("rest: %s from %s in %s to %s, want from tx in %s to a drop in %s\n%s", rest.Verdict, first.Kind, first.Netns, last.Netns, n1, n2, dump(rest))
 	}
+	if again == nil || again.Hops[0].Kind != hop.Tx || !hasHop(again, hop.Rx, n2) || again.Verdict != stitch.VerdictDropped {
+		t.Errorf("the datagram after the late end: want its path from tx to a drop in %s, with its rx there\n%s", n2, dumpOrNone(again))
+	}
 	t.Logf("datagram:\n%s\nthe rest:\n%s", dump(sent), dump(rest))
+}
+
+// hasHop reports whether p has a hop of kind in netns.
+func hasHop(p *stitch.Path, kind hop.Kind, netns string) bool {
+	for _, h := range p.Hops {
+		if h.Kind == kind && h.Netns == netns {
+			return true
+		}
+	}
+	return false
+}
+
+func dumpOrNone(p *stitch.Path) string {
+	if p == nil {
+		return "(no path)"
+	}
+	return dump(p)
+}
+
+// programStats is a program's run count and recursion misses.
+type programStats struct {
+	name         string
+	runs, misses uint64
+}
+
+// programRuns turns the kernel's BPF program statistics on for the rest of
+// the test (a file descriptor the cleanup closes) and returns a function
+// that reads every loaded program's. Without them (a kernel before 5.8)
+// the function returns nothing.
+func programRuns(t *testing.T) func() map[ebpf.ProgramID]programStats {
+	t.Helper()
+	st, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		t.Logf("program statistics not on: %v", err)
+		return func() map[ebpf.ProgramID]programStats { return nil }
+	}
+	t.Cleanup(func() { st.Close() })
+	return func() map[ebpf.ProgramID]programStats {
+		out := map[ebpf.ProgramID]programStats{}
+		for id := ebpf.ProgramID(0); ; {
+			next, err := ebpf.ProgramGetNextID(id)
+			if err != nil {
+				return out
+			}
+			id = next
+			p, err := ebpf.NewProgramFromID(id)
+			if err != nil {
+				continue // unloaded meanwhile
+			}
+			info, ierr := p.Info()
+			s, serr := p.Stats()
+			p.Close()
+			if ierr == nil && serr == nil {
+				out[id] = programStats{name: info.Name, runs: s.RunCount, misses: s.RecursionMisses}
+			}
+		}
+	}
+}
+
+// runsBetween says, per program loaded at both reads, how many times it
+// ran and how many runs the kernel skipped between them.
+func runsBetween(before, after map[ebpf.ProgramID]programStats) string {
+	ids := make([]ebpf.ProgramID, 0, len(after))
+	for id := range after {
+		if _, ok := before[id]; ok {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return "  (not known)"
+	}
+	slices.Sort(ids)
+	var b strings.Builder
+	for _, id := range ids {
+		a, o := after[id], before[id]
+		fmt.Fprintf(&b, "  %s (id %d): %d runs, %d skipped\n", a.name, id, a.runs-o.runs, a.misses-o.misses)
+	}
+	return b.String()
 }
 
 // waitNeighbour waits up to 30 s for node's neighbour entry of addr on the
