@@ -222,11 +222,11 @@ func TestLiveNeighbourResolvedLate(t *testing.T) {
 		for _, p := range paths {
 			t.Log(dump(p))
 		}
-		// The failures seen (CI, and full package runs here, about one
-		// in 30) lacked every event of a tracepoint program from the
-		// neighbour's answer on, netfilter events present, none lost,
-		// no run skipped; one with these counts showed the programs
-		// running as often as in a pass. Said again on each failure.
+		// The failures seen (CI once; here, one full package run in
+		// 80) lacked every event of a tracepoint program from the
+		// neighbour's answer on, with the netfilter events there, none
+		// lost and no run skipped. The one with these counts showed the
+		// tracepoint programs running as often as in a pass.
 		t.Logf("program runs while the neighbour was resolved:\n%s", runsBetween(before, after))
 		t.Fatalf("want the datagram's path and the rest of it (%s)", sum)
 	}
