@@ -198,11 +198,8 @@ func TestLiveNeighbourResolvedLate(t *testing.T) {
 	sendDatagram(t, c, next, "after the late end")
 	time.Sleep(300 * time.Millisecond)
 	paths, sum := stop()
-	var sent, rest, again *stitch.Path
+	var sent, rest *stitch.Path
 	for _, p := range paths {
-		if p.Proto == decode.ProtoUDP && p.Dst == next {
-			again = p
-		}
 		if p.Proto != decode.ProtoUDP || p.Dst.Addr() != later {
 			continue
 		}
@@ -238,27 +235,14 @@ func TestLiveNeighbourResolvedLate(t *testing.T) {
 	if first.Kind != hop.Tx || first.Netns != n1 || last.Netns != n2 || rest.Verdict != stitch.VerdictDropped {
 		t.Errorf("rest: %s from %s in %s to %s, want from tx in %s to a drop in %s\n%s", rest.Verdict, first.Kind, first.Netns, last.Netns, n1, n2, dump(rest))
 	}
-	if again == nil || again.Hops[0].Kind != hop.Tx || !hasHop(again, hop.Rx, n2) || again.Verdict != stitch.VerdictDropped {
-		t.Errorf("the datagram after the late end: want its path from tx to a drop in %s, with its rx there\n%s", n2, dumpOrNone(again))
+	again := pathWhere(t, paths, "of the datagram after the late end", func(p *stitch.Path) bool {
+		return p.Proto == decode.ProtoUDP && p.Dst == next
+	})
+	if again.Hops[0].Kind != hop.Tx || again.Verdict != stitch.VerdictDropped {
+		t.Errorf("the datagram after the late end: %s from %s, want from tx to a drop in %s\n%s", again.Verdict, again.Hops[0].Kind, n2, dump(again))
 	}
+	requireHops(t, again, []hopMatch{{kind: hop.Rx, netns: n2, description: "its rx on node2"}})
 	t.Logf("datagram:\n%s\nthe rest:\n%s", dump(sent), dump(rest))
-}
-
-// hasHop reports whether p has a hop of kind in netns.
-func hasHop(p *stitch.Path, kind hop.Kind, netns string) bool {
-	for _, h := range p.Hops {
-		if h.Kind == kind && h.Netns == netns {
-			return true
-		}
-	}
-	return false
-}
-
-func dumpOrNone(p *stitch.Path) string {
-	if p == nil {
-		return "(no path)"
-	}
-	return dump(p)
 }
 
 // programStats is a program's run count and recursion misses.
