@@ -803,6 +803,72 @@ func TestAdviceWithoutReason(t *testing.T) {
 	contains(t, "advice", advice(a, routed(alone)), "The kernel dropped it in an unknown namespace with reason NOT_SPECIFIED, in udp_destruct_common.")
 }
 
+// TestAdviceInferredReason: where the kernel gives no drop reason (before
+// 5.17), the freeing function and the node report stand in for it when
+// they point at one cause, and the advice says it was inferred; where they
+// do not, the advice stays the generic one.
+func TestAdviceInferredReason(t *testing.T) {
+	const inferred = "This kernel gives no drop reason (before Linux 5.17); "
+	generic := "(it gives no drop reason before Linux 5.17)"
+	node1 := New(map[uint32]*doctor.Report{inoNode1: report(t, "node1", nil)})
+
+	// ip_rcv_finish_core with reverse-path filtering on for the device.
+	rp := func(fn string) *stitch.Path {
+		drop := dropped(mkHop(hop.NoKind, "node2", inoNode2, "flannel.1", 60), "")
+		drop.Func = fn
+		return path(
+			mkHop(hop.Decap, "node2", inoNode2, "flannel.1", 60),
+			nf(mkHop(hop.NoKind, "node2", inoNode2, "flannel.1", 60), hop.Prerouting, "flannel.1", ""),
+			drop)
+	}
+	strict := New(map[uint32]*doctor.Report{inoNode2: report(t, "node2", map[string]string{"net/ipv4/conf/all/rp_filter": "1"})})
+	got := advice(strict, rp("ip_rcv_finish_core.constprop.0+0x20e"))
+	contains(t, "rp_filter advice", got, inferred+"ip_rcv_finish_core.constprop.0 frees a packet whose input route lookup failed, and reverse-path filtering is on for flannel.1",
+		"Strict reverse-path filtering (rp_filter=1, from all) on node2", "\n$ ip netns exec node2 ip route get 10.244.1.5")
+	off := New(map[uint32]*doctor.Report{inoNode2: report(t, "node2", map[string]string{"net/ipv4/conf/all/rp_filter": "0", "net/ipv4/conf/flannel.1/rp_filter": "0"})})
+	got = advice(off, rp("ip_rcv_finish_core.constprop.0+0x20e"))
+	contains(t, "advice without rp_filter", got, "in ip_rcv_finish_core.constprop.0 "+generic)
+	lacks(t, "advice without rp_filter", got, "reverse-path", inferred)
+	got = advice(New(nil), rp("ip_rcv_finish_core.constprop.0+0x20e"))
+	lacks(t, "advice without a report", got, "reverse-path", inferred)
+
+	// ip_error, forwarding on: no usable route.
+	noRoute := dropped(mkHop(hop.NoKind, "node1", inoNode1, "cni0", 60), "")
+	noRoute.Func = "ip_error+0x7d"
+	got = advice(node1, routed(noRoute))
+	contains(t, "no-route advice", got, inferred+"ip_error frees a packet whose route lookup found no usable route",
+		"No route to 10.244.2.7 on node1, most likely: the kernel answers 10.244.1.5 with ICMP net unreachable.",
+		"\n$ ip netns exec node1 ip route show dev flannel.1")
+
+	// ip_forward, with a packet larger than flannel.1's MTU; a small one
+	// gets the generic advice.
+	big := dropped(mkHop(hop.NoKind, "node1", inoNode1, "cni0", 1468), "")
+	big.Func = "ip_forward+0x1b9"
+	tooBig := path(
+		mkHop(hop.Tx, "client", inoPod, "eth0", 1482),
+		mkHop(hop.Rx, "node1", inoNode1, "vethaaaa", 1468),
+		mkHop(hop.Rx, "node1", inoNode1, "cni0", 1468),
+		big)
+	got = advice(node1, tooBig)
+	contains(t, "too-big advice", got, inferred+"ip_forward frees a packet it will not forward",
+		"A 1468-byte packet with DF set does not fit the MTU 1450 of flannel.1 on node1")
+	if len(tooBig.Warnings) != 1 || !strings.Contains(tooBig.Warnings[0], "A 1468-byte packet on its way through flannel.1 on node1, whose MTU is 1450") {
+		t.Errorf("warnings %q", tooBig.Warnings)
+	}
+	small := big
+	small.Len = 60
+	got = advice(node1, routed(small))
+	contains(t, "advice on a small packet", got, "in ip_forward "+generic)
+	lacks(t, "advice on a small packet", got, inferred)
+
+	// IPv6: the IPv4 functions say nothing of it.
+	v6 := dropped(mkHop(hop.NoKind, "node1", inoNode1, "cni0", 80), "")
+	v6.Func = "ip_error+0x7d"
+	v6.Src, v6.Dst = ap("[fd00:1::5]:40000"), ap("[fd00:2::7]:8080")
+	got = advice(node1, routed(v6))
+	lacks(t, "IPv6 advice", got, inferred)
+}
+
 // TestAdviceSYNCopy: a SYN that tcp_v4_rcv frees without a reason while an
 // earlier SYN of its connection reached the listener and the handshake is
 // still open is the client's retransmitted copy, not a refused

@@ -28,6 +28,44 @@ type drop struct {
 	// by is the table or IPVS hop that returned the drop, where the
 	// kernel lets it be seen (function hops).
 	by *stitch.Hop
+	// inferred says, on a kernel without drop reasons, why the advice
+	// names the cause it does (inferReason); "" when the kernel named it.
+	inferred string
+}
+
+// inferReason stands in for the drop reason the kernel gives since Linux
+// 5.17, where it gives none (Debian 11's 5.10): the function that freed the
+// packet, with the node report, where together they point at one cause.
+// Returns that cause as the reason the kernel would give, and a sentence
+// that says it was inferred and from what; "" for both where they do not.
+func (d *drop) inferReason() (reason, why string) {
+	fn := d.h.FuncName()
+	const before = "This kernel gives no drop reason (before Linux 5.17)"
+	switch {
+	case d.ipv6() || fn == "":
+	case strings.HasPrefix(fn, "ip_rcv_finish"):
+		// ip_rcv_finish_core frees what the input route lookup
+		// refuses: a reverse-path check, or a martian source.
+		if d.n == nil {
+			break
+		}
+		if mode, ok := d.n.facts.RPFilter.Effective(d.h.Dev); ok && (mode == 1 || mode == 2) {
+			return "IP_RPFILTER", fmt.Sprintf("%s; %s frees a packet whose input route lookup failed, and reverse-path filtering is on for %s, the likely cause (a martian source address is the other).",
+				before, fn, dashOr(d.h.Dev))
+		}
+	case fn == "ip_error":
+		// The route found is an error route: none (net unreachable),
+		// or an unreachable or prohibit one. Forwarding turned off is
+		// forwardingOff's, before.
+		return "IP_INNOROUTES", fmt.Sprintf("%s; ip_error frees a packet whose route lookup found no usable route: most often none at all (an unreachable or prohibit route is the other case, answered with ICMP host unreachable or administratively prohibited instead).", before)
+	case fn == "ip_forward":
+		// ip_forward frees a packet it will not forward: one too big
+		// for its route with DF set, an expired TTL, a policy.
+		if l := d.a.ipLen(d.p, d.i); d.smallOverlay(l) != nil {
+			return "PKT_TOO_BIG", fmt.Sprintf("%s; ip_forward frees a packet it will not forward, and this one is larger than an overlay's MTU here, the likely cause (an expired TTL is another).", before)
+		}
+	}
+	return "", ""
 }
 
 func (a *Advisor) advise(p *stitch.Path, i int) string {
@@ -48,7 +86,11 @@ func (a *Advisor) advise(p *stitch.Path, i int) string {
 	if d.forwardingOff() {
 		return d.ipForward()
 	}
-	switch h.Reason {
+	reason := h.Reason
+	if noReason(h) {
+		reason, d.inferred = d.inferReason()
+	}
+	switch reason {
 	case "IP_RPFILTER":
 		return d.rpFilter()
 	case "IP_INNOROUTES", "IP_OUTNOROUTES":
@@ -274,6 +316,9 @@ func (d *drop) ipForward() string {
 
 func (d *drop) rpFilter() string {
 	var s note
+	if d.inferred != "" {
+		s.say("%s", d.inferred)
+	}
 	dev := d.h.Dev
 	sysDev := strings.ReplaceAll(dev, ".", "/")
 	// The mode the kernel applied, max(all, dev), as far as the report
@@ -307,7 +352,10 @@ func (d *drop) rpFilter() string {
 
 func (d *drop) noRoute() string {
 	var s note
-	if d.h.Reason == "IP_INNOROUTES" {
+	if d.inferred != "" {
+		s.say("%s", d.inferred)
+		s.say("No route to %s on %s, most likely: the kernel answers %s with ICMP net unreachable.", d.dst(), d.ns, d.src())
+	} else if d.h.Reason == "IP_INNOROUTES" {
 		s.say("No route to %s on %s: the kernel answers %s with ICMP net unreachable.", d.dst(), d.ns, d.src())
 	} else {
 		s.say("No route to %s on %s for a packet the node sends itself.", d.dst(), d.ns)
@@ -422,6 +470,9 @@ func (d *drop) addrError() string {
 
 func (d *drop) tooBig() string {
 	var s note
+	if d.inferred != "" {
+		s.say("%s", d.inferred)
+	}
 	l := d.a.ipLen(d.p, d.i)
 	o := d.smallOverlay(l)
 	switch {

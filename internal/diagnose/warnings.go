@@ -196,14 +196,17 @@ func (a *Advisor) wholeOn(p *stitch.Path, inode uint32, dev string, mtu uint32, 
 }
 
 // uses reports whether the path goes through overlay o of the node: a hop
-// on it, a hook sending to it, or a drop for being too big in that node.
+// on it, a hook sending to it, or a drop for being too big in that node
+// (before Linux 5.17, without a reason: one in ip_forward, which frees a
+// packet too big for its route there).
 func (a *Advisor) uses(p *stitch.Path, inode uint32, o *doctor.Overlay) bool {
 	for i := range p.Hops {
 		h := &p.Hops[i]
 		if h.NetnsInode != inode {
 			continue
 		}
-		if h.Dev == o.Name || h.Out == o.Name || (h.Kind == hop.Drop && h.Reason == "PKT_TOO_BIG") {
+		tooBig := h.Reason == "PKT_TOO_BIG" || noReason(h) && h.FuncName() == "ip_forward"
+		if h.Dev == o.Name || h.Out == o.Name || (h.Kind == hop.Drop && tooBig) {
 			return true
 		}
 	}
