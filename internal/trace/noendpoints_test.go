@@ -57,7 +57,7 @@ func TestDiagnoseNoEndpoints(t *testing.T) {
 			syn := findPath(t, paths, topology.ClientIP, topology.NoEndpointsAddr.Addr(), tcpSYN)
 			requireHops(t, syn, []hopMatch{
 				{kind: hop.Netfilter, hook: hop.Forward, netns: n1.NetnsName, description: "FORWARD on node1"},
-				{kind: hop.Drop, hook: hop.Forward, netns: n1.NetnsName, reason: "NETFILTER_DROP", description: "a NETFILTER_DROP in FORWARD"},
+				{kind: hop.Drop, hook: hop.Forward, netns: n1.NetnsName, reason: wantReason("NETFILTER_DROP"), description: "a NETFILTER_DROP in FORWARD"},
 			})
 			requireAdvice(t, lastDrop(t, syn),
 				"The Service "+topology.NoEndpointsService+" ("+topology.NoEndpointsAddr.String()+", TCP) has no ready endpoints",
@@ -72,7 +72,7 @@ func TestDiagnoseNoEndpoints(t *testing.T) {
 			syn = findPath(t, paths, topology.ClientIP, nodePort.Addr(), tcpSYN)
 			requireHops(t, syn, []hopMatch{
 				{kind: hop.Netfilter, hook: hop.Input, netns: n1.NetnsName, description: "INPUT on node1"},
-				{kind: hop.Drop, hook: hop.Input, netns: n1.NetnsName, reason: "NETFILTER_DROP", description: "a NETFILTER_DROP in INPUT"},
+				{kind: hop.Drop, hook: hop.Input, netns: n1.NetnsName, reason: wantReason("NETFILTER_DROP"), description: "a NETFILTER_DROP in INPUT"},
 			})
 			requireAdvice(t, lastDrop(t, syn),
 				"The Service "+topology.NoEndpointsService+", NodePort 30081 (TCP, here "+nodePort.String()+") has no ready endpoints",
