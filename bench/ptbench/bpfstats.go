@@ -123,14 +123,14 @@ func benchCost(ctx context.Context, c *cluster, bin string, dur time.Duration) (
 	}
 	err = withBPFStats(func() error {
 		for _, s := range scenarios {
-			for _, cfg := range []config{nullProgs, peekProgs, peekRawProgs, traceOther, emitProgs, emitLastProgs, traceFlow, traceFlowDev} {
+			for _, cfg := range []config{nullProgs, peekProgs, peekRawProgs, traceOther, emitProgs, emitLastProgs, emitTinyProgs, traceFlow, traceFlowDev} {
 				b, args := bin, c.tracerArgs(s.Other)
 				switch cfg {
 				case traceFlow:
 					args = c.tracerArgs(client.IP.String())
 				case traceFlowDev:
 					args = append(c.tracerArgs(client.IP.String()), "--hops", "rx,tx")
-				case nullProgs, peekProgs, peekRawProgs, emitProgs, emitLastProgs:
+				case nullProgs, peekProgs, peekRawProgs, emitProgs, emitLastProgs, emitTinyProgs:
 					b, args = self, nullTracerArgs(c, cfg, s.Other)
 				}
 				null, err := devNull()

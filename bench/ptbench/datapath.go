@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/pathtrace/pathtrace/internal/features"
@@ -43,6 +44,7 @@ const (
 	peekRawProgs  // the same with raw tracepoint programs, the skb read with a helper (kernel cost only)
 	emitProgs     // programs that send an event per run, read and dropped (emit.go)
 	emitLastProgs // the same, but none at the first netfilter priority
+	emitTinyProgs // emitProgs with 16-byte events (emitTinySize)
 	traceOther
 	traceFlow
 	traceFlowJSON
@@ -62,6 +64,7 @@ var configNames = [...]string{
 	peekRawProgs:  "the same, raw tracepoints (the skb read with a helper)",
 	emitProgs:     "programs sending an event per run, read and dropped",
 	emitLastProgs: "the same, one event per netfilter hook",
+	emitTinyProgs: "the same, every hop, 16-byte events",
 	traceOther:    "pathtrace, another pod",
 	traceFlow:     "pathtrace, this flow",
 	traceFlowJSON: "pathtrace -o json, this flow",
@@ -163,7 +166,7 @@ func benchDatapath(ctx context.Context, c *cluster, bin, binB string, reps int, 
 				switch cfg {
 				case traceOtherB, traceFlowB:
 					b = binB
-				case nullProgs, peekProgs, emitProgs, emitLastProgs:
+				case nullProgs, peekProgs, emitProgs, emitLastProgs, emitTinyProgs:
 					b = self
 				}
 				r, err := datapathRun(ctx, c, b, s, cfg, client, dur)
@@ -186,7 +189,7 @@ func datapathRun(ctx context.Context, c *cluster, bin string, s scenario, cfg co
 	var td *tcpdump
 	var err error
 	switch cfg {
-	case nullProgs, peekProgs, emitProgs, emitLastProgs:
+	case nullProgs, peekProgs, emitProgs, emitLastProgs, emitTinyProgs:
 		var null *os.File
 		if null, err = devNull(); err != nil {
 			return r, err
@@ -266,6 +269,8 @@ func nullTracerArgs(c *cluster, cfg config, other string) []string {
 		args = append(args, "--emit", "all")
 	case emitLastProgs:
 		args = append(args, "--emit", "last")
+	case emitTinyProgs:
+		args = append(args, "--emit", "all", "--emit-size", strconv.Itoa(emitTinySize))
 	}
 	return args
 }

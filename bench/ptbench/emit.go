@@ -76,19 +76,25 @@ func newEmitMaps() (*emitMaps, error) {
 
 func (m *emitMaps) Close() error { return errors.Join(m.ring.Close(), m.lost.Close()) }
 
-// emitInsns reserves, zeroes, stamps and submits one event; ret is the
-// program's return value (0, or NF_ACCEPT).
-func emitInsns(m *emitMaps, ret int32) asm.Instructions {
+// emitTinySize is the smallest event worth sending: an skb's address and
+// a time, all an event per hop would need if everything else were sent
+// once per packet (the floor of "smaller events").
+const emitTinySize = 16
+
+// emitInsns reserves, zeroes, stamps and submits one event of size bytes
+// (a multiple of 8, at least 16); ret is the program's return value (0, or
+// NF_ACCEPT).
+func emitInsns(m *emitMaps, ret, size int32) asm.Instructions {
 	in := asm.Instructions{
 		asm.LoadMapPtr(asm.R1, m.ring.FD()),
-		asm.Mov.Imm(asm.R2, emitSize),
+		asm.Mov.Imm(asm.R2, size),
 		asm.Mov.Imm(asm.R3, 0),
 		asm.FnRingbufReserve.Call(),
 		asm.JEq.Imm(asm.R0, 0, "lost"),
 		asm.Mov.Reg(asm.R6, asm.R0),
 		asm.Mov.Imm(asm.R1, 0),
 	}
-	for off := int32(0); off+8 <= emitSize; off += 8 {
+	for off := int32(0); off+8 <= size; off += 8 {
 		in = append(in, asm.StoreMem(asm.R6, int16(off), asm.R1, asm.DWord))
 	}
 	in = append(in,
@@ -117,8 +123,8 @@ func emitInsns(m *emitMaps, ret int32) asm.Instructions {
 
 // drainEmitted reads the ring until ctx is done, with pathtrace's reader
 // (loader.Ring) paced as pathtrace paces it, and returns how many records
-// it read.
-func drainEmitted(ctx context.Context, ring *ebpf.Map) (uint64, error) {
+// it read; seen, if not nil, gets each record's bytes.
+func drainEmitted(ctx context.Context, ring *ebpf.Map, seen func([]byte)) (uint64, error) {
 	rd, err := loader.OpenRing(ring)
 	if err != nil {
 		return 0, err
@@ -132,6 +138,9 @@ func drainEmitted(ctx context.Context, ring *ebpf.Map) (uint64, error) {
 			switch {
 			case err == nil:
 				n++
+				if seen != nil {
+					seen(rec.RawSample)
+				}
 			case errors.Is(err, os.ErrDeadlineExceeded):
 				return nil
 			default:

@@ -21,7 +21,7 @@ func TestEmitPrograms(t *testing.T) {
 	}
 	defer m.Close()
 	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Name: "emit_tp", Type: ebpf.RawTracepoint, License: "GPL", Instructions: emitInsns(m, 0),
+		Name: "emit_tp", Type: ebpf.RawTracepoint, License: "GPL", Instructions: emitInsns(m, 0, emitSize),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -39,7 +39,7 @@ func TestEmitPrograms(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*emitPoll)
 	defer cancel()
-	n, err := drainEmitted(ctx, m.ring)
+	n, err := drainEmitted(ctx, m.ring, nil)
 	if err != nil || n != runs {
 		t.Errorf("read %d events (%v), want %d", n, err, runs)
 	}
@@ -58,11 +58,41 @@ func TestEmitPrograms(t *testing.T) {
 		t.Errorf("%d events lost past a full ring, want at least 10", lost)
 	}
 
+	t.Run("16-byte events", func(t *testing.T) {
+		tiny, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+			Name: "emit_tp", Type: ebpf.RawTracepoint, License: "GPL", Instructions: emitInsns(m, 0, emitTinySize),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tiny.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 3*emitPoll)
+		defer cancel()
+		drainEmitted(ctx, m.ring, nil) // what the full ring above holds
+		for range runs {
+			if _, err := tiny.Run(&ebpf.RunOptions{Context: []uint64{0}}); err != nil {
+				t.Fatalf("run: %v", err)
+			}
+		}
+		ctx, cancel = context.WithTimeout(context.Background(), 3*emitPoll)
+		defer cancel()
+		var sizes []int
+		n, err := drainEmitted(ctx, m.ring, func(b []byte) { sizes = append(sizes, len(b)) })
+		if err != nil || n != runs {
+			t.Errorf("read %d events (%v), want %d", n, err, runs)
+		}
+		for _, sz := range sizes {
+			if sz != emitTinySize {
+				t.Errorf("an event of %d bytes, want %d", sz, emitTinySize)
+			}
+		}
+	})
+
 	t.Run("netfilter", func(t *testing.T) {
 		testutil.RequireSupported(t, testutil.NetfilterLinks, ebpffeatures.HaveProgramType(ebpf.Netfilter))
 		nf, err := ebpf.NewProgram(&ebpf.ProgramSpec{
 			Name: "emit_nf", Type: ebpf.Netfilter, AttachType: ebpf.AttachNetfilter, License: "GPL",
-			Instructions: emitInsns(m, 1),
+			Instructions: emitInsns(m, 1, emitTinySize),
 		})
 		if err != nil {
 			t.Fatal(err)

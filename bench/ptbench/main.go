@@ -123,7 +123,7 @@ func mainErr(ctx context.Context, args []string) error {
 			fail("cost", err)
 		}
 		if phase("datapath") {
-			configs := []config{untraced, nullProgs, peekProgs, traceOther, emitProgs, emitLastProgs, traceFlow, traceFlowDev, tcpdumpAny}
+			configs := []config{untraced, nullProgs, peekProgs, traceOther, emitProgs, emitLastProgs, emitTinyProgs, traceFlow, traceFlowDev, tcpdumpAny}
 			if *binB != "" {
 				configs = append(configs, traceOtherB, traceFlowB)
 			}
@@ -204,7 +204,7 @@ func scenarioKeys() string {
 }
 
 // nullTracerMain is `ptbench null-tracer --netns NS... --ready-file F
-// [--peek ADDR [--btf] | --emit all|last]`.
+// [--peek ADDR [--btf] | --emit all|last [--emit-size N]]`.
 func nullTracerMain(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("null-tracer", flag.ContinueOnError)
 	var nss stringList
@@ -213,6 +213,7 @@ func nullTracerMain(ctx context.Context, args []string) error {
 	peekStr := fs.String("peek", "", "read each packet's IPv4 addresses and compare them with this one")
 	btfTP := fs.Bool("btf", false, "with -peek: tp_btf programs on the tracepoints")
 	emit := fs.String("emit", "", "send an event per run (all), or per run but at the first netfilter priority (last), and read them")
+	size := fs.Int("emit-size", int(emitSize), "with -emit: bytes per event, a multiple of 8 (default: pathtrace's event without packet bytes)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -224,7 +225,7 @@ func nullTracerMain(ctx context.Context, args []string) error {
 		}
 		peek = a
 	}
-	return runNullTracer(ctx, nss, *ready, peek, *btfTP, *emit)
+	return runNullTracer(ctx, nss, *ready, peek, *btfTP, *emit, int32(min(max(*size, 0), 1<<20)))
 }
 
 // stringList is a repeatable string flag.

@@ -29,8 +29,9 @@ import (
 // tracepoint), whose skb argument is a typed pointer read with plain loads.
 // With emit "all" or "last" the programs send an event per run instead
 // (emit.go): every program, or all but those at the first netfilter
-// priority.
-func runNullTracer(ctx context.Context, nss []string, ready string, peek netip.Addr, btfTP bool, emit string) (err error) {
+// priority; each event is emitSize bytes (pathtrace's without packet
+// bytes) unless size says otherwise.
+func runNullTracer(ctx context.Context, nss []string, ready string, peek netip.Addr, btfTP bool, emit string, size int32) (err error) {
 	var closers []interface{ Close() error }
 	defer func() {
 		for _, c := range closers {
@@ -42,6 +43,9 @@ func runNullTracer(ctx context.Context, nss []string, ready string, peek netip.A
 	}
 	if emit != "" && (peek.IsValid() || (emit != "all" && emit != "last")) {
 		return errors.New("null-tracer: --emit is all or last, without --peek")
+	}
+	if size < emitTinySize || size > emitSize || size%8 != 0 {
+		return fmt.Errorf("null-tracer: --emit-size is a multiple of 8 from %d to %d", emitTinySize, emitSize)
 	}
 	tpSpec := &ebpf.ProgramSpec{
 		Name: "null_tp", Type: ebpf.RawTracepoint, License: "GPL",
@@ -84,9 +88,9 @@ func runNullTracer(ctx context.Context, nss []string, ready string, peek netip.A
 			return err
 		}
 		closers = append(closers, m)
-		tpSpec.Name, tpSpec.Instructions = "emit_tp", emitInsns(m, 0)
+		tpSpec.Name, tpSpec.Instructions = "emit_tp", emitInsns(m, 0, size)
 		nfSpec = nfSpec.Copy()
-		nfSpec.Name, nfSpec.Instructions = "emit_nf", emitInsns(m, 1)
+		nfSpec.Name, nfSpec.Instructions = "emit_nf", emitInsns(m, 1, size)
 		if emit == "all" {
 			nfFirstSpec = nfSpec
 		}
@@ -149,7 +153,7 @@ func runNullTracer(ctx context.Context, nss []string, ready string, peek netip.A
 	}
 	var events uint64
 	if m != nil {
-		if events, err = drainEmitted(ctx, m.ring); err != nil {
+		if events, err = drainEmitted(ctx, m.ring, nil); err != nil {
 			return fmt.Errorf("read the ring: %w", err)
 		}
 	}

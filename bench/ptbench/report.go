@@ -464,6 +464,16 @@ func (r *results) targets() *table {
 					fmt.Sprintf("%.1f%% / %.1f%% vs %.1f%% vs %.1f%% of untraced", 100*a, 100*l, 100*f, 100*td), "—")
 			}
 		}
+		// The floor of "smaller events": the same programs sending 16
+		// bytes an event instead of pathtrace's header.
+		for _, s := range scenarios {
+			a, tiny := d.ratio(s.Key, emitProgs).median(), d.ratio(s.Key, emitTinyProgs).median()
+			td := d.ratio(s.Key, tcpdumpAny).median()
+			if !math.IsNaN(a) && !math.IsNaN(tiny) && !math.IsNaN(td) {
+				t.add(fmt.Sprintf("context: an event per hop of %d bytes vs %d bytes vs tcpdump -i any: %s", emitSize, emitTinySize, s.Key),
+					fmt.Sprintf("%.1f%% vs %.1f%% vs %.1f%% of untraced", 100*a, 100*tiny, 100*td), "—")
+			}
+		}
 	}
 	if len(r.Pipeline) > 0 || len(r.UserSpace) > 0 {
 		best := 0.0
