@@ -348,7 +348,7 @@ func logUDPEvents(t *testing.T, file string) {
 		if tup.Proto != decode.ProtoUDP {
 			continue
 		}
-		t.Logf("skb=%#x ts=%d %s hook=%s slot=%s dev=%s flags=%#x len=%d data=%d frag=%v %s→%s id=%d", ev.SKB, ev.TS, ev.Kind, ev.Hook, ev.Slot, ev.Dev,
+		t.Logf("skb=%#x ts=%d %s hook=%s slot=%s netns=%d dev=%s flags=%#x len=%d data=%d frag=%v %s→%s id=%d", ev.SKB, ev.TS, ev.Kind, ev.Hook, ev.Slot, ev.Netns, ev.Dev,
 			uint8(ev.Flags), ev.Len, len(ev.Data), ev.IsFragment(), tup.Src, tup.Dst, tup.IPID)
 	}
 }

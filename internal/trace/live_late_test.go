@@ -178,7 +178,10 @@ func TestLiveNeighbourResolvedLate(t *testing.T) {
 	c := cluster(t, topology.Options{})
 	later := netip.MustParseAddr("192.168.50.98")
 	runs := programRuns(t)
-	stop := tracingOpts(t, c, Options{Loader: loader.Options{PodIPs: []netip.Addr{topology.ClientIP}}})
+	// Recorded, so that a failure can show what the kernel sent, event
+	// by event, apart from what the stitcher made of it.
+	recording := filepath.Join(t.TempDir(), "late.pcapng")
+	stop := tracingOpts(t, c, Options{Loader: loader.Options{PodIPs: []netip.Addr{topology.ClientIP}}, Record: recording})
 	sendDatagram(t, c, netip.AddrPortFrom(later, 7002), "to a late neighbour")
 	time.Sleep(1500 * time.Millisecond)
 	before := runs()
@@ -225,6 +228,8 @@ func TestLiveNeighbourResolvedLate(t *testing.T) {
 		// lost and no run skipped. The one with these counts showed the
 		// tracepoint programs running as often as in a pass.
 		t.Logf("program runs while the neighbour was resolved:\n%s", runsBetween(before, after))
+		t.Logf("the UDP events recorded (netns %d is node1's, %d node2's):", inum(t, node1), inum(t, node2))
+		logUDPEvents(t, recording)
 		t.Fatalf("want the datagram's path and the rest of it (%s)", sum)
 	}
 	if l := rest.Late; l.Of != sent.ID || !l.Resumed || l.After < time.Second || l.Verdict != sent.Verdict || sum.LateEnds != 1 {
@@ -337,4 +342,15 @@ func sendDatagram(t *testing.T, c *topology.Cluster, to netip.AddrPort, payload 
 	if _, err := conn.Write([]byte(payload)); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// inum is the inode of node's network namespace, as events carry it; 0
+// where it cannot be read (the log line then says so).
+func inum(t *testing.T, node *topology.Node) uint32 {
+	var st unix.Stat_t
+	if err := unix.Stat(node.NetnsPath, &st); err != nil {
+		t.Logf("stat %s: %v", node.NetnsPath, err)
+		return 0
+	}
+	return uint32(st.Ino)
 }
