@@ -45,7 +45,7 @@ static __always_inline void nf_event(struct bpf_nf_ctx *ctx, __u8 slot, bool dir
 	struct net_device *in = state->in;
 	struct net_device *out = state->out;
 	struct net *net = state->net;
-	if (!track_typed(skb, ptr_value(skb), &p, direct))
+	if (!track_typed(skb, ptr_value(skb), &p, direct, slot == PT_SLOT_FIRST))
 		return;
 	__u64 nfct = 0;
 	if (bpf_core_field_exists(skb->_nfct))

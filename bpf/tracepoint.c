@@ -14,7 +14,7 @@ static __always_inline int dev_event(__u64 key, __u8 kind)
 	struct sk_buff *skb = (struct sk_buff *)key;
 	struct pt_pkt p = {};
 
-	if (!track_key(skb, key, &p))
+	if (!track_key(skb, key, &p, kind == PT_EV_RX))
 		return 0;
 	struct event *e = new_event(skb, &p, kind, BPF_CORE_READ(skb, dev));
 	if (e)
@@ -46,7 +46,7 @@ static __always_inline int dev_event_btf(struct sk_buff *skb, __u8 kind, bool di
 	struct net *net = dev->nd_net.net;
 	struct pt_pkt p = {};
 
-	if (!track_typed(skb, ptr_value(skb), &p, direct))
+	if (!track_typed(skb, ptr_value(skb), &p, direct, kind == PT_EV_RX))
 		return 0;
 	struct event *e = new_event(skb, &p, kind, NULL);
 	if (e) {
@@ -145,7 +145,7 @@ static __always_inline int free_event(__u64 key, __u8 kind, __u64 location,
 
 	if (kind == PT_EV_CONSUME && hint_says_untracked(key))
 		return 0;
-	if (!track_key(skb, key, &p))
+	if (!track_key(skb, key, &p, false))
 		return 0;
 	free_emit(skb, key, &p, kind, BPF_CORE_READ(skb, dev), false, location, reason, has_reason);
 	return 0;
@@ -163,7 +163,7 @@ static __always_inline int drop_event_btf(struct sk_buff *skb, __u64 location, _
 	struct net_device *dev = skb->dev; /* a freed skb may have none */
 	struct pt_pkt p = {};
 
-	if (!track_typed(skb, key, &p, false))
+	if (!track_typed(skb, key, &p, false, false))
 		return 0;
 	free_emit(skb, key, &p, PT_EV_DROP, dev, true, location, reason, has_reason);
 	return 0;

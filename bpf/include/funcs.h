@@ -113,7 +113,7 @@ static __always_inline void nf_func_event(struct sk_buff *skb, const struct nf_h
 {
 	struct pt_pkt p = {};
 
-	if (!skb || !track(skb, &p))
+	if (!skb || !track(skb, &p, slot == PT_SLOT_FIRST))
 		return;
 	__u64 nfct = 0;
 	if (bpf_core_field_exists(skb->_nfct))
@@ -174,7 +174,7 @@ static __always_inline void bridge_event(const struct net_bridge_port *to, struc
 {
 	struct pt_pkt p = {};
 
-	if (!skb || !to || !track(skb, &p))
+	if (!skb || !to || !track(skb, &p, false))
 		return;
 	struct net_device *out;
 	if (bpf_core_type_exists(struct net_bridge_port)) {
@@ -207,7 +207,7 @@ static __always_inline void ipvs_event(struct sk_buff *skb, const void *cp)
 {
 	struct pt_pkt p = {};
 
-	if (!skb || !cp || !track(skb, &p))
+	if (!skb || !cp || !track(skb, &p, false))
 		return;
 	struct event *e = new_event(skb, &p, PT_EV_IPVS, BPF_CORE_READ(skb, dev));
 	if (!e)
@@ -279,7 +279,7 @@ static __always_inline void encap_event(struct sk_buff *skb, struct net_device *
 {
 	struct pt_pkt p = {};
 
-	if (!skb || !dev || !track(skb, &p))
+	if (!skb || !dev || !track(skb, &p, false))
 		return;
 	struct event *e = new_event(skb, &p, PT_EV_ENCAP, dev);
 	if (!e)
@@ -297,7 +297,7 @@ static __always_inline void decap_event(struct sk_buff *skb, __u8 tunnel)
 {
 	struct pt_pkt p = {};
 
-	if (!skb || !track(skb, &p))
+	if (!skb || !track(skb, &p, false))
 		return;
 	struct event *e = new_event(skb, &p, PT_EV_DECAP, BPF_CORE_READ(skb, dev));
 	if (!e)

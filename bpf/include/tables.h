@@ -84,7 +84,7 @@ static __always_inline struct pt_table_frame *table_push(struct sk_buff *skb,
 	if (!table_wanted(skb, state))
 		return NULL;
 	struct pt_pkt p = {};
-	if (!track(skb, &p))
+	if (!track(skb, &p, false))
 		return NULL;
 	__builtin_memset(f, 0, sizeof(*f));
 	f->skb = (__u64)skb;
@@ -166,7 +166,7 @@ static __always_inline void table_exit(unsigned int verdict)
 		return;
 	struct pt_pkt p = {};
 	struct sk_buff *skb = (struct sk_buff *)f->skb;
-	if (!track(skb, &p))
+	if (!track(skb, &p, false))
 		return;
 	table_frame_event(skb, &p, f, verdict);
 }
@@ -216,7 +216,7 @@ static __always_inline void ipvs_hook_event(struct sk_buff *skb, const struct nf
 	struct pt_pkt p = {};
 
 	if ((verdict & PT_NF_VERDICT_MASK) != PT_NF_DROP || !state || !table_wanted(skb, state) ||
-	    !track(skb, &p))
+	    !track(skb, &p, false))
 		return;
 	struct event *e = new_event(skb, &p, PT_EV_IPVS_VERDICT, NULL);
 	if (!e)
