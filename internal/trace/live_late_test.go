@@ -228,7 +228,7 @@ func TestLiveNeighbourResolvedLate(t *testing.T) {
 		// lost and no run skipped. The one with these counts showed the
 		// tracepoint programs running as often as in a pass.
 		t.Logf("program runs while the neighbour was resolved:\n%s", runsBetween(before, after))
-		t.Logf("the UDP events recorded (netns %d is node1's, %d node2's):", inum(t, node1), inum(t, node2))
+		t.Logf("the UDP events recorded (the traced namespaces: %+v):", sum.Nodes)
 		logUDPEvents(t, recording)
 		t.Fatalf("want the datagram's path and the rest of it (%s)", sum)
 	}
@@ -342,15 +342,4 @@ func sendDatagram(t *testing.T, c *topology.Cluster, to netip.AddrPort, payload 
 	if _, err := conn.Write([]byte(payload)); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// inum is the inode of node's network namespace, as events carry it; 0
-// where it cannot be read (the log line then says so).
-func inum(t *testing.T, node *topology.Node) uint32 {
-	var st unix.Stat_t
-	if err := unix.Stat(node.NetnsPath, &st); err != nil {
-		t.Logf("stat %s: %v", node.NetnsPath, err)
-		return 0
-	}
-	return uint32(st.Ino)
 }
