@@ -123,14 +123,14 @@ func benchCost(ctx context.Context, c *cluster, bin string, dur time.Duration) (
 	}
 	err = withBPFStats(func() error {
 		for _, s := range scenarios {
-			for _, cfg := range []config{nullProgs, peekProgs, peekRawProgs, traceOther, emitProgs, emitLastProgs, emitTinyProgs, traceFlow, traceFlowDev} {
+			for _, cfg := range []config{nullProgs, peekProgs, peekRawProgs, hintProgs, traceOther, emitProgs, emitLastProgs, emitTinyProgs, traceFlow, traceFlowDev} {
 				b, args := bin, c.tracerArgs(s.Other)
 				switch cfg {
 				case traceFlow:
 					args = c.tracerArgs(client.IP.String())
 				case traceFlowDev:
 					args = append(c.tracerArgs(client.IP.String()), "--hops", "rx,tx")
-				case nullProgs, peekProgs, peekRawProgs, emitProgs, emitLastProgs, emitTinyProgs:
+				case nullProgs, peekProgs, peekRawProgs, hintProgs, emitProgs, emitLastProgs, emitTinyProgs:
 					b, args = self, nullTracerArgs(c, cfg, s.Other)
 				}
 				null, err := devNull()
@@ -184,7 +184,7 @@ func (r costRow) total() progStat {
 // progKind is the hook kind of one of the cost phase's programs: "nf" for
 // the netfilter programs (nf_first_direct, null_nf, peek_nf), "tp" for the
 // tracepoint ones, raw, tp_btf and tp_btf's direct form (tp_consume_skb,
-// btf_kfree_skb, btfd_net_dev_queue, null_tp, peekbtf_tp), "" for anything
+// btf_kfree_skb, btfd_net_dev_queue, null_tp, peekbtf_tp, hintbtf_tp), "" for anything
 // else.
 func progKind(name string) string {
 	switch first, rest, _ := strings.Cut(name, "_"); first {
@@ -192,7 +192,7 @@ func progKind(name string) string {
 		return "nf"
 	case "tp", "btf", "btfd":
 		return "tp"
-	case "null", "peek", "peekbtf", "emit":
+	case "null", "peek", "peekbtf", "hint", "hintbtf", "emit":
 		return progKind(rest)
 	}
 	return ""

@@ -42,6 +42,7 @@ const (
 	nullProgs
 	peekProgs     // programs that read the addresses (peek.go), tp_btf on the tracepoints as pathtrace's
 	peekRawProgs  // the same with raw tracepoint programs, the skb read with a helper (kernel cost only)
+	hintProgs     // programs that read the addresses and look up the two hints as pathtrace does (peek.go)
 	emitProgs     // programs that send an event per run, read and dropped (emit.go)
 	emitLastProgs // the same, but none at the first netfilter priority
 	emitTinyProgs // emitProgs with 16-byte events (emitTinySize)
@@ -62,6 +63,7 @@ var configNames = [...]string{
 	nullProgs:     "empty programs, same hooks",
 	peekProgs:     "programs reading the addresses, same hooks",
 	peekRawProgs:  "the same, raw tracepoints (the skb read with a helper)",
+	hintProgs:     "programs reading the addresses and the two hints, same hooks",
 	emitProgs:     "programs sending an event per run, read and dropped",
 	emitLastProgs: "the same, one event per netfilter hook",
 	emitTinyProgs: "the same, every hop, 16-byte events",
@@ -166,7 +168,7 @@ func benchDatapath(ctx context.Context, c *cluster, bin, binB string, reps int, 
 				switch cfg {
 				case traceOtherB, traceFlowB:
 					b = binB
-				case nullProgs, peekProgs, emitProgs, emitLastProgs, emitTinyProgs:
+				case nullProgs, peekProgs, hintProgs, emitProgs, emitLastProgs, emitTinyProgs:
 					b = self
 				}
 				r, err := datapathRun(ctx, c, b, s, cfg, client, dur)
@@ -189,7 +191,7 @@ func datapathRun(ctx context.Context, c *cluster, bin string, s scenario, cfg co
 	var td *tcpdump
 	var err error
 	switch cfg {
-	case nullProgs, peekProgs, emitProgs, emitLastProgs, emitTinyProgs:
+	case nullProgs, peekProgs, hintProgs, emitProgs, emitLastProgs, emitTinyProgs:
 		var null *os.File
 		if null, err = devNull(); err != nil {
 			return r, err
@@ -256,12 +258,15 @@ func datapathRun(ctx context.Context, c *cluster, bin string, s scenario, cfg co
 func nullTracerArgs(c *cluster, cfg config, other string) []string {
 	args := append([]string{"null-tracer"}, c.tracerArgs()...)
 	switch cfg {
-	case peekProgs:
+	case peekProgs, hintProgs:
 		// tp_btf on the tracepoints, as pathtrace's device hops are
 		// (its raw tracepoint form is the fallback only).
 		args = append(args, "--peek", other)
 		if features.BTFTracepoint() == nil {
 			args = append(args, "--btf")
+		}
+		if cfg == hintProgs {
+			args = append(args, "--hints")
 		}
 	case peekRawProgs:
 		args = append(args, "--peek", other)

@@ -123,7 +123,7 @@ func mainErr(ctx context.Context, args []string) error {
 			fail("cost", err)
 		}
 		if phase("datapath") {
-			configs := []config{untraced, nullProgs, peekProgs, traceOther, emitProgs, emitLastProgs, emitTinyProgs, traceFlow, traceFlowDev, tcpdumpAny}
+			configs := []config{untraced, nullProgs, peekProgs, hintProgs, traceOther, emitProgs, emitLastProgs, emitTinyProgs, traceFlow, traceFlowDev, tcpdumpAny}
 			if *binB != "" {
 				configs = append(configs, traceOtherB, traceFlowB)
 			}
@@ -204,7 +204,7 @@ func scenarioKeys() string {
 }
 
 // nullTracerMain is `ptbench null-tracer --netns NS... --ready-file F
-// [--peek ADDR [--btf] | --emit all|last [--emit-size N]]`.
+// [--peek ADDR [--hints] [--btf] | --emit all|last [--emit-size N]]`.
 func nullTracerMain(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("null-tracer", flag.ContinueOnError)
 	var nss stringList
@@ -212,6 +212,7 @@ func nullTracerMain(ctx context.Context, args []string) error {
 	ready := fs.String("ready-file", "", "file written once everything is attached")
 	peekStr := fs.String("peek", "", "read each packet's IPv4 addresses and compare them with this one")
 	btfTP := fs.Bool("btf", false, "with -peek: tp_btf programs on the tracepoints")
+	hints := fs.Bool("hints", false, "with -peek: then look up the packet's connection and skb hint slots, as pathtrace does")
 	emit := fs.String("emit", "", "send an event per run (all), or per run but at the first netfilter priority (last), and read them")
 	size := fs.Int("emit-size", int(emitSize), "with -emit: bytes per event, a multiple of 8 (default: pathtrace's event without packet bytes)")
 	if err := fs.Parse(args); err != nil {
@@ -225,7 +226,7 @@ func nullTracerMain(ctx context.Context, args []string) error {
 		}
 		peek = a
 	}
-	return runNullTracer(ctx, nss, *ready, peek, *btfTP, *emit, int32(min(max(*size, 0), 1<<20)))
+	return runNullTracer(ctx, nss, *ready, peek, *hints, *btfTP, *emit, int32(min(max(*size, 0), 1<<20)))
 }
 
 // stringList is a repeatable string flag.

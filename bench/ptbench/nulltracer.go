@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -24,22 +25,24 @@ import (
 // ctx. It measures the floor: what merely running a BPF program at each of
 // those points costs the datapath, before any of pathtrace's work. With a
 // valid peek address the programs read each packet's IPv4 addresses and
-// compare them with it (peek.go): the floor of looking at the packet.
+// compare them with it (peek.go): the floor of looking at the packet; with
+// hints too, they then look up the packet's two hint slots as pathtrace
+// does (peek.go): the floor of following a connection through NAT.
 // With btfTP, the tracepoint programs are tp_btf programs (one per
 // tracepoint), whose skb argument is a typed pointer read with plain loads.
 // With emit "all" or "last" the programs send an event per run instead
 // (emit.go): every program, or all but those at the first netfilter
 // priority; each event is emitSize bytes (pathtrace's without packet
 // bytes) unless size says otherwise.
-func runNullTracer(ctx context.Context, nss []string, ready string, peek netip.Addr, btfTP bool, emit string, size int32) (err error) {
+func runNullTracer(ctx context.Context, nss []string, ready string, peek netip.Addr, hints, btfTP bool, emit string, size int32) (err error) {
 	var closers []interface{ Close() error }
 	defer func() {
 		for _, c := range closers {
 			c.Close()
 		}
 	}()
-	if btfTP && !peek.IsValid() {
-		return errors.New("null-tracer: --btf needs --peek")
+	if (btfTP || hints) && !peek.IsValid() {
+		return errors.New("null-tracer: --btf and --hints need --peek")
 	}
 	if emit != "" && (peek.IsValid() || (emit != "all" && emit != "last")) {
 		return errors.New("null-tracer: --emit is all or last, without --peek")
@@ -65,11 +68,18 @@ func runNullTracer(ctx context.Context, nss []string, ready string, peek netip.A
 		// through which the packet is read with plain loads where the
 		// kernel allows it, as pathtrace's direct forms do.
 		direct := features.DirectSKBRead() == nil
-		tpIn, err := peekInsns(o, peek, !btfTP, btfTP && direct, 0)
+		var hm *hintMaps
+		if hints {
+			if hm, err = newHintMaps(); err != nil {
+				return err
+			}
+			closers = append(closers, hm)
+		}
+		tpIn, err := peekInsns(o, peek, !btfTP, btfTP && direct, 0, hm)
 		if err != nil {
 			return err
 		}
-		nfIn, err := peekInsns(o, peek, false, direct, 1)
+		nfIn, err := peekInsns(o, peek, false, direct, 1, hm)
 		if err != nil {
 			return err
 		}
@@ -79,6 +89,10 @@ func runNullTracer(ctx context.Context, nss []string, ready string, peek netip.A
 		nfSpec.Name, nfSpec.Instructions = "peek_nf", append(asm.Instructions{asm.LoadMem(asm.R6, asm.R1, 8, asm.DWord)}, nfIn...)
 		if btfTP {
 			tpSpec.Name, tpSpec.Type, tpSpec.AttachType = "peekbtf_tp", ebpf.Tracing, ebpf.AttachTraceRawTp
+		}
+		if hints {
+			tpSpec.Name = "hint" + strings.TrimPrefix(tpSpec.Name, "peek")
+			nfSpec.Name = "hint_nf"
 		}
 	}
 	var m *emitMaps

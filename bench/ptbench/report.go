@@ -394,9 +394,10 @@ func (r *results) targets() *table {
 			t.add("another pod: every program per run ≤ 1.3× the empty one: "+c.Scenario, m.String(), mark(m.ratio <= 1.3))
 		}
 		// Context, not a target: the same against programs that only
-		// read the packet's addresses.
+		// read the packet's addresses, and that read them and ask the
+		// two hints.
 		for _, n := range r.Cost {
-			if n.Scenario != c.Scenario || (n.Config != peekProgs && n.Config != peekRawProgs) {
+			if n.Scenario != c.Scenario || (n.Config != peekProgs && n.Config != peekRawProgs && n.Config != hintProgs) {
 				continue
 			}
 			var ps []string
@@ -423,8 +424,11 @@ func (r *results) targets() *table {
 		}
 		// Context: the floors the two targets above are held to.
 		for _, s := range scenarios {
-			o, p := d.ratio(s.Key, traceOther).median(), d.ratio(s.Key, peekProgs).median()
-			if !math.IsNaN(o) && !math.IsNaN(p) {
+			o, p, h := d.ratio(s.Key, traceOther).median(), d.ratio(s.Key, peekProgs).median(), d.ratio(s.Key, hintProgs).median()
+			if !math.IsNaN(o) && !math.IsNaN(p) && !math.IsNaN(h) {
+				t.add("context: another pod vs programs reading the addresses / and the two hints: "+s.Key,
+					fmt.Sprintf("%.1f%% vs %.1f%% / %.1f%% of untraced", 100*o, 100*p, 100*h), "—")
+			} else if !math.IsNaN(o) && !math.IsNaN(p) {
 				t.add("context: another pod vs programs reading the addresses: "+s.Key,
 					fmt.Sprintf("%.1f%% vs %.1f%% of untraced", 100*o, 100*p), "—")
 			}
@@ -434,13 +438,14 @@ func (r *results) targets() *table {
 		// flow loses.
 		for _, s := range scenarios {
 			if share := r.bpfShares(s.Key); share != "" {
-				t.add("context: BPF time as a share of the untraced CPU per unit (empty programs / reading the addresses / pathtrace, another pod): "+s.Key, share, "—")
+				t.add("context: BPF time as a share of the untraced CPU per unit (empty programs / reading the addresses / and the two hints / pathtrace, another pod): "+s.Key, share, "—")
 			}
 		}
 		// The same per repetition: how far below the empty programs
-		// reading the addresses alone leaves the flow, and pathtrace.
+		// reading the addresses alone leaves the flow, with the hints,
+		// and pathtrace.
 		for _, s := range scenarios {
-			for _, c := range []config{peekProgs, traceOther} {
+			for _, c := range []config{peekProgs, hintProgs, traceOther} {
 				if g := d.gap(s.Key, nullProgs, c); len(g) > 0 {
 					t.add("context: "+c.String()+" below the empty programs, per repetition: "+s.Key, g.points(2), "—")
 				}
@@ -598,11 +603,11 @@ func runsPer(runs uint64, packets float64) string {
 }
 
 // bpfShares gives, for scenario key, the BPF time per datagram or GB of the
-// empty programs, the address-reading ones and pathtrace tracing another
-// pod (cost phase) as a share of the untraced run's CPU per unit (datapath
-// phase, median); "" without both phases. The statistics' own clock reads
-// are in each figure alike (the three run about as often): the
-// differences are what compare.
+// empty programs, the address-reading ones, those that also ask the two
+// hints, and pathtrace tracing another pod (cost phase) as a share of the
+// untraced run's CPU per unit (datapath phase, median); "" without both
+// phases. The statistics' own clock reads are in each figure alike (the
+// four run about as often): the differences are what compare.
 func (r *results) bpfShares(key string) string {
 	if r.Datapath == nil || len(r.Datapath.Runs[key]) <= int(untraced) {
 		return ""
@@ -617,13 +622,14 @@ func (r *results) bpfShares(key string) string {
 			continue
 		}
 		switch c.Config {
-		case nullProgs, peekProgs, traceOther:
+		case nullProgs, peekProgs, hintProgs, traceOther:
 			share[c.Config] = 100 * float64(c.total().NS) / 1e9 / c.Units / cpu
 		}
 	}
-	n, pk, o := share[nullProgs], share[peekProgs], share[traceOther]
-	if n == 0 || pk == 0 || o == 0 {
+	n, pk, h, o := share[nullProgs], share[peekProgs], share[hintProgs], share[traceOther]
+	if n == 0 || pk == 0 || h == 0 || o == 0 {
 		return ""
 	}
-	return fmt.Sprintf("%.1f%% / %.1f%% / %.1f%%: reading the addresses %.1f points over the empty programs, pathtrace %.1f", n, pk, o, pk-n, o-n)
+	return fmt.Sprintf("%.1f%% / %.1f%% / %.1f%% / %.1f%%: reading the addresses %.1f points over the empty programs, and the two hints %.1f, pathtrace %.1f",
+		n, pk, h, o, pk-n, h-n, o-n)
 }

@@ -39,7 +39,8 @@ func TestGapPerRepetition(t *testing.T) {
 
 func TestBPFShares(t *testing.T) {
 	// Untraced: 1 s of CPU per GB. Per GB of the cost phase: the empty
-	// programs 50 ms of BPF time, the address-reading ones 80, pathtrace 100.
+	// programs 50 ms of BPF time, the address-reading ones 80, with the
+	// hints 90, pathtrace 100.
 	r := &results{Datapath: &datapathResult{Runs: map[string][][]run{"k": make([][]run, len(configNames))}}}
 	r.Datapath.Runs["k"][untraced] = []run{{CPUPerUnit: 0.9}, {CPUPerUnit: 1.0}, {CPUPerUnit: 1.1}}
 	row := func(c config, ms uint64) costRow {
@@ -48,8 +49,8 @@ func TestBPFShares(t *testing.T) {
 	if got := r.bpfShares("k"); got != "" {
 		t.Errorf("bpfShares without the cost phase = %q, want none", got)
 	}
-	r.Cost = []costRow{row(nullProgs, 50), row(peekProgs, 80), row(traceOther, 100), row(traceFlow, 900)}
-	want := "5.0% / 8.0% / 10.0%: reading the addresses 3.0 points over the empty programs, pathtrace 5.0"
+	r.Cost = []costRow{row(nullProgs, 50), row(peekProgs, 80), row(hintProgs, 90), row(traceOther, 100), row(traceFlow, 900)}
+	want := "5.0% / 8.0% / 9.0% / 10.0%: reading the addresses 3.0 points over the empty programs, and the two hints 4.0, pathtrace 5.0"
 	if got := r.bpfShares("k"); got != want {
 		t.Errorf("bpfShares = %q, want %q", got, want)
 	}
