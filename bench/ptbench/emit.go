@@ -33,7 +33,8 @@ import (
 var emitSize = int32(unsafe.Offsetof(bpf.TracepointEvent{}.Data))
 
 // emitPoll is how often pathtrace's reader polls a ring no program woke
-// it for (internal/trace, pollEvery).
+// it for while events come (internal/trace, pollEvery; it sleeps longer
+// once the ring stays empty, which it never does here).
 const emitPoll = 10 * time.Millisecond
 
 // ringSize is the size of pathtrace's events ring, as its programs'

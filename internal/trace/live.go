@@ -596,11 +596,28 @@ func hostname() string {
 	return h
 }
 
-// pollEvery is how long the reader sleeps on an empty ring. The kernel
-// programs do not wake it for each event, only once a batch is waiting
-// (submit_event in bpf/include/common.h): a quiet trace is read at this
-// pace, a busy one in batches.
-const pollEvery = 10 * time.Millisecond
+// pollEvery is how long the reader sleeps on an empty ring while events
+// come; each poll that finds it still empty doubles the sleep, up to
+// pollIdle, and an event brings it back. The kernel programs do not wake
+// the reader for each event, only once a batch is waiting (a quarter of
+// the ring: submit_event in bpf/include/common.h), so a burst after a
+// quiet spell wakes it at once, whatever the sleep; a trickle is read at
+// this pace, a busy trace in batches. A trace of a quiet pod wakes 10
+// times a second, not 100: on the 2-core bench machine, 100 wakeups a
+// second of an otherwise idle pathtrace cost another pod's CPU-bound flow
+// about 5% of its throughput (docs/BENCHMARKS.md, 2026-12-07).
+const (
+	pollEvery = 10 * time.Millisecond
+	pollIdle  = 100 * time.Millisecond
+)
+
+// pollSleep is the sleep after quiet polls in a row found the ring empty.
+func pollSleep(quiet int) time.Duration {
+	if quiet >= 8 {
+		return pollIdle
+	}
+	return min(pollEvery<<quiet, pollIdle)
+}
 
 // checkEvery is how many records are read, while the ring is not empty,
 // between looks at the context and renderings of the paths that completed
@@ -615,6 +632,7 @@ func readLoop(ctx context.Context, tr *loader.Tracer, p *pipeline) error {
 	var seen, before uint64
 	tr.SetDeadline(time.Now().Add(pollEvery))
 	empty := true // the last read left the ring empty, as far as it knew
+	quiet := 0    // polls in a row that found the ring empty
 	for n := 1; ; n++ {
 		if empty {
 			// Taken before the read: if it finds the ring empty, every
@@ -629,6 +647,7 @@ func readLoop(ctx context.Context, tr *loader.Tracer, p *pipeline) error {
 			}
 			seen = max(seen, p.ev.TS)
 			empty = rec.Remaining == 0
+			quiet = 0
 			if n%checkEvery != 0 {
 				continue
 			}
@@ -646,7 +665,8 @@ func readLoop(ctx context.Context, tr *loader.Tracer, p *pipeline) error {
 		}
 		if err != nil {
 			// The ring is empty: sleep until the next poll.
-			tr.SetDeadline(time.Now().Add(pollEvery))
+			tr.SetDeadline(time.Now().Add(pollSleep(quiet)))
+			quiet++
 			if p.rec != nil && p.rec.stream {
 				if err := p.rec.w.Flush(); err != nil {
 					return err
