@@ -111,6 +111,11 @@ struct pt_conn_key {
 	__u8 pad[3];
 };
 
+_Static_assert(__builtin_offsetof(struct pt_conn_key, daddr) == 16 &&
+		       __builtin_offsetof(struct pt_conn_key, sport) == 32 &&
+		       __builtin_offsetof(struct pt_conn_key, proto) == 36,
+	       "pt_conn_key: quote_known reads an IPv6 quote's addresses and ports into it as they lie");
+
 #define PT_CONNS (1 << 16)
 #define PT_CONN_ORIG 1  /* value: conntrack's original tuple */
 #define PT_CONN_OTHER 2 /* value: the others */
@@ -799,22 +804,44 @@ struct pt_icmp_quote {
 	__u16 sport, dport; /* network byte order */
 };
 
-/* Whether the IPv4 ICMP error at l4_off (destination unreachable, source
- * quench, time exceeded, parameter problem) quotes a packet of a connection
- * in conns, as that packet was on the wire: the error of a packet
- * masqueraded (or DNAT'd) on its way, which reaches the node addressed to
- * the node and quoting the node's tuple until conntrack translates it back
- * at PREROUTING. Followed from here, its path starts where it entered the
- * node (and, across nodes, where it was made), not at the translation.
- * conns holds that tuple: the reverse of conntrack's reply tuple. A quote
- * with IP options, of a later fragment or of another protocol is not
- * looked at. One read of packet memory and the hint check; a lookup only
- * where the hint's slot is set. A call, as conn_lookup: rare packets. */
+/* Whether the ICMP error at l4_off (IPv4: destination unreachable, source
+ * quench, time exceeded, parameter problem; IPv6: destination unreachable,
+ * packet too big, time exceeded, parameter problem) quotes a packet of a
+ * connection in conns, as that packet was on the wire: the error of a
+ * packet masqueraded (or DNAT'd) on its way, which reaches the node
+ * addressed to the node and quoting the node's tuple until conntrack
+ * translates it back at PREROUTING. Followed from here, its path starts
+ * where it entered the node (and, across nodes, where it was made), not at
+ * the translation. conns holds that tuple: the reverse of conntrack's
+ * reply tuple. A quote with IPv4 options or IPv6 extension headers, of a
+ * later fragment or of another protocol is not looked at. One read of
+ * packet memory (two for IPv6) and the hint check; a lookup only where the
+ * hint's slot is set. A call, as conn_lookup: rare packets. */
 static __noinline bool quote_known(const struct pt_pkt *p, __u32 l4_off, struct pt_conn_key *k)
 {
+	const void *quote = p->head + l4_off + PT_ICMP_HDR;
+
+	if (p->outer.family == PT_FAMILY_IPV6) {
+		/* The addresses and ports, 36 bytes from the quote's
+		 * source address on, lie as a conns key's first fields. */
+		__u64 w; /* version, class, flow, length, next header, hop limit */
+		if (bpf_probe_read_kernel(&w, sizeof(w), quote))
+			return false;
+		__u8 proto = w >> 48;
+		if (((__u8)w >> 4) != 6 || (proto != PT_IPPROTO_TCP && proto != PT_IPPROTO_UDP))
+			return false;
+		__builtin_memset(k, 0, sizeof(*k));
+		if (bpf_probe_read_kernel(k, __builtin_offsetof(struct pt_conn_key, proto), quote + 8))
+			return false;
+		k->proto = proto;
+		__u32 *n = conn_slot(k);
+		if (!n || *n == 0)
+			return false;
+		return bpf_map_lookup_elem(&conns, k) != NULL;
+	}
 	struct pt_icmp_quote q;
 
-	if (bpf_probe_read_kernel(&q, sizeof(q), p->head + l4_off + PT_ICMP_HDR))
+	if (bpf_probe_read_kernel(&q, sizeof(q), quote))
 		return false;
 	if (q.vhl != 0x45 || (q.frag & bpf_htons(0x1fff)) ||
 	    (q.proto != PT_IPPROTO_TCP && q.proto != PT_IPPROTO_UDP))
@@ -831,14 +858,15 @@ static __noinline bool quote_known(const struct pt_pkt *p, __u32 l4_off, struct 
 	return bpf_map_lookup_elem(&conns, k) != NULL;
 }
 
-/* Whether the outer header is an IPv4 ICMP error that quotes a packet
+/* Whether the outer header is an ICMP error that quotes a packet
  * (quote_known's types; the type is the tuple's source port). */
-static __always_inline bool icmp4_error(const struct pt_pkt *p)
+static __always_inline bool icmp_error(const struct pt_pkt *p)
 {
 	__u16 type = p->outer.sport;
 
-	return p->outer.family == PT_FAMILY_IPV4 && p->outer.proto == PT_IPPROTO_ICMP &&
-	       (type == 3 || type == 4 || type == 11 || type == 12);
+	if (p->outer.family == PT_FAMILY_IPV4)
+		return p->outer.proto == PT_IPPROTO_ICMP && (type == 3 || type == 4 || type == 11 || type == 12);
+	return p->outer.proto == PT_IPPROTO_ICMPV6 && type >= 1 && type <= 4;
 }
 
 /* The tunnel step after the outer header (in b, as parse_skb read it, whose
@@ -975,7 +1003,7 @@ static __always_inline bool parse_skb(struct pt_skb *s, struct pt_pkt *p, bool *
 		return true;
 	if (!*match && l4)
 		*match = conn_known(p, false, &b.key);
-	if (quotes && !*match && l4 && icmp4_error(p))
+	if (quotes && !*match && l4 && icmp_error(p))
 		*match = quote_known(p, l4_off, &b.key);
 	return true;
 }
