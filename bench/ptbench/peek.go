@@ -3,12 +3,14 @@ package main
 import (
 	"errors"
 	"fmt"
+	"math/bits"
 	"net/netip"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 
 	"github.com/pathtrace/pathtrace/internal/features"
+	"github.com/pathtrace/pathtrace/internal/topology"
 )
 
 // The address-reading programs (`ptbench null-tracer --peek ADDR`) do the
@@ -118,37 +120,53 @@ func peekInsns(o skbOffsets, addr netip.Addr, fromWindow, direct bool, ret int32
 		)
 	}
 	in = append(in, asm.Add.Reg(asm.R7, asm.R8))
-	switch {
-	case direct:
-		in = append(in,
-			asm.LoadMem(asm.R1, asm.R7, 12, asm.Word), // saddr
-			asm.LoadMem(asm.R2, asm.R7, 16, asm.Word), // daddr
-		)
-		if hints != nil {
-			in = append(in,
-				asm.LoadMem(asm.R3, asm.R7, 20, asm.Word), // ports, as in memory
-				asm.LoadMem(asm.R4, asm.R7, 9, asm.Byte),  // protocol
+	// tuple loads the IPv4 tuple at R7+off: the addresses to R1 and R2
+	// and, for the hints, the ports (as in memory) to R3 and the
+	// protocol to R4.
+	tuple := func(off int16) asm.Instructions {
+		switch {
+		case direct && hints != nil:
+			return asm.Instructions{
+				asm.LoadMem(asm.R1, asm.R7, off+12, asm.Word),
+				asm.LoadMem(asm.R2, asm.R7, off+16, asm.Word),
+				asm.LoadMem(asm.R3, asm.R7, off+20, asm.Word),
+				asm.LoadMem(asm.R4, asm.R7, off+9, asm.Byte),
+			}
+		case direct:
+			return asm.Instructions{
+				asm.LoadMem(asm.R1, asm.R7, off+12, asm.Word),
+				asm.LoadMem(asm.R2, asm.R7, off+16, asm.Word),
+			}
+		case hints != nil:
+			// From the TTL to the ports in one read: protocol at 1,
+			// the addresses at 4 and 8, the ports at 12.
+			return append(probeRead(int32(off)+8, 16),
+				asm.LoadMem(asm.R1, asm.RFP, -84, asm.Word),
+				asm.LoadMem(asm.R2, asm.RFP, -80, asm.Word),
+				asm.LoadMem(asm.R3, asm.RFP, -76, asm.Word),
+				asm.LoadMem(asm.R4, asm.RFP, -87, asm.Byte),
 			)
 		}
-	case hints != nil:
-		// From the TTL to the ports in one read: protocol at 1, the
-		// addresses at 4 and 8, the ports at 12.
-		in = append(in, probeRead(8, 16)...)
-		in = append(in,
-			asm.LoadMem(asm.R1, asm.RFP, -84, asm.Word),
-			asm.LoadMem(asm.R2, asm.RFP, -80, asm.Word),
-			asm.LoadMem(asm.R3, asm.RFP, -76, asm.Word),
-			asm.LoadMem(asm.R4, asm.RFP, -87, asm.Byte),
-		)
-	default:
-		in = append(in, probeRead(12, 8)...) // saddr, daddr
-		in = append(in,
+		return append(probeRead(int32(off)+12, 8), // saddr, daddr
 			asm.LoadMem(asm.R1, asm.RFP, -88, asm.Word),
 			asm.LoadMem(asm.R2, asm.RFP, -84, asm.Word),
 		)
 	}
+	in = append(in, tuple(0)...)
+	if hints != nil {
+		// A VXLAN packet (UDP to flannel's port) is another pod's or
+		// not by its inner header, 50 bytes on (UDP 8, VXLAN 8,
+		// Ethernet 14), as lean_reject takes it: the outer one is the
+		// nodes'.
+		in = append(in,
+			asm.JNE.Imm(asm.R4, 17, "addrs"),
+			asm.Mov.Reg(asm.R5, asm.R3), asm.RSh.Imm32(asm.R5, 16),
+			asm.JNE.Imm(asm.R5, int32(bits.ReverseBytes16(topology.VXLANPort)), "addrs"),
+		)
+		in = append(in, tuple(50)...)
+	}
 	in = append(in,
-		asm.JEq.Imm32(asm.R1, want, "out"),
+		asm.JEq.Imm32(asm.R1, want, "out").WithSymbol("addrs"),
 		asm.JEq.Imm32(asm.R2, want, "out"),
 	)
 	if hints != nil {
