@@ -605,7 +605,7 @@ func hostname() string {
 // this pace, a busy trace in batches. A trace of a quiet pod wakes 10
 // times a second, not 100: on the 2-core bench machine, 100 wakeups a
 // second of an otherwise idle pathtrace cost another pod's CPU-bound flow
-// about 5% of its throughput (docs/BENCHMARKS.md, 2026-12-07).
+// about 6% of its throughput (docs/BENCHMARKS.md, 2026-12-07).
 const (
 	pollEvery = 10 * time.Millisecond
 	pollIdle  = 100 * time.Millisecond
