@@ -434,9 +434,6 @@ func (r *results) targets() *table {
 			if !math.IsNaN(o) && !math.IsNaN(p) && !math.IsNaN(h) {
 				t.add("context: another pod vs programs reading the addresses / and the two hints: "+s.Key,
 					fmt.Sprintf("%.1f%% vs %.1f%% / %.1f%% of untraced", 100*o, 100*p, 100*h), "—")
-			} else if !math.IsNaN(o) && !math.IsNaN(p) {
-				t.add("context: another pod vs programs reading the addresses: "+s.Key,
-					fmt.Sprintf("%.1f%% vs %.1f%% of untraced", 100*o, 100*p), "—")
 			}
 		}
 		// The kernel side's share of the datapath's CPU, from the cost
